@@ -1,0 +1,265 @@
+"""Every bit layout of tritforge, in one place.
+
+Nothing else in the project (codec, RTL, cycle model, testbenches) packs or unpacks trits
+on its own: they call these functions or read these constants.
+
+Trits and bytes
+    A trit t is in {-1, 0, +1}. Five trits t0..t4 make one byte
+    ``b = sum((t_m + 1) * 3**m)`` (base 243, ``0 <= b <= 242``); bytes 243..255 are invalid.
+    A trit costs 8/5 = 1.6 bits against log2(3) = 1.585 bits of information (+0.95 %).
+
+Numbers as trits
+    A weight level q with |q| <= L = (3**d - 1) / 2 is written as d balanced-ternary
+    digits, least significant first: ``q = sum(t_i * 3**i)``.
+    A codebook index k in 0..26 is written as the three balanced digits of ``k - 13``.
+
+One group (16 weights along ``in_features`` and their shared scale) = 16*d + 3 trits:
+    ``[s0, s1, s2, w0.t0, w0.t1, .., w0.t(d-1), w1.t0, .., w15.t(d-1)]``
+    (scale trits first, then weight by weight, each weight's digits least significant first).
+
+File stream (the packed file, ``codec.packfile``)
+    The groups of a matrix in row-major order ``(row, group)`` over the zero-padded
+    ``in_features``, their trits concatenated and packed five per byte; the last byte is
+    padded with zero trits. Dense: 5 groups take exactly 16*d + 3 bytes.
+
+Hardware stream (what ``hw`` consumes, and the cycle model with it)
+    Rows are taken in tiles of R (the last tile padded with zero groups: index 0, q = 0).
+    For each tile, for each group column g, one *beat* carries the R groups
+    ``(tile*R + r, g)`` for r = 0..R-1, their trits concatenated in that order and packed
+    five per byte, the beat padded with zero trits to ``beat_bytes = ceil(R*(16d+3)/5)``.
+    For d = 2 (35 trits a group) and for R a multiple of 5 no padding is needed.
+
+Activation stream: one beat = one group of 16 int8 activations, lane j in bits 8j..8j+7.
+
+Codebook entry word: mantissa m in bits 0..F-1, left shift in bits F..F+shift_width-1.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import TritforgeError
+
+GROUP = 16                #: weights per group (one scale each)
+SCALE_TRITS = 3           #: trits of one codebook index
+CODEBOOK_SIZE = 27        #: 3**SCALE_TRITS entries
+SCALE_OFFSET = 13         #: codebook index k is stored as the balanced number k - 13
+TRITS_PER_BYTE = 5
+BYTE_LIMIT = 243          #: 3**5; bytes >= this are invalid in a trit stream
+DEPTHS = (1, 2, 3, 4)
+
+_POW3 = np.array([1, 3, 9, 27, 81], dtype=np.int32)
+# _BYTE_TRITS[b] = the five trits of byte b (rows 243..255 unused).
+_BYTE_TRITS = np.zeros((256, TRITS_PER_BYTE), dtype=np.int8)
+for _b in range(BYTE_LIMIT):
+    _v = _b
+    for _m in range(TRITS_PER_BYTE):
+        _BYTE_TRITS[_b, _m] = _v % 3 - 1
+        _v //= 3
+
+
+def check_depth(d: int) -> int:
+    if d not in DEPTHS:
+        raise TritforgeError(f"depth d={d!r}: expected one of {DEPTHS}")
+    return d
+
+
+def max_level(d: int) -> int:
+    """L = (3**d - 1) / 2: the largest |q| that d balanced trits can hold."""
+    return (3 ** check_depth(d) - 1) // 2
+
+
+def group_trits(d: int) -> int:
+    """Trits of one group: 16 weights of d digits and one 3-trit scale index."""
+    return GROUP * check_depth(d) + SCALE_TRITS
+
+
+def info_bpw(d: int) -> float:
+    """Information bits per weight: (d + 3/16) * log2(3)."""
+    return group_trits(d) / GROUP * math.log2(3)
+
+
+def packed_bytes(n_trits: int) -> int:
+    return -(-n_trits // TRITS_PER_BYTE)
+
+
+# --- numbers <-> trits -----------------------------------------------------------------
+
+def to_trits(values: np.ndarray, n: int) -> np.ndarray:
+    """Balanced-ternary digits of integer ``values`` (any shape), least significant first.
+
+    Returns int8 of shape ``values.shape + (n,)``. Values must satisfy
+    ``|v| <= (3**n - 1) / 2``.
+    """
+    v = np.asarray(values, dtype=np.int32).copy()
+    lim = (3 ** n - 1) // 2
+    if v.size and (v.max() > lim or v.min() < -lim):
+        raise TritforgeError(f"value out of range for {n} balanced trits (|v| <= {lim})")
+    out = np.empty(v.shape + (n,), dtype=np.int8)
+    for i in range(n):
+        r = (v + 1) % 3 - 1
+        out[..., i] = r
+        v = (v - r) // 3
+    return out
+
+
+def from_trits(trits: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_trits` over the last axis."""
+    t = np.asarray(trits, dtype=np.int32)
+    w = 3 ** np.arange(t.shape[-1], dtype=np.int32)
+    return t @ w
+
+
+# --- trits <-> bytes -------------------------------------------------------------------
+
+def pack_trits(trits: np.ndarray) -> np.ndarray:
+    """Pack a flat trit sequence five per byte (zero trits pad the last byte)."""
+    t = np.asarray(trits, dtype=np.int8).reshape(-1)
+    pad = (-t.size) % TRITS_PER_BYTE
+    if pad:
+        t = np.concatenate([t, np.zeros(pad, dtype=np.int8)])
+    t = t.reshape(-1, TRITS_PER_BYTE).astype(np.int32) + 1
+    return (t @ _POW3).astype(np.uint8)
+
+
+def unpack_trits(data: np.ndarray, n_trits: int, what: str = "trit stream") -> np.ndarray:
+    """Unpack ``n_trits`` trits from packed bytes; rejects bytes >= 243 and short input."""
+    b = np.asarray(data, dtype=np.uint8).reshape(-1)
+    need = packed_bytes(n_trits)
+    if b.size != need:
+        raise TritforgeError(f"{what}: {b.size} bytes, expected {need} for {n_trits} trits")
+    bad = np.flatnonzero(b >= BYTE_LIMIT)
+    if bad.size:
+        raise TritforgeError(
+            f"{what}: byte {int(b[bad[0]])} at offset {int(bad[0])} is not a trit byte "
+            f"(expected 0..{BYTE_LIMIT - 1}); {bad.size} such bytes")
+    return _BYTE_TRITS[b].reshape(-1)[:n_trits]
+
+
+def byte_trits(byte: int) -> tuple[int, ...]:
+    """The five trits of one byte (for decoder models and tests); byte must be < 243."""
+    if not 0 <= byte < BYTE_LIMIT:
+        raise TritforgeError(f"byte {byte}: expected 0..{BYTE_LIMIT - 1}")
+    return tuple(int(x) for x in _BYTE_TRITS[byte])
+
+
+# --- groups ----------------------------------------------------------------------------
+
+def encode_groups(q: np.ndarray, k: np.ndarray, d: int) -> np.ndarray:
+    """Group trits: q (..., 16) levels and k (...) codebook indices -> (..., 16*d+3) trits."""
+    q = np.asarray(q)
+    k = np.asarray(k)
+    if q.shape[-1] != GROUP or q.shape[:-1] != k.shape:
+        raise TritforgeError(f"groups: q shape {q.shape} and k shape {k.shape} do not match")
+    if k.size and (k.min() < 0 or k.max() >= CODEBOOK_SIZE):
+        raise TritforgeError(f"codebook index out of 0..{CODEBOOK_SIZE - 1}")
+    st = to_trits(k.astype(np.int32) - SCALE_OFFSET, SCALE_TRITS)
+    wt = to_trits(q, check_depth(d)).reshape(q.shape[:-1] + (GROUP * d,))
+    return np.concatenate([st, wt], axis=-1)
+
+
+def decode_groups(trits: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`encode_groups`: (..., 16*d+3) trits -> q (..., 16) int8, k (...) uint8."""
+    t = np.asarray(trits)
+    if t.shape[-1] != group_trits(d):
+        raise TritforgeError(f"groups: last axis {t.shape[-1]}, expected {group_trits(d)}")
+    k = (from_trits(t[..., :SCALE_TRITS]) + SCALE_OFFSET).astype(np.uint8)
+    q = from_trits(t[..., SCALE_TRITS:].reshape(t.shape[:-1] + (GROUP, d))).astype(np.int8)
+    return q, k
+
+
+# --- file stream -----------------------------------------------------------------------
+
+def pack_matrix(q: np.ndarray, k: np.ndarray, d: int) -> np.ndarray:
+    """File stream of a matrix: q (rows, in_pad) levels, k (rows, in_pad/16) indices."""
+    rows, cols = q.shape
+    if cols % GROUP:
+        raise TritforgeError(f"matrix columns {cols}: expected a multiple of {GROUP}")
+    return pack_trits(encode_groups(q.reshape(rows, cols // GROUP, GROUP), k, d))
+
+
+def unpack_matrix(data: np.ndarray, rows: int, cols: int, d: int,
+                  what: str = "packed matrix") -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`pack_matrix`; checks size and trit bytes."""
+    ng = cols // GROUP
+    t = unpack_trits(data, rows * ng * group_trits(d), what)
+    q, k = decode_groups(t.reshape(rows, ng, group_trits(d)), d)
+    return q.reshape(rows, cols), k
+
+
+# --- hardware stream -------------------------------------------------------------------
+
+def beat_trits(d: int, rows: int) -> int:
+    return rows * group_trits(d)
+
+
+def beat_bytes(d: int, rows: int) -> int:
+    """Bytes of one weight beat (R groups of one group column)."""
+    return packed_bytes(beat_trits(d, rows))
+
+
+def tile_rows(q: np.ndarray, k: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad rows to a multiple of R with zero groups; q (out, in_pad) -> (tiles, R, ng, 16)."""
+    out, cols = q.shape
+    ng = cols // GROUP
+    pad = (-out) % rows
+    if pad:
+        q = np.concatenate([q, np.zeros((pad, cols), dtype=q.dtype)])
+        k = np.concatenate([k, np.zeros((pad, ng), dtype=k.dtype)])
+    n_tiles = q.shape[0] // rows
+    return q.reshape(n_tiles, rows, ng, GROUP), k.reshape(n_tiles, rows, ng)
+
+
+def stream_beats(q: np.ndarray, k: np.ndarray, d: int, rows: int) -> np.ndarray:
+    """Hardware weight stream: (tiles, groups, beat_bytes) uint8, beat order tile-major."""
+    qt, kt = tile_rows(q, k, rows)
+    n_tiles, _, ng, _ = qt.shape
+    # (tiles, R, ng, ...) -> (tiles, ng, R, ...): one beat = the R rows of one group column
+    t = encode_groups(qt.transpose(0, 2, 1, 3), kt.transpose(0, 2, 1), d)
+    t = t.reshape(n_tiles, ng, beat_trits(d, rows))
+    pad = beat_bytes(d, rows) * TRITS_PER_BYTE - beat_trits(d, rows)
+    if pad:
+        t = np.concatenate([t, np.zeros(t.shape[:-1] + (pad,), dtype=np.int8)], axis=-1)
+    flat = pack_trits(t.reshape(-1))
+    return flat.reshape(n_tiles, ng, beat_bytes(d, rows))
+
+
+def decode_beat(beat: np.ndarray, d: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """One beat -> q (R, 16) and k (R,) (what the RTL trit decoder computes)."""
+    t = unpack_trits(beat, beat_trits(d, rows), "weight beat")
+    return decode_groups(t.reshape(rows, group_trits(d)), d)
+
+
+def decode_stream(beats: np.ndarray, d: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """All beats (tiles, ng, beat_bytes) -> q (tiles, ng, R, 16), k (tiles, ng, R)."""
+    n_tiles, ng, nb = beats.shape
+    t = unpack_trits(beats.reshape(-1), n_tiles * ng * nb * TRITS_PER_BYTE, "weight stream")
+    t = t.reshape(n_tiles, ng, nb * TRITS_PER_BYTE)[..., :beat_trits(d, rows)]
+    return decode_groups(t.reshape(n_tiles, ng, rows, group_trits(d)), d)
+
+
+# --- activations and codebook words ----------------------------------------------------
+
+def pack_activation_group(xq: np.ndarray) -> int:
+    """16 int8 activations -> one 128-bit activation beat (lane j in bits 8j..8j+7)."""
+    v = 0
+    for j, x in enumerate(np.asarray(xq, dtype=np.int64).reshape(GROUP)):
+        v |= (int(x) & 0xFF) << (8 * j)
+    return v
+
+
+def unpack_activation_group(word: int) -> np.ndarray:
+    out = np.empty(GROUP, dtype=np.int8)
+    for j in range(GROUP):
+        b = (word >> (8 * j)) & 0xFF
+        out[j] = b - 256 if b >= 128 else b
+    return out
+
+
+def codebook_word(mantissa: int, shift: int, mant_bits: int) -> int:
+    return (int(shift) << mant_bits) | int(mantissa)
+
+
+def split_codebook_word(word: int, mant_bits: int) -> tuple[int, int]:
+    return word & ((1 << mant_bits) - 1), word >> mant_bits

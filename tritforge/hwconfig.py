@@ -1,0 +1,170 @@
+"""HwConfig: the one frozen parameter object of the accelerator.
+
+It feeds the RTL generator (``hw``), the cycle model and the estimator (``sim``), the
+synthesis flows (``fpga``) and the tests. Everything derived from the parameters (beat
+sizes, datapath widths, buffer depths, ideal cycle counts) is a property here, so no
+consumer computes it twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from .codec import layout
+from .codec.codebook import MANT_BITS, SHIFT_BITS, SHIFT_LIMIT
+from .codec.errors import TritforgeError
+from .codec.golden import ACT_BITS, widths
+
+#: Register stages of the engine's RUN pipeline, from weight-beat acceptance to the result
+#: register (hw/ENGINE.md "Timing"). Owned by hw/engine.py, which asserts its structure
+#: equals it; the cycle model and the estimator read it from here.
+PIPELINE_STAGES = 6
+
+
+@dataclass(frozen=True)
+class HwConfig:
+    depth: int = 2               #: d: trits per weight (1..4)
+    rows: int = 4                #: R: output rows computed in parallel
+    vectors: int = 1             #: T: activation vectors per weight fetch (1 = decode)
+    group: int = layout.GROUP    #: weights per group (fixed by the format)
+    act_bits: int = ACT_BITS     #: activation width (fixed: int8)
+    mant_bits: int = MANT_BITS   #: F: codebook mantissa bits (fixed by the format)
+    shift_limit: int = SHIFT_LIMIT  #: S: largest codebook shift
+    max_in_features: int = 8192  #: largest in_features (sizes the activation buffer)
+    max_out_features: int = 65536  #: largest out_features (sizes the row counter)
+    clock_mhz: float = 200.0     #: target clock
+
+    def __post_init__(self):
+        layout.check_depth(self.depth)
+        checks = [
+            (self.rows, 1, 256, "rows (R)"),
+            (self.vectors, 1, 64, "vectors (T)"),
+            (self.max_in_features, layout.GROUP, 1 << 20, "max_in_features"),
+            (self.max_out_features, 1, 1 << 24, "max_out_features"),
+        ]
+        for value, lo, hi, name in checks:
+            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+                raise TritforgeError(f"HwConfig {name}={value!r}: expected an integer in {lo}..{hi}")
+        if self.group != layout.GROUP:
+            raise TritforgeError(f"HwConfig group={self.group}: the format fixes it at {layout.GROUP}")
+        if self.act_bits != ACT_BITS:
+            raise TritforgeError(f"HwConfig act_bits={self.act_bits}: only {ACT_BITS} is supported")
+        if self.mant_bits != MANT_BITS:
+            raise TritforgeError(f"HwConfig mant_bits={self.mant_bits}: the format fixes it at {MANT_BITS}")
+        if not 0 <= self.shift_limit <= SHIFT_LIMIT:
+            raise TritforgeError(f"HwConfig shift_limit={self.shift_limit}: expected 0..{SHIFT_LIMIT}")
+        if self.max_in_features % layout.GROUP:
+            raise TritforgeError(f"HwConfig max_in_features={self.max_in_features}: "
+                                 f"expected a multiple of {layout.GROUP}")
+        if not (isinstance(self.clock_mhz, (int, float)) and 0 < self.clock_mhz <= 2000):
+            raise TritforgeError(f"HwConfig clock_mhz={self.clock_mhz!r}: expected 0 < MHz <= 2000")
+        if self.widths.acc > 63:
+            raise TritforgeError(f"HwConfig: accumulator would need {self.widths.acc} bits (> 63); "
+                                 "lower max_in_features or shift_limit")
+
+    # --- derived ---------------------------------------------------------------------------
+    @property
+    def level(self) -> int:
+        """L: the largest |q|."""
+        return layout.max_level(self.depth)
+
+    @property
+    def group_trits(self) -> int:
+        return layout.group_trits(self.depth)
+
+    @property
+    def beat_trits(self) -> int:
+        return layout.beat_trits(self.depth, self.rows)
+
+    @property
+    def beat_bytes(self) -> int:
+        """Bytes of one weight beat: R groups of one group column."""
+        return layout.beat_bytes(self.depth, self.rows)
+
+    @property
+    def stream_bytes_per_cycle(self) -> float:
+        """Weight-stream bytes consumed per cycle at full rate (one beat every T cycles)."""
+        return self.beat_bytes / self.vectors
+
+    @property
+    def max_groups(self) -> int:
+        return self.max_in_features // layout.GROUP
+
+    @property
+    def widths(self):
+        """Datapath widths (``codec.golden.Widths``) for the largest admitted input."""
+        return widths(self.depth, self.max_in_features, self.mant_bits, self.shift_limit)
+
+    @property
+    def shift_bits(self) -> int:
+        return SHIFT_BITS
+
+    @property
+    def codebook_word_bits(self) -> int:
+        return self.mant_bits + SHIFT_BITS
+
+    @property
+    def act_buffer_words(self) -> int:
+        """Activation buffer depth in 128-bit group words: T vectors of max_groups each."""
+        return self.vectors * self.max_groups
+
+    @property
+    def macs_per_cycle(self) -> int:
+        """Weight x activation products per cycle: R rows x 16 lanes."""
+        return self.rows * layout.GROUP
+
+    @property
+    def pipeline_stages(self) -> int:
+        return PIPELINE_STAGES
+
+    @property
+    def tiles_max(self) -> int:
+        return -(-self.max_out_features // self.rows)
+
+    def tiles(self, out_features: int) -> int:
+        return -(-out_features // self.rows)
+
+    def check_shape(self, out_features: int, in_features: int, what: str = "matrix") -> None:
+        if not 1 <= in_features <= self.max_in_features:
+            raise TritforgeError(f"{what}: in_features={in_features} exceeds the config's "
+                                 f"max_in_features={self.max_in_features}")
+        if not 1 <= out_features <= self.max_out_features:
+            raise TritforgeError(f"{what}: out_features={out_features} exceeds the config's "
+                                 f"max_out_features={self.max_out_features}")
+
+    # --- (de)serialization -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def derived(self) -> dict:
+        w = self.widths
+        return {"level": self.level, "group_trits": self.group_trits,
+                "beat_trits": self.beat_trits, "beat_bytes": self.beat_bytes,
+                "max_groups": self.max_groups, "act_buffer_words": self.act_buffer_words,
+                "codebook_word_bits": self.codebook_word_bits,
+                "dot_width": w.dot, "product_width": w.product, "acc_width": w.acc}
+
+    @classmethod
+    def from_dict(cls, data: dict, what: str = "HwConfig") -> "HwConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TritforgeError(f"{what}: unknown parameters {unknown}; expected some of {sorted(names)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str) -> "HwConfig":
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except OSError as exc:
+            raise TritforgeError(f"{path}: cannot read hardware config ({exc.strerror})") from None
+        except json.JSONDecodeError as exc:
+            raise TritforgeError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise TritforgeError(f"{path}: expected a JSON object of HwConfig parameters")
+        return cls.from_dict(data.get("hwconfig", data), path)
+
+
+DEFAULT = HwConfig()
