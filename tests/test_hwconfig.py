@@ -1,0 +1,57 @@
+"""HwConfig: validation with clear errors, derived values, JSON round trip."""
+import json
+
+import pytest
+
+from tritforge.codec import layout
+from tritforge.codec.errors import TritforgeError
+from tritforge.hwconfig import HwConfig
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"depth": 5}, "depth"),
+    ({"rows": 0}, "rows"),
+    ({"rows": 2.5}, "rows"),
+    ({"vectors": 0}, "vectors"),
+    ({"group": 32}, "group"),
+    ({"act_bits": 4}, "act_bits"),
+    ({"mant_bits": 10}, "mant_bits"),
+    ({"max_in_features": 100}, "multiple of 16"),
+    ({"clock_mhz": -1}, "clock_mhz"),
+])
+def test_invalid_parameters_name_the_parameter(kwargs, match):
+    with pytest.raises(TritforgeError, match=match):
+        HwConfig(**kwargs)
+
+
+@pytest.mark.parametrize("d", layout.DEPTHS)
+@pytest.mark.parametrize("rows", [1, 4, 16])
+def test_derived_values(d, rows):
+    c = HwConfig(depth=d, rows=rows)
+    assert c.beat_bytes * 5 >= rows * (16 * d + 3) > (c.beat_bytes - 1) * 5
+    assert c.macs_per_cycle == 16 * rows
+    assert c.widths.acc <= 63 and c.widths.dot < c.widths.product < c.widths.acc
+    if d == 2:
+        assert c.beat_bytes == 7 * rows
+
+
+def test_json_round_trip_and_errors(tmp_path):
+    c = HwConfig(depth=3, rows=16, vectors=4, clock_mhz=150.0)
+    p = tmp_path / "hw.json"
+    p.write_text(json.dumps({"hwconfig": c.to_dict()}))
+    assert HwConfig.from_json(str(p)) == c
+    p.write_text(json.dumps({"depth": 2, "lanes": 3}))
+    with pytest.raises(TritforgeError, match="unknown parameters \\['lanes'\\]"):
+        HwConfig.from_json(str(p))
+    p.write_text("{")
+    with pytest.raises(TritforgeError, match="not valid JSON"):
+        HwConfig.from_json(str(p))
+    with pytest.raises(TritforgeError, match="cannot read"):
+        HwConfig.from_json(str(tmp_path / "missing.json"))
+
+
+def test_shape_check():
+    c = HwConfig(max_in_features=1024)
+    c.check_shape(10, 1024)
+    with pytest.raises(TritforgeError, match="in_features=1040"):
+        c.check_shape(10, 1040, "layer")
