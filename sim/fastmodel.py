@@ -1,0 +1,329 @@
+"""Vectorized cycle model of the GEMV engine: bit-exact results, exact cycle counts, actions.
+
+It computes what ``hw/engine.py`` computes for whole matrices at once, fast enough for
+whole models, and is held equal to the per-cycle stepping model (``sim.stepmodel``) and,
+through co-simulation, to the RTL:
+
+* results: bit-exact with ``codec.golden.accumulators``;
+* cycles: the exact count of ``sim.stepmodel`` / the RTL with always-valid inputs and an
+  always-ready result stream, from the cycle a command is accepted to the cycle its last
+  result beat is accepted (inclusive), summed over the commands of a call;
+* actions: ``sim.actions.Actions`` (what the engine does, for the energy model).
+
+Commands (hw/ENGINE.md): one command runs T = ``cfg.vectors`` activation vectors through a
+whole matrix. ``run_matrix`` takes any number n >= 1 of vectors and issues ceil(n / T)
+commands; the last one is padded with zero vectors, computed by the engine (and counted)
+but not returned.
+
+Exactness of the fast path. Folding each group's scale into its weights,
+``W'[r, c] = q[r, c] * m[k[r, g]] * 2**delta[k[r, g]]`` (g = c // 16), the engine's
+accumulator is the plain dot product ``A[v, r] = sum_c W'[r, c] * x[v, c]`` (the shift
+distributes over the sum exactly in integers). Every ``W'`` entry (< 2**33) and every
+product is an integer exactly representable in float64, and every partial sum of a row,
+in any order, is bounded by ``B_r = max|x| * sum_c |W'[r, c]|``. If ``B_r < 2**53`` for
+every row, float64 arithmetic (a BLAS matmul) makes no rounding at all, so converting the
+result to int64 gives the exact accumulators. The bound is checked per call; when it
+does not hold (very wide matrices at d = 4) the model falls back to exact int64
+arithmetic (group dots in int32, shifted accumulation in int64).
+
+Prepared (float64) weights are cached per TritTensor object (LRU, bounded by
+``TRITFORGE_FASTMODEL_CACHE_MB``, default 2048 MiB; a whole SmolLM2-135M needs ~850 MiB).
+"""
+from __future__ import annotations
+
+import os
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..codec import layout
+from ..codec.errors import TritforgeError
+from ..codec.quantize import TritTensor
+from ..hwconfig import HwConfig
+from .actions import Actions
+
+#: Activation-buffer word: one group of 16 int8 lanes.
+ACT_WORD_BITS = layout.GROUP * 8
+#: Adds of one 16-input adder tree.
+TREE_ADDS = layout.GROUP - 1
+_EXACT_LIMIT = 2.0 ** 53
+
+# Command timing (hw/ENGINE.md "Timing"), cycles counted inclusively from the cycle the
+# command is accepted (cycle 0) to the cycle its last result beat is accepted.
+#   cycle 0                  cmd accepted
+#   LOAD (load_act only)     T*ng activation words, one per cycle, from cycle 1
+#   RUN                      one weight beat every T cycles, tiles*ng beats; the last use
+#                            of the last beat leaves the pipeline after pipeline_stages
+#   last result accepted     in the cycle it is valid (always-ready result stream)
+CMD_ACCEPT_CYCLES = 1     #: the accept cycle itself (no activation or beat moves in it)
+
+
+@dataclass
+class MatrixRun:
+    acc: np.ndarray       #: int64 (n, out_features): exact row accumulators (real rows only)
+    cycles: int           #: total cycles of all commands (no stalls)
+    actions: Actions      #: summed over all commands
+    commands: int = 1     #: engine commands issued (ceil(n / T))
+    ideal_cycles: int = 0  #: weight-beat cycles at full stream rate (see ideal_cycles)
+
+    @property
+    def utilisation(self) -> float:
+        """Weight-stream utilisation: ideal weight-beat cycles / simulated cycles."""
+        return self.ideal_cycles / self.cycles if self.cycles else 0.0
+
+
+# --- timing ------------------------------------------------------------------------------
+
+def _groups(in_features: int) -> int:
+    return -(-in_features // layout.GROUP)
+
+
+def command_cycles(cfg: HwConfig, out_features: int, in_features: int,
+                   load_act: bool = True) -> int:
+    """Cycles of one command (T vectors), accept to last result accepted, no stalls."""
+    cfg.check_shape(out_features, in_features)
+    ng = _groups(in_features)
+    tiles = cfg.tiles(out_features)
+    load = cfg.vectors * ng if load_act else 0
+    return CMD_ACCEPT_CYCLES + load + tiles * ng * cfg.vectors + cfg.pipeline_stages
+
+
+def commands(cfg: HwConfig, n_vectors: int) -> int:
+    if not isinstance(n_vectors, (int, np.integer)) or n_vectors < 1:
+        raise TritforgeError(f"n_vectors={n_vectors!r}: expected an integer >= 1")
+    return -(-int(n_vectors) // cfg.vectors)
+
+
+def ideal_cycles(cfg: HwConfig, out_features: int, in_features: int, n_vectors: int) -> int:
+    """Cycles the weight stream needs at full rate: every beat used T times, no overhead.
+
+    ``commands * tiles * groups * T``: the lower bound any implementation of the engine
+    meets when the weight stream (one beat per T cycles) is the only limit.
+    """
+    cfg.check_shape(out_features, in_features)
+    return commands(cfg, n_vectors) * cfg.tiles(out_features) * _groups(in_features) * cfg.vectors
+
+
+def run_cycles(cfg: HwConfig, out_features: int, in_features: int, n_vectors: int,
+               load_act: bool = True) -> int:
+    """Total cycles of ``run_matrix`` for n vectors (every command after the first loads)."""
+    n_cmd = commands(cfg, n_vectors)
+    first = command_cycles(cfg, out_features, in_features, load_act)
+    rest = command_cycles(cfg, out_features, in_features, True)
+    return first + (n_cmd - 1) * rest
+
+
+def utilisation(cfg: HwConfig, out_features: int, in_features: int, n_vectors: int = 1,
+                load_act: bool = True) -> float:
+    """Per-matrix weight-stream utilisation: ideal weight-beat cycles / simulated cycles."""
+    return (ideal_cycles(cfg, out_features, in_features, n_vectors)
+            / run_cycles(cfg, out_features, in_features, n_vectors, load_act))
+
+
+# --- actions -----------------------------------------------------------------------------
+
+def _nonzero_digit_table(d: int) -> np.ndarray:
+    """Non-zero balanced-ternary digits of every level q = -L..L (index q + L)."""
+    L = layout.max_level(d)
+    return (layout.to_trits(np.arange(-L, L + 1), d) != 0).sum(-1).astype(np.int64)
+
+
+def nonzero_trits(q: np.ndarray, d: int) -> int:
+    """Non-zero weight trits of a level matrix (all planes)."""
+    L = layout.max_level(d)
+    counts = np.bincount((np.asarray(q, dtype=np.int16).reshape(-1) + L), minlength=2 * L + 1)
+    return int(counts @ _nonzero_digit_table(d))
+
+
+def command_actions(cfg: HwConfig, out_features: int, in_features: int, nnz_trits: int,
+                    load_act: bool = True) -> Actions:
+    """Actions of one command over a matrix with ``nnz_trits`` non-zero weight trits."""
+    T, d, R = cfg.vectors, cfg.depth, cfg.rows
+    ng = _groups(in_features)
+    tiles = cfg.tiles(out_features)
+    row_groups = tiles * R * ng                   # (row, group) pairs incl. padded rows
+    all_trits = row_groups * layout.GROUP * d
+    return Actions(
+        cycles=command_cycles(cfg, out_features, in_features, load_act),
+        trit_addsub=nnz_trits * T,
+        trit_skip=(all_trits - nnz_trits) * T,
+        tree_add=row_groups * d * TREE_ADDS * T,
+        plane_add=row_groups * 2 * (d - 1) * T,
+        group_mul=row_groups * T,
+        acc_add=row_groups * T,
+        codebook_read=row_groups,
+        act_read_bits=tiles * ng * T * ACT_WORD_BITS,
+        act_write_bits=(T * ng * ACT_WORD_BITS) if load_act else 0,
+        weight_bytes=tiles * ng * cfg.beat_bytes,
+        result_bits=tiles * T * R * cfg.widths.acc,
+    )
+
+
+# --- prepared weights --------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    """A matrix ready for the fast path (levels, indices and scale words folded)."""
+
+    out_features: int
+    in_padded: int
+    depth: int
+    wt: np.ndarray | None     #: float64 (in_pad, out): W' transposed, or None (int64 path)
+    row_abs: float            #: max_r sum_c |W'[r, c]|
+    q: np.ndarray             #: int8 (out, in_pad)
+    k: np.ndarray             #: uint8 (out, ng)
+    mantissa: np.ndarray      #: int64 (27,)
+    left_shift: np.ndarray    #: int64 (27,)
+    nnz_trits: int
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.wt is None else self.wt.nbytes
+
+
+def prepare_levels(q: np.ndarray, k: np.ndarray, mantissa, left_shift, d: int) -> Prepared:
+    """Prepare from levels q (out, in_pad), indices k (out, ng) and the codebook's integer form."""
+    q = np.asarray(q)
+    k = np.asarray(k)
+    out, cols = q.shape
+    if cols % layout.GROUP or k.shape != (out, cols // layout.GROUP):
+        raise TritforgeError(f"matrix: levels {q.shape} and indices {k.shape} do not match "
+                             f"(expected (out, in_pad) and (out, in_pad/{layout.GROUP}))")
+    m = np.asarray(mantissa, dtype=np.int64)
+    sh = np.asarray(left_shift, dtype=np.int64)
+    scale = m * (np.int64(1) << sh)                       # m * 2**delta, < 2**(F+S)
+    gs = scale[k].astype(np.float64)                      # (out, ng)
+    wq = q.reshape(out, -1, layout.GROUP).astype(np.float64)
+    row_abs = float((np.abs(wq).sum(-1) * gs).sum(-1).max()) if out else 0.0
+    wt = None
+    if row_abs * 128.0 < _EXACT_LIMIT:                    # exact for any int8 input
+        wt = np.ascontiguousarray((wq * gs[..., None]).reshape(out, cols).T)
+    return Prepared(out, cols, d, wt, row_abs, q, k, m, sh, nonzero_trits(q, d))
+
+
+def _cache_limit() -> int:
+    try:
+        return int(os.environ.get("TRITFORGE_FASTMODEL_CACHE_MB", "2048")) << 20
+    except ValueError:
+        raise TritforgeError("TRITFORGE_FASTMODEL_CACHE_MB: expected an integer (MiB)") from None
+
+
+_CACHE: "OrderedDict[int, Prepared]" = OrderedDict()
+
+
+def prepare(t: TritTensor) -> Prepared:
+    """The prepared form of a TritTensor, cached per object while it lives."""
+    key = id(t)
+    hit = _CACHE.get(key)
+    if hit is not None:
+        _CACHE.move_to_end(key)
+        return hit
+    cb = t.codebook
+    p = prepare_levels(t.q, t.k, cb.mantissa, cb.left_shift, t.depth)
+    p.out_features = t.q.shape[0]
+    limit = _cache_limit()
+    if p.nbytes <= limit:
+        _CACHE[key] = p
+        weakref.finalize(t, _CACHE.pop, key, None)
+        total = sum(v.nbytes for v in _CACHE.values())
+        while total > limit and len(_CACHE) > 1:
+            _, old = _CACHE.popitem(last=False)
+            total -= old.nbytes
+    return p
+
+
+def clear_cache() -> None:
+    _CACHE.clear()
+
+
+# --- the model ---------------------------------------------------------------------------
+
+def _check_xq(xq, in_padded: int) -> np.ndarray:
+    x = np.asarray(xq)
+    if x.ndim != 2 or x.shape[1] != in_padded or x.shape[0] < 1:
+        raise TritforgeError(f"activations: shape {x.shape}, expected (n >= 1, {in_padded})")
+    if x.dtype != np.int8:
+        if not np.issubdtype(x.dtype, np.integer):
+            raise TritforgeError(f"activations: dtype {x.dtype}, expected int8")
+        if x.size and (x.min() < -128 or x.max() > 127):
+            raise TritforgeError("activations: values outside int8 (-128..127)")
+        x = x.astype(np.int8)
+    return x
+
+
+def accumulators(p: Prepared, xq: np.ndarray) -> np.ndarray:
+    """Exact row accumulators (n, out) int64 of a prepared matrix."""
+    if p.wt is not None:
+        y = xq.astype(np.float64) @ p.wt
+        return y.astype(np.int64)
+    # exact fallback: group dots in int32 (|P| < 2**17), shifted sum in int64
+    n = xq.shape[0]
+    ng = p.in_padded // layout.GROUP
+    xg = xq.reshape(n, ng, layout.GROUP).astype(np.int32)
+    qg = p.q.reshape(p.q.shape[0], ng, layout.GROUP).astype(np.int32)
+    sm = p.mantissa[p.k]
+    sh = p.left_shift[p.k]
+    out = np.empty((n, p.q.shape[0]), dtype=np.int64)
+    for v in range(n):
+        P = np.einsum("rgj,gj->rg", qg, xg[v]).astype(np.int64)
+        out[v] = ((sm * P) << sh).sum(-1)
+    return out
+
+
+def run_prepared(cfg: HwConfig, p: Prepared, xq, out_features: int | None = None,
+                 load_act: bool = True) -> MatrixRun:
+    """``run_matrix`` on a prepared matrix (see :func:`prepare_levels`)."""
+    if p.depth != cfg.depth:
+        raise TritforgeError(f"matrix depth d={p.depth} does not match the config's d={cfg.depth}")
+    out = p.q.shape[0] if out_features is None else int(out_features)
+    in_pad = p.in_padded
+    cfg.check_shape(out, in_pad)
+    single = np.ndim(xq) == 1
+    x = _check_xq(np.asarray(xq)[None] if single else xq, in_pad)
+    n = x.shape[0]
+    n_cmd = commands(cfg, n)
+    if not load_act and n_cmd > 1:
+        raise TritforgeError(f"load_act=False reuses the activation buffer of one command "
+                             f"(T={cfg.vectors} vectors), but {n} vectors were given")
+    acc = accumulators(p, x)[:, :out]
+    first = command_actions(cfg, out, in_pad, p.nnz_trits, load_act)
+    actions = first + command_actions(cfg, out, in_pad, p.nnz_trits, True).scaled(n_cmd - 1)
+    return MatrixRun(acc=acc[0] if single else acc, cycles=actions.cycles, actions=actions,
+                     commands=n_cmd, ideal_cycles=ideal_cycles(cfg, out, in_pad, n))
+
+
+def run_matrix(cfg: HwConfig, t: TritTensor, xq, load_act: bool = True) -> MatrixRun:
+    """Run n activation vectors (int8 (n, in_pad)) through one quantized matrix.
+
+    Returns exact accumulators (n, out_features) int64 (equal to
+    ``codec.golden.accumulators``), the total cycles of the ceil(n/T) commands and their
+    actions. ``load_act=False`` reuses the activations already in the buffer (one command
+    only), e.g. for the k/v projections after q.
+    """
+    if t.depth != cfg.depth:
+        raise TritforgeError(f"matrix depth d={t.depth} does not match the config's d={cfg.depth}")
+    return run_prepared(cfg, prepare(t), xq, t.q.shape[0], load_act)
+
+
+def run_stream(cfg: HwConfig, beats: np.ndarray, mantissa, left_shift, xq,
+               out_features: int, load_act: bool = True) -> MatrixRun:
+    """The same from the packed hardware weight stream (``codec.layout.stream_beats``).
+
+    Decodes the beats as the RTL's trit decoder does (``codec.layout.decode_stream``), so
+    this path reads exactly the bytes the RTL is fed.
+    """
+    beats = np.asarray(beats, dtype=np.uint8)
+    if beats.ndim != 3 or beats.shape[2] != cfg.beat_bytes:
+        raise TritforgeError(f"weight stream: shape {beats.shape}, expected "
+                             f"(tiles, groups, {cfg.beat_bytes})")
+    q, k = layout.decode_stream(beats, cfg.depth, cfg.rows)   # (tiles, ng, R, 16), (tiles, ng, R)
+    tiles, ng = q.shape[:2]
+    q = q.transpose(0, 2, 1, 3).reshape(tiles * cfg.rows, ng * layout.GROUP)
+    k = k.transpose(0, 2, 1).reshape(tiles * cfg.rows, ng)
+    if tiles != cfg.tiles(out_features):
+        raise TritforgeError(f"weight stream: {tiles} tiles, expected {cfg.tiles(out_features)} "
+                             f"for out_features={out_features}")
+    p = prepare_levels(q, k, mantissa, left_shift, cfg.depth)
+    return run_prepared(cfg, p, xq, out_features, load_act)
