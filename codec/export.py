@@ -1,0 +1,128 @@
+"""The dequantized FP16 export: a plain HF folder that stock ``transformers`` loads.
+
+What ``export_fp16`` writes (as the published tritllm checkpoints are laid out):
+
+* ``model.safetensors``: every tensor of the source in fp16; the quantized linear matrices
+  replaced by their dequantized values ``scale * q`` (computed in fp32, rounded once to
+  fp16); ``lm_head.weight`` left out when the config ties it to the embeddings. The
+  safetensors metadata carries ``format: pt`` and a ``tritforge`` JSON note (source,
+  depth, mode, quantized matrices);
+* ``config.json``: the source's transformers config with ``dtype: float16`` (and the
+  ``architectures`` entry that GGUF configs lack);
+* ``generation_config.json``: copied from an HF source, else derived from the config;
+* the tokenizer: copied file by file from an HF source; for a GGUF source, the tokenizer
+  ``transformers`` builds from the GGUF metadata, saved with ``save_pretrained``.
+
+The folder is built in a temporary sibling and renamed into place at the end
+(:func:`atomic_folder`), so an error never leaves a half-written folder behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import tempfile
+
+from .errors import TritforgeError
+
+#: Tokenizer files copied from an HF source folder when present.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json")
+
+_ARCH_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str):
+    """Yield a temporary folder next to ``path``; on success it replaces ``path``.
+
+    On any error the temporary folder is removed and ``path`` is left as it was.
+    """
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise TritforgeError(f"{parent}: cannot create output folder ({exc.strerror})") from None
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise TritforgeError(f"{path}: exists and is not a folder")
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(path)}-", dir=parent)
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(path)}-", dir=parent)
+            os.replace(path, os.path.join(old, "x"))
+        os.replace(tmp, path)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def dequantized_state(ckpt, quantized: dict, dtype=None) -> dict:
+    """All tensors of ``ckpt`` in ``dtype`` (fp16), the quantized ones dequantized."""
+    import torch
+
+    dtype = dtype or torch.float16
+    missing = sorted(set(quantized) - set(ckpt.tensors))
+    if missing:
+        raise TritforgeError(f"quantized matrix {missing[0]} is not a tensor of {ckpt.path}")
+    tied = bool(getattr(ckpt.config, "tie_word_embeddings", False))
+    state = {}
+    for name, t in ckpt.tensors.items():
+        if tied and name == "lm_head.weight":
+            continue
+        if name in quantized:
+            q = quantized[name]
+            if tuple(q.shape) != tuple(t.shape):
+                raise TritforgeError(f"{name}: quantized shape {tuple(q.shape)} does not match "
+                                     f"the source's {tuple(t.shape)}")
+            t = torch.from_numpy(q.dequantize())
+        state[name] = t.to(dtype).contiguous()
+    return state
+
+
+def export_fp16(ckpt, quantized: dict, folder: str, note: dict | None = None) -> str:
+    """Write the FP16 HF folder of ``ckpt`` with ``quantized`` (name -> TritTensor) applied.
+
+    Returns the folder path. ``note`` is merged into the ``tritforge`` metadata entry.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import GenerationConfig
+
+    state = dequantized_state(ckpt, quantized, torch.float16)
+    config = copy.deepcopy(ckpt.config)
+    config.dtype = torch.float16
+    if not getattr(config, "architectures", None):
+        config.architectures = [_ARCH_CLASS[ckpt.arch]]
+    meta = {"format": "pt", "tritforge": json.dumps(
+        {"source": ckpt.path, "quantized_matrices": len(quantized), **(note or {})})}
+
+    with atomic_folder(folder) as tmp:
+        save_file(state, os.path.join(tmp, "model.safetensors"), metadata=meta)
+        config.save_pretrained(tmp)
+        src_gen = os.path.join(ckpt.path, "generation_config.json") if ckpt.format == "safetensors" else None
+        if src_gen and os.path.isfile(src_gen):
+            shutil.copy2(src_gen, os.path.join(tmp, "generation_config.json"))
+        else:
+            GenerationConfig.from_model_config(config).save_pretrained(tmp)
+        if ckpt.format == "safetensors":
+            for name in TOKENIZER_FILES:
+                src = os.path.join(ckpt.path, name)
+                if os.path.isfile(src):
+                    shutil.copy2(src, os.path.join(tmp, name))
+        else:
+            ckpt.tokenizer().save_pretrained(tmp)
+    return os.path.abspath(folder)
+
+
+def has_tokenizer(folder: str) -> bool:
+    """True if ``folder`` holds tokenizer files (the export then loads with AutoTokenizer)."""
+    return any(os.path.isfile(os.path.join(folder, n))
+               for n in ("tokenizer.json", "tokenizer.model", "vocab.json"))

@@ -1,0 +1,146 @@
+"""Quantize every linear matrix of a checkpoint, for several depths at once.
+
+The loop runs matrix by matrix: each matrix is converted and checked once
+(``codec.quantize.prepare``: fp32, zero padding to a multiple of 16, NaN/Inf check) and the
+prepared groups are reused for every requested depth, so nothing depth-independent is
+computed twice and at most one prepared matrix is held at a time.
+
+Figures are over the quantized matrices only (embeddings, ``lm_head`` and norms stay in
+floating point and are not counted), as in the published material:
+
+* per matrix: relative MSE ``sum err^2 / sum w^2`` and SQNR in dB (``codec.quantize.weight_error``);
+* totals: the same ratio over all matrices (so large matrices weigh more), the number of
+  weights, information bpw ``(d + 3/16) log2 3`` and physical bpw of the packed file stream
+  (``codec.packfile.info``: bytes * 8 / weights, padding included).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from . import layout, packfile
+from .errors import TritforgeError
+from .quantize import MODES, TritTensor, prepare, quantize_groups, weight_error
+
+
+@dataclass
+class MatrixStats:
+    name: str
+    shape: tuple[int, int]
+    pad: int
+    bytes: int
+    sq_err: float
+    sq_ref: float
+    rel_mse: float
+    sqnr_db: float
+
+    @property
+    def physical_bpw(self) -> float:
+        return self.bytes * 8 / (self.shape[0] * self.shape[1])
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "pad": self.pad,
+                "bytes": self.bytes, "physical_bpw": self.physical_bpw,
+                "rel_mse": self.rel_mse, "sqnr_db": _finite(self.sqnr_db)}
+
+
+@dataclass
+class ModelQuant:
+    """All quantized matrices of one model at one depth, with their error figures."""
+
+    depth: int
+    mode: str
+    tensors: dict[str, TritTensor] = field(default_factory=dict)
+    stats: dict[str, MatrixStats] = field(default_factory=dict)
+    seconds: float = 0.0          #: time spent in quantize_groups + error for this depth
+
+    @property
+    def weights(self) -> int:
+        return sum(s.shape[0] * s.shape[1] for s in self.stats.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.stats.values())
+
+    @property
+    def info_bpw(self) -> float:
+        return layout.info_bpw(self.depth)
+
+    @property
+    def physical_bpw(self) -> float:
+        return self.bytes * 8 / self.weights
+
+    @property
+    def rel_mse(self) -> float:
+        ref = sum(s.sq_ref for s in self.stats.values())
+        return sum(s.sq_err for s in self.stats.values()) / ref if ref > 0 else 0.0
+
+    @property
+    def sqnr_db(self) -> float:
+        r = self.rel_mse
+        return -10 * math.log10(r) if r > 0 else math.inf
+
+    def summary(self) -> dict:
+        return {"depth": self.depth, "mode": self.mode, "matrices": len(self.stats),
+                "weights": self.weights, "bytes": self.bytes,
+                "info_bpw": self.info_bpw, "physical_bpw": self.physical_bpw,
+                "rel_mse": self.rel_mse, "sqnr_db": _finite(self.sqnr_db),
+                "quantize_seconds": self.seconds}
+
+
+def _finite(x: float):
+    return x if math.isfinite(x) else None
+
+
+def parse_configs(text: str) -> list[tuple[str, int]]:
+    """``"uniform-d1,uniform-d2"`` -> ``[("uniform-d1", 1), ("uniform-d2", 2)]``."""
+    out = []
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        if not item.startswith("uniform-d") or item[len("uniform-d"):] not in ("1", "2", "3", "4"):
+            raise TritforgeError(f"config {item!r}: expected uniform-d1, uniform-d2, uniform-d3 or uniform-d4")
+        if item not in [c for c, _ in out]:
+            out.append((item, int(item[-1])))
+    if not out:
+        raise TritforgeError(f"configs {text!r}: expected a comma-separated list such as uniform-d2")
+    return out
+
+
+def quantize_model(tensors: dict, names: list[str], depths, mode: str = "tritllm-v2",
+                   progress: bool = True) -> dict[int, ModelQuant]:
+    """Quantize ``tensors[name]`` for every name and depth; returns depth -> :class:`ModelQuant`.
+
+    ``tensors`` maps names to 2-D weights (torch tensors or numpy arrays of any float dtype).
+    """
+    from tqdm import tqdm
+
+    if mode not in MODES:
+        raise TritforgeError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+    depths = [layout.check_depth(d) for d in dict.fromkeys(depths)]
+    if not depths:
+        raise TritforgeError("depths: expected at least one of 1..4")
+    if not names:
+        raise TritforgeError("no linear matrices to quantize")
+    results = {d: ModelQuant(d, mode) for d in depths}
+    bar = tqdm(names, desc=f"quantize d={','.join(map(str, depths))} {mode}", unit="matrix",
+               disable=not progress, leave=False)
+    for name in bar:
+        wg, shape = prepare(tensors[name], name)      # depth-independent: once per matrix
+        w = wg.reshape(shape[0], -1)[:, :shape[1]]     # fp32 view without the padding
+        for d in depths:
+            t0 = time.perf_counter()
+            t = quantize_groups(wg, shape, d, mode)
+            err = weight_error(w, t)
+            r = results[d]
+            r.seconds += time.perf_counter() - t0
+            r.tensors[name] = t
+            r.stats[name] = MatrixStats(name, shape, t.pad, packfile.info(name, t).bytes,
+                                        err["sq_err"], err["sq_ref"], err["rel_mse"], err["sqnr_db"])
+    return results
+
+
+def quantize_checkpoint(ckpt, depths, mode: str = "tritllm-v2", progress: bool = True) -> dict[int, ModelQuant]:
+    """:func:`quantize_model` over a ``codec.checkpoint.Checkpoint``'s linear matrices."""
+    return quantize_model(ckpt.tensors, ckpt.linear_names, depths, mode, progress)
