@@ -1,0 +1,428 @@
+"""The model-level driver: a real checkpoint, run through the simulated hardware.
+
+Steps of :func:`run` (DESIGN.md §7; the ``tritforge run`` command):
+
+1. load the stock transformers model and its tokenizer (HF safetensors folder or GGUF;
+   Llama and Qwen2 families);
+2. quantize every linear layer except the output embedding (``lm_head``) at the config's
+   depth, or read the quantized matrices from a packed file (``codec.packfile``);
+3. replace each of those ``nn.Linear`` with an :class:`~.hwlinear.HwLinear` that runs
+   the vectorized cycle model (``sim.fastmodel``); embeddings, norms, attention, rotary
+   embeddings, the KV cache and ``lm_head`` stay the stock model's;
+4. generate greedily through it (the tokenizer's chat template when it has one). Prefill
+   sends all prompt tokens through each matrix at once — the engine takes them T per
+   weight fetch — and every decode step sends one token;
+5. quality on the bundled text: perplexity of the source model, of the dequantized float
+   model and of the hardware path, top-1 agreement and logit error of the hardware path
+   against the source model, and per layer the error of the integer path against the
+   float dequantized product;
+6. hardware figures per layer and per decode token (cycles, actions, weight bytes,
+   bound, energy) through the estimator (``sim.estimate``) for the chosen board.
+
+Timing figures (all simulated, at the board's clock and bandwidth): ``prefill_s`` is the
+time of the prefill pass through the engine (each layer bounded by its cycles or by its
+weight traffic, whichever is slower, as the estimator rules); ``ttft_s`` equals it (the
+first token comes out of the prefill pass; host-side work — embeddings, attention, norms,
+``lm_head`` — is not modelled). ``decode_tokens_per_s`` comes from the per-token layer
+figures. ``wall_s_per_token`` is the measured wall time of one simulated decode step
+on this machine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import __version__
+from ..codec import packfile
+from ..codec.errors import TritforgeError
+from ..codec.quantize import MODES, TritTensor, quantize_matrix
+from ..hwconfig import HwConfig
+from .actions import Actions
+from .hwlinear import HwLinear, HwRecorder, LayerStats
+
+ARCHS = ("llama", "qwen2")
+DEFAULT_PROMPT = "What is the capital of France? Answer in one sentence."
+
+
+@dataclass
+class RunOptions:
+    model: str = "default"
+    config: str = "uniform-d2"
+    mode: str = "tritllm-v2"
+    hw: str = "default"
+    packed: str | None = None
+    prompt: str = DEFAULT_PROMPT
+    max_new_tokens: int = 24
+    energy_table: str | None = None
+    eval_tokens: int = 1024        #: tokens of the bundled text for the quality figures (0: skip)
+    rtl_sample: int = 0
+    progress: bool = True
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+def parse_config(name: str) -> int:
+    """``uniform-dN`` -> N (the depth of every quantized matrix)."""
+    m = re.fullmatch(r"uniform-d([1-4])", str(name))
+    if not m:
+        raise TritforgeError(f"config {name!r}: expected uniform-d1, uniform-d2, uniform-d3 or uniform-d4")
+    return int(m.group(1))
+
+
+def resolve_hw(spec: str, depth: int):
+    """``--hw``: a board name, a HwConfig JSON file or ``default`` -> (board, HwConfig).
+
+    A HwConfig file keeps the default board's memory (bandwidth, memory type) and takes
+    its own array size and clock.
+    """
+    from . import boards
+
+    if spec == "default" or spec in boards.BOARDS:
+        board = boards.get_board(boards.DEFAULT_BOARD if spec == "default" else spec)
+        return board, board.hwconfig(depth)
+    if spec.endswith(".json") or os.path.isfile(spec):
+        cfg = HwConfig.from_json(spec)
+        if cfg.depth != depth:
+            raise TritforgeError(f"{spec}: hardware depth d={cfg.depth}, but the config asks for d={depth}")
+        base = boards.get_board(boards.DEFAULT_BOARD)
+        board = dataclasses.replace(base, name=f"{base.name}+{os.path.basename(spec)}",
+                                    clock_mhz=float(cfg.clock_mhz), rows=cfg.rows, vectors=cfg.vectors)
+        return board, cfg
+    raise TritforgeError(f"--hw {spec!r}: expected a board ({', '.join(sorted(boards.BOARDS))}), "
+                         "a HwConfig .json file or 'default'")
+
+
+def _model_location(spec: str) -> tuple[str, str | None]:
+    """(folder, gguf file name or None) of a model given as a path or ``default``."""
+    from ..codec import checkpoint
+
+    path = checkpoint.resolve_model(spec)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise TritforgeError(f"{path}: no config.json; expected a Hugging Face model folder or a .gguf file")
+        return path, None
+    if not os.path.isfile(path):
+        raise TritforgeError(f"{path}: no such model file or folder")
+    if not path.lower().endswith(".gguf"):
+        raise TritforgeError(f"{path}: expected a .gguf file or a Hugging Face model folder")
+    return os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+
+
+def load_model(spec: str):
+    """The stock transformers model (float32, eval mode) and tokenizer -> (model, tokenizer, path)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    folder, gguf = _model_location(spec)
+    where = os.path.join(folder, gguf) if gguf else folder
+    kw = {"gguf_file": gguf} if gguf else {}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+        except (OSError, ValueError, KeyError) as exc:
+            raise TritforgeError(f"{where}: cannot load the model ({str(exc).splitlines()[0]})") from None
+        arch = getattr(model.config, "model_type", None)
+        if arch not in ARCHS:
+            raise TritforgeError(f"{where}: architecture {arch!r}, expected one of {ARCHS}")
+        try:
+            tok = AutoTokenizer.from_pretrained(folder, **kw)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TritforgeError(f"{where}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.eval()
+    return model, tok, where
+
+
+def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
+    """Every nn.Linear the hardware runs: all of them except the output embedding."""
+    head = model.get_output_embeddings()
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and m is not head}
+
+
+def quantize_layers(layers: dict[str, nn.Linear], depth: int, mode: str,
+                    progress: bool = True) -> dict[str, TritTensor]:
+    if mode not in MODES:
+        raise TritforgeError(f"mode {mode!r}: expected one of {MODES}")
+    out = {}
+    for name, lin in tqdm(layers.items(), desc=f"quantize d={depth}", unit="matrix",
+                          disable=not progress, leave=False):
+        out[name] = quantize_matrix(lin.weight, depth, mode, name=name)
+    return out
+
+
+def packed_layers(path: str, layers: dict[str, nn.Linear], depth: int) -> dict[str, TritTensor]:
+    """The model's matrices from a packed file, checked against the model's layers."""
+    tensors, _ = packfile.read_packed(path)
+    out = {}
+    for name, lin in layers.items():
+        t = tensors.get(f"{name}.weight", tensors.get(name))
+        if t is None:
+            raise TritforgeError(f"{path}: no quantized matrix for layer {name}")
+        if tuple(t.shape) != tuple(lin.weight.shape):
+            raise TritforgeError(f"{path}: {name} has shape {tuple(t.shape)}, "
+                                 f"the model's layer has {tuple(lin.weight.shape)}")
+        if t.depth != depth:
+            raise TritforgeError(f"{path}: {name} is quantized at d={t.depth}, the config asks for d={depth}")
+        out[name] = t
+    return out
+
+
+def patch_model(model: nn.Module, tensors: dict[str, TritTensor], recorder: HwRecorder,
+                keep_source: bool = True) -> dict[str, HwLinear]:
+    """Replace each named nn.Linear by an HwLinear (in place); returns the new modules."""
+    done = {}
+    for name, t in tensors.items():
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        lin = getattr(parent, attr)
+        if not isinstance(lin, nn.Linear):
+            raise TritforgeError(f"{name}: expected an nn.Linear, found {type(lin).__name__}")
+        hw = HwLinear(name, t, lin.bias, lin.weight if keep_source else None, recorder)
+        setattr(parent, attr, hw)
+        done[name] = hw
+    return done
+
+
+# --- generation --------------------------------------------------------------------------
+
+@dataclass
+class Generation:
+    prompt_ids: list[int]
+    new_ids: list[int]
+    text: str
+    prefill_wall_s: float
+    decode_wall_s: float
+    decode_steps: int          #: forward passes after the prefill (figures per token use these)
+
+
+def prompt_ids(tok, prompt: str) -> list[int]:
+    """Token ids of the prompt, through the tokenizer's chat template when it has one."""
+    if getattr(tok, "chat_template", None):
+        enc = tok.apply_chat_template([{"role": "user", "content": prompt}],
+                                      add_generation_prompt=True, tokenize=True, return_dict=True)
+        ids = enc["input_ids"]
+    else:
+        ids = tok(prompt)["input_ids"]
+    ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
+    if not ids:
+        raise TritforgeError("prompt: empty after tokenization; expected some text")
+    return ids
+
+
+def _eos_ids(model, tok) -> set[int]:
+    ids = set()
+    for src in (getattr(model, "generation_config", None), model.config, tok):
+        e = getattr(src, "eos_token_id", None)
+        if e is None:
+            continue
+        ids.update([e] if isinstance(e, int) else list(e))
+    return ids
+
+
+def generate(model, tok, recorder: HwRecorder, prompt: str, max_new_tokens: int,
+             progress: bool = True) -> Generation:
+    """Greedy generation through the patched model; prefill and decode as separate phases.
+
+    When generation stops after the first token (``max_new_tokens == 1`` or an immediate
+    end of sequence) one decode step is still run, its token discarded, so that the
+    per-token figures exist.
+    """
+    if max_new_tokens < 1:
+        raise TritforgeError(f"--max-new-tokens {max_new_tokens}: expected at least 1")
+    ids = prompt_ids(tok, prompt)
+    eos = _eos_ids(model, tok)
+    recorder.reset()
+    with torch.inference_mode():
+        recorder.phase = "prefill"
+        t0 = time.perf_counter()
+        out = model(input_ids=torch.tensor([ids]), use_cache=True)
+        prefill_wall = time.perf_counter() - t0
+        past = out.past_key_values
+        nxt = int(out.logits[0, -1].argmax())
+        new = [nxt]
+        recorder.phase = "decode"
+        steps, t1 = 0, time.perf_counter()
+        bar = tqdm(total=max_new_tokens, initial=1, desc="decode", unit="tok",
+                   disable=not progress, leave=False)
+        while True:
+            finished = len(new) >= max_new_tokens or nxt in eos
+            if finished and steps > 0:
+                break
+            out = model(input_ids=torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
+            steps += 1
+            past = out.past_key_values
+            if finished:
+                break
+            nxt = int(out.logits[0, -1].argmax())
+            new.append(nxt)
+            bar.update(1)
+        bar.close()
+        decode_wall = time.perf_counter() - t1
+    recorder.phase = "idle"
+    text = tok.decode([i for i in new if i not in eos], skip_special_tokens=True)
+    return Generation(ids, new, text, prefill_wall, decode_wall, steps)
+
+
+# --- quality -----------------------------------------------------------------------------
+
+def measure_quality(model, tok, recorder: HwRecorder, max_tokens: int,
+                    progress: bool = True) -> dict:
+    """Perplexity (source, dequantized, hardware), top-1 agreement, logit error on the bundled text."""
+    from . import quality
+
+    ids = quality.eval_ids(tok, max_tokens)
+    logits = {}
+    with torch.inference_mode():
+        for mode in tqdm(("source", "dequant", "hw"), desc="quality", unit="pass",
+                         disable=not progress, leave=False):
+            recorder.set_mode(mode)
+            recorder.phase = "eval"
+            logits[mode] = quality.window_logits(model, ids)
+    recorder.set_mode("hw")
+    recorder.phase = "idle"
+    agree = quality.compare_logits(logits["source"], logits["hw"])
+    return {"eval_tokens": int(len(ids)),
+            "ppl_source": quality.perplexity_from_logits(logits["source"], ids),
+            "ppl_quantized": quality.perplexity_from_logits(logits["dequant"], ids),
+            "ppl_hw": quality.perplexity_from_logits(logits["hw"], ids),
+            "top1_agreement": agree["top1_agreement"],
+            "logit_rmse": agree["logit_rmse"],
+            "logit_max_abs_err": agree["logit_max_abs_err"]}
+
+
+# --- figures -----------------------------------------------------------------------------
+
+def _per_call(st: LayerStats, steps: int) -> tuple[int, Actions]:
+    """Average cycles and actions of one decode step (exact: every step does the same work)."""
+    a = {k: int(round(v / steps)) for k, v in st.actions.to_dict().items()}
+    return int(round(st.cycles / steps)), Actions.from_dict(a)
+
+
+def hw_error(recorder: HwRecorder) -> dict[str, float]:
+    """Per layer: relative error of the integer path against the float dequantized product."""
+    err, ref = {}, {}
+    for (name, _), st in recorder.stats.items():
+        err[name] = err.get(name, 0.0) + st.err_sq
+        ref[name] = ref.get(name, 0.0) + st.ref_sq
+    return {n: float(np.sqrt(err[n] / ref[n])) if ref[n] > 0 else 0.0 for n in err}
+
+
+def phase_figures(recorder: HwRecorder, layers: dict[str, HwLinear], phase: str, steps: int,
+                  board, table) -> list[dict]:
+    from . import estimate
+
+    stats = recorder.phase_stats(phase)
+    out = []
+    for name, hw in layers.items():
+        st = stats.get(name)
+        if st is None:
+            raise TritforgeError(f"{name}: did not run in the {phase} phase")
+        cycles, actions = _per_call(st, steps)
+        out.append(estimate.layer_figures(name, hw.out_features, hw.in_features, cycles, actions,
+                                          board, table))
+    return out
+
+
+def _file_sha256(path: str | None) -> str | None:
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def model_info(model, where: str, layers: dict[str, HwLinear]) -> dict:
+    c = model.config
+    return {"name": os.path.basename(where.rstrip("/")), "path": where,
+            "arch": c.model_type, "layers": int(c.num_hidden_layers),
+            "hidden": int(c.hidden_size), "intermediate": int(c.intermediate_size),
+            "vocab": int(c.vocab_size),
+            "linear_weights": int(sum(h.in_features * h.out_features for h in layers.values()))}
+
+
+def run(opts: RunOptions) -> dict:
+    """Everything ``tritforge run`` does; returns the run-result JSON document (a dict)."""
+    from . import estimate
+    from .energy import EnergyTable
+
+    depth = parse_config(opts.config)
+    if opts.mode not in MODES:
+        raise TritforgeError(f"mode {opts.mode!r}: expected one of {MODES}")
+    board, cfg = resolve_hw(opts.hw, depth)
+    table = EnergyTable.load(opts.energy_table)
+    model, tok, where = load_model(opts.model)
+    linears = linear_layers(model)
+    if not linears:
+        raise TritforgeError(f"{where}: no linear layers to quantize")
+    for name, lin in linears.items():
+        cfg.check_shape(lin.out_features, lin.in_features, what=name)
+    if opts.packed:
+        tensors = packed_layers(opts.packed, linears, depth)
+    else:
+        tensors = quantize_layers(linears, depth, opts.mode, opts.progress)
+    recorder = HwRecorder(cfg)
+    layers = patch_model(model, tensors, recorder, keep_source=opts.eval_tokens > 0)
+
+    gen = generate(model, tok, recorder, opts.prompt, opts.max_new_tokens, opts.progress)
+    decode = phase_figures(recorder, layers, "decode", gen.decode_steps, board, table)
+    prefill = phase_figures(recorder, layers, "prefill", 1, board, table)
+    per_token = estimate.token_figures(decode, board, table)
+    prefill_tok = estimate.token_figures(prefill, board, table)
+    prefill_s = 1.0 / prefill_tok["tokens_per_s"]
+
+    quality = {}
+    if opts.eval_tokens > 0:
+        quality = measure_quality(model, tok, recorder, opts.eval_tokens, opts.progress)
+    errors = hw_error(recorder)
+    for entry in decode:
+        entry["hw_vs_dequant_rel_err"] = errors.get(entry["name"], 0.0)
+    all_err = sum(st.err_sq for st in recorder.stats.values())
+    all_ref = sum(st.ref_sq for st in recorder.stats.values())
+    quality["hw_vs_dequant_rel_err"] = float(np.sqrt(all_err / all_ref)) if all_ref > 0 else 0.0
+    quality["hw_vs_dequant_rel_err_max_layer"] = max(errors.values()) if errors else 0.0
+
+    steps = max(gen.decode_steps, 1)
+    result = {
+        "tool": "tritforge", "version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": model_info(model, where, layers),
+        "config": opts.config, "mode": opts.mode if not opts.packed else tensors[next(iter(tensors))].mode,
+        "packed": opts.packed,
+        "hwconfig": {**cfg.to_dict(), "derived": cfg.derived()},
+        "board": dataclasses.asdict(board),
+        "energy_table": {"name": table.name, "version": table.version, "path": table.path,
+                         "sha256": _file_sha256(table.path)},
+        "prompt": opts.prompt, "generated_text": gen.text,
+        "tokens": {"prompt": len(gen.prompt_ids), "generated": len(gen.new_ids)},
+        "timing": {
+            "prefill_cycles": int(sum(e["cycles"] for e in prefill)),
+            "prefill_s": prefill_s,
+            "ttft_s": prefill_s,
+            "decode_cycles_per_token": int(sum(e["cycles"] for e in decode)),
+            "decode_tokens_per_s": per_token["tokens_per_s"],
+            "wall_s_per_token": gen.decode_wall_s / steps,
+            "wall_prefill_s": gen.prefill_wall_s,
+        },
+        "layers": decode,
+        "prefill_layers": [{k: e[k] for k in ("name", "cycles", "compute_s", "memory_s", "bound")}
+                           for e in prefill],
+        "per_token": per_token,
+        "quality": quality,
+    }
+    if opts.rtl_sample:
+        from .rtlsample import check_rows
+        result["rtl_sample"] = check_rows(cfg, layers, recorder, opts.rtl_sample)
+    return result

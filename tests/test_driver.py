@@ -1,0 +1,274 @@
+"""The model driver: patched tiny Llama / Qwen2 models against the integer golden reference."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tritforge.codec import golden, packfile
+from tritforge.codec.errors import TritforgeError
+from tritforge.hwconfig import HwConfig
+from tritforge.sim import driver
+from tritforge.sim.hwlinear import HwLinear, HwRecorder
+
+WORDS = ("the a of and to in is was it for on that with as his he at by from her she they this "
+         "there were one day time long ago little house old man woman went").split()
+EOS = 2
+VOCAB = 300
+
+
+def make_tokenizer():
+    """A byte-level BPE tokenizer trained on a few words (both Llama's and Qwen2's loaders take it)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=VOCAB, min_frequency=1,
+                            special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, unk_token="<unk>",
+                                   bos_token="<s>", eos_token="</s>")
+
+
+def make_tiny_model(folder, arch: str = "llama", seed: int = 0, dtype=torch.float32) -> str:
+    """A random tiny model saved as an HF safetensors folder with a word-level tokenizer.
+
+    intermediate_size 88 is not a multiple of 16: down_proj exercises the zero padding.
+    Qwen2 brings its q/k/v biases (made non-zero so they matter).
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    kw = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=88, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+              bos_token_id=1, eos_token_id=EOS, tie_word_embeddings=False)
+    if arch == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**kw))
+    elif arch == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**kw))
+        with torch.no_grad():
+            for layer in model.model.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                    proj.bias.normal_(0.0, 0.5)
+    else:
+        raise ValueError(arch)
+    model.to(dtype).save_pretrained(folder)
+    make_tokenizer().save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2"])
+def tiny(request, tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp(request.param), request.param)
+
+
+class GoldenLinear(nn.Module):
+    """Reference layer: ``codec.golden.gemv`` (int8 activations, exact accumulators, rescale) + bias."""
+
+    def __init__(self, t, bias):
+        super().__init__()
+        self.t, self.bias = t, bias
+
+    def forward(self, x):
+        y = torch.from_numpy(golden.gemv(self.t, x.detach().double().numpy())).to(x.dtype)
+        return y if self.bias is None else y + self.bias
+
+
+def patched(folder, cfg=None, depth=2, mode="tritllm-v2"):
+    model, tok, _ = driver.load_model(folder)
+    ref = copy.deepcopy(model)
+    linears = driver.linear_layers(model)
+    tensors = driver.quantize_layers(linears, depth, mode, progress=False)
+    rec = HwRecorder(cfg or HwConfig(depth=depth, rows=4, vectors=4))
+    layers = driver.patch_model(model, tensors, rec)
+    for name, t in tensors.items():
+        parent_name, _, attr = name.rpartition(".")
+        lin = getattr(ref.get_submodule(parent_name), attr)
+        setattr(ref.get_submodule(parent_name), attr, GoldenLinear(t, lin.bias))
+    return model, ref, tok, rec, layers, tensors
+
+
+IDS = torch.tensor([[1, 5, 9, 3, 170, 22, 4, 8, 299, 11, 6]])
+
+
+def test_every_linear_but_lm_head_is_replaced(tiny):
+    model, _, _, _, layers, _ = patched(tiny)
+    assert len(layers) == 2 * 7
+    assert isinstance(model.lm_head, nn.Linear) and not isinstance(model.lm_head, HwLinear)
+    assert all(isinstance(m, HwLinear) for m in layers.values())
+    plain = [n for n, m in model.named_modules() if type(m) is nn.Linear]
+    assert plain == ["lm_head"]
+    if "qwen2" in tiny:
+        assert layers["model.layers.0.self_attn.q_proj"].bias is not None
+        assert layers["model.layers.0.self_attn.o_proj"].bias is None
+
+
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_patched_logits_equal_golden_reference(tiny, depth):
+    model, ref, _, rec, _, _ = patched(tiny, HwConfig(depth=depth, rows=4, vectors=4), depth)
+    with torch.inference_mode():
+        got = model(IDS).logits
+        want = ref(IDS).logits
+    assert torch.equal(got, want)
+    # and the hardware path is a real approximation of the float model, not a copy of it
+    rec.set_mode("dequant")
+    with torch.inference_mode():
+        deq = model(IDS).logits
+    assert not torch.equal(got, deq)
+    rel = float((got - deq).norm() / deq.norm())
+    assert 0 < rel < 0.1
+
+
+def test_bias_is_added_once(tmp_path):
+    folder = make_tiny_model(tmp_path / "q", "qwen2", seed=3)
+    model, ref, _, _, layers, _ = patched(folder)
+    q = layers["model.layers.0.self_attn.q_proj"]
+    x = torch.randn(3, q.in_features)
+    with torch.inference_mode():
+        y = q(x)
+        want = torch.from_numpy(golden.gemv(q.t, x.double().numpy())).float() + q.bias
+    assert torch.equal(y, want)
+
+
+def test_source_and_dequant_modes(tiny):
+    from transformers import AutoModelForCausalLM
+
+    model, _, _, rec, _, tensors = patched(tiny)
+    stock = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32).eval()
+    with torch.inference_mode():
+        rec.set_mode("source")
+        assert torch.allclose(model(IDS).logits, stock(IDS).logits, atol=1e-5)
+        rec.set_mode("dequant")
+        deq = model(IDS).logits
+        for name, t in tensors.items():
+            stock.get_submodule(name).weight.copy_(torch.from_numpy(t.dequantize()))
+        assert torch.allclose(deq, stock(IDS).logits, atol=1e-5)
+    with pytest.raises(TritforgeError, match="mode"):
+        rec.set_mode("float")
+
+
+def test_generation_equals_transformers_generate(tiny):
+    model, _, tok, rec, _, _ = patched(tiny)
+    gen = driver.generate(model, tok, rec, "the old man went to the little house", 8, progress=False)
+    assert 1 <= len(gen.new_ids) <= 8
+    with torch.inference_mode():
+        ref = model.generate(torch.tensor([gen.prompt_ids]), max_new_tokens=len(gen.new_ids),
+                             do_sample=False, eos_token_id=EOS, pad_token_id=EOS)
+    assert ref[0, len(gen.prompt_ids):].tolist() == gen.new_ids
+    # decode steps: one per generated token after the first
+    assert gen.decode_steps == max(len(gen.new_ids) - 1, 1)
+    assert isinstance(gen.text, str)
+
+
+def test_prefill_and_decode_phases_and_weight_reuse(tiny):
+    cfg = HwConfig(depth=2, rows=4, vectors=2)
+    model, _, tok, rec, layers, _ = patched(tiny, cfg)
+    gen = driver.generate(model, tok, rec, "there were one day a little old woman", 5, progress=False)
+    n = len(gen.prompt_ids)
+    assert n > cfg.vectors
+    prefill, decode = rec.phase_stats("prefill"), rec.phase_stats("decode")
+    assert list(prefill) == list(layers) and list(decode) == list(layers)
+    for name, hw in layers.items():
+        one_pass = hw.weight_bytes
+        # prefill: the prompt goes T vectors per weight fetch
+        assert prefill[name].vectors == n
+        assert prefill[name].actions.weight_bytes == -(-n // cfg.vectors) * one_pass
+        # decode: one weight fetch per token
+        assert decode[name].calls == gen.decode_steps
+        assert decode[name].actions.weight_bytes == gen.decode_steps * one_pass
+        assert decode[name].cycles == decode[name].actions.cycles
+    # k/v reuse the activations q loaded, up reuses gate's: no buffer writes in decode
+    for name, st in decode.items():
+        reused = name.endswith(("k_proj", "v_proj", "up_proj"))
+        assert (st.actions.act_write_bits == 0) == reused, name
+
+
+def test_per_token_figures_are_one_step(tiny):
+    model, _, tok, rec, layers, _ = patched(tiny)
+    gen = driver.generate(model, tok, rec, "the house", 4, progress=False)
+    name = "model.layers.1.mlp.down_proj"
+    cycles, actions = driver._per_call(rec.phase_stats("decode")[name], gen.decode_steps)
+    assert actions.weight_bytes == layers[name].weight_bytes
+    assert cycles == actions.cycles > 0
+
+
+def test_one_token_still_measures_a_decode_step(tiny):
+    model, _, tok, rec, _, _ = patched(tiny)
+    gen = driver.generate(model, tok, rec, "the house", 1, progress=False)
+    assert len(gen.new_ids) == 1 and gen.decode_steps == 1
+    assert rec.phase_stats("decode")
+
+
+def test_hw_error_per_layer(tiny):
+    model, _, tok, rec, layers, _ = patched(tiny)
+    driver.generate(model, tok, rec, "a long time ago", 3, progress=False)
+    err = driver.hw_error(rec)
+    assert set(err) == set(layers)
+    assert all(0 < e < 0.05 for e in err.values()), err
+
+
+def test_packed_file_gives_the_same_model(tiny, tmp_path):
+    model, _, _, _, _, tensors = patched(tiny)
+    path = str(tmp_path / "m.trit.safetensors")
+    packfile.write_packed(path, {f"{n}.weight": t for n, t in tensors.items()}, {"source": tiny})
+    m2, _, _ = driver.load_model(tiny)
+    lin2 = driver.linear_layers(m2)
+    t2 = driver.packed_layers(path, lin2, 2)
+    driver.patch_model(m2, t2, HwRecorder(HwConfig(rows=4, vectors=4)))
+    with torch.inference_mode():
+        assert torch.equal(model(IDS).logits, m2(IDS).logits)
+    with pytest.raises(TritforgeError, match="d=2, the config asks for d=3"):
+        driver.packed_layers(path, lin2, 3)
+    del tensors["model.layers.1.mlp.up_proj"]
+    packfile.write_packed(path, tensors, {})
+    with pytest.raises(TritforgeError, match="no quantized matrix for layer model.layers.1.mlp.up_proj"):
+        driver.packed_layers(path, lin2, 2)
+
+
+def test_bf16_checkpoint(tmp_path):
+    folder = make_tiny_model(tmp_path / "bf", "llama", seed=5, dtype=torch.bfloat16)
+    model, ref, _, _, _, _ = patched(folder)
+    with torch.inference_mode():
+        assert torch.equal(model(IDS).logits, ref(IDS).logits)
+
+
+@pytest.mark.parametrize("name", ["uniform-d5", "d2", "uniform", ""])
+def test_bad_config_name(name):
+    with pytest.raises(TritforgeError, match="expected uniform-d1"):
+        driver.parse_config(name)
+
+
+def test_bad_models(tmp_path):
+    with pytest.raises(TritforgeError, match="no such"):
+        driver.load_model(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TritforgeError, match="no config.json"):
+        driver.load_model(str(tmp_path / "empty"))
+    (tmp_path / "x.bin").write_bytes(b"12345")
+    with pytest.raises(TritforgeError, match="expected a .gguf file"):
+        driver.load_model(str(tmp_path / "x.bin"))
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50)).save_pretrained(tmp_path / "gpt2")
+    with pytest.raises(TritforgeError, match="architecture 'gpt2'"):
+        driver.load_model(str(tmp_path / "gpt2"))
+
+
+def test_shape_beyond_the_hardware(tiny):
+    model, _, _ = driver.load_model(tiny)
+    lin = driver.linear_layers(model)
+    tensors = driver.quantize_layers(lin, 2, "tritllm-v2", progress=False)
+    small = HwRecorder(HwConfig(rows=4, vectors=1, max_in_features=64))
+    with pytest.raises(TritforgeError, match="in_features=88 exceeds"):
+        driver.patch_model(model, tensors, small)
+
+
+def test_depth_mismatch_with_hardware(tiny):
+    model, _, _ = driver.load_model(tiny)
+    tensors = driver.quantize_layers(driver.linear_layers(model), 3, "tritllm-v2", progress=False)
+    with pytest.raises(TritforgeError, match="depth 3"):
+        driver.patch_model(model, tensors, HwRecorder(HwConfig(depth=2)))

@@ -1,0 +1,120 @@
+"""``tritforge run``: a checkpoint through the simulated hardware — text, tokens/s, J/token, quality."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+from ..codec.errors import TritforgeError
+
+HELP = "run a model through the simulated hardware: generated text, tokens/s, J/token, quality"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", default="default",
+                   help="HF safetensors folder, .gguf file, or 'default' (embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--config", default="uniform-d2", help="quantization config: uniform-d1 .. uniform-d4")
+    p.add_argument("--mode", default="tritllm-v2", choices=("tritllm-v2", "tritforge"),
+                   help="quantizer mode (ignored with --packed)")
+    p.add_argument("--hw", default="default",
+                   help="board preset name, a HwConfig .json file, or 'default' (the default board)")
+    p.add_argument("--packed", metavar="FILE", help="read the quantized matrices from this packed file")
+    p.add_argument("--prompt", default=None, help="user prompt (the tokenizer's chat template is applied)")
+    p.add_argument("--max-new-tokens", type=int, default=24, metavar="N", help="tokens to generate (greedy)")
+    p.add_argument("--eval-tokens", type=int, default=1024, metavar="N",
+                   help="tokens of the bundled text for perplexity/agreement (0 skips the quality pass)")
+    p.add_argument("--energy-table", metavar="FILE", help="action-energy table (TOML); default Horowitz 45 nm")
+    p.add_argument("--report", metavar="DIR", help="write the HTML/Markdown report, plots and JSON here")
+    p.add_argument("--json", metavar="FILE", help="write the run-result JSON here")
+    p.add_argument("--rtl-sample", type=int, default=0, metavar="N",
+                   help="also run N rows of sampled layers through the Verilator RTL and check they match")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def write_json(path: str, data: dict) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    except OSError as exc:
+        raise TritforgeError(f"--json {path}: cannot write ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _fmt_rate(v: float) -> str:
+    return f"{v:,.1f}" if v < 1e4 else f"{v:,.0f}"
+
+
+def summary(r: dict) -> str:
+    """The human-readable lines ``tritforge run`` prints."""
+    m, b, t, pt, q = r["model"], r["board"], r["timing"], r["per_token"], r["quality"]
+    hw = r["hwconfig"]
+    lines = [
+        f"model      {m['name']} ({m['arch']}, {m['layers']} layers, {len(r['layers'])} quantized matrices, "
+        f"{m['linear_weights'] / 1e6:.1f} M weights) at {r['config']} ({r['mode']})",
+        f"hardware   {b['name']}: R={hw['rows']} rows x T={hw['vectors']} vectors at {b['clock_mhz']:g} MHz, "
+        f"{b['bandwidth_gbs']:g} GB/s {b['memory']}; energy table {r['energy_table']['name']} "
+        f"{r['energy_table']['version']}",
+        f"prompt     {r['prompt']!r} ({r['tokens']['prompt']} tokens)",
+        f"generated  {r['generated_text']!r} ({r['tokens']['generated']} tokens)",
+        f"prefill    {t['prefill_cycles']:,} cycles, time to first token {t['ttft_s'] * 1e3:.3f} ms",
+        f"decode     {t['decode_cycles_per_token']:,} cycles/token, {_fmt_rate(t['decode_tokens_per_s'])} tokens/s "
+        f"({pt['bound']}-bound; compute {_fmt_rate(pt['tokens_per_s_compute'])}, "
+        f"memory {_fmt_rate(pt['tokens_per_s_memory'])} tokens/s)",
+        f"energy     {pt['energy_j'] * 1e3:.4f} mJ/token ({pt['energy_j']:.3e} J/token)",
+        f"simulation {t['wall_s_per_token']:.3f} s wall per decode token on this machine",
+    ]
+    if "ppl_hw" in q:
+        lines.append(f"quality    perplexity source {q['ppl_source']:.3f}, dequantized {q['ppl_quantized']:.3f}, "
+                     f"hardware {q['ppl_hw']:.3f} ({q['eval_tokens']} tokens); top-1 agreement "
+                     f"{q['top1_agreement'] * 100:.1f} %, logit RMSE {q['logit_rmse']:.4f}, "
+                     f"max |err| {q['logit_max_abs_err']:.3f}")
+    lines.append(f"hw path    integer vs float dequantized product: relative error "
+                 f"{q['hw_vs_dequant_rel_err']:.2e} (worst layer {q['hw_vs_dequant_rel_err_max_layer']:.2e})")
+    if "rtl_sample" in r:
+        s = r["rtl_sample"]
+        lines.append(f"rtl        {s['rows']} rows of {len(s['layers'])} layers through Verilator: "
+                     f"{'all match' if s['match'] else 'MISMATCH'}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from ..sim import driver
+
+    if args.max_new_tokens < 1:
+        raise TritforgeError(f"--max-new-tokens {args.max_new_tokens}: expected at least 1")
+    if args.eval_tokens < 0:
+        raise TritforgeError(f"--eval-tokens {args.eval_tokens}: expected 0 or more")
+    if args.rtl_sample < 0:
+        raise TritforgeError(f"--rtl-sample {args.rtl_sample}: expected 0 or more")
+    opts = driver.RunOptions(
+        model=args.model, config=args.config, mode=args.mode, hw=args.hw, packed=args.packed,
+        prompt=driver.DEFAULT_PROMPT if args.prompt is None else args.prompt,
+        max_new_tokens=args.max_new_tokens, energy_table=args.energy_table,
+        eval_tokens=args.eval_tokens, rtl_sample=args.rtl_sample,
+        progress=not args.quiet and sys.stderr.isatty())
+    result = driver.run(opts)
+    if args.json:
+        write_json(args.json, result)
+    print(summary(result))
+    if args.report:
+        from ..sim import report
+
+        written = report.render(result, args.report)
+        print(f"report     {written if isinstance(written, str) else args.report}")
+    if args.json:
+        print(f"json       {args.json}")
+    if "rtl_sample" in result and not result["rtl_sample"]["match"]:
+        print("tritforge run: error: the RTL sample does not match the cycle model", file=sys.stderr)
+        return 1
+    return 0
