@@ -1,0 +1,176 @@
+"""The host-link core: byte frames (``fpga.protocol``) to and from the engine's streams.
+
+Byte side: ``rx`` (bytes from the UART receiver; ``rx_error`` pulses on a UART overrun or
+framing error) and ``tx`` (bytes to the UART transmitter). Engine side: the engine's
+``cmd``, ``cb``, ``act``, ``w`` streams driven, ``res`` taken, ``err`` read, and
+``engine_reset`` pulsed on a ``Z`` frame. The engine-side ports copy the engine's own
+signature, so :func:`amaranth.lib.wiring.connect` joins them.
+
+Receive: one shift register of the largest payload takes the bytes of a frame (each new
+byte enters at the top), so a frame of n bytes ends in the top n bytes and every stream
+reads a fixed slice of it: no multiplexers. When a frame is complete the stream's
+``valid`` rises; the next received byte, if the engine has not taken it by then, is a
+link error (the frame is dropped). A frame cut short for ``timeout`` clock cycles is
+dropped (link error) and the core waits for an opcode again.
+
+Transmit: one shift register of the longest reply frame; a result beat, the info reply
+or the reset acknowledgement is loaded into it when it is empty and shifted out byte by
+byte. ``res.ready`` is high only in the cycle a result is loaded, so a slow link holds
+the engine through its own back-pressure.
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Const, Module, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..codec.errors import TritforgeError
+from ..hwconfig import HwConfig
+from . import protocol as P
+
+ENGINE_INPUTS = ("cmd", "cb", "act", "w")
+
+
+class LinkCore(wiring.Component):
+    """Parameters: ``hw`` (HwConfig), ``engine_signature`` (the engine's
+    ``wiring.Signature``), ``divisor`` (reported in the info frame) and ``timeout``
+    (clock cycles a frame may pause between bytes)."""
+
+    def __init__(self, hw: HwConfig, engine_signature: wiring.Signature, divisor: int,
+                 timeout: int):
+        if not isinstance(hw, HwConfig):
+            raise TritforgeError(f"LinkCore hw={hw!r}: expected a HwConfig")
+        members = engine_signature.members
+        for name in (*ENGINE_INPUTS, "res", "err"):
+            if name not in members:
+                raise TritforgeError(f"LinkCore: the engine has no port {name!r} (hw/ENGINE.md)")
+        if not 1 <= timeout < 1 << 32:
+            raise TritforgeError(f"LinkCore timeout={timeout}: expected 1..2**32-1 cycles")
+        self.hw = hw
+        self.divisor = divisor
+        self.timeout = timeout
+        self.info = P.BoardInfo.of(hw, divisor)
+        ports = {
+            "rx": In(stream.Signature(8)), "rx_error": In(1),
+            "tx": Out(stream.Signature(8)),
+            "res": In(members["res"].signature), "err": In(1),
+            "engine_reset": Out(1), "link_error": Out(1),
+        }
+        for name in ENGINE_INPUTS:
+            ports[name] = Out(members[name].signature)
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        hw = self.hw
+        beat = hw.beat_bytes
+        sizes = {op: P.payload_bytes(op, beat) for op in
+                 (P.OP_INFO, P.OP_RESET, P.OP_CODEBOOK, P.OP_COMMAND, P.OP_ACT, P.OP_WEIGHT)}
+        top = 8 * max(sizes.values())
+
+        # --- receive ----------------------------------------------------------------------
+        shreg = Signal(top)
+        opcode = Signal(8)
+        remaining = Signal(range(max(sizes.values()) + 1))
+        idle_for = Signal(range(self.timeout + 1))
+        want_info = Signal()
+        want_ack = Signal()
+        link_error = Signal()
+        m.d.comb += self.link_error.eq(link_error)
+
+        def tail(nbytes):
+            return shreg[top - 8 * nbytes:]
+
+        cmd = tail(P.COMMAND_BYTES)
+        lg = 8 * P.LAST_GROUP_BYTES
+        lt = 8 * P.LAST_TILE_BYTES
+        m.d.comb += [self.cmd.payload.last_group.eq(cmd[:lg]),
+                     self.cmd.payload.last_tile.eq(cmd[lg:lg + lt]),
+                     self.cmd.payload.load_act.eq(cmd[lg + lt])]
+        cbw = tail(P.CODEBOOK_BYTES)
+        F = hw.mant_bits
+        m.d.comb += [self.cb.payload.index.eq(cbw[:8]),
+                     self.cb.payload.mantissa.eq(cbw[8:8 + F]),
+                     self.cb.payload.shift.eq(cbw[8 + F:8 + F + hw.shift_bits])]
+        m.d.comb += [self.act.payload.eq(tail(P.ACT_BYTES)),
+                     self.w.payload.eq(tail(beat))]
+
+        streams = {P.OP_COMMAND: self.cmd, P.OP_CODEBOOK: self.cb, P.OP_ACT: self.act,
+                   P.OP_WEIGHT: self.w}
+        pending = Signal()   # some stream's valid is high
+        m.d.comb += pending.eq(Cat(*(s.valid for s in streams.values())).any())
+        for s in streams.values():
+            with m.If(s.ready):
+                m.d.sync += s.valid.eq(0)
+
+        with m.If(self.rx_error):
+            m.d.sync += link_error.eq(1)
+
+        with m.If(self.rx.valid):
+            m.d.comb += self.rx.ready.eq(1)
+            m.d.sync += idle_for.eq(0)
+            with m.If(pending):                       # a frame the engine had not taken
+                m.d.sync += link_error.eq(1)
+                for s in streams.values():
+                    m.d.sync += s.valid.eq(0)
+            with m.If(remaining == 0):                # an opcode
+                m.d.sync += opcode.eq(self.rx.payload)
+                with m.Switch(self.rx.payload):
+                    with m.Case(P.OP_INFO):
+                        m.d.sync += want_info.eq(1)
+                    with m.Case(P.OP_RESET):
+                        m.d.sync += [want_ack.eq(1), self.engine_reset.eq(1), link_error.eq(0)]
+                        for s in streams.values():
+                            m.d.sync += s.valid.eq(0)
+                    for op in (P.OP_CODEBOOK, P.OP_COMMAND, P.OP_ACT, P.OP_WEIGHT):
+                        with m.Case(op):
+                            m.d.sync += remaining.eq(sizes[op])
+                    with m.Default():
+                        m.d.sync += link_error.eq(1)
+            with m.Else():                            # a payload byte
+                m.d.sync += [shreg.eq(Cat(shreg[8:], self.rx.payload)), remaining.eq(remaining - 1)]
+                with m.If(remaining == 1):
+                    with m.Switch(opcode):
+                        for op, s in streams.items():
+                            with m.Case(op):
+                                m.d.sync += s.valid.eq(1)
+        with m.Elif(remaining != 0):
+            with m.If(idle_for == self.timeout):
+                m.d.sync += [remaining.eq(0), link_error.eq(1), idle_for.eq(0)]
+            with m.Else():
+                m.d.sync += idle_for.eq(idle_for + 1)
+
+        with m.If(self.engine_reset):
+            m.d.sync += self.engine_reset.eq(0)
+
+        # --- transmit ---------------------------------------------------------------------
+        ab = P.acc_bytes(hw.widths.acc)
+        res_len = P.result_bytes(hw.rows, hw.widths.acc)
+        info_len = 1 + P.INFO_BYTES
+        txreg = Signal(8 * max(res_len, info_len))
+        tx_left = Signal(range(max(res_len, info_len) + 1))
+        m.d.comb += [self.tx.valid.eq(tx_left != 0), self.tx.payload.eq(txreg[:8])]
+        with m.If(self.tx.valid & self.tx.ready):
+            m.d.sync += [txreg.eq(txreg[8:]), tx_left.eq(tx_left - 1)]
+
+        info_bytes = bytes([P.OP_INFO]) + self.info.to_bytes()
+        info_const = Const(int.from_bytes(info_bytes, "little"), 8 * info_len)
+        accs = []
+        for r in range(hw.rows):
+            a = Signal(signed(8 * ab), name=f"acc{r}")
+            m.d.comb += a.eq(self.res.payload.acc[r])
+            accs.append(a)
+        flags = Cat(self.err, link_error, self.res.payload.last, Const(0, 5))
+        vector = Signal(8)
+        m.d.comb += vector.eq(self.res.payload.vector)
+        res_frame = Cat(Const(P.OP_RESULT, 8), flags, vector, *accs)
+
+        with m.If(tx_left == 0):
+            with m.If(want_ack):
+                m.d.sync += [txreg.eq(P.OP_RESET), tx_left.eq(1), want_ack.eq(0)]
+            with m.Elif(want_info):
+                m.d.sync += [txreg.eq(info_const), tx_left.eq(info_len), want_info.eq(0)]
+            with m.Elif(self.res.valid):
+                m.d.comb += self.res.ready.eq(1)
+                m.d.sync += [txreg.eq(res_frame), tx_left.eq(res_len)]
+        return m

