@@ -1,0 +1,147 @@
+"""Trit decoder: one packed weight beat -> R groups of (d trit planes x 16 lanes, scale index).
+
+The beat is ``HwConfig.beat_bytes`` bytes, byte b in bits 8b..8b+7, laid out exactly as
+``codec.layout.stream_beats`` writes it: the trits of the beat, five per byte in base 243,
+then per row ``[s0, s1, s2, w0.t0 .. w0.t(d-1), w1.t0, ..]`` (``codec.layout``).
+
+Byte -> five trits is multiply-free. Two styles, selected by ``style``:
+
+``"arith"``
+    restoring digit extraction: for m = 4..1 compare the remainder with 2*3**m and 3**m
+    (constant comparisons), subtract the constant that matches and emit the digit;
+    the last remainder (0..2) is digit 0.
+``"rom"``
+    a 256-entry case table per byte (left to Yosys/ABC to minimise).
+
+A byte >= 243 is not a trit byte: its five trits decode as 0 and ``o.payload.err`` is set
+for the beat. Trits are ``signed(2)``: bit 0 = non-zero, bit 1 = negative.
+
+Pipelined stream block, ``latency`` = 1 register stage. It advances when ``o.ready`` is
+high (``i.ready = o.ready``), which is how the engine's one global advance reaches it.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..codec import layout
+from ..codec.errors import TritforgeError
+from ..hwconfig import HwConfig
+
+STYLES = ("arith", "rom")
+TRIT = signed(2)
+#: byte 121 = 1 + 3 + 9 + 27 + 81: all five trits zero
+ZERO_BYTE = sum(3 ** m for m in range(layout.TRITS_PER_BYTE))
+
+
+def plane_layout(cfg: HwConfig) -> data.ArrayLayout:
+    """Trits of one beat: [row][plane i][lane j], trit of weight j's digit i."""
+    return data.ArrayLayout(data.ArrayLayout(data.ArrayLayout(TRIT, layout.GROUP), cfg.depth),
+                            cfg.rows)
+
+
+def index_layout(cfg: HwConfig) -> data.ArrayLayout:
+    """Codebook index k (0..26) of every row of one beat."""
+    return data.ArrayLayout(unsigned(5), cfg.rows)
+
+
+def byte_invalid(byte):
+    """1 when ``byte`` (an 8-bit value) is not a trit byte (>= 243)."""
+    return byte >= layout.BYTE_LIMIT
+
+
+def _byte_trits_arith(m: Module, byte, name: str) -> list:
+    """Five trit digits (value 0..2 each, before the -1 offset) of ``byte`` < 243."""
+    digits = [None] * layout.TRITS_PER_BYTE
+    rem = byte
+    for pos in reversed(range(1, layout.TRITS_PER_BYTE)):
+        p = 3 ** pos
+        ge2 = rem >= 2 * p
+        ge1 = rem >= p
+        digits[pos] = Mux(ge2, 2, Mux(ge1, 1, 0))
+        nxt = Signal(range(p), name=f"{name}_r{pos}")
+        m.d.comb += nxt.eq(Mux(ge2, rem - 2 * p, Mux(ge1, rem - p, rem)))
+        rem = nxt
+    digits[0] = rem
+    return digits
+
+
+def _byte_trits_rom(m: Module, byte, name: str) -> list:
+    word = Signal(2 * layout.TRITS_PER_BYTE, name=f"{name}_rom")
+    with m.Switch(byte):
+        for b in range(layout.BYTE_LIMIT):
+            v = 0
+            for pos, t in enumerate(layout.byte_trits(b)):
+                v |= (t + 1) << (2 * pos)
+            with m.Case(b):
+                m.d.comb += word.eq(v)
+    return [word[2 * pos:2 * pos + 2] for pos in range(layout.TRITS_PER_BYTE)]
+
+
+class TritDecoder(wiring.Component):
+    """Packed beat -> trit planes and scale indices (see the module docstring).
+
+    Ports: ``i`` stream of ``{beat, tag}``; ``o`` stream of ``{planes, k, err, tag}``.
+    ``tag`` is any shape the caller wants carried along (0 bits by default).
+    """
+
+    latency = 1
+
+    def __init__(self, cfg: HwConfig, *, style: str = "arith", tag_shape=unsigned(0)):
+        if not isinstance(cfg, HwConfig):
+            raise TritforgeError(f"TritDecoder cfg={cfg!r}: expected a HwConfig")
+        if style not in STYLES:
+            raise TritforgeError(f"TritDecoder style={style!r}: expected one of {STYLES}")
+        self.cfg = cfg
+        self.style = style
+        self.in_layout = data.StructLayout({"beat": unsigned(8 * cfg.beat_bytes), "tag": tag_shape})
+        self.out_layout = data.StructLayout({
+            "planes": plane_layout(cfg), "k": index_layout(cfg), "err": 1, "tag": tag_shape})
+        super().__init__({
+            "i": In(stream.Signature(self.in_layout)),
+            "o": Out(stream.Signature(self.out_layout)),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        en = Signal()
+        m.d.comb += [en.eq(self.o.ready), self.i.ready.eq(en)]
+
+        beat = self.i.payload.beat
+        trits = []          # the beat's trits, in stream order, as signed(2)
+        bad = []
+        for b in range(cfg.beat_bytes):
+            byte = beat[8 * b:8 * b + 8]
+            inval = Signal(name=f"inval{b}")
+            m.d.comb += inval.eq(byte_invalid(byte))
+            bad.append(inval)
+            if self.style == "arith":
+                digits = _byte_trits_arith(m, byte, f"b{b}")
+            else:
+                digits = _byte_trits_rom(m, byte, f"b{b}")
+            for pos, dgt in enumerate(digits):
+                t = Signal(TRIT, name=f"b{b}_t{pos}")
+                m.d.comb += t.eq(Mux(inval, 0, dgt - 1))
+                trits.append(t)
+
+        gt = layout.group_trits(cfg.depth)
+        o = self.o.payload
+        with m.If(en):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+            for r in range(cfg.rows):
+                base = r * gt
+                s = trits[base:base + layout.SCALE_TRITS]
+                # k = s0 + 3 s1 + 9 s2 + 13, as shift-and-add
+                k = s[0] + (s[1] << 1) + s[1] + (s[2] << 3) + s[2] + layout.SCALE_OFFSET
+                m.d.sync += o.k[r].eq(k)
+                for j in range(layout.GROUP):
+                    for i in range(cfg.depth):
+                        m.d.sync += o.planes[r][i][j].eq(
+                            trits[base + layout.SCALE_TRITS + j * cfg.depth + i])
+            err = Const(0, 1)
+            for x in bad:
+                err = err | x
+            m.d.sync += [o.err.eq(err), o.tag.eq(self.i.payload.tag)]
+        return m

@@ -1,0 +1,214 @@
+"""GEMV engine top, exactly per hw/ENGINE.md.
+
+Streams ``cmd``, ``cb``, ``act``, ``w`` in, ``res`` out; ``err`` and ``busy`` flags.
+
+Structure (one global advance ``adv = ~(res.valid & ~res.ready)``, from ``ScaleMac``):
+
+* control: IDLE -> (LOAD) -> RUN -> IDLE, command latched on accept;
+* activation buffer: ``amaranth.lib.memory.Memory`` of ``T * max_groups`` 128-bit words
+  (one write port for LOAD, one synchronous read port for RUN: BRAM-inferable);
+* issue register: the accepted weight beat, used T times (vector 0..T-1, one per
+  advancing cycle); ``w.ready`` is high when the engine still needs beats, the pipeline
+  advances and the issue register is empty or issuing its last use;
+* pipeline after the issue register: ``TritDecoder`` (1 stage, the activation word is read
+  in the same cycle) -> ``GroupDot`` (3) -> ``ScaleMac`` (3, ending in the result
+  register). With the issue register that is ``HwConfig.pipeline_stages`` = 8 register
+  stages from beat acceptance to the result register, which the constructor asserts.
+
+With weights always valid and no back-pressure, the first beat accepted at cycle c0, a RUN
+of N = tiles*ng beats has its last result valid at cycle c0 + N*T + pipeline_stages - 1
+(N*T + pipeline_stages cycles, counted inclusively).
+"""
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..codec import layout
+from ..codec.errors import TritforgeError
+from ..hwconfig import HwConfig
+from .decoder import TritDecoder, byte_invalid
+from .groupdot import GroupDot
+from .scalemac import ScaleMac, codebook_layout, item_tag_layout, result_layout, vector_bits
+
+ACT_WORD_BITS = layout.GROUP * 8
+
+
+class State(enum.IntEnum):
+    IDLE = 0
+    LOAD = 1
+    RUN = 2
+
+
+def cmd_layout(cfg: HwConfig) -> data.StructLayout:
+    return data.StructLayout({"last_group": unsigned(ceil_log2(cfg.max_groups)),
+                              "last_tile": unsigned(ceil_log2(cfg.tiles_max)),
+                              "load_act": 1})
+
+
+def port_layouts(cfg: HwConfig) -> dict:
+    """Payload layouts of every stream port, by port name."""
+    return {"cmd": cmd_layout(cfg), "cb": codebook_layout(cfg),
+            "act": unsigned(ACT_WORD_BITS), "w": unsigned(8 * cfg.beat_bytes),
+            "res": result_layout(cfg)}
+
+
+class GemvEngine(wiring.Component):
+    """The GEMV engine (hw/ENGINE.md). ``decoder_style`` picks the byte decoder."""
+
+    def __init__(self, cfg: HwConfig, *, decoder_style: str = "arith"):
+        if not isinstance(cfg, HwConfig):
+            raise TritforgeError(f"GemvEngine cfg={cfg!r}: expected a HwConfig")
+        self.cfg = cfg
+        self.decoder_style = decoder_style
+        self.tag_layout = item_tag_layout(cfg)
+        self.decoder = TritDecoder(cfg, style=decoder_style, tag_shape=self.tag_layout)
+        self.dot_tag_layout = data.StructLayout({"k": self.decoder.out_layout["k"].shape,
+                                                 "item": self.tag_layout})
+        self.groupdot = GroupDot(cfg, tag_shape=self.dot_tag_layout)
+        self.mac = ScaleMac(cfg)
+        stages = self.latency
+        if stages != cfg.pipeline_stages:
+            raise TritforgeError(f"GemvEngine: pipeline has {stages} stages but "
+                                 f"HwConfig.pipeline_stages = {cfg.pipeline_stages}")
+        lay = port_layouts(cfg)
+        super().__init__({
+            "cmd": In(stream.Signature(lay["cmd"])),
+            "cb": In(stream.Signature(lay["cb"])),
+            "act": In(stream.Signature(lay["act"])),
+            "w": In(stream.Signature(lay["w"])),
+            "res": Out(stream.Signature(lay["res"])),
+            "err": Out(1),
+            "busy": Out(1),
+        })
+
+    ISSUE_STAGES = 1   #: the issue register that holds an accepted beat for its T uses
+
+    @property
+    def latency(self) -> int:
+        """Register stages from weight-beat acceptance to the result register."""
+        return self.ISSUE_STAGES + self.decoder.latency + self.groupdot.latency + self.mac.latency
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        T, MG = cfg.vectors, cfg.max_groups
+        m = Module()
+        m.submodules.decoder = dec = self.decoder
+        m.submodules.groupdot = gd = self.groupdot
+        m.submodules.mac = mac = self.mac
+        m.submodules.actbuf = buf = memory.Memory(shape=unsigned(ACT_WORD_BITS),
+                                                  depth=cfg.act_buffer_words, init=[])
+        wport = buf.write_port()
+        rport = buf.read_port(domain="sync", transparent_for=())
+
+        cl = cmd_layout(cfg)
+        state = Signal(State, init=State.IDLE)
+        last_group = Signal(cl["last_group"].shape)
+        last_tile = Signal(cl["last_tile"].shape)
+        vb = vector_bits(cfg)
+
+        # --- command, flags ----------------------------------------------------------------
+        m.d.comb += [self.cmd.ready.eq(state == State.IDLE),
+                     self.busy.eq(state != State.IDLE),
+                     self.act.ready.eq(state == State.LOAD)]
+        wiring.connect(m, wiring.flipped(self.cb), mac.cb)
+
+        # --- LOAD -----------------------------------------------------------------------------
+        ld_g = Signal.like(last_group)
+        ld_v = Signal(range(T))
+        ld_base = Signal(range(cfg.act_buffer_words))   # ld_v * max_groups
+        m.d.comb += [wport.addr.eq(ld_base + ld_g), wport.data.eq(self.act.payload),
+                     wport.en.eq(self.act.valid & self.act.ready)]
+
+        # --- RUN: beat acceptance and issue register ----------------------------------------
+        adv = Signal()
+        m.d.comb += adv.eq(mac.i.ready)
+        acc_g = Signal.like(last_group)       # group of the next beat to accept
+        acc_t = Signal.like(last_tile)        # tile of the next beat to accept
+        w_open = Signal()                     # RUN and beats still expected
+        h_valid = Signal()
+        h_beat = Signal(8 * cfg.beat_bytes, reset_less=True)
+        h_v = Signal(range(T))
+        h_base = Signal(range(cfg.act_buffer_words))  # h_v * max_groups
+        h_g = Signal.like(last_group)
+        h_first = Signal()
+        h_final = Signal()
+        h_lasttile = Signal()
+        last_use = Signal()
+        take = Signal()
+        m.d.comb += [last_use.eq(h_v == T - 1),
+                     self.w.ready.eq(w_open & adv & (~h_valid | last_use)),
+                     take.eq(self.w.valid & self.w.ready)]
+
+        # pipeline input: decoder + activation read, aligned (both one register stage)
+        tag = dec.i.payload.tag
+        m.d.comb += [dec.i.valid.eq(h_valid), dec.i.payload.beat.eq(h_beat),
+                     tag.vector.eq(h_v), tag.first.eq(h_first), tag.final.eq(h_final),
+                     tag.last.eq(h_lasttile & h_final & last_use),
+                     rport.addr.eq(h_base + h_g), rport.en.eq(adv)]
+        m.d.comb += [gd.i.valid.eq(dec.o.valid), gd.i.payload.planes.eq(dec.o.payload.planes),
+                     gd.i.payload.act.eq(rport.data),
+                     gd.i.payload.tag.k.eq(dec.o.payload.k),
+                     gd.i.payload.tag.item.eq(dec.o.payload.tag),
+                     dec.o.ready.eq(gd.i.ready)]
+        m.d.comb += [mac.i.valid.eq(gd.o.valid), mac.i.payload.p.eq(gd.o.payload.p),
+                     mac.i.payload.k.eq(gd.o.payload.tag.k),
+                     mac.i.payload.tag.eq(gd.o.payload.tag.item),
+                     gd.o.ready.eq(mac.i.ready)]
+        wiring.connect(m, mac.o, wiring.flipped(self.res))
+
+        # err: sticky, set by an accepted beat holding a byte >= 243
+        bad = 0
+        for b in range(cfg.beat_bytes):
+            bad = bad | byte_invalid(self.w.payload[8 * b:8 * b + 8])
+        with m.If(take & bad):
+            m.d.sync += self.err.eq(1)
+
+        with m.If(adv):
+            with m.If(h_valid & ~last_use):
+                m.d.sync += [h_v.eq(h_v + 1), h_base.eq(h_base + MG)]
+            with m.Elif(take):
+                m.d.sync += [h_valid.eq(1), h_beat.eq(self.w.payload), h_v.eq(0), h_base.eq(0),
+                             h_g.eq(acc_g), h_first.eq(acc_g == 0),
+                             h_final.eq(acc_g == last_group), h_lasttile.eq(acc_t == last_tile)]
+            with m.Else():
+                m.d.sync += h_valid.eq(0)
+
+        with m.If(take):
+            with m.If(acc_g == last_group):
+                m.d.sync += [acc_g.eq(0), acc_t.eq(acc_t + 1)]
+                with m.If(acc_t == last_tile):
+                    m.d.sync += w_open.eq(0)
+            with m.Else():
+                m.d.sync += acc_g.eq(acc_g + 1)
+
+        # --- control ------------------------------------------------------------------------
+        with m.Switch(state):
+            with m.Case(State.IDLE):
+                with m.If(self.cmd.valid):
+                    p = self.cmd.payload
+                    m.d.sync += [last_group.eq(p.last_group), last_tile.eq(p.last_tile),
+                                 self.err.eq(0), ld_g.eq(0), ld_v.eq(0), ld_base.eq(0),
+                                 acc_g.eq(0), acc_t.eq(0)]
+                    with m.If(p.load_act):
+                        m.d.sync += state.eq(State.LOAD)
+                    with m.Else():
+                        m.d.sync += [state.eq(State.RUN), w_open.eq(1)]
+            with m.Case(State.LOAD):
+                with m.If(self.act.valid):
+                    with m.If(ld_g == last_group):
+                        m.d.sync += ld_g.eq(0)
+                        with m.If(ld_v == T - 1):
+                            m.d.sync += [state.eq(State.RUN), w_open.eq(1)]
+                        with m.Else():
+                            m.d.sync += [ld_v.eq(ld_v + 1), ld_base.eq(ld_base + MG)]
+                    with m.Else():
+                        m.d.sync += ld_g.eq(ld_g + 1)
+            with m.Case(State.RUN):
+                with m.If(self.res.valid & self.res.ready & self.res.payload.last):
+                    m.d.sync += state.eq(State.IDLE)
+        return m

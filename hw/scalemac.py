@@ -1,0 +1,143 @@
+"""Scale multiply-accumulate: codebook lookup, one mantissa multiply per group, exact shift,
+row accumulators, result register.
+
+For every item (one group column of R rows for one activation vector)::
+
+    A[v, r] = (first ? 0 : A[v, r]) + (m[k[r]] * P[r]) << delta[k[r]]
+
+and when the item is its row tile's final group, ``A[v, :]`` goes out on ``o`` as one
+result beat ``{acc, vector, last}`` (``codec.golden.accumulate``, hw/ENGINE.md).
+
+Accumulators of width ``HwConfig.widths.acc``: with n groups, |P| <= 16*L*127,
+m <= 2**F - 1 and delta <= S, ``|A| <= n * 16*L*127 * (2**F - 1) * 2**S``, and
+``codec.golden.widths`` sizes the signed register at ``bound.bit_length() + 1`` bits, so
+no admitted input overflows it (tests drive the extreme case).
+
+T activation vectors share one weight item stream in the order v = 0..T-1 per group, so
+the T accumulators form a ring: each valid item takes the head and puts the updated sum at
+the tail (no multiplexer by v). T = 1 is a single register.
+
+Codebook: 27 entries of ``{mantissa: F, shift: 4}`` in registers, written through the
+``cb`` stream (always ready, index 27..31 ignored), kept across reset.
+
+Pipelined, ``latency`` = 3 stages: (1) codebook lookup, (2) mantissa x P (one small
+multiply per row, DSP-sized), (3) exact left shift, accumulate, result register.
+The whole block advances when ``adv = ~(o.valid & ~o.ready)`` (``i.ready = adv``): the
+engine's one global advance comes from here.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..codec import layout
+from ..codec.errors import TritforgeError
+from ..hwconfig import HwConfig
+from .decoder import index_layout
+
+
+def vector_bits(cfg: HwConfig) -> int:
+    """Width of a vector number 0..T-1 (``ceil_log2(T + 1)`` as in hw/ENGINE.md)."""
+    return max(1, cfg.vectors.bit_length())
+
+
+def item_tag_layout(cfg: HwConfig) -> data.StructLayout:
+    """Control carried with every item: vector, first/final group of the tile, last of the job."""
+    return data.StructLayout({"vector": unsigned(vector_bits(cfg)), "first": 1, "final": 1,
+                              "last": 1})
+
+
+def codebook_layout(cfg: HwConfig) -> data.StructLayout:
+    return data.StructLayout({"index": unsigned(5), "mantissa": unsigned(cfg.mant_bits),
+                              "shift": unsigned(cfg.shift_bits)})
+
+
+def result_layout(cfg: HwConfig) -> data.StructLayout:
+    return data.StructLayout({"acc": data.ArrayLayout(signed(cfg.widths.acc), cfg.rows),
+                              "vector": unsigned(vector_bits(cfg)), "last": 1})
+
+
+class ScaleMac(wiring.Component):
+    """Ports: ``i`` stream of ``{p, k, tag}``; ``cb`` codebook writes; ``o`` result beats."""
+
+    latency = 3
+
+    def __init__(self, cfg: HwConfig):
+        if not isinstance(cfg, HwConfig):
+            raise TritforgeError(f"ScaleMac cfg={cfg!r}: expected a HwConfig")
+        self.cfg = cfg
+        w = cfg.widths
+        self.in_layout = data.StructLayout({
+            "p": data.ArrayLayout(signed(w.dot), cfg.rows), "k": index_layout(cfg),
+            "tag": item_tag_layout(cfg)})
+        super().__init__({
+            "i": In(stream.Signature(self.in_layout)),
+            "cb": In(stream.Signature(codebook_layout(cfg))),
+            "o": Out(stream.Signature(result_layout(cfg))),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        w = cfg.widths
+        R, T, F = cfg.rows, cfg.vectors, cfg.mant_bits
+        m = Module()
+
+        # codebook registers (kept across reset)
+        mant = Array(Signal(F, name=f"cb_m{k}", reset_less=True) for k in range(layout.CODEBOOK_SIZE))
+        shift = Array(Signal(cfg.shift_bits, name=f"cb_s{k}", reset_less=True)
+                      for k in range(layout.CODEBOOK_SIZE))
+        m.d.comb += self.cb.ready.eq(1)
+        with m.If(self.cb.valid & (self.cb.payload.index < layout.CODEBOOK_SIZE)):
+            m.d.sync += [mant[self.cb.payload.index].eq(self.cb.payload.mantissa),
+                         shift[self.cb.payload.index].eq(self.cb.payload.shift)]
+
+        adv = Signal()
+        m.d.comb += [adv.eq(~(self.o.valid & ~self.o.ready)), self.i.ready.eq(adv)]
+        tag_shape = self.in_layout["tag"].shape
+
+        # stage 1: lookup
+        v1 = Signal()
+        tag1 = Signal(tag_shape)
+        p1 = [Signal(signed(w.dot), name=f"p1_{r}", reset_less=True) for r in range(R)]
+        m1 = [Signal(F, name=f"m1_{r}", reset_less=True) for r in range(R)]
+        s1 = [Signal(cfg.shift_bits, name=f"s1_{r}", reset_less=True) for r in range(R)]
+        # stage 2: product
+        v2 = Signal()
+        tag2 = Signal(tag_shape)
+        s2 = [Signal(cfg.shift_bits, name=f"s2_{r}", reset_less=True) for r in range(R)]
+        prod = [Signal(signed(w.product), name=f"prod_{r}", reset_less=True) for r in range(R)]
+        # stage 3: accumulator ring (T entries of R accumulators; contents never observable
+        # before being overwritten by a `first` item, so no reset)
+        ring = [[Signal(signed(w.acc), name=f"acc_v{v}_r{r}", reset_less=True) for r in range(R)]
+                for v in range(T)]
+
+        with m.If(adv):
+            m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag)]
+            for r in range(R):
+                k = self.i.payload.k[r]
+                m.d.sync += [p1[r].eq(self.i.payload.p[r]), m1[r].eq(mant[k]), s1[r].eq(shift[k])]
+
+            m.d.sync += [v2.eq(v1), tag2.eq(tag1)]
+            for r in range(R):
+                m.d.sync += [prod[r].eq(m1[r] * p1[r]), s2[r].eq(s1[r])]
+
+            tag = data.View(item_tag_layout(cfg), tag2)
+            m.d.sync += self.o.valid.eq(v2 & tag.final)
+            with m.If(v2):
+                new = []
+                for r in range(R):
+                    n = Signal(signed(w.acc), name=f"acc_new_{r}")
+                    m.d.comb += n.eq(Mux(tag.first, 0, ring[0][r]) + (prod[r] << s2[r]))
+                    new.append(n)
+                for v in range(T - 1):
+                    for r in range(R):
+                        m.d.sync += ring[v][r].eq(ring[v + 1][r])
+                for r in range(R):
+                    m.d.sync += ring[T - 1][r].eq(new[r])
+                with m.If(tag.final):
+                    m.d.sync += [self.o.payload.vector.eq(tag.vector),
+                                 self.o.payload.last.eq(tag.last)]
+                    for r in range(R):
+                        m.d.sync += self.o.payload.acc[r].eq(new[r])
+        return m

@@ -1,0 +1,362 @@
+"""Per-cycle stepping model of the GEMV engine (hw/engine.py), the cycle reference.
+
+``StepModel(cfg).step(inputs) -> outputs`` advances one clock: given the values driven in
+cycle n (``Inputs``: every stream's valid and payload, ``res_ready``, ``rst``), it returns
+what the RTL shows in cycle n (``Outputs``: every ready, ``res`` valid and payload, ``err``,
+``busy``) and then takes the clock edge. Observable behaviour equals the RTL's in every
+cycle under any valid/ready pattern (tests/test_stepmodel.py compares them cycle by cycle
+in the Amaranth simulator). It never imports ``hw`` or Amaranth: the structure below is
+written from hw/ENGINE.md and the RTL's documented stages.
+
+Structure mirrored (hw/ENGINE.md, hw/engine.py):
+
+* state IDLE / LOAD / RUN; ``cmd.ready`` = IDLE, ``act.ready`` = LOAD, ``cb.ready`` = 1,
+  ``busy`` = not IDLE;
+* one global advance ``adv = not (res.valid and not res.ready)``;
+* an issue register that holds an accepted beat for its T uses;
+  ``w.ready = w_open and adv and (issue empty or issuing its last use)``;
+* behind it ``pipeline_stages - 1`` register stages; the codebook is read when an item
+  enters the 5th of them (``ScaleMac`` stage 1), the result register is the last;
+* T row-accumulator sets used as a ring (an item with ``first`` starts from 0);
+* synchronous reset: control, pipeline valid bits, the result register and ``err`` return to
+  their initial values; the codebook, the activation buffer (and writes to them in the reset
+  cycle) are kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..codec import layout
+from ..codec.errors import TritforgeError
+from ..hwconfig import HwConfig
+
+IDLE, LOAD, RUN = 0, 1, 2
+#: byte 121 = all five trits zero: what the decoder makes of an invalid byte
+_ZERO_BYTE = sum(3 ** m for m in range(layout.TRITS_PER_BYTE))
+#: stages behind the issue register before the codebook lookup register
+#: (TritDecoder 1 + GroupDot 3); the lookup is the next stage, then the product, then the result
+_LOOKUP_AFTER = 4
+
+
+@dataclass
+class Inputs:
+    """Everything the engine samples in one cycle (payloads as integers / fields)."""
+
+    rst: bool = False
+    cmd_valid: bool = False
+    last_group: int = 0          #: cmd payload: ng - 1
+    last_tile: int = 0           #: cmd payload: tiles - 1
+    load_act: bool = False       #: cmd payload
+    cb_valid: bool = False
+    cb_index: int = 0
+    cb_mantissa: int = 0
+    cb_shift: int = 0
+    act_valid: bool = False
+    act_word: int = 0            #: 128 bits, lane j in bits 8j..8j+7
+    w_valid: bool = False
+    w_beat: int = 0              #: beat_bytes*8 bits, byte b in bits 8b..8b+7
+    res_ready: bool = False
+
+
+@dataclass
+class Outputs:
+    """Everything the engine drives in one cycle."""
+
+    cmd_ready: bool
+    cb_ready: bool
+    act_ready: bool
+    w_ready: bool
+    res_valid: bool
+    res_acc: tuple               #: R signed accumulators
+    res_vector: int
+    res_last: bool
+    err: bool
+    busy: bool
+
+
+@dataclass
+class _Item:
+    """One pipeline item: one beat's decoded groups against one activation vector."""
+
+    p: list                      #: R group dot products
+    k: list                      #: R codebook indices
+    vector: int
+    first: bool
+    final: bool
+    last: bool
+    m: list = field(default_factory=list)
+    sh: list = field(default_factory=list)
+
+
+def _wrap(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+class StepModel:
+    """The engine, one clock per :meth:`step`."""
+
+    def __init__(self, cfg: HwConfig):
+        if not isinstance(cfg, HwConfig):
+            raise TritforgeError(f"StepModel cfg={cfg!r}: expected a HwConfig")
+        self.cfg = cfg
+        self.acc_bits = cfg.widths.acc
+        self.buffer = [0] * cfg.act_buffer_words
+        self.cb_mant = [0] * layout.CODEBOOK_SIZE
+        self.cb_shift = [0] * layout.CODEBOOK_SIZE
+        self.ring = [[0] * cfg.rows for _ in range(cfg.vectors)]
+        self.cycle = 0
+        self._reset()
+
+    def _reset(self):
+        R = self.cfg.rows
+        self.state = IDLE
+        self.last_group = self.last_tile = 0
+        self.err = False
+        self.ld_g = self.ld_v = 0
+        self.acc_g = self.acc_t = 0
+        self.w_open = False
+        self.h_valid = False
+        self.h_beat = 0
+        self.h_v = 0
+        self.h_g = 0
+        self.h_first = self.h_final = self.h_lasttile = False
+        # stages behind the issue register, excluding the result register
+        self.pipe: list[_Item | None] = [None] * (self.cfg.pipeline_stages - 2)
+        self.res_valid = False
+        self.res_acc = (0,) * R
+        self.res_vector = 0
+        self.res_last = False
+
+    # --- one clock ---------------------------------------------------------------------------
+    def outputs(self, inp: Inputs) -> Outputs:
+        """What the engine drives in this cycle, given this cycle's inputs (no state change)."""
+        adv = not (self.res_valid and not inp.res_ready)
+        last_use = self.h_v == self.cfg.vectors - 1
+        return Outputs(
+            cmd_ready=self.state == IDLE, cb_ready=True, act_ready=self.state == LOAD,
+            w_ready=bool(self.w_open and adv and (not self.h_valid or last_use)),
+            res_valid=self.res_valid, res_acc=self.res_acc, res_vector=self.res_vector,
+            res_last=self.res_last, err=self.err, busy=self.state != IDLE)
+
+    def step(self, inp: Inputs) -> Outputs:
+        """Outputs of this cycle, then the clock edge."""
+        out = self.outputs(inp)
+        self._edge(inp, out)
+        self.cycle += 1
+        return out
+
+    # --- the clock edge ------------------------------------------------------------------------
+    def _edge(self, inp: Inputs, out: Outputs):
+        cfg = self.cfg
+        T, MG = cfg.vectors, cfg.max_groups
+        adv = not (self.res_valid and not inp.res_ready)
+        take = inp.w_valid and out.w_ready
+        res_done = self.res_valid and inp.res_ready and self.res_last
+
+        # memories: written even in a reset cycle; read before written
+        issue_item = None
+        if adv and self.h_valid:
+            issue_item = self._issue(self.buffer[self.h_v * MG + self.h_g])
+        cb_before = (list(self.cb_mant), list(self.cb_shift))
+        if inp.cb_valid and inp.cb_index < layout.CODEBOOK_SIZE:
+            self.cb_mant[inp.cb_index] = inp.cb_mantissa & ((1 << cfg.mant_bits) - 1)
+            self.cb_shift[inp.cb_index] = inp.cb_shift & ((1 << cfg.shift_bits) - 1)
+        if inp.act_valid and self.state == LOAD:
+            addr = self.ld_v * MG + self.ld_g
+            if addr < len(self.buffer):
+                self.buffer[addr] = inp.act_word & ((1 << (8 * layout.GROUP)) - 1)
+
+        if adv:
+            self._advance_pipeline(issue_item, cb_before)
+        if inp.rst:
+            self._reset()
+            return
+
+        if take and any(b >= layout.BYTE_LIMIT for b in self._bytes(inp.w_beat)):
+            self.err = True
+
+        # issue register
+        if adv:
+            if self.h_valid and self.h_v != T - 1:
+                self.h_v += 1
+            elif take:
+                self.h_valid, self.h_beat, self.h_v, self.h_g = True, inp.w_beat, 0, self.acc_g
+                self.h_first = self.acc_g == 0
+                self.h_final = self.acc_g == self.last_group
+                self.h_lasttile = self.acc_t == self.last_tile
+            else:
+                self.h_valid = False
+        if take:
+            if self.acc_g == self.last_group:
+                self.acc_g = 0
+                if self.acc_t == self.last_tile:
+                    self.w_open = False
+                self.acc_t += 1
+            else:
+                self.acc_g += 1
+
+        # control
+        if self.state == IDLE:
+            if inp.cmd_valid:
+                self.last_group, self.last_tile = inp.last_group, inp.last_tile
+                self.err = False
+                self.ld_g = self.ld_v = self.acc_g = self.acc_t = 0
+                if inp.load_act:
+                    self.state = LOAD
+                else:
+                    self.state, self.w_open = RUN, True
+        elif self.state == LOAD:
+            if inp.act_valid:
+                if self.ld_g == self.last_group:
+                    self.ld_g = 0
+                    if self.ld_v == T - 1:
+                        self.state, self.w_open = RUN, True
+                    else:
+                        self.ld_v += 1
+                else:
+                    self.ld_g += 1
+        elif self.state == RUN:
+            if res_done:
+                self.state = IDLE
+
+    def _bytes(self, beat: int) -> list[int]:
+        return [(beat >> (8 * b)) & 0xFF for b in range(self.cfg.beat_bytes)]
+
+    def _issue(self, act_word: int) -> _Item:
+        cfg = self.cfg
+        raw = np.array([b if b < layout.BYTE_LIMIT else _ZERO_BYTE for b in self._bytes(self.h_beat)],
+                       dtype=np.uint8)
+        q, k = layout.decode_beat(raw, cfg.depth, cfg.rows)
+        x = layout.unpack_activation_group(act_word).astype(np.int64)
+        p = (q.astype(np.int64) @ x).tolist()
+        last_use = self.h_v == cfg.vectors - 1
+        return _Item(p=p, k=[int(v) for v in k], vector=self.h_v, first=self.h_first,
+                     final=self.h_final, last=self.h_lasttile and self.h_final and last_use)
+
+    def _advance_pipeline(self, issue_item, cb_before):
+        tail = self.pipe[-1]
+        self.res_valid = bool(tail is not None and tail.final)
+        if tail is not None:
+            new = []
+            head = self.ring[0]
+            for r in range(self.cfg.rows):
+                term = (tail.m[r] * tail.p[r]) << tail.sh[r]
+                new.append(_wrap((0 if tail.first else head[r]) + term, self.acc_bits))
+            self.ring = self.ring[1:] + [new]
+            if tail.final:
+                self.res_acc, self.res_vector, self.res_last = tuple(new), tail.vector, tail.last
+        pipe = [issue_item] + self.pipe[:-1]
+        entering = pipe[_LOOKUP_AFTER]
+        if entering is not None:
+            mant, shift = cb_before
+            entering.m = [mant[k] for k in entering.k]
+            entering.sh = [shift[k] for k in entering.k]
+        self.pipe = pipe
+
+
+# --- host side: a reactive stimulus for the engine (the model, the RTL, or both) ----------
+
+@dataclass
+class Job:
+    """One command as the host sends it: codebook, activation words, weight beats."""
+
+    mantissa: list               #: 27 codebook mantissas
+    shift: list                  #: 27 codebook left shifts
+    act_words: list              #: T*ng words, vector-major (empty when load_act is False)
+    beats: list                  #: tiles*ng beat integers, tile-major
+    last_group: int
+    last_tile: int
+    load_act: bool = True
+
+
+class JobDriver:
+    """Plays jobs one after another with random valid/ready patterns, cycle by cycle.
+
+    ``inputs()`` gives this cycle's ``Inputs``; ``observe(inputs, outputs)`` takes what the
+    engine (model or RTL) answered and moves on. Streams follow the host rules of
+    hw/ENGINE.md: the codebook is written while the engine is idle, then the command, then
+    activation words and beats (offered whenever pending; the engine decides when to take
+    them). ``p_valid``/``p_ready`` are the chances that a pending stream is valid and that
+    ``res.ready`` is high in a cycle; ``reset_cycles`` assert the synchronous reset, after
+    which the current job restarts from its command (codebook and buffer are kept).
+    Collected result beats: ``results[j]`` = list of ``(vector, acc tuple, last)``.
+    """
+
+    def __init__(self, cfg: HwConfig, jobs: list[Job], *, seed: int = 0, p_valid: float = 1.0,
+                 p_ready: float = 1.0, reset_cycles=()):
+        self.cfg = cfg
+        self.jobs = list(jobs)
+        self.rng = np.random.default_rng(seed)
+        self.p_valid, self.p_ready = p_valid, p_ready
+        self.reset_cycles = set(reset_cycles)
+        self.cycle = 0
+        self.results: list[list] = [[] for _ in self.jobs]
+        self.job = 0
+        self._start_job(codebook=True)
+
+    def _start_job(self, codebook: bool):
+        self.phase = "cb" if codebook else "cmd"
+        self.cb_i = self.act_i = self.beat_i = 0
+        if self.job < len(self.jobs):
+            self.results[self.job] = []
+
+    @property
+    def done(self) -> bool:
+        return self.job >= len(self.jobs)
+
+    def _coin(self, p: float) -> bool:
+        return bool(self.rng.random() < p)
+
+    def inputs(self) -> Inputs:
+        inp = Inputs(rst=self.cycle in self.reset_cycles, res_ready=self._coin(self.p_ready))
+        if self.done:
+            return inp
+        job = self.jobs[self.job]
+        if self.phase == "cb" and self._coin(self.p_valid):
+            inp.cb_valid, inp.cb_index = True, self.cb_i
+            inp.cb_mantissa, inp.cb_shift = int(job.mantissa[self.cb_i]), int(job.shift[self.cb_i])
+        elif self.phase == "cmd" and self._coin(self.p_valid):
+            inp.cmd_valid, inp.last_group, inp.last_tile = True, job.last_group, job.last_tile
+            inp.load_act = job.load_act
+        elif self.phase == "run":
+            if self.act_i < len(job.act_words) and self._coin(self.p_valid):
+                inp.act_valid, inp.act_word = True, int(job.act_words[self.act_i])
+            if self.beat_i < len(job.beats) and self._coin(self.p_valid):
+                inp.w_valid, inp.w_beat = True, int(job.beats[self.beat_i])
+        # idle-cycle garbage on payloads must not matter
+        if not inp.w_valid:
+            inp.w_beat = int(self.rng.integers(0, 1 << 62))
+        return inp
+
+    def observe(self, inp: Inputs, out) -> None:
+        get = (lambda n: out[n]) if isinstance(out, dict) else (lambda n: getattr(out, n))
+        self.cycle += 1
+        if inp.rst:
+            if not self.done:
+                self._start_job(codebook=self.phase == "cb")
+            return
+        if self.done:
+            return
+        job = self.jobs[self.job]
+        if self.phase == "cb":
+            if inp.cb_valid and get("cb_ready"):
+                self.cb_i += 1
+                if self.cb_i == layout.CODEBOOK_SIZE:
+                    self.phase = "cmd"
+        elif self.phase == "cmd":
+            if inp.cmd_valid and get("cmd_ready"):
+                self.phase = "run"
+        elif self.phase == "run":
+            if inp.act_valid and get("act_ready"):
+                self.act_i += 1
+            if inp.w_valid and get("w_ready"):
+                self.beat_i += 1
+            if get("res_valid") and inp.res_ready:
+                last = bool(get("res_last"))
+                self.results[self.job].append((int(get("res_vector")), tuple(get("res_acc")), last))
+                if last:
+                    self.job += 1
+                    self._start_job(codebook=True)
