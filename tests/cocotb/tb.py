@@ -1,0 +1,195 @@
+"""cocotb testbench building blocks shared by the per-unit benches (tests/cocotb/<unit>/).
+
+One cycle loop drives every stream of a design, so the bench knows the exact cycle of
+every transfer (and can compare a cycle model every cycle):
+
+* at the falling edge, each :class:`StreamSource` decides whether it offers its next item
+  (``valid``) this cycle and each :class:`StreamSink` whether it takes one (``ready``),
+  from seeded random idle / back-pressure generators;
+* in the ReadOnly phase that follows, the settled ``valid``/``ready`` of the cycle are
+  sampled: a transfer happens at the next rising edge exactly when both are high.
+
+Ports are bound by Amaranth's Verilog names: stream ``x`` is ``x__payload``,
+``x__valid``, ``x__ready``; structured payloads are flat vectors, laid out by the
+component's own ``amaranth.lib.data`` layouts (:func:`pack`, :func:`unpack`).
+"""
+from __future__ import annotations
+
+import random
+from collections import deque
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+
+class Pattern:
+    """A seeded per-cycle on/off generator: ``next()`` is True when the cycle is *blocked*.
+
+    ``p`` is the probability that a cycle is blocked; ``burst`` > 1 makes blocked cycles
+    come in runs of up to that length (random idle and back-pressure of both kinds).
+    """
+
+    def __init__(self, seed: int, p: float = 0.0, burst: int = 1):
+        self.rng = random.Random(seed)
+        self.p = float(p)
+        self.burst = max(1, int(burst))
+        self._run = 0
+
+    def next(self) -> bool:
+        if self._run > 0:
+            self._run -= 1
+            return True
+        if self.p > 0 and self.rng.random() < self.p:
+            self._run = self.rng.randint(1, self.burst) - 1
+            return True
+        return False
+
+    def describe(self) -> dict:
+        return {"p": self.p, "burst": self.burst}
+
+
+NEVER = None   # a pattern argument of None never blocks
+
+
+def _blocked(pattern: Pattern | None) -> bool:
+    return pattern.next() if pattern is not None else False
+
+
+def value(handle) -> int:
+    return int(handle.value)
+
+
+class StreamSource:
+    """Drives ``<name>__valid``/``__payload`` from a queue of integers, honouring ``__ready``."""
+
+    def __init__(self, dut, name: str, idle: Pattern | None = None):
+        self.name = name
+        self.valid = getattr(dut, f"{name}__valid")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.idle = idle
+        self.queue: deque[int] = deque()
+        self.accepted: list[int] = []       #: cycle of every accepted item
+        self._offer = False
+        self.valid.value = 0
+
+    def send(self, items) -> None:
+        self.queue.extend(int(x) for x in items)
+
+    def drive(self, cycle: int) -> None:
+        self._offer = bool(self.queue) and not _blocked(self.idle)
+        if self._offer:
+            self.payload.value = self.queue[0]
+        self.valid.value = int(self._offer)
+
+    def sample(self, cycle: int) -> bool:
+        if self._offer and value(self.ready):
+            self.queue.popleft()
+            self.accepted.append(cycle)
+            return True
+        return False
+
+    def ready_now(self) -> int:
+        return value(self.ready)
+
+    def flush(self) -> None:
+        """Forget queued items (valid drops at the next drive or reset)."""
+        self.queue.clear()
+        self._offer = False
+
+
+class StreamSink:
+    """Takes ``<name>__payload`` beats when ``__valid``, with back-pressure on ``__ready``."""
+
+    def __init__(self, dut, name: str, backpressure: Pattern | None = None):
+        self.name = name
+        self.valid = getattr(dut, f"{name}__valid")
+        self.payload = getattr(dut, f"{name}__payload")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.backpressure = backpressure
+        self.items: deque[tuple[int, int]] = deque()   #: (cycle, payload) of each accepted beat
+        self._take = True
+        self.ready.value = 0
+
+    def drive(self, cycle: int) -> None:
+        self._take = not _blocked(self.backpressure)
+        self.ready.value = int(self._take)
+
+    def sample(self, cycle: int) -> bool:
+        if self._take and value(self.valid):
+            self.items.append((cycle, int(self.payload.value)))
+            return True
+        return False
+
+
+class TB:
+    """Clock, reset and the cycle loop over the bound streams."""
+
+    def __init__(self, dut, period_ns: int = 10):
+        self.dut = dut
+        self.sources: list[StreamSource] = []
+        self.sinks: list[StreamSink] = []
+        self.cycle = 0
+        self.observers = []          #: callables(cycle) run in ReadOnly after sampling
+        self.log = dut._log
+        dut.rst.value = 1
+        cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
+
+    def source(self, name: str, idle: Pattern | None = None) -> StreamSource:
+        s = StreamSource(self.dut, name, idle)
+        self.sources.append(s)
+        return s
+
+    def sink(self, name: str, backpressure: Pattern | None = None) -> StreamSink:
+        s = StreamSink(self.dut, name, backpressure)
+        self.sinks.append(s)
+        return s
+
+    async def reset(self, cycles: int = 2) -> None:
+        await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 1
+        for s in self.sources:
+            s.valid.value = 0
+        for _ in range(cycles):
+            await RisingEdge(self.dut.clk)
+        await FallingEdge(self.dut.clk)
+        self.dut.rst.value = 0
+
+    async def step(self) -> None:
+        """One clock cycle: drive at the falling edge, sample settled values in ReadOnly."""
+        await FallingEdge(self.dut.clk)
+        for s in self.sources:
+            s.drive(self.cycle)
+        for s in self.sinks:
+            s.drive(self.cycle)
+        await ReadOnly()
+        for s in self.sources:
+            s.sample(self.cycle)
+        for s in self.sinks:
+            s.sample(self.cycle)
+        for obs in self.observers:
+            obs(self.cycle)
+        self.cycle += 1
+
+    async def run_until(self, done, limit: int, what: str = "run") -> int:
+        """Step until ``done()`` is true (checked after each cycle); fail after ``limit`` cycles."""
+        start = self.cycle
+        while not done():
+            if self.cycle - start >= limit:
+                raise AssertionError(f"{what}: not finished after {limit} cycles")
+            await self.step()
+        return self.cycle - start
+
+
+# --- payload layouts ---------------------------------------------------------------------
+
+def pack(layout, fields: dict) -> int:
+    """A Python dict/list value of an ``amaranth.lib.data`` layout as one unsigned integer."""
+    return layout.const(fields).as_value().value
+
+
+def unpack(layout, bits: int):
+    """An integer payload as an ``amaranth.lib.data.Const`` (index it like the RTL view)."""
+    from amaranth.lib import data
+    return data.Const(layout, bits)
