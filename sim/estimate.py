@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import numbers
 import os
 from importlib import resources
 
@@ -131,8 +132,9 @@ def layer_figures(name: str, out: int, in_: int, cycles: int, actions, board: Bo
     ``actions``: ``Actions`` (or its dict) of the matrix; ``hw`` prices the datapath widths
     (default: the board's config at d = 2 — pass the config that ran).
     """
-    if not isinstance(cycles, int) or cycles < 0:
-        raise TritforgeError(f"layer {name}: cycles={cycles!r}, expected an integer >= 0")
+    if isinstance(cycles, bool) or not isinstance(cycles, numbers.Real) or not 0 <= cycles < float("inf"):
+        raise TritforgeError(f"layer {name}: cycles={cycles!r}, expected a number >= 0")
+    cycles = int(cycles) if float(cycles).is_integer() else float(cycles)   # averages may be fractional
     counts = _counts(actions)
     hw = board.hwconfig(2) if hw is None else hw
     compute_s = cycles / (board.clock_mhz * 1e6)
@@ -190,13 +192,16 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
     hw = board.hwconfig(depth, max_in_features=max(board.max_in_features, need_in))
     for n, o, i, _ in linears:
         hw.check_shape(o, i, n)
-    kinds, layers = [], []
+    kinds = []
     for n, o, i, load in linears:
         nnz = round((1 - zf) * o * i * depth)
         acts = command_actions(hw, o, i, nnz, load_act=load)
         row = layer_figures(n, o, i, acts.cycles, acts, board, table, hw)
         kinds.append({**row, "count": shape["num_hidden_layers"], "load_act": load})
-        layers += [{**row, "name": f"model.layers.{b}.{n}"} for b in range(shape["num_hidden_layers"])]
+    layers = [{**row, "name": f"model.layers.{b}.{row['name']}"}        # execution order
+              for b in range(shape["num_hidden_layers"]) for row in kinds]
+    for row in layers:
+        del row["count"], row["load_act"]
     per_token = token_figures(layers, board, table)
     H, V = shape["hidden_size"], shape["vocab_size"]
     lm_bytes = 2 * H * V                               # fp16 lm_head, tied or not

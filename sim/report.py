@@ -1,0 +1,380 @@
+"""Reports of a run (or a projection): self-contained HTML, Markdown, PNG plots, the JSON.
+
+``render(result, out_dir)`` takes the run-result JSON document (DESIGN.md §7; written by
+``tritforge run``, or by ``sim.estimate.project``) and writes into ``out_dir``:
+
+    result.json    the document the report was drawn from
+    roofline.png   left: roofline (MAC/s against MAC per weight byte, memory and compute roofs,
+                   one point per layer); right: compute time against memory time per layer
+                   (above the diagonal: compute-bound)
+    energy.png     energy per token by action (which table, which version)
+    cycles.png     cycles per layer for one decode token, by projection kind
+    report.md      Markdown, linking the PNGs
+    report.html    one file with the PNGs embedded (base64): opens anywhere, alone
+
+Every file is written to a temporary directory first and then moved into place, so an
+interrupted render leaves no half-written file.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import shutil
+import tempfile
+
+from matplotlib.figure import Figure
+
+from ..codec.errors import TritforgeError
+
+FILES = ("result.json", "roofline.png", "energy.png", "cycles.png", "report.md", "report.html")
+_LAYER_KEYS = ("name", "out", "in", "weight_bytes", "cycles", "compute_s", "memory_s", "bound", "energy_pj")
+_TOKEN_KEYS = ("energy_j", "energy_breakdown_j", "tokens_per_s_compute", "tokens_per_s_memory",
+               "tokens_per_s", "bound")
+_QUALITY = (("ppl_source", "perplexity, source model"), ("ppl_quantized", "perplexity, dequantized (float)"),
+            ("ppl_hw", "perplexity, hardware path"), ("top1_agreement", "top-1 agreement with source"),
+            ("logit_rmse", "logit RMSE"), ("logit_max_abs_err", "logit max abs error"),
+            ("hw_vs_dequant_rel_err", "hardware vs dequantized product, rel. error"))
+_KIND_COLORS = {"q_proj": "#1f77b4", "k_proj": "#aec7e8", "v_proj": "#17becf", "o_proj": "#9467bd",
+                "gate_proj": "#ff7f0e", "up_proj": "#ffbb78", "down_proj": "#d62728"}
+_BOUND_COLORS = {"memory": "#1f77b4", "compute": "#d62728"}
+
+
+# --- I/O -----------------------------------------------------------------------------------
+
+def write_json(path: str, data) -> None:
+    """Write JSON atomically (temp file in the same folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    except OSError as exc:
+        raise TritforgeError(f"{path}: cannot write ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_result(path: str) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise TritforgeError(f"{path}: cannot read run result ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise TritforgeError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    check_result(data, path)
+    return data
+
+
+def check_result(result, where: str = "run result") -> None:
+    if not isinstance(result, dict):
+        raise TritforgeError(f"{where}: expected a JSON object (the output of `tritforge run`)")
+    for key in ("layers", "per_token", "board", "energy_table"):
+        if key not in result:
+            raise TritforgeError(f"{where}: missing '{key}' (expected the run-result JSON of `tritforge run`)")
+    layers = result["layers"]
+    if not isinstance(layers, list) or not layers:
+        raise TritforgeError(f"{where}: 'layers' must be a non-empty list")
+    for i, layer in enumerate(layers):
+        missing = [k for k in _LAYER_KEYS if not isinstance(layer, dict) or k not in layer]
+        if missing:
+            raise TritforgeError(f"{where}: layers[{i}] misses {missing}")
+    missing = [k for k in _TOKEN_KEYS if k not in result["per_token"]]
+    if missing:
+        raise TritforgeError(f"{where}: per_token misses {missing}")
+    for key in ("name", "clock_mhz", "bandwidth_gbs"):
+        if key not in result["board"]:
+            raise TritforgeError(f"{where}: board misses '{key}'")
+    for key in ("name", "version"):
+        if key not in result["energy_table"]:
+            raise TritforgeError(f"{where}: energy_table misses '{key}' (every report names the table)")
+
+
+# --- figures -------------------------------------------------------------------------------
+
+def kind(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _macs(layer: dict) -> int:
+    """Weight x activation products of one layer for one token."""
+    return int(layer["out"]) * int(layer["in"])
+
+
+def _plot_roofline(result: dict, path: str) -> None:
+    board, layers = result["board"], result["layers"]
+    hw = result.get("hwconfig", {})
+    rows = hw.get("rows", board.get("rows", 1))
+    peak = rows * 16 * board["clock_mhz"] * 1e6                       # MAC/s
+    bw = board["bandwidth_gbs"] * 1e9
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    xs = [_macs(l) / max(l["weight_bytes"], 1) for l in layers]
+    ys = [_macs(l) / max(l["compute_s"], l["memory_s"], 1e-30) for l in layers]
+    ridge = peak / bw
+    lo = min(min(xs), ridge) / 8
+    hi = max(max(xs), ridge) * 8
+    grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
+    ax.plot(grid, [min(peak, bw * x) for x in grid], color="k", lw=1.5, label="roof")
+    ax.axhline(peak, color="#d62728", ls=":", lw=1,
+               label=f"compute roof {peak / 1e9:,.0f} GMAC/s (R={rows} x 16 x {board['clock_mhz']:g} MHz)")
+    ax.plot(grid, [bw * x for x in grid], color="#1f77b4", ls=":", lw=1,
+            label=f"memory roof {board['bandwidth_gbs']:g} GB/s")
+    for bound in ("memory", "compute"):
+        pts = [(x, y) for x, y, l in zip(xs, ys, layers) if l["bound"] == bound]
+        if pts:
+            ax.scatter(*zip(*pts), s=18, color=_BOUND_COLORS[bound], zorder=3, edgecolor="k", lw=0.3,
+                       label=f"{len(pts)} layers {bound}-bound")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (MAC per weight byte)")
+    ax.set_ylabel("achieved MAC/s")
+    ax.set_title(f"Roofline, {board['name']} (one decode token)")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(True, which="both", alpha=0.2)
+
+    ms = [l["memory_s"] * 1e6 for l in layers]
+    cs = [l["compute_s"] * 1e6 for l in layers]
+    top = max(ms + cs) * 1.08
+    ax2.plot([0, top], [0, top], color="k", lw=0.8, ls="--", label="compute = memory")
+    for k in sorted({kind(l["name"]) for l in layers}):
+        pts = [(m, c) for m, c, l in zip(ms, cs, layers) if kind(l["name"]) == k]
+        ax2.scatter(*zip(*pts), s=22, color=_KIND_COLORS.get(k), edgecolor="k", lw=0.3, label=k, zorder=3)
+    ax2.set_xlim(0, top)
+    ax2.set_ylim(0, top)
+    ax2.set_xlabel("memory time per layer (us): weight bytes / bandwidth")
+    ax2.set_ylabel("compute time per layer (us): cycles / clock")
+    ax2.set_title("Per layer: compute vs memory time (above line: compute-bound)", fontsize=10)
+    ax2.legend(fontsize=7, loc="lower right")
+    ax2.grid(True, alpha=0.2)
+    fig.savefig(path, dpi=110)
+
+
+def _plot_energy(result: dict, path: str) -> None:
+    pt, table = result["per_token"], result["energy_table"]
+    items = sorted(((k, v) for k, v in pt["energy_breakdown_j"].items() if v > 0), key=lambda kv: kv[1])
+    total = pt["energy_j"]
+    fig = Figure(figsize=(8, 0.45 * max(len(items), 3) + 1.4), layout="constrained")
+    ax = fig.subplots()
+    if items:
+        names, vals = zip(*items)
+        ax.barh(names, [v * 1e3 for v in vals], color="#2ca02c")
+        for i, v in enumerate(vals):
+            ax.text(v * 1e3, i, f" {v * 1e3:.3g} mJ ({100 * v / total:.1f} %)", va="center", fontsize=8)
+        ax.set_xlim(0, max(vals) * 1e3 * 1.45)
+    ax.set_xlabel("energy per decode token (mJ)")
+    ax.set_title(f"Energy per token: {total * 1e3:.4g} mJ — table {table['name']} {table['version']}, "
+                 f"memory {result['board'].get('memory', '?')}", fontsize=10)
+    ax.grid(True, axis="x", alpha=0.2)
+    fig.savefig(path, dpi=110)
+
+
+def _plot_cycles(result: dict, path: str) -> None:
+    layers = result["layers"]
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    ax = fig.subplots()
+    kinds = [kind(l["name"]) for l in layers]
+    for k in dict.fromkeys(kinds):       # one bar series per kind, in order of appearance
+        idx = [i for i, kk in enumerate(kinds) if kk == k]
+        ax.bar(idx, [layers[i]["cycles"] for i in idx], width=1.0, label=k,
+               color=_KIND_COLORS.get(k, "#7f7f7f"))
+    ax.set_xlim(-0.5, len(layers) - 0.5)
+    ax.set_xlabel("layer (execution order)")
+    ax.set_ylabel("cycles per decode token")
+    ax.set_title(f"Cycles per layer: {sum(l['cycles'] for l in layers):,} per token at "
+                 f"{result['board']['clock_mhz']:g} MHz")
+    ax.legend(fontsize=7, ncol=7, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    ax.grid(True, axis="y", alpha=0.2)
+    fig.savefig(path, dpi=110)
+
+
+# --- tables --------------------------------------------------------------------------------
+
+def _fmt(v) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    return str(v)
+
+
+def kinds_table(result: dict) -> list[dict]:
+    """One row per projection kind (q_proj, ...): count and per-token sums."""
+    rows: dict[str, dict] = {}
+    for l in result["layers"]:
+        r = rows.setdefault(kind(l["name"]), {"kind": kind(l["name"]), "shape": f"{l['out']} x {l['in']}",
+                                              "count": 0, "cycles": 0, "compute_us": 0.0, "memory_us": 0.0,
+                                              "weight_bytes": 0, "energy_uj": 0.0, "memory_bound": 0})
+        r["count"] += 1
+        r["cycles"] += l["cycles"]
+        r["compute_us"] += l["compute_s"] * 1e6
+        r["memory_us"] += l["memory_s"] * 1e6
+        r["weight_bytes"] += l["weight_bytes"]
+        r["energy_uj"] += sum(l["energy_pj"].values()) * 1e-6
+        r["memory_bound"] += l["bound"] == "memory"
+    return list(rows.values())
+
+
+def summary(result: dict) -> list[tuple[str, str]]:
+    """(label, value) rows of the headline figures."""
+    pt, board, table = result["per_token"], result["board"], result["energy_table"]
+    model = result.get("model", {})
+    hw = result.get("hwconfig", {})
+    out = [("model", f"{model.get('name', '?')} ({model.get('arch', '?')}, {model.get('layers', '?')} layers, "
+                     f"hidden {model.get('hidden', '?')})"),
+           ("config / mode", f"{result.get('config', '?')} / {result.get('mode', '?')}"),
+           ("board", f"{board['name']}: {board.get('clock_mhz')} MHz, {board.get('bandwidth_gbs')} GB/s "
+                     f"{board.get('memory', '')}"),
+           ("array", f"R = {hw.get('rows', board.get('rows', '?'))} rows, T = {hw.get('vectors', board.get('vectors', '?'))}"
+                     f" vectors, d = {hw.get('depth', '?')}"),
+           ("energy table", f"{table['name']} {table['version']} ({table.get('path', '')})")]
+    if "tokens" in result:
+        out.append(("tokens", f"{result['tokens'].get('prompt', '?')} prompt, {result['tokens'].get('generated', '?')} generated"))
+    timing = result.get("timing", {})
+    for key, label in (("ttft_s", "time to first token (s)"), ("prefill_cycles", "prefill cycles"),
+                       ("decode_cycles_per_token", "decode cycles per token"),
+                       ("decode_tokens_per_s", "decode tokens/s"),
+                       ("wall_s_per_token", "simulation wall time per token (s)")):
+        if key in timing:
+            out.append((label, _fmt(timing[key])))
+    mark = {"compute": "", "memory": ""}
+    mark[pt["bound"]] = "  <- binds"
+    out += [("tokens/s, compute bound", _fmt(pt["tokens_per_s_compute"]) + mark["compute"]),
+            ("tokens/s, memory bound", _fmt(pt["tokens_per_s_memory"]) + mark["memory"]),
+            ("tokens/s, estimate", _fmt(pt["tokens_per_s"])),
+            ("energy per token (J)", _fmt(pt["energy_j"]))]
+    if "weight_bytes" in pt:
+        out.append(("weight bytes per token", _fmt(pt["weight_bytes"])))
+    return out
+
+
+def _quality_rows(result: dict) -> list[tuple[str, str]]:
+    q = result.get("quality") or {}
+    return [(label, _fmt(q[key])) for key, label in _QUALITY if key in q and q[key] is not None]
+
+
+_KIND_COLS = (("kind", "kind"), ("shape", "out x in"), ("count", "count"), ("cycles", "cycles"),
+              ("compute_us", "compute us"), ("memory_us", "memory us"), ("memory_bound", "memory-bound"),
+              ("weight_bytes", "weight bytes"), ("energy_uj", "energy uJ"))
+
+
+def _markdown(result: dict) -> str:
+    lines = [f"# tritforge report: {result.get('model', {}).get('name', 'run')}", "",
+             "| | |", "|---|---|"]
+    lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in summary(result)]
+    if result.get("generated_text"):
+        lines += ["", "## Generated text", "", "Prompt: " + str(result.get("prompt", "")), "",
+                  "```", str(result["generated_text"]), "```"]
+    lines += ["", "## Roofline", "", "![roofline](roofline.png)", "", "## Energy per token", "",
+              "![energy](energy.png)", "", "| action | J per token |", "|---|---|"]
+    for k, v in sorted(result["per_token"]["energy_breakdown_j"].items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {k} | {_fmt(v)} |")
+    lines += ["", "## Cycles per layer", "", "![cycles](cycles.png)", "",
+              "| " + " | ".join(h for _, h in _KIND_COLS) + " |", "|" + "---|" * len(_KIND_COLS)]
+    for r in kinds_table(result):
+        lines.append("| " + " | ".join(_fmt(r[k]) for k, _ in _KIND_COLS) + " |")
+    lines += ["", "## Quality", ""]
+    q = _quality_rows(result)
+    if q:
+        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in q]
+    else:
+        lines.append("Not measured (a projection, or a run without quality figures).")
+    lines += ["", f"Drawn from [result.json](result.json). Energy table: {result['energy_table']['name']} "
+                  f"{result['energy_table']['version']}.", ""]
+    return "\n".join(lines)
+
+
+def _html_table(rows, header=None) -> str:
+    out = ["<table>"]
+    if header:
+        out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _img(folder: str, name: str, alt: str) -> str:
+    with open(os.path.join(folder, name), "rb") as f:
+        data = base64.b64encode(f.read()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _html(result: dict, folder: str) -> str:
+    title = f"tritforge report: {result.get('model', {}).get('name', 'run')}"
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "text-align:left;font-size:13px}img{max-width:100%}pre{background:#f4f4f4;padding:1em;"
+             "white-space:pre-wrap}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>", _html_table(summary(result))]
+    if result.get("generated_text"):
+        parts += ["<h2>Generated text</h2>", f"<p>Prompt: {html.escape(str(result.get('prompt', '')))}</p>",
+                  f"<pre>{html.escape(str(result['generated_text']))}</pre>"]
+    parts += ["<h2>Roofline</h2>", _img(folder, "roofline.png", "roofline"),
+              "<h2>Energy per token</h2>", _img(folder, "energy.png", "energy breakdown"),
+              _html_table([(k, _fmt(v)) for k, v in sorted(result["per_token"]["energy_breakdown_j"].items(),
+                                                          key=lambda kv: -kv[1])], ["action", "J per token"]),
+              "<h2>Cycles per layer</h2>", _img(folder, "cycles.png", "cycles per layer"),
+              _html_table([[_fmt(r[k]) for k, _ in _KIND_COLS] for r in kinds_table(result)],
+                          [h for _, h in _KIND_COLS]),
+              "<details><summary>every layer</summary>",
+              _html_table([(l["name"], f"{l['out']} x {l['in']}", _fmt(l["cycles"]), _fmt(l["compute_s"] * 1e6),
+                            _fmt(l["memory_s"] * 1e6), l["bound"], _fmt(sum(l["energy_pj"].values()) * 1e-6))
+                           for l in result["layers"]],
+                          ["layer", "out x in", "cycles", "compute us", "memory us", "bound", "energy uJ"]),
+              "</details>", "<h2>Quality</h2>"]
+    q = _quality_rows(result)
+    parts.append(_html_table(q, ["metric", "value"]) if q else
+                 "<p>Not measured (a projection, or a run without quality figures).</p>")
+    t = result["energy_table"]
+    parts += [f"<p>Energy table: {html.escape(t['name'])} {html.escape(str(t['version']))} "
+              f"(sha256 {html.escape(str(t.get('sha256', ''))[:16])}). Drawn from result.json "
+              f"(written next to this file).</p></body></html>"]
+    return "\n".join(parts)
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+def render(result: dict, out_dir: str) -> dict[str, str]:
+    """Write the report files into ``out_dir`` (created if needed); return {file: path}."""
+    check_result(result)
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise TritforgeError(f"report folder {out_dir}: exists and is not a folder")
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
+    except OSError as exc:
+        raise TritforgeError(f"report folder {out_dir}: cannot write ({exc.strerror})") from None
+    try:
+        with open(os.path.join(tmp, "result.json"), "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+        _plot_roofline(result, os.path.join(tmp, "roofline.png"))
+        _plot_energy(result, os.path.join(tmp, "energy.png"))
+        _plot_cycles(result, os.path.join(tmp, "cycles.png"))
+        with open(os.path.join(tmp, "report.md"), "w") as f:
+            f.write(_markdown(result))
+        with open(os.path.join(tmp, "report.html"), "w") as f:
+            f.write(_html(result, tmp))
+        os.makedirs(out_dir, exist_ok=True)
+        for name in FILES:
+            os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {name: os.path.join(out_dir, name) for name in FILES}
