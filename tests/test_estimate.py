@@ -1,0 +1,202 @@
+"""Estimator: bounds on hand-computed cases, projection against the cycle model, shapes, CLI."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from tritforge.cli import main
+from tritforge.codec.errors import TritforgeError
+from tritforge.codec.quantize import quantize_matrix
+from tritforge.codec.golden import quantize_activations
+from tritforge.sim import estimate
+from tritforge.sim.actions import Actions
+from tritforge.sim.boards import get_board
+from tritforge.sim.energy import EnergyTable
+from tritforge.sim.fastmodel import run_matrix, nonzero_trits
+
+TABLE = EnergyTable.load(None)
+# A made-up board with round numbers: 100 MHz, 1 GB/s.
+BOARD = dataclasses.replace(get_board("kv260"), name="round", clock_mhz=100.0, bandwidth_gbs=1.0,
+                            memory="hbm2")
+
+
+def test_layer_figures_hand_computed():
+    a = Actions(cycles=1000, trit_addsub=100, weight_bytes=20_000)
+    f = estimate.layer_figures("l0", 64, 32, 1000, a, BOARD, TABLE)
+    assert f["compute_s"] == pytest.approx(1000 / 100e6)          # 10 us
+    assert f["memory_s"] == pytest.approx(20_000 / 1e9)           # 20 us
+    assert f["bound"] == "memory"
+    assert f["weight_bytes"] == 20_000 and (f["out"], f["in"], f["cycles"]) == (64, 32, 1000)
+    assert f["energy_pj"]["weight_bytes"] == pytest.approx(20_000 * 8 * 3.9)
+    assert f["energy_pj"]["trit_addsub"] == pytest.approx(3.0)
+    assert f["actions"] == a.to_dict()
+    g = estimate.layer_figures("l1", 64, 32, 5000, a.to_dict(), BOARD, TABLE)   # 50 us > 20 us
+    assert g["bound"] == "compute"
+
+
+def test_layer_figures_rejects_bad_cycles():
+    with pytest.raises(TritforgeError, match="cycles"):
+        estimate.layer_figures("l0", 1, 16, -1, Actions(), BOARD, TABLE)
+    with pytest.raises(TritforgeError, match="cycles"):
+        estimate.layer_figures("l0", 1, 16, "many", Actions(), BOARD, TABLE)
+
+
+def test_token_figures_hand_computed():
+    # layer A: compute 10 us, memory 20 us; layer B: compute 30 us, memory 5 us
+    a = estimate.layer_figures("a", 16, 16, 1000, Actions(weight_bytes=20_000, trit_addsub=10), BOARD, TABLE)
+    b = estimate.layer_figures("b", 16, 16, 3000, Actions(weight_bytes=5_000, trit_addsub=30), BOARD, TABLE)
+    t = estimate.token_figures([a, b], BOARD, TABLE)
+    assert t["tokens_per_s_compute"] == pytest.approx(1 / 40e-6)   # 25,000
+    assert t["tokens_per_s_memory"] == pytest.approx(1 / 25e-6)    # 40,000
+    assert t["tokens_per_s"] == pytest.approx(1 / 50e-6)           # per-layer max: 20 + 30 us
+    assert t["tokens_per_s"] <= min(t["tokens_per_s_compute"], t["tokens_per_s_memory"])
+    assert t["bound"] == "compute"
+    assert (t["layers_memory_bound"], t["layers_compute_bound"]) == (1, 1)
+    assert t["energy_breakdown_j"]["weight_bytes"] == pytest.approx(25_000 * 8 * 3.9e-12)
+    assert t["energy_breakdown_j"]["trit_addsub"] == pytest.approx(40 * 0.03e-12)
+    assert t["energy_j"] == pytest.approx(sum(t["energy_breakdown_j"].values()))
+    assert t["weight_bytes"] == 25_000 and t["cycles"] == 4000
+    with pytest.raises(TritforgeError, match="no layers"):
+        estimate.token_figures([], BOARD, TABLE)
+
+
+TINY = {"_name": "tiny", "model_type": "llama", "hidden_size": 64, "intermediate_size": 96,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_projection_equals_the_cycle_model(depth):
+    """project()'s closed forms give exactly run_matrix's cycles and actions on a real matrix."""
+    board = dataclasses.replace(get_board("kv260"), rows=4, vectors=1)
+    rng = np.random.default_rng(depth)
+    out, in_ = 64, 64                                  # q_proj of TINY
+    t = quantize_matrix(rng.standard_normal((out, in_)).astype(np.float32), depth)
+    zf = 1 - nonzero_trits(t.q, depth) / (out * in_ * depth)
+    xq, _ = quantize_activations(rng.standard_normal((1, in_)), t.in_padded)
+    ran = run_matrix(board.hwconfig(depth), t, xq, load_act=True)
+    proj = estimate.project(TINY, depth, board, TABLE, zero_trit_fraction=zf)
+    q = proj["kinds"][0]
+    assert q["name"] == "self_attn.q_proj" and (q["out"], q["in"]) == (out, in_)
+    assert q["cycles"] == ran.cycles
+    assert q["actions"] == ran.actions.to_dict()
+    assert len(proj["layers"]) == 2 * 7
+    assert proj["layers"][7]["name"] == "model.layers.1.self_attn.q_proj"     # execution order
+
+
+def test_qwen7b_d2_u280_bandwidth_bound_by_hand():
+    r = estimate.project("qwen2.5-7b", 2, get_board("u280"), TABLE)
+    # d = 2, R = 256: 7 bytes per group of 16 weights, no row padding (all out % 256 == 0)
+    H, I, kv, L = 3584, 18944, 512, 28
+    groups = (2 * H * H + 2 * kv * H + 3 * I * H) // 16
+    assert r["per_token"]["weight_bytes"] == groups * 7 * L
+    assert r["model"]["linear_weights"] == groups * 16 * L
+    pt = r["per_token"]
+    assert pt["tokens_per_s_memory"] == pytest.approx(460e9 / (groups * 7 * L))
+    assert pt["bound"] == "memory" and pt["tokens_per_s_compute"] > pt["tokens_per_s_memory"]
+    assert pt["tokens_per_s"] >= 0.9 * pt["tokens_per_s_memory"]
+    floor = groups * 7 * L * 8 * 3.9e-12                     # HBM2 DRAM floor
+    assert floor <= pt["energy_j"] < 1.1 * floor
+    assert r["memory_fit"]["fits"] is True
+    assert r["energy_table"]["name"] == "horowitz-45nm"
+    assert r["config"] == "uniform-d2" and r["mode"] == "projection"
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_projection_runs_every_depth_for_32b(depth):
+    r = estimate.project("qwen2.5-32b", depth, get_board("u280"), TABLE)
+    assert r["hwconfig"]["max_in_features"] >= 27648            # buffer grown for the model
+    assert r["per_token"]["tokens_per_s"] > 0
+    assert r["memory_fit"]["fits"] is (depth == 1)              # d >= 2 exceeds the 8 GB HBM2
+    assert len(r["layers"]) == 64 * 7
+
+
+def test_depth_changes_bytes_and_energy():
+    b = get_board("kv260")
+    r1, r4 = (estimate.project("smollm2-135m", d, b, TABLE) for d in (1, 4))
+    assert r4["per_token"]["weight_bytes"] > 3 * r1["per_token"]["weight_bytes"]
+    assert r4["per_token"]["energy_j"] > r1["per_token"]["energy_j"]
+
+
+def test_shapes_bundled_and_from_config_json(tmp_path):
+    assert {"qwen2.5-7b", "qwen2.5-32b", "smollm2-135m"} <= set(estimate.shape_names())
+    cfg = {**{k: v for k, v in TINY.items() if not k.startswith("_")}, "head_dim": 32, "torch_dtype": "bfloat16"}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    for spec in (str(tmp_path / "config.json"), str(tmp_path)):
+        s = estimate.load_shape(spec)
+        assert s["head_dim"] == 32 and s["num_key_value_heads"] == 2
+    lin = dict((n, (o, i)) for n, o, i, _ in estimate.block_linears(s))
+    assert lin["self_attn.q_proj"] == (128, 64) and lin["self_attn.o_proj"] == (64, 128)
+    assert lin["self_attn.k_proj"] == (64, 64) and lin["mlp.down_proj"] == (64, 96)
+    nested = tmp_path / "mm"
+    nested.mkdir()
+    (nested / "config.json").write_text(json.dumps({"text_config": cfg}))
+    assert estimate.load_shape(str(nested))["hidden_size"] == 64
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{", "not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"hidden_size": 64}', "missing"),
+    ('{"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 0, "num_attention_heads": 4}',
+     "positive integer"),
+    ('{"hidden_size": 66, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 4}',
+     "head_dim"),
+    ('{"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 4, '
+     '"num_key_value_heads": 3}', "multiple of num_key_value_heads"),
+])
+def test_bad_model_configs(tmp_path, content, message):
+    p = tmp_path / "config.json"
+    p.write_text(content)
+    with pytest.raises(TritforgeError, match=message):
+        estimate.load_shape(str(p))
+
+
+def test_projection_errors():
+    with pytest.raises(TritforgeError, match="no such file"):
+        estimate.load_shape("qwen9-1t")
+    with pytest.raises(TritforgeError, match="depth"):
+        estimate.project(TINY, 5, BOARD, TABLE)
+    with pytest.raises(TritforgeError, match="zero_trit_fraction"):
+        estimate.project(TINY, 2, BOARD, TABLE, zero_trit_fraction=1.5)
+
+
+# --- CLI ---------------------------------------------------------------------------------
+
+def test_cli_estimate_prints_both_bounds_and_the_table(capsys, tmp_path):
+    out_json = tmp_path / "q.json"
+    assert main(["estimate", "--model-config", "qwen2.5-7b", "--depth", "2", "--board", "u280",
+                 "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    assert "compute bound" in text and "memory bound" in text and "<- binds" in text
+    assert "horowitz-45nm 1.0" in text and "mlp.down_proj" in text
+    data = json.loads(out_json.read_text())
+    assert data["per_token"]["bound"] == "memory" and data["energy_table"]["version"] == "1.0"
+    assert f"{data['per_token']['tokens_per_s']:.2f}" in text
+
+
+def test_cli_estimate_list(capsys):
+    assert main(["estimate", "--list"]) == 0
+    text = capsys.readouterr().out
+    assert "u280" in text and "qwen2.5-32b" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model-config", "qwen2.5-7b", "--board", "zcu104"], "unknown preset"),
+    (["--model-config", "qwen2.5-7b", "--depth", "5"], "--depth 5"),
+    (["--model-config", "nope-1b"], "no such file"),
+    (["--model-config", "qwen2.5-7b", "--energy-table", "/nonexistent.toml"], "cannot read"),
+    ([], "--model-config: required"),
+])
+def test_cli_estimate_errors(capsys, argv, message):
+    assert main(["estimate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("tritforge estimate: error:") and err.count("\n") == 1
+
+
+def test_cli_estimate_user_table(capsys, tmp_path):
+    text = open(TABLE.path).read().replace('name = "horowitz-45nm"', 'name = "my-table"')
+    p = tmp_path / "mine.toml"
+    p.write_text(text)
+    assert main(["estimate", "--model-config", "smollm2-135m", "--energy-table", str(p)]) == 0
+    assert "my-table 1.0" in capsys.readouterr().out
