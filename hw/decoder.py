@@ -76,6 +76,8 @@ def _byte_trits_rom(m: Module, byte, name: str) -> list:
                 v |= (t + 1) << (2 * pos)
             with m.Case(b):
                 m.d.comb += word.eq(v)
+        with m.Default():            # invalid byte: masked by the caller
+            m.d.comb += word.eq(0)
     return [word[2 * pos:2 * pos + 2] for pos in range(layout.TRITS_PER_BYTE)]
 
 

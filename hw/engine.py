@@ -6,7 +6,7 @@ Structure (one global advance ``adv = ~(res.valid & ~res.ready)``, from ``ScaleM
 
 * control: IDLE -> (LOAD) -> RUN -> IDLE, command latched on accept;
 * activation buffer: ``amaranth.lib.memory.Memory`` of ``T * max_groups`` 128-bit words
-  (one write port for LOAD, one synchronous read port for RUN: BRAM-inferable);
+  (at least 2, so the address is never zero-width; one write port for LOAD, one synchronous read port for RUN: BRAM-inferable);
 * issue register: the accepted weight beat, used T times (vector 0..T-1, one per
   advancing cycle); ``w.ready`` is high when the engine still needs beats, the pipeline
   advances and the issue register is empty or issuing its last use;
@@ -45,8 +45,9 @@ class State(enum.IntEnum):
 
 
 def cmd_layout(cfg: HwConfig) -> data.StructLayout:
-    return data.StructLayout({"last_group": unsigned(ceil_log2(cfg.max_groups)),
-                              "last_tile": unsigned(ceil_log2(cfg.tiles_max)),
+    # at least 1 bit each, so that no port or register is zero-width
+    return data.StructLayout({"last_group": unsigned(max(1, ceil_log2(cfg.max_groups))),
+                              "last_tile": unsigned(max(1, ceil_log2(cfg.tiles_max))),
                               "load_act": 1})
 
 
@@ -101,7 +102,7 @@ class GemvEngine(wiring.Component):
         m.submodules.groupdot = gd = self.groupdot
         m.submodules.mac = mac = self.mac
         m.submodules.actbuf = buf = memory.Memory(shape=unsigned(ACT_WORD_BITS),
-                                                  depth=cfg.act_buffer_words, init=[])
+                                                  depth=max(cfg.act_buffer_words, 2), init=[])
         wport = buf.write_port()
         rport = buf.read_port(domain="sync", transparent_for=())
 
@@ -119,8 +120,8 @@ class GemvEngine(wiring.Component):
 
         # --- LOAD -----------------------------------------------------------------------------
         ld_g = Signal.like(last_group)
-        ld_v = Signal(range(T))
-        ld_base = Signal(range(cfg.act_buffer_words))   # ld_v * max_groups
+        ld_v = Signal(range(max(T, 2)))
+        ld_base = Signal(range(max(cfg.act_buffer_words, 2)))   # ld_v * max_groups
         m.d.comb += [wport.addr.eq(ld_base + ld_g), wport.data.eq(self.act.payload),
                      wport.en.eq(self.act.valid & self.act.ready)]
 
@@ -132,8 +133,8 @@ class GemvEngine(wiring.Component):
         w_open = Signal()                     # RUN and beats still expected
         h_valid = Signal()
         h_beat = Signal(8 * cfg.beat_bytes, reset_less=True)
-        h_v = Signal(range(T))
-        h_base = Signal(range(cfg.act_buffer_words))  # h_v * max_groups
+        h_v = Signal(range(max(T, 2)))
+        h_base = Signal(range(max(cfg.act_buffer_words, 2)))  # h_v * max_groups
         h_g = Signal.like(last_group)
         h_first = Signal()
         h_final = Signal()
@@ -187,28 +188,27 @@ class GemvEngine(wiring.Component):
                 m.d.sync += acc_g.eq(acc_g + 1)
 
         # --- control ------------------------------------------------------------------------
-        with m.Switch(state):
-            with m.Case(State.IDLE):
-                with m.If(self.cmd.valid):
-                    p = self.cmd.payload
-                    m.d.sync += [last_group.eq(p.last_group), last_tile.eq(p.last_tile),
-                                 self.err.eq(0), ld_g.eq(0), ld_v.eq(0), ld_base.eq(0),
-                                 acc_g.eq(0), acc_t.eq(0)]
-                    with m.If(p.load_act):
-                        m.d.sync += state.eq(State.LOAD)
-                    with m.Else():
+        with m.If(state == State.IDLE):
+            with m.If(self.cmd.valid):
+                p = self.cmd.payload
+                m.d.sync += [last_group.eq(p.last_group), last_tile.eq(p.last_tile),
+                             self.err.eq(0), ld_g.eq(0), ld_v.eq(0), ld_base.eq(0),
+                             acc_g.eq(0), acc_t.eq(0)]
+                with m.If(p.load_act):
+                    m.d.sync += state.eq(State.LOAD)
+                with m.Else():
+                    m.d.sync += [state.eq(State.RUN), w_open.eq(1)]
+        with m.Elif(state == State.LOAD):
+            with m.If(self.act.valid):
+                with m.If(ld_g == last_group):
+                    m.d.sync += ld_g.eq(0)
+                    with m.If(ld_v == T - 1):
                         m.d.sync += [state.eq(State.RUN), w_open.eq(1)]
-            with m.Case(State.LOAD):
-                with m.If(self.act.valid):
-                    with m.If(ld_g == last_group):
-                        m.d.sync += ld_g.eq(0)
-                        with m.If(ld_v == T - 1):
-                            m.d.sync += [state.eq(State.RUN), w_open.eq(1)]
-                        with m.Else():
-                            m.d.sync += [ld_v.eq(ld_v + 1), ld_base.eq(ld_base + MG)]
                     with m.Else():
-                        m.d.sync += ld_g.eq(ld_g + 1)
-            with m.Case(State.RUN):
-                with m.If(self.res.valid & self.res.ready & self.res.payload.last):
-                    m.d.sync += state.eq(State.IDLE)
+                        m.d.sync += [ld_v.eq(ld_v + 1), ld_base.eq(ld_base + MG)]
+                with m.Else():
+                    m.d.sync += ld_g.eq(ld_g + 1)
+        with m.Elif(state == State.RUN):
+            with m.If(self.res.valid & self.res.ready & self.res.payload.last):
+                m.d.sync += state.eq(State.IDLE)
         return m

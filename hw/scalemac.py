@@ -83,14 +83,16 @@ class ScaleMac(wiring.Component):
         R, T, F = cfg.rows, cfg.vectors, cfg.mant_bits
         m = Module()
 
-        # codebook registers (kept across reset)
-        mant = Array(Signal(F, name=f"cb_m{k}", reset_less=True) for k in range(layout.CODEBOOK_SIZE))
-        shift = Array(Signal(cfg.shift_bits, name=f"cb_s{k}", reset_less=True)
-                      for k in range(layout.CODEBOOK_SIZE))
+        # codebook registers (kept across reset); 32 slots so that every 5-bit index selects
+        # one (complete case statements), 27..31 never written
+        slots = 1 << self.in_layout["k"].shape.elem_shape.width
+        mant = Array(Signal(F, name=f"cb_m{k}", reset_less=True) for k in range(slots))
+        shift = Array(Signal(cfg.shift_bits, name=f"cb_s{k}", reset_less=True) for k in range(slots))
         m.d.comb += self.cb.ready.eq(1)
-        with m.If(self.cb.valid & (self.cb.payload.index < layout.CODEBOOK_SIZE)):
-            m.d.sync += [mant[self.cb.payload.index].eq(self.cb.payload.mantissa),
-                         shift[self.cb.payload.index].eq(self.cb.payload.shift)]
+        for k in range(layout.CODEBOOK_SIZE):
+            with m.If(self.cb.valid & (self.cb.payload.index == k)):
+                m.d.sync += [mant[k].eq(self.cb.payload.mantissa),
+                             shift[k].eq(self.cb.payload.shift)]
 
         adv = Signal()
         m.d.comb += [adv.eq(~(self.o.valid & ~self.o.ready)), self.i.ready.eq(adv)]

@@ -1,0 +1,128 @@
+"""Verilog export of the GEMV engine with its JSON sidecar.
+
+``write(cfg, out_dir)`` writes ``<name>.v`` (``amaranth.back.verilog.convert(...,
+emit_src=False)``, reproducible) and ``<name>.json``:
+
+* ``hwconfig``: every ``HwConfig`` parameter (``HwConfig.from_json`` reads the file back);
+* ``derived``: every derived value (beat bytes, widths, buffer depth, pipeline stages, ...);
+* ``ports``: every Verilog port with direction and width, and for struct payloads the
+  fields with their bit offset and width (``acc`` of ``res`` is an array: ``count`` and
+  ``stride``), so testbenches read positions instead of repeating them;
+* ``top``, ``decoder_style``, tool versions.
+
+Both files are written to a temporary folder next to ``out_dir`` and moved in place, so an
+interrupted run leaves no half-written output.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from importlib import metadata
+
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+from amaranth.lib import data
+
+from ..codec.errors import TritforgeError
+from ..hwconfig import HwConfig
+from .engine import GemvEngine, port_layouts
+
+TOP = "tritforge_engine"
+FORMAT = "tritforge-engine-sidecar"
+VERSION = 1
+
+
+def _fields(layout) -> list[dict] | None:
+    if not isinstance(layout, data.StructLayout):
+        return None
+    out = []
+    for name, field in layout:
+        entry = {"name": name, "offset": field.offset, "width": field.width,
+                 "signed": Shape.cast(field.shape).signed if not isinstance(
+                     field.shape, data.Layout) else False}
+        if isinstance(field.shape, data.ArrayLayout):
+            elem = Shape.cast(field.shape.elem_shape)
+            entry.update(count=field.shape.length, stride=elem.width, elem_signed=elem.signed)
+        out.append(entry)
+    return out
+
+
+def port_map(cfg: HwConfig) -> list[dict]:
+    """Every port of the generated module: name, direction, width (+ payload fields)."""
+    lay = port_layouts(cfg)
+    ports = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
+    for name in ("cmd", "cb", "act", "w", "res"):
+        inward = name != "res"
+        payload = lay[name]
+        width = payload.size if isinstance(payload, data.Layout) else Shape.cast(payload).width
+        p = {"name": f"{name}__payload", "dir": "in" if inward else "out", "width": width}
+        fields = _fields(payload)
+        if fields:
+            p["fields"] = fields
+        ports += [p,
+                  {"name": f"{name}__valid", "dir": "in" if inward else "out", "width": 1},
+                  {"name": f"{name}__ready", "dir": "out" if inward else "in", "width": 1}]
+    ports += [{"name": "err", "dir": "out", "width": 1}, {"name": "busy", "dir": "out", "width": 1}]
+    return ports
+
+
+def _versions() -> dict:
+    out = {}
+    for pkg in ("amaranth", "tritforge"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def sidecar(cfg: HwConfig, decoder_style: str = "arith", top: str = TOP) -> dict:
+    derived = cfg.derived()
+    derived.update(pipeline_stages=cfg.pipeline_stages, tiles_max=cfg.tiles_max,
+                   lanes=cfg.rows * 16 * cfg.depth, macs_per_cycle=cfg.macs_per_cycle,
+                   stream_bytes_per_cycle=cfg.stream_bytes_per_cycle)
+    return {"format": FORMAT, "version": VERSION, "top": top, "decoder_style": decoder_style,
+            "hwconfig": cfg.to_dict(), "derived": derived, "ports": port_map(cfg),
+            "tools": _versions()}
+
+
+def convert(cfg: HwConfig, decoder_style: str = "arith", top: str = TOP) -> str:
+    engine = GemvEngine(cfg, decoder_style=decoder_style)
+    return verilog.convert(engine, name=top, emit_src=False)
+
+
+def write(cfg: HwConfig, out_dir: str, *, decoder_style: str = "arith", top: str = TOP,
+          overwrite: bool = True) -> dict:
+    """Write ``out_dir/<top>.v`` and ``out_dir/<top>.json``; returns the paths and sizes."""
+    if not top.isidentifier():
+        raise TritforgeError(f"top module name {top!r}: expected a Verilog identifier")
+    text = convert(cfg, decoder_style, top)
+    meta = sidecar(cfg, decoder_style, top)
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise TritforgeError(f"{out_dir}: exists and is not a folder")
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".generate-", dir=parent)
+    except OSError as exc:
+        raise TritforgeError(f"{out_dir}: cannot create output folder ({exc.strerror})") from None
+    try:
+        with open(os.path.join(tmp, f"{top}.v"), "w") as f:
+            f.write(text)
+        with open(os.path.join(tmp, f"{top}.json"), "w") as f:
+            json.dump(meta, f, indent=1)
+            f.write("\n")
+        os.makedirs(out_dir, exist_ok=True)
+        paths = {}
+        for ext in ("v", "json"):
+            dst = os.path.join(out_dir, f"{top}.{ext}")
+            if os.path.exists(dst) and not overwrite:
+                raise TritforgeError(f"{dst}: exists (pass overwrite)")
+            os.replace(os.path.join(tmp, f"{top}.{ext}"), dst)
+            paths[ext] = dst
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"verilog": paths["v"], "sidecar": paths["json"], "verilog_bytes": len(text)}
