@@ -199,7 +199,8 @@ def _improved_codebook(wg: np.ndarray, scales: np.ndarray, d: int, hi_max: float
     nz = scales[scales > 0]
     his = {hi_max, min(hi_max, 4.0 * float(np.quantile(absw, 0.999)) / L)}
     los = {float(nz.min())} | {float(np.quantile(nz, p)) for p in (0.001, 0.01, 0.03)}
-    los = {max(lo, lo_floor(hi_max)) for lo in los}
+    # float32 group scales can round just above the float64 top: clamp lo to hi
+    los = {min(max(lo, lo_floor(hi_max)), hi_max) for lo in los}
     rows = wg.shape[0]
     pick = np.unique(np.linspace(0, rows - 1, min(rows, 128)).astype(np.int64))
     sample_w, sample_s = wg[pick], scales[pick]
@@ -238,7 +239,8 @@ def quantize_groups(wg: np.ndarray, shape: tuple[int, int], d: int,
     scales = group_scales(wg, d)
     hi = top / L
     if mode == "tritllm-v2":
-        cb = Codebook(max(float(scales[scales > 0].min()), lo_floor(hi)), hi)
+        # min(.., hi): a float32 group scale can round just above the float64 top
+        cb = Codebook(min(max(float(scales[scales > 0].min()), lo_floor(hi)), hi), hi)
         q, k, _ = assign(wg, scales, cb, d)
     else:
         cb = _improved_codebook(wg, scales, d, hi)
