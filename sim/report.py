@@ -88,6 +88,14 @@ def check_result(result, where: str = "run result") -> None:
         missing = [k for k in _LAYER_KEYS if not isinstance(layer, dict) or k not in layer]
         if missing:
             raise TritforgeError(f"{where}: layers[{i}] misses {missing}")
+        for k in ("out", "in", "weight_bytes", "cycles", "compute_s", "memory_s"):
+            v = layer[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise TritforgeError(f"{where}: layers[{i}].{k}={v!r}, expected a number >= 0")
+        if not isinstance(layer["energy_pj"], dict):
+            raise TritforgeError(f"{where}: layers[{i}].energy_pj must be an object of pJ per action")
+    if not isinstance(result["per_token"], dict):
+        raise TritforgeError(f"{where}: 'per_token' must be an object")
     missing = [k for k in _TOKEN_KEYS if k not in result["per_token"]]
     if missing:
         raise TritforgeError(f"{where}: per_token misses {missing}")

@@ -127,6 +127,10 @@ def test_render_refuses_a_file_as_folder(tmp_path):
     (lambda r: r.update(layers=[]), "non-empty"),
     (lambda r: r["layers"][1].pop("cycles"), r"layers\[1\] misses \['cycles'\]"),
     (lambda r: r["per_token"].pop("energy_j"), "per_token misses"),
+    (lambda r: r["layers"][0].update(cycles="many"), r"layers\[0\].cycles='many'"),
+    (lambda r: r["layers"][0].update(memory_s=-1.0), "expected a number >= 0"),
+    (lambda r: r["layers"][0].update(energy_pj=[1]), "energy_pj must be an object"),
+    (lambda r: r.update(per_token=[]), "'per_token' must be an object"),
     (lambda r: r["energy_table"].pop("version"), "energy_table misses 'version'"),
     (lambda r: r["board"].pop("clock_mhz"), "board misses"),
 ])
