@@ -78,28 +78,32 @@ class Checkpoint:
     config: object                 #: transformers PretrainedConfig
     tensors: dict                  #: HF name -> torch.Tensor
     skipped: list = field(default_factory=list)   #: source tensors with no HF counterpart
+    _tokenizer: object = field(default=None, repr=False, compare=False)
 
     @property
     def linear_names(self) -> list[str]:
-        """The 2-D linear matrices to quantize, in file order."""
-        return [n for n, t in self.tensors.items() if _LINEAR.match(n) and t.dim() == 2]
+        """The 2-D linear matrices to quantize, by layer number, then in file order."""
+        names = [n for n, t in self.tensors.items() if _LINEAR.match(n) and t.dim() == 2]
+        return sorted(names, key=lambda n: int(n.split(".")[2]))
 
     @property
     def name(self) -> str:
         return os.path.basename(os.path.normpath(self.path))
 
     def tokenizer(self):
-        """The tokenizer that goes with the checkpoint (``transformers.AutoTokenizer``)."""
+        """The tokenizer that goes with the checkpoint (``transformers.AutoTokenizer``, cached)."""
         from transformers import AutoTokenizer
 
-        folder, gguf_file = self._hf_location()
-        try:
-            if gguf_file:
-                return AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-            return AutoTokenizer.from_pretrained(folder)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise TritforgeError(f"{self.path}: cannot load its tokenizer "
-                                 f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        if self._tokenizer is None:
+            folder, gguf_file = self._hf_location()
+            try:
+                if gguf_file:
+                    self._tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+                else:
+                    self._tokenizer = AutoTokenizer.from_pretrained(folder)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise TritforgeError(f"{self.path}: cannot load its tokenizer ({_first_line(exc)})") from None
+        return self._tokenizer
 
     def _hf_location(self) -> tuple[str, str | None]:
         if self.format == "gguf":

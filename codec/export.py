@@ -50,6 +50,9 @@ def atomic_folder(path: str):
     if os.path.exists(path) and not os.path.isdir(path):
         raise TritforgeError(f"{path}: exists and is not a folder")
     tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(path)}-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)        # mkdtemp makes it 0700; give it a normal folder's mode
     try:
         yield tmp
         old = None

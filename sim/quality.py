@@ -1,0 +1,189 @@
+"""Model quality on a short bundled English text: perplexity, top-1 agreement, logit error.
+
+The text (``sim/data/eval_text.txt``, about 2,160 words, 2,578 SmolLM2 tokens) was written
+for tritforge and is released under the project's license: ten short pieces in different
+registers (a history note, an explanation of tides, a recipe, reportage, a letter, a note on
+balanced ternary, two descriptions, a how-to, a travel sketch). It is new text, so no model
+has memorized it.
+
+Method
+    The token ids (no special tokens added) are cut into consecutive windows of ``window``
+    tokens (512 by default: fast on a CPU), each run from an empty context. The logits at
+    position i predict token i + 1, including across a window boundary (the last position of
+    a window predicts the first token of the next), so every token but the first is scored:
+    ``ppl = exp(mean_i -log p(ids[i+1] | logits[i]))``.
+
+Two ways to get the same figure: :func:`perplexity` keeps one window's logits at a time;
+:func:`window_logits` + :func:`perplexity_from_logits` keep all logits (N x vocab fp32),
+which :func:`compare_logits` needs to compare two models position by position.
+
+Models: :func:`model_from_checkpoint` builds the stock ``transformers`` model from a
+``codec.checkpoint.Checkpoint`` (fp32, eval mode), and :func:`substituted` swaps
+dequantized weights into it for the duration of a ``with`` block.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+from ..codec.errors import TritforgeError
+
+TEXT_FILE = os.path.join(os.path.dirname(__file__), "data", "eval_text.txt")
+WINDOW = 512
+
+
+# --- text ------------------------------------------------------------------------------
+
+def eval_text() -> str:
+    """The bundled evaluation text."""
+    try:
+        with open(TEXT_FILE, encoding="utf-8") as f:
+            return f.read()
+    except OSError as exc:
+        raise TritforgeError(f"{TEXT_FILE}: bundled evaluation text missing ({exc.strerror}); "
+                             "reinstall tritforge") from None
+
+
+def eval_ids(tokenizer, max_tokens: int = 0):
+    """Token ids of the bundled text (1-D int64 tensor), cut to ``max_tokens`` if > 0."""
+    import torch
+
+    if max_tokens < 0:
+        raise TritforgeError(f"max_tokens={max_tokens}: expected 0 (all) or a positive count")
+    ids = tokenizer(eval_text(), add_special_tokens=False)["input_ids"]
+    if max_tokens:
+        ids = ids[:max_tokens]
+    if len(ids) < 2:
+        raise TritforgeError(f"max_tokens={max_tokens}: need at least 2 tokens to score")
+    return torch.tensor(ids, dtype=torch.long)
+
+
+# --- models ----------------------------------------------------------------------------
+
+def model_from_checkpoint(ckpt, dtype=None):
+    """The stock transformers causal LM of ``ckpt`` with its tensors loaded (eval mode)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    dtype = dtype or torch.float32
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForCausalLM.from_config(ckpt.config, dtype=dtype)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    state = {n: t.to(dtype) for n, t in ckpt.tensors.items()}
+    result = model.load_state_dict(state, strict=False)
+    tied = bool(getattr(ckpt.config, "tie_word_embeddings", False))
+    missing = [k for k in result.missing_keys if not (tied and k == "lm_head.weight")]
+    if missing or result.unexpected_keys:
+        bad = (missing or result.unexpected_keys)[0]
+        raise TritforgeError(f"{ckpt.path}: tensors do not match the {ckpt.arch} model "
+                             f"({len(missing)} missing, {len(result.unexpected_keys)} unexpected, e.g. {bad})")
+    return model.eval()
+
+
+@contextlib.contextmanager
+def substituted(model, weights: dict):
+    """Within the block, ``model``'s parameters named in ``weights`` hold those values.
+
+    ``weights`` maps parameter names to ``TritTensor`` (dequantized here), numpy arrays or
+    torch tensors. The original values are restored on exit.
+    """
+    import torch
+
+    saved = {}
+    try:
+        with torch.no_grad():
+            for name, w in weights.items():
+                try:
+                    p = model.get_parameter(name)
+                except AttributeError:
+                    raise TritforgeError(f"{name}: no such parameter in the model") from None
+                if hasattr(w, "dequantize") and hasattr(w, "codebook"):
+                    w = w.dequantize()
+                w = torch.as_tensor(w)
+                if tuple(w.shape) != tuple(p.shape):
+                    raise TritforgeError(f"{name}: weight shape {tuple(w.shape)}, model expects {tuple(p.shape)}")
+                saved[name] = p.detach().clone()
+                p.copy_(w.to(p.dtype))
+        yield model
+    finally:
+        with torch.no_grad():
+            for name, old in saved.items():
+                model.get_parameter(name).copy_(old)
+
+
+# --- logits and perplexity -------------------------------------------------------------
+
+def _windows(n: int, window: int):
+    if window < 2:
+        raise TritforgeError(f"window={window}: expected at least 2 tokens")
+    return [(s, min(s + window, n)) for s in range(0, n, window)]
+
+
+def window_logits(model, ids, window: int = WINDOW):
+    """Logits (N, vocab) fp32 of ``ids`` (1-D) run window by window."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for s, e in _windows(len(ids), window):
+            x = ids[s:e].unsqueeze(0).to(model.device)
+            out.append(model(input_ids=x, use_cache=False).logits[0].float().cpu())
+    return torch.cat(out)
+
+
+def perplexity_from_logits(logits, ids) -> float:
+    """exp of the mean negative log-likelihood of ``ids[1:]`` under ``logits[:-1]``."""
+    import torch
+
+    if logits.shape[0] != len(ids):
+        raise TritforgeError(f"logits for {logits.shape[0]} positions, ids {len(ids)}: expected equal")
+    nll = torch.nn.functional.cross_entropy(logits[:-1].float(), ids[1:], reduction="mean")
+    return float(math.exp(float(nll)))
+
+
+def perplexity(model, ids, window: int = WINDOW) -> float:
+    """Same figure as ``perplexity_from_logits(window_logits(...))``, one window in memory."""
+    import torch
+    import torch.nn.functional as F
+
+    total, count, prev = 0.0, 0, None
+    with torch.inference_mode():
+        for s, e in _windows(len(ids), window):
+            x = ids[s:e].unsqueeze(0).to(model.device)
+            lg = model(input_ids=x, use_cache=False).logits[0].float().cpu()
+            if prev is not None:                       # previous window's last position
+                total += float(F.cross_entropy(prev[None], ids[s:s + 1], reduction="sum"))
+                count += 1
+            if e - s > 1:
+                total += float(F.cross_entropy(lg[:-1], ids[s + 1:e], reduction="sum"))
+                count += e - s - 1
+            prev = lg[-1]
+    return math.exp(total / count)
+
+
+def top1_agreement(ref, out) -> float:
+    """Fraction of positions where both logits pick the same top token."""
+    if ref.shape != out.shape:
+        raise TritforgeError(f"logit shapes {tuple(ref.shape)} and {tuple(out.shape)}: expected equal")
+    return float((ref.argmax(-1) == out.argmax(-1)).float().mean())
+
+
+def logit_error(ref, out) -> dict:
+    """RMS, largest absolute and relative RMS error of ``out`` against ``ref``."""
+    if ref.shape != out.shape:
+        raise TritforgeError(f"logit shapes {tuple(ref.shape)} and {tuple(out.shape)}: expected equal")
+    diff = (out.double() - ref.double())
+    rms = float(diff.square().mean().sqrt())
+    ref_rms = float(ref.double().square().mean().sqrt())
+    return {"logit_rmse": rms, "logit_max_abs_err": float(diff.abs().max()),
+            "logit_rel_rmse": rms / ref_rms if ref_rms > 0 else 0.0}
+
+
+def compare_logits(ref, out) -> dict:
+    """:func:`top1_agreement` and :func:`logit_error` in one dict."""
+    return {"top1_agreement": top1_agreement(ref, out), **logit_error(ref, out)}

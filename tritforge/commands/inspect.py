@@ -1,0 +1,129 @@
+"""``tritforge inspect FILE``: what a packed trit file holds.
+
+Reads and fully checks the file (``codec.packfile.read_packed``: format, version, sizes,
+every trit byte, codebook words), then prints per matrix its shape, padding, depth, mode,
+bytes, information and physical bpw and codebook range, and totals. With ``--source`` it
+also loads the original checkpoint and prints each matrix's relative MSE and SQNR.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+from ..codec.errors import TritforgeError
+
+HELP = "show shapes, depth, bpw (information and physical), codebook ranges and errors of a packed file"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("file", help="packed trit file (model.trit.safetensors), or a config folder holding one")
+    p.add_argument("--source", metavar="PATH",
+                   help="the checkpoint it was quantized from (folder, .gguf or 'default'): adds MSE/SQNR")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
+
+
+def _resolve(path: str) -> str:
+    from .quantize import PACKED_NAME
+
+    if os.path.isdir(path):
+        inner = os.path.join(path, PACKED_NAME)
+        if not os.path.isfile(inner):
+            raise TritforgeError(f"{path}: a folder without {PACKED_NAME}; expected a packed file")
+        return inner
+    return path
+
+
+def _natural(name: str):
+    """Sort key that puts layers.2 before layers.10."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", name)]
+
+
+def inspect_file(path: str, source: str | None = None) -> dict:
+    """All figures of a packed file (and its errors against ``source`` if given)."""
+    from ..codec import layout, packfile
+    from ..codec.quantize import weight_error
+
+    path = _resolve(path)
+    tensors, model = packfile.read_packed(path)
+    ckpt = None
+    if source:
+        from ..codec.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(source)
+    rows, sq_err, sq_ref = [], 0.0, 0.0
+    for name in sorted(tensors, key=_natural):
+        t = tensors[name]
+        info = packfile.info(name, t)
+        cb = t.codebook
+        row = {"name": name, "shape": list(t.shape), "pad": t.pad, "depth": t.depth, "mode": t.mode,
+               "bytes": info.bytes, "info_bpw": info.info_bpw, "physical_bpw": info.physical_bpw,
+               "codebook_lo": float(cb.values[0]), "codebook_hi": float(cb.values[-1]),
+               "codebook_decades": math.log10(cb.hi / cb.lo), "levels_max": layout.max_level(t.depth)}
+        if ckpt is not None:
+            if name not in ckpt.tensors:
+                raise TritforgeError(f"{path}: matrix {name} is not in the source {ckpt.path}")
+            w = ckpt.tensors[name]
+            if tuple(w.shape) != tuple(t.shape):
+                raise TritforgeError(f"{path}: matrix {name} has shape {tuple(t.shape)}, "
+                                     f"the source's is {tuple(w.shape)}")
+            err = weight_error(w, t)
+            row["rel_mse"], row["sqnr_db"] = err["rel_mse"], err["sqnr_db"]
+            sq_err += err["sq_err"]
+            sq_ref += err["sq_ref"]
+        rows.append(row)
+    weights = sum(r["shape"][0] * r["shape"][1] for r in rows)
+    nbytes = sum(r["bytes"] for r in rows)
+    depths = sorted({r["depth"] for r in rows})
+    info_bits = sum(r["info_bpw"] * r["shape"][0] * r["shape"][1] for r in rows)
+    total = {"matrices": len(rows), "weights": weights, "bytes": nbytes, "depths": depths,
+             "modes": sorted({r["mode"] for r in rows}), "file_bytes": os.path.getsize(path),
+             "info_bpw": info_bits / weights, "physical_bpw": nbytes * 8 / weights}
+    if ckpt is not None:
+        rel = sq_err / sq_ref if sq_ref > 0 else 0.0
+        total["rel_mse"] = rel
+        total["sqnr_db"] = -10 * math.log10(rel) if rel > 0 else None
+        for r in rows:
+            if not math.isfinite(r["sqnr_db"]):
+                r["sqnr_db"] = None
+    return {"file": os.path.abspath(path), "format": packfile.FORMAT, "format_version": packfile.VERSION,
+            "model": model, "source": ckpt.path if ckpt else None, "total": total, "matrices": rows}
+
+
+def format_table(res: dict) -> str:
+    has_err = res["source"] is not None
+    tot, model = res["total"], res["model"]
+    lines = [f"{res['file']}: {res['format']} v{res['format_version']}, {tot['file_bytes']:,} bytes",
+             f"model: {model.get('source', '?')} ({model.get('architecture', '?')}), "
+             f"config {model.get('config', '?')}, mode {', '.join(tot['modes'])}"]
+    width = max([len("matrix")] + [len(r["name"]) for r in res["matrices"]])
+    head = (f"{'matrix':<{width}} {'shape':>11} {'pad':>3} {'d':>1} {'bytes':>9} {'bpw info':>8} "
+            f"{'bpw phys':>8} {'codebook lo..hi':>21}")
+    if has_err:
+        head += f" {'rel MSE':>9} {'SQNR dB':>7}"
+    lines += [head, "-" * len(head)]
+    for r in res["matrices"]:
+        shape = f"{r['shape'][0]}x{r['shape'][1]}"
+        line = (f"{r['name']:<{width}} {shape:>11} {r['pad']:>3} {r['depth']:>1} {r['bytes']:>9,} "
+                f"{r['info_bpw']:>8.3f} {r['physical_bpw']:>8.3f} "
+                f"{r['codebook_lo']:>10.3e}..{r['codebook_hi']:<9.3e}")
+        if has_err:
+            sq = "inf" if r["sqnr_db"] is None else f"{r['sqnr_db']:.2f}"
+            line += f" {r['rel_mse']:>9.5f} {sq:>7}"
+        lines.append(line)
+    lines.append("-" * len(head))
+    total = (f"total: {tot['matrices']} matrices, {tot['weights']:,} weights, {tot['bytes']:,} bytes, "
+             f"d {','.join(map(str, tot['depths']))}, bpw information {tot['info_bpw']:.3f}, "
+             f"physical {tot['physical_bpw']:.3f}")
+    if has_err:
+        sq = "inf" if tot["sqnr_db"] is None else f"{tot['sqnr_db']:.2f} dB"
+        total += f"; rel MSE {tot['rel_mse']:.5f}, SQNR {sq} against {res['source']}"
+    lines.append(total)
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    res = inspect_file(args.file, args.source)
+    print(json.dumps(res, indent=1) if args.json else format_table(res))
+    return 0

@@ -1,0 +1,176 @@
+"""``tritforge quantize``: quantize a checkpoint at one or more depths and write, per config,
+the packed trit file, the dequantized FP16 HF folder and a JSON report.
+
+Work shared across configs is done once: loading, the per-matrix preparation
+(``codec.modelquant``), the source model and its perplexity. Each config's folder is built
+in a temporary sibling and renamed into place when complete (``codec.export.atomic_folder``),
+and every input is checked before anything is written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from ..codec.errors import TritforgeError
+
+HELP = "quantize a model to balanced ternary: packed file, FP16 HF folder and report per config"
+
+PACKED_NAME = "model.trit.safetensors"
+EXPORT_NAME = "model"
+REPORT_NAME = "report.json"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", default="default",
+                   help="HF safetensors folder, .gguf file, or 'default' (embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--configs", default="uniform-d1,uniform-d2,uniform-d3,uniform-d4",
+                   help="comma-separated configs uniform-d1..uniform-d4 (default: all four)")
+    p.add_argument("--mode", default="tritllm-v2", choices=("tritllm-v2", "tritforge"),
+                   help="tritllm-v2: the published rule; tritforge: the improved mode (same bpw)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (one sub-folder per config)")
+    p.add_argument("--no-export", action="store_true", help="skip the FP16 HF folder")
+    p.add_argument("--no-ppl", action="store_true", help="skip the perplexity measurements")
+    p.add_argument("--ppl-tokens", type=int, default=0, metavar="N",
+                   help="score only the first N tokens of the bundled text (default 0: all of it)")
+    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+
+
+def _say(args, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _check_out(path: str) -> str:
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise TritforgeError(f"--out {path}: exists and is not a folder")
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.access(probe, os.W_OK):
+        raise TritforgeError(f"--out {path}: {probe} is not writable")
+    return path
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
+def _fmt(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def summary_table(rows: list[dict], source_ppl: float | None) -> str:
+    head = (f"{'config':<11} {'d':>1} {'mode':<10} {'bpw info':>8} {'bpw phys':>8} "
+            f"{'rel MSE':>9} {'SQNR dB':>7} {'PPL':>8} {'time s':>7}")
+    lines = [head, "-" * len(head)]
+    if source_ppl is not None:
+        lines.append(f"{'source':<11} {'':>1} {'':<10} {'':>8} {'':>8} {'':>9} {'':>7} "
+                     f"{source_ppl:>8.3f} {'':>7}")
+    for r in rows:
+        q = r["quant"]
+        ppl = r["perplexity"]["quantized"] if r["perplexity"] else None
+        lines.append(f"{r['config']:<11} {q['depth']:>1} {q['mode']:<10} {q['info_bpw']:>8.3f} "
+                     f"{q['physical_bpw']:>8.3f} {q['rel_mse']:>9.5f} {_fmt(q['sqnr_db'], '7.2f')} "
+                     f"{_fmt(ppl, '8.3f')} {sum(r['timings_s'].values()):>7.1f}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from .. import __version__
+    from ..codec import packfile
+    from ..codec.checkpoint import load_checkpoint
+    from ..codec.export import atomic_folder, export_fp16
+    from ..codec.modelquant import parse_configs, quantize_checkpoint
+
+    configs = parse_configs(args.configs)
+    out = _check_out(args.out)
+    if args.ppl_tokens < 0:
+        raise TritforgeError(f"--ppl-tokens {args.ppl_tokens}: expected 0 (all) or a positive count")
+
+    t0 = time.perf_counter()
+    _say(args, f"loading {args.model} ...")
+    ckpt = load_checkpoint(args.model)
+    t_load = time.perf_counter() - t0
+    desc = ckpt.describe()
+    _say(args, f"{ckpt.path}: {ckpt.arch}, {desc['linear_matrices']} linear matrices, "
+               f"{desc['linear_weights']:,} weights ({t_load:.1f} s)")
+
+    t0 = time.perf_counter()
+    results = quantize_checkpoint(ckpt, [d for _, d in configs], args.mode, progress=not args.quiet)
+    t_quant_all = time.perf_counter() - t0
+    t_shared = max(0.0, t_quant_all - sum(r.seconds for r in results.values()))
+
+    model = ids = None
+    source_ppl = None
+    t_ppl_source = 0.0
+    if not args.no_ppl:
+        from ..sim import quality
+
+        t0 = time.perf_counter()
+        ids = quality.eval_ids(ckpt.tokenizer(), args.ppl_tokens)
+        model = quality.model_from_checkpoint(ckpt)
+        _say(args, f"perplexity of the source on {len(ids)} tokens ...")
+        source_ppl = quality.perplexity(model, ids)
+        t_ppl_source = time.perf_counter() - t0
+        _say(args, f"source perplexity {source_ppl:.3f} ({t_ppl_source:.1f} s)")
+
+    rows = []
+    for config, depth in configs:
+        mq = results[depth]
+        timings = {"quantize": mq.seconds}
+        with atomic_folder(os.path.join(out, config)) as tmp:
+            t0 = time.perf_counter()
+            meta = {**desc, "config": config, "mode": args.mode, "tritforge_version": __version__}
+            packfile.write_packed(os.path.join(tmp, PACKED_NAME), mq.tensors, meta)
+            back, _ = packfile.read_packed(os.path.join(tmp, PACKED_NAME))
+            exact = all(back[n].q.tobytes() == t.q.tobytes() and back[n].k.tobytes() == t.k.tobytes()
+                        and back[n].codebook == t.codebook for n, t in mq.tensors.items())
+            if not exact:
+                raise TritforgeError(f"{config}: packed file did not read back identically")
+            timings["pack"] = time.perf_counter() - t0
+            if not args.no_export:
+                t0 = time.perf_counter()
+                _say(args, f"{config}: exporting the FP16 HF folder ...")
+                export_fp16(ckpt, mq.tensors, os.path.join(tmp, EXPORT_NAME),
+                            {"config": config, "depth": depth, "mode": args.mode})
+                timings["export"] = time.perf_counter() - t0
+            ppl = None
+            if model is not None:
+                from ..sim import quality
+
+                t0 = time.perf_counter()
+                _say(args, f"{config}: perplexity on {len(ids)} tokens ...")
+                with quality.substituted(model, mq.tensors):
+                    q_ppl = quality.perplexity(model, ids)
+                timings["perplexity"] = time.perf_counter() - t0
+                ppl = {"text": "sim/data/eval_text.txt", "tokens": int(len(ids)),
+                       "window": quality.WINDOW, "source": source_ppl, "quantized": q_ppl}
+            report = {
+                "tritforge_version": __version__, "config": config,
+                "model": {**desc, "model_type": ckpt.arch,
+                          "hidden_size": getattr(ckpt.config, "hidden_size", None),
+                          "num_hidden_layers": getattr(ckpt.config, "num_hidden_layers", None)},
+                "files": {"packed": PACKED_NAME, "export": None if args.no_export else EXPORT_NAME},
+                "packed_roundtrip_exact": exact,
+                "quant": mq.summary(),
+                "perplexity": ppl,
+                "timings_s": timings,
+                "shared_timings_s": {"load": t_load, "prepare_and_overhead": t_shared,
+                                     "perplexity_source": t_ppl_source},
+                "matrices": [s.to_dict() for s in mq.stats.values()],
+            }
+            _write_json(os.path.join(tmp, REPORT_NAME), report)
+        rows.append(report)
+        _say(args, f"{config}: wrote {os.path.join(out, config)}")
+
+    print(f"{ckpt.path} ({ckpt.arch}): {desc['linear_matrices']} linear matrices, "
+          f"{desc['linear_weights']:,} weights quantized; mode {args.mode}")
+    print(summary_table(rows, source_ppl))
+    print(f"outputs in {out}/<config>/: {PACKED_NAME}"
+          + ("" if args.no_export else f", {EXPORT_NAME}/") + f", {REPORT_NAME}")
+    return 0
