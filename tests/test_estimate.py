@@ -200,3 +200,29 @@ def test_cli_estimate_user_table(capsys, tmp_path):
     p.write_text(text)
     assert main(["estimate", "--model-config", "smollm2-135m", "--energy-table", str(p)]) == 0
     assert "my-table 1.0" in capsys.readouterr().out
+
+
+@pytest.mark.model
+def test_projection_matches_real_smollm2_layers():
+    """On real SmolLM2-135M weights, the projection gives the cycle model's cycles exactly and
+    its energy to within 1 % (the zero-trit fraction is the only assumption)."""
+    gguf = pytest.importorskip("gguf")
+    from gguf.quants import dequantize
+    from tritforge.codec.checkpoint import resolve_model
+
+    reader = gguf.GGUFReader(resolve_model("default"))
+    tensors = {t.name: t for t in reader.tensors}
+    board = get_board("kv260")
+    hw = board.hwconfig(2)
+    proj = {k["name"]: k for k in estimate.project("smollm2-135m", 2, board, TABLE)["kinds"]}
+    rng = np.random.default_rng(0)
+    for gg, hf in (("blk.7.ffn_down.weight", "mlp.down_proj"), ("blk.7.attn_k.weight", "self_attn.k_proj")):
+        t = tensors[gg]
+        w = dequantize(t.data, t.tensor_type).reshape([int(x) for x in reversed(t.shape)])
+        q = quantize_matrix(w, 2)
+        xq, _ = quantize_activations(rng.standard_normal((1, w.shape[1])), q.in_padded)
+        ran = run_matrix(hw, q, xq, load_act=proj[hf]["load_act"])
+        assert proj[hf]["cycles"] == ran.cycles
+        assert proj[hf]["weight_bytes"] == ran.actions.weight_bytes
+        real = sum(TABLE.energy_pj(ran.actions, board.memory, hw).values())
+        assert sum(proj[hf]["energy_pj"].values()) == pytest.approx(real, rel=0.01)
