@@ -118,14 +118,15 @@ class EngineSim:
 
 
 def run_stream(component, items, *, seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0,
-               setup=None, max_cycles: int = 100_000) -> list[int]:
+               setup=None, n_out: int | None = None, max_cycles: int = 100_000) -> list[int]:
     """Feed raw payload integers ``items`` into ``component.i`` and collect ``component.o``.
 
     Every cycle ``i.valid`` is high with chance ``p_valid`` (while items remain) and
     ``o.ready`` with chance ``p_ready``; payloads of idle input cycles are random garbage.
     Checks the stream rule on the way (a valid output holds its payload until taken).
-    ``setup(ctx)``, if given, runs first (e.g. codebook writes). Returns the raw payload
-    integers of the accepted output beats, in order.
+    ``setup(ctx)``, if given, runs first (e.g. codebook writes). Runs until ``n_out``
+    output beats (default: one per item) were taken, then checks no extra beat is pending.
+    Returns the raw payload integers of the accepted output beats, in order.
     """
     import random
 
@@ -135,6 +136,7 @@ def run_stream(component, items, *, seed: int = 0, p_valid: float = 1.0, p_ready
     width = len(component.i.payload.as_value())
     got: list[int] = []
     items = list(items)
+    want = len(items) if n_out is None else n_out
 
     async def bench(ctx):
         if setup is not None:
@@ -142,7 +144,7 @@ def run_stream(component, items, *, seed: int = 0, p_valid: float = 1.0, p_ready
         n = 0
         held = None
         for _ in range(max_cycles):
-            if len(got) == len(items):
+            if len(got) == want:
                 break
             valid = n < len(items) and rng.random() < p_valid
             ctx.set(component.i.valid, valid)
@@ -163,7 +165,14 @@ def run_stream(component, items, *, seed: int = 0, p_valid: float = 1.0, p_ready
             await ctx.tick()
         else:
             raise AssertionError(f"stream did not finish in {max_cycles} cycles "
-                                 f"({len(got)} of {len(items)} outputs)")
+                                 f"({len(got)} of {want} outputs)")
+        # drain: nothing more may come out
+        ctx.set(component.i.valid, 0)
+        ctx.set(component.o.ready, 1)
+        for _ in range(16):
+            if ctx.get(component.o.valid):
+                raise AssertionError(f"an output beat beyond the expected {want}")
+            await ctx.tick()
 
     sim.add_testbench(bench)
     sim.run()
