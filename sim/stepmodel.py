@@ -360,3 +360,43 @@ class JobDriver:
                 if last:
                     self.job += 1
                     self._start_job(codebook=True)
+
+
+def make_job(cfg: HwConfig, q: np.ndarray, k: np.ndarray, xq: np.ndarray, mantissa, shift,
+             load_act: bool = True) -> tuple[Job, list]:
+    """A ``Job`` for levels q (out, in_pad), indices k (out, ng), activations xq (T, in_pad)
+    and integer codebook (27 mantissas, 27 left shifts), with the result beats the engine
+    must return: ``[(vector, acc tuple, last)]`` in order, from ``codec.golden.accumulate``
+    (rows past ``out`` read 0)."""
+    from ..codec import golden
+
+    out, in_pad = q.shape
+    cfg.check_shape(out, in_pad)
+    T = cfg.vectors
+    xq = np.asarray(xq).reshape(T, in_pad)
+    ng = in_pad // layout.GROUP
+    beats = layout.stream_beats(q, k, cfg.depth, cfg.rows)
+    tiles = beats.shape[0]
+    words = [int.from_bytes(bytes(b), "little") for b in beats.reshape(-1, cfg.beat_bytes)]
+    act = [layout.pack_activation_group(xq[v, 16 * g:16 * g + 16]) for v in range(T) for g in range(ng)]
+    A = np.zeros((T, tiles * cfg.rows), dtype=object)
+    A[:, :out] = golden.accumulate(golden.group_dots(q, xq), k, mantissa, shift)
+    results = [(v, tuple(int(a) for a in A[v, t * cfg.rows:(t + 1) * cfg.rows]),
+                t == tiles - 1 and v == T - 1) for t in range(tiles) for v in range(T)]
+    job = Job(mantissa=[int(m) for m in mantissa], shift=[int(s) for s in shift],
+              act_words=act if load_act else [], beats=words, last_group=ng - 1,
+              last_tile=tiles - 1, load_act=load_act)
+    return job, results
+
+
+def run(model: StepModel, driver: JobDriver, max_cycles: int = 10_000_000) -> list[tuple]:
+    """Step ``model`` with ``driver`` until done; returns ``(inputs, outputs)`` per cycle."""
+    trace = []
+    while not driver.done:
+        if len(trace) >= max_cycles:
+            raise TritforgeError(f"stepping model: driver not done after {max_cycles} cycles")
+        inp = driver.inputs()
+        out = model.step(inp)
+        driver.observe(inp, out)
+        trace.append((inp, out))
+    return trace
