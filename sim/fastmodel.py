@@ -133,8 +133,13 @@ def _nonzero_digit_table(d: int) -> np.ndarray:
 def nonzero_trits(q: np.ndarray, d: int) -> int:
     """Non-zero weight trits of a level matrix (all planes)."""
     L = layout.max_level(d)
-    counts = np.bincount((np.asarray(q, dtype=np.int16).reshape(-1) + L), minlength=2 * L + 1)
-    return int(counts @ _nonzero_digit_table(d))
+    q = np.asarray(q)
+    if d == 1:
+        return int(np.count_nonzero(q))
+    table = np.zeros(256, dtype=np.int64)              # by the level's byte (int8 as uint8)
+    table[np.arange(-L, L + 1) & 0xFF] = _nonzero_digit_table(d)
+    counts = np.bincount(q.astype(np.int8, copy=False).reshape(-1).view(np.uint8), minlength=256)
+    return int(counts @ table)
 
 
 def command_actions(cfg: HwConfig, out_features: int, in_features: int, nnz_trits: int,
@@ -170,7 +175,7 @@ class Prepared:
     out_features: int
     in_padded: int
     depth: int
-    wt: np.ndarray | None     #: float64 (in_pad, out): W' transposed, or None (int64 path)
+    wt: np.ndarray | None     #: float64 (in_pad, out) view of W' (out, in_pad), or None (int64 path)
     row_abs: float            #: max_r sum_c |W'[r, c]|
     q: np.ndarray             #: int8 (out, in_pad)
     k: np.ndarray             #: uint8 (out, ng)
@@ -195,11 +200,13 @@ def prepare_levels(q: np.ndarray, k: np.ndarray, mantissa, left_shift, d: int) -
     sh = np.asarray(left_shift, dtype=np.int64)
     scale = m * (np.int64(1) << sh)                       # m * 2**delta, < 2**(F+S)
     gs = scale[k].astype(np.float64)                      # (out, ng)
-    wq = q.reshape(out, -1, layout.GROUP).astype(np.float64)
-    row_abs = float((np.abs(wq).sum(-1) * gs).sum(-1).max()) if out else 0.0
+    q3 = q.reshape(out, -1, layout.GROUP)
+    abs_sum = np.abs(q3.astype(np.int16)).sum(-1, dtype=np.int32)   # (out, ng)
+    row_abs = float((abs_sum * gs).sum(-1).max()) if out else 0.0
     wt = None
     if row_abs * 128.0 < _EXACT_LIMIT:                    # exact for any int8 input
-        wt = np.ascontiguousarray((wq * gs[..., None]).reshape(out, cols).T)
+        w = np.multiply(q3, gs[..., None], dtype=np.float64).reshape(out, cols)
+        wt = w.T                                          # (in_pad, out) view: BLAS takes it as is
     return Prepared(out, cols, d, wt, row_abs, q, k, m, sh, nonzero_trits(q, d))
 
 
