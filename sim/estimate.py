@@ -37,7 +37,7 @@ from ..hwconfig import HwConfig
 from .actions import Actions
 from .boards import Board
 from .energy import EnergyTable
-from .fastmodel import command_actions
+from .fastmodel import command_actions, commands
 
 #: Fraction of zero weight trits after quantization (tritllm-v2 rule), measured on the q/k/v/o/
 #: gate/up/down matrices of SmolLM2-135M blocks 0, 15 and 29 (21 matrices, 2.2 M weights).
@@ -173,23 +173,28 @@ def token_figures(layers: list[dict], board: Board, table: EnergyTable) -> dict:
 # --- projection ----------------------------------------------------------------------------
 
 def project(model_shape, depth: int, board: Board, table: EnergyTable,
-            zero_trit_fraction: float | None = None) -> dict:
+            zero_trit_fraction: float | None = None, prompt_tokens: int = 0,
+            vectors: int | None = None) -> dict:
     """Tokens/s and J/token of one decode token for a model shape (HF config dict, name or path).
 
     The result has the keys of the run-result JSON that apply to a projection (``model``,
     ``config``, ``mode``, ``hwconfig``, ``board``, ``energy_table``, ``layers``, ``per_token``,
     ``timing``) plus ``kinds`` (one row per projection kind) and ``assumptions``, so
-    ``sim.report.render`` draws it too.
+    ``sim.report.render`` draws it too. ``prompt_tokens`` > 0 adds ``prefill``: the prompt
+    through every matrix in commands of T vectors (each weight beat fetched once per T
+    tokens), hence the time to first token. ``vectors`` overrides the board's T.
     """
     shape = load_shape(model_shape) if isinstance(model_shape, str) else check_shape(dict(model_shape))
     layout.check_depth(depth)
     zf = ZERO_TRIT_FRACTION[depth] if zero_trit_fraction is None else zero_trit_fraction
     if isinstance(zf, bool) or not isinstance(zf, (int, float)) or not 0 <= zf <= 1:
         raise TritforgeError(f"zero_trit_fraction={zf!r}: expected a fraction in 0..1")
+    if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, int) or prompt_tokens < 0:
+        raise TritforgeError(f"prompt_tokens={prompt_tokens!r}: expected an integer >= 0")
     linears = block_linears(shape)
     need_in = max(i for _, _, i, _ in linears)
     need_in = -(-need_in // layout.GROUP) * layout.GROUP
-    hw = board.hwconfig(depth, max_in_features=max(board.max_in_features, need_in))
+    hw = board.hwconfig(depth, vectors=vectors, max_in_features=max(board.max_in_features, need_in))
     for n, o, i, _ in linears:
         hw.check_shape(o, i, n)
     kinds = []
@@ -203,6 +208,11 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
     for row in layers:
         del row["count"], row["load_act"]
     per_token = token_figures(layers, board, table)
+    timing = {"decode_cycles_per_token": per_token["cycles"], "decode_tokens_per_s": per_token["tokens_per_s"]}
+    prefill = None
+    if prompt_tokens:
+        prefill = prefill_figures(hw, linears, zf, prompt_tokens, shape["num_hidden_layers"], board, table)
+        timing.update(prefill_cycles=prefill["cycles"], prefill_s=prefill["time_s"], ttft_s=prefill["time_s"])
     H, V = shape["hidden_size"], shape["vocab_size"]
     lm_bytes = 2 * H * V                               # fp16 lm_head, tied or not
     lm_s = lm_bytes / (board.bandwidth_gbs * 1e9)
@@ -219,8 +229,7 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
         "config": f"uniform-d{depth}", "mode": "projection",
         "hwconfig": {**hw.to_dict(), "derived": hw.derived()},
         "board": board.to_dict(), "energy_table": table.info(),
-        "timing": {"decode_cycles_per_token": per_token["cycles"],
-                   "decode_tokens_per_s": per_token["tokens_per_s"]},
+        "timing": timing, "prefill": prefill,
         "kinds": kinds, "layers": layers, "per_token": per_token,
         "memory_fit": {"weight_bytes": per_token["weight_bytes"], "capacity_bytes": board.memory_bytes,
                        "fits": per_token["weight_bytes"] <= board.memory_bytes},
@@ -228,9 +237,32 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
                     "tokens_per_s_memory_with_lm_head": 1 / (per_token["memory_s"] + lm_s),
                     "note": "lm_head stays fp16 on the host (not quantized); these figures would apply "
                             "if it streamed from the board memory too"},
-        "assumptions": {"zero_trit_fraction": zf, "decode_vectors": 1,
+        "assumptions": {"zero_trit_fraction": zf, "decode_vectors": 1, "vectors_per_command": hw.vectors,
                         "load_act": "k/v reuse q's activations, up reuses gate's",
                         "max_in_features": hw.max_in_features,
                         "not_counted": "attention (scores, softmax, KV cache), norms, embeddings, "
                                        "lm_head, host rescale"},
     }
+
+
+def prefill_figures(hw: HwConfig, linears, zero_trit_fraction: float, prompt_tokens: int,
+                    n_blocks: int, board: Board, table: EnergyTable) -> dict:
+    """The prompt through every matrix: ``commands(T)`` commands per matrix, each fetching the
+    weights once for T tokens; the time to first token is the sum over matrices of
+    max(compute, memory) (attention and lm_head not counted)."""
+    n_cmd = commands(hw, prompt_tokens)
+    rows = []
+    for n, o, i, load in linears:
+        nnz = round((1 - zero_trit_fraction) * o * i * hw.depth)
+        acts = (command_actions(hw, o, i, nnz, load_act=load)
+                + command_actions(hw, o, i, nnz, load_act=True).scaled(n_cmd - 1))
+        rows.append(layer_figures(n, o, i, acts.cycles, acts, board, table, hw))
+    block = token_figures(rows, board, table)
+    time_s = block["time_s"] * n_blocks
+    return {"prompt_tokens": prompt_tokens, "commands_per_matrix": n_cmd,
+            "cycles": block["cycles"] * n_blocks, "weight_bytes": block["weight_bytes"] * n_blocks,
+            "compute_s": block["compute_s"] * n_blocks, "memory_s": block["memory_s"] * n_blocks,
+            "time_s": time_s, "tokens_per_s": prompt_tokens / time_s, "bound": block["bound"],
+            "energy_j": block["energy_j"] * n_blocks,
+            "per_matrix": [{k: r[k] for k in ("name", "out", "in", "cycles", "compute_s", "memory_s", "bound",
+                                               "weight_bytes")} for r in rows]}

@@ -84,6 +84,28 @@ def test_projection_equals_the_cycle_model(depth):
     assert proj["layers"][7]["name"] == "model.layers.1.self_attn.q_proj"     # execution order
 
 
+@pytest.mark.parametrize("vectors, prompt", [(1, 5), (4, 10), (4, 3)])
+def test_prefill_equals_the_cycle_model(vectors, prompt):
+    """Prefill of P tokens in commands of T: cycles and weight bytes as run_matrix gives them."""
+    board = dataclasses.replace(get_board("kv260"), rows=4)
+    rng = np.random.default_rng(prompt)
+    t = quantize_matrix(rng.standard_normal((64, 64)).astype(np.float32), 2)
+    xq, _ = quantize_activations(rng.standard_normal((prompt, 64)), t.in_padded)
+    hw = board.hwconfig(2, vectors=vectors)
+    ran = run_matrix(hw, t, xq, load_act=True)
+    r = estimate.project(TINY, 2, board, TABLE, prompt_tokens=prompt, vectors=vectors)
+    pf = r["prefill"]
+    q = pf["per_matrix"][0]
+    assert q["name"] == "self_attn.q_proj"
+    assert (q["cycles"], q["weight_bytes"]) == (ran.cycles, ran.actions.weight_bytes)
+    assert pf["commands_per_matrix"] == -(-prompt // vectors)
+    assert pf["cycles"] == 2 * sum(m["cycles"] for m in pf["per_matrix"])
+    assert r["timing"]["ttft_s"] == pf["time_s"] and pf["tokens_per_s"] == pytest.approx(prompt / pf["time_s"])
+    assert r["hwconfig"]["vectors"] == vectors
+    with pytest.raises(TritforgeError, match="prompt_tokens"):
+        estimate.project(TINY, 2, board, TABLE, prompt_tokens=-1)
+
+
 def test_qwen7b_d2_u280_bandwidth_bound_by_hand():
     r = estimate.project("qwen2.5-7b", 2, get_board("u280"), TABLE)
     # d = 2, R = 256: 7 bytes per group of 16 weights, no row padding (all out % 256 == 0)
@@ -175,6 +197,12 @@ def test_cli_estimate_prints_both_bounds_and_the_table(capsys, tmp_path):
     assert f"{data['per_token']['tokens_per_s']:.2f}" in text
 
 
+def test_cli_estimate_prefill(capsys):
+    assert main(["estimate", "--model-config", "smollm2-135m", "--prompt-tokens", "42", "--vectors", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "42 prompt tokens in 21 command(s) of T=2" in text and "time to first token" in text
+
+
 def test_cli_estimate_list(capsys):
     assert main(["estimate", "--list"]) == 0
     text = capsys.readouterr().out
@@ -187,6 +215,8 @@ def test_cli_estimate_list(capsys):
     (["--model-config", "nope-1b"], "no such file"),
     (["--model-config", "qwen2.5-7b", "--energy-table", "/nonexistent.toml"], "cannot read"),
     ([], "--model-config: required"),
+    (["--model-config", "qwen2.5-7b", "--prompt-tokens", "-3"], "--prompt-tokens -3"),
+    (["--model-config", "qwen2.5-7b", "--vectors", "0"], "vectors (T)=0"),
 ])
 def test_cli_estimate_errors(capsys, argv, message):
     assert main(["estimate", *argv]) == 2

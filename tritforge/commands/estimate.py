@@ -16,6 +16,10 @@ def add_arguments(p) -> None:
     p.add_argument("--energy-table", metavar="FILE", help="action-energy table (TOML); default Horowitz 45 nm")
     p.add_argument("--zero-trit-fraction", type=float, metavar="F",
                    help="fraction of zero weight trits (default: measured on SmolLM2-135M for this depth)")
+    p.add_argument("--prompt-tokens", type=int, default=0, metavar="N",
+                   help="also estimate the prefill of an N-token prompt (time to first token)")
+    p.add_argument("--vectors", type=int, metavar="T",
+                   help="activation vectors per weight fetch (default: the board's T)")
     p.add_argument("--json", metavar="FILE", help="also write the full projection (every layer) as JSON")
     p.add_argument("--report", metavar="DIR", help="also write the HTML/Markdown report with plots")
     p.add_argument("--list", action="store_true", help="list the boards and bundled model shapes, then exit")
@@ -73,6 +77,14 @@ def format_projection(r: dict) -> str:
         f"  lm_head         fp16 on the host, not in these figures ({lm['weight_bytes_fp16'] / 1e9:.3f} GB; "
         f"streamed from the board memory too, the memory bound would be "
         f"{lm['tokens_per_s_memory_with_lm_head']:.2f} tok/s)",
+    ]
+    pf = r.get("prefill")
+    if pf:
+        lines.append(f"  prefill         {pf['prompt_tokens']} prompt tokens in {pf['commands_per_matrix']} "
+                     f"command(s) of T={hw['vectors']} per matrix: {pf['cycles']:,} cycles, time to first "
+                     f"token {pf['time_s'] * 1e3:.3f} ms ({pf['tokens_per_s']:.2f} tok/s, {pf['bound']}-bound), "
+                     f"{pf['energy_j']:.5f} J")
+    lines += [
         f"  assumptions     zero-trit fraction {r['assumptions']['zero_trit_fraction']}, "
         f"{r['assumptions']['load_act']}; not counted: {r['assumptions']['not_counted']}",
     ]
@@ -93,8 +105,11 @@ def run(args) -> int:
         raise TritforgeError(f"--depth {args.depth}: expected 1, 2, 3 or 4")
     board = get_board(args.board)
     table = EnergyTable.load(args.energy_table)
+    if args.prompt_tokens < 0:
+        raise TritforgeError(f"--prompt-tokens {args.prompt_tokens}: expected 0 or more")
     result = estimate.project(args.model_config, args.depth, board, table,
-                              zero_trit_fraction=args.zero_trit_fraction)
+                              zero_trit_fraction=args.zero_trit_fraction,
+                              prompt_tokens=args.prompt_tokens, vectors=args.vectors)
     print(format_projection(result))
     if args.json:
         write_json(args.json, result)
