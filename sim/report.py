@@ -266,6 +266,14 @@ def summary(result: dict) -> list[tuple[str, str]]:
             ("energy per token (J)", _fmt(pt["energy_j"]))]
     if "weight_bytes" in pt:
         out.append(("weight bytes per token", _fmt(pt["weight_bytes"])))
+    fit = result.get("memory_fit")
+    if fit:
+        out.append(("fits the board memory", f"{'yes' if fit['fits'] else 'NO'}: {_fmt(fit['weight_bytes'])} of "
+                                               f"{_fmt(fit['capacity_bytes'])} bytes"))
+    a = result.get("assumptions")
+    if a:
+        out.append(("projection assumptions", f"zero-trit fraction {a.get('zero_trit_fraction')}; "
+                                              f"not counted: {a.get('not_counted')}"))
     return out
 
 

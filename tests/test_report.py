@@ -113,6 +113,7 @@ def test_render_projection_without_quality_and_overwrite(tmp_path):
     report.render(r, str(out))
     md = (out / "report.md").read_text()
     assert md != "old" and "Not measured" in md and "SmolLM2-135M-Instruct" in md
+    assert "| fits the board memory | yes:" in md and "zero-trit fraction 0.438" in md
 
 
 def test_render_refuses_a_file_as_folder(tmp_path):
