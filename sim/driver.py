@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import os
 import re
 import time
@@ -87,19 +86,20 @@ def resolve_hw(spec: str, depth: int):
     """
     from . import boards
 
-    if spec == "default" or spec in boards.BOARDS:
-        board = boards.get_board(boards.DEFAULT_BOARD if spec == "default" else spec)
-        return board, board.hwconfig(depth)
     if spec.endswith(".json") or os.path.isfile(spec):
         cfg = HwConfig.from_json(spec)
         if cfg.depth != depth:
             raise TritforgeError(f"{spec}: hardware depth d={cfg.depth}, but the config asks for d={depth}")
         base = boards.get_board(boards.DEFAULT_BOARD)
         board = dataclasses.replace(base, name=f"{base.name}+{os.path.basename(spec)}",
-                                    clock_mhz=float(cfg.clock_mhz), rows=cfg.rows, vectors=cfg.vectors)
+                                    clock_mhz=float(cfg.clock_mhz), rows=cfg.rows, vectors=cfg.vectors,
+                                    max_in_features=cfg.max_in_features)
         return board, cfg
-    raise TritforgeError(f"--hw {spec!r}: expected a board ({', '.join(sorted(boards.BOARDS))}), "
-                         "a HwConfig .json file or 'default'")
+    if spec.strip().lower() != "default" and spec.strip().lower() not in boards.BOARDS:
+        raise TritforgeError(f"--hw {spec!r}: expected a board ({', '.join(sorted(boards.BOARDS))}), "
+                             "a HwConfig .json file or 'default'")
+    board = boards.get_board(spec)
+    return board, board.hwconfig(depth)
 
 
 def _model_location(spec: str) -> tuple[str, str | None]:
@@ -118,8 +118,11 @@ def _model_location(spec: str) -> tuple[str, str | None]:
     return os.path.dirname(os.path.abspath(path)), os.path.basename(path)
 
 
-def load_model(spec: str):
-    """The stock transformers model (float32, eval mode) and tokenizer -> (model, tokenizer, path)."""
+def load_model(spec: str, progress: bool = False):
+    """The stock transformers model (float32, eval mode) and tokenizer -> (model, tokenizer, path).
+
+    ``progress``: show transformers' own loading bars.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -127,7 +130,10 @@ def load_model(spec: str):
     where = os.path.join(folder, gguf) if gguf else folder
     kw = {"gguf_file": gguf} if gguf else {}
     verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    if not progress:
+        hf_logging.disable_progress_bar()
     try:
         try:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
@@ -142,6 +148,8 @@ def load_model(spec: str):
             raise TritforgeError(f"{where}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     model.eval()
     return model, tok, where
 
@@ -164,9 +172,12 @@ def quantize_layers(layers: dict[str, nn.Linear], depth: int, mode: str,
     return out
 
 
-def packed_layers(path: str, layers: dict[str, nn.Linear], depth: int) -> dict[str, TritTensor]:
-    """The model's matrices from a packed file, checked against the model's layers."""
-    tensors, _ = packfile.read_packed(path)
+def packed_layers(path: str, layers: dict[str, nn.Linear], depth: int,
+                  tensors: dict[str, TritTensor] | None = None) -> dict[str, TritTensor]:
+    """The model's matrices from a packed file (or its already read ``tensors``), checked
+    against the model's layers."""
+    if tensors is None:
+        tensors = packfile.read_packed(path)[0]
     out = {}
     for name, lin in layers.items():
         t = tensors.get(f"{name}.weight", tensors.get(name))
@@ -281,27 +292,36 @@ def generate(model, tok, recorder: HwRecorder, prompt: str, max_new_tokens: int,
 
 def measure_quality(model, tok, recorder: HwRecorder, max_tokens: int,
                     progress: bool = True) -> dict:
-    """Perplexity (source, dequantized, hardware), top-1 agreement, logit error on the bundled text."""
+    """Quality figures on the bundled text (``sim.quality``), against the source model.
+
+    ``ppl_source``: the stock model; ``ppl_quantized``: the same with dequantized weights
+    (float, what the FP16 export gives); ``ppl_hw``: the hardware path. Top-1 agreement
+    and logit errors compare the hardware path with the source model; the ``quantized_*``
+    and ``hw_vs_quantized_*`` figures split that into the weight quantization and the
+    integer path (int8 activations, exact accumulators).
+    """
     from . import quality
 
     ids = quality.eval_ids(tok, max_tokens)
     logits = {}
-    with torch.inference_mode():
+    try:
         for mode in tqdm(("source", "dequant", "hw"), desc="quality", unit="pass",
                          disable=not progress, leave=False):
             recorder.set_mode(mode)
             recorder.phase = "eval"
             logits[mode] = quality.window_logits(model, ids)
-    recorder.set_mode("hw")
-    recorder.phase = "idle"
-    agree = quality.compare_logits(logits["source"], logits["hw"])
-    return {"eval_tokens": int(len(ids)),
-            "ppl_source": quality.perplexity_from_logits(logits["source"], ids),
-            "ppl_quantized": quality.perplexity_from_logits(logits["dequant"], ids),
-            "ppl_hw": quality.perplexity_from_logits(logits["hw"], ids),
-            "top1_agreement": agree["top1_agreement"],
-            "logit_rmse": agree["logit_rmse"],
-            "logit_max_abs_err": agree["logit_max_abs_err"]}
+    finally:
+        recorder.set_mode("hw")
+        recorder.phase = "idle"
+    src, deq, hw = logits["source"], logits["dequant"], logits["hw"]
+    out = {"eval_tokens": int(len(ids)),
+           "ppl_source": quality.perplexity_from_logits(src, ids),
+           "ppl_quantized": quality.perplexity_from_logits(deq, ids),
+           "ppl_hw": quality.perplexity_from_logits(hw, ids),
+           **quality.compare_logits(src, hw)}
+    out.update({f"quantized_{k}": v for k, v in quality.compare_logits(src, deq).items()})
+    out.update({f"hw_vs_quantized_{k}": v for k, v in quality.compare_logits(deq, hw).items()})
+    return out
 
 
 # --- figures -----------------------------------------------------------------------------
@@ -333,15 +353,8 @@ def phase_figures(recorder: HwRecorder, layers: dict[str, HwLinear], phase: str,
             raise TritforgeError(f"{name}: did not run in the {phase} phase")
         cycles, actions = _per_call(st, steps)
         out.append(estimate.layer_figures(name, hw.out_features, hw.in_features, cycles, actions,
-                                          board, table))
+                                          board, table, hw=recorder.cfg))
     return out
-
-
-def _file_sha256(path: str | None) -> str | None:
-    if not path or not os.path.isfile(path):
-        return None
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def model_info(model, where: str, layers: dict[str, HwLinear]) -> dict:
@@ -363,14 +376,15 @@ def run(opts: RunOptions) -> dict:
         raise TritforgeError(f"mode {opts.mode!r}: expected one of {MODES}")
     board, cfg = resolve_hw(opts.hw, depth)
     table = EnergyTable.load(opts.energy_table)
-    model, tok, where = load_model(opts.model)
+    packed = packfile.read_packed(opts.packed)[0] if opts.packed else None
+    model, tok, where = load_model(opts.model, opts.progress)
     linears = linear_layers(model)
     if not linears:
         raise TritforgeError(f"{where}: no linear layers to quantize")
     for name, lin in linears.items():
         cfg.check_shape(lin.out_features, lin.in_features, what=name)
-    if opts.packed:
-        tensors = packed_layers(opts.packed, linears, depth)
+    if packed is not None:
+        tensors = packed_layers(opts.packed, linears, depth, packed)
     else:
         tensors = quantize_layers(linears, depth, opts.mode, opts.progress)
     recorder = HwRecorder(cfg)
@@ -380,8 +394,7 @@ def run(opts: RunOptions) -> dict:
     decode = phase_figures(recorder, layers, "decode", gen.decode_steps, board, table)
     prefill = phase_figures(recorder, layers, "prefill", 1, board, table)
     per_token = estimate.token_figures(decode, board, table)
-    prefill_tok = estimate.token_figures(prefill, board, table)
-    prefill_s = 1.0 / prefill_tok["tokens_per_s"]
+    prefill_s = estimate.token_figures(prefill, board, table)["time_s"]
 
     quality = {}
     if opts.eval_tokens > 0:
@@ -402,9 +415,8 @@ def run(opts: RunOptions) -> dict:
         "config": opts.config, "mode": opts.mode if not opts.packed else tensors[next(iter(tensors))].mode,
         "packed": opts.packed,
         "hwconfig": {**cfg.to_dict(), "derived": cfg.derived()},
-        "board": dataclasses.asdict(board),
-        "energy_table": {"name": table.name, "version": table.version, "path": table.path,
-                         "sha256": _file_sha256(table.path)},
+        "board": board.to_dict(),
+        "energy_table": table.info(),
         "prompt": opts.prompt, "generated_text": gen.text,
         "tokens": {"prompt": len(gen.prompt_ids), "generated": len(gen.new_ids)},
         "timing": {

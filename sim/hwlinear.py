@@ -28,9 +28,10 @@ against, selected by :attr:`HwRecorder.mode`:
               export of the codec gives a stock model);
 ``"source"``  ``x @ W.T + b`` with the original (unquantized) weights.
 
-In ``"hw"`` mode each call also measures the error of the integer path against the
+In ``"hw"`` mode a call also measures the error of the integer path against the
 floating-point dequantized product of the same input, per layer (sums of squares kept
-in :class:`LayerStats`), when ``HwRecorder.measure_error`` is set.
+in :class:`LayerStats`), when its phase is in ``HwRecorder.error_phases`` (by default
+prefill and eval, not decode: the decode wall time then measures the simulation alone).
 """
 from __future__ import annotations
 
@@ -74,11 +75,11 @@ class HwRecorder:
     are kept per (layer name, phase). ``mode`` selects the computation (see module doc).
     """
 
-    def __init__(self, cfg: HwConfig, measure_error: bool = True):
+    def __init__(self, cfg: HwConfig, error_phases=("prefill", "eval")):
         self.cfg = cfg
         self.mode = "hw"
         self.phase = "idle"
-        self.measure_error = measure_error
+        self.error_phases = set(error_phases)
         self.stats: dict[tuple[str, str], LayerStats] = {}
         self._buffer: np.ndarray | None = None     # int8 vectors the activation buffer holds
 
@@ -180,7 +181,7 @@ class HwLinear(nn.Module):
         st.vectors += x.shape[0]
         st.cycles += int(run.cycles)
         st.actions = st.actions + run.actions
-        if rec.measure_error:
+        if rec.phase in rec.error_phases:
             ref = (torch.from_numpy(x).float() @ self.w_deq.T).double().numpy()
             st.err_sq += float(np.square(y - ref).sum())
             st.ref_sq += float(np.square(ref).sum())

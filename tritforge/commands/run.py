@@ -111,7 +111,7 @@ def run(args) -> int:
         from ..sim import report
 
         written = report.render(result, args.report)
-        print(f"report     {written if isinstance(written, str) else args.report}")
+        print(f"report     {written.get('report.html', args.report)}")
     if args.json:
         print(f"json       {args.json}")
     if "rtl_sample" in result and not result["rtl_sample"]["match"]:

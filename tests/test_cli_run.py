@@ -1,0 +1,156 @@
+"""``tritforge run`` end to end: tiny models (fast), errors, and one SmolLM2 run (``model`` marker)."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from test_driver import make_tiny_model
+from tritforge import cli
+from tritforge.codec import packfile
+from tritforge.hwconfig import HwConfig
+from tritforge.sim import driver
+
+TOP_KEYS = ("tool", "version", "created", "model", "config", "mode", "hwconfig", "board", "energy_table",
+            "prompt", "generated_text", "tokens", "timing", "layers", "per_token", "quality")
+TIMING_KEYS = ("prefill_cycles", "prefill_s", "ttft_s", "decode_cycles_per_token", "decode_tokens_per_s",
+               "wall_s_per_token")
+LAYER_KEYS = ("name", "out", "in", "weight_bytes", "cycles", "compute_s", "memory_s", "bound", "actions",
+              "energy_pj")
+TOKEN_KEYS = ("energy_j", "energy_breakdown_j", "tokens_per_s_compute", "tokens_per_s_memory",
+              "tokens_per_s", "bound")
+QUALITY_KEYS = ("ppl_source", "ppl_quantized", "ppl_hw", "top1_agreement", "logit_rmse",
+                "logit_max_abs_err", "hw_vs_dequant_rel_err")
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("llama"), "llama", seed=1)
+
+
+@pytest.fixture(scope="module")
+def qwen2(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("qwen2"), "qwen2", seed=2)
+
+
+def check_result(r: dict, n_layers: int, quality: bool = True) -> None:
+    for k in TOP_KEYS:
+        assert k in r, k
+    for k in TIMING_KEYS:
+        assert k in r["timing"], k
+    assert len(r["layers"]) == n_layers
+    for layer in r["layers"]:
+        for k in LAYER_KEYS:
+            assert k in layer, k
+        assert layer["cycles"] == layer["actions"]["cycles"] > 0
+        assert layer["bound"] in ("compute", "memory")
+    for k in TOKEN_KEYS:
+        assert k in r["per_token"], k
+    if quality:
+        for k in QUALITY_KEYS:
+            assert k in r["quality"], k
+    t = r["timing"]
+    assert t["decode_cycles_per_token"] == sum(layer["cycles"] for layer in r["layers"])
+    assert t["decode_tokens_per_s"] == pytest.approx(r["per_token"]["tokens_per_s"])
+    assert t["decode_tokens_per_s"] <= min(r["per_token"]["tokens_per_s_compute"],
+                                           r["per_token"]["tokens_per_s_memory"]) * (1 + 1e-9)
+    assert t["ttft_s"] >= t["prefill_s"] > 0
+    assert r["per_token"]["energy_j"] > 0
+    assert r["energy_table"]["name"] and r["energy_table"]["version"]
+    json.dumps(r)   # JSON-able
+
+
+def test_run_tiny_llama_json_and_report(llama, tmp_path, capsys):
+    out_json = tmp_path / "run.json"
+    rep = tmp_path / "report"
+    rc = cli.main(["run", "--model", llama, "--hw", "ulx3s", "--prompt", "the old man went",
+                   "--max-new-tokens", "4", "--eval-tokens", "96", "--json", str(out_json),
+                   "--report", str(rep)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    r = json.loads(out_json.read_text())
+    check_result(r, 14)
+    assert r["board"]["name"] == "ulx3s" and r["hwconfig"]["vectors"] == 4
+    assert r["tokens"]["generated"] == 4
+    # prompt longer than T: prefill takes ceil(n / T) weight fetches
+    assert r["tokens"]["prompt"] > 4
+    q = r["quality"]
+    assert q["eval_tokens"] == 96
+    assert 0 <= q["top1_agreement"] <= 1 and q["ppl_source"] > 1 and q["ppl_hw"] > 1
+    assert 0 < q["hw_vs_dequant_rel_err"] < 0.05
+    for word in ("tokens/s", "J/token", "time to first token", "perplexity"):
+        assert word in text
+    for name in ("report.html", "report.md", "result.json", "roofline.png"):
+        assert (rep / name).is_file(), name
+
+
+def test_run_tiny_qwen2_hwconfig_file_and_packed(qwen2, tmp_path, capsys):
+    cfg_path = tmp_path / "hw.json"
+    cfg_path.write_text(json.dumps(HwConfig(depth=3, rows=8, vectors=2, clock_mhz=150.0).to_dict()))
+    model, _, _ = driver.load_model(qwen2)
+    lin = driver.linear_layers(model)
+    tensors = driver.quantize_layers(lin, 3, "tritforge", progress=False)
+    packed = tmp_path / "m.trit.safetensors"
+    packfile.write_packed(str(packed), {f"{n}.weight": t for n, t in tensors.items()}, {})
+    out_json = tmp_path / "r.json"
+    rc = cli.main(["run", "--model", qwen2, "--config", "uniform-d3", "--hw", str(cfg_path),
+                   "--packed", str(packed), "--max-new-tokens", "3", "--eval-tokens", "0",
+                   "--json", str(out_json)])
+    assert rc == 0, capsys.readouterr().err
+    r = json.loads(out_json.read_text())
+    check_result(r, 14, quality=False)
+    assert r["mode"] == "tritforge" and r["packed"] == str(packed)
+    assert r["hwconfig"]["rows"] == 8 and r["board"]["clock_mhz"] == 150.0
+    assert r["model"]["arch"] == "qwen2"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "uniform-d7"], "config 'uniform-d7'"),
+    (["--hw", "nosuchboard"], "--hw 'nosuchboard'"),
+    (["--max-new-tokens", "0"], "--max-new-tokens 0"),
+    (["--eval-tokens", "-1"], "--eval-tokens -1"),
+    (["--packed", "/nonexistent/m.trit.safetensors"], "no such packed file"),
+    (["--energy-table", "/nonexistent/table.toml"], "energy table"),
+])
+def test_run_errors_are_one_line(llama, tmp_path, capsys, argv, message):
+    out_json = tmp_path / "r.json"
+    rc = cli.main(["run", "--model", llama, "--eval-tokens", "0", "--json", str(out_json)] + argv)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out_json.exists()
+
+
+def test_run_missing_model(tmp_path, capsys):
+    rc = cli.main(["run", "--model", str(tmp_path / "nope"), "--eval-tokens", "0"])
+    assert rc == 2
+    assert "no such model" in capsys.readouterr().err
+
+
+def test_run_hwconfig_depth_mismatch(llama, tmp_path, capsys):
+    cfg_path = tmp_path / "hw.json"
+    cfg_path.write_text(json.dumps({"depth": 3}))
+    rc = cli.main(["run", "--model", llama, "--hw", str(cfg_path), "--eval-tokens", "0"])
+    assert rc == 2
+    assert "hardware depth d=3, but the config asks for d=2" in capsys.readouterr().err
+
+
+@pytest.mark.model
+def test_run_smollm2(tmp_path, capsys):
+    out_json = tmp_path / "smol.json"
+    rc = cli.main(["run", "--model", "default", "--config", "uniform-d2", "--hw", "default",
+                   "--prompt", "What is the capital of France?", "--max-new-tokens", "3",
+                   "--eval-tokens", "128", "--json", str(out_json)])
+    assert rc == 0
+    r = json.loads(out_json.read_text())
+    check_result(r, 210)
+    assert r["model"]["arch"] == "llama" and r["model"]["hidden"] == 576
+    assert r["tokens"]["generated"] == 3
+    assert r["generated_text"].strip()
+    q = r["quality"]
+    assert q["ppl_source"] < q["ppl_hw"] < 3 * q["ppl_source"]
+    assert q["top1_agreement"] > 0.5
+    assert 0 < q["hw_vs_dequant_rel_err"] < 0.05
+    assert r["board"]["name"] == "kv260"
+    assert os.path.getsize(out_json) > 0
