@@ -192,7 +192,7 @@ class Results:
         for case in ET.parse(self.xml).getroot().iter("testcase"):
             for bad in list(case.iter("failure")) + list(case.iter("error")):
                 msg = (bad.get("message") or bad.text or "").strip().splitlines()
-                out.append(f"{case.get('name')}: {msg[-1] if msg else '?'}")
+                out.append(f"{case.get('name')}: {msg[0] if msg else '?'}")
         return out
 
     def check(self, what: str = "cocotb") -> "Results":

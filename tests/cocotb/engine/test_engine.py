@@ -173,14 +173,21 @@ async def run_case(tb: EngineTB, case: vectors.VectorCase, seed: int) -> int:
         total += await run_command(tb, case, case.xq[c0:c0 + T], case.expected[c0:c0 + T],
                                    codebook=(c0 == 0))
     quiet = not any(stalls.get(k, 0) for k in ("idle", "bp"))
-    if quiet and case.cycles is not None:
-        assert total == case.cycles, (f"case {case.name}: {total} cycles on the RTL, the cycle "
-                                      f"model says {case.cycles} (no stalls)")
+    if quiet and case.cycles is not None and total != case.cycles:
+        raise AssertionError(f"case {case.name}: {total} cycles on the RTL, the cycle model "
+                             f"says {case.cycles} (no stalls)")
     return total
 
 
 def load_cases() -> list[vectors.VectorCase]:
     return list(vectors.read_set(PARAMS["vectors"], PARAMS.get("cases")))
+
+
+def busy_case() -> vectors.VectorCase:
+    """The case the reset and error tests replay: a dense one (every lane matters), small."""
+    cases = load_cases()
+    dense = [c for c in cases if c.name.startswith("dense")]
+    return min(dense or cases, key=lambda c: c.tiles * c.groups)
 
 
 @cocotb.test()
@@ -217,7 +224,7 @@ async def reset_mid_transfer(dut):
     ``load_act = 0``; after a reset in LOAD the whole job is repeated.
     """
     rng = random.Random(SEED)
-    case = load_cases()[0]
+    case = busy_case()
     x, e = case.xq[:T], case.expected[:T]
     tb = EngineTB(dut)
     await tb.reset()
@@ -257,7 +264,7 @@ async def reset_mid_transfer(dut):
 async def invalid_byte(dut):
     """A weight byte >= 243 sets the sticky err flag (its trits count as 0) until the next command."""
     rng = random.Random(SEED + 5)
-    case = load_cases()[0]
+    case = busy_case()
     x = case.xq[:T]
     tb = EngineTB(dut)
     await tb.reset()
