@@ -100,16 +100,12 @@ def bench_amaranth(cfg, t, x, n_cycles: int) -> dict:
 def bench_verilator(cfg, t, x, cycles: int) -> dict:
     sys.path.insert(0, str(ROOT / "tests" / "cocotb"))
     import harness
-    from tritforge.hw.engine import GemvEngine
-    from tritforge.sim import cosim
-    comp = GemvEngine(cfg)
-    b = cosim.build(cosim.convert(comp, "engine"), "engine", cosim.component_ports(comp),
-                    ROOT / "build" / "cosim")
+    b, side = harness.build_engine(ROOT / "build" / "cosim", cfg)
     with tempfile.TemporaryDirectory() as tmp:
         case = vectors.make_case("down_proj", t, x, cfg.to_dict(), cycles)
         vs = vectors.write_set(os.path.join(tmp, "v"), [case])
         report = os.path.join(tmp, "report.json")
-        harness.run_bench(b, "engine", {"hwconfig": cfg.to_dict(), "vectors": vs, "model": False,
+        harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vs, "model": False,
                                         "report": report}, os.path.join(tmp, "run"),
                           testcase="vector_cases")
         r = json.load(open(report))["cases"][0]

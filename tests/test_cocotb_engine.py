@@ -28,7 +28,7 @@ from tritforge.codec.quantize import quantize_matrix  # noqa: E402
 from tritforge.hwconfig import HwConfig  # noqa: E402
 from tritforge.sim import fastmodel  # noqa: E402
 
-engine = pytest.importorskip("tritforge.hw.engine")
+pytest.importorskip("tritforge.hw.verilog")
 
 BUILDS = {
     "d2R4T1": HwConfig(depth=2, rows=4, vectors=1, max_in_features=1536, max_out_features=1536),
@@ -44,9 +44,8 @@ STALLS = [{}, {"idle": 0.3}, {"bp": 0.4, "burst": 3}, {"idle": 0.5, "bp": 0.5, "
 
 
 def _build(request, name: str):
-    cfg = BUILDS[name]
-    return harness.build_component(request, engine.GemvEngine(cfg), "engine",
-                                   meta={"hwconfig": cfg.to_dict()})
+    """(build, sidecar path) of the generated engine Verilog for one config."""
+    return harness.build_engine(request, BUILDS[name])
 
 
 def _case(name, cfg, t, xq, stalls):
@@ -90,10 +89,10 @@ def vector_sets(tmp_path_factory):
 @pytest.mark.parametrize("name", list(BUILDS))
 def test_engine_vectors(request, tmp_path, vector_sets, name):
     """Directed + random configurations (stalls, stepping model every cycle), reset, invalid bytes."""
-    b = _build(request, name)
+    b, side = _build(request, name)
     n = len(vectors.read_set(vector_sets[name]))
     assert n >= RANDOM_DEFAULT
-    harness.run_bench(b, "engine", {"hwconfig": BUILDS[name].to_dict(), "vectors": vector_sets[name],
+    harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vector_sets[name],
                                     "seed": 7 + len(name), "model": True}, tmp_path)
 
 
@@ -117,12 +116,12 @@ def test_engine_smollm2_shapes(request, tmp_path):
         ts = quantize_matrix(m[rows], cfg.depth)
         sample.append(_case(f"{role}_rows8x{m.shape[1]}", cfg, ts, x, {"idle": 0.2, "bp": 0.3, "burst": 2}))
     assert sorted(c.tensor.shape for c in full) == [(192, 576), (576, 576), (576, 1536), (1536, 576)]
-    b = _build(request, "d2R4T1")
+    b, side = _build(request, "d2R4T1")
     vs = vectors.write_set(str(tmp_path / "smollm2"), full + sample)
-    harness.run_bench(b, "engine", {"hwconfig": cfg.to_dict(), "vectors": vs, "model": False,
+    harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vs, "model": False,
                                     "cases": [c.name for c in full]}, tmp_path / "full",
                       testcase="vector_cases")
-    harness.run_bench(b, "engine", {"hwconfig": cfg.to_dict(), "vectors": vs, "model": True,
+    harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vs, "model": True,
                                     "cases": [c.name for c in sample]}, tmp_path / "sample",
                       testcase="vector_cases")
 
@@ -134,6 +133,6 @@ def test_engine_sweep(request, tmp_path, name):
     cfg = BUILDS[name]
     cases = random_cases(cfg, RANDOM_SLOW, seed=5000 + list(BUILDS).index(name))
     vs = vectors.write_set(str(tmp_path / "sweep"), cases)
-    harness.run_bench(_build(request, name), "engine",
-                      {"hwconfig": cfg.to_dict(), "vectors": vs, "model": True}, tmp_path / "run",
+    b, side = _build(request, name)
+    harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vs, "model": True}, tmp_path / "run",
                       testcase="vector_cases")

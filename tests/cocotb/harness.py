@@ -29,6 +29,26 @@ def build_component(request, component, toplevel: str, meta: dict | None = None)
                        meta=meta)
 
 
+def build_engine(root, cfg, decoder_style: str = "arith") -> tuple[cosim.Build, Path]:
+    """The engine as ``tritforge generate`` writes it (hw/verilog.py): build + sidecar path.
+
+    ``root``: a build folder, or the pytest ``request`` (builds go to :func:`build_root`).
+    """
+    from tritforge.hw import verilog as hw_verilog
+    text = hw_verilog.convert(cfg, decoder_style)
+    side = hw_verilog.sidecar(cfg, decoder_style)
+    if not isinstance(root, (str, Path)):
+        root = build_root(root)
+    b = cosim.build(text, side["top"], [p["name"] for p in side["ports"]], root,
+                    meta={"hwconfig": cfg.to_dict(), "decoder_style": decoder_style})
+    path = b.build_dir / f"{side['top']}.json"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(side, indent=1))
+        tmp.replace(path)
+    return b, path
+
+
 def run_bench(build: cosim.Build, unit: str, params: dict, test_dir, testcase: str | None = None,
               env: dict | None = None) -> cosim.Results:
     """Run tests/cocotb/<unit>/test_<unit>.py on a build; fail the pytest test on any failure."""

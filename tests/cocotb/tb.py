@@ -206,3 +206,56 @@ def unpack(layout, bits: int):
     """An integer payload as an ``amaranth.lib.data.Const`` (index it like the RTL view)."""
     from amaranth.lib import data
     return data.Const(layout, bits)
+
+
+class Payload:
+    """Pack / unpack one port's payload from the generated Verilog's JSON sidecar.
+
+    ``port`` is an entry of the sidecar's ``ports`` (hw/verilog.py): ``width`` and, for
+    structs, ``fields`` with ``offset``/``width``/``signed`` and, for arrays, ``count``,
+    ``stride`` and ``elem_signed``. The bench thus reads bit positions from the file that
+    ships with the Verilog instead of repeating them.
+    """
+
+    def __init__(self, port: dict):
+        self.name = port["name"]
+        self.width = int(port["width"])
+        self.fields = {f["name"]: f for f in port.get("fields") or []}
+
+    @staticmethod
+    def _signed(v: int, bits: int) -> int:
+        return v - (1 << bits) if bits and v >> (bits - 1) & 1 else v
+
+    def pack(self, values: dict) -> int:
+        unknown = set(values) - set(self.fields)
+        if unknown:
+            raise KeyError(f"{self.name}: no fields {sorted(unknown)}")
+        word = 0
+        for name, f in self.fields.items():
+            v = values.get(name, 0)
+            if "count" in f:
+                mask = (1 << f["stride"]) - 1
+                for i, e in enumerate(v):
+                    word |= (int(e) & mask) << (f["offset"] + i * f["stride"])
+            else:
+                word |= (int(v) & ((1 << f["width"]) - 1)) << f["offset"]
+        return word
+
+    def unpack(self, word: int) -> dict:
+        out = {}
+        for name, f in self.fields.items():
+            if "count" in f:
+                mask = (1 << f["stride"]) - 1
+                vals = [(word >> (f["offset"] + i * f["stride"])) & mask for i in range(f["count"])]
+                out[name] = tuple(self._signed(v, f["stride"]) if f.get("elem_signed") else v
+                                  for v in vals)
+            else:
+                v = (word >> f["offset"]) & ((1 << f["width"]) - 1)
+                out[name] = self._signed(v, f["width"]) if f.get("signed") else v
+        return out
+
+
+def sidecar_payloads(sidecar: dict) -> dict[str, Payload]:
+    """``{stream name: Payload}`` for every ``<stream>__payload`` port of a sidecar."""
+    return {p["name"][:-len("__payload")]: Payload(p) for p in sidecar["ports"]
+            if p["name"].endswith("__payload")}

@@ -1,8 +1,10 @@
 """cocotb bench of the GEMV engine (hw/engine.py, contract hw/ENGINE.md) on Verilator.
 
+The design is the Verilog ``tritforge generate`` writes (hw/verilog.py); its JSON sidecar
+gives the bench the HwConfig and every payload's bit fields (no hw import here).
 Parameters arrive as JSON in ``TRITFORGE_COSIM_PARAMS``:
 
-``hwconfig``   HwConfig fields of the build;
+``sidecar``    path of the build's sidecar JSON;
 ``vectors``    path of a vector set (``codec.vectors``) and ``cases``: the case names to play;
 ``seed``       for the reset / error tests;
 ``model``      compare ``sim.stepmodel.StepModel`` with the RTL every cycle (default true);
@@ -28,15 +30,16 @@ import time
 import cocotb
 import numpy as np
 
-from tb import TB, Pattern, pack, unpack
+from tb import TB, Pattern, sidecar_payloads
 from tritforge.codec import layout, vectors
-from tritforge.hw.engine import port_layouts
 from tritforge.hwconfig import HwConfig
 from tritforge.sim.stepmodel import Inputs, StepModel
 
 PARAMS = json.loads(os.environ["TRITFORGE_COSIM_PARAMS"])
-CFG = HwConfig(**PARAMS["hwconfig"])
-LAY = port_layouts(CFG)
+with open(PARAMS["sidecar"]) as _f:
+    SIDECAR = json.load(_f)
+CFG = HwConfig.from_dict(SIDECAR["hwconfig"])
+PAY = sidecar_payloads(SIDECAR)
 SEED = int(PARAMS.get("seed", 0))
 MODEL = bool(PARAMS.get("model", True))
 T, R = CFG.vectors, CFG.rows
@@ -69,11 +72,11 @@ class EngineTB(TB):
     def _inputs(self) -> Inputs:
         inp = Inputs(rst=self.rst_now, res_ready=bool(self.res._take))
         if self.cmd.offered is not None:
-            c = unpack(LAY["cmd"], self.cmd.offered)
+            c = PAY["cmd"].unpack(self.cmd.offered)
             inp.cmd_valid, inp.last_group, inp.last_tile = True, int(c["last_group"]), int(c["last_tile"])
             inp.load_act = bool(c["load_act"])
         if self.cb.offered is not None:
-            c = unpack(LAY["cb"], self.cb.offered)
+            c = PAY["cb"].unpack(self.cb.offered)
             inp.cb_valid, inp.cb_index = True, int(c["index"])
             inp.cb_mantissa, inp.cb_shift = int(c["mantissa"]), int(c["shift"])
         if self.act.offered is not None:
@@ -103,16 +106,16 @@ class EngineTB(TB):
 
 
 def result(bits: int) -> tuple:
-    c = unpack(LAY["res"], bits)
-    return tuple(int(c["acc"][r]) for r in range(R)), int(c["vector"]), int(c["last"])
+    c = PAY["res"].unpack(bits)
+    return c["acc"], c["vector"], c["last"]
 
 
 def cmd_word(ng: int, tiles: int, load_act: bool) -> int:
-    return pack(LAY["cmd"], {"last_group": ng - 1, "last_tile": tiles - 1, "load_act": int(load_act)})
+    return PAY["cmd"].pack({"last_group": ng - 1, "last_tile": tiles - 1, "load_act": int(load_act)})
 
 
 def cb_words(case: vectors.VectorCase) -> list[int]:
-    return [pack(LAY["cb"], {"index": i, "mantissa": m, "shift": s}) for i, m, s in case.codebook_words()]
+    return [PAY["cb"].pack({"index": i, "mantissa": m, "shift": s}) for i, m, s in case.codebook_words()]
 
 
 def expected_beats(expected: np.ndarray, tiles: int) -> list[tuple]:
