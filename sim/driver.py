@@ -102,6 +102,45 @@ def resolve_hw(spec: str, depth: int):
     return board, board.hwconfig(depth)
 
 
+def rtl_sample_cases(recorder: HwRecorder, layers: dict[str, HwLinear], rows: int,
+                     seed: int = 0) -> list:
+    """Vector cases (``codec.vectors``) for the RTL check: ``rows`` rows of chosen layers.
+
+    Chosen layers: every matrix of the first and of the last decoder block. For each, a
+    seeded random choice of rows is cut out of the quantized matrix (same codebook) and fed
+    the int8 activations of the last decode step; the expected accumulators come from the
+    golden reference and must equal the rows the driver computed through the cycle model,
+    and the expected cycles are the cycle model's for that sub-matrix.
+    """
+    from ..codec import golden, vectors
+    from .fastmodel import run_matrix
+
+    if rows < 1:
+        raise TritforgeError(f"--rtl-sample {rows}: expected at least 1 row")
+    decode = recorder.phase_stats("decode")
+    blocks = sorted({n.split(".layers.")[1].split(".")[0] for n in layers if ".layers." in n}, key=int)
+    pick = {blocks[0], blocks[-1]} if blocks else set()
+    chosen = [n for n in layers if ".layers." in n and n.split(".layers.")[1].split(".")[0] in pick]
+    rng = np.random.default_rng(seed)
+    cfg = recorder.cfg
+    cases = []
+    for name in chosen or list(layers)[:7]:
+        hw, st = layers[name], decode.get(name)
+        if st is None or st.last_xq is None:
+            raise TritforgeError(f"{name}: no decode step recorded for the RTL sample")
+        t = hw.t
+        idx = np.sort(rng.choice(t.q.shape[0], min(rows, t.q.shape[0]), replace=False))
+        sub = TritTensor(t.q[idx], t.k[idx], t.codebook, t.depth, (len(idx), t.shape[1]), t.mode)
+        xq = st.last_xq[-1:]
+        expected = golden.accumulators(sub, xq)
+        if not np.array_equal(expected, st.last_acc[-1:, idx]):
+            raise TritforgeError(f"{name}: the cycle model's accumulators differ from the golden reference")
+        run = run_matrix(cfg, sub, xq)
+        case = vectors.make_case(f"{name}.rows{len(idx)}", sub, xq, cfg.to_dict(), run.cycles)
+        cases.append((case, [int(i) for i in idx]))
+    return cases
+
+
 def _model_location(spec: str) -> tuple[str, str | None]:
     """(folder, gguf file name or None) of a model given as a path or ``default``."""
     from ..codec import checkpoint
@@ -366,8 +405,13 @@ def model_info(model, where: str, layers: dict[str, HwLinear]) -> dict:
             "linear_weights": int(sum(h.in_features * h.out_features for h in layers.values()))}
 
 
-def run(opts: RunOptions) -> dict:
-    """Everything ``tritforge run`` does; returns the run-result JSON document (a dict)."""
+def run(opts: RunOptions, rtl_check=None) -> dict:
+    """Everything ``tritforge run`` does; returns the run-result JSON document (a dict).
+
+    ``rtl_check(cfg, cases) -> dict``: with ``opts.rtl_sample``, runs the sampled vector
+    cases (:func:`rtl_sample_cases`) on the RTL; its answer goes in ``result["rtl_sample"]``.
+    The co-simulation lives with the caller (the CLI), so ``sim`` never imports ``hw``.
+    """
     from . import estimate
     from .energy import EnergyTable
 
@@ -377,20 +421,26 @@ def run(opts: RunOptions) -> dict:
     board, cfg = resolve_hw(opts.hw, depth)
     table = EnergyTable.load(opts.energy_table)
     packed = packfile.read_packed(opts.packed)[0] if opts.packed else None
+    wall = {}
+    t0 = time.perf_counter()
     model, tok, where = load_model(opts.model, opts.progress)
+    wall["load"] = time.perf_counter() - t0
     linears = linear_layers(model)
     if not linears:
         raise TritforgeError(f"{where}: no linear layers to quantize")
     for name, lin in linears.items():
         cfg.check_shape(lin.out_features, lin.in_features, what=name)
+    t0 = time.perf_counter()
     if packed is not None:
         tensors = packed_layers(opts.packed, linears, depth, packed)
     else:
         tensors = quantize_layers(linears, depth, opts.mode, opts.progress)
+    wall["quantize"] = time.perf_counter() - t0
     recorder = HwRecorder(cfg)
     layers = patch_model(model, tensors, recorder, keep_source=opts.eval_tokens > 0)
 
     gen = generate(model, tok, recorder, opts.prompt, opts.max_new_tokens, opts.progress)
+    wall["prefill"], wall["decode"] = gen.prefill_wall_s, gen.decode_wall_s
     decode = phase_figures(recorder, layers, "decode", gen.decode_steps, board, table)
     prefill = phase_figures(recorder, layers, "prefill", 1, board, table)
     per_token = estimate.token_figures(decode, board, table)
@@ -398,7 +448,9 @@ def run(opts: RunOptions) -> dict:
 
     quality = {}
     if opts.eval_tokens > 0:
+        t0 = time.perf_counter()
         quality = measure_quality(model, tok, recorder, opts.eval_tokens, opts.progress)
+        wall["quality"] = time.perf_counter() - t0
     errors = hw_error(recorder)
     for entry in decode:
         entry["hw_vs_dequant_rel_err"] = errors.get(entry["name"], 0.0)
@@ -427,6 +479,7 @@ def run(opts: RunOptions) -> dict:
             "decode_tokens_per_s": per_token["tokens_per_s"],
             "wall_s_per_token": gen.decode_wall_s / steps,
             "wall_prefill_s": gen.prefill_wall_s,
+            "wall_breakdown_s": wall,
         },
         "layers": decode,
         "prefill_layers": [{k: e[k] for k in ("name", "cycles", "compute_s", "memory_s", "bound")}
@@ -435,6 +488,10 @@ def run(opts: RunOptions) -> dict:
         "quality": quality,
     }
     if opts.rtl_sample:
-        from .rtlsample import check_rows
-        result["rtl_sample"] = check_rows(cfg, layers, recorder, opts.rtl_sample)
+        if rtl_check is None:
+            raise TritforgeError("--rtl-sample: no RTL co-simulation available to this caller")
+        cases = rtl_sample_cases(recorder, layers, opts.rtl_sample)
+        result["rtl_sample"] = {"rows": opts.rtl_sample,
+                                "layers": {c.name.rsplit(".rows", 1)[0]: rows for c, rows in cases},
+                                **rtl_check(cfg, [c for c, _ in cases])}
     return result

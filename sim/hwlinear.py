@@ -61,6 +61,8 @@ class LayerStats:
     actions: Actions = field(default_factory=Actions)
     err_sq: float = 0.0     #: sum of (y_hw - y_dequant)^2 (without bias)
     ref_sq: float = 0.0     #: sum of y_dequant^2
+    last_xq: np.ndarray | None = None   #: int8 inputs of the last call (decode phase only)
+    last_acc: np.ndarray | None = None  #: its exact accumulators (decode phase only)
 
     @property
     def rel_err(self) -> float:
@@ -181,6 +183,8 @@ class HwLinear(nn.Module):
         st.vectors += x.shape[0]
         st.cycles += int(run.cycles)
         st.actions = st.actions + run.actions
+        if rec.phase == "decode":          # one token: small; kept for the RTL sample
+            st.last_xq, st.last_acc = xq, run.acc
         if rec.phase in rec.error_phases:
             ref = (torch.from_numpy(x).float() @ self.w_deq.T).double().numpy()
             st.err_sq += float(np.square(y - ref).sum())

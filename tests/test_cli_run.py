@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from test_driver import make_tiny_model
@@ -154,3 +155,61 @@ def test_run_smollm2(tmp_path, capsys):
     assert 0 < q["hw_vs_dequant_rel_err"] < 0.05
     assert r["board"]["name"] == "kv260"
     assert os.path.getsize(out_json) > 0
+
+
+# --- --rtl-sample: sampled rows through the Verilator RTL ------------------------------------
+
+# The config of the cocotb engine tests' "d2R4T1" build: the Verilator build is shared with them.
+RTL_CFG = {"depth": 2, "rows": 4, "vectors": 1, "max_in_features": 1536, "max_out_features": 1536}
+
+
+@pytest.fixture
+def rtl_env(request, tmp_path, monkeypatch):
+    pytest.importorskip("tritforge.hw.verilog")
+    cache = getattr(request.config, "cache", None)
+    root = cache.mkdir("tritforge-cocotb") if cache is not None else tmp_path / "builds"
+    monkeypatch.setenv("TRITFORGE_BUILD_DIR", str(root))
+    cfg_path = tmp_path / "hw.json"
+    cfg_path.write_text(json.dumps(RTL_CFG))
+    return cfg_path
+
+
+def test_rtl_sample_matches(llama, rtl_env, tmp_path, capsys):
+    from tritforge.sim import fastmodel
+
+    out_json = tmp_path / "r.json"
+    rc = cli.main(["run", "--model", llama, "--hw", str(rtl_env), "--eval-tokens", "0",
+                   "--max-new-tokens", "2", "--rtl-sample", "6", "--json", str(out_json)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    s = json.loads(out_json.read_text())["rtl_sample"]
+    assert s["match"] and not s["failures"]
+    assert len(s["layers"]) == 14 and all(len(rows) == 6 for rows in s["layers"].values())
+    assert len(s["cases"]) == 14
+    # the RTL's cycle count of each case is the cycle model's (6 rows, one vector)
+    cfg = HwConfig(**RTL_CFG)
+    for c in s["cases"]:
+        in_pad = 96 if c["case"].split(".rows")[0].endswith("down_proj") else 64
+        assert c["cycles"] == fastmodel.run_cycles(cfg, 6, in_pad, 1)
+    assert "all match" in text
+
+
+def test_rtl_sample_catches_a_mismatch(llama, rtl_env, tmp_path, capsys, monkeypatch):
+    real = driver.rtl_sample_cases
+
+    def corrupted(*args, **kw):
+        cases = real(*args, **kw)
+        case = cases[3][0]
+        case.expected[0, 1] += 1          # the RTL computes the true value: must be caught
+        return cases
+
+    monkeypatch.setattr(driver, "rtl_sample_cases", corrupted)
+    out_json = tmp_path / "r.json"
+    rc = cli.main(["run", "--model", llama, "--hw", str(rtl_env), "--eval-tokens", "0",
+                   "--max-new-tokens", "2", "--rtl-sample", "4", "--json", str(out_json)])
+    captured = capsys.readouterr()
+    assert rc == 1
+    s = json.loads(out_json.read_text())["rtl_sample"]
+    assert not s["match"]
+    assert "model.layers.0.self_attn.o_proj.rows4" in " ".join(s["failures"]), s["failures"]
+    assert "MISMATCH" in captured.out and "does not match" in captured.err

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 from ..codec.errors import TritforgeError
 
@@ -51,6 +52,58 @@ def write_json(path: str, data: dict) -> None:
         raise
 
 
+def _bench_dir() -> Path:
+    """The cocotb engine bench of the source checkout (tests/cocotb), which --rtl-sample plays."""
+    from .. import __file__ as pkg_file
+
+    bench = Path(pkg_file).resolve().parents[1] / "tests" / "cocotb"
+    if not (bench / "engine" / "test_engine.py").is_file():
+        raise TritforgeError(f"--rtl-sample: the cocotb engine bench {bench / 'engine'} is missing; "
+                             "it runs from a tritforge source checkout")
+    return bench
+
+
+def build_root() -> Path:
+    """Where Verilator builds are cached: $TRITFORGE_BUILD_DIR or ~/.cache/tritforge/verilator."""
+    return Path(os.environ.get("TRITFORGE_BUILD_DIR")
+                or Path.home() / ".cache" / "tritforge" / "verilator")
+
+
+def rtl_check(cfg, cases) -> dict:
+    """Play vector cases on the engine RTL under Verilator (cocotb bench of hw/ENGINE.md).
+
+    The Verilog is what ``tritforge generate`` writes for ``cfg`` (built once per config and
+    cached); the bench checks every result beat against the cases' golden accumulators, the
+    cycle count against the cycle model's, and the stepping model every cycle.
+    """
+    from ..codec import vectors
+    from ..hw import verilog as hw_verilog
+    from ..sim import cosim
+
+    bench = _bench_dir()
+    text, side = hw_verilog.convert(cfg), hw_verilog.sidecar(cfg)
+    build = cosim.build(text, side["top"], [p["name"] for p in side["ports"]], build_root(),
+                        meta={"hwconfig": cfg.to_dict()})
+    side_path = build.build_dir / f"{side['top']}.json"
+    if not side_path.exists():
+        write_json(str(side_path), side)
+    with tempfile.TemporaryDirectory(prefix="tritforge-rtl-") as tmp:
+        vs = vectors.write_set(os.path.join(tmp, "vectors"), cases)
+        report = os.path.join(tmp, "cases.json")
+        params = {"sidecar": str(side_path), "vectors": vs, "model": True, "report": report}
+        res = cosim.run(build, "test_engine", os.path.join(tmp, "run"),
+                        env={"TRITFORGE_COSIM_PARAMS": json.dumps(params)}, testcase="vector_cases",
+                        python_path=[bench / "engine", bench])
+        played = []
+        if os.path.isfile(report):
+            with open(report) as f:
+                played = [{"case": c["case"], "cycles": c["cycles"]} for c in json.load(f)["cases"]]
+        failures = res.failures() if res.failed else []
+    match = res.tests > 0 and res.failed == 0 and len(played) == len(cases)
+    return {"match": match, "cases": played, "failures": failures,
+            "build_s": round(build.seconds, 2), "sim_s": round(res.seconds, 2)}
+
+
 def _fmt_rate(v: float) -> str:
     return f"{v:,.1f}" if v < 1e4 else f"{v:,.0f}"
 
@@ -83,8 +136,8 @@ def summary(r: dict) -> str:
                  f"{q['hw_vs_dequant_rel_err']:.2e} (worst layer {q['hw_vs_dequant_rel_err_max_layer']:.2e})")
     if "rtl_sample" in r:
         s = r["rtl_sample"]
-        lines.append(f"rtl        {s['rows']} rows of {len(s['layers'])} layers through Verilator: "
-                     f"{'all match' if s['match'] else 'MISMATCH'}")
+        lines.append(f"rtl        {s['rows']} rows of {len(s['layers'])} layers through Verilator "
+                     f"(engine RTL, cocotb): {'all match the cycle model bit for bit and cycle for cycle' if s['match'] else 'MISMATCH: ' + '; '.join(s['failures'][:3])}")
     return "\n".join(lines)
 
 
@@ -103,7 +156,7 @@ def run(args) -> int:
         max_new_tokens=args.max_new_tokens, energy_table=args.energy_table,
         eval_tokens=args.eval_tokens, rtl_sample=args.rtl_sample,
         progress=not args.quiet and sys.stderr.isatty())
-    result = driver.run(opts)
+    result = driver.run(opts, rtl_check)
     if args.json:
         write_json(args.json, result)
     print(summary(result))
