@@ -53,11 +53,11 @@ class LinkCore(wiring.Component):
         ports = {
             "rx": In(stream.Signature(8)), "rx_error": In(1),
             "tx": Out(stream.Signature(8)),
-            "res": In(members["res"].signature), "err": In(1),
+            "res": members["res"].flip(), "err": In(1),
             "engine_reset": Out(1), "link_error": Out(1),
         }
         for name in ENGINE_INPUTS:
-            ports[name] = Out(members[name].signature)
+            ports[name] = members[name].flip()
         super().__init__(ports)
 
     def elaborate(self, platform):
