@@ -40,14 +40,24 @@ def act_layout() -> data.ArrayLayout:
     return data.ArrayLayout(ACT, layout.GROUP)
 
 
-def _tree(values):
-    """Balanced adder tree (pairs summed level by level)."""
+def _tree(m, values, name):
+    """Balanced adder tree (pairs summed level by level). Every partial sum is its own
+    signal marked ``keep``, so that Yosys maps each add to a carry chain instead of merging
+    the tree into one multi-operand adder (which it builds from LUT full adders)."""
     vals = list(values)
+    level = 0
     while len(vals) > 1:
-        nxt = [vals[n] + vals[n + 1] for n in range(0, len(vals) - 1, 2)]
+        nxt = []
+        for n in range(0, len(vals) - 1, 2):
+            a, b = vals[n], vals[n + 1]
+            s = Signal(signed(max(len(a), len(b)) + 1), name=f"{name}_l{level}_{n // 2}",
+                       attrs={"keep": 1})
+            m.d.comb += s.eq(a + b)
+            nxt.append(s)
         if len(vals) % 2:
             nxt.append(vals[-1])
         vals = nxt
+        level += 1
     return vals[0]
 
 
@@ -103,13 +113,13 @@ class GroupDot(wiring.Component):
                         terms.append(term)
                         nbits.append(nz & neg)
                     for n in range(G // QUAD):
-                        m.d.sync += quads[r][i][n].eq(_tree(terms[QUAD * n:QUAD * (n + 1)]))
-                    m.d.sync += negs[r][i].eq(_tree(nbits))
+                        m.d.sync += quads[r][i][n].eq(_tree(m, terms[QUAD * n:QUAD * (n + 1)], f"t_r{r}_p{i}_q{n}"))
+                    m.d.sync += negs[r][i].eq(sum(nbits))
 
             m.d.sync += [v2.eq(v1), tag2.eq(tag1)]
             for r in range(R):
                 for i in range(d):
-                    m.d.sync += sums[r][i].eq(_tree(quads[r][i]) + negs[r][i])
+                    m.d.sync += sums[r][i].eq(_tree(m, quads[r][i], f"s_r{r}_p{i}") + negs[r][i])
 
             m.d.sync += [self.o.valid.eq(v2), self.o.payload.tag.eq(tag2)]
             for r in range(R):

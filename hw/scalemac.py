@@ -3,7 +3,7 @@ row accumulators, result register.
 
 For every item (one group column of R rows for one activation vector)::
 
-    A[v, r] = (first ? 0 : A[v, r]) + (m[k[r]] * P[r]) << delta[k[r]]
+    A[v, r] = A[v, r] + (m[k[r]] * P[r]) << delta[k[r]]
 
 and when the item is its row tile's final group, ``A[v, :]`` goes out on ``o`` as one
 result beat ``{acc, vector, last}`` (``codec.golden.accumulate``, hw/ENGINE.md).
@@ -15,26 +15,36 @@ no admitted input overflows it (tests drive the extreme case).
 
 T activation vectors share one weight item stream in the order v = 0..T-1 per group, so
 the T accumulators form a ring: each valid item takes the head and puts the updated sum at
-the tail (no multiplexer by v). T = 1 is a single register.
+the tail (no multiplexer by v); a tile's final item puts 0 instead, and reset clears the
+ring, so every tile starts from 0 (flip-flop synchronous resets, no adder-input gating).
+T = 1 is a single register.
 
-Codebook: 27 entries of ``{mantissa: F, shift: 4}`` in registers, written through the
-``cb`` stream (always ready, index 27..31 ignored), kept across reset.
+Codebook: 27 entries written through the ``cb`` stream (always ready, index 27..31
+ignored) into a 32-word LUT RAM (one asynchronous read port per row), kept across reset.
+A word holds ``m << (shift & 3)`` (F + 3 bits) and ``shift >> 2``: the exact shift
+``(m * P) << shift = (m << (shift & 3)) * P << 4 * (shift >> 2)`` leaves one 4-way
+multiplexer after the multiply instead of a 16-way barrel shifter.
 
 Pipelined, ``latency`` = 3 stages: (1) codebook lookup, (2) mantissa x P (one small
-multiply per row, DSP-sized), (3) exact left shift, accumulate, result register.
+multiply per row: (F+3) x dot bits, 15 x 18 at most, one DSP), (3) coarse shift,
+accumulate, result register.
 The whole block advances when ``adv = ~(o.valid & ~o.ready)`` (``i.ready = adv``): the
 engine's one global advance comes from here.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
 from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
 from .decoder import index_layout
+
+#: shift bits applied to the mantissa when the codebook entry is written (the rest, in
+#: steps of 2**FINE bits, after the multiply)
+FINE = 2
 
 
 def vector_bits(cfg: HwConfig) -> int:
@@ -83,42 +93,50 @@ class ScaleMac(wiring.Component):
         R, T, F = cfg.rows, cfg.vectors, cfg.mant_bits
         m = Module()
 
-        # codebook registers (kept across reset); 32 slots so that every 5-bit index selects
-        # one (complete case statements), 27..31 never written
-        slots = 1 << self.in_layout["k"].shape.elem_shape.width
-        mant = Array(Signal(F, name=f"cb_m{k}", reset_less=True) for k in range(slots))
-        shift = Array(Signal(cfg.shift_bits, name=f"cb_s{k}", reset_less=True) for k in range(slots))
-        m.d.comb += self.cb.ready.eq(1)
-        for k in range(layout.CODEBOOK_SIZE):
-            with m.If(self.cb.valid & (self.cb.payload.index == k)):
-                m.d.sync += [mant[k].eq(self.cb.payload.mantissa),
-                             shift[k].eq(self.cb.payload.shift)]
+        # Codebook: one LUT-RAM word per entry, {pm, coarse}: the mantissa already shifted
+        # by the low FINE bits of the shift (pm = m << (shift & 3)) and the coarse shift
+        # (shift >> 2); the exact left shift m << shift = pm << (4 * coarse) is then one
+        # 4-way multiplexer level after the multiply. Kept across reset (no reset on memories).
+        pm_bits = F + (1 << FINE) - 1
+        coarse_bits = cfg.shift_bits - FINE
+        word = data.StructLayout({"pm": unsigned(pm_bits), "coarse": unsigned(coarse_bits)})
+        m.submodules.codebook = cbm = memory.Memory(shape=word, depth=1 << 5, init=[])
+        wp = cbm.write_port()
+        cb = self.cb.payload
+        m.d.comb += [self.cb.ready.eq(1),
+                     wp.en.eq(self.cb.valid & (cb.index < layout.CODEBOOK_SIZE)),
+                     wp.addr.eq(cb.index),
+                     wp.data.pm.eq(cb.mantissa << cb.shift[:FINE]),
+                     wp.data.coarse.eq(cb.shift[FINE:])]
+        reads = [cbm.read_port(domain="comb") for _ in range(R)]
 
         adv = Signal()
         m.d.comb += [adv.eq(~(self.o.valid & ~self.o.ready)), self.i.ready.eq(adv)]
         tag_shape = self.in_layout["tag"].shape
+        prod_bits = w.dot + pm_bits + 1
 
         # stage 1: lookup
         v1 = Signal()
         tag1 = Signal(tag_shape)
         p1 = [Signal(signed(w.dot), name=f"p1_{r}", reset_less=True) for r in range(R)]
-        m1 = [Signal(F, name=f"m1_{r}", reset_less=True) for r in range(R)]
-        s1 = [Signal(cfg.shift_bits, name=f"s1_{r}", reset_less=True) for r in range(R)]
+        m1 = [Signal(pm_bits, name=f"m1_{r}", reset_less=True) for r in range(R)]
+        s1 = [Signal(coarse_bits, name=f"s1_{r}", reset_less=True) for r in range(R)]
         # stage 2: product
         v2 = Signal()
         tag2 = Signal(tag_shape)
-        s2 = [Signal(cfg.shift_bits, name=f"s2_{r}", reset_less=True) for r in range(R)]
-        prod = [Signal(signed(w.product), name=f"prod_{r}", reset_less=True) for r in range(R)]
-        # stage 3: accumulator ring (T entries of R accumulators; contents never observable
-        # before being overwritten by a `first` item, so no reset)
-        ring = [[Signal(signed(w.acc), name=f"acc_v{v}_r{r}", reset_less=True) for r in range(R)]
-                for v in range(T)]
+        s2 = [Signal(coarse_bits, name=f"s2_{r}", reset_less=True) for r in range(R)]
+        prod = [Signal(signed(prod_bits), name=f"prod_{r}", reset_less=True) for r in range(R)]
+        # stage 3: accumulator ring (T entries of R accumulators). An entry is set to 0 when
+        # its tile's final item leaves it, and on reset, so every tile starts from 0.
+        ring = [[Signal(signed(w.acc), name=f"acc_v{v}_r{r}") for r in range(R)] for v in range(T)]
 
+        for r in range(R):
+            m.d.comb += reads[r].addr.eq(self.i.payload.k[r])
         with m.If(adv):
             m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag)]
             for r in range(R):
-                k = self.i.payload.k[r]
-                m.d.sync += [p1[r].eq(self.i.payload.p[r]), m1[r].eq(mant[k]), s1[r].eq(shift[k])]
+                m.d.sync += [p1[r].eq(self.i.payload.p[r]), m1[r].eq(reads[r].data.pm),
+                             s1[r].eq(reads[r].data.coarse)]
 
             m.d.sync += [v2.eq(v1), tag2.eq(tag1)]
             for r in range(R):
@@ -129,14 +147,20 @@ class ScaleMac(wiring.Component):
             with m.If(v2):
                 new = []
                 for r in range(R):
+                    term = Signal(signed(prod_bits + (1 << FINE) * ((1 << coarse_bits) - 1)),
+                                  name=f"term_{r}")
+                    with m.Switch(s2[r]):
+                        for c in range(1 << coarse_bits):
+                            with m.Case(c):
+                                m.d.comb += term.eq(prod[r] << ((1 << FINE) * c))
                     n = Signal(signed(w.acc), name=f"acc_new_{r}")
-                    m.d.comb += n.eq(Mux(tag.first, 0, ring[0][r]) + (prod[r] << s2[r]))
+                    m.d.comb += n.eq(ring[0][r] + term)
                     new.append(n)
                 for v in range(T - 1):
                     for r in range(R):
                         m.d.sync += ring[v][r].eq(ring[v + 1][r])
                 for r in range(R):
-                    m.d.sync += ring[T - 1][r].eq(new[r])
+                    m.d.sync += ring[T - 1][r].eq(Mux(tag.final, 0, new[r]))
                 with m.If(tag.final):
                     m.d.sync += [self.o.payload.vector.eq(tag.vector),
                                  self.o.payload.last.eq(tag.last)]

