@@ -16,7 +16,9 @@ The only ``sim`` module that runs Verilator. It follows the measured toolchain f
 
 Waveforms: set ``TRITFORGE_WAVES=1`` (or pass ``waves=True``) and the design is built
 with ``--trace-fst`` (a separate cached build) and every test run writes ``dump.fst`` in
-its test directory (the path is printed by :func:`run`).
+its test directory (the path is printed by :func:`run`). Verilator's FST writer needs the
+lz4 C headers (Debian: ``apt-get install liblz4-dev``); where they are missing the traced
+build falls back to VCD (``dump.vcd``) and says so.
 """
 from __future__ import annotations
 
@@ -115,6 +117,36 @@ def convert(component, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False)
 
 
+_FST_OK: bool | None = None
+
+
+def fst_supported() -> bool:
+    """True when the C++ compiler finds ``lz4.h`` and ``-llz4`` (Verilator's FST writer needs both)."""
+    global _FST_OK
+    if _FST_OK is None:
+        import subprocess
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "t.cpp"
+            src.write_text("#include <lz4.h>\nint main() { return LZ4_versionNumber() == 0; }\n")
+            try:
+                r = subprocess.run(["c++", str(src), "-o", str(Path(tmp) / "t"), "-llz4"],
+                                   capture_output=True, timeout=120)
+                _FST_OK = r.returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                _FST_OK = False
+    return _FST_OK
+
+
+def trace_args() -> list[str]:
+    """Verilator tracing flags: FST when it can be compiled here, else VCD."""
+    if fst_supported():
+        return ["--trace-fst", "--trace-structs"]
+    print("cosim: lz4 headers not found (Debian: apt-get install liblz4-dev): waves as VCD, not FST",
+          file=sys.stderr)
+    return ["--trace-vcd", "--trace-structs"]
+
+
 @dataclass
 class Build:
     """A built Verilator model (one parameter set), reusable by any number of test runs."""
@@ -131,6 +163,13 @@ class Build:
     def binary(self) -> Path:
         return self.build_dir / self.toplevel
 
+    @property
+    def waves_file(self) -> str | None:
+        """Name of the waveform file a run writes (``dump.fst`` or ``dump.vcd``), if traced."""
+        if not self.waves:
+            return None
+        return "dump.fst" if "--trace-fst" in self.meta.get("args", []) else "dump.vcd"
+
 
 def build(verilog_text: str, toplevel: str, ports: list[str], root: str | os.PathLike,
           waves: bool | None = None, extra_args: tuple[str, ...] = (), meta: dict | None = None) -> Build:
@@ -139,7 +178,7 @@ def build(verilog_text: str, toplevel: str, ports: list[str], root: str | os.Pat
 
     waves = waves_requested(waves)
     vlt = control_file(toplevel, ports)
-    args = list(BUILD_ARGS) + list(extra_args) + (["--trace-fst", "--trace-structs"] if waves else [])
+    args = list(BUILD_ARGS) + list(extra_args) + (trace_args() if waves else [])
     h = hashlib.sha256()
     for part in (verilog_text, vlt, json.dumps(args), json.dumps(tool_versions()), toplevel):
         h.update(part.encode())
@@ -232,7 +271,7 @@ def run(b: Build, test_module: str, test_dir: str | os.PathLike, env: dict | Non
             runner.test(test_module=test_module, hdl_toplevel=b.toplevel, build_dir=b.build_dir,
                         test_dir=test_dir, extra_env=extra, testcase=testcase, seed=seed,
                         waves=b.waves, results_xml=str(xml), hdl_toplevel_lang="verilog",
-                        test_args=(["--trace-file", str(test_dir / "dump.fst")] if b.waves else []),
+                        test_args=(["--trace-file", str(test_dir / b.waves_file)] if b.waves else []),
                         log_file=test_dir / "sim.log")
     finally:
         if saved is not None:
@@ -241,7 +280,7 @@ def run(b: Build, test_module: str, test_dir: str | os.PathLike, env: dict | Non
     if not xml.exists():
         raise AssertionError(f"cocotb {test_module}: the simulator wrote no results (see {test_dir}/sim.log)")
     tests, failed = get_results(xml)
-    waves = test_dir / "dump.fst" if b.waves else None
+    waves = test_dir / b.waves_file if b.waves else None
     if waves:
         print(f"waveform: {waves}")
     return Results(tests, failed, xml, waves, seconds)
