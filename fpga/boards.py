@@ -39,7 +39,7 @@ class Board:
 
 BOARDS = {
     "ulx3s": Board("ulx3s", "ULX3S_85F_Platform", "amaranth_boards.ulx3s", "top.bit",
-                   HwConfig(depth=2, rows=16, vectors=1, max_in_features=8192,
+                   HwConfig(depth=2, rows=4, vectors=1, max_in_features=8192,
                             max_out_features=65536, clock_mhz=25.0)),
     "icebreaker": Board("icebreaker", "ICEBreakerPlatform", "amaranth_boards.icebreaker", "top.bin",
                         HwConfig(depth=2, rows=1, vectors=1, max_in_features=2048,

@@ -66,7 +66,7 @@ TARGETS = {
         bram=("SB_RAM40_4K", "SB_SPRAM256KA"), dsp=("SB_MAC16",)),
     "xilinx-estimate": Target(
         "xilinx-estimate", "xilinx", "Xilinx 7-series (Yosys synth_xilinx, area estimate)",
-        "synth_xilinx -family xc7", None, (),
+        "synth_xilinx -family xc7 -flatten", None, (),
         lut=("LUT1", "LUT2", "LUT3", "LUT4", "LUT5", "LUT6"), carry=("CARRY4",), carry_luts=0,
         ff_prefix=("FDRE", "FDSE", "FDCE", "FDPE"), bram=("RAMB18E1", "RAMB36E1"),
         dsp=("DSP48E1",), lutram=("RAM32M", "RAM64M", "RAM32X1D", "RAM64X1D", "RAM128X1D",
@@ -136,16 +136,24 @@ def _module_key(name: str) -> str:
 
 
 def parse_stat(path: str, t: Target, top: str) -> dict:
+    """Whole-design and per-module figures; a module's figures include every module below
+    it (Amaranth names them ``parent.child``), so a kept module counts its whole subtree."""
     with open(path) as f:
         stat = json.load(f)
-    modules = {}
-    for name, mod in stat.get("modules", {}).items():
-        modules[_module_key(name)] = resources(mod.get("num_cells_by_type", {}), t)
-    design = stat.get("design", {})
-    total = resources(design.get("num_cells_by_type", {}), t)
-    # sub-module instances appear as cells of their parent; drop them from the totals
-    for res in [total, *modules.values()]:
-        res["cells"] = {k: v for k, v in res["cells"].items() if _module_key(k) not in modules}
+    own = {_module_key(name): mod.get("num_cells_by_type", {})
+           for name, mod in stat.get("modules", {}).items()}
+
+    def subtree(name):
+        cells = {}
+        for mod, c in own.items():
+            if mod == name or mod.startswith(name + "."):
+                for k, v in c.items():
+                    if _module_key(k) not in own:          # not a sub-module instance
+                        cells[k] = cells.get(k, 0) + int(v)
+        return cells
+
+    modules = {name: resources(subtree(name), t) for name in own}
+    total = resources(subtree(top), t)
     return {"design": total, "modules": modules}
 
 

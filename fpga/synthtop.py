@@ -14,6 +14,9 @@ counters, the frame decoder and the pin registers. The engine's own cells are re
 under ``modules["top.engine"]``; the LUT-per-lane figures use those only.
 """
 
+import json
+import os
+
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -21,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 from ..codec.errors import TritforgeError
 from ..hw.engine import GemvEngine
 from ..hwconfig import HwConfig
+from . import synth
 from .linkcore import ENGINE_INPUTS, LinkCore
 
 #: clock cycles a frame may pause between two bytes (the synthesis top has no baud rate)
@@ -59,3 +63,36 @@ class SynthTop(wiring.Component):
         m.d.sync += [link.err.eq(engine.err), self.busy.eq(engine.busy),
                      self.error.eq(engine.err | link.link_error)]
         return m
+
+
+def engine_figures(report: dict, hw) -> dict:
+    """The engine's own resources (without the wrapper) and LUT4 per trit-plane lane."""
+    eng = report["modules"]["top.engine"]
+    lanes = hw.rows * 16 * hw.depth
+    return {"lanes": lanes, "engine_lut": eng["lut"], "engine_carry": eng["carry"],
+            "engine_lut_equiv": eng["lut_equiv"], "engine_ff": eng["ff"],
+            "engine_bram": eng["bram"], "engine_dsp": eng["dsp"],
+            "lut_per_lane": round(eng["lut"] / lanes, 2),
+            "lut_equiv_per_lane": round(eng["lut_equiv"] / lanes, 2)}
+
+
+def synthesize_engine(hw: HwConfig, target: str, out: str, freq: float | None = None,
+                      seed: int = 1) -> dict:
+    """Run the flow (``fpga.synth``) on ``SynthTop(hw)``; the report gets an ``engine``
+    section: the engine module's own resources, LUT4 per lane and Fmax."""
+
+    top = SynthTop(hw)
+    meta = {"hwconfig": hw.to_dict(), "derived": hw.derived(),
+            "wrapper": "fpga.synthtop.SynthTop: host-link core with byte-stream pins; "
+                       "engine kept as module top.engine"}
+    report = synth.run_flow(top, target, out, keep=("engine",), freq_mhz=freq or hw.clock_mhz,
+                            seed=seed, meta=meta)
+    report["engine"] = engine_figures(report, hw)
+    report["engine"]["fmax_mhz"] = synth.fmax_mhz(report)
+    path = os.path.join(out, "report.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+    return report

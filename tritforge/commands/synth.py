@@ -11,13 +11,16 @@ HELP = ("synthesize (and place and route) the GEMV engine for an FPGA with the o
 TARGET_NAMES = ("ecp5-85f", "ice40-up5k", "xilinx-estimate")
 
 
-def add_hw_arguments(p, defaults=None) -> None:
-    """One option per HwConfig field (help shared with ``tritforge generate``)."""
+def add_hw_arguments(p, defaults=None, skip=()) -> None:
+    """One option per HwConfig field but ``skip`` (help shared with ``tritforge generate``)."""
     from ..hwconfig import DEFAULT, HwConfig
     from .generate import FIELD_HELP
 
     base = defaults or DEFAULT
     for f in dataclasses.fields(HwConfig):
+        if f.name in skip:
+            p.set_defaults(**{f.name: None})
+            continue
         opt = "--" + f.name.replace("_", "-")
         kind = float if isinstance(getattr(base, f.name), float) else int
         metavar = {"depth": "D", "rows": "R", "vectors": "T"}.get(f.name, "N" if kind is int else "X")
@@ -52,50 +55,16 @@ def add_arguments(p) -> None:
                    help="output folder: report.json, yosys/nextpnr logs and reports")
 
 
-def engine_figures(report: dict, hw) -> dict:
-    """The engine's own resources (without the wrapper) and LUT4 per trit-plane lane."""
-    eng = report["modules"]["top.engine"]
-    lanes = hw.rows * 16 * hw.depth
-    return {"lanes": lanes, "engine_lut": eng["lut"], "engine_carry": eng["carry"],
-            "engine_lut_equiv": eng["lut_equiv"], "engine_ff": eng["ff"],
-            "engine_bram": eng["bram"], "engine_dsp": eng["dsp"],
-            "lut_per_lane": round(eng["lut"] / lanes, 2),
-            "lut_equiv_per_lane": round(eng["lut_equiv"] / lanes, 2)}
-
-
-def synthesize(hw, target: str, out: str, freq: float | None = None, seed: int = 1) -> dict:
-    import json
-    import os
-
-    from ..fpga import synth
-    from ..fpga.synthtop import SynthTop
-
-    top = SynthTop(hw)
-    meta = {"hwconfig": hw.to_dict(), "derived": hw.derived(),
-            "wrapper": "fpga.synthtop.SynthTop: host-link core with byte-stream pins; "
-                       "engine kept as module top.engine"}
-    report = synth.run_flow(top, target, out, keep=("engine",), freq_mhz=freq or hw.clock_mhz,
-                            seed=seed, meta=meta)
-    report["engine"] = engine_figures(report, hw)
-    report["engine"]["fmax_mhz"] = synth.fmax_mhz(report)
-    path = os.path.join(out, "report.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-    return report
-
-
 def run(args) -> int:
     from ..fpga import synth
+    from ..fpga.synthtop import synthesize_engine
 
     hw = hw_from_args(args)
     if args.freq is not None and not args.freq > 0:
         raise TritforgeError(f"--freq {args.freq}: expected a positive clock in MHz")
     print(f"synth    {args.target}: engine d={hw.depth} R={hw.rows} T={hw.vectors} "
           f"max_in={hw.max_in_features} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
-    rep = synthesize(hw, args.target, args.out, args.freq, args.seed)
+    rep = synthesize_engine(hw, args.target, args.out, args.freq, args.seed)
     e = rep["engine"]
     print(f"design   {synth.summary_line(rep)}")
     print(f"engine   LUT {e['engine_lut']} + {e['engine_carry']} carry, FF {e['engine_ff']}, "

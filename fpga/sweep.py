@@ -1,0 +1,131 @@
+"""Sweep the engine over R and d for one target: a table and a Pareto plot.
+
+Every point is one ``synthesize_engine`` run (``fpga.synthtop``) kept in
+``DIR/points/d<D>_r<R>/``. The table (``sweep.csv``, ``sweep.json``) has the engine's own
+LUT/FF/BRAM/DSP, LUT4 per trit-plane lane, Fmax and the throughput figure
+MAC/cycle x Fmax (R*16 weight x activation products per cycle, in GMAC/s); ``pareto.png``
+plots engine LUTs against that throughput and marks the Pareto front (no other point has
+fewer LUTs and more throughput). For ``xilinx-estimate`` (no Fmax) the throughput axis
+is MAC/cycle. Points that do not fit the device are recorded with their error.
+The folder is built under a temporary name and renamed when complete.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+
+from ..codec.errors import TritforgeError
+from ..hwconfig import HwConfig
+from .synth import target as get_target
+from .synthtop import synthesize_engine
+
+COLUMNS = ("depth", "rows", "lanes", "macs_per_cycle", "engine_lut", "engine_carry", "engine_ff",
+           "engine_bram", "engine_dsp", "lut_per_lane", "lut_equiv_per_lane", "design_lut",
+           "fmax_mhz", "gmac_per_s", "pareto", "error")
+
+
+def pareto_front(points: list[dict], x: str, y: str) -> set[int]:
+    """Indices of points not dominated (fewer-or-equal x and more-or-equal y, one strictly)."""
+    front = set()
+    for i, p in enumerate(points):
+        if p.get(x) is None or p.get(y) is None:
+            continue
+        dominated = any(q.get(x) is not None and q.get(y) is not None
+                        and q[x] <= p[x] and q[y] >= p[y] and (q[x] < p[x] or q[y] > p[y])
+                        for j, q in enumerate(points) if j != i)
+        if not dominated:
+            front.add(i)
+    return front
+
+
+def run_sweep(target: str, rows: list[int], depths: list[int], base: HwConfig, out_dir: str,
+              freq: float | None = None, seed: int = 1, progress=print) -> list[dict]:
+    t = get_target(target)
+    if not rows or not depths:
+        raise TritforgeError("sweep: give at least one R and one d")
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".tmp-sweep-", dir=parent)
+    try:
+        points = []
+        for d in depths:
+            for r in rows:
+                hw = dataclasses.replace(base, depth=d, rows=r)
+                row = {c: None for c in COLUMNS}
+                row.update(depth=d, rows=r, lanes=r * 16 * d, macs_per_cycle=hw.macs_per_cycle)
+                try:
+                    rep = synthesize_engine(hw, target, os.path.join(work, "points", f"d{d}_r{r}"),
+                                            freq, seed)
+                except TritforgeError as exc:      # e.g. does not fit the device
+                    row["error"] = str(exc)
+                else:
+                    e = rep["engine"]
+                    row.update({k: e[k] for k in ("engine_lut", "engine_carry", "engine_ff",
+                                                  "engine_bram", "engine_dsp", "lut_per_lane",
+                                                  "lut_equiv_per_lane", "fmax_mhz")})
+                    row["design_lut"] = rep["resources"]["lut"]
+                    if e["fmax_mhz"] is not None:
+                        row["gmac_per_s"] = round(hw.macs_per_cycle * e["fmax_mhz"] / 1e3, 3)
+                points.append(row)
+                progress(_line(row))
+        ykey = "gmac_per_s" if t.nextpnr else "macs_per_cycle"
+        front = pareto_front(points, "engine_lut", ykey)
+        for i, p in enumerate(points):
+            p["pareto"] = i in front if p["engine_lut"] is not None else None
+        with open(os.path.join(work, "sweep.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(points)
+        with open(os.path.join(work, "sweep.json"), "w") as f:
+            json.dump({"target": target, "kind": t.kind, "seed": seed, "base": base.to_dict(),
+                       "points": points}, f, indent=1)
+            f.write("\n")
+        plot(points, ykey, f"{target} ({t.kind})", os.path.join(work, "pareto.png"))
+        if os.path.isdir(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(work, out_dir)
+        return points
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _line(p: dict) -> str:
+    if p["error"]:
+        return f"d={p['depth']} R={p['rows']:<3} failed: {p['error']}"
+    fm = f"{p['fmax_mhz']:.1f} MHz" if p["fmax_mhz"] is not None else "no P&R"
+    return (f"d={p['depth']} R={p['rows']:<3} engine LUT {p['engine_lut']:>6} "
+            f"({p['lut_per_lane']:.1f}/lane), FF {p['engine_ff']:>6}, DSP {p['engine_dsp']}, "
+            f"BRAM {p['engine_bram']}, {fm}")
+
+
+def plot(points: list[dict], ykey: str, title: str, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [p for p in points if p["engine_lut"] is not None and p[ykey] is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for d in sorted({p["depth"] for p in ok}):
+        pts = [p for p in ok if p["depth"] == d]
+        ax.scatter([p["engine_lut"] for p in pts], [p[ykey] for p in pts], label=f"d = {d}", zorder=3)
+        for p in pts:
+            ax.annotate(f"R={p['rows']}", (p["engine_lut"], p[ykey]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=8)
+    front = sorted((p for p in ok if p["pareto"]), key=lambda p: p["engine_lut"])
+    if front:
+        ax.step([p["engine_lut"] for p in front], [p[ykey] for p in front], where="post",
+                color="grey", linestyle="--", label="Pareto front", zorder=2)
+    ax.set_xlabel("engine LUTs")
+    ax.set_ylabel("GMAC/s (MAC/cycle x Fmax)" if ykey == "gmac_per_s" else "MAC/cycle")
+    ax.set_xscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
