@@ -51,6 +51,11 @@ def add_arguments(p) -> None:
     p.add_argument("--freq", type=float, default=None, metavar="MHZ",
                    help="clock constraint for nextpnr (default: --clock-mhz)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
+    p.add_argument("--check-baseline", action="store_true",
+                   help="compare with the committed baseline fpga/baselines/<target>_d<D>_r<R>.json; "
+                        "exit 1 on a regression beyond its tolerance")
+    p.add_argument("--save-baseline", action="store_true",
+                   help="write this run as the baseline fpga/baselines/<target>_d<D>_r<R>.json")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder: report.json, yosys/nextpnr logs and reports")
 
@@ -59,7 +64,10 @@ def run(args) -> int:
     from ..fpga import synth
     from ..fpga.synthtop import synthesize_engine
 
+    from ..fpga import baseline
+
     hw = hw_from_args(args)
+    base = baseline.find(args.target, hw) if args.check_baseline else None
     if args.freq is not None and not args.freq > 0:
         raise TritforgeError(f"--freq {args.freq}: expected a positive clock in MHz")
     print(f"synth    {args.target}: engine d={hw.depth} R={hw.rows} T={hw.vectors} "
@@ -79,4 +87,13 @@ def run(args) -> int:
     else:
         print("note     estimate, no place-and-route")
     print(f"wrote    {args.out}/report.json")
-    return 0
+    status = 0
+    if base is not None:
+        fails = baseline.compare(rep, base)
+        b = base["engine"]
+        print(f"baseline LUT {b['engine_lut']}, FF {b['engine_ff']}, Fmax {base['fmax_mhz']} MHz: "
+              + ("REGRESSION: " + "; ".join(fails) if fails else "within tolerance"))
+        status = 1 if fails else 0
+    if args.save_baseline:
+        print(f"wrote    {baseline.save(rep)}")
+    return status

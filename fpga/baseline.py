@@ -1,0 +1,96 @@
+"""Committed synthesis baselines (``fpga/baselines/*.json``) and the regression check.
+
+One file per target and configuration, ``<target>_d<D>_r<R>.json``: the HwConfig, the
+engine's own LUT/FF/BRAM/DSP, Fmax (place-and-route targets), the tool versions and the
+seed it was measured with, and the tolerances. ``compare`` fails a new report whose area
+grew by more than ``area_tolerance`` (default 10 %) or whose Fmax fell by more than
+``fmax_tolerance`` (default 10 %); improvements pass (refresh the baseline to lock them
+in: ``tritforge synth ... --save-baseline``).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from ..codec.errors import TritforgeError
+from ..hwconfig import HwConfig
+
+FOLDER = os.path.join(os.path.dirname(__file__), "baselines")
+AREA_TOLERANCE = 0.10
+FMAX_TOLERANCE = 0.10
+AREA_KEYS = ("engine_lut", "engine_ff", "engine_bram", "engine_dsp")
+#: small counts (BRAM, DSP) may move by this much whatever the percentage
+AREA_SLACK = 2
+
+
+def file_name(target: str, hw: HwConfig) -> str:
+    return f"{target}_d{hw.depth}_r{hw.rows}.json"
+
+
+def from_report(report: dict) -> dict:
+    e = report["engine"]
+    return {"target": report["target"], "kind": report["kind"],
+            "hwconfig": report["meta"]["hwconfig"],
+            "engine": {k: e[k] for k in AREA_KEYS + ("lut_per_lane",)},
+            "fmax_mhz": e["fmax_mhz"], "seed": report["seed"],
+            "freq_constraint_mhz": report["freq_constraint_mhz"], "tools": report["tools"],
+            "area_tolerance": AREA_TOLERANCE, "fmax_tolerance": FMAX_TOLERANCE}
+
+
+def save(report: dict, folder: str = FOLDER) -> str:
+    base = from_report(report)
+    hw = HwConfig.from_dict(base["hwconfig"])
+    path = os.path.join(folder, file_name(base["target"], hw))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(base, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: str) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        HwConfig.from_dict(data["hwconfig"], path)
+        for k in AREA_KEYS:
+            int(data["engine"][k])
+    except OSError as exc:
+        raise TritforgeError(f"{path}: cannot read baseline ({exc.strerror})") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise TritforgeError(f"{path}: not a synthesis baseline ({exc})") from None
+    return data
+
+
+def all_baselines(folder: str = FOLDER) -> list[str]:
+    return sorted(glob.glob(os.path.join(folder, "*.json")))
+
+
+def find(target: str, hw: HwConfig, folder: str = FOLDER) -> dict:
+    path = os.path.join(folder, file_name(target, hw))
+    if not os.path.exists(path):
+        raise TritforgeError(f"no baseline {os.path.basename(path)} in {folder}")
+    base = load(path)
+    if HwConfig.from_dict(base["hwconfig"]) != hw:
+        raise TritforgeError(f"{path}: measured with other parameters {base['hwconfig']}")
+    return base
+
+
+def compare(report: dict, base: dict) -> list[str]:
+    """Regressions of ``report`` against ``base`` (empty: within tolerance)."""
+    fails = []
+    e = report["engine"]
+    at = float(base.get("area_tolerance", AREA_TOLERANCE))
+    for k in AREA_KEYS:
+        limit = base["engine"][k] * (1 + at) + (AREA_SLACK if k in ("engine_bram", "engine_dsp") else 0)
+        if e[k] > limit:
+            fails.append(f"{k} {e[k]} > baseline {base['engine'][k]} + {at:.0%}")
+    if base.get("fmax_mhz") is not None:
+        ft = float(base.get("fmax_tolerance", FMAX_TOLERANCE))
+        if e.get("fmax_mhz") is None:
+            fails.append("no Fmax measured (place-and-route missing)")
+        elif e["fmax_mhz"] < base["fmax_mhz"] * (1 - ft):
+            fails.append(f"Fmax {e['fmax_mhz']:.1f} MHz < baseline {base['fmax_mhz']:.1f} MHz - {ft:.0%}")
+    return fails
