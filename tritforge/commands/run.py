@@ -30,6 +30,9 @@ def add_arguments(p) -> None:
     p.add_argument("--json", metavar="FILE", help="write the run-result JSON here")
     p.add_argument("--rtl-sample", type=int, default=0, metavar="N",
                    help="also run N rows of sampled layers through the Verilator RTL and check they match")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads for torch and BLAS (default 1: the simulated layers are small "
+                        "matrix products, and more threads only contend on a shared machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -150,13 +153,24 @@ def run(args) -> int:
         raise TritforgeError(f"--eval-tokens {args.eval_tokens}: expected 0 or more")
     if args.rtl_sample < 0:
         raise TritforgeError(f"--rtl-sample {args.rtl_sample}: expected 0 or more")
+    if args.threads < 1:
+        raise TritforgeError(f"--threads {args.threads}: expected at least 1")
     opts = driver.RunOptions(
         model=args.model, config=args.config, mode=args.mode, hw=args.hw, packed=args.packed,
         prompt=driver.DEFAULT_PROMPT if args.prompt is None else args.prompt,
         max_new_tokens=args.max_new_tokens, energy_table=args.energy_table,
         eval_tokens=args.eval_tokens, rtl_sample=args.rtl_sample,
         progress=not args.quiet and sys.stderr.isatty())
-    result = driver.run(opts, rtl_check)
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        with threadpool_limits(limits=args.threads):
+            result = driver.run(opts, rtl_check)
+    finally:
+        torch.set_num_threads(saved)
     if args.json:
         write_json(args.json, result)
     print(summary(result))
