@@ -66,7 +66,8 @@ def make_tiny_model(folder, arch: str = "llama", seed: int = 0, dtype=torch.floa
 
 
 def write_tiny_gguf(path, model, q8_names=()) -> dict:
-    """Write ``model`` (a tiny Llama) as llama.cpp would: GGUF names, q/k rows permuted.
+    """Write ``model`` (a tiny Llama or Qwen2) as llama.cpp would: GGUF names, and for
+    Llama the q/k rows permuted.
 
     Tensors named in ``q8_names`` are stored as Q8_0. Returns the HF state the loader
     must give back (Q8_0 tensors as their dequantized values).
@@ -74,7 +75,8 @@ def write_tiny_gguf(path, model, q8_names=()) -> dict:
     import gguf
 
     cfg = model.config
-    w = gguf.GGUFWriter(str(path), "llama")
+    arch = cfg.model_type
+    w = gguf.GGUFWriter(str(path), arch)
     w.add_context_length(cfg.max_position_embeddings)
     w.add_embedding_length(cfg.hidden_size)
     w.add_block_count(cfg.num_hidden_layers)
@@ -85,23 +87,26 @@ def write_tiny_gguf(path, model, q8_names=()) -> dict:
     w.add_rope_freq_base(10000.0)
     w.add_vocab_size(cfg.vocab_size)
     hf_of = {}
-    for name in [f"blk.{i}.{b}.weight" for i in range(cfg.num_hidden_layers) for b in checkpoint._GGUF_BLOCK]:
-        hf_of[checkpoint.gguf_to_hf_name(name)] = name
+    for i in range(cfg.num_hidden_layers):
+        for b in checkpoint._GGUF_BLOCK:
+            for kind in ("weight", "bias"):
+                name = f"blk.{i}.{b}.{kind}"
+                hf_of[checkpoint.gguf_to_hf_name(name)] = name
     hf_of.update({v: k for k, v in checkpoint._GGUF_GLOBAL.items()})
     expected = {}
     for hf, t in model.state_dict().items():
         arr = t.detach().float().numpy()
         store = arr
-        if hf.endswith("q_proj.weight"):
+        if arch == "llama" and hf.endswith("q_proj.weight"):
             store = checkpoint.permute_rows(arr, cfg.num_attention_heads)
-        elif hf.endswith("k_proj.weight"):
+        elif arch == "llama" and hf.endswith("k_proj.weight"):
             store = checkpoint.permute_rows(arr, cfg.num_key_value_heads)
         if hf in q8_names:
             qt = gguf.GGMLQuantizationType.Q8_0
             raw = gguf.quants.quantize(store, qt)
             w.add_tensor(hf_of[hf], raw, raw_shape=raw.shape, raw_dtype=qt)
             back = gguf.quants.dequantize(raw, qt).reshape(arr.shape)
-            if hf.endswith("q_proj.weight"):
+            if arch == "llama" and hf.endswith("q_proj.weight"):
                 back = checkpoint.unpermute_rows(back, cfg.num_attention_heads)
             expected[hf] = torch.from_numpy(np.ascontiguousarray(back))
         else:
@@ -303,6 +308,22 @@ def test_synthetic_gguf_equals_transformers_loader(tmp_path):
     ref = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="tiny.gguf").state_dict()
     for name, t in ck.tensors.items():
         assert torch.equal(t, ref[name]), name
+
+
+def test_synthetic_qwen2_gguf_with_biases_equals_transformers_loader(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = tiny_model("qwen2", seed=6, intermediate=96)
+    expected = write_tiny_gguf(tmp_path / "q.gguf", model, {"model.layers.0.mlp.gate_proj.weight"})
+    ck = load_checkpoint(str(tmp_path / "q.gguf"))
+    assert ck.arch == "qwen2" and "model.layers.1.self_attn.k_proj.bias" in ck.tensors
+    ref = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="q.gguf").state_dict()
+    for name, t in ck.tensors.items():
+        assert torch.equal(t, expected[name]), name
+        assert torch.equal(t, ref[name]), name
+    # Qwen2 GGUFs are not permuted: q comes back as the model's own weight
+    assert torch.equal(ck.tensors["model.layers.0.self_attn.q_proj.weight"],
+                       model.model.layers[0].self_attn.q_proj.weight.detach())
 
 
 def _smollm2_installed() -> bool:

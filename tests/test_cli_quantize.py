@@ -252,3 +252,21 @@ def test_smollm2_d2_end_to_end(tmp_path, capsys):
                                   add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
     out = model.generate(ids, max_new_tokens=12, do_sample=False)
     assert "Paris" in tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+
+def test_folder_without_tokenizer(tmp_path, capsys):
+    tiny_model(seed=26).save_pretrained(tmp_path / "src")            # weights and config only
+    err = run_error(capsys, ["quantize", "--model", str(tmp_path / "src"), "--configs", "uniform-d1",
+                             "--out", str(tmp_path / "o")])
+    assert "cannot load its tokenizer" in err and "--no-ppl" in err
+    assert not (tmp_path / "o").exists()
+    assert main(["quantize", "--model", str(tmp_path / "src"), "--configs", "uniform-d1",
+                 "--out", str(tmp_path / "o"), "--no-ppl"]) == 0
+    assert "has no tokenizer files" in capsys.readouterr().err
+    assert os.path.isfile(tmp_path / "o" / "uniform-d1" / "model" / "model.safetensors")
+
+
+def test_inspect_rejects_other_safetensors(tmp_path, capsys):
+    tiny_model(seed=27).save_pretrained(tmp_path / "src")
+    err = run_error(capsys, ["inspect", str(tmp_path / "src" / "model.safetensors")])
+    assert "expected 'tritforge-packed'" in err

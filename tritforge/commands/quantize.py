@@ -84,7 +84,7 @@ def run(args) -> int:
     from .. import __version__
     from ..codec import packfile
     from ..codec.checkpoint import load_checkpoint
-    from ..codec.export import atomic_folder, export_fp16
+    from ..codec.export import atomic_folder, export_fp16, has_tokenizer
     from ..codec.modelquant import parse_configs, quantize_checkpoint
 
     configs = parse_configs(args.configs)
@@ -112,7 +112,11 @@ def run(args) -> int:
         from ..sim import quality
 
         t0 = time.perf_counter()
-        ids = quality.eval_ids(ckpt.tokenizer(), args.ppl_tokens)
+        try:
+            tok = ckpt.tokenizer()
+        except TritforgeError as exc:
+            raise TritforgeError(f"{exc}; perplexity needs it (or pass --no-ppl)") from None
+        ids = quality.eval_ids(tok, args.ppl_tokens)
         model = quality.model_from_checkpoint(ckpt)
         _say(args, f"perplexity of the source on {len(ids)} tokens ...")
         source_ppl = quality.perplexity(model, ids)
@@ -136,8 +140,10 @@ def run(args) -> int:
             if not args.no_export:
                 t0 = time.perf_counter()
                 _say(args, f"{config}: exporting the FP16 HF folder ...")
-                export_fp16(ckpt, mq.tensors, os.path.join(tmp, EXPORT_NAME),
-                            {"config": config, "depth": depth, "mode": args.mode})
+                folder = export_fp16(ckpt, mq.tensors, os.path.join(tmp, EXPORT_NAME),
+                                     {"config": config, "depth": depth, "mode": args.mode})
+                if not has_tokenizer(folder):
+                    _say(args, f"{config}: note: the source has no tokenizer files, the export has none")
                 timings["export"] = time.perf_counter() - t0
             ppl = None
             if model is not None:
