@@ -22,9 +22,18 @@ distributes over the sum exactly in integers). Every ``W'`` entry (< 2**33) and 
 product is an integer exactly representable in float64, and every partial sum of a row,
 in any order, is bounded by ``B_r = max|x| * sum_c |W'[r, c]|``. If ``B_r < 2**53`` for
 every row, float64 arithmetic (a BLAS matmul) makes no rounding at all, so converting the
-result to int64 gives the exact accumulators. The bound is checked per call; when it
-does not hold (very wide matrices at d = 4) the model falls back to exact int64
-arithmetic (group dots in int32, shifted accumulation in int64).
+result to int64 gives the exact accumulators. The bound is checked once per matrix for
+any int8 input (``max|x| <= 128``), first with the cheap ``|q| <= L`` and then, if that
+fails, with the actual levels; when it still does not hold (``in_features`` in the tens of
+thousands at d = 4) the model uses exact int64 arithmetic instead (group dots in int32,
+shifted accumulation in int64).
+
+Timing (``command_cycles``, equal to hw/ENGINE.md "Timing" and to ``sim.stepmodel``)::
+
+    cycles = 1 (accept) + T*ng (LOAD, if load_act) + tiles*ng*T + pipeline_stages
+
+``ideal_cycles`` = commands x tiles x ng x T (the weight stream at full rate) and the
+per-matrix stream utilisation is ideal / simulated (``utilisation``, ``MatrixRun.utilisation``).
 
 Prepared (float64) weights are cached per TritTensor object (LRU, bounded by
 ``TRITFORGE_FASTMODEL_CACHE_MB``, default 2048 MiB; a whole SmolLM2-135M needs ~850 MiB).
@@ -233,7 +242,6 @@ def prepare(t: TritTensor) -> Prepared:
         return hit
     cb = t.codebook
     p = prepare_levels(t.q, t.k, cb.mantissa, cb.left_shift, t.depth)
-    p.out_features = t.q.shape[0]
     limit = _cache_limit()
     if p.nbytes <= limit:
         _CACHE[key] = p
