@@ -25,6 +25,7 @@ from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
 from .boardtop import BoardTop
 from .synth import tool, tool_versions
+from .uart import divisor_for
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def build_board(name: str, hw: HwConfig | None, baud: int, out_dir: str, seed: i
     b = board(name)
     hw = hw or b.hw
     platform = getattr(importlib.import_module(b.module), b.platform)()
+    divisor_for(platform.default_clk_frequency, baud)      # refuse a bad baud rate up front
     top = BoardTop(hw, baud)
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     os.makedirs(parent, exist_ok=True)

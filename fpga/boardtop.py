@@ -26,8 +26,8 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         if platform is None:
             raise TritforgeError("BoardTop: needs a board platform (amaranth-boards)")
-        m = Module()
         self.divisor = divisor_for(platform.default_clk_frequency, self.baud)
+        m = Module()
         m.submodules.link = top = LinkTop(self.hw, self.divisor)
         uart = platform.request("uart", 0)
         m.d.comb += [top.rx.eq(uart.rx.i), uart.tx.o.eq(top.tx)]
