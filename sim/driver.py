@@ -420,11 +420,15 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         raise TritforgeError(f"mode {opts.mode!r}: expected one of {MODES}")
     board, cfg = resolve_hw(opts.hw, depth)
     table = EnergyTable.load(opts.energy_table)
-    packed = packfile.read_packed(opts.packed)[0] if opts.packed else None
+    packed, packed_meta = packfile.read_packed(opts.packed) if opts.packed else (None, {})
     wall = {}
     t0 = time.perf_counter()
     model, tok, where = load_model(opts.model, opts.progress)
     wall["load"] = time.perf_counter() - t0
+    arch = packed_meta.get("architecture")
+    if arch and arch != model.config.model_type:
+        raise TritforgeError(f"{opts.packed}: quantized from a {arch} model, but {where} is "
+                             f"{model.config.model_type}")
     linears = linear_layers(model)
     if not linears:
         raise TritforgeError(f"{where}: no linear layers to quantize")
@@ -465,7 +469,7 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": model_info(model, where, layers),
         "config": opts.config, "mode": opts.mode if not opts.packed else tensors[next(iter(tensors))].mode,
-        "packed": opts.packed,
+        "packed": opts.packed, "packed_source": packed_meta.get("source"),
         "hwconfig": {**cfg.to_dict(), "derived": cfg.derived()},
         "board": board.to_dict(),
         "energy_table": table.info(),

@@ -213,3 +213,20 @@ def test_rtl_sample_catches_a_mismatch(llama, rtl_env, tmp_path, capsys, monkeyp
     assert not s["match"]
     assert "model.layers.0.self_attn.o_proj.rows4" in " ".join(s["failures"]), s["failures"]
     assert "MISMATCH" in captured.out and "does not match" in captured.err
+
+
+def test_run_packed_from_another_architecture(llama, qwen2, tmp_path, capsys):
+    rc = cli.main(["quantize", "--model", llama, "--configs", "uniform-d2", "--out", str(tmp_path / "q"),
+                   "--no-export", "--no-ppl", "--quiet"])
+    assert rc == 0
+    packed = str(tmp_path / "q" / "uniform-d2" / "model.trit.safetensors")
+    capsys.readouterr()
+    out_json = tmp_path / "r.json"
+    # the quantize command's packed file drives the run of the model it came from
+    rc = cli.main(["run", "--model", llama, "--packed", packed, "--eval-tokens", "0",
+                   "--max-new-tokens", "2", "--json", str(out_json)])
+    assert rc == 0
+    assert json.loads(out_json.read_text())["packed_source"] == llama
+    rc = cli.main(["run", "--model", qwen2, "--packed", packed, "--eval-tokens", "0"])
+    assert rc == 2
+    assert "quantized from a llama model" in capsys.readouterr().err

@@ -22,14 +22,18 @@ def add_arguments(p) -> None:
                    help="board preset name, a HwConfig .json file, or 'default' (the default board)")
     p.add_argument("--packed", metavar="FILE", help="read the quantized matrices from this packed file")
     p.add_argument("--prompt", default=None, help="user prompt (the tokenizer's chat template is applied)")
-    p.add_argument("--max-new-tokens", type=int, default=24, metavar="N", help="tokens to generate (greedy)")
+    p.add_argument("--max-new-tokens", type=int, default=24, metavar="N", help="tokens to generate, greedy (default %(default)s)")
     p.add_argument("--eval-tokens", type=int, default=1024, metavar="N",
-                   help="tokens of the bundled text for perplexity/agreement (0 skips the quality pass)")
+                   help="tokens of the bundled text for perplexity/agreement (default %(default)s; "
+                        "0 skips the quality pass)")
     p.add_argument("--energy-table", metavar="FILE", help="action-energy table (TOML); default Horowitz 45 nm")
     p.add_argument("--report", metavar="DIR", help="write the HTML/Markdown report, plots and JSON here")
     p.add_argument("--json", metavar="FILE", help="write the run-result JSON here")
     p.add_argument("--rtl-sample", type=int, default=0, metavar="N",
-                   help="also run N rows of sampled layers through the Verilator RTL and check they match")
+                   help="also run N rows of every matrix of the first and last block, with the real "
+                        "decode activations, through the Verilator RTL and check they match exactly "
+                        "(needs the source checkout's tests/cocotb bench; builds cached in "
+                        "$TRITFORGE_BUILD_DIR or ~/.cache/tritforge/verilator)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="CPU threads for torch and BLAS (default 1: the simulated layers are small "
                         "matrix products, and more threads only contend on a shared machine)")
