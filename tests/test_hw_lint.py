@@ -31,12 +31,12 @@ def lint(path: str) -> subprocess.CompletedProcess:
                           env=env, timeout=600)
 
 
-def _case(d, r, style="arith"):
+def _case(d, r, style="nibble"):
     marks = [pytest.mark.slow] if r == 16 else []
     return pytest.param(d, r, style, marks=marks, id=f"d{d}-R{r}-{style}")
 
 
-CASES = [_case(d, r) for d in (1, 2, 3, 4) for r in (1, 4, 16)] + [_case(2, 4, "rom")]
+CASES = [_case(d, r) for d in (1, 2, 3, 4) for r in (1, 4, 16)] + [_case(2, 4, "rom"), _case(3, 4, "arith")]
 
 
 @pytest.mark.parametrize("depth,rows,style", CASES)

@@ -37,8 +37,9 @@ def add_arguments(p) -> None:
                        help=f"{FIELD_HELP.get(f.name, f.name)} (default {getattr(DEFAULT, f.name)})")
     p.add_argument("--config", metavar="FILE",
                    help="HwConfig JSON (a sidecar works too); options given here override it")
-    p.add_argument("--decoder", choices=("arith", "rom"), default="arith",
-                   help="byte-to-trit decoder: restoring compare/subtract (arith, default) or case table (rom)")
+    p.add_argument("--decoder", choices=("nibble", "arith", "rom"), default="nibble",
+                   help="byte-to-trit decoder: two nibble tables + base-3 ripple add (nibble, default, "
+                        "smallest), restoring compare/subtract (arith) or a 256-entry case table (rom)")
     p.add_argument("--top", default="tritforge_engine", metavar="NAME",
                    help="Verilog module name (default tritforge_engine)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
