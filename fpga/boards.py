@@ -86,7 +86,7 @@ def parse_tim(path: str) -> tuple[dict, dict]:
             if m:
                 fmax[m.group(1).replace("$glbnet$", "").split("$")[0]] = float(m.group(2))
             m = re.match(r"Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", line)
-            if m:
+            if m and int(m.group(2)):
                 util[m.group(1)] = {"used": int(m.group(2)), "available": int(m.group(3))}
     return fmax, util
 
