@@ -272,3 +272,34 @@ def test_depth_mismatch_with_hardware(tiny):
     tensors = driver.quantize_layers(driver.linear_layers(model), 3, "tritllm-v2", progress=False)
     with pytest.raises(TritforgeError, match="depth 3"):
         driver.patch_model(model, tensors, HwRecorder(HwConfig(depth=2)))
+
+
+def test_resolve_hw(tmp_path):
+    from tritforge.sim import boards
+
+    board, cfg = driver.resolve_hw("default", 2)
+    assert board.name == boards.DEFAULT_BOARD and cfg == board.hwconfig(2)
+    board, cfg = driver.resolve_hw("ULX3S", 3)
+    assert board.name == "ulx3s" and cfg.depth == 3 and cfg.vectors == board.vectors
+    path = tmp_path / "hw.json"
+    path.write_text(json.dumps({"depth": 1, "rows": 5, "vectors": 3, "clock_mhz": 123.0}))
+    board, cfg = driver.resolve_hw(str(path), 1)
+    assert (cfg.rows, cfg.vectors, board.rows, board.vectors, board.clock_mhz) == (5, 3, 5, 3, 123.0)
+    assert board.bandwidth_gbs == boards.get_board("default").bandwidth_gbs
+    with pytest.raises(TritforgeError, match="hardware depth d=1, but the config asks for d=2"):
+        driver.resolve_hw(str(path), 2)
+    with pytest.raises(TritforgeError, match="expected a board"):
+        driver.resolve_hw("nosuch", 2)
+
+
+def test_activation_buffer_reuse_rule():
+    rec = HwRecorder(HwConfig(vectors=2))
+    a = np.arange(32, dtype=np.int8).reshape(2, 16)
+    assert rec.needs_load(a)                 # empty buffer
+    assert not rec.needs_load(a.copy())      # same vectors: reused
+    assert rec.needs_load(a[:1])             # different count
+    three = np.arange(48, dtype=np.int8).reshape(3, 16)
+    assert rec.needs_load(three)             # more than T: always loaded, buffer keeps the tail
+    assert not rec.needs_load(three[2:])     # the last command's vector (3 = 2 + 1)
+    rec.reset()
+    assert rec.needs_load(three[2:])
