@@ -327,8 +327,15 @@ class JobDriver:
             if self.beat_i < len(job.beats) and self._coin(self.p_valid):
                 inp.w_valid, inp.w_beat = True, int(job.beats[self.beat_i])
         # idle-cycle garbage on payloads must not matter
+        rnd = lambda bits: int(self.rng.integers(0, 1 << min(bits, 62)))   # noqa: E731
         if not inp.w_valid:
-            inp.w_beat = int(self.rng.integers(0, 1 << 62))
+            inp.w_beat = rnd(62) | (rnd(62) << 62)
+        if not inp.act_valid:
+            inp.act_word = rnd(62) | (rnd(62) << 62)
+        if not inp.cmd_valid:
+            inp.last_group, inp.last_tile, inp.load_act = rnd(8), rnd(8), bool(rnd(1))
+        if not inp.cb_valid:
+            inp.cb_index, inp.cb_mantissa, inp.cb_shift = rnd(5), rnd(12), rnd(4)
         return inp
 
     def observe(self, inp: Inputs, out) -> None:
