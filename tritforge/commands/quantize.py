@@ -61,22 +61,22 @@ def _write_json(path: str, data: dict) -> None:
 
 
 def _fmt(x, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
+    return format("-", ">" + spec.split(".")[0]) if x is None else format(x, spec)
 
 
 def summary_table(rows: list[dict], source_ppl: float | None) -> str:
     head = (f"{'config':<11} {'d':>1} {'mode':<10} {'bpw info':>8} {'bpw phys':>8} "
-            f"{'rel MSE':>9} {'SQNR dB':>7} {'PPL':>8} {'time s':>7}")
+            f"{'rel MSE':>9} {'SQNR dB':>7} {'PPL':>10} {'time s':>7}")
     lines = [head, "-" * len(head)]
     if source_ppl is not None:
         lines.append(f"{'source':<11} {'':>1} {'':<10} {'':>8} {'':>8} {'':>9} {'':>7} "
-                     f"{source_ppl:>8.3f} {'':>7}")
+                     f"{source_ppl:>10.3f} {'':>7}")
     for r in rows:
         q = r["quant"]
         ppl = r["perplexity"]["quantized"] if r["perplexity"] else None
         lines.append(f"{r['config']:<11} {q['depth']:>1} {q['mode']:<10} {q['info_bpw']:>8.3f} "
                      f"{q['physical_bpw']:>8.3f} {q['rel_mse']:>9.5f} {_fmt(q['sqnr_db'], '7.2f')} "
-                     f"{_fmt(ppl, '8.3f')} {sum(r['timings_s'].values()):>7.1f}")
+                     f"{_fmt(ppl, '10.3f')} {sum(r['timings_s'].values()):>7.1f}")
     return "\n".join(lines)
 
 
