@@ -50,9 +50,7 @@ def atomic_folder(path: str):
     if os.path.exists(path) and not os.path.isdir(path):
         raise TritforgeError(f"{path}: exists and is not a folder")
     tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(path)}-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)        # mkdtemp makes it 0700; give it a normal folder's mode
+    os.chmod(tmp, 0o777 & ~_umask())     # mkdtemp makes it 0700; give it a normal folder's mode
     try:
         yield tmp
         old = None
@@ -65,6 +63,12 @@ def atomic_folder(path: str):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def dequantized_state(ckpt, quantized: dict, dtype=None) -> dict:
@@ -108,7 +112,9 @@ def export_fp16(ckpt, quantized: dict, folder: str, note: dict | None = None) ->
         {"source": ckpt.path, "quantized_matrices": len(quantized), **(note or {})})}
 
     with atomic_folder(folder) as tmp:
-        save_file(state, os.path.join(tmp, "model.safetensors"), metadata=meta)
+        weights = os.path.join(tmp, "model.safetensors")
+        save_file(state, weights, metadata=meta)
+        os.chmod(weights, 0o666 & ~_umask())     # safetensors writes 0600 via a temporary file
         config.save_pretrained(tmp)
         src_gen = os.path.join(ckpt.path, "generation_config.json") if ckpt.format == "safetensors" else None
         if src_gen and os.path.isfile(src_gen):

@@ -151,3 +151,12 @@ def test_quantized_matrices_differ_by_depth(tmp_path):
     res = quantize_checkpoint(ck, [1, 3], progress=False)
     name = ck.linear_names[0]
     assert not np.array_equal(res[1].tensors[name].dequantize(), res[3].tensors[name].dequantize())
+
+
+def test_exported_files_have_normal_modes(tmp_path):
+    ck, qt = quantized(make_tiny_model(tmp_path / "src"))
+    out = export_fp16(ck, qt, str(tmp_path / "e"))
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in os.listdir(out):
+        assert os.stat(os.path.join(out, name)).st_mode & 0o777 == 0o666 & ~umask, name
