@@ -24,8 +24,8 @@ The same module also computes the two floating-point references the driver compa
 against, selected by :attr:`HwRecorder.mode`:
 
 ``"hw"``      the hardware path above;
-``"dequant"`` ``x @ W_deq.T + b`` with the dequantized weights (float32, what the FP16
-              export of the codec gives a stock model);
+``"dequant"`` ``x @ W_deq.T + b`` with the dequantized weights in float32 (the values the
+              codec's FP16 export holds, before its rounding to FP16);
 ``"source"``  ``x @ W.T + b`` with the original (unquantized) weights.
 
 In ``"hw"`` mode a call also measures the error of the integer path against the
