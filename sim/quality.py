@@ -146,14 +146,19 @@ def perplexity_from_logits(logits, ids) -> float:
     return float(math.exp(float(nll)))
 
 
-def perplexity(model, ids, window: int = WINDOW) -> float:
-    """Same figure as ``perplexity_from_logits(window_logits(...))``, one window in memory."""
+def perplexity(model, ids, window: int = WINDOW, progress: bool = False, desc: str = "perplexity") -> float:
+    """Same figure as ``perplexity_from_logits(window_logits(...))``, one window in memory.
+
+    ``progress`` shows a tqdm bar over the windows (on stderr).
+    """
     import torch
     import torch.nn.functional as F
+    from tqdm import tqdm
 
     total, count, prev = 0.0, 0, None
     with torch.inference_mode():
-        for s, e in _windows(len(ids), window):
+        for s, e in tqdm(_windows(len(ids), window), desc=desc, unit="window",
+                         disable=not progress, leave=False):
             x = ids[s:e].unsqueeze(0).to(model.device)
             lg = model(input_ids=x, use_cache=False).logits[0].float().cpu()
             if prev is not None:                       # previous window's last position

