@@ -71,6 +71,11 @@ def _umask() -> int:
     return mask
 
 
+def normal_mode(path: str) -> None:
+    """Give a file written through a temporary file (mode 0600) the mode a plain write gives."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def dequantized_state(ckpt, quantized: dict, dtype=None) -> dict:
     """All tensors of ``ckpt`` in ``dtype`` (fp16), the quantized ones dequantized."""
     import torch
@@ -114,7 +119,7 @@ def export_fp16(ckpt, quantized: dict, folder: str, note: dict | None = None) ->
     with atomic_folder(folder) as tmp:
         weights = os.path.join(tmp, "model.safetensors")
         save_file(state, weights, metadata=meta)
-        os.chmod(weights, 0o666 & ~_umask())     # safetensors writes 0600 via a temporary file
+        normal_mode(weights)                       # safetensors writes 0600 via a temporary file
         config.save_pretrained(tmp)
         src_gen = os.path.join(ckpt.path, "generation_config.json") if ckpt.format == "safetensors" else None
         if src_gen and os.path.isfile(src_gen):

@@ -44,6 +44,11 @@ def test_outputs_per_config(run_tiny):
         ppl = rep["perplexity"]
         assert ppl["tokens"] == 200 and ppl["source"] > 1 and ppl["quantized"] > 1
         assert set(rep["timings_s"]) == {"quantize", "pack", "export", "perplexity"}
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in (folder, folder / "model", folder / "model.trit.safetensors", folder / "report.json"):
+            expect = (0o777 if path.is_dir() else 0o666) & ~umask
+            assert path.stat().st_mode & 0o777 == expect, path
 
 
 def test_packed_file_round_trips_to_the_quantizer(run_tiny):

@@ -84,7 +84,7 @@ def run(args) -> int:
     from .. import __version__
     from ..codec import packfile
     from ..codec.checkpoint import load_checkpoint
-    from ..codec.export import atomic_folder, export_fp16, has_tokenizer
+    from ..codec.export import atomic_folder, export_fp16, has_tokenizer, normal_mode
     from ..codec.modelquant import parse_configs, quantize_checkpoint
 
     configs = parse_configs(args.configs)
@@ -131,6 +131,7 @@ def run(args) -> int:
             t0 = time.perf_counter()
             meta = {**desc, "config": config, "mode": args.mode, "tritforge_version": __version__}
             packfile.write_packed(os.path.join(tmp, PACKED_NAME), mq.tensors, meta)
+            normal_mode(os.path.join(tmp, PACKED_NAME))        # written via mkstemp (0600)
             back, _ = packfile.read_packed(os.path.join(tmp, PACKED_NAME))
             exact = all(back[n].q.tobytes() == t.q.tobytes() and back[n].k.tobytes() == t.k.tobytes()
                         and back[n].codebook == t.codebook for n, t in mq.tensors.items())
