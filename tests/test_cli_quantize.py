@@ -166,7 +166,28 @@ def test_inspect_table(run_tiny, capsys):
     assert "tritforge-packed v1" in text
     assert "model.layers.1.mlp.down_proj.weight" in text and "64x88" in text
     assert "bpw information 3.467" in text
-    assert "rel MSE" not in text
+    assert "rel MSE" in text and "(errors recorded at quantization)" in text
+
+
+def test_inspect_recorded_errors_equal_report(run_tiny, capsys):
+    _, out = run_tiny
+    assert main(["inspect", str(out / "uniform-d1"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    rep = json.loads((out / "uniform-d1" / "report.json").read_text())
+    assert res["source"] is None and res["errors_from"] == "errors recorded at quantization"
+    assert "weight_error" not in res["model"]
+    assert res["total"]["rel_mse"] == pytest.approx(rep["quant"]["rel_mse"], rel=1e-12)
+    by_name = {m["name"]: m for m in rep["matrices"]}
+    for m in res["matrices"]:
+        assert m["rel_mse"] == pytest.approx(by_name[m["name"]]["rel_mse"], rel=1e-12)
+
+
+def test_inspect_without_recorded_errors(tmp_path, capsys):
+    t = quantize_matrix(torch.randn(20, 40), 3)
+    packfile.write_packed(str(tmp_path / "p.safetensors"), {"w": t}, {"source": "test"})
+    assert main(["inspect", str(tmp_path / "p.safetensors")]) == 0
+    text = capsys.readouterr().out
+    assert "20x40" in text and " 8 3 " in text and "rel MSE" not in text     # pad 8, d 3
 
 
 def test_inspect_with_source_matches_report(run_tiny, capsys):
@@ -207,6 +228,15 @@ def test_inspect_rejects_invalid_trit_bytes(run_tiny, tmp_path, capsys):
         return arrays, meta
     err = run_error(capsys, ["inspect", _damaged_copy(run_tiny, tmp_path, edit)])
     assert "byte 250" in err
+
+
+def test_inspect_rejects_damaged_recorded_errors(run_tiny, tmp_path, capsys):
+    def edit(arrays, meta):
+        model = json.loads(meta["model"])
+        model["weight_error"].popitem()
+        meta["model"] = json.dumps(model)
+        return arrays, meta
+    assert "weight_error does not list" in run_error(capsys, ["inspect", _damaged_copy(run_tiny, tmp_path, edit)])
 
 
 def test_inspect_rejects_wrong_version(run_tiny, tmp_path, capsys):

@@ -3,7 +3,8 @@
 Reads and fully checks the file (``codec.packfile.read_packed``: format, version, sizes,
 every trit byte, codebook words), then prints per matrix its shape, padding, depth, mode,
 bytes, information and physical bpw and codebook range, and totals. With ``--source`` it
-also loads the original checkpoint and prints each matrix's relative MSE and SQNR.
+also loads the original checkpoint and prints each matrix's relative MSE and SQNR; without
+it, the errors ``tritforge quantize`` recorded in the file's metadata are shown, if any.
 """
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ import os
 import re
 
 from ..codec.errors import TritforgeError
+
+#: Key of the packed file's model metadata where ``tritforge quantize`` records, per matrix,
+#: ``[sum err^2, sum w^2]`` against its source (so ``inspect`` can show MSE/SQNR without it).
+RECORDED_KEY = "weight_error"
 
 HELP = "show shapes, depth, bpw (information and physical), codebook ranges and errors of a packed file"
 
@@ -47,11 +52,19 @@ def inspect_file(path: str, source: str | None = None) -> dict:
 
     path = _resolve(path)
     tensors, model = packfile.read_packed(path)
+    recorded = model.pop(RECORDED_KEY, None)
     ckpt = None
     if source:
         from ..codec.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(source)
+        errors_from = f"source {ckpt.path}"
+    elif recorded is not None:
+        if not isinstance(recorded, dict) or set(recorded) != set(tensors):
+            raise TritforgeError(f"{path}: damaged metadata ({RECORDED_KEY} does not list the file's matrices)")
+        errors_from = "errors recorded at quantization"
+    else:
+        errors_from = None
     rows, sq_err, sq_ref = [], 0.0, 0.0
     for name in sorted(tensors, key=_natural):
         t = tensors[name]
@@ -69,9 +82,17 @@ def inspect_file(path: str, source: str | None = None) -> dict:
                 raise TritforgeError(f"{path}: matrix {name} has shape {tuple(t.shape)}, "
                                      f"the source's is {tuple(w.shape)}")
             err = weight_error(w, t)
-            row["rel_mse"], row["sqnr_db"] = err["rel_mse"], err["sqnr_db"]
-            sq_err += err["sq_err"]
-            sq_ref += err["sq_ref"]
+            e, r = err["sq_err"], err["sq_ref"]
+        elif errors_from is not None:
+            try:
+                e, r = (float(x) for x in recorded[name])
+            except (TypeError, ValueError):
+                raise TritforgeError(f"{path}: damaged metadata ({RECORDED_KEY} of {name})") from None
+        if errors_from is not None:
+            row["rel_mse"] = e / r if r > 0 else 0.0
+            row["sqnr_db"] = -10 * math.log10(row["rel_mse"]) if row["rel_mse"] > 0 else None
+            sq_err += e
+            sq_ref += r
         rows.append(row)
     weights = sum(r["shape"][0] * r["shape"][1] for r in rows)
     nbytes = sum(r["bytes"] for r in rows)
@@ -80,19 +101,17 @@ def inspect_file(path: str, source: str | None = None) -> dict:
     total = {"matrices": len(rows), "weights": weights, "bytes": nbytes, "depths": depths,
              "modes": sorted({r["mode"] for r in rows}), "file_bytes": os.path.getsize(path),
              "info_bpw": info_bits / weights, "physical_bpw": nbytes * 8 / weights}
-    if ckpt is not None:
+    if errors_from is not None:
         rel = sq_err / sq_ref if sq_ref > 0 else 0.0
         total["rel_mse"] = rel
         total["sqnr_db"] = -10 * math.log10(rel) if rel > 0 else None
-        for r in rows:
-            if not math.isfinite(r["sqnr_db"]):
-                r["sqnr_db"] = None
     return {"file": os.path.abspath(path), "format": packfile.FORMAT, "format_version": packfile.VERSION,
-            "model": model, "source": ckpt.path if ckpt else None, "total": total, "matrices": rows}
+            "model": model, "source": ckpt.path if ckpt else None, "errors_from": errors_from,
+            "total": total, "matrices": rows}
 
 
 def format_table(res: dict) -> str:
-    has_err = res["source"] is not None
+    has_err = res["errors_from"] is not None
     tot, model = res["total"], res["model"]
     lines = [f"{res['file']}: {res['format']} v{res['format_version']}, {tot['file_bytes']:,} bytes",
              f"model: {model.get('source', '?')} ({model.get('architecture', '?')}), "
@@ -118,7 +137,7 @@ def format_table(res: dict) -> str:
              f"physical {tot['physical_bpw']:.3f}")
     if has_err:
         sq = "inf" if tot["sqnr_db"] is None else f"{tot['sqnr_db']:.2f} dB"
-        total += f"; rel MSE {tot['rel_mse']:.5f}, SQNR {sq} against {res['source']}"
+        total += f"; rel MSE {tot['rel_mse']:.5f}, SQNR {sq} ({res['errors_from']})"
     lines.append(total)
     return "\n".join(lines)
 

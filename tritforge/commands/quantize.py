@@ -86,6 +86,7 @@ def run(args) -> int:
     from ..codec.checkpoint import load_checkpoint
     from ..codec.export import atomic_folder, export_fp16, has_tokenizer, normal_mode
     from ..codec.modelquant import parse_configs, quantize_checkpoint
+    from .inspect import RECORDED_KEY
 
     configs = parse_configs(args.configs)
     out = _check_out(args.out)
@@ -129,7 +130,8 @@ def run(args) -> int:
         timings = {"quantize": mq.seconds}
         with atomic_folder(os.path.join(out, config)) as tmp:
             t0 = time.perf_counter()
-            meta = {**desc, "config": config, "mode": args.mode, "tritforge_version": __version__}
+            meta = {**desc, "config": config, "mode": args.mode, "tritforge_version": __version__,
+                    RECORDED_KEY: {n: [st.sq_err, st.sq_ref] for n, st in mq.stats.items()}}
             packfile.write_packed(os.path.join(tmp, PACKED_NAME), mq.tensors, meta)
             normal_mode(os.path.join(tmp, PACKED_NAME))        # written via mkstemp (0600)
             back, _ = packfile.read_packed(os.path.join(tmp, PACKED_NAME))
