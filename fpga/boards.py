@@ -43,7 +43,7 @@ BOARDS = {
                    HwConfig(depth=2, rows=4, vectors=1, max_in_features=8192,
                             max_out_features=65536, clock_mhz=25.0)),
     "icebreaker": Board("icebreaker", "ICEBreakerPlatform", "amaranth_boards.icebreaker", "top.bin",
-                        HwConfig(depth=2, rows=1, vectors=1, max_in_features=2048,
+                        HwConfig(depth=2, rows=2, vectors=1, max_in_features=2048,
                                  max_out_features=65536, clock_mhz=12.0),
                         {"synth_opts": "-dsp"}),      # the UP5K's 8 SB_MAC16 for the scale multiply
 }

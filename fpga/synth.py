@@ -105,14 +105,14 @@ def tool_versions() -> dict:
 def _run(argv: list[str], log: str, what: str, cwd: str) -> None:
     proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
-        tail = ""
+        lines = proc.stdout.splitlines()
         if os.path.exists(log):
             with open(log, errors="replace") as f:
-                lines = [ln for ln in f.read().splitlines() if ln.strip()]
-            tail = lines[-1] if lines else ""
-        tail = tail or (proc.stdout.strip().splitlines() or [""])[-1]
-        raise TritforgeError(f"{what} failed (exit {proc.returncode}): {tail.strip()[:300]} "
-                             f"(log: {os.path.basename(log)})")
+                lines = f.read().splitlines() + lines
+        errors = [ln.strip() for ln in lines if "ERROR" in ln]
+        last = [ln.strip() for ln in lines if ln.strip()]
+        why = errors[0] if errors else (last[-1] if last else "no output")
+        raise TritforgeError(f"{what} failed (exit {proc.returncode}): {why[:300]}")
 
 
 # --- cell counting ---------------------------------------------------------------------------
