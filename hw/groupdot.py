@@ -99,32 +99,37 @@ class GroupDot(wiring.Component):
         tag2 = Signal.like(tag1)
         sums = [[Signal(PLANE_SUM, name=f"s_r{r}_p{i}") for i in range(d)] for r in range(R)]
 
+        # combinational logic first, outside any enable: the advance only reaches the
+        # registers' clock enables, never a data path
+        quad_in, neg_in, sum_in, p_in = {}, {}, {}, []
+        for r in range(R):
+            for i in range(d):
+                terms, nbits = [], []
+                for j in range(G):
+                    t = ip.planes[r][i][j]
+                    x = ip.act[j]
+                    nz, neg = t[0], t[1]
+                    term = Signal(ACT, name=f"term_r{r}_p{i}_l{j}")
+                    m.d.comb += term.eq(Mux(nz, Mux(neg, ~x, x), 0))
+                    terms.append(term)
+                    nbits.append(nz & neg)
+                for n in range(G // QUAD):
+                    quad_in[r, i, n] = _tree(m, terms[QUAD * n:QUAD * (n + 1)], f"t_r{r}_p{i}_q{n}")
+                neg_in[r, i] = sum(nbits)
+                sum_in[r, i] = _tree(m, quads[r][i], f"s_r{r}_p{i}") + negs[r][i]
+            acc = sums[r][d - 1]
+            for i in reversed(range(d - 1)):          # Horner: acc = 3 acc + plane_i
+                acc = (acc << 1) + acc + sums[r][i]
+            p_in.append(acc)
+
         with m.If(en):
-            m.d.sync += [v1.eq(self.i.valid), tag1.eq(ip.tag)]
+            m.d.sync += [v1.eq(self.i.valid), tag1.eq(ip.tag),
+                         v2.eq(v1), tag2.eq(tag1),
+                         self.o.valid.eq(v2), self.o.payload.tag.eq(tag2)]
             for r in range(R):
                 for i in range(d):
-                    terms, nbits = [], []
-                    for j in range(G):
-                        t = ip.planes[r][i][j]
-                        x = ip.act[j]
-                        nz, neg = t[0], t[1]
-                        term = Signal(ACT, name=f"term_r{r}_p{i}_l{j}")
-                        m.d.comb += term.eq(Mux(nz, Mux(neg, ~x, x), 0))
-                        terms.append(term)
-                        nbits.append(nz & neg)
                     for n in range(G // QUAD):
-                        m.d.sync += quads[r][i][n].eq(_tree(m, terms[QUAD * n:QUAD * (n + 1)], f"t_r{r}_p{i}_q{n}"))
-                    m.d.sync += negs[r][i].eq(sum(nbits))
-
-            m.d.sync += [v2.eq(v1), tag2.eq(tag1)]
-            for r in range(R):
-                for i in range(d):
-                    m.d.sync += sums[r][i].eq(_tree(m, quads[r][i], f"s_r{r}_p{i}") + negs[r][i])
-
-            m.d.sync += [self.o.valid.eq(v2), self.o.payload.tag.eq(tag2)]
-            for r in range(R):
-                acc = sums[r][d - 1]
-                for i in reversed(range(d - 1)):      # Horner: acc = 3 acc + plane_i
-                    acc = (acc << 1) + acc + sums[r][i]
-                m.d.sync += self.o.payload.p[r].eq(acc)
+                        m.d.sync += quads[r][i][n].eq(quad_in[r, i, n])
+                    m.d.sync += [negs[r][i].eq(neg_in[r, i]), sums[r][i].eq(sum_in[r, i])]
+                m.d.sync += self.o.payload.p[r].eq(p_in[r])
         return m

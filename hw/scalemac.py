@@ -130,32 +130,30 @@ class ScaleMac(wiring.Component):
         # its tile's final item leaves it, and on reset, so every tile starts from 0.
         ring = [[Signal(signed(w.acc), name=f"acc_v{v}_r{r}") for r in range(R)] for v in range(T)]
 
+        # combinational logic first, outside any enable: the advance only reaches the
+        # registers' clock enables, never a data path
+        tag = data.View(item_tag_layout(cfg), tag2)
+        new = []
         for r in range(R):
             m.d.comb += reads[r].addr.eq(self.i.payload.k[r])
+            term = Signal(signed(prod_bits + (1 << FINE) * ((1 << coarse_bits) - 1)), name=f"term_{r}")
+            with m.Switch(s2[r]):
+                for c in range(1 << coarse_bits):
+                    with m.Case(c):
+                        m.d.comb += term.eq(prod[r] << ((1 << FINE) * c))
+            n = Signal(signed(w.acc), name=f"acc_new_{r}")
+            m.d.comb += n.eq(ring[0][r] + term)
+            new.append(n)
+
         with m.If(adv):
-            m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag)]
+            m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag),
+                         v2.eq(v1), tag2.eq(tag1),
+                         self.o.valid.eq(v2 & tag.final)]
             for r in range(R):
                 m.d.sync += [p1[r].eq(self.i.payload.p[r]), m1[r].eq(reads[r].data.pm),
-                             s1[r].eq(reads[r].data.coarse)]
-
-            m.d.sync += [v2.eq(v1), tag2.eq(tag1)]
-            for r in range(R):
-                m.d.sync += [prod[r].eq(m1[r] * p1[r]), s2[r].eq(s1[r])]
-
-            tag = data.View(item_tag_layout(cfg), tag2)
-            m.d.sync += self.o.valid.eq(v2 & tag.final)
+                             s1[r].eq(reads[r].data.coarse),
+                             prod[r].eq(m1[r] * p1[r]), s2[r].eq(s1[r])]
             with m.If(v2):
-                new = []
-                for r in range(R):
-                    term = Signal(signed(prod_bits + (1 << FINE) * ((1 << coarse_bits) - 1)),
-                                  name=f"term_{r}")
-                    with m.Switch(s2[r]):
-                        for c in range(1 << coarse_bits):
-                            with m.Case(c):
-                                m.d.comb += term.eq(prod[r] << ((1 << FINE) * c))
-                    n = Signal(signed(w.acc), name=f"acc_new_{r}")
-                    m.d.comb += n.eq(ring[0][r] + term)
-                    new.append(n)
                 for v in range(T - 1):
                     for r in range(R):
                         m.d.sync += ring[v][r].eq(ring[v + 1][r])
