@@ -144,7 +144,7 @@ def load_checkpoint(spec: str) -> Checkpoint:
         if path.endswith(".safetensors") or os.path.basename(path) == INDEX_FILE:
             return _load_safetensors_folder(os.path.dirname(os.path.abspath(path)))
         return _load_gguf(path)
-    return _load_safetensors_folder(path)
+    return _load_safetensors_folder(os.path.abspath(path))
 
 
 def _check_arch(model_type, where: str) -> str:
