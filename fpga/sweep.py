@@ -5,7 +5,7 @@ Every point is one ``synthesize_engine`` run (``fpga.synthtop``) kept in
 LUT/FF/BRAM/DSP, LUT4 per trit-plane lane, Fmax and the throughput figure
 MAC/cycle x Fmax (R*16 weight x activation products per cycle, in GMAC/s); ``pareto.png``
 plots engine LUTs against that throughput and marks the Pareto front (no other point has
-fewer LUTs and more throughput). For ``xilinx-estimate`` (no Fmax) the throughput axis
+fewer LUTs and more throughput), one front per depth, since d sets the precision. For ``xilinx-estimate`` (no Fmax) the throughput axis
 is MAC/cycle. Points that do not fit the device are recorded with their error.
 The folder is built under a temporary name and renamed when complete.
 """
@@ -73,9 +73,11 @@ def run_sweep(target: str, rows: list[int], depths: list[int], base: HwConfig, o
                 points.append(row)
                 progress(_line(row))
         ykey = "gmac_per_s" if t.nextpnr else "macs_per_cycle"
-        front = pareto_front(points, "engine_lut", ykey)
-        for i, p in enumerate(points):
-            p["pareto"] = i in front if p["engine_lut"] is not None else None
+        for d in depths:            # d sets the precision: one front per depth
+            same = [p for p in points if p["depth"] == d]
+            front = pareto_front(same, "engine_lut", ykey)
+            for i, p in enumerate(same):
+                p["pareto"] = i in front if p["engine_lut"] is not None else None
         with open(os.path.join(work, "sweep.csv"), "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
@@ -112,14 +114,16 @@ def plot(points: list[dict], ykey: str, title: str, path: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for d in sorted({p["depth"] for p in ok}):
         pts = [p for p in ok if p["depth"] == d]
-        ax.scatter([p["engine_lut"] for p in pts], [p[ykey] for p in pts], label=f"d = {d}", zorder=3)
+        dots = ax.scatter([p["engine_lut"] for p in pts], [p[ykey] for p in pts], label=f"d = {d}",
+                          zorder=3)
         for p in pts:
             ax.annotate(f"R={p['rows']}", (p["engine_lut"], p[ykey]), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)
-    front = sorted((p for p in ok if p["pareto"]), key=lambda p: p["engine_lut"])
-    if front:
-        ax.step([p["engine_lut"] for p in front], [p[ykey] for p in front], where="post",
-                color="grey", linestyle="--", label="Pareto front", zorder=2)
+        front = sorted((p for p in pts if p["pareto"]), key=lambda p: p["engine_lut"])
+        if len(front) > 1:
+            ax.step([p["engine_lut"] for p in front], [p[ykey] for p in front], where="post",
+                    color=dots.get_facecolor()[0], linestyle="--", alpha=0.6,
+                    label=f"Pareto front d = {d}", zorder=2)
     ax.set_xlabel("engine LUTs")
     ax.set_ylabel("GMAC/s (MAC/cycle x Fmax)" if ykey == "gmac_per_s" else "MAC/cycle")
     ax.set_xscale("log")

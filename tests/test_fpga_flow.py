@@ -74,3 +74,10 @@ def test_committed_baselines_load():
     for path in baseline.all_baselines():
         data = baseline.load(path)
         assert os.path.basename(path).startswith(data["target"])
+
+
+def test_pareto_front_per_axis():
+    from tritforge.fpga.sweep import pareto_front
+    pts = [{"lut": 100, "y": 1.0}, {"lut": 400, "y": 4.0}, {"lut": 500, "y": 3.0},
+           {"lut": 100, "y": 0.5}, {"lut": None, "y": None}]
+    assert pareto_front(pts, "lut", "y") == {0, 1}
