@@ -10,8 +10,9 @@ Structure (one global advance ``adv = ~(res.valid & ~res.ready)``, from ``ScaleM
 * issue register: the accepted weight beat, used T times (vector 0..T-1, one per
   advancing cycle); ``w.ready`` is high when the engine still needs beats, the pipeline
   advances and the issue register is empty or issuing its last use;
-* pipeline after the issue register: ``TritDecoder`` (1 stage, the activation word is read
-  in the same cycle) -> ``GroupDot`` (3) -> ``ScaleMac`` (3, ending in the result
+* pipeline after the issue register: ``TritDecoder`` (1 stage; the activation word, read
+  from the buffer one cycle ahead, is registered beside it) -> ``GroupDot`` (3) ->
+  ``ScaleMac`` (3, ending in the result
   register). With the issue register that is ``HwConfig.pipeline_stages`` = 8 register
   stages from beat acceptance to the result register, which the constructor asserts.
 
@@ -150,9 +151,20 @@ class GemvEngine(wiring.Component):
         m.d.comb += [dec.i.valid.eq(h_valid), dec.i.payload.beat.eq(h_beat),
                      tag.vector.eq(h_v), tag.first.eq(h_first), tag.final.eq(h_final),
                      tag.last.eq(h_lasttile & h_final & last_use),
-                     rport.addr.eq(h_base + h_g), rport.en.eq(adv)]
+                     rport.en.eq(adv)]
+        # The buffer is read one cycle ahead, with the address of the item the issue
+        # register will hold after this edge, so that its word is ready while the item is
+        # issued and a plain register (act_q) takes it with the decoder's output: the block
+        # RAM's slow clock-to-out then only drives a flip-flop.
+        with m.If(h_valid & ~last_use):
+            m.d.comb += rport.addr.eq(h_base + MG + h_g)
+        with m.Else():
+            m.d.comb += rport.addr.eq(acc_g)
+        act_q = Signal(ACT_WORD_BITS, reset_less=True)
+        with m.If(adv):
+            m.d.sync += act_q.eq(rport.data)
         m.d.comb += [gd.i.valid.eq(dec.o.valid), gd.i.payload.planes.eq(dec.o.payload.planes),
-                     gd.i.payload.act.eq(rport.data),
+                     gd.i.payload.act.eq(act_q),
                      gd.i.payload.tag.k.eq(dec.o.payload.k),
                      gd.i.payload.tag.item.eq(dec.o.payload.tag),
                      dec.o.ready.eq(gd.i.ready)]
