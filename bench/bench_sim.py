@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-verilator", action="store_true")
     ap.add_argument("--skip-amaranth", action="store_true")
-    ap.add_argument("--amaranth-cycles", type=int, default=400)
+    ap.add_argument("--amaranth-cycles", type=int, default=300)
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     fig: dict = {}
