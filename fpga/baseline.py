@@ -31,7 +31,7 @@ def file_name(target: str, hw: HwConfig) -> str:
 def from_report(report: dict) -> dict:
     e = report["engine"]
     return {"target": report["target"], "kind": report["kind"],
-            "hwconfig": report["meta"]["hwconfig"],
+            "hwconfig": report["meta"]["hwconfig"], "decoder": report["meta"].get("decoder"),
             "engine": {k: e[k] for k in AREA_KEYS + ("lut_per_lane",)},
             "fmax_mhz": e["fmax_mhz"], "seed": report["seed"],
             "freq_constraint_mhz": report["freq_constraint_mhz"], "tools": report["tools"],

@@ -24,6 +24,7 @@ def test_baseline(path, tmp_path):
     base = baseline.load(path)
     hw = HwConfig.from_dict(base["hwconfig"])
     report = synthesize_engine(hw, base["target"], str(tmp_path / "run"),
-                               freq=base["freq_constraint_mhz"], seed=base["seed"])
+                               freq=base["freq_constraint_mhz"], seed=base["seed"],
+                               decoder_style=base.get("decoder"))
     fails = baseline.compare(report, base)
     assert not fails, f"{os.path.basename(path)}: " + "; ".join(fails)

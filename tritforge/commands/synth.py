@@ -51,8 +51,9 @@ def add_arguments(p) -> None:
     p.add_argument("--freq", type=float, default=None, metavar="MHZ",
                    help="clock constraint for nextpnr (default: --clock-mhz)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
-    p.add_argument("--decoder", choices=("arith", "rom"), default="arith",
-                   help="the engine's byte-to-trit decoder (as in `tritforge generate`; default arith)")
+    from ..hw.decoder import STYLES
+    p.add_argument("--decoder", choices=STYLES, default=None,
+                   help="the engine's byte-to-trit decoder (as in `tritforge generate`; default: the engine's)")
     p.add_argument("--check-baseline", action="store_true",
                    help="compare with the committed baseline fpga/baselines/<target>_d<D>_r<R>.json; "
                         "exit 1 on a regression beyond its tolerance")
@@ -73,7 +74,7 @@ def run(args) -> int:
     if args.freq is not None and not args.freq > 0:
         raise TritforgeError(f"--freq {args.freq}: expected a positive clock in MHz")
     print(f"synth    {args.target}: engine d={hw.depth} R={hw.rows} T={hw.vectors} "
-          f"max_in={hw.max_in_features} decoder={args.decoder} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
+          f"max_in={hw.max_in_features} decoder={args.decoder or 'default'} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
     rep = synthesize_engine(hw, args.target, args.out, args.freq, args.seed, args.decoder)
     e = rep["engine"]
     print(f"design   {synth.summary_line(rep)}")
