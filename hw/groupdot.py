@@ -14,8 +14,9 @@ Widths: |x| <= 127, so a plane sum is at most 16*127 = 2032 (signed 12 bits), an
 
 Pipelined stream block, ``latency`` = 3 register stages:
     1. lane terms and the first two tree levels (16 -> 4 partial sums) plus the negative
-       count, per row and plane;
-    2. the last two tree levels and the correction: one sum per row and plane;
+       lanes of each quad (0..4), per row and plane;
+    2. the last two tree levels and the correction (the four quad counts summed beside
+       the tree): one sum per row and plane;
     3. planes combined: P per row.
 It advances when ``o.ready`` is high (``i.ready = o.ready``).
 """
@@ -93,7 +94,9 @@ class GroupDot(wiring.Component):
         tag1 = Signal(self.in_layout["tag"].shape)
         quads = [[[Signal(signed(10), name=f"q_r{r}_p{i}_{n}") for n in range(G // QUAD)]
                   for i in range(d)] for r in range(R)]
-        negs = [[Signal(range(G + 1), name=f"neg_r{r}_p{i}") for i in range(d)] for r in range(R)]
+        # negative lanes per quad (0..4), summed in stage 2 beside the tree
+        negs = [[[Signal(signed(4), name=f"neg_r{r}_p{i}_{n}") for n in range(G // QUAD)]
+                 for i in range(d)] for r in range(R)]
         # stage 2: one sum per row and plane
         v2 = Signal()
         tag2 = Signal.like(tag1)
@@ -115,8 +118,10 @@ class GroupDot(wiring.Component):
                     nbits.append(nz & neg)
                 for n in range(G // QUAD):
                     quad_in[r, i, n] = _tree(m, terms[QUAD * n:QUAD * (n + 1)], f"t_r{r}_p{i}_q{n}")
-                neg_in[r, i] = sum(nbits)
-                sum_in[r, i] = _tree(m, quads[r][i], f"s_r{r}_p{i}") + negs[r][i]
+                for n in range(G // QUAD):
+                    neg_in[r, i, n] = sum(nbits[QUAD * n:QUAD * (n + 1)])
+                sum_in[r, i] = (_tree(m, quads[r][i], f"s_r{r}_p{i}") +
+                                _tree(m, negs[r][i], f"n_r{r}_p{i}"))
             acc = sums[r][d - 1]
             for i in reversed(range(d - 1)):          # Horner: acc = 3 acc + plane_i
                 acc = (acc << 1) + acc + sums[r][i]
@@ -129,7 +134,8 @@ class GroupDot(wiring.Component):
             for r in range(R):
                 for i in range(d):
                     for n in range(G // QUAD):
-                        m.d.sync += quads[r][i][n].eq(quad_in[r, i, n])
-                    m.d.sync += [negs[r][i].eq(neg_in[r, i]), sums[r][i].eq(sum_in[r, i])]
+                        m.d.sync += [quads[r][i][n].eq(quad_in[r, i, n]),
+                                     negs[r][i][n].eq(neg_in[r, i, n])]
+                    m.d.sync += sums[r][i].eq(sum_in[r, i])
                 m.d.sync += self.o.payload.p[r].eq(p_in[r])
         return m
