@@ -241,7 +241,8 @@ def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = 
                 break
             except TritforgeError:
                 with open(os.path.join(work, "yosys.log"), errors="replace") as f:
-                    crashed_in_libmap = "MEMORY_LIBMAP" in f.read()[-3000:]
+                    passes = [ln for ln in f if " Executing " in ln]
+                crashed_in_libmap = bool(passes) and "MEMORY_LIBMAP" in passes[-1]
                 if small_to_logic or not crashed_in_libmap:
                     raise
                 workaround = (f"yosys crashed in MEMORY_LIBMAP; rerun with memories of <= "
