@@ -145,6 +145,7 @@ def test_timing_contract(vectors):
     assert acts == list(range(cmd + 1, cmd + 1 + vectors * 3)) and taken[0] == acts[-1] + 1
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_structure_asserts_pipeline_stages(monkeypatch):
     from tritforge import hwconfig
     assert GemvEngine(small_cfg(1, 1, 1)).latency == hwconfig.PIPELINE_STAGES

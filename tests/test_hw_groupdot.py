@@ -63,6 +63,7 @@ def test_group_dot_matches_golden(depth, rows):
         == 16 * cfg.level * 127 < 2 ** (cfg.widths.dot - 1)
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_latency_is_three_stages():
     cfg = HwConfig(depth=2, rows=1)
     assert GroupDot(cfg).latency == 3
