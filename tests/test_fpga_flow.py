@@ -47,6 +47,7 @@ def test_flow_on_a_small_design(target, tmp_path):
         assert "--seed" in rep["nextpnr_args"]
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
 def test_flow_errors(tmp_path):
     with pytest.raises(TritforgeError, match="target"):
         synth.run_flow(Loop(), "virtex-2", str(tmp_path / "x"))
