@@ -142,8 +142,12 @@ class GemvEngine(wiring.Component):
         h_lasttile = Signal()
         last_use = Signal()
         take = Signal()
+        # can_take depends on registers only (kept apart, so that the late advance, which
+        # comes from res.ready, joins at the last gate)
+        can_take = Signal(attrs={"keep": 1})
         m.d.comb += [last_use.eq(h_v == T - 1),
-                     self.w.ready.eq(w_open & adv & (~h_valid | last_use)),
+                     can_take.eq(w_open & (~h_valid | last_use)),
+                     self.w.ready.eq(can_take & adv),
                      take.eq(self.w.valid & self.w.ready)]
 
         # pipeline input: decoder + activation read, aligned (both one register stage)
