@@ -14,17 +14,16 @@ What ``export_fp16`` writes (as the published tritllm checkpoints are laid out):
   ``transformers`` builds from the GGUF metadata, saved with ``save_pretrained``.
 
 The folder is built in a temporary sibling and renamed into place at the end
-(:func:`atomic_folder`), so an error never leaves a half-written folder behind.
+(``codec.atomic.atomic_folder``), so an error never leaves a half-written folder behind.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
 import shutil
-import tempfile
 
+from .atomic import atomic_file, atomic_folder
 from .errors import TritforgeError
 
 #: Tokenizer files copied from an HF source folder when present.
@@ -33,47 +32,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "chat_template.jinja", "chat_template.json")
 
 _ARCH_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
-
-
-@contextlib.contextmanager
-def atomic_folder(path: str):
-    """Yield a temporary folder next to ``path``; on success it replaces ``path``.
-
-    On any error the temporary folder is removed and ``path`` is left as it was.
-    """
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as exc:
-        raise TritforgeError(f"{parent}: cannot create output folder ({exc.strerror})") from None
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise TritforgeError(f"{path}: exists and is not a folder")
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(path)}-", dir=parent)
-    os.chmod(tmp, 0o777 & ~_umask())     # mkdtemp makes it 0700; give it a normal folder's mode
-    try:
-        yield tmp
-        old = None
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(path)}-", dir=parent)
-            os.replace(path, os.path.join(old, "x"))
-        os.replace(tmp, path)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def normal_mode(path: str) -> None:
-    """Give a file written through a temporary file (mode 0600) the mode a plain write gives."""
-    os.chmod(path, 0o666 & ~_umask())
 
 
 def dequantized_state(ckpt, quantized: dict, dtype=None) -> dict:
@@ -117,9 +75,8 @@ def export_fp16(ckpt, quantized: dict, folder: str, note: dict | None = None) ->
         {"source": ckpt.path, "quantized_matrices": len(quantized), **(note or {})})}
 
     with atomic_folder(folder) as tmp:
-        weights = os.path.join(tmp, "model.safetensors")
-        save_file(state, weights, metadata=meta)
-        normal_mode(weights)                       # safetensors writes 0600 via a temporary file
+        with atomic_file(os.path.join(tmp, "model.safetensors")) as weights:
+            save_file(state, weights, metadata=meta)
         config.save_pretrained(tmp)
         src_gen = os.path.join(ckpt.path, "generation_config.json") if ckpt.format == "safetensors" else None
         if src_gen and os.path.isfile(src_gen):

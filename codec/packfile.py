@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import layout
+from .atomic import atomic_file
 from .codebook import Codebook
 from .errors import TritforgeError
 from .quantize import TritTensor
@@ -80,17 +80,8 @@ def write_packed(path: str, tensors: dict[str, TritTensor], meta: dict | None = 
         infos.append(info(name, t))
     metadata = {"format": FORMAT, "format_version": str(VERSION),
                 "tensors": json.dumps(entries), "model": json.dumps(meta or {})}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         save_file(arrays, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return infos
 
 

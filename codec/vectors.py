@@ -30,14 +30,13 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import golden, layout
 from .codebook import SHIFT_LIMIT, Codebook
+from .atomic import atomic_folder
 from .errors import TritforgeError
 from .quantize import TritTensor, quantize_matrix
 
@@ -227,10 +226,7 @@ def write_set(path: str, cases: list[VectorCase], meta: dict | None = None,
         raise TritforgeError(f"vector set {path}: duplicate case names")
     if os.path.exists(path) and not overwrite:
         raise TritforgeError(f"vector set {path}: already exists (pass overwrite=True)")
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".vectors-", dir=parent)
-    try:
+    with atomic_folder(path) as tmp:
         entries = []
         for c in cases:
             t = c.tensor
@@ -253,16 +249,6 @@ def write_set(path: str, cases: list[VectorCase], meta: dict | None = None,
         doc = {"format": FORMAT, "version": VERSION, "meta": meta or {}, "cases": entries}
         with open(os.path.join(tmp, "meta.json"), "w") as f:
             json.dump(doc, f, indent=1)
-        old = None
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=".vectors-old-", dir=parent)
-            os.rename(path, os.path.join(old, "set"))
-        os.rename(tmp, path)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

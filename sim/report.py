@@ -44,25 +44,6 @@ _BOUND_COLORS = {"memory": "#1f77b4", "compute": "#d62728"}
 
 # --- I/O -----------------------------------------------------------------------------------
 
-def write_json(path: str, data) -> None:
-    """Write JSON atomically (temp file in the same folder, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    except OSError as exc:
-        raise TritforgeError(f"{path}: cannot write ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def load_result(path: str) -> dict:
     try:
         with open(path) as f:

@@ -13,7 +13,8 @@ from safetensors import safe_open
 from test_checkpoint import make_tiny_model
 from tritforge.codec.checkpoint import load_checkpoint
 from tritforge.codec.errors import TritforgeError
-from tritforge.codec.export import atomic_folder, export_fp16, has_tokenizer
+from tritforge.codec.atomic import atomic_folder
+from tritforge.codec.export import export_fp16, has_tokenizer
 from tritforge.codec.modelquant import quantize_checkpoint
 
 

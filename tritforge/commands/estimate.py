@@ -97,7 +97,8 @@ def run(args) -> int:
     from ..sim import estimate
     from ..sim.boards import get_board
     from ..sim.energy import EnergyTable
-    from ..sim.report import render, write_json
+    from ..codec.atomic import write_json
+    from ..sim.report import render
 
     if not args.model_config:
         raise TritforgeError("--model-config: required (a config.json path or a bundled shape; see --list)")

@@ -3,12 +3,11 @@ the packed trit file, the dequantized FP16 HF folder and a JSON report.
 
 Work shared across configs is done once: loading, the per-matrix preparation
 (``codec.modelquant``), the source model and its perplexity. Each config's folder is built
-in a temporary sibling and renamed into place when complete (``codec.export.atomic_folder``),
+in a temporary sibling and renamed into place when complete (``codec.atomic.atomic_folder``),
 and every input is checked before anything is written.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -54,12 +53,6 @@ def _check_out(path: str) -> str:
     return path
 
 
-def _write_json(path: str, data: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-
-
 def _fmt(x, spec: str) -> str:
     return format("-", ">" + spec.split(".")[0]) if x is None else format(x, spec)
 
@@ -84,7 +77,8 @@ def run(args) -> int:
     from .. import __version__
     from ..codec import packfile
     from ..codec.checkpoint import load_checkpoint
-    from ..codec.export import atomic_folder, export_fp16, has_tokenizer, normal_mode
+    from ..codec.atomic import atomic_folder, write_json
+    from ..codec.export import export_fp16, has_tokenizer
     from ..codec.modelquant import parse_configs, quantize_checkpoint
     from .inspect import RECORDED_KEY
 
@@ -133,7 +127,6 @@ def run(args) -> int:
             meta = {**desc, "config": config, "mode": args.mode, "tritforge_version": __version__,
                     RECORDED_KEY: {n: [st.sq_err, st.sq_ref] for n, st in mq.stats.items()}}
             packfile.write_packed(os.path.join(tmp, PACKED_NAME), mq.tensors, meta)
-            normal_mode(os.path.join(tmp, PACKED_NAME))        # written via mkstemp (0600)
             back, _ = packfile.read_packed(os.path.join(tmp, PACKED_NAME))
             exact = all(back[n].q.tobytes() == t.q.tobytes() and back[n].k.tobytes() == t.k.tobytes()
                         and back[n].codebook == t.codebook for n, t in mq.tensors.items())
@@ -174,7 +167,7 @@ def run(args) -> int:
                                      "perplexity_source": t_ppl_source},
                 "matrices": [s.to_dict() for s in mq.stats.values()],
             }
-            _write_json(os.path.join(tmp, REPORT_NAME), report)
+            write_json(os.path.join(tmp, REPORT_NAME), report)
         rows.append(report)
         _say(args, f"{config}: wrote {os.path.join(out, config)}")
 

@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..codec.atomic import write_json
 from ..codec.errors import TritforgeError
 
 HELP = "run a model through the simulated hardware: generated text, tokens/s, J/token, quality"
@@ -38,25 +39,6 @@ def add_arguments(p) -> None:
                    help="CPU threads for torch and BLAS (default 1: the simulated layers are small "
                         "matrix products, and more threads only contend on a shared machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def write_json(path: str, data: dict) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    except OSError as exc:
-        raise TritforgeError(f"--json {path}: cannot write ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _bench_dir() -> Path:
