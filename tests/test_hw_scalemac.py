@@ -58,7 +58,7 @@ def expected(P, k, mant, shift):
     return out
 
 
-@pytest.mark.parametrize("depth,rows,vectors", [(1, 1, 1), (2, 4, 2), (4, 2, 1), (3, 1, 2)])
+@pytest.mark.parametrize("depth,rows,vectors", [(1, 1, 1), (2, 4, 2), (4, 2, 1), (3, 1, 2), (1, 9, 2)])
 def test_random_jobs_match_golden(depth, rows, vectors):
     cfg = HwConfig(depth=depth, rows=rows, vectors=vectors, max_in_features=256)
     rng = np.random.default_rng(depth * 100 + rows * 10 + vectors)
