@@ -15,7 +15,8 @@ dropped (link error) and the core waits for an opcode again.
 
 Transmit: one shift register of the longest reply frame; a result beat, the info reply
 or the reset acknowledgement is loaded into it when it is empty and shifted out byte by
-byte. ``res.ready`` is high only in the cycle a result is loaded, so a slow link holds
+byte. ``res.ready`` is high while that register is empty and no reply waits, straight
+from flip-flops (it is the engine's global advance, of high fanout), so a slow link holds
 the engine through its own back-pressure.
 """
 from __future__ import annotations
@@ -149,9 +150,12 @@ class LinkCore(wiring.Component):
         info_len = 1 + P.INFO_BYTES
         txreg = Signal(8 * max(res_len, info_len))
         tx_left = Signal(range(max(res_len, info_len) + 1))
-        m.d.comb += [self.tx.valid.eq(tx_left != 0), self.tx.payload.eq(txreg[:8])]
+        # tx_empty == (tx_left == 0), kept as its own flip-flop: res.ready comes from it, and
+        # res.ready is the engine's global advance (high fanout), so it must start at a register
+        tx_empty = Signal(init=1)
+        m.d.comb += [self.tx.valid.eq(~tx_empty), self.tx.payload.eq(txreg[:8])]
         with m.If(self.tx.valid & self.tx.ready):
-            m.d.sync += [txreg.eq(txreg[8:]), tx_left.eq(tx_left - 1)]
+            m.d.sync += [txreg.eq(txreg[8:]), tx_left.eq(tx_left - 1), tx_empty.eq(tx_left == 1)]
 
         info_bytes = bytes([P.OP_INFO]) + self.info.to_bytes()
         info_const = Const(int.from_bytes(info_bytes, "little"), 8 * info_len)
@@ -165,12 +169,13 @@ class LinkCore(wiring.Component):
         m.d.comb += vector.eq(self.res.payload.vector)
         res_frame = Cat(Const(P.OP_RESULT, 8), flags, vector, *accs)
 
-        with m.If(tx_left == 0):
+        m.d.comb += self.res.ready.eq(tx_empty & ~want_ack & ~want_info)
+        with m.If(tx_empty):
             with m.If(want_ack):
-                m.d.sync += [txreg.eq(P.OP_RESET), tx_left.eq(1), want_ack.eq(0)]
+                m.d.sync += [txreg.eq(P.OP_RESET), tx_left.eq(1), want_ack.eq(0), tx_empty.eq(0)]
             with m.Elif(want_info):
-                m.d.sync += [txreg.eq(info_const), tx_left.eq(info_len), want_info.eq(0)]
+                m.d.sync += [txreg.eq(info_const), tx_left.eq(info_len), want_info.eq(0),
+                             tx_empty.eq(0)]
             with m.Elif(self.res.valid):
-                m.d.comb += self.res.ready.eq(1)
-                m.d.sync += [txreg.eq(res_frame), tx_left.eq(res_len)]
+                m.d.sync += [txreg.eq(res_frame), tx_left.eq(res_len), tx_empty.eq(0)]
         return m
