@@ -145,8 +145,10 @@ class TritDecoder(wiring.Component):
 
     def __init__(self, cfg: HwConfig, *, style: str = "nibble", tag_shape=unsigned(0)):
         if not isinstance(cfg, HwConfig):
+            self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"TritDecoder cfg={cfg!r}: expected a HwConfig")
         if style not in STYLES:
+            self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"TritDecoder style={style!r}: expected one of {STYLES}")
         self.cfg = cfg
         self.style = style

@@ -69,6 +69,7 @@ class GroupDot(wiring.Component):
 
     def __init__(self, cfg: HwConfig, *, tag_shape=unsigned(0)):
         if not isinstance(cfg, HwConfig):
+            self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"GroupDot cfg={cfg!r}: expected a HwConfig")
         self.cfg = cfg
         self.dot_width = cfg.widths.dot

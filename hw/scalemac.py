@@ -78,6 +78,7 @@ class ScaleMac(wiring.Component):
 
     def __init__(self, cfg: HwConfig):
         if not isinstance(cfg, HwConfig):
+            self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"ScaleMac cfg={cfg!r}: expected a HwConfig")
         self.cfg = cfg
         w = cfg.widths
