@@ -15,9 +15,9 @@ dropped (link error) and the core waits for an opcode again.
 
 Transmit: one shift register of the longest reply frame; a result beat, the info reply
 or the reset acknowledgement is loaded into it when it is empty and shifted out byte by
-byte. ``res.ready`` is high while that register is empty and no reply waits, straight
-from flip-flops (it is the engine's global advance, of high fanout), so a slow link holds
-the engine through its own back-pressure.
+byte. ``res.ready`` is that register's "empty" flip-flop itself (it is the engine's global
+advance, of high fanout), so a slow link holds the engine through its own back-pressure
+and adds no logic in front of it; results go before a waiting info reply or reset ack.
 """
 from __future__ import annotations
 
@@ -169,13 +169,13 @@ class LinkCore(wiring.Component):
         m.d.comb += vector.eq(self.res.payload.vector)
         res_frame = Cat(Const(P.OP_RESULT, 8), flags, vector, *accs)
 
-        m.d.comb += self.res.ready.eq(tx_empty & ~want_ack & ~want_info)
+        m.d.comb += self.res.ready.eq(tx_empty)      # results first: res.ready is one flip-flop
         with m.If(tx_empty):
-            with m.If(want_ack):
+            with m.If(self.res.valid):
+                m.d.sync += [txreg.eq(res_frame), tx_left.eq(res_len), tx_empty.eq(0)]
+            with m.Elif(want_ack):
                 m.d.sync += [txreg.eq(P.OP_RESET), tx_left.eq(1), want_ack.eq(0), tx_empty.eq(0)]
             with m.Elif(want_info):
                 m.d.sync += [txreg.eq(info_const), tx_left.eq(info_len), want_info.eq(0),
                              tx_empty.eq(0)]
-            with m.Elif(self.res.valid):
-                m.d.sync += [txreg.eq(res_frame), tx_left.eq(res_len), tx_empty.eq(0)]
         return m
