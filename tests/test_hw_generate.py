@@ -9,7 +9,7 @@ import re
 import pytest
 
 from tritforge.cli import main
-from tritforge.commands import generate
+from tritforge.commands import _hwoptions
 from tritforge.hwconfig import HwConfig
 
 SMALL = ["--depth", "1", "--rows", "2", "--vectors", "2", "--max-in-features", "64",
@@ -60,7 +60,7 @@ def test_help_documents_every_hwconfig_field(capsys):
     text = capsys.readouterr().out
     for f in dataclasses.fields(HwConfig):
         assert "--" + f.name.replace("_", "-") in text
-        assert f.name in generate.FIELD_HELP
+        assert f.name in _hwoptions.FIELD_HELP
 
 
 @pytest.mark.parametrize("args,message", [

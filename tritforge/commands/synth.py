@@ -14,7 +14,7 @@ TARGET_NAMES = ("ecp5-85f", "ice40-up5k", "xilinx-estimate")
 def add_hw_arguments(p, defaults=None, skip=()) -> None:
     """One option per HwConfig field but ``skip`` (help shared with ``tritforge generate``)."""
     from ..hwconfig import DEFAULT, HwConfig
-    from .generate import FIELD_HELP
+    from ._hwoptions import FIELD_HELP
 
     base = defaults or DEFAULT
     for f in dataclasses.fields(HwConfig):
