@@ -11,7 +11,7 @@ from tritforge.hwconfig import HwConfig
 from tritforge.sim import fastmodel
 from tritforge.sim.actions import Actions
 
-stepmodel = pytest.importorskip("tritforge.sim.stepmodel")
+from tritforge.sim import steprun
 
 
 def _matrix(rng, d, out, n_in):
@@ -89,49 +89,10 @@ def test_one_dimensional_input():
 
 # --- cycles against the stepping model ---------------------------------------------------
 
-def _step_cycles(cfg: HwConfig, t, x: np.ndarray, load_first: bool) -> tuple[list[int], np.ndarray]:
-    """Run the commands of ``x`` through the stepping model, always valid / always ready.
-
-    Returns the cycle count of each command (accept .. last result accepted, inclusive)
-    and the accumulators (n, out).
-    """
-    T, ng, tiles = cfg.vectors, t.groups, cfg.tiles(t.q.shape[0])
-    beats = [int.from_bytes(b.tobytes(), "little")
-             for b in layout.stream_beats(t.q, t.k, cfg.depth, cfg.rows).reshape(-1, cfg.beat_bytes)]
-    mant, shift = list(t.codebook.mantissa), list(t.codebook.left_shift)
-    n = x.shape[0]
-    xp = np.zeros((-(-n // T) * T, x.shape[1]), dtype=np.int8)
-    xp[:n] = x
-    jobs = []
-    if not load_first:      # fill the buffer with a first command, then measure the reuse
-        jobs.append(stepmodel.Job(mant, shift, [layout.pack_activation_group(xp[v, 16 * g:16 * g + 16])
-                                                for v in range(T) for g in range(ng)],
-                                  beats, ng - 1, tiles - 1, True))
-    for c0 in range(0, xp.shape[0], T):
-        words = [layout.pack_activation_group(xp[c0 + v, 16 * g:16 * g + 16])
-                 for v in range(T) for g in range(ng)]
-        load = load_first or c0 > 0
-        jobs.append(stepmodel.Job(mant, shift, words if load else [], beats, ng - 1, tiles - 1, load))
-    drv = stepmodel.JobDriver(cfg, jobs)
-    model = stepmodel.StepModel(cfg)
-    accepts, lasts = [], []
-    while not drv.done:
-        inp = drv.inputs()
-        out = model.step(inp)
-        if inp.cmd_valid and out.cmd_ready:
-            accepts.append(drv.cycle)
-        if out.res_valid and inp.res_ready and out.res_last:
-            lasts.append(drv.cycle)
-        drv.observe(inp, out)
-        assert drv.cycle < 10 ** 6
-    cycles = [b - a + 1 for a, b in zip(accepts, lasts)]
-    results = drv.results[1:] if not load_first else drv.results
-    acc = np.zeros((xp.shape[0], tiles * cfg.rows), dtype=np.int64)
-    for c, beats_out in enumerate(results):
-        for i, (v, a, _) in enumerate(beats_out):
-            tile = i // T
-            acc[c * T + v, tile * cfg.rows:(tile + 1) * cfg.rows] = a
-    return (cycles[1:] if not load_first else cycles), acc[:n, :t.q.shape[0]]
+def _step_cycles(cfg, t, x, load_first=True):
+    """The stepping model on the same commands: cycles of each command and the accumulators."""
+    run = steprun.run_matrix(cfg, t, x, load_act=load_first)
+    return run.command_cycles, run.acc
 
 
 CYCLE_CASES = [  # d, R, T, out, in, n, load_act
