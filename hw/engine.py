@@ -145,11 +145,13 @@ class GemvEngine(wiring.Component):
         h_lasttile = Signal()
         last_use = Signal()
         take = Signal()
-        # can_take depends on registers only (kept apart, so that the late advance, which
-        # comes from res.ready, joins at the last gate)
-        can_take = Signal(attrs={"keep": 1})
+        # can_take = w_open & (issue register empty | last use), kept as its own flip-flop
+        # computed from the next values of those registers, so that w.ready is one gate
+        # (can_take & adv) from two flip-flops
+        can_take = Signal()
+        g_last = Signal()                     # acc_g == last_group, kept as a flip-flop
+        t_last = Signal()                     # acc_t == last_tile, kept as a flip-flop
         m.d.comb += [last_use.eq(h_v == T - 1),
-                     can_take.eq(w_open & (~h_valid | last_use)),
                      self.w.ready.eq(can_take & adv),
                      take.eq(self.w.valid & self.w.ready)]
 
@@ -188,23 +190,36 @@ class GemvEngine(wiring.Component):
         with m.If(take & bad):
             m.d.sync += self.err.eq(1)
 
+        # next values of the registers can_take is made of
+        h_valid_nxt = Signal()
+        h_v_nxt = Signal.like(h_v)
+        w_open_nxt = Signal()
+        m.d.comb += [h_valid_nxt.eq(h_valid), h_v_nxt.eq(h_v), w_open_nxt.eq(w_open)]
+        m.d.sync += [h_valid.eq(h_valid_nxt), h_v.eq(h_v_nxt), w_open.eq(w_open_nxt),
+                     can_take.eq(w_open_nxt & (~h_valid_nxt | (h_v_nxt == T - 1)))]
+        # the beat register loads whenever w.ready is high (it is free then); without
+        # w.valid the issue register is empty next cycle and the loaded value is unused
+        with m.If(self.w.ready):
+            m.d.sync += h_beat.eq(self.w.payload)
         with m.If(adv):
             with m.If(h_valid & ~last_use):
-                m.d.sync += [h_v.eq(h_v + 1), h_base.eq(h_base + MG)]
+                m.d.comb += h_v_nxt.eq(h_v + 1)
+                m.d.sync += h_base.eq(h_base + MG)
             with m.Elif(take):
-                m.d.sync += [h_valid.eq(1), h_beat.eq(self.w.payload), h_v.eq(0), h_base.eq(0),
-                             h_g.eq(acc_g), h_first.eq(acc_g == 0),
-                             h_final.eq(acc_g == last_group), h_lasttile.eq(acc_t == last_tile)]
+                m.d.comb += [h_valid_nxt.eq(1), h_v_nxt.eq(0)]
+                m.d.sync += [h_base.eq(0), h_g.eq(acc_g), h_first.eq(acc_g == 0),
+                             h_final.eq(g_last), h_lasttile.eq(t_last)]
             with m.Else():
-                m.d.sync += h_valid.eq(0)
+                m.d.comb += h_valid_nxt.eq(0)
 
         with m.If(take):
-            with m.If(acc_g == last_group):
-                m.d.sync += [acc_g.eq(0), acc_t.eq(acc_t + 1)]
-                with m.If(acc_t == last_tile):
-                    m.d.sync += w_open.eq(0)
+            with m.If(g_last):
+                m.d.sync += [acc_g.eq(0), acc_t.eq(acc_t + 1), g_last.eq(last_group == 0),
+                             t_last.eq(acc_t + 1 == last_tile)]
+                with m.If(t_last):
+                    m.d.comb += w_open_nxt.eq(0)
             with m.Else():
-                m.d.sync += acc_g.eq(acc_g + 1)
+                m.d.sync += [acc_g.eq(acc_g + 1), g_last.eq(acc_g + 1 == last_group)]
 
         # --- control ------------------------------------------------------------------------
         with m.If(state == State.IDLE):
@@ -212,17 +227,20 @@ class GemvEngine(wiring.Component):
                 p = self.cmd.payload
                 m.d.sync += [last_group.eq(p.last_group), last_tile.eq(p.last_tile),
                              self.err.eq(0), ld_g.eq(0), ld_v.eq(0), ld_base.eq(0),
-                             acc_g.eq(0), acc_t.eq(0)]
+                             acc_g.eq(0), acc_t.eq(0), g_last.eq(p.last_group == 0),
+                             t_last.eq(p.last_tile == 0)]
                 with m.If(p.load_act):
                     m.d.sync += state.eq(State.LOAD)
                 with m.Else():
-                    m.d.sync += [state.eq(State.RUN), w_open.eq(1)]
+                    m.d.sync += state.eq(State.RUN)
+                    m.d.comb += w_open_nxt.eq(1)
         with m.Elif(state == State.LOAD):
             with m.If(self.act.valid):
                 with m.If(ld_g == last_group):
                     m.d.sync += ld_g.eq(0)
                     with m.If(ld_v == T - 1):
-                        m.d.sync += [state.eq(State.RUN), w_open.eq(1)]
+                        m.d.sync += state.eq(State.RUN)
+                        m.d.comb += w_open_nxt.eq(1)
                     with m.Else():
                         m.d.sync += [ld_v.eq(ld_v + 1), ld_base.eq(ld_base + MG)]
                 with m.Else():

@@ -120,8 +120,11 @@ class ScaleMac(wiring.Component):
             reads += [cbm.read_port(domain="comb")
                       for _ in range(min(READS_PER_COPY, R - c * READS_PER_COPY))]
 
+        # result FIFO of 2 beats; the advance depends on its occupancy register alone
+        # (res.ready only pops it): adv = "not full"
+        cnt = Signal(range(3))
         adv = Signal()
-        m.d.comb += [adv.eq(~(self.o.valid & ~self.o.ready)), self.i.ready.eq(adv)]
+        m.d.comb += [adv.eq(cnt != 2), self.i.ready.eq(adv), self.o.valid.eq(cnt != 0)]
         tag_shape = self.in_layout["tag"].shape
         prod_bits = w.dot + pm_bits + 1
 
@@ -155,10 +158,29 @@ class ScaleMac(wiring.Component):
             m.d.comb += n.eq(ring[0][r] + term)
             new.append(n)
 
+        # FIFO: the head is the o.payload register itself, the second entry ``spare``
+        spare = Signal(result_layout(cfg))
+        push = Signal()
+        pop = Signal()
+        m.d.comb += [push.eq(adv & v2 & tag.final), pop.eq(self.o.valid & self.o.ready)]
+        newbeat = Signal(result_layout(cfg))
+        m.d.comb += [newbeat.vector.eq(tag.vector), newbeat.last.eq(tag.last)]
+        for r in range(R):
+            m.d.comb += newbeat.acc[r].eq(new[r])
+        with m.If(push & ((cnt == 0) | ((cnt == 1) & pop))):
+            m.d.sync += self.o.payload.eq(newbeat)
+        with m.Elif(pop & (cnt == 2)):
+            m.d.sync += self.o.payload.eq(spare)
+        with m.If(push & (cnt == 1) & ~pop):
+            m.d.sync += spare.eq(newbeat)
+        with m.If(push & ~pop):
+            m.d.sync += cnt.eq(cnt + 1)
+        with m.Elif(pop & ~push):
+            m.d.sync += cnt.eq(cnt - 1)
+
         with m.If(adv):
             m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag),
-                         v2.eq(v1), tag2.eq(tag1),
-                         self.o.valid.eq(v2 & tag.final)]
+                         v2.eq(v1), tag2.eq(tag1)]
             for r in range(R):
                 m.d.sync += [p1[r].eq(self.i.payload.p[r]), m1[r].eq(reads[r].data.pm),
                              s1[r].eq(reads[r].data.coarse),
@@ -169,9 +191,4 @@ class ScaleMac(wiring.Component):
                         m.d.sync += ring[v][r].eq(ring[v + 1][r])
                 for r in range(R):
                     m.d.sync += ring[T - 1][r].eq(Mux(tag.final, 0, new[r]))
-                with m.If(tag.final):
-                    m.d.sync += [self.o.payload.vector.eq(tag.vector),
-                                 self.o.payload.last.eq(tag.last)]
-                    for r in range(R):
-                        m.d.sync += self.o.payload.acc[r].eq(new[r])
         return m

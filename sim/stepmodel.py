@@ -12,7 +12,8 @@ Structure mirrored (hw/ENGINE.md, hw/engine.py):
 
 * state IDLE / LOAD / RUN; ``cmd.ready`` = IDLE, ``act.ready`` = LOAD, ``cb.ready`` = 1,
   ``busy`` = not IDLE;
-* one global advance ``adv = not (res.valid and not res.ready)``;
+* one global advance ``adv`` = the 2-beat result FIFO is not full (registered state only;
+  ``res.ready`` only pops the FIFO, whose head is the ``res`` payload register);
 * an issue register that holds an accepted beat for its T uses;
   ``w.ready = w_open and adv and (issue empty or issuing its last use)``;
 * behind it ``pipeline_stages - 1`` register stages; the codebook is read when an item
@@ -125,15 +126,26 @@ class StepModel:
         self.h_first = self.h_final = self.h_lasttile = False
         # stages behind the issue register, excluding the result register
         self.pipe: list[_Item | None] = [None] * (self.cfg.pipeline_stages - 2)
-        self.res_valid = False
+        # result FIFO of 2 beats: the head is the res payload register, ``spare`` the second
+        self.count = 0
         self.res_acc = (0,) * R
         self.res_vector = 0
         self.res_last = False
+        self.spare = None
+
+    @property
+    def res_valid(self) -> bool:
+        return self.count > 0
+
+    @property
+    def adv(self) -> bool:
+        """The global advance: the result FIFO is not full (registered state only)."""
+        return self.count != 2
 
     # --- one clock ---------------------------------------------------------------------------
     def outputs(self, inp: Inputs) -> Outputs:
         """What the engine drives in this cycle, given this cycle's inputs (no state change)."""
-        adv = not (self.res_valid and not inp.res_ready)
+        adv = self.adv
         last_use = self.h_v == self.cfg.vectors - 1
         return Outputs(
             cmd_ready=self.state == IDLE, cb_ready=True, act_ready=self.state == LOAD,
@@ -152,9 +164,10 @@ class StepModel:
     def _edge(self, inp: Inputs, out: Outputs):
         cfg = self.cfg
         T, MG = cfg.vectors, cfg.max_groups
-        adv = not (self.res_valid and not inp.res_ready)
+        adv = self.adv
         take = inp.w_valid and out.w_ready
-        res_done = self.res_valid and inp.res_ready and self.res_last
+        pop = self.res_valid and inp.res_ready
+        res_done = pop and self.res_last
 
         # memories: written even in a reset cycle; read before written
         issue_item = None
@@ -169,8 +182,8 @@ class StepModel:
             if addr < len(self.buffer):
                 self.buffer[addr] = inp.act_word & ((1 << (8 * layout.GROUP)) - 1)
 
-        if adv:
-            self._advance_pipeline(issue_item, cb_before)
+        pushed = self._advance_pipeline(issue_item, cb_before) if adv else None
+        self._fifo(pushed, pop)
         if inp.rst:
             self._reset()
             return
@@ -236,9 +249,20 @@ class StepModel:
         return _Item(p=p, k=[int(v) for v in k], vector=self.h_v, first=self.h_first,
                      final=self.h_final, last=self.h_lasttile and self.h_final and last_use)
 
+    def _fifo(self, pushed, pop):
+        """Result FIFO update: ``pushed`` = (acc, vector, last) entering, ``pop`` = head taken."""
+        if pushed is not None and (self.count == 0 or (self.count == 1 and pop)):
+            self.res_acc, self.res_vector, self.res_last = pushed
+        elif pop and self.count == 2:
+            self.res_acc, self.res_vector, self.res_last = self.spare
+        if pushed is not None and self.count == 1 and not pop:
+            self.spare = pushed
+        self.count += (pushed is not None) - bool(pop)
+
     def _advance_pipeline(self, issue_item, cb_before):
+        """Moves every stage; returns the result beat (acc, vector, last) it completes, if any."""
         tail = self.pipe[-1]
-        self.res_valid = bool(tail is not None and tail.final)
+        pushed = None
         if tail is not None:
             new = []
             head = self.ring[0]
@@ -247,7 +271,7 @@ class StepModel:
                 new.append(_wrap((0 if tail.first else head[r]) + term, self.acc_bits))
             self.ring = self.ring[1:] + [new]
             if tail.final:
-                self.res_acc, self.res_vector, self.res_last = tuple(new), tail.vector, tail.last
+                pushed = (tuple(new), tail.vector, tail.last)
         pipe = [issue_item] + self.pipe[:-1]
         entering = pipe[_LOOKUP_AFTER]
         if entering is not None:
@@ -255,6 +279,7 @@ class StepModel:
             entering.m = [mant[k] for k in entering.k]
             entering.sh = [shift[k] for k in entering.k]
         self.pipe = pipe
+        return pushed
 
 
 # --- host side: a reactive stimulus for the engine (the model, the RTL, or both) ----------

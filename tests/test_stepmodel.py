@@ -130,3 +130,27 @@ def test_bad_config_and_runaway():
                       np.zeros((1, 16), np.int8), np.ones(27, int), np.zeros(27, int))
     with pytest.raises(TritforgeError, match="not done"):
         run(StepModel(cfg), JobDriver(cfg, [job], p_ready=0.0), max_cycles=200)
+
+
+def test_result_fifo_holds_two_beats_and_res_ready_reaches_no_other_output():
+    """hw/ENGINE.md: the advance is the 2-beat result FIFO not being full; res.ready only pops
+    it. With res.ready low the FIFO fills with two beats and everything holds; no output of
+    a cycle depends on that cycle's res.ready; released, every result arrives intact."""
+    cfg = HwConfig(depth=1, rows=1, max_in_features=32, max_out_features=8)
+    rng = np.random.default_rng(11)
+    q = rng.integers(-1, 2, size=(5, 32)).astype(np.int8)
+    k = rng.integers(0, 27, size=(5, 2)).astype(np.uint8)
+    xq = rng.integers(-127, 128, size=(1, 32)).astype(np.int8)
+    job, exp = make_job(cfg, q, k, xq, rng.integers(0, 4096, size=27), rng.integers(0, 16, size=27))
+    model = StepModel(cfg)
+    drv = JobDriver(cfg, [job], p_ready=0.0)
+    for _ in range(120):
+        inp = drv.inputs()
+        flipped = Inputs(**{**vars(inp), "res_ready": not inp.res_ready})
+        assert model.outputs(flipped) == model.outputs(inp)
+        drv.observe(inp, model.step(inp))
+    held = model.outputs(Inputs())
+    assert model.count == 2 and held.res_valid and not held.w_ready and not drv.results[0]
+    drv.p_ready = 1.0
+    run(model, drv)
+    assert drv.results == [exp]
