@@ -12,8 +12,9 @@ Byte -> five trits is multiply-free. Three styles, selected by ``style``:
     the last remainder (0..2) is digit 0.
 ``"nibble"``
     the byte as 16*h + l: two 16-entry tables give the base-3 digits of 16*h and of l,
-    then a base-3 ripple add (per digit a 5-input table: digit + digit + carry) gives the
-    byte's digits: small LUT tables only, no carry chains.
+    then a base-3 add (per digit a 5-input table: digit + digit + carry, the carries by
+    look-ahead from generate/propagate) gives the byte's digits: small LUT tables only, no
+    carry chains.
 ``"rom"``
     a 256-entry case table per byte (left to Yosys/ABC to minimise).
 
@@ -25,12 +26,16 @@ rom 3073 LUT4 + 124 CCU2C; nibble with ``>= 243`` as plain logic (``byte_invalid
 A byte >= 243 is not a trit byte: its five trits decode as 0 and ``o.payload.err`` is set
 for the beat. Trits are ``signed(2)``: bit 0 = non-zero, bit 1 = negative.
 
-Pipelined stream block, ``latency`` = 1 register stage. It advances when ``o.ready`` is
-high (``i.ready = o.ready``), which is how the engine's one global advance reaches it.
+Pipelined stream block, ``latency`` = 3 register stages: (1) the style's first step per
+byte (``nibble``: the two digit tables; ``arith``/``rom``: the byte as it is) and the
+invalid flag; (2) the five digits per byte (``nibble``: carry look-ahead, no ripple) as
+trits; (3) the scale index k per row (a 64-entry table of its three scale trits) and the
+planes. It advances when ``o.ready`` is high (``i.ready = o.ready``), which is how the
+engine's one global advance reaches it.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -65,6 +70,7 @@ def byte_invalid(byte):
 
 def _byte_trits_arith(m: Module, byte, name: str) -> list:
     """Five trit digits (value 0..2 each, before the -1 offset) of ``byte`` < 243."""
+    byte = byte[0:8]
     digits = [None] * layout.TRITS_PER_BYTE
     rem = byte
     for pos in reversed(range(1, layout.TRITS_PER_BYTE)):
@@ -95,32 +101,43 @@ def _table(m: Module, sel, width: int, table: dict, name: str):
     return out
 
 
-def _byte_trits_nibble(m: Module, byte, name: str) -> list:
+def _byte_pre_nibble(m: Module, byte, name: str):
+    """Stage 1 of ``nibble``: the base-3 digits of 16*h (10 bits) and of l (6 bits)."""
     n = layout.TRITS_PER_BYTE
     pack = lambda ds: sum(d << (2 * i) for i, d in enumerate(ds))   # noqa: E731
     hi = _table(m, byte[4:8], 2 * n, {h: pack(_digits(16 * h, n)) for h in range(16)}, f"{name}_hi")
     lo = _table(m, byte[0:4], 6, {v: pack(_digits(v, 3)) for v in range(16)}, f"{name}_lo")
-    digits, carry = [], None
+    return Cat(hi, lo)
+
+
+def _byte_trits_nibble(m: Module, pre, name: str) -> list:
+    """Stage 2 of ``nibble``: digit i = (a_i + b_i + c_i) mod 3 with carry look-ahead
+    (generate a_i + b_i >= 3, propagate a_i + b_i == 2), no ripple through the digits."""
+    n = layout.TRITS_PER_BYTE
+    hi, lo = pre[0:2 * n], pre[2 * n:2 * n + 6]
+    digits, carry = [], Const(0, 1)
     for i in range(n):
         a = hi[2 * i:2 * i + 2]
-        b = lo[2 * i:2 * i + 2] if i < 3 else None
-        cases = {}
-        for da in range(3):
-            for db in (range(3) if b is not None else [0]):
-                for c in ((0, 1) if carry is not None else (0,)):
-                    key = da | (db << 2) | (c << 4)
-                    total = da + db + c
-                    cases[key] = (total % 3) | ((total >= 3) << 2)
-        sel = Signal(5, name=f"{name}_s{i}")
-        m.d.comb += sel.eq(a | ((b if b is not None else 0) << 2) |
-                           ((carry if carry is not None else 0) << 4))
-        out = _table(m, sel, 3, cases, f"{name}_d{i}")
-        digits.append(out[0:2])
-        carry = out[2]
+        b = lo[2 * i:2 * i + 2] if i < 3 else Const(0, 2)
+        gen = Signal(name=f"{name}_g{i}")
+        prop = Signal(name=f"{name}_p{i}")
+        m.d.comb += [gen.eq(_table(m, Cat(a, b), 1,
+                                   {x | (y << 2): int(x + y >= 3) for x in range(3) for y in range(3)},
+                                   f"{name}_gt{i}")),
+                     prop.eq(_table(m, Cat(a, b), 1,
+                                    {x | (y << 2): int(x + y == 2) for x in range(3) for y in range(3)},
+                                    f"{name}_pt{i}"))]
+        cases = {x | (y << 2) | (c << 4): (x + y + c) % 3
+                 for x in range(3) for y in range(3) for c in (0, 1)}
+        digits.append(_table(m, Cat(a, b, carry), 2, cases, f"{name}_d{i}"))
+        nxt = Signal(name=f"{name}_c{i + 1}")
+        m.d.comb += nxt.eq(gen | (prop & carry))
+        carry = nxt
     return digits
 
 
 def _byte_trits_rom(m: Module, byte, name: str) -> list:
+    byte = byte[0:8]
     word = Signal(2 * layout.TRITS_PER_BYTE, name=f"{name}_rom")
     with m.Switch(byte):
         for b in range(layout.BYTE_LIMIT):
@@ -141,7 +158,7 @@ class TritDecoder(wiring.Component):
     ``tag`` is any shape the caller wants carried along (0 bits by default).
     """
 
-    latency = 1
+    latency = 3
 
     def __init__(self, cfg: HwConfig, *, style: str = "nibble", tag_shape=unsigned(0)):
         if not isinstance(cfg, HwConfig):
@@ -165,39 +182,55 @@ class TritDecoder(wiring.Component):
         m = Module()
         en = Signal()
         m.d.comb += [en.eq(self.o.ready), self.i.ready.eq(en)]
-
+        pre_fn = _byte_pre_nibble if self.style == "nibble" else (lambda m, byte, name: byte)
+        digit_fn = {"arith": _byte_trits_arith, "nibble": _byte_trits_nibble,
+                    "rom": _byte_trits_rom}[self.style]
+        tag_shape = self.in_layout["tag"].shape
         beat = self.i.payload.beat
-        trits = []          # the beat's trits, in stream order, as signed(2)
-        bad = []
+
+        # stage 1: per byte the style's first step (nibble: the two digit tables; other
+        # styles: the byte itself) and the invalid flag
+        v1, tag1 = Signal(), Signal(tag_shape)
+        pres, invs = [], []
         for b in range(cfg.beat_bytes):
             byte = beat[8 * b:8 * b + 8]
-            inval = Signal(name=f"inval{b}", attrs={"keep": 1})
-            m.d.comb += inval.eq(byte_invalid(byte))
-            bad.append(inval)
-            style = {"arith": _byte_trits_arith, "nibble": _byte_trits_nibble,
-                     "rom": _byte_trits_rom}[self.style]
-            digits = style(m, byte, f"b{b}")
-            for pos, dgt in enumerate(digits):
-                t = Signal(TRIT, name=f"b{b}_t{pos}")
-                m.d.comb += t.eq(Mux(inval, 0, dgt - 1))
+            pv = pre_fn(m, byte, f"b{b}")
+            pre = Signal(len(pv), name=f"pre{b}", reset_less=True)
+            inv = Signal(name=f"inval{b}", reset_less=True)
+            with m.If(en):
+                m.d.sync += [pre.eq(pv), inv.eq(byte_invalid(byte))]
+            pres.append(pre)
+            invs.append(inv)
+
+        # stage 2: the beat's trits, in stream order (invalid bytes -> 0), and the error flag
+        v2, tag2, err2 = Signal(), Signal(tag_shape), Signal()
+        trits = []
+        err = Const(0, 1)
+        for b in range(cfg.beat_bytes):
+            err = err | invs[b]
+            for pos, dgt in enumerate(digit_fn(m, pres[b], f"b{b}")):
+                t = Signal(TRIT, name=f"b{b}_t{pos}", reset_less=True)
+                with m.If(en):
+                    m.d.sync += t.eq(Mux(invs[b], 0, dgt - 1))
                 trits.append(t)
 
+        # stage 3: scale index k per row (a 64-entry table of the three scale trits), planes
+        code = {0: 0, 1: 1, 3: -1}        # TRIT bits (non-zero, negative) -> value
+        k_table = {c0 | (c1 << 2) | (c2 << 4): code[c0] + 3 * code[c1] + 9 * code[c2] + layout.SCALE_OFFSET
+                   for c0 in code for c1 in code for c2 in code}
         gt = layout.group_trits(cfg.depth)
+        ks = [_table(m, Cat(*trits[r * gt:r * gt + layout.SCALE_TRITS]), 5, k_table, f"k{r}")
+              for r in range(cfg.rows)]
         o = self.o.payload
         with m.If(en):
-            m.d.sync += self.o.valid.eq(self.i.valid)
+            m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag),
+                         v2.eq(v1), tag2.eq(tag1), err2.eq(err),
+                         self.o.valid.eq(v2), o.tag.eq(tag2), o.err.eq(err2)]
             for r in range(cfg.rows):
                 base = r * gt
-                s = trits[base:base + layout.SCALE_TRITS]
-                # k = s0 + 3 s1 + 9 s2 + 13, as shift-and-add
-                k = s[0] + (s[1] << 1) + s[1] + (s[2] << 3) + s[2] + layout.SCALE_OFFSET
-                m.d.sync += o.k[r].eq(k)
+                m.d.sync += o.k[r].eq(ks[r])
                 for j in range(layout.GROUP):
                     for i in range(cfg.depth):
                         m.d.sync += o.planes[r][i][j].eq(
                             trits[base + layout.SCALE_TRITS + j * cfg.depth + i])
-            err = Const(0, 1)
-            for x in bad:
-                err = err | x
-            m.d.sync += [o.err.eq(err), o.tag.eq(self.i.payload.tag)]
         return m

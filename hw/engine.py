@@ -10,11 +10,11 @@ Structure (one global advance ``adv = ~(res.valid & ~res.ready)``, from ``ScaleM
 * issue register: the accepted weight beat, used T times (vector 0..T-1, one per
   advancing cycle); ``w.ready`` is high when the engine still needs beats, the pipeline
   advances and the issue register is empty or issuing its last use;
-* pipeline after the issue register: ``TritDecoder`` (1 stage; the activation word, read
-  from the buffer one cycle ahead, is registered beside it) -> ``GroupDot`` (3) ->
-  ``ScaleMac`` (3, ending in the result
-  register). With the issue register that is ``HwConfig.pipeline_stages`` = 8 register
-  stages from beat acceptance to the result register, which the constructor asserts.
+* pipeline after the issue register: ``TritDecoder`` (3 stages; the activation word, read
+  from the buffer one cycle ahead, is registered beside them) -> ``GroupDot`` (3) ->
+  ``ScaleMac`` (3, ending in the 2-beat result FIFO, whose occupancy alone gives the
+  advance). With the issue register that is ``HwConfig.pipeline_stages`` = 10 register
+  stages from beat acceptance to the result FIFO, which the constructor asserts.
 
 With weights always valid and no back-pressure, the first beat accepted at cycle c0, a RUN
 of N = tiles*ng beats has its last result valid at cycle c0 + N*T + pipeline_stages - 1
@@ -37,6 +37,8 @@ from .groupdot import GroupDot
 from .scalemac import ScaleMac, codebook_layout, item_tag_layout, result_layout, vector_bits
 
 ACT_WORD_BITS = layout.GROUP * 8
+#: bytes per first-step invalid-byte check (err)
+BAD_CHUNK = 4
 
 
 class State(enum.IntEnum):
@@ -169,9 +171,13 @@ class GemvEngine(wiring.Component):
             m.d.comb += rport.addr.eq(h_base + MG + h_g)
         with m.Else():
             m.d.comb += rport.addr.eq(acc_g)
-        act_q = Signal(ACT_WORD_BITS, reset_less=True)
-        with m.If(adv):
-            m.d.sync += act_q.eq(rport.data)
+        # then delayed beside the decoder's stages, to meet its output
+        act_q = rport.data
+        for n in range(dec.latency):
+            nq = Signal(ACT_WORD_BITS, name=f"act_q{n}", reset_less=True)
+            with m.If(adv):
+                m.d.sync += nq.eq(act_q)
+            act_q = nq
         m.d.comb += [gd.i.valid.eq(dec.o.valid), gd.i.payload.planes.eq(dec.o.payload.planes),
                      gd.i.payload.act.eq(act_q),
                      gd.i.payload.tag.k.eq(dec.o.payload.k),
@@ -183,11 +189,20 @@ class GemvEngine(wiring.Component):
                      gd.o.ready.eq(mac.i.ready)]
         wiring.connect(m, mac.o, wiring.flipped(self.res))
 
-        # err: sticky, set by an accepted beat holding a byte >= 243
-        bad = 0
-        for b in range(cfg.beat_bytes):
-            bad = bad | byte_invalid(self.w.payload[8 * b:8 * b + 8])
-        with m.If(take & bad):
+        # err: sticky, set by an accepted beat holding a byte >= 243. The bytes are checked
+        # from the beat register (which holds the accepted beat in the next cycle), in two
+        # registered steps: per BAD_CHUNK bytes, then all; accepted in cycle c, err is high
+        # from cycle c + 3 (the input port's payload reaches no logic but the beat register)
+        new_beat = Signal()
+        m.d.sync += new_beat.eq(take)
+        chunks = range(0, cfg.beat_bytes, BAD_CHUNK)
+        bad_parts = Signal(len(chunks))
+        for c, b0 in enumerate(chunks):
+            bad = 0
+            for b in range(b0, min(b0 + BAD_CHUNK, cfg.beat_bytes)):
+                bad = bad | byte_invalid(h_beat[8 * b:8 * b + 8])
+            m.d.sync += bad_parts[c].eq(new_beat & bad)
+        with m.If(bad_parts.any()):
             m.d.sync += self.err.eq(1)
 
         # next values of the registers can_take is made of

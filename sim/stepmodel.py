@@ -17,7 +17,7 @@ Structure mirrored (hw/ENGINE.md, hw/engine.py):
 * an issue register that holds an accepted beat for its T uses;
   ``w.ready = w_open and adv and (issue empty or issuing its last use)``;
 * behind it ``pipeline_stages - 1`` register stages; the codebook is read when an item
-  enters the 5th of them (``ScaleMac`` stage 1), the result register is the last;
+  enters the third last of them (``ScaleMac`` stage 1), the result register is the last;
 * T row-accumulator sets used as a ring (an item with ``first`` starts from 0);
 * synchronous reset: control, pipeline valid bits, the result register and ``err`` return to
   their initial values; the codebook, the activation buffer (and writes to them in the reset
@@ -36,9 +36,6 @@ from ..hwconfig import HwConfig
 IDLE, LOAD, RUN = 0, 1, 2
 #: byte 121 = all five trits zero: what the decoder makes of an invalid byte
 _ZERO_BYTE = sum(3 ** m for m in range(layout.TRITS_PER_BYTE))
-#: stages behind the issue register before the codebook lookup register
-#: (TritDecoder 1 + GroupDot 3); the lookup is the next stage, then the product, then the result
-_LOOKUP_AFTER = 4
 
 
 @dataclass
@@ -116,6 +113,7 @@ class StepModel:
         self.state = IDLE
         self.last_group = self.last_tile = 0
         self.err = False
+        self.bad1 = self.bad2 = False      # err pipeline: beat checked, then flagged
         self.ld_g = self.ld_v = 0
         self.acc_g = self.acc_t = 0
         self.w_open = False
@@ -188,8 +186,11 @@ class StepModel:
             self._reset()
             return
 
-        if take and any(b >= layout.BYTE_LIMIT for b in self._bytes(inp.w_beat)):
+        # err: an accepted beat's bytes are checked in two registered steps (err from c + 3)
+        if self.bad2:
             self.err = True
+        self.bad2 = self.bad1
+        self.bad1 = bool(take and any(b >= layout.BYTE_LIMIT for b in self._bytes(inp.w_beat)))
 
         # issue register
         if adv:
@@ -273,7 +274,9 @@ class StepModel:
             if tail.final:
                 pushed = (tuple(new), tail.vector, tail.last)
         pipe = [issue_item] + self.pipe[:-1]
-        entering = pipe[_LOOKUP_AFTER]
+        # the stage before the last two of ``pipe`` is the codebook lookup register
+        # (ScaleMac: lookup, product, then the result FIFO)
+        entering = pipe[-2]
         if entering is not None:
             mant, shift = cb_before
             entering.m = [mant[k] for k in entering.k]

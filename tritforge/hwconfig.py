@@ -19,7 +19,7 @@ from .codec.golden import ACT_BITS, widths
 #: Register stages of the engine's RUN pipeline, from weight-beat acceptance to the result
 #: register (hw/ENGINE.md "Timing"). Owned by hw/engine.py, which asserts its structure
 #: equals it; the cycle model and the estimator read it from here.
-PIPELINE_STAGES = 8
+PIPELINE_STAGES = 10
 
 
 @dataclass(frozen=True)
