@@ -7,7 +7,7 @@ HELP = ("build a bitstream (yowasp yosys/nextpnr/packer) of the GEMV engine with
 
 def add_arguments(p) -> None:
     from ..fpga.boards import BOARDS, DEFAULT_BAUD
-    from .synth import add_hw_arguments
+    from ._hwoptions import add_hw_arguments
 
     p.add_argument("--board", required=True, choices=sorted(BOARDS),
                    help="; ".join(f"{n}: default R={b.hw.rows}, d={b.hw.depth}, "
@@ -24,7 +24,7 @@ def run(args) -> int:
     import os
 
     from ..fpga.boards import board, build_board
-    from .synth import hw_from_args
+    from ._hwoptions import hw_from_args
 
     b = board(args.board)
     hw = hw_from_args(args, base=b.hw)

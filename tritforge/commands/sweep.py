@@ -17,7 +17,8 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def add_arguments(p) -> None:
-    from .synth import TARGET_NAMES, add_hw_arguments
+    from ._hwoptions import add_hw_arguments
+    from .synth import TARGET_NAMES
 
     p.add_argument("--target", required=True, choices=TARGET_NAMES, help="as in `tritforge synth`")
     p.add_argument("--rows", dest="sweep_rows", required=True, metavar="R,R,..",
@@ -35,7 +36,7 @@ def run(args) -> int:
     import os
 
     from ..fpga.sweep import run_sweep
-    from .synth import hw_from_args
+    from ._hwoptions import hw_from_args
 
     rows = _ints(args.sweep_rows, "--rows")
     depths = _ints(args.depths, "--depths")

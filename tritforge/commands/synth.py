@@ -1,45 +1,13 @@
 """``tritforge synth``: the GEMV engine through Yosys and nextpnr (yowasp), JSON report."""
 from __future__ import annotations
 
-import dataclasses
-
 from ..codec.errors import TritforgeError
+from ._hwoptions import add_hw_arguments, hw_from_args
 
 HELP = ("synthesize (and place and route) the GEMV engine for an FPGA with the open yowasp "
         "tools; writes a JSON report of LUT/FF/BRAM/DSP and Fmax")
 
 TARGET_NAMES = ("ecp5-85f", "ice40-up5k", "xilinx-estimate")
-
-
-def add_hw_arguments(p, defaults=None, skip=()) -> None:
-    """One option per HwConfig field but ``skip`` (help shared with ``tritforge generate``)."""
-    from ..hwconfig import DEFAULT, HwConfig
-    from ._hwoptions import FIELD_HELP
-
-    base = defaults or DEFAULT
-    for f in dataclasses.fields(HwConfig):
-        if f.name in skip:
-            p.set_defaults(**{f.name: None})
-            continue
-        opt = "--" + f.name.replace("_", "-")
-        kind = float if isinstance(getattr(base, f.name), float) else int
-        metavar = {"depth": "D", "rows": "R", "vectors": "T"}.get(f.name, "N" if kind is int else "X")
-        p.add_argument(opt, dest=f.name, type=kind, metavar=metavar, default=None,
-                       help=f"{FIELD_HELP.get(f.name, f.name)} (default {getattr(base, f.name)})")
-    p.add_argument("--config", metavar="FILE",
-                   help="HwConfig JSON (a `tritforge generate` sidecar works too); options override it")
-
-
-def hw_from_args(args, base=None):
-    from ..hwconfig import HwConfig
-
-    data = HwConfig.from_json(args.config).to_dict() if args.config else (
-        base.to_dict() if base is not None else {})
-    for f in dataclasses.fields(HwConfig):
-        value = getattr(args, f.name)
-        if value is not None:
-            data[f.name] = value
-    return HwConfig.from_dict(data, "options")
 
 
 def add_arguments(p) -> None:
