@@ -13,6 +13,7 @@ import glob
 import json
 import os
 
+from ..codec.atomic import write_json
 from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
 
@@ -42,11 +43,7 @@ def save(report: dict, folder: str = FOLDER) -> str:
     base = from_report(report)
     hw = HwConfig.from_dict(base["hwconfig"])
     path = os.path.join(folder, file_name(base["target"], hw))
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(base, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json(path, base)
     return path
 
 

@@ -12,7 +12,6 @@ bitstream's name.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from contextlib import contextmanager
 import dataclasses
 from dataclasses import dataclass
 
+from ..codec.atomic import write_json
 from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
 from .boardtop import BoardTop
@@ -123,9 +123,7 @@ def build_board(name: str, hw: HwConfig | None, baud: int, out_dir: str, seed: i
                   "fmax_mhz": fmax, "utilization": util,
                   "seed": seed, "hwconfig": hw.to_dict(), "derived": hw.derived(),
                   "tools": tool_versions()}
-        with open(os.path.join(work, "board.json"), "w") as f:
-            json.dump(report, f, indent=1)
-            f.write("\n")
+        write_json(os.path.join(work, "board.json"), report)
         if os.path.isdir(out_dir):
             shutil.rmtree(out_dir)
         os.replace(work, out_dir)

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
-import shutil
-import tempfile
 
+from ..codec.atomic import atomic_folder, write_json
 from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
 from .synth import target as get_target
@@ -47,10 +45,7 @@ def run_sweep(target: str, rows: list[int], depths: list[int], base: HwConfig, o
     t = get_target(target)
     if not rows or not depths:
         raise TritforgeError("sweep: give at least one R and one d")
-    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".tmp-sweep-", dir=parent)
-    try:
+    with atomic_folder(out_dir) as work:
         points = []
         for d in depths:
             for r in rows:
@@ -82,18 +77,10 @@ def run_sweep(target: str, rows: list[int], depths: list[int], base: HwConfig, o
             w = csv.DictWriter(f, fieldnames=COLUMNS)
             w.writeheader()
             w.writerows(points)
-        with open(os.path.join(work, "sweep.json"), "w") as f:
-            json.dump({"target": target, "kind": t.kind, "seed": seed, "base": base.to_dict(),
-                       "points": points}, f, indent=1)
-            f.write("\n")
+        write_json(os.path.join(work, "sweep.json"),
+                   {"target": target, "kind": t.kind, "seed": seed, "base": base.to_dict(), "points": points})
         plot(points, ykey, f"{target} ({t.kind})", os.path.join(work, "pareto.png"))
-        if os.path.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(work, out_dir)
-        return points
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+    return points
 
 
 def _line(p: dict) -> str:

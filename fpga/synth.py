@@ -27,10 +27,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 
+from ..codec.atomic import atomic_folder, write_json
 from ..codec.errors import TritforgeError
 
 
@@ -220,10 +220,7 @@ def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = 
     t = target(target_name)
     if not freq_mhz > 0:
         raise TritforgeError(f"--freq {freq_mhz}: expected a positive clock in MHz")
-    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".tmp-synth-", dir=parent)
-    try:
+    with atomic_folder(out_dir) as work:
         text = rtlil.convert(design, name="top", emit_src=False)
         for mod in keep:
             if f"module \\top.{mod}\n" not in text:
@@ -263,16 +260,8 @@ def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = 
             _run(argv, os.path.join(work, "nextpnr.log"), "nextpnr", work)
             report["pnr"] = parse_pnr(os.path.join(work, "pnr.json"), os.path.join(work, "nextpnr.log"))
         os.remove(os.path.join(work, "top.json"))      # large netlist: not needed afterwards
-        with open(os.path.join(work, "report.json"), "w") as f:
-            json.dump(report, f, indent=1)
-            f.write("\n")
-        if os.path.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(work, out_dir)
-        return report
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        write_json(os.path.join(work, "report.json"), report)
+    return report
 
 
 def fmax_mhz(report: dict, clock: str | None = None) -> float | None:

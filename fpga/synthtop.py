@@ -14,13 +14,13 @@ counters, the frame decoder and the pin registers. The engine's own cells are re
 under ``modules["top.engine"]``; the LUT-per-lane figures use those only.
 """
 
-import json
 import os
 
 from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..codec.atomic import write_json
 from ..codec.errors import TritforgeError
 from ..hw.engine import GemvEngine
 from ..hwconfig import HwConfig
@@ -93,9 +93,5 @@ def synthesize_engine(hw: HwConfig, target: str, out: str, freq: float | None = 
     report["engine"] = engine_figures(report, hw)
     report["engine"]["fmax_mhz"] = synth.fmax_mhz(report)
     path = os.path.join(out, "report.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_json(path, report)
     return report

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import pytest
 
 from test_driver import make_tiny_model

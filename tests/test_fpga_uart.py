@@ -4,7 +4,7 @@ import random
 import pytest
 from amaranth import Module
 from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
 from tritforge.codec.errors import TritforgeError
