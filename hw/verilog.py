@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from importlib import metadata
 
 from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
+from ..codec.atomic import atomic_file
 from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
 from .engine import GemvEngine, port_layouts
@@ -101,28 +100,15 @@ def write(cfg: HwConfig, out_dir: str, *, decoder_style: str = "nibble", top: st
     text = convert(cfg, decoder_style, top)
     meta = sidecar(cfg, decoder_style, top)
     out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise TritforgeError(f"{out_dir}: exists and is not a folder")
-    try:
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".generate-", dir=parent)
-    except OSError as exc:
-        raise TritforgeError(f"{out_dir}: cannot create output folder ({exc.strerror})") from None
-    try:
-        with open(os.path.join(tmp, f"{top}.v"), "w") as f:
-            f.write(text)
-        with open(os.path.join(tmp, f"{top}.json"), "w") as f:
-            json.dump(meta, f, indent=1)
-            f.write("\n")
-        os.makedirs(out_dir, exist_ok=True)
-        paths = {}
-        for ext in ("v", "json"):
-            dst = os.path.join(out_dir, f"{top}.{ext}")
-            if os.path.exists(dst) and not overwrite:
-                raise TritforgeError(f"{dst}: exists (pass overwrite)")
-            os.replace(os.path.join(tmp, f"{top}.{ext}"), dst)
-            paths[ext] = dst
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    files = {"v": text, "json": json.dumps(meta, indent=1) + "\n"}
+    paths = {ext: os.path.join(out_dir, f"{top}.{ext}") for ext in files}
+    for dst in paths.values():
+        if os.path.exists(dst) and not overwrite:
+            raise TritforgeError(f"{dst}: exists (pass overwrite)")
+    for ext, body in files.items():         # both are complete before either is written
+        with atomic_file(paths[ext]) as tmp:
+            with open(tmp, "w") as f:
+                f.write(body)
     return {"verilog": paths["v"], "sidecar": paths["json"], "verilog_bytes": len(text)}
