@@ -120,11 +120,13 @@ class ScaleMac(wiring.Component):
             reads += [cbm.read_port(domain="comb")
                       for _ in range(min(READS_PER_COPY, R - c * READS_PER_COPY))]
 
-        # result FIFO of 2 beats; the advance depends on its occupancy register alone
-        # (res.ready only pops it): adv = "not full"
+        # result FIFO of 2 beats; the advance is a flip-flop of its own, "not full", computed
+        # from the next occupancy (res.ready only pops the FIFO); valid ("not empty") too
         cnt = Signal(range(3))
-        adv = Signal()
-        m.d.comb += [adv.eq(cnt != 2), self.i.ready.eq(adv), self.o.valid.eq(cnt != 0)]
+        cnt_nxt = Signal(range(3))
+        adv = Signal(init=1)
+        m.d.comb += [self.i.ready.eq(adv)]
+        m.d.sync += [cnt.eq(cnt_nxt), adv.eq(cnt_nxt != 2), self.o.valid.eq(cnt_nxt != 0)]
         tag_shape = self.in_layout["tag"].shape
         prod_bits = w.dot + pm_bits + 1
 
@@ -136,6 +138,7 @@ class ScaleMac(wiring.Component):
         s1 = [Signal(coarse_bits, name=f"s1_{r}", reset_less=True) for r in range(R)]
         # stage 2: product
         v2 = Signal()
+        fin2 = Signal()          # v2 & tag2.final, its own flip-flop
         tag2 = Signal(tag_shape)
         s2 = [Signal(coarse_bits, name=f"s2_{r}", reset_less=True) for r in range(R)]
         prod = [Signal(signed(prod_bits), name=f"prod_{r}", reset_less=True) for r in range(R)]
@@ -158,29 +161,31 @@ class ScaleMac(wiring.Component):
             m.d.comb += n.eq(ring[0][r] + term)
             new.append(n)
 
-        # FIFO: the head is the o.payload register itself, the second entry ``spare``
-        spare = Signal(result_layout(cfg))
+        # FIFO: two entries written alternately (write pointer ``wp``), read at ``rp``; the
+        # res payload is entry ``rp`` (both pointers are flip-flops, so its multiplexer has a
+        # registered select, and a push loads one entry with no data multiplexer)
+        entries = [Signal(result_layout(cfg), name=f"fifo{e}") for e in range(2)]
+        wp = Signal()
+        rp = Signal()
         push = Signal()
         pop = Signal()
-        m.d.comb += [push.eq(adv & v2 & tag.final), pop.eq(self.o.valid & self.o.ready)]
-        newbeat = Signal(result_layout(cfg))
-        m.d.comb += [newbeat.vector.eq(tag.vector), newbeat.last.eq(tag.last)]
-        for r in range(R):
-            m.d.comb += newbeat.acc[r].eq(new[r])
-        with m.If(push & ((cnt == 0) | ((cnt == 1) & pop))):
-            m.d.sync += self.o.payload.eq(newbeat)
-        with m.Elif(pop & (cnt == 2)):
-            m.d.sync += self.o.payload.eq(spare)
-        with m.If(push & (cnt == 1) & ~pop):
-            m.d.sync += spare.eq(newbeat)
-        with m.If(push & ~pop):
-            m.d.sync += cnt.eq(cnt + 1)
-        with m.Elif(pop & ~push):
-            m.d.sync += cnt.eq(cnt - 1)
+        m.d.comb += [push.eq(adv & fin2), pop.eq(self.o.valid & self.o.ready),
+                     self.o.payload.eq(Mux(rp, entries[1], entries[0])),
+                     cnt_nxt.eq(cnt + push - pop)]
+        for e in range(2):
+            with m.If(push & (wp == e)):
+                m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]
+                for r in range(R):
+                    m.d.sync += entries[e].acc[r].eq(new[r])
+        with m.If(push):
+            m.d.sync += wp.eq(~wp)
+        with m.If(pop):
+            m.d.sync += rp.eq(~rp)
 
         with m.If(adv):
             m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag),
-                         v2.eq(v1), tag2.eq(tag1)]
+                         v2.eq(v1), tag2.eq(tag1),
+                         fin2.eq(v1 & data.View(item_tag_layout(cfg), tag1).final)]
             for r in range(R):
                 m.d.sync += [p1[r].eq(self.i.payload.p[r]), m1[r].eq(reads[r].data.pm),
                              s1[r].eq(reads[r].data.coarse),

@@ -13,7 +13,7 @@ Structure mirrored (hw/ENGINE.md, hw/engine.py):
 * state IDLE / LOAD / RUN; ``cmd.ready`` = IDLE, ``act.ready`` = LOAD, ``cb.ready`` = 1,
   ``busy`` = not IDLE;
 * one global advance ``adv`` = the 2-beat result FIFO is not full (registered state only;
-  ``res.ready`` only pops the FIFO, whose head is the ``res`` payload register);
+  ``res.ready`` only pops the FIFO; the ``res`` payload is its entry at the read pointer);
 * an issue register that holds an accepted beat for its T uses;
   ``w.ready = w_open and adv and (issue empty or issuing its last use)``;
 * behind it ``pipeline_stages - 1`` register stages; the codebook is read when an item
@@ -124,16 +124,26 @@ class StepModel:
         self.h_first = self.h_final = self.h_lasttile = False
         # stages behind the issue register, excluding the result register
         self.pipe: list[_Item | None] = [None] * (self.cfg.pipeline_stages - 2)
-        # result FIFO of 2 beats: the head is the res payload register, ``spare`` the second
+        # result FIFO of 2 entries written alternately at ``wp``; the res payload is entry ``rp``
         self.count = 0
-        self.res_acc = (0,) * R
-        self.res_vector = 0
-        self.res_last = False
-        self.spare = None
+        self.entries = [((0,) * R, 0, False), ((0,) * R, 0, False)]
+        self.wp = self.rp = 0
 
     @property
     def res_valid(self) -> bool:
         return self.count > 0
+
+    @property
+    def res_acc(self) -> tuple:
+        return self.entries[self.rp][0]
+
+    @property
+    def res_vector(self) -> int:
+        return self.entries[self.rp][1]
+
+    @property
+    def res_last(self) -> bool:
+        return self.entries[self.rp][2]
 
     @property
     def adv(self) -> bool:
@@ -252,12 +262,11 @@ class StepModel:
 
     def _fifo(self, pushed, pop):
         """Result FIFO update: ``pushed`` = (acc, vector, last) entering, ``pop`` = head taken."""
-        if pushed is not None and (self.count == 0 or (self.count == 1 and pop)):
-            self.res_acc, self.res_vector, self.res_last = pushed
-        elif pop and self.count == 2:
-            self.res_acc, self.res_vector, self.res_last = self.spare
-        if pushed is not None and self.count == 1 and not pop:
-            self.spare = pushed
+        if pushed is not None:
+            self.entries[self.wp] = pushed
+            self.wp ^= 1
+        if pop:
+            self.rp ^= 1
         self.count += (pushed is not None) - bool(pop)
 
     def _advance_pipeline(self, issue_item, cb_before):
