@@ -16,8 +16,8 @@ from .codec.codebook import MANT_BITS, SHIFT_BITS, SHIFT_LIMIT
 from .codec.errors import TritforgeError
 from .codec.golden import ACT_BITS, widths
 
-#: Register stages of the engine's RUN pipeline, from weight-beat acceptance to the result
-#: register (hw/ENGINE.md "Timing"). Owned by hw/engine.py, which asserts its structure
+#: Register stages of the engine's RUN pipeline, from weight-beat acceptance to the 2-beat
+#: result FIFO (hw/ENGINE.md "Timing"). Owned by hw/engine.py, which asserts its structure
 #: equals it; the cycle model and the estimator read it from here.
 PIPELINE_STAGES = 10
 
