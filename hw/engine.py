@@ -2,7 +2,8 @@
 
 Streams ``cmd``, ``cb``, ``act``, ``w`` in, ``res`` out; ``err`` and ``busy`` flags.
 
-Structure (one global advance ``adv = ~(res.valid & ~res.ready)``, from ``ScaleMac``):
+Structure (one global advance ``adv`` = "the 2-beat result FIFO is not full", a flip-flop
+in ``ScaleMac``; ``res.ready`` only pops that FIFO):
 
 * control: IDLE -> (LOAD) -> RUN -> IDLE, command latched on accept;
 * activation buffer: ``amaranth.lib.memory.Memory`` of ``T * max_groups`` 128-bit words
