@@ -35,7 +35,7 @@ from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
 from .decoder import TritDecoder, byte_invalid
 from .groupdot import GroupDot
-from .scalemac import ScaleMac, codebook_layout, item_tag_layout, result_layout, vector_bits
+from .scalemac import ScaleMac, codebook_layout, item_tag_layout, result_layout
 
 ACT_WORD_BITS = layout.GROUP * 8
 #: bytes per first-step invalid-byte check (err)
@@ -117,7 +117,6 @@ class GemvEngine(wiring.Component):
         state = Signal(State, init=State.IDLE)
         last_group = Signal(cl["last_group"].shape)
         last_tile = Signal(cl["last_tile"].shape)
-        vb = vector_bits(cfg)
 
         # --- command, flags ----------------------------------------------------------------
         m.d.comb += [self.cmd.ready.eq(state == State.IDLE),

@@ -384,7 +384,6 @@ class JobDriver:
             return
         if self.done:
             return
-        job = self.jobs[self.job]
         if self.phase == "cb":
             if inp.cb_valid and get("cb_ready"):
                 self.cb_i += 1
