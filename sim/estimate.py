@@ -25,7 +25,6 @@ would add per token if it streamed from the same memory.
 from __future__ import annotations
 
 import datetime
-import json
 import numbers
 import os
 from importlib import resources
@@ -33,6 +32,7 @@ from importlib import resources
 from .. import __version__
 from ..codec import layout
 from ..codec.errors import TritforgeError
+from ..codec.jsonfile import read_json
 from ..hwconfig import HwConfig
 from .actions import Actions
 from .boards import Board
@@ -69,15 +69,7 @@ def load_shape(spec: str) -> dict:
         if not os.path.exists(path):
             raise TritforgeError(f"model config {spec!r}: no such file; expected a config.json path "
                                  f"or one of {shape_names()}")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as exc:
-        raise TritforgeError(f"model config {path}: cannot read ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise TritforgeError(f"model config {path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise TritforgeError(f"model config {path}: expected a JSON object (an HF config.json)")
+    data = read_json(path, "model config (an HF config.json)")
     data = dict(data.get("text_config", data)) if isinstance(data.get("text_config"), dict) else dict(data)
     data.setdefault("_name", os.path.basename(os.path.dirname(os.path.abspath(path))) or path)
     data["_path"] = path

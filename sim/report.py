@@ -28,6 +28,7 @@ import tempfile
 from matplotlib.figure import Figure
 
 from ..codec.errors import TritforgeError
+from ..codec.jsonfile import read_json
 
 FILES = ("result.json", "roofline.png", "energy.png", "cycles.png", "report.md", "report.html")
 _LAYER_KEYS = ("name", "out", "in", "weight_bytes", "cycles", "compute_s", "memory_s", "bound", "energy_pj")
@@ -45,13 +46,7 @@ _BOUND_COLORS = {"memory": "#1f77b4", "compute": "#d62728"}
 # --- I/O -----------------------------------------------------------------------------------
 
 def load_result(path: str) -> dict:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as exc:
-        raise TritforgeError(f"{path}: cannot read run result ({exc.strerror})") from None
-    except json.JSONDecodeError as exc:
-        raise TritforgeError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    data = read_json(path, "run result")
     check_result(data, path)
     return data
 

@@ -8,12 +8,12 @@ consumer computes it twice.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 
 from .codec import layout
 from .codec.codebook import MANT_BITS, SHIFT_BITS, SHIFT_LIMIT
 from .codec.errors import TritforgeError
+from .codec.jsonfile import read_json
 from .codec.golden import ACT_BITS, widths
 
 #: Register stages of the engine's RUN pipeline, from weight-beat acceptance to the 2-beat
@@ -155,15 +155,7 @@ class HwConfig:
 
     @classmethod
     def from_json(cls, path: str) -> "HwConfig":
-        try:
-            with open(path) as f:
-                data = json.load(f)
-        except OSError as exc:
-            raise TritforgeError(f"{path}: cannot read hardware config ({exc.strerror})") from None
-        except json.JSONDecodeError as exc:
-            raise TritforgeError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-        if not isinstance(data, dict):
-            raise TritforgeError(f"{path}: expected a JSON object of HwConfig parameters")
+        data = read_json(path, "hardware config (HwConfig parameters)")
         return cls.from_dict(data.get("hwconfig", data), path)
 
 
