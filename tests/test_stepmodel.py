@@ -25,6 +25,7 @@ from tritforge.sim.stepmodel import Inputs, JobDriver, StepModel, make_job, run
 
 def random_jobs(cfg: HwConfig, rng, n: int, out: int, in_pad: int):
     jobs, exps = [], []
+    last_xq = None                 # the buffer's contents: the first job always loads it
     for j in range(n):
         q = rng.integers(-cfg.level, cfg.level + 1, size=(out, in_pad)).astype(np.int8)
         q[rng.random(q.shape) < 0.3] = 0
