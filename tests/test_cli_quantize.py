@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
-from test_checkpoint import make_tiny_model, tiny_model
+from tinymodels import make_tiny_model, tiny_model
 from tritforge.cli import main
 from tritforge.codec import layout, packfile
 from tritforge.codec.checkpoint import load_checkpoint

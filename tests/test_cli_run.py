@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from test_driver import make_tiny_model
+from tinymodels import make_tiny_model
 from tritforge import cli
 from tritforge.codec import packfile
 from tritforge.hwconfig import HwConfig

@@ -14,51 +14,7 @@ from tritforge.codec.errors import TritforgeError
 from tritforge.hwconfig import HwConfig
 from tritforge.sim import driver
 from tritforge.sim.hwlinear import HwLinear, HwRecorder
-
-WORDS = ("the a of and to in is was it for on that with as his he at by from her she they this "
-         "there were one day time long ago little house old man woman went").split()
-EOS = 2
-VOCAB = 300
-
-
-def make_tokenizer():
-    """A byte-level BPE tokenizer trained on a few words (both Llama's and Qwen2's loaders take it)."""
-    from tokenizers import ByteLevelBPETokenizer
-    from transformers import PreTrainedTokenizerFast
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([" ".join(WORDS)] * 20, vocab_size=VOCAB, min_frequency=1,
-                            special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
-    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, unk_token="<unk>",
-                                   bos_token="<s>", eos_token="</s>")
-
-
-def make_tiny_model(folder, arch: str = "llama", seed: int = 0, dtype=torch.float32) -> str:
-    """A random tiny model saved as an HF safetensors folder with a word-level tokenizer.
-
-    intermediate_size 88 is not a multiple of 16: down_proj exercises the zero padding.
-    Qwen2 brings its q/k/v biases (made non-zero so they matter).
-    """
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    kw = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=88, num_hidden_layers=2,
-              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-              bos_token_id=1, eos_token_id=EOS, tie_word_embeddings=False)
-    if arch == "llama":
-        model = LlamaForCausalLM(LlamaConfig(**kw))
-    elif arch == "qwen2":
-        model = Qwen2ForCausalLM(Qwen2Config(**kw))
-        with torch.no_grad():
-            for layer in model.model.layers:
-                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
-                    proj.bias.normal_(0.0, 0.5)
-    else:
-        raise ValueError(arch)
-    model.to(dtype).save_pretrained(folder)
-    make_tokenizer().save_pretrained(folder)
-    return str(folder)
-
+from tinymodels import EOS, make_tiny_model
 
 @pytest.fixture(scope="module", params=["llama", "qwen2"])
 def tiny(request, tmp_path_factory):

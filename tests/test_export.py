@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from test_checkpoint import make_tiny_model
+from tinymodels import make_tiny_model
 from tritforge.codec.checkpoint import load_checkpoint
 from tritforge.codec.errors import TritforgeError
 from tritforge.codec.atomic import atomic_folder

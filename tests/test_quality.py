@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from test_checkpoint import make_tiny_model, tiny_model
+from tinymodels import make_tiny_model, tiny_model
 from tritforge.codec.checkpoint import load_checkpoint
 from tritforge.codec.errors import TritforgeError
 from tritforge.codec.modelquant import quantize_checkpoint
