@@ -30,6 +30,9 @@ from .quantize import TritTensor
 
 FORMAT = "tritforge-packed"
 VERSION = 1
+#: Key of the ``model`` metadata where ``tritforge quantize`` records, per matrix,
+#: ``[sum err^2, sum w^2]`` against its source (so ``inspect`` can show MSE/SQNR without it).
+RECORDED_KEY = "weight_error"
 
 
 @dataclass(frozen=True)

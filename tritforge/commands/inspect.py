@@ -14,10 +14,7 @@ import os
 import re
 
 from ..codec.errors import TritforgeError
-
-#: Key of the packed file's model metadata where ``tritforge quantize`` records, per matrix,
-#: ``[sum err^2, sum w^2]`` against its source (so ``inspect`` can show MSE/SQNR without it).
-RECORDED_KEY = "weight_error"
+from ..codec.packfile import RECORDED_KEY
 
 HELP = "show shapes, depth, bpw (information and physical), codebook ranges and errors of a packed file"
 

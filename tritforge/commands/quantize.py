@@ -80,7 +80,6 @@ def run(args) -> int:
     from ..codec.atomic import atomic_folder, write_json
     from ..codec.export import export_fp16, has_tokenizer
     from ..codec.modelquant import parse_configs, quantize_checkpoint
-    from .inspect import RECORDED_KEY
 
     configs = parse_configs(args.configs)
     out = _check_out(args.out)
@@ -125,7 +124,7 @@ def run(args) -> int:
         with atomic_folder(os.path.join(out, config)) as tmp:
             t0 = time.perf_counter()
             meta = {**desc, "config": config, "mode": args.mode, "tritforge_version": __version__,
-                    RECORDED_KEY: {n: [st.sq_err, st.sq_ref] for n, st in mq.stats.items()}}
+                    packfile.RECORDED_KEY: {n: [st.sq_err, st.sq_ref] for n, st in mq.stats.items()}}
             packfile.write_packed(os.path.join(tmp, PACKED_NAME), mq.tensors, meta)
             back, _ = packfile.read_packed(os.path.join(tmp, PACKED_NAME))
             exact = all(back[n].q.tobytes() == t.q.tobytes() and back[n].k.tobytes() == t.k.tobytes()
