@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ..codec.atomic import write_json
 from ..codec.errors import TritforgeError
+from ..environ import patched_environ
 from ..hwconfig import HwConfig
 from .boardtop import BoardTop
 from .synth import tool, tool_versions
@@ -64,16 +65,8 @@ def yowasp_environment():
              "ICEPACK": "yowasp-icepack"}
     env = {k: tool(v) for k, v in names.items()}
     env.update({"OPENFPGALOADER": "true", "ICEPROG": "true"})
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with patched_environ(env):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def parse_tim(path: str) -> tuple[dict, dict]:

