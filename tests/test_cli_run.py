@@ -164,7 +164,6 @@ RTL_CFG = {"depth": 2, "rows": 4, "vectors": 1, "max_in_features": 1536, "max_ou
 
 @pytest.fixture
 def rtl_env(request, tmp_path, monkeypatch):
-    pytest.importorskip("tritforge.hw.verilog")
     cache = getattr(request.config, "cache", None)
     root = cache.mkdir("tritforge-cocotb") if cache is not None else tmp_path / "builds"
     monkeypatch.setenv("TRITFORGE_BUILD_DIR", str(root))

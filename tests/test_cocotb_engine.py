@@ -28,8 +28,6 @@ from tritforge.codec.quantize import quantize_matrix  # noqa: E402
 from tritforge.hwconfig import HwConfig  # noqa: E402
 from tritforge.sim import fastmodel  # noqa: E402
 
-pytest.importorskip("tritforge.hw.verilog")
-
 BUILDS = {
     "d2R4T1": HwConfig(depth=2, rows=4, vectors=1, max_in_features=1536, max_out_features=1536),
     "d1R3T2": HwConfig(depth=1, rows=3, vectors=2, max_in_features=256, max_out_features=64),

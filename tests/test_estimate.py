@@ -236,7 +236,7 @@ def test_cli_estimate_user_table(capsys, tmp_path):
 def test_projection_matches_real_smollm2_layers():
     """On real SmolLM2-135M weights, the projection gives the cycle model's cycles exactly and
     its energy to within 1 % (the zero-trit fraction is the only assumption)."""
-    gguf = pytest.importorskip("gguf")
+    import gguf
     from gguf.quants import dequantize
     from tritforge.codec.checkpoint import resolve_model
 
