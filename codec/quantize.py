@@ -105,13 +105,19 @@ def _prepare(w, name: str) -> np.ndarray:
     return np.ascontiguousarray(w).reshape(out, -1, GROUP)
 
 
-def _sq_error(w: np.ndarray, c: np.ndarray, L: int) -> np.ndarray:
-    """Per-group squared error of w (n, 16) quantized with step c (n, 1)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
+def _rounded_levels(w: np.ndarray, c: np.ndarray, L: int) -> np.ndarray:
+    """clip(rint(w / c), -L, L) in float32; a zero or tiny step saturates to +-L (0/0 -> 0)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         t = w / c
-    np.nan_to_num(t, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.nan_to_num(t, copy=False, nan=0.0, posinf=float(L), neginf=float(-L))
     np.rint(t, out=t)
     np.clip(t, -L, L, out=t)
+    return t
+
+
+def _sq_error(w: np.ndarray, c: np.ndarray, L: int) -> np.ndarray:
+    """Per-group squared error of w (n, 16) quantized with step c (n, 1)."""
+    t = _rounded_levels(w, c, L)
     t *= c
     np.subtract(w, t, out=t)
     np.square(t, out=t)
@@ -119,10 +125,7 @@ def _sq_error(w: np.ndarray, c: np.ndarray, L: int) -> np.ndarray:
 
 
 def _levels(w: np.ndarray, c: np.ndarray, L: int) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = w / c
-    np.nan_to_num(t, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(np.rint(t), -L, L).astype(np.int8)
+    return _rounded_levels(w, c, L).astype(np.int8)
 
 
 def group_scales(wg: np.ndarray, d: int, stats=CANDIDATE_STATS) -> np.ndarray:
