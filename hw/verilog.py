@@ -8,7 +8,8 @@ emit_src=False)``, reproducible) and ``<name>.json``:
 * ``ports``: every Verilog port with direction and width, and for struct payloads the
   fields with their bit offset and width (``acc`` of ``res`` is an array: ``count`` and
   ``stride``), so testbenches read positions instead of repeating them;
-* ``top``, ``decoder_style``, tool versions.
+* ``top``, ``decoder_style``, ``primitives`` (hw/primitives.py: "ecp5" instantiates the
+  Lattice DSP and block RAM primitives, for Lattice flows), tool versions.
 
 Both files are written to a temporary folder next to ``out_dir`` and moved in place, so an
 interrupted run leaves no half-written output.
@@ -77,28 +78,30 @@ def _versions() -> dict:
     return out
 
 
-def sidecar(cfg: HwConfig, decoder_style: str = "nibble", top: str = TOP) -> dict:
+def sidecar(cfg: HwConfig, decoder_style: str = "nibble", top: str = TOP,
+            primitives: str = "generic") -> dict:
     derived = cfg.derived()
     derived.update(pipeline_stages=cfg.pipeline_stages, tiles_max=cfg.tiles_max,
                    lanes=cfg.rows * 16 * cfg.depth, macs_per_cycle=cfg.macs_per_cycle,
                    stream_bytes_per_cycle=cfg.stream_bytes_per_cycle)
     return {"format": FORMAT, "version": VERSION, "top": top, "decoder_style": decoder_style,
-            "hwconfig": cfg.to_dict(), "derived": derived, "ports": port_map(cfg),
+            "primitives": primitives, "hwconfig": cfg.to_dict(), "derived": derived, "ports": port_map(cfg),
             "tools": _versions()}
 
 
-def convert(cfg: HwConfig, decoder_style: str = "nibble", top: str = TOP) -> str:
-    engine = GemvEngine(cfg, decoder_style=decoder_style)
+def convert(cfg: HwConfig, decoder_style: str = "nibble", top: str = TOP,
+            primitives: str = "generic") -> str:
+    engine = GemvEngine(cfg, decoder_style=decoder_style, primitives=primitives)
     return verilog.convert(engine, name=top, emit_src=False)
 
 
 def write(cfg: HwConfig, out_dir: str, *, decoder_style: str = "nibble", top: str = TOP,
-          overwrite: bool = True) -> dict:
+          primitives: str = "generic", overwrite: bool = True) -> dict:
     """Write ``out_dir/<top>.v`` and ``out_dir/<top>.json``; returns the paths and sizes."""
     if not top.isidentifier():
         raise TritforgeError(f"top module name {top!r}: expected a Verilog identifier")
-    text = convert(cfg, decoder_style, top)
-    meta = sidecar(cfg, decoder_style, top)
+    text = convert(cfg, decoder_style, top, primitives)
+    meta = sidecar(cfg, decoder_style, top, primitives)
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise TritforgeError(f"{out_dir}: exists and is not a folder")

@@ -17,7 +17,7 @@ Structure mirrored (hw/ENGINE.md, hw/engine.py):
 * an issue register that holds an accepted beat for its T uses;
   ``w.ready = w_open and adv and (issue empty or issuing its last use)``;
 * behind it ``pipeline_stages - 1`` register stages; the codebook is read when an item
-  enters the third last of them (``ScaleMac`` stage 1), the result register is the last;
+  enters the fifth last of them (``ScaleMac`` stage 1), the result register is the last;
 * T row-accumulator sets used as a ring (an item with ``first`` starts from 0);
 * synchronous reset: control, pipeline valid bits, the result register and ``err`` return to
   their initial values; the codebook, the activation buffer (and writes to them in the reset
@@ -283,9 +283,10 @@ class StepModel:
             if tail.final:
                 pushed = (tuple(new), tail.vector, tail.last)
         pipe = [issue_item] + self.pipe[:-1]
-        # the stage before the last two of ``pipe`` is the codebook lookup register
-        # (ScaleMac: lookup, product, then the result FIFO)
-        entering = pipe[-2]
+        # the codebook lookup register is the fourth last stage of ``pipe`` (ScaleMac:
+        # lookup, the multiplier's pipeline and output registers, the shifted term, then
+        # the result FIFO)
+        entering = pipe[-4]
         if entering is not None:
             mant, shift = cb_before
             entering.m = [mant[k] for k in entering.k]

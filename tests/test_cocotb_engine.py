@@ -94,6 +94,29 @@ def test_engine_vectors(request, tmp_path, vector_sets, name):
                                     "seed": 7 + len(name), "model": True}, tmp_path)
 
 
+#: engines built with the ECP5 primitives (hw/primitives.py) on their behavioural models:
+#: a 36-bit pseudo-dual-port buffer (96 words) and an 18-bit one (1,024 words, 8 blocks)
+ECP5_BUILDS = {
+    "d2R4T1": BUILDS["d2R4T1"],
+    "d1R2T2-1024w": HwConfig(depth=1, rows=2, vectors=2, max_in_features=8192, max_out_features=64),
+}
+
+
+@pytest.mark.parametrize("name", list(ECP5_BUILDS))
+def test_engine_ecp5_primitives(request, tmp_path, name):
+    """The engine with MULT18X18D/DP16KD instances (their registers enabled) behaves like the
+    generic one: golden results and the stepping model every cycle, under stalls."""
+    cfg = ECP5_BUILDS[name]
+    b, side = harness.build_engine(request, cfg, primitives="ecp5")
+    cases = directed(cfg, seed=3) + random_cases(cfg, 12, seed=700 + len(name))
+    if cfg.act_buffer_words > 512:           # reach the upper words of the buffer
+        t, xq = vectors.random_case(np.random.default_rng(9), cfg.depth, 3, cfg.max_in_features, 2)
+        cases.append(_case("full_width", cfg, t, xq, {"idle": 0.2, "bp": 0.2}))
+    vs = vectors.write_set(str(tmp_path / "ecp5"), cases)
+    harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vs, "model": True},
+                      tmp_path / "run", testcase="vector_cases")
+
+
 @pytest.mark.model
 def test_engine_smollm2_shapes(request, tmp_path):
     """Every SmolLM2-135M linear shape, real rows of layer 0, whole matrices: bit-exact, exact cycles.

@@ -10,7 +10,7 @@ import pytest
 
 from tritforge.cli import main
 from tritforge.commands import _hwoptions
-from tritforge.hwconfig import PIPELINE_STAGES, HwConfig
+from tritforge.hwconfig import HwConfig
 
 SMALL = ["--depth", "1", "--rows", "2", "--vectors", "2", "--max-in-features", "64",
          "--max-out-features", "32"]
@@ -20,7 +20,8 @@ def test_writes_verilog_and_sidecar(tmp_path, capsys):
     out = tmp_path / "gen"
     assert main(["generate", *SMALL, "--clock-mhz", "150", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "wrote" in printed and f"{PIPELINE_STAGES} pipeline stages" in printed
+    stages = HwConfig(depth=1).pipeline_stages
+    assert "wrote" in printed and f"{stages} pipeline stages" in printed
     v = (out / "tritforge_engine.v").read_text()
     meta = json.loads((out / "tritforge_engine.json").read_text())
     cfg = HwConfig(depth=1, rows=2, vectors=2, max_in_features=64, max_out_features=32, clock_mhz=150.0)

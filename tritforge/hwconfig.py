@@ -17,9 +17,23 @@ from .codec.jsonfile import read_json
 from .codec.golden import ACT_BITS, widths
 
 #: Register stages of the engine's RUN pipeline, from weight-beat acceptance to the 2-beat
-#: result FIFO (hw/ENGINE.md "Timing"). Owned by hw/engine.py, which asserts its structure
-#: equals it; the cycle model and the estimator read it from here.
-PIPELINE_STAGES = 10
+#: result FIFO (hw/ENGINE.md "Timing"): the issue register and a register slice behind it,
+#: the trit decoder, the group
+#: dot's adder tree (``tree_levels``, one adder level per stage), the scale MAC. Owned by
+#: hw/engine.py, which asserts its structure equals ``HwConfig.pipeline_stages``; the cycle
+#: model and the estimator read it from here.
+ISSUE_STAGES = 2
+DECODER_STAGES = 3
+MAC_STAGES = 5
+
+
+def tree_levels(depth: int) -> int:
+    """Adder levels (= register stages) of the group dot's tree over 16*depth terms."""
+    return (layout.GROUP * depth - 1).bit_length()
+
+
+def pipeline_stages(depth: int) -> int:
+    return ISSUE_STAGES + DECODER_STAGES + tree_levels(depth) + MAC_STAGES
 
 
 @dataclass(frozen=True)
@@ -116,7 +130,7 @@ class HwConfig:
 
     @property
     def pipeline_stages(self) -> int:
-        return PIPELINE_STAGES
+        return pipeline_stages(self.depth)
 
     @property
     def tiles_max(self) -> int:

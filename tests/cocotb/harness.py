@@ -9,6 +9,7 @@ under the session's tmp dir. Set ``TRITFORGE_WAVES=1`` to build with FST tracing
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from tritforge.sim import cosim
@@ -29,18 +30,26 @@ def build_component(request, component, toplevel: str, meta: dict | None = None)
                        meta=meta)
 
 
-def build_engine(root, cfg, decoder_style: str = "arith") -> tuple[cosim.Build, Path]:
+def build_engine(root, cfg, decoder_style: str = "arith",
+                 primitives: str = "generic") -> tuple[cosim.Build, Path]:
     """The engine as ``tritforge generate`` writes it (hw/verilog.py): build + sidecar path.
 
     ``root``: a build folder, or the pytest ``request`` (builds go to :func:`build_root`).
+    With ``primitives="ecp5"`` the Lattice primitives run as the behavioural models of
+    tests/ecp5_models.py, compiled with the engine.
     """
     from tritforge.hw import verilog as hw_verilog
-    text = hw_verilog.convert(cfg, decoder_style)
-    side = hw_verilog.sidecar(cfg, decoder_style)
+    text = hw_verilog.convert(cfg, decoder_style, primitives=primitives)
+    if primitives == "ecp5":
+        sys.path.insert(0, str(HERE.parent))
+        import ecp5_models
+        text += ecp5_models.models()
+    side = hw_verilog.sidecar(cfg, decoder_style, primitives=primitives)
     if not isinstance(root, (str, Path)):
         root = build_root(root)
     b = cosim.build(text, side["top"], [p["name"] for p in side["ports"]], root,
-                    meta={"hwconfig": cfg.to_dict(), "decoder_style": decoder_style})
+                    meta={"hwconfig": cfg.to_dict(), "decoder_style": decoder_style,
+                          "primitives": primitives})
     path = b.build_dir / f"{side['top']}.json"
     if not path.exists():
         tmp = path.with_suffix(".tmp")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..codec.errors import TritforgeError
+from ..hw.primitives import PRIMITIVES
 from ._hwoptions import add_hw_arguments, hw_from_args
 
 
@@ -12,6 +13,9 @@ def add_arguments(p) -> None:
     p.add_argument("--decoder", choices=("nibble", "arith", "rom"), default="nibble",
                    help="byte-to-trit decoder: two nibble tables + base-3 ripple add (nibble, default, "
                         "smallest), restoring compare/subtract (arith) or a 256-entry case table (rom)")
+    p.add_argument("--primitives", choices=PRIMITIVES, default="generic",
+                   help="generic: plain Verilog any tool infers (default); ecp5: Lattice MULT18X18D "
+                        "and DP16KD instances with their internal registers (for ECP5 flows)")
     p.add_argument("--top", default="tritforge_engine", metavar="NAME",
                    help="Verilog module name (default tritforge_engine)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
@@ -23,10 +27,11 @@ def run(args) -> int:
     cfg = hw_from_args(args)
     if not args.top.isidentifier():
         raise TritforgeError(f"--top {args.top!r}: expected a Verilog identifier")
-    r = verilog.write(cfg, args.out, decoder_style=args.decoder, top=args.top)
+    r = verilog.write(cfg, args.out, decoder_style=args.decoder, top=args.top,
+                      primitives=args.primitives)
     d = cfg.derived()
     print(f"engine   d={cfg.depth} R={cfg.rows} T={cfg.vectors} max_in={cfg.max_in_features} "
-          f"max_out={cfg.max_out_features} decoder={args.decoder}")
+          f"max_out={cfg.max_out_features} decoder={args.decoder} primitives={args.primitives}")
     print(f"derived  beat {d['beat_bytes']} B, dot {d['dot_width']} b, product {d['product_width']} b, "
           f"acc {d['acc_width']} b, buffer {d['act_buffer_words']} x 128 b, "
           f"{cfg.pipeline_stages} pipeline stages")

@@ -1,0 +1,70 @@
+"""Activation multiples: the 16 lanes' exact +-3**i x for the trit planes i < d.
+
+The group dot (hw/groupdot.py) selects, per trit, one of these words instead of adding or
+subtracting shifted activations, so all R rows share the arithmetic here. Two register
+stages, one adder level each, behind an input register (``en`` advances all three)::
+
+    stage 0:  x (the block RAM's output only drives this register)
+    stage 1:  x, -x, 3x = 2x + x, 9x = 8x + x, 5x = 4x + x
+    stage 2:  +-x, +3x, -3x = 2(-x) + (-x), +9x, -9x = 8(-x) + (-x),
+              +27x = 32x - 5x, -27x = 5x - 32x
+
+(only the multiples depth d needs are built). The engine runs it on the activation word
+beside the trit decoder, so it adds no latency.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..codec import layout
+from ..codec.errors import TritforgeError
+from .groupdot import act_layout, multiples_layout
+
+
+class ActMultiples(wiring.Component):
+    """Ports: ``x`` (16 int8 lanes), ``en``; ``mult`` (``multiples_layout(depth)``)."""
+
+    latency = 3
+
+    def __init__(self, depth: int):
+        if depth not in (1, 2, 3, 4):
+            self._MustUse__silence = True   # refused: no unused-elaboratable warning
+            raise TritforgeError(f"ActMultiples depth={depth!r}: expected 1..4")
+        self.depth = depth
+        super().__init__({"x": In(act_layout()), "en": In(1),
+                          "mult": Out(multiples_layout(depth))})
+
+    def elaborate(self, platform):
+        d = self.depth
+        m = Module()
+        out = self.mult
+        for j in range(layout.GROUP):
+            x = Signal(signed(8), name=f"x0_{j}", reset_less=True)
+            with m.If(self.en):
+                m.d.sync += x.eq(self.x[j])
+            # stage 1
+            x1 = Signal(signed(8), name=f"x1_{j}", reset_less=True)
+            n1 = Signal(signed(9), name=f"n1_{j}", reset_less=True)
+            p3 = Signal(signed(10), name=f"p3_{j}", reset_less=True)
+            p9 = Signal(signed(12), name=f"p9_{j}", reset_less=True)
+            p5 = Signal(signed(11), name=f"p5_{j}", reset_less=True)
+            stage1 = [x1.eq(x), n1.eq(-x)]
+            if d >= 2:
+                stage1.append(p3.eq((x << 1) + x))
+            if d >= 3:
+                stage1.append(p9.eq((x << 3) + x))
+            if d >= 4:
+                stage1.append(p5.eq((x << 2) + x))
+            # stage 2: the output registers
+            stage2 = [out.pos0[j].eq(x1), out.neg0[j].eq(n1)]
+            if d >= 2:
+                stage2 += [out.pos1[j].eq(p3), out.neg1[j].eq((n1 << 1) + n1)]
+            if d >= 3:
+                stage2 += [out.pos2[j].eq(p9), out.neg2[j].eq((n1 << 3) + n1)]
+            if d >= 4:
+                stage2 += [out.pos3[j].eq((x1 << 5) - p5), out.neg3[j].eq(p5 - (x1 << 5))]
+            with m.If(self.en):
+                m.d.sync += stage1 + stage2
+        return m
