@@ -7,8 +7,9 @@ framing error) and ``tx`` (bytes to the UART transmitter). Engine side: the engi
 signature, so :func:`amaranth.lib.wiring.connect` joins them.
 
 Receive: one shift register of the largest payload takes the bytes of a frame (each new
-byte enters at the top), so a frame of n bytes ends in the top n bytes and every stream
-reads a fixed slice of it: no multiplexers. When a frame is complete the stream's
+byte enters at the top, one cycle after it arrived, so that the register's enable is a
+flip-flop), so a frame of n bytes ends in the top n bytes and every stream reads a fixed
+slice of it: no multiplexers. When a frame is complete (with its last shift) the stream's
 ``valid`` rises; the next received byte, if the engine has not taken it by then, is a
 link error (the frame is dropped). A frame cut short for ``timeout`` clock cycles is
 dropped (link error) and the core waits for an opcode again.
@@ -73,6 +74,10 @@ class LinkCore(wiring.Component):
         shreg = Signal(top)
         opcode = Signal(8)
         remaining = Signal(range(max(sizes.values()) + 1))
+        # remaining != 0 and remaining == 1 as flip-flops of their own: the shift register's
+        # enable (hundreds of flip-flops) is then one gate from two flip-flops
+        in_frame = Signal()
+        last_byte = Signal()
         idle_for = Signal(range(self.timeout + 1))
         want_info = Signal()
         want_ack = Signal()
@@ -98,11 +103,25 @@ class LinkCore(wiring.Component):
 
         streams = {P.OP_COMMAND: self.cmd, P.OP_CODEBOOK: self.cb, P.OP_ACT: self.act,
                    P.OP_WEIGHT: self.w}
-        pending = Signal()   # some stream's valid is high
-        m.d.comb += pending.eq(Cat(*(s.valid for s in streams.values())).any())
+        # a payload byte is shifted in one cycle after it arrives (shift_q, byte_q: the
+        # shift register's enable is then one flip-flop), and a completed frame's valid
+        # rises with that last shift (done_q)
+        shift_q = Signal()
+        byte_q = Signal(8)
+        done_q = Signal()
+        m.d.sync += [shift_q.eq(0), done_q.eq(0)]
+        with m.If(shift_q):
+            m.d.sync += shreg.eq(Cat(shreg[8:], byte_q))
+        pending = Signal()   # some stream's valid is high, or about to rise
+        m.d.comb += pending.eq(Cat(done_q, *(s.valid for s in streams.values())).any())
         for s in streams.values():
             with m.If(s.ready):
                 m.d.sync += s.valid.eq(0)
+        with m.If(done_q):                            # after the clears above, before rx's
+            with m.Switch(opcode):
+                for op, s in streams.items():
+                    with m.Case(op):
+                        m.d.sync += s.valid.eq(1)
 
         with m.If(self.rx_error):
             m.d.sync += link_error.eq(1)
@@ -114,7 +133,7 @@ class LinkCore(wiring.Component):
                 m.d.sync += link_error.eq(1)
                 for s in streams.values():
                     m.d.sync += s.valid.eq(0)
-            with m.If(remaining == 0):                # an opcode
+            with m.If(~in_frame):                     # an opcode
                 m.d.sync += opcode.eq(self.rx.payload)
                 with m.Switch(self.rx.payload):
                     with m.Case(P.OP_INFO):
@@ -125,19 +144,18 @@ class LinkCore(wiring.Component):
                             m.d.sync += s.valid.eq(0)
                     for op in (P.OP_CODEBOOK, P.OP_COMMAND, P.OP_ACT, P.OP_WEIGHT):
                         with m.Case(op):
-                            m.d.sync += remaining.eq(sizes[op])
+                            m.d.sync += [remaining.eq(sizes[op]), in_frame.eq(sizes[op] != 0),
+                                         last_byte.eq(sizes[op] == 1)]
                     with m.Default():
                         m.d.sync += link_error.eq(1)
             with m.Else():                            # a payload byte
-                m.d.sync += [shreg.eq(Cat(shreg[8:], self.rx.payload)), remaining.eq(remaining - 1)]
-                with m.If(remaining == 1):
-                    with m.Switch(opcode):
-                        for op, s in streams.items():
-                            with m.Case(op):
-                                m.d.sync += s.valid.eq(1)
-        with m.Elif(remaining != 0):
+                m.d.sync += [shift_q.eq(1), byte_q.eq(self.rx.payload), done_q.eq(last_byte),
+                             remaining.eq(remaining - 1), in_frame.eq(~last_byte),
+                             last_byte.eq(remaining == 2)]
+        with m.Elif(in_frame):
             with m.If(idle_for == self.timeout):
-                m.d.sync += [remaining.eq(0), link_error.eq(1), idle_for.eq(0)]
+                m.d.sync += [remaining.eq(0), in_frame.eq(0), last_byte.eq(0), link_error.eq(1),
+                             idle_for.eq(0)]
             with m.Else():
                 m.d.sync += idle_for.eq(idle_for + 1)
 
@@ -153,26 +171,34 @@ class LinkCore(wiring.Component):
         # tx_empty == (tx_left == 0), kept as its own flip-flop: res.ready comes from it, and
         # res.ready is the engine's global advance (high fanout), so it must start at a register
         tx_empty = Signal(init=1)
-        m.d.comb += [self.tx.valid.eq(~tx_empty), self.tx.payload.eq(txreg[:8])]
+        load_q = Signal()    # txreg takes the registered result frame (below) in this cycle
+        m.d.comb += [self.tx.valid.eq(~tx_empty & ~load_q), self.tx.payload.eq(txreg[:8])]
         with m.If(self.tx.valid & self.tx.ready):
             m.d.sync += [txreg.eq(txreg[8:]), tx_left.eq(tx_left - 1), tx_empty.eq(tx_left == 1)]
 
         info_bytes = bytes([P.OP_INFO]) + self.info.to_bytes()
         info_const = Const(int.from_bytes(info_bytes, "little"), 8 * info_len)
+        # the result beat is registered first, with no enable (resq: what the engine shows,
+        # every cycle), and the frame is loaded from it one cycle after the pop (load_q), so
+        # neither the engine's FIFO read multiplexer nor res.valid reaches the wide txreg
+        resq = Signal.like(self.res.payload)
+        m.d.sync += [resq.eq(self.res.payload), load_q.eq(0)]
         accs = []
         for r in range(hw.rows):
             a = Signal(signed(8 * ab), name=f"acc{r}")
-            m.d.comb += a.eq(self.res.payload.acc[r])
+            m.d.comb += a.eq(resq.acc[r])
             accs.append(a)
-        flags = Cat(self.err, link_error, self.res.payload.last, Const(0, 5))
+        flags = Cat(self.err, link_error, resq.last, Const(0, 5))
         vector = Signal(8)
-        m.d.comb += vector.eq(self.res.payload.vector)
+        m.d.comb += vector.eq(resq.vector)
         res_frame = Cat(Const(P.OP_RESULT, 8), flags, vector, *accs)
 
         m.d.comb += self.res.ready.eq(tx_empty)      # results first: res.ready is one flip-flop
+        with m.If(load_q):
+            m.d.sync += txreg.eq(res_frame)
         with m.If(tx_empty):
             with m.If(self.res.valid):
-                m.d.sync += [txreg.eq(res_frame), tx_left.eq(res_len), tx_empty.eq(0)]
+                m.d.sync += [load_q.eq(1), tx_left.eq(res_len), tx_empty.eq(0)]
             with m.Elif(want_ack):
                 m.d.sync += [txreg.eq(P.OP_RESET), tx_left.eq(1), want_ack.eq(0), tx_empty.eq(0)]
             with m.Elif(want_info):

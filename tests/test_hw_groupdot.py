@@ -10,7 +10,7 @@ from tritforge.codec import golden, layout
 from tritforge.hw.actmultiples import ActMultiples
 from tritforge.hw.groupdot import GroupDot
 from tritforge.hw.simdriver import run_stream
-from tritforge.hwconfig import HwConfig, tree_levels
+from tritforge.hwconfig import HwConfig, groupdot_stages
 
 
 def multiples(x, depth: int) -> dict:
@@ -74,11 +74,11 @@ def test_group_dot_matches_golden(depth, rows):
         == 16 * cfg.level * 127 < 2 ** (cfg.widths.dot - 1)
 
 
-def test_latency_is_one_stage_per_adder_level():
-    for depth, levels in ((1, 4), (2, 5), (3, 6), (4, 6)):
+def test_latency_is_terms_then_one_stage_per_adder_level():
+    for depth, stages in ((1, 5), (2, 6), (3, 7), (4, 7)):
         gd = GroupDot(HwConfig(depth=depth, rows=1))
         gd._MustUse__silence = True                # built only to read its structure
-        assert gd.latency == tree_levels(depth) == levels
+        assert gd.latency == groupdot_stages(depth) == stages
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])

@@ -19,12 +19,12 @@ from .codec.golden import ACT_BITS, widths
 #: Register stages of the engine's RUN pipeline, from weight-beat acceptance to the 2-beat
 #: result FIFO (hw/ENGINE.md "Timing"): the issue register and a register slice behind it,
 #: the trit decoder, the group
-#: dot's adder tree (``tree_levels``, one adder level per stage), the scale MAC. Owned by
+#: dot (its terms, then its adder tree: one adder level per stage), the scale MAC. Owned by
 #: hw/engine.py, which asserts its structure equals ``HwConfig.pipeline_stages``; the cycle
 #: model and the estimator read it from here.
 ISSUE_STAGES = 2
 DECODER_STAGES = 3
-MAC_STAGES = 5
+MAC_STAGES = 6
 
 
 def tree_levels(depth: int) -> int:
@@ -32,8 +32,13 @@ def tree_levels(depth: int) -> int:
     return (layout.GROUP * depth - 1).bit_length()
 
 
+def groupdot_stages(depth: int) -> int:
+    """The group dot's register stages: its terms, then one per adder level."""
+    return 1 + tree_levels(depth)
+
+
 def pipeline_stages(depth: int) -> int:
-    return ISSUE_STAGES + DECODER_STAGES + tree_levels(depth) + MAC_STAGES
+    return ISSUE_STAGES + DECODER_STAGES + groupdot_stages(depth) + MAC_STAGES
 
 
 @dataclass(frozen=True)

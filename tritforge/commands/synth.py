@@ -55,6 +55,10 @@ def run(args) -> int:
         if reg:
             c = reg[0]
             print(f"critical {c['delay_ns']} ns, {c['logic_levels']} logic levels: {c['start']} -> {c['end']}")
+        late = rep["pnr"].get("late_endpoints")
+        if late and late["count"]:
+            where = ", ".join(f"{k} {v}" for k, v in late["by_module"].items())
+            print(f"late     {late['count']} register endpoints over {late['period_ns']} ns: {where}")
     else:
         print("note     estimate, no place-and-route")
     print(f"wrote    {args.out}/report.json")
