@@ -22,7 +22,7 @@ and adds no logic in front of it; results go before a waiting info reply or rese
 """
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -172,9 +172,29 @@ class LinkCore(wiring.Component):
         # res.ready is the engine's global advance (high fanout), so it must start at a register
         tx_empty = Signal(init=1)
         load_q = Signal()    # txreg takes the registered result frame (below) in this cycle
-        m.d.comb += [self.tx.valid.eq(~tx_empty & ~load_q), self.tx.payload.eq(txreg[:8])]
-        with m.If(self.tx.valid & self.tx.ready):
-            m.d.sync += [txreg.eq(txreg[8:]), tx_left.eq(tx_left - 1), tx_empty.eq(tx_left == 1)]
+        # bytes leave through a 2-byte output FIFO whose "room" is a flip-flop computed from
+        # its next count, so txreg shifts on registered state only (tx.ready reaches the
+        # FIFO's pointers and count, not the wide register)
+        obuf = [Signal(8, name=f"obuf{e}") for e in range(2)]
+        ocnt = Signal(range(3))
+        ocnt_nxt = Signal(range(3))
+        owp = Signal()
+        orp = Signal()
+        room = Signal(init=1)
+        push = Signal()
+        pop = Signal()
+        m.d.comb += [push.eq(~tx_empty & ~load_q & room), pop.eq(self.tx.valid & self.tx.ready),
+                     ocnt_nxt.eq(ocnt + push - pop),
+                     self.tx.payload.eq(Mux(orp, obuf[1], obuf[0]))]
+        m.d.sync += [ocnt.eq(ocnt_nxt), room.eq(ocnt_nxt != 2), self.tx.valid.eq(ocnt_nxt != 0)]
+        with m.If(push):
+            m.d.sync += [txreg.eq(txreg[8:]), tx_left.eq(tx_left - 1), tx_empty.eq(tx_left == 1),
+                         owp.eq(~owp)]
+            for e in range(2):
+                with m.If(owp == e):
+                    m.d.sync += obuf[e].eq(txreg[:8])
+        with m.If(pop):
+            m.d.sync += orp.eq(~orp)
 
         info_bytes = bytes([P.OP_INFO]) + self.info.to_bytes()
         info_const = Const(int.from_bytes(info_bytes, "little"), 8 * info_len)

@@ -163,6 +163,7 @@ class GemvEngine(wiring.Component):
         # (g_rem == 1 before a decrement: a compare with a constant, no adder before it)
         g_last = Signal()
         t_last = Signal()
+        g_first = Signal()                    # acc_g == 0, a flip-flop
         m.d.comb += [last_use.eq(h_v == T - 1),
                      self.w.ready.eq(can_take & adv),
                      take.eq(self.w.valid & self.w.ready)]
@@ -228,25 +229,28 @@ class GemvEngine(wiring.Component):
         # w.valid the issue register is empty next cycle and the loaded value is unused
         with m.If(self.w.ready):
             m.d.sync += h_beat.eq(self.w.payload)
-        with m.If(adv):
-            with m.If(h_valid & ~last_use):
-                m.d.comb += h_v_nxt.eq(h_v + 1)
-                m.d.sync += h_base.eq(h_base + MG)
-            with m.Elif(take):
-                m.d.comb += [h_valid_nxt.eq(1), h_v_nxt.eq(0)]
-                m.d.sync += [h_base.eq(0), h_g.eq(acc_g), h_first.eq(acc_g == 0),
-                             h_final.eq(g_last), h_lasttile.eq(t_last)]
-            with m.Else():
-                m.d.comb += h_valid_nxt.eq(0)
+        # take implies adv and an issue register that is empty or issuing its last use
+        # (can_take), so the registers loaded on take have take alone as their enable
+        with m.If(adv & h_valid & ~last_use):
+            m.d.comb += h_v_nxt.eq(h_v + 1)
+            m.d.sync += h_base.eq(h_base + MG)
+        with m.Elif(take):
+            m.d.comb += [h_valid_nxt.eq(1), h_v_nxt.eq(0)]
+            m.d.sync += h_base.eq(0)
+        with m.Elif(adv):
+            m.d.comb += h_valid_nxt.eq(0)
 
         with m.If(take):
+            m.d.sync += [h_g.eq(acc_g), h_first.eq(g_first), h_final.eq(g_last),
+                         h_lasttile.eq(t_last)]
             with m.If(g_last):
-                m.d.sync += [acc_g.eq(0), g_rem.eq(last_group), g_last.eq(last_group == 0),
-                             t_rem.eq(t_rem - 1), t_last.eq(t_rem == 1)]
+                m.d.sync += [acc_g.eq(0), g_first.eq(1), g_rem.eq(last_group),
+                             g_last.eq(last_group == 0), t_rem.eq(t_rem - 1), t_last.eq(t_rem == 1)]
                 with m.If(t_last):
                     m.d.comb += w_open_nxt.eq(0)
             with m.Else():
-                m.d.sync += [acc_g.eq(acc_g + 1), g_rem.eq(g_rem - 1), g_last.eq(g_rem == 1)]
+                m.d.sync += [acc_g.eq(acc_g + 1), g_first.eq(0), g_rem.eq(g_rem - 1),
+                             g_last.eq(g_rem == 1)]
 
         # --- control ------------------------------------------------------------------------
         with m.If(idle):
@@ -256,7 +260,8 @@ class GemvEngine(wiring.Component):
                              self.err.eq(0), ld_addr.eq(0), ld_v.eq(0), ld_base.eq(0),
                              ld_g_rem.eq(p.last_group), ld_g_last.eq(p.last_group == 0),
                              ld_v_last.eq(T == 1),
-                             acc_g.eq(0), g_rem.eq(p.last_group), g_last.eq(p.last_group == 0),
+                             acc_g.eq(0), g_first.eq(1), g_rem.eq(p.last_group),
+                             g_last.eq(p.last_group == 0),
                              t_rem.eq(p.last_tile), t_last.eq(p.last_tile == 0), idle.eq(0)]
                 with m.If(p.load_act):
                     m.d.sync += loading.eq(1)
