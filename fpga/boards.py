@@ -37,12 +37,13 @@ class Board:
     bitstream: str          #: file the platform writes
     hw: HwConfig            #: default engine parameters (fit the device)
     build_opts: dict = dataclasses.field(default_factory=dict)   #: extra platform.build options
+    primitives: str = "generic"  #: how the engine's hard blocks are built (hw/primitives.py)
 
 
 BOARDS = {
     "ulx3s": Board("ulx3s", "ULX3S_85F_Platform", "amaranth_boards.ulx3s", "top.bit",
                    HwConfig(depth=2, rows=4, vectors=1, max_in_features=8192,
-                            max_out_features=65536, clock_mhz=25.0)),
+                            max_out_features=65536, clock_mhz=25.0), primitives="ecp5"),
     "icebreaker": Board("icebreaker", "ICEBreakerPlatform", "amaranth_boards.icebreaker", "top.bin",
                         HwConfig(depth=2, rows=2, vectors=1, max_in_features=2048,
                                  max_out_features=65536, clock_mhz=12.0),
@@ -91,7 +92,7 @@ def build_board(name: str, hw: HwConfig | None, baud: int, out_dir: str, seed: i
     hw = hw or b.hw
     platform = getattr(importlib.import_module(b.module), b.platform)()
     divisor_for(platform.default_clk_frequency, baud)      # refuse a bad baud rate up front
-    top = BoardTop(hw, baud)
+    top = BoardTop(hw, baud, b.primitives)
     parent = os.path.dirname(os.path.abspath(out_dir)) or "."
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix=".tmp-board-", dir=parent)
@@ -114,7 +115,8 @@ def build_board(name: str, hw: HwConfig | None, baud: int, out_dir: str, seed: i
                   "bitstream_bytes": os.path.getsize(bit), "baud": baud,
                   "divisor": top.divisor, "clock_mhz": platform.default_clk_frequency / 1e6,
                   "fmax_mhz": fmax, "utilization": util,
-                  "seed": seed, "hwconfig": hw.to_dict(), "derived": hw.derived(),
+                  "seed": seed, "primitives": b.primitives, "hwconfig": hw.to_dict(),
+                  "derived": hw.derived(),
                   "tools": tool_versions()}
         write_json(os.path.join(work, "board.json"), report)
         if os.path.isdir(out_dir):

@@ -16,9 +16,10 @@ dropped (link error) and the core waits for an opcode again.
 
 Transmit: one shift register of the longest reply frame; a result beat, the info reply
 or the reset acknowledgement is loaded into it when it is empty and shifted out byte by
-byte. ``res.ready`` is that register's "empty" flip-flop itself (it is the engine's global
-advance, of high fanout), so a slow link holds the engine through its own back-pressure
-and adds no logic in front of it; results go before a waiting info reply or reset ack.
+byte through a 2-byte output FIFO. ``res.ready`` is that register's "empty" flip-flop
+itself, so a slow link holds the engine through its own back-pressure and adds no logic
+in front of it; the popped result beat is registered (every cycle, no enable) and loaded
+one cycle later. Results go before a waiting info reply or reset ack.
 """
 from __future__ import annotations
 

@@ -23,12 +23,13 @@ TIMEOUT_BITS = 2000
 
 
 class LinkTop(wiring.Component):
-    def __init__(self, hw: HwConfig, divisor: int, timeout_bits: int = TIMEOUT_BITS):
+    def __init__(self, hw: HwConfig, divisor: int, timeout_bits: int = TIMEOUT_BITS,
+                 primitives: str = "generic"):
         if not isinstance(hw, HwConfig):
             raise TritforgeError(f"LinkTop hw={hw!r}: expected a HwConfig")
         self.hw = hw
         self.divisor = check_divisor(divisor)
-        self.engine = GemvEngine(hw)
+        self.engine = GemvEngine(hw, primitives=primitives)
         self.link = LinkCore(hw, self.engine.signature, self.divisor,
                              timeout=timeout_bits * self.divisor)
         super().__init__({"rx": In(1, init=1), "tx": Out(1), "busy": Out(1), "error": Out(1)})

@@ -5,18 +5,20 @@ Streams ``cmd``, ``cb``, ``act``, ``w`` in, ``res`` out; ``err`` and ``busy`` fl
 Structure (one global advance ``adv`` = "the 2-beat result FIFO is not full", a flip-flop
 in ``ScaleMac``; ``res.ready`` only pops that FIFO):
 
-* control: IDLE -> (LOAD) -> RUN -> IDLE, command latched on accept;
+* control: IDLE -> (LOAD) -> RUN -> IDLE (one flip-flop per state), command latched on
+  accept; group and tile counters count down, so "last" flags are compares with constants;
 * activation buffer (``hw.actbuffer``) of ``T * max_groups`` 128-bit words (at least 2, so
   the address is never zero-width): one write port for LOAD, one read port for RUN with
   two register stages (block RAM with its output register);
 * issue register: the accepted weight beat, used T times (vector 0..T-1, one per
   advancing cycle); ``w.ready`` is high when the engine still needs beats, the pipeline
   advances and the issue register is empty or issuing its last use;
-* pipeline after the issue register: ``TritDecoder`` (3 stages; the activation word, read
-  from the buffer one cycle ahead, is registered beside them) -> ``GroupDot`` (3) ->
-  ``ScaleMac`` (4, ending in the 2-beat result FIFO, whose occupancy alone gives the
-  advance). With the issue register that is ``HwConfig.pipeline_stages`` = 11 register
-  stages from beat acceptance to the result FIFO, which the constructor asserts.
+* pipeline after the issue register: a register slice, ``TritDecoder`` (3 stages; beside
+  it the activation word leaves the buffer and ``ActMultiples`` forms its multiples) ->
+  ``GroupDot`` (terms, then one stage per adder level) -> ``ScaleMac`` (6, ending in the
+  2-beat result FIFO, whose occupancy alone gives the advance). That is
+  ``HwConfig.pipeline_stages`` register stages from beat acceptance to the result FIFO
+  (hw/ENGINE.md), which the constructor asserts.
 
 With weights always valid and no back-pressure, the first beat accepted at cycle c0, a RUN
 of N = tiles*ng beats has its last result valid at cycle c0 + N*T + pipeline_stages - 1
