@@ -2,12 +2,14 @@
 
 The group dot (hw/groupdot.py) selects, per trit, one of these words instead of adding or
 subtracting shifted activations, so all R rows share the arithmetic here. Two register
-stages, one adder level each, behind an input register (``en`` advances all three)::
+stages in all: a plain delay register first where the adder levels leave room (the block
+RAM's output register then drives only it), then the adder levels, one per stage (``en``
+advances both)::
 
-    stage 0:  x (the block RAM's output only drives this register)
-    stage 1:  x, -x, 3x = 2x + x, 9x = 8x + x, 5x = 4x + x
-    stage 2:  +-x, +3x, -3x = 2(-x) + (-x), +9x, -9x = 8(-x) + (-x),
-              +27x = 32x - 5x, -27x = 5x - 32x
+    d <= 2, one level:  +x, -x = 0 - x, +3x = 2x + x, -3x = x - 4x
+    d >= 3, two levels: x, -x, 3x = 2x + x, 9x = 8x + x, 5x = 4x + x; then
+                        +-x, +3x, -3x = 2(-x) + (-x), +9x, -9x = 8(-x) + (-x),
+                        +27x = 32x - 5x, -27x = 5x - 32x
 
 (only the multiples depth d needs are built). The engine runs it on the activation word
 beside the trit decoder, so it adds no latency.
@@ -26,7 +28,7 @@ from .groupdot import act_layout, multiples_layout
 class ActMultiples(wiring.Component):
     """Ports: ``x`` (16 int8 lanes), ``en``; ``mult`` (``multiples_layout(depth)``)."""
 
-    latency = 3
+    latency = 2
 
     def __init__(self, depth: int):
         if depth not in (1, 2, 3, 4):
@@ -40,29 +42,34 @@ class ActMultiples(wiring.Component):
         d = self.depth
         m = Module()
         out = self.mult
+        # plain delay stages first (the block RAM's output only drives the first), then the
+        # adder levels: one for d <= 2 (-x = 0 - x, 3x = 2x + x, -3x = x - 4x), two beyond
+        levels = 1 if d <= 2 else 2
         for j in range(layout.GROUP):
-            x = Signal(signed(8), name=f"x0_{j}", reset_less=True)
-            with m.If(self.en):
-                m.d.sync += x.eq(self.x[j])
-            # stage 1
+            x = self.x[j]
+            for n in range(self.latency - levels):
+                q = Signal(signed(8), name=f"x{n}_{j}", reset_less=True)
+                with m.If(self.en):
+                    m.d.sync += q.eq(x)
+                x = q
+            if levels == 1:
+                stage = [out.pos0[j].eq(x), out.neg0[j].eq(-x)]
+                if d == 2:
+                    stage += [out.pos1[j].eq((x << 1) + x), out.neg1[j].eq(x - (x << 2))]
+                with m.If(self.en):
+                    m.d.sync += stage
+                continue
             x1 = Signal(signed(8), name=f"x1_{j}", reset_less=True)
             n1 = Signal(signed(9), name=f"n1_{j}", reset_less=True)
             p3 = Signal(signed(10), name=f"p3_{j}", reset_less=True)
             p9 = Signal(signed(12), name=f"p9_{j}", reset_less=True)
             p5 = Signal(signed(11), name=f"p5_{j}", reset_less=True)
-            stage1 = [x1.eq(x), n1.eq(-x)]
-            if d >= 2:
-                stage1.append(p3.eq((x << 1) + x))
-            if d >= 3:
-                stage1.append(p9.eq((x << 3) + x))
+            stage1 = [x1.eq(x), n1.eq(-x), p3.eq((x << 1) + x), p9.eq((x << 3) + x)]
             if d >= 4:
                 stage1.append(p5.eq((x << 2) + x))
-            # stage 2: the output registers
-            stage2 = [out.pos0[j].eq(x1), out.neg0[j].eq(n1)]
-            if d >= 2:
-                stage2 += [out.pos1[j].eq(p3), out.neg1[j].eq((n1 << 1) + n1)]
-            if d >= 3:
-                stage2 += [out.pos2[j].eq(p9), out.neg2[j].eq((n1 << 3) + n1)]
+            stage2 = [out.pos0[j].eq(x1), out.neg0[j].eq(n1),
+                      out.pos1[j].eq(p3), out.neg1[j].eq((n1 << 1) + n1),
+                      out.pos2[j].eq(p9), out.neg2[j].eq((n1 << 3) + n1)]
             if d >= 4:
                 stage2 += [out.pos3[j].eq((x1 << 5) - p5), out.neg3[j].eq(p5 - (x1 << 5))]
             with m.If(self.en):

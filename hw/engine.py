@@ -13,8 +13,8 @@ in ``ScaleMac``; ``res.ready`` only pops that FIFO):
 * issue register: the accepted weight beat, used T times (vector 0..T-1, one per
   advancing cycle); ``w.ready`` is high when the engine still needs beats, the pipeline
   advances and the issue register is empty or issuing its last use;
-* pipeline after the issue register: a register slice, ``TritDecoder`` (3 stages; beside
-  it the activation word leaves the buffer and ``ActMultiples`` forms its multiples) ->
+* pipeline after the issue register: ``TritDecoder`` (3 stages; beside it the activation
+  word leaves the buffer and ``ActMultiples`` forms its multiples) ->
   ``GroupDot`` (terms, then one stage per adder level) -> ``ScaleMac`` (6, ending in the
   2-beat result FIFO, whose occupancy alone gives the advance). That is
   ``HwConfig.pipeline_stages`` register stages from beat acceptance to the result FIFO
@@ -101,7 +101,7 @@ class GemvEngine(wiring.Component):
             "busy": Out(1),
         })
 
-    #: the issue register that holds an accepted beat for its T uses, and a register slice
+    #: the issue register that holds an accepted beat for its T uses
     ISSUE_STAGES = ISSUE_STAGES
 
     @property
@@ -171,17 +171,11 @@ class GemvEngine(wiring.Component):
                      take.eq(self.w.valid & self.w.ready)]
 
         # pipeline input: decoder + activation read, aligned (both one register stage)
-        # the issued item goes through one register slice (the beat and its tag) into the
-        # decoder, beside the activation word's way out of the block RAM
-        s_valid = Signal()
-        s_beat = Signal.like(h_beat, name="s_beat")
-        s_tag = Signal(self.tag_layout)
-        with m.If(adv):
-            m.d.sync += [s_valid.eq(h_valid), s_beat.eq(h_beat),
-                         s_tag.vector.eq(h_v), s_tag.first.eq(h_first), s_tag.final.eq(h_final),
-                         s_tag.last.eq(h_lasttile & h_final & last_use)]
-        m.d.comb += [dec.i.valid.eq(s_valid), dec.i.payload.beat.eq(s_beat),
-                     dec.i.payload.tag.eq(s_tag), buf.r_en.eq(adv)]
+        tag = dec.i.payload.tag
+        m.d.comb += [dec.i.valid.eq(h_valid), dec.i.payload.beat.eq(h_beat),
+                     tag.vector.eq(h_v), tag.first.eq(h_first), tag.final.eq(h_final),
+                     tag.last.eq(h_lasttile & h_final & last_use),
+                     buf.r_en.eq(adv)]
         # The buffer is read one cycle ahead, with the address of the item the issue
         # register will hold after this edge; its second register stage (the block RAM's
         # output register with the ECP5 primitives) takes the word with the decoder's first
