@@ -35,6 +35,13 @@ def run(args) -> int:
     print(f"derived  beat {d['beat_bytes']} B, dot {d['dot_width']} b, product {d['product_width']} b, "
           f"acc {d['acc_width']} b, buffer {d['act_buffer_words']} x 128 b, "
           f"{cfg.pipeline_stages} pipeline stages")
-    print(f"wrote    {r['verilog']} ({r['verilog_bytes']:,} bytes)")
-    print(f"wrote    {r['sidecar']}")
+    print(f"wrote    {_shown(r['verilog'])} ({r['verilog_bytes']:,} bytes)")
+    print(f"wrote    {_shown(r['sidecar'])}")
     return 0
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working folder when it is inside it."""
+    import os
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
