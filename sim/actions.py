@@ -21,16 +21,16 @@ from ..codec.errors import TritforgeError
 class Actions:
     #: Clock cycles from command accept to the last result beat accepted (no stalls).
     cycles: int = 0
-    #: Non-zero weight trits times activation vectors: one conditional 8-bit
-    #: add/subtract of an activation lane into its trit plane's adder tree.
+    #: Non-zero weight trits times activation vectors: the lane's term selects a stored
+    #: multiple +-3**i x of its activation (the zero trits select 0).
     trit_addsub: int = 0
     #: Zero weight trits times activation vectors: the lane is skipped (gated to 0).
     trit_skip: int = 0
-    #: Two-input adds inside the per-plane adder trees: 15 per (row, plane, group, vector)
-    #: for a 16-lane tree.
+    #: Two-input adds of the group dot's adder tree over its 16*d terms: 16*d - 1 per
+    #: (row, group, vector).
     tree_add: int = 0
-    #: Adds of the shift-and-add plane combining (3x = 2x + x, Horner over the d planes):
-    #: 2 * (d - 1) per (row, group, vector).
+    #: Adds forming the activation multiples +-3**i x, shared by the R rows of a beat:
+    #: 16 lanes x (1, 3, 5, 8 for d = 1..4) per (tile, group, vector).
     plane_add: int = 0
     #: Group scale multiplies: one F-bit mantissa x dot-product-width multiply per
     #: (row, group, vector).

@@ -55,8 +55,10 @@ from .actions import Actions
 
 #: Activation-buffer word: one group of 16 int8 lanes.
 ACT_WORD_BITS = layout.GROUP * 8
-#: Adds of one 16-input adder tree.
-TREE_ADDS = layout.GROUP - 1
+
+#: adders forming the shared activation multiples +-3**i x, per lane and item, by depth
+#: (hw/actmultiples.py: -x; -x, 3x, -3x; then 9x, -9x; then 5x, 27x, -27x)
+MULTIPLE_ADDS = {1: 1, 2: 3, 3: 5, 4: 8}
 _EXACT_LIMIT = 2.0 ** 53
 
 # Command timing (hw/ENGINE.md "Timing"), cycles counted inclusively from the cycle the
@@ -168,8 +170,8 @@ def command_actions(cfg: HwConfig, out_features: int, in_features: int, nnz_trit
         cycles=command_cycles(cfg, out_features, in_features, load_act),
         trit_addsub=nnz_trits * T,
         trit_skip=(all_trits - nnz_trits) * T,
-        tree_add=row_groups * d * TREE_ADDS * T,
-        plane_add=row_groups * 2 * (d - 1) * T,
+        tree_add=row_groups * (layout.GROUP * d - 1) * T,
+        plane_add=tiles * ng * T * layout.GROUP * MULTIPLE_ADDS[d],
         group_mul=row_groups * T,
         acc_add=row_groups * T,
         codebook_read=row_groups,

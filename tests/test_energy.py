@@ -48,7 +48,7 @@ def load(tmp_path, text: str, name: str = "t.toml") -> EnergyTable:
 def test_default_table_names_itself_and_covers_every_counter():
     t = EnergyTable.load(None)
     info = t.info()
-    assert info["name"] == "horowitz-45nm" and info["version"] == "1.0"
+    assert info["name"] == "horowitz-45nm" and info["version"] == "1.1"
     assert info["path"] == default_table_path() and len(info["sha256"]) == 64
     assert set(t.actions) == set(Actions.names())
     assert all(row.source.strip() for row in t.actions.values())

@@ -191,9 +191,9 @@ def test_cli_estimate_prints_both_bounds_and_the_table(capsys, tmp_path):
                  "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
     assert "compute bound" in text and "memory bound" in text and "<- binds" in text
-    assert "horowitz-45nm 1.0" in text and "mlp.down_proj" in text
+    assert "horowitz-45nm 1.1" in text and "mlp.down_proj" in text
     data = json.loads(out_json.read_text())
-    assert data["per_token"]["bound"] == "memory" and data["energy_table"]["version"] == "1.0"
+    assert data["per_token"]["bound"] == "memory" and data["energy_table"]["version"] == "1.1"
     assert f"{data['per_token']['tokens_per_s']:.2f}" in text
 
 
@@ -229,7 +229,7 @@ def test_cli_estimate_user_table(capsys, tmp_path):
     p = tmp_path / "mine.toml"
     p.write_text(text)
     assert main(["estimate", "--model-config", "smollm2-135m", "--energy-table", str(p)]) == 0
-    assert "my-table 1.0" in capsys.readouterr().out
+    assert "my-table 1.1" in capsys.readouterr().out
 
 
 @pytest.mark.model

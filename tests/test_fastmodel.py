@@ -164,8 +164,8 @@ def test_action_counts_by_hand():
     assert fastmodel.nonzero_trits(q, 2) == 5
     assert a.trit_addsub == 5 * T * cmds
     assert a.trit_addsub + a.trit_skip == row_groups * 16 * 2 * T * cmds
-    assert a.tree_add == row_groups * 2 * 15 * T * cmds
-    assert a.plane_add == row_groups * 2 * T * cmds
+    assert a.tree_add == row_groups * (16 * 2 - 1) * T * cmds
+    assert a.plane_add == tiles * ng * T * 16 * 3 * cmds        # -x, 3x, -3x per lane
     assert a.group_mul == a.acc_add == row_groups * T * cmds
     assert a.codebook_read == row_groups * cmds
     assert a.act_read_bits == tiles * ng * T * 128 * cmds

@@ -75,7 +75,7 @@ def test_html_is_self_contained_and_has_the_figures(rendered):
     assert page.count('src="data:image/png;base64,') == 3 and 'src="roofline.png"' not in page
     first = page.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
     assert base64.b64decode(first).startswith(PNG_MAGIC)
-    assert "horowitz-45nm 1.0" in page                           # names the table and its version
+    assert "horowitz-45nm 1.1" in page                           # names the table and its version
     assert report._fmt(pt["tokens_per_s"]) in page and report._fmt(pt["energy_j"]) in page
     assert report._fmt(pt["tokens_per_s_memory"]) in page and report._fmt(pt["tokens_per_s_compute"]) in page
     for value in ("11.25", "12.62", "0.875", "0.3125", "0.007812"):   # quality table
@@ -89,7 +89,7 @@ def test_markdown_links_plots_and_tabulates(rendered):
     md = (out / "report.md").read_text()
     for png in ("roofline.png", "energy.png", "cycles.png"):
         assert f"]({png})" in md
-    assert "horowitz-45nm 1.0" in md and "| down_proj | 64 x 128 | 2 |" in md
+    assert "horowitz-45nm 1.1" in md and "| down_proj | 64 x 128 | 2 |" in md
     assert "| top-1 agreement with source | 0.875 |" in md
     assert report._fmt(result["per_token"]["energy_j"]) in md
 
@@ -151,7 +151,7 @@ def test_cli_report(tmp_path, capsys):
     src.write_text(json.dumps(synthetic_result()))
     assert main(["report", str(src), "--out", str(tmp_path / "out")]) == 0
     text = capsys.readouterr().out
-    assert "tiny-llama on kv260" in text and "horowitz-45nm 1.0" in text and "report.html" in text
+    assert "tiny-llama on kv260" in text and "horowitz-45nm 1.1" in text and "report.html" in text
     assert (tmp_path / "out" / "report.html").is_file()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..codec.errors import TritforgeError
 from ..hw.primitives import PRIMITIVES
 from ._hwoptions import add_hw_arguments, hw_from_args
+from ._paths import shown
 
 
 HELP = "write the GEMV engine as Verilog plus a JSON sidecar (parameters, derived values, port map)"
@@ -35,13 +36,7 @@ def run(args) -> int:
     print(f"derived  beat {d['beat_bytes']} B, dot {d['dot_width']} b, product {d['product_width']} b, "
           f"acc {d['acc_width']} b, buffer {d['act_buffer_words']} x 128 b, "
           f"{cfg.pipeline_stages} pipeline stages")
-    print(f"wrote    {_shown(r['verilog'])} ({r['verilog_bytes']:,} bytes)")
-    print(f"wrote    {_shown(r['sidecar'])}")
+    print(f"wrote    {shown(r['verilog'])} ({r['verilog_bytes']:,} bytes)")
+    print(f"wrote    {shown(r['sidecar'])}")
     return 0
 
-
-def _shown(path: str) -> str:
-    """``path`` relative to the working folder when it is inside it."""
-    import os
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..codec.atomic import write_json
 from ..codec.errors import TritforgeError
+from ._paths import shown
 
 HELP = "run a model through the simulated hardware: generated text, tokens/s, J/token, quality"
 
@@ -164,7 +165,7 @@ def run(args) -> int:
         from ..sim import report
 
         written = report.render(result, args.report)
-        print(f"report     {written.get('report.html', args.report)}")
+        print(f"report     {shown(written.get('report.html', args.report))}")
     if args.json:
         print(f"json       {args.json}")
     if "rtl_sample" in result and not result["rtl_sample"]["match"]:
