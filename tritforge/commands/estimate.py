@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..codec.errors import TritforgeError
+from ._paths import shown
 
 HELP = "project tokens/s (compute and memory bounds) and J/token of a model shape on a board"
 
@@ -48,7 +49,7 @@ def format_projection(r: dict) -> str:
         f"config   {r['config']} on {b['name']} ({b['title']})",
         f"array    R={hw['rows']} rows x 16 lanes, T={hw['vectors']}, {b['clock_mhz']:g} MHz, "
         f"{hw['derived']['beat_bytes']} B/beat; memory {b['memory']} {b['bandwidth_gbs']:g} GB/s",
-        f"energy   table {t['name']} {t['version']} ({t['path']})",
+        f"energy   table {t['name']} {t['version']} ({shown(t['path'])})",
         "",
         f"{'matrix':<17} {'out x in':>15} {'count':>5} {'cycles':>9} {'compute us':>11} "
         f"{'memory us':>10} {'bound':>8} {'energy uJ':>10}",

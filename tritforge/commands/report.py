@@ -1,6 +1,8 @@
 """``tritforge report``: render a run-result JSON as HTML + Markdown + PNG plots."""
 from __future__ import annotations
 
+from ._paths import shown
+
 HELP = "render a run-result JSON (from `tritforge run` or `estimate --json`) as an HTML/Markdown report"
 
 
@@ -19,5 +21,5 @@ def run(args) -> int:
           f"{pt['tokens_per_s']:.2f} tok/s ({pt['bound']}-bound), {pt['energy_j']:.4g} J/token, "
           f"energy table {t['name']} {t['version']}")
     for name, path in written.items():
-        print(f"  {name:<12} {path}")
+        print(f"  {name:<12} {shown(path)}")
     return 0
