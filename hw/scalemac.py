@@ -30,10 +30,9 @@ Pipelined, ``latency`` = 6 stages: (1) codebook lookup (LUT RAM read into fabric
 registers, beside P), (2)-(4) mantissa x P (one small multiply per row: (F+3) x dot bits,
 15 x 18 at most, one DSP with its own input, pipeline and output registers,
 ``hw.multiplier``), (5) coarse shift into a term register, (6) accumulate, result
-register. A tile's final item clears its accumulator through the flip-flops' synchronous
-reset (no multiplexer after the adder).
-The whole block advances when ``adv = ~(o.valid & ~o.ready)`` (``i.ready = adv``): the
-engine's one global advance comes from here.
+register. The whole block advances when ``adv`` is high, a flip-flop: "the 2-beat result
+FIFO will not be full" (``i.ready = adv``): the engine's one global advance comes from
+here. The FIFO entries' and the accumulators' clock enables are flip-flops of their own.
 """
 from __future__ import annotations
 
@@ -161,8 +160,8 @@ class ScaleMac(wiring.Component):
             m.d.comb += [mul.a.eq(m1[r]), mul.b.eq(p1[r]), mul.en.eq(adv)]
             prod.append(mul.p)
         # stage 5: the shifted term; stage 6: accumulator ring (T entries of R accumulators).
-        # An entry is set to 0 when its tile's final item leaves it (the synchronous reset of
-        # its flip-flops), and on reset, so every tile starts from 0.
+        # An entry is set to 0 when its tile's final item leaves it, and on reset, so every
+        # tile starts from 0.
         ring = [[Signal(signed(w.acc), name=f"acc_v{v}_r{r}") for r in range(R)] for v in range(T)]
 
         # combinational logic first, outside any enable: the advance only reaches the
