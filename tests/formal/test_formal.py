@@ -68,35 +68,43 @@ class DecoderSpec(Elaboratable):
             trits += ts
             bad.append(inval)
         gt = layout.group_trits(cfg.depth)
-        m_valid = Signal()
-        m_err = Signal()
-        m_k = [Signal(5, name=f"m_k{r}") for r in range(cfg.rows)]
-        m_t = {}
-        with m.If(self.ready):
-            m.d.sync += [m_valid.eq(self.valid), m_err.eq(sum(bad) != 0)]
-            for r in range(cfg.rows):
-                s = trits[r * gt:r * gt + 3]
-                m.d.sync += m_k[r].eq(s[0] + 3 * s[1] + 9 * s[2] + 13)
-                for j in range(16):
-                    for i in range(cfg.depth):
-                        sig = m_t[r, i, j] = Signal(signed(2), name=f"m_r{r}_p{i}_l{j}")
-                        m.d.sync += sig.eq(trits[r * gt + 3 + j * cfg.depth + i])
+        # the model's outputs, delayed by the DUT's register stages (all advancing on ready)
+        now = {"valid": self.valid, "err": sum(bad) != 0}
+        for r in range(cfg.rows):
+            s = trits[r * gt:r * gt + 3]
+            now[f"k{r}"] = s[0] + 3 * s[1] + 9 * s[2] + 13
+            for j in range(16):
+                for i in range(cfg.depth):
+                    now[r, i, j] = trits[r * gt + 3 + j * cfg.depth + i]
+        shapes = {key: (5 if str(key).startswith("k") else 1) if not isinstance(key, tuple)
+                  else signed(2) for key in now}
+        for stage in range(dut.latency):
+            regs = {key: Signal(shapes[key], name=f"m{stage}_{key if isinstance(key, str) else '_'.join(map(str, key))}")
+                    for key in now}
+            with m.If(self.ready):
+                m.d.sync += [regs[key].eq(now[key]) for key in now]
+            now = regs
+        m_valid, m_err = now["valid"], now["err"]
+        m_k = [now[f"k{r}"] for r in range(cfg.rows)]
+        m_t = {key: sig for key, sig in now.items() if isinstance(key, tuple)}
         o = dut.o.payload
-        m.d.comb += [Assert(dut.o.valid == m_valid), Assert(o.err == m_err),
+        # the payload is checked where it is valid (the DUT's data registers have no reset)
+        m.d.comb += [Assert(dut.o.valid == m_valid), Assert(~m_valid | (o.err == m_err)),
                      Assert(dut.i.ready == self.ready)]
         for r in range(cfg.rows):
-            m.d.comb += Assert(o.k[r] == m_k[r])
+            m.d.comb += Assert(~m_valid | (o.k[r] == m_k[r]))
             for (rr, i, j), sig in m_t.items():
                 if rr == r:
-                    m.d.comb += Assert(o.planes[r][i][j] == sig)
+                    m.d.comb += Assert(~m_valid | (o.planes[r][i][j] == sig))
         return m
 
 
 class LaneSpec(Elaboratable):
-    """Lane ``lane`` of a one-row GroupDot against q * x."""
+    """Lane ``lane`` of a one-row GroupDot against q * x (``model_delay`` extra stages in the
+    model: a wrong model, which the proof must refute)."""
 
-    def __init__(self, cfg: HwConfig, lane: int):
-        self.cfg, self.lane = cfg, lane
+    def __init__(self, cfg: HwConfig, lane: int, model_delay: int = 0):
+        self.cfg, self.lane, self.model_delay = cfg, lane, model_delay
         self.trits = [Signal(signed(2), name=f"t{i}") for i in range(cfg.depth)]
         self.x = Signal(signed(8))
         self.valid = Signal()
@@ -119,10 +127,10 @@ class LaneSpec(Elaboratable):
         m.d.comb += Assume(self.x != -128)                # int8 activations are symmetric
         q = sum(t * 3 ** i for i, t in enumerate(self.trits))
         pipe = [(Signal(name=f"mv{s}"), Signal(signed(cfg.widths.dot), name=f"mp{s}"))
-                for s in range(dut.latency)]
+                for s in range(dut.latency + self.model_delay)]
         with m.If(self.ready):
             m.d.sync += [pipe[0][0].eq(self.valid), pipe[0][1].eq(q * self.x)]
-            for s in range(1, dut.latency):
+            for s in range(1, len(pipe)):
                 m.d.sync += [pipe[s][0].eq(pipe[s - 1][0]), pipe[s][1].eq(pipe[s - 1][1])]
         mv, mp = pipe[-1]
         # the payload is checked where it is valid (the tree registers have no reset)
@@ -164,11 +172,14 @@ def prove(tmp_path: Path, spec, ports, depth: int, name: str):
 @pytest.mark.parametrize("depth,rows,style", [(1, 1, "nibble"), (1, 1, "arith"), (2, 1, "nibble")])
 def test_decoder_equals_table_model(tmp_path, depth, rows, style):
     spec = DecoderSpec(HwConfig(depth=depth, rows=rows), style)
-    prove(tmp_path, spec, [spec.beat, spec.valid, spec.ready], depth=2, name="decoder")
+    prove(tmp_path, spec, [spec.beat, spec.valid, spec.ready],
+          depth=TritDecoder.latency + 2, name="decoder")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("depth,lane", [(1, 0), (2, 5), (4, 15)])
+# d = 3 and 4 (48 and 64 terms): z3 had not finished step 9 of 10 after 8 minutes; those
+# depths are covered by simulation (tests/test_hw_groupdot.py, the cocotb engine builds)
+@pytest.mark.parametrize("depth,lane", [(1, 0), (2, 5), (2, 15)])
 def test_group_dot_lane_equals_multiply(tmp_path, depth, lane):
     spec = LaneSpec(HwConfig(depth=depth, rows=1), lane)
     # bounded to a few cycles past the pipeline, so outputs are reached (not vacuous)
@@ -177,10 +188,9 @@ def test_group_dot_lane_equals_multiply(tmp_path, depth, lane):
 
 
 @pytest.mark.slow
-def test_the_proof_can_fail(tmp_path, monkeypatch):
+def test_the_proof_can_fail(tmp_path):
     """A wrong model (the pipeline delay one stage too long) must be refuted."""
-    monkeypatch.setattr(GroupDot, "latency", property(lambda self: groupdot_stages(1) + 1))
-    spec = LaneSpec(HwConfig(depth=1, rows=1), 3)
+    spec = LaneSpec(HwConfig(depth=1, rows=1), 3, model_delay=1)
     with pytest.raises(AssertionError, match="FAIL"):
         prove(tmp_path, spec, [*spec.trits, spec.x, spec.valid, spec.ready],
               depth=groupdot_stages(1) + 3, name="lane")
