@@ -45,7 +45,7 @@ BOARDS = {
                    HwConfig(depth=2, rows=4, vectors=1, max_in_features=8192,
                             max_out_features=65536, clock_mhz=25.0), primitives="ecp5"),
     "icebreaker": Board("icebreaker", "ICEBreakerPlatform", "amaranth_boards.icebreaker", "top.bin",
-                        # R=1: R=2 needs ~5,300 of the UP5K's 5,280 logic cells since the
+                        # R=1: R=2 no longer places in the UP5K's 5,280 logic cells since the
                         # engine's pipeline was cut to one adder level per stage; the UART
                         # (115,200 Bd) bounds this board's throughput far below R=1 anyway
                         HwConfig(depth=2, rows=1, vectors=1, max_in_features=2048,
