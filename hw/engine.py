@@ -84,7 +84,7 @@ class GemvEngine(wiring.Component):
         # the buffer is read one cycle ahead (its first stage beside the issue register), so
         # its word and then the multiples meet the decoder's output
         act_path = self.actbuf.latency - 1 + self.multiples.latency
-        if stages != cfg.pipeline_stages or act_path != self.ISSUE_STAGES - 1 + self.decoder.latency:
+        if stages != cfg.pipeline_stages or act_path != ISSUE_STAGES - 1 + self.decoder.latency:
             for part in (self, self.decoder, self.groupdot, self.mac, self.actbuf, self.multiples):
                 part._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"GemvEngine: pipeline has {stages} stages (activation path "
@@ -101,13 +101,10 @@ class GemvEngine(wiring.Component):
             "busy": Out(1),
         })
 
-    #: the issue register that holds an accepted beat for its T uses
-    ISSUE_STAGES = ISSUE_STAGES
-
     @property
     def latency(self) -> int:
         """Register stages from weight-beat acceptance to the result register."""
-        return self.ISSUE_STAGES + self.decoder.latency + self.groupdot.latency + self.mac.latency
+        return ISSUE_STAGES + self.decoder.latency + self.groupdot.latency + self.mac.latency
 
     def elaborate(self, platform):
         cfg = self.cfg

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..codec import layout
 from ..codec.errors import TritforgeError
-from ..hwconfig import HwConfig
+from ..hwconfig import MAC_STAGES, HwConfig
 
 IDLE, LOAD, RUN = 0, 1, 2
 #: byte 121 = all five trits zero: what the decoder makes of an invalid byte
@@ -290,10 +290,9 @@ class StepModel:
             if tail.final:
                 pushed = (tuple(new), tail.vector, tail.last)
         pipe = [issue_item] + self.pipe[:-1]
-        # the codebook lookup register is the fifth last stage of ``pipe`` (ScaleMac:
-        # lookup, the multiplier's input, pipeline and output registers, the shifted
-        # term, then the result FIFO)
-        entering = pipe[-5]
+        # the codebook lookup register is ScaleMac's first stage: MAC_STAGES - 1 from the
+        # end of ``pipe`` (which stops before the result FIFO, the MAC's last stage)
+        entering = pipe[-(MAC_STAGES - 1)]
         if entering is not None:
             mant, shift = cb_before
             entering.m = [mant[k] for k in entering.k]

@@ -41,7 +41,8 @@ def build_engine(root, cfg, decoder_style: str = "arith",
     from tritforge.hw import verilog as hw_verilog
     text = hw_verilog.convert(cfg, decoder_style, primitives=primitives)
     if primitives == "ecp5":
-        sys.path.insert(0, str(HERE.parent))
+        if str(HERE.parent) not in sys.path:
+            sys.path.insert(0, str(HERE.parent))
         import ecp5_models
         text += ecp5_models.models()
     side = hw_verilog.sidecar(cfg, decoder_style, primitives=primitives)
