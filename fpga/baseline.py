@@ -33,6 +33,7 @@ def from_report(report: dict) -> dict:
     e = report["engine"]
     return {"target": report["target"], "kind": report["kind"],
             "hwconfig": report["meta"]["hwconfig"], "decoder": report["meta"].get("decoder"),
+            "wrapper": report["meta"].get("wrapper", "link"),
             "engine": {k: e[k] for k in AREA_KEYS + ("lut_per_lane",)},
             "fmax_mhz": e["fmax_mhz"], "seed": report["seed"],
             "freq_constraint_mhz": report["freq_constraint_mhz"], "tools": report["tools"],
@@ -65,13 +66,16 @@ def all_baselines(folder: str = FOLDER) -> list[str]:
     return sorted(glob.glob(os.path.join(folder, "*.json")))
 
 
-def find(target: str, hw: HwConfig, folder: str = FOLDER) -> dict:
+def find(target: str, hw: HwConfig, wrapper: str = "io", folder: str = FOLDER) -> dict:
     path = os.path.join(folder, file_name(target, hw))
     if not os.path.exists(path):
         raise TritforgeError(f"no baseline {os.path.basename(path)} in {folder}")
     base = load(path)
     if HwConfig.from_dict(base["hwconfig"]) != hw:
         raise TritforgeError(f"{path}: measured with other parameters {base['hwconfig']}")
+    if base.get("wrapper", "link") != wrapper:
+        raise TritforgeError(f"{path}: measured with --wrapper {base.get('wrapper', 'link')}, "
+                             f"not {wrapper}")
     return base
 
 

@@ -34,6 +34,7 @@ from importlib import metadata
 
 from ..codec.atomic import atomic_folder, write_json
 from ..codec.errors import TritforgeError
+from ..hw.replica import KEEP_PREFIX
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,8 @@ def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool
                   f"setattr -set ram_style \"logic\" t:$mem_v2 r:SIZE<={SMALL_MEMORY_WORDS} %i"]
     for mod in keep:
         lines.append(f"setattr -mod -set keep_hierarchy 1 top.{mod}")
+    # replicated flip-flops stay apart (hw/replica.py): Yosys would merge them otherwise
+    lines.append(f"setattr -mod -set keep_hierarchy 1 *.{KEEP_PREFIX}*")
     lines.append(f"{t.yosys_synth} -top top -json top.json")
     lines.append("tee -q -o stat.json stat -json")
     return "\n".join(lines) + "\n"

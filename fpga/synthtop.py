@@ -80,16 +80,31 @@ def engine_figures(report: dict, hw) -> dict:
             "lut_equiv_per_lane": round(eng["lut_equiv"] / lanes, 2)}
 
 
-def synthesize_engine(hw: HwConfig, target: str, out: str, freq: float | None = None,
-                      seed: int = 1, decoder_style: str | None = None) -> dict:
-    """Run the flow (``fpga.synth``) on ``SynthTop(hw)``; the report gets an ``engine``
-    section: the engine module's own resources, LUT4 per lane and Fmax."""
+#: the harnesses the engine can be measured in: ``io`` (``fpga.iotop.IoTop``, registered
+#: ports, the default: Fmax is the engine's) and ``link`` (``SynthTop``: the boards' link core)
+WRAPPERS = {
+    "io": "fpga.iotop.IoTop: every engine port bit registered (input shift chain, "
+          "registered XOR fold of the outputs); engine kept as module top.engine",
+    "link": "fpga.synthtop.SynthTop: host-link core with byte-stream pins; "
+            "engine kept as module top.engine",
+}
 
-    top = SynthTop(hw, decoder_style, synth.target(target).primitives)
+
+def synthesize_engine(hw: HwConfig, target: str, out: str, freq: float | None = None,
+                      seed: int = 1, decoder_style: str | None = None,
+                      wrapper: str = "io") -> dict:
+    """Run the flow (``fpga.synth``) on the engine inside ``wrapper`` (``WRAPPERS``); the
+    report gets an ``engine`` section: the engine module's own resources, LUT4 per lane and
+    Fmax."""
+    from .iotop import IoTop
+
+    if wrapper not in WRAPPERS:
+        raise TritforgeError(f"wrapper {wrapper!r}: expected one of {sorted(WRAPPERS)}")
+    top = {"io": IoTop, "link": SynthTop}[wrapper](hw, decoder_style,
+                                                   synth.target(target).primitives)
     meta = {"hwconfig": hw.to_dict(), "derived": hw.derived(), "decoder": top.decoder_style,
-            "primitives": top.engine.primitives,
-            "wrapper": "fpga.synthtop.SynthTop: host-link core with byte-stream pins; "
-                       "engine kept as module top.engine"}
+            "primitives": top.engine.primitives, "wrapper": wrapper,
+            "wrapper_text": WRAPPERS[wrapper]}
     report = synth.run_flow(top, target, out, keep=("engine",), freq_mhz=freq or hw.clock_mhz,
                             seed=seed, meta=meta)
     report["engine"] = engine_figures(report, hw)

@@ -61,12 +61,18 @@ def index_layout(cfg: HwConfig) -> data.ArrayLayout:
     return data.ArrayLayout(unsigned(5), cfg.rows)
 
 
+def byte_invalid_parts(byte):
+    """The two 4-input halves of ``byte_invalid``: (top nibble all ones, low nibble >= 3)."""
+    assert layout.BYTE_LIMIT == 0xF3
+    return byte[4] & byte[5] & byte[6] & byte[7], byte[3] | byte[2] | (byte[1] & byte[0])
+
+
 def byte_invalid(byte):
     """1 when ``byte`` (an 8-bit value) is not a trit byte: b >= 243 = 0b11110011, i.e. the
     top nibble is all ones and the low nibble is >= 3 (plain logic: a ``>=`` would become a
     carry chain)."""
-    assert layout.BYTE_LIMIT == 0xF3
-    return byte[4] & byte[5] & byte[6] & byte[7] & (byte[3] | byte[2] | (byte[1] & byte[0]))
+    hi, lo = byte_invalid_parts(byte)
+    return hi & lo
 
 
 def _byte_trits_arith(m: Module, byte, name: str) -> list:

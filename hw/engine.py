@@ -26,23 +26,22 @@ of N = tiles*ng beats has its last result valid at cycle c0 + N*T + pipeline_sta
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..codec import layout
 from ..codec.errors import TritforgeError
-from ..hwconfig import ISSUE_STAGES, HwConfig
+from ..hwconfig import ERR_FOLD, ERR_PAIR, ISSUE_STAGES, HwConfig
 from .actbuffer import ActivationBuffer
 from .actmultiples import ActMultiples
-from .decoder import TritDecoder, byte_invalid
+from .decoder import TritDecoder, byte_invalid_parts
 from .groupdot import GroupDot
+from .replica import replicate
 from .scalemac import ScaleMac, codebook_layout, item_tag_layout, result_layout
 
 ACT_WORD_BITS = layout.GROUP * 8
-#: bytes per first-step invalid-byte check (err)
-BAD_CHUNK = 4
 
 
 def cmd_layout(cfg: HwConfig) -> data.StructLayout:
@@ -120,59 +119,78 @@ class GemvEngine(wiring.Component):
         idle = Signal(init=1)
         loading = Signal()
         running = Signal()
-        last_group = Signal(cl["last_group"].shape)
-        last_tile = Signal(cl["last_tile"].shape)
+        gshape = cl["last_group"].shape
 
         # --- command, flags ----------------------------------------------------------------
         m.d.comb += [self.cmd.ready.eq(idle), self.busy.eq(~idle), self.act.ready.eq(loading)]
         wiring.connect(m, wiring.flipped(self.cb), mac.cb)
 
+        # --- counters -----------------------------------------------------------------------
+        # Every counter that ends a sequence counts down in a signed register one below the
+        # items left, so "last" is its sign bit (a flip-flop, straight out of the decrement's
+        # carry chain; no compare). The registers loaded on an accepted command are loaded
+        # in every idle cycle (enable = idle, a flip-flop; after the accepting edge they
+        # hold): ``lg_m1 = last_group - 1`` reloads the group counters.
+        gw = gshape.width + 1
+        tw = cl["last_tile"].shape.width + 1
+        p = self.cmd.payload
+        p_lg_m1 = Signal(signed(gw))
+        p_lt_m1 = Signal(signed(tw))
+        m.d.comb += [p_lg_m1.eq(p.last_group - 1), p_lt_m1.eq(p.last_tile - 1)]
+        lg_m1 = Signal(signed(gw))
+        with m.If(idle):
+            m.d.sync += lg_m1.eq(p_lg_m1)
+
         # --- LOAD -----------------------------------------------------------------------------
         ld_addr = Signal(range(max(cfg.act_buffer_words, 2)))   # buffer address of the next word
         ld_v = Signal(range(max(T, 2)))
         ld_base = Signal(range(max(cfg.act_buffer_words, 2)))   # ld_v * max_groups
-        ld_g_rem = Signal.like(last_group)    # words of this vector after the current one
-        ld_g_last = Signal()                  # the vector's last word, a flip-flop
+        ld_gc = Signal(signed(gw))            # words of this vector after the current one, - 1
+        ld_g_last = Signal()                  # the vector's last word: ld_gc's sign
         ld_v_last = Signal()                  # ld_v == T - 1, a flip-flop
-        m.d.comb += [buf.w_addr.eq(ld_addr), buf.w_data.eq(self.act.payload),
+        m.d.comb += [ld_g_last.eq(ld_gc[-1]),
+                     buf.w_addr.eq(ld_addr), buf.w_data.eq(self.act.payload),
                      buf.w_en.eq(self.act.valid & self.act.ready)]
 
         # --- RUN: beat acceptance and issue register ----------------------------------------
         adv = Signal()
         m.d.comb += adv.eq(mac.i.ready)
-        acc_g = Signal.like(last_group)       # group of the next beat to accept
-        t_rem = Signal.like(last_tile)        # tiles after the one being accepted
-        g_rem = Signal.like(last_group)       # groups after the one being accepted
+        # copies of the advance for the pipeline blocks' clock enables (hw/replica.py): the
+        # decoder, the group dot, the activation read and multiples
+        adv_dec, adv_gd, adv_act = replicate(m, "adv", mac.adv_next, 3, init=1)
+        acc_g = Signal(gshape)       # group of the next beat to accept
+        gc = Signal(signed(gw))               # groups after the one being accepted, - 1
+        tc = Signal(signed(tw))               # tiles after the one being accepted, - 1
         w_open = Signal()                     # RUN and beats still expected
         h_valid = Signal()
         h_beat = Signal(8 * cfg.beat_bytes, reset_less=True)
         h_v = Signal(range(max(T, 2)))
         h_base = Signal(range(max(cfg.act_buffer_words, 2)))  # h_v * max_groups
-        h_g = Signal.like(last_group)
+        h_g = Signal(gshape)
         h_first = Signal()
         h_final = Signal()
         h_lasttile = Signal()
         last_use = Signal()
         take = Signal()
-        # can_take = w_open & (issue register empty | last use), kept as its own flip-flop
-        # computed from the next values of those registers, so that w.ready is one gate
-        # (can_take & adv) from two flip-flops
+        # can_take = w_open & (issue register empty | last use) and w.ready = can_take & adv
+        # are flip-flops computed from the next values of the registers they are made of
+        # (adv's next value comes from the scale MAC), so w.ready, the beat register's
+        # enable, is a flip-flop
         can_take = Signal()
-        # acc_g == last_group and "last tile", flip-flops loaded from the down counters
-        # (g_rem == 1 before a decrement: a compare with a constant, no adder before it)
-        g_last = Signal()
-        t_last = Signal()
+        w_ready = Signal()
+        g_last = Signal()                     # the beat being accepted is its tile's last: gc < 0
+        t_last = Signal()                     # ... of the last tile: tc < 0
         g_first = Signal()                    # acc_g == 0, a flip-flop
-        m.d.comb += [last_use.eq(h_v == T - 1),
-                     self.w.ready.eq(can_take & adv),
-                     take.eq(self.w.valid & self.w.ready)]
+        m.d.comb += [last_use.eq(h_v == T - 1), g_last.eq(gc[-1]), t_last.eq(tc[-1]),
+                     self.w.ready.eq(w_ready),
+                     take.eq(self.w.valid & w_ready)]
 
         # pipeline input: decoder + activation read, aligned (both one register stage)
         tag = dec.i.payload.tag
         m.d.comb += [dec.i.valid.eq(h_valid), dec.i.payload.beat.eq(h_beat),
                      tag.vector.eq(h_v), tag.first.eq(h_first), tag.final.eq(h_final),
                      tag.last.eq(h_lasttile & h_final & last_use),
-                     buf.r_en.eq(adv)]
+                     buf.r_en.eq(adv_act)]
         # The buffer is read one cycle ahead, with the address of the item the issue
         # register will hold after this edge; its second register stage (the block RAM's
         # output register with the ECP5 primitives) takes the word with the decoder's first
@@ -183,32 +201,45 @@ class GemvEngine(wiring.Component):
             m.d.comb += buf.r_addr.eq(acc_g)
         # then its multiples for the group dot, beside the decoder's further stages
         m.submodules.multiples = mult = self.multiples
-        m.d.comb += [mult.x.eq(buf.r_data), mult.en.eq(adv)]
+        m.d.comb += [mult.x.eq(buf.r_data), mult.en.eq(adv_act)]
         m.d.comb += [gd.i.valid.eq(dec.o.valid), gd.i.payload.planes.eq(dec.o.payload.planes),
                      gd.i.payload.mult.eq(mult.mult),
                      gd.i.payload.tag.k.eq(dec.o.payload.k),
                      gd.i.payload.tag.item.eq(dec.o.payload.tag),
-                     dec.o.ready.eq(gd.i.ready)]
+                     dec.o.ready.eq(adv_dec)]
         m.d.comb += [mac.i.valid.eq(gd.o.valid), mac.i.payload.p.eq(gd.o.payload.p),
                      mac.i.payload.k.eq(gd.o.payload.tag.k),
                      mac.i.payload.tag.eq(gd.o.payload.tag.item),
-                     gd.o.ready.eq(mac.i.ready)]
+                     gd.o.ready.eq(adv_gd)]
         wiring.connect(m, mac.o, wiring.flipped(self.res))
 
         # err: sticky, set by an accepted beat holding a byte >= 243. The bytes are checked
-        # from the beat register (which holds the accepted beat in the next cycle), in two
-        # registered steps: per BAD_CHUNK bytes, then all; accepted in cycle c, err is high
-        # from cycle c + 3 (the input port's payload reaches no logic but the beat register)
+        # from the beat register (which holds the accepted beat in the next cycle) in
+        # registered steps of one LUT each: per byte its two nibble flags, the OR of
+        # ERR_PAIR bytes, ERR_FOLD-input ORs down to at most 3 bits, then err
+        # (``HwConfig.err_latency`` cycles after acceptance; the input port's payload reaches
+        # no logic but the beat register)
         new_beat = Signal()
         m.d.sync += new_beat.eq(take)
-        chunks = range(0, cfg.beat_bytes, BAD_CHUNK)
-        bad_parts = Signal(len(chunks))
-        for c, b0 in enumerate(chunks):
+        nib_hi = Signal(cfg.beat_bytes)
+        nib_lo = Signal(cfg.beat_bytes)
+        for b in range(cfg.beat_bytes):
+            hi, lo = byte_invalid_parts(h_beat[8 * b:8 * b + 8])
+            m.d.sync += [nib_hi[b].eq(new_beat & hi), nib_lo[b].eq(lo)]
+        level = Signal(-(-cfg.beat_bytes // ERR_PAIR), name="bad_pairs")
+        for i in range(len(level)):
             bad = 0
-            for b in range(b0, min(b0 + BAD_CHUNK, cfg.beat_bytes)):
-                bad = bad | byte_invalid(h_beat[8 * b:8 * b + 8])
-            m.d.sync += bad_parts[c].eq(new_beat & bad)
-        with m.If(bad_parts.any()):
+            for b in range(ERR_PAIR * i, min(ERR_PAIR * i + ERR_PAIR, cfg.beat_bytes)):
+                bad = bad | (nib_hi[b] & nib_lo[b])
+            m.d.sync += level[i].eq(bad)
+        n = 0
+        while len(level) > 3:
+            n += 1
+            nxt = Signal(-(-len(level) // ERR_FOLD), name=f"bad_or{n}")
+            m.d.sync += [nxt[i].eq(level[ERR_FOLD * i:ERR_FOLD * i + ERR_FOLD].any())
+                         for i in range(len(nxt))]
+            level = nxt
+        with m.If(level.any()):
             m.d.sync += self.err.eq(1)
 
         # next values of the registers can_take is made of
@@ -216,11 +247,14 @@ class GemvEngine(wiring.Component):
         h_v_nxt = Signal.like(h_v)
         w_open_nxt = Signal()
         m.d.comb += [h_valid_nxt.eq(h_valid), h_v_nxt.eq(h_v), w_open_nxt.eq(w_open)]
+        can_take_nxt = Signal()
+        m.d.comb += can_take_nxt.eq(w_open_nxt & (~h_valid_nxt | (h_v_nxt == T - 1)))
         m.d.sync += [h_valid.eq(h_valid_nxt), h_v.eq(h_v_nxt), w_open.eq(w_open_nxt),
-                     can_take.eq(w_open_nxt & (~h_valid_nxt | (h_v_nxt == T - 1)))]
+                     can_take.eq(can_take_nxt), w_ready.eq(can_take_nxt & mac.adv_next)]
+        w_ready_beat, = replicate(m, "w_ready", can_take_nxt & mac.adv_next, 1)
         # the beat register loads whenever w.ready is high (it is free then); without
         # w.valid the issue register is empty next cycle and the loaded value is unused
-        with m.If(self.w.ready):
+        with m.If(w_ready_beat):
             m.d.sync += h_beat.eq(self.w.payload)
         # take implies adv and an issue register that is empty or issuing its last use
         # (can_take), so the registers loaded on take have take alone as their enable
@@ -236,36 +270,31 @@ class GemvEngine(wiring.Component):
         with m.If(take):
             m.d.sync += [h_g.eq(acc_g), h_first.eq(g_first), h_final.eq(g_last),
                          h_lasttile.eq(t_last)]
-            with m.If(g_last):
-                m.d.sync += [acc_g.eq(0), g_first.eq(1), g_rem.eq(last_group),
-                             g_last.eq(last_group == 0), t_rem.eq(t_rem - 1), t_last.eq(t_rem == 1)]
-                with m.If(t_last):
-                    m.d.comb += w_open_nxt.eq(0)
-            with m.Else():
-                m.d.sync += [acc_g.eq(acc_g + 1), g_first.eq(0), g_rem.eq(g_rem - 1),
-                             g_last.eq(g_rem == 1)]
+            with m.If(g_last & t_last):
+                m.d.comb += w_open_nxt.eq(0)
+        # the accept-side counters: loaded while idle, stepped by take
+        with m.If(idle | take):
+            m.d.sync += [acc_g.eq(Mux(idle | g_last, 0, acc_g + 1)), g_first.eq(idle | g_last),
+                         gc.eq(Mux(idle, p_lg_m1, Mux(g_last, lg_m1, gc - 1)))]
+        with m.If(idle | (take & g_last)):
+            m.d.sync += tc.eq(Mux(idle, p_lt_m1, tc - 1))
 
         # --- control ------------------------------------------------------------------------
         with m.If(idle):
+            m.d.sync += [ld_addr.eq(0), ld_v.eq(0), ld_base.eq(0), ld_v_last.eq(T == 1)]
             with m.If(self.cmd.valid):
-                p = self.cmd.payload
-                m.d.sync += [last_group.eq(p.last_group), last_tile.eq(p.last_tile),
-                             self.err.eq(0), ld_addr.eq(0), ld_v.eq(0), ld_base.eq(0),
-                             ld_g_rem.eq(p.last_group), ld_g_last.eq(p.last_group == 0),
-                             ld_v_last.eq(T == 1),
-                             acc_g.eq(0), g_first.eq(1), g_rem.eq(p.last_group),
-                             g_last.eq(p.last_group == 0),
-                             t_rem.eq(p.last_tile), t_last.eq(p.last_tile == 0), idle.eq(0)]
+                m.d.sync += [self.err.eq(0), idle.eq(0)]
                 with m.If(p.load_act):
                     m.d.sync += loading.eq(1)
                 with m.Else():
                     m.d.sync += running.eq(1)
                     m.d.comb += w_open_nxt.eq(1)
+        with m.If(idle | (loading & self.act.valid)):
+            m.d.sync += ld_gc.eq(Mux(idle, p_lg_m1, Mux(ld_g_last, lg_m1, ld_gc - 1)))
         with m.If(loading):
             with m.If(self.act.valid):
                 with m.If(ld_g_last):
-                    m.d.sync += [ld_addr.eq(ld_base + MG), ld_g_rem.eq(last_group),
-                                 ld_g_last.eq(last_group == 0)]
+                    m.d.sync += ld_addr.eq(ld_base + MG)
                     with m.If(ld_v_last):
                         m.d.sync += [loading.eq(0), running.eq(1)]
                         m.d.comb += w_open_nxt.eq(1)
@@ -273,8 +302,7 @@ class GemvEngine(wiring.Component):
                         m.d.sync += [ld_v.eq(ld_v + 1), ld_base.eq(ld_base + MG),
                                      ld_v_last.eq(ld_v == T - 2)]
                 with m.Else():
-                    m.d.sync += [ld_addr.eq(ld_addr + 1), ld_g_rem.eq(ld_g_rem - 1),
-                                 ld_g_last.eq(ld_g_rem == 1)]
+                    m.d.sync += ld_addr.eq(ld_addr + 1)
         with m.If(running):
             with m.If(self.res.valid & self.res.ready & self.res.payload.last):
                 m.d.sync += [running.eq(0), idle.eq(1)]

@@ -46,6 +46,7 @@ from ..hwconfig import HwConfig
 from .decoder import index_layout
 from .multiplier import PipelinedMultiplier
 from .primitives import check_primitives
+from .replica import replicate
 
 #: shift bits applied to the mantissa when the codebook entry is written (the rest, in
 #: steps of 2**FINE bits, after the multiply)
@@ -93,6 +94,9 @@ class ScaleMac(wiring.Component):
         self.in_layout = data.StructLayout({
             "p": data.ArrayLayout(signed(w.dot), cfg.rows), "k": index_layout(cfg),
             "tag": item_tag_layout(cfg)})
+        #: the advance's next value (what ``i.ready`` will be in the next cycle), for
+        #: registers outside that are computed from the next state
+        self.adv_next = Signal()
         super().__init__({
             "i": In(stream.Signature(self.in_layout)),
             "cb": In(stream.Signature(codebook_layout(cfg))),
@@ -139,6 +143,9 @@ class ScaleMac(wiring.Component):
         cnt = Signal(range(3))
         cnt_nxt = Signal(range(3))
         adv = Signal(init=1)
+        # the advance as the control's flip-flop (adv) and one copy per row for the row's
+        # datapath registers and multiplier (hw/replica.py), all loaded with its next value
+        adv_row = replicate(m, "adv_row", self.adv_next, R, init=1)
         m.d.comb += [self.i.ready.eq(adv)]
         m.d.sync += [cnt.eq(cnt_nxt), adv.eq(cnt_nxt != 2), self.o.valid.eq(cnt_nxt != 0)]
         tag_shape = self.in_layout["tag"].shape
@@ -157,7 +164,7 @@ class ScaleMac(wiring.Component):
         for r in range(R):
             m.submodules[f"mul{r}"] = mul = PipelinedMultiplier(
                 pm_bits + 1, w.dot, primitives=self.primitives)
-            m.d.comb += [mul.a.eq(m1[r]), mul.b.eq(p1[r]), mul.en.eq(adv)]
+            m.d.comb += [mul.a.eq(m1[r]), mul.b.eq(p1[r]), mul.en.eq(adv_row[r])]
             prod.append(mul.p)
         # stage 5: the shifted term; stage 6: accumulator ring (T entries of R accumulators).
         # An entry is set to 0 when its tile's final item leaves it, and on reset, so every
@@ -203,10 +210,14 @@ class ScaleMac(wiring.Component):
         we = [Signal(name=f"we{e}") for e in range(2)]
         ring_en = Signal()
         final4 = data.View(item_tag_layout(cfg), tags[3]).final
-        m.d.comb += [adv_nxt.eq(cnt_nxt != 2), wp_nxt.eq(wp ^ push),
+        m.d.comb += [adv_nxt.eq(cnt_nxt != 2), self.adv_next.eq(adv_nxt), wp_nxt.eq(wp ^ push),
                      push_nxt.eq(adv_nxt & Mux(adv, valid[3] & final4, fin5))]
         m.d.sync += [we[e].eq(push_nxt & (wp_nxt == e)) for e in range(2)]
         m.d.sync += ring_en.eq(adv_nxt & Mux(adv, valid[3], valid[4]))
+        # the tail entry is cleared when its tile's final item leaves (= a push) by the
+        # flip-flops' synchronous reset, ring_clr, so the adder's sum goes straight in
+        ring_clr = Signal()
+        m.d.sync += ring_clr.eq(push_nxt)
         for e in range(2):
             with m.If(we[e]):
                 m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]
@@ -222,7 +233,8 @@ class ScaleMac(wiring.Component):
                          fin5.eq(valid[3] & data.View(item_tag_layout(cfg), tags[3]).final)]
             m.d.sync += [valid[n + 1].eq(valid[n]) for n in range(4)]
             m.d.sync += [tags[n + 1].eq(tags[n]) for n in range(4)]
-            for r in range(R):
+        for r in range(R):
+            with m.If(adv_row[r]):
                 m.d.sync += [m1[r].eq(reads[r].data.pm), p1[r].eq(self.i.payload.p[r]),
                              sh[0][r].eq(reads[r].data.coarse), terms[r].eq(term_in[r])]
                 m.d.sync += [sh[n + 1][r].eq(sh[n][r]) for n in range(3)]
@@ -230,6 +242,8 @@ class ScaleMac(wiring.Component):
             for v in range(T - 1):
                 for r in range(R):
                     m.d.sync += ring[v][r].eq(ring[v + 1][r])
-            for r in range(R):
-                m.d.sync += ring[T - 1][r].eq(Mux(tag.final, 0, new[r]))
+        with m.If(ring_clr):                  # = ring_en & the item is its tile's final
+            m.d.sync += [ring[T - 1][r].eq(0) for r in range(R)]
+        with m.Elif(ring_en):
+            m.d.sync += [ring[T - 1][r].eq(new[r]) for r in range(R)]
         return m

@@ -114,7 +114,8 @@ class StepModel:
         self.state = IDLE
         self.last_group = self.last_tile = 0
         self.err = False
-        self.bad1 = self.bad2 = False      # err pipeline: beat checked, then flagged
+        # err pipeline: an accepted bad beat sets err ``err_latency`` cycles later
+        self.bad = [False] * (self.cfg.err_latency - 1)
         self.ld_g = self.ld_v = 0
         self.acc_g = self.acc_t = 0
         self.w_open = False
@@ -203,11 +204,12 @@ class StepModel:
             self._reset()
             return
 
-        # err: an accepted beat's bytes are checked in two registered steps (err from c + 3)
-        if self.bad2:
+        # err: an accepted beat's bytes are checked in registered steps (err from
+        # c + err_latency)
+        if self.bad[-1]:
             self.err = True
-        self.bad2 = self.bad1
-        self.bad1 = bool(take and any(b >= layout.BYTE_LIMIT for b in self._bytes(inp.w_beat)))
+        self.bad = [bool(take and any(b >= layout.BYTE_LIMIT for b in self._bytes(inp.w_beat)))
+                    ] + self.bad[:-1]
 
         # issue register
         if adv:

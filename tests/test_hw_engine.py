@@ -80,10 +80,11 @@ def test_err_flag_and_invalid_bytes_decode_as_zero():
     assert drv.results[1] == exp_again
     errs = [o["err"] for _, o in trace]
     taken = [n for n, (i, o) in enumerate(trace) if i.w_valid and o["w_ready"]]
-    bad_at = taken[1]
-    assert not any(errs[:bad_at + 3]) and errs[bad_at + 3]          # 3 cycles after acceptance
+    bad_at, lat = taken[1], cfg.err_latency
+    assert lat == 6                                    # 28 bytes: 14 pairs, two 4-input OR levels
+    assert not any(errs[:bad_at + lat]) and errs[bad_at + lat]       # lat cycles after acceptance
     cmd2 = [n for n, (i, o) in enumerate(trace) if i.cmd_valid and o["cmd_ready"]][1]
-    assert all(errs[bad_at + 3:cmd2 + 1]) and not any(errs[cmd2 + 1:])  # sticky until next cmd
+    assert all(errs[bad_at + lat:cmd2 + 1]) and not any(errs[cmd2 + 1:])  # sticky until next cmd
 
 
 def _pick_resets(cfg, job, seed):

@@ -25,6 +25,7 @@ def test_baseline(path, tmp_path):
     hw = HwConfig.from_dict(base["hwconfig"])
     report = synthesize_engine(hw, base["target"], str(tmp_path / "run"),
                                freq=base["freq_constraint_mhz"], seed=base["seed"],
-                               decoder_style=base.get("decoder"))
+                               decoder_style=base.get("decoder"),
+                               wrapper=base.get("wrapper", "link"))
     fails = baseline.compare(report, base)
     assert not fails, f"{os.path.basename(path)}: " + "; ".join(fails)

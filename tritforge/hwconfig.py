@@ -40,6 +40,21 @@ def pipeline_stages(depth: int) -> int:
     return ISSUE_STAGES + DECODER_STAGES + groupdot_stages(depth) + MAC_STAGES
 
 
+#: bytes per first OR of the invalid-byte check; later ORs take ERR_FOLD inputs
+ERR_PAIR = 2
+ERR_FOLD = 4
+
+
+def err_latency(beat_bytes: int) -> int:
+    """Cycles from accepting a beat that holds a byte >= 243 until ``err`` is high
+    (hw/ENGINE.md): the beat register, the per-byte nibble flags, the OR of ERR_PAIR bytes'
+    flags, ERR_FOLD-input OR levels until at most 3 bits are left, then ``err``."""
+    n, levels = -(-beat_bytes // ERR_PAIR), 0
+    while n > 3:
+        n, levels = -(-n // ERR_FOLD), levels + 1
+    return 4 + levels
+
+
 @dataclass(frozen=True)
 class HwConfig:
     depth: int = 2               #: d: trits per weight (1..4)
@@ -135,6 +150,10 @@ class HwConfig:
     @property
     def pipeline_stages(self) -> int:
         return pipeline_stages(self.depth)
+
+    @property
+    def err_latency(self) -> int:
+        return err_latency(self.beat_bytes)
 
     @property
     def tiles_max(self) -> int:

@@ -22,6 +22,9 @@ def add_arguments(p) -> None:
     from ..hw.decoder import STYLES
     p.add_argument("--decoder", choices=STYLES, default=None,
                    help="the engine's byte-to-trit decoder (as in `tritforge generate`; default: the engine's)")
+    p.add_argument("--wrapper", choices=("io", "link"), default="io",
+                   help="what surrounds the engine: io = every port bit registered (the engine's "
+                        "own Fmax, default); link = the boards' host-link core, whose paths count too")
     p.add_argument("--check-baseline", action="store_true",
                    help="compare with the committed baseline fpga/baselines/<target>_d<D>_r<R>.json; "
                         "exit 1 on a regression beyond its tolerance")
@@ -38,12 +41,13 @@ def run(args) -> int:
     from ..fpga import baseline
 
     hw = hw_from_args(args)
-    base = baseline.find(args.target, hw) if args.check_baseline else None
+    base = baseline.find(args.target, hw, args.wrapper) if args.check_baseline else None
     if args.freq is not None and not args.freq > 0:
         raise TritforgeError(f"--freq {args.freq}: expected a positive clock in MHz")
     print(f"synth    {args.target}: engine d={hw.depth} R={hw.rows} T={hw.vectors} "
-          f"max_in={hw.max_in_features} decoder={args.decoder or 'default'} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
-    rep = synthesize_engine(hw, args.target, args.out, args.freq, args.seed, args.decoder)
+          f"max_in={hw.max_in_features} decoder={args.decoder or 'default'} wrapper={args.wrapper} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
+    rep = synthesize_engine(hw, args.target, args.out, args.freq, args.seed, args.decoder,
+                            args.wrapper)
     e = rep["engine"]
     print(f"design   {synth.summary_line(rep)}")
     print(f"engine   LUT {e['engine_lut']} + {e['engine_carry']} carry, FF {e['engine_ff']}, "
