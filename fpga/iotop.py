@@ -3,7 +3,8 @@ behind a flip-flop, nothing else in the clock domain that could limit it.
 
 The engine's ports are hundreds of bits wide, more than any package has pins. ``IoTop``
 drives every engine input bit (the ``cmd``, ``cb``, ``act``, ``w`` payloads and valids,
-``res.ready``) from its own flip-flop of a shift chain fed by one pin (``si``), and
+``res.ready``) from its own flip-flop of a shift chain (one per port) fed by one pin
+(``si``), and
 registers every engine output bit (the readies, ``res`` valid and payload, ``err``,
 ``busy``) before folding them into one pin (``so``) through a tree of 4-input XORs with a
 register after every level. So each input is an independent register Yosys cannot
@@ -57,15 +58,14 @@ class IoTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = eng = self.engine
-        ins = []
-        for name in ENGINE_INPUTS:
-            port = getattr(eng, name)
-            ins += [port.valid, Value.cast(port.payload)]
-        ins.append(eng.res.ready)
-        width = len(Cat(*ins))
-        chain = Signal(width)
-        m.d.sync += chain.eq(Cat(self.si, chain[:-1]))
-        m.d.comb += Cat(*ins).eq(chain)
+        # one chain per port, each fed from si (one chain through all ports would tie their
+        # consumers together in placement)
+        ports = [Cat(getattr(eng, name).valid, Value.cast(getattr(eng, name).payload))
+                 for name in ENGINE_INPUTS] + [eng.res.ready]
+        for i, value in enumerate(ports):
+            chain = Signal(len(value), name=f"chain{i}")
+            m.d.sync += chain.eq(Cat(self.si, chain[:-1]))
+            m.d.comb += value.eq(chain)
 
         outs = [getattr(eng, name).ready for name in ENGINE_INPUTS]
         outs += [eng.res.valid, Value.cast(eng.res.payload), eng.err, eng.busy]

@@ -11,10 +11,10 @@ Byte -> five trits is multiply-free. Three styles, selected by ``style``:
     (constant comparisons), subtract the constant that matches and emit the digit;
     the last remainder (0..2) is digit 0.
 ``"nibble"``
-    the byte as 16*h + l: two 16-entry tables give the base-3 digits of 16*h and of l,
-    then a base-3 add (per digit a 5-input table: digit + digit + carry, the carries by
-    look-ahead from generate/propagate) gives the byte's digits: small LUT tables only, no
-    carry chains.
+    the byte as 16*h + l: two 16-entry tables give the base-3 digits of 16*h and of l, and
+    the carries into digits 1..3 of their base-3 sum are 8-input functions of the byte;
+    then one 5-input table per digit (digit + digit + carry) gives the byte's digits: small
+    LUT tables only, no carry chains, at most three LUT levels per stage.
 ``"rom"``
     a 256-entry case table per byte (left to Yosys/ABC to minimise).
 
@@ -28,10 +28,9 @@ A byte >= 243 is not a trit byte: its five trits decode as 0 and ``o.payload.err
 for the beat. Trits are ``signed(2)``: bit 0 = non-zero, bit 1 = negative.
 
 Pipelined stream block, ``latency`` = 3 register stages: (1) the style's first step per
-byte (``nibble``: the two digit tables; ``arith``/``rom``: the byte as it is) and the
-invalid flag; (2) the five digits per byte (``nibble``: carry look-ahead, no ripple) as
-trits; (3) the scale index k per row (a 64-entry table of its three scale trits) and the
-planes. It advances when ``o.ready`` is high (``i.ready = o.ready``), which is how the
+byte (``nibble``: the two digit tables and the three carries; ``arith``/``rom``: the byte
+as it is) and the invalid flag; (2) the five digits per byte as trits; (3) the scale index
+k per row (a 64-entry table of its three scale trits) and the planes. It advances when ``o.ready`` is high (``i.ready = o.ready``), which is how the
 engine's one global advance reaches it.
 """
 from __future__ import annotations
@@ -43,6 +42,7 @@ from amaranth.lib.wiring import In, Out
 from ..codec import layout
 from ..codec.errors import TritforgeError
 from ..hwconfig import HwConfig
+from .replica import replicate
 
 STYLES = ("arith", "nibble", "rom")
 TRIT = signed(2)
@@ -109,37 +109,46 @@ def _table(m: Module, sel, width: int, table: dict, name: str):
 
 
 def _byte_pre_nibble(m: Module, byte, name: str):
-    """Stage 1 of ``nibble``: the base-3 digits of 16*h (10 bits) and of l (6 bits)."""
+    """Stage 1 of ``nibble``: the base-3 digits of 16*h (10 bits) and of l (6 bits), and the
+    carries into digits 1, 2, 3 of their base-3 sum (3 bits): carry i is
+    ``(16*h mod 3**i) + (l mod 3**i) >= 3**i``, a function of the 8 byte bits (the carry into
+    digit 4 follows from digit 3: ``a3 == 2 and c3``)."""
     n = layout.TRITS_PER_BYTE
     pack = lambda ds: sum(d << (2 * i) for i, d in enumerate(ds))   # noqa: E731
-    hi = _table(m, byte[4:8], 2 * n, {h: pack(_digits(16 * h, n)) for h in range(16)}, f"{name}_hi")
+    hi = _table(m, byte[4:8], 2 * n, {v: pack(_digits(16 * v, n)) for v in range(16)},
+                f"{name}_hi")
     lo = _table(m, byte[0:4], 6, {v: pack(_digits(v, 3)) for v in range(16)}, f"{name}_lo")
-    return Cat(hi, lo)
+    carries = []
+    for i in (1, 2, 3):
+        p = 3 ** i
+        carries.append(_table(m, byte[0:8], 1,
+                              {v: int((16 * (v >> 4)) % p + (v & 15) % p >= p) for v in range(256)},
+                              f"{name}_c{i}"))
+    return Cat(hi, lo, *carries)
 
 
 def _byte_trits_nibble(m: Module, pre, name: str) -> list:
-    """Stage 2 of ``nibble``: digit i = (a_i + b_i + c_i) mod 3 with carry look-ahead
-    (generate a_i + b_i >= 3, propagate a_i + b_i == 2), no ripple through the digits."""
+    """Stage 2 of ``nibble``: digit i = (a_i + b_i + c_i) mod 3, one 5-input table per
+    digit from stage 1's digits and carries (b_3 = b_4 = 0, c_0 = 0, c_4 = (a_3 == 2) & c_3)."""
     n = layout.TRITS_PER_BYTE
     hi, lo = pre[0:2 * n], pre[2 * n:2 * n + 6]
-    digits, carry = [], Const(0, 1)
+    c = [Const(0, 1), pre[2 * n + 6], pre[2 * n + 7], pre[2 * n + 8]]
+    digits = []
     for i in range(n):
         a = hi[2 * i:2 * i + 2]
-        b = lo[2 * i:2 * i + 2] if i < 3 else Const(0, 2)
-        gen = Signal(name=f"{name}_g{i}")
-        prop = Signal(name=f"{name}_p{i}")
-        m.d.comb += [gen.eq(_table(m, Cat(a, b), 1,
-                                   {x | (y << 2): int(x + y >= 3) for x in range(3) for y in range(3)},
-                                   f"{name}_gt{i}")),
-                     prop.eq(_table(m, Cat(a, b), 1,
-                                    {x | (y << 2): int(x + y == 2) for x in range(3) for y in range(3)},
-                                    f"{name}_pt{i}"))]
-        cases = {x | (y << 2) | (c << 4): (x + y + c) % 3
-                 for x in range(3) for y in range(3) for c in (0, 1)}
-        digits.append(_table(m, Cat(a, b, carry), 2, cases, f"{name}_d{i}"))
-        nxt = Signal(name=f"{name}_c{i + 1}")
-        m.d.comb += nxt.eq(gen | (prop & carry))
-        carry = nxt
+        if i < 3:
+            b = lo[2 * i:2 * i + 2]
+            cases = {x | (y << 2) | (k << 4): (x + y + k) % 3
+                     for x in range(3) for y in range(3) for k in (0, 1)}
+            digits.append(_table(m, Cat(a, b, c[i]), 2, cases, f"{name}_d{i}"))
+        elif i == 3:
+            cases = {x | (k << 2): (x + k) % 3 for x in range(3) for k in (0, 1)}
+            digits.append(_table(m, Cat(a, c[3]), 2, cases, f"{name}_d{i}"))
+        else:
+            a3 = hi[6:8]
+            cases = {x | (y << 2) | (k << 4): (x + int(y == 2 and k)) % 3
+                     for x in range(3) for y in range(3) for k in (0, 1)}
+            digits.append(_table(m, Cat(a, a3, c[3]), 2, cases, f"{name}_d{i}"))
     return digits
 
 
@@ -167,10 +176,16 @@ class TritDecoder(wiring.Component):
 
     latency = 3
 
-    def __init__(self, cfg: HwConfig, *, style: str = "nibble", tag_shape=unsigned(0)):
+    def __init__(self, cfg: HwConfig, *, style: str = "nibble", tag_shape=unsigned(0),
+                 enable_copies: int = 0):
         if not isinstance(cfg, HwConfig):
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"TritDecoder cfg={cfg!r}: expected a HwConfig")
+        #: > 0: the data registers take their enable from this many copies of ``o.ready``
+        #: (hw/replica.py), loaded from ``adv_next``, which the caller drives with the
+        #: value ``o.ready`` will have in the next cycle; 0: from ``o.ready`` itself
+        self.enable_copies = enable_copies
+        self.adv_next = Signal()
         if style not in STYLES:
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"TritDecoder style={style!r}: expected one of {STYLES}")
@@ -195,6 +210,9 @@ class TritDecoder(wiring.Component):
         tag_shape = self.in_layout["tag"].shape
         beat = self.i.payload.beat
 
+        ens = replicate(m, "en", self.adv_next, self.enable_copies, init=1) or [en]
+        byte_en = [ens[b * len(ens) // cfg.beat_bytes] for b in range(cfg.beat_bytes)]
+
         # stage 1: per byte the style's first step (nibble: the two digit tables; other
         # styles: the byte itself) and the invalid flag
         v1, tag1 = Signal(), Signal(tag_shape)
@@ -204,7 +222,7 @@ class TritDecoder(wiring.Component):
             pv = pre_fn(m, byte, f"b{b}")
             pre = Signal(len(pv), name=f"pre{b}", reset_less=True)
             inv = Signal(name=f"inval{b}", reset_less=True)
-            with m.If(en):
+            with m.If(byte_en[b]):
                 m.d.sync += [pre.eq(pv), inv.eq(byte_invalid(byte))]
             pres.append(pre)
             invs.append(inv)
@@ -217,7 +235,7 @@ class TritDecoder(wiring.Component):
             err = err | invs[b]
             for pos, dgt in enumerate(digit_fn(m, pres[b], f"b{b}")):
                 t = Signal(TRIT, name=f"b{b}_t{pos}", reset_less=True)
-                with m.If(en):
+                with m.If(byte_en[b]):
                     m.d.sync += t.eq(Mux(invs[b], 0, dgt - 1))
                 trits.append(t)
 
@@ -233,8 +251,9 @@ class TritDecoder(wiring.Component):
             m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag),
                          v2.eq(v1), tag2.eq(tag1), err2.eq(err),
                          self.o.valid.eq(v2), o.tag.eq(tag2), o.err.eq(err2)]
-            for r in range(cfg.rows):
-                base = r * gt
+        for r in range(cfg.rows):
+            base = r * gt
+            with m.If(ens[r * len(ens) // cfg.rows]):
                 m.d.sync += o.k[r].eq(ks[r])
                 for j in range(layout.GROUP):
                     for i in range(cfg.depth):

@@ -42,6 +42,8 @@ from .replica import replicate
 from .scalemac import ScaleMac, codebook_layout, item_tag_layout, result_layout
 
 ACT_WORD_BITS = layout.GROUP * 8
+#: rows per copy of the advance in the decoder and the group dot (hw/replica.py)
+ENABLE_ROWS = 1
 
 
 def cmd_layout(cfg: HwConfig) -> data.StructLayout:
@@ -72,10 +74,14 @@ class GemvEngine(wiring.Component):
         self.decoder_style = decoder_style
         self.primitives = primitives
         self.tag_layout = item_tag_layout(cfg)
-        self.decoder = TritDecoder(cfg, style=decoder_style, tag_shape=self.tag_layout)
+        # copies of the global advance for the decoder's and the group dot's registers
+        # (hw/replica.py): one per ENABLE_ROWS rows
+        copies = max(1, cfg.rows // ENABLE_ROWS)
+        self.decoder = TritDecoder(cfg, style=decoder_style, tag_shape=self.tag_layout,
+                                   enable_copies=copies)
         self.dot_tag_layout = data.StructLayout({"k": self.decoder.out_layout["k"].shape,
                                                  "item": self.tag_layout})
-        self.groupdot = GroupDot(cfg, tag_shape=self.dot_tag_layout)
+        self.groupdot = GroupDot(cfg, tag_shape=self.dot_tag_layout, enable_copies=copies)
         self.mac = ScaleMac(cfg, primitives=primitives)
         self.actbuf = ActivationBuffer(cfg.act_buffer_words, ACT_WORD_BITS, primitives=primitives)
         self.multiples = ActMultiples(cfg.depth)
@@ -158,6 +164,7 @@ class GemvEngine(wiring.Component):
         # copies of the advance for the pipeline blocks' clock enables (hw/replica.py): the
         # decoder, the group dot, the activation read and multiples
         adv_dec, adv_gd, adv_act = replicate(m, "adv", mac.adv_next, 3, init=1)
+        m.d.comb += [dec.adv_next.eq(mac.adv_next), gd.adv_next.eq(mac.adv_next)]
         acc_g = Signal(gshape)       # group of the next beat to accept
         gc = Signal(signed(gw))               # groups after the one being accepted, - 1
         tc = Signal(signed(tw))               # tiles after the one being accepted, - 1
@@ -281,7 +288,7 @@ class GemvEngine(wiring.Component):
 
         # --- control ------------------------------------------------------------------------
         with m.If(idle):
-            m.d.sync += [ld_addr.eq(0), ld_v.eq(0), ld_base.eq(0), ld_v_last.eq(T == 1)]
+            m.d.sync += [ld_addr.eq(0), ld_v.eq(0), ld_base.eq(0)]
             with m.If(self.cmd.valid):
                 m.d.sync += [self.err.eq(0), idle.eq(0)]
                 with m.If(p.load_act):
@@ -289,18 +296,35 @@ class GemvEngine(wiring.Component):
                 with m.Else():
                     m.d.sync += running.eq(1)
                     m.d.comb += w_open_nxt.eq(1)
+        # the LOAD counters through their next values, so that "this word ends LOAD"
+        # (ld_done: the last word of the last vector) is a flip-flop of its own, near the
+        # issue control it feeds
+        ld_gc_nxt = Signal.like(ld_gc)
+        ld_v_last_nxt = Signal()
+        m.d.comb += [ld_gc_nxt.eq(ld_gc), ld_v_last_nxt.eq(ld_v_last)]
+        m.d.sync += [ld_gc.eq(ld_gc_nxt), ld_v_last.eq(ld_v_last_nxt)]
         with m.If(idle | (loading & self.act.valid)):
-            m.d.sync += ld_gc.eq(Mux(idle, p_lg_m1, Mux(ld_g_last, lg_m1, ld_gc - 1)))
+            m.d.comb += ld_gc_nxt.eq(Mux(idle, p_lg_m1, Mux(ld_g_last, lg_m1, ld_gc - 1)))
+        with m.If(idle):
+            m.d.comb += ld_v_last_nxt.eq(T == 1)
+        # loading and at the last word of the last vector: the next word ends LOAD
+        loading_nxt = Signal()
+        ld_done_nxt = Signal()
+        ld_done, = replicate(m, "ld_done", ld_done_nxt, 1)
+        m.d.comb += [loading_nxt.eq(Mux(idle, self.cmd.valid & p.load_act,
+                                        loading & ~(self.act.valid & ld_done))),
+                     ld_done_nxt.eq(loading_nxt & ld_gc_nxt[-1] & ld_v_last_nxt)]
+        with m.If(self.act.valid & ld_done):
+            m.d.comb += w_open_nxt.eq(1)
         with m.If(loading):
             with m.If(self.act.valid):
+                with m.If(ld_done):
+                    m.d.sync += [loading.eq(0), running.eq(1)]
                 with m.If(ld_g_last):
                     m.d.sync += ld_addr.eq(ld_base + MG)
-                    with m.If(ld_v_last):
-                        m.d.sync += [loading.eq(0), running.eq(1)]
-                        m.d.comb += w_open_nxt.eq(1)
-                    with m.Else():
-                        m.d.sync += [ld_v.eq(ld_v + 1), ld_base.eq(ld_base + MG),
-                                     ld_v_last.eq(ld_v == T - 2)]
+                    with m.If(~ld_v_last):
+                        m.d.sync += [ld_v.eq(ld_v + 1), ld_base.eq(ld_base + MG)]
+                        m.d.comb += ld_v_last_nxt.eq(ld_v == T - 2)
                 with m.Else():
                     m.d.sync += ld_addr.eq(ld_addr + 1)
         with m.If(running):

@@ -15,9 +15,10 @@ no admitted input overflows it (tests drive the extreme case).
 
 T activation vectors share one weight item stream in the order v = 0..T-1 per group, so
 the T accumulators form a ring: each valid item takes the head and puts the updated sum at
-the tail (no multiplexer by v); a tile's final item puts 0 instead, and reset clears the
-ring, so every tile starts from 0 (flip-flop synchronous resets, no adder-input gating).
-T = 1 is a single register.
+the tail (no multiplexer by v); a tile's first item adds its term to 0 instead of the head
+(an AND in front of the adder, its select a per-row copy of the tag's ``first`` bit), so
+every tile starts from 0 and the adder's sum goes straight into the ring; the result FIFO
+takes the ring's tail one stage later. T = 1 is a single register.
 
 Codebook: 27 entries written through the ``cb`` stream (always ready, index 27..31
 ignored) into a 32-word LUT RAM (one asynchronous read port per row, one copy per 8 rows),
@@ -26,13 +27,15 @@ A word holds ``m << (shift & 3)`` (F + 3 bits) and ``shift >> 2``: the exact shi
 ``(m * P) << shift = (m << (shift & 3)) * P << 4 * (shift >> 2)`` leaves one 4-way
 multiplexer after the multiply instead of a 16-way barrel shifter.
 
-Pipelined, ``latency`` = 6 stages: (1) codebook lookup (LUT RAM read into fabric
+Pipelined, ``latency`` = 7 stages: (1) codebook lookup (LUT RAM read into fabric
 registers, beside P), (2)-(4) mantissa x P (one small multiply per row: (F+3) x dot bits,
 15 x 18 at most, one DSP with its own input, pipeline and output registers,
-``hw.multiplier``), (5) coarse shift into a term register, (6) accumulate, result
-register. The whole block advances when ``adv`` is high, a flip-flop: "the 2-beat result
-FIFO will not be full" (``i.ready = adv``): the engine's one global advance comes from
-here. The FIFO entries' and the accumulators' clock enables are flip-flops of their own.
+``hw.multiplier``), (5) coarse shift into a term register, (6) accumulate into the ring,
+(7) the result FIFO. The whole block advances when ``adv`` is high, a flip-flop: "the
+2-beat result FIFO will not be full" (``i.ready = adv``): the engine's one global advance
+comes from here, and ``adv_next`` (its next value) loads the copies of it that drive the
+clock enables (hw/replica.py: one per row here, more in the engine). The FIFO entries' and
+the accumulators' clock enables are flip-flops of their own.
 """
 from __future__ import annotations
 
@@ -80,7 +83,7 @@ class ScaleMac(wiring.Component):
     """Ports: ``i`` stream of ``{p, k, tag}``; ``cb`` codebook writes; ``o`` result beats."""
 
     #: the lookup stage, the multiplier's three stages, shift, accumulate
-    latency = 3 + PipelinedMultiplier.latency
+    latency = 4 + PipelinedMultiplier.latency
 
     def __init__(self, cfg: HwConfig, *, primitives: str = "generic"):
         if not isinstance(cfg, HwConfig):
@@ -153,9 +156,9 @@ class ScaleMac(wiring.Component):
 
         # stage 1: lookup into fabric registers (m1, p1, s1); stages 2-4: product (the
         # multiplier's input, pipeline and output registers); shift and tag beside it
-        valid = [Signal(name=f"v{n}") for n in range(1, 6)]
-        tags = [Signal(tag_shape, name=f"tag{n}") for n in range(1, 6)]
-        fin5 = Signal()          # v5 & tag5.final, its own flip-flop
+        valid = [Signal(name=f"v{n}") for n in range(1, 7)]
+        tags = [Signal(tag_shape, name=f"tag{n}") for n in range(1, 7)]
+        fin6 = Signal()          # v6 & tag6.final, its own flip-flop
         m1 = [Signal(pm_bits, name=f"m1_{r}", reset_less=True) for r in range(R)]
         p1 = [Signal(signed(w.dot), name=f"p1_{r}", reset_less=True) for r in range(R)]
         sh = [[Signal(coarse_bits, name=f"s{n}_{r}", reset_less=True) for r in range(R)]
@@ -166,14 +169,20 @@ class ScaleMac(wiring.Component):
                 pm_bits + 1, w.dot, primitives=self.primitives)
             m.d.comb += [mul.a.eq(m1[r]), mul.b.eq(p1[r]), mul.en.eq(adv_row[r])]
             prod.append(mul.p)
-        # stage 5: the shifted term; stage 6: accumulator ring (T entries of R accumulators).
-        # An entry is set to 0 when its tile's final item leaves it, and on reset, so every
-        # tile starts from 0.
+        # stage 5: the shifted term; stage 6: accumulator ring (T entries of R accumulators);
+        # stage 7: the result FIFO, loaded from the ring's tail. A tile's first item adds its
+        # term to 0 instead of the ring's head (an AND in front of the adder), so the
+        # adder's sum goes straight into the ring and no entry needs clearing.
         ring = [[Signal(signed(w.acc), name=f"acc_v{v}_r{r}") for r in range(R)] for v in range(T)]
 
         # combinational logic first, outside any enable: the advance only reaches the
         # registers' clock enables, never a data path
-        tag = data.View(item_tag_layout(cfg), tags[4])
+        tag_layout = item_tag_layout(cfg)
+        tag = data.View(tag_layout, tags[5])
+        # tags[4].first (the item entering the ring is its tile's first), one copy per row
+        # (it gates acc_width bits of the adder's input): loaded with its next value
+        first = replicate(m, "first", Mux(adv, data.View(tag_layout, tags[3]).first,
+                                          data.View(tag_layout, tags[4]).first), R)
         new, terms, term_in = [], [], []
         for r in range(R):
             m.d.comb += reads[r].addr.eq(self.i.payload.k[r])
@@ -185,7 +194,7 @@ class ScaleMac(wiring.Component):
                         m.d.comb += t_in.eq(prod[r] << ((1 << FINE) * c))
             term = Signal(signed(term_bits), name=f"term_{r}", reset_less=True)
             n = Signal(signed(w.acc), name=f"acc_new_{r}")
-            m.d.comb += n.eq(ring[0][r] + term)
+            m.d.comb += n.eq(Mux(first[r], 0, ring[0][r]) + term)
             new.append(n)
             terms.append(term)
             term_in.append(t_in)
@@ -198,7 +207,7 @@ class ScaleMac(wiring.Component):
         rp = Signal()
         push = Signal()
         pop = Signal()
-        m.d.comb += [push.eq(adv & fin5), pop.eq(self.o.valid & self.o.ready),
+        m.d.comb += [push.eq(adv & fin6), pop.eq(self.o.valid & self.o.ready),
                      self.o.payload.eq(Mux(rp, entries[1], entries[0])),
                      cnt_nxt.eq(cnt + push - pop)]
         # the entries' and the ring's clock enables (hundreds of flip-flops each) are
@@ -209,20 +218,16 @@ class ScaleMac(wiring.Component):
         wp_nxt = Signal()
         we = [Signal(name=f"we{e}") for e in range(2)]
         ring_en = Signal()
-        final4 = data.View(item_tag_layout(cfg), tags[3]).final
+        final5 = data.View(tag_layout, tags[4]).final
         m.d.comb += [adv_nxt.eq(cnt_nxt != 2), self.adv_next.eq(adv_nxt), wp_nxt.eq(wp ^ push),
-                     push_nxt.eq(adv_nxt & Mux(adv, valid[3] & final4, fin5))]
+                     push_nxt.eq(adv_nxt & Mux(adv, valid[4] & final5, fin6))]
         m.d.sync += [we[e].eq(push_nxt & (wp_nxt == e)) for e in range(2)]
         m.d.sync += ring_en.eq(adv_nxt & Mux(adv, valid[3], valid[4]))
-        # the tail entry is cleared when its tile's final item leaves (= a push) by the
-        # flip-flops' synchronous reset, ring_clr, so the adder's sum goes straight in
-        ring_clr = Signal()
-        m.d.sync += ring_clr.eq(push_nxt)
         for e in range(2):
             with m.If(we[e]):
                 m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]
                 for r in range(R):
-                    m.d.sync += entries[e].acc[r].eq(new[r])
+                    m.d.sync += entries[e].acc[r].eq(ring[T - 1][r])
         with m.If(push):
             m.d.sync += wp.eq(~wp)
         with m.If(pop):
@@ -230,9 +235,9 @@ class ScaleMac(wiring.Component):
 
         with m.If(adv):
             m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(self.i.payload.tag),
-                         fin5.eq(valid[3] & data.View(item_tag_layout(cfg), tags[3]).final)]
-            m.d.sync += [valid[n + 1].eq(valid[n]) for n in range(4)]
-            m.d.sync += [tags[n + 1].eq(tags[n]) for n in range(4)]
+                         fin6.eq(valid[4] & final5)]
+            m.d.sync += [valid[n + 1].eq(valid[n]) for n in range(5)]
+            m.d.sync += [tags[n + 1].eq(tags[n]) for n in range(5)]
         for r in range(R):
             with m.If(adv_row[r]):
                 m.d.sync += [m1[r].eq(reads[r].data.pm), p1[r].eq(self.i.payload.p[r]),
@@ -242,8 +247,5 @@ class ScaleMac(wiring.Component):
             for v in range(T - 1):
                 for r in range(R):
                     m.d.sync += ring[v][r].eq(ring[v + 1][r])
-        with m.If(ring_clr):                  # = ring_en & the item is its tile's final
-            m.d.sync += [ring[T - 1][r].eq(0) for r in range(R)]
-        with m.Elif(ring_en):
             m.d.sync += [ring[T - 1][r].eq(new[r]) for r in range(R)]
         return m

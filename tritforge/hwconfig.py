@@ -23,7 +23,7 @@ from .codec.golden import ACT_BITS, widths
 #: model and the estimator read it from here.
 ISSUE_STAGES = 1
 DECODER_STAGES = 3
-MAC_STAGES = 6
+MAC_STAGES = 7
 
 
 def tree_levels(depth: int) -> int:

@@ -1,0 +1,55 @@
+"""The registered-I/O synthesis harness (fpga/iotop.py) and the replicated flip-flops it
+measures (hw/replica.py): fast structural checks; the place-and-route figures are
+`make test-synth`'s."""
+from amaranth.back import rtlil
+from amaranth.sim import Simulator
+
+from tritforge.fpga import synth
+from tritforge.fpga.iotop import IoTop, fold_levels
+from tritforge.hw.replica import KEEP_PREFIX
+from tritforge.hwconfig import HwConfig
+
+
+def test_fold_levels():
+    assert [fold_levels(n) for n in (1, 2, 4, 5, 16, 17, 300)] == [0, 1, 1, 2, 2, 3, 5]
+
+
+def test_replicas_are_modules_the_flow_keeps_apart():
+    text = rtlil.convert(IoTop(HwConfig(depth=2, rows=2)), name="top", emit_src=False)
+    kept = [ln.split()[1] for ln in text.splitlines()
+            if ln.startswith("module ") and f".{KEEP_PREFIX}" in ln]
+    # the advance: 3 copies in the engine, one per row in the scale MAC; w.ready; ld_done
+    assert len([k for k in kept if "adv" in k]) == 3 + 2
+    assert any("w_ready" in k for k in kept) and any("ld_done" in k for k in kept)
+    script = synth.yosys_script(synth.target("ecp5-85f"), ("engine",))
+    assert f"setattr -mod -set keep_hierarchy 1 *.{KEEP_PREFIX}*" in script.splitlines()
+
+
+def test_so_is_the_parity_of_the_outputs_delayed():
+    """``so`` = XOR of every engine output bit, ``1 + fold_levels`` cycles later (the output
+    register, then one register per fold level), with random bits shifted in on ``si``."""
+    import random
+
+    from amaranth import Cat, Value
+
+    top = IoTop(HwConfig(depth=1, rows=1, max_in_features=64, max_out_features=8))
+    eng = top.engine
+    outs = Cat(eng.cmd.ready, eng.cb.ready, eng.act.ready, eng.w.ready, eng.res.valid,
+               Value.cast(eng.res.payload), eng.err, eng.busy)
+    delay = 1 + fold_levels(len(outs))
+    rng = random.Random(5)
+    parity, so = [], []
+
+    async def bench(ctx):
+        for _ in range(300):
+            ctx.set(top.si, rng.getrandbits(1))
+            parity.append(bin(ctx.get(outs)).count("1") & 1)
+            so.append(ctx.get(top.so))
+            await ctx.tick()
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(set(parity[50:])) == 2                  # the outputs do change
+    assert so[delay:] == parity[:-delay]
