@@ -109,47 +109,51 @@ def _table(m: Module, sel, width: int, table: dict, name: str):
 
 
 def _byte_pre_nibble(m: Module, byte, name: str):
-    """Stage 1 of ``nibble``: the base-3 digits of 16*h (10 bits) and of l (6 bits), and the
-    carries into digits 1, 2, 3 of their base-3 sum (3 bits): carry i is
-    ``(16*h mod 3**i) + (l mod 3**i) >= 3**i``, a function of the 8 byte bits (the carry into
-    digit 4 follows from digit 3: ``a3 == 2 and c3``)."""
+    """Stage 1 of ``nibble``: the base-3 digits a_i of 16*h (10 bits) and b_i of l (6 bits)."""
     n = layout.TRITS_PER_BYTE
     pack = lambda ds: sum(d << (2 * i) for i, d in enumerate(ds))   # noqa: E731
     hi = _table(m, byte[4:8], 2 * n, {v: pack(_digits(16 * v, n)) for v in range(16)},
                 f"{name}_hi")
     lo = _table(m, byte[0:4], 6, {v: pack(_digits(v, 3)) for v in range(16)}, f"{name}_lo")
-    carries = []
-    for i in (1, 2, 3):
-        p = 3 ** i
-        carries.append(_table(m, byte[0:8], 1,
-                              {v: int((16 * (v >> 4)) % p + (v & 15) % p >= p) for v in range(256)},
-                              f"{name}_c{i}"))
-    return Cat(hi, lo, *carries)
+    return Cat(hi, lo)
 
 
-def _byte_trits_nibble(m: Module, pre, name: str) -> list:
-    """Stage 2 of ``nibble``: digit i = (a_i + b_i + c_i) mod 3, one 5-input table per
-    digit from stage 1's digits and carries (b_3 = b_4 = 0, c_0 = 0, c_4 = (a_3 == 2) & c_3)."""
+_GEN = {x | (y << 2): int(x + y >= 3) for x in range(3) for y in range(3)}
+_PROP = {x | (y << 2): int(x + y == 2) for x in range(3) for y in range(3)}
+_SUM = {x | (y << 2) | (c << 4): (x + y + c) % 3 for x in range(3) for y in range(3)
+        for c in (0, 1)}
+
+
+def _byte_mid_nibble(m: Module, pre, name: str):
+    """Stage 2 of ``nibble``: digit 0 (a_0 + b_0 mod 3), the carries c_1 = g_0 and
+    c_2 = g_1 | p_1 c_1 into digits 1 and 2 (generate a_i + b_i >= 3, propagate
+    a_i + b_i == 2), g_2 and p_2, and a_1..a_4, b_1, b_2 passed on: at most two LUT levels."""
     n = layout.TRITS_PER_BYTE
-    hi, lo = pre[0:2 * n], pre[2 * n:2 * n + 6]
-    c = [Const(0, 1), pre[2 * n + 6], pre[2 * n + 7], pre[2 * n + 8]]
-    digits = []
-    for i in range(n):
-        a = hi[2 * i:2 * i + 2]
-        if i < 3:
-            b = lo[2 * i:2 * i + 2]
-            cases = {x | (y << 2) | (k << 4): (x + y + k) % 3
-                     for x in range(3) for y in range(3) for k in (0, 1)}
-            digits.append(_table(m, Cat(a, b, c[i]), 2, cases, f"{name}_d{i}"))
-        elif i == 3:
-            cases = {x | (k << 2): (x + k) % 3 for x in range(3) for k in (0, 1)}
-            digits.append(_table(m, Cat(a, c[3]), 2, cases, f"{name}_d{i}"))
-        else:
-            a3 = hi[6:8]
-            cases = {x | (y << 2) | (k << 4): (x + int(y == 2 and k)) % 3
-                     for x in range(3) for y in range(3) for k in (0, 1)}
-            digits.append(_table(m, Cat(a, a3, c[3]), 2, cases, f"{name}_d{i}"))
-    return digits
+    a = [pre[2 * i:2 * i + 2] for i in range(n)]
+    b = [pre[2 * n + 2 * i:2 * n + 2 * i + 2] for i in range(3)]
+    g = [_table(m, Cat(a[i], b[i]), 1, _GEN, f"{name}_g{i}") for i in range(3)]
+    p = [_table(m, Cat(a[i], b[i]), 1, _PROP, f"{name}_p{i}") for i in range(3)]
+    d0 = _table(m, Cat(a[0], b[0], Const(0, 1)), 2, _SUM, f"{name}_d0")
+    c2 = Signal(name=f"{name}_c2")
+    m.d.comb += c2.eq(g[1] | (p[1] & g[0]))
+    return Cat(d0, a[1], a[2], a[3], a[4], b[1], b[2], g[0], c2, g[2], p[2])
+
+
+def _byte_trits_nibble(m: Module, mid, name: str) -> list:
+    """Stage 3 of ``nibble``: digits 1..4 from stage 2 (c_3 = g_2 | p_2 c_2, and
+    c_4 = (a_3 == 2) & c_3 as b_3 = 0): one table of at most 7 inputs per digit."""
+    d0, a1, a2, a3, a4 = (mid[2 * i:2 * i + 2] for i in range(5))
+    b1, b2 = mid[10:12], mid[12:14]
+    c1, c2, g2, p2 = mid[14], mid[15], mid[16], mid[17]
+    c3 = Signal(name=f"{name}_c3")
+    m.d.comb += c3.eq(g2 | (p2 & c2))
+    d1 = _table(m, Cat(a1, b1, c1), 2, _SUM, f"{name}_d1")
+    d2 = _table(m, Cat(a2, b2, c2), 2, _SUM, f"{name}_d2")
+    d3 = _table(m, Cat(a3, Const(0, 2), c3), 2, _SUM, f"{name}_d3")
+    c4 = Signal(name=f"{name}_c4")
+    m.d.comb += c4.eq((a3 == 2) & c3)
+    d4 = _table(m, Cat(a4, Const(0, 2), c4), 2, _SUM, f"{name}_d4")
+    return [d0, d1, d2, d3, d4]
 
 
 def _byte_trits_rom(m: Module, byte, name: str) -> list:
@@ -174,7 +178,7 @@ class TritDecoder(wiring.Component):
     ``tag`` is any shape the caller wants carried along (0 bits by default).
     """
 
-    latency = 3
+    latency = 4
 
     def __init__(self, cfg: HwConfig, *, style: str = "nibble", tag_shape=unsigned(0),
                  enable_copies: int = 0):
@@ -204,7 +208,9 @@ class TritDecoder(wiring.Component):
         m = Module()
         en = Signal()
         m.d.comb += [en.eq(self.o.ready), self.i.ready.eq(en)]
-        pre_fn = _byte_pre_nibble if self.style == "nibble" else (lambda m, byte, name: byte)
+        same = lambda m, value, name: value   # noqa: E731
+        pre_fn = _byte_pre_nibble if self.style == "nibble" else same
+        mid_fn = _byte_mid_nibble if self.style == "nibble" else same
         digit_fn = {"arith": _byte_trits_arith, "nibble": _byte_trits_nibble,
                     "rom": _byte_trits_rom}[self.style]
         tag_shape = self.in_layout["tag"].shape
@@ -227,19 +233,32 @@ class TritDecoder(wiring.Component):
             pres.append(pre)
             invs.append(inv)
 
-        # stage 2: the beat's trits, in stream order (invalid bytes -> 0), and the error flag
-        v2, tag2, err2 = Signal(), Signal(tag_shape), Signal()
+        # stage 2: the style's middle step (nibble: digit 0, the low carries, generate and
+        # propagate of digit 2; other styles: the stage-1 value passed on), the invalid flag
+        mids, invs2 = [], []
+        for b in range(cfg.beat_bytes):
+            mv = mid_fn(m, pres[b], f"b{b}")
+            mid = Signal(len(mv), name=f"mid{b}", reset_less=True)
+            inv = Signal(name=f"inval2_{b}", reset_less=True)
+            with m.If(byte_en[b]):
+                m.d.sync += [mid.eq(mv), inv.eq(invs[b])]
+            mids.append(mid)
+            invs2.append(inv)
+
+        # stage 3: the beat's trits, in stream order (invalid bytes -> 0), and the error flag
+        v2, tag2 = Signal(), Signal(tag_shape)
+        v3, tag3, err3 = Signal(), Signal(tag_shape), Signal()
         trits = []
         err = Const(0, 1)
         for b in range(cfg.beat_bytes):
-            err = err | invs[b]
-            for pos, dgt in enumerate(digit_fn(m, pres[b], f"b{b}")):
+            err = err | invs2[b]
+            for pos, dgt in enumerate(digit_fn(m, mids[b], f"b{b}")):
                 t = Signal(TRIT, name=f"b{b}_t{pos}", reset_less=True)
                 with m.If(byte_en[b]):
-                    m.d.sync += t.eq(Mux(invs[b], 0, dgt - 1))
+                    m.d.sync += t.eq(Mux(invs2[b], 0, dgt - 1))
                 trits.append(t)
 
-        # stage 3: scale index k per row (a 64-entry table of the three scale trits), planes
+        # stage 4: scale index k per row (a 64-entry table of the three scale trits), planes
         code = {0: 0, 1: 1, 3: -1}        # TRIT bits (non-zero, negative) -> value
         k_table = {c0 | (c1 << 2) | (c2 << 4): code[c0] + 3 * code[c1] + 9 * code[c2] + layout.SCALE_OFFSET
                    for c0 in code for c1 in code for c2 in code}
@@ -249,8 +268,8 @@ class TritDecoder(wiring.Component):
         o = self.o.payload
         with m.If(en):
             m.d.sync += [v1.eq(self.i.valid), tag1.eq(self.i.payload.tag),
-                         v2.eq(v1), tag2.eq(tag1), err2.eq(err),
-                         self.o.valid.eq(v2), o.tag.eq(tag2), o.err.eq(err2)]
+                         v2.eq(v1), tag2.eq(tag1), v3.eq(v2), tag3.eq(tag2), err3.eq(err),
+                         self.o.valid.eq(v3), o.tag.eq(tag3), o.err.eq(err3)]
         for r in range(cfg.rows):
             base = r * gt
             with m.If(ens[r * len(ens) // cfg.rows]):

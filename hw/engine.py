@@ -2,11 +2,13 @@
 
 Streams ``cmd``, ``cb``, ``act``, ``w`` in, ``res`` out; ``err`` and ``busy`` flags.
 
-Structure (one global advance ``adv`` = "the 2-beat result FIFO is not full", a flip-flop
-in ``ScaleMac``; ``res.ready`` only pops that FIFO):
+Structure (one global advance ``adv`` = "a push into the 3-beat result FIFO fits in the
+next cycle even if nothing is popped", a flip-flop in ``ScaleMac`` with copies for the
+pipeline blocks' clock enables (hw/replica.py); ``res.ready`` only pops that FIFO):
 
-* control: IDLE -> (LOAD) -> RUN -> IDLE (one flip-flop per state), command latched on
-  accept; group and tile counters count down, so "last" flags are compares with constants;
+* control: IDLE -> (LOAD) -> RUN -> IDLE (one flip-flop per state), command registers
+  loaded while idle; group and tile counters count down one below the items left, so each
+  "last" flag is a counter's sign bit;
 * activation buffer (``hw.actbuffer``) of ``T * max_groups`` 128-bit words (at least 2, so
   the address is never zero-width): one write port for LOAD, one read port for RUN with
   two register stages (block RAM with its output register);
@@ -15,8 +17,8 @@ in ``ScaleMac``; ``res.ready`` only pops that FIFO):
   advances and the issue register is empty or issuing its last use;
 * pipeline after the issue register: ``TritDecoder`` (3 stages; beside it the activation
   word leaves the buffer and ``ActMultiples`` forms its multiples) ->
-  ``GroupDot`` (terms, then one stage per adder level) -> ``ScaleMac`` (6, ending in the
-  2-beat result FIFO, whose occupancy alone gives the advance). That is
+  ``GroupDot`` (terms, then one stage per adder level) -> ``ScaleMac`` (7, ending in the
+  3-beat result FIFO, whose occupancy and push alone give the advance). That is
   ``HwConfig.pipeline_stages`` register stages from beat acceptance to the result FIFO
   (hw/ENGINE.md), which the constructor asserts.
 

@@ -31,9 +31,9 @@ Pipelined, ``latency`` = 7 stages: (1) codebook lookup (LUT RAM read into fabric
 registers, beside P), (2)-(4) mantissa x P (one small multiply per row: (F+3) x dot bits,
 15 x 18 at most, one DSP with its own input, pipeline and output registers,
 ``hw.multiplier``), (5) coarse shift into a term register, (6) accumulate into the ring,
-(7) the result FIFO. The whole block advances when ``adv`` is high, a flip-flop: "the
-2-beat result FIFO will not be full" (``i.ready = adv``): the engine's one global advance
-comes from here, and ``adv_next`` (its next value) loads the copies of it that drive the
+(7) the result FIFO. The whole block advances when ``adv`` is high, a flip-flop: "a push
+into the 3-beat result FIFO will fit even if nothing is popped" (``i.ready = adv``), so
+``res.ready`` reaches no advance: the engine's one global advance comes from here, and ``adv_next`` (its next value) loads the copies of it that drive the
 clock enables (hw/replica.py: one per row here, more in the engine). The FIFO entries' and
 the accumulators' clock enables are flip-flops of their own.
 """
@@ -45,7 +45,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
 from ..codec.errors import TritforgeError
-from ..hwconfig import HwConfig
+from ..hwconfig import FIFO_DEPTH, HwConfig
 from .decoder import index_layout
 from .multiplier import PipelinedMultiplier
 from .primitives import check_primitives
@@ -141,16 +141,19 @@ class ScaleMac(wiring.Component):
             reads += [cbm.read_port(domain="comb")
                       for _ in range(min(READS_PER_COPY, R - c * READS_PER_COPY))]
 
-        # result FIFO of 2 beats; the advance is a flip-flop of its own, "not full", computed
-        # from the next occupancy (res.ready only pops the FIFO); valid ("not empty") too
-        cnt = Signal(range(3))
-        cnt_nxt = Signal(range(3))
+        # result FIFO of FIFO_DEPTH beats; the advance is a flip-flop of its own: "a push
+        # will fit in the next cycle even if nothing is popped in this one", so res.ready
+        # (which pops) reaches only the FIFO's read pointer, count and valid ("not empty",
+        # a flip-flop from the next count)
+        D = FIFO_DEPTH
+        cnt = Signal(range(D + 1))
+        cnt_nxt = Signal(range(D + 1))
         adv = Signal(init=1)
         # the advance as the control's flip-flop (adv) and one copy per row for the row's
         # datapath registers and multiplier (hw/replica.py), all loaded with its next value
         adv_row = replicate(m, "adv_row", self.adv_next, R, init=1)
         m.d.comb += [self.i.ready.eq(adv)]
-        m.d.sync += [cnt.eq(cnt_nxt), adv.eq(cnt_nxt != 2), self.o.valid.eq(cnt_nxt != 0)]
+        m.d.sync += [cnt.eq(cnt_nxt), adv.eq(self.adv_next), self.o.valid.eq(cnt_nxt != 0)]
         tag_shape = self.in_layout["tag"].shape
         prod_bits = w.dot + pm_bits + 1
 
@@ -199,39 +202,42 @@ class ScaleMac(wiring.Component):
             terms.append(term)
             term_in.append(t_in)
 
-        # FIFO: two entries written alternately (write pointer ``wp``), read at ``rp``; the
-        # res payload is entry ``rp`` (both pointers are flip-flops, so its multiplexer has a
+        # FIFO: entries written in turn (write pointer ``wp``), read at ``rp``; the res
+        # payload is entry ``rp`` (both pointers are flip-flops, so its multiplexer has a
         # registered select, and a push loads one entry with no data multiplexer)
-        entries = [Signal(result_layout(cfg), name=f"fifo{e}") for e in range(2)]
-        wp = Signal()
-        rp = Signal()
+        entries = [Signal(result_layout(cfg), name=f"fifo{e}") for e in range(D)]
+        wp = Signal(range(D))
+        rp = Signal(range(D))
         push = Signal()
         pop = Signal()
         m.d.comb += [push.eq(adv & fin6), pop.eq(self.o.valid & self.o.ready),
-                     self.o.payload.eq(Mux(rp, entries[1], entries[0])),
                      cnt_nxt.eq(cnt + push - pop)]
+        with m.Switch(rp):
+            for e in range(D):
+                with m.Case(e):
+                    m.d.comb += self.o.payload.eq(entries[e])
         # the entries' and the ring's clock enables (hundreds of flip-flops each) are
         # flip-flops of their own, computed from the next state: push & (wp == e) and
         # adv & v5 one cycle ahead
         adv_nxt = Signal()
         push_nxt = Signal()
-        wp_nxt = Signal()
-        we = [Signal(name=f"we{e}") for e in range(2)]
+        wp_nxt = Signal.like(wp)
+        we = [Signal(name=f"we{e}") for e in range(D)]
         ring_en = Signal()
         final5 = data.View(tag_layout, tags[4]).final
-        m.d.comb += [adv_nxt.eq(cnt_nxt != 2), self.adv_next.eq(adv_nxt), wp_nxt.eq(wp ^ push),
+        m.d.comb += [adv_nxt.eq(cnt + push <= D - 1), self.adv_next.eq(adv_nxt),
+                     wp_nxt.eq(Mux(push, Mux(wp == D - 1, 0, wp + 1), wp)),
                      push_nxt.eq(adv_nxt & Mux(adv, valid[4] & final5, fin6))]
-        m.d.sync += [we[e].eq(push_nxt & (wp_nxt == e)) for e in range(2)]
+        m.d.sync += [we[e].eq(push_nxt & (wp_nxt == e)) for e in range(D)]
         m.d.sync += ring_en.eq(adv_nxt & Mux(adv, valid[3], valid[4]))
-        for e in range(2):
+        for e in range(D):
             with m.If(we[e]):
                 m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]
                 for r in range(R):
                     m.d.sync += entries[e].acc[r].eq(ring[T - 1][r])
-        with m.If(push):
-            m.d.sync += wp.eq(~wp)
+        m.d.sync += wp.eq(wp_nxt)
         with m.If(pop):
-            m.d.sync += rp.eq(~rp)
+            m.d.sync += rp.eq(Mux(rp == D - 1, 0, rp + 1))
 
         with m.If(adv):
             m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(self.i.payload.tag),

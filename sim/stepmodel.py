@@ -12,12 +12,14 @@ Structure mirrored (hw/ENGINE.md, hw/engine.py):
 
 * state IDLE / LOAD / RUN; ``cmd.ready`` = IDLE, ``act.ready`` = LOAD, ``cb.ready`` = 1,
   ``busy`` = not IDLE;
-* one global advance ``adv`` = the 2-beat result FIFO is not full (registered state only;
-  ``res.ready`` only pops the FIFO; the ``res`` payload is its entry at the read pointer);
+* one global advance ``adv``, a register: "a push into the 3-beat result FIFO fits in
+  this cycle even if nothing was popped in the last" (``res.ready`` only pops the FIFO; the
+  ``res`` payload is its entry at the read pointer);
 * an issue register that holds an accepted beat for its T uses;
   ``w.ready = w_open and adv and (issue empty or issuing its last use)``;
 * behind it ``pipeline_stages - 1`` register stages; the codebook is read when an item
-  enters the sixth last of them (``ScaleMac`` stage 1), the result register is the last;
+  enters the ``MAC_STAGES``-th last of them (``ScaleMac`` stage 1), the result FIFO is the
+  last;
 * T row-accumulator sets used as a ring (an item with ``first`` starts from 0);
 * synchronous reset: control, pipeline valid bits, the result register and ``err`` return to
   their initial values; the codebook, the activation buffer (and writes to them in the reset
@@ -31,7 +33,7 @@ import numpy as np
 
 from ..codec import layout
 from ..codec.errors import TritforgeError
-from ..hwconfig import MAC_STAGES, HwConfig
+from ..hwconfig import FIFO_DEPTH, MAC_STAGES, HwConfig
 
 IDLE, LOAD, RUN = 0, 1, 2
 #: byte 121 = all five trits zero: what the decoder makes of an invalid byte
@@ -126,10 +128,12 @@ class StepModel:
         self.h_first = self.h_final = self.h_lasttile = False
         # stages behind the issue register, excluding the result register
         self.pipe: list[_Item | None] = [None] * (self.cfg.pipeline_stages - 2)
-        # result FIFO of 2 entries written alternately at ``wp``; the res payload is entry ``rp``
+        # result FIFO of FIFO_DEPTH entries written in turn at ``wp``; the res payload is entry
+        # ``rp``; the advance is a register: room for a push next cycle, whatever is popped
         self.count = 0
-        self.entries = [((0,) * R, 0, False), ((0,) * R, 0, False)]
+        self.entries = [((0,) * R, 0, False)] * FIFO_DEPTH
         self.wp = self.rp = 0
+        self.adv = True
 
     @property
     def res_valid(self) -> bool:
@@ -146,11 +150,6 @@ class StepModel:
     @property
     def res_last(self) -> bool:
         return self.entries[self.rp][2]
-
-    @property
-    def adv(self) -> bool:
-        """The global advance: the result FIFO is not full (registered state only)."""
-        return self.count != 2
 
     # --- one clock ---------------------------------------------------------------------------
     def outputs(self, inp: Inputs) -> Outputs:
@@ -273,9 +272,11 @@ class StepModel:
         """Result FIFO update: ``pushed`` = (acc, vector, last) entering, ``pop`` = head taken."""
         if pushed is not None:
             self.entries[self.wp] = pushed
-            self.wp ^= 1
+            self.wp = (self.wp + 1) % FIFO_DEPTH
         if pop:
-            self.rp ^= 1
+            self.rp = (self.rp + 1) % FIFO_DEPTH
+        # the next cycle advances if a push then still fits even when nothing is popped now
+        self.adv = self.count + (pushed is not None) <= FIFO_DEPTH - 1
         self.count += (pushed is not None) - bool(pop)
 
     def _advance_pipeline(self, issue_item, cb_before):

@@ -19,7 +19,7 @@ import pytest
 from tritforge.codec.errors import TritforgeError
 from tritforge.hw.engine import GemvEngine
 from tritforge.hw.simdriver import OUTPUT_FIELDS, EngineSim
-from tritforge.hwconfig import HwConfig
+from tritforge.hwconfig import FIFO_DEPTH, HwConfig
 from tritforge.sim.stepmodel import Inputs, JobDriver, StepModel, make_job, run
 
 
@@ -133,10 +133,11 @@ def test_bad_config_and_runaway():
         run(StepModel(cfg), JobDriver(cfg, [job], p_ready=0.0), max_cycles=200)
 
 
-def test_result_fifo_holds_two_beats_and_res_ready_reaches_no_other_output():
-    """hw/ENGINE.md: the advance is the 2-beat result FIFO not being full; res.ready only pops
-    it. With res.ready low the FIFO fills with two beats and everything holds; no output of
-    a cycle depends on that cycle's res.ready; released, every result arrives intact."""
+def test_result_fifo_fills_and_res_ready_reaches_no_other_output():
+    """hw/ENGINE.md: the advance is "a push fits in the result FIFO next cycle even if
+    nothing is popped"; res.ready only pops it. With res.ready low the FIFO fills with
+    FIFO_DEPTH beats and everything holds; no output of a cycle depends on that cycle's
+    res.ready; released, every result arrives intact."""
     cfg = HwConfig(depth=1, rows=1, max_in_features=32, max_out_features=8)
     rng = np.random.default_rng(11)
     q = rng.integers(-1, 2, size=(5, 32)).astype(np.int8)
@@ -151,7 +152,8 @@ def test_result_fifo_holds_two_beats_and_res_ready_reaches_no_other_output():
         assert model.outputs(flipped) == model.outputs(inp)
         drv.observe(inp, model.step(inp))
     held = model.outputs(Inputs())
-    assert model.count == 2 and held.res_valid and not held.w_ready and not drv.results[0]
+    assert model.count == FIFO_DEPTH and held.res_valid and not held.w_ready
+    assert not drv.results[0]
     drv.p_ready = 1.0
     run(model, drv)
     assert drv.results == [exp]

@@ -22,8 +22,11 @@ from .codec.golden import ACT_BITS, widths
 #: hw/engine.py, which asserts its structure equals ``HwConfig.pipeline_stages``; the cycle
 #: model and the estimator read it from here.
 ISSUE_STAGES = 1
-DECODER_STAGES = 3
+DECODER_STAGES = 4
 MAC_STAGES = 7
+#: result FIFO entries; the advance is "a push fits next cycle even if nothing is popped",
+#: so res.ready reaches only the FIFO's read side (hw/ENGINE.md)
+FIFO_DEPTH = 3
 
 
 def tree_levels(depth: int) -> int:
