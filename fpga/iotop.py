@@ -3,8 +3,8 @@ behind a flip-flop, nothing else in the clock domain that could limit it.
 
 The engine's ports are hundreds of bits wide, more than any package has pins. ``IoTop``
 drives every engine input bit (the ``cmd``, ``cb``, ``act``, ``w`` payloads and valids,
-``res.ready``) from its own flip-flop of a shift chain (one per port) fed by one pin
-(``si``), and
+``res.ready``) from its own flip-flop of a shift chain (one per port, each fed by a pin
+of ``si``), and
 registers every engine output bit (the readies, ``res`` valid and payload, ``err``,
 ``busy``) before folding them into one pin (``so``) through a tree of 4-input XORs with a
 register after every level. So each input is an independent register Yosys cannot
@@ -42,7 +42,7 @@ def fold_levels(bits: int) -> int:
 
 
 class IoTop(wiring.Component):
-    si: In(1)
+    si: In(len(ENGINE_INPUTS) + 1)     # one pin per input chain
     so: Out(1)
 
     def __init__(self, hw: HwConfig, decoder_style=None,
@@ -58,13 +58,14 @@ class IoTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.engine = eng = self.engine
-        # one chain per port, each fed from si (one chain through all ports would tie their
-        # consumers together in placement)
+        # one chain per port, each from a pin of its own (one chain through all ports would
+        # tie their consumers together in placement; chains fed from one pin would be
+        # identical, and Yosys would merge them into one)
         ports = [Cat(getattr(eng, name).valid, Value.cast(getattr(eng, name).payload))
                  for name in ENGINE_INPUTS] + [eng.res.ready]
         for i, value in enumerate(ports):
             chain = Signal(len(value), name=f"chain{i}")
-            m.d.sync += chain.eq(Cat(self.si, chain[:-1]))
+            m.d.sync += chain.eq(Cat(self.si[i], chain[:-1]))
             m.d.comb += value.eq(chain)
 
         outs = [getattr(eng, name).ready for name in ENGINE_INPUTS]

@@ -15,7 +15,7 @@ pipeline blocks' clock enables (hw/replica.py); ``res.ready`` only pops that FIF
 * issue register: the accepted weight beat, used T times (vector 0..T-1, one per
   advancing cycle); ``w.ready`` is high when the engine still needs beats, the pipeline
   advances and the issue register is empty or issuing its last use;
-* pipeline after the issue register: ``TritDecoder`` (3 stages; beside it the activation
+* pipeline after the issue register: ``TritDecoder`` (4 stages; beside it the activation
   word leaves the buffer and ``ActMultiples`` forms its multiples) ->
   ``GroupDot`` (terms, then one stage per adder level) -> ``ScaleMac`` (7, ending in the
   3-beat result FIFO, whose occupancy and push alone give the advance). That is

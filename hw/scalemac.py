@@ -82,7 +82,7 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
 class ScaleMac(wiring.Component):
     """Ports: ``i`` stream of ``{p, k, tag}``; ``cb`` codebook writes; ``o`` result beats."""
 
-    #: the lookup stage, the multiplier's three stages, shift, accumulate
+    #: the lookup stage, the multiplier's three stages, shift, accumulate, result FIFO
     latency = 4 + PipelinedMultiplier.latency
 
     def __init__(self, cfg: HwConfig, *, primitives: str = "generic"):

@@ -27,7 +27,8 @@ def test_replicas_are_modules_the_flow_keeps_apart():
 
 def test_so_is_the_parity_of_the_outputs_delayed():
     """``so`` = XOR of every engine output bit, ``1 + fold_levels`` cycles later (the output
-    register, then one register per fold level), with random bits shifted in on ``si``."""
+    register, then one register per fold level), with random bits shifted in on ``si``
+    (one pin per input chain: chains from one pin would be identical)."""
     import random
 
     from amaranth import Cat, Value
@@ -42,7 +43,7 @@ def test_so_is_the_parity_of_the_outputs_delayed():
 
     async def bench(ctx):
         for _ in range(300):
-            ctx.set(top.si, rng.getrandbits(1))
+            ctx.set(top.si, rng.getrandbits(len(top.si)))
             parity.append(bin(ctx.get(outs)).count("1") & 1)
             so.append(ctx.get(top.so))
             await ctx.tick()
