@@ -1,10 +1,13 @@
-"""Activation buffer: one write port, one read port with two register stages.
+"""Activation buffer: one registered write port, one read port with three register stages.
 
-``words`` words of ``width`` bits. A write (``w_en``, ``w_addr``, ``w_data``) takes effect
-at the clock edge. A read presents ``r_addr`` with ``r_en`` high; the word appears on
-``r_data`` after two enabled edges (address register, then output register), both
-clock-enabled by ``r_en``, so ``r_data`` holds while ``r_en`` is low. A read of the
-address written in the same cycle returns the old word.
+``words`` words of ``width`` bits. A write (``w_en``, ``w_addr``, ``w_data``) is registered
+in the fabric and takes effect at the next clock edge (the register has no reset, so a
+write offered in a reset cycle still lands). A read presents ``r_addr`` with ``r_en`` high;
+the word appears on ``r_data`` after three enabled edges (a fabric address register, the
+block's address register, its output register), all clock-enabled by ``r_en``, so
+``r_data`` holds while ``r_en`` is low. The fabric registers in front let the block RAM,
+wherever its column puts it, be reached from flip-flops alone. A read of an address in
+the cycle after it was offered for writing returns the old word.
 
 Primitive sets (hw/primitives.py; the same behaviour and latency in each):
 
@@ -48,7 +51,7 @@ def ecp5_config(words: int, width: int) -> tuple[int, int, int]:
 class ActivationBuffer(wiring.Component):
     """Ports: ``w_en``, ``w_addr``, ``w_data``; ``r_en``, ``r_addr``, ``r_data``."""
 
-    latency = 2
+    latency = 3
 
     def __init__(self, words: int, width: int, *, primitives: str = "generic"):
         self._MustUse__silence = True   # refused: no unused-elaboratable warning
@@ -63,6 +66,15 @@ class ActivationBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        # the fabric registers in front of the block: write port, read address
+        self.w_en_q = Signal(reset_less=True)
+        self.w_addr_q = Signal.like(self.w_addr, reset_less=True)
+        self.w_data_q = Signal.like(self.w_data, reset_less=True)
+        self.r_addr_q = Signal.like(self.r_addr, reset_less=True)
+        m.d.sync += [self.w_en_q.eq(self.w_en), self.w_addr_q.eq(self.w_addr),
+                     self.w_data_q.eq(self.w_data)]
+        with m.If(self.r_en):
+            m.d.sync += self.r_addr_q.eq(self.r_addr)
         if self.primitives == "ecp5":
             self._ecp5(m)
             return m
@@ -70,9 +82,9 @@ class ActivationBuffer(wiring.Component):
                                                init=[])
         wport = mem.write_port()
         rport = mem.read_port(domain="sync", transparent_for=())
-        m.d.comb += [wport.en.eq(self.w_en), wport.addr.eq(self.w_addr),
-                     wport.data.eq(self.w_data), rport.en.eq(self.r_en),
-                     rport.addr.eq(self.r_addr)]
+        m.d.comb += [wport.en.eq(self.w_en_q), wport.addr.eq(self.w_addr_q),
+                     wport.data.eq(self.w_data_q), rport.en.eq(self.r_en),
+                     rport.addr.eq(self.r_addr_q)]
         with m.If(self.r_en):
             m.d.sync += self.r_data.eq(rport.data)
         return m
@@ -86,24 +98,26 @@ class ActivationBuffer(wiring.Component):
             n = min(pw, self.width - lo)
             di = Signal(pw, name=f"di{blk}")
             do = Signal(pw, name=f"do{blk}")
-            m.d.comb += [di[:n].eq(self.w_data[lo:lo + n]), self.r_data[lo:lo + n].eq(do[:n])]
+            m.d.comb += [di[:n].eq(self.w_data_q[lo:lo + n]), self.r_data[lo:lo + n].eq(do[:n])]
             # at port widths of 18 and 36 the low address bits are the byte (9-bit) write
             # enables and WEA is held high (as Yosys's own mapping does); below, WEA writes
             byte_enables = pw // 9 if pw >= 18 else 0
             ports = {"i_CLKA": ClockSignal("sync"), "i_CLKB": ClockSignal("sync"),
                      "i_CEA": Const(1, 1), "i_OCEA": self.r_en if pw == 36 else Const(0, 1),
                      "i_RSTA": Const(0, 1),
-                     "i_WEA": Const(1, 1) if byte_enables else self.w_en,
+                     "i_WEA": Const(1, 1) if byte_enables else self.w_en_q,
                      "i_CEB": self.r_en, "i_OCEB": self.r_en,
                      "i_RSTB": Const(0, 1), "i_WEB": Const(0, 1)}
             for c in range(3):
                 ports.update({f"i_CSA{c}": Const(0, 1), f"i_CSB{c}": Const(0, 1)})
             for b in range(ECP5_ADDR_BITS):
                 if b >= low:
-                    ports[f"i_ADA{b}"] = self.w_addr[b - low] if b - low < len(self.w_addr) else Const(0, 1)
-                    ports[f"i_ADB{b}"] = self.r_addr[b - low] if b - low < len(self.r_addr) else Const(0, 1)
+                    ports[f"i_ADA{b}"] = (self.w_addr_q[b - low] if b - low < len(self.w_addr)
+                                          else Const(0, 1))
+                    ports[f"i_ADB{b}"] = (self.r_addr_q[b - low] if b - low < len(self.r_addr)
+                                          else Const(0, 1))
                 else:
-                    ports[f"i_ADA{b}"] = self.w_en if b < byte_enables else Const(0, 1)
+                    ports[f"i_ADA{b}"] = self.w_en_q if b < byte_enables else Const(0, 1)
                     ports[f"i_ADB{b}"] = Const(0, 1)
             # write data: DIA (low half) then, at width 36, DIB; read data: DOA then DOB
             for i in range(18):

@@ -1,10 +1,10 @@
 """Activation multiples: the 16 lanes' exact +-3**i x for the trit planes i < d.
 
 The group dot (hw/groupdot.py) selects, per trit, one of these words instead of adding or
-subtracting shifted activations, so all R rows share the arithmetic here. Three register
-stages in all (the trit decoder's four, less the buffer read's lead): plain delay
-registers first (the block RAM's output register then drives only the first), then the
-adder levels, one per stage (``en`` advances them all)::
+subtracting shifted activations, so all R rows share the arithmetic here. Two register
+stages in all: a plain delay register first where the adder levels leave room (the block
+RAM's output register then drives only it), then the adder levels, one per stage (``en``
+advances both)::
 
     d <= 2, one level:  +x, -x = 0 - x, +3x = 2x + x, -3x = x - 4x
     d >= 3, two levels: x, -x, 3x = 2x + x, 9x = 8x + x, 5x = 4x + x; then
@@ -28,7 +28,7 @@ from .groupdot import act_layout, multiples_layout
 class ActMultiples(wiring.Component):
     """Ports: ``x`` (16 int8 lanes), ``en``; ``mult`` (``multiples_layout(depth)``)."""
 
-    latency = 3
+    latency = 2
 
     def __init__(self, depth: int):
         if depth not in (1, 2, 3, 4):

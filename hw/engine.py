@@ -10,8 +10,9 @@ pipeline blocks' clock enables (hw/replica.py); ``res.ready`` only pops that FIF
   loaded while idle; group and tile counters count down one below the items left, so each
   "last" flag is a counter's sign bit;
 * activation buffer (``hw.actbuffer``) of ``T * max_groups`` 128-bit words (at least 2, so
-  the address is never zero-width): one write port for LOAD, one read port for RUN with
-  two register stages (block RAM with its output register);
+  the address is never zero-width): one registered write port for LOAD, one read port for
+  RUN with three register stages (a fabric address register, block RAM with its output
+  register);
 * issue register: the accepted weight beat, used T times (vector 0..T-1, one per
   advancing cycle); ``w.ready`` is high when the engine still needs beats, the pipeline
   advances and the issue register is empty or issuing its last use;
@@ -260,7 +261,14 @@ class GemvEngine(wiring.Component):
         m.d.comb += can_take_nxt.eq(w_open_nxt & (~h_valid_nxt | (h_v_nxt == T - 1)))
         m.d.sync += [h_valid.eq(h_valid_nxt), h_v.eq(h_v_nxt), w_open.eq(w_open_nxt),
                      can_take.eq(can_take_nxt), w_ready.eq(can_take_nxt & mac.adv_next)]
-        w_ready_beat, = replicate(m, "w_ready", can_take_nxt & mac.adv_next, 1)
+        # copies of w.ready (hw/replica.py): the beat register's enable, and one "take" per
+        # group of registers it steps (issue register, group counters, tile counter), each
+        # one gate from w.valid and a flip-flop beside them
+        w_ready_beat, w_ready_h, w_ready_g, w_ready_t = replicate(
+            m, "w_ready", can_take_nxt & mac.adv_next, 4)
+        take_h, take_g, take_t = (Signal(name=f"take_{n}") for n in "hgt")
+        m.d.comb += [take_h.eq(self.w.valid & w_ready_h), take_g.eq(self.w.valid & w_ready_g),
+                     take_t.eq(self.w.valid & w_ready_t)]
         # the beat register loads whenever w.ready is high (it is free then); without
         # w.valid the issue register is empty next cycle and the loaded value is unused
         with m.If(w_ready_beat):
@@ -270,22 +278,22 @@ class GemvEngine(wiring.Component):
         with m.If(adv & h_valid & ~last_use):
             m.d.comb += h_v_nxt.eq(h_v + 1)
             m.d.sync += h_base.eq(h_base + MG)
-        with m.Elif(take):
+        with m.Elif(take_h):
             m.d.comb += [h_valid_nxt.eq(1), h_v_nxt.eq(0)]
             m.d.sync += h_base.eq(0)
         with m.Elif(adv):
             m.d.comb += h_valid_nxt.eq(0)
 
-        with m.If(take):
+        with m.If(take_h):
             m.d.sync += [h_g.eq(acc_g), h_first.eq(g_first), h_final.eq(g_last),
                          h_lasttile.eq(t_last)]
-            with m.If(g_last & t_last):
-                m.d.comb += w_open_nxt.eq(0)
+        with m.If(take & g_last & t_last):
+            m.d.comb += w_open_nxt.eq(0)
         # the accept-side counters: loaded while idle, stepped by take
-        with m.If(idle | take):
+        with m.If(idle | take_g):
             m.d.sync += [acc_g.eq(Mux(idle | g_last, 0, acc_g + 1)), g_first.eq(idle | g_last),
                          gc.eq(Mux(idle, p_lg_m1, Mux(g_last, lg_m1, gc - 1)))]
-        with m.If(idle | (take & g_last)):
+        with m.If(idle | (take_t & g_last)):
             m.d.sync += tc.eq(Mux(idle, p_lt_m1, tc - 1))
 
         # --- control ------------------------------------------------------------------------
