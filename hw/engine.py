@@ -229,19 +229,27 @@ class GemvEngine(wiring.Component):
         # ERR_PAIR bytes, ERR_FOLD-input ORs down to at most 3 bits, then err
         # (``HwConfig.err_latency`` cycles after acceptance; the input port's payload reaches
         # no logic but the beat register)
+        # The steps check whatever the beat register holds; "a beat was accepted" runs
+        # beside them in a chain of flip-flops and gates only the last step (one gate, not
+        # one per byte).
         new_beat = Signal()
         m.d.sync += new_beat.eq(take)
         nib_hi = Signal(cfg.beat_bytes)
         nib_lo = Signal(cfg.beat_bytes)
         for b in range(cfg.beat_bytes):
             hi, lo = byte_invalid_parts(h_beat[8 * b:8 * b + 8])
-            m.d.sync += [nib_hi[b].eq(new_beat & hi), nib_lo[b].eq(lo)]
+            m.d.sync += [nib_hi[b].eq(hi), nib_lo[b].eq(lo)]
         level = Signal(-(-cfg.beat_bytes // ERR_PAIR), name="bad_pairs")
         for i in range(len(level)):
             bad = 0
             for b in range(ERR_PAIR * i, min(ERR_PAIR * i + ERR_PAIR, cfg.beat_bytes)):
                 bad = bad | (nib_hi[b] & nib_lo[b])
             m.d.sync += level[i].eq(bad)
+        checked = new_beat
+        for n in range(cfg.err_latency - 2):   # the beat's flag beside the steps above
+            q = Signal(name=f"checked{n + 1}")
+            m.d.sync += q.eq(checked)
+            checked = q
         n = 0
         while len(level) > 3:
             n += 1
@@ -249,7 +257,7 @@ class GemvEngine(wiring.Component):
             m.d.sync += [nxt[i].eq(level[ERR_FOLD * i:ERR_FOLD * i + ERR_FOLD].any())
                          for i in range(len(nxt))]
             level = nxt
-        with m.If(level.any()):
+        with m.If(checked & level.any()):
             m.d.sync += self.err.eq(1)
 
         # next values of the registers can_take is made of
