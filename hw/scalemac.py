@@ -218,7 +218,7 @@ class ScaleMac(wiring.Component):
         # payload is entry ``rp`` (both pointers are flip-flops, so its multiplexer has a
         # registered select, and a push loads one entry with no data multiplexer)
         entries = [Signal(result_layout(cfg), name=f"fifo{e}") for e in range(D)]
-        wp = Signal(range(D))
+        wp = Signal(D, init=1)             # one-hot: entry e is written next when wp[e]
         rp = Signal(range(D))
         push = Signal()
         pop = Signal()
@@ -229,18 +229,18 @@ class ScaleMac(wiring.Component):
                 with m.Case(e):
                     m.d.comb += self.o.payload.eq(entries[e])
         # the entries' and the ring's clock enables (hundreds of flip-flops each) are
-        # flip-flops of their own, computed from the next state: push & (wp == e) and
+        # flip-flops of their own, computed from the next state: push & wp[e] and
         # adv & v5 one cycle ahead
         adv_nxt = Signal()
         push_nxt = Signal()
-        wp_nxt = Signal.like(wp)
+        wp_nxt = Signal(D)
         we = [Signal(name=f"we{e}") for e in range(D)]
         ring_en = Signal()
         final5 = data.View(tag_layout, tags[4]).final
         m.d.comb += [adv_nxt.eq(cnt + push <= D - 1), self.adv_next.eq(adv_nxt),
-                     wp_nxt.eq(Mux(push, Mux(wp == D - 1, 0, wp + 1), wp)),
+                     wp_nxt.eq(Mux(push, wp.rotate_left(1), wp)),
                      push_nxt.eq(adv_nxt & Mux(adv, valid[4] & final5, fin6))]
-        m.d.sync += [we[e].eq(push_nxt & (wp_nxt == e)) for e in range(D)]
+        m.d.sync += [we[e].eq(push_nxt & wp_nxt[e]) for e in range(D)]
         m.d.sync += ring_en.eq(adv_nxt & Mux(adv, valid[3], valid[4]))
         for e in range(D):
             with m.If(we[e]):
