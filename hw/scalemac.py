@@ -225,9 +225,11 @@ class ScaleMac(wiring.Component):
         m.d.comb += [push.eq(adv & fin6), pop.eq(self.o.valid & self.o.ready),
                      cnt_nxt.eq(cnt + push - pop)]
         with m.Switch(rp):
-            for e in range(D):
+            for e in range(D - 1):
                 with m.Case(e):
                     m.d.comb += self.o.payload.eq(entries[e])
+            with m.Default():                 # rp == D - 1 (rp never exceeds it)
+                m.d.comb += self.o.payload.eq(entries[D - 1])
         # the entries' and the ring's clock enables (hundreds of flip-flops each) are
         # flip-flops of their own, computed from the next state: push & wp[e] and
         # adv & v5 one cycle ahead
