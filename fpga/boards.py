@@ -45,10 +45,11 @@ BOARDS = {
                    HwConfig(depth=2, rows=4, vectors=1, max_in_features=8192,
                             max_out_features=65536, clock_mhz=25.0), primitives="ecp5"),
     "icebreaker": Board("icebreaker", "ICEBreakerPlatform", "amaranth_boards.icebreaker", "top.bin",
-                        # R=1: R=2 no longer places in the UP5K's 5,280 logic cells since the
-                        # engine's pipeline was cut to one adder level per stage; the UART
-                        # (115,200 Bd) bounds this board's throughput far below R=1 anyway
-                        HwConfig(depth=2, rows=1, vectors=1, max_in_features=2048,
+                        # d=1, R=1: with the link and UART, d=2 R=1 takes 4,085 of the UP5K's
+                        # 5,280 logic cells and nextpnr-ice40 cannot legalize it (HeAP stalls,
+                        # SA fails to place a carry chain); d=1 takes 3,129 and builds in 15 s.
+                        # The UART (115,200 Bd) bounds this board far below R=1 anyway.
+                        HwConfig(depth=1, rows=1, vectors=1, max_in_features=2048,
                                  max_out_features=65536, clock_mhz=12.0),
                         {"synth_opts": "-dsp"}),      # the UP5K's 8 SB_MAC16 for the scale multiply
 }

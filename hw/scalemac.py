@@ -176,15 +176,24 @@ class ScaleMac(wiring.Component):
         # stage 7: the result FIFO, loaded from the ring's tail. A tile's first item adds its
         # term to 0 instead of the ring's head (an AND in front of the adder), so the
         # adder's sum goes straight into the ring and no entry needs clearing.
-        # Each accumulator is kept as two halves and the carry between them (value =
+        # With the ECP5 primitives each accumulator is kept as two halves and the carry
+        # between them (value =
         # (hi + c) * 2**L + lo): a step adds the term's halves in two carry chains of about
         # half the width, the low one's carry out registered as c and added into the high
         # half at the next step (the high chain's carry in); the FIFO entry resolves hi + c.
+        # (ECP5 primitive set only: on iCE40 the carry chain with a carry-in from a register
+        # does not place, "failed to place chain"; the generic set keeps one W-bit adder)
+        split = self.primitives == "ecp5"
         L = max(1, w.acc // 2)
         H = w.acc - L
-        ring = [[{"lo": Signal(L, name=f"acc_lo_v{v}_r{r}"), "c": Signal(name=f"acc_c_v{v}_r{r}"),
-                  "hi": Signal(signed(H), name=f"acc_hi_v{v}_r{r}")}
-                 for r in range(R)] for v in range(T)]
+        parts = ("lo", "c", "hi") if split else ("acc",)
+
+        def acc_regs(v, r):
+            if not split:
+                return {"acc": Signal(signed(w.acc), name=f"acc_v{v}_r{r}")}
+            return {"lo": Signal(L, name=f"acc_lo_v{v}_r{r}"), "c": Signal(name=f"acc_c_v{v}_r{r}"),
+                    "hi": Signal(signed(H), name=f"acc_hi_v{v}_r{r}")}
+        ring = [[acc_regs(v, r) for r in range(R)] for v in range(T)]
 
         # combinational logic first, outside any enable: the advance only reaches the
         # registers' clock enables, never a data path
@@ -205,6 +214,13 @@ class ScaleMac(wiring.Component):
                         m.d.comb += t_in.eq(prod[r] << ((1 << FINE) * c))
             term = Signal(signed(term_bits), name=f"term_{r}", reset_less=True)
             head = ring[0][r]
+            if not split:
+                n = Signal(signed(w.acc), name=f"acc_new_{r}")
+                m.d.comb += n.eq(Mux(first[r], 0, head["acc"]) + term)
+                new.append({"acc": n})
+                terms.append(term)
+                term_in.append(t_in)
+                continue
             lo_sum = Signal(L + 1, name=f"acc_lo_sum_{r}")
             hi_sum = Signal(signed(H), name=f"acc_hi_sum_{r}")
             m.d.comb += [lo_sum.eq(Mux(first[r], 0, head["lo"]) + term[:L]),
@@ -249,7 +265,8 @@ class ScaleMac(wiring.Component):
                 m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]
                 for r in range(R):
                     tail = ring[T - 1][r]
-                    m.d.sync += entries[e].acc[r].eq(Cat(tail["lo"], tail["hi"] + tail["c"]))
+                    m.d.sync += entries[e].acc[r].eq(
+                        Cat(tail["lo"], tail["hi"] + tail["c"]) if split else tail["acc"])
         m.d.sync += wp.eq(wp_nxt)
         with m.If(pop):
             m.d.sync += rp.eq(Mux(rp == D - 1, 0, rp + 1))
@@ -267,6 +284,6 @@ class ScaleMac(wiring.Component):
         with m.If(ring_en):                   # = adv & valid[4]
             for v in range(T - 1):
                 for r in range(R):
-                    m.d.sync += [ring[v][r][h].eq(ring[v + 1][r][h]) for h in ("lo", "c", "hi")]
-            m.d.sync += [ring[T - 1][r][h].eq(new[r][h]) for r in range(R) for h in ("lo", "c", "hi")]
+                    m.d.sync += [ring[v][r][h].eq(ring[v + 1][r][h]) for h in parts]
+            m.d.sync += [ring[T - 1][r][h].eq(new[r][h]) for r in range(R) for h in parts]
         return m
