@@ -24,6 +24,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..codec.errors import TritforgeError
 from ..hw.engine import GemvEngine
+from ..hw.foldtree import fold_registered
+from .. import hwconfig
 from ..hwconfig import HwConfig
 
 #: engine input streams, in chain order
@@ -34,11 +36,7 @@ FOLD = 4
 
 def fold_levels(bits: int) -> int:
     """Register levels of the XOR tree that folds ``bits`` output bits into one pin."""
-    levels = 0
-    while bits > 1:
-        bits = -(-bits // FOLD)
-        levels += 1
-    return levels
+    return hwconfig.fold_levels(bits, FOLD)
 
 
 class IoTop(wiring.Component):
@@ -72,12 +70,6 @@ class IoTop(wiring.Component):
         outs += [eng.res.valid, Value.cast(eng.res.payload), eng.err, eng.busy]
         level = Signal(len(Cat(*outs)), name="oq")
         m.d.sync += level.eq(Cat(*outs))
-        n = 0
-        while len(level) > 1:
-            n += 1
-            nxt = Signal(-(-len(level) // FOLD), name=f"fold{n}")
-            m.d.sync += [nxt[i].eq(level[FOLD * i:FOLD * i + FOLD].xor())
-                         for i in range(len(nxt))]
-            level = nxt
+        level = fold_registered(m, level, FOLD, "xor", "fold")
         m.d.comb += self.so.eq(level[0])
         return m

@@ -40,6 +40,7 @@ from ..hwconfig import ERR_FOLD, ERR_PAIR, ISSUE_STAGES, HwConfig
 from .actbuffer import ActivationBuffer
 from .actmultiples import ActMultiples
 from .decoder import TritDecoder, byte_invalid_parts
+from .foldtree import fold_registered
 from .groupdot import GroupDot
 from .replica import replicate
 from .scalemac import ScaleMac, codebook_layout, item_tag_layout, result_layout
@@ -250,13 +251,7 @@ class GemvEngine(wiring.Component):
             q = Signal(name=f"checked{n + 1}")
             m.d.sync += q.eq(checked)
             checked = q
-        n = 0
-        while len(level) > 3:
-            n += 1
-            nxt = Signal(-(-len(level) // ERR_FOLD), name=f"bad_or{n}")
-            m.d.sync += [nxt[i].eq(level[ERR_FOLD * i:ERR_FOLD * i + ERR_FOLD].any())
-                         for i in range(len(nxt))]
-            level = nxt
+        level = fold_registered(m, level, ERR_FOLD, "any", "bad_or", until=3)
         with m.If(checked & level.any()):
             m.d.sync += self.err.eq(1)
 

@@ -48,14 +48,20 @@ ERR_PAIR = 2
 ERR_FOLD = 4
 
 
+def fold_levels(bits: int, fold: int, until: int = 1) -> int:
+    """Register levels that fold ``bits`` bits, ``fold`` at a time, to at most ``until``
+    (``hw.foldtree``)."""
+    levels = 0
+    while bits > until:
+        bits, levels = -(-bits // fold), levels + 1
+    return levels
+
+
 def err_latency(beat_bytes: int) -> int:
     """Cycles from accepting a beat that holds a byte >= 243 until ``err`` is high
     (hw/ENGINE.md): the beat register, the per-byte nibble flags, the OR of ERR_PAIR bytes'
     flags, ERR_FOLD-input OR levels until at most 3 bits are left, then ``err``."""
-    n, levels = -(-beat_bytes // ERR_PAIR), 0
-    while n > 3:
-        n, levels = -(-n // ERR_FOLD), levels + 1
-    return 4 + levels
+    return 4 + fold_levels(-(-beat_bytes // ERR_PAIR), ERR_FOLD, until=3)
 
 
 @dataclass(frozen=True)
