@@ -63,14 +63,14 @@ class ActivationBuffer(wiring.Component):
         abits = unsigned(ceil_log2(self.words))
         super().__init__({"w_en": In(1), "w_addr": In(abits), "w_data": In(width),
                           "r_en": In(1), "r_addr": In(abits), "r_data": Out(width)})
-
-    def elaborate(self, platform):
-        m = Module()
         # the fabric registers in front of the block: write port, read address
         self.w_en_q = Signal(reset_less=True)
         self.w_addr_q = Signal.like(self.w_addr, reset_less=True)
         self.w_data_q = Signal.like(self.w_data, reset_less=True)
         self.r_addr_q = Signal.like(self.r_addr, reset_less=True)
+
+    def elaborate(self, platform):
+        m = Module()
         m.d.sync += [self.w_en_q.eq(self.w_en), self.w_addr_q.eq(self.w_addr),
                      self.w_data_q.eq(self.w_data)]
         with m.If(self.r_en):

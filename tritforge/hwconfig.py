@@ -16,8 +16,8 @@ from .codec.errors import TritforgeError
 from .codec.jsonfile import read_json
 from .codec.golden import ACT_BITS, widths
 
-#: Register stages of the engine's RUN pipeline, from weight-beat acceptance to the 2-beat
-#: result FIFO (hw/ENGINE.md "Timing"): the issue register, the trit decoder, the group
+#: Register stages of the engine's RUN pipeline, from weight-beat acceptance to the result
+#: FIFO (hw/ENGINE.md "Timing"): the issue register, the trit decoder, the group
 #: dot (its terms, then its adder tree: one adder level per stage), the scale MAC. Owned by
 #: hw/engine.py, which asserts its structure equals ``HwConfig.pipeline_stages``; the cycle
 #: model and the estimator read it from here.
