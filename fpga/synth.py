@@ -107,8 +107,13 @@ def tool_versions() -> dict:
     return out
 
 
-def _run(argv: list[str], log: str, what: str, cwd: str) -> None:
-    proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _run(argv: list[str], log: str, what: str, cwd: str, timeout_s: float | None = None,
+         hint: str = "") -> None:
+    try:
+        proc = subprocess.run(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise TritforgeError(f"{what} did not finish within {timeout_s:g} s{hint}") from None
     if proc.returncode != 0:
         lines = proc.stdout.splitlines()
         if os.path.exists(log):
@@ -243,14 +248,18 @@ def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool
 
 
 def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = (),
-             freq_mhz: float = 200.0, seed: int = 1, meta: dict | None = None) -> dict:
+             freq_mhz: float = 200.0, seed: int = 1, meta: dict | None = None,
+             pnr_timeout_s: float | None = None) -> dict:
     """Synthesize (and place and route) ``design`` (a ``wiring.Component`` top); write
-    ``out_dir`` atomically and return the report dict."""
+    ``out_dir`` atomically and return the report dict. ``pnr_timeout_s`` bounds nextpnr's
+    run time (its router can fail to converge for some seeds and then runs on)."""
     from amaranth.back import rtlil
 
     t = target(target_name)
     if not freq_mhz > 0:
         raise TritforgeError(f"--freq {freq_mhz}: expected a positive clock in MHz")
+    if pnr_timeout_s is not None and not pnr_timeout_s > 0:
+        raise TritforgeError(f"--timeout {pnr_timeout_s}: expected a positive number of seconds")
     with atomic_folder(out_dir) as work:
         text = rtlil.convert(design, name="top", emit_src=False)
         for mod in keep:
@@ -289,7 +298,8 @@ def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = 
                     "--seed", str(seed), "--freq", f"{freq_mhz:g}", "--timing-allow-fail",
                     "-q", "-l", "nextpnr.log"]
             report["nextpnr_args"] = argv[1:]
-            _run(argv, os.path.join(work, "nextpnr.log"), "nextpnr", work)
+            _run(argv, os.path.join(work, "nextpnr.log"), "nextpnr", work, pnr_timeout_s,
+                 f" (seed {seed}; a router that does not converge runs on: try another --seed)")
             report["pnr"] = parse_pnr(os.path.join(work, "pnr.json"), os.path.join(work, "nextpnr.log"))
             os.remove(os.path.join(work, "pnr.json"))   # large with the net timings; summarized
         os.remove(os.path.join(work, "top.json"))      # large netlist: not needed afterwards

@@ -52,6 +52,8 @@ STYLES = ("arith", "nibble", "rom")
 TRIT = signed(2)
 #: byte 121 = 1 + 3 + 9 + 27 + 81: all five trits zero
 ZERO_BYTE = sum(3 ** m for m in range(layout.TRITS_PER_BYTE))
+#: bytes served by one copy of the enable in each per-byte stage (hw/replica.py)
+BYTES_PER_COPY = 2
 
 
 def plane_layout(cfg: HwConfig) -> data.ArrayLayout:
@@ -189,7 +191,9 @@ class TritDecoder(wiring.Component):
         if not isinstance(cfg, HwConfig):
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"TritDecoder cfg={cfg!r}: expected a HwConfig")
-        #: > 0: the data registers take their enable from this many copies of ``o.ready``
+        #: > 0: the data registers take their enable from copies of ``o.ready``: this many
+        #: for the output registers (by row group), and one per BYTES_PER_COPY bytes and stage
+        #: for the three per-byte stages
         #: (hw/replica.py), loaded from ``adv_next``, which the caller drives with the
         #: value ``o.ready`` will have in the next cycle; 0: from ``o.ready`` itself
         self.enable_copies = enable_copies
@@ -220,8 +224,15 @@ class TritDecoder(wiring.Component):
         tag_shape = self.in_layout["tag"].shape
         beat = self.i.payload.beat
 
-        ens = replicate(m, "en", self.adv_next, self.enable_copies, init=1) or [en]
-        byte_en = [ens[b * len(ens) // cfg.beat_bytes] for b in range(cfg.beat_bytes)]
+        # enables: the three per-byte stages from one copy per BYTES_PER_COPY bytes and
+        # stage (a row's bytes spread as wide as the beat register), the output stage from
+        # one copy per row group
+        nb = cfg.beat_bytes
+        groups = -(-nb // BYTES_PER_COPY) if self.enable_copies else 1
+        ens = replicate(m, "en_b", self.adv_next, 3 * groups, init=1) \
+            if self.enable_copies else [en] * 3
+        byte_en = [ens[3 * (b * groups // nb):][:3] for b in range(nb)]
+        row_ens = replicate(m, "en_r", self.adv_next, self.enable_copies, init=1) or [en]
 
         # stage 1: per byte the style's first step (nibble: the two digit tables; other
         # styles: the byte itself) and the invalid flag
@@ -232,7 +243,7 @@ class TritDecoder(wiring.Component):
             pv = pre_fn(m, byte, f"b{b}")
             pre = Signal(len(pv), name=f"pre{b}", reset_less=True)
             inv = Signal(name=f"inval{b}", reset_less=True)
-            with m.If(byte_en[b]):
+            with m.If(byte_en[b][0]):
                 m.d.sync += [pre.eq(pv), inv.eq(byte_invalid(byte))]
             pres.append(pre)
             invs.append(inv)
@@ -244,7 +255,7 @@ class TritDecoder(wiring.Component):
             mv = mid_fn(m, pres[b], f"b{b}")
             mid = Signal(len(mv), name=f"mid{b}", reset_less=True)
             inv = Signal(name=f"inval2_{b}", reset_less=True)
-            with m.If(byte_en[b]):
+            with m.If(byte_en[b][1]):
                 m.d.sync += [mid.eq(mv), inv.eq(invs[b])]
             mids.append(mid)
             invs2.append(inv)
@@ -258,7 +269,7 @@ class TritDecoder(wiring.Component):
             err = err | invs2[b]
             for pos, dgt in enumerate(digit_fn(m, mids[b], f"b{b}")):
                 t = Signal(TRIT, name=f"b{b}_t{pos}", reset_less=True)
-                with m.If(byte_en[b]):
+                with m.If(byte_en[b][2]):
                     m.d.sync += t.eq(Mux(invs2[b], 0, dgt - 1))
                 trits.append(t)
 
@@ -276,7 +287,7 @@ class TritDecoder(wiring.Component):
                          self.o.valid.eq(v3), o.tag.eq(tag3), o.err.eq(err3)]
         for r in range(cfg.rows):
             base = r * gt
-            with m.If(ens[r * len(ens) // cfg.rows]):
+            with m.If(row_ens[r * len(row_ens) // cfg.rows]):
                 m.d.sync += o.k[r].eq(ks[r])
                 for j in range(layout.GROUP):
                     for i in range(cfg.depth):

@@ -2,9 +2,10 @@
 
 Streams ``cmd``, ``cb``, ``act``, ``w`` in, ``res`` out; ``err`` and ``busy`` flags.
 
-Structure (one global advance ``adv`` = "a push into the 3-beat result FIFO fits in the
-next cycle even if nothing is popped", a flip-flop in ``ScaleMac`` with copies for the
-pipeline blocks' clock enables (hw/replica.py); ``res.ready`` only pops that FIFO):
+Structure (one global advance ``adv``, decided two cycles ahead from the 4-beat result
+FIFO's occupancy, a flip-flop in ``ScaleMac`` with copies for the pipeline blocks' clock
+enables loaded from its next value, itself a flip-flop (hw/replica.py); ``res.ready`` only
+pops that FIFO and counts the command's result beats):
 
 * control: IDLE -> (LOAD) -> RUN -> IDLE (one flip-flop per state), command registers
   loaded while idle; group and tile counters count down one below the items left, so each
@@ -19,7 +20,7 @@ pipeline blocks' clock enables (hw/replica.py); ``res.ready`` only pops that FIF
 * pipeline after the issue register: ``TritDecoder`` (4 stages; beside it the activation
   word leaves the buffer and ``ActMultiples`` forms its multiples) ->
   ``GroupDot`` (terms, then one stage per adder level) -> ``ScaleMac`` (7, ending in the
-  3-beat result FIFO, whose occupancy and push alone give the advance). That is
+  4-beat result FIFO, whose occupancy and pushes alone give the advance). That is
   ``HwConfig.pipeline_stages`` register stages from beat acceptance to the result FIFO
   (hw/ENGINE.md), which the constructor asserts.
 
@@ -79,7 +80,7 @@ class GemvEngine(wiring.Component):
         self.primitives = primitives
         self.tag_layout = item_tag_layout(cfg)
         # copies of the global advance for the decoder's and the group dot's registers
-        # (hw/replica.py): one per ENABLE_ROWS rows
+        # (hw/replica.py): one per group of ENABLE_ROWS rows and per stage
         copies = max(1, cfg.rows // ENABLE_ROWS)
         self.decoder = TritDecoder(cfg, style=decoder_style, tag_shape=self.tag_layout,
                                    enable_copies=copies)
@@ -147,6 +148,11 @@ class GemvEngine(wiring.Component):
         p_lg_m1 = Signal(signed(gw))
         p_lt_m1 = Signal(signed(tw))
         m.d.comb += [p_lg_m1.eq(p.last_group - 1), p_lt_m1.eq(p.last_tile - 1)]
+        # result beats of the command - 2 (see ``rc`` below): (last_tile + 1) * T - 2
+        rw = tw + max(T, 2).bit_length() + 1
+        p_rc = Signal(signed(rw))
+        rc = Signal(signed(rw))
+        m.d.comb += p_rc.eq(p.last_tile * T + (T - 2))
         lg_m1 = Signal(signed(gw))
         with m.If(idle):
             m.d.sync += lg_m1.eq(p_lg_m1)
@@ -158,16 +164,18 @@ class GemvEngine(wiring.Component):
         ld_gc = Signal(signed(gw))            # words of this vector after the current one, - 1
         ld_g_last = Signal()                  # the vector's last word: ld_gc's sign
         ld_v_last = Signal()                  # ld_v == T - 1, a flip-flop
+        # the buffer's write enable from a copy of ``loading`` (hw/replica.py; loaded below
+        # from its next value), so the LOAD control's own flip-flop drives only the control
+        ld_copy = Signal()
         m.d.comb += [ld_g_last.eq(ld_gc[-1]),
                      buf.w_addr.eq(ld_addr), buf.w_data.eq(self.act.payload),
-                     buf.w_en.eq(self.act.valid & self.act.ready)]
+                     buf.w_en.eq(self.act.valid & ld_copy)]
 
         # --- RUN: beat acceptance and issue register ----------------------------------------
-        adv = Signal()
-        m.d.comb += adv.eq(mac.i.ready)
-        # copies of the advance for the pipeline blocks' clock enables (hw/replica.py): the
-        # decoder, the group dot, the activation read and multiples
-        adv_dec, adv_gd, adv_act = replicate(m, "adv", mac.adv_next, 3, init=1)
+        # copies of the advance (hw/replica.py): the issue control's own, and the clock
+        # enables of the decoder's and the group dot's outputs and of the activation read and
+        # multiples (the MAC's flip-flop stays with the MAC)
+        adv, adv_dec, adv_gd, adv_act = replicate(m, "adv", mac.adv_next, 4, init=1)
         m.d.comb += [dec.adv_next.eq(mac.adv_next), gd.adv_next.eq(mac.adv_next)]
         acc_g = Signal(gshape)       # group of the next beat to accept
         gc = Signal(signed(gw))               # groups after the one being accepted, - 1
@@ -264,34 +272,46 @@ class GemvEngine(wiring.Component):
         m.d.comb += can_take_nxt.eq(w_open_nxt & (~h_valid_nxt | (h_v_nxt == T - 1)))
         m.d.sync += [h_valid.eq(h_valid_nxt), h_v.eq(h_v_nxt), w_open.eq(w_open_nxt),
                      can_take.eq(can_take_nxt), w_ready.eq(can_take_nxt & mac.adv_next)]
-        # copies of w.ready (hw/replica.py): the beat register's enable, and one "take" per
-        # group of registers it steps (issue register, group counters, tile counter), each
-        # one gate from w.valid and a flip-flop beside them
-        w_ready_beat, w_ready_h, w_ready_g, w_ready_t = replicate(
-            m, "w_ready", can_take_nxt & mac.adv_next, 4)
-        take_h, take_g, take_t = (Signal(name=f"take_{n}") for n in "hgt")
-        m.d.comb += [take_h.eq(self.w.valid & w_ready_h), take_g.eq(self.w.valid & w_ready_g),
-                     take_t.eq(self.w.valid & w_ready_t)]
-        # the beat register loads whenever w.ready is high (it is free then); without
-        # w.valid the issue register is empty next cycle and the loaded value is unused
-        with m.If(w_ready_beat):
+        # copies of w.ready (hw/replica.py), one "take" per group of counters it steps
+        # (group counters, tile counter), each one gate from w.valid and a flip-flop beside
+        # them
+        w_ready_g, w_ready_t = replicate(m, "w_ready", can_take_nxt & mac.adv_next, 2)
+        take_g, take_t = (Signal(name=f"take_{n}") for n in "gt")
+        m.d.comb += [take_g.eq(self.w.valid & w_ready_g), take_t.eq(self.w.valid & w_ready_t)]
+        # The beat register and the issue register's tags load whenever the issue register
+        # is free at this edge (it advances and is empty or issuing its last use): a superset
+        # of take that does not wait for RUN or the port's valid, so its enables (copies of
+        # it, loaded from its next value) depend on no input. Without a take the issue
+        # register is empty next cycle and the loaded values are unused (the err check is
+        # gated by take on its own).
+        free_nxt = Signal()
+        m.d.comb += free_nxt.eq(mac.adv_next & (~h_valid_nxt | (h_v_nxt == T - 1)))
+        free_beat, free_tag = replicate(m, "free", free_nxt, 2, init=1)
+        with m.If(free_beat):
             m.d.sync += h_beat.eq(self.w.payload)
+        with m.If(free_tag):
+            m.d.sync += [h_g.eq(acc_g), h_first.eq(g_first), h_final.eq(g_last),
+                         h_lasttile.eq(t_last)]
         # take implies adv and an issue register that is empty or issuing its last use
-        # (can_take), so the registers loaded on take have take alone as their enable
+        # (can_take)
         with m.If(adv & h_valid & ~last_use):
             m.d.comb += h_v_nxt.eq(h_v + 1)
             m.d.sync += h_base.eq(h_base + MG)
-        with m.Elif(take_h):
+        with m.Elif(take):
             m.d.comb += [h_valid_nxt.eq(1), h_v_nxt.eq(0)]
             m.d.sync += h_base.eq(0)
         with m.Elif(adv):
             m.d.comb += h_valid_nxt.eq(0)
-
-        with m.If(take_h):
-            m.d.sync += [h_g.eq(acc_g), h_first.eq(g_first), h_final.eq(g_last),
-                         h_lasttile.eq(t_last)]
         with m.If(take & g_last & t_last):
             m.d.comb += w_open_nxt.eq(0)
+        # RUN opens for beats one cycle after the command is accepted (or LOAD's last word):
+        # the condition is registered first (open_q), so the input ports' valid and the
+        # command decode stay out of w.ready's next-value logic
+        open_set = Signal()
+        open_q = Signal()
+        m.d.sync += open_q.eq(open_set)
+        with m.If(open_q):
+            m.d.comb += w_open_nxt.eq(1)
         # the accept-side counters: loaded while idle, stepped by take
         with m.If(idle | take_g):
             m.d.sync += [acc_g.eq(Mux(idle | g_last, 0, acc_g + 1)), g_first.eq(idle | g_last),
@@ -308,7 +328,7 @@ class GemvEngine(wiring.Component):
                     m.d.sync += loading.eq(1)
                 with m.Else():
                     m.d.sync += running.eq(1)
-                    m.d.comb += w_open_nxt.eq(1)
+                    m.d.comb += open_set.eq(1)
         # the LOAD counters through their next values, so that "this word ends LOAD"
         # (ld_done: the last word of the last vector) is a flip-flop of its own, near the
         # issue control it feeds
@@ -324,11 +344,13 @@ class GemvEngine(wiring.Component):
         loading_nxt = Signal()
         ld_done_nxt = Signal()
         ld_done, = replicate(m, "ld_done", ld_done_nxt, 1)
+        ld_copy_q, = replicate(m, "loading", loading_nxt, 1)
+        m.d.comb += ld_copy.eq(ld_copy_q)
         m.d.comb += [loading_nxt.eq(Mux(idle, self.cmd.valid & p.load_act,
                                         loading & ~(self.act.valid & ld_done))),
                      ld_done_nxt.eq(loading_nxt & ld_gc_nxt[-1] & ld_v_last_nxt)]
         with m.If(self.act.valid & ld_done):
-            m.d.comb += w_open_nxt.eq(1)
+            m.d.comb += open_set.eq(1)
         with m.If(loading):
             with m.If(self.act.valid):
                 with m.If(ld_done):
@@ -340,7 +362,16 @@ class GemvEngine(wiring.Component):
                         m.d.comb += ld_v_last_nxt.eq(ld_v == T - 2)
                 with m.Else():
                     m.d.sync += ld_addr.eq(ld_addr + 1)
+        # RUN ends when its last result beat is popped. The beats are counted (tiles * T per
+        # command, hw/ENGINE.md): ``rc`` = beats after the FIFO's head, - 1, loaded while idle,
+        # so "the head is the last" is rc's sign bit, not the FIFO's read multiplexer
+        pop = Signal()
+        m.d.comb += pop.eq(self.res.valid & self.res.ready)
+        with m.If(idle):
+            m.d.sync += rc.eq(p_rc)
+        with m.Elif(pop):
+            m.d.sync += rc.eq(rc - 1)
         with m.If(running):
-            with m.If(self.res.valid & self.res.ready & self.res.payload.last):
+            with m.If(pop & rc[-1]):
                 m.d.sync += [running.eq(0), idle.eq(1)]
         return m

@@ -17,8 +17,9 @@ Widths: |x| <= 127, so a multiple of plane i fits ``multiple_bits(i)`` signed bi
 Pipelined stream block: the terms are registered, then one adder level per register
 stage (an ECP5 carry chain and one routing hop per stage, for 200 MHz): ``latency`` =
 ``groupdot_stages(d)`` = 1 + ceil(log2(16*d)) stages (5, 6, 7, 7 for d = 1..4). It
-advances when ``o.ready`` is high (``i.ready = o.ready``); with ``enable_copies`` the rows'
-registers take that enable from copies of it (hw/replica.py).
+advances when ``o.ready`` is high (``i.ready = o.ready``); with ``enable_copies`` = n the
+registers take that enable from copies of it (hw/replica.py), one per group of R/n rows and
+stage, so each copy reaches one stage of a few rows.
 """
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ from .replica import replicate
 
 ACT = signed(8)
 ACT_MAX = 127              # int8 activations are symmetric: -127..127
+#: copies of the enable for a row group's term registers (each serves 16/TERM_COPIES lanes
+#: of every plane: the terms of a row spread as wide as the shared multiples they select)
+TERM_COPIES = 4
 
 
 def act_layout() -> data.ArrayLayout:
@@ -62,7 +66,8 @@ class GroupDot(wiring.Component):
         if not isinstance(cfg, HwConfig):
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"GroupDot cfg={cfg!r}: expected a HwConfig")
-        #: > 0: the rows' registers take their enable from this many copies of ``o.ready``
+        #: > 0: the rows' registers take their enable from copies of ``o.ready``, this many
+        #: row groups times ``latency`` stages
         #: (hw/replica.py), loaded from ``adv_next``, which the caller drives with the
         #: value ``o.ready`` will have in the next cycle; 0: from ``o.ready`` itself
         self.enable_copies = enable_copies
@@ -89,8 +94,11 @@ class GroupDot(wiring.Component):
         en = Signal()
         m.d.comb += [en.eq(self.o.ready), self.i.ready.eq(en)]
         ip = self.i.payload
-        ens = replicate(m, "en", self.adv_next, self.enable_copies, init=1) or [en]
-        row_en = [ens[r * len(ens) // R] for r in range(R)]
+        # enables per row group: TERM_COPIES for the term registers (by lane), then one per
+        # adder level
+        per = TERM_COPIES + self.latency - 1
+        ens = replicate(m, "en", self.adv_next, self.enable_copies * per, init=1) or [en] * per
+        row_en = [ens[(r * len(ens) // per // R) * per:][:per] for r in range(R)]
 
         # the terms of a row, plane by plane (neighbours in the tree have like widths)
         levels = []
@@ -102,7 +110,7 @@ class GroupDot(wiring.Component):
                     t = ip.planes[r][i][j]
                     term = Signal(signed(multiple_bits(i)), name=f"term_r{r}_p{i}_l{j}",
                                   reset_less=True)
-                    with m.If(row_en[r]):
+                    with m.If(row_en[r][j * TERM_COPIES // G]):
                         m.d.sync += term.eq(Mux(t[0], Mux(t[1], neg[j], pos[j]), 0))
                     terms.append(term)
             levels.append(terms)
@@ -123,7 +131,7 @@ class GroupDot(wiring.Component):
                     pair = vals[n:n + 2]
                     width = max(len(v) for v in pair) + (len(pair) - 1)
                     s = Signal(signed(width), name=f"s_r{r}_l{lvl}_{n // 2}", reset_less=True)
-                    with m.If(row_en[r]):
+                    with m.If(row_en[r][TERM_COPIES + lvl]):
                         m.d.sync += s.eq(pair[0] + pair[1] if len(pair) == 2 else pair[0])
                     nxt.append(s)
                 levels[r] = nxt

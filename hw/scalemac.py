@@ -31,11 +31,14 @@ Pipelined, ``latency`` = 7 stages: (1) codebook lookup (LUT RAM read into fabric
 registers, beside P), (2)-(4) mantissa x P (one small multiply per row: (F+3) x dot bits,
 15 x 18 at most, one DSP with its own input, pipeline and output registers,
 ``hw.multiplier``), (5) coarse shift into a term register, (6) accumulate into the ring,
-(7) the result FIFO. The whole block advances when ``adv`` is high, a flip-flop: "a push
-into the 3-beat result FIFO will fit even if nothing is popped" (``i.ready = adv``), so
-``res.ready`` reaches no advance: the engine's one global advance comes from here, and ``adv_next`` (its next value) loads the copies of it that drive the
-clock enables (hw/replica.py: one per row here, more in the engine). The FIFO entries' and
-the accumulators' clock enables are flip-flops of their own.
+(7) the result FIFO. The whole block advances when ``adv`` is high, a flip-flop decided
+two cycles ahead: "a push into the 4-beat result FIFO will fit in two cycles even if
+nothing is popped until then" (``i.ready = adv``; hw/ENGINE.md), so ``res.ready`` reaches
+no advance. The engine's one global advance comes from here, and ``adv_next`` (its next
+value, a flip-flop too) loads the copies of it that drive the clock enables (hw/replica.py:
+one per row here, more in the engine). The FIFO entries' and the accumulators' clock
+enables are flip-flops of their own, and the read multiplexer's select comes from copies of
+the read pointer, one per row.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ from ..codec import layout
 from ..codec.errors import TritforgeError
 from ..hwconfig import FIFO_DEPTH, HwConfig
 from .decoder import index_layout
+from .gatedadd import gated_add
 from .multiplier import PipelinedMultiplier
 from .primitives import check_primitives
 from .replica import replicate
@@ -149,6 +153,8 @@ class ScaleMac(wiring.Component):
         cnt = Signal(range(D + 1))
         cnt_nxt = Signal(range(D + 1))
         adv = Signal(init=1)
+        # the advance of the next cycle, a flip-flop: adv_next(n) = adv(n + 1)
+        adv2 = Signal(init=1)
         # the advance as the control's flip-flop (adv) and one copy per row for the row's
         # datapath registers and multiplier (hw/replica.py), all loaded with its next value
         adv_row = replicate(m, "adv_row", self.adv_next, R, init=1)
@@ -221,11 +227,11 @@ class ScaleMac(wiring.Component):
                 terms.append(term)
                 term_in.append(t_in)
                 continue
-            lo_sum = Signal(L + 1, name=f"acc_lo_sum_{r}")
-            hi_sum = Signal(signed(H), name=f"acc_hi_sum_{r}")
-            m.d.comb += [lo_sum.eq(Mux(first[r], 0, head["lo"]) + term[:L]),
-                         hi_sum.eq(Mux(first[r], 0, head["hi"]) + (term >> L)
-                                   + Mux(first[r], 0, head["c"]))]
+            # the gate inside the carry chains' own LUTs (hw/gatedadd.py)
+            lo_sum = gated_add(m, f"acc_lo_sum_{r}", head["lo"], first[r], term[:L], L + 1,
+                               primitives=self.primitives)
+            hi_sum = gated_add(m, f"acc_hi_sum_{r}", head["hi"], first[r], term >> L, H,
+                               cin=head["c"], primitives=self.primitives)
             new.append({"lo": lo_sum[:L], "c": lo_sum[L], "hi": hi_sum})
             terms.append(term)
             term_in.append(t_in)
@@ -240,12 +246,24 @@ class ScaleMac(wiring.Component):
         pop = Signal()
         m.d.comb += [push.eq(adv & fin6), pop.eq(self.o.valid & self.o.ready),
                      cnt_nxt.eq(cnt + push - pop)]
-        with m.Switch(rp):
-            for e in range(D - 1):
-                with m.Case(e):
-                    m.d.comb += self.o.payload.eq(entries[e])
-            with m.Default():                 # rp == D - 1 (rp never exceeds it)
-                m.d.comb += self.o.payload.eq(entries[D - 1])
+        # the read multiplexer's select (acc_width bits per row) from copies of rp, one per
+        # row and one for the vector and last fields (hw/replica.py, loaded from rp's next
+        # value)
+        rp_nxt = Signal.like(rp)
+        m.d.comb += rp_nxt.eq(Mux(pop, Mux(rp == D - 1, 0, rp + 1), rp))
+        rp_bits = [replicate(m, f"rp{b}_", rp_nxt[b], R + 1) for b in range(len(rp))]
+        rp_copy = [Cat(*(bits[c] for bits in rp_bits)) for c in range(R + 1)]
+        fields = [(self.o.payload.acc[r], [x.acc[r] for x in entries], rp_copy[r])
+                  for r in range(R)]
+        fields += [(self.o.payload.vector, [x.vector for x in entries], rp_copy[R]),
+                   (self.o.payload.last, [x.last for x in entries], rp_copy[R])]
+        for out, ins, sel in fields:
+            with m.Switch(sel):
+                for e in range(D - 1):
+                    with m.Case(e):
+                        m.d.comb += out.eq(ins[e])
+                with m.Default():             # rp == D - 1 (rp never exceeds it)
+                    m.d.comb += out.eq(ins[D - 1])
         # the entries' and the ring's clock enables (hundreds of flip-flops each) are
         # flip-flops of their own, computed from the next state: push & wp[e] and
         # adv & v5 one cycle ahead
@@ -255,7 +273,10 @@ class ScaleMac(wiring.Component):
         we = [Signal(name=f"we{e}") for e in range(D)]
         ring_en = Signal()
         final5 = data.View(tag_layout, tags[4]).final
-        m.d.comb += [adv_nxt.eq(cnt + push <= D - 1), self.adv_next.eq(adv_nxt),
+        # adv(n + 2) = adv2(n + 1): a push in cycle n + 2 fits even if nothing is popped
+        # before: count(n) + push(n) + push(n + 1) <= D - 1, with push(n + 1) <= adv(n + 1)
+        m.d.sync += adv2.eq(cnt + push + adv2 <= D - 1)
+        m.d.comb += [adv_nxt.eq(adv2), self.adv_next.eq(adv_nxt),
                      wp_nxt.eq(Mux(push, wp.rotate_left(1), wp)),
                      push_nxt.eq(adv_nxt & Mux(adv, valid[4] & final5, fin6))]
         m.d.sync += [we[e].eq(push_nxt & wp_nxt[e]) for e in range(D)]
@@ -268,8 +289,7 @@ class ScaleMac(wiring.Component):
                     m.d.sync += entries[e].acc[r].eq(
                         Cat(tail["lo"], tail["hi"] + tail["c"]) if split else tail["acc"])
         m.d.sync += wp.eq(wp_nxt)
-        with m.If(pop):
-            m.d.sync += rp.eq(Mux(rp == D - 1, 0, rp + 1))
+        m.d.sync += rp.eq(rp_nxt)
 
         with m.If(adv):
             m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(self.i.payload.tag),

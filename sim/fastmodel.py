@@ -30,7 +30,7 @@ shifted accumulation in int64).
 
 Timing (``command_cycles``, equal to hw/ENGINE.md "Timing" and to ``sim.stepmodel``)::
 
-    cycles = 1 (accept) + T*ng (LOAD, if load_act) + tiles*ng*T + pipeline_stages
+    cycles = 2 (accept, RUN opening) + T*ng (LOAD, if load_act) + tiles*ng*T + pipeline_stages
 
 ``ideal_cycles`` = commands x tiles x ng x T (the weight stream at full rate) and the
 per-matrix stream utilisation is ideal / simulated (``utilisation``, ``MatrixRun.utilisation``).
@@ -68,7 +68,9 @@ _EXACT_LIMIT = 2.0 ** 53
 #   RUN                      one weight beat every T cycles, tiles*ng beats; the last use
 #                            of the last beat leaves the pipeline after pipeline_stages
 #   last result accepted     in the cycle it is valid (always-ready result stream)
-CMD_ACCEPT_CYCLES = 1     #: the accept cycle itself (no activation or beat moves in it)
+#: the accept cycle itself and the cycle RUN opens in (no activation or beat moves in them;
+#: after a LOAD, its last word's cycle and the opening cycle)
+CMD_ACCEPT_CYCLES = 2
 
 
 @dataclass

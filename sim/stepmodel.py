@@ -12,9 +12,9 @@ Structure mirrored (hw/ENGINE.md, hw/engine.py):
 
 * state IDLE / LOAD / RUN; ``cmd.ready`` = IDLE, ``act.ready`` = LOAD, ``cb.ready`` = 1,
   ``busy`` = not IDLE;
-* one global advance ``adv``, a register: "a push into the 3-beat result FIFO fits in
-  this cycle even if nothing was popped in the last" (``res.ready`` only pops the FIFO; the
-  ``res`` payload is its entry at the read pointer);
+* one global advance ``adv``, a register decided two cycles ahead: "a push into the
+  4-beat result FIFO fits in this cycle even if nothing was popped in the two before"
+  (``res.ready`` only pops the FIFO; the ``res`` payload is its entry at the read pointer);
 * an issue register that holds an accepted beat for its T uses;
   ``w.ready = w_open and adv and (issue empty or issuing its last use)``;
 * behind it ``pipeline_stages - 1`` register stages; the codebook is read when an item
@@ -121,6 +121,7 @@ class StepModel:
         self.ld_g = self.ld_v = 0
         self.acc_g = self.acc_t = 0
         self.w_open = False
+        self.open_pending = False     # RUN opens for beats in the next cycle
         self.h_valid = False
         self.h_beat = 0
         self.h_v = 0
@@ -129,11 +130,11 @@ class StepModel:
         # stages behind the issue register, excluding the result register
         self.pipe: list[_Item | None] = [None] * (self.cfg.pipeline_stages - 2)
         # result FIFO of FIFO_DEPTH entries written in turn at ``wp``; the res payload is entry
-        # ``rp``; the advance is a register: room for a push next cycle, whatever is popped
+        # ``rp``; the advance is a register decided two cycles ahead (``_fifo``)
         self.count = 0
         self.entries = [((0,) * R, 0, False)] * FIFO_DEPTH
         self.wp = self.rp = 0
-        self.adv = True
+        self.adv = self.adv2 = True
 
     @property
     def res_valid(self) -> bool:
@@ -203,6 +204,9 @@ class StepModel:
             self._reset()
             return
 
+        # RUN opens for beats one cycle after the command (or LOAD's last word) is accepted
+        if self.open_pending:
+            self.w_open, self.open_pending = True, False
         # err: an accepted beat's bytes are checked in registered steps (err from
         # c + err_latency)
         if self.bad[-1]:
@@ -239,13 +243,13 @@ class StepModel:
                 if inp.load_act:
                     self.state = LOAD
                 else:
-                    self.state, self.w_open = RUN, True
+                    self.state, self.open_pending = RUN, True
         elif self.state == LOAD:
             if inp.act_valid:
                 if self.ld_g == self.last_group:
                     self.ld_g = 0
                     if self.ld_v == T - 1:
-                        self.state, self.w_open = RUN, True
+                        self.state, self.open_pending = RUN, True
                     else:
                         self.ld_v += 1
                 else:
@@ -275,8 +279,11 @@ class StepModel:
             self.wp = (self.wp + 1) % FIFO_DEPTH
         if pop:
             self.rp = (self.rp + 1) % FIFO_DEPTH
-        # the next cycle advances if a push then still fits even when nothing is popped now
-        self.adv = self.count + (pushed is not None) <= FIFO_DEPTH - 1
+        # the advance is decided two cycles ahead (adv2 = the next cycle's adv): the cycle
+        # after next advances if a push then still fits even when nothing is popped before,
+        # counting a push in the next cycle whenever that one advances
+        self.adv, self.adv2 = self.adv2, (self.count + (pushed is not None) + self.adv2
+                                          <= FIFO_DEPTH - 1)
         self.count += (pushed is not None) - bool(pop)
 
     def _advance_pipeline(self, issue_item, cb_before):

@@ -1,9 +1,9 @@
-"""Behavioural Verilog models of the two Lattice ECP5 primitives the engine instantiates
-with ``primitives="ecp5"`` (hw/multiplier.py, hw/actbuffer.py), so that the engine built
-with them runs under Verilator and is checked like the generic one.
+"""Behavioural Verilog models of the Lattice ECP5 primitives the engine instantiates
+with ``primitives="ecp5"`` (hw/multiplier.py, hw/actbuffer.py, hw/gatedadd.py), so that
+the engine built with them runs under Verilator and is checked like the generic one.
 
-No open simulator ships models of them (Yosys's share/ecp5/cells_bb.v declares both as
-black boxes), so these are written here from Lattice's documentation: TN1267 "ECP5 and
+No open simulator ships models of the DSP and the block RAM (Yosys's share/ecp5/cells_bb.v
+declares both as black boxes), so these are written here from Lattice's documentation: TN1267 "ECP5 and
 ECP5-5G sysDSP Usage Guide" (MULT18X18D: A/B input registers, pipeline register, output
 register, each clocked by CLK0 when its ``REG_*_CLK`` is "CLK0", enabled by CE0, reset
 synchronously by RST0; SIGNEDA/SIGNEDB select a signed operand) and TN1264 "ECP5 and
@@ -11,7 +11,9 @@ ECP5-5G Memory Usage Guide" (DP16KD: port widths 1..18, 36 in pseudo-dual-port m
 the write data on DIA/DIB and the read data on DOA/DOB, byte write enables on the low
 address bits at widths 18 and 36, a read latched at a CEB edge, ``REGMODE_B = "OUTREG"``
 adding an output register enabled by OCEB; at width 36 the pseudo-dual-port block has one
-register mode, so REGMODE_A must equal REGMODE_B there).
+register mode, so REGMODE_A must equal REGMODE_B there). ``CCU2C`` (two carry-chain
+bits) follows the semantics of Yosys's simulation model (share/ecp5/ccu2c_sim.vh: a LUT4
+propagate, a LUT2 generate from INIT[3:0], sum = propagate ^ carry-in).
 
 Only what the engine uses is modelled; anything else stops the simulation ($fatal), so a
 change of the instances cannot silently fall outside the model.
@@ -140,5 +142,31 @@ endmodule
 """
 
 
+def ccu2c() -> str:
+    # two carry-chain bits; per bit a LUT4 propagate P = INIT[{D, C, B, A}] and a LUT2
+    # generate G = INIT[{B, A}] (INIT[3:0]): S = P ^ carry-in, carry-out = P ? carry-in : G
+    return """
+module CCU2C(CIN, A0, B0, C0, D0, A1, B1, C1, D1, S0, S1, COUT);
+  input CIN, A0, B0, C0, D0, A1, B1, C1, D1;
+  output S0, S1, COUT;
+  parameter [15:0] INIT0 = 16'h0000; parameter [15:0] INIT1 = 16'h0000;
+  parameter INJECT1_0 = "YES"; parameter INJECT1_1 = "YES";
+  initial begin
+    if (INJECT1_0 != "NO" || INJECT1_1 != "NO")
+      $fatal(1, "CCU2C model: configuration outside the modelled subset");
+  end
+  wire p0 = INIT0[{D0, C0, B0, A0}];
+  wire g0 = INIT0[{B0, A0}];
+  wire c1 = p0 ? CIN : g0;
+  wire p1 = INIT1[{D1, C1, B1, A1}];
+  wire g1 = INIT1[{B1, A1}];
+  assign S0 = p0 ^ CIN;
+  assign S1 = p1 ^ c1;
+  assign COUT = p1 ? c1 : g1;
+endmodule
+"""
+
+
 def models() -> str:
-    return "// behavioural models for simulation only (tests/ecp5_models.py)\n" + mult18x18d() + dp16kd()
+    return ("// behavioural models for simulation only (tests/ecp5_models.py)\n"
+            + mult18x18d() + dp16kd() + ccu2c())

@@ -56,6 +56,18 @@ def test_flow_errors(tmp_path):
     assert not (tmp_path / "x").exists() and os.listdir(tmp_path) == []
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_flow_nextpnr_time_limit(tmp_path):
+    """A nextpnr run over its time limit (a router that does not converge runs on) stops
+    with an error naming the seed, and leaves no output folder."""
+    with pytest.raises(TritforgeError, match=r"nextpnr did not finish within 0.01 s \(seed 3"):
+        synth.run_flow(Loop(), "ice40-up5k", str(tmp_path / "x"), freq_mhz=100, seed=3,
+                       pnr_timeout_s=0.01)
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(TritforgeError, match="--timeout -1"):
+        synth.run_flow(Loop(), "ice40-up5k", str(tmp_path / "x"), pnr_timeout_s=-1)
+
+
 def _report(lut, ff, fmax):
     return {"engine": {"engine_lut": lut, "engine_ff": ff, "engine_bram": 4, "engine_dsp": 4,
                        "fmax_mhz": fmax}}

@@ -101,7 +101,7 @@ def test_cycles_match_engine_md_and_fast_model(vectors, load_act):
     assert last - cmd + 1 == fastmodel.command_cycles(cfg, out, in_pad, load_act)
     beats = len(job.beats)
     loads = vectors * 5 if load_act else 0
-    assert last - cmd + 1 == 1 + loads + beats * vectors + cfg.pipeline_stages
+    assert last - cmd + 1 == 2 + loads + beats * vectors + cfg.pipeline_stages
 
 
 def test_outputs_do_not_change_state():

@@ -24,9 +24,10 @@ from .codec.golden import ACT_BITS, widths
 ISSUE_STAGES = 1
 DECODER_STAGES = 4
 MAC_STAGES = 7
-#: result FIFO entries; the advance is "a push fits next cycle even if nothing is popped",
-#: so res.ready reaches only the FIFO's read side (hw/ENGINE.md)
-FIFO_DEPTH = 3
+#: result FIFO entries; the advance is decided two cycles ahead, "a push fits in two cycles
+#: even if nothing is popped until then", so the copies of it are loaded from a flip-flop,
+#: and res.ready reaches only the FIFO's read side (hw/ENGINE.md)
+FIFO_DEPTH = 4
 
 
 def tree_levels(depth: int) -> int:
