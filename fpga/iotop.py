@@ -4,7 +4,7 @@ behind a flip-flop, nothing else in the clock domain that could limit it.
 The engine's ports are hundreds of bits wide, more than any package has pins. ``IoTop``
 drives every engine input bit (the ``cmd``, ``cb``, ``act``, ``w`` payloads and valids,
 ``res.ready``) from its own flip-flop of a shift chain (one per port, each fed by a pin
-of ``si``), and
+of ``si`` through ``PIN_STAGES`` flip-flops), and
 registers every engine output bit (the readies, ``res`` valid and payload, ``err``,
 ``busy``) before folding them into one pin (``so``) through a tree of 4-input XORs with a
 register after every level. So each input is an independent register Yosys cannot
@@ -32,6 +32,10 @@ from ..hwconfig import HwConfig
 ENGINE_INPUTS = ("cmd", "cb", "act", "w")
 #: inputs of one XOR level
 FOLD = 4
+#: flip-flops between each ``si`` pin and its chain: the chain's flip-flops are then free to
+#: sit near the engine logic they drive (a chain of one bit, ``res.ready``, would otherwise
+#: be held between its pin and its loads)
+PIN_STAGES = 3
 
 
 def fold_levels(bits: int) -> int:
@@ -62,8 +66,13 @@ class IoTop(wiring.Component):
         ports = [Cat(getattr(eng, name).valid, Value.cast(getattr(eng, name).payload))
                  for name in ENGINE_INPUTS] + [eng.res.ready]
         for i, value in enumerate(ports):
+            pin = self.si[i]
+            for n in range(PIN_STAGES):
+                q = Signal(name=f"pin{i}_{n}")
+                m.d.sync += q.eq(pin)
+                pin = q
             chain = Signal(len(value), name=f"chain{i}")
-            m.d.sync += chain.eq(Cat(self.si[i], chain[:-1]))
+            m.d.sync += chain.eq(Cat(pin, chain[:-1]))
             m.d.comb += value.eq(chain)
 
         outs = [getattr(eng, name).ready for name in ENGINE_INPUTS]

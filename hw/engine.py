@@ -7,9 +7,10 @@ FIFO's occupancy, a flip-flop in ``ScaleMac`` with copies for the pipeline block
 enables loaded from its next value, itself a flip-flop (hw/replica.py); ``res.ready`` only
 pops that FIFO and counts the command's result beats):
 
-* control: IDLE -> (LOAD) -> RUN -> IDLE (one flip-flop per state), command registers
-  loaded while idle; group and tile counters count down one below the items left, so each
-  "last" flag is a counter's sign bit;
+* control: IDLE -> START -> (LOAD) -> RUN -> IDLE (a flip-flop per state but RUN); the command
+  register loads while idle and the counters from it in START; group and tile counters
+  count down one below the items left, so each "last" flag is a counter's sign bit; the
+  last result's pop is registered by the scale MAC before it ends RUN;
 * activation buffer (``hw.actbuffer``) of ``T * max_groups`` 128-bit words (at least 2, so
   the address is never zero-width): one registered write port for LOAD, one read port for
   RUN with three register stages (a fabric address register, block RAM with its output
@@ -30,7 +31,7 @@ of N = tiles*ng beats has its last result valid at cycle c0 + N*T + pipeline_sta
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -87,7 +88,7 @@ class GemvEngine(wiring.Component):
         self.dot_tag_layout = data.StructLayout({"k": self.decoder.out_layout["k"].shape,
                                                  "item": self.tag_layout})
         self.groupdot = GroupDot(cfg, tag_shape=self.dot_tag_layout, enable_copies=copies)
-        self.mac = ScaleMac(cfg, primitives=primitives)
+        self.mac = ScaleMac(cfg, primitives=primitives, adv_copies=3)
         self.actbuf = ActivationBuffer(cfg.act_buffer_words, ACT_WORD_BITS, primitives=primitives)
         self.multiples = ActMultiples(cfg.depth)
         stages = self.latency
@@ -118,7 +119,7 @@ class GemvEngine(wiring.Component):
 
     def elaborate(self, platform):
         cfg = self.cfg
-        T, MG = cfg.vectors, cfg.max_groups
+        T = cfg.vectors
         m = Module()
         m.submodules.decoder = dec = self.decoder
         m.submodules.groupdot = gd = self.groupdot
@@ -126,10 +127,12 @@ class GemvEngine(wiring.Component):
         m.submodules.actbuf = buf = self.actbuf
 
         cl = cmd_layout(cfg)
-        # state, one-hot: one flip-flop each, so cmd.ready, act.ready and busy are flip-flops
+        # state, one-hot: one flip-flop each (RUN is none of them), so cmd.ready, act.ready
+        # and busy are flip-flops; ``starting`` is the one cycle after a command is accepted,
+        # in which the counters load from the registered command
         idle = Signal(init=1)
+        starting = Signal()
         loading = Signal()
-        running = Signal()
         gshape = cl["last_group"].shape
 
         # --- command, flags ----------------------------------------------------------------
@@ -139,28 +142,24 @@ class GemvEngine(wiring.Component):
         # --- counters -----------------------------------------------------------------------
         # Every counter that ends a sequence counts down in a signed register one below the
         # items left, so "last" is its sign bit (a flip-flop, straight out of the decrement's
-        # carry chain; no compare). The registers loaded on an accepted command are loaded
-        # in every idle cycle (enable = idle, a flip-flop; after the accepting edge they
-        # hold): ``lg_m1 = last_group - 1`` reloads the group counters.
+        # carry chain; no compare). The command is registered as it arrives, in every idle
+        # cycle: ``lg_m1 = last_group - 1``, ``lt_m1 = last_tile - 1`` (the port's payload
+        # reaches one decrement, nothing else) and ``load_act``; the counters load from them
+        # while ``starting``, and lg_m1 reloads the group counters.
         gw = gshape.width + 1
         tw = cl["last_tile"].shape.width + 1
         p = self.cmd.payload
-        p_lg_m1 = Signal(signed(gw))
-        p_lt_m1 = Signal(signed(tw))
-        m.d.comb += [p_lg_m1.eq(p.last_group - 1), p_lt_m1.eq(p.last_tile - 1)]
-        # result beats of the command - 2 (see ``rc`` below): (last_tile + 1) * T - 2
-        rw = tw + max(T, 2).bit_length() + 1
-        p_rc = Signal(signed(rw))
-        rc = Signal(signed(rw))
-        m.d.comb += p_rc.eq(p.last_tile * T + (T - 2))
         lg_m1 = Signal(signed(gw))
+        lt_m1 = Signal(signed(tw))
+        load_act = Signal()
         with m.If(idle):
-            m.d.sync += lg_m1.eq(p_lg_m1)
+            m.d.sync += [lg_m1.eq(p.last_group - 1), lt_m1.eq(p.last_tile - 1),
+                         load_act.eq(p.load_act)]
 
         # --- LOAD -----------------------------------------------------------------------------
-        ld_addr = Signal(range(max(cfg.act_buffer_words, 2)))   # buffer address of the next word
+        # buffer address of a word: Cat(group, vector) (HwConfig.act_stride, a power of two)
+        ld_g = Signal(gshape)                 # group of the next word
         ld_v = Signal(range(max(T, 2)))
-        ld_base = Signal(range(max(cfg.act_buffer_words, 2)))   # ld_v * max_groups
         ld_gc = Signal(signed(gw))            # words of this vector after the current one, - 1
         ld_g_last = Signal()                  # the vector's last word: ld_gc's sign
         ld_v_last = Signal()                  # ld_v == T - 1, a flip-flop
@@ -168,23 +167,24 @@ class GemvEngine(wiring.Component):
         # from its next value), so the LOAD control's own flip-flop drives only the control
         ld_copy = Signal()
         m.d.comb += [ld_g_last.eq(ld_gc[-1]),
-                     buf.w_addr.eq(ld_addr), buf.w_data.eq(self.act.payload),
+                     buf.w_addr.eq(Cat(ld_g, ld_v)), buf.w_data.eq(self.act.payload),
                      buf.w_en.eq(self.act.valid & ld_copy)]
 
         # --- RUN: beat acceptance and issue register ----------------------------------------
         # copies of the advance (hw/replica.py): the issue control's own, and the clock
         # enables of the decoder's and the group dot's outputs and of the activation read and
         # multiples (the MAC's flip-flop stays with the MAC)
-        adv, adv_dec, adv_gd, adv_act = replicate(m, "adv", mac.adv_next, 4, init=1)
-        m.d.comb += [dec.adv_next.eq(mac.adv_next), gd.adv_next.eq(mac.adv_next)]
+        # (the decoder's, the group dot's and these from a copy each of the MAC's next
+        # advance: a two-level tree)
+        adv, adv_dec, adv_gd, adv_act = replicate(m, "adv", mac.adv_nexts[2], 4, init=1)
+        m.d.comb += [dec.adv_next.eq(mac.adv_nexts[0]), gd.adv_next.eq(mac.adv_nexts[1])]
         acc_g = Signal(gshape)       # group of the next beat to accept
         gc = Signal(signed(gw))               # groups after the one being accepted, - 1
         tc = Signal(signed(tw))               # tiles after the one being accepted, - 1
         w_open = Signal()                     # RUN and beats still expected
         h_valid = Signal()
         h_beat = Signal(8 * cfg.beat_bytes, reset_less=True)
-        h_v = Signal(range(max(T, 2)))
-        h_base = Signal(range(max(cfg.act_buffer_words, 2)))  # h_v * max_groups
+        h_v = Signal(range(T))                # (no bits at T = 1: every use is the last)
         h_g = Signal(gshape)
         h_first = Signal()
         h_final = Signal()
@@ -215,9 +215,9 @@ class GemvEngine(wiring.Component):
         # output register with the ECP5 primitives) takes the word with the decoder's first
         # stage, so the RAM's slow read clock-to-out only drives that register.
         with m.If(h_valid & ~last_use):
-            m.d.comb += buf.r_addr.eq(h_base + MG + h_g)
+            m.d.comb += buf.r_addr.eq(Cat(h_g, h_v + 1))
         with m.Else():
-            m.d.comb += buf.r_addr.eq(acc_g)
+            m.d.comb += buf.r_addr.eq(Cat(acc_g, Const(0, len(h_v))))
         # then its multiples for the group dot, beside the decoder's further stages
         m.submodules.multiples = mult = self.multiples
         m.d.comb += [mult.x.eq(buf.r_data), mult.en.eq(adv_act)]
@@ -296,39 +296,39 @@ class GemvEngine(wiring.Component):
         # (can_take)
         with m.If(adv & h_valid & ~last_use):
             m.d.comb += h_v_nxt.eq(h_v + 1)
-            m.d.sync += h_base.eq(h_base + MG)
         with m.Elif(take):
             m.d.comb += [h_valid_nxt.eq(1), h_v_nxt.eq(0)]
-            m.d.sync += h_base.eq(0)
         with m.Elif(adv):
             m.d.comb += h_valid_nxt.eq(0)
         with m.If(take & g_last & t_last):
             m.d.comb += w_open_nxt.eq(0)
-        # RUN opens for beats one cycle after the command is accepted (or LOAD's last word):
-        # the condition is registered first (open_q), so the input ports' valid and the
-        # command decode stay out of w.ready's next-value logic
+        # after LOAD's last word RUN opens for beats one cycle later: the condition is
+        # registered first (open_q), so the act port's valid stays out of w.ready's
+        # next-value logic (without LOAD it opens as ``starting`` ends)
         open_set = Signal()
         open_q = Signal()
         m.d.sync += open_q.eq(open_set)
         with m.If(open_q):
             m.d.comb += w_open_nxt.eq(1)
-        # the accept-side counters: loaded while idle, stepped by take
-        with m.If(idle | take_g):
-            m.d.sync += [acc_g.eq(Mux(idle | g_last, 0, acc_g + 1)), g_first.eq(idle | g_last),
-                         gc.eq(Mux(idle, p_lg_m1, Mux(g_last, lg_m1, gc - 1)))]
-        with m.If(idle | (take_t & g_last)):
-            m.d.sync += tc.eq(Mux(idle, p_lt_m1, tc - 1))
+        # the accept-side counters: loaded while starting, stepped by take
+        with m.If(starting | take_g):
+            m.d.sync += [acc_g.eq(Mux(starting | g_last, 0, acc_g + 1)),
+                         g_first.eq(starting | g_last),
+                         gc.eq(Mux(starting | g_last, lg_m1, gc - 1))]
+        with m.If(starting | (take_t & g_last)):
+            m.d.sync += tc.eq(Mux(starting, lt_m1, tc - 1))
 
         # --- control ------------------------------------------------------------------------
         with m.If(idle):
-            m.d.sync += [ld_addr.eq(0), ld_v.eq(0), ld_base.eq(0)]
+            m.d.sync += [ld_g.eq(0), ld_v.eq(0)]
             with m.If(self.cmd.valid):
-                m.d.sync += [self.err.eq(0), idle.eq(0)]
-                with m.If(p.load_act):
-                    m.d.sync += loading.eq(1)
-                with m.Else():
-                    m.d.sync += running.eq(1)
-                    m.d.comb += open_set.eq(1)
+                m.d.sync += [self.err.eq(0), idle.eq(0), starting.eq(1)]
+        with m.If(starting):
+            m.d.sync += starting.eq(0)
+            with m.If(load_act):
+                m.d.sync += loading.eq(1)
+            with m.Else():
+                m.d.comb += w_open_nxt.eq(1)
         # the LOAD counters through their next values, so that "this word ends LOAD"
         # (ld_done: the last word of the last vector) is a flip-flop of its own, near the
         # issue control it feeds
@@ -336,8 +336,8 @@ class GemvEngine(wiring.Component):
         ld_v_last_nxt = Signal()
         m.d.comb += [ld_gc_nxt.eq(ld_gc), ld_v_last_nxt.eq(ld_v_last)]
         m.d.sync += [ld_gc.eq(ld_gc_nxt), ld_v_last.eq(ld_v_last_nxt)]
-        with m.If(idle | (loading & self.act.valid)):
-            m.d.comb += ld_gc_nxt.eq(Mux(idle, p_lg_m1, Mux(ld_g_last, lg_m1, ld_gc - 1)))
+        with m.If(starting | (loading & self.act.valid)):
+            m.d.comb += ld_gc_nxt.eq(Mux(starting | ld_g_last, lg_m1, ld_gc - 1))
         with m.If(idle):
             m.d.comb += ld_v_last_nxt.eq(T == 1)
         # loading and at the last word of the last vector: the next word ends LOAD
@@ -346,32 +346,26 @@ class GemvEngine(wiring.Component):
         ld_done, = replicate(m, "ld_done", ld_done_nxt, 1)
         ld_copy_q, = replicate(m, "loading", loading_nxt, 1)
         m.d.comb += ld_copy.eq(ld_copy_q)
-        m.d.comb += [loading_nxt.eq(Mux(idle, self.cmd.valid & p.load_act,
+        m.d.comb += [loading_nxt.eq(Mux(starting, load_act,
                                         loading & ~(self.act.valid & ld_done))),
-                     ld_done_nxt.eq(loading_nxt & ld_gc_nxt[-1] & ld_v_last_nxt)]
+                     ld_done_nxt.eq(Mux(starting, load_act & lg_m1[-1] & (T == 1),
+                                        loading_nxt & ld_gc_nxt[-1] & ld_v_last_nxt))]
         with m.If(self.act.valid & ld_done):
             m.d.comb += open_set.eq(1)
         with m.If(loading):
             with m.If(self.act.valid):
                 with m.If(ld_done):
-                    m.d.sync += [loading.eq(0), running.eq(1)]
+                    m.d.sync += loading.eq(0)
                 with m.If(ld_g_last):
-                    m.d.sync += ld_addr.eq(ld_base + MG)
+                    m.d.sync += ld_g.eq(0)
                     with m.If(~ld_v_last):
-                        m.d.sync += [ld_v.eq(ld_v + 1), ld_base.eq(ld_base + MG)]
+                        m.d.sync += ld_v.eq(ld_v + 1)
                         m.d.comb += ld_v_last_nxt.eq(ld_v == T - 2)
                 with m.Else():
-                    m.d.sync += ld_addr.eq(ld_addr + 1)
-        # RUN ends when its last result beat is popped. The beats are counted (tiles * T per
-        # command, hw/ENGINE.md): ``rc`` = beats after the FIFO's head, - 1, loaded while idle,
-        # so "the head is the last" is rc's sign bit, not the FIFO's read multiplexer
-        pop = Signal()
-        m.d.comb += pop.eq(self.res.valid & self.res.ready)
-        with m.If(idle):
-            m.d.sync += rc.eq(p_rc)
-        with m.Elif(pop):
-            m.d.sync += rc.eq(rc - 1)
-        with m.If(running):
-            with m.If(pop & rc[-1]):
-                m.d.sync += [running.eq(0), idle.eq(1)]
+                    m.d.sync += ld_g.eq(ld_g + 1)
+        # RUN ends when its last result beat is popped: the scale MAC registers that pop
+        # next to the FIFO (``mac.done``), so res.ready reaches the state one cycle later
+        # and the engine is idle two cycles after that pop
+        with m.If(mac.done):
+            m.d.sync += idle.eq(1)
         return m

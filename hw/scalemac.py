@@ -16,9 +16,10 @@ no admitted input overflows it (tests drive the extreme case).
 T activation vectors share one weight item stream in the order v = 0..T-1 per group, so
 the T accumulators form a ring: each valid item takes the head and puts the updated sum at
 the tail (no multiplexer by v); a tile's first item adds its term to 0 instead of the head
-(an AND in front of the adder, its select a per-row copy of the tag's ``first`` bit), so
-every tile starts from 0 and the adder's sum goes straight into the ring; the result FIFO
-takes the ring's tail one stage later. T = 1 is a single register.
+(``hw.gatedadd``: an AND in front of the adder, or inside the ECP5 carry chain; its select
+a per-row copy of the tag's ``first`` bit), so every tile starts from 0 and the adder's sum
+goes straight into the ring; the ring's tail is resolved into a register one stage later
+and the result FIFO takes it from there. T = 1 is a single register.
 
 Codebook: 27 entries written through the ``cb`` stream (always ready, index 27..31
 ignored) into a 32-word LUT RAM (one asynchronous read port per row, one copy per 8 rows),
@@ -27,11 +28,12 @@ A word holds ``m << (shift & 3)`` (F + 3 bits) and ``shift >> 2``: the exact shi
 ``(m * P) << shift = (m << (shift & 3)) * P << 4 * (shift >> 2)`` leaves one 4-way
 multiplexer after the multiply instead of a 16-way barrel shifter.
 
-Pipelined, ``latency`` = 7 stages: (1) codebook lookup (LUT RAM read into fabric
+Pipelined, ``latency`` = 8 stages: (1) codebook lookup (LUT RAM read into fabric
 registers, beside P), (2)-(4) mantissa x P (one small multiply per row: (F+3) x dot bits,
 15 x 18 at most, one DSP with its own input, pipeline and output registers,
 ``hw.multiplier``), (5) coarse shift into a term register, (6) accumulate into the ring,
-(7) the result FIFO. The whole block advances when ``adv`` is high, a flip-flop decided
+(7) the ring's tail resolved into a register (the split accumulator's hi + c), (8) the
+result FIFO. The whole block advances when ``adv`` is high, a flip-flop decided
 two cycles ahead: "a push into the 4-beat result FIFO will fit in two cycles even if
 nothing is popped until then" (``i.ready = adv``; hw/ENGINE.md), so ``res.ready`` reaches
 no advance. The engine's one global advance comes from here, and ``adv_next`` (its next
@@ -87,9 +89,9 @@ class ScaleMac(wiring.Component):
     """Ports: ``i`` stream of ``{p, k, tag}``; ``cb`` codebook writes; ``o`` result beats."""
 
     #: the lookup stage, the multiplier's three stages, shift, accumulate, result FIFO
-    latency = 4 + PipelinedMultiplier.latency
+    latency = 5 + PipelinedMultiplier.latency
 
-    def __init__(self, cfg: HwConfig, *, primitives: str = "generic"):
+    def __init__(self, cfg: HwConfig, *, primitives: str = "generic", adv_copies: int = 0):
         if not isinstance(cfg, HwConfig):
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"ScaleMac cfg={cfg!r}: expected a HwConfig")
@@ -104,6 +106,12 @@ class ScaleMac(wiring.Component):
         #: the advance's next value (what ``i.ready`` will be in the next cycle), for
         #: registers outside that are computed from the next state
         self.adv_next = Signal()
+        #: copies of ``adv_next``, each its own flip-flop (hw/replica.py), for the copies of
+        #: the advance in the other blocks: a two-level tree from the advance's logic
+        self.adv_nexts = [Signal(name=f"adv_next{i}") for i in range(adv_copies)]
+        #: a flip-flop, high in the cycle after the command's last result beat (``last``)
+        #: was popped: it ends RUN in the engine
+        self.done = Signal()
         super().__init__({
             "i": In(stream.Signature(self.in_layout)),
             "cb": In(stream.Signature(codebook_layout(cfg))),
@@ -165,9 +173,11 @@ class ScaleMac(wiring.Component):
 
         # stage 1: lookup into fabric registers (m1, p1, s1); stages 2-4: product (the
         # multiplier's input, pipeline and output registers); shift and tag beside it
-        valid = [Signal(name=f"v{n}") for n in range(1, 7)]
-        tags = [Signal(tag_shape, name=f"tag{n}") for n in range(1, 7)]
-        fin6 = Signal()          # v6 & tag6.final, its own flip-flop
+        valid = [Signal(name=f"v{n}") for n in range(1, 8)]
+        tags = [Signal(tag_shape, name=f"tag{n}") for n in range(1, 8)]
+        fin7 = Signal()          # v7 & tag7.final, its own flip-flop
+        fin6 = Signal()          # v6 & tag6.final, likewise
+        fin5 = Signal()          # v5 & tag5.final, likewise
         m1 = [Signal(pm_bits, name=f"m1_{r}", reset_less=True) for r in range(R)]
         p1 = [Signal(signed(w.dot), name=f"p1_{r}", reset_less=True) for r in range(R)]
         sh = [[Signal(coarse_bits, name=f"s{n}_{r}", reset_less=True) for r in range(R)]
@@ -179,14 +189,15 @@ class ScaleMac(wiring.Component):
             m.d.comb += [mul.a.eq(m1[r]), mul.b.eq(p1[r]), mul.en.eq(adv_row[r])]
             prod.append(mul.p)
         # stage 5: the shifted term; stage 6: accumulator ring (T entries of R accumulators);
-        # stage 7: the result FIFO, loaded from the ring's tail. A tile's first item adds its
-        # term to 0 instead of the ring's head (an AND in front of the adder), so the
-        # adder's sum goes straight into the ring and no entry needs clearing.
+        # stage 7: the ring's tail resolved; stage 8: the result FIFO. A tile's first item
+        # adds its term to 0 instead of the ring's head (hw/gatedadd.py: an AND in front of
+        # the adder, or inside the ECP5 carry chain), so the adder's sum goes straight into
+        # the ring and no entry needs clearing.
         # With the ECP5 primitives each accumulator is kept as two halves and the carry
         # between them (value =
         # (hi + c) * 2**L + lo): a step adds the term's halves in two carry chains of about
         # half the width, the low one's carry out registered as c and added into the high
-        # half at the next step (the high chain's carry in); the FIFO entry resolves hi + c.
+        # half at the next step (the high chain's carry in); stage 7 resolves hi + c.
         # (ECP5 primitive set only: on iCE40 the carry chain with a carry-in from a register
         # does not place, "failed to place chain"; the generic set keeps one W-bit adder)
         split = self.primitives == "ecp5"
@@ -204,7 +215,7 @@ class ScaleMac(wiring.Component):
         # combinational logic first, outside any enable: the advance only reaches the
         # registers' clock enables, never a data path
         tag_layout = item_tag_layout(cfg)
-        tag = data.View(tag_layout, tags[5])
+        tag = data.View(tag_layout, tags[6])
         # tags[4].first (the item entering the ring is its tile's first), one copy per row
         # (it gates acc_width bits of the adder's input): loaded with its next value
         first = replicate(m, "first", Mux(adv, data.View(tag_layout, tags[3]).first,
@@ -240,12 +251,28 @@ class ScaleMac(wiring.Component):
         # payload is entry ``rp`` (both pointers are flip-flops, so its multiplexer has a
         # registered select, and a push loads one entry with no data multiplexer)
         entries = [Signal(result_layout(cfg), name=f"fifo{e}") for e in range(D)]
+        # stage 7: the ring's tail resolved (with the split accumulator: hi + c over the
+        # high half) into a register of its own, which the FIFO entries then load
+        resolved = [Signal(signed(w.acc), name=f"resolved_{r}", reset_less=True)
+                    for r in range(R)]
         wp = Signal(D, init=1)             # one-hot: entry e is written next when wp[e]
         rp = Signal(range(D))
         push = Signal()
         pop = Signal()
-        m.d.comb += [push.eq(adv & fin6), pop.eq(self.o.valid & self.o.ready),
+        m.d.comb += [push.eq(adv & fin7), pop.eq(self.o.valid & self.o.ready),
                      cnt_nxt.eq(cnt + push - pop)]
+        # the command's last beat is the last push before the engine is idle again, so
+        # once it is in (last_in) the head is it exactly when the FIFO holds one beat (cnt1,
+        # a flip-flop): its pop is then res.ready & last_in & cnt1, registered as ``done``
+        last_in = Signal()
+        cnt1 = Signal()
+        done_nxt = Signal()
+        m.d.comb += done_nxt.eq(self.o.ready & last_in & cnt1)
+        m.d.sync += [cnt1.eq(cnt_nxt == 1), self.done.eq(done_nxt)]
+        with m.If(push & tag.last):
+            m.d.sync += last_in.eq(1)
+        with m.Elif(done_nxt):
+            m.d.sync += last_in.eq(0)
         # the read multiplexer's select (acc_width bits per row) from copies of rp, one per
         # row and one for the vector and last fields (hw/replica.py, loaded from rp's next
         # value)
@@ -272,34 +299,42 @@ class ScaleMac(wiring.Component):
         wp_nxt = Signal(D)
         we = [Signal(name=f"we{e}") for e in range(D)]
         ring_en = Signal()
-        final5 = data.View(tag_layout, tags[4]).final
         # adv(n + 2) = adv2(n + 1): a push in cycle n + 2 fits even if nothing is popped
         # before: count(n) + push(n) + push(n + 1) <= D - 1, with push(n + 1) <= adv(n + 1)
-        m.d.sync += adv2.eq(cnt + push + adv2 <= D - 1)
+        # (as compares of the count with constants: no adder)
+        adv2_d = Signal()
+        m.d.comb += adv2_d.eq(Mux(push & adv2, cnt <= D - 3,
+                                  Mux(push | adv2, cnt <= D - 2, cnt <= D - 1)))
+        m.d.sync += adv2.eq(adv2_d)
+        for q, copy in zip(replicate(m, "adv2_", adv2_d, len(self.adv_nexts), init=1),
+                           self.adv_nexts):
+            m.d.comb += copy.eq(q)
         m.d.comb += [adv_nxt.eq(adv2), self.adv_next.eq(adv_nxt),
                      wp_nxt.eq(Mux(push, wp.rotate_left(1), wp)),
-                     push_nxt.eq(adv_nxt & Mux(adv, valid[4] & final5, fin6))]
+                     push_nxt.eq(adv_nxt & Mux(adv, fin6, fin7))]
         m.d.sync += [we[e].eq(push_nxt & wp_nxt[e]) for e in range(D)]
         m.d.sync += ring_en.eq(adv_nxt & Mux(adv, valid[3], valid[4]))
         for e in range(D):
             with m.If(we[e]):
                 m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]
                 for r in range(R):
-                    tail = ring[T - 1][r]
-                    m.d.sync += entries[e].acc[r].eq(
-                        Cat(tail["lo"], tail["hi"] + tail["c"]) if split else tail["acc"])
+                    m.d.sync += entries[e].acc[r].eq(resolved[r])
         m.d.sync += wp.eq(wp_nxt)
         m.d.sync += rp.eq(rp_nxt)
 
         with m.If(adv):
             m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(self.i.payload.tag),
-                         fin6.eq(valid[4] & final5)]
-            m.d.sync += [valid[n + 1].eq(valid[n]) for n in range(5)]
-            m.d.sync += [tags[n + 1].eq(tags[n]) for n in range(5)]
+                         fin7.eq(fin6), fin6.eq(fin5),
+                         fin5.eq(valid[3] & data.View(tag_layout, tags[3]).final)]
+            m.d.sync += [valid[n + 1].eq(valid[n]) for n in range(6)]
+            m.d.sync += [tags[n + 1].eq(tags[n]) for n in range(6)]
         for r in range(R):
             with m.If(adv_row[r]):
+                tail = ring[T - 1][r]
                 m.d.sync += [m1[r].eq(reads[r].data.pm), p1[r].eq(self.i.payload.p[r]),
-                             sh[0][r].eq(reads[r].data.coarse), terms[r].eq(term_in[r])]
+                             sh[0][r].eq(reads[r].data.coarse), terms[r].eq(term_in[r]),
+                             resolved[r].eq(Cat(tail["lo"], tail["hi"] + tail["c"])
+                                            if split else tail["acc"])]
                 m.d.sync += [sh[n + 1][r].eq(sh[n][r]) for n in range(3)]
         with m.If(ring_en):                   # = adv & valid[4]
             for v in range(T - 1):

@@ -30,7 +30,8 @@ shifted accumulation in int64).
 
 Timing (``command_cycles``, equal to hw/ENGINE.md "Timing" and to ``sim.stepmodel``)::
 
-    cycles = 2 (accept, RUN opening) + T*ng (LOAD, if load_act) + tiles*ng*T + pipeline_stages
+    cycles = 2 (accept, start) + T*ng + 1 (LOAD, if load_act) + tiles*ng*T + pipeline_stages
+             + 1 (end: the engine is idle again one cycle after the last result)
 
 ``ideal_cycles`` = commands x tiles x ng x T (the weight stream at full rate) and the
 per-matrix stream utilisation is ideal / simulated (``utilisation``, ``MatrixRun.utilisation``).
@@ -68,9 +69,13 @@ _EXACT_LIMIT = 2.0 ** 53
 #   RUN                      one weight beat every T cycles, tiles*ng beats; the last use
 #                            of the last beat leaves the pipeline after pipeline_stages
 #   last result accepted     in the cycle it is valid (always-ready result stream)
-#: the accept cycle itself and the cycle RUN opens in (no activation or beat moves in them;
-#: after a LOAD, its last word's cycle and the opening cycle)
+#: the accept cycle itself and the start cycle (the counters load from the registered
+#: command; no activation or beat moves in them)
 CMD_ACCEPT_CYCLES = 2
+#: with a LOAD, the cycle RUN opens in after the last activation word
+LOAD_OPEN_CYCLES = 1
+#: after the last result is accepted, the cycle before the engine is idle again
+END_CYCLES = 1
 
 
 @dataclass
@@ -95,12 +100,14 @@ def _groups(in_features: int) -> int:
 
 def command_cycles(cfg: HwConfig, out_features: int, in_features: int,
                    load_act: bool = True) -> int:
-    """Cycles of one command (T vectors), accept to last result accepted, no stalls."""
+    """Cycles of one command (T vectors), from its accept to the first cycle the next
+    command can be accepted in (the last result accepted, then ``END_CYCLES``), no stalls."""
     cfg.check_shape(out_features, in_features)
     ng = _groups(in_features)
     tiles = cfg.tiles(out_features)
-    load = cfg.vectors * ng if load_act else 0
-    return CMD_ACCEPT_CYCLES + load + tiles * ng * cfg.vectors + cfg.pipeline_stages
+    load = cfg.vectors * ng + LOAD_OPEN_CYCLES if load_act else 0
+    return (CMD_ACCEPT_CYCLES + load + tiles * ng * cfg.vectors + cfg.pipeline_stages
+            + END_CYCLES)
 
 
 def commands(cfg: HwConfig, n_vectors: int) -> int:

@@ -10,7 +10,8 @@ written from hw/ENGINE.md and the RTL's documented stages.
 
 Structure mirrored (hw/ENGINE.md, hw/engine.py):
 
-* state IDLE / LOAD / RUN; ``cmd.ready`` = IDLE, ``act.ready`` = LOAD, ``cb.ready`` = 1,
+* state IDLE / START (one cycle after a command is accepted) / LOAD / RUN; ``cmd.ready`` =
+  IDLE, ``act.ready`` = LOAD, ``cb.ready`` = 1,
   ``busy`` = not IDLE;
 * one global advance ``adv``, a register decided two cycles ahead: "a push into the
   4-beat result FIFO fits in this cycle even if nothing was popped in the two before"
@@ -35,7 +36,7 @@ from ..codec import layout
 from ..codec.errors import TritforgeError
 from ..hwconfig import FIFO_DEPTH, MAC_STAGES, HwConfig
 
-IDLE, LOAD, RUN = 0, 1, 2
+IDLE, LOAD, RUN, START = 0, 1, 2, 3
 #: byte 121 = all five trits zero: what the decoder makes of an invalid byte
 _ZERO_BYTE = sum(3 ** m for m in range(layout.TRITS_PER_BYTE))
 
@@ -122,6 +123,8 @@ class StepModel:
         self.acc_g = self.acc_t = 0
         self.w_open = False
         self.open_pending = False     # RUN opens for beats in the next cycle
+        self.load_act = False
+        self.ending = False           # the last result was popped: idle from the next edge
         self.h_valid = False
         self.h_beat = 0
         self.h_v = 0
@@ -173,7 +176,7 @@ class StepModel:
     # --- the clock edge ------------------------------------------------------------------------
     def _edge(self, inp: Inputs, out: Outputs):
         cfg = self.cfg
-        T, MG = cfg.vectors, cfg.max_groups
+        T, S = cfg.vectors, cfg.act_stride
         adv = self.adv
         take = inp.w_valid and out.w_ready
         pop = self.res_valid and inp.res_ready
@@ -182,7 +185,7 @@ class StepModel:
         # memories: written even in a reset cycle; read before written
         issue_item = None
         if adv and self.h_valid:
-            issue_item = self._issue(self.buffer[self.h_v * MG + self.h_g])
+            issue_item = self._issue(self.buffer[self.h_v * S + self.h_g])
         # a codebook write reaches the table one cycle after it is offered (a register, kept
         # through reset like the table)
         cb_before = (list(self.cb_mant), list(self.cb_shift))
@@ -194,7 +197,7 @@ class StepModel:
             self.cb_pending = (inp.cb_index, inp.cb_mantissa & ((1 << cfg.mant_bits) - 1),
                                inp.cb_shift & ((1 << cfg.shift_bits) - 1))
         if inp.act_valid and self.state == LOAD:
-            addr = self.ld_v * MG + self.ld_g
+            addr = self.ld_v * S + self.ld_g
             if addr < len(self.buffer):
                 self.buffer[addr] = inp.act_word & ((1 << (8 * layout.GROUP)) - 1)
 
@@ -238,12 +241,15 @@ class StepModel:
         if self.state == IDLE:
             if inp.cmd_valid:
                 self.last_group, self.last_tile = inp.last_group, inp.last_tile
+                self.load_act = bool(inp.load_act)
                 self.err = False
                 self.ld_g = self.ld_v = self.acc_g = self.acc_t = 0
-                if inp.load_act:
-                    self.state = LOAD
-                else:
-                    self.state, self.open_pending = RUN, True
+                self.state = START
+        elif self.state == START:       # one cycle: the counters load from the command
+            if self.load_act:
+                self.state = LOAD
+            else:
+                self.state, self.w_open = RUN, True
         elif self.state == LOAD:
             if inp.act_valid:
                 if self.ld_g == self.last_group:
@@ -254,9 +260,11 @@ class StepModel:
                         self.ld_v += 1
                 else:
                     self.ld_g += 1
-        elif self.state == RUN:
-            if res_done:
-                self.state = IDLE
+        elif self.state == RUN:         # idle two cycles after the last result is popped
+            if self.ending:
+                self.state, self.ending = IDLE, False
+            elif res_done:
+                self.ending = True
 
     def _bytes(self, beat: int) -> list[int]:
         return [(beat >> (8 * b)) & 0xFF for b in range(self.cfg.beat_bytes)]

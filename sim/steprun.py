@@ -17,7 +17,7 @@ from ..codec import layout
 from ..codec.errors import TritforgeError
 from ..codec.quantize import TritTensor
 from ..hwconfig import HwConfig
-from . import stepmodel
+from . import fastmodel, stepmodel
 
 
 @dataclass
@@ -78,7 +78,9 @@ def run_matrix(cfg: HwConfig, t: TritTensor, xq: np.ndarray, *, load_act: bool =
         driver.observe(inp, o)
     seconds = time.perf_counter() - t0
     skip = 0 if load_act else 1
-    cycles = [b - a + 1 for a, b in zip(accepts, lasts)][skip:]
+    # a command's cycles: from its accept to the end cycle after its last result (the
+    # engine is idle, ready for the next command, from the cycle after that)
+    cycles = [b - a + 1 + fastmodel.END_CYCLES for a, b in zip(accepts, lasts)][skip:]
     acc = np.zeros((xp.shape[0], tiles * cfg.rows), dtype=np.int64)
     for c, beats_out in enumerate(driver.results[skip:]):
         for i, (v, a, _) in enumerate(beats_out):

@@ -139,11 +139,11 @@ def test_ideal_cycles_and_utilisation():
     for out, n_in in [(576, 576), (192, 576), (1536, 576), (576, 1536)]:
         u = fastmodel.utilisation(cfg, out, n_in)
         ideal, ng = (out // 4) * (n_in // 16), n_in // 16
-        assert u == ideal / (2 + ng + ideal + cfg.pipeline_stages)   # accept+open, load, run, fill
+        assert u == ideal / (4 + ng + ideal + cfg.pipeline_stages)   # accept+start+open+end, load, run, fill
         assert 0.96 <= u < 1.0, (out, n_in, u)
     run = fastmodel.run_matrix(cfg, quantize_matrix(np.ones((8, 32), np.float32), 2),
                                np.ones((1, 32), np.int8))
-    assert run.utilisation == run.ideal_cycles / run.cycles == 4 / (2 + 2 + 4 + cfg.pipeline_stages)
+    assert run.utilisation == run.ideal_cycles / run.cycles == 4 / (4 + 2 + 4 + cfg.pipeline_stages)
 
 
 # --- actions -----------------------------------------------------------------------------
@@ -172,9 +172,9 @@ def test_action_counts_by_hand():
     assert a.act_write_bits == T * ng * 128 * cmds
     assert a.weight_bytes == tiles * ng * cfg.beat_bytes * cmds == 2 * 2 * 28 * 2
     assert a.result_bits == tiles * T * R * cfg.widths.acc * cmds
-    assert a.cycles == run.cycles == 2 * (2 + T * ng + tiles * ng * T + cfg.pipeline_stages)
+    assert a.cycles == run.cycles == 2 * (4 + T * ng + tiles * ng * T + cfg.pipeline_stages)
     reuse = fastmodel.run_matrix(cfg, t, np.ones((2, 32), np.int8), load_act=False).actions
-    assert reuse.act_write_bits == 0 and reuse.cycles == 2 + tiles * ng * T + cfg.pipeline_stages
+    assert reuse.act_write_bits == 0 and reuse.cycles == 3 + tiles * ng * T + cfg.pipeline_stages
 
 
 def test_nonzero_trits_matches_layout():

@@ -151,8 +151,9 @@ def test_timing_contract(vectors):
     assert last == taken[0] + n_beats * vectors + cfg.pipeline_stages - 1
     cmd = next(n for n, (i, o) in enumerate(trace) if i.cmd_valid and o["cmd_ready"])
     acts = [n for n, (i, o) in enumerate(trace) if i.act_valid and o["act_ready"]]
-    # RUN opens for beats one cycle after LOAD's last word (hw/ENGINE.md)
-    assert acts == list(range(cmd + 1, cmd + 1 + vectors * 3)) and taken[0] == acts[-1] + 2
+    # LOAD from 2 cycles after the accept, RUN opens one cycle after its last word
+    # (hw/ENGINE.md)
+    assert acts == list(range(cmd + 2, cmd + 2 + vectors * 3)) and taken[0] == acts[-1] + 2
 
 
 @pytest.mark.filterwarnings("ignore:.*created but never used")

@@ -98,10 +98,13 @@ def test_cycles_match_engine_md_and_fast_model(vectors, load_act):
     assert drv.results == [exp]
     cmd = next(n for n, (i, o) in enumerate(trace) if i.cmd_valid and o.cmd_ready)
     last = next(n for n, (i, o) in enumerate(trace) if o.res_valid and o.res_last and i.res_ready)
-    assert last - cmd + 1 == fastmodel.command_cycles(cfg, out, in_pad, load_act)
+    # idle (cmd.ready) again two cycles after the last result is accepted
+    after = [o for _, o in trace[last + 1:]] + [model.step(Inputs()) for _ in range(2)]
+    assert not after[0].cmd_ready and after[0].busy and after[1].cmd_ready
+    assert last - cmd + 2 == fastmodel.command_cycles(cfg, out, in_pad, load_act)
     beats = len(job.beats)
     loads = vectors * 5 if load_act else 0
-    assert last - cmd + 1 == 2 + loads + beats * vectors + cfg.pipeline_stages
+    assert last - cmd + 1 == 2 + (loads + 1 if load_act else 0) + beats * vectors + cfg.pipeline_stages
 
 
 def test_outputs_do_not_change_state():

@@ -23,7 +23,7 @@ from .codec.golden import ACT_BITS, widths
 #: model and the estimator read it from here.
 ISSUE_STAGES = 1
 DECODER_STAGES = 4
-MAC_STAGES = 7
+MAC_STAGES = 8
 #: result FIFO entries; the advance is decided two cycles ahead, "a push fits in two cycles
 #: even if nothing is popped until then", so the copies of it are loaded from a flip-flop,
 #: and res.ready reaches only the FIFO's read side (hw/ENGINE.md)
@@ -148,9 +148,15 @@ class HwConfig:
         return self.mant_bits + SHIFT_BITS
 
     @property
+    def act_stride(self) -> int:
+        """Activation buffer words per vector: max_groups rounded up to a power of two (at
+        least 2), so a word's address is its vector and group side by side, no adder."""
+        return 1 << max(1, (self.max_groups - 1).bit_length())
+
+    @property
     def act_buffer_words(self) -> int:
-        """Activation buffer depth in 128-bit group words: T vectors of max_groups each."""
-        return self.vectors * self.max_groups
+        """Activation buffer depth in 128-bit group words: T vectors of ``act_stride``."""
+        return self.vectors * self.act_stride
 
     @property
     def macs_per_cycle(self) -> int:
