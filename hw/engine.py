@@ -2,10 +2,10 @@
 
 Streams ``cmd``, ``cb``, ``act``, ``w`` in, ``res`` out; ``err`` and ``busy`` flags.
 
-Structure (one global advance ``adv``, decided two cycles ahead from the 4-beat result
+Structure (one global advance ``adv``, decided three cycles ahead from the 5-beat result
 FIFO's occupancy, a flip-flop in ``ScaleMac`` with copies for the pipeline blocks' clock
 enables loaded from its next value, itself a flip-flop (hw/replica.py); ``res.ready`` only
-pops that FIFO and counts the command's result beats):
+pops that FIFO, whose last beat's pop, registered, ends RUN):
 
 * control: IDLE -> START -> (LOAD) -> RUN -> IDLE (a flip-flop per state but RUN); the command
   register loads while idle and the counters from it in START; group and tile counters
@@ -21,7 +21,7 @@ pops that FIFO and counts the command's result beats):
 * pipeline after the issue register: ``TritDecoder`` (4 stages; beside it the activation
   word leaves the buffer and ``ActMultiples`` forms its multiples) ->
   ``GroupDot`` (terms, then one stage per adder level) -> ``ScaleMac`` (7, ending in the
-  4-beat result FIFO, whose occupancy and pushes alone give the advance). That is
+  5-beat result FIFO, whose occupancy and pushes alone give the advance). That is
   ``HwConfig.pipeline_stages`` register stages from beat acceptance to the result FIFO
   (hw/ENGINE.md), which the constructor asserts.
 
@@ -150,10 +150,12 @@ class GemvEngine(wiring.Component):
         tw = cl["last_tile"].shape.width + 1
         p = self.cmd.payload
         lg_m1 = Signal(signed(gw))
+        lg_m2 = Signal(signed(gw + 1))
         lt_m1 = Signal(signed(tw))
         load_act = Signal()
         with m.If(idle):
-            m.d.sync += [lg_m1.eq(p.last_group - 1), lt_m1.eq(p.last_tile - 1),
+            m.d.sync += [lg_m1.eq(p.last_group - 1), lg_m2.eq(p.last_group - 2),
+                         lt_m1.eq(p.last_tile - 1),
                          load_act.eq(p.load_act)]
 
         # --- LOAD -----------------------------------------------------------------------------
@@ -336,8 +338,18 @@ class GemvEngine(wiring.Component):
         ld_v_last_nxt = Signal()
         m.d.comb += [ld_gc_nxt.eq(ld_gc), ld_v_last_nxt.eq(ld_v_last)]
         m.d.sync += [ld_gc.eq(ld_gc_nxt), ld_v_last.eq(ld_v_last_nxt)]
-        with m.If(starting | (loading & self.act.valid)):
+        # beside ld_gc, ld_gc2 = ld_gc - 1 (reloaded from lg_m2 = last_group - 2): the sign
+        # of ld_gc's next value is then a choice among flip-flops (lg_m1's, ld_gc2's,
+        # ld_gc's sign), no decrement before ld_done
+        ld_gc2 = Signal(signed(gw + 1))
+        ld_step = Signal()
+        gc_neg_nxt = Signal()
+        m.d.comb += [ld_step.eq(loading & self.act.valid),
+                     gc_neg_nxt.eq(Mux(ld_step, Mux(ld_g_last, lg_m1[-1], ld_gc2[-1]),
+                                       ld_gc[-1]))]
+        with m.If(starting | ld_step):
             m.d.comb += ld_gc_nxt.eq(Mux(starting | ld_g_last, lg_m1, ld_gc - 1))
+            m.d.sync += ld_gc2.eq(Mux(starting | ld_g_last, lg_m2, ld_gc2 - 1))
         with m.If(idle):
             m.d.comb += ld_v_last_nxt.eq(T == 1)
         # loading and at the last word of the last vector: the next word ends LOAD
@@ -349,7 +361,7 @@ class GemvEngine(wiring.Component):
         m.d.comb += [loading_nxt.eq(Mux(starting, load_act,
                                         loading & ~(self.act.valid & ld_done))),
                      ld_done_nxt.eq(Mux(starting, load_act & lg_m1[-1] & (T == 1),
-                                        loading_nxt & ld_gc_nxt[-1] & ld_v_last_nxt))]
+                                        loading_nxt & gc_neg_nxt & ld_v_last_nxt))]
         with m.If(self.act.valid & ld_done):
             m.d.comb += open_set.eq(1)
         with m.If(loading):

@@ -34,7 +34,7 @@ registers, beside P), (2)-(4) mantissa x P (one small multiply per row: (F+3) x 
 ``hw.multiplier``), (5) coarse shift into a term register, (6) accumulate into the ring,
 (7) the ring's tail resolved into a register (the split accumulator's hi + c), (8) the
 result FIFO. The whole block advances when ``adv`` is high, a flip-flop decided
-two cycles ahead: "a push into the 4-beat result FIFO will fit in two cycles even if
+three cycles ahead: "a push into the 5-beat result FIFO will fit in three cycles even if
 nothing is popped until then" (``i.ready = adv``; hw/ENGINE.md), so ``res.ready`` reaches
 no advance. The engine's one global advance comes from here, and ``adv_next`` (its next
 value, a flip-flop too) loads the copies of it that drive the clock enables (hw/replica.py:
@@ -55,7 +55,7 @@ from .decoder import index_layout
 from .gatedadd import gated_add
 from .multiplier import PipelinedMultiplier
 from .primitives import check_primitives
-from .replica import replicate
+from .replica import replicate, replicate_counter
 
 #: shift bits applied to the mantissa when the codebook entry is written (the rest, in
 #: steps of 2**FINE bits, after the multiply)
@@ -161,8 +161,10 @@ class ScaleMac(wiring.Component):
         cnt = Signal(range(D + 1))
         cnt_nxt = Signal(range(D + 1))
         adv = Signal(init=1)
-        # the advance of the next cycle, a flip-flop: adv_next(n) = adv(n + 1)
+        # the advances of the next two cycles, flip-flops: adv2(n) = adv(n + 1) (=
+        # adv_next), adv3(n) = adv(n + 2)
         adv2 = Signal(init=1)
+        adv3 = Signal(init=1)
         # the advance as the control's flip-flop (adv) and one copy per row for the row's
         # datapath registers and multiplier (hw/replica.py), all loaded with its next value
         adv_row = replicate(m, "adv_row", self.adv_next, R, init=1)
@@ -247,16 +249,16 @@ class ScaleMac(wiring.Component):
             terms.append(term)
             term_in.append(t_in)
 
-        # FIFO: entries written in turn (write pointer ``wp``), read at ``rp``; the res
-        # payload is entry ``rp`` (both pointers are flip-flops, so its multiplexer has a
-        # registered select, and a push loads one entry with no data multiplexer)
+        # FIFO: entries written in turn (write pointer ``wp``), read at the read pointer;
+        # the res payload is the entry it points at (both pointers are flip-flops, so the
+        # multiplexer has a registered select, and a push loads one entry with no data
+        # multiplexer)
         entries = [Signal(result_layout(cfg), name=f"fifo{e}") for e in range(D)]
         # stage 7: the ring's tail resolved (with the split accumulator: hi + c over the
         # high half) into a register of its own, which the FIFO entries then load
         resolved = [Signal(signed(w.acc), name=f"resolved_{r}", reset_less=True)
                     for r in range(R)]
         wp = Signal(D, init=1)             # one-hot: entry e is written next when wp[e]
-        rp = Signal(range(D))
         push = Signal()
         pop = Signal()
         m.d.comb += [push.eq(adv & fin7), pop.eq(self.o.valid & self.o.ready),
@@ -274,12 +276,9 @@ class ScaleMac(wiring.Component):
         with m.Elif(done_nxt):
             m.d.sync += last_in.eq(0)
         # the read multiplexer's select (acc_width bits per row) from copies of rp, one per
-        # row and one for the vector and last fields (hw/replica.py, loaded from rp's next
-        # value)
-        rp_nxt = Signal.like(rp)
-        m.d.comb += rp_nxt.eq(Mux(pop, Mux(rp == D - 1, 0, rp + 1), rp))
-        rp_bits = [replicate(m, f"rp{b}_", rp_nxt[b], R + 1) for b in range(len(rp))]
-        rp_copy = [Cat(*(bits[c] for bits in rp_bits)) for c in range(R + 1)]
+        # row and one for the vector and last fields, each a counter of its own stepped by
+        # res.valid & res.ready (hw/replica.py)
+        rp_copy = replicate_counter(m, "rp", D, self.o.valid, self.o.ready, R + 1)
         fields = [(self.o.payload.acc[r], [x.acc[r] for x in entries], rp_copy[r])
                   for r in range(R)]
         fields += [(self.o.payload.vector, [x.vector for x in entries], rp_copy[R]),
@@ -299,14 +298,18 @@ class ScaleMac(wiring.Component):
         wp_nxt = Signal(D)
         we = [Signal(name=f"we{e}") for e in range(D)]
         ring_en = Signal()
-        # adv(n + 2) = adv2(n + 1): a push in cycle n + 2 fits even if nothing is popped
-        # before: count(n) + push(n) + push(n + 1) <= D - 1, with push(n + 1) <= adv(n + 1)
+        # adv(n + 3) = adv3(n + 1): a push in cycle n + 3 fits even if nothing is popped
+        # before: count(n) + push(n) + push(n + 1) + push(n + 2) <= D - 1, with
+        # push(n + 1) <= adv(n + 1) = adv2(n) and push(n + 2) <= adv(n + 2) = adv3(n)
         # (as compares of the count with constants: no adder)
-        adv2_d = Signal()
-        m.d.comb += adv2_d.eq(Mux(push & adv2, cnt <= D - 3,
-                                  Mux(push | adv2, cnt <= D - 2, cnt <= D - 1)))
-        m.d.sync += adv2.eq(adv2_d)
-        for q, copy in zip(replicate(m, "adv2_", adv2_d, len(self.adv_nexts), init=1),
+        ahead = [push, adv2, adv3]
+        with m.Switch(Cat(*ahead)):
+            for bits in range(1 << len(ahead)):
+                with m.Case(bits):
+                    m.d.sync += adv3.eq(cnt <= D - 1 - bin(bits).count("1"))
+        m.d.sync += adv2.eq(adv3)
+        # the copies of adv2 for the other blocks, loaded from adv3: flip-flop to flip-flop
+        for q, copy in zip(replicate(m, "adv2_", adv3, len(self.adv_nexts), init=1),
                            self.adv_nexts):
             m.d.comb += copy.eq(q)
         m.d.comb += [adv_nxt.eq(adv2), self.adv_next.eq(adv_nxt),
@@ -320,7 +323,6 @@ class ScaleMac(wiring.Component):
                 for r in range(R):
                     m.d.sync += entries[e].acc[r].eq(resolved[r])
         m.d.sync += wp.eq(wp_nxt)
-        m.d.sync += rp.eq(rp_nxt)
 
         with m.If(adv):
             m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(self.i.payload.tag),

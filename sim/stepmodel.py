@@ -13,8 +13,8 @@ Structure mirrored (hw/ENGINE.md, hw/engine.py):
 * state IDLE / START (one cycle after a command is accepted) / LOAD / RUN; ``cmd.ready`` =
   IDLE, ``act.ready`` = LOAD, ``cb.ready`` = 1,
   ``busy`` = not IDLE;
-* one global advance ``adv``, a register decided two cycles ahead: "a push into the
-  4-beat result FIFO fits in this cycle even if nothing was popped in the two before"
+* one global advance ``adv``, a register decided three cycles ahead: "a push into the
+  5-beat result FIFO fits in this cycle even if nothing was popped in the three before"
   (``res.ready`` only pops the FIFO; the ``res`` payload is its entry at the read pointer);
 * an issue register that holds an accepted beat for its T uses;
   ``w.ready = w_open and adv and (issue empty or issuing its last use)``;
@@ -133,11 +133,11 @@ class StepModel:
         # stages behind the issue register, excluding the result register
         self.pipe: list[_Item | None] = [None] * (self.cfg.pipeline_stages - 2)
         # result FIFO of FIFO_DEPTH entries written in turn at ``wp``; the res payload is entry
-        # ``rp``; the advance is a register decided two cycles ahead (``_fifo``)
+        # ``rp``; the advance is a register decided three cycles ahead (``_fifo``)
         self.count = 0
         self.entries = [((0,) * R, 0, False)] * FIFO_DEPTH
         self.wp = self.rp = 0
-        self.adv = self.adv2 = True
+        self.adv = self.adv2 = self.adv3 = True
 
     @property
     def res_valid(self) -> bool:
@@ -287,11 +287,12 @@ class StepModel:
             self.wp = (self.wp + 1) % FIFO_DEPTH
         if pop:
             self.rp = (self.rp + 1) % FIFO_DEPTH
-        # the advance is decided two cycles ahead (adv2 = the next cycle's adv): the cycle
-        # after next advances if a push then still fits even when nothing is popped before,
-        # counting a push in the next cycle whenever that one advances
-        self.adv, self.adv2 = self.adv2, (self.count + (pushed is not None) + self.adv2
-                                          <= FIFO_DEPTH - 1)
+        # the advance is decided three cycles ahead (adv2, adv3 = the advances of the next
+        # two cycles): the cycle after those advances if a push then still fits even when
+        # nothing is popped before, counting a push in each of the next two cycles that
+        # advances
+        self.adv, self.adv2, self.adv3 = self.adv2, self.adv3, (
+            self.count + (pushed is not None) + self.adv2 + self.adv3 <= FIFO_DEPTH - 1)
         self.count += (pushed is not None) - bool(pop)
 
     def _advance_pipeline(self, issue_item, cb_before):

@@ -24,10 +24,10 @@ from .codec.golden import ACT_BITS, widths
 ISSUE_STAGES = 1
 DECODER_STAGES = 4
 MAC_STAGES = 8
-#: result FIFO entries; the advance is decided two cycles ahead, "a push fits in two cycles
-#: even if nothing is popped until then", so the copies of it are loaded from a flip-flop,
+#: result FIFO entries; the advance is decided three cycles ahead, "a push fits in three
+#: cycles even if nothing is popped until then", so its copies form a tree of flip-flops,
 #: and res.ready reaches only the FIFO's read side (hw/ENGINE.md)
-FIFO_DEPTH = 4
+FIFO_DEPTH = 5
 
 
 def tree_levels(depth: int) -> int:
