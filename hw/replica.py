@@ -9,7 +9,7 @@ one module, so the flow marks these modules ``keep_hierarchy`` (``fpga.synth``) 
 nextpnr places every copy near its own loads. In simulation they are ordinary registers
 holding equal values: behaviour and cycle timing do not change.
 """
-from amaranth.hdl import Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Elaboratable, Module, Signal
 
 #: submodule names of replica flip-flops (the synthesis flow keeps them apart by this prefix)
 KEEP_PREFIX = "keep_"
@@ -40,30 +40,29 @@ def replicate(m: Module, name: str, d, n: int, init: int = 0) -> list:
     return outs
 
 
-class ReplicaWrapCounter(Elaboratable):
-    """A counter ``q`` modulo ``modulo`` that steps when ``a & b`` (synchronous reset to 0):
-    one copy of a pointer, with its own step logic beside it."""
+class ReplicaRing(Elaboratable):
+    """A one-hot pointer ``q`` of ``size`` bits (bit 0 after reset) that rotates by one when
+    ``a & b``: one copy of a pointer, with its own step logic beside it."""
 
-    def __init__(self, modulo: int):
-        self.modulo = modulo
+    def __init__(self, size: int):
         self.a = Signal()
         self.b = Signal()
-        self.q = Signal(range(modulo))
+        self.q = Signal(size, init=1)
 
     def elaborate(self, platform):
         m = Module()
         with m.If(self.a & self.b):
-            m.d.sync += self.q.eq(Mux(self.q == self.modulo - 1, 0, self.q + 1))
+            m.d.sync += self.q.eq(self.q.rotate_left(1))
         return m
 
 
-def replicate_counter(m: Module, name: str, modulo: int, a, b, n: int) -> list:
-    """``n`` counters modulo ``modulo`` that step together when ``a & b``, as submodules
-    ``keep_<name><i>`` of ``m`` (each computes its own next value, so only ``a`` and ``b``
-    travel to the copies); returns their outputs."""
+def replicate_ring(m: Module, name: str, size: int, a, b, n: int) -> list:
+    """``n`` one-hot pointers of ``size`` bits that rotate together when ``a & b``, as
+    submodules ``keep_<name><i>`` of ``m`` (each computes its own next value, so only ``a``
+    and ``b`` travel to the copies); returns their outputs."""
     outs = []
     for i in range(n):
-        c = ReplicaWrapCounter(modulo)
+        c = ReplicaRing(size)
         m.submodules[f"{KEEP_PREFIX}{name}{i}"] = c
         m.d.comb += [c.a.eq(a), c.b.eq(b)]
         outs.append(c.q)

@@ -44,6 +44,9 @@ the read pointer, one per row.
 """
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -55,7 +58,7 @@ from .decoder import index_layout
 from .gatedadd import gated_add
 from .multiplier import PipelinedMultiplier
 from .primitives import check_primitives
-from .replica import replicate, replicate_counter
+from .replica import replicate, replicate_ring
 
 #: shift bits applied to the mantissa when the codebook entry is written (the rest, in
 #: steps of 2**FINE bits, after the multiply)
@@ -275,21 +278,17 @@ class ScaleMac(wiring.Component):
             m.d.sync += last_in.eq(1)
         with m.Elif(done_nxt):
             m.d.sync += last_in.eq(0)
-        # the read multiplexer's select (acc_width bits per row) from copies of rp, one per
-        # row and one for the vector and last fields, each a counter of its own stepped by
-        # res.valid & res.ready (hw/replica.py)
-        rp_copy = replicate_counter(m, "rp", D, self.o.valid, self.o.ready, R + 1)
+        # the read pointer, one-hot, as copies (one per row and one for the vector and last
+        # fields), each rotated by res.valid & res.ready on its own (hw/replica.py); the
+        # read multiplexer is an AND-OR of the entries with its bits
+        rp_copy = replicate_ring(m, "rp", D, self.o.valid, self.o.ready, R + 1)
         fields = [(self.o.payload.acc[r], [x.acc[r] for x in entries], rp_copy[r])
                   for r in range(R)]
         fields += [(self.o.payload.vector, [x.vector for x in entries], rp_copy[R]),
                    (self.o.payload.last, [x.last for x in entries], rp_copy[R])]
         for out, ins, sel in fields:
-            with m.Switch(sel):
-                for e in range(D - 1):
-                    with m.Case(e):
-                        m.d.comb += out.eq(ins[e])
-                with m.Default():             # rp == D - 1 (rp never exceeds it)
-                    m.d.comb += out.eq(ins[D - 1])
+            picked = [Mux(sel[e], ins[e], 0) for e in range(D)]
+            m.d.comb += out.eq(reduce(operator.or_, picked))
         # the entries' and the ring's clock enables (hundreds of flip-flops each) are
         # flip-flops of their own, computed from the next state: push & wp[e] and
         # adv & v5 one cycle ahead
