@@ -241,6 +241,10 @@ def quantize_groups(wg: np.ndarray, shape: tuple[int, int], d: int,
         return TritTensor(q, k, Codebook(1.0, 1.0), d, shape, mode)
     scales = group_scales(wg, d)
     hi = top / L
+    if not (scales > 0).any():
+        # every candidate's squared error underflowed in float32 (|w| ~ 1e-38, found by
+        # hypothesis), so every group chose scale 0: take the top level for all groups
+        scales = np.full_like(scales, hi)
     if mode == "tritllm-v2":
         # min(.., hi): a float32 group scale can round just above the float64 top
         cb = Codebook(min(max(float(scales[scales > 0].min()), lo_floor(hi)), hi), hi)

@@ -186,7 +186,10 @@ class GemvEngine(wiring.Component):
         w_open = Signal()                     # RUN and beats still expected
         h_valid = Signal()
         h_beat = Signal(8 * cfg.beat_bytes, reset_less=True)
-        h_v = Signal(range(T))                # (no bits at T = 1: every use is the last)
+        h_v = Signal(range(max(T, 2)))
+        # "vector v is the beat's last use": always at T = 1 (a constant, so that no next
+        # value below depends on the issue register's vector bit)
+        is_last_use = (lambda v: Const(1, 1)) if T == 1 else (lambda v: v == T - 1)
         h_g = Signal(gshape)
         h_first = Signal()
         h_final = Signal()
@@ -202,7 +205,7 @@ class GemvEngine(wiring.Component):
         g_last = Signal()                     # the beat being accepted is its tile's last: gc < 0
         t_last = Signal()                     # ... of the last tile: tc < 0
         g_first = Signal()                    # acc_g == 0, a flip-flop
-        m.d.comb += [last_use.eq(h_v == T - 1), g_last.eq(gc[-1]), t_last.eq(tc[-1]),
+        m.d.comb += [last_use.eq(is_last_use(h_v)), g_last.eq(gc[-1]), t_last.eq(tc[-1]),
                      self.w.ready.eq(w_ready),
                      take.eq(self.w.valid & w_ready)]
 
@@ -271,7 +274,7 @@ class GemvEngine(wiring.Component):
         w_open_nxt = Signal()
         m.d.comb += [h_valid_nxt.eq(h_valid), h_v_nxt.eq(h_v), w_open_nxt.eq(w_open)]
         can_take_nxt = Signal()
-        m.d.comb += can_take_nxt.eq(w_open_nxt & (~h_valid_nxt | (h_v_nxt == T - 1)))
+        m.d.comb += can_take_nxt.eq(w_open_nxt & (~h_valid_nxt | is_last_use(h_v_nxt)))
         m.d.sync += [h_valid.eq(h_valid_nxt), h_v.eq(h_v_nxt), w_open.eq(w_open_nxt),
                      can_take.eq(can_take_nxt), w_ready.eq(can_take_nxt & mac.adv_next)]
         # copies of w.ready (hw/replica.py), one "take" per group of counters it steps
@@ -287,7 +290,7 @@ class GemvEngine(wiring.Component):
         # register is empty next cycle and the loaded values are unused (the err check is
         # gated by take on its own).
         free_nxt = Signal()
-        m.d.comb += free_nxt.eq(mac.adv_next & (~h_valid_nxt | (h_v_nxt == T - 1)))
+        m.d.comb += free_nxt.eq(mac.adv_next & (~h_valid_nxt | is_last_use(h_v_nxt)))
         free_beat, free_tag = replicate(m, "free", free_nxt, 2, init=1)
         with m.If(free_beat):
             m.d.sync += h_beat.eq(self.w.payload)

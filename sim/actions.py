@@ -19,7 +19,8 @@ from ..codec.errors import TritforgeError
 
 @dataclass
 class Actions:
-    #: Clock cycles from command accept to the last result beat accepted (no stalls).
+    #: Clock cycles from command accept to the end cycle after the last result beat is
+    #: accepted, before the engine is idle again (no stalls).
     cycles: int = 0
     #: Non-zero weight trits times activation vectors: the lane's term selects a stored
     #: multiple +-3**i x of its activation (the zero trits select 0).

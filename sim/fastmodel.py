@@ -63,12 +63,15 @@ MULTIPLE_ADDS = {1: 1, 2: 3, 3: 5, 4: 8}
 _EXACT_LIMIT = 2.0 ** 53
 
 # Command timing (hw/ENGINE.md "Timing"), cycles counted inclusively from the cycle the
-# command is accepted (cycle 0) to the cycle its last result beat is accepted.
+# command is accepted (cycle 0) to the end cycle after its last result beat is accepted.
 #   cycle 0                  cmd accepted
-#   LOAD (load_act only)     T*ng activation words, one per cycle, from cycle 1
+#   cycle 1                  start: the counters load from the registered command
+#   LOAD (load_act only)     T*ng activation words, one per cycle, from cycle 2; RUN opens
+#                            one cycle after the last
 #   RUN                      one weight beat every T cycles, tiles*ng beats; the last use
 #                            of the last beat leaves the pipeline after pipeline_stages
 #   last result accepted     in the cycle it is valid (always-ready result stream)
+#   end                      one more cycle before the engine is idle again
 #: the accept cycle itself and the start cycle (the counters load from the registered
 #: command; no activation or beat moves in them)
 CMD_ACCEPT_CYCLES = 2

@@ -23,7 +23,7 @@ from . import fastmodel, stepmodel
 @dataclass
 class StepRun:
     acc: np.ndarray            #: (n, out_features) int64, real rows and vectors only
-    command_cycles: list       #: per command: cmd accept .. last result accepted, inclusive
+    command_cycles: list       #: per command: cmd accept .. the end cycle, inclusive
     total_cycles: int          #: every simulated cycle, codebook loads and idle included
     seconds: float             #: wall time of the simulation
 

@@ -105,3 +105,14 @@ def test_more_depth_means_less_error():
     w = np.random.default_rng(3).standard_normal((64, 256)).astype(np.float32)
     errs = [weight_error(w, quantize_matrix(w, d))["rel_mse"] for d in layout.DEPTHS]
     assert errs == sorted(errs, reverse=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_weights_whose_squared_errors_underflow(mode):
+    """|w| at the float32 normal minimum: every group's candidate errors underflow to 0
+    (found by hypothesis; no group had a positive scale and the codebook had no lower
+    end). The top level then serves every group, and the weight comes back."""
+    w = np.array([[1.1754944e-38, 0.0, -1.1754944e-38]], np.float32)
+    for d in layout.DEPTHS:
+        t = quantize_matrix(w, d, mode)
+        assert np.allclose(t.dequantize(), w, rtol=1e-5, atol=0)

@@ -16,7 +16,8 @@ Scoreboard, per case (one or more commands of T vectors):
   padded rows and padded vectors must be 0), in the order tile-major then vector, with
   ``vector`` and ``last`` fields checked;
 * with no stalls (the case's stall pattern is all zero): the exact cycle count, command
-  accept to last result accepted, against the cycle model's count stored in the file;
+  accept to last result accepted plus the end cycle before the engine is idle again
+  (``fastmodel.END_CYCLES``), against the cycle model's count stored in the file;
 * with stalls: the outputs, and, when ``model`` is on, every ready / valid / payload /
   err / busy of every cycle against the stepping model fed the same inputs.
 """
@@ -33,6 +34,7 @@ import numpy as np
 from tb import TB, Pattern, sidecar_payloads
 from tritforge.codec import layout, vectors
 from tritforge.hwconfig import HwConfig
+from tritforge.sim.fastmodel import END_CYCLES
 from tritforge.sim.stepmodel import Inputs, StepModel
 
 PARAMS = json.loads(os.environ["TRITFORGE_COSIM_PARAMS"])
@@ -134,7 +136,8 @@ def expected_beats(expected: np.ndarray, tiles: int) -> list[tuple]:
 async def run_command(tb: EngineTB, case: vectors.VectorCase, xq: np.ndarray, expected: np.ndarray,
                       load_act: bool = True, beats: list[int] | None = None,
                       codebook: bool = True) -> int:
-    """One command (up to T vectors); returns its cycles (accept to last result accepted)."""
+    """One command (up to T vectors); returns its cycles (accept to last result accepted,
+    and the end cycle)."""
     ng, tiles = case.groups, case.tiles
     if codebook:
         tb.cb.send(cb_words(case))
@@ -163,7 +166,7 @@ async def run_command(tb: EngineTB, case: vectors.VectorCase, xq: np.ndarray, ex
                                  f"acc={e[0]} vector={e[1]} last={e[2]}")
     assert not tb.w.queue and not tb.act.queue, f"case {case.name}: engine finished with input left"
     accept = tb.cmd.accepted[n_acc]
-    return tb.res.items[-1][0] - accept + 1
+    return tb.res.items[-1][0] - accept + 1 + END_CYCLES
 
 
 async def run_case(tb: EngineTB, case: vectors.VectorCase, seed: int) -> int:
