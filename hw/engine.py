@@ -175,9 +175,9 @@ class GemvEngine(wiring.Component):
         # --- RUN: beat acceptance and issue register ----------------------------------------
         # copies of the advance (hw/replica.py): the issue control's own, and the clock
         # enables of the decoder's and the group dot's outputs and of the activation read and
-        # multiples (the MAC's flip-flop stays with the MAC)
-        # (the decoder's, the group dot's and these from a copy each of the MAC's next
-        # advance: a two-level tree)
+        # multiples (the MAC's flip-flop stays with the MAC). These, the decoder's and the
+        # group dot's copies load from a copy each of the MAC's next advance: a tree of
+        # flip-flops.
         adv, adv_dec, adv_gd, adv_act = replicate(m, "adv", mac.adv_nexts[2], 4, init=1)
         m.d.comb += [dec.adv_next.eq(mac.adv_nexts[0]), gd.adv_next.eq(mac.adv_nexts[1])]
         acc_g = Signal(gshape)       # group of the next beat to accept
@@ -196,11 +196,9 @@ class GemvEngine(wiring.Component):
         h_lasttile = Signal()
         last_use = Signal()
         take = Signal()
-        # can_take = w_open & (issue register empty | last use) and w.ready = can_take & adv
-        # are flip-flops computed from the next values of the registers they are made of
-        # (adv's next value comes from the scale MAC), so w.ready, the beat register's
-        # enable, is a flip-flop
-        can_take = Signal()
+        # w.ready = can_take & adv, can_take = w_open & (issue register empty | last use), is
+        # a flip-flop computed from the next values of the registers it is made of (adv's
+        # next value is a flip-flop of the scale MAC)
         w_ready = Signal()
         g_last = Signal()                     # the beat being accepted is its tile's last: gc < 0
         t_last = Signal()                     # ... of the last tile: tc < 0
@@ -268,7 +266,7 @@ class GemvEngine(wiring.Component):
         with m.If(checked & level.any()):
             m.d.sync += self.err.eq(1)
 
-        # next values of the registers can_take is made of
+        # next values of the registers w.ready is made of
         h_valid_nxt = Signal()
         h_v_nxt = Signal.like(h_v)
         w_open_nxt = Signal()
@@ -276,7 +274,7 @@ class GemvEngine(wiring.Component):
         can_take_nxt = Signal()
         m.d.comb += can_take_nxt.eq(w_open_nxt & (~h_valid_nxt | is_last_use(h_v_nxt)))
         m.d.sync += [h_valid.eq(h_valid_nxt), h_v.eq(h_v_nxt), w_open.eq(w_open_nxt),
-                     can_take.eq(can_take_nxt), w_ready.eq(can_take_nxt & mac.adv_next)]
+                     w_ready.eq(can_take_nxt & mac.adv_next)]
         # copies of w.ready (hw/replica.py), one "take" per group of counters it steps
         # (group counters, tile counter), each one gate from w.valid and a flip-flop beside
         # them

@@ -18,8 +18,9 @@ Pipelined stream block: the terms are registered, then one adder level per regis
 stage (an ECP5 carry chain and one routing hop per stage, for 200 MHz): ``latency`` =
 ``groupdot_stages(d)`` = 1 + ceil(log2(16*d)) stages (5, 6, 7, 7 for d = 1..4). It
 advances when ``o.ready`` is high (``i.ready = o.ready``); with ``enable_copies`` = n the
-registers take that enable from copies of it (hw/replica.py), one per group of R/n rows and
-stage, so each copy reaches one stage of a few rows.
+registers take that enable from copies of it (hw/replica.py): per group of R/n rows,
+``TERM_COPIES`` for the terms (by lane) and one per adder level, so each copy reaches a
+part of one stage of a few rows.
 """
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ class GroupDot(wiring.Component):
         if not isinstance(cfg, HwConfig):
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"GroupDot cfg={cfg!r}: expected a HwConfig")
-        #: > 0: the rows' registers take their enable from copies of ``o.ready``, this many
-        #: row groups times ``latency`` stages
+        #: > 0: the rows' registers take their enable from copies of ``o.ready``: per group
+        #: of R/enable_copies rows, TERM_COPIES for the terms and one per adder level
         #: (hw/replica.py), loaded from ``adv_next``, which the caller drives with the
         #: value ``o.ready`` will have in the next cycle; 0: from ``o.ready`` itself
         self.enable_copies = enable_copies

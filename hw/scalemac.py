@@ -109,8 +109,9 @@ class ScaleMac(wiring.Component):
         #: the advance's next value (what ``i.ready`` will be in the next cycle), for
         #: registers outside that are computed from the next state
         self.adv_next = Signal()
-        #: copies of ``adv_next``, each its own flip-flop (hw/replica.py), for the copies of
-        #: the advance in the other blocks: a two-level tree from the advance's logic
+        #: copies of ``adv_next``, each its own flip-flop (hw/replica.py) loaded from the
+        #: advance two cycles ahead, for the copies of the advance in the other blocks: a
+        #: tree of flip-flops
         self.adv_nexts = [Signal(name=f"adv_next{i}") for i in range(adv_copies)]
         #: a flip-flop, high in the cycle after the command's last result beat (``last``)
         #: was popped: it ends RUN in the engine
