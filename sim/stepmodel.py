@@ -122,7 +122,7 @@ class StepModel:
         self.ld_g = self.ld_v = 0
         self.acc_g = self.acc_t = 0
         self.w_open = False
-        self.open_pending = False     # RUN opens for beats in the next cycle
+        self.open_pending = False     # LOAD has ended: RUN opens for beats at the next edge
         self.load_act = False
         self.ending = False           # the last result was popped: idle from the next edge
         self.h_valid = False
@@ -207,7 +207,7 @@ class StepModel:
             self._reset()
             return
 
-        # RUN opens for beats one cycle after the command (or LOAD's last word) is accepted
+        # after LOAD's last word, RUN opens for beats one cycle later
         if self.open_pending:
             self.w_open, self.open_pending = True, False
         # err: an accepted beat's bytes are checked in registered steps (err from
