@@ -165,12 +165,8 @@ class GemvEngine(wiring.Component):
         ld_gc = Signal(signed(gw))            # words of this vector after the current one, - 1
         ld_g_last = Signal()                  # the vector's last word: ld_gc's sign
         ld_v_last = Signal()                  # ld_v == T - 1, a flip-flop
-        # the buffer's write enable from a copy of ``loading`` (hw/replica.py; loaded below
-        # from its next value), so the LOAD control's own flip-flop drives only the control
-        ld_copy = Signal()
         m.d.comb += [ld_g_last.eq(ld_gc[-1]),
-                     buf.w_addr.eq(Cat(ld_g, ld_v)), buf.w_data.eq(self.act.payload),
-                     buf.w_en.eq(self.act.valid & ld_copy)]
+                     buf.w_addr.eq(Cat(ld_g, ld_v)), buf.w_data.eq(self.act.payload)]
 
         # --- RUN: beat acceptance and issue register ----------------------------------------
         # copies of the advance (hw/replica.py): the issue control's own, and the clock
@@ -357,8 +353,10 @@ class GemvEngine(wiring.Component):
         loading_nxt = Signal()
         ld_done_nxt = Signal()
         ld_done, = replicate(m, "ld_done", ld_done_nxt, 1)
-        ld_copy_q, = replicate(m, "loading", loading_nxt, 1)
-        m.d.comb += ld_copy.eq(ld_copy_q)
+        # the buffer's write enable from a copy of ``loading`` (hw/replica.py), so the LOAD
+        # control's own flip-flop drives only the control
+        ld_copy, = replicate(m, "loading", loading_nxt, 1)
+        m.d.comb += buf.w_en.eq(self.act.valid & ld_copy)
         m.d.comb += [loading_nxt.eq(Mux(starting, load_act,
                                         loading & ~(self.act.valid & ld_done))),
                      ld_done_nxt.eq(Mux(starting, load_act & lg_m1[-1] & (T == 1),

@@ -293,7 +293,6 @@ class ScaleMac(wiring.Component):
         # the entries' and the ring's clock enables (hundreds of flip-flops each) are
         # flip-flops of their own, computed from the next state: push & wp[e] and
         # adv & v5 one cycle ahead
-        adv_nxt = Signal()
         push_nxt = Signal()
         wp_nxt = Signal(D)
         we = [Signal(name=f"we{e}") for e in range(D)]
@@ -312,11 +311,11 @@ class ScaleMac(wiring.Component):
         for q, copy in zip(replicate(m, "adv2_", adv3, len(self.adv_nexts), init=1),
                            self.adv_nexts):
             m.d.comb += copy.eq(q)
-        m.d.comb += [adv_nxt.eq(adv2), self.adv_next.eq(adv_nxt),
+        m.d.comb += [self.adv_next.eq(adv2),
                      wp_nxt.eq(Mux(push, wp.rotate_left(1), wp)),
-                     push_nxt.eq(adv_nxt & Mux(adv, fin6, fin7))]
+                     push_nxt.eq(adv2 & Mux(adv, fin6, fin7))]
         m.d.sync += [we[e].eq(push_nxt & wp_nxt[e]) for e in range(D)]
-        m.d.sync += ring_en.eq(adv_nxt & Mux(adv, valid[3], valid[4]))
+        m.d.sync += ring_en.eq(adv2 & Mux(adv, valid[3], valid[4]))
         for e in range(D):
             with m.If(we[e]):
                 m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]
