@@ -199,6 +199,17 @@ def beat_bytes(d: int, rows: int) -> int:
     return packed_bytes(beat_trits(d, rows))
 
 
+def beat_window(d: int, first_row: int, rows: int) -> tuple[int, int, int]:
+    """The bytes of a beat that hold rows ``first_row .. first_row + rows - 1``: (first
+    byte, bytes, offset of the first row's first trit in the first byte). Rows need not
+    start on a byte (a group is 19, 35, 51 or 67 trits), so neighbouring windows can share
+    a byte."""
+    lo = first_row * group_trits(d)
+    hi = lo + rows * group_trits(d)
+    first = lo // TRITS_PER_BYTE
+    return first, packed_bytes(hi) - first, lo - first * TRITS_PER_BYTE
+
+
 def tile_rows(q: np.ndarray, k: np.ndarray, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Pad rows to a multiple of R with zero groups; q (out, in_pad) -> (tiles, R, ng, 16)."""
     out, cols = q.shape

@@ -226,6 +226,12 @@ def late_endpoints(nets: list, period_ns: float, top: int = 12) -> dict:
 SMALL_MEMORY_WORDS = 64
 
 
+#: nextpnr's routers: router1 (its default; timing-driven, but on the largest engines, ECP5
+#: R = 16, it did not converge in 30 minutes) and router2 (negotiated congestion, converges
+#: there in under 2 minutes)
+ROUTERS = ("router1", "router2")
+
+
 def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool = False) -> str:
     """The Yosys script, with the TOOLCHAIN.md workaround (``proc; opt_clean -purge``
     before synthesis). ``small_memories_to_logic`` marks memories of at most
@@ -249,15 +255,18 @@ def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool
 
 def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = (),
              freq_mhz: float = 200.0, seed: int = 1, meta: dict | None = None,
-             pnr_timeout_s: float | None = None) -> dict:
+             pnr_timeout_s: float | None = None, router: str = ROUTERS[0]) -> dict:
     """Synthesize (and place and route) ``design`` (a ``wiring.Component`` top); write
     ``out_dir`` atomically and return the report dict. ``pnr_timeout_s`` bounds nextpnr's
-    run time (its router can fail to converge for some seeds and then runs on)."""
+    run time (its router can fail to converge for some seeds and then runs on); ``router``
+    is nextpnr's routing algorithm (``ROUTERS``)."""
     from amaranth.back import rtlil
 
     t = target(target_name)
     if not freq_mhz > 0:
         raise TritforgeError(f"--freq {freq_mhz}: expected a positive clock in MHz")
+    if router not in ROUTERS:
+        raise TritforgeError(f"--router {router!r}: expected one of {', '.join(ROUTERS)}")
     if pnr_timeout_s is not None and not pnr_timeout_s > 0:
         raise TritforgeError(f"--timeout {pnr_timeout_s}: expected a positive number of seconds")
     with atomic_folder(out_dir) as work:
@@ -294,7 +303,7 @@ def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = 
                   "meta": meta or {}}
         if t.nextpnr:
             argv = [tool(t.nextpnr), *t.nextpnr_args, "--json", "top.json", "--report", "pnr.json",
-                    "--detailed-timing-report",
+                    "--detailed-timing-report", "--router", router,
                     "--seed", str(seed), "--freq", f"{freq_mhz:g}", "--timing-allow-fail",
                     "-q", "-l", "nextpnr.log"]
             report["nextpnr_args"] = argv[1:]

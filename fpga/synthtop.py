@@ -92,7 +92,8 @@ WRAPPERS = {
 
 def synthesize_engine(hw: HwConfig, target: str, out: str, freq: float | None = None,
                       seed: int = 1, decoder_style: str | None = None,
-                      wrapper: str = "io", pnr_timeout_s: float | None = None) -> dict:
+                      wrapper: str = "io", pnr_timeout_s: float | None = None,
+                      router: str = synth.ROUTERS[0]) -> dict:
     """Run the flow (``fpga.synth``) on the engine inside ``wrapper`` (``WRAPPERS``); the
     report gets an ``engine`` section: the engine module's own resources, LUT4 per lane and
     Fmax."""
@@ -106,7 +107,7 @@ def synthesize_engine(hw: HwConfig, target: str, out: str, freq: float | None = 
             "primitives": top.engine.primitives, "wrapper": wrapper,
             "wrapper_text": WRAPPERS[wrapper]}
     report = synth.run_flow(top, target, out, keep=("engine",), freq_mhz=freq or hw.clock_mhz,
-                            seed=seed, meta=meta, pnr_timeout_s=pnr_timeout_s)
+                            seed=seed, meta=meta, pnr_timeout_s=pnr_timeout_s, router=router)
     report["engine"] = engine_figures(report, hw)
     report["engine"]["fmax_mhz"] = synth.fmax_mhz(report)
     path = os.path.join(out, "report.json")

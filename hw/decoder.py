@@ -187,7 +187,7 @@ class TritDecoder(wiring.Component):
     latency = 4
 
     def __init__(self, cfg: HwConfig, *, style: str = "nibble", tag_shape=unsigned(0),
-                 enable_copies: int = 0):
+                 enable_copies: int = 0, window: tuple[int, int] | None = None):
         if not isinstance(cfg, HwConfig):
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"TritDecoder cfg={cfg!r}: expected a HwConfig")
@@ -203,7 +203,11 @@ class TritDecoder(wiring.Component):
             raise TritforgeError(f"TritDecoder style={style!r}: expected one of {STYLES}")
         self.cfg = cfg
         self.style = style
-        self.in_layout = data.StructLayout({"beat": unsigned(8 * cfg.beat_bytes), "tag": tag_shape})
+        #: (bytes, trit offset): the beat holds ``bytes`` bytes and row 0 starts at that trit
+        #: of byte 0 (an engine slice's window of a wider beat, ``codec.layout.beat_window``);
+        #: by default the whole beat of ``cfg``
+        self.nbytes, self.offset = window or (cfg.beat_bytes, 0)
+        self.in_layout = data.StructLayout({"beat": unsigned(8 * self.nbytes), "tag": tag_shape})
         self.out_layout = data.StructLayout({
             "planes": plane_layout(cfg), "k": index_layout(cfg), "err": 1, "tag": tag_shape})
         super().__init__({
@@ -227,7 +231,7 @@ class TritDecoder(wiring.Component):
         # enables: the three per-byte stages from one copy per BYTES_PER_COPY bytes and
         # stage (a row's bytes spread as wide as the beat register), the output stage from
         # one copy per row group
-        nb = cfg.beat_bytes
+        nb = self.nbytes
         groups = -(-nb // BYTES_PER_COPY) if self.enable_copies else 1
         ens = replicate(m, "en_b", self.adv_next, 3 * groups, init=1) \
             if self.enable_copies else [en] * 3
@@ -238,7 +242,7 @@ class TritDecoder(wiring.Component):
         # styles: the byte itself) and the invalid flag
         v1, tag1 = Signal(), Signal(tag_shape)
         pres, invs = [], []
-        for b in range(cfg.beat_bytes):
+        for b in range(nb):
             byte = beat[8 * b:8 * b + 8]
             pv = pre_fn(m, byte, f"b{b}")
             pre = Signal(len(pv), name=f"pre{b}", reset_less=True)
@@ -251,7 +255,7 @@ class TritDecoder(wiring.Component):
         # stage 2: the style's middle step (nibble: digit 0, the low carries, generate and
         # propagate of digit 2; other styles: the stage-1 value passed on), the invalid flag
         mids, invs2 = [], []
-        for b in range(cfg.beat_bytes):
+        for b in range(nb):
             mv = mid_fn(m, pres[b], f"b{b}")
             mid = Signal(len(mv), name=f"mid{b}", reset_less=True)
             inv = Signal(name=f"inval2_{b}", reset_less=True)
@@ -265,7 +269,7 @@ class TritDecoder(wiring.Component):
         v3, tag3, err3 = Signal(), Signal(tag_shape), Signal()
         trits = []
         err = Const(0, 1)
-        for b in range(cfg.beat_bytes):
+        for b in range(nb):
             err = err | invs2[b]
             for pos, dgt in enumerate(digit_fn(m, mids[b], f"b{b}")):
                 t = Signal(TRIT, name=f"b{b}_t{pos}", reset_less=True)
@@ -278,7 +282,8 @@ class TritDecoder(wiring.Component):
         k_table = {c0 | (c1 << 2) | (c2 << 4): code[c0] + 3 * code[c1] + 9 * code[c2] + layout.SCALE_OFFSET
                    for c0 in code for c1 in code for c2 in code}
         gt = layout.group_trits(cfg.depth)
-        ks = [_table(m, Cat(*trits[r * gt:r * gt + layout.SCALE_TRITS]), 5, k_table, f"k{r}")
+        base = [self.offset + r * gt for r in range(cfg.rows)]
+        ks = [_table(m, Cat(*trits[base[r]:base[r] + layout.SCALE_TRITS]), 5, k_table, f"k{r}")
               for r in range(cfg.rows)]
         o = self.o.payload
         with m.If(en):
@@ -286,11 +291,10 @@ class TritDecoder(wiring.Component):
                          v2.eq(v1), tag2.eq(tag1), v3.eq(v2), tag3.eq(tag2), err3.eq(err),
                          self.o.valid.eq(v3), o.tag.eq(tag3), o.err.eq(err3)]
         for r in range(cfg.rows):
-            base = r * gt
             with m.If(row_ens[r * len(row_ens) // cfg.rows]):
                 m.d.sync += o.k[r].eq(ks[r])
                 for j in range(layout.GROUP):
                     for i in range(cfg.depth):
                         m.d.sync += o.planes[r][i][j].eq(
-                            trits[base + layout.SCALE_TRITS + j * cfg.depth + i])
+                            trits[base[r] + layout.SCALE_TRITS + j * cfg.depth + i])
         return m

@@ -28,8 +28,23 @@ pops that FIFO, whose last beat's pop, registered, ends RUN):
 With weights always valid and no back-pressure, the first beat accepted at cycle c0, a RUN
 of N = tiles*ng beats has its last result valid at cycle c0 + N*T + pipeline_stages - 1
 (N*T + pipeline_stages cycles, counted inclusively).
+
+Slices: an engine of more than ``SLICE_ROWS`` rows is ``HwConfig.slices`` engines of at most
+``SLICE_ROWS`` rows each (``HwConfig.slice_config``), in lockstep: every slice takes the
+same ``cmd``, ``cb``, ``act`` and ``res.ready``, the ``w`` valid and its own bytes of each
+beat (``codec.layout.beat_window``; a byte holding trits of two slices goes to both), and
+computes its rows. Having the same inputs since reset, the slices' control states are equal
+in every cycle, so the ports' ready/valid flags and ``busy`` come from slice 0, ``res``
+carries every slice's accumulators, and ``err`` is the OR of the slices' flags (each
+slice's err check delayed to ``HwConfig.err_latency``). Each slice has its own control,
+advance tree, activation buffer, multiples and result FIFO: no net but the ports' spans
+the whole engine, and each slice places as compactly as an engine of R = 4. The behaviour
+and timing are those of one engine (hw/ENGINE.md).
 """
 from __future__ import annotations
+
+import operator
+from functools import reduce
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
@@ -39,12 +54,13 @@ from amaranth.utils import ceil_log2
 from ..codec import layout
 from ..codec.errors import TritforgeError
 from ..hwconfig import ERR_FOLD, ERR_PAIR, ISSUE_STAGES, HwConfig
+from ..hwconfig import err_latency as err_latency_of
 from .actbuffer import ActivationBuffer
 from .actmultiples import ActMultiples
 from .decoder import TritDecoder, byte_invalid_parts
 from .foldtree import fold_registered
 from .groupdot import GroupDot
-from .replica import replicate
+from .replica import KEEP_PREFIX, replicate
 from .scalemac import ScaleMac, codebook_layout, item_tag_layout, result_layout
 
 ACT_WORD_BITS = layout.GROUP * 8
@@ -69,22 +85,43 @@ def port_layouts(cfg: HwConfig) -> dict:
 class GemvEngine(wiring.Component):
     """The GEMV engine (hw/ENGINE.md). ``decoder_style`` picks the byte decoder,
     ``primitives`` how the multipliers and the activation buffer are built
-    (hw/primitives.py; the same cycle behaviour with every set)."""
+    (hw/primitives.py; the same cycle behaviour with every set). ``window`` and
+    ``err_latency`` are set by an engine for its slices (see the module docstring): the
+    slice's bytes of the beat as (bytes, trit offset of its row 0) and the whole engine's
+    ``err_latency``."""
 
     def __init__(self, cfg: HwConfig, *, decoder_style: str = "nibble",
-                 primitives: str = "generic"):
+                 primitives: str = "generic", window: tuple[int, int] | None = None,
+                 err_latency: int | None = None):
         if not isinstance(cfg, HwConfig):
             self._MustUse__silence = True   # refused: no unused-elaboratable warning
             raise TritforgeError(f"GemvEngine cfg={cfg!r}: expected a HwConfig")
         self.cfg = cfg
         self.decoder_style = decoder_style
         self.primitives = primitives
+        lay = port_layouts(cfg)
+        ports = {"cmd": In(stream.Signature(lay["cmd"])), "cb": In(stream.Signature(lay["cb"])),
+                 "act": In(stream.Signature(lay["act"]))}
+        #: (first row, first byte, engine) per slice, or none (an engine of its own)
+        self.slices = []
+        if window is None and len(cfg.slices) > 1:
+            for first, rows in cfg.slices:
+                byte0, nbytes, offset = layout.beat_window(cfg.depth, first, rows)
+                self.slices.append((first, byte0, GemvEngine(
+                    cfg.slice_config(rows), decoder_style=decoder_style, primitives=primitives,
+                    window=(nbytes, offset), err_latency=cfg.err_latency)))
+            super().__init__({**ports, "w": In(stream.Signature(lay["w"])),
+                              "res": Out(stream.Signature(lay["res"])), "err": Out(1),
+                              "busy": Out(1)})
+            return
+        self.beat_bytes, offset = window or (cfg.beat_bytes, 0)
+        self.err_latency = err_latency or cfg.err_latency
         self.tag_layout = item_tag_layout(cfg)
         # copies of the global advance for the decoder's and the group dot's registers
         # (hw/replica.py): one per group of ENABLE_ROWS rows and per stage
         copies = max(1, cfg.rows // ENABLE_ROWS)
         self.decoder = TritDecoder(cfg, style=decoder_style, tag_shape=self.tag_layout,
-                                   enable_copies=copies)
+                                   enable_copies=copies, window=(self.beat_bytes, offset))
         self.dot_tag_layout = data.StructLayout({"k": self.decoder.out_layout["k"].shape,
                                                  "item": self.tag_layout})
         self.groupdot = GroupDot(cfg, tag_shape=self.dot_tag_layout, enable_copies=copies)
@@ -101,12 +138,9 @@ class GemvEngine(wiring.Component):
             raise TritforgeError(f"GemvEngine: pipeline has {stages} stages (activation path "
                                  f"{act_path}, decoder {self.decoder.latency}) but "
                                  f"HwConfig.pipeline_stages = {cfg.pipeline_stages}")
-        lay = port_layouts(cfg)
         super().__init__({
-            "cmd": In(stream.Signature(lay["cmd"])),
-            "cb": In(stream.Signature(lay["cb"])),
-            "act": In(stream.Signature(lay["act"])),
-            "w": In(stream.Signature(lay["w"])),
+            **ports,
+            "w": In(stream.Signature(unsigned(8 * self.beat_bytes))),
             "res": Out(stream.Signature(lay["res"])),
             "err": Out(1),
             "busy": Out(1),
@@ -115,9 +149,37 @@ class GemvEngine(wiring.Component):
     @property
     def latency(self) -> int:
         """Register stages from weight-beat acceptance to the result register."""
+        if self.slices:
+            return self.slices[0][2].latency
         return ISSUE_STAGES + self.decoder.latency + self.groupdot.latency + self.mac.latency
 
+    def _elaborate_slices(self) -> Module:
+        """The slices in lockstep (module docstring), kept apart by the synthesis flow
+        (their equal control would otherwise be merged into one)."""
+        m = Module()
+        for c, (first, byte0, sl) in enumerate(self.slices):
+            m.submodules[f"{KEEP_PREFIX}slice{c}"] = sl
+            m.d.comb += [sl.cmd.valid.eq(self.cmd.valid), sl.cmd.payload.eq(self.cmd.payload),
+                         sl.cb.valid.eq(self.cb.valid), sl.cb.payload.eq(self.cb.payload),
+                         sl.act.valid.eq(self.act.valid), sl.act.payload.eq(self.act.payload),
+                         sl.w.valid.eq(self.w.valid),
+                         sl.w.payload.eq(self.w.payload[8 * byte0:8 * (byte0 + sl.beat_bytes)]),
+                         sl.res.ready.eq(self.res.ready)]
+            m.d.comb += [self.res.payload.acc[first + r].eq(sl.res.payload.acc[r])
+                         for r in range(sl.cfg.rows)]
+        lead = self.slices[0][2]
+        m.d.comb += [self.cmd.ready.eq(lead.cmd.ready), self.cb.ready.eq(lead.cb.ready),
+                     self.act.ready.eq(lead.act.ready), self.w.ready.eq(lead.w.ready),
+                     self.res.valid.eq(lead.res.valid),
+                     self.res.payload.vector.eq(lead.res.payload.vector),
+                     self.res.payload.last.eq(lead.res.payload.last),
+                     self.busy.eq(lead.busy),
+                     self.err.eq(reduce(operator.or_, (sl.err for _, _, sl in self.slices)))]
+        return m
+
     def elaborate(self, platform):
+        if self.slices:
+            return self._elaborate_slices()
         cfg = self.cfg
         T = cfg.vectors
         m = Module()
@@ -181,7 +243,7 @@ class GemvEngine(wiring.Component):
         tc = Signal(signed(tw))               # tiles after the one being accepted, - 1
         w_open = Signal()                     # RUN and beats still expected
         h_valid = Signal()
-        h_beat = Signal(8 * cfg.beat_bytes, reset_less=True)
+        h_beat = Signal(8 * self.beat_bytes, reset_less=True)
         h_v = Signal(range(max(T, 2)))
         # "vector v is the beat's last use": always at T = 1 (a constant, so that no next
         # value below depends on the issue register's vector bit)
@@ -236,29 +298,35 @@ class GemvEngine(wiring.Component):
         # registered steps of one LUT each: per byte its two nibble flags, the OR of
         # ERR_PAIR bytes, ERR_FOLD-input ORs down to at most 3 bits, then err
         # (``HwConfig.err_latency`` cycles after acceptance; the input port's payload reaches
-        # no logic but the beat register)
+        # no logic but the beat register; a slice with fewer bytes than the widest slice
+        # delays its folded flags by the difference)
         # The steps check whatever the beat register holds; "a beat was accepted" runs
         # beside them in a chain of flip-flops and gates only the last step (one gate, not
         # one per byte).
         new_beat = Signal()
         m.d.sync += new_beat.eq(take)
-        nib_hi = Signal(cfg.beat_bytes)
-        nib_lo = Signal(cfg.beat_bytes)
-        for b in range(cfg.beat_bytes):
+        nb = self.beat_bytes
+        nib_hi = Signal(nb)
+        nib_lo = Signal(nb)
+        for b in range(nb):
             hi, lo = byte_invalid_parts(h_beat[8 * b:8 * b + 8])
             m.d.sync += [nib_hi[b].eq(hi), nib_lo[b].eq(lo)]
-        level = Signal(-(-cfg.beat_bytes // ERR_PAIR), name="bad_pairs")
+        level = Signal(-(-nb // ERR_PAIR), name="bad_pairs")
         for i in range(len(level)):
             bad = 0
-            for b in range(ERR_PAIR * i, min(ERR_PAIR * i + ERR_PAIR, cfg.beat_bytes)):
+            for b in range(ERR_PAIR * i, min(ERR_PAIR * i + ERR_PAIR, nb)):
                 bad = bad | (nib_hi[b] & nib_lo[b])
             m.d.sync += level[i].eq(bad)
         checked = new_beat
-        for n in range(cfg.err_latency - 2):   # the beat's flag beside the steps above
+        for n in range(self.err_latency - 2):   # the beat's flag beside the steps above
             q = Signal(name=f"checked{n + 1}")
             m.d.sync += q.eq(checked)
             checked = q
         level = fold_registered(m, level, ERR_FOLD, "any", "bad_or", until=3)
+        for n in range(self.err_latency - err_latency_of(nb)):
+            q = Signal.like(level, name=f"bad_delay{n}")
+            m.d.sync += q.eq(level)
+            level = q
         with m.If(checked & level.any()):
             m.d.sync += self.err.eq(1)
 

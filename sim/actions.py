@@ -31,7 +31,8 @@ class Actions:
     #: (row, group, vector).
     tree_add: int = 0
     #: Adds forming the activation multiples +-3**i x, shared by the R rows of a beat:
-    #: 16 lanes x (1, 3, 5, 8 for d = 1..4) per (tile, group, vector).
+    #: 16 lanes x (1, 3, 5, 8 for d = 1..4) per (tile, group, vector) and engine slice
+    #: (``HwConfig.slices``: each slice forms its own).
     plane_add: int = 0
     #: Group scale multiplies: one F-bit mantissa x dot-product-width multiply per
     #: (row, group, vector).
@@ -42,9 +43,10 @@ class Actions:
     #: Codebook (scale table) reads: one per (row, group) of each weight beat decoded.
     codebook_read: int = 0
     #: Activation-buffer read bits: one 128-bit group word per RUN cycle that uses a beat
-    #: (tiles x groups x T per command).
+    #: (tiles x groups x T per command), in every slice's buffer (``HwConfig.slices``).
     act_read_bits: int = 0
-    #: Activation-buffer write bits: T x groups 128-bit words per command with load_act.
+    #: Activation-buffer write bits: T x groups 128-bit words per command with load_act,
+    #: into every slice's buffer.
     act_write_bits: int = 0
     #: Weight-stream bytes accepted (DRAM traffic): tiles x groups x beat_bytes per command.
     weight_bytes: int = 0

@@ -175,6 +175,13 @@ def test_action_counts_by_hand():
     assert a.cycles == run.cycles == 2 * (4 + T * ng + tiles * ng * T + cfg.pipeline_stages)
     reuse = fastmodel.run_matrix(cfg, t, np.ones((2, 32), np.int8), load_act=False).actions
     assert reuse.act_write_bits == 0 and reuse.cycles == 3 + tiles * ng * T + cfg.pipeline_stages
+    # R = 8: two engine slices (HwConfig.slices), each forming the multiples and reading
+    # and writing its own buffer
+    wide = HwConfig(depth=2, rows=8, vectors=2)
+    w = fastmodel.command_actions(wide, 5, 20, 5)
+    assert wide.slices == ((0, 4), (4, 4))
+    assert w.plane_add == 1 * ng * T * 16 * 3 * 2
+    assert w.act_read_bits == 1 * ng * T * 128 * 2 and w.act_write_bits == T * ng * 128 * 2
 
 
 def test_nonzero_trits_matches_layout():

@@ -68,6 +68,18 @@ def test_flow_nextpnr_time_limit(tmp_path):
         synth.run_flow(Loop(), "ice40-up5k", str(tmp_path / "x"), pnr_timeout_s=-1)
 
 
+@pytest.mark.filterwarnings("ignore:.*created but never used")
+def test_flow_with_router2(tmp_path):
+    rep = synth.run_flow(Loop(), "ecp5-85f", str(tmp_path / "r2"), freq_mhz=100,
+                         router="router2")
+    args = rep["nextpnr_args"]
+    assert args[args.index("--router") + 1] == "router2"
+    assert 10 < synth.fmax_mhz(rep) < 1000
+    with pytest.raises(TritforgeError, match="--router 'router3': expected one of router1, router2"):
+        synth.run_flow(Loop(), "ecp5-85f", str(tmp_path / "x"), router="router3")
+    assert sorted(os.listdir(tmp_path)) == ["r2"]
+
+
 def _report(lut, ff, fmax):
     return {"engine": {"engine_lut": lut, "engine_ff": ff, "engine_bram": 4, "engine_dsp": 4,
                        "fmax_mhz": fmax}}

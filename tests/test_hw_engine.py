@@ -33,7 +33,8 @@ def small_cfg(depth, rows, vectors):
     return HwConfig(depth=depth, rows=rows, vectors=vectors, max_in_features=64, max_out_features=16)
 
 
-CONFIGS = [(d, r, t) for d in (1, 2, 3, 4) for r in (1, 4) for t in (1, 2)]
+#: R = 1, 4: one engine; R = 6: two lockstep slices whose windows share a byte (d = 1)
+CONFIGS = [(d, r, t) for d in (1, 2, 3, 4) for r in (1, 4) for t in (1, 2)] + [(1, 6, 2)]
 
 
 @pytest.mark.parametrize("depth,rows,vectors", CONFIGS,
@@ -41,7 +42,7 @@ CONFIGS = [(d, r, t) for d in (1, 2, 3, 4) for r in (1, 4) for t in (1, 2)]
 def test_engine_matches_golden(depth, rows, vectors):
     cfg = small_cfg(depth, rows, vectors)
     rng = np.random.default_rng(1000 * depth + 10 * rows + vectors)
-    out, in_pad = (6, 48) if rows == 4 else (3, 32)
+    out, in_pad = {4: (6, 48), 6: (8, 48)}.get(rows, (3, 32))
     xq = rng.integers(-127, 128, size=(vectors, in_pad)).astype(np.int8)
     xq[0, :16] = 127                                  # one extreme group
     q1 = directed_matrix(out, in_pad, cfg.level, rng)
@@ -56,16 +57,21 @@ def test_engine_matches_golden(depth, rows, vectors):
     assert drv.results == [exp1, exp2]
 
 
-def test_err_flag_and_invalid_bytes_decode_as_zero():
-    cfg = small_cfg(2, 4, 1)
+@pytest.mark.parametrize("depth,rows,byte,lat", [
+    (2, 4, 5, 6),     # 28 bytes: 14 pairs, two 4-input OR levels
+    (4, 5, 60, 6),    # slices of 54 and 14 bytes: the second's check (5) delayed to the first's
+    (4, 5, 53, 6),    # the byte both slices hold
+])
+def test_err_flag_and_invalid_bytes_decode_as_zero(depth, rows, byte, lat):
+    cfg = small_cfg(depth, rows, 1)
     rng = np.random.default_rng(3)
-    q = rng.integers(-4, 5, size=(4, 32)).astype(np.int8)
-    k = rng.integers(0, 27, size=(4, 2)).astype(np.uint8)
+    q = rng.integers(-cfg.level, cfg.level + 1, size=(rows, 32)).astype(np.int8)
+    k = rng.integers(0, 27, size=(rows, 2)).astype(np.uint8)
     xq = rng.integers(-127, 128, size=(1, 32)).astype(np.int8)
     mant, shift = codebook(rng, cfg)
     job, _ = make_job(cfg, q, k, xq, mant, shift)
     bad = bytearray(job.beats[1].to_bytes(cfg.beat_bytes, "little"))
-    bad[5] = 250
+    bad[byte] = 250
     job.beats[1] = int.from_bytes(bad, "little")
     # expected: the engine computes with byte 5's trits at zero
     clean = np.frombuffer(bytes(b if b < 243 else 121 for b in bad), dtype=np.uint8)
@@ -80,8 +86,8 @@ def test_err_flag_and_invalid_bytes_decode_as_zero():
     assert drv.results[1] == exp_again
     errs = [o["err"] for _, o in trace]
     taken = [n for n, (i, o) in enumerate(trace) if i.w_valid and o["w_ready"]]
-    bad_at, lat = taken[1], cfg.err_latency
-    assert lat == 6                                    # 28 bytes: 14 pairs, two 4-input OR levels
+    bad_at = taken[1]
+    assert cfg.err_latency == lat
     assert not any(errs[:bad_at + lat]) and errs[bad_at + lat]       # lat cycles after acceptance
     cmd2 = [n for n, (i, o) in enumerate(trace) if i.cmd_valid and o["cmd_ready"]][1]
     assert all(errs[bad_at + lat:cmd2 + 1]) and not any(errs[cmd2 + 1:])  # sticky until next cmd

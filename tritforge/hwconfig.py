@@ -28,6 +28,10 @@ MAC_STAGES = 8
 #: cycles even if nothing is popped until then", so its copies form a tree of flip-flops,
 #: and res.ready reaches only the FIFO's read side (hw/ENGINE.md)
 FIFO_DEPTH = 5
+#: rows of one engine slice: an engine of more rows is built from slices of at most this
+#: many rows that run in lockstep, each with its own control, activation buffer and
+#: multiples, so nothing but the ports' own nets spans the whole engine (hw/engine.py)
+SLICE_ROWS = 4
 
 
 def tree_levels(depth: int) -> int:
@@ -159,6 +163,17 @@ class HwConfig:
         return self.vectors * self.act_stride
 
     @property
+    def slices(self) -> tuple[tuple[int, int], ...]:
+        """The engine's lockstep slices as (first row, rows): SLICE_ROWS rows each, the
+        last one the rest (one slice up to SLICE_ROWS rows)."""
+        return tuple((r, min(SLICE_ROWS, self.rows - r)) for r in range(0, self.rows, SLICE_ROWS))
+
+    def slice_config(self, rows: int) -> "HwConfig":
+        """The configuration of a slice of ``rows`` rows: the same tiles (``tiles_max``),
+        vectors and widths."""
+        return dataclasses.replace(self, rows=rows, max_out_features=self.tiles_max * rows)
+
+    @property
     def macs_per_cycle(self) -> int:
         """Weight x activation products per cycle: R rows x 16 lanes."""
         return self.rows * layout.GROUP
@@ -169,7 +184,9 @@ class HwConfig:
 
     @property
     def err_latency(self) -> int:
-        return err_latency(self.beat_bytes)
+        """``err_latency`` of the widest slice's bytes (every slice's err check is delayed
+        to it; one slice: the beat's bytes)."""
+        return max(err_latency(layout.beat_window(self.depth, r, n)[1]) for r, n in self.slices)
 
     @property
     def tiles_max(self) -> int:
@@ -195,6 +212,7 @@ class HwConfig:
         return {"level": self.level, "group_trits": self.group_trits,
                 "beat_trits": self.beat_trits, "beat_bytes": self.beat_bytes,
                 "max_groups": self.max_groups, "act_buffer_words": self.act_buffer_words,
+                "slices": len(self.slices),
                 "codebook_word_bits": self.codebook_word_bits,
                 "dot_width": w.dot, "product_width": w.product, "acc_width": w.acc}
 

@@ -22,6 +22,10 @@ def add_arguments(p) -> None:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="stop nextpnr after this long with an error (its router does not converge "
                         "for some seeds and then runs on; default: no limit)")
+    from ..fpga.synth import ROUTERS
+    p.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
+                   help="nextpnr's router (default router1; router2 converges on the largest "
+                        "engines, where router1 can run on)")
     from ..hw.decoder import STYLES
     p.add_argument("--decoder", choices=STYLES, default=None,
                    help="the engine's byte-to-trit decoder (as in `tritforge generate`; default: the engine's)")
@@ -50,7 +54,7 @@ def run(args) -> int:
     print(f"synth    {args.target}: engine d={hw.depth} R={hw.rows} T={hw.vectors} "
           f"max_in={hw.max_in_features} decoder={args.decoder or 'default'} wrapper={args.wrapper} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
     rep = synthesize_engine(hw, args.target, args.out, args.freq, args.seed, args.decoder,
-                            args.wrapper, args.timeout)
+                            args.wrapper, args.timeout, args.router)
     e = rep["engine"]
     print(f"design   {synth.summary_line(rep)}")
     print(f"engine   LUT {e['engine_lut']} + {e['engine_carry']} carry, FF {e['engine_ff']}, "
