@@ -353,9 +353,11 @@ class GemvEngine(wiring.Component):
         # gated by take on its own).
         free_nxt = Signal()
         m.d.comb += free_nxt.eq(mac.adv_next & (~h_valid_nxt | is_last_use(h_v_nxt)))
-        free_beat, free_tag = replicate(m, "free", free_nxt, 2, init=1)
-        with m.If(free_beat):
-            m.d.sync += h_beat.eq(self.w.payload)
+        # (copies: one per row's share of the beat's bytes, one for the tags)
+        *free_beat, free_tag = replicate(m, "free", free_nxt, cfg.rows + 1, init=1)
+        for b in range(nb):
+            with m.If(free_beat[b * cfg.rows // nb]):
+                m.d.sync += h_beat[8 * b:8 * b + 8].eq(self.w.payload[8 * b:8 * b + 8])
         with m.If(free_tag):
             m.d.sync += [h_g.eq(acc_g), h_first.eq(g_first), h_final.eq(g_last),
                          h_lasttile.eq(t_last)]

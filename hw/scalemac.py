@@ -38,9 +38,10 @@ three cycles ahead: "a push into the 5-beat result FIFO will fit in three cycles
 nothing is popped until then" (``i.ready = adv``; hw/ENGINE.md), so ``res.ready`` reaches
 no advance. The engine's one global advance comes from here, and ``adv_next`` (its next
 value, a flip-flop too) loads the copies of it that drive the clock enables (hw/replica.py:
-one per row here, more in the engine). The FIFO entries' and the accumulators' clock
-enables are flip-flops of their own, and the read multiplexer's select comes from copies of
-the read pointer, one per row.
+one per row here, more in the engine). The accumulators' clock enables are flip-flops of
+their own (one per row), a FIFO entry's is one gate of a row's own copies of the push and
+the write pointer, and the read multiplexer's select comes from copies of the read
+pointer, one per row.
 """
 from __future__ import annotations
 
@@ -256,13 +257,15 @@ class ScaleMac(wiring.Component):
         # FIFO: entries written in turn (write pointer ``wp``), read at the read pointer;
         # the res payload is the entry it points at (both pointers are flip-flops, so the
         # multiplexer has a registered select, and a push loads one entry with no data
-        # multiplexer)
+        # multiplexer). Every row (and the vector and last fields) has its own copy of the
+        # push (a flip-flop loaded with its next value) and of the one-hot write pointer
+        # (stepped by that copy), so an entry's write enable there is one gate of local
+        # flip-flops.
         entries = [Signal(result_layout(cfg), name=f"fifo{e}") for e in range(D)]
         # stage 7: the ring's tail resolved (with the split accumulator: hi + c over the
         # high half) into a register of its own, which the FIFO entries then load
         resolved = [Signal(signed(w.acc), name=f"resolved_{r}", reset_less=True)
                     for r in range(R)]
-        wp = Signal(D, init=1)             # one-hot: entry e is written next when wp[e]
         push = Signal()
         pop = Signal()
         m.d.comb += [push.eq(adv & fin7), pop.eq(self.o.valid & self.o.ready),
@@ -290,13 +293,9 @@ class ScaleMac(wiring.Component):
         for out, ins, sel in fields:
             picked = [Mux(sel[e], ins[e], 0) for e in range(D)]
             m.d.comb += out.eq(reduce(operator.or_, picked))
-        # the entries' and the ring's clock enables (hundreds of flip-flops each) are
-        # flip-flops of their own, computed from the next state: push & wp[e] and
-        # adv & v5 one cycle ahead
+        # the ring's clock enable (hundreds of flip-flops) is a flip-flop, one copy per row
+        # (hw/replica.py), computed from the next state: adv & v5 one cycle ahead
         push_nxt = Signal()
-        wp_nxt = Signal(D)
-        we = [Signal(name=f"we{e}") for e in range(D)]
-        ring_en = Signal()
         # adv(n + 3) = adv3(n + 1): a push in cycle n + 3 fits even if nothing is popped
         # before: count(n) + push(n) + push(n + 1) + push(n + 2) <= D - 1, with
         # push(n + 1) <= adv(n + 1) = adv2(n) and push(n + 2) <= adv(n + 2) = adv3(n)
@@ -311,17 +310,16 @@ class ScaleMac(wiring.Component):
         for q, copy in zip(replicate(m, "adv2_", adv3, len(self.adv_nexts), init=1),
                            self.adv_nexts):
             m.d.comb += copy.eq(q)
-        m.d.comb += [self.adv_next.eq(adv2),
-                     wp_nxt.eq(Mux(push, wp.rotate_left(1), wp)),
-                     push_nxt.eq(adv2 & Mux(adv, fin6, fin7))]
-        m.d.sync += [we[e].eq(push_nxt & wp_nxt[e]) for e in range(D)]
-        m.d.sync += ring_en.eq(adv2 & Mux(adv, valid[3], valid[4]))
+        m.d.comb += [self.adv_next.eq(adv2), push_nxt.eq(adv2 & Mux(adv, fin6, fin7))]
+        ring_en = replicate(m, "ring_en", adv2 & Mux(adv, valid[3], valid[4]), R)
+        pushes = replicate(m, "push", push_nxt, R + 1)
+        wps = [replicate_ring(m, f"wp{c}_", D, p, 1, 1)[0] for c, p in enumerate(pushes)]
         for e in range(D):
-            with m.If(we[e]):
+            with m.If(pushes[R] & wps[R][e]):
                 m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]
-                for r in range(R):
+            for r in range(R):
+                with m.If(pushes[r] & wps[r][e]):
                     m.d.sync += entries[e].acc[r].eq(resolved[r])
-        m.d.sync += wp.eq(wp_nxt)
 
         with m.If(adv):
             m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(self.i.payload.tag),
@@ -337,9 +335,9 @@ class ScaleMac(wiring.Component):
                              resolved[r].eq(Cat(tail["lo"], tail["hi"] + tail["c"])
                                             if split else tail["acc"])]
                 m.d.sync += [sh[n + 1][r].eq(sh[n][r]) for n in range(3)]
-        with m.If(ring_en):                   # = adv & valid[4]
-            for v in range(T - 1):
-                for r in range(R):
+        for r in range(R):
+            with m.If(ring_en[r]):                   # = adv & valid[4]
+                for v in range(T - 1):
                     m.d.sync += [ring[v][r][h].eq(ring[v + 1][r][h]) for h in parts]
-            m.d.sync += [ring[T - 1][r][h].eq(new[r][h]) for r in range(R) for h in parts]
+                m.d.sync += [ring[T - 1][r][h].eq(new[r][h]) for h in parts]
         return m
