@@ -38,7 +38,7 @@ in every cycle, so the ports' ready/valid flags and ``busy`` come from slice 0, 
 carries every slice's accumulators, and ``err`` is the OR of the slices' flags (each
 slice's err check delayed to ``HwConfig.err_latency``). Each slice has its own control,
 advance tree, activation buffer, multiples and result FIFO: no net but the ports' spans
-the whole engine, and each slice places as compactly as an engine of R = 4. The behaviour
+the whole engine, and the placer can put each slice in a region of its own. The behaviour
 and timing are those of one engine (hw/ENGINE.md).
 """
 from __future__ import annotations
