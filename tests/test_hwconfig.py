@@ -55,3 +55,18 @@ def test_shape_check():
     c.check_shape(10, 1024)
     with pytest.raises(TritforgeError, match="in_features=1040"):
         c.check_shape(10, 1040, "layer")
+
+
+def test_slices_of_wide_engines():
+    """Engines of more than SLICE_ROWS rows are lockstep slices (hw/ENGINE.md, "Slices")."""
+    assert HwConfig(rows=4).slices == ((0, 4),)
+    assert HwConfig(rows=16).slices == ((0, 4), (4, 4), (8, 4), (12, 4))
+    wide = HwConfig(depth=4, rows=5, max_out_features=100)
+    assert wide.slices == ((0, 4), (4, 1))
+    for _, rows in wide.slices:
+        part = wide.slice_config(rows)
+        assert part.rows == rows and part.tiles_max == wide.tiles_max == 20
+        assert (part.depth, part.vectors, part.widths) == (wide.depth, wide.vectors, wide.widths)
+    # err_latency follows the widest slice's bytes: at R = 16, 28 bytes (not 112)
+    assert HwConfig(rows=16).err_latency == HwConfig(rows=4).err_latency == 6
+    assert HwConfig(rows=1).err_latency == 5

@@ -76,6 +76,31 @@ def test_matrix_and_hardware_streams_round_trip(d, rows, ng, seed):
         assert np.array_equal(qb, qs.reshape(tiles, R, ng, 16)[0, :, 0])
 
 
+@pytest.mark.parametrize("d", layout.DEPTHS)
+def test_beat_windows_hold_their_rows(d):
+    """An engine slice's window of a beat (the engine's slices, hw/ENGINE.md) decodes to
+    exactly its rows: its bytes, from the trit offset on."""
+    rng = np.random.default_rng(d)
+    R = 9
+    L = layout.max_level(d)
+    q = rng.integers(-L, L + 1, size=(R, 16)).astype(np.int8)
+    k = rng.integers(0, 27, size=(R, 1)).astype(np.uint8)
+    beat = layout.stream_beats(q, k, d, R)[0, 0]
+    gt = layout.group_trits(d)
+    covered = set()
+    for first, rows in ((0, 4), (4, 4), (8, 1)):
+        byte0, nbytes, offset = layout.beat_window(d, first, rows)
+        assert 0 <= offset < layout.TRITS_PER_BYTE and byte0 + nbytes <= len(beat)
+        trits = layout.unpack_trits(beat[byte0:byte0 + nbytes], nbytes * layout.TRITS_PER_BYTE)
+        qw, kw = layout.decode_groups(trits[offset:offset + rows * gt].reshape(rows, gt), d)
+        assert np.array_equal(qw, q[first:first + rows]) and np.array_equal(kw, k[first:first + rows, 0])
+        covered |= set(range(byte0, byte0 + nbytes))
+    assert covered == set(range(len(beat)))
+    # a group of 35 trits is 7 bytes: at d = 2 windows of 4 rows start on a byte
+    assert layout.beat_window(2, 4, 4) == (28, 28, 0)
+    assert layout.beat_window(1, 4, 2) == (15, 8, 1)       # rows 4, 5 at trits 76..113
+
+
 def test_group_trit_order_is_scale_then_weights_lsd_first():
     q = np.zeros(16, np.int8)
     q[0], q[15] = 1, -3
