@@ -20,7 +20,7 @@ pops that FIFO, whose last beat's pop, registered, ends RUN):
   advances and the issue register is empty or issuing its last use;
 * pipeline after the issue register: ``TritDecoder`` (4 stages; beside it the activation
   word leaves the buffer and ``ActMultiples`` forms its multiples) ->
-  ``GroupDot`` (terms, then one stage per adder level) -> ``ScaleMac`` (7, ending in the
+  ``GroupDot`` (terms, then one stage per adder level) -> ``ScaleMac`` (8, ending in the
   5-beat result FIFO, whose occupancy and pushes alone give the advance). That is
   ``HwConfig.pipeline_stages`` register stages from beat acceptance to the result FIFO
   (hw/ENGINE.md), which the constructor asserts.
@@ -99,23 +99,23 @@ class GemvEngine(wiring.Component):
         self.cfg = cfg
         self.decoder_style = decoder_style
         self.primitives = primitives
+        self.beat_bytes, offset = window or (cfg.beat_bytes, 0)
+        self.err_latency = err_latency or cfg.err_latency
         lay = port_layouts(cfg)
         ports = {"cmd": In(stream.Signature(lay["cmd"])), "cb": In(stream.Signature(lay["cb"])),
-                 "act": In(stream.Signature(lay["act"]))}
+                 "act": In(stream.Signature(lay["act"])),
+                 "w": In(stream.Signature(unsigned(8 * self.beat_bytes))),
+                 "res": Out(stream.Signature(lay["res"])), "err": Out(1), "busy": Out(1)}
         #: (first row, first byte, engine) per slice, or none (an engine of its own)
         self.slices = []
         if window is None and len(cfg.slices) > 1:
             for first, rows in cfg.slices:
-                byte0, nbytes, offset = layout.beat_window(cfg.depth, first, rows)
+                byte0, nbytes, off = layout.beat_window(cfg.depth, first, rows)
                 self.slices.append((first, byte0, GemvEngine(
                     cfg.slice_config(rows), decoder_style=decoder_style, primitives=primitives,
-                    window=(nbytes, offset), err_latency=cfg.err_latency)))
-            super().__init__({**ports, "w": In(stream.Signature(lay["w"])),
-                              "res": Out(stream.Signature(lay["res"])), "err": Out(1),
-                              "busy": Out(1)})
+                    window=(nbytes, off), err_latency=self.err_latency)))
+            super().__init__(ports)
             return
-        self.beat_bytes, offset = window or (cfg.beat_bytes, 0)
-        self.err_latency = err_latency or cfg.err_latency
         self.tag_layout = item_tag_layout(cfg)
         # copies of the global advance for the decoder's and the group dot's registers
         # (hw/replica.py): one per group of ENABLE_ROWS rows and per stage
@@ -138,13 +138,7 @@ class GemvEngine(wiring.Component):
             raise TritforgeError(f"GemvEngine: pipeline has {stages} stages (activation path "
                                  f"{act_path}, decoder {self.decoder.latency}) but "
                                  f"HwConfig.pipeline_stages = {cfg.pipeline_stages}")
-        super().__init__({
-            **ports,
-            "w": In(stream.Signature(unsigned(8 * self.beat_bytes))),
-            "res": Out(stream.Signature(lay["res"])),
-            "err": Out(1),
-            "busy": Out(1),
-        })
+        super().__init__(ports)
 
     @property
     def latency(self) -> int:

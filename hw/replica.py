@@ -56,12 +56,13 @@ class ReplicaRing(Elaboratable):
         return m
 
 
-def replicate_ring(m: Module, name: str, size: int, a, b, n: int) -> list:
-    """``n`` one-hot pointers of ``size`` bits that rotate together when ``a & b``, as
-    submodules ``keep_<name><i>`` of ``m`` (each computes its own next value, so only ``a``
-    and ``b`` travel to the copies); returns their outputs."""
+def replicate_ring(m: Module, name: str, size: int, steps: list) -> list:
+    """One-hot pointers of ``size`` bits, one per ``(a, b)`` of ``steps``, each rotating when
+    its ``a & b`` (equal conditions keep the copies equal), as submodules
+    ``keep_<name><i>`` of ``m``; each computes its own next value, so only ``a`` and ``b``
+    travel to the copies. Returns their outputs."""
     outs = []
-    for i in range(n):
+    for i, (a, b) in enumerate(steps):
         c = ReplicaRing(size)
         m.submodules[f"{KEEP_PREFIX}{name}{i}"] = c
         m.d.comb += [c.a.eq(a), c.b.eq(b)]

@@ -92,7 +92,8 @@ def result_layout(cfg: HwConfig) -> data.StructLayout:
 class ScaleMac(wiring.Component):
     """Ports: ``i`` stream of ``{p, k, tag}``; ``cb`` codebook writes; ``o`` result beats."""
 
-    #: the lookup stage, the multiplier's three stages, shift, accumulate, result FIFO
+    #: the lookup stage, the multiplier's three stages, shift, accumulate, resolve, result
+    #: FIFO
     latency = 5 + PipelinedMultiplier.latency
 
     def __init__(self, cfg: HwConfig, *, primitives: str = "generic", adv_copies: int = 0):
@@ -285,7 +286,7 @@ class ScaleMac(wiring.Component):
         # the read pointer, one-hot, as copies (one per row and one for the vector and last
         # fields), each rotated by res.valid & res.ready on its own (hw/replica.py); the
         # read multiplexer is an AND-OR of the entries with its bits
-        rp_copy = replicate_ring(m, "rp", D, self.o.valid, self.o.ready, R + 1)
+        rp_copy = replicate_ring(m, "rp", D, [(self.o.valid, self.o.ready)] * (R + 1))
         fields = [(self.o.payload.acc[r], [x.acc[r] for x in entries], rp_copy[r])
                   for r in range(R)]
         fields += [(self.o.payload.vector, [x.vector for x in entries], rp_copy[R]),
@@ -313,7 +314,7 @@ class ScaleMac(wiring.Component):
         m.d.comb += [self.adv_next.eq(adv2), push_nxt.eq(adv2 & Mux(adv, fin6, fin7))]
         ring_en = replicate(m, "ring_en", adv2 & Mux(adv, valid[3], valid[4]), R)
         pushes = replicate(m, "push", push_nxt, R + 1)
-        wps = [replicate_ring(m, f"wp{c}_", D, p, 1, 1)[0] for c, p in enumerate(pushes)]
+        wps = replicate_ring(m, "wp", D, [(p, 1) for p in pushes])
         for e in range(D):
             with m.If(pushes[R] & wps[R][e]):
                 m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]
