@@ -226,9 +226,9 @@ def late_endpoints(nets: list, period_ns: float, top: int = 12) -> dict:
 SMALL_MEMORY_WORDS = 64
 
 
-#: nextpnr's routers: router1 (its default; timing-driven, but on the largest engines, ECP5
-#: R = 16, it did not converge in 30 minutes) and router2 (negotiated congestion, converges
-#: there in under 2 minutes)
+#: nextpnr's routers: router1 (its default; timing-driven, but on the engines of several
+#: slices, ECP5 R = 8 and 16, it did not converge in 23 and 30 minutes) and router2
+#: (negotiated congestion, routes them in under 2 minutes)
 ROUTERS = ("router1", "router2")
 
 

@@ -178,17 +178,18 @@ def command_actions(cfg: HwConfig, out_features: int, in_features: int, nnz_trit
     tiles = cfg.tiles(out_features)
     row_groups = tiles * R * ng                   # (row, group) pairs incl. padded rows
     all_trits = row_groups * layout.GROUP * d
+    slices = len(cfg.slices)      # each slice forms its multiples and holds its own buffer
     return Actions(
         cycles=command_cycles(cfg, out_features, in_features, load_act),
         trit_addsub=nnz_trits * T,
         trit_skip=(all_trits - nnz_trits) * T,
         tree_add=row_groups * (layout.GROUP * d - 1) * T,
-        plane_add=tiles * ng * T * layout.GROUP * MULTIPLE_ADDS[d] * len(cfg.slices),
+        plane_add=tiles * ng * T * layout.GROUP * MULTIPLE_ADDS[d] * slices,
         group_mul=row_groups * T,
         acc_add=row_groups * T,
         codebook_read=row_groups,
-        act_read_bits=tiles * ng * T * ACT_WORD_BITS * len(cfg.slices),
-        act_write_bits=(T * ng * ACT_WORD_BITS * len(cfg.slices)) if load_act else 0,
+        act_read_bits=tiles * ng * T * ACT_WORD_BITS * slices,
+        act_write_bits=(T * ng * ACT_WORD_BITS * slices) if load_act else 0,
         weight_bytes=tiles * ng * cfg.beat_bytes,
         result_bits=tiles * T * R * cfg.widths.acc,
     )

@@ -73,7 +73,7 @@ def test_err_flag_and_invalid_bytes_decode_as_zero(depth, rows, byte, lat):
     bad = bytearray(job.beats[1].to_bytes(cfg.beat_bytes, "little"))
     bad[byte] = 250
     job.beats[1] = int.from_bytes(bad, "little")
-    # expected: the engine computes with byte 5's trits at zero
+    # expected: the engine computes with the bad byte's trits at zero
     clean = np.frombuffer(bytes(b if b < 243 else 121 for b in bad), dtype=np.uint8)
     qb, kb = layout.decode_beat(clean, cfg.depth, cfg.rows)
     q2, k2 = q.copy(), k.copy()
