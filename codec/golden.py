@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import TritforgeError
+from ..errors import TritforgeError
 from .layout import GROUP, max_level
 from .quantize import TritTensor
 

@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from .errors import TritforgeError
+from ..errors import TritforgeError
 
 GROUP = 16                #: weights per group (one scale each)
 SCALE_TRITS = 3           #: trits of one codebook index

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import layout, packfile
-from .errors import TritforgeError
+from ..errors import TritforgeError
 from .quantize import MODES, TritTensor, prepare, quantize_groups, weight_error
 
 

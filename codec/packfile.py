@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import layout
-from .atomic import atomic_file
+from ..atomic import atomic_file
 from .codebook import Codebook
-from .errors import TritforgeError
+from ..errors import TritforgeError
 from .quantize import TritTensor
 
 FORMAT = "tritforge-packed"

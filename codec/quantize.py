@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .codebook import SHIFT_LIMIT, Codebook
-from .errors import TritforgeError
+from ..errors import TritforgeError
 from .layout import GROUP, max_level
 
 MODES = ("tritllm-v2", "tritforge")

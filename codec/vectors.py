@@ -36,8 +36,8 @@ import numpy as np
 
 from . import golden, layout
 from .codebook import SHIFT_LIMIT, Codebook
-from .atomic import atomic_folder
-from .errors import TritforgeError
+from ..atomic import atomic_folder
+from ..errors import TritforgeError
 from .quantize import TritTensor, quantize_matrix
 
 FORMAT = "tritforge-vectors"

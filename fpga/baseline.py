@@ -13,8 +13,8 @@ import glob
 import json
 import os
 
-from ..codec.atomic import write_json
-from ..codec.errors import TritforgeError
+from ..atomic import write_json
+from ..errors import TritforgeError
 from ..hwconfig import HwConfig
 
 FOLDER = os.path.join(os.path.dirname(__file__), "baselines")

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 import dataclasses
 from dataclasses import dataclass
 
-from ..codec.atomic import write_json
-from ..codec.errors import TritforgeError
+from ..atomic import write_json
+from ..errors import TritforgeError
 from ..environ import patched_environ
 from ..hwconfig import HwConfig
 from .boardtop import BoardTop

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from amaranth import Elaboratable, Module
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hwconfig import HwConfig
 from .linktop import LinkTop
 from .uart import divisor_for

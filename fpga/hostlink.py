@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from . import protocol as P
 
 

@@ -22,7 +22,7 @@ from amaranth import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hw.engine import GemvEngine
 from ..hw.foldtree import fold_registered
 from .. import hwconfig

@@ -12,7 +12,7 @@ from amaranth import Module, ResetInserter
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hw.engine import GemvEngine
 from ..hwconfig import HwConfig
 from .linkcore import ENGINE_INPUTS, LinkCore

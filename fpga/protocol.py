@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 
 VERSION = 1
 

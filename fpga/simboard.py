@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hwconfig import HwConfig
 from .linktop import LinkTop
 

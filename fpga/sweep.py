@@ -15,8 +15,8 @@ import csv
 import dataclasses
 import os
 
-from ..codec.atomic import atomic_folder, write_json
-from ..codec.errors import TritforgeError
+from ..atomic import atomic_folder, write_json
+from ..errors import TritforgeError
 from ..hwconfig import HwConfig
 from .synth import target as get_target
 from .synthtop import synthesize_engine

@@ -32,8 +32,8 @@ import sys
 from dataclasses import dataclass
 from importlib import metadata
 
-from ..codec.atomic import atomic_folder, write_json
-from ..codec.errors import TritforgeError
+from ..atomic import atomic_folder, write_json
+from ..errors import TritforgeError
 from ..hw.replica import KEEP_PREFIX
 
 

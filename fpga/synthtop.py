@@ -20,8 +20,8 @@ from amaranth import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..codec.atomic import write_json
-from ..codec.errors import TritforgeError
+from ..atomic import write_json
+from ..errors import TritforgeError
 from ..hw.engine import GemvEngine
 from ..hwconfig import HwConfig
 from . import synth

@@ -23,7 +23,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 
 MIN_DIVISOR = 4
 

@@ -30,7 +30,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from .primitives import check_primitives
 
 #: ECP5 DP16KD port widths and the depth each gives (18 Kbit blocks)

@@ -21,7 +21,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from .groupdot import act_layout, multiples_layout
 
 

@@ -44,7 +44,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hwconfig import HwConfig
 from .replica import replicate
 

@@ -52,7 +52,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hwconfig import ERR_FOLD, ERR_PAIR, ISSUE_STAGES, HwConfig
 from ..hwconfig import err_latency as err_latency_of
 from .actbuffer import ActivationBuffer

@@ -29,7 +29,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hwconfig import HwConfig, groupdot_stages
 from .decoder import plane_layout
 from .replica import replicate

@@ -29,7 +29,7 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from .primitives import check_primitives
 #: operand width of the ECP5 sysDSP multiplier (signed)
 ECP5_OPERAND_BITS = 18

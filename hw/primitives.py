@@ -10,7 +10,7 @@ simulation, cycle model and tests do not depend on it.
 """
 from __future__ import annotations
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 
 PRIMITIVES = ("generic", "ecp5")
 

@@ -53,7 +53,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hwconfig import FIFO_DEPTH, HwConfig
 from .decoder import index_layout
 from .gatedadd import gated_add

@@ -24,8 +24,8 @@ from amaranth.back import verilog
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-from ..codec.atomic import atomic_file
-from ..codec.errors import TritforgeError
+from ..atomic import atomic_file
+from ..errors import TritforgeError
 from ..hwconfig import HwConfig
 from .engine import GemvEngine, port_layouts
 

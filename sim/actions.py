@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hwconfig import HwConfig
 
 DEFAULT_BOARD = "kv260"

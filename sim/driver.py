@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..codec import packfile
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..codec.quantize import MODES, TritTensor, quantize_matrix
 from ..hwconfig import HwConfig
 from .actions import Actions

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hwconfig import DEFAULT, HwConfig
 from .actions import Actions
 

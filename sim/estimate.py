@@ -31,8 +31,8 @@ from importlib import resources
 
 from .. import __version__
 from ..codec import layout
-from ..codec.errors import TritforgeError
-from ..codec.jsonfile import read_json
+from ..errors import TritforgeError
+from ..jsonfile import read_json
 from ..hwconfig import HwConfig
 from .actions import Actions
 from .boards import Board

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..codec.quantize import TritTensor
 from ..hwconfig import HwConfig
 from .actions import Actions

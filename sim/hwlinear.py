@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ..codec import golden
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..codec.quantize import TritTensor
 from ..hwconfig import HwConfig
 from .actions import Actions

@@ -27,7 +27,7 @@ import contextlib
 import math
 import os
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 
 TEXT_FILE = os.path.join(os.path.dirname(__file__), "data", "eval_text.txt")
 WINDOW = 512

@@ -27,8 +27,8 @@ import tempfile
 
 from matplotlib.figure import Figure
 
-from ..codec.errors import TritforgeError
-from ..codec.jsonfile import read_json
+from ..errors import TritforgeError
+from ..jsonfile import read_json
 
 FILES = ("result.json", "roofline.png", "energy.png", "cycles.png", "report.md", "report.html")
 _LAYER_KEYS = ("name", "out", "in", "weight_bytes", "cycles", "compute_s", "memory_s", "bound", "energy_pj")

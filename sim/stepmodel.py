@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hwconfig import FIFO_DEPTH, MAC_STAGES, HwConfig
 
 IDLE, LOAD, RUN, START = 0, 1, 2, 3

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codec import layout
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..codec.quantize import TritTensor
 from ..hwconfig import HwConfig
 from . import fastmodel, stepmodel

@@ -1,7 +1,7 @@
 """Board presets: the required boards, their figures, lookup errors, their HwConfig."""
 import pytest
 
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.hwconfig import HwConfig
 from tritforge.sim.boards import BOARDS, DEFAULT_BOARD, Board, get_board
 from tritforge.sim.energy import EnergyTable

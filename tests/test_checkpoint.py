@@ -16,7 +16,7 @@ import torch
 
 from tritforge.codec import checkpoint
 from tritforge.codec.checkpoint import load_checkpoint, resolve_model
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tinymodels import make_tiny_model, tiny_model
 
 LINEAR = re.compile(r"\.(q|k|v|o|gate|up|down)_proj\.weight$")

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tritforge.codec.codebook import MANT_BITS, Codebook
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 
 
 @given(st.floats(1e-6, 1e3), st.floats(1.0, 1e4))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tritforge.codec import golden, packfile
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.hwconfig import HwConfig
 from tritforge.sim import driver
 from tritforge.sim.hwlinear import HwLinear, HwRecorder

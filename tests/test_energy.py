@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.hwconfig import HwConfig
 from tritforge.sim.actions import Actions
 from tritforge.sim.energy import EnergyTable, default_table_path, tree_mean_width

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tritforge.cli import main
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.codec.quantize import quantize_matrix
 from tritforge.codec.golden import quantize_activations
 from tritforge.sim import estimate

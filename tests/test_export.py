@@ -12,8 +12,8 @@ from safetensors import safe_open
 
 from tinymodels import make_tiny_model
 from tritforge.codec.checkpoint import load_checkpoint
-from tritforge.codec.errors import TritforgeError
-from tritforge.codec.atomic import atomic_folder
+from tritforge.errors import TritforgeError
+from tritforge.atomic import atomic_folder
 from tritforge.codec.export import export_fp16, has_tokenizer
 from tritforge.codec.modelquant import quantize_checkpoint
 

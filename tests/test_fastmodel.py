@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tritforge.codec import golden, layout, vectors
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.codec.quantize import quantize_matrix
 from tritforge.hwconfig import HwConfig
 from tritforge.sim import fastmodel

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from tritforge.codec import layout
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.fpga import protocol as P
 from tritforge.hwconfig import HwConfig
 

@@ -14,7 +14,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import Elaboratable, Module, Signal, signed
 from amaranth.sim import Simulator
 
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.hw.gatedadd import gated_add
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tritforge.codec import layout
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.hw.decoder import ZERO_BYTE, TritDecoder
 from tritforge.hw.simdriver import run_stream
 from tritforge.hwconfig import HwConfig

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tritforge.codec import golden, layout
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.hw.engine import GemvEngine
 from tritforge.hw.simdriver import EngineSim
 from tritforge.hwconfig import HwConfig

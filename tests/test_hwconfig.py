@@ -4,7 +4,7 @@ import json
 import pytest
 
 from tritforge.codec import layout
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.hwconfig import HwConfig
 
 

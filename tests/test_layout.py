@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tritforge.codec import layout
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 
 
 def test_every_byte_value_decodes_to_its_base243_digits():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tritforge.codec import layout, packfile
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.codec.modelquant import parse_configs, quantize_model
 from tritforge.codec.quantize import quantize_matrix, weight_error
 

@@ -7,7 +7,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from tritforge.codec import layout, packfile
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.codec.quantize import quantize_matrix
 
 

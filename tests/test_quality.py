@@ -10,7 +10,7 @@ import torch
 
 from tinymodels import make_tiny_model, tiny_model
 from tritforge.codec.checkpoint import load_checkpoint
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.codec.modelquant import quantize_checkpoint
 from tritforge.sim import quality
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tritforge.codec import layout
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.codec.quantize import (CANDIDATE_STATS, MODES, group_scales, quantize_matrix,
                                       weight_error)
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tritforge.cli import main
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.sim import report
 from tritforge.sim.actions import Actions
 from tritforge.sim.boards import get_board

@@ -4,7 +4,7 @@ import pytest
 
 from tritforge.cli import main
 from tritforge.codec import golden, packfile
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.codec.quantize import quantize_matrix
 from tritforge.hwconfig import HwConfig
 from tritforge.sim import fastmodel, steprun

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.hw.engine import GemvEngine
 from tritforge.hw.simdriver import OUTPUT_FIELDS, EngineSim
 from tritforge.hwconfig import FIFO_DEPTH, HwConfig

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tritforge.codec import golden, layout, vectors
-from tritforge.codec.errors import TritforgeError
+from tritforge.errors import TritforgeError
 from tritforge.hwconfig import HwConfig
 from tritforge.sim import fastmodel
 

@@ -13,7 +13,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
-from .codec.errors import TritforgeError
+from .errors import TritforgeError
 
 
 def _command_modules():

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from .codec import layout
 from .codec.codebook import MANT_BITS, SHIFT_BITS, SHIFT_LIMIT
-from .codec.errors import TritforgeError
-from .codec.jsonfile import read_json
+from .errors import TritforgeError
+from .jsonfile import read_json
 from .codec.golden import ACT_BITS, widths
 
 #: Register stages of the engine's RUN pipeline, from weight-beat acceptance to the result

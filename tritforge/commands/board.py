@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 
 HELP = "run GEMVs on a board over its UART link (or on the simulated board) and check them against the golden reference"
 

@@ -1,7 +1,7 @@
 """``tritforge estimate``: project tokens/s and J/token of a model shape on a board preset."""
 from __future__ import annotations
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ._paths import shown
 
 HELP = "project tokens/s (compute and memory bounds) and J/token of a model shape on a board"
@@ -98,7 +98,7 @@ def run(args) -> int:
     from ..sim import estimate
     from ..sim.boards import get_board
     from ..sim.energy import EnergyTable
-    from ..codec.atomic import write_json
+    from ..atomic import write_json
     from ..sim.report import render
 
     if not args.model_config:

@@ -1,7 +1,7 @@
 """``tritforge generate``: Verilog of the GEMV engine plus its JSON sidecar."""
 from __future__ import annotations
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..hw.primitives import PRIMITIVES
 from ._hwoptions import add_hw_arguments, hw_from_args
 from ._paths import shown

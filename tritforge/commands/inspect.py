@@ -13,7 +13,7 @@ import math
 import os
 import re
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ..codec.packfile import RECORDED_KEY
 
 HELP = "show shapes, depth, bpw (information and physical), codebook ranges and errors of a packed file"

@@ -3,7 +3,7 @@ the packed trit file, the dequantized FP16 HF folder and a JSON report.
 
 Work shared across configs is done once: loading, the per-matrix preparation
 (``codec.modelquant``), the source model and its perplexity. Each config's folder is built
-in a temporary sibling and renamed into place when complete (``codec.atomic.atomic_folder``),
+in a temporary sibling and renamed into place when complete (``atomic.atomic_folder``),
 and every input is checked before anything is written.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 
 HELP = "quantize a model to balanced ternary: packed file, FP16 HF folder and report per config"
 
@@ -77,7 +77,7 @@ def run(args) -> int:
     from .. import __version__
     from ..codec import packfile
     from ..codec.checkpoint import load_checkpoint
-    from ..codec.atomic import atomic_folder, write_json
+    from ..atomic import atomic_folder, write_json
     from ..codec.export import export_fp16, has_tokenizer
     from ..codec.modelquant import parse_configs, quantize_checkpoint
 

@@ -7,8 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..codec.atomic import write_json
-from ..codec.errors import TritforgeError
+from ..atomic import write_json
+from ..errors import TritforgeError
 from ._paths import shown
 
 HELP = "run a model through the simulated hardware: generated text, tokens/s, J/token, quality"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ._hwoptions import add_hw_arguments, hw_from_args
 
 HELP = "run one matrix through the engine's cycle models (vectorized and per-cycle), check it, count cycles"

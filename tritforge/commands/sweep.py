@@ -1,7 +1,7 @@
 """``tritforge sweep``: the engine over R and d for one target; table + Pareto plot."""
 from __future__ import annotations
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 
 HELP = "synthesize the engine over lists of R and d for one target; CSV/JSON table and a Pareto PNG (LUT vs MAC/cycle x Fmax)"
 

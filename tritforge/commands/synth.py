@@ -1,7 +1,7 @@
 """``tritforge synth``: the GEMV engine through Yosys and nextpnr (yowasp), JSON report."""
 from __future__ import annotations
 
-from ..codec.errors import TritforgeError
+from ..errors import TritforgeError
 from ._hwoptions import add_hw_arguments, hw_from_args
 
 HELP = ("synthesize (and place and route) the GEMV engine for an FPGA with the open yowasp "
