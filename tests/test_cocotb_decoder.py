@@ -53,7 +53,8 @@ def test_waves_on_demand(request, tmp_path, monkeypatch, fst):
     """TRITFORGE_WAVES=1: a traced build and a dump.fst per run (dump.vcd without lz4 headers)."""
     from tritforge.sim import cosim
     if fst and not cosim.fst_supported():
-        pytest.skip("no lz4 headers here: Verilator cannot compile its FST writer (apt-get install liblz4-dev)")
+        pytest.fail("no lz4 headers here: Verilator cannot compile its FST writer; `make venv` "
+                    "installs them (Debian package liblz4-dev, the Makefile's DEB_PACKAGES)")
     if not fst:
         monkeypatch.setattr(cosim, "_FST_OK", False)
     monkeypatch.setenv("TRITFORGE_WAVES", "1")
