@@ -4,8 +4,10 @@ The single oracle for every test: the cycle model, the Amaranth simulations and 
 cocotb/Verilator runs all compare against these functions, bit for bit.
 
 Contract
-    activations  x_q = clamp(rint(x / s_x), -127, 127) with s_x = max|x| / 127 per vector
-                 (s_x = 1 for an all-zero vector); rint rounds half to even.
+    activations  any int8 x_q in -128..127 (the engine's ``act`` port takes the whole range);
+                 the host's quantizer (``quantize_activations``) gives
+                 x_q = clamp(rint(x / s_x), -127, 127) with s_x = max|x| / 127 per vector
+                 (s_x = 1 for an all-zero vector; rint rounds half to even).
     group dot    P[r, g] = sum_{j<16} q[r, 16g+j] * x_q[16g+j]
                  = sum_i 3**i * sum_j t_i[r, 16g+j] * x_q[16g+j]   (per trit plane i)
     accumulate   A[r] = sum_g (m[k[r,g]] * P[r, g]) << delta[k[r,g]]
@@ -14,13 +16,13 @@ Contract
 
 Widths (``widths``), with L = (3**d - 1) / 2, F mantissa bits, S the largest shift and
 n = in_features / 16 groups:
-    |x_q| <= 127;  |q| <= L;  |P| <= 16 * L * 127;
-    0 <= m <= 2**F - 1, so |m * P| <= 16 * L * 127 * (2**F - 1);
-    0 <= delta <= E <= S, so one shifted term is at most 16 * L * 127 * (2**F - 1) * 2**S;
-    |A| <= n * 16 * L * 127 * (2**F - 1) * 2**S.
+    |x_q| <= 128 (ACT_ABS);  |q| <= L;  |P| <= 16 * L * 128;
+    0 <= m <= 2**F - 1, so |m * P| <= 16 * L * 128 * (2**F - 1);
+    0 <= delta <= E <= S, so one shifted term is at most 16 * L * 128 * (2**F - 1) * 2**S;
+    |A| <= n * 16 * L * 128 * (2**F - 1) * 2**S.
 A signed register of ``bit_length(bound) + 1`` bits holds every value, so the
 accumulator cannot overflow for any input the config admits; ``tests/test_golden.py``
-drives the extreme case (all |q| = L, all x_q = -127 or +127, every entry at the largest
+drives the extreme case (all |q| = L, all x_q = -128, every entry at the largest
 mantissa and shift) and checks the bound is reached exactly and fits.
 """
 from __future__ import annotations
@@ -34,7 +36,11 @@ from .layout import GROUP, max_level
 from .quantize import TritTensor
 
 ACT_BITS = 8
-ACT_MAX = 2 ** (ACT_BITS - 1) - 1   # 127: symmetric, -128 never used
+#: the largest |x_q| the host's quantizer produces (symmetric: -127..127)
+ACT_MAX = 2 ** (ACT_BITS - 1) - 1
+#: the int8 range the hardware takes: -128..127; widths are sized for |x_q| <= ACT_ABS
+ACT_MIN = -(2 ** (ACT_BITS - 1))
+ACT_ABS = -ACT_MIN
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class Widths:
 def widths(d: int, in_features: int, mant_bits: int, shift_limit: int) -> Widths:
     L = max_level(d)
     n = -(-in_features // GROUP)
-    p = GROUP * L * ACT_MAX
+    p = GROUP * L * ACT_ABS
     prod = p * (2 ** mant_bits - 1)
     bound = n * prod * 2 ** shift_limit
     return Widths(ACT_BITS, p.bit_length() + 1, prod.bit_length() + 1,

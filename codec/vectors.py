@@ -140,8 +140,9 @@ def directed_cases(d: int, out_features: int, in_features: int, n: int,
     """Directed (name, matrix, activations) triples for one depth and shape.
 
     all_zero, trits_plus (every trit +1, q = +L), trits_minus (q = -L), max_pos / max_neg
-    (|q| = L, |x| = 127 with signs that add up, every group at the entry with the largest
-    m * 2**delta: the accumulator bound of ``golden.widths`` for the largest shift),
+    (x = -128 everywhere, the int8 minimum, against q = -L / +L, every group at the entry
+    with the largest m * 2**delta: +/- the accumulator bound of ``golden.widths`` for the
+    largest shift),
     alternating (+L/-L lanes against alternating activations), sparse (95 % zero levels),
     dense (no zero level).
     """
@@ -158,9 +159,10 @@ def directed_cases(d: int, out_features: int, in_features: int, n: int,
         return np.where(col_ok, a, 0)
 
     def xrand():
-        x = rng.integers(-127, 128, size=(n, in_pad))
+        x = rng.integers(golden.ACT_MIN, golden.ACT_MAX + 1, size=(n, in_pad))
         return np.where(col_ok, x, 0).astype(np.int8)
 
+    xmin = np.where(col_ok, golden.ACT_MIN, 0)[None].repeat(n, 0).astype(np.int8)
     k_rand = rng.integers(0, layout.CODEBOOK_SIZE, size=(out_features, ng))
     k_top = np.full((out_features, ng), top)
     ones = np.ones(shape, dtype=np.int64)
@@ -169,10 +171,8 @@ def directed_cases(d: int, out_features: int, in_features: int, n: int,
         ("all_zero", _tensor(np.zeros(shape), k_rand, cb, d, in_features), xrand()),
         ("trits_plus", _tensor(levels(L * ones), k_rand, cb, d, in_features), xrand()),
         ("trits_minus", _tensor(levels(-L * ones), k_rand, cb, d, in_features), xrand()),
-        ("max_pos", _tensor(levels(L * ones), k_top, cb, d, in_features),
-         np.where(col_ok, 127, 0)[None].repeat(n, 0).astype(np.int8)),
-        ("max_neg", _tensor(levels(L * ones), k_top, cb, d, in_features),
-         np.where(col_ok, -127, 0)[None].repeat(n, 0).astype(np.int8)),
+        ("max_pos", _tensor(levels(-L * ones), k_top, cb, d, in_features), xmin),
+        ("max_neg", _tensor(levels(L * ones), k_top, cb, d, in_features), xmin),
         ("alternating", _tensor(levels(L * alt * ones), k_rand, cb, d, in_features),
          np.where(col_ok, 127 * alt, 0)[None].repeat(n, 0).astype(np.int8)),
     ]

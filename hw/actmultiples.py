@@ -11,7 +11,8 @@ advances both)::
                         +-x, +3x, -3x = 2(-x) + (-x), +9x, -9x = 8(-x) + (-x),
                         +27x = 32x - 5x, -27x = 5x - 32x
 
-(only the multiples depth d needs are built). The engine runs it on the activation word
+(only the multiples depth d needs are built). Every register holds its value for every
+int8 x, -128 included (``times_bits``). The engine runs it on the activation word
 beside the trit decoder, so it adds no latency.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
 from ..errors import TritforgeError
-from .groupdot import act_layout, multiples_layout
+from .groupdot import ACT, act_layout, multiples_layout, times_bits
 
 
 class ActMultiples(wiring.Component):
@@ -48,7 +49,7 @@ class ActMultiples(wiring.Component):
         for j in range(layout.GROUP):
             x = self.x[j]
             for n in range(self.latency - levels):
-                q = Signal(signed(8), name=f"x{n}_{j}", reset_less=True)
+                q = Signal(ACT, name=f"x{n}_{j}", reset_less=True)
                 with m.If(self.en):
                     m.d.sync += q.eq(x)
                 x = q
@@ -59,11 +60,11 @@ class ActMultiples(wiring.Component):
                 with m.If(self.en):
                     m.d.sync += stage
                 continue
-            x1 = Signal(signed(8), name=f"x1_{j}", reset_less=True)
-            n1 = Signal(signed(9), name=f"n1_{j}", reset_less=True)
-            p3 = Signal(signed(10), name=f"p3_{j}", reset_less=True)
-            p9 = Signal(signed(12), name=f"p9_{j}", reset_less=True)
-            p5 = Signal(signed(11), name=f"p5_{j}", reset_less=True)
+            x1 = Signal(ACT, name=f"x1_{j}", reset_less=True)
+            n1 = Signal(signed(times_bits(1)), name=f"n1_{j}", reset_less=True)
+            p3 = Signal(signed(times_bits(3)), name=f"p3_{j}", reset_less=True)
+            p9 = Signal(signed(times_bits(9)), name=f"p9_{j}", reset_less=True)
+            p5 = Signal(signed(times_bits(5)), name=f"p5_{j}", reset_less=True)
             stage1 = [x1.eq(x), n1.eq(-x), p3.eq((x << 1) + x), p9.eq((x << 3) + x)]
             if d >= 4:
                 stage1.append(p5.eq((x << 2) + x))

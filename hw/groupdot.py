@@ -11,8 +11,9 @@ The multiples (``multiples_layout``) are shared by all R rows and come from
 row needs neither a negation nor a correction for one's complements nor a Horner step:
 a term is one 4-input LUT per bit (nonzero, negative, the two multiples' bits).
 
-Widths: |x| <= 127, so a multiple of plane i fits ``multiple_bits(i)`` signed bits, and
-|P| <= 16*L*127 fits ``HwConfig.widths.dot`` (``codec.golden.widths``).
+Widths: x is any int8 (-128..127), so a multiple of plane i, |3**i x| <= 3**i * 128,
+fits ``multiple_bits(i)`` signed bits (9 for -x at x = -128), and |P| <= 16*L*128 fits
+``HwConfig.widths.dot`` (``codec.golden.widths``).
 
 Pipelined stream block: the terms are registered, then one adder level per register
 stage (an ECP5 carry chain and one routing hop per stage, for 200 MHz): ``latency`` =
@@ -29,13 +30,13 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
+from ..codec.golden import ACT_ABS, ACT_BITS
 from ..errors import TritforgeError
 from ..hwconfig import HwConfig, groupdot_stages
 from .decoder import plane_layout
 from .replica import replicate
 
-ACT = signed(8)
-ACT_MAX = 127              # int8 activations are symmetric: -127..127
+ACT = signed(ACT_BITS)
 #: copies of the enable for a row group's term registers (each serves 16/TERM_COPIES lanes
 #: of every plane: the terms of a row spread as wide as the shared multiples they select)
 TERM_COPIES = 4
@@ -46,9 +47,14 @@ def act_layout() -> data.ArrayLayout:
     return data.ArrayLayout(ACT, layout.GROUP)
 
 
+def times_bits(c: int) -> int:
+    """Signed width of +-c * x for every int8 x (|x| <= ACT_ABS = 128)."""
+    return (ACT_ABS * c).bit_length() + 1
+
+
 def multiple_bits(plane: int) -> int:
-    """Signed width of +-3**plane * x for |x| <= 127."""
-    return (ACT_MAX * 3 ** plane).bit_length() + 1
+    """Signed width of +-3**plane * x for every int8 x."""
+    return times_bits(3 ** plane)
 
 
 def multiples_layout(depth: int) -> data.StructLayout:

@@ -8,8 +8,8 @@ For every item (one group column of R rows for one activation vector)::
 and when the item is its row tile's final group, ``A[v, :]`` goes out on ``o`` as one
 result beat ``{acc, vector, last}`` (``codec.golden.accumulate``, hw/ENGINE.md).
 
-Accumulators of width ``HwConfig.widths.acc``: with n groups, |P| <= 16*L*127,
-m <= 2**F - 1 and delta <= S, ``|A| <= n * 16*L*127 * (2**F - 1) * 2**S``, and
+Accumulators of width ``HwConfig.widths.acc``: with n groups, |P| <= 16*L*128,
+m <= 2**F - 1 and delta <= S, ``|A| <= n * 16*L*128 * (2**F - 1) * 2**S``, and
 ``codec.golden.widths`` sizes the signed register at ``bound.bit_length() + 1`` bits, so
 no admitted input overflows it (tests drive the extreme case).
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from tritforge.codec import layout
 from tritforge.codec.codebook import Codebook
 from tritforge.errors import TritforgeError
-from tritforge.codec.golden import (ACT_MAX, accumulate, accumulators, gemv, group_dots,
+from tritforge.codec.golden import (ACT_MAX, ACT_MIN, accumulate, accumulators, gemv, group_dots,
                                     group_dots_by_planes, quantize_activations, widths)
 from tritforge.codec.quantize import TritTensor, quantize_matrix
 
@@ -69,7 +69,7 @@ def test_width_bound_is_reached_exactly_and_fits(d):
     ng = in_features // 16
     q = np.full((2, in_features), L, np.int8)
     q[1] = -L
-    xq = np.full(in_features, -ACT_MAX, np.int8)
+    xq = np.full(in_features, ACT_MIN, np.int8)         # -128: the int8 minimum
     mant = np.full(27, 2 ** F - 1, np.int64)
     shift = np.full(27, S, np.int64)
     A = accumulate(group_dots(q, xq), np.zeros((2, ng), np.int64), mant, shift)

@@ -43,8 +43,8 @@ def test_engine_matches_golden(depth, rows, vectors):
     cfg = small_cfg(depth, rows, vectors)
     rng = np.random.default_rng(1000 * depth + 10 * rows + vectors)
     out, in_pad = {4: (6, 48), 6: (8, 48)}.get(rows, (3, 32))
-    xq = rng.integers(-127, 128, size=(vectors, in_pad)).astype(np.int8)
-    xq[0, :16] = 127                                  # one extreme group
+    xq = rng.integers(-128, 128, size=(vectors, in_pad)).astype(np.int8)
+    xq[0, :16] = -128                                 # one extreme group: the int8 minimum
     q1 = directed_matrix(out, in_pad, cfg.level, rng)
     k1 = rng.integers(0, 27, size=(out, in_pad // 16)).astype(np.uint8)
     q2 = rng.integers(-cfg.level, cfg.level + 1, size=(out, in_pad)).astype(np.int8)
@@ -55,6 +55,30 @@ def test_engine_matches_golden(depth, rows, vectors):
     EngineSim(GemvEngine(cfg)).run(drv, max_cycles=3000)
     assert drv.done
     assert drv.results == [exp1, exp2]
+
+
+@pytest.mark.parametrize("depth", layout.DEPTHS)
+def test_int8_minimum_is_exact(depth):
+    """x = -128 against a weight whose lowest digit is -1: the product is +128 (a datapath
+    sized for |x| <= 127 gives -128). Rows hold -1, +1, -L, +L; the RTL and the stepping
+    model both return the golden accumulators."""
+    cfg = small_cfg(depth, 4, 1)
+    L = cfg.level
+    q = np.zeros((4, 16), np.int8)
+    q[:, 0] = [-1, 1, -L, L]
+    k = np.full((4, 1), 13, np.uint8)
+    mant, shift = np.zeros(27, np.int64), np.zeros(27, np.int64)
+    mant[13] = 1
+    xq = np.zeros((1, 16), np.int8)
+    xq[0, 0] = -128
+    job, expected = make_job(cfg, q, k, xq, mant, shift)
+    assert expected == [(0, (128, -128, 128 * L, -128 * L), True)]
+    drv = JobDriver(cfg, [job])
+    EngineSim(GemvEngine(cfg)).run(drv, max_cycles=200)
+    assert drv.results == [expected]
+    drv = JobDriver(cfg, [job])
+    run(StepModel(cfg), drv)
+    assert drv.results == [expected]
 
 
 @pytest.mark.parametrize("depth,rows,byte,lat", [

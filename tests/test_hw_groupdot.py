@@ -31,7 +31,9 @@ def directed(L: int):
         ("minus", -np.ones(16), np.full(16, -127)),
         ("alternating", alt * L, alt * 127),
         ("max", np.full(16, L), np.full(16, 127)),
-        ("max-neg", np.full(16, L), np.full(16, -127)),
+        ("max-neg", np.full(16, L), np.full(16, -128)),
+        ("max-pos", np.full(16, -L), np.full(16, -128)),
+        ("low-digit", np.full(16, -1), np.full(16, -128)),
         ("min", np.full(16, -L), np.full(16, 127)),
         ("sparse", np.eye(16)[3] * L, np.full(16, -127)),
         ("dense", np.arange(16) % (2 * L + 1) - L, np.arange(16) * 17 % 255 - 127),
@@ -46,7 +48,7 @@ def cases(cfg: HwConfig, rng):
     for _ in range(24):
         q = rng.integers(-L, L + 1, size=(cfg.rows, 16))
         q[rng.random(q.shape) < rng.random()] = 0              # random sparsity
-        rows.append((q.astype(np.int8), rng.integers(-127, 128, size=16).astype(np.int8)))
+        rows.append((q.astype(np.int8), rng.integers(-128, 128, size=16).astype(np.int8)))
     return rows
 
 
@@ -70,8 +72,8 @@ def test_group_dot_matches_golden(depth, rows):
         assert exp == golden.group_dots_by_planes(q, x, depth)[:, 0].tolist()
         assert int(c["tag"]) == n and p == exp, f"case {n}"
     # the extremes reach the width bound
-    assert max(abs(v) for v in golden.group_dots(np.full((1, 16), cfg.level), np.full(16, 127))) \
-        == 16 * cfg.level * 127 < 2 ** (cfg.widths.dot - 1)
+    assert max(abs(v) for v in golden.group_dots(np.full((1, 16), -cfg.level), np.full(16, -128))) \
+        == 16 * cfg.level * 128 < 2 ** (cfg.widths.dot - 1)
 
 
 def test_latency_is_terms_then_one_stage_per_adder_level():
@@ -83,11 +85,11 @@ def test_latency_is_terms_then_one_stage_per_adder_level():
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
 def test_activation_multiples_are_exact(depth):
-    """Every int8 activation -127..127 through ActMultiples: +-3**i x, two stages, with stalls."""
+    """Every int8 activation -128..127 through ActMultiples: +-3**i x, two stages, with stalls."""
     from amaranth.sim import Simulator
 
     dut = ActMultiples(depth)
-    xs = list(range(-127, 128))
+    xs = list(range(-128, 128))
     words = [xs[n:n + 16] + [0] * (16 - len(xs[n:n + 16])) for n in range(0, len(xs), 16)]
     got = []
 

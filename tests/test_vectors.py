@@ -71,14 +71,15 @@ def test_directed_cases_are_what_they_say():
     assert not cases["trits_plus"][0].q[:, 40:].any()            # padding stays zero
     assert (cases["dense"][0].q[:, :40] != 0).all()
     assert (cases["sparse"][0].q != 0).mean() < 0.2
-    # the extreme case reaches the largest term: 16 * L * 127 * m * 2**delta per group
+    # the extreme case reaches the largest term: 16 * L * 128 * m * 2**delta per group, with
+    # the int8 minimum x = -128 on every lane
     t, x = cases["max_pos"]
     cb = t.codebook
     top = int(cb.mantissa[26]) << int(cb.left_shift[26])
     assert top == max(int(m) << int(s) for m, s in zip(cb.mantissa, cb.left_shift))
     assert cb.left_shift[26] == 15
     acc = golden.accumulators(t, x)
-    assert (acc == 40 * L * 127 * top).all()                     # 40 real columns
+    assert (x[:, :40] == -128).all() and (acc == 40 * L * 128 * top).all()  # 40 real columns
     assert (golden.accumulators(*cases["max_neg"]) == -acc).all()
     w = golden.widths(d, t.in_padded, cb.mant_bits, cb.shift_limit)
     assert int(acc.max()) <= w.bound and int(acc.max()).bit_length() + 1 <= w.acc
