@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from tritforge.codec import layout
 from tritforge.codec.codebook import Codebook
 from tritforge.errors import TritforgeError
-from tritforge.codec.golden import (ACT_MAX, ACT_MIN, accumulate, accumulators, gemv, group_dots,
+from tritforge.codec.golden import (ACT_MIN, accumulate, accumulators, gemv, group_dots,
                                     group_dots_by_planes, quantize_activations, widths)
 from tritforge.codec.quantize import TritTensor, quantize_matrix
 
