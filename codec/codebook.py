@@ -3,7 +3,7 @@
 Ideal entries are log-spaced from ``lo`` (k = 0) to ``hi`` (k = 26):
 ``c_k = lo * (hi / lo) ** (k / 26)``.
 
-Integer form (the numeric contract, DESIGN.md §4). Every entry is written relative to the
+Integer form (the numeric contract, docs/NUMERIC.md). Every entry is written relative to the
 top one as a normalized F-bit mantissa and a right shift::
 
     c_k / hi  ~=  m_k * 2**-(F-1) * 2**-e_k,     2**(F-1) <= m_k < 2**F,  0 <= e_k <= S

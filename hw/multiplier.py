@@ -16,12 +16,12 @@ the cycle contract (hw/ENGINE.md) does not depend on the target.
   = "CLK0"``, clock enable ``CE0`` = ``en``, ``RST0`` tied low). Yosys's ``synth_ecp5``
   maps ``*`` to a ``MULT18X18D`` with every register bypassed (its ``dsp_map_18x18.v``),
   which leaves the multiplier's 3.9 ns combinational delay plus two routing hops between
-  fabric flip-flops (7.9 ns, the engine's critical path at 126.7 MHz); with the DSP's own
+  fabric flip-flops (7.9 ns: built that way, it limits the engine to 126.7 MHz); with the DSP's own
   registers nextpnr times the input-register setup and output clock-to-out instead
   (timing class ``MULT18X18D_REGS_ALL``). Operands are sign-extended to 18 bits with
   ``SIGNEDA = SIGNEDB = 1`` and the product is ``P[0:len(p)]``. No open simulator has a
-  model of the primitive: tests/hw_models/MULT18X18D.v is the behavioural model the tests
-  run it against (written from Lattice TN1267, "ECP5 and ECP5-5G sysDSP Usage Guide").
+  model of the primitive: the tests run it against the behavioural Verilog model in
+  tests/ecp5_models.py (written from Lattice TN1267, "ECP5 and ECP5-5G sysDSP Usage Guide").
 """
 from __future__ import annotations
 

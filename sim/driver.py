@@ -1,6 +1,6 @@
 """The model-level driver: a real checkpoint, run through the simulated hardware.
 
-Steps of :func:`run` (DESIGN.md §7; the ``tritforge run`` command):
+Steps of :func:`run` (the ``tritforge run`` command; docs/ARCHITECTURE.md):
 
 1. load the stock transformers model and its tokenizer (HF safetensors folder or GGUF;
    Llama and Qwen2 families);

@@ -19,7 +19,7 @@ the cycle model's closed forms (``fastmodel.command_cycles`` / ``command_actions
 for the engine, no weights needed) and an assumed fraction of zero trits (measured on
 SmolLM2-135M, ``ZERO_TRIT_FRACTION``); k/v reuse q's activation buffer and up reuses
 gate's (``load_act = False``). ``lm_head`` and the embeddings stay in floating point on the
-host (DESIGN.md §3): they are not in the hardware figures; ``lm_head`` reports the bytes it
+host (docs/CODEC.md): they are not in the hardware figures; ``lm_head`` reports the bytes it
 would add per token if it streamed from the same memory.
 """
 from __future__ import annotations

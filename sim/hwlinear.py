@@ -3,7 +3,7 @@
 The model driver (``sim.driver``) swaps every quantized ``nn.Linear`` of a stock
 transformers model for one of these and keeps the rest of the model as it is.
 
-The hardware path of one call, for input x (..., in_features) — DESIGN.md §4:
+The hardware path of one call, for input x (..., in_features) — docs/NUMERIC.md:
 
 1. every token vector is quantized to int8 on its own (``golden.quantize_activations``:
    s_x = max|x| / 127, zero-padded to the matrix's ``in_padded``);

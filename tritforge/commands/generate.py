@@ -12,11 +12,13 @@ HELP = "write the GEMV engine as Verilog plus a JSON sidecar (parameters, derive
 def add_arguments(p) -> None:
     add_hw_arguments(p)
     p.add_argument("--decoder", choices=("nibble", "arith", "rom"), default="nibble",
-                   help="byte-to-trit decoder: two nibble tables + base-3 ripple add (nibble, default, "
-                        "smallest), restoring compare/subtract (arith) or a 256-entry case table (rom)")
+                   help="byte-to-trit decoder: two nibble tables + base-3 add with generate/propagate "
+                        "look-ahead carries (nibble, default, smallest), restoring compare/subtract "
+                        "(arith) or a 256-entry case table (rom)")
     p.add_argument("--primitives", choices=PRIMITIVES, default="generic",
                    help="generic: plain Verilog any tool infers (default); ecp5: Lattice MULT18X18D "
-                        "and DP16KD instances with their internal registers (for ECP5 flows)")
+                        "and DP16KD instances with their internal registers and CCU2C carry chains "
+                        "for the accumulators (for ECP5 flows)")
     p.add_argument("--top", default="tritforge_engine", metavar="NAME",
                    help="Verilog module name (default tritforge_engine)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
