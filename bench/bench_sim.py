@@ -1,4 +1,4 @@
-"""Simulation speed and weight-stream utilisation (issue 4 benchmarks). Prints figures; asserts nothing.
+"""Simulation speed and weight-stream utilisation of the cycle models and the RTL. Prints figures; asserts nothing.
 
 Side by side on the same layer (SmolLM2-135M layer 0 ``down_proj``, 576 x 1536, d = 2,
 R = 4, T = 1, real weights quantized with ``codec.quantize.quantize_matrix``):
