@@ -47,6 +47,10 @@ CODEBOOK_SIZE = 27        #: 3**SCALE_TRITS entries
 SCALE_OFFSET = 13         #: codebook index k is stored as the balanced number k - 13
 TRITS_PER_BYTE = 5
 BYTE_LIMIT = 243          #: 3**5; bytes >= this are invalid in a trit stream
+#: byte 121 = 1 + 3 + 9 + 27 + 81: all five trits zero (what an invalid byte decodes as)
+ZERO_BYTE = sum(3 ** m for m in range(TRITS_PER_BYTE))
+#: bits of one activation group word: 16 int8 lanes, lane j in bits 8j..8j+7
+ACT_WORD_BITS = GROUP * 8
 DEPTHS = (1, 2, 3, 4)
 
 _POW3 = np.array([1, 3, 9, 27, 81], dtype=np.int32)

@@ -53,13 +53,19 @@ class ActivationBuffer(wiring.Component):
 
     latency = 3
 
-    def __init__(self, words: int, width: int, *, primitives: str = "generic"):
-        self._MustUse__silence = True   # refused: no unused-elaboratable warning
+    def __new__(cls, words: int, width: int, *, primitives: str = "generic"):
+        for name, v in (("words", words), ("width", width)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise TypeError(f"ActivationBuffer {name} must be a positive integer, not {v!r}")
         check_primitives(primitives, "activation buffer")
+        if primitives == "ecp5":
+            ecp5_config(max(words, 2), width)
+        return super().__new__(cls)
+
+    def __init__(self, words: int, width: int, *, primitives: str = "generic"):
         self.words, self.width, self.primitives = max(words, 2), width, primitives
         if primitives == "ecp5":
             self.ecp5 = ecp5_config(self.words, width)
-        self._MustUse__silence = False
         abits = unsigned(ceil_log2(self.words))
         super().__init__({"w_en": In(1), "w_addr": In(abits), "w_data": In(width),
                           "r_en": In(1), "r_addr": In(abits), "r_data": Out(width)})

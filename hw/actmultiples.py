@@ -31,10 +31,12 @@ class ActMultiples(wiring.Component):
 
     latency = 2
 
+    def __new__(cls, depth: int):
+        if depth not in layout.DEPTHS:
+            raise TritforgeError(f"ActMultiples depth={depth!r}: expected one of {layout.DEPTHS}")
+        return super().__new__(cls)
+
     def __init__(self, depth: int):
-        if depth not in (1, 2, 3, 4):
-            self._MustUse__silence = True   # refused: no unused-elaboratable warning
-            raise TritforgeError(f"ActMultiples depth={depth!r}: expected 1..4")
         self.depth = depth
         super().__init__({"x": In(act_layout()), "en": In(1),
                           "mult": Out(multiples_layout(depth))})

@@ -46,12 +46,12 @@ from amaranth.lib.wiring import In, Out
 from ..codec import layout
 from ..errors import TritforgeError
 from ..hwconfig import HwConfig
-from .replica import replicate
+from .replica import replicas
 
 STYLES = ("arith", "nibble", "rom")
+#: the style the product ships (``tritforge generate``, the board tops, the synthesis flow)
+DEFAULT_STYLE = "nibble"
 TRIT = signed(2)
-#: byte 121 = 1 + 3 + 9 + 27 + 81: all five trits zero
-ZERO_BYTE = sum(3 ** m for m in range(layout.TRITS_PER_BYTE))
 #: bytes served by one copy of the enable in each per-byte stage (hw/replica.py)
 BYTES_PER_COPY = 2
 
@@ -186,21 +186,30 @@ class TritDecoder(wiring.Component):
 
     latency = 4
 
-    def __init__(self, cfg: HwConfig, *, style: str = "nibble", tag_shape=unsigned(0),
-                 enable_copies: int = 0, window: tuple[int, int] | None = None):
-        if not isinstance(cfg, HwConfig):
-            self._MustUse__silence = True   # refused: no unused-elaboratable warning
-            raise TritforgeError(f"TritDecoder cfg={cfg!r}: expected a HwConfig")
-        #: > 0: the data registers take their enable from copies of ``o.ready``: this many
-        #: for the output registers (by row group), and one per BYTES_PER_COPY bytes and stage
-        #: for the three per-byte stages
-        #: (hw/replica.py), loaded from ``adv_next``, which the caller drives with the
-        #: value ``o.ready`` will have in the next cycle; 0: from ``o.ready`` itself
-        self.enable_copies = enable_copies
-        self.adv_next = Signal()
+    @staticmethod
+    def check_style(style) -> str:
         if style not in STYLES:
-            self._MustUse__silence = True   # refused: no unused-elaboratable warning
-            raise TritforgeError(f"TritDecoder style={style!r}: expected one of {STYLES}")
+            raise TritforgeError(f"decoder style {style!r}: expected one of {', '.join(STYLES)}")
+        return style
+
+    def __new__(cls, cfg: HwConfig, *, style: str = DEFAULT_STYLE, tag_shape=unsigned(0),
+                enable_copies: int = 0, window: tuple[int, int] | None = None):
+        if not isinstance(cfg, HwConfig):
+            raise TypeError(f"TritDecoder cfg must be a HwConfig, not {cfg!r}")
+        cls.check_style(style)
+        if not isinstance(enable_copies, int) or enable_copies < 0:
+            raise TypeError(f"TritDecoder enable_copies must be a non-negative integer, "
+                            f"not {enable_copies!r}")
+        return super().__new__(cls)
+
+    def __init__(self, cfg: HwConfig, *, style: str = DEFAULT_STYLE, tag_shape=unsigned(0),
+                 enable_copies: int = 0, window: tuple[int, int] | None = None):
+        #: > 0: the data registers take their enable from copies of the advance: this many
+        #: for the output registers (by row group), and one per BYTES_PER_COPY bytes and
+        #: stage for the three per-byte stages (hw/replica.py), loaded from the ``adv_next``
+        #: port, which the caller drives with the value ``o.ready`` will have in the next
+        #: cycle; 0: from ``o.ready`` itself (no ``adv_next`` port)
+        self.enable_copies = enable_copies
         self.cfg = cfg
         self.style = style
         #: (bytes, trit offset): the beat holds ``bytes`` bytes and row 0 starts at that trit
@@ -210,10 +219,11 @@ class TritDecoder(wiring.Component):
         self.in_layout = data.StructLayout({"beat": unsigned(8 * self.nbytes), "tag": tag_shape})
         self.out_layout = data.StructLayout({
             "planes": plane_layout(cfg), "k": index_layout(cfg), "err": 1, "tag": tag_shape})
-        super().__init__({
-            "i": In(stream.Signature(self.in_layout)),
-            "o": Out(stream.Signature(self.out_layout)),
-        })
+        members = {"i": In(stream.Signature(self.in_layout)),
+                   "o": Out(stream.Signature(self.out_layout))}
+        if enable_copies:
+            members["adv_next"] = In(1)
+        super().__init__(members)
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -233,10 +243,11 @@ class TritDecoder(wiring.Component):
         # one copy per row group
         nb = self.nbytes
         groups = -(-nb // BYTES_PER_COPY) if self.enable_copies else 1
-        ens = replicate(m, "en_b", self.adv_next, 3 * groups, init=1) \
+        ens = replicas(m, "en_b", self.adv_next, 3 * groups, init=1) \
             if self.enable_copies else [en] * 3
         byte_en = [ens[3 * (b * groups // nb):][:3] for b in range(nb)]
-        row_ens = replicate(m, "en_r", self.adv_next, self.enable_copies, init=1) or [en]
+        row_ens = replicas(m, "en_r", self.adv_next, self.enable_copies, init=1) \
+            if self.enable_copies else [en]
 
         # stage 1: per byte the style's first step (nibble: the two digit tables; other
         # styles: the byte itself) and the invalid flag

@@ -31,10 +31,9 @@ from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
 from ..codec.golden import ACT_ABS, ACT_BITS
-from ..errors import TritforgeError
 from ..hwconfig import HwConfig, groupdot_stages
 from .decoder import plane_layout
-from .replica import replicate
+from .replica import replicas
 
 ACT = signed(ACT_BITS)
 #: copies of the enable for a row group's term registers (each serves 16/TERM_COPIES lanes
@@ -69,30 +68,42 @@ def multiples_layout(depth: int) -> data.StructLayout:
 class GroupDot(wiring.Component):
     """Ports: ``i`` stream of ``{planes, mult, tag}``; ``o`` stream of ``{p, tag}``."""
 
-    def __init__(self, cfg: HwConfig, *, tag_shape=unsigned(0), enable_copies: int = 0):
+    def __new__(cls, cfg: HwConfig, *, tag_shape=unsigned(0), enable_copies: int = 0):
         if not isinstance(cfg, HwConfig):
-            self._MustUse__silence = True   # refused: no unused-elaboratable warning
-            raise TritforgeError(f"GroupDot cfg={cfg!r}: expected a HwConfig")
-        #: > 0: the rows' registers take their enable from copies of ``o.ready``: per group
+            raise TypeError(f"GroupDot cfg must be a HwConfig, not {cfg!r}")
+        if not isinstance(enable_copies, int) or enable_copies < 0:
+            raise TypeError(f"GroupDot enable_copies must be a non-negative integer, "
+                            f"not {enable_copies!r}")
+        return super().__new__(cls)
+
+    def __init__(self, cfg: HwConfig, *, tag_shape=unsigned(0), enable_copies: int = 0):
+        #: > 0: the rows' registers take their enable from copies of the advance: per group
         #: of R/enable_copies rows, TERM_COPIES for the terms and one per adder level
-        #: (hw/replica.py), loaded from ``adv_next``, which the caller drives with the
-        #: value ``o.ready`` will have in the next cycle; 0: from ``o.ready`` itself
+        #: (hw/replica.py), loaded from the ``adv_next`` port, which the caller drives with
+        #: the value ``o.ready`` will have in the next cycle; 0: from ``o.ready`` itself
+        #: (no ``adv_next`` port)
         self.enable_copies = enable_copies
-        self.adv_next = Signal()
         self.cfg = cfg
         self.dot_width = cfg.widths.dot
         self.in_layout = data.StructLayout({
             "planes": plane_layout(cfg), "mult": multiples_layout(cfg.depth), "tag": tag_shape})
         self.out_layout = data.StructLayout({
             "p": data.ArrayLayout(signed(self.dot_width), cfg.rows), "tag": tag_shape})
-        super().__init__({
-            "i": In(stream.Signature(self.in_layout)),
-            "o": Out(stream.Signature(self.out_layout)),
-        })
+        members = {"i": In(stream.Signature(self.in_layout)),
+                   "o": Out(stream.Signature(self.out_layout))}
+        if enable_copies:
+            members["adv_next"] = In(1)
+        super().__init__(members)
+
+    @staticmethod
+    def stages(depth: int) -> int:
+        """Register stages at depth d: the terms, then one per adder level of the tree over
+        the 16*d terms (``elaborate`` asserts its tree has that many levels)."""
+        return groupdot_stages(depth)
 
     @property
     def latency(self) -> int:
-        return groupdot_stages(self.cfg.depth)
+        return self.stages(self.cfg.depth)
 
     def elaborate(self, platform):
         cfg = self.cfg
@@ -104,7 +115,8 @@ class GroupDot(wiring.Component):
         # enables per row group: TERM_COPIES for the term registers (by lane), then one per
         # adder level
         per = TERM_COPIES + self.latency - 1
-        ens = replicate(m, "en", self.adv_next, self.enable_copies * per, init=1) or [en] * per
+        ens = replicas(m, "en", self.adv_next, self.enable_copies * per, init=1) \
+            if self.enable_copies else [en] * per
         row_en = [ens[(r * len(ens) // per // R) * per:][:per] for r in range(R)]
 
         # the terms of a row, plane by plane (neighbours in the tree have like widths)

@@ -40,13 +40,18 @@ class PipelinedMultiplier(wiring.Component):
 
     latency = 3
 
-    def __init__(self, a_bits: int, b_bits: int, *, primitives: str = "generic"):
-        self._MustUse__silence = True   # refused: no unused-elaboratable warning
+    def __new__(cls, a_bits: int, b_bits: int, *, primitives: str = "generic"):
+        for name, v in (("a_bits", a_bits), ("b_bits", b_bits)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise TypeError(f"PipelinedMultiplier {name} must be a positive integer, "
+                                f"not {v!r}")
         check_primitives(primitives, "multiplier")
         if primitives == "ecp5" and max(a_bits, b_bits) > ECP5_OPERAND_BITS:
             raise TritforgeError(f"multiplier {a_bits} x {b_bits} bits: the ECP5 primitive takes "
                                  f"at most {ECP5_OPERAND_BITS}-bit signed operands")
-        self._MustUse__silence = False
+        return super().__new__(cls)
+
+    def __init__(self, a_bits: int, b_bits: int, *, primitives: str = "generic"):
         self.primitives = primitives
         self.a_bits, self.b_bits = a_bits, b_bits
         super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)), "en": In(1),

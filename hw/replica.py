@@ -1,24 +1,38 @@
-"""Replicated flip-flops: one register value driven from several flip-flops, each with a
-share of the fanout.
+"""Replicated registers: one value held in several flip-flops, each with a share of the
+fanout. This is the engine's one mechanism for cycle-neutral fan-out.
 
 A clock enable such as the engine's global advance reaches thousands of flip-flops; from
 one flip-flop that is one net spread over the chip, and its routing (not logic) limits the
-clock. ``replicate`` builds ``n`` flip-flops loaded with the same next value, each in a
-module of its own named ``KEEP_PREFIX...``: synthesis would merge identical flip-flops of
-one module, so the flow marks these modules ``keep_hierarchy`` (``fpga.synth``) and
-nextpnr places every copy near its own loads. In simulation they are ordinary registers
-holding equal values: behaviour and cycle timing do not change.
+clock. ``Replicas(n)`` is ``n`` flip-flops loaded with the same next value ``d``: the
+block that owns a register computes its next value and drives the copies' ``d``, and each
+group of loads takes its own copy. ``PointerReplicas`` does the same for a one-hot pointer
+that steps on a condition: each copy computes its own next value from its own bits and its
+own condition, so only the condition travels to it.
+
+Every copy is a module of its own named ``KEEP_PREFIX<i>``: synthesis would merge
+identical flip-flops of one module, so the flow marks these modules ``keep_hierarchy``
+(``fpga.synth``) and nextpnr places every copy near its own loads. In simulation they are
+ordinary registers holding equal values: behaviour and cycle timing do not change.
 """
+from __future__ import annotations
+
 from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
 
 #: submodule names of replica flip-flops (the synthesis flow keeps them apart by this prefix)
 KEEP_PREFIX = "keep_"
 
 
-class ReplicaFF(Elaboratable):
-    """One flip-flop: ``q`` takes ``d`` every cycle (synchronous reset to ``init``)."""
+def _check_count(n, what: str) -> None:
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise TypeError(f"{what} must be an integer, not {n!r}")
+    if n < 0:
+        raise ValueError(f"{what} must be non-negative, not {n}")
 
-    def __init__(self, init: int = 0):
+
+class _FlipFlop(Elaboratable):
+    def __init__(self, init: int):
         self.d = Signal()
         self.q = Signal(init=init)
 
@@ -28,22 +42,7 @@ class ReplicaFF(Elaboratable):
         return m
 
 
-def replicate(m: Module, name: str, d, n: int, init: int = 0) -> list:
-    """``n`` flip-flops that take ``d`` every cycle, as submodules ``keep_<name><i>`` of
-    ``m``; returns their outputs."""
-    outs = []
-    for i in range(n):
-        ff = ReplicaFF(init)
-        m.submodules[f"{KEEP_PREFIX}{name}{i}"] = ff
-        m.d.comb += ff.d.eq(d)
-        outs.append(ff.q)
-    return outs
-
-
-class ReplicaRing(Elaboratable):
-    """A one-hot pointer ``q`` of ``size`` bits (bit 0 after reset) that rotates by one when
-    ``a & b``: one copy of a pointer, with its own step logic beside it."""
-
+class _Pointer(Elaboratable):
     def __init__(self, size: int):
         self.a = Signal()
         self.b = Signal()
@@ -56,15 +55,63 @@ class ReplicaRing(Elaboratable):
         return m
 
 
-def replicate_ring(m: Module, name: str, size: int, steps: list) -> list:
-    """One-hot pointers of ``size`` bits, one per ``(a, b)`` of ``steps``, each rotating when
-    its ``a & b`` (equal conditions keep the copies equal), as submodules
-    ``keep_<name><i>`` of ``m``; each computes its own next value, so only ``a`` and ``b``
-    travel to the copies. Returns their outputs."""
-    outs = []
-    for i, (a, b) in enumerate(steps):
-        c = ReplicaRing(size)
-        m.submodules[f"{KEEP_PREFIX}{name}{i}"] = c
-        m.d.comb += [c.a.eq(a), c.b.eq(b)]
-        outs.append(c.q)
-    return outs
+class Replicas(wiring.Component):
+    """``n`` flip-flops that take ``d`` every cycle (synchronous reset to ``init``): ``q[i]``
+    is copy i. ``n = 0`` is allowed (no copies)."""
+
+    def __new__(cls, n: int, *, init: int = 0):
+        _check_count(n, "Replicas n")
+        if init not in (0, 1):
+            raise ValueError(f"Replicas init must be 0 or 1, not {init!r}")
+        return super().__new__(cls)
+
+    def __init__(self, n: int, *, init: int = 0):
+        self.n, self.init = n, init
+        super().__init__({"d": In(1), "q": Out(n)})
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(self.n):
+            m.submodules[f"{KEEP_PREFIX}{i}"] = ff = _FlipFlop(self.init)
+            m.d.comb += [ff.d.eq(self.d), self.q[i].eq(ff.q)]
+        return m
+
+
+class PointerReplicas(wiring.Component):
+    """``n`` copies of a one-hot pointer of ``size`` bits (bit 0 after reset); copy i rotates
+    by one when ``a[i] & b[i]`` (the AND is the copy's own; equal conditions keep the copies
+    equal)."""
+
+    def __new__(cls, size: int, n: int):
+        _check_count(n, "PointerReplicas n")
+        _check_count(size, "PointerReplicas size")
+        if size < 1:
+            raise ValueError(f"PointerReplicas size must be at least 1, not {size}")
+        return super().__new__(cls)
+
+    def __init__(self, size: int, n: int):
+        self.size, self.n = size, n
+        super().__init__({"a": In(n), "b": In(n), "q": Out(data.ArrayLayout(size, n))})
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(self.n):
+            m.submodules[f"{KEEP_PREFIX}{i}"] = p = _Pointer(self.size)
+            m.d.comb += [p.a.eq(self.a[i]), p.b.eq(self.b[i]), self.q[i].eq(p.q)]
+        return m
+
+
+def replicas(m: Module, name: str, d, n: int, *, init: int = 0) -> list:
+    """``n`` copies of the register whose next value is ``d``, as submodule
+    ``<name>_copies`` of ``m``; returns the copies' outputs."""
+    m.submodules[f"{name}_copies"] = r = Replicas(n, init=init)
+    m.d.comb += r.d.eq(d)
+    return [r.q[i] for i in range(n)]
+
+
+def pointer_replicas(m: Module, name: str, size: int, steps: list) -> list:
+    """One one-hot pointer copy per condition ``(a, b)`` of ``steps``, as submodule
+    ``<name>_copies`` of ``m``; returns the copies' outputs."""
+    m.submodules[f"{name}_copies"] = r = PointerReplicas(size, len(steps))
+    m.d.comb += [x for i, (a, b) in enumerate(steps) for x in (r.a[i].eq(a), r.b[i].eq(b))]
+    return [r.q[i] for i in range(len(steps))]

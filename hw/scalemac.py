@@ -53,13 +53,14 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
-from ..errors import TritforgeError
 from ..hwconfig import FIFO_DEPTH, HwConfig
 from .decoder import index_layout
 from .gatedadd import gated_add
 from .multiplier import PipelinedMultiplier
 from .primitives import check_primitives
-from .replica import replicate, replicate_ring
+from .issue import item_tag_layout
+from .replica import pointer_replicas, replicas
+from .signature import payload_layouts
 
 #: shift bits applied to the mantissa when the codebook entry is written (the rest, in
 #: steps of 2**FINE bits, after the multiply)
@@ -68,60 +69,42 @@ FINE = 2
 READS_PER_COPY = 8
 
 
-def vector_bits(cfg: HwConfig) -> int:
-    """Width of a vector number 0..T-1 (``ceil_log2(T + 1)`` as in hw/ENGINE.md)."""
-    return max(1, cfg.vectors.bit_length())
-
-
-def item_tag_layout(cfg: HwConfig) -> data.StructLayout:
-    """Control carried with every item: vector, first/final group of the tile, last of the job."""
-    return data.StructLayout({"vector": unsigned(vector_bits(cfg)), "first": 1, "final": 1,
-                              "last": 1})
-
-
-def codebook_layout(cfg: HwConfig) -> data.StructLayout:
-    return data.StructLayout({"index": unsigned(5), "mantissa": unsigned(cfg.mant_bits),
-                              "shift": unsigned(cfg.shift_bits)})
-
-
-def result_layout(cfg: HwConfig) -> data.StructLayout:
-    return data.StructLayout({"acc": data.ArrayLayout(signed(cfg.widths.acc), cfg.rows),
-                              "vector": unsigned(vector_bits(cfg)), "last": 1})
-
-
 class ScaleMac(wiring.Component):
-    """Ports: ``i`` stream of ``{p, k, tag}``; ``cb`` codebook writes; ``o`` result beats."""
+    """Ports: ``i`` stream of ``{p, k, tag}``; ``cb`` codebook writes; ``o`` result beats;
+    ``adv_next`` (the advance's next value: what ``i.ready`` will be in the next cycle, a
+    flip-flop, for registers outside computed from the next state); ``adv_copies`` (copies
+    of ``adv_next``, each its own flip-flop loaded from the advance two cycles ahead, for
+    the copies of the advance in the other blocks: a tree of flip-flops); ``done`` (a
+    flip-flop, high in the cycle after the command's last result beat was popped: it ends
+    RUN in the engine)."""
 
     #: the lookup stage, the multiplier's three stages, shift, accumulate, resolve, result
     #: FIFO
     latency = 5 + PipelinedMultiplier.latency
 
-    def __init__(self, cfg: HwConfig, *, primitives: str = "generic", adv_copies: int = 0):
+    def __new__(cls, cfg: HwConfig, *, primitives: str = "generic", adv_copies: int = 0):
         if not isinstance(cfg, HwConfig):
-            self._MustUse__silence = True   # refused: no unused-elaboratable warning
-            raise TritforgeError(f"ScaleMac cfg={cfg!r}: expected a HwConfig")
-        self._MustUse__silence = True
-        self.primitives = check_primitives(primitives, "scale MAC")
-        self._MustUse__silence = False
+            raise TypeError(f"ScaleMac cfg must be a HwConfig, not {cfg!r}")
+        check_primitives(primitives, "scale MAC")
+        if not isinstance(adv_copies, int) or adv_copies < 0:
+            raise TypeError(f"ScaleMac adv_copies must be a non-negative integer, not {adv_copies!r}")
+        return super().__new__(cls)
+
+    def __init__(self, cfg: HwConfig, *, primitives: str = "generic", adv_copies: int = 0):
+        self.primitives = primitives
         self.cfg = cfg
         w = cfg.widths
+        lay = payload_layouts(cfg)
         self.in_layout = data.StructLayout({
             "p": data.ArrayLayout(signed(w.dot), cfg.rows), "k": index_layout(cfg),
             "tag": item_tag_layout(cfg)})
-        #: the advance's next value (what ``i.ready`` will be in the next cycle), for
-        #: registers outside that are computed from the next state
-        self.adv_next = Signal()
-        #: copies of ``adv_next``, each its own flip-flop (hw/replica.py) loaded from the
-        #: advance two cycles ahead, for the copies of the advance in the other blocks: a
-        #: tree of flip-flops
-        self.adv_nexts = [Signal(name=f"adv_next{i}") for i in range(adv_copies)]
-        #: a flip-flop, high in the cycle after the command's last result beat (``last``)
-        #: was popped: it ends RUN in the engine
-        self.done = Signal()
         super().__init__({
             "i": In(stream.Signature(self.in_layout)),
-            "cb": In(stream.Signature(codebook_layout(cfg))),
-            "o": Out(stream.Signature(result_layout(cfg))),
+            "cb": In(stream.Signature(lay["cb"])),
+            "o": Out(stream.Signature(lay["res"])),
+            "adv_next": Out(1),
+            "adv_copies": Out(adv_copies),
+            "done": Out(1),
         })
 
     def elaborate(self, platform):
@@ -173,7 +156,7 @@ class ScaleMac(wiring.Component):
         adv3 = Signal(init=1)
         # the advance as the control's flip-flop (adv) and one copy per row for the row's
         # datapath registers and multiplier (hw/replica.py), all loaded with its next value
-        adv_row = replicate(m, "adv_row", self.adv_next, R, init=1)
+        adv_row = replicas(m, "adv_row", self.adv_next, R, init=1)
         m.d.comb += [self.i.ready.eq(adv)]
         m.d.sync += [cnt.eq(cnt_nxt), adv.eq(self.adv_next), self.o.valid.eq(cnt_nxt != 0)]
         tag_shape = self.in_layout["tag"].shape
@@ -226,7 +209,7 @@ class ScaleMac(wiring.Component):
         tag = data.View(tag_layout, tags[6])
         # tags[4].first (the item entering the ring is its tile's first), one copy per row
         # (it gates acc_width bits of the adder's input): loaded with its next value
-        first = replicate(m, "first", Mux(adv, data.View(tag_layout, tags[3]).first,
+        first = replicas(m, "first", Mux(adv, data.View(tag_layout, tags[3]).first,
                                           data.View(tag_layout, tags[4]).first), R)
         new, terms, term_in = [], [], []
         for r in range(R):
@@ -262,7 +245,7 @@ class ScaleMac(wiring.Component):
         # push (a flip-flop loaded with its next value) and of the one-hot write pointer
         # (stepped by that copy), so an entry's write enable there is one gate of local
         # flip-flops.
-        entries = [Signal(result_layout(cfg), name=f"fifo{e}") for e in range(D)]
+        entries = [Signal(self.o.payload.shape(), name=f"fifo{e}") for e in range(D)]
         # stage 7: the ring's tail resolved (with the split accumulator: hi + c over the
         # high half) into a register of its own, which the FIFO entries then load
         resolved = [Signal(signed(w.acc), name=f"resolved_{r}", reset_less=True)
@@ -286,7 +269,7 @@ class ScaleMac(wiring.Component):
         # the read pointer, one-hot, as copies (one per row and one for the vector and last
         # fields), each rotated by res.valid & res.ready on its own (hw/replica.py); the
         # read multiplexer is an AND-OR of the entries with its bits
-        rp_copy = replicate_ring(m, "rp", D, [(self.o.valid, self.o.ready)] * (R + 1))
+        rp_copy = pointer_replicas(m, "rp", D, [(self.o.valid, self.o.ready)] * (R + 1))
         fields = [(self.o.payload.acc[r], [x.acc[r] for x in entries], rp_copy[r])
                   for r in range(R)]
         fields += [(self.o.payload.vector, [x.vector for x in entries], rp_copy[R]),
@@ -308,13 +291,12 @@ class ScaleMac(wiring.Component):
                     m.d.sync += adv3.eq(cnt <= D - 1 - bin(bits).count("1"))
         m.d.sync += adv2.eq(adv3)
         # the copies of adv2 for the other blocks, loaded from adv3: flip-flop to flip-flop
-        for q, copy in zip(replicate(m, "adv2_", adv3, len(self.adv_nexts), init=1),
-                           self.adv_nexts):
-            m.d.comb += copy.eq(q)
+        for i, q in enumerate(replicas(m, "adv2", adv3, len(self.adv_copies), init=1)):
+            m.d.comb += self.adv_copies[i].eq(q)
         m.d.comb += [self.adv_next.eq(adv2), push_nxt.eq(adv2 & Mux(adv, fin6, fin7))]
-        ring_en = replicate(m, "ring_en", adv2 & Mux(adv, valid[3], valid[4]), R)
-        pushes = replicate(m, "push", push_nxt, R + 1)
-        wps = replicate_ring(m, "wp", D, [(p, 1) for p in pushes])
+        ring_en = replicas(m, "ring_en", adv2 & Mux(adv, valid[3], valid[4]), R)
+        pushes = replicas(m, "push", push_nxt, R + 1)
+        wps = pointer_replicas(m, "wp", D, [(p, 1) for p in pushes])
         for e in range(D):
             with m.If(pushes[R] & wps[R][e]):
                 m.d.sync += [entries[e].vector.eq(tag.vector), entries[e].last.eq(tag.last)]

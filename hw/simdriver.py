@@ -1,33 +1,26 @@
 """Drive ``GemvEngine`` in Amaranth's Python simulator, one input record per cycle.
 
-A driver object gives each cycle's record and sees each cycle's outputs. Records are any objects with the attributes of ``sim.stepmodel.Inputs`` (``rst``,
-``cmd_valid``, ``last_group``, ``last_tile``, ``load_act``, ``cb_valid``, ``cb_index``,
-``cb_mantissa``, ``cb_shift``, ``act_valid``, ``act_word``, ``w_valid``, ``w_beat``,
-``res_ready``); every cycle's outputs come back as a dict with the field names of
-``sim.stepmodel.Outputs``. (Duck-typed, so ``hw`` does not import ``sim``.)
+A driver object gives each cycle's record and sees each cycle's outputs. Records are any
+objects with the fields of ``sim.stepmodel.Inputs``; every cycle's outputs come back as a
+dict with the fields of ``sim.stepmodel.Outputs`` (duck-typed, so ``hw`` does not import
+``sim``). Both are named by the engine's port set (``tritforge.ports``), and so are the
+values set here: every port's valid/ready and every payload field, set through the
+payload's own layout (``ctx.set(port.payload, {field: value})``), never by bit positions.
 
 The engine runs inside a wrapper that owns the ``sync`` clock domain so a record can
-assert the synchronous reset. Payloads are packed and unpacked with the ports' own
-``data`` layouts, never by hand-counted bit positions.
+assert the synchronous reset.
 """
 from __future__ import annotations
 
 from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
-from .engine import GemvEngine, port_layouts
+from ..hwconfig import HwConfig
+from ..ports import IN, OUT, engine_ports, record_fields
+from .engine import GemvEngine
 
-OUTPUT_FIELDS = ("cmd_ready", "cb_ready", "act_ready", "w_ready", "res_valid", "res_acc",
-                 "res_vector", "res_last", "err", "busy")
-
-
-def _field(layout, name):
-    f = layout[name]
-    return f.offset, f.width
-
-
-def _signed(value: int, bits: int) -> int:
-    return value - (1 << bits) if value >> (bits - 1) & 1 else value
+#: the names of every cycle's outputs (the same for every configuration)
+OUTPUT_FIELDS = tuple(n for n, _ in record_fields(engine_ports(HwConfig()), OUT))
 
 
 class _Top(Elaboratable):
@@ -49,36 +42,49 @@ class EngineSim:
     def __init__(self, engine: GemvEngine):
         self.engine = engine
         self.cfg = engine.cfg
-        lay = port_layouts(self.cfg)
-        self.cmd_fields = {n: _field(lay["cmd"], n) for n in ("last_group", "last_tile", "load_act")}
-        self.cb_fields = {n: _field(lay["cb"], n) for n in ("index", "mantissa", "shift")}
-        res = lay["res"]
-        acc_off, _ = _field(res, "acc")
-        self.acc_bits = self.cfg.widths.acc
-        self.acc_offsets = [acc_off + r * self.acc_bits for r in range(self.cfg.rows)]
-        self.res_vector = _field(res, "vector")
-        self.res_last = _field(res, "last")
+        self.ports = engine_ports(self.cfg)
 
-    def pack(self, fields: dict, values: dict) -> int:
-        word = 0
-        for name, (off, width) in fields.items():
-            word |= (int(values[name]) & ((1 << width) - 1)) << off
-        return word
+    def _drive(self, ctx, rec) -> None:
+        e = self.engine
+        for p in self.ports:
+            if not p.stream:
+                continue
+            iface = getattr(e, p.name)
+            if p.dir != IN:
+                ctx.set(iface.ready, getattr(rec, f"{p.name}_ready"))
+                continue
+            ctx.set(iface.valid, getattr(rec, f"{p.name}_valid"))
+            values = {f.name: getattr(rec, p.record(f)) for f in p.fields}
+            if p.word:
+                ctx.set(iface.payload, values[p.fields[0].name])
+            else:
+                # a field value wider than its field is cut to it, as the port's wires do
+                ctx.set(iface.payload, {f.name: int(values[f.name]) & ((1 << f.width) - 1)
+                                        for f in p.fields})
 
-    def unpack_res(self, word: int) -> dict:
-        mask = (1 << self.acc_bits) - 1
-        acc = tuple(_signed((word >> off) & mask, self.acc_bits) for off in self.acc_offsets)
-        voff, vw = self.res_vector
-        loff, _ = self.res_last
-        return {"res_acc": acc, "res_vector": (word >> voff) & ((1 << vw) - 1),
-                "res_last": bool((word >> loff) & 1)}
+    def _observe(self, ctx) -> dict:
+        e = self.engine
+        out = {}
+        for p in self.ports:
+            iface = getattr(e, p.name)
+            if not p.stream:
+                out[p.name] = bool(ctx.get(iface))
+            elif p.dir == IN:
+                out[f"{p.name}_ready"] = bool(ctx.get(iface.ready))
+            else:
+                out[f"{p.name}_valid"] = bool(ctx.get(iface.valid))
+                payload = ctx.get(iface.payload)
+                for f in p.fields:
+                    v = payload[f.name]
+                    out[p.record(f)] = (tuple(int(x) for x in v) if f.count
+                                        else bool(v) if f.flag else int(v))
+        return out
 
     def run(self, driver, max_cycles: int, vcd: str | None = None) -> list[tuple]:
         """Play ``driver`` (``inputs()`` / ``observe(inputs, outputs)`` / ``done``, e.g.
         ``sim.stepmodel.JobDriver``) until it is done or ``max_cycles`` have passed.
         Returns ``(inputs, outputs)`` of every cycle."""
         top = _Top(self.engine)
-        e = self.engine
         sim = Simulator(top)
         sim.add_clock(1e-8, domain="sync")
         trace: list[tuple] = []
@@ -87,23 +93,8 @@ class EngineSim:
             while not driver.done and len(trace) < max_cycles:
                 rec = driver.inputs()
                 ctx.set(top.rst, rec.rst)
-                ctx.set(e.cmd.valid, rec.cmd_valid)
-                ctx.set(e.cmd.payload.as_value(), self.pack(self.cmd_fields, {
-                    "last_group": rec.last_group, "last_tile": rec.last_tile,
-                    "load_act": rec.load_act}))
-                ctx.set(e.cb.valid, rec.cb_valid)
-                ctx.set(e.cb.payload.as_value(), self.pack(self.cb_fields, {
-                    "index": rec.cb_index, "mantissa": rec.cb_mantissa, "shift": rec.cb_shift}))
-                ctx.set(e.act.valid, rec.act_valid)
-                ctx.set(e.act.payload, rec.act_word)
-                ctx.set(e.w.valid, rec.w_valid)
-                ctx.set(e.w.payload, rec.w_beat)
-                ctx.set(e.res.ready, rec.res_ready)
-                out = {"cmd_ready": bool(ctx.get(e.cmd.ready)), "cb_ready": bool(ctx.get(e.cb.ready)),
-                       "act_ready": bool(ctx.get(e.act.ready)), "w_ready": bool(ctx.get(e.w.ready)),
-                       "res_valid": bool(ctx.get(e.res.valid)), "err": bool(ctx.get(e.err)),
-                       "busy": bool(ctx.get(e.busy))}
-                out.update(self.unpack_res(ctx.get(e.res.payload.as_value())))
+                self._drive(ctx, rec)
+                out = self._observe(ctx)
                 trace.append((rec, out))
                 driver.observe(rec, out)
                 await ctx.tick()

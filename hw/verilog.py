@@ -21,50 +21,46 @@ import os
 from importlib import metadata
 
 from amaranth.back import verilog
-from amaranth.hdl import Shape
-from amaranth.lib import data
 
 from ..atomic import atomic_file
 from ..errors import TritforgeError
 from ..hwconfig import HwConfig
-from .engine import GemvEngine, port_layouts
+from ..ports import IN, OUT, engine_ports
+from .decoder import DEFAULT_STYLE
+from .engine import GemvEngine
 
 TOP = "tritforge_engine"
 FORMAT = "tritforge-engine-sidecar"
 VERSION = 1
 
 
-def _fields(layout) -> list[dict] | None:
-    if not isinstance(layout, data.StructLayout):
-        return None
+def _fields(port) -> list[dict]:
+    """The payload's fields with their bit offset and width (arrays: ``count`` elements of
+    ``stride`` bits)."""
     out = []
-    for name, field in layout:
-        entry = {"name": name, "offset": field.offset, "width": field.width,
-                 "signed": Shape.cast(field.shape).signed if not isinstance(
-                     field.shape, data.Layout) else False}
-        if isinstance(field.shape, data.ArrayLayout):
-            elem = Shape.cast(field.shape.elem_shape)
-            entry.update(count=field.shape.length, stride=elem.width, elem_signed=elem.signed)
+    for f, at in zip(port.fields, port.offsets().values()):
+        entry = {"name": f.name, "offset": at, "width": f.bits,
+                 "signed": f.signed and not f.count}
+        if f.count:
+            entry.update(count=f.count, stride=f.width, elem_signed=f.signed)
         out.append(entry)
     return out
 
 
 def port_map(cfg: HwConfig) -> list[dict]:
-    """Every port of the generated module: name, direction, width (+ payload fields)."""
-    lay = port_layouts(cfg)
+    """Every port of the generated module (``tritforge.ports``): name, direction, width,
+    and a struct payload's fields."""
     ports = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
-    for name in ("cmd", "cb", "act", "w", "res"):
-        inward = name != "res"
-        payload = lay[name]
-        width = payload.size if isinstance(payload, data.Layout) else Shape.cast(payload).width
-        p = {"name": f"{name}__payload", "dir": "in" if inward else "out", "width": width}
-        fields = _fields(payload)
-        if fields:
-            p["fields"] = fields
-        ports += [p,
-                  {"name": f"{name}__valid", "dir": "in" if inward else "out", "width": 1},
-                  {"name": f"{name}__ready", "dir": "out" if inward else "in", "width": 1}]
-    ports += [{"name": "err", "dir": "out", "width": 1}, {"name": "busy", "dir": "out", "width": 1}]
+    for port in engine_ports(cfg):
+        if not port.stream:
+            ports.append({"name": port.name, "dir": port.dir, "width": port.width})
+            continue
+        back = OUT if port.dir == IN else IN
+        p = {"name": f"{port.name}__payload", "dir": port.dir, "width": port.width}
+        if not port.word:
+            p["fields"] = _fields(port)
+        ports += [p, {"name": f"{port.name}__valid", "dir": port.dir, "width": 1},
+                  {"name": f"{port.name}__ready", "dir": back, "width": 1}]
     return ports
 
 
@@ -78,24 +74,46 @@ def _versions() -> dict:
     return out
 
 
-def sidecar(cfg: HwConfig, decoder_style: str = "nibble", top: str = TOP,
+def sidecar(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
             primitives: str = "generic") -> dict:
+    """The sidecar document: parameters, every derived figure an integrator needs, ports.
+
+    ``derived`` adds to ``HwConfig.derived()``: the pipeline and its timing
+    (``pipeline_stages``, ``fifo_depth``, ``err_latency``), the command costs of
+    hw/ENGINE.md "Sequence" as ``sim.fastmodel`` counts them (``cmd_accept_cycles``: the
+    accept and start cycles, ``load_open_cycles``: after a LOAD, ``end_cycles``: after the
+    last result, ``command_overhead_cycles``: accept, start and end), the host's value
+    ranges (``act_min``/``act_max``: int8 activations, ``shift_limit``, ``codebook_entries``,
+    ``byte_limit``: weight bytes at or above it set ``err``) and sizes (``tiles_max``,
+    ``lanes``, ``macs_per_cycle``, ``stream_bytes_per_cycle``, ``act_stride``).
+    """
+    from ..codec import layout
+    from ..hwconfig import FIFO_DEPTH
+    from ..hwconfig import CMD_ACCEPT_CYCLES, END_CYCLES, LOAD_OPEN_CYCLES
+
     derived = cfg.derived()
     derived.update(pipeline_stages=cfg.pipeline_stages, tiles_max=cfg.tiles_max,
                    lanes=cfg.rows * 16 * cfg.depth, macs_per_cycle=cfg.macs_per_cycle,
-                   stream_bytes_per_cycle=cfg.stream_bytes_per_cycle)
+                   stream_bytes_per_cycle=cfg.stream_bytes_per_cycle,
+                   fifo_depth=FIFO_DEPTH, err_latency=cfg.err_latency,
+                   cmd_accept_cycles=CMD_ACCEPT_CYCLES, load_open_cycles=LOAD_OPEN_CYCLES,
+                   end_cycles=END_CYCLES, command_overhead_cycles=CMD_ACCEPT_CYCLES + END_CYCLES,
+                   act_min=-(1 << (cfg.act_bits - 1)), act_max=(1 << (cfg.act_bits - 1)) - 1,
+                   shift_limit=cfg.shift_limit, shift_bits=cfg.shift_bits,
+                   codebook_entries=layout.CODEBOOK_SIZE, byte_limit=layout.BYTE_LIMIT,
+                   act_stride=cfg.act_stride)
     return {"format": FORMAT, "version": VERSION, "top": top, "decoder_style": decoder_style,
             "primitives": primitives, "hwconfig": cfg.to_dict(), "derived": derived, "ports": port_map(cfg),
             "tools": _versions()}
 
 
-def convert(cfg: HwConfig, decoder_style: str = "nibble", top: str = TOP,
+def convert(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
             primitives: str = "generic") -> str:
     engine = GemvEngine(cfg, decoder_style=decoder_style, primitives=primitives)
     return verilog.convert(engine, name=top, emit_src=False)
 
 
-def write(cfg: HwConfig, out_dir: str, *, decoder_style: str = "nibble", top: str = TOP,
+def write(cfg: HwConfig, out_dir: str, *, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
           primitives: str = "generic", overwrite: bool = True) -> dict:
     """Write ``out_dir/<top>.v`` and ``out_dir/<top>.json``; returns the paths and sizes."""
     if not top.isidentifier():

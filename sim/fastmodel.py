@@ -51,11 +51,8 @@ import numpy as np
 from ..codec import layout
 from ..errors import TritforgeError
 from ..codec.quantize import TritTensor
-from ..hwconfig import HwConfig
+from ..hwconfig import CMD_ACCEPT_CYCLES, END_CYCLES, LOAD_OPEN_CYCLES, HwConfig
 from .actions import Actions
-
-#: Activation-buffer word: one group of 16 int8 lanes.
-ACT_WORD_BITS = layout.GROUP * 8
 
 #: adders forming the shared activation multiples +-3**i x, per lane and item, by depth
 #: (hw/actmultiples.py: -x; -x, 3x, -3x; then 9x, -9x; then 5x, 27x, -27x)
@@ -72,13 +69,7 @@ _EXACT_LIMIT = 2.0 ** 53
 #                            of the last beat leaves the pipeline after pipeline_stages
 #   last result accepted     in the cycle it is valid (always-ready result stream)
 #   end                      one more cycle before the engine is idle again
-#: the accept cycle itself and the start cycle (the counters load from the registered
-#: command; no activation or beat moves in them)
-CMD_ACCEPT_CYCLES = 2
-#: with a LOAD, the cycle RUN opens in after the last activation word
-LOAD_OPEN_CYCLES = 1
-#: after the last result is accepted, the cycle before the engine is idle again
-END_CYCLES = 1
+# (CMD_ACCEPT_CYCLES, LOAD_OPEN_CYCLES, END_CYCLES: tritforge.hwconfig, their owner)
 
 
 @dataclass
@@ -188,8 +179,8 @@ def command_actions(cfg: HwConfig, out_features: int, in_features: int, nnz_trit
         group_mul=row_groups * T,
         acc_add=row_groups * T,
         codebook_read=row_groups,
-        act_read_bits=tiles * ng * T * ACT_WORD_BITS * slices,
-        act_write_bits=(T * ng * ACT_WORD_BITS * slices) if load_act else 0,
+        act_read_bits=tiles * ng * T * layout.ACT_WORD_BITS * slices,
+        act_write_bits=(T * ng * layout.ACT_WORD_BITS * slices) if load_act else 0,
         weight_bytes=tiles * ng * cfg.beat_bytes,
         result_bits=tiles * T * R * cfg.widths.acc,
     )

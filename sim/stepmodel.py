@@ -1,7 +1,8 @@
 """Per-cycle stepping model of the GEMV engine (hw/engine.py), the cycle reference.
 
 ``StepModel(cfg).step(inputs) -> outputs`` advances one clock: given the values driven in
-cycle n (``Inputs``: every stream's valid and payload, ``res_ready``, ``rst``), it returns
+cycle n (``Inputs``: every stream's valid and payload, ``res_ready``, ``rst``; the records
+are made from the engine's port set, ``tritforge.ports``), it returns
 what the RTL shows in cycle n (``Outputs``: every ready, ``res`` valid and payload, ``err``,
 ``busy``) and then takes the clock edge. Observable behaviour equals the RTL's in every
 cycle under any valid/ready pattern (tests/test_stepmodel.py compares them cycle by cycle
@@ -10,9 +11,10 @@ written from hw/ENGINE.md and the RTL's documented stages.
 
 Structure mirrored (hw/ENGINE.md, hw/engine.py):
 
-* state IDLE / START (one cycle after a command is accepted) / LOAD / RUN; ``cmd.ready`` =
-  IDLE, ``act.ready`` = LOAD, ``cb.ready`` = 1,
-  ``busy`` = not IDLE;
+* the control's states (``tritforge.hwconfig.State``, hw/control.py's names) IDLE / START /
+  LOAD / RUN, with the command timing owned by ``tritforge.hwconfig``
+  (``CMD_ACCEPT_CYCLES``, ``LOAD_OPEN_CYCLES``, ``END_CYCLES``); ``cmd.ready`` = IDLE,
+  ``act.ready`` = LOAD, ``cb.ready`` = 1, ``busy`` = not IDLE;
 * one global advance ``adv``, a register decided three cycles ahead: "a push into the
   5-beat result FIFO fits in this cycle even if nothing was popped in the three before"
   (``res.ready`` only pops the FIFO; the ``res`` payload is its entry at the read pointer);
@@ -28,53 +30,27 @@ Structure mirrored (hw/ENGINE.md, hw/engine.py):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 import numpy as np
 
 from ..codec import layout
 from ..errors import TritforgeError
-from ..hwconfig import FIFO_DEPTH, MAC_STAGES, HwConfig
+from ..hwconfig import (CMD_ACCEPT_CYCLES, END_CYCLES, FIFO_DEPTH, LOAD_OPEN_CYCLES, MAC_STAGES,
+                        HwConfig, State)
+from ..ports import IN, OUT, by_name, engine_ports, record_fields
 
-IDLE, LOAD, RUN, START = 0, 1, 2, 3
-#: byte 121 = all five trits zero: what the decoder makes of an invalid byte
-_ZERO_BYTE = sum(3 ** m for m in range(layout.TRITS_PER_BYTE))
+IDLE, START, LOAD, RUN = State.IDLE, State.START, State.LOAD, State.RUN
+#: the port set the records are named after (names do not depend on the configuration)
+_PORTS = engine_ports(HwConfig())
 
-
-@dataclass
-class Inputs:
-    """Everything the engine samples in one cycle (payloads as integers / fields)."""
-
-    rst: bool = False
-    cmd_valid: bool = False
-    last_group: int = 0          #: cmd payload: ng - 1
-    last_tile: int = 0           #: cmd payload: tiles - 1
-    load_act: bool = False       #: cmd payload
-    cb_valid: bool = False
-    cb_index: int = 0
-    cb_mantissa: int = 0
-    cb_shift: int = 0
-    act_valid: bool = False
-    act_word: int = 0            #: 128 bits, lane j in bits 8j..8j+7
-    w_valid: bool = False
-    w_beat: int = 0              #: beat_bytes*8 bits, byte b in bits 8b..8b+7
-    res_ready: bool = False
-
-
-@dataclass
-class Outputs:
-    """Everything the engine drives in one cycle."""
-
-    cmd_ready: bool
-    cb_ready: bool
-    act_ready: bool
-    w_ready: bool
-    res_valid: bool
-    res_acc: tuple               #: R signed accumulators
-    res_vector: int
-    res_last: bool
-    err: bool
-    busy: bool
+#: Everything the engine samples in one cycle: ``rst``, each input stream's valid and
+#: payload fields, each output stream's ready (``tritforge.ports.record_fields``).
+Inputs = make_dataclass("Inputs", [(n, t, field(default=t())) for n, t in
+                                   record_fields(_PORTS, IN)])
+#: Everything the engine drives in one cycle: each input stream's ready, each output
+#: stream's valid and payload fields (``res_acc``: R signed accumulators), the flags.
+Outputs = make_dataclass("Outputs", record_fields(_PORTS, OUT))
 
 
 @dataclass
@@ -103,6 +79,7 @@ class StepModel:
         if not isinstance(cfg, HwConfig):
             raise TritforgeError(f"StepModel cfg={cfg!r}: expected a HwConfig")
         self.cfg = cfg
+        self.ports = by_name(engine_ports(cfg))
         self.acc_bits = cfg.widths.acc
         self.buffer = [0] * cfg.act_buffer_words
         self.cb_mant = [0] * layout.CODEBOOK_SIZE
@@ -122,9 +99,9 @@ class StepModel:
         self.ld_g = self.ld_v = 0
         self.acc_g = self.acc_t = 0
         self.w_open = False
-        self.open_pending = False     # LOAD has ended: RUN opens for beats at the next edge
+        self.open_wait = 0            # edges until RUN opens for beats after LOAD's last word
         self.load_act = False
-        self.ending = False           # the last result was popped: idle from the next edge
+        self.wait = 0                 # edges left in START, or until idle after RUN's last pop
         self.h_valid = False
         self.h_beat = 0
         self.h_v = 0
@@ -193,13 +170,14 @@ class StepModel:
             index, mant, shift = self.cb_pending
             self.cb_mant[index], self.cb_shift[index] = mant, shift
         self.cb_pending = None
-        if inp.cb_valid and inp.cb_index < layout.CODEBOOK_SIZE:
-            self.cb_pending = (inp.cb_index, inp.cb_mantissa & ((1 << cfg.mant_bits) - 1),
-                               inp.cb_shift & ((1 << cfg.shift_bits) - 1))
+        cb = self.ports["cb"].unpack(self.ports["cb"].pack(
+            {"index": inp.cb_index, "mantissa": inp.cb_mantissa, "shift": inp.cb_shift}))
+        if inp.cb_valid and cb["index"] < layout.CODEBOOK_SIZE:
+            self.cb_pending = (cb["index"], cb["mantissa"], cb["shift"])
         if inp.act_valid and self.state == LOAD:
             addr = self.ld_v * S + self.ld_g
             if addr < len(self.buffer):
-                self.buffer[addr] = inp.act_word & ((1 << (8 * layout.GROUP)) - 1)
+                self.buffer[addr] = inp.act_word & ((1 << layout.ACT_WORD_BITS) - 1)
 
         pushed = self._advance_pipeline(issue_item, cb_before) if adv else None
         self._fifo(pushed, pop)
@@ -207,9 +185,10 @@ class StepModel:
             self._reset()
             return
 
-        # after LOAD's last word, RUN opens for beats one cycle later
-        if self.open_pending:
-            self.w_open, self.open_pending = True, False
+        # after LOAD's last word, RUN opens for beats LOAD_OPEN_CYCLES later
+        if self.open_wait:
+            self.open_wait -= 1
+            self.w_open = self.w_open or not self.open_wait
         # err: an accepted beat's bytes are checked in registered steps (err from
         # c + err_latency)
         if self.bad[-1]:
@@ -244,34 +223,37 @@ class StepModel:
                 self.load_act = bool(inp.load_act)
                 self.err = False
                 self.ld_g = self.ld_v = self.acc_g = self.acc_t = 0
-                self.state = START
-        elif self.state == START:       # one cycle: the counters load from the command
-            if self.load_act:
+                self.state, self.wait = START, CMD_ACCEPT_CYCLES - 1
+        elif self.state == START:       # the counters load from the command
+            self.wait -= 1
+            if self.wait == 0 and self.load_act:
                 self.state = LOAD
-            else:
+            elif self.wait == 0:
                 self.state, self.w_open = RUN, True
         elif self.state == LOAD:
             if inp.act_valid:
                 if self.ld_g == self.last_group:
                     self.ld_g = 0
                     if self.ld_v == T - 1:
-                        self.state, self.open_pending = RUN, True
+                        self.state, self.open_wait = RUN, LOAD_OPEN_CYCLES
                     else:
                         self.ld_v += 1
                 else:
                     self.ld_g += 1
-        elif self.state == RUN:         # idle two cycles after the last result is popped
-            if self.ending:
-                self.state, self.ending = IDLE, False
+        elif self.state == RUN:         # idle END_CYCLES + 1 after the last result's pop
+            if self.wait:
+                self.wait -= 1
+                if self.wait == 0:
+                    self.state = IDLE
             elif res_done:
-                self.ending = True
+                self.wait = END_CYCLES
 
     def _bytes(self, beat: int) -> list[int]:
         return [(beat >> (8 * b)) & 0xFF for b in range(self.cfg.beat_bytes)]
 
     def _issue(self, act_word: int) -> _Item:
         cfg = self.cfg
-        raw = np.array([b if b < layout.BYTE_LIMIT else _ZERO_BYTE for b in self._bytes(self.h_beat)],
+        raw = np.array([b if b < layout.BYTE_LIMIT else layout.ZERO_BYTE for b in self._bytes(self.h_beat)],
                        dtype=np.uint8)
         q, k = layout.decode_beat(raw, cfg.depth, cfg.rows)
         x = layout.unpack_activation_group(act_word).astype(np.int64)

@@ -20,12 +20,11 @@ def test_replicas_are_modules_the_flow_keeps_apart():
             if ln.startswith("module ") and f".{KEEP_PREFIX}" in ln]
     # the advance: 3 copies of its next value in the scale MAC, 4 copies in the engine,
     # one per row in the scale MAC; w.ready; ld_done; the read pointer (per row + 1)
-    assert len([k for k in kept if ".keep_adv2_" in k]) == 3
-    assert len([k for k in kept if ".keep_adv" in k and ".keep_adv2_" not in k
-                and "adv_row" not in k]) == 4
-    assert len([k for k in kept if ".keep_adv_row" in k]) == 2
-    assert len([k for k in kept if ".keep_rp" in k]) == 3
-    assert any("w_ready" in k for k in kept) and any("ld_done" in k for k in kept)
+    def copies(parent):
+        return len([k for k in kept if k.startswith(f"\\top.engine.{parent}_copies.{KEEP_PREFIX}")])
+    assert copies("mac.adv2") == 3 and copies("advance") == 4 and copies("mac.adv_row") == 2
+    assert copies("mac.rp") == 3
+    assert copies("issue.w_ready") == 2 and copies("control.ld_done") == 1
     script = synth.yosys_script(synth.target("ecp5-85f"), ("engine",))
     assert f"setattr -mod -set keep_hierarchy 1 *.{KEEP_PREFIX}*" in script.splitlines()
 

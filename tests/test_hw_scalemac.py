@@ -76,12 +76,12 @@ def test_random_jobs_match_golden(depth, rows, vectors):
 
 @pytest.mark.parametrize("sign", [1, -1])
 def test_accumulator_extreme_reaches_bound(sign):
-    """Every group at |P| = 16*L*127 with the largest mantissa and shift over max_groups
+    """Every group at |P| = 16*L*128 with the largest mantissa and shift over max_groups
     groups: the accumulator reaches the documented bound exactly and does not wrap."""
     cfg = HwConfig(depth=4, rows=1, vectors=1, max_in_features=1024)
     w = cfg.widths
     ng = cfg.max_groups
-    P = np.full((1, ng, 1, 1), sign * 16 * cfg.level * 127, dtype=np.int64)
+    P = np.full((1, ng, 1, 1), sign * 16 * cfg.level * 128, dtype=np.int64)
     k = np.full((1, ng, 1), 26)
     mant = np.full(27, 2 ** cfg.mant_bits - 1)
     shift = np.full(27, cfg.shift_limit)

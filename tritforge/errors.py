@@ -5,5 +5,9 @@ escapes is a bug.
 """
 
 
-class TritforgeError(Exception):
-    """Bad input or an unsupported request; the message names the input and what was expected."""
+class TritforgeError(ValueError):
+    """Bad input or an unsupported request; the message names the input and what was expected.
+
+    A ``ValueError``, as the value checks of Amaranth's own library raise (components check
+    their parameters before construction: a wrong type is a ``TypeError``, a value outside
+    what the hardware supports this error)."""

@@ -8,6 +8,7 @@ consumer computes it twice.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass
 
 from .codec import layout
@@ -24,6 +25,30 @@ from .codec.golden import ACT_BITS, widths
 ISSUE_STAGES = 1
 DECODER_STAGES = 4
 MAC_STAGES = 8
+#: Command timing (hw/ENGINE.md "Sequence"), cycle-visible and owned here: hw/control.py
+#: builds it (the engine asserts the structure it built against these), the stepping model
+#: and the closed forms (sim.fastmodel) read it.
+#: cycles before LOAD or RUN: the accept cycle (the command is latched as it arrives), then
+#: the start cycle (the counters load from the latched command)
+CMD_ACCEPT_CYCLES = 2
+#: after LOAD's last word RUN opens for beats this many cycles later ("RUN opens" is
+#: registered first, so the act port's valid stays out of w.ready's logic)
+LOAD_OPEN_CYCLES = 1
+#: the last result beat's pop is registered, then ends RUN: the next command can be
+#: accepted END_CYCLES + 1 cycles after that pop
+END_CYCLES = 1
+
+
+class State(enum.Enum):
+    """The engine's control states: hw/control.py's one-hot registers ``idle``, ``start``,
+    ``load`` (RUN is none of them), and the stepping model's state."""
+
+    IDLE = "idle"
+    START = "start"
+    LOAD = "load"
+    RUN = "run"
+
+
 #: result FIFO entries; the advance is decided three cycles ahead, "a push fits in three
 #: cycles even if nothing is popped until then", so its copies form a tree of flip-flops,
 #: and res.ready reaches only the FIFO's read side (hw/ENGINE.md)

@@ -1,0 +1,150 @@
+"""The engine's issue stage: weight-beat acceptance, the issue register and its T uses.
+
+An accepted beat goes into the beat register and is issued T times (vector 0..T-1, one
+per advancing cycle) to the trit decoder, with its tags (vector, first and final group of
+its tile, last item of the command). ``w.ready`` is high when RUN still expects beats
+(``w_open``), the pipeline advances and the issue register is empty or issuing its last
+use (hw/ENGINE.md).
+
+Counters: the group and tile of the next beat to accept count down one below the items
+left in signed registers, so "last" is a sign bit; they load in the start cycle from the
+control's latched command (``last_group_m1``, ``last_tile_m1``) and step with each take.
+
+The activation buffer is read one cycle ahead (``rd_addr``: the item the issue register
+will hold after this edge), so its word meets the decoder's output.
+
+Timing closure, cycle-neutral (``hw.replica``):
+
+* ``w.ready`` is a flip-flop computed from the next values of the registers it is made of
+  (``adv_next``, the advance's next value, is a flip-flop of the scale MAC), with copies
+  of it for the group and the tile counters (each ``take`` one gate from ``w.valid``);
+* the beat register and the tags load whenever the issue register is free at this edge
+  (it advances and is empty or issuing its last use): a superset of a take that depends
+  on no input, from copies of its register (one per row's share of the beat's bytes, one
+  for the tags). Without a take the issue register is empty next cycle and the loaded
+  values are unused.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..hwconfig import HwConfig
+from .control import buffer_address_bits, counter_shapes
+from .replica import replicas
+from .signature import payload_layouts
+
+
+def item_tag_layout(cfg: HwConfig) -> data.StructLayout:
+    """Control carried with every item: vector, first/final group of the tile, last of the
+    command."""
+    return data.StructLayout({"vector": payload_layouts(cfg)["res"]["vector"].shape,
+                              "first": 1, "final": 1, "last": 1})
+
+
+def issue_layout(cfg: HwConfig, beat_bytes: int) -> data.StructLayout:
+    """One issued item: the beat (its bytes in this engine's window) and its tags."""
+    return data.StructLayout({"beat": unsigned(8 * beat_bytes), "tag": item_tag_layout(cfg)})
+
+
+class IssueStage(wiring.Component):
+    """Ports: ``w`` (the weight beats), ``start``/``run_open``/``last_group_m1``/
+    ``last_tile_m1`` (from the control), ``adv`` (this stage's copy of the advance) and
+    ``adv_next`` (its next value); ``o`` (issued items: ``valid`` is the issue register's;
+    the item moves on with ``adv``, so ``o.ready`` is not used), ``rd_addr`` (the
+    activation buffer's read address), ``take`` (a beat is accepted)."""
+
+    def __new__(cls, cfg: HwConfig, beat_bytes: int):
+        if not isinstance(cfg, HwConfig):
+            raise TypeError(f"IssueStage cfg must be a HwConfig, not {cfg!r}")
+        if not isinstance(beat_bytes, int) or beat_bytes < 1:
+            raise TypeError(f"IssueStage beat_bytes must be a positive integer, not {beat_bytes!r}")
+        return super().__new__(cls)
+
+    def __init__(self, cfg: HwConfig, beat_bytes: int):
+        self.cfg, self.beat_bytes = cfg, beat_bytes
+        gw, tw = counter_shapes(cfg)
+        super().__init__({
+            "w": In(stream.Signature(unsigned(8 * beat_bytes))),
+            "start": In(1), "run_open": In(1),
+            "last_group_m1": In(signed(gw)), "last_tile_m1": In(signed(tw)),
+            "adv": In(1), "adv_next": In(1),
+            "o": Out(stream.Signature(issue_layout(cfg, beat_bytes))),
+            "rd_addr": Out(buffer_address_bits(cfg)), "take": Out(1),
+        })
+
+    def elaborate(self, platform):
+        cfg, nb = self.cfg, self.beat_bytes
+        T = cfg.vectors
+        m = Module()
+        adv, adv_next, start = self.adv, self.adv_next, self.start
+        gshape = payload_layouts(cfg)["cmd"]["last_group"].shape
+        acc_g = Signal(gshape)                # group of the next beat to accept
+        gc = Signal.like(self.last_group_m1)  # groups after the one being accepted, - 1
+        tc = Signal.like(self.last_tile_m1)   # tiles after the one being accepted, - 1
+        g_first = Signal()                    # acc_g == 0
+        w_open = Signal()                     # RUN and beats still expected
+        h_valid = Signal()
+        h_beat = Signal(8 * nb, reset_less=True)
+        h_v = Signal(range(max(T, 2)))
+        h_g = Signal(gshape)
+        h_first, h_final, h_lasttile = Signal(), Signal(), Signal()
+        # "vector v is the beat's last use": a constant at T = 1, so that no next value
+        # below depends on the issue register's vector bit
+        is_last_use = (lambda v: Const(1, 1)) if T == 1 else (lambda v: v == T - 1)
+        last_use = is_last_use(h_v)
+        g_last, t_last = gc[-1], tc[-1]
+        w_ready = Signal()
+        m.d.comb += [self.w.ready.eq(w_ready), self.take.eq(self.w.valid & w_ready)]
+
+        tag = self.o.payload.tag
+        m.d.comb += [self.o.valid.eq(h_valid), self.o.payload.beat.eq(h_beat),
+                     tag.vector.eq(h_v), tag.first.eq(h_first), tag.final.eq(h_final),
+                     tag.last.eq(h_lasttile & h_final & last_use)]
+        with m.If(h_valid & ~last_use):
+            m.d.comb += self.rd_addr.eq(Cat(h_g, h_v + 1))
+        with m.Else():
+            m.d.comb += self.rd_addr.eq(Cat(acc_g, Const(0, len(h_v))))
+
+        # next values of the registers w.ready is made of
+        h_valid_nxt = Signal()
+        h_v_nxt = Signal.like(h_v)
+        w_open_nxt = Signal()
+        can_take_nxt = Signal()
+        m.d.comb += [h_valid_nxt.eq(h_valid), h_v_nxt.eq(h_v), w_open_nxt.eq(w_open),
+                     can_take_nxt.eq(w_open_nxt & (~h_valid_nxt | is_last_use(h_v_nxt)))]
+        m.d.sync += [h_valid.eq(h_valid_nxt), h_v.eq(h_v_nxt), w_open.eq(w_open_nxt),
+                     w_ready.eq(can_take_nxt & adv_next)]
+        w_ready_g, w_ready_t = replicas(m, "w_ready", can_take_nxt & adv_next, 2)
+        take_g, take_t = Signal(), Signal()
+        m.d.comb += [take_g.eq(self.w.valid & w_ready_g), take_t.eq(self.w.valid & w_ready_t)]
+        free_nxt = Signal()
+        m.d.comb += free_nxt.eq(adv_next & (~h_valid_nxt | is_last_use(h_v_nxt)))
+        *free_beat, free_tag = replicas(m, "free", free_nxt, cfg.rows + 1, init=1)
+        for b in range(nb):
+            with m.If(free_beat[b * cfg.rows // nb]):
+                m.d.sync += h_beat[8 * b:8 * b + 8].eq(self.w.payload[8 * b:8 * b + 8])
+        with m.If(free_tag):
+            m.d.sync += [h_g.eq(acc_g), h_first.eq(g_first), h_final.eq(g_last),
+                         h_lasttile.eq(t_last)]
+        # a take implies adv and an issue register that is empty or issuing its last use
+        with m.If(adv & h_valid & ~last_use):
+            m.d.comb += h_v_nxt.eq(h_v + 1)
+        with m.Elif(self.take):
+            m.d.comb += [h_valid_nxt.eq(1), h_v_nxt.eq(0)]
+        with m.Elif(adv):
+            m.d.comb += h_valid_nxt.eq(0)
+        with m.If(self.take & g_last & t_last):
+            m.d.comb += w_open_nxt.eq(0)
+        with m.If(self.run_open):
+            m.d.comb += w_open_nxt.eq(1)
+
+        # the accept-side counters: loaded in the start cycle, stepped by a take
+        with m.If(start | take_g):
+            m.d.sync += [acc_g.eq(Mux(start | g_last, 0, acc_g + 1)),
+                         g_first.eq(start | g_last),
+                         gc.eq(Mux(start | g_last, self.last_group_m1, gc - 1))]
+        with m.If(start | (take_t & g_last)):
+            m.d.sync += tc.eq(Mux(start, self.last_tile_m1, tc - 1))
+        return m
