@@ -14,6 +14,11 @@ The only ``sim`` module that runs Verilator. It follows the measured toolchain f
   versions): the build directory is named after a SHA-256 of all of them, guarded by a
   file lock so parallel pytest workers share one build, and reused while it exists.
 
+The engine: :func:`build_generated` builds the folder ``tritforge generate`` writes (the
+Verilog and its JSON sidecar) and :func:`run_engine_bench` plays a vector set on it with
+the packaged bench :data:`ENGINE_BENCH` (``tritforge.hw.verif.bench_engine``); builds are
+cached in :func:`default_build_root` unless a root is given.
+
 Waveforms: set ``TRITFORGE_WAVES=1`` (or pass ``waves=True``) and the design is built
 with ``--trace-fst`` (a separate cached build) and every test run writes ``dump.fst`` in
 its test directory (the path is printed by :func:`run`). Verilator's FST writer needs the
@@ -44,6 +49,11 @@ MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread"
 #: Verilator arguments for Amaranth output.
 BUILD_ARGS = ("-Wno-WIDTH", "-Wno-fatal", "--no-public-flat-rw")
 WAVES_ENV = "TRITFORGE_WAVES"
+#: where builds are cached when no root is given (default ~/.cache/tritforge/verilator)
+BUILD_DIR_ENV = "TRITFORGE_BUILD_DIR"
+#: the packaged cocotb bench of the engine and the variable its parameters travel in
+ENGINE_BENCH = "tritforge.hw.verif.bench_engine"
+PARAMS_ENV = "TRITFORGE_COSIM_PARAMS"
 _PORT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
@@ -178,7 +188,7 @@ def build(verilog_text: str, toplevel: str, ports: list[str], root: str | os.Pat
         h.update(part.encode())
         h.update(b"\0")
     key = h.hexdigest()[:16]
-    root = Path(root)
+    root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     bdir = root / f"{toplevel}-{key}{'-waves' if waves else ''}"
     done = bdir / "tritforge-build.json"
@@ -249,7 +259,7 @@ def run(b: Build, test_module: str, test_dir: str | os.PathLike, env: dict | Non
     """
     from cocotb_tools.runner import get_results, get_runner
 
-    test_dir = Path(test_dir)
+    test_dir = Path(test_dir).resolve()      # the simulator runs in it
     test_dir.mkdir(parents=True, exist_ok=True)
     xml = test_dir / "results.xml"
     extra = {k: str(v) for k, v in (env or {}).items()}
@@ -278,3 +288,59 @@ def run(b: Build, test_module: str, test_dir: str | os.PathLike, env: dict | Non
     if waves:
         print(f"waveform: {waves}")
     return Results(tests, failed, xml, waves, seconds)
+
+
+# --- the engine as ``tritforge generate`` writes it ------------------------------------------
+
+def default_build_root() -> Path:
+    """Where builds are cached: ``$TRITFORGE_BUILD_DIR`` or ``~/.cache/tritforge/verilator``."""
+    return Path(os.environ.get(BUILD_DIR_ENV) or Path.home() / ".cache" / "tritforge" / "verilator")
+
+
+def build_generated(folder: str | os.PathLike, top: str = "tritforge_engine",
+                    root: str | os.PathLike | None = None, waves: bool | None = None) -> tuple[Build, Path]:
+    """Build (or reuse) the engine in ``folder`` (``<top>.v`` and its sidecar ``<top>.json``,
+    as ``tritforge generate`` writes them); returns the build and the sidecar's path, which
+    is also copied into the build folder."""
+    folder = Path(folder)
+    vfile, sfile = folder / f"{top}.v", folder / f"{top}.json"
+    for f in (vfile, sfile):
+        if not f.is_file():
+            raise TritforgeError(f"{f}: missing (write it with `tritforge generate --out {folder}`)")
+    side = json.loads(sfile.read_text())
+    if side.get("top") != top:
+        raise TritforgeError(f"{sfile}: the sidecar of module {side.get('top')!r}, not {top!r}")
+    b = build(vfile.read_text(), top, [p["name"] for p in side["ports"]],
+              default_build_root() if root is None else root, waves,
+              meta={"hwconfig": side.get("hwconfig"), "decoder_style": side.get("decoder_style"),
+                    "primitives": side.get("primitives")})
+    return b, write_sidecar(b, side)
+
+
+def write_sidecar(b: Build, side: dict) -> Path:
+    """The sidecar's copy in the build folder (written once, atomically); its path."""
+    path = b.build_dir / f"{side['top']}.json"
+    if not path.exists():
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(side, indent=1))
+        tmp.replace(path)
+    return path
+
+
+def run_engine_bench(b: Build, sidecar: str | os.PathLike, vector_set: str | os.PathLike,
+                     test_dir: str | os.PathLike, *, cases: list[str] | None = None,
+                     model: bool = True, seed: int = 0, report: str | os.PathLike | None = None,
+                     testcase: str | None = None) -> Results:
+    """Play a vector set (``codec.vectors``) on an engine build with :data:`ENGINE_BENCH`.
+
+    ``testcase``: one of its tests (``vector_cases``, ``reset_mid_transfer``,
+    ``invalid_byte``), default all; ``model``: the stepping model every cycle; ``report``:
+    where ``vector_cases`` writes each case's cycles and wall time."""
+    params = {"sidecar": str(sidecar), "vectors": str(vector_set), "model": bool(model),
+              "seed": int(seed)}
+    if cases is not None:
+        params["cases"] = list(cases)
+    if report is not None:
+        params["report"] = str(report)
+    return run(b, ENGINE_BENCH, test_dir, env={PARAMS_ENV: json.dumps(params)}, testcase=testcase,
+               seed=seed)
