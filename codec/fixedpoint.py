@@ -166,13 +166,15 @@ def requantize(A, a: int, m, e, out_frac: int, out_bits: int) -> np.ndarray:
 def exact_matmul(a, b, bound: int) -> np.ndarray:
     """Integer a @ b (last axis of a with the second-last of b), exact.
 
-    ``bound`` is a derived bound on every partial sum's magnitude; below 2^53 the product
-    is computed through float64 BLAS (every partial sum is an integer float64 holds
-    exactly, as in ``sim/fastmodel.py``), otherwise in int64. Both give the same integers.
+    ``bound`` is a derived bound on every partial sum's magnitude (and on the operands);
+    up to 2^24 the product is computed through float32 BLAS, up to 2^53 through float64
+    (every partial sum is an integer the float type holds exactly, as in
+    ``sim/fastmodel.py``), otherwise in int64. All three give the same integers; the
+    choice is the simulation's speed, not part of the contract.
     """
-    a, b = i64(a), i64(b)
-    if bound < (1 << 53):
-        return np.rint(np.matmul(a.astype(np.float64), b.astype(np.float64))).astype(np.int64)
     if bound >= (1 << 63):
         raise AssertionError(f"exact_matmul: bound {bound} exceeds int64")
-    return np.matmul(a, b)
+    dt = np.float32 if bound <= (1 << 24) else np.float64 if bound < (1 << 53) else np.int64
+    a, b = np.asarray(a), np.asarray(b)
+    out = np.matmul(a if a.dtype == dt else a.astype(dt), b if b.dtype == dt else b.astype(dt))
+    return out.astype(np.int64) if dt != np.int64 else out

@@ -50,6 +50,7 @@ from .actions import Actions
 from .hwlinear import HwLinear, HwRecorder, LayerStats
 
 ARCHS = ("llama", "qwen2")
+PATHS = ("layer", "linear")
 DEFAULT_PROMPT = "What is the capital of France? Answer in one sentence."
 
 
@@ -66,6 +67,8 @@ class RunOptions:
     eval_tokens: int = 1024        #: tokens of the bundled text for the quality figures (0: skip)
     rtl_sample: int = 0
     progress: bool = True
+    accel: str | None = None       #: AccelConfig JSON (attention, vector, lm_head); None: defaults
+    path: str = "layer"            #: generation through "layer" (whole layers) or "linear" (Linears only)
 
 
 # --- inputs ------------------------------------------------------------------------------
@@ -100,6 +103,17 @@ def resolve_hw(spec: str, depth: int):
                              "a HwConfig .json file or 'default'")
     board = boards.get_board(spec)
     return board, board.hwconfig(depth)
+
+
+def resolve_accel(spec: str | None, cfg: HwConfig):
+    """The AccelConfig of a run: ``spec`` a JSON file (its attention, vector and lm_head
+    are used; the engine is always ``cfg``, the one ``--hw`` chose), or None for the
+    defaults."""
+    from ..accelconfig import AccelConfig
+
+    if spec is None:
+        return AccelConfig(engine=cfg)
+    return dataclasses.replace(AccelConfig.from_json(spec), engine=cfg)
 
 
 def rtl_sample_cases(recorder: HwRecorder, layers: dict[str, HwLinear], rows: int,
@@ -296,10 +310,18 @@ def generate(model, tok, recorder: HwRecorder, prompt: str, max_new_tokens: int,
     ids = prompt_ids(tok, prompt)
     eos = _eos_ids(model, tok)
     recorder.reset()
+    layer = recorder.mode == "layer"
+
+    def step(tokens, past, start):
+        if layer:          # the HwDecoderLayers keep the int8 KV cache themselves
+            pos = torch.arange(start, start + len(tokens))[None]
+            return model(input_ids=torch.tensor([tokens]), position_ids=pos, use_cache=False)
+        return model(input_ids=torch.tensor([tokens]), past_key_values=past, use_cache=True)
+
     with torch.inference_mode():
         recorder.phase = "prefill"
         t0 = time.perf_counter()
-        out = model(input_ids=torch.tensor([ids]), use_cache=True)
+        out = step(ids, None, 0)
         prefill_wall = time.perf_counter() - t0
         past = out.past_key_values
         nxt = int(out.logits[0, -1].argmax())
@@ -312,7 +334,7 @@ def generate(model, tok, recorder: HwRecorder, prompt: str, max_new_tokens: int,
             finished = len(new) >= max_new_tokens or nxt in eos
             if finished and steps > 0:
                 break
-            out = model(input_ids=torch.tensor([[nxt]]), past_key_values=past, use_cache=True)
+            out = step([nxt], past, len(ids) + len(new) - 1)
             steps += 1
             past = out.past_key_values
             if finished:
@@ -330,27 +352,33 @@ def generate(model, tok, recorder: HwRecorder, prompt: str, max_new_tokens: int,
 # --- quality -----------------------------------------------------------------------------
 
 def measure_quality(model, tok, recorder: HwRecorder, max_tokens: int,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, layer: bool = False) -> dict:
     """Quality figures on the bundled text (``sim.quality``), against the source model.
 
     ``ppl_source``: the stock model; ``ppl_quantized``: the same with dequantized weights
-    (float, what the FP16 export gives); ``ppl_hw``: the hardware path. Top-1 agreement
-    and logit errors compare the hardware path with the source model; the ``quantized_*``
-    and ``hw_vs_quantized_*`` figures split that into the weight quantization and the
-    integer path (int8 activations, exact accumulators).
+    (float, what the FP16 export gives); ``ppl_hw``: the linear-only hardware path (every
+    quantized Linear through the engine, the rest of the model in float on the host).
+    Top-1 agreement and logit errors compare the hardware path with the source model; the
+    ``quantized_*`` and ``hw_vs_quantized_*`` figures split that into the weight
+    quantization and the integer path (int8 activations, exact accumulators).
+
+    With ``layer`` (the model patched by ``sim.hwlayer.patch_layers``) the whole-layer
+    hardware path is measured too: ``ppl_layer``, ``layer_*`` against the source model,
+    ``layer_vs_hw_*`` against the linear-only hardware path.
     """
     from . import quality
 
     ids = quality.eval_ids(tok, max_tokens)
     logits = {}
+    modes = ("source", "dequant", "hw") + (("layer",) if layer else ())
+    before = recorder.mode
     try:
-        for mode in tqdm(("source", "dequant", "hw"), desc="quality", unit="pass",
-                         disable=not progress, leave=False):
+        for mode in tqdm(modes, desc="quality", unit="pass", disable=not progress, leave=False):
             recorder.set_mode(mode)
             recorder.phase = "eval"
             logits[mode] = quality.window_logits(model, ids)
     finally:
-        recorder.set_mode("hw")
+        recorder.set_mode(before)
         recorder.phase = "idle"
     src, deq, hw = logits["source"], logits["dequant"], logits["hw"]
     out = {"eval_tokens": int(len(ids)),
@@ -360,6 +388,11 @@ def measure_quality(model, tok, recorder: HwRecorder, max_tokens: int,
            **quality.compare_logits(src, hw)}
     out.update({f"quantized_{k}": v for k, v in quality.compare_logits(src, deq).items()})
     out.update({f"hw_vs_quantized_{k}": v for k, v in quality.compare_logits(deq, hw).items()})
+    if layer:
+        lay = logits["layer"]
+        out["ppl_layer"] = quality.perplexity_from_logits(lay, ids)
+        out.update({f"layer_{k}": v for k, v in quality.compare_logits(src, lay).items()})
+        out.update({f"layer_vs_hw_{k}": v for k, v in quality.compare_logits(hw, lay).items()})
     return out
 
 
@@ -442,6 +475,15 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     wall["quantize"] = time.perf_counter() - t0
     recorder = HwRecorder(cfg)
     layers = patch_model(model, tensors, recorder, keep_source=opts.eval_tokens > 0)
+    accel = resolve_accel(opts.accel, cfg)
+    if opts.path not in PATHS:
+        raise TritforgeError(f"path {opts.path!r}: expected one of {PATHS}")
+    layered = opts.path == "layer"
+    if layered:
+        from .hwlayer import patch_layers
+
+        patch_layers(model, recorder, accel, tensors[next(iter(tensors))].mode)
+        recorder.set_mode("layer")
 
     gen = generate(model, tok, recorder, opts.prompt, opts.max_new_tokens, opts.progress)
     wall["prefill"], wall["decode"] = gen.prefill_wall_s, gen.decode_wall_s
@@ -453,7 +495,7 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     quality = {}
     if opts.eval_tokens > 0:
         t0 = time.perf_counter()
-        quality = measure_quality(model, tok, recorder, opts.eval_tokens, opts.progress)
+        quality = measure_quality(model, tok, recorder, opts.eval_tokens, opts.progress, layered)
         wall["quality"] = time.perf_counter() - t0
     errors = hw_error(recorder)
     for entry in decode:
@@ -471,6 +513,8 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         "config": opts.config, "mode": opts.mode if not opts.packed else tensors[next(iter(tensors))].mode,
         "packed": opts.packed, "packed_source": packed_meta.get("source"),
         "hwconfig": {**cfg.to_dict(), "derived": cfg.derived()},
+        "path": opts.path,
+        "accelconfig": accel.to_dict(),
         "board": board.to_dict(),
         "energy_table": table.info(),
         "prompt": opts.prompt, "generated_text": gen.text,

@@ -24,6 +24,9 @@ The same module also computes the two floating-point references the driver compa
 against, selected by :attr:`HwRecorder.mode`:
 
 ``"hw"``      the hardware path above;
+``"layer"``   the whole-layer hardware path (``sim/hwlayer.py``): the decoder layers call
+              :meth:`HwLinear.accumulate` with the int8 vectors the vector unit produced;
+              a call of the module itself computes as in ``"hw"``;
 ``"dequant"`` ``x @ W_deq.T + b`` with the dequantized weights in float32 (the values the
               codec's FP16 export holds, before its rounding to FP16);
 ``"source"``  ``x @ W.T + b`` with the original (unquantized) weights.
@@ -48,7 +51,7 @@ from ..hwconfig import HwConfig
 from .actions import Actions
 from .fastmodel import run_matrix
 
-MODES = ("hw", "dequant", "source")
+MODES = ("hw", "layer", "dequant", "source")
 
 
 @dataclass
@@ -172,19 +175,35 @@ class HwLinear(nn.Module):
     def _bias(self, x: torch.Tensor):
         return None if self.bias is None else self.bias.to(x.dtype)
 
-    def hardware(self, x: np.ndarray) -> np.ndarray:
-        """The hardware path for n token vectors x (n, in_features) float -> y (n, out) float64."""
+    def accumulate(self, xq: np.ndarray) -> np.ndarray:
+        """The engine's exact accumulators for int8 vectors xq (n, in_features or in_padded):
+        (n, out) int64, through the cycle model, with the layer's figures recorded."""
         rec = self.recorder
-        xq, s_x = golden.quantize_activations(x, self.t.in_padded)
+        xq = np.asarray(xq)
+        if xq.ndim != 2 or xq.shape[1] not in (self.in_features, self.t.in_padded):
+            raise TritforgeError(f"{self.name}: int8 input of shape {xq.shape}, expected "
+                                 f"(n, {self.in_features})")
+        if xq.size and (int(xq.min()) < -128 or int(xq.max()) > 127):
+            raise TritforgeError(f"{self.name}: int8 input outside -128..127")
+        xq = xq.astype(np.int8)
+        if xq.shape[1] < self.t.in_padded:
+            xq = np.concatenate([xq, np.zeros((xq.shape[0], self.t.in_padded - xq.shape[1]), np.int8)], 1)
         run = run_matrix(rec.cfg, self.t, xq, load_act=rec.needs_load(xq))
-        y = golden.rescale(run.acc, s_x, self.t)
         st = rec.layer(self.name)
         st.calls += 1
-        st.vectors += x.shape[0]
+        st.vectors += xq.shape[0]
         st.cycles += int(run.cycles)
         st.actions = st.actions + run.actions
         if rec.phase == "decode":          # one token: small; kept for the RTL sample
             st.last_xq, st.last_acc = xq, run.acc
+        return run.acc
+
+    def hardware(self, x: np.ndarray) -> np.ndarray:
+        """The hardware path for n token vectors x (n, in_features) float -> y (n, out) float64."""
+        rec = self.recorder
+        xq, s_x = golden.quantize_activations(x, self.t.in_padded)
+        y = golden.rescale(self.accumulate(xq), s_x, self.t)
+        st = rec.layer(self.name)
         if rec.phase in rec.error_phases:
             ref = (torch.from_numpy(x).float() @ self.w_deq.T).double().numpy()
             st.err_sq += float(np.square(y - ref).sum())
