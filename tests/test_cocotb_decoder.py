@@ -13,9 +13,10 @@ from tritforge.hwconfig import HwConfig  # noqa: E402
 
 from tritforge.hw import decoder  # noqa: E402
 
-# the ROM style compiles slowly (a 243-case table per byte): a small beat by default, R=4 in the sweep
-CONFIGS = [(1, 1, "arith"), (2, 4, "arith"), (3, 3, "arith"), (4, 4, "arith"), (1, 2, "rom"),
-           pytest.param(2, 4, "rom", marks=pytest.mark.slow)]
+# every style of decoder.STYLES, the shipped one (nibble) at most shapes; the ROM style
+# compiles slowly (a 243-case table per byte): a small beat by default, R=4 in the sweep
+CONFIGS = [(1, 1, "nibble"), (2, 4, "nibble"), (4, 4, "nibble"), (2, 4, "arith"), (3, 3, "arith"),
+           (1, 2, "rom"), pytest.param(2, 4, "rom", marks=pytest.mark.slow)]
 
 
 def _id(c):
@@ -25,6 +26,7 @@ def _id(c):
 
 @pytest.mark.parametrize("depth,rows,style", CONFIGS, ids=[_id(c) for c in CONFIGS])
 def test_decoder(request, tmp_path, depth, rows, style):
+    assert {getattr(c, "values", c)[2] for c in CONFIGS} == set(decoder.STYLES)
     cfg = HwConfig(depth=depth, rows=rows)
     comp = decoder.TritDecoder(cfg, style=style)
     build = harness.build_component(request, comp, "decoder", meta={"depth": depth, "rows": rows, "style": style})

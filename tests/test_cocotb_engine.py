@@ -1,10 +1,12 @@
 """GEMV engine (hw/engine.py) on Verilator through cocotb, against codec.golden and the cycle models.
 
-Builds: one Verilator model per (d, R, T, buffer size) in ``BUILDS`` (shapes and stall
-patterns do not change the RTL, so many small matrices share a build). Per build, one
-shared vector set (``codec.vectors``) is written with the golden accumulators and the
-vectorized model's cycle counts, then played by tests/cocotb/engine/test_engine.py with
-the stepping model compared every cycle.
+Builds: one Verilator model per (d, R, T, buffer size) in ``BUILDS``, with the shipped
+decoder (``tritforge generate``'s default, ``nibble``); shapes and stall patterns do not
+change the RTL, so many small matrices share a build. Per build, one shared vector set
+(``codec.vectors``) is written with the golden accumulators and the vectorized model's
+cycle counts, then played by the packaged bench ``tritforge.hw.verif.bench_engine`` with
+the stepping model compared every cycle. ``STYLE_BUILDS``: one small build with each
+other decoder style (hw/decoder.py ``STYLES``), the same bench on a few cases.
 
 Default run: ``RANDOM_DEFAULT`` seeded random configurations per build (shape, vectors,
 stall pattern) plus the directed cases, the reset and invalid-byte tests, and every
@@ -25,6 +27,7 @@ import harness  # noqa: E402
 
 from tritforge.codec import golden, vectors  # noqa: E402
 from tritforge.codec.quantize import quantize_matrix  # noqa: E402
+from tritforge.hw.decoder import STYLES  # noqa: E402
 from tritforge.hwconfig import HwConfig  # noqa: E402
 from tritforge.sim import fastmodel  # noqa: E402
 
@@ -39,6 +42,14 @@ RANDOM_DEFAULT = 44     # x 5 builds = 220 seeded random configurations in the d
 RANDOM_SLOW = 200       # per build, in the slow sweep
 STALLS = [{}, {"idle": 0.3}, {"bp": 0.4, "burst": 3}, {"idle": 0.5, "bp": 0.5, "burst": 4},
           {"idle": 0.1, "bp": 0.1}]
+
+
+#: one small engine per decoder style other than the shipped one (the BUILDS' style)
+STYLE_BUILDS = {
+    "arith": HwConfig(depth=3, rows=2, vectors=1, max_in_features=128, max_out_features=32),
+    "rom": HwConfig(depth=1, rows=2, vectors=2, max_in_features=128, max_out_features=32),
+}
+SHIPPED_STYLE = "nibble"
 
 
 def _build(request, name: str):
@@ -90,8 +101,34 @@ def test_engine_vectors(request, tmp_path, vector_sets, name):
     b, side = _build(request, name)
     n = len(vectors.read_set(vector_sets[name]))
     assert n >= RANDOM_DEFAULT
-    harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vector_sets[name],
-                                    "seed": 7 + len(name), "model": True}, tmp_path)
+    assert b.meta["decoder_style"] == SHIPPED_STYLE
+    assert harness.run_engine(b, side, vector_sets[name], tmp_path, seed=7 + len(name)).tests == 3
+
+
+def test_every_decoder_style_is_covered():
+    """The BUILDS run the shipped decoder, STYLE_BUILDS every other one."""
+    import inspect
+
+    from tritforge.commands import generate
+    default = inspect.signature(harness.build_engine).parameters["decoder_style"].default
+    assert default == SHIPPED_STYLE
+    import argparse
+    p = argparse.ArgumentParser()
+    generate.add_arguments(p)
+    assert p.get_default("decoder") == SHIPPED_STYLE
+    assert sorted([SHIPPED_STYLE, *STYLE_BUILDS]) == sorted(STYLES)
+
+
+@pytest.mark.parametrize("style", list(STYLE_BUILDS))
+def test_engine_decoder_style(request, tmp_path, style):
+    """The engine with another decoder style: directed + a few random cases (stalls, the
+    stepping model every cycle), reset mid-transfer and the invalid byte."""
+    cfg = STYLE_BUILDS[style]
+    b, side = harness.build_engine(request, cfg, decoder_style=style)
+    assert b.meta["decoder_style"] == style
+    cases = directed(cfg, seed=11) + random_cases(cfg, 6, seed=900 + len(style))
+    vs = vectors.write_set(str(tmp_path / "vectors"), cases)
+    assert harness.run_engine(b, side, vs, tmp_path / "run", seed=3).tests == 3
 
 
 #: engines built with the ECP5 primitives (hw/primitives.py) on their behavioural models:
@@ -113,8 +150,7 @@ def test_engine_ecp5_primitives(request, tmp_path, name):
         t, xq = vectors.random_case(np.random.default_rng(9), cfg.depth, 3, cfg.max_in_features, 2)
         cases.append(_case("full_width", cfg, t, xq, {"idle": 0.2, "bp": 0.2}))
     vs = vectors.write_set(str(tmp_path / "ecp5"), cases)
-    harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vs, "model": True},
-                      tmp_path / "run", testcase="vector_cases")
+    harness.run_engine(b, side, vs, tmp_path / "run", testcase="vector_cases")
 
 
 @pytest.mark.model
@@ -139,12 +175,10 @@ def test_engine_smollm2_shapes(request, tmp_path):
     assert sorted(c.tensor.shape for c in full) == [(192, 576), (576, 576), (576, 1536), (1536, 576)]
     b, side = _build(request, "d2R4T1")
     vs = vectors.write_set(str(tmp_path / "smollm2"), full + sample)
-    harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vs, "model": False,
-                                    "cases": [c.name for c in full]}, tmp_path / "full",
-                      testcase="vector_cases")
-    harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vs, "model": True,
-                                    "cases": [c.name for c in sample]}, tmp_path / "sample",
-                      testcase="vector_cases")
+    harness.run_engine(b, side, vs, tmp_path / "full", model=False,
+                       cases=[c.name for c in full], testcase="vector_cases")
+    harness.run_engine(b, side, vs, tmp_path / "sample", model=True,
+                       cases=[c.name for c in sample], testcase="vector_cases")
 
 
 @pytest.mark.slow
@@ -155,5 +189,4 @@ def test_engine_sweep(request, tmp_path, name):
     cases = random_cases(cfg, RANDOM_SLOW, seed=5000 + list(BUILDS).index(name))
     vs = vectors.write_set(str(tmp_path / "sweep"), cases)
     b, side = _build(request, name)
-    harness.run_bench(b, "engine", {"sidecar": str(side), "vectors": vs, "model": True}, tmp_path / "run",
-                      testcase="vector_cases")
+    harness.run_engine(b, side, vs, tmp_path / "run", testcase="vector_cases")

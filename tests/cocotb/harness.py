@@ -30,11 +30,12 @@ def build_component(request, component, toplevel: str, meta: dict | None = None)
                        meta=meta)
 
 
-def build_engine(root, cfg, decoder_style: str = "arith",
+def build_engine(root, cfg, decoder_style: str = "nibble",
                  primitives: str = "generic") -> tuple[cosim.Build, Path]:
     """The engine as ``tritforge generate`` writes it (hw/verilog.py): build + sidecar path.
 
     ``root``: a build folder, or the pytest ``request`` (builds go to :func:`build_root`).
+    ``decoder_style`` defaults to the shipped one (``tritforge generate``'s default).
     With ``primitives="ecp5"`` the Lattice primitives run as the behavioural models of
     tests/ecp5_models.py, compiled with the engine.
     """
@@ -51,21 +52,23 @@ def build_engine(root, cfg, decoder_style: str = "arith",
     b = cosim.build(text, side["top"], [p["name"] for p in side["ports"]], root,
                     meta={"hwconfig": cfg.to_dict(), "decoder_style": decoder_style,
                           "primitives": primitives})
-    path = b.build_dir / f"{side['top']}.json"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(side, indent=1))
-        tmp.replace(path)
-    return b, path
+    return b, cosim.write_sidecar(b, side)
+
+
+def run_engine(build: cosim.Build, sidecar, vector_set, test_dir, **kw) -> cosim.Results:
+    """The packaged engine bench (tritforge.hw.verif.bench_engine) on a build; fails the
+    pytest test on any cocotb failure."""
+    res = cosim.run_engine_bench(build, sidecar, vector_set, test_dir, **kw)
+    return res.check(f"cocotb engine {Path(str(vector_set)).name} {kw}")
 
 
 def run_bench(build: cosim.Build, unit: str, params: dict, test_dir, testcase: str | None = None,
               env: dict | None = None) -> cosim.Results:
     """Run tests/cocotb/<unit>/test_<unit>.py on a build; fail the pytest test on any failure."""
-    e = {"TRITFORGE_COSIM_PARAMS": json.dumps(params)}
+    e = {cosim.PARAMS_ENV: json.dumps(params)}
     e.update(env or {})
     res = cosim.run(build, f"test_{unit}", test_dir, env=e, testcase=testcase,
-                    seed=params.get("seed"), python_path=[HERE / unit, HERE])
+                    seed=params.get("seed"), python_path=[HERE / unit])
     return res.check(f"cocotb {unit} {json.dumps(params)[:200]}")
 
 

@@ -5,7 +5,6 @@ import json
 import os
 import sys
 import tempfile
-from pathlib import Path
 
 from ..atomic import write_json
 from ..errors import TritforgeError
@@ -34,56 +33,38 @@ def add_arguments(p) -> None:
     p.add_argument("--rtl-sample", type=int, default=0, metavar="N",
                    help="also run N rows of every matrix of the first and last block, with the real "
                         "decode activations, through the Verilator RTL and check they match exactly "
-                        "(needs the source checkout's tests/cocotb bench; builds cached in "
-                        "$TRITFORGE_BUILD_DIR or ~/.cache/tritforge/verilator)")
+                        "(the packaged cocotb bench tritforge.hw.verif.bench_engine; builds cached "
+                        "in $TRITFORGE_BUILD_DIR or ~/.cache/tritforge/verilator)")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="CPU threads for torch and BLAS (default 1: the simulated layers are small "
                         "matrix products, and more threads only contend on a shared machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _bench_dir() -> Path:
-    """The cocotb engine bench of the source checkout (tests/cocotb), which --rtl-sample plays."""
-    from .. import __file__ as pkg_file
-
-    bench = Path(pkg_file).resolve().parents[1] / "tests" / "cocotb"
-    if not (bench / "engine" / "test_engine.py").is_file():
-        raise TritforgeError(f"--rtl-sample: the cocotb engine bench {bench / 'engine'} is missing; "
-                             "it runs from a tritforge source checkout")
-    return bench
-
-
-def build_root() -> Path:
-    """Where Verilator builds are cached: $TRITFORGE_BUILD_DIR or ~/.cache/tritforge/verilator."""
-    return Path(os.environ.get("TRITFORGE_BUILD_DIR")
-                or Path.home() / ".cache" / "tritforge" / "verilator")
-
-
 def rtl_check(cfg, cases) -> dict:
-    """Play vector cases on the engine RTL under Verilator (cocotb bench of hw/ENGINE.md).
+    """Play vector cases on the engine RTL under Verilator (hw/ENGINE.md).
 
     The Verilog is what ``tritforge generate`` writes for ``cfg`` (built once per config and
-    cached); the bench checks every result beat against the cases' golden accumulators, the
-    cycle count against the cycle model's, and the stepping model every cycle.
+    cached in ``sim.cosim.default_build_root``); the packaged bench
+    (``tritforge.hw.verif.bench_engine``) checks every result beat against the cases'
+    golden accumulators, the cycle count against the cycle model's, and the stepping model
+    every cycle.
     """
     from ..codec import vectors
     from ..hw import verilog as hw_verilog
     from ..sim import cosim
 
-    bench = _bench_dir()
     text, side = hw_verilog.convert(cfg), hw_verilog.sidecar(cfg)
-    build = cosim.build(text, side["top"], [p["name"] for p in side["ports"]], build_root(),
-                        meta={"hwconfig": cfg.to_dict()})
-    side_path = build.build_dir / f"{side['top']}.json"
-    if not side_path.exists():
-        write_json(str(side_path), side)
+    build = cosim.build(text, side["top"], [p["name"] for p in side["ports"]],
+                        cosim.default_build_root(),
+                        meta={"hwconfig": cfg.to_dict(), "decoder_style": side["decoder_style"],
+                              "primitives": side["primitives"]})
+    side_path = cosim.write_sidecar(build, side)
     with tempfile.TemporaryDirectory(prefix="tritforge-rtl-") as tmp:
         vs = vectors.write_set(os.path.join(tmp, "vectors"), cases)
         report = os.path.join(tmp, "cases.json")
-        params = {"sidecar": str(side_path), "vectors": vs, "model": True, "report": report}
-        res = cosim.run(build, "test_engine", os.path.join(tmp, "run"),
-                        env={"TRITFORGE_COSIM_PARAMS": json.dumps(params)}, testcase="vector_cases",
-                        python_path=[bench / "engine", bench])
+        res = cosim.run_engine_bench(build, side_path, vs, os.path.join(tmp, "run"), model=True,
+                                     report=report, testcase="vector_cases")
         played = []
         if os.path.isfile(report):
             with open(report) as f:

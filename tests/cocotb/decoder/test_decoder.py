@@ -1,7 +1,9 @@
 """cocotb bench of the trit decoder (hw/decoder.py) against codec.layout.
 
 Parameters arrive as JSON in ``TRITFORGE_COSIM_PARAMS``: ``hwconfig`` (HwConfig fields),
-``style`` ("arith" | "rom"), ``seed``, ``beats`` (random beats per stall pattern).
+``style`` (one of ``hw.decoder.STYLES``), ``seed``, ``beats`` (random beats per stall
+pattern). Streams, stalls and the cycle loop are ``tritforge.hw.verif``'s; the payloads
+are packed with the decoder's own Amaranth layouts (it has no sidecar).
 """
 from __future__ import annotations
 
@@ -12,22 +14,34 @@ import random
 import cocotb
 import numpy as np
 
-from tb import TB, Pattern, pack, unpack
+from amaranth.lib import data
+
 from tritforge.codec import layout
-from tritforge.hw.decoder import ZERO_BYTE, TritDecoder
+from tritforge.hw.decoder import TritDecoder
+from tritforge.hw.verif import Bench, Stall
 from tritforge.hwconfig import HwConfig
 
 PARAMS = json.loads(os.environ["TRITFORGE_COSIM_PARAMS"])
 CFG = HwConfig(**PARAMS["hwconfig"])
-DEC = TritDecoder(CFG, style=PARAMS.get("style", "arith"))
+DEC = TritDecoder(CFG, style=PARAMS.get("style", "nibble"))
 SEED = int(PARAMS.get("seed", 0))
+#: (idle, back-pressure, burst) of the random_stalls streams
+STALLS = [(0.0, 0.0, 1), (0.3, 0.0, 1), (0.0, 0.4, 3), (0.5, 0.5, 4)]
+
+
+def pack(layout_, fields: dict) -> int:
+    return layout_.const(fields).as_value().value
+
+
+def unpack(layout_, bits: int):
+    return data.Const(layout_, bits)
 
 
 def expected(beat: bytes) -> int:
     """The decoder's output payload for one beat, from codec.layout (invalid bytes -> 0 trits)."""
     raw = np.frombuffer(beat, dtype=np.uint8)
     bad = raw >= layout.BYTE_LIMIT
-    q, k = layout.decode_beat(np.where(bad, ZERO_BYTE, raw), CFG.depth, CFG.rows)
+    q, k = layout.decode_beat(np.where(bad, layout.ZERO_BYTE, raw), CFG.depth, CFG.rows)
     t = layout.to_trits(q, CFG.depth)                     # (R, 16, d)
     planes = [[[int(t[r, j, i]) for j in range(layout.GROUP)] for i in range(CFG.depth)]
               for r in range(CFG.rows)]
@@ -54,14 +68,14 @@ def random_beats(rng: random.Random, n: int, p_bad: float) -> list[bytes]:
 
 
 async def bench(dut):
-    tb = TB(dut)
+    tb = Bench(dut)
     src = tb.source("i")
     snk = tb.sink("o")
     await tb.reset()
     return tb, src, snk
 
 
-async def run_stream(tb, src, snk, beats: list[bytes], idle: Pattern | None, bp: Pattern | None,
+async def run_stream(tb, src, snk, beats: list[bytes], idle: Stall | None, bp: Stall | None,
                      check_latency: bool) -> None:
     src.idle, snk.backpressure = idle, bp
     src.accepted.clear()
@@ -90,19 +104,19 @@ async def random_stalls(dut):
     """Seeded random beats (some with invalid bytes) under random idle and back-pressure."""
     rng = random.Random(SEED)
     tb, src, snk = await bench(dut)
-    for n, (pi, pb, burst) in enumerate([(0.0, 0.0, 1), (0.3, 0.0, 1), (0.0, 0.4, 3), (0.5, 0.5, 4)]):
+    for n, (pi, pb, burst) in enumerate(STALLS):
         beats = random_beats(rng, int(PARAMS.get("beats", 64)), 0.2)
-        await run_stream(tb, src, snk, beats, Pattern(SEED + 10 * n, pi, burst), Pattern(SEED + 10 * n + 1, pb, burst),
-                         check_latency=(pi == 0 and pb == 0))
+        await run_stream(tb, src, snk, beats, Stall(SEED + 10 * n, pi, burst),
+                         Stall(SEED + 10 * n + 1, pb, burst), check_latency=(pi == 0 and pb == 0))
 
 
 @cocotb.test()
 async def reset_mid_stream(dut):
     """A reset in the middle of a transfer empties the pipeline; the next stream is clean."""
     rng = random.Random(SEED + 99)
-    tb = TB(dut)
-    src = tb.source("i", Pattern(SEED, 0.2))
-    snk = tb.sink("o", Pattern(SEED + 1, 0.5, 2))
+    tb = Bench(dut)
+    src = tb.source("i", Stall(SEED, 0.2))
+    snk = tb.sink("o", Stall(SEED + 1, 0.5, 2))
     await tb.reset()
     src.send(beat_word(b) for b in random_beats(rng, 16, 0.5))
     for _ in range(7):
