@@ -17,7 +17,8 @@ i + head_dim / 2), on x with FR fraction bits:
 
 Width: |x| < 2^XB, |c|, |s| <= a · 2^RF, so |x c ± x' s| <= 2 · 2^XB · a · 2^RF
 (asserted < 2^62; 32-bit x and RF = 14 use 48 bits) and the result is at most
-sqrt(2) · a · |x| (+ 1/2); it is saturated back to XB + 1 bits.
+sqrt(2) · a · |x| (+ 1/2) < 2^(XB+1) for a <= 1, held in XB + 2 signed bits (saturated there;
+the layer then saturates q and k to resid_bits).
 """
 from __future__ import annotations
 
@@ -53,4 +54,4 @@ def apply_rope(x, cos_q, sin_q, frac_bits: int, x_bits: int) -> np.ndarray:
     lo, hi = a * c - b * s, b * c + a * s
     check_bound(np.concatenate([lo, hi], -1), 62, "RoPE products")
     out = np.concatenate([rshift_round(lo, frac_bits), rshift_round(hi, frac_bits)], -1)
-    return saturate(out, x_bits + 1)
+    return saturate(out, x_bits + 2)

@@ -22,7 +22,7 @@ bit split: for x = z - max <= 0, a = -x,
              kssteven418/I-BERT, ``IntSoftmax``; exact at p = 0), with p = -f ln 2:
                  2^-f ≈ 2^PF + rshift_round(f · (rshift_round(A f, SF) - C), SF)
              A = rint(0.35815147 ln²2 · 2^PF), C = rint(0.96963238 ln 2 · 2^PF).
-             Error below 0.3 % on [0, 1).
+             Relative error at most 0.33 % on [0, 1) (the fit's own), plus the rounding.
 Both give exactly 2^PF at x = 0, so the running max's own term and an unchanged max's
 correction factor are exactly one. Then e = rshift_round(2^-f, k) (0 once k > PF + 1),
 0 <= e <= 2^PF.
