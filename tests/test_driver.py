@@ -258,3 +258,41 @@ def test_activation_buffer_reuse_rule():
     assert not rec.needs_load(three[2:])     # the last command's vector (3 = 2 + 1)
     rec.reset()
     assert rec.needs_load(three[2:])
+
+
+# --- the whole-layer hardware path --------------------------------------------------------
+
+def test_run_reports_the_three_paths(tiny, tmp_path):
+    accel = tmp_path / "accel.json"
+    accel.write_text(json.dumps({"attention": {"block": 8}, "lm_head": "host-fp16",
+                                 "engine": {"depth": 3}}))
+    opts = driver.RunOptions(model=tiny, eval_tokens=48, max_new_tokens=3, progress=False,
+                             accel=str(accel))
+    r = driver.run(opts)
+    q = r["quality"]
+    assert r["path"] == "layer"
+    # the engine is always --hw's; the file's attention and lm_head are used
+    assert r["accelconfig"]["engine"]["depth"] == 2 and r["accelconfig"]["attention"]["block"] == 8
+    assert r["accelconfig"]["lm_head"] == "host-fp16"
+    for key in ("ppl_quantized", "ppl_hw", "ppl_layer", "layer_top1_agreement", "layer_vs_hw_logit_rmse"):
+        assert np.isfinite(q[key])
+    assert q["ppl_layer"] != q["ppl_hw"]
+    assert abs(np.log(q["ppl_layer"] / q["ppl_quantized"])) < 0.1
+    assert r["layers"] and all(e["cycles"] > 0 for e in r["layers"])
+
+
+def test_run_linear_path_and_bad_path(tiny):
+    r = driver.run(driver.RunOptions(model=tiny, eval_tokens=24, max_new_tokens=2, progress=False,
+                                     path="linear"))
+    assert r["path"] == "linear" and "ppl_layer" not in r["quality"] and "ppl_hw" in r["quality"]
+    with pytest.raises(TritforgeError, match="path 'float'"):
+        driver.run(driver.RunOptions(model=tiny, eval_tokens=0, progress=False, path="float"))
+
+
+def test_resolve_accel(tmp_path):
+    cfg = HwConfig(depth=2, rows=8)
+    assert driver.resolve_accel(None, cfg).engine == cfg
+    p = tmp_path / "a.json"
+    p.write_text(json.dumps({"vector": {"resid_frac_bits": 40}}))
+    with pytest.raises(TritforgeError, match="resid_frac_bits=40"):
+        driver.resolve_accel(str(p), cfg)
