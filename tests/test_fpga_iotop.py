@@ -22,8 +22,8 @@ def test_replicas_are_modules_the_flow_keeps_apart():
     # one per row in the scale MAC; w.ready; ld_done; the read pointer (per row + 1)
     def copies(parent):
         return len([k for k in kept if k.startswith(f"\\top.engine.{parent}_copies.{KEEP_PREFIX}")])
-    assert copies("mac.adv2") == 3 and copies("advance") == 4 and copies("mac.adv_row") == 2
-    assert copies("mac.rp") == 3
+    assert copies("mac.fifo.adv2") == 3 and copies("advance") == 4 and copies("mac.adv_row") == 2
+    assert copies("mac.fifo.rp") == 3
     assert copies("issue.w_ready") == 2 and copies("control.ld_done") == 1
     script = synth.yosys_script(synth.target("ecp5-85f"), ("engine",))
     assert f"setattr -mod -set keep_hierarchy 1 *.{KEEP_PREFIX}*" in script.splitlines()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..errors import TritforgeError
+from ..hw.decoder import DEFAULT_STYLE, STYLES
 from ..hw.primitives import PRIMITIVES
 from ._hwoptions import add_hw_arguments, hw_from_args
 from ._paths import shown
@@ -11,10 +12,10 @@ HELP = "write the GEMV engine as Verilog plus a JSON sidecar (parameters, derive
 
 def add_arguments(p) -> None:
     add_hw_arguments(p)
-    p.add_argument("--decoder", choices=("nibble", "arith", "rom"), default="nibble",
+    p.add_argument("--decoder", choices=STYLES, default=DEFAULT_STYLE,
                    help="byte-to-trit decoder: two nibble tables + base-3 add with generate/propagate "
-                        "look-ahead carries (nibble, default, smallest), restoring compare/subtract "
-                        "(arith) or a 256-entry case table (rom)")
+                        f"look-ahead carries (nibble), restoring compare/subtract (arith) or a "
+                        f"256-entry case table (rom); default {DEFAULT_STYLE}")
     p.add_argument("--primitives", choices=PRIMITIVES, default="generic",
                    help="generic: plain Verilog any tool infers (default); ecp5: Lattice MULT18X18D "
                         "and DP16KD instances with their internal registers and CCU2C carry chains "
