@@ -17,7 +17,7 @@ silu(g) = g · sigma(g); sigma comes from a LUT with linear interpolation on |g|
 At |x| >= 2^RS the table's last entry holds (sigma(16) = 1 - 1.1e-7 at RS = 4), so
 silu(g) = g · S[2^LB] there: the clipping error is below 2^-SG relative. The linear
 interpolation's error is at most h²/8 · max|sigma''| = h² / 8 · 0.0962 with
-h = 2^(RS - LB) (3.8e-6 at RS = 4, LB = 8). The products need resid_bits <= 32 for the
+h = 2^(RS - LB) (4.7e-5 at RS = 4, LB = 8). The products need resid_bits <= 32 for the
 last one to stay below 2^62 (asserted).
 """
 from __future__ import annotations

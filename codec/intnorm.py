@@ -16,9 +16,11 @@ gamma_bits, RB = rsqrt_frac_bits, B = scale_bits):
    vector picks the shift.
 2. Sum of squares: ss = Σ hs² + rshift_round(eps_q, 2p), eps_q = rint(eps · n · 2^(2FR))
    (host, offline). ss <= n · 2^(2 NB) + eps_q (asserted < 2^62).
-3. Reciprocal square root ``rsqrt`` (LUT + Newton, the method of the "fast inverse square
-   root" family, cf. I-BERT, Kim et al. 2021, Sec. 3.5 / Alg. 4 for the integer square
-   root by Newton iteration): normalize by an even shift so that ss = mf · 2^(2w - RB)
+3. Reciprocal square root ``rsqrt``: a LUT seed and Newton steps on 1/sqrt directly (the
+   hardware then needs no divider for the norm). I-BERT (Kim et al. 2021, Sec. 3.5,
+   integer-only LayerNorm) instead takes floor(sqrt(n)) by an integer Newton iteration and
+   divides; the reciprocal form saves the division and a data-dependent iteration count.
+   Normalize by an even shift so that ss = mf · 2^(2w - RB)
    with mf in [2^RB, 2^(RB+2)) (a value in [1, 4) with RB fraction bits, truncated); a
    LUT of 3 · 2^(L-2) entries indexed by mf's top L bits holds y0 = rint(2^RB /
    sqrt(bin centre)); each Newton step y <- y (3 - mf y²) / 2:

@@ -5,7 +5,7 @@ Base-2 logits. The attention unit multiplies every score by log2(e) / sqrt(head_
 (folded into the query's scale, ``codec/intattention.py``), so softmax is over
 z = score · log2(e) in fixed point with SF = score_frac_bits fraction bits, and
 exp(score - max) = 2^(z - max). The range reduction by ln 2 of I-BERT (Kim et al. 2021,
-"I-BERT: Integer-only BERT Quantization", Sec. 3.4, Eq. 10-13: x = -z ln 2 + p) becomes a
+"I-BERT: Integer-only BERT Quantization", Sec. 3.4, integer-only softmax: x = -z ln 2 + p) becomes a
 bit split: for x = z - max <= 0, a = -x,
 
     k = a >> SF                (integer part: a right shift of the result)
