@@ -7,23 +7,28 @@ Steps of :func:`run` (the ``tritforge run`` command; docs/ARCHITECTURE.md):
 2. quantize every linear layer except the output embedding (``lm_head``) at the config's
    depth, or read the quantized matrices from a packed file (``codec.packfile``);
 3. replace each of those ``nn.Linear`` with an :class:`~.hwlinear.HwLinear` that runs
-   the vectorized cycle model (``sim.fastmodel``); embeddings, norms, attention, rotary
-   embeddings, the KV cache and ``lm_head`` stay the stock model's;
-4. generate greedily through it (the tokenizer's chat template when it has one). Prefill
-   sends all prompt tokens through each matrix at once — the engine takes them T per
-   weight fetch — and every decode step sends one token;
+   the vectorized cycle model (``sim.fastmodel``) — the linear-only hardware path, where
+   embeddings, norms, attention, rotary embeddings, the KV cache and ``lm_head`` stay the
+   stock model's — and, with ``path = "layer"`` (the default), also every decoder layer,
+   the final norm and ``lm_head`` with the modules of ``sim.hwlayer``: the whole-layer
+   hardware path, where everything after the embedding lookup runs through the integer
+   contract of the vector and attention units (docs/NUMERIC.md) with its own int8 KV
+   cache, parametrized by an ``AccelConfig`` (``RunOptions.accel``);
+4. generate greedily through the chosen path (the tokenizer's chat template when it has
+   one). Prefill sends all prompt tokens through each matrix at once — the engine takes
+   them T per weight fetch — and every decode step sends one token;
 5. quality on the bundled text: perplexity of the source model, of the dequantized float
-   model and of the hardware path, top-1 agreement and logit error of the hardware path
-   against the source model, and per layer the error of the integer path against the
-   float dequantized product;
+   model, of the linear-only hardware path and (``path = "layer"``) of the whole-layer
+   hardware path, top-1 agreement and logit error of each against the source model, and
+   per layer the error of the integer linear path against the float dequantized product;
 6. hardware figures per layer and per decode token (cycles, actions, weight bytes,
    bound, energy) through the estimator (``sim.estimate``) for the chosen board.
 
 Timing figures (all simulated, at the board's clock and bandwidth): ``prefill_s`` is the
 time of the prefill pass through the engine (each layer bounded by its cycles or by its
 weight traffic, whichever is slower, as the estimator rules); ``ttft_s`` equals it (the
-first token comes out of the prefill pass; host-side work — embeddings, attention, norms,
-``lm_head`` — is not modelled). ``decode_tokens_per_s`` comes from the per-token layer
+first token comes out of the prefill pass; the work outside the GEMV engine — embeddings,
+the attention and vector units or the host, ``lm_head`` — is not in the timing). ``decode_tokens_per_s`` comes from the per-token layer
 figures. ``wall_s_per_token`` is the measured wall time of one simulated decode step
 on this machine.
 """
