@@ -22,6 +22,13 @@ def add_arguments(p) -> None:
     p.add_argument("--hw", default="default",
                    help="board preset name, a HwConfig .json file, or 'default' (the default board)")
     p.add_argument("--packed", metavar="FILE", help="read the quantized matrices from this packed file")
+    p.add_argument("--path", default="layer", metavar="layer|linear",
+                   help="what generates the text: 'layer' (default) runs every decoder layer through "
+                        "the integer models of the engine, attention and vector units (after the "
+                        "embedding lookup only sampling is float); 'linear' only the quantized Linears")
+    p.add_argument("--accel", metavar="FILE",
+                   help="AccelConfig JSON: the attention and vector units' contract parameters and "
+                        "the lm_head choice (default: tritforge.accelconfig's defaults)")
     p.add_argument("--prompt", default=None, help="user prompt (the tokenizer's chat template is applied)")
     p.add_argument("--max-new-tokens", type=int, default=24, metavar="N", help="tokens to generate, greedy (default %(default)s)")
     p.add_argument("--eval-tokens", type=int, default=1024, metavar="N",
@@ -100,9 +107,13 @@ def summary(r: dict) -> str:
     ]
     if "ppl_hw" in q:
         lines.append(f"quality    perplexity source {q['ppl_source']:.3f}, dequantized {q['ppl_quantized']:.3f}, "
-                     f"hardware {q['ppl_hw']:.3f} ({q['eval_tokens']} tokens); top-1 agreement "
+                     f"linear-only hardware {q['ppl_hw']:.3f} ({q['eval_tokens']} tokens); top-1 agreement "
                      f"{q['top1_agreement'] * 100:.1f} %, logit RMSE {q['logit_rmse']:.4f}, "
                      f"max |err| {q['logit_max_abs_err']:.3f}")
+    if "ppl_layer" in q:
+        lines.append(f"layer path perplexity {q['ppl_layer']:.3f} (whole decoder layers on the integer "
+                     f"units); top-1 agreement {q['layer_top1_agreement'] * 100:.1f} % with the source, "
+                     f"{q['layer_vs_hw_top1_agreement'] * 100:.1f} % with the linear-only path")
     lines.append(f"hw path    integer vs float dequantized product: relative error "
                  f"{q['hw_vs_dequant_rel_err']:.2e} (worst layer {q['hw_vs_dequant_rel_err_max_layer']:.2e})")
     if "rtl_sample" in r:
@@ -127,8 +138,8 @@ def run(args) -> int:
         model=args.model, config=args.config, mode=args.mode, hw=args.hw, packed=args.packed,
         prompt=driver.DEFAULT_PROMPT if args.prompt is None else args.prompt,
         max_new_tokens=args.max_new_tokens, energy_table=args.energy_table,
-        eval_tokens=args.eval_tokens, rtl_sample=args.rtl_sample,
-        progress=not args.quiet and sys.stderr.isatty())
+        eval_tokens=args.eval_tokens, rtl_sample=args.rtl_sample, path=args.path,
+        accel=args.accel, progress=not args.quiet and sys.stderr.isatty())
     import torch
     from threadpoolctl import threadpool_limits
 
