@@ -1,94 +1,260 @@
-"""Board presets: clock, off-chip bandwidth and memory, array size, each with its source.
+"""Boards: one TOML file per board (``sim/data/boards/*.toml``), read by one typed loader.
 
-A preset fixes what the estimator needs to turn cycles and bytes into seconds and joules:
-the array clock, the peak bandwidth of the memory the weights stream from (and its type,
-a key of the energy table's ``[memory]``), the memory's capacity, and the array size
-(rows R, vectors T) chosen so that the array keeps up with that bandwidth at d = 2
-(``R x beat bytes / T x clock >= bandwidth``) where the FPGA has room for it.
+A board file fixes what the estimator needs to turn cycles and bytes into seconds and
+joules: the array clock and size (R rows per engine, ``engines`` engines side by side, T
+vectors), the memory (``[memory]``: type, data rate, bus width, channels, row size,
+capacity, background power; ``sim.memory`` turns them into peak and sustained bandwidth),
+the board's static power, whether the host shares the memory bus, and the default energy
+table. Every figure has a source: a ``<field>_source`` key beside it (or, for a whole
+table, a ``[source]`` table with the same keys). ``load_board`` refuses a file with a
+missing or negative figure, an unknown memory type, or a figure without a source, with one
+line naming the file and the field.
 
-The array sizes are our choice for each board, not measured builds; the memory figures are
-the vendors' peak numbers (sustained bandwidth is lower, typically 70-90 %).
+Rows above the engine's 256 are an array of ``engines`` engines of R rows each: a matrix's
+rows are split evenly between them, each streams its share of the weights, and all of them
+take the same activation vector (``sim.estimate``).
+
+The array sizes are our choice for each board, not measured builds.
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
 
 from ..errors import TritforgeError
 from ..hwconfig import HwConfig
+from .memory import MEMORY_TYPES, MemorySystem
 
 DEFAULT_BOARD = "kv260"
+
+#: board-level figures: field -> (type, minimum, must be > minimum)
+_FIELDS = {"clock_mhz": (float, 0.0, True), "rows": (int, 1, False), "engines": (int, 1, False),
+           "vectors": (int, 1, False), "max_in_features": (int, 16, False), "static_w": (float, 0.0, False),
+           "host_shares_memory": (bool, None, False)}
+_MEMORY_FIELDS = {"type": (str, None, False), "data_rate_mts": (float, 0.0, True), "bus_bits": (int, 1, False),
+                  "channels": (int, 1, False), "row_bytes": (int, 1, False), "capacity_bytes": (int, 1, False),
+                  "background_w": (float, 0.0, False)}
+_TEXT = ("name", "title", "notes", "energy_table")
 
 
 @dataclass(frozen=True)
 class Board:
-    name: str                  #: preset key (``get_board``)
+    name: str                  #: board key (file stem)
     title: str                 #: the board's full name
     clock_mhz: float           #: array clock
-    bandwidth_gbs: float       #: peak weight-stream bandwidth, GB/s (1e9 bytes/s)
+    bandwidth_gbs: float       #: peak memory bandwidth, GB/s (1e9 bytes/s), from ``mem``
     memory: str                #: memory type: key of the energy table's [memory]
     memory_bytes: int          #: capacity of that memory
-    rows: int                  #: R: rows in parallel
+    rows: int                  #: R: rows of one engine
     vectors: int               #: T: activation vectors per weight fetch
     max_in_features: int       #: activation buffer sized for this in_features
     notes: str
-    source: str
+    source: str                #: where the figures come from (summary; per field in ``sources``)
+    engines: int = 1           #: engines of R rows side by side
+    static_w: float = 0.0      #: board static / idle power, W
+    host_shares_memory: bool = False   #: the host's memory traffic uses the same bus
+    energy_table: str = "horowitz-45nm.toml"   #: default energy table of this board
+    mem: MemorySystem | None = None            #: the memory model (None: peak only, 100 %)
+    path: str = ""
+    sources: dict = field(default_factory=dict, repr=False)
 
     def hwconfig(self, depth: int, vectors: int | None = None,
                  max_in_features: int | None = None) -> HwConfig:
-        """The HwConfig of this board at depth d (optionally another T or buffer size)."""
+        """The HwConfig of one engine of this board at depth d (optionally another T or buffer)."""
         return HwConfig(depth=depth, rows=self.rows,
                         vectors=self.vectors if vectors is None else vectors,
                         max_in_features=self.max_in_features if max_in_features is None else max_in_features,
                         clock_mhz=self.clock_mhz)
 
+    @property
+    def total_rows(self) -> int:
+        return self.rows * self.engines
+
     def weight_rate_gbs(self, depth: int) -> float:
         """Weight bytes per second the array consumes at full rate (one beat per T cycles)."""
-        return self.hwconfig(depth).stream_bytes_per_cycle * self.clock_mhz * 1e6 / 1e9
+        return self.hwconfig(depth).stream_bytes_per_cycle * self.engines * self.clock_mhz * 1e6 / 1e9
+
+    def memory_system(self) -> MemorySystem:
+        """The memory model; a board built without one streams at its peak ``bandwidth_gbs``
+        (an ideal single-channel memory of its type: no refresh, no row switches counted)."""
+        if self.mem is not None:
+            return self.mem
+        return _IdealMemory(self.memory, self.bandwidth_gbs, self.memory_bytes)
+
+    @property
+    def sustained_gbs(self) -> float:
+        return self.memory_system().peak_gbs * self.memory_system().efficiency()
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "mem"}
+        d["memory_model"] = self.memory_system().to_dict()
+        d["sustained_gbs"] = self.sustained_gbs
+        d["total_rows"] = self.total_rows
+        return d
 
 
-BOARDS: dict[str, Board] = {b.name: b for b in (
-    Board(
-        name="kv260", title="AMD Kria KV260 Vision AI Starter Kit (K26 SOM, Zynq UltraScale+ XCK26)",
-        clock_mhz=200.0, bandwidth_gbs=19.2, memory="ddr4", memory_bytes=4 * 2**30,
-        rows=16, vectors=1, max_in_features=8192,
-        notes="4 GB DDR4 on a 64-bit bus at 2400 MT/s shared with the Arm cores; R = 16 at 200 MHz "
-              "streams 22.4 GB/s at d = 2 (16 x 7 bytes per cycle), just above the memory's 19.2",
-        source="AMD Kria K26 SOM data sheet DS987 (4 GB 64-bit DDR4-2400 = 19.2 GB/s); array size: tritforge choice"),
-    Board(
-        name="u280", title="AMD Alveo U280 data-center accelerator (XCU280, 8 GB HBM2)",
-        clock_mhz=300.0, bandwidth_gbs=460.0, memory="hbm2", memory_bytes=8 * 2**30,
-        rows=256, vectors=1, max_in_features=32768,
-        notes="8 GB HBM2 in 32 pseudo-channels, 460 GB/s peak; R = 256 at 300 MHz consumes "
-              "537.6 GB/s at d = 2 (256 x 7 bytes per cycle), so the HBM binds; the 32 GB DDR4 (38 GB/s) is not used",
-        source="AMD Alveo U280 data sheet DS963 (HBM2 8 GB, 460 GB/s); array size: tritforge choice"),
-    Board(
-        name="ulx3s", title="Radiona ULX3S (Lattice ECP5 LFE5U-85F, 32 MB SDRAM)",
-        clock_mhz=100.0, bandwidth_gbs=0.2, memory="sdram", memory_bytes=32 * 2**20,
-        rows=8, vectors=4, max_in_features=8192,
-        notes="32 MB single-data-rate SDRAM on a 16-bit bus, run at 100 MHz: 0.2 GB/s; the array "
-              "(R = 8, T = 4, 100 MHz) is far faster, so T = 4 reuses each weight beat for prefill at no decode cost",
-        source="ULX3S manual / schematic (IS42S16160 32 MB x16 SDRAM); array size: tritforge choice"),
-    Board(
-        name="icebreaker", title="1BitSquared iCEBreaker (Lattice iCE40UP5K, 16 MB QSPI flash, 128 KB SPRAM)",
-        clock_mhz=24.0, bandwidth_gbs=0.012, memory="spi-flash", memory_bytes=16 * 2**20,
-        rows=1, vectors=4, max_in_features=8192,
-        notes="weights stream from the 16 MB W25Q128JV quad-SPI flash (4 bits x 24 MHz = 12 MB/s); "
-              "activations in the 128 KB SPRAM; one row (R = 1) fits the UP5K's 5280 LUTs",
-        source="iCEBreaker v1.0 documentation (iCE40UP5K, W25Q128JV 128 Mbit QSPI flash, 12 MHz oscillator "
-               "with PLL); array size: tritforge choice"),
-)}
+class _IdealMemory(MemorySystem):
+    """Peak bandwidth with no losses: what a Board made in code without a [memory] gets."""
+
+    def __init__(self, type_: str, gbs: float, capacity: int):
+        object.__setattr__(self, "type", type_ if type_ in MEMORY_TYPES else "ddr4")
+        object.__setattr__(self, "data_rate_mts", gbs * 1e3 / 8)
+        object.__setattr__(self, "bus_bits", 64)
+        object.__setattr__(self, "channels", 1)
+        object.__setattr__(self, "row_bytes", 1 << 40)
+        object.__setattr__(self, "capacity_bytes", capacity)
+        object.__setattr__(self, "background_w", 0.0)
+
+    def refresh_fraction(self) -> float:
+        return 0.0
+
+    def row_overhead_ns(self) -> float:
+        return 0.0
+
+    def breakdown_s(self, read_bytes, write_bytes=0.0, write_batches=0.0):
+        data = (read_bytes + write_bytes) / self.peak_bps
+        return {"data": data, "row_switch": 0.0, "turnaround": 0.0, "burst_gap": 0.0, "refresh": 0.0, "total": data}
+
+
+# --- loading -------------------------------------------------------------------------------
+
+def boards_folder():
+    return resources.files(__package__).joinpath("data", "boards")
+
+
+def board_names() -> list[str]:
+    return sorted(p.name[:-5] for p in boards_folder().iterdir() if p.name.endswith(".toml"))
+
+
+def _figure(data: dict, key: str, kind, lo, strict: bool, where: str, src_table: dict):
+    if key not in data:
+        raise TritforgeError(f"{where}: missing figure '{key}'")
+    v = data[key]
+    if kind is bool:
+        if not isinstance(v, bool):
+            raise TritforgeError(f"{where}: '{key}' must be true or false, got {v!r}")
+    elif kind is str:
+        if not isinstance(v, str) or not v.strip():
+            raise TritforgeError(f"{where}: '{key}' must be a non-empty string")
+    else:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise TritforgeError(f"{where}: '{key}' must be a number, got {v!r}")
+        if v < 0:
+            raise TritforgeError(f"{where}: '{key}' = {v} is negative; expected a figure >= {lo}")
+        if (strict and v <= lo) or v < lo:
+            raise TritforgeError(f"{where}: '{key}' = {v}; expected {'>' if strict else '>='} {lo}")
+        if kind is int:
+            if float(v) != int(v):
+                raise TritforgeError(f"{where}: '{key}' = {v}; expected an integer")
+            v = int(v)
+        else:
+            v = float(v)
+    src = data.get(f"{key}_source", src_table.get(key))
+    if not isinstance(src, str) or not src.strip():
+        raise TritforgeError(f"{where}: figure '{key}' has no source (add '{key}_source' or [source].{key})")
+    return v, src
+
+
+def _check_keys(data: dict, allowed, where: str) -> None:
+    names = set(allowed) | {f"{k}_source" for k in allowed} | {"source"}
+    unknown = sorted(k for k in data if k not in names and not isinstance(data[k], dict))
+    if unknown:
+        raise TritforgeError(f"{where}: unknown key '{unknown[0]}'; expected some of {sorted(allowed)}")
+
+
+def board_from_dict(data: dict, path: str = "<dict>") -> Board:
+    """Validate a parsed board file and build its Board."""
+    where = f"board file {path}"
+    if not isinstance(data, dict):
+        raise TritforgeError(f"{where}: expected a TOML table")
+    _check_keys(data, list(_FIELDS) + list(_TEXT) + ["memory"], where)
+    for key in ("name", "title"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise TritforgeError(f"{where}: missing '{key}' (a non-empty string)")
+    src_table = data.get("source", {}) if isinstance(data.get("source"), dict) else {}
+    values, sources = {}, {}
+    for key, (kind, lo, strict) in _FIELDS.items():
+        values[key], sources[key] = _figure(data, key, kind, lo, strict, where, src_table)
+    mem = data.get("memory")
+    if not isinstance(mem, dict):
+        raise TritforgeError(f"{where}: missing [memory] table (type, data_rate_mts, bus_bits, channels, "
+                             "row_bytes, capacity_bytes, background_w)")
+    mwhere = f"{where} [memory]"
+    _check_keys(mem, _MEMORY_FIELDS, mwhere)
+    msrc = mem.get("source", {}) if isinstance(mem.get("source"), dict) else {}
+    mvals = {}
+    for key, (kind, lo, strict) in _MEMORY_FIELDS.items():
+        mvals[key], sources[f"memory.{key}"] = _figure(mem, key, kind, lo, strict, mwhere, msrc)
+    if mvals["type"] not in MEMORY_TYPES:
+        raise TritforgeError(f"{mwhere}: unknown memory type {mvals['type']!r}; expected one of {sorted(MEMORY_TYPES)}")
+    msys = MemorySystem(**mvals)
+    table = data.get("energy_table", "horowitz-45nm.toml")
+    if not isinstance(table, str) or not table.strip():
+        raise TritforgeError(f"{where}: 'energy_table' must be a file name")
+    if values["rows"] > 256:
+        raise TritforgeError(f"{where}: 'rows' = {values['rows']}: one engine has at most 256 rows; "
+                             "describe a larger array as 'engines' engines of R rows")
+    name = data["name"].strip().lower()
+    summary = "; ".join(f"{k}: {v}" for k, v in sources.items()
+                        if k in ("memory.type", "memory.data_rate_mts", "static_w", "rows"))
+    return Board(name=name, title=data["title"], clock_mhz=values["clock_mhz"],
+                 bandwidth_gbs=round(msys.peak_gbs, 6), memory=msys.type, memory_bytes=msys.capacity_bytes,
+                 rows=values["rows"], vectors=values["vectors"], max_in_features=values["max_in_features"],
+                 notes=str(data.get("notes", "")), source=summary, engines=values["engines"],
+                 static_w=values["static_w"], host_shares_memory=values["host_shares_memory"],
+                 energy_table=table, mem=msys, path=path, sources=sources)
+
+
+def load_board(spec: str) -> Board:
+    """A board: a bundled name (``board_names()``, case-insensitive, ``default`` = kv260) or
+    the path of a board TOML file."""
+    if not isinstance(spec, str):
+        raise TritforgeError(f"board {spec!r}: expected a name, one of {board_names()}, or a .toml file")
+    key = spec.strip().lower()
+    key = DEFAULT_BOARD if key == "default" else key
+    if key in board_names():
+        path = str(boards_folder().joinpath(key + ".toml"))
+    elif spec.endswith(".toml") or os.path.sep in spec:
+        path = spec
+    else:
+        raise TritforgeError(f"board {spec!r}: unknown preset; expected one of {board_names()}, "
+                             "'default' or a board .toml file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise TritforgeError(f"board file {path}: cannot read ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TritforgeError(f"board file {path}: not valid TOML ({exc})") from None
+    return board_from_dict(data, path)
+
+
+BOARDS: dict[str, Board] = {n: load_board(n) for n in board_names()}
 
 
 def get_board(name: str) -> Board:
-    """A preset by name (case-insensitive; ``default`` is the KV260)."""
+    """A bundled board by name (case-insensitive; ``default`` is the KV260), or a board file."""
     if not isinstance(name, str):
         raise TritforgeError(f"board {name!r}: expected a name, one of {sorted(BOARDS)}")
     key = name.strip().lower()
     key = DEFAULT_BOARD if key == "default" else key
-    if key not in BOARDS:
-        raise TritforgeError(f"board {name!r}: unknown preset; expected one of {sorted(BOARDS)} or 'default'")
-    return BOARDS[key]
+    if key in BOARDS:
+        return BOARDS[key]
+    if name.endswith(".toml") or os.path.sep in name:
+        return load_board(name)
+    raise TritforgeError(f"board {name!r}: unknown preset; expected one of {sorted(BOARDS)}, 'default' "
+                         "or a board .toml file")
+
+
+def with_hwconfig(board: Board, cfg: HwConfig, label: str) -> Board:
+    """``board`` running the engine ``cfg`` (its R, T, buffer and clock) instead of its own:
+    the memory, static power and host are still the board's, and the name says both."""
+    return dataclasses.replace(board, name=f"{board.name}+{label}", clock_mhz=float(cfg.clock_mhz),
+                               rows=cfg.rows, vectors=cfg.vectors, max_in_features=cfg.max_in_features,
+                               engines=1)

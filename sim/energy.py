@@ -15,6 +15,14 @@ A table (``sim/data/energy/*.toml``; the default is Horowitz, ISSCC 2014, 45 nm)
                           op = "memory", unit = "bit"|"byte" off-chip traffic at the memory's pJ/bit
                           and always source = "..."
     [memory.<type>]    pj_per_bit, source                   off-chip memory per bit, by type
+    [units.<action>]   optional: one row for every action of the attention and vector units and
+                       of the other weight formats (``UNIT_ACTIONS``), same forms as [actions]
+
+``op = "clock"`` (only for ``actions.cycles``): the clock tree's energy per engine cycle,
+``share / (1 - share)`` times the datapath energy of one full-rate engine cycle (every lane
+busy: R x 16 x d trit terms, the adder trees, the group multiplies and accumulates, the
+codebook reads, each slice's activation multiples and buffer read), where ``share`` is the
+clock network's published share of an FPGA's dynamic power.
 
 Widths W are integers or names of the hardware's widths (``WIDTH_NAMES``), sizes S are
 bytes or ``act_buffer`` / ``codebook``; they are resolved against an ``HwConfig``, so one
@@ -36,7 +44,12 @@ from ..hwconfig import DEFAULT, HwConfig
 from .actions import Actions
 
 DEFAULT_TABLE = "horowitz-45nm.toml"
-OPS = ("add", "mult", "sram", "memory")
+OPS = ("add", "mult", "sram", "memory", "clock")
+#: actions of the attention unit, the vector unit, and of weight formats other than the codec's
+#: (counted by ``sim.unitcycles`` and ``sim.estimate``), priced by a table's [units] rows
+UNIT_ACTIONS = ("qk_mac", "pv_mac", "unit_acc_add", "exp_lut", "vec_mul", "vec_add", "vec_lut",
+                "unit_sram_bits", "lm_head_mac", "mac_int4", "mac_int8", "mac_ternary",
+                "kv_read_bytes", "kv_write_bytes", "lm_head_bytes", "other_read_bytes", "out_write_bytes")
 WIDTH_NAMES = ("act", "tree", "dot", "mant", "product", "acc", "codebook_word")
 SIZE_NAMES = ("act_buffer", "codebook")
 _PRIMITIVE_KEYS = {"add": ("bits", "pj"), "mult": ("bits", "pj"), "sram": ("kbytes", "pj_per_64bit")}
@@ -111,6 +124,7 @@ class EnergyTable:
     primitives: dict = field(repr=False)   #: op -> (xs, ys, source)
     actions: dict = field(repr=False)      #: counter -> ActionRow
     memory: dict = field(repr=False)       #: type -> MemoryRow
+    units: dict = field(default_factory=dict, repr=False)   #: unit action -> ActionRow (may be empty)
 
     # --- loading ---------------------------------------------------------------------------
     @classmethod
@@ -131,7 +145,7 @@ class EnergyTable:
     @classmethod
     def from_dict(cls, data: dict, path: str = "<dict>", sha256: str = "") -> "EnergyTable":
         where = f"energy table {path}"
-        unknown = sorted(set(data) - {"name", "version", "description", "primitives", "actions", "memory"})
+        unknown = sorted(set(data) - {"name", "version", "description", "primitives", "actions", "memory", "units"})
         if unknown:
             raise TritforgeError(f"{where}: unknown top-level keys {unknown}")
         for key in ("name", "version"):
@@ -152,8 +166,23 @@ class EnergyTable:
         if missing:
             raise TritforgeError(f"{where}: missing actions {missing} (every counter needs a row)")
         actions = {n: _action(n, rows_in[n], prims, where) for n in names}
+        for n, row in actions.items():
+            if row.op == "clock" and n != "cycles":
+                raise TritforgeError(f"{where} [actions.{n}]: op 'clock' prices only 'cycles'")
+        units_in = _table(data, "units", where)
+        units = {}
+        if units_in:
+            unknown = sorted(set(units_in) - set(UNIT_ACTIONS))
+            if unknown:
+                raise TritforgeError(f"{where}: unknown unit actions {unknown}; expected {list(UNIT_ACTIONS)}")
+            missing = [n for n in UNIT_ACTIONS if n not in units_in]
+            if missing:
+                raise TritforgeError(f"{where}: missing unit actions {missing} (every unit action needs a row)")
+            units = {n: _action(n, units_in[n], prims, where, "units") for n in UNIT_ACTIONS}
+            if any(r.op == "clock" for r in units.values()):
+                raise TritforgeError(f"{where}: op 'clock' is for actions.cycles only")
         return cls(data["name"], data["version"], path, sha256, str(data.get("description", "")),
-                   prims, actions, memory)
+                   prims, actions, memory, units)
 
     # --- figures ---------------------------------------------------------------------------
     def info(self) -> dict:
@@ -169,23 +198,41 @@ class EnergyTable:
     def action_pj(self, memory: str, hw: HwConfig | None = None) -> dict[str, float]:
         """pJ of one count of every action for this hardware and memory type."""
         hw = DEFAULT if hw is None else hw
-        widths, sizes = hw_widths(hw), hw_sizes(hw)
-        out = {}
+        out = {name: self._row_pj(row, memory, hw) for name, row in self.actions.items() if row.op != "clock"}
         for name, row in self.actions.items():
-            if row.op is None:
-                out[name] = row.pj
-            elif row.op == "add":
-                out[name] = self._prim("add", _resolve(row.bits[0], widths))
-            elif row.op == "mult":
-                a, b = (_resolve(x, widths) for x in row.bits)
-                out[name] = self._prim("mult", a * b)
-            elif row.op == "sram":
-                size = _resolve(row.size, sizes)
-                bits = _resolve(row.bits[0], widths) if row.bits else 1
-                out[name] = self._prim("sram", size / 1024) * bits / 64
-            else:   # memory
-                out[name] = self.memory_pj_per_bit(memory) * (8 if row.unit == "byte" else 1)
-        return out
+            if row.op == "clock":
+                out[name] = row.pj * engine_cycle_datapath_pj(out, hw) / (1 - row.pj)
+        return {name: out[name] for name in self.actions}
+
+    def unit_pj(self, memory: str, hw: HwConfig | None = None) -> dict[str, float]:
+        """pJ of one count of every unit action (``UNIT_ACTIONS``)."""
+        if not self.units:
+            raise TritforgeError(f"energy table {self.path}: no [units] rows (the attention and vector "
+                                 f"units' actions {list(UNIT_ACTIONS)} need a price each)")
+        hw = DEFAULT if hw is None else hw
+        return {name: self._row_pj(row, memory, hw) for name, row in self.units.items()}
+
+    def unit_energy_pj(self, counts: dict, memory: str, hw: HwConfig | None = None) -> dict[str, float]:
+        per = self.unit_pj(memory, hw)
+        unknown = sorted(set(counts) - set(per))
+        if unknown:
+            raise TritforgeError(f"unit action counts: unknown {unknown}; expected some of {list(UNIT_ACTIONS)}")
+        return {k: float(v) * per[k] for k, v in counts.items()}
+
+    def _row_pj(self, row: "ActionRow", memory: str, hw: HwConfig) -> float:
+        widths, sizes = hw_widths(hw), hw_sizes(hw)
+        if row.op is None:
+            return row.pj
+        if row.op == "add":
+            return self._prim("add", _resolve(row.bits[0], widths))
+        if row.op == "mult":
+            a, b = (_resolve(x, widths) for x in row.bits)
+            return self._prim("mult", a * b)
+        if row.op == "sram":
+            size = _resolve(row.size, sizes)
+            bits = _resolve(row.bits[0], widths) if row.bits else 1
+            return self._prim("sram", size / 1024) * bits / 64
+        return self.memory_pj_per_bit(memory) * (8 if row.unit == "byte" else 1)
 
     def energy_pj(self, actions, memory: str, hw: HwConfig | None = None) -> dict[str, float]:
         """Energy of a set of action counts, pJ per counter: count x pJ per count.
@@ -210,6 +257,8 @@ class EnergyTable:
                 how += f" {row.size}"
             elif row.op == "memory":
                 how += f" {memory} per {row.unit}"
+            elif row.op == "clock":
+                how += f" share {row.pj:g} of dynamic power"
             out.append({"action": name, "pj": per[name], "how": how, "source": row.source})
         return out
 
@@ -285,8 +334,8 @@ def _width(v, where: str):
     return v
 
 
-def _action(name: str, spec, prims: dict, where: str) -> ActionRow:
-    where = f"{where} [actions.{name}]"
+def _action(name: str, spec, prims: dict, where: str, section: str = "actions") -> ActionRow:
+    where = f"{where} [{section}.{name}]"
     if not isinstance(spec, dict):
         raise TritforgeError(f"{where}: must be a table")
     source = _source(spec, where)
@@ -297,6 +346,11 @@ def _action(name: str, spec, prims: dict, where: str) -> ActionRow:
         return ActionRow(name, source, pj=_energy(spec, "pj", where))
     if op not in OPS:
         raise TritforgeError(f"{where}: unknown op {op!r}; expected one of {list(OPS)}")
+    if op == "clock":
+        share = spec.get("share")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
+            raise TritforgeError(f"{where}: op 'clock' needs 'share', a fraction in (0, 1), got {share!r}")
+        return ActionRow(name, source, op=op, pj=float(share))
     if "pj" in spec:
         raise TritforgeError(f"{where}: give either 'pj' or 'op', not both")
     if op in ("add", "mult", "sram") and op not in prims:
@@ -318,6 +372,18 @@ def _action(name: str, spec, prims: dict, where: str) -> ActionRow:
     if op == "memory" and unit not in ("bit", "byte"):
         raise TritforgeError(f"{where}: 'unit' must be 'bit' or 'byte'")
     return ActionRow(name, source, op=op, bits=bits, size=size, unit=unit)
+
+
+def engine_cycle_datapath_pj(per: dict, hw: HwConfig) -> float:
+    """Datapath pJ of one full-rate engine cycle (one beat, every lane busy), from the per-count
+    energies ``per`` of the engine's actions: the base of the clock tree's share."""
+    from .fastmodel import MULTIPLE_ADDS
+
+    r, d, g = hw.rows, hw.depth, layout.GROUP
+    slices = len(hw.slices)
+    return (r * g * d * per["trit_addsub"] + r * (g * d - 1) * per["tree_add"] + r * per["group_mul"]
+            + r * per["acc_add"] + r * per["codebook_read"] + slices * g * MULTIPLE_ADDS[d] * per["plane_add"]
+            + slices * g * hw.act_bits * per["act_read_bits"])
 
 
 def _resolve(v, names: dict) -> float:
