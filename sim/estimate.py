@@ -1,35 +1,66 @@
-"""Throughput and energy estimates: per layer, per token, and projected for any model shape.
+"""Whole-token throughput and energy: per matrix, per unit, per byte, for any model shape.
 
-Time of one matrix (one decode token, ``layer_figures``)
+Time of one matrix (``layer_figures``)
     compute_s = cycles / clock                       (the cycle model's count, at the board clock)
-    memory_s  = weight_bytes / bandwidth            (the weight stream; activations and results
-                                                      are a few KB and are not counted here)
+    memory_s  = sustained time of its weight bytes   (``sim.memory``: refresh, row switches,
+                                                      turnarounds of the board's memory)
     The weights stream while the array computes, so the matrix takes max(compute_s, memory_s);
     ``bound`` names the larger one.
 
-One token (``token_figures``), the matrices one after another
-    tokens_per_s_compute = 1 / sum(compute_s)      the compute bound
-    tokens_per_s_memory  = 1 / sum(memory_s)       the memory (bandwidth) bound
-    tokens_per_s         = 1 / sum(max(compute_s, memory_s))   never above either bound
-    energy_j             = sum over layers and actions of count x pJ per action (``sim.energy``)
+One decode token at context N (``project``), as the schedule of one layer, repeated
+    stage                 unit         reads / writes off chip
+    rmsnorm               vector       -
+    q, k, v               engine       their weights
+    rescale, rope, quant  vector       -
+    attention             attention    N K/V rows read, the new K/V row written
+    quantize attn out     vector       -
+    o                     engine       its weights
+    rescale, res, norm    vector       -
+    gate, up              engine       their weights
+    silu * up, quant      vector       -
+    down                  engine       its weights
+    rescale, residual     vector       -
+  then once per token: the embedding row and the final norm (vector), the lm_head
+  (``AccelConfig.lm_head``: "int8" on the attention unit, V H + V scale bytes; "ternary" on
+  the engine at the config's depth; "host-fp16" 2 V H bytes, on this memory bus when the
+  board's host shares it, else on the host and outside the board's figures) and the logits
+  leaving the chip.
+    A stage waits for its input (one token is a chain of dependencies), so stages do not
+    overlap each other; inside a stage the unit computes while its bytes stream, so a stage
+    takes max(compute, memory). tokens/s = 1 / sum of stage times; the compute-only and
+    memory-only bounds are 1 / sum(compute) and 1 / sum(memory).
+    J/token = action energy (engine actions, unit actions, every byte at the memory's
+    pJ/bit; ``sim.energy``) + (board static power + DRAM background power) x time per token.
 
-Projection (``project``): a model too large to run here, from its HF config.json alone.
-Every quantized matrix of a Llama/Qwen2 block (q, k, v, o, gate, up, down) is priced with
-the cycle model's closed forms (``fastmodel.command_cycles`` / ``command_actions``: exact
-for the engine, no weights needed) and an assumed fraction of zero trits (measured on
-SmolLM2-135M, ``ZERO_TRIT_FRACTION``); k/v reuse q's activation buffer and up reuses
-gate's (``load_act = False``). ``lm_head`` and the embeddings stay in floating point on the
-host (docs/CODEC.md): they are not in the hardware figures; ``lm_head`` reports the bytes it
-would add per token if it streamed from the same memory.
+Prefill of P tokens in commands of T = ``prefill_vectors`` vectors (each weight beat fetched
+once per T tokens), attention over the causal prompt (``unitcycles.attention_prefill``), the
+vector unit once per token, the lm_head once (the first generated token): time to first token.
+
+Weight formats: the codec's trits at depth d (default, ``fastmodel`` closed forms) or, to
+configure published accelerators (``bench/bench_validate.py``), ``WEIGHT_FORMATS``: the
+same array (R x 16 weights per cycle per engine, the same command timing), the format's
+bytes per weight and scales on the same memory, one MAC per weight priced by the table.
+
+Engines: a board of ``engines`` engines of R rows splits each matrix's rows evenly; they
+run in parallel on the same activations, so a matrix takes one engine's cycles on
+ceil(out / engines) rows and the actions of all of them.
+
+Projection from an HF config.json alone: every quantized matrix of a Llama/Qwen2 block (q,
+k, v, o, gate, up, down) at an assumed fraction of zero trits (measured on SmolLM2-135M,
+``ZERO_TRIT_FRACTION``); k/v reuse q's activation buffer and up reuses gate's.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import numbers
 import os
 from importlib import resources
 
+from dataclasses import dataclass
+
 from .. import __version__
+from ..accelconfig import AccelConfig, AttentionConfig
 from ..codec import layout
 from ..errors import TritforgeError
 from ..jsonfile import read_json
@@ -37,7 +68,9 @@ from ..hwconfig import HwConfig
 from .actions import Actions
 from .boards import Board
 from .energy import EnergyTable
-from .fastmodel import command_actions, commands
+from .fastmodel import command_actions, command_cycles, commands
+from .unitcycles import (DEFAULT_UNITS, UnitsConfig, UnitWork, attention_decode, attention_prefill, check_context,
+                         kv_row_bytes, lm_head_int8, vector_final, vector_layer, vector_ops)
 
 #: Fraction of zero weight trits after quantization (tritllm-v2 rule), measured on the q/k/v/o/
 #: gate/up/down matrices of SmolLM2-135M blocks 0, 15 and 29 (21 matrices, 2.2 M weights).
@@ -83,7 +116,7 @@ def check_shape(shape: dict, where: str = "model config") -> dict:
         raise TritforgeError(f"model config {where}: missing {missing} (expected an HF config.json "
                              "of a Llama/Qwen2-style decoder)")
     out = dict(shape)
-    for k in _REQUIRED + ("num_key_value_heads", "head_dim", "vocab_size"):
+    for k in _REQUIRED + ("num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings"):
         if k in out and out[k] is not None:
             v = out[k]
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -111,6 +144,46 @@ def block_linears(shape: dict) -> list[tuple[str, int, int, bool]]:
     return [(n, *dims[n], load) for n, load in BLOCK_LINEARS]
 
 
+# --- weight formats ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """A weight format other than the codec's: bits per weight, scales, the MAC it needs."""
+
+    name: str
+    bits: float                #: bits per weight in memory
+    group: int                 #: weights per stored scale (0: one scale per row)
+    scale_bytes: int           #: bytes of one stored scale (and zero point)
+    mac: str                   #: unit action of one weight x activation product
+    zero_fraction: float = 0.0 #: weights that skip their MAC (ternary zeros)
+    source: str = ""
+
+
+WEIGHT_FORMATS = {f.name: f for f in (
+    WeightFormat("int8", 8, 0, 2, "mac_int8", source="int8 weights, one fp16 scale per row"),
+    WeightFormat("int4-g128", 4, 128, 4, "mac_int4",
+                 source="W4A16 (AWQ/GPTQ style): 4-bit weights, fp16 scale + fp16 zero per 128 weights"),
+    WeightFormat("ternary-1.6", 1.6, 0, 2, "mac_ternary", 0.0,
+                 source="ternary weights packed 5 per byte (1.6 bits), one fp16 scale per row"),
+    WeightFormat("ternary-2", 2, 0, 2, "mac_ternary", 0.0,
+                 source="ternary weights packed 4 per byte (2 bits), one fp16 scale per row"),
+)}
+
+
+def _format(name):
+    if name is None or isinstance(name, WeightFormat):
+        return name
+    if name not in WEIGHT_FORMATS:
+        raise TritforgeError(f"weight format {name!r}: expected one of {sorted(WEIGHT_FORMATS)} "
+                             "(or none: the codec's trits)")
+    return WEIGHT_FORMATS[name]
+
+
+def format_bytes(fmt: WeightFormat, out: int, in_: int) -> int:
+    scales = out * (-(-in_ // fmt.group)) if fmt.group else out
+    return int(-(-out * in_ * fmt.bits // 8)) + scales * fmt.scale_bytes
+
+
 # --- per layer, per token ------------------------------------------------------------------
 
 def _counts(actions) -> dict:
@@ -118,11 +191,12 @@ def _counts(actions) -> dict:
 
 
 def layer_figures(name: str, out: int, in_: int, cycles: int, actions, board: Board,
-                  table: EnergyTable, hw: HwConfig | None = None) -> dict:
+                  table: EnergyTable, hw: HwConfig | None = None, unit_actions: dict | None = None) -> dict:
     """One ``layers`` entry of the run-result JSON (one matrix, one decode token).
 
     ``actions``: ``Actions`` (or its dict) of the matrix; ``hw`` prices the datapath widths
-    (default: the board's config at d = 2 — pass the config that ran).
+    (default: the board's config at d = 2 — pass the config that ran); ``unit_actions``:
+    extra counts priced by the table's [units] rows (the MACs of non-codec weight formats).
     """
     if isinstance(cycles, bool) or not isinstance(cycles, numbers.Real) or not 0 <= cycles < float("inf"):
         raise TritforgeError(f"layer {name}: cycles={cycles!r}, expected a number >= 0")
@@ -130,15 +204,24 @@ def layer_figures(name: str, out: int, in_: int, cycles: int, actions, board: Bo
     counts = _counts(actions)
     hw = board.hwconfig(2) if hw is None else hw
     compute_s = cycles / (board.clock_mhz * 1e6)
-    memory_s = counts["weight_bytes"] / (board.bandwidth_gbs * 1e9)
+    memory_s = board.memory_system().transfer_s(counts["weight_bytes"])
+    energy = table.energy_pj(counts, board.memory, hw)
+    if unit_actions:
+        energy.update(table.unit_energy_pj(unit_actions, board.memory, hw))
     return {"name": name, "out": int(out), "in": int(in_), "weight_bytes": counts["weight_bytes"],
             "cycles": cycles, "compute_s": compute_s, "memory_s": memory_s,
             "bound": "compute" if compute_s >= memory_s else "memory",
-            "actions": counts, "energy_pj": table.energy_pj(counts, board.memory, hw)}
+            "actions": counts, "energy_pj": energy}
 
 
-def token_figures(layers: list[dict], board: Board, table: EnergyTable) -> dict:
-    """The ``per_token`` entry: bounds, achieved rate, energy, from ``layer_figures`` entries."""
+def static_power_w(board: Board) -> tuple[float, float]:
+    """(board static power, DRAM background power) in W."""
+    return board.static_w, board.memory_system().background_w
+
+
+def token_figures(layers: list[dict], board: Board, table: EnergyTable, static: bool = True) -> dict:
+    """The ``per_token`` entry from ``layer_figures`` entries run one after another: bounds,
+    achieved rate, energy; with ``static``, (board static + DRAM background) x time too."""
     if not layers:
         raise TritforgeError("token figures: no layers (expected the per-layer figures of one token)")
     compute_s = sum(l["compute_s"] for l in layers)
@@ -148,6 +231,10 @@ def token_figures(layers: list[dict], board: Board, table: EnergyTable) -> dict:
     for l in layers:
         for k, v in l["energy_pj"].items():
             breakdown[k] = breakdown.get(k, 0.0) + v * 1e-12
+    if static:
+        sw, bw = static_power_w(board)
+        breakdown["static_board"] = sw * time_s
+        breakdown["dram_background"] = bw * time_s
     energy = sum(breakdown.values())
     return {"energy_j": energy, "energy_breakdown_j": breakdown,
             "tokens_per_s_compute": 1 / compute_s if compute_s else float("inf"),
@@ -162,99 +249,367 @@ def token_figures(layers: list[dict], board: Board, table: EnergyTable) -> dict:
             "memory": board.memory, "energy_table": f"{table.name} {table.version}"}
 
 
+# --- the engine's matrices -----------------------------------------------------------------
+
+def matrix_work(name: str, out: int, in_: int, load: bool, hw: HwConfig, board: Board, table: EnergyTable,
+                zf: float, fmt: WeightFormat | None, n_vectors: int = 1) -> dict:
+    """One matrix on the board's engines for ``n_vectors`` vectors (commands of hw.vectors)."""
+    engines = board.engines
+    out_e = -(-out // engines)
+    n_cmd = commands(hw, n_vectors)
+    if fmt is None:
+        nnz = round((1 - zf) * out_e * in_ * hw.depth)
+        one = command_actions(hw, out_e, in_, nnz, load_act=load)
+        acts = one + command_actions(hw, out_e, in_, nnz, load_act=True).scaled(n_cmd - 1)
+        unit = None
+    else:
+        cyc = command_cycles(hw, out_e, in_, load) + (n_cmd - 1) * command_cycles(hw, out_e, in_, True)
+        macs = out_e * in_ * n_cmd * hw.vectors
+        acts = Actions(cycles=cyc, weight_bytes=format_bytes(fmt, out_e, in_) * n_cmd,
+                       result_bits=hw.tiles(out_e) * hw.rows * 32 * hw.vectors * n_cmd)
+        unit = {fmt.mac: round(macs * (1 - fmt.zero_fraction)), "unit_acc_add": macs}
+    cycles = acts.cycles
+    if engines > 1:
+        acts = acts.scaled(engines)
+        acts.cycles = cycles
+        unit = {k: v * engines for k, v in unit.items()} if unit else None
+    return layer_figures(name, out, in_, cycles, acts, board, table, hw, unit)
+
+
+def _stage(name: str, unit: str, compute_s: float, memory_s: float, energy_pj: dict, cycles,
+           read: int = 0, write: int = 0) -> dict:
+    return {"name": name, "unit": unit, "cycles": cycles, "compute_s": compute_s, "memory_s": memory_s,
+            "time_s": max(compute_s, memory_s), "bound": "compute" if compute_s >= memory_s else "memory",
+            "read_bytes": read, "write_bytes": write, "energy_pj": energy_pj}
+
+
+def _unit_stage(name: str, unit: str, work: UnitWork, board: Board, table: EnergyTable, hw: HwConfig) -> dict:
+    mem = board.memory_system()
+    mem_s = mem.transfer_s(work.read_bytes, work.write_bytes, work.write_batches) if (
+        work.read_bytes or work.write_bytes) else 0.0
+    energy = table.unit_energy_pj(work.actions, board.memory, hw) if work.actions else {}
+    return _stage(name, unit, work.cycles / (board.clock_mhz * 1e6), mem_s, energy, work.cycles,
+                  work.read_bytes, work.write_bytes)
+
+
+def _matrix_stage(row: dict) -> dict:
+    return _stage(row["name"], "engine", row["compute_s"], row["memory_s"], row["energy_pj"], row["cycles"],
+                  row["weight_bytes"], 0)
+
+
+#: where the vector unit's operations sit between the engine's matrices (``vector_ops`` order)
+_VECTOR_AFTER = {"rmsnorm (attention input)": None, "rescale q, k, v": "self_attn.v_proj",
+                 "rope q, k": "self_attn.v_proj", "quantize q, k, v (int8)": "self_attn.v_proj",
+                 "quantize attention output": "attention", "rescale o + residual add": "self_attn.o_proj",
+                 "rmsnorm (mlp input)": "self_attn.o_proj", "rescale gate, up": "mlp.up_proj",
+                 "silu * up": "mlp.up_proj", "quantize silu * up": "mlp.up_proj",
+                 "rescale down + residual add": "mlp.down_proj"}
+
+
+def layer_schedule(kinds: list[dict], attention: dict, vector_stages: list[dict]) -> list[dict]:
+    """One layer's stages in execution order: each vector operation after the stage whose
+    output it takes (``_VECTOR_AFTER``), the attention after v_proj's vector work."""
+    def after(key):
+        return [v for v in vector_stages if _VECTOR_AFTER.get(v["name"].split(" + bias")[0]) == key]
+
+    out = after(None)
+    for row in kinds:
+        out.append(_matrix_stage(row))
+        out += after(row["name"])
+        if row["name"] == "self_attn.v_proj":
+            out.append(attention)
+            out += after("attention")
+    return out
+
+
+def _sum_stages(stages: list[dict], repeat: int = 1) -> dict:
+    energy = {}
+    for s in stages:
+        for k, v in s["energy_pj"].items():
+            energy[k] = energy.get(k, 0.0) + v * repeat
+    return {"cycles": sum(s["cycles"] for s in stages) * repeat,
+            "compute_s": sum(s["compute_s"] for s in stages) * repeat,
+            "memory_s": sum(s["memory_s"] for s in stages) * repeat,
+            "time_s": sum(s["time_s"] for s in stages) * repeat,
+            "read_bytes": sum(s["read_bytes"] for s in stages) * repeat,
+            "write_bytes": sum(s["write_bytes"] for s in stages) * repeat,
+            "energy_j": sum(energy.values()) * 1e-12, "energy_pj": energy}
+
+
+def _accel(accel: AccelConfig | None, shape: dict, hw: HwConfig) -> AccelConfig:
+    """The AccelConfig of a projection: the given one (its engine replaced by ``hw``), or the
+    defaults with the attention unit sized for the model (head_dim, max_position_embeddings)."""
+    if accel is not None:
+        return dataclasses.replace(accel, engine=hw)
+    limit = int(shape.get("max_position_embeddings") or AttentionConfig().max_context)
+    att = AttentionConfig(max_head_dim=max(AttentionConfig().max_head_dim, shape["head_dim"] + shape["head_dim"] % 2),
+                          max_context=min(max(limit, 1), 1 << 20))
+    return AccelConfig(engine=hw, attention=att)
+
+
 # --- projection ----------------------------------------------------------------------------
 
 def project(model_shape, depth: int, board: Board, table: EnergyTable,
             zero_trit_fraction: float | None = None, prompt_tokens: int = 0,
-            vectors: int | None = None) -> dict:
-    """Tokens/s and J/token of one decode token for a model shape (HF config dict, name or path).
+            vectors: int | None = None, *, context: int = 0, prefill_vectors: int | None = None,
+            accel: AccelConfig | None = None, units: UnitsConfig | None = None,
+            weight_format=None, embedding_bytes: int = 2) -> dict:
+    """Whole-token tokens/s and J/token of one decode token at ``context`` for a model shape.
 
     The result has the keys of the run-result JSON that apply to a projection (``model``,
     ``config``, ``mode``, ``hwconfig``, ``board``, ``energy_table``, ``layers``, ``per_token``,
-    ``timing``) plus ``kinds`` (one row per projection kind) and ``assumptions``, so
-    ``sim.report.render`` draws it too. ``prompt_tokens`` > 0 adds ``prefill``: the prompt
-    through every matrix in commands of T vectors (each weight beat fetched once per T
-    tokens), hence the time to first token. ``vectors`` overrides the board's T.
+    ``timing``) plus ``kinds`` (one row per projection kind), ``schedule`` (one layer's
+    stages), ``units``, ``bytes``, ``memory_fit``, ``lm_head`` and ``assumptions``, so
+    ``sim.report.render`` draws it too. ``vectors``: T of the decode commands (default the
+    board's); ``prefill_vectors``: T of the prefill commands (default the board's);
+    ``prompt_tokens`` > 0 adds ``prefill`` (time to first token).
     """
     shape = load_shape(model_shape) if isinstance(model_shape, str) else check_shape(dict(model_shape))
     layout.check_depth(depth)
+    fmt = _format(weight_format)
     zf = ZERO_TRIT_FRACTION[depth] if zero_trit_fraction is None else zero_trit_fraction
     if isinstance(zf, bool) or not isinstance(zf, (int, float)) or not 0 <= zf <= 1:
         raise TritforgeError(f"zero_trit_fraction={zf!r}: expected a fraction in 0..1")
     if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, int) or prompt_tokens < 0:
         raise TritforgeError(f"prompt_tokens={prompt_tokens!r}: expected an integer >= 0")
+    units = DEFAULT_UNITS if units is None else units
     linears = block_linears(shape)
     need_in = max(i for _, _, i, _ in linears)
+    if accel is not None and accel.lm_head == "ternary":
+        need_in = max(need_in, shape["hidden_size"])
     need_in = -(-need_in // layout.GROUP) * layout.GROUP
     hw = board.hwconfig(depth, vectors=vectors, max_in_features=max(board.max_in_features, need_in))
+    acc = _accel(accel, shape, hw)
+    limit = check_context(shape, context, acc.attention)
+    if prompt_tokens and prompt_tokens > limit:
+        raise TritforgeError(f"prompt_tokens {prompt_tokens}: longer than the model's maximum {limit}")
     for n, o, i, _ in linears:
-        hw.check_shape(o, i, n)
+        hw.check_shape(-(-o // board.engines), i, n)
+    L, H, V = shape["num_hidden_layers"], shape["hidden_size"], shape["vocab_size"]
+
+    # one layer: matrices, attention, vector unit, and their schedule
     kinds = []
     for n, o, i, load in linears:
-        nnz = round((1 - zf) * o * i * depth)
-        acts = command_actions(hw, o, i, nnz, load_act=load)
-        row = layer_figures(n, o, i, acts.cycles, acts, board, table, hw)
-        kinds.append({**row, "count": shape["num_hidden_layers"], "load_act": load})
-    layers = [{**row, "name": f"model.layers.{b}.{row['name']}"}        # execution order
-              for b in range(shape["num_hidden_layers"]) for row in kinds]
+        row = matrix_work(n, o, i, load, hw, board, table, zf, fmt)
+        kinds.append({**row, "count": L, "load_act": load})
+    att_work = attention_decode(shape, context, acc.attention, units)
+    attention = _unit_stage("attention", "attention", att_work, board, table, hw)
+    vstages = [_unit_stage(n, "vector", UnitWork(c, dict(a)), board, table, hw) for n, c, a in vector_ops(shape, units)]
+    schedule = layer_schedule(kinds, attention, vstages)
+    layers = [{**row, "name": f"model.layers.{b}.{row['name']}"} for b in range(L) for row in kinds]
     for row in layers:
         del row["count"], row["load_act"]
-    per_token = token_figures(layers, board, table)
+
+    # once per token: embedding row, final norm, lm_head, logits out
+    final = [_unit_stage("embedding + final rmsnorm", "vector", vector_final(shape, units, embedding_bytes),
+                         board, table, hw)]
+    lm = lm_head_stage(shape, acc, hw, board, table, zf, units, fmt)
+    final.append(lm["stage"])
+
+    per_layer = _sum_stages(schedule)
+    tail = _sum_stages(final)
+    by_unit = {}
+    for u in ("engine", "attention", "vector"):
+        by_unit[u] = _sum_stages([s for s in schedule if s["unit"] == u], L)
+    by_unit["vector"] = _merge(by_unit["vector"], _sum_stages(final[:1]))
+    by_unit["lm_head"] = _sum_stages(final[1:])
+    time_s = per_layer["time_s"] * L + tail["time_s"]
+    compute_s = per_layer["compute_s"] * L + tail["compute_s"]
+    memory_s = per_layer["memory_s"] * L + tail["memory_s"]
+    sw, bgw = static_power_w(board)
+    breakdown = {}
+    for part in (per_layer, tail):
+        rep = L if part is per_layer else 1
+        for k, v in part["energy_pj"].items():
+            breakdown[k] = breakdown.get(k, 0.0) + v * (rep if part is per_layer else 1) * 1e-12
+    breakdown["static_board"] = sw * time_s
+    breakdown["dram_background"] = bgw * time_s
+    energy = sum(breakdown.values())
+    for u, d in by_unit.items():
+        d["energy_j"] = d["energy_j"]
+    by_unit["static"] = {"energy_j": breakdown["static_board"] + breakdown["dram_background"], "time_s": time_s,
+                         "power_w": sw + bgw}
+    weight_bytes = sum(l["weight_bytes"] for l in layers)
+    kv_read = att_work.read_bytes * L
+    kv_write = att_work.write_bytes * L
+    byte_classes = {"weights": weight_bytes, "kv_read": kv_read, "kv_write": kv_write,
+                    "lm_head": lm["bytes"], "embedding": H * embedding_bytes, "logits_out": lm["out_bytes"]}
+    on_bus = sum(byte_classes.values()) - (0 if lm["on_bus"] else lm["bytes"] + lm["out_bytes"])
+    mem = board.memory_system()
+    per_token = {
+        "energy_j": energy, "energy_breakdown_j": breakdown,
+        "tokens_per_s_compute": 1 / compute_s if compute_s else float("inf"),
+        "tokens_per_s_memory": 1 / memory_s if memory_s else float("inf"),
+        "tokens_per_s": 1 / time_s,
+        "bound": "compute" if compute_s >= memory_s else "memory",
+        "compute_s": compute_s, "memory_s": memory_s, "time_s": time_s,
+        "cycles": per_layer["cycles"] * L + tail["cycles"],
+        "weight_bytes": weight_bytes,
+        "layers_memory_bound": sum(l["bound"] == "memory" for l in layers),
+        "layers_compute_bound": sum(l["bound"] == "compute" for l in layers),
+        "memory": board.memory, "energy_table": f"{table.name} {table.version}",
+        "context": context, "bytes": byte_classes, "bytes_on_bus": on_bus,
+        "units": by_unit, "power_w": energy / time_s,
+        "static_w": sw, "dram_background_w": bgw,
+        "memory_efficiency": mem.efficiency(), "sustained_gbs": mem.peak_gbs * mem.efficiency(),
+        "peak_bound_tokens_per_s": mem.peak_bps / on_bus if on_bus else float("inf"),
+    }
     timing = {"decode_cycles_per_token": per_token["cycles"], "decode_tokens_per_s": per_token["tokens_per_s"]}
     prefill = None
+    pv = board.vectors if prefill_vectors is None else prefill_vectors
     if prompt_tokens:
-        prefill = prefill_figures(hw, linears, zf, prompt_tokens, shape["num_hidden_layers"], board, table)
+        hw_pf = board.hwconfig(depth, vectors=pv, max_in_features=hw.max_in_features)
+        prefill = prefill_figures(hw_pf, linears, zf, prompt_tokens, L, board, table, shape=shape, accel=acc,
+                                  units=units, fmt=fmt, lm=lm, embedding_bytes=embedding_bytes)
         timing.update(prefill_cycles=prefill["cycles"], prefill_s=prefill["time_s"], ttft_s=prefill["time_s"])
-    H, V = shape["hidden_size"], shape["vocab_size"]
-    lm_bytes = 2 * H * V                               # fp16 lm_head, tied or not
-    lm_s = lm_bytes / (board.bandwidth_gbs * 1e9)
-    n_weights = sum(o * i for _, o, i, _ in linears) * shape["num_hidden_layers"]
+    n_weights = sum(o * i for _, o, i, _ in linears) * L
+    fit = memory_fit(shape, board, weight_bytes, lm, acc, limit, embedding_bytes)
     return {
         "tool": "tritforge", "version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "model": {"name": shape.get("_name", "model"), "path": shape.get("_path", ""),
                   "source": shape.get("_source", ""), "arch": shape.get("model_type", ""),
-                  "layers": shape["num_hidden_layers"], "hidden": H,
-                  "intermediate": shape["intermediate_size"], "heads": shape["num_attention_heads"],
-                  "kv_heads": shape["num_key_value_heads"], "head_dim": shape["head_dim"],
-                  "vocab": V, "linear_weights": n_weights},
-        "config": f"uniform-d{depth}", "mode": "projection",
-        "hwconfig": {**hw.to_dict(), "derived": hw.derived()},
+                  "layers": L, "hidden": H, "intermediate": shape["intermediate_size"],
+                  "heads": shape["num_attention_heads"], "kv_heads": shape["num_key_value_heads"],
+                  "head_dim": shape["head_dim"], "vocab": V, "linear_weights": n_weights,
+                  "max_context": limit},
+        "config": f"uniform-d{depth}" if fmt is None else fmt.name, "mode": "projection",
+        "hwconfig": {**hw.to_dict(), "derived": hw.derived(), "engines": board.engines},
+        "accelconfig": acc.to_dict(), "units_config": units.to_dict(),
         "board": board.to_dict(), "energy_table": table.info(),
-        "timing": timing, "prefill": prefill,
-        "kinds": kinds, "layers": layers, "per_token": per_token,
-        "memory_fit": {"weight_bytes": per_token["weight_bytes"], "capacity_bytes": board.memory_bytes,
-                       "fits": per_token["weight_bytes"] <= board.memory_bytes},
-        "lm_head": {"weight_bytes_fp16": lm_bytes, "memory_s": lm_s,
-                    "tokens_per_s_memory_with_lm_head": 1 / (per_token["memory_s"] + lm_s),
-                    "note": "lm_head stays fp16 on the host (not quantized); these figures would apply "
-                            "if it streamed from the board memory too"},
-        "assumptions": {"zero_trit_fraction": zf, "decode_vectors": 1, "vectors_per_command": hw.vectors,
+        "timing": timing, "prefill": prefill, "context": context,
+        "kinds": kinds, "layers": layers, "schedule": schedule, "final_stages": final,
+        "per_token": per_token,
+        "memory_fit": fit,
+        "lm_head": {k: v for k, v in lm.items() if k != "stage"},
+        "assumptions": {"zero_trit_fraction": zf, "decode_vectors": hw.vectors, "vectors_per_command": hw.vectors,
+                        "prefill_vectors": pv, "weight_format": "codec trits" if fmt is None else fmt.source,
                         "load_act": "k/v reuse q's activations, up reuses gate's",
-                        "max_in_features": hw.max_in_features,
-                        "not_counted": "attention (scores, softmax, KV cache), norms, embeddings, "
-                                       "lm_head, host rescale"},
+                        "max_in_features": hw.max_in_features, "embedding_bytes": embedding_bytes,
+                        "schedule": "stages one after another (each waits for its input); memory and "
+                                    "compute overlap inside a stage",
+                        "not_counted": "host-side sampling; the host's own power"
+                                       + ("" if lm["on_bus"] else "; the host-fp16 lm_head (runs on the host)")},
     }
 
 
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k in ("cycles", "compute_s", "memory_s", "time_s", "read_bytes", "write_bytes", "energy_j"):
+        out[k] = a[k] + b[k]
+    e = dict(a["energy_pj"])
+    for k, v in b["energy_pj"].items():
+        e[k] = e.get(k, 0.0) + v
+    out["energy_pj"] = e
+    return out
+
+
+def lm_head_stage(shape: dict, acc: AccelConfig, hw: HwConfig, board: Board, table: EnergyTable, zf: float,
+                  units: UnitsConfig, fmt: WeightFormat | None = None) -> dict:
+    """The lm_head of one token by ``AccelConfig.lm_head`` (see the module docstring)."""
+    H, V = shape["hidden_size"], shape["vocab_size"]
+    where = acc.lm_head
+    if V == 0:
+        return {"where": where, "bytes": 0, "out_bytes": 0, "on_bus": True, "resident_bytes": 0,
+                "stage": _stage("lm_head", "lm_head", 0.0, 0.0, {}, 0)}
+    if where == "int8":
+        w = lm_head_int8(shape, acc.attention, units)
+        st = _unit_stage("lm_head (int8, attention unit)", "lm_head", w, board, table, hw)
+        return {"where": where, "bytes": w.read_bytes, "out_bytes": w.write_bytes, "on_bus": True,
+                "resident_bytes": w.read_bytes, "stage": st}
+    if where == "ternary":
+        row = matrix_work("lm_head", V, H, True, hw, board, table, zf, fmt)
+        mem = board.memory_system()
+        out_s = mem.transfer_s(0, 4 * V, 1)
+        energy = dict(row["energy_pj"])
+        energy.update(table.unit_energy_pj({"out_write_bytes": 4 * V}, board.memory, hw))
+        st = _stage("lm_head (ternary, engine)", "lm_head", row["compute_s"], row["memory_s"] + out_s, energy,
+                    row["cycles"], row["weight_bytes"], 4 * V)
+        return {"where": where, "bytes": row["weight_bytes"], "out_bytes": 4 * V, "on_bus": True,
+                "resident_bytes": row["weight_bytes"], "stage": st}
+    wbytes = 2 * V * H
+    if board.host_shares_memory:
+        mem_s = board.memory_system().transfer_s(wbytes)
+        energy = table.unit_energy_pj({"lm_head_bytes": wbytes}, board.memory, hw)
+        st = _stage("lm_head (host-fp16, shared memory bus)", "lm_head", 0.0, mem_s, energy, 0, wbytes, 0)
+        return {"where": where, "bytes": wbytes, "out_bytes": 0, "on_bus": True, "resident_bytes": wbytes,
+                "stage": st, "note": "host computes in fp16; its weight stream shares the board's memory bus"}
+    return {"where": where, "bytes": wbytes, "out_bytes": 0, "on_bus": False, "resident_bytes": 0,
+            "stage": _stage("lm_head (host-fp16, host memory)", "lm_head", 0.0, 0.0, {}, 0),
+            "note": "host computes in fp16 from its own memory: not in the board's time or energy"}
+
+
+def memory_fit(shape: dict, board: Board, weight_bytes: int, lm: dict, acc: AccelConfig, limit: int,
+               embedding_bytes: int = 2) -> dict:
+    """Everything resident in the board's memory: packed weights, the embedding table, the
+    lm_head (unless it lives on the host), the KV cache at the largest context, and the
+    activation and logit buffers."""
+    H, V, L = shape["hidden_size"], shape["vocab_size"], shape["num_hidden_layers"]
+    tied = bool(shape.get("tie_word_embeddings"))
+    embed = V * H * embedding_bytes
+    lm_b = lm["resident_bytes"]
+    if tied and lm["where"] == "host-fp16" and lm["on_bus"] and embedding_bytes == 2:
+        lm_b = 0                                   # the fp16 embedding table is the lm_head
+    kv = kv_row_bytes(shape, acc.attention) * L * limit
+    buffers = 4 * V + 4 * (H + shape["intermediate_size"]) * 4
+    total = weight_bytes + embed + lm_b + kv + buffers
+    return {"weight_bytes": weight_bytes, "embedding_bytes": embed, "lm_head_bytes": lm_b,
+            "kv_cache_bytes": kv, "kv_context": limit, "buffer_bytes": buffers,
+            "total_bytes": total, "capacity_bytes": board.memory_bytes, "fits": total <= board.memory_bytes}
+
+
 def prefill_figures(hw: HwConfig, linears, zero_trit_fraction: float, prompt_tokens: int,
-                    n_blocks: int, board: Board, table: EnergyTable) -> dict:
-    """The prompt through every matrix: ``commands(T)`` commands per matrix, each fetching the
-    weights once for T tokens; the time to first token is the sum over matrices of
-    max(compute, memory) (attention and lm_head not counted)."""
+                    n_blocks: int, board: Board, table: EnergyTable, *, shape: dict | None = None,
+                    accel: AccelConfig | None = None, units: UnitsConfig | None = None,
+                    fmt: WeightFormat | None = None, lm: dict | None = None, embedding_bytes: int = 2) -> dict:
+    """The prompt through every matrix in ``commands(T)`` commands of T = hw.vectors vectors
+    (each weight beat fetched once per T tokens) and, with ``shape``, through the attention
+    unit (causal, ``attention_prefill``), the vector unit (every token) and the lm_head once:
+    the time to first token is the sum over stages of max(compute, memory)."""
     n_cmd = commands(hw, prompt_tokens)
-    rows = []
-    for n, o, i, load in linears:
-        nnz = round((1 - zero_trit_fraction) * o * i * hw.depth)
-        acts = (command_actions(hw, o, i, nnz, load_act=load)
-                + command_actions(hw, o, i, nnz, load_act=True).scaled(n_cmd - 1))
-        rows.append(layer_figures(n, o, i, acts.cycles, acts, board, table, hw))
-    block = token_figures(rows, board, table)
-    time_s = block["time_s"] * n_blocks
-    return {"prompt_tokens": prompt_tokens, "commands_per_matrix": n_cmd,
-            "cycles": block["cycles"] * n_blocks, "weight_bytes": block["weight_bytes"] * n_blocks,
-            "compute_s": block["compute_s"] * n_blocks, "memory_s": block["memory_s"] * n_blocks,
-            "time_s": time_s, "tokens_per_s": prompt_tokens / time_s, "bound": block["bound"],
-            "energy_j": block["energy_j"] * n_blocks,
+    rows = [matrix_work(n, o, i, load, hw, board, table, zero_trit_fraction, fmt, prompt_tokens)
+            for n, o, i, load in linears]
+    stages = [_matrix_stage(r) for r in rows]
+    if shape is not None:
+        units = DEFAULT_UNITS if units is None else units
+        acc = accel if accel is not None else _accel(None, shape, hw)
+        stages.append(_unit_stage("attention (prefill)", "attention",
+                                  attention_prefill(shape, prompt_tokens, hw.vectors, acc.attention, units),
+                                  board, table, hw))
+        stages.append(_unit_stage("vector unit (prefill)", "vector",
+                                  vector_layer(shape, units).scaled(prompt_tokens), board, table, hw))
+    block = _sum_stages(stages)
+    tail = _sum_stages([lm["stage"]]) if lm is not None else _sum_stages([])
+    if shape is not None:
+        fin = vector_final(shape, DEFAULT_UNITS if units is None else units, embedding_bytes).scaled(prompt_tokens)
+        tail = _merge(tail, _sum_stages([_unit_stage("embeddings + final norm", "vector", fin, board, table, hw)]))
+    time_s = block["time_s"] * n_blocks + tail["time_s"]
+    sw, bgw = static_power_w(board)
+    return {"prompt_tokens": prompt_tokens, "commands_per_matrix": n_cmd, "vectors": hw.vectors,
+            "cycles": block["cycles"] * n_blocks + tail["cycles"],
+            "weight_bytes": sum(r["weight_bytes"] for r in rows) * n_blocks,
+            "compute_s": block["compute_s"] * n_blocks + tail["compute_s"],
+            "memory_s": block["memory_s"] * n_blocks + tail["memory_s"],
+            "time_s": time_s, "tokens_per_s": prompt_tokens / time_s,
+            "bound": "compute" if block["compute_s"] >= block["memory_s"] else "memory",
+            "energy_j": block["energy_j"] * n_blocks + tail["energy_j"] + (sw + bgw) * time_s,
             "per_matrix": [{k: r[k] for k in ("name", "out", "in", "cycles", "compute_s", "memory_s", "bound",
                                                "weight_bytes")} for r in rows]}
+
+
+def context_sweep(model_shape, depth: int, board: Board, table: EnergyTable, points: int = 9, **kw) -> list[dict]:
+    """tokens/s and J/token against context, 0 .. the model's maximum, per unit and byte class."""
+    shape = load_shape(model_shape) if isinstance(model_shape, str) else check_shape(dict(model_shape))
+    base = project(shape, depth, board, table, context=0, **kw)
+    limit = base["model"]["max_context"]
+    ctxs = sorted({0} | {round(limit * k / (points - 1)) for k in range(1, points)})
+    out = []
+    for c in ctxs:
+        r = base if c == 0 else project(shape, depth, board, table, context=c, **kw)
+        pt = r["per_token"]
+        out.append({"context": c, "tokens_per_s": pt["tokens_per_s"], "energy_j": pt["energy_j"],
+                    "bound": pt["bound"],
+                    "time_s_by_unit": {u: d["time_s"] for u, d in pt["units"].items() if u != "static"},
+                    "energy_j_by_unit": {u: d["energy_j"] for u, d in pt["units"].items()},
+                    "bytes": dict(pt["bytes"])})
+    return out
