@@ -353,7 +353,7 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
             zero_trit_fraction: float | None = None, prompt_tokens: int = 0,
             vectors: int | None = None, *, context: int = 0, prefill_vectors: int | None = None,
             accel: AccelConfig | None = None, units: UnitsConfig | None = None,
-            weight_format=None, embedding_bytes: int = 2) -> dict:
+            weight_format=None, embedding_bytes: int = 2, lm_head: str | None = None) -> dict:
     """Whole-token tokens/s and J/token of one decode token at ``context`` for a model shape.
 
     The result has the keys of the run-result JSON that apply to a projection (``model``,
@@ -362,7 +362,8 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
     stages), ``units``, ``bytes``, ``memory_fit``, ``lm_head`` and ``assumptions``, so
     ``sim.report.render`` draws it too. ``vectors``: T of the decode commands (default the
     board's); ``prefill_vectors``: T of the prefill commands (default the board's);
-    ``prompt_tokens`` > 0 adds ``prefill`` (time to first token).
+    ``prompt_tokens`` > 0 adds ``prefill`` (time to first token); ``lm_head`` overrides
+    the AccelConfig's placement; ``weight_format`` (``WEIGHT_FORMATS``) replaces the codec's.
     """
     shape = load_shape(model_shape) if isinstance(model_shape, str) else check_shape(dict(model_shape))
     layout.check_depth(depth)
@@ -372,14 +373,17 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
         raise TritforgeError(f"zero_trit_fraction={zf!r}: expected a fraction in 0..1")
     if isinstance(prompt_tokens, bool) or not isinstance(prompt_tokens, int) or prompt_tokens < 0:
         raise TritforgeError(f"prompt_tokens={prompt_tokens!r}: expected an integer >= 0")
-    units = DEFAULT_UNITS if units is None else units
+    units = UnitsConfig.for_array(board.total_rows) if units is None else units
     linears = block_linears(shape)
     need_in = max(i for _, _, i, _ in linears)
-    if accel is not None and accel.lm_head == "ternary":
+    lm_where = lm_head or (accel.lm_head if accel is not None else "int8")
+    if lm_where == "ternary":
         need_in = max(need_in, shape["hidden_size"])
     need_in = -(-need_in // layout.GROUP) * layout.GROUP
     hw = board.hwconfig(depth, vectors=vectors, max_in_features=max(board.max_in_features, need_in))
     acc = _accel(accel, shape, hw)
+    if lm_head is not None:
+        acc = dataclasses.replace(acc, lm_head=lm_head)
     limit = check_context(shape, context, acc.attention)
     if prompt_tokens and prompt_tokens > limit:
         raise TritforgeError(f"prompt_tokens {prompt_tokens}: longer than the model's maximum {limit}")

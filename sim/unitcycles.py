@@ -55,6 +55,15 @@ class UnitsConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def for_array(cls, engine_rows: int) -> "UnitsConfig":
+        """The units sized to an engine array of ``engine_rows`` rows (all engines): as many
+        int8 MAC lanes as the array has weight lanes (rows x 16), one 2^x unit per 32 lanes,
+        one vector lane per 8 MAC lanes (at least 16). A tritforge choice: the attention unit
+        then keeps pace with the engine on the same memory bus."""
+        lanes = max(16, engine_rows * 16)
+        return cls(attn_lanes=lanes, exp_units=max(1, lanes // 32), vec_lanes=max(16, lanes // 8))
+
 
 DEFAULT_UNITS = UnitsConfig()
 
