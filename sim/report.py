@@ -9,6 +9,9 @@ or by ``sim.estimate.project``; ``check_result`` says what it must hold) and wri
                    (above the diagonal: compute-bound)
     energy.png     energy per token by action (which table, which version)
     cycles.png     cycles per layer for one decode token, by projection kind
+    sweep.png      (when the result has ``context_sweep``, as ``tritforge estimate --report`` writes
+                   it) tokens/s and J/token against context, time per token by unit and bytes
+                   per token by class
     report.md      Markdown, linking the PNGs
     report.html    one file with the PNGs embedded (base64): opens anywhere, alone
 
@@ -31,6 +34,12 @@ from ..errors import TritforgeError
 from ..jsonfile import read_json
 
 FILES = ("result.json", "roofline.png", "energy.png", "cycles.png", "report.md", "report.html")
+#: written only when the result holds the data
+OPTIONAL_FILES = ("sweep.png",)
+_UNIT_COLORS = {"engine": "#1f77b4", "attention": "#ff7f0e", "vector": "#2ca02c", "lm_head": "#9467bd",
+                "static": "#7f7f7f"}
+_BYTE_COLORS = {"weights": "#1f77b4", "kv_read": "#ff7f0e", "kv_write": "#ffbb78", "lm_head": "#9467bd",
+                "embedding": "#2ca02c", "logits_out": "#d62728"}
 _LAYER_KEYS = ("name", "out", "in", "weight_bytes", "cycles", "compute_s", "memory_s", "bound", "energy_pj")
 _TOKEN_KEYS = ("energy_j", "energy_breakdown_j", "tokens_per_s_compute", "tokens_per_s_memory",
                "tokens_per_s", "bound")
@@ -155,7 +164,7 @@ def _plot_energy(result: dict, path: str) -> None:
         for i, v in enumerate(vals):
             ax.text(v * 1e3, i, f" {v * 1e3:.3g} mJ ({100 * v / total:.1f} %)", va="center", fontsize=8)
         ax.set_xlim(0, max(vals) * 1e3 * 1.45)
-    ax.set_xlabel("energy per decode token (mJ)")
+    ax.set_xlabel("energy per decode token (mJ; static_board and dram_background = power x time per token)")
     ax.set_title(f"Energy per token: {total * 1e3:.4g} mJ — table {table['name']} {table['version']}, "
                  f"memory {result['board'].get('memory', '?')}", fontsize=10)
     ax.grid(True, axis="x", alpha=0.2)
@@ -179,6 +188,55 @@ def _plot_cycles(result: dict, path: str) -> None:
     ax.legend(fontsize=7, ncol=7, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     ax.grid(True, axis="y", alpha=0.2)
     fig.savefig(path, dpi=110)
+
+
+def _plot_sweep(result: dict, path: str) -> None:
+    sw = result["context_sweep"]
+    ctx = [p["context"] for p in sw]
+    fig = Figure(figsize=(12, 7.5), layout="constrained")
+    (a1, a2), (a3, a4) = fig.subplots(2, 2)
+    a1.plot(ctx, [p["tokens_per_s"] for p in sw], marker="o", color="#1f77b4")
+    a1.set_ylabel("decode tokens/s")
+    a1.set_title("Throughput against context")
+    a2.plot(ctx, [p["energy_j"] * 1e3 for p in sw], marker="o", color="#d62728")
+    a2.set_ylabel("mJ per token")
+    a2.set_title("Energy per token against context (static power included)")
+    bottom = [0.0] * len(sw)
+    for u in ("engine", "attention", "vector", "lm_head"):
+        vals = [p["time_s_by_unit"].get(u, 0.0) * 1e3 for p in sw]
+        a3.fill_between(ctx, bottom, [b + v for b, v in zip(bottom, vals)], label=u, color=_UNIT_COLORS[u], alpha=0.8)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    a3.set_ylabel("ms per token")
+    a3.set_title("Time per token by unit (stages in order)")
+    a3.legend(fontsize=8, loc="upper left")
+    bottom = [0.0] * len(sw)
+    for k in ("weights", "lm_head", "kv_read", "kv_write", "embedding", "logits_out"):
+        vals = [p["bytes"].get(k, 0) / 1e6 for p in sw]
+        a4.fill_between(ctx, bottom, [b + v for b, v in zip(bottom, vals)], label=k, color=_BYTE_COLORS[k], alpha=0.8)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    a4.set_ylabel("MB per token")
+    a4.set_title("Bytes per token by class")
+    a4.legend(fontsize=8, loc="upper left")
+    for ax in (a1, a2, a3, a4):
+        ax.set_xlabel("context (tokens in the KV cache)")
+        ax.grid(True, alpha=0.2)
+    fig.suptitle(f"{result.get('model', {}).get('name', 'model')} on {result['board']['name']}: context sweep "
+                 f"0..{ctx[-1]:,}")
+    fig.savefig(path, dpi=110)
+
+
+def sweep_table(result: dict) -> list[list[str]]:
+    rows = []
+    for p in result.get("context_sweep") or []:
+        t = p["time_s_by_unit"]
+        rows.append([f"{p['context']:,}", _fmt(p["tokens_per_s"]), _fmt(p["energy_j"] * 1e3),
+                     *(_fmt(t.get(u, 0.0) * 1e6) for u in ("engine", "attention", "vector", "lm_head")),
+                     _fmt(p["bytes"].get("kv_read", 0) / 1e6)])
+    return rows
+
+
+_SWEEP_HEAD = ["context", "tok/s", "mJ/token", "engine us", "attention us", "vector us", "lm_head us",
+               "K/V read MB"]
 
 
 # --- tables --------------------------------------------------------------------------------
@@ -242,9 +300,19 @@ def summary(result: dict) -> list[tuple[str, str]]:
             ("energy per token (J)", _fmt(pt["energy_j"]))]
     if "weight_bytes" in pt:
         out.append(("weight bytes per token", _fmt(pt["weight_bytes"])))
+    if "memory_efficiency" in pt:
+        out.append(("memory", f"{100 * pt['memory_efficiency']:.1f} % of peak sustained "
+                              f"({_fmt(pt['sustained_gbs'])} GB/s)"))
+    if "static_w" in pt:
+        out.append(("static power", f"board {pt['static_w']:g} W + DRAM background {pt['dram_background_w']:g} W"))
+    if "context" in pt:
+        out.append(("context", f"{pt['context']:,} tokens"))
+    if "bytes" in pt:
+        out.append(("bytes per token", ", ".join(f"{k} {_fmt(v)}" for k, v in pt["bytes"].items())))
     fit = result.get("memory_fit")
     if fit:
-        out.append(("fits the board memory", f"{'yes' if fit['fits'] else 'NO'}: {_fmt(fit['weight_bytes'])} of "
+        used = fit.get("total_bytes", fit["weight_bytes"])
+        out.append(("fits the board memory", f"{'yes' if fit['fits'] else 'NO'}: {_fmt(used)} of "
                                                f"{_fmt(fit['capacity_bytes'])} bytes"))
     a = result.get("assumptions")
     if a:
@@ -278,6 +346,10 @@ def _markdown(result: dict) -> str:
               "| " + " | ".join(h for _, h in _KIND_COLS) + " |", "|" + "---|" * len(_KIND_COLS)]
     for r in kinds_table(result):
         lines.append("| " + " | ".join(_fmt(r[k]) for k, _ in _KIND_COLS) + " |")
+    if result.get("context_sweep"):
+        lines += ["", "## Context sweep", "", "![sweep](sweep.png)", "",
+                  "| " + " | ".join(_SWEEP_HEAD) + " |", "|" + "---|" * len(_SWEEP_HEAD)]
+        lines += ["| " + " | ".join(r) + " |" for r in sweep_table(result)]
     lines += ["", "## Quality", ""]
     q = _quality_rows(result)
     if q:
@@ -328,7 +400,11 @@ def _html(result: dict, folder: str) -> str:
                             _fmt(l["memory_s"] * 1e6), l["bound"], _fmt(sum(l["energy_pj"].values()) * 1e-6))
                            for l in result["layers"]],
                           ["layer", "out x in", "cycles", "compute us", "memory us", "bound", "energy uJ"]),
-              "</details>", "<h2>Quality</h2>"]
+              "</details>"]
+    if result.get("context_sweep"):
+        parts += ["<h2>Context sweep</h2>", _img(folder, "sweep.png", "context sweep"),
+                  _html_table(sweep_table(result), _SWEEP_HEAD)]
+    parts += ["<h2>Quality</h2>"]
     q = _quality_rows(result)
     parts.append(_html_table(q, ["metric", "value"]) if q else
                  "<p>Not measured (a projection, or a run without quality figures).</p>")
@@ -360,13 +436,17 @@ def render(result: dict, out_dir: str) -> dict[str, str]:
         _plot_roofline(result, os.path.join(tmp, "roofline.png"))
         _plot_energy(result, os.path.join(tmp, "energy.png"))
         _plot_cycles(result, os.path.join(tmp, "cycles.png"))
+        names = list(FILES)
+        if result.get("context_sweep"):
+            _plot_sweep(result, os.path.join(tmp, "sweep.png"))
+            names.append("sweep.png")
         with open(os.path.join(tmp, "report.md"), "w") as f:
             f.write(_markdown(result))
         with open(os.path.join(tmp, "report.html"), "w") as f:
             f.write(_html(result, tmp))
         os.makedirs(out_dir, exist_ok=True)
-        for name in FILES:
+        for name in names:
             os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {name: os.path.join(out_dir, name) for name in FILES}
+    return {name: os.path.join(out_dir, name) for name in names}
