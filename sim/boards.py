@@ -79,9 +79,11 @@ class Board:
         return self.hwconfig(depth).stream_bytes_per_cycle * self.engines * self.clock_mhz * 1e6 / 1e9
 
     def memory_system(self) -> MemorySystem:
-        """The memory model; a board built without one streams at its peak ``bandwidth_gbs``
-        (an ideal single-channel memory of its type: no refresh, no row switches counted)."""
-        if self.mem is not None:
+        """The memory model; a board built without one, or whose ``bandwidth_gbs`` or
+        ``memory`` were replaced in code (``dataclasses.replace``), streams at its peak
+        ``bandwidth_gbs`` (an ideal memory: no refresh, no row switches counted)."""
+        if (self.mem is not None and abs(self.mem.peak_gbs - self.bandwidth_gbs) < 1e-6
+                and self.mem.type == self.memory):
             return self.mem
         return _IdealMemory(self.memory, self.bandwidth_gbs, self.memory_bytes)
 

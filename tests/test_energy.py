@@ -48,7 +48,7 @@ def load(tmp_path, text: str, name: str = "t.toml") -> EnergyTable:
 def test_default_table_names_itself_and_covers_every_counter():
     t = EnergyTable.load(None)
     info = t.info()
-    assert info["name"] == "horowitz-45nm" and info["version"] == "1.1"
+    assert info["name"] == "horowitz-45nm" and info["version"] == "1.2"
     assert info["path"] == default_table_path() and len(info["sha256"]) == 64
     assert set(t.actions) == set(Actions.names())
     assert all(row.source.strip() for row in t.actions.values())
@@ -170,3 +170,36 @@ def test_table_validation_errors(tmp_path, text, message):
 def test_missing_table_file(tmp_path):
     with pytest.raises(TritforgeError, match="cannot read"):
         EnergyTable.load(str(tmp_path / "nope.toml"))
+
+
+def test_fpga_table_and_clock_cost():
+    from tritforge.hwconfig import HwConfig
+    from tritforge.sim.energy import UNIT_ACTIONS, engine_cycle_datapath_pj
+
+    h = EnergyTable.load(None)
+    f = EnergyTable.load(default_table_path().replace("horowitz-45nm", "fpga-ultrascale-16nm"))
+    hw = HwConfig(rows=16)
+    ph, pf = h.action_pj("ddr4", hw), f.action_pj("ddr4", hw)
+    assert pf["trit_addsub"] == pytest.approx(ph["trit_addsub"] * 14 * 0.317, rel=0.01)   # Kuon-Rose x CV^2
+    assert pf["cycles"] > 0 and ph["cycles"] == 0
+    assert pf["cycles"] == pytest.approx(0.19 / 0.81 * engine_cycle_datapath_pj(pf, hw))
+    assert pf["weight_bytes"] == ph["weight_bytes"]                   # memory does not depend on the fabric
+    for t in (h, f):
+        u = t.unit_pj("hbm2", hw)
+        assert set(u) == set(UNIT_ACTIONS) and all(v >= 0 for v in u.values())
+        assert u["kv_read_bytes"] == pytest.approx(8 * 3.9)
+    assert f.unit_energy_pj({"qk_mac": 10}, "ddr4", hw)["qk_mac"] == pytest.approx(10 * f.unit_pj("ddr4", hw)["qk_mac"])
+    with pytest.raises(TritforgeError, match="unknown"):
+        f.unit_energy_pj({"nope": 1}, "ddr4", hw)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.replace("[units.qk_mac]", "[units.nope]"), "unknown unit actions"),
+    (lambda s: s.replace('op = "clock"\nshare = 0.19', 'op = "clock"\nshare = 1.5'), "share"),
+])
+def test_fpga_table_validation(tmp_path, edit, message):
+    src = open(default_table_path().replace("horowitz-45nm", "fpga-ultrascale-16nm")).read()
+    p = tmp_path / "t.toml"
+    p.write_text(edit(src))
+    with pytest.raises(TritforgeError, match=message):
+        EnergyTable.load(str(p))

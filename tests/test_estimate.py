@@ -93,15 +93,15 @@ def test_prefill_equals_the_cycle_model(vectors, prompt):
     xq, _ = quantize_activations(rng.standard_normal((prompt, 64)), t.in_padded)
     hw = board.hwconfig(2, vectors=vectors)
     ran = run_matrix(hw, t, xq, load_act=True)
-    r = estimate.project(TINY, 2, board, TABLE, prompt_tokens=prompt, vectors=vectors)
+    r = estimate.project(TINY, 2, board, TABLE, prompt_tokens=prompt, prefill_vectors=vectors)
     pf = r["prefill"]
     q = pf["per_matrix"][0]
     assert q["name"] == "self_attn.q_proj"
     assert (q["cycles"], q["weight_bytes"]) == (ran.cycles, ran.actions.weight_bytes)
-    assert pf["commands_per_matrix"] == -(-prompt // vectors)
-    assert pf["cycles"] == 2 * sum(m["cycles"] for m in pf["per_matrix"])
+    assert pf["commands_per_matrix"] == -(-prompt // vectors) and pf["vectors"] == vectors
+    assert pf["cycles"] > 2 * sum(m["cycles"] for m in pf["per_matrix"])   # + attention, vector unit, lm_head
     assert r["timing"]["ttft_s"] == pf["time_s"] and pf["tokens_per_s"] == pytest.approx(prompt / pf["time_s"])
-    assert r["hwconfig"]["vectors"] == vectors
+    assert r["hwconfig"]["vectors"] == board.vectors                   # decode keeps its own T
     with pytest.raises(TritforgeError, match="prompt_tokens"):
         estimate.project(TINY, 2, board, TABLE, prompt_tokens=-1)
 
@@ -114,11 +114,15 @@ def test_qwen7b_d2_u280_bandwidth_bound_by_hand():
     assert r["per_token"]["weight_bytes"] == groups * 7 * L
     assert r["model"]["linear_weights"] == groups * 16 * L
     pt = r["per_token"]
-    assert pt["tokens_per_s_memory"] == pytest.approx(460e9 / (groups * 7 * L))
+    mem = get_board("u280").memory_system()
+    engine_mem = sum(k["memory_s"] * L for k in r["kinds"])
+    assert engine_mem == pytest.approx(groups * 7 * L / (460.8e9 * mem.efficiency()), rel=1e-3)
     assert pt["bound"] == "memory" and pt["tokens_per_s_compute"] > pt["tokens_per_s_memory"]
     assert pt["tokens_per_s"] >= 0.9 * pt["tokens_per_s_memory"]
-    floor = groups * 7 * L * 8 * 3.9e-12                     # HBM2 DRAM floor
-    assert floor <= pt["energy_j"] < 1.1 * floor
+    floor = groups * 7 * L * 8 * 3.9e-12                     # HBM2 DRAM floor of the weights
+    assert floor <= pt["energy_j"]
+    lm = 152064 * 3584 + 152064 * 3                          # int8 lm_head and its row scales
+    assert pt["bytes"]["lm_head"] == lm and r["lm_head"]["where"] == "int8"
     assert r["memory_fit"]["fits"] is True
     assert r["energy_table"]["name"] == "horowitz-45nm"
     assert r["config"] == "uniform-d2" and r["mode"] == "projection"
@@ -129,7 +133,7 @@ def test_projection_runs_every_depth_for_32b(depth):
     r = estimate.project("qwen2.5-32b", depth, get_board("u280"), TABLE)
     assert r["hwconfig"]["max_in_features"] >= 27648            # buffer grown for the model
     assert r["per_token"]["tokens_per_s"] > 0
-    assert r["memory_fit"]["fits"] is (depth == 1)              # d >= 2 exceeds the 8 GB HBM2
+    assert r["memory_fit"]["fits"] is False      # + fp16 embeddings, lm_head, KV cache at 32k: over 8 GB
     assert len(r["layers"]) == 64 * 7
 
 
@@ -190,15 +194,15 @@ def test_cli_estimate_prints_both_bounds_and_the_table(capsys, tmp_path):
     assert main(["estimate", "--model-config", "qwen2.5-7b", "--depth", "2", "--board", "u280",
                  "--json", str(out_json)]) == 0
     text = capsys.readouterr().out
-    assert "compute bound" in text and "memory bound" in text and "<- binds" in text
-    assert "horowitz-45nm 1.1" in text and "mlp.down_proj" in text
+    assert "compute only" in text and "memory only" in text and "<- binds" in text
+    assert "fpga-ultrascale-16nm 1.0" in text and "mlp.down_proj" in text     # the board's table
     data = json.loads(out_json.read_text())
-    assert data["per_token"]["bound"] == "memory" and data["energy_table"]["version"] == "1.1"
+    assert data["per_token"]["bound"] == "memory" and data["energy_table"]["name"] == "fpga-ultrascale-16nm"
     assert f"{data['per_token']['tokens_per_s']:.2f}" in text
 
 
 def test_cli_estimate_prefill(capsys):
-    assert main(["estimate", "--model-config", "smollm2-135m", "--prompt-tokens", "42", "--vectors", "2"]) == 0
+    assert main(["estimate", "--model-config", "smollm2-135m", "--prompt-tokens", "42", "--prefill-vectors", "2"]) == 0
     text = capsys.readouterr().out
     assert "42 prompt tokens in 21 command(s) of T=2" in text and "time to first token" in text
 
@@ -211,6 +215,9 @@ def test_cli_estimate_list(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--model-config", "qwen2.5-7b", "--board", "zcu104"], "unknown preset"),
+    (["--model-config", "smollm2-135m", "--context", "9000"], "context 9000: longer than the model's maximum"),
+    (["--model-config", "smollm2-135m", "--context", "-1"], "--context -1"),
+    (["--model-config", "smollm2-135m", "--board", "/nonexistent/b.toml"], "cannot read"),
     (["--model-config", "qwen2.5-7b", "--depth", "5"], "--depth 5"),
     (["--model-config", "nope-1b"], "no such file"),
     (["--model-config", "qwen2.5-7b", "--energy-table", "/nonexistent.toml"], "cannot read"),
@@ -229,7 +236,7 @@ def test_cli_estimate_user_table(capsys, tmp_path):
     p = tmp_path / "mine.toml"
     p.write_text(text)
     assert main(["estimate", "--model-config", "smollm2-135m", "--energy-table", str(p)]) == 0
-    assert "my-table 1.1" in capsys.readouterr().out
+    assert "my-table 1.2" in capsys.readouterr().out
 
 
 @pytest.mark.model
@@ -256,3 +263,107 @@ def test_projection_matches_real_smollm2_layers():
         assert proj[hf]["weight_bytes"] == ran.actions.weight_bytes
         real = sum(TABLE.energy_pj(ran.actions, board.memory, hw).values())
         assert sum(proj[hf]["energy_pj"].values()) == pytest.approx(real, rel=0.01)
+
+
+# --- whole-token figures -------------------------------------------------------------------
+
+def test_context_adds_the_kv_cache_bytes():
+    b = get_board("kv260")
+    r0, r8 = (estimate.project("smollm2-135m", 2, b, TABLE, context=c) for c in (0, 8192))
+    row = 2 * 3 * (64 + 3)                                   # K and V, 3 KV heads, int8 + 3-byte scale
+    assert r0["per_token"]["bytes"]["kv_read"] == 0
+    assert r8["per_token"]["bytes"]["kv_read"] == 30 * row * 8192
+    assert r8["per_token"]["bytes"]["kv_write"] == 30 * row
+    assert r8["per_token"]["tokens_per_s"] < r0["per_token"]["tokens_per_s"]
+    assert r8["per_token"]["energy_j"] > r0["per_token"]["energy_j"]
+    assert r0["per_token"]["bytes"]["weights"] == r8["per_token"]["bytes"]["weights"] == 46_448_640
+
+
+def test_whole_token_is_the_sum_of_its_stages():
+    b = get_board("kv260")
+    r = estimate.project("smollm2-135m", 2, b, TABLE, context=512)
+    pt = r["per_token"]
+    layer = sum(s["time_s"] for s in r["schedule"])
+    tail = sum(s["time_s"] for s in r["final_stages"])
+    assert pt["time_s"] == pytest.approx(30 * layer + tail)
+    assert pt["time_s"] >= max(pt["compute_s"], pt["memory_s"]) * (1 - 1e-12)
+    units = [s["unit"] for s in r["schedule"]]
+    assert units.index("attention") == [s["name"] for s in r["schedule"]].index("self_attn.v_proj") + 1 + 3
+    assert {"engine", "attention", "vector"} == set(units)
+    static = (b.static_w + b.memory_system().background_w) * pt["time_s"]
+    assert pt["energy_breakdown_j"]["static_board"] + pt["energy_breakdown_j"]["dram_background"] == pytest.approx(static)
+    assert pt["energy_j"] == pytest.approx(sum(pt["energy_breakdown_j"].values()))
+    assert pt["units"]["engine"]["read_bytes"] == pt["bytes"]["weights"]
+
+
+@pytest.mark.parametrize("lm_head, board, on_bus, nbytes", [
+    ("int8", "kv260", True, 49152 * 576 + 49152 * 3),
+    ("host-fp16", "kv260", True, 2 * 49152 * 576),          # the KV260's host shares the DDR4
+    ("host-fp16", "u280", False, 2 * 49152 * 576),          # the U280's host has its own memory
+])
+def test_lm_head_placement(lm_head, board, on_bus, nbytes):
+    r = estimate.project("smollm2-135m", 2, get_board(board), TABLE, lm_head=lm_head)
+    lm = r["lm_head"]
+    assert lm["where"] == lm_head and lm["bytes"] == nbytes and lm["on_bus"] is on_bus
+    assert r["per_token"]["units"]["lm_head"]["time_s"] > 0 if on_bus else r["per_token"]["units"]["lm_head"]["time_s"] == 0
+    t = estimate.project("smollm2-135m", 2, get_board(board), TABLE, lm_head="ternary")["lm_head"]
+    assert t["bytes"] == -(-49152 // 16) * 16 * 36 * 7 // 16 or t["bytes"] > 0
+
+
+def test_memory_fit_counts_everything_resident():
+    r = estimate.project("qwen2.5-7b", 2, get_board("kv260"), TABLE, lm_head="host-fp16")
+    fit = r["memory_fit"]
+    assert fit["embedding_bytes"] == 152064 * 3584 * 2 and fit["lm_head_bytes"] == 152064 * 3584 * 2
+    assert fit["total_bytes"] > 4 * 2**30 and fit["fits"] is False
+    assert 4.5e9 < fit["total_bytes"] < 6.5e9
+    s = estimate.project("smollm2-135m", 2, get_board("kv260"), TABLE)["memory_fit"]
+    assert s["fits"] and s["kv_context"] == 8192 and s["kv_cache_bytes"] == 30 * 2 * 3 * 67 * 8192
+
+
+def test_weight_formats_priced_on_the_same_array():
+    b = get_board("kv260")
+    r = estimate.project("llama2-7b", 2, b, TABLE, weight_format="int4-g128")
+    q = r["kinds"][0]
+    assert q["weight_bytes"] == 4096 * 4096 // 2 + 4096 * 32 * 4
+    assert q["energy_pj"]["mac_int4"] > 0 and r["config"] == "int4-g128"
+    t = estimate.project("smollm2-135m", 2, b, TABLE, weight_format="ternary-1.6")
+    assert t["kinds"][0]["weight_bytes"] == -(-576 * 576 * 16 // 80) + 576 * 2
+    with pytest.raises(TritforgeError, match="weight format"):
+        estimate.project("smollm2-135m", 2, b, TABLE, weight_format="fp7")
+
+
+def test_engines_split_the_rows():
+    b = get_board("u280")
+    two = dataclasses.replace(b, engines=2)
+    r1, r2 = (estimate.project("qwen2.5-7b", 2, x, TABLE) for x in (b, two))
+    k1, k2 = r1["kinds"][4], r2["kinds"][4]                     # gate_proj 18944 x 3584
+    assert k2["cycles"] < 0.55 * k1["cycles"]
+    assert k2["weight_bytes"] == k1["weight_bytes"]
+    assert r2["per_token"]["tokens_per_s_compute"] > 1.8 * r1["per_token"]["tokens_per_s_compute"]
+
+
+def test_context_sweep_and_limits():
+    sw = estimate.context_sweep("smollm2-135m", 2, get_board("kv260"), TABLE, points=5)
+    assert [p["context"] for p in sw] == [0, 2048, 4096, 6144, 8192]
+    assert all(a["tokens_per_s"] > b["tokens_per_s"] for a, b in zip(sw, sw[1:]))
+    assert all(a["bytes"]["kv_read"] < b["bytes"]["kv_read"] for a, b in zip(sw, sw[1:]))
+    with pytest.raises(TritforgeError, match="longer than the model's maximum"):
+        estimate.project("smollm2-135m", 2, get_board("kv260"), TABLE, context=8193)
+    with pytest.raises(TritforgeError, match="prompt_tokens"):
+        estimate.project("smollm2-135m", 2, get_board("kv260"), TABLE, prompt_tokens=9000)
+
+
+def test_cli_whole_token_breakdown(capsys):
+    assert main(["estimate", "--model-config", "qwen2.5-7b", "--board", "u280", "--context", "4096"]) == 0
+    text = capsys.readouterr().out
+    for word in ("engine", "attention", "vector", "lm_head", "% sustained", "board static 15 W", "static + DRAM bg",
+                 "K/V read", "context 4,096"):
+        assert word in text, word
+
+
+def test_cli_hw_file_names_its_board(capsys, tmp_path):
+    p = tmp_path / "hw.json"
+    p.write_text(json.dumps({"depth": 2, "rows": 8, "clock_mhz": 150.0}))
+    assert main(["estimate", "--model-config", "smollm2-135m", "--hw", str(p), "--board", "u280"]) == 0
+    text = capsys.readouterr().out
+    assert "board u280's memory (hbm2" in text and "R=8 rows" in text and "u280+hw.json" in text

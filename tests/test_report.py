@@ -75,7 +75,7 @@ def test_html_is_self_contained_and_has_the_figures(rendered):
     assert page.count('src="data:image/png;base64,') == 3 and 'src="roofline.png"' not in page
     first = page.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
     assert base64.b64decode(first).startswith(PNG_MAGIC)
-    assert "horowitz-45nm 1.1" in page                           # names the table and its version
+    assert "horowitz-45nm 1.2" in page                           # names the table and its version
     assert report._fmt(pt["tokens_per_s"]) in page and report._fmt(pt["energy_j"]) in page
     assert report._fmt(pt["tokens_per_s_memory"]) in page and report._fmt(pt["tokens_per_s_compute"]) in page
     for value in ("11.25", "12.62", "0.875", "0.3125", "0.007812"):   # quality table
@@ -89,7 +89,7 @@ def test_markdown_links_plots_and_tabulates(rendered):
     md = (out / "report.md").read_text()
     for png in ("roofline.png", "energy.png", "cycles.png"):
         assert f"]({png})" in md
-    assert "horowitz-45nm 1.1" in md and "| down_proj | 64 x 128 | 2 |" in md
+    assert "horowitz-45nm 1.2" in md and "| down_proj | 64 x 128 | 2 |" in md
     assert "| top-1 agreement with source | 0.875 |" in md
     assert report._fmt(result["per_token"]["energy_j"]) in md
 
@@ -101,7 +101,11 @@ def test_kinds_table_sums_layers():
     assert rows["down_proj"]["count"] == 2 and rows["down_proj"]["cycles"] == 18000
     assert rows["down_proj"]["memory_bound"] == 0 and rows["q_proj"]["memory_bound"] == 2
     total_uj = sum(r["energy_uj"] for r in rows.values())
-    assert total_uj == pytest.approx(result["per_token"]["energy_j"] * 1e6)
+    pt = result["per_token"]
+    static = pt["energy_breakdown_j"]["static_board"] + pt["energy_breakdown_j"]["dram_background"]
+    assert total_uj == pytest.approx((pt["energy_j"] - static) * 1e6)      # layers' actions + static power
+    kv = get_board("kv260")
+    assert static == pytest.approx((kv.static_w + kv.memory_system().background_w) * pt["time_s"])
 
 
 def test_render_projection_without_quality_and_overwrite(tmp_path):
@@ -151,7 +155,7 @@ def test_cli_report(tmp_path, capsys):
     src.write_text(json.dumps(synthetic_result()))
     assert main(["report", str(src), "--out", str(tmp_path / "out")]) == 0
     text = capsys.readouterr().out
-    assert "tiny-llama on kv260" in text and "horowitz-45nm 1.1" in text and "report.html" in text
+    assert "tiny-llama on kv260" in text and "horowitz-45nm 1.2" in text and "report.html" in text
     assert (tmp_path / "out" / "report.html").is_file()
 
 
@@ -168,3 +172,20 @@ def test_cli_report_errors(tmp_path, capsys, content, message):
     err = capsys.readouterr().err
     assert message in err and err.startswith("tritforge report: error:") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_render_context_sweep(tmp_path):
+    from tritforge.sim.estimate import context_sweep, project
+
+    board, table = get_board("kv260"), EnergyTable.load(None)
+    r = project("smollm2-135m", 2, board, table, context=1024)
+    r["context_sweep"] = context_sweep("smollm2-135m", 2, board, table, points=3)
+    written = report.render(r, str(tmp_path / "rep"))
+    assert "sweep.png" in written and open(written["sweep.png"], "rb").read(8) == PNG_MAGIC
+    md = open(written["report.md"]).read()
+    assert "## Context sweep" in md and "| 8,192 |" in md and "| 0 |" in md
+    assert "static_board" in md and "dram_background" in md           # the energy breakdown includes static power
+    ctx = [p["context"] for p in r["context_sweep"]]
+    assert ctx == [0, 4096, 8192]
+    tps = [p["tokens_per_s"] for p in r["context_sweep"]]
+    assert tps[0] > tps[1] > tps[2]                                   # the KV cache slows decode down
