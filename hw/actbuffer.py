@@ -31,6 +31,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from ..errors import TritforgeError
+from .checks import check_int
 from .primitives import check_primitives
 
 #: ECP5 DP16KD port widths and the depth each gives (18 Kbit blocks)
@@ -54,9 +55,8 @@ class ActivationBuffer(wiring.Component):
     latency = 3
 
     def __new__(cls, words: int, width: int, *, primitives: str = "generic"):
-        for name, v in (("words", words), ("width", width)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise TypeError(f"ActivationBuffer {name} must be a positive integer, not {v!r}")
+        check_int("ActivationBuffer", "words", words, 1)
+        check_int("ActivationBuffer", "width", width, 1)
         check_primitives(primitives, "activation buffer")
         if primitives == "ecp5":
             ecp5_config(max(words, 2), width)

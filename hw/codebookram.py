@@ -21,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
 from ..hwconfig import HwConfig
+from .checks import check_config
 from .signature import payload_layouts
 
 #: shift bits applied to the mantissa when the codebook entry is written (the rest, in
@@ -41,8 +42,7 @@ class CodebookRam(wiring.Component):
     word at each row's index, in the same cycle)."""
 
     def __new__(cls, cfg: HwConfig):
-        if not isinstance(cfg, HwConfig):
-            raise TypeError(f"CodebookRam cfg must be a HwConfig, not {cfg!r}")
+        check_config("CodebookRam", cfg)
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig):

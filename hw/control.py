@@ -32,6 +32,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hwconfig import CMD_ACCEPT_CYCLES, END_CYCLES, LOAD_OPEN_CYCLES, HwConfig
+from .checks import check_config
 from .replica import replicas
 from .signature import payload_layouts
 
@@ -61,8 +62,7 @@ class CommandControl(wiring.Component):
     end_cycles = 1
 
     def __new__(cls, cfg: HwConfig):
-        if not isinstance(cfg, HwConfig):
-            raise TypeError(f"CommandControl cfg must be a HwConfig, not {cfg!r}")
+        check_config("CommandControl", cfg)
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig):

@@ -47,6 +47,7 @@ from amaranth.lib.wiring import In, Out
 from ..codec import layout
 from ..errors import TritforgeError
 from ..hwconfig import HwConfig
+from .checks import check_config, check_int
 from .replica import replicas
 
 STYLES = ("arith", "nibble", "rom")
@@ -195,12 +196,9 @@ class TritDecoder(wiring.Component):
 
     def __new__(cls, cfg: HwConfig, *, style: str = DEFAULT_STYLE, tag_shape=unsigned(0),
                 enable_copies: int = 0, window: tuple[int, int] | None = None):
-        if not isinstance(cfg, HwConfig):
-            raise TypeError(f"TritDecoder cfg must be a HwConfig, not {cfg!r}")
+        check_config("TritDecoder", cfg)
         cls.check_style(style)
-        if not isinstance(enable_copies, int) or enable_copies < 0:
-            raise TypeError(f"TritDecoder enable_copies must be a non-negative integer, "
-                            f"not {enable_copies!r}")
+        check_int("TritDecoder", "enable_copies", enable_copies)
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig, *, style: str = DEFAULT_STYLE, tag_shape=unsigned(0),

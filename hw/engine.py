@@ -51,6 +51,7 @@ from ..codec import layout
 from ..hwconfig import ISSUE_STAGES, HwConfig
 from .actbuffer import ActivationBuffer
 from .actmultiples import ActMultiples
+from .checks import check_config
 from .control import CommandControl
 from .decoder import DEFAULT_STYLE, TritDecoder
 from .errcheck import InvalidByteCheck
@@ -76,8 +77,7 @@ class GemvEngine(wiring.Component):
     def __new__(cls, cfg: HwConfig, *, decoder_style: str = DEFAULT_STYLE,
                 primitives: str = "generic", window: tuple[int, int] | None = None,
                 err_latency: int | None = None):
-        if not isinstance(cfg, HwConfig):
-            raise TypeError(f"GemvEngine cfg must be a HwConfig, not {cfg!r}")
+        check_config("GemvEngine", cfg)
         TritDecoder.check_style(decoder_style)
         check_primitives(primitives, "engine")
         cls.check_structure(cfg)

@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..errors import TritforgeError
 from ..hwconfig import ERR_FOLD, ERR_PAIR, err_latency
+from .checks import check_int
 from .decoder import byte_invalid_parts
 from .foldtree import fold_registered
 
@@ -28,9 +29,7 @@ class InvalidByteCheck(wiring.Component):
     ``clear``; ``err`` (sticky)."""
 
     def __new__(cls, beat_bytes: int, latency: int | None = None):
-        if not isinstance(beat_bytes, int) or beat_bytes < 1:
-            raise TypeError(f"InvalidByteCheck beat_bytes must be a positive integer, "
-                            f"not {beat_bytes!r}")
+        check_int("InvalidByteCheck", "beat_bytes", beat_bytes, 1)
         if latency is not None and latency < err_latency(beat_bytes):
             raise TritforgeError(f"InvalidByteCheck latency={latency}: {beat_bytes} bytes "
                                  f"need at least {err_latency(beat_bytes)} cycles")

@@ -33,6 +33,7 @@ from ..codec import layout
 from ..codec.golden import ACT_ABS, ACT_BITS
 from ..hwconfig import HwConfig, groupdot_stages
 from .decoder import plane_layout
+from .checks import check_config, check_int
 from .replica import replicas
 
 ACT = signed(ACT_BITS)
@@ -69,11 +70,8 @@ class GroupDot(wiring.Component):
     """Ports: ``i`` stream of ``{planes, mult, tag}``; ``o`` stream of ``{p, tag}``."""
 
     def __new__(cls, cfg: HwConfig, *, tag_shape=unsigned(0), enable_copies: int = 0):
-        if not isinstance(cfg, HwConfig):
-            raise TypeError(f"GroupDot cfg must be a HwConfig, not {cfg!r}")
-        if not isinstance(enable_copies, int) or enable_copies < 0:
-            raise TypeError(f"GroupDot enable_copies must be a non-negative integer, "
-                            f"not {enable_copies!r}")
+        check_config("GroupDot", cfg)
+        check_int("GroupDot", "enable_copies", enable_copies)
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig, *, tag_shape=unsigned(0), enable_copies: int = 0):

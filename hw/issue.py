@@ -31,6 +31,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hwconfig import HwConfig
+from .checks import check_config, check_int
 from .control import buffer_address_bits, counter_shapes
 from .replica import replicas
 from .signature import payload_layouts
@@ -56,10 +57,8 @@ class IssueStage(wiring.Component):
     activation buffer's read address), ``take`` (a beat is accepted)."""
 
     def __new__(cls, cfg: HwConfig, beat_bytes: int):
-        if not isinstance(cfg, HwConfig):
-            raise TypeError(f"IssueStage cfg must be a HwConfig, not {cfg!r}")
-        if not isinstance(beat_bytes, int) or beat_bytes < 1:
-            raise TypeError(f"IssueStage beat_bytes must be a positive integer, not {beat_bytes!r}")
+        check_config("IssueStage", cfg)
+        check_int("IssueStage", "beat_bytes", beat_bytes, 1)
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig, beat_bytes: int):

@@ -30,6 +30,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import TritforgeError
+from .checks import check_int
 from .primitives import check_primitives
 #: operand width of the ECP5 sysDSP multiplier (signed)
 ECP5_OPERAND_BITS = 18
@@ -41,10 +42,8 @@ class PipelinedMultiplier(wiring.Component):
     latency = 3
 
     def __new__(cls, a_bits: int, b_bits: int, *, primitives: str = "generic"):
-        for name, v in (("a_bits", a_bits), ("b_bits", b_bits)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise TypeError(f"PipelinedMultiplier {name} must be a positive integer, "
-                                f"not {v!r}")
+        check_int("PipelinedMultiplier", "a_bits", a_bits, 1)
+        check_int("PipelinedMultiplier", "b_bits", b_bits, 1)
         check_primitives(primitives, "multiplier")
         if primitives == "ecp5" and max(a_bits, b_bits) > ECP5_OPERAND_BITS:
             raise TritforgeError(f"multiplier {a_bits} x {b_bits} bits: the ECP5 primitive takes "

@@ -20,15 +20,10 @@ from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .checks import check_int
+
 #: submodule names of replica flip-flops (the synthesis flow keeps them apart by this prefix)
 KEEP_PREFIX = "keep_"
-
-
-def _check_count(n, what: str) -> None:
-    if not isinstance(n, int) or isinstance(n, bool):
-        raise TypeError(f"{what} must be an integer, not {n!r}")
-    if n < 0:
-        raise ValueError(f"{what} must be non-negative, not {n}")
 
 
 class _FlipFlop(Elaboratable):
@@ -60,7 +55,7 @@ class Replicas(wiring.Component):
     is copy i. ``n = 0`` is allowed (no copies)."""
 
     def __new__(cls, n: int, *, init: int = 0):
-        _check_count(n, "Replicas n")
+        check_int("Replicas", "n", n)
         if init not in (0, 1):
             raise ValueError(f"Replicas init must be 0 or 1, not {init!r}")
         return super().__new__(cls)
@@ -83,10 +78,8 @@ class PointerReplicas(wiring.Component):
     equal)."""
 
     def __new__(cls, size: int, n: int):
-        _check_count(n, "PointerReplicas n")
-        _check_count(size, "PointerReplicas size")
-        if size < 1:
-            raise ValueError(f"PointerReplicas size must be at least 1, not {size}")
+        check_int("PointerReplicas", "n", n)
+        check_int("PointerReplicas", "size", size, 1)
         return super().__new__(cls)
 
     def __init__(self, size: int, n: int):

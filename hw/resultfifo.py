@@ -31,6 +31,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hwconfig import FIFO_DEPTH, HwConfig
+from .checks import check_config, check_int
 from .replica import pointer_replicas, replicas
 from .signature import payload_layouts
 
@@ -41,11 +42,8 @@ class ResultFifo(wiring.Component):
     cycle); ``o`` (the result stream), ``adv``, ``adv_next``, ``adv_copies``, ``done``."""
 
     def __new__(cls, cfg: HwConfig, *, adv_copies: int = 0):
-        if not isinstance(cfg, HwConfig):
-            raise TypeError(f"ResultFifo cfg must be a HwConfig, not {cfg!r}")
-        if not isinstance(adv_copies, int) or adv_copies < 0:
-            raise TypeError(f"ResultFifo adv_copies must be a non-negative integer, "
-                            f"not {adv_copies!r}")
+        check_config("ResultFifo", cfg)
+        check_int("ResultFifo", "adv_copies", adv_copies)
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig, *, adv_copies: int = 0):

@@ -45,6 +45,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hwconfig import HwConfig
+from .checks import check_config, check_int
 from .codebookram import FINE, CodebookRam, word_layout
 from .decoder import index_layout
 from .gatedadd import gated_add
@@ -70,11 +71,9 @@ class ScaleMac(wiring.Component):
     latency = 5 + PipelinedMultiplier.latency
 
     def __new__(cls, cfg: HwConfig, *, primitives: str = "generic", adv_copies: int = 0):
-        if not isinstance(cfg, HwConfig):
-            raise TypeError(f"ScaleMac cfg must be a HwConfig, not {cfg!r}")
+        check_config("ScaleMac", cfg)
         check_primitives(primitives, "scale MAC")
-        if not isinstance(adv_copies, int) or adv_copies < 0:
-            raise TypeError(f"ScaleMac adv_copies must be a non-negative integer, not {adv_copies!r}")
+        check_int("ScaleMac", "adv_copies", adv_copies)
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig, *, primitives: str = "generic", adv_copies: int = 0):
