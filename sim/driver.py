@@ -87,25 +87,25 @@ def parse_config(name: str) -> int:
 
 
 def resolve_hw(spec: str, depth: int):
-    """``--hw``: a board name, a HwConfig JSON file or ``default`` -> (board, HwConfig).
+    """``--hw``: a board name, a board description (``.toml``, ``sim.boards``), a HwConfig
+    JSON file or ``default`` -> (board, HwConfig).
 
-    A HwConfig file keeps the default board's memory (bandwidth, memory type) and takes
-    its own array size and clock.
+    A HwConfig file runs its engine (array size, buffer, clock) on the default board
+    (``sim.boards.with_hwconfig``: the memory, static power and host stay the board's, and
+    the board's name says both, e.g. ``kv260+engine.json``); for another board's memory,
+    give that board's description.
     """
     from . import boards
 
-    if spec.endswith(".json") or os.path.isfile(spec):
+    if spec.lower().endswith(".json"):
         cfg = HwConfig.from_json(spec)
         if cfg.depth != depth:
             raise TritforgeError(f"{spec}: hardware depth d={cfg.depth}, but the config asks for d={depth}")
         base = boards.get_board(boards.DEFAULT_BOARD)
-        board = dataclasses.replace(base, name=f"{base.name}+{os.path.basename(spec)}",
-                                    clock_mhz=float(cfg.clock_mhz), rows=cfg.rows, vectors=cfg.vectors,
-                                    max_in_features=cfg.max_in_features)
-        return board, cfg
-    if spec.strip().lower() != "default" and spec.strip().lower() not in boards.BOARDS:
+        return boards.with_hwconfig(base, cfg, os.path.basename(spec)), cfg
+    if spec.strip().lower() not in ("default", *boards.BOARDS) and not spec.lower().endswith(".toml"):
         raise TritforgeError(f"--hw {spec!r}: expected a board ({', '.join(sorted(boards.BOARDS))}), "
-                             "a HwConfig .json file or 'default'")
+                             "a board .toml file, a HwConfig .json file or 'default'")
     board = boards.get_board(spec)
     return board, board.hwconfig(depth)
 
@@ -443,6 +443,26 @@ def model_info(model, where: str, layers: dict[str, HwLinear]) -> dict:
             "linear_weights": int(sum(h.in_features * h.out_features for h in layers.values()))}
 
 
+def whole_token(model, depth: int, board, table, accel, context: int) -> dict:
+    """The whole decode token at ``context`` (the prompt's length) through the estimator's
+    closed forms (``sim.estimate.project``: the engine, attention and vector units,
+    ``lm_head`` per the AccelConfig, sustained memory bandwidth, board static power), for
+    the model the run loaded; and the context sweep the report plots.
+
+    The run's own ``per_token`` counts the quantized matrices as the cycle model ran them;
+    ``whole_token`` adds the rest of the token, so its tokens/s and J/token are the
+    figures of the whole accelerator."""
+    from . import estimate
+
+    shape = {**model.config.to_dict(), "_name": getattr(model.config, "name_or_path", "") or "model"}
+    r = estimate.project(shape, depth, board, table, context=context, prompt_tokens=context,
+                         accel=accel)
+    keep = ("context", "per_token", "timing", "prefill", "memory_fit", "lm_head", "schedule",
+            "assumptions")
+    return {"whole_token": {k: r[k] for k in keep if k in r},
+            "context_sweep": estimate.context_sweep(shape, depth, board, table, accel=accel)}
+
+
 def run(opts: RunOptions, rtl_check=None) -> dict:
     """Everything ``tritforge run`` does; returns the run-result JSON document (a dict).
 
@@ -540,6 +560,7 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         "per_token": per_token,
         "quality": quality,
     }
+    result.update(whole_token(model, depth, board, table, accel, len(gen.prompt_ids)))
     if opts.rtl_sample:
         if rtl_check is None:
             raise TritforgeError("--rtl-sample: no RTL co-simulation available to this caller")

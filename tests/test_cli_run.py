@@ -83,6 +83,15 @@ def test_run_tiny_llama_json_and_report(llama, tmp_path, capsys):
         assert word in text
     for name in ("report.html", "report.md", "result.json", "roofline.png"):
         assert (rep / name).is_file(), name
+    # the whole token at the prompt's context: every unit, slower and costlier than the
+    # quantized matrices alone, and the context sweep the report plots
+    w = r["whole_token"]
+    assert w["context"] == r["tokens"]["prompt"]
+    assert set(w["per_token"]["units"]) >= {"engine", "attention", "vector", "lm_head", "static"}
+    assert w["per_token"]["tokens_per_s"] < r["per_token"]["tokens_per_s"]
+    assert w["per_token"]["energy_j"] > r["per_token"]["energy_j"]
+    assert r["context_sweep"][0]["context"] == 0 and len(r["context_sweep"]) > 2
+    assert "whole tok" in text and "attention" in text
 
 
 def test_run_tiny_qwen2_hwconfig_file_and_packed(qwen2, tmp_path, capsys):

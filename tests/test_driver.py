@@ -241,6 +241,9 @@ def test_resolve_hw(tmp_path):
     board, cfg = driver.resolve_hw(str(path), 1)
     assert (cfg.rows, cfg.vectors, board.rows, board.vectors, board.clock_mhz) == (5, 3, 5, 3, 123.0)
     assert board.bandwidth_gbs == boards.get_board("default").bandwidth_gbs
+    assert board.name == f"{boards.DEFAULT_BOARD}+hw.json"       # the board it runs on, named
+    board, cfg = driver.resolve_hw(str(boards.boards_folder().joinpath("u280.toml")), 2)
+    assert board.name == "u280" and cfg.rows == board.rows      # a board description
     with pytest.raises(TritforgeError, match="hardware depth d=1, but the config asks for d=2"):
         driver.resolve_hw(str(path), 2)
     with pytest.raises(TritforgeError, match="expected a board"):

@@ -102,9 +102,20 @@ def summary(r: dict) -> str:
         f"decode     {t['decode_cycles_per_token']:,} cycles/token, {_fmt_rate(t['decode_tokens_per_s'])} tokens/s "
         f"({pt['bound']}-bound; compute {_fmt_rate(pt['tokens_per_s_compute'])}, "
         f"memory {_fmt_rate(pt['tokens_per_s_memory'])} tokens/s)",
-        f"energy     {pt['energy_j'] * 1e3:.4f} mJ/token ({pt['energy_j']:.3e} J/token)",
+        f"energy     {pt['energy_j'] * 1e3:.4f} mJ/token ({pt['energy_j']:.3e} J/token) in the "
+        f"quantized matrices",
         f"simulation {t['wall_s_per_token']:.3f} s wall per decode token on this machine",
     ]
+    if "whole_token" in r:
+        w = r["whole_token"]
+        wt, u = w["per_token"], w["per_token"]["units"]
+        lines.append(f"whole tok  {_fmt_rate(wt['tokens_per_s'])} tokens/s, {wt['energy_j'] * 1e3:.2f} mJ/token "
+                     f"at context {w['context']} ({wt['power_w']:.2f} W): engine "
+                     f"{u['engine']['time_s'] * 1e6:,.0f} us, attention {u['attention']['time_s'] * 1e6:,.0f} us, "
+                     f"vector {u['vector']['time_s'] * 1e6:,.0f} us, lm_head ({w['lm_head']['where']}) "
+                     f"{u['lm_head']['time_s'] * 1e6:,.0f} us; memory at "
+                     f"{wt['memory_efficiency'] * 100:.1f} % of peak; static "
+                     f"{u['static']['energy_j'] / wt['energy_j'] * 100:.0f} % of the energy")
     if "ppl_hw" in q:
         lines.append(f"quality    perplexity source {q['ppl_source']:.3f}, dequantized {q['ppl_quantized']:.3f}, "
                      f"linear-only hardware {q['ppl_hw']:.3f} ({q['eval_tokens']} tokens); top-1 agreement "
