@@ -55,12 +55,17 @@ class ActivationBuffer(wiring.Component):
     latency = 3
 
     def __new__(cls, words: int, width: int, *, primitives: str = "generic"):
+        cls.check(words, width, primitives)
+        return super().__new__(cls)
+
+    @staticmethod
+    def check(words: int, width: int, primitives: str) -> None:
+        """The parameters, and that the primitive set can build the buffer."""
         check_int("ActivationBuffer", "words", words, 1)
         check_int("ActivationBuffer", "width", width, 1)
         check_primitives(primitives, "activation buffer")
         if primitives == "ecp5":
             ecp5_config(max(words, 2), width)
-        return super().__new__(cls)
 
     def __init__(self, words: int, width: int, *, primitives: str = "generic"):
         self.words, self.width, self.primitives = max(words, 2), width, primitives

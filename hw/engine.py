@@ -80,6 +80,8 @@ class GemvEngine(wiring.Component):
         check_config("GemvEngine", cfg)
         TritDecoder.check_style(decoder_style)
         check_primitives(primitives, "engine")
+        ScaleMac.check(cfg, primitives)
+        ActivationBuffer.check(cfg.act_buffer_words, layout.ACT_WORD_BITS, primitives)
         cls.check_structure(cfg)
         return super().__new__(cls)
 

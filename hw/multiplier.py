@@ -42,13 +42,18 @@ class PipelinedMultiplier(wiring.Component):
     latency = 3
 
     def __new__(cls, a_bits: int, b_bits: int, *, primitives: str = "generic"):
+        cls.check(a_bits, b_bits, primitives)
+        return super().__new__(cls)
+
+    @staticmethod
+    def check(a_bits: int, b_bits: int, primitives: str) -> None:
+        """The parameters, and that the primitive set can build the multiplier."""
         check_int("PipelinedMultiplier", "a_bits", a_bits, 1)
         check_int("PipelinedMultiplier", "b_bits", b_bits, 1)
         check_primitives(primitives, "multiplier")
         if primitives == "ecp5" and max(a_bits, b_bits) > ECP5_OPERAND_BITS:
             raise TritforgeError(f"multiplier {a_bits} x {b_bits} bits: the ECP5 primitive takes "
                                  f"at most {ECP5_OPERAND_BITS}-bit signed operands")
-        return super().__new__(cls)
 
     def __init__(self, a_bits: int, b_bits: int, *, primitives: str = "generic"):
         self.primitives = primitives

@@ -57,6 +57,12 @@ from .resultfifo import ResultFifo
 from .signature import payload_layouts
 
 
+def multiplier_bits(cfg: HwConfig) -> tuple[int, int]:
+    """Signed operand widths of a row's multiplier: the codebook word's ``pm`` (unsigned,
+    one bit more as signed) and the group dot product."""
+    return word_layout(cfg)["pm"].shape.width + 1, cfg.widths.dot
+
+
 class ScaleMac(wiring.Component):
     """Ports: ``i`` stream of ``{p, k, tag}``; ``cb`` codebook writes; ``o`` result beats;
     ``adv_next`` (the advance's next value: what ``i.ready`` will be in the next cycle, a
@@ -71,10 +77,16 @@ class ScaleMac(wiring.Component):
     latency = 5 + PipelinedMultiplier.latency
 
     def __new__(cls, cfg: HwConfig, *, primitives: str = "generic", adv_copies: int = 0):
-        check_config("ScaleMac", cfg)
-        check_primitives(primitives, "scale MAC")
+        cls.check(cfg, primitives)
         check_int("ScaleMac", "adv_copies", adv_copies)
         return super().__new__(cls)
+
+    @staticmethod
+    def check(cfg: HwConfig, primitives: str) -> None:
+        """The parameters, and that the primitive set can build the mantissa multiplier."""
+        check_config("ScaleMac", cfg)
+        check_primitives(primitives, "scale MAC")
+        PipelinedMultiplier.check(*multiplier_bits(cfg), primitives)
 
     def __init__(self, cfg: HwConfig, *, primitives: str = "generic", adv_copies: int = 0):
         self.primitives = primitives
@@ -126,7 +138,7 @@ class ScaleMac(wiring.Component):
         prod = []
         for r in range(R):
             m.submodules[f"mul{r}"] = mul = PipelinedMultiplier(
-                pm_bits + 1, w.dot, primitives=self.primitives)
+                *multiplier_bits(cfg), primitives=self.primitives)
             m.d.comb += [mul.a.eq(m1[r]), mul.b.eq(p1[r]), mul.en.eq(adv_row[r]),
                          cbr.addr[r].eq(self.i.payload.k[r])]
             prod.append(mul.p)

@@ -193,3 +193,18 @@ def test_structure_asserts_pipeline_stages(monkeypatch, recwarn):
     with pytest.raises(AssertionError, match="pipeline"):
         GemvEngine(small_cfg(1, 1, 1))
     assert not [w for w in recwarn if "never used" in str(w.message)]   # refused before construction
+
+
+def test_refused_before_construction(recwarn):
+    """Parameters the engine cannot be built with are refused in ``__new__``: nothing is
+    constructed (no unused-elaboratable warning), whichever block would have failed."""
+    from tritforge.errors import TritforgeError
+
+    with pytest.raises(TypeError, match="HwConfig"):
+        GemvEngine({"depth": 2})
+    with pytest.raises(TritforgeError, match="style"):
+        GemvEngine(HwConfig(), decoder_style="lut")
+    # the ECP5 block RAM holds at most 16,384 words: T = 64 vectors of 512 words do not fit
+    with pytest.raises(TritforgeError, match="activation buffer"):
+        GemvEngine(HwConfig(vectors=64), primitives="ecp5")
+    assert not [w for w in recwarn if "never used" in str(w.message)]
