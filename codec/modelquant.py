@@ -12,16 +12,28 @@ floating point and are not counted), as in the published material:
 * totals: the same ratio over all matrices (so large matrices weigh more), the number of
   weights, information bpw ``(d + 3/16) log2 3`` and physical bpw of the packed file stream
   (``codec.packfile.info``: bytes * 8 / weights, padding included).
+
+The ``calibrated`` mode (``codec.calibrate``) first runs the float model over calibration
+text once (``codec.calibration.checkpoint_hessians``) and factors each matrix's input
+Hessian once for all depths; its :class:`ModelQuant` carries a ``calibration`` record
+(options, tokens, seconds of the forward pass and of the factorizations, peak resident
+memory of the process from ``resource.getrusage``).
 """
 from __future__ import annotations
 
 import math
+import resource
+import sys
 import time
 from dataclasses import dataclass, field
 
 from . import layout, packfile
 from ..errors import TritforgeError
-from .quantize import MODES, TritTensor, prepare, quantize_groups, weight_error
+from .calibrate import MODE as CALIBRATED, hessian_factor, quantize_calibrated
+from .quantize import MODES as _ROUNDING_MODES, TritTensor, prepare, quantize_groups, weight_error
+
+#: every mode the model quantizer takes: the two rounding modes and the calibrated one
+MODES = _ROUNDING_MODES + (CALIBRATED,)
 
 
 @dataclass
@@ -54,6 +66,7 @@ class ModelQuant:
     tensors: dict[str, TritTensor] = field(default_factory=dict)
     stats: dict[str, MatrixStats] = field(default_factory=dict)
     seconds: float = 0.0          #: time spent in quantize_groups + error for this depth
+    calibration: dict | None = None   #: calibrated mode: options, timings, peak memory
 
     @property
     def weights(self) -> int:
@@ -86,7 +99,7 @@ class ModelQuant:
                 "weights": self.weights, "bytes": self.bytes,
                 "info_bpw": self.info_bpw, "physical_bpw": self.physical_bpw,
                 "rel_mse": self.rel_mse, "sqnr_db": _finite(self.sqnr_db),
-                "quantize_seconds": self.seconds}
+                "quantize_seconds": self.seconds, "calibration": self.calibration}
 
 
 def _finite(x: float):
@@ -108,11 +121,21 @@ def parse_configs(text: str) -> list[tuple[str, int]]:
     return out
 
 
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2 ** 20 if sys.platform == "darwin" else rss / 1024
+
+
 def quantize_model(tensors: dict, names: list[str], depths, mode: str = "tritllm-v2",
-                   progress: bool = True) -> dict[int, ModelQuant]:
+                   progress: bool = True, hessians: dict | None = None,
+                   calib=None) -> dict[int, ModelQuant]:
     """Quantize ``tensors[name]`` for every name and depth; returns depth -> :class:`ModelQuant`.
 
     ``tensors`` maps names to 2-D weights (torch tensors or numpy arrays of any float dtype).
+    The calibrated mode needs ``hessians`` (name -> H, ``codec.calibration``; a missing or
+    ``None`` entry stands for the identity) and ``calib`` (``CalibOptions``: damping, order,
+    group choice, codebook).
     """
     from tqdm import tqdm
 
@@ -123,24 +146,72 @@ def quantize_model(tensors: dict, names: list[str], depths, mode: str = "tritllm
         raise TritforgeError("depths: expected at least one of 1..4")
     if not names:
         raise TritforgeError("no linear matrices to quantize")
+    if mode == CALIBRATED and (hessians is None or calib is None):
+        raise TritforgeError("mode calibrated: needs calibration Hessians and options")
     results = {d: ModelQuant(d, mode) for d in depths}
+    factor_seconds = 0.0
+    cached, cached_layer = {}, None    # id(H) -> (H, factor) within the current layer
+    notes = {"dead_channels": 0, "nonfinite_channels": 0, "extra_damping": 0, "identity": 0}
     bar = tqdm(names, desc=f"quantize d={','.join(map(str, depths))} {mode}", unit="matrix",
                disable=not progress, leave=False)
     for name in bar:
         wg, shape = prepare(tensors[name], name)      # depth-independent: once per matrix
         w = wg.reshape(shape[0], -1)[:, :shape[1]]     # fp32 view without the padding
+        factor = None
+        if mode == CALIBRATED:
+            H = hessians.get(name)
+            layer = name.split(".")[2] if name.count(".") >= 3 else ""
+            if layer != cached_layer:       # keep one layer's factors at a time
+                cached, cached_layer = {}, layer
+            if H is not None and id(H) in cached:
+                factor = cached[id(H)][1]   # q/k/v and gate/up share one H: factor it once
+            else:
+                t0 = time.perf_counter()
+                factor = hessian_factor(H, wg.shape[1] * layout.GROUP, calib.damp, calib.order)
+                factor_seconds += time.perf_counter() - t0
+                if H is not None:
+                    cached[id(H)] = (H, factor)
+            for key in ("dead_channels", "nonfinite_channels"):
+                notes[key] += factor.note[key]
+            notes["extra_damping"] += int(factor.note["damp"] > calib.damp)
+            notes["identity"] += int(factor.note["identity"])
         for d in depths:
             t0 = time.perf_counter()
-            t = quantize_groups(wg, shape, d, mode)
+            if factor is None:
+                t = quantize_groups(wg, shape, d, mode)
+            else:
+                t = quantize_calibrated(wg, shape, d, factor, calib.codebook, calib.choice)
             err = weight_error(w, t)
             r = results[d]
             r.seconds += time.perf_counter() - t0
             r.tensors[name] = t
             r.stats[name] = MatrixStats(name, shape, t.pad, packfile.info(name, t).bytes,
                                         err["sq_err"], err["sq_ref"], err["rel_mse"], err["sqnr_db"])
+    if mode == CALIBRATED:
+        for r in results.values():
+            r.calibration = {**calib.describe(), "factor_seconds": factor_seconds,
+                             "matrices_with": notes, "peak_rss_mib": peak_rss_mib()}
     return results
 
 
-def quantize_checkpoint(ckpt, depths, mode: str = "tritllm-v2", progress: bool = True) -> dict[int, ModelQuant]:
-    """:func:`quantize_model` over a ``codec.checkpoint.Checkpoint``'s linear matrices."""
-    return quantize_model(ckpt.tensors, ckpt.linear_names, depths, mode, progress)
+def quantize_checkpoint(ckpt, depths, mode: str = "tritllm-v2", progress: bool = True,
+                        calib=None) -> dict[int, ModelQuant]:
+    """:func:`quantize_model` over a ``codec.checkpoint.Checkpoint``'s linear matrices.
+
+    The calibrated mode runs the calibration pass first (``calib``: ``CalibOptions``,
+    default the bundled text) and records its time in every depth's ``calibration``.
+    """
+    if mode != CALIBRATED:
+        return quantize_model(ckpt.tensors, ckpt.linear_names, depths, mode, progress)
+    from .calibration import checkpoint_hessians, make_options
+
+    calib = calib or make_options()
+    names = ckpt.linear_names
+    if not names:
+        raise TritforgeError("no linear matrices to quantize")
+    hessians, info = checkpoint_hessians(ckpt, names, calib, progress)
+    results = quantize_model(ckpt.tensors, names, depths, mode, progress, hessians, calib)
+    for r in results.values():
+        r.calibration = {**r.calibration, "tokens": info["tokens"],
+                         "forward_seconds": info["forward_seconds"]}
+    return results

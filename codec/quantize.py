@@ -271,3 +271,26 @@ def weight_error(w, t: TritTensor) -> dict:
     rel = err / ref if ref > 0 else 0.0
     return {"sq_err": err, "sq_ref": ref, "rel_mse": rel,
             "sqnr_db": float(-10 * np.log10(rel)) if rel > 0 else float("inf")}
+
+
+def mode_codebook(wg: np.ndarray, d: int, mode: str = "tritforge") -> Codebook:
+    """The codebook ``quantize_groups`` would choose for these groups in ``mode``.
+
+    For the calibrated mode (``codec.calibrate``), which keeps a mode's codebook and changes
+    only how each group's entry and levels are picked. Same rules as ``quantize_groups``:
+    an all-zero matrix gets ``lo = hi = 1``; if every group's candidate error underflowed,
+    every group takes the top scale.
+    """
+    if mode not in MODES:
+        raise TritforgeError(f"mode {mode!r}: expected one of {MODES}")
+    L = max_level(d)
+    top = float(np.abs(wg).max())
+    if top == 0.0:
+        return Codebook(1.0, 1.0)
+    scales = group_scales(wg, d)
+    hi = top / L
+    if not (scales > 0).any():
+        scales = np.full_like(scales, hi)
+    if mode == "tritllm-v2":
+        return Codebook(min(max(float(scales[scales > 0].min()), lo_floor(hi)), hi), hi)
+    return _improved_codebook(wg, scales, d, hi)

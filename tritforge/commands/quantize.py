@@ -26,14 +26,40 @@ def add_arguments(p) -> None:
                    help="HF safetensors folder, .gguf file, or 'default' (embedded SmolLM2-135M-Instruct)")
     p.add_argument("--configs", default="uniform-d1,uniform-d2,uniform-d3,uniform-d4",
                    help="comma-separated configs uniform-d1..uniform-d4 (default: all four)")
-    p.add_argument("--mode", default="tritllm-v2", choices=("tritllm-v2", "tritforge"),
-                   help="tritllm-v2: the published rule; tritforge: the improved mode (same bpw)")
+    p.add_argument("--mode", default="tritllm-v2", choices=("tritllm-v2", "tritforge", "calibrated"),
+                   help="tritllm-v2: the published rule; tritforge: the improved mode; calibrated: "
+                        "error-compensated rounding on calibration text (all three: same format and bpw)")
+    p.add_argument("--calib", metavar="FILE", default=None,
+                   help="calibrated mode: UTF-8 text to calibrate on (default: the bundled text)")
+    p.add_argument("--calib-seqs", type=int, default=5, metavar="N",
+                   help="calibrated mode: number of calibration sequences (default 5)")
+    p.add_argument("--calib-len", type=int, default=512, metavar="N",
+                   help="calibrated mode: tokens per calibration sequence (default 512)")
+    p.add_argument("--calib-damp", type=float, default=0.01, metavar="F",
+                   help="calibrated mode: Hessian damping, fraction of its mean diagonal (default 0.01)")
+    p.add_argument("--calib-order", default="natural", choices=("natural", "act-groups"),
+                   help="calibrated mode: column order; act-groups: groups of 16 by decreasing "
+                        "input energy (default natural)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (one sub-folder per config)")
     p.add_argument("--no-export", action="store_true", help="skip the FP16 HF folder")
     p.add_argument("--no-ppl", action="store_true", help="skip the perplexity measurements")
     p.add_argument("--ppl-tokens", type=int, default=0, metavar="N",
                    help="score only the first N tokens of the bundled text (default 0: all of it)")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+
+
+def _calib_options(args):
+    """The calibrated mode's checked options (the text file read here), else None."""
+    from ..codec.calibration import make_options
+
+    given = [f for f, v in (("--calib", args.calib), ("--calib-seqs", args.calib_seqs != 5),
+                            ("--calib-len", args.calib_len != 512), ("--calib-damp", args.calib_damp != 0.01),
+                            ("--calib-order", args.calib_order != "natural")) if v]
+    if args.mode != "calibrated":
+        if given:
+            raise TritforgeError(f"{given[0]}: only with --mode calibrated")
+        return None
+    return make_options(args.calib, args.calib_seqs, args.calib_len, args.calib_damp, args.calib_order)
 
 
 def _say(args, text: str) -> None:
@@ -83,6 +109,7 @@ def run(args) -> int:
 
     configs = parse_configs(args.configs)
     out = _check_out(args.out)
+    calib = _calib_options(args)
     if args.ppl_tokens < 0:
         raise TritforgeError(f"--ppl-tokens {args.ppl_tokens}: expected 0 (all) or a positive count")
 
@@ -95,7 +122,8 @@ def run(args) -> int:
                f"{desc['linear_weights']:,} weights ({t_load:.1f} s)")
 
     t0 = time.perf_counter()
-    results = quantize_checkpoint(ckpt, [d for _, d in configs], args.mode, progress=not args.quiet)
+    results = quantize_checkpoint(ckpt, [d for _, d in configs], args.mode, progress=not args.quiet,
+                                  calib=calib)
     t_quant_all = time.perf_counter() - t0
     t_shared = max(0.0, t_quant_all - sum(r.seconds for r in results.values()))
 
@@ -173,6 +201,11 @@ def run(args) -> int:
     print(f"{ckpt.path} ({ckpt.arch}): {desc['linear_matrices']} linear matrices, "
           f"{desc['linear_weights']:,} weights quantized; mode {args.mode}")
     print(summary_table(rows, source_ppl))
+    cal = results[configs[0][1]].calibration
+    if cal:
+        print(f"calibration: {cal['seqs']} x {cal['length']} tokens of {cal['text']}, forward "
+              f"{cal['forward_seconds']:.1f} s, Hessian factors {cal['factor_seconds']:.1f} s; "
+              f"peak memory {cal['peak_rss_mib']:.0f} MiB")
     print(f"outputs in {out}/<config>/: {PACKED_NAME}"
           + ("" if args.no_export else f", {EXPORT_NAME}/") + f", {REPORT_NAME}")
     return 0

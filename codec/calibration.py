@@ -1,0 +1,207 @@
+"""Calibration data for the ``calibrated`` mode and the input statistics it needs.
+
+Text
+    The bundled English text (``sim/data/eval_text.txt``, 2,578 SmolLM2 tokens) by default,
+    or the user's UTF-8 text file (``tritforge quantize --calib FILE``). The token ids (no
+    special tokens) are cut into ``seqs`` non-overlapping sequences of ``length`` tokens,
+    spread evenly over the text; each runs from an empty context. Refused with a one-line
+    ``TritforgeError``: a file that cannot be read, is empty (or only white space), is not
+    UTF-8 text (invalid UTF-8 or NUL bytes), is shorter than one sequence, or holds fewer
+    than ``seqs`` sequences.
+
+Statistics
+    For every linear matrix, ``H = X^T X / n`` over the n calibration tokens X of its input
+    (fp32 sums, the GPTQ paper's Hessian up to the factor 2, arXiv 2210.17323 section 3).
+    Matrices that read the same input share one H: q/k/v read the attention block's
+    normalized input and gate/up the MLP block's (``SHARED``), so a Llama/Qwen2 layer needs
+    four. They are captured with forward pre-hooks in one pass of the floating-point model
+    over the calibration sequences, once for every requested depth.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import TritforgeError
+from .calibrate import CHOICES, CODEBOOKS, DEFAULT_DAMP, ORDERS
+
+#: the bundled text: sim/data next to codec/ (both in the repository and when installed)
+DEFAULT_TEXT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "sim", "data", "eval_text.txt")
+DEFAULT_SEQS = 5
+DEFAULT_LENGTH = 512
+#: module -> the module whose input (and H) it shares
+SHARED = {"k_proj": "q_proj", "v_proj": "q_proj", "up_proj": "gate_proj"}
+
+
+@dataclass(frozen=True)
+class CalibOptions:
+    """What the calibrated mode is calibrated on and how it runs."""
+
+    text: str
+    source: str                      #: the file read, for reports
+    seqs: int = DEFAULT_SEQS
+    length: int = DEFAULT_LENGTH
+    damp: float = DEFAULT_DAMP
+    order: str = "natural"
+    choice: str = "hessian"
+    codebook: str = "tritforge"
+
+    def describe(self) -> dict:
+        return {"text": self.source, "seqs": self.seqs, "length": self.length,
+                "damp": self.damp, "order": self.order, "choice": self.choice,
+                "codebook": self.codebook}
+
+
+def read_text(path: str, what: str = "--calib") -> str:
+    """A UTF-8 text file's content; one-line errors for unreadable, empty or non-text files."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise TritforgeError(f"{what} {path}: cannot read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TritforgeError(f"{what} {path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} "
+                             f"at offset {exc.start})") from None
+    if "\x00" in text:
+        raise TritforgeError(f"{what} {path}: not UTF-8 text (NUL byte at offset {text.index(chr(0))})")
+    if not text.strip():
+        raise TritforgeError(f"{what} {path}: empty; expected UTF-8 text")
+    return text
+
+
+def make_options(path: str | None = None, seqs: int = DEFAULT_SEQS, length: int = DEFAULT_LENGTH,
+                 damp: float = DEFAULT_DAMP, order: str = "natural", choice: str = "hessian",
+                 codebook: str = "tritforge") -> CalibOptions:
+    """Checked options; ``path=None`` takes the bundled text."""
+    if seqs < 1:
+        raise TritforgeError(f"--calib-seqs {seqs}: expected at least 1")
+    if length < 2:
+        raise TritforgeError(f"--calib-len {length}: expected at least 2 tokens")
+    if not (damp == damp and 0 <= damp < float("inf")):
+        raise TritforgeError(f"--calib-damp {damp}: expected a finite fraction >= 0")
+    for value, allowed, what in ((order, ORDERS, "--calib-order"), (choice, CHOICES, "choice"),
+                                 (codebook, CODEBOOKS, "codebook")):
+        if value not in allowed:
+            raise TritforgeError(f"{what} {value!r}: expected one of {', '.join(allowed)}")
+    if path is None:
+        text = read_text(DEFAULT_TEXT, "bundled calibration text")
+        source = "sim/data/eval_text.txt"
+    else:
+        text = read_text(path)
+        source = path
+    return CalibOptions(text, source, seqs, length, damp, order, choice, codebook)
+
+
+def calibration_ids(tokenizer, opts: CalibOptions):
+    """(seqs, length) int64 token ids spread evenly over the text."""
+    import torch
+
+    ids = tokenizer(opts.text, add_special_tokens=False)["input_ids"]
+    n = len(ids)
+    where = "the bundled text" if opts.source == "sim/data/eval_text.txt" else f"--calib {opts.source}"
+    if n < opts.length:
+        raise TritforgeError(f"{where}: {n} tokens, shorter than one sequence of "
+                             f"--calib-len {opts.length}")
+    fits = n // opts.length
+    if opts.seqs > fits:
+        raise TritforgeError(f"--calib-seqs {opts.seqs}: {where} holds {n} tokens, "
+                             f"at most {fits} sequences of --calib-len {opts.length}")
+    starts = [round(i * (n - opts.length) / max(1, opts.seqs - 1)) for i in range(opts.seqs)]
+    if opts.seqs == 1:
+        starts = [0]
+    # evenly spread starts may overlap when seqs * length is close to n: fall back to tiling
+    if any(b - a < opts.length for a, b in zip(starts, starts[1:])):
+        starts = [i * opts.length for i in range(opts.seqs)]
+    return torch.tensor([ids[s:s + opts.length] for s in starts], dtype=torch.long)
+
+
+def float_model(ckpt):
+    """The stock transformers model of ``ckpt`` in fp32 (eval mode), for the calibration pass."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForCausalLM.from_config(ckpt.config, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    result = model.load_state_dict({n: t.float() for n, t in ckpt.tensors.items()}, strict=False)
+    tied = bool(getattr(ckpt.config, "tie_word_embeddings", False))
+    missing = [k for k in result.missing_keys if not (tied and k == "lm_head.weight")]
+    if missing or result.unexpected_keys:
+        raise TritforgeError(f"{ckpt.path}: tensors do not match the {ckpt.arch} model "
+                             f"({len(missing)} missing, {len(result.unexpected_keys)} unexpected)")
+    return model.eval()
+
+
+def shared_name(name: str) -> str:
+    """The matrix whose input ``name`` reads (itself, or q_proj / gate_proj of its layer)."""
+    parts = name.split(".")
+    if len(parts) >= 2 and parts[-2] in SHARED:
+        parts[-2] = SHARED[parts[-2]]
+    return ".".join(parts)
+
+
+def collect_hessians(model, ids, names: list[str], progress: bool = True) -> dict:
+    """``name -> H`` (torch fp32, in x in) for every weight name, from one pass over ``ids``.
+
+    Matrices sharing an input share the same tensor object.
+    """
+    import torch
+    from tqdm import tqdm
+
+    keys = sorted({shared_name(n) for n in names})
+    acc, hooks = {}, []
+
+    def hook_for(key):
+        def hook(module, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+            h, n = acc.get(key, (None, 0))
+            if h is None:
+                h = torch.zeros((x.shape[1], x.shape[1]), dtype=torch.float32)
+            h.addmm_(x.T, x)
+            acc[key] = (h, n + x.shape[0])
+        return hook
+
+    try:
+        for key in keys:
+            module_name = key[: -len(".weight")] if key.endswith(".weight") else key
+            try:
+                module = model.get_submodule(module_name)
+            except AttributeError:
+                raise TritforgeError(f"{key}: no such module in the model") from None
+            hooks.append(module.register_forward_pre_hook(hook_for(key)))
+        with torch.no_grad():          # not inference_mode: H is divided in place afterwards
+            for row in tqdm(ids, desc="calibration", unit="seq", disable=not progress, leave=False):
+                model(input_ids=row[None], use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
+    for key in keys:
+        if key not in acc:
+            raise TritforgeError(f"{key}: the calibration pass never reached this layer")
+        h, n = acc[key]
+        out[key] = h.div_(n)
+    return {n: out[shared_name(n)] for n in names}
+
+
+def checkpoint_hessians(ckpt, names: list[str], opts: CalibOptions, progress: bool = True) -> tuple[dict, dict]:
+    """Hessians of ``names`` from ``ckpt``'s float model on ``opts``' text, and a record."""
+    import time
+
+    t0 = time.perf_counter()
+    ids = calibration_ids(ckpt.tokenizer(), opts)
+    model = float_model(ckpt)
+    try:
+        hessians = collect_hessians(model, ids, names, progress)
+    finally:
+        del model
+    info = {**opts.describe(), "tokens": int(ids.numel()),
+            "forward_seconds": time.perf_counter() - t0}
+    return hessians, info
