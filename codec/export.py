@@ -5,8 +5,8 @@ What ``export_fp16`` writes (as the published tritllm checkpoints are laid out):
 * ``model.safetensors``: every tensor of the source in fp16; the quantized linear matrices
   replaced by their dequantized values ``scale * q`` (computed in fp32, rounded once to
   fp16); ``lm_head.weight`` left out when the config ties it to the embeddings. The
-  safetensors metadata carries ``format: pt`` and a ``tritforge`` JSON note (source,
-  depth, mode, quantized matrices);
+  safetensors metadata carries ``format: pt`` and a ``tritforge`` JSON note (source by
+  file name and content hash, never an absolute path; depth, mode, quantized matrices);
 * ``config.json``: the source's transformers config with ``dtype: float16`` (and the
   ``architectures`` entry that GGUF configs lack);
 * ``generation_config.json``: copied from an HF source, else derived from the config;
@@ -31,7 +31,34 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
                    "chat_template.jinja", "chat_template.json")
 
-_ARCH_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+_ARCH_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}   # GGUF configs lack it
+
+
+def export_config(ckpt, dtype):
+    """The source's transformers config with ``dtype`` and an ``architectures`` entry."""
+    config = copy.deepcopy(ckpt.config)
+    config.dtype = dtype
+    if not getattr(config, "architectures", None):
+        config.architectures = [_ARCH_CLASS[ckpt.arch]]
+    return config
+
+
+def copy_tokenizer_and_generation(ckpt, config, folder: str) -> None:
+    """generation_config.json and the tokenizer files of ``ckpt`` into ``folder``."""
+    from transformers import GenerationConfig
+
+    src_gen = os.path.join(ckpt.path, "generation_config.json") if ckpt.format == "safetensors" else None
+    if src_gen and os.path.isfile(src_gen):
+        shutil.copy2(src_gen, os.path.join(folder, "generation_config.json"))
+    else:
+        GenerationConfig.from_model_config(config).save_pretrained(folder)
+    if ckpt.format == "safetensors":
+        for name in TOKENIZER_FILES:
+            src = os.path.join(ckpt.path, name)
+            if os.path.isfile(src):
+                shutil.copy2(src, os.path.join(folder, name))
+    else:
+        ckpt.tokenizer().save_pretrained(folder)
 
 
 def dequantized_state(ckpt, quantized: dict, dtype=None) -> dict:
@@ -41,7 +68,7 @@ def dequantized_state(ckpt, quantized: dict, dtype=None) -> dict:
     dtype = dtype or torch.float16
     missing = sorted(set(quantized) - set(ckpt.tensors))
     if missing:
-        raise TritforgeError(f"quantized matrix {missing[0]} is not a tensor of {ckpt.path}")
+        raise TritforgeError(f"quantized matrix {missing[0]} is not a tensor of {ckpt.name}")
     tied = bool(getattr(ckpt.config, "tie_word_embeddings", False))
     state = {}
     for name, t in ckpt.tensors.items():
@@ -64,32 +91,18 @@ def export_fp16(ckpt, quantized: dict, folder: str, note: dict | None = None) ->
     """
     import torch
     from safetensors.torch import save_file
-    from transformers import GenerationConfig
 
     state = dequantized_state(ckpt, quantized, torch.float16)
-    config = copy.deepcopy(ckpt.config)
-    config.dtype = torch.float16
-    if not getattr(config, "architectures", None):
-        config.architectures = [_ARCH_CLASS[ckpt.arch]]
+    config = export_config(ckpt, torch.float16)
     meta = {"format": "pt", "tritforge": json.dumps(
-        {"source": ckpt.path, "quantized_matrices": len(quantized), **(note or {})})}
+        {"source": ckpt.name, "source_sha256": ckpt.source_sha256,
+         "quantized_matrices": len(quantized), **(note or {})})}
 
     with atomic_folder(folder) as tmp:
         with atomic_file(os.path.join(tmp, "model.safetensors")) as weights:
             save_file(state, weights, metadata=meta)
         config.save_pretrained(tmp)
-        src_gen = os.path.join(ckpt.path, "generation_config.json") if ckpt.format == "safetensors" else None
-        if src_gen and os.path.isfile(src_gen):
-            shutil.copy2(src_gen, os.path.join(tmp, "generation_config.json"))
-        else:
-            GenerationConfig.from_model_config(config).save_pretrained(tmp)
-        if ckpt.format == "safetensors":
-            for name in TOKENIZER_FILES:
-                src = os.path.join(ckpt.path, name)
-                if os.path.isfile(src):
-                    shutil.copy2(src, os.path.join(tmp, name))
-        else:
-            ckpt.tokenizer().save_pretrained(tmp)
+        copy_tokenizer_and_generation(ckpt, config, tmp)
     return os.path.abspath(folder)
 
 

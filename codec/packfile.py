@@ -1,22 +1,30 @@
 """The packed trit file: quantized matrices in a versioned safetensors container.
 
-Layout of one file (format ``tritforge-packed``, version 1):
+Layout of one file (format ``tritforge-packed``, version 2):
 
 * tensor ``<name>.trits``  uint8: the matrix's file stream (``layout.pack_matrix``: groups
-  in row-major order, 16*d + 3 trits each, five trits per byte);
+  in row-major order, 16*d + 3 trits each, five trits per byte, the last byte padded with
+  the trit 0);
 * tensor ``<name>.codebook`` uint16 (27,): the codebook words the hardware loads
   (``layout.codebook_word``: mantissa | left shift << F), a check on the metadata;
 * metadata ``format``, ``format_version``, ``tensors`` (JSON: per matrix depth, group,
-  shape, in_padded, pad, mode and the codebook endpoints as exact hex floats) and
-  ``model`` (JSON supplied by the writer: source, architecture, ...).
+  shape, in_padded, pad, mode, the codebook endpoints as exact hex floats and the SHA-256
+  of the raw bytes of its two tensors) and ``model`` (JSON supplied by the writer: source
+  by file name and content hash, architecture, ...).
+
+The per-matrix helpers (:func:`matrix_arrays`, :func:`matrix_entry`, :func:`decode_matrix`)
+are shared with the packed model folder (``codec.packedmodel``), which stores the same
+tensors under module names next to the model's floating-point tensors.
 
 Writes are atomic (temporary file in the same folder, then rename). Reading checks the
-format name and version, every size, every trit byte (< 243) and the codebook words, and
-raises ``TritforgeError`` naming the file and what was wrong.
+format name and version, every size, every checksum, every trit byte (< 243) and the
+codebook words, and raises ``TritforgeError`` naming the file and what was wrong.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -29,7 +37,7 @@ from ..errors import TritforgeError
 from .quantize import TritTensor
 
 FORMAT = "tritforge-packed"
-VERSION = 1
+VERSION = 2
 #: Key of the ``model`` metadata where ``tritforge quantize`` records, per matrix,
 #: ``[sum err^2, sum w^2]`` against its source (so ``inspect`` can show MSE/SQNR without it).
 RECORDED_KEY = "weight_error"
@@ -50,11 +58,19 @@ class PackedInfo:
 
     @property
     def info_bpw(self) -> float:
-        return layout.info_bpw(self.depth)
+        """Information bits per weight over the unpadded shape, padding included, as the
+        physical figure is: trits of the stored groups * log2(3) / weights."""
+        n_trits = self.shape[0] * (-(-self.shape[1] // layout.GROUP)) * layout.group_trits(self.depth)
+        return n_trits * math.log2(3) / self.weights
 
     @property
     def physical_bpw(self) -> float:
         return self.bytes * 8 / self.weights
+
+
+def sha256(array) -> str:
+    """Hex SHA-256 of an array's raw bytes (C order, native little-endian), as stored."""
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def codebook_words(cb: Codebook) -> np.ndarray:
@@ -67,19 +83,83 @@ def info(name: str, t: TritTensor) -> PackedInfo:
     return PackedInfo(name, t.shape, t.depth, layout.packed_bytes(n_trits))
 
 
+def matrix_arrays(t: TritTensor) -> tuple[np.ndarray, np.ndarray]:
+    """The two stored tensors of a matrix: (trit stream uint8, codebook words uint16)."""
+    return layout.pack_matrix(t.q, t.k, t.depth), codebook_words(t.codebook)
+
+
+def matrix_entry(t: TritTensor, trits: np.ndarray, words: np.ndarray) -> dict:
+    """The metadata entry of a matrix (JSON-able), with the checksums of its tensors."""
+    return {"depth": t.depth, "group": layout.GROUP, "shape": list(t.shape),
+            "in_padded": t.in_padded, "pad": t.pad, "mode": t.mode,
+            "codebook": t.codebook.to_meta(),
+            "sha256": {"trits": sha256(trits), "codebook": sha256(words)}}
+
+
+def entry_geometry(where: str, e: dict) -> tuple[int, tuple[int, int], int, str, Codebook]:
+    """Checked (depth, shape, in_padded, mode, codebook) of a metadata entry."""
+    try:
+        depth, shape = int(e["depth"]), (int(e["shape"][0]), int(e["shape"][1]))
+        in_padded, mode = int(e["in_padded"]), str(e["mode"])
+        cb = Codebook.from_meta(e["codebook"])
+        if int(e["group"]) != layout.GROUP:
+            raise TritforgeError(f"{where}: group {e['group']}, expected {layout.GROUP}")
+        if int(e.get("pad", in_padded - shape[1])) != in_padded - shape[1]:
+            raise TritforgeError(f"{where}: pad {e['pad']} does not match shape {shape} and in_padded {in_padded}")
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        if isinstance(exc, TritforgeError):
+            raise
+        raise TritforgeError(f"{where}: damaged metadata ({exc})") from None
+    layout.check_depth(depth)
+    if min(shape) <= 0 or in_padded % layout.GROUP or not shape[1] <= in_padded < shape[1] + layout.GROUP:
+        raise TritforgeError(f"{where}: in_padded {in_padded} does not fit shape {shape}")
+    return depth, shape, in_padded, mode, cb
+
+
+def stream_bytes(depth: int, shape: tuple[int, int], in_padded: int) -> int:
+    return layout.packed_bytes(shape[0] * (in_padded // layout.GROUP) * layout.group_trits(depth))
+
+
+def check_sha(where: str, e: dict, part: str, array) -> None:
+    """Compare a tensor's SHA-256 with the one its metadata entry records."""
+    want = (e.get("sha256") or {}).get(part) if isinstance(e.get("sha256"), dict) else None
+    if not isinstance(want, str):
+        raise TritforgeError(f"{where}: damaged metadata (no sha256 for its {part})")
+    if sha256(array) != want:
+        raise TritforgeError(f"{where}: SHA-256 mismatch of its {part} (the file is corrupted)")
+
+
+def decode_matrix(where: str, e: dict, stream: np.ndarray, words: np.ndarray,
+                  checked: bool = False) -> TritTensor:
+    """A fully checked TritTensor from a metadata entry and its two stored tensors.
+
+    ``checked``: the caller has already compared the checksums (the packed folder checks
+    every tensor's raw bytes once)."""
+    depth, shape, in_padded, mode, cb = entry_geometry(where, e)
+    if not checked:
+        check_sha(where, e, "trits", stream)
+        check_sha(where, e, "codebook", words)
+    if not np.array_equal(words, codebook_words(cb)):
+        raise TritforgeError(f"{where}: codebook words do not match the codebook metadata")
+    q, k = layout.unpack_matrix(stream, shape[0], in_padded, depth, what=where)
+    return TritTensor(q, k, cb, depth, shape, mode)
+
+
 def write_packed(path: str, tensors: dict[str, TritTensor], meta: dict | None = None) -> list[PackedInfo]:
     """Write quantized matrices to ``path`` atomically; returns their size figures."""
     from safetensors.numpy import save_file
 
     if not tensors:
         raise TritforgeError(f"{path}: nothing to write (no quantized matrices)")
+    src = (meta or {}).get("source")
+    if isinstance(src, str) and os.path.isabs(src):
+        raise TritforgeError(f"{path}: the model note names its source by an absolute path ({src}); "
+                             "expected a file name and a content hash")
     arrays, entries, infos = {}, {}, []
     for name, t in tensors.items():
-        arrays[f"{name}.trits"] = layout.pack_matrix(t.q, t.k, t.depth)
-        arrays[f"{name}.codebook"] = codebook_words(t.codebook)
-        entries[name] = {"depth": t.depth, "group": layout.GROUP, "shape": list(t.shape),
-                         "in_padded": t.in_padded, "pad": t.pad, "mode": t.mode,
-                         "codebook": t.codebook.to_meta()}
+        trits, words = matrix_arrays(t)
+        arrays[f"{name}.trits"], arrays[f"{name}.codebook"] = trits, words
+        entries[name] = matrix_entry(t, trits, words)
         infos.append(info(name, t))
     metadata = {"format": FORMAT, "format_version": str(VERSION),
                 "tensors": json.dumps(entries), "model": json.dumps(meta or {})}
@@ -106,7 +186,9 @@ def _header(path: str):
     try:
         entries = json.loads(meta["tensors"])
         model = json.loads(meta.get("model", "{}"))
-    except (KeyError, json.JSONDecodeError) as exc:
+        if not isinstance(entries, dict) or not isinstance(model, dict):
+            raise ValueError("expected JSON objects")
+    except (KeyError, ValueError) as exc:
         raise TritforgeError(f"{path}: damaged metadata ({exc})") from None
     return handle, entries, model
 
@@ -130,24 +212,12 @@ def read_packed(path: str) -> tuple[dict[str, TritTensor], dict]:
     out = {}
     for name, e in entries.items():
         where = f"{path}: {name}"
-        try:
-            depth, shape = int(e["depth"]), (int(e["shape"][0]), int(e["shape"][1]))
-            in_padded, mode = int(e["in_padded"]), str(e["mode"])
-            cb = Codebook.from_meta(e["codebook"])
-            if int(e["group"]) != layout.GROUP:
-                raise TritforgeError(f"{where}: group {e['group']}, expected {layout.GROUP}")
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise TritforgeError(f"{where}: damaged metadata ({exc})") from None
-        layout.check_depth(depth)
-        if in_padded % layout.GROUP or not shape[1] <= in_padded < shape[1] + layout.GROUP:
-            raise TritforgeError(f"{where}: in_padded {in_padded} does not fit shape {shape}")
+        if not isinstance(e, dict):
+            raise TritforgeError(f"{where}: damaged metadata (entry is not an object)")
         try:
             stream = handle.get_tensor(f"{name}.trits")
             words = handle.get_tensor(f"{name}.codebook")
         except Exception as exc:
             raise TritforgeError(f"{where}: tensor missing or truncated ({str(exc).splitlines()[0]})") from None
-        if not np.array_equal(words, codebook_words(cb)):
-            raise TritforgeError(f"{where}: codebook words do not match the codebook metadata")
-        q, k = layout.unpack_matrix(stream, shape[0], in_padded, depth, what=where)
-        out[name] = TritTensor(q, k, cb, depth, shape, mode)
+        out[name] = decode_matrix(where, e, stream, words)
     return out, model

@@ -17,7 +17,7 @@ import torch
 from tritforge.codec import checkpoint
 from tritforge.codec.checkpoint import load_checkpoint, resolve_model
 from tritforge.errors import TritforgeError
-from tinymodels import make_tiny_model, tiny_model
+from tinymodels import FAMILIES, make_tiny_family, make_tiny_model, tiny_model
 
 LINEAR = re.compile(r"\.(q|k|v|o|gate|up|down)_proj\.weight$")
 
@@ -172,12 +172,35 @@ def test_folder_without_weights(tmp_path):
     expect_error(tmp_path, "neither model.safetensors nor model.safetensors.index.json")
 
 
-def test_unsupported_architecture(tmp_path):
+@pytest.mark.parametrize("model_type,pattern", [
+    ("t5", r"architecture 't5' cannot be handled: transformers has no causal LM"),
+    ("nosuchmodel", r"architecture 'nosuchmodel' cannot be handled"),
+    ("gpt2", r"no linear layers inside decoder blocks"),          # GPT-2 builds Conv1D, not nn.Linear
+])
+def test_unsupported_architecture(tmp_path, model_type, pattern):
     folder = make_tiny_model(tmp_path)
     cfg = json.load(open(os.path.join(folder, "config.json")))
-    cfg["model_type"] = "gpt2"
+    cfg["model_type"] = model_type
     json.dump(cfg, open(os.path.join(folder, "config.json"), "w"))
-    expect_error(folder, r"architecture 'gpt2' is not supported; expected one of llama, qwen2")
+    expect_error(folder, pattern)
+
+
+@pytest.mark.parametrize("arch", list(FAMILIES))
+def test_every_family_follows_the_one_rule(tmp_path, arch):
+    """The nn.Linear weights inside the decoder blocks are quantized, nothing else; the
+    source is named by file name and content hash."""
+    folder = make_tiny_family(tmp_path / arch, arch, tied=arch.startswith("gemma"))
+    ck = load_checkpoint(folder)
+    per_layer = 4 if arch == "phi3" else 7
+    assert len(ck.linear_names) == 2 * per_layer
+    assert all(n.startswith("model.layers.") and n.endswith("_proj.weight") for n in ck.linear_names)
+    if arch == "phi3":
+        assert any("qkv_proj" in n for n in ck.linear_names) and any("gate_up_proj" in n for n in ck.linear_names)
+    kept = set(ck.tensors) - set(ck.linear_names)
+    assert "model.embed_tokens.weight" in kept and not any("_proj.weight" in n for n in kept)
+    desc = ck.describe()
+    assert desc["source"] == arch and len(desc["source_sha256"]) == 64
+    assert load_checkpoint(folder).source_sha256 == desc["source_sha256"]
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

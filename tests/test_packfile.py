@@ -52,8 +52,37 @@ def test_invalid_trit_byte(tmp_path, tensors):
         meta = f.metadata()
     arrays["layers.2.proj.trits"][5] = 250
     save_file(arrays, path, metadata=meta)
+    with pytest.raises(TritforgeError, match="layers.2.proj: SHA-256 mismatch of its trits"):
+        packfile.read_packed(path)
+    entries = json.loads(meta["tensors"])            # a consistent checksum: the byte check
+    entries["layers.2.proj"]["sha256"]["trits"] = packfile.sha256(arrays["layers.2.proj.trits"])
+    save_file(arrays, path, metadata={**meta, "tensors": json.dumps(entries)})
     with pytest.raises(TritforgeError, match="byte 250 at offset 5"):
         packfile.read_packed(path)
+
+
+def test_checksums_and_provenance(tmp_path, tensors):
+    """Every tensor's SHA-256 is in the metadata; the source is never an absolute path."""
+    path = str(tmp_path / "m.safetensors")
+    packfile.write_packed(path, tensors, {"source": "model.gguf", "source_sha256": "ab" * 32})
+    from safetensors import safe_open
+    with safe_open(path, "np") as f:
+        entries = json.loads(f.metadata()["tensors"])
+        for name, e in entries.items():
+            assert e["sha256"]["trits"] == packfile.sha256(f.get_tensor(f"{name}.trits"))
+            assert e["sha256"]["codebook"] == packfile.sha256(f.get_tensor(f"{name}.codebook"))
+    with pytest.raises(TritforgeError, match="absolute path"):
+        packfile.write_packed(str(tmp_path / "n.safetensors"), tensors, {"source": str(tmp_path)})
+
+
+def test_information_bpw_counts_padding_like_physical(tmp_path):
+    """88 columns pad to 96: both figures are over the 88 real columns, padding included."""
+    import math
+    t = quantize_matrix(np.random.default_rng(1).standard_normal((10, 88)).astype(np.float32), 2)
+    i = packfile.info("m", t)
+    assert i.info_bpw == pytest.approx(10 * 6 * 35 * math.log2(3) / 880)
+    assert i.physical_bpw == pytest.approx(layout.packed_bytes(10 * 6 * 35) * 8 / 880)
+    assert i.physical_bpw / i.info_bpw - 1 < 0.015
 
 
 @pytest.mark.parametrize("field,value,match", [
