@@ -122,14 +122,17 @@ def hessian_factor(H, in_pad: int, damp: float = DEFAULT_DAMP,
                                  f"at most {in_pad} wide")
         Hd[:n, :n] = H
     note = {"dead_channels": 0, "nonfinite_channels": 0, "damp": float(damp), "identity": False}
-    bad = ~torch.isfinite(Hd).all(dim=1)
-    note["nonfinite_channels"] = int(bad.sum())
+    bad = ~torch.isfinite(torch.diagonal(Hd))            # channels whose own energy is NaN/Inf
     Hd[bad, :] = 0.0
     Hd[:, bad] = 0.0
+    rest = ~torch.isfinite(Hd).all(dim=1)                 # then any stray non-finite product
+    Hd[rest, :] = 0.0
+    Hd[:, rest] = 0.0
+    note["nonfinite_channels"] = int((bad | rest).sum())
     diag = torch.diagonal(Hd)
     dead = diag <= 0
     real = in_pad if H is None else H.shape[0]           # the padding columns are dead too
-    note["dead_channels"] = int(dead[:real].sum())
+    note["dead_channels"] = int((dead & ~bad & ~rest)[:real].sum())
     Hd[dead, :] = 0.0
     Hd[:, dead] = 0.0
     live = ~dead
