@@ -179,12 +179,24 @@ def _model_location(spec: str) -> tuple[str, str | None]:
 def load_model(spec: str, progress: bool = False):
     """The stock transformers model (float32, eval mode) and tokenizer -> (model, tokenizer, path).
 
-    ``progress``: show transformers' own loading bars.
+    ``progress``: show transformers' own loading bars. A packed model folder
+    (``codec.packedmodel``) loads through the tritforge quantizer with nothing else; its
+    ``TritLinear`` modules are then turned into ``nn.Linear`` holding the dequantized
+    float32 weights (the stand-in for the source the quality figures compare against), and
+    their matrices are kept in ``model.tritforge_packed`` (weight name -> TritTensor) for
+    :func:`packed_layers`.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from ..codec.packedmodel import is_packed_model
+
     folder, gguf = _model_location(spec)
+    packed_folder = gguf is None and is_packed_model(folder)
+    if packed_folder:
+        from .. import hfquantizer
+
+        hfquantizer.register()
     where = os.path.join(folder, gguf) if gguf else folder
     kw = {"gguf_file": gguf} if gguf else {}
     verbosity = hf_logging.get_verbosity()
@@ -195,6 +207,8 @@ def load_model(spec: str, progress: bool = False):
     try:
         try:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+        except TritforgeError:
+            raise
         except (OSError, ValueError, KeyError) as exc:
             raise TritforgeError(f"{where}: cannot load the model ({str(exc).splitlines()[0]})") from None
         arch = getattr(model.config, "model_type", None)
@@ -209,6 +223,14 @@ def load_model(spec: str, progress: bool = False):
         if bars:
             hf_logging.enable_progress_bar()
     model.eval()
+    if packed_folder:
+        from ..codec.tritlinear import trit_modules
+
+        packed = {}
+        for name, m in trit_modules(model).items():
+            packed[f"{name}.weight"] = m.trit_tensor(f"{where}: {name}")
+            model.set_submodule(name, m.to_linear(torch.float32))
+        model.tritforge_packed = packed
     return model, tok, where
 
 
@@ -232,10 +254,15 @@ def quantize_layers(layers: dict[str, nn.Linear], depth: int, mode: str,
 
 def packed_layers(path: str, layers: dict[str, nn.Linear], depth: int,
                   tensors: dict[str, TritTensor] | None = None) -> dict[str, TritTensor]:
-    """The model's matrices from a packed file (or its already read ``tensors``), checked
-    against the model's layers."""
+    """The model's matrices from a packed file or packed model folder (or their already
+    read ``tensors``), checked against the model's layers."""
     if tensors is None:
-        tensors = packfile.read_packed(path)[0]
+        if os.path.isdir(path):
+            from ..codec.packedmodel import read_packed_model
+
+            tensors = read_packed_model(path).trit_tensors()
+        else:
+            tensors = packfile.read_packed(path)[0]
     out = {}
     for name, lin in layers.items():
         t = tensors.get(f"{name}.weight", tensors.get(name))
@@ -478,11 +505,27 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         raise TritforgeError(f"mode {opts.mode!r}: expected one of {MODES}")
     board, cfg = resolve_hw(opts.hw, depth)
     table = EnergyTable.load(opts.energy_table)
-    packed, packed_meta = packfile.read_packed(opts.packed) if opts.packed else (None, {})
+    # --packed: a packed file (the model comes from --model) or a packed model folder,
+    # which is the model itself: it loads alone, no source checkpoint
+    from ..codec.packedmodel import is_packed_model
+
+    packed_folder = bool(opts.packed) and os.path.isdir(opts.packed)
+    if packed_folder and not is_packed_model(opts.packed):
+        from ..codec.packedmodel import read_packed_model
+
+        read_packed_model(opts.packed)        # raises the one-line reason it is not one
+    if packed_folder:
+        packed, packed_meta = None, {}
+    else:
+        packed, packed_meta = packfile.read_packed(opts.packed) if opts.packed else (None, {})
     wall = {}
     t0 = time.perf_counter()
-    model, tok, where = load_model(opts.model, opts.progress)
+    model, tok, where = load_model(opts.packed if packed_folder else opts.model, opts.progress)
     wall["load"] = time.perf_counter() - t0
+    if packed_folder:
+        from ..codec.packedmodel import read_packed_model
+
+        packed, packed_meta = model.tritforge_packed, read_packed_model(opts.packed, verify=False).note
     arch = packed_meta.get("architecture")
     if arch and arch != model.config.model_type:
         raise TritforgeError(f"{opts.packed}: quantized from a {arch} model, but {where} is "

@@ -1,7 +1,9 @@
-"""``tritforge inspect FILE``: what a packed trit file holds.
+"""``tritforge inspect PATH``: what a packed trit file or a packed model folder holds.
 
 Reads and fully checks the file (``codec.packfile.read_packed``: format, version, sizes,
-every trit byte, codebook words), then prints per matrix its shape, padding, depth, mode,
+checksums, every trit byte, codebook words) or the folder (``codec.packedmodel``: its
+config's ``quantization_config``, shards, every tensor's SHA-256, then the same per-matrix
+checks), needing nothing else (no source checkpoint), then prints per matrix its shape, padding, depth, mode,
 bytes, information and physical bpw and codebook range, and totals. With ``--source`` it
 also loads the original checkpoint and prints each matrix's relative MSE and SQNR; without
 it, the errors ``tritforge quantize`` recorded in the file's metadata are shown, if any.
@@ -16,19 +18,24 @@ import re
 from ..errors import TritforgeError
 from ..codec.packfile import RECORDED_KEY
 
-HELP = "show shapes, depth, bpw (information and physical), codebook ranges and errors of a packed file"
+HELP = ("show shapes, depth, bpw (information and physical), codebook ranges and errors of a packed file "
+        "or packed model folder")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("file", help="packed trit file (model.trit.safetensors), or a config folder holding one")
+    p.add_argument("file", help="packed trit file (model.trit.safetensors), a config folder holding one, "
+                                "or a packed model folder (<config>/packed)")
     p.add_argument("--source", metavar="PATH",
                    help="the checkpoint it was quantized from (folder, .gguf or 'default'): adds MSE/SQNR")
     p.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
 
 
 def _resolve(path: str) -> str:
+    from ..codec.packedmodel import is_packed_model
     from .quantize import PACKED_NAME
 
+    if os.path.isdir(path) and is_packed_model(path):
+        return path
     if os.path.isdir(path):
         inner = os.path.join(path, PACKED_NAME)
         if not os.path.isfile(inner):
@@ -47,8 +54,17 @@ def inspect_file(path: str, source: str | None = None) -> dict:
     from ..codec import layout, packfile
     from ..codec.quantize import weight_error
 
+    from ..codec import packedmodel
+
     path = _resolve(path)
-    tensors, model = packfile.read_packed(path)
+    if os.path.isdir(path):
+        pm = packedmodel.read_packed_model(path)
+        tensors, model = pm.trit_tensors(), dict(pm.note)
+        fmt = f"{packedmodel.FORMAT} model folder"
+        disk = packedmodel.folder_bytes(path)
+    else:
+        tensors, model = packfile.read_packed(path)
+        fmt, disk = packfile.FORMAT, os.path.getsize(path)
     recorded = model.pop(RECORDED_KEY, None)
     ckpt = None
     if source:
@@ -96,13 +112,13 @@ def inspect_file(path: str, source: str | None = None) -> dict:
     depths = sorted({r["depth"] for r in rows})
     info_bits = sum(r["info_bpw"] * r["shape"][0] * r["shape"][1] for r in rows)
     total = {"matrices": len(rows), "weights": weights, "bytes": nbytes, "depths": depths,
-             "modes": sorted({r["mode"] for r in rows}), "file_bytes": os.path.getsize(path),
+             "modes": sorted({r["mode"] for r in rows}), "file_bytes": disk,
              "info_bpw": info_bits / weights, "physical_bpw": nbytes * 8 / weights}
     if errors_from is not None:
         rel = sq_err / sq_ref if sq_ref > 0 else 0.0
         total["rel_mse"] = rel
         total["sqnr_db"] = -10 * math.log10(rel) if rel > 0 else None
-    return {"file": os.path.abspath(path), "format": packfile.FORMAT, "format_version": packfile.VERSION,
+    return {"file": os.path.abspath(path), "format": fmt, "format_version": packfile.VERSION,
             "model": model, "source": ckpt.path if ckpt else None, "errors_from": errors_from,
             "total": total, "matrices": rows}
 

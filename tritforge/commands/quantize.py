@@ -18,6 +18,7 @@ HELP = "quantize a model to balanced ternary: packed file, FP16 HF folder and re
 
 PACKED_NAME = "model.trit.safetensors"
 EXPORT_NAME = "model"
+PACKED_MODEL_NAME = "packed"
 REPORT_NAME = "report.json"
 
 
@@ -42,6 +43,9 @@ def add_arguments(p) -> None:
                         "input energy (default natural)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (one sub-folder per config)")
     p.add_argument("--no-export", action="store_true", help="skip the FP16 HF folder")
+    p.add_argument("--no-packed-model", action="store_true",
+                   help="skip the packed model folder (packed trits + the rest, loadable by transformers "
+                        "after `import tritforge`)")
     p.add_argument("--no-ppl", action="store_true", help="skip the perplexity measurements")
     p.add_argument("--ppl-tokens", type=int, default=0, metavar="N",
                    help="score only the first N tokens of the bundled text (default 0: all of it)")
@@ -168,6 +172,16 @@ def run(args) -> int:
                 if not has_tokenizer(folder):
                     _say(args, f"{config}: note: the source has no tokenizer files, the export has none")
                 timings["export"] = time.perf_counter() - t0
+            packed_sizes = None
+            if not args.no_packed_model:
+                from ..codec.packedmodel import folder_bytes, write_packed_model
+
+                t0 = time.perf_counter()
+                _say(args, f"{config}: writing the packed model folder ...")
+                packed_sizes = write_packed_model(ckpt, mq.tensors, os.path.join(tmp, PACKED_MODEL_NAME), meta)
+                if not args.no_export:
+                    packed_sizes["fp16_export_bytes"] = folder_bytes(os.path.join(tmp, EXPORT_NAME))
+                timings["packed_model"] = time.perf_counter() - t0
             ppl = None
             if model is not None:
                 from ..sim import quality
@@ -187,6 +201,7 @@ def run(args) -> int:
                           "num_hidden_layers": getattr(ckpt.config, "num_hidden_layers", None)},
                 "files": {"packed": PACKED_NAME, "export": None if args.no_export else EXPORT_NAME},
                 "packed_roundtrip_exact": exact,
+                "packed_model": None if packed_sizes is None else {"folder": PACKED_MODEL_NAME, **packed_sizes},
                 "quant": mq.summary(),
                 "perplexity": ppl,
                 "timings_s": timings,
@@ -206,6 +221,15 @@ def run(args) -> int:
         print(f"calibration: {cal['seqs']} x {cal['length']} tokens of {cal['text']}, forward "
               f"{cal['forward_seconds']:.1f} s, Hessian factors {cal['factor_seconds']:.1f} s; "
               f"peak memory {cal['peak_rss_mib']:.0f} MiB")
+    for r in rows:
+        pm = r.get("packed_model")
+        if pm:
+            fp16 = pm.get("fp16_export_bytes")
+            print(f"{r['config']}: {PACKED_MODEL_NAME}/ {pm['folder_bytes'] / 1e6:,.1f} MB on disk"
+                  + (f" against the FP16 export's {fp16 / 1e6:,.1f} MB ({pm['folder_bytes'] / fp16:.2f} x)" if fp16 else "")
+                  + f": quantized matrices {pm['quantized_bytes'] / 1e6:,.1f} MB at {pm['quantized_bpw']:.3f} bpw,"
+                  f" other tensors {pm['other_tensor_bytes'] / 1e6:,.1f} MB in their source dtype")
     print(f"outputs in {out}/<config>/: {PACKED_NAME}"
-          + ("" if args.no_export else f", {EXPORT_NAME}/") + f", {REPORT_NAME}")
+          + ("" if args.no_export else f", {EXPORT_NAME}/")
+          + ("" if args.no_packed_model else f", {PACKED_MODEL_NAME}/") + f", {REPORT_NAME}")
     return 0

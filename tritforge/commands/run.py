@@ -21,7 +21,9 @@ def add_arguments(p) -> None:
                    help="quantizer mode (ignored with --packed)")
     p.add_argument("--hw", default="default",
                    help="board preset name, a HwConfig .json file, or 'default' (the default board)")
-    p.add_argument("--packed", metavar="FILE", help="read the quantized matrices from this packed file")
+    p.add_argument("--packed", metavar="FILE|FOLDER",
+                   help="read the quantized matrices from this packed file (the model from --model), or run "
+                        "a packed model folder (<config>/packed): it is the whole model, --model is not used")
     p.add_argument("--path", default="layer", metavar="layer|linear",
                    help="what generates the text: 'layer' (default) runs every decoder layer through "
                         "the integer models of the engine, attention and vector units (after the "
