@@ -305,3 +305,71 @@ def test_inspect_rejects_other_safetensors(tmp_path, capsys):
     tiny_model(seed=27).save_pretrained(tmp_path / "src")
     err = run_error(capsys, ["inspect", str(tmp_path / "src" / "model.safetensors")])
     assert "expected 'tritforge-packed'" in err
+
+
+# --- calibrated mode ---------------------------------------------------------------------
+
+def test_calibrated_mode_writes_loadable_outputs(tmp_path, capsys):
+    from transformers import AutoModelForCausalLM
+
+    src = make_tiny_model(tmp_path / "src", arch="qwen2", seed=41)
+    out = tmp_path / "o"
+    rc = main(["quantize", "--model", src, "--configs", "uniform-d2,uniform-d3", "--mode", "calibrated",
+               "--calib-seqs", "3", "--calib-len", "64", "--calib-order", "act-groups",
+               "--out", str(out), "--quiet", "--ppl-tokens", "200"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "calibrated" in text and "calibration: 3 x 64 tokens of sim/data/eval_text.txt" in text
+    assert "peak memory" in text
+    for config, d in (("uniform-d2", 2), ("uniform-d3", 3)):
+        folder = out / config
+        assert {"model", "model.trit.safetensors", "report.json"} <= set(os.listdir(folder))
+        rep = json.loads((folder / "report.json").read_text())
+        q = rep["quant"]
+        assert q["mode"] == "calibrated" and q["depth"] == d and rep["packed_roundtrip_exact"]
+        cal = q["calibration"]
+        assert cal["seqs"] == 3 and cal["length"] == 64 and cal["tokens"] == 192
+        assert cal["order"] == "act-groups" and cal["peak_rss_mib"] > 0
+        assert cal["forward_seconds"] > 0 and cal["factor_seconds"] > 0
+        tensors, meta = packfile.read_packed(str(folder / "model.trit.safetensors"))
+        assert meta["mode"] == "calibrated"
+        model = AutoModelForCausalLM.from_pretrained(str(folder / "model"))
+        name = "model.layers.0.self_attn.k_proj.weight"
+        assert torch.equal(model.get_parameter(name), torch.from_numpy(tensors[name].dequantize()).half())
+
+
+def test_calibrated_mode_with_own_text(tmp_path):
+    src = make_tiny_model(tmp_path / "src", seed=42)
+    (tmp_path / "cal.txt").write_text("the old man went to the house " * 60, encoding="utf-8")
+    assert main(["quantize", "--model", src, "--configs", "uniform-d2", "--mode", "calibrated",
+                 "--calib", str(tmp_path / "cal.txt"), "--calib-seqs", "2", "--calib-len", "32",
+                 "--out", str(tmp_path / "o"), "--no-export", "--no-ppl", "--quiet"]) == 0
+    rep = json.loads((tmp_path / "o" / "uniform-d2" / "report.json").read_text())
+    assert rep["quant"]["calibration"]["text"] == str(tmp_path / "cal.txt")
+
+
+@pytest.mark.parametrize("content, extra, expect", [
+    (b"", [], "empty; expected UTF-8 text"),
+    (b"   \n ", [], "empty; expected UTF-8 text"),
+    ("na\xefve caf\xe9".encode("latin-1"), [], "not UTF-8 text"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", [], "not UTF-8 text"),
+    (b"the old man", ["--calib-len", "64"], "shorter than one sequence of --calib-len 64"),
+    ("the old man went to the house " * 20, ["--calib-len", "32", "--calib-seqs", "50"],
+     "--calib-seqs 50: --calib"),
+])
+def test_bad_calibration_text(tmp_path, capsys, content, extra, expect):
+    src = make_tiny_model(tmp_path / "src", seed=43)
+    path = tmp_path / "cal.txt"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    err = run_error(capsys, ["quantize", "--model", src, "--configs", "uniform-d2", "--mode", "calibrated",
+                             "--calib", str(path), *extra, "--out", str(tmp_path / "o")])
+    assert expect in err and str(path) in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_calibration_options_need_the_calibrated_mode(tmp_path, capsys):
+    src = make_tiny_model(tmp_path / "src", seed=44)
+    err = run_error(capsys, ["quantize", "--model", src, "--configs", "uniform-d2", "--mode", "tritforge",
+                             "--calib-seqs", "3", "--out", str(tmp_path / "o")])
+    assert "--calib-seqs: only with --mode calibrated" in err
+    assert not (tmp_path / "o").exists()
