@@ -161,3 +161,12 @@ def test_exported_files_have_normal_modes(tmp_path):
     os.umask(umask)
     for name in os.listdir(out):
         assert os.stat(os.path.join(out, name)).st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_export_names_its_source_by_name_and_hash(tmp_path):
+    ck, qt = quantized(make_tiny_model(tmp_path / "src"))
+    out = export_fp16(ck, qt, str(tmp_path / "e"))
+    with safe_open(os.path.join(out, "model.safetensors"), "pt") as f:
+        note = json.loads(f.metadata()["tritforge"])
+    assert note["source"] == "src" and note["source_sha256"] == ck.source_sha256
+    assert str(tmp_path) not in json.dumps(note)

@@ -260,3 +260,24 @@ def test_smollm2_packed_folder_generates_the_fp16_exports_text(tmp_path):
         out = m.generate(ids, max_new_tokens=8, do_sample=False)
         texts.append(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
     assert texts[0] == texts[1] and "Paris" in texts[0]
+
+
+@pytest.mark.parametrize("code", [
+    "import tritforge; from transformers import AutoModelForCausalLM",
+    "import transformers.quantizers.auto, tritforge",
+    "from tritforge import hfquantizer",            # before transformers: no circular import
+])
+def test_registration_in_any_import_order(code):
+    import subprocess
+    import sys
+
+    check = "; from transformers.quantizers.auto import AUTO_QUANTIZER_MAPPING as M; assert 'tritforge' in M"
+    assert subprocess.run([sys.executable, "-c", code + check]).returncode == 0
+
+
+def test_import_tritforge_does_not_import_transformers():
+    import subprocess
+    import sys
+
+    code = "import sys, tritforge; assert 'transformers' not in sys.modules and 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

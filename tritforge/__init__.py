@@ -42,6 +42,8 @@ def _register_with_transformers() -> None:
 
             def exec_and_register(module):
                 exec_module(module)
+                if "tritforge.hfquantizer" in sys.modules:
+                    return      # being imported: it registers itself at the end of its body
                 from . import hfquantizer
 
                 hfquantizer.register()

@@ -132,3 +132,7 @@ def register() -> None:
         register_quantization_config(QUANT_METHOD)(TritforgeConfig)
     if QUANT_METHOD not in AUTO_QUANTIZER_MAPPING:
         register_quantizer(QUANT_METHOD)(TritforgeHfQuantizer)
+
+
+# importing this module first (before transformers.quantizers.auto) also registers
+register()
