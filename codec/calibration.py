@@ -14,8 +14,14 @@ Statistics
     (fp32 sums, the GPTQ paper's Hessian up to the factor 2, arXiv 2210.17323 section 3).
     Matrices that read the same input share one H: q/k/v read the attention block's
     normalized input and gate/up the MLP block's (``SHARED``), so a Llama/Qwen2 layer needs
-    four. They are captured with forward pre-hooks in one pass of the floating-point model
-    over the calibration sequences, once for every requested depth.
+    four. ``inputs="float"`` (default): they are captured with forward pre-hooks in one pass
+    of the floating-point model over the calibration sequences, once for every requested
+    depth. ``inputs="sequential"`` (GPTQ's layer-by-layer order, arXiv 2210.17323 section 5
+    and its reference implementation): layer l's H are captured from the inputs that the
+    already quantized layers 0 .. l-1 produce, layer l is quantized and its dequantized
+    weights put in place, and its outputs become layer l+1's inputs; the decoder layers run
+    one at a time on cached hidden states (two layer passes per layer and depth), so the
+    H, and the pass, are per depth.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ DEFAULT_TEXT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
                             "sim", "data", "eval_text.txt")
 DEFAULT_SEQS = 5
 DEFAULT_LENGTH = 512
+INPUTS = ("float", "sequential")
 #: module -> the module whose input (and H) it shares
 SHARED = {"k_proj": "q_proj", "v_proj": "q_proj", "up_proj": "gate_proj"}
 
@@ -46,11 +53,12 @@ class CalibOptions:
     order: str = "natural"
     choice: str = "hessian"
     codebook: str = "tritforge"
+    inputs: str = "float"            #: "float" or "sequential" (see the module docstring)
 
     def describe(self) -> dict:
         return {"text": self.source, "seqs": self.seqs, "length": self.length,
                 "damp": self.damp, "order": self.order, "choice": self.choice,
-                "codebook": self.codebook}
+                "codebook": self.codebook, "inputs": self.inputs}
 
 
 def read_text(path: str, what: str = "--calib") -> str:
@@ -74,7 +82,7 @@ def read_text(path: str, what: str = "--calib") -> str:
 
 def make_options(path: str | None = None, seqs: int = DEFAULT_SEQS, length: int = DEFAULT_LENGTH,
                  damp: float = DEFAULT_DAMP, order: str = "natural", choice: str = "hessian",
-                 codebook: str = "tritforge") -> CalibOptions:
+                 codebook: str = "tritforge", inputs: str = "float") -> CalibOptions:
     """Checked options; ``path=None`` takes the bundled text."""
     if seqs < 1:
         raise TritforgeError(f"--calib-seqs {seqs}: expected at least 1")
@@ -83,7 +91,7 @@ def make_options(path: str | None = None, seqs: int = DEFAULT_SEQS, length: int 
     if not (damp == damp and 0 <= damp < float("inf")):
         raise TritforgeError(f"--calib-damp {damp}: expected a finite fraction >= 0")
     for value, allowed, what in ((order, ORDERS, "--calib-order"), (choice, CHOICES, "choice"),
-                                 (codebook, CODEBOOKS, "codebook")):
+                                 (codebook, CODEBOOKS, "codebook"), (inputs, INPUTS, "--calib-inputs")):
         if value not in allowed:
             raise TritforgeError(f"{what} {value!r}: expected one of {', '.join(allowed)}")
     if path is None:
@@ -92,7 +100,7 @@ def make_options(path: str | None = None, seqs: int = DEFAULT_SEQS, length: int 
     else:
         text = read_text(path)
         source = path
-    return CalibOptions(text, source, seqs, length, damp, order, choice, codebook)
+    return CalibOptions(text, source, seqs, length, damp, order, choice, codebook, inputs)
 
 
 def calibration_ids(tokenizer, opts: CalibOptions):
@@ -147,6 +155,45 @@ def shared_name(name: str) -> str:
     return ".".join(parts)
 
 
+class _Capture:
+    """Forward pre-hooks that add ``X^T X`` of each key module's input (fp32)."""
+
+    def __init__(self, model, keys):
+        import torch
+
+        self.acc, self.hooks = {}, []
+        for key in keys:
+            module_name = key[: -len(".weight")] if key.endswith(".weight") else key
+            try:
+                module = model.get_submodule(module_name)
+            except AttributeError:
+                self.remove()
+                raise TritforgeError(f"{key}: no such module in the model") from None
+
+            def hook(module, args, key=key):
+                x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+                h, n = self.acc.get(key, (None, 0))
+                if h is None:
+                    h = torch.zeros((x.shape[1], x.shape[1]), dtype=torch.float32)
+                h.addmm_(x.T, x)
+                self.acc[key] = (h, n + x.shape[0])
+            self.hooks.append(module.register_forward_pre_hook(hook))
+
+    def remove(self):
+        for h in self.hooks:
+            h.remove()
+        self.hooks = []
+
+    def result(self, names) -> dict:
+        out = {}
+        for key in {shared_name(n) for n in names}:
+            if key not in self.acc:
+                raise TritforgeError(f"{key}: the calibration pass never reached this layer")
+            h, n = self.acc[key]
+            out[key] = h.div_(n)
+        return {n: out[shared_name(n)] for n in names}
+
+
 def collect_hessians(model, ids, names: list[str], progress: bool = True) -> dict:
     """``name -> H`` (torch fp32, in x in) for every weight name, from one pass over ``ids``.
 
@@ -155,40 +202,80 @@ def collect_hessians(model, ids, names: list[str], progress: bool = True) -> dic
     import torch
     from tqdm import tqdm
 
-    keys = sorted({shared_name(n) for n in names})
-    acc, hooks = {}, []
-
-    def hook_for(key):
-        def hook(module, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
-            h, n = acc.get(key, (None, 0))
-            if h is None:
-                h = torch.zeros((x.shape[1], x.shape[1]), dtype=torch.float32)
-            h.addmm_(x.T, x)
-            acc[key] = (h, n + x.shape[0])
-        return hook
-
+    cap = _Capture(model, sorted({shared_name(n) for n in names}))
     try:
-        for key in keys:
-            module_name = key[: -len(".weight")] if key.endswith(".weight") else key
-            try:
-                module = model.get_submodule(module_name)
-            except AttributeError:
-                raise TritforgeError(f"{key}: no such module in the model") from None
-            hooks.append(module.register_forward_pre_hook(hook_for(key)))
         with torch.no_grad():          # not inference_mode: H is divided in place afterwards
             for row in tqdm(ids, desc="calibration", unit="seq", disable=not progress, leave=False):
                 model(input_ids=row[None], use_cache=False)
     finally:
-        for h in hooks:
-            h.remove()
-    out = {}
-    for key in keys:
-        if key not in acc:
-            raise TritforgeError(f"{key}: the calibration pass never reached this layer")
-        h, n = acc[key]
-        out[key] = h.div_(n)
-    return {n: out[shared_name(n)] for n in names}
+        cap.remove()
+    return cap.result(names)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _layer_inputs(model, ids):
+    """Hidden states and keyword arguments entering decoder layer 0, per sequence."""
+    import torch
+
+    layers = model.model.layers
+    caught = []
+
+    def hook(module, args, kwargs):
+        caught.append((args[0].detach().clone(), dict(kwargs)))
+        raise _Stop
+
+    h = layers[0].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for row in ids:
+                try:
+                    model(input_ids=row[None], use_cache=False)
+                except _Stop:
+                    pass
+    finally:
+        h.remove()
+    return caught
+
+
+def sequential_pass(model, ids, names: list[str], quantize_layer, progress: bool = True) -> None:
+    """Quantize layer by layer on the inputs the already quantized layers produce.
+
+    ``quantize_layer(layer_names, hessians)`` returns ``name -> TritTensor`` for that layer's
+    matrices; their dequantized values are written into ``model`` before the layer's
+    outputs are computed for the next layer.
+    """
+    import torch
+    from tqdm import tqdm
+
+    by_layer: dict[int, list[str]] = {}
+    for n in names:
+        by_layer.setdefault(int(n.split(".")[2]), []).append(n)
+    states = _layer_inputs(model, ids)
+    layers = model.model.layers
+
+    def run(layer):
+        out = []
+        for x, kw in states:
+            y = layer(x, **kw)
+            out.append(((y[0] if isinstance(y, tuple) else y).detach(), kw))
+        return out
+
+    with torch.no_grad():
+        for i in tqdm(range(len(layers)), desc="sequential calibration", unit="layer",
+                      disable=not progress, leave=False):
+            mine = by_layer.get(i, [])
+            if mine:
+                cap = _Capture(model, sorted({shared_name(n) for n in mine}))
+                try:
+                    run(layers[i])
+                finally:
+                    cap.remove()
+                for name, t in quantize_layer(mine, cap.result(mine)).items():
+                    model.get_parameter(name).copy_(torch.from_numpy(t.dequantize()))
+            states = run(layers[i])
 
 
 def checkpoint_hessians(ckpt, names: list[str], opts: CalibOptions, progress: bool = True) -> tuple[dict, dict]:

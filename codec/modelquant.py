@@ -209,9 +209,53 @@ def quantize_checkpoint(ckpt, depths, mode: str = "tritllm-v2", progress: bool =
     names = ckpt.linear_names
     if not names:
         raise TritforgeError("no linear matrices to quantize")
+    if calib.inputs == "sequential":
+        return _sequential(ckpt, names, depths, calib, progress)
     hessians, info = checkpoint_hessians(ckpt, names, calib, progress)
     results = quantize_model(ckpt.tensors, names, depths, mode, progress, hessians, calib)
     for r in results.values():
         r.calibration = {**r.calibration, "tokens": info["tokens"],
                          "forward_seconds": info["forward_seconds"]}
+    return results
+
+
+def _sequential(ckpt, names, depths, calib, progress) -> dict[int, ModelQuant]:
+    """The calibrated mode with per-depth, layer-by-layer Hessians (``codec.calibration``)."""
+    from .calibration import calibration_ids, float_model, sequential_pass
+
+    depths = [layout.check_depth(d) for d in dict.fromkeys(depths)]
+    if not depths:
+        raise TritforgeError("depths: expected at least one of 1..4")
+    ids = calibration_ids(ckpt.tokenizer(), calib)
+    model = float_model(ckpt)
+    results = {}
+    for i, d in enumerate(depths):
+        if i:                                  # the previous depth left its weights in place
+            model.load_state_dict({n: ckpt.tensors[n].float() for n in names}, strict=False)
+        mq = ModelQuant(d, CALIBRATED)
+        notes: dict = {}
+        factor_seconds = 0.0
+
+        def quantize_layer(layer_names, hessians):
+            nonlocal factor_seconds
+            r = quantize_model(ckpt.tensors, layer_names, [d], CALIBRATED, False, hessians, calib)[d]
+            mq.tensors.update(r.tensors)
+            mq.stats.update(r.stats)
+            mq.seconds += r.seconds
+            factor_seconds += r.calibration["factor_seconds"]
+            for key, v in r.calibration["matrices_with"].items():
+                notes[key] = notes.get(key, 0) + v
+            return r.tensors
+
+        t0 = time.perf_counter()
+        sequential_pass(model, ids, names, quantize_layer, progress)
+        total = time.perf_counter() - t0
+        mq.tensors = {n: mq.tensors[n] for n in names}
+        mq.stats = {n: mq.stats[n] for n in names}
+        mq.calibration = {**calib.describe(), "tokens": int(ids.numel()),
+                          "forward_seconds": total - mq.seconds - factor_seconds,
+                          "factor_seconds": factor_seconds, "matrices_with": notes,
+                          "peak_rss_mib": peak_rss_mib()}
+        results[d] = mq
+    del model
     return results

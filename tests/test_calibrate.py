@@ -223,3 +223,21 @@ def test_calibration_ids_spread_and_errors():
         make_options(seqs=0)
     with pytest.raises(TritforgeError, match="--calib-len 1"):
         make_options(length=1)
+
+
+def test_sequential_inputs(tmp_path):
+    """Layer 0 sees the same inputs either way; later layers see the quantized model's."""
+    ck = load_checkpoint(make_tiny_model(tmp_path / "src", seed=32))
+    kw = dict(seqs=2, length=48)
+    flt = quantize_checkpoint(ck, [2], "calibrated", False, make_options(**kw))[2]
+    seq = quantize_checkpoint(ck, [2, 3], "calibrated", False, make_options(inputs="sequential", **kw))
+    assert set(seq) == {2, 3} and list(seq[2].tensors) == ck.linear_names
+    assert seq[2].calibration["inputs"] == "sequential" and seq[2].calibration["tokens"] == 96
+    for name, t in seq[2].tensors.items():
+        _check_valid(t, 2)
+        if name.startswith("model.layers.0.self_attn.") and not name.endswith("o_proj.weight"):
+            assert np.array_equal(t.q, flt.tensors[name].q) and np.array_equal(t.k, flt.tensors[name].k)
+    last = "model.layers.1.mlp.down_proj.weight"
+    assert not np.array_equal(seq[2].tensors[last].q, flt.tensors[last].q)
+    for t in seq[3].tensors.values():
+        _check_valid(t, 3)

@@ -38,6 +38,9 @@ def add_arguments(p) -> None:
                    help="calibrated mode: tokens per calibration sequence (default 512)")
     p.add_argument("--calib-damp", type=float, default=0.01, metavar="F",
                    help="calibrated mode: Hessian damping, fraction of its mean diagonal (default 0.01)")
+    p.add_argument("--calib-inputs", default="float", choices=("float", "sequential"),
+                   help="calibrated mode: layer inputs from the float model (one pass for all depths) "
+                        "or sequential (from the already quantized earlier layers, per depth)")
     p.add_argument("--calib-order", default="natural", choices=("natural", "act-groups"),
                    help="calibrated mode: column order; act-groups: groups of 16 by decreasing "
                         "input energy (default natural)")
@@ -58,12 +61,14 @@ def _calib_options(args):
 
     given = [f for f, v in (("--calib", args.calib), ("--calib-seqs", args.calib_seqs != 5),
                             ("--calib-len", args.calib_len != 512), ("--calib-damp", args.calib_damp != 0.01),
-                            ("--calib-order", args.calib_order != "natural")) if v]
+                            ("--calib-order", args.calib_order != "natural"),
+                            ("--calib-inputs", args.calib_inputs != "float")) if v]
     if args.mode != "calibrated":
         if given:
             raise TritforgeError(f"{given[0]}: only with --mode calibrated")
         return None
-    return make_options(args.calib, args.calib_seqs, args.calib_len, args.calib_damp, args.calib_order)
+    return make_options(args.calib, args.calib_seqs, args.calib_len, args.calib_damp, args.calib_order,
+                        inputs=args.calib_inputs)
 
 
 def _say(args, text: str) -> None:
