@@ -17,6 +17,7 @@ from amaranth.sim import Simulator
 
 from ..hwconfig import HwConfig
 from ..ports import IN, OUT, engine_ports, record_fields
+from ..stalls import Stall, port_seed
 from .engine import GemvEngine
 
 #: the names of every cycle's outputs (the same for every configuration)
@@ -113,7 +114,7 @@ def run_stream(component, items, *, seed: int = 0, p_valid: float = 1.0, p_ready
     """Feed raw payload integers ``items`` into ``component.i`` and collect ``component.o``.
 
     Every cycle ``i.valid`` is high with chance ``p_valid`` (while items remain) and
-    ``o.ready`` with chance ``p_ready``; payloads of idle input cycles are random garbage.
+    ``o.ready`` with chance ``p_ready`` (``tritforge.stalls.Stall``); payloads of idle input cycles are random garbage.
     Checks the stream rule on the way (a valid output holds its payload until taken).
     ``setup(ctx)``, if given, runs first (e.g. codebook writes). Runs until ``n_out``
     output beats (default: one per item) were taken, then checks no extra beat is pending.
@@ -121,7 +122,9 @@ def run_stream(component, items, *, seed: int = 0, p_valid: float = 1.0, p_ready
     """
     import random
 
-    rng = random.Random(seed)
+    rng = random.Random(seed)             # garbage payloads of idle cycles
+    idle = Stall(port_seed(seed, "i"), 1.0 - p_valid)
+    bp = Stall(port_seed(seed, "o"), 1.0 - p_ready)
     sim = Simulator(component)
     sim.add_clock(1e-8)
     width = len(component.i.payload.as_value())
@@ -137,10 +140,10 @@ def run_stream(component, items, *, seed: int = 0, p_valid: float = 1.0, p_ready
         for _ in range(max_cycles):
             if len(got) == want:
                 break
-            valid = n < len(items) and rng.random() < p_valid
+            valid = n < len(items) and not idle.next()
             ctx.set(component.i.valid, valid)
             ctx.set(component.i.payload.as_value(), items[n] if valid else rng.getrandbits(width))
-            ready = rng.random() < p_ready
+            ready = not bp.next()
             ctx.set(component.o.ready, ready)
             ov = ctx.get(component.o.valid)
             op = ctx.get(component.o.payload.as_value())

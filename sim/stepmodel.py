@@ -39,6 +39,7 @@ from ..errors import TritforgeError
 from ..hwconfig import (CMD_ACCEPT_CYCLES, END_CYCLES, FIFO_DEPTH, LOAD_OPEN_CYCLES, MAC_STAGES,
                         HwConfig, State)
 from ..ports import IN, OUT, by_name, engine_ports, record_fields
+from ..stalls import Stall, port_seed
 
 IDLE, START, LOAD, RUN = State.IDLE, State.START, State.LOAD, State.RUN
 #: the port set the records are named after (names do not depend on the configuration)
@@ -334,7 +335,8 @@ class JobDriver:
                  p_ready: float = 1.0, reset_cycles=()):
         self.cfg = cfg
         self.jobs = list(jobs)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed)      # garbage payloads of idle cycles
+        self.seed = seed
         self.p_valid, self.p_ready = p_valid, p_ready
         self.reset_cycles = set(reset_cycles)
         self.cycle = 0
@@ -352,24 +354,42 @@ class JobDriver:
     def done(self) -> bool:
         return self.job >= len(self.jobs)
 
-    def _coin(self, p: float) -> bool:
-        return bool(self.rng.random() < p)
+    @property
+    def p_valid(self) -> float:
+        return self._p_valid
+
+    @p_valid.setter
+    def p_valid(self, p: float) -> None:
+        """A pending stream is idle in a cycle with chance 1 - p_valid (``tritforge.stalls``)."""
+        self._p_valid, self.idle = p, Stall(port_seed(self.seed, "inputs"), 1.0 - p)
+
+    @property
+    def p_ready(self) -> float:
+        return self._p_ready
+
+    @p_ready.setter
+    def p_ready(self, p: float) -> None:
+        """``res.ready`` is low in a cycle with chance 1 - p_ready."""
+        self._p_ready, self.bp = p, Stall(port_seed(self.seed, "res"), 1.0 - p)
+
+    def _valid(self) -> bool:
+        return not self.idle.next()
 
     def inputs(self) -> Inputs:
-        inp = Inputs(rst=self.cycle in self.reset_cycles, res_ready=self._coin(self.p_ready))
+        inp = Inputs(rst=self.cycle in self.reset_cycles, res_ready=not self.bp.next())
         if self.done:
             return inp
         job = self.jobs[self.job]
-        if self.phase == "cb" and self._coin(self.p_valid):
+        if self.phase == "cb" and self._valid():
             inp.cb_valid, inp.cb_index = True, self.cb_i
             inp.cb_mantissa, inp.cb_shift = int(job.mantissa[self.cb_i]), int(job.shift[self.cb_i])
-        elif self.phase == "cmd" and self._coin(self.p_valid):
+        elif self.phase == "cmd" and self._valid():
             inp.cmd_valid, inp.last_group, inp.last_tile = True, job.last_group, job.last_tile
             inp.load_act = job.load_act
         elif self.phase == "run":
-            if self.act_i < len(job.act_words) and self._coin(self.p_valid):
+            if self.act_i < len(job.act_words) and self._valid():
                 inp.act_valid, inp.act_word = True, int(job.act_words[self.act_i])
-            if self.beat_i < len(job.beats) and self._coin(self.p_valid):
+            if self.beat_i < len(job.beats) and self._valid():
                 inp.w_valid, inp.w_beat = True, int(job.beats[self.beat_i])
         # idle-cycle garbage on payloads must not matter
         rnd = lambda bits: int(self.rng.integers(0, 1 << min(bits, 62)))   # noqa: E731

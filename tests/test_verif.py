@@ -53,7 +53,8 @@ def test_stall_is_seeded_and_bounded():
     assert d == {"seed": 7, "p": 0.3, "burst": 4}
     again, g4 = Stall.from_dict(d), Stall(7, 0.3, 4)
     assert [again.next() for _ in range(100)] == [g4.next() for _ in range(100)]
-    for bad in ({"p": 1.0}, {"p": -0.1}, {"burst": 0}, {"burst": 1.5}):
+    assert all(Stall(0, 1.0).next() for _ in range(20))           # p = 1: never moves
+    for bad in ({"p": 1.5}, {"p": -0.1}, {"burst": 0}, {"burst": 1.5}):
         with pytest.raises(ValueError):
             Stall(**{"seed": 0, **bad})
 

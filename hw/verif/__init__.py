@@ -23,7 +23,7 @@ from .engine import CaseRun, CommandRun, EngineBfm
 from .model import ModelChecker, ModelMismatch
 from .payloads import Payload, load_sidecar, sidecar_payloads
 from .scoreboard import ResultBeat, Scoreboard, ScoreboardError
-from .stalls import Stall, stalls_for
+from ...stalls import Stall, stalls_for
 from .streams import Bench, StreamSink, StreamSource
 
 __all__ = ["Bench", "CaseRun", "CommandRun", "EngineBfm", "ModelChecker", "ModelMismatch",

@@ -31,7 +31,7 @@ from ...hwconfig import HwConfig
 from .model import ModelChecker
 from .payloads import load_sidecar, sidecar_payloads
 from .scoreboard import ResultBeat
-from .stalls import check_stalls, stalls_for
+from ...stalls import check_stalls, stalls_for
 from .streams import Bench
 
 SOURCES = ("cmd", "cb", "act", "w")

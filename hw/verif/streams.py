@@ -23,7 +23,7 @@ from collections import deque
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 
-from .stalls import Stall, stalled
+from ...stalls import Stall, stalled
 
 
 class StreamSource:

@@ -1,6 +1,7 @@
 """Seeded stall generators: random idle cycles on a source, back-pressure on a sink.
 
-One generator, :class:`Stall`, serves every stream of a bench: ``next()`` is called once
+One generator, :class:`Stall`, serves every stream of every bench (the cocotb verification
+IP ``hw.verif``, the stepping model's ``JobDriver``, ``hw.simdriver.run_stream``): ``next()`` is called once
 per cycle and is True when that cycle is stalled (a source offers nothing, a sink is not
 ready). ``p`` is the chance that a cycle starts a stall, ``burst`` the longest run of
 stalled cycles one start makes (its length is drawn from 1..burst). The sequence depends
@@ -26,8 +27,8 @@ class Stall:
 
     def __init__(self, seed: int = 0, p: float = 0.0, burst: int = 1):
         p = float(p)
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"stall probability p={p}: expected 0 <= p < 1")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"stall probability p={p}: expected 0 <= p <= 1 (1: never moves)")
         if int(burst) != burst or burst < 1:
             raise ValueError(f"stall burst={burst!r}: expected an integer >= 1")
         self.seed = int(seed)
