@@ -10,10 +10,11 @@ and ``sim/data/heldout_text.txt`` (3,918 tokens, never used for calibration), fo
   both neighbours of the snapped entry);
 * ``calibrated, H = I``: the calibrated mode's code with the identity for every Hessian,
   i.e. only weight-MSE-optimal choices (what calibration adds is the difference to the next);
-* ``calibrated``: the default (bundled text, 5 x 512 tokens, damping 0.01, natural order,
-  Hessian-weighted group choice, tritforge codebook);
-* at d = 2 also the calibrated mode's options one at a time: plain group choice,
-  act-groups order, damping 0.1, and the v2 codebook.
+* ``calibrated``: the default (bundled text, 5 x 512 tokens, float-model inputs, damping
+  0.01, act-groups order, Hessian-weighted group choice, tritforge codebook);
+* at d = 2 also the calibrated mode's options, each changed alone (``OPTION_VARIANTS``:
+  natural order, damping 0.1 and 0.001, plain group choice, v2 codebook, sequential
+  inputs), on the held-out text only.
 
 Time and memory: the calibrated mode at d = 2 from the loaded checkpoint (calibration
 forward pass + Hessian factors + quantization), wall and CPU seconds, and the process's peak
@@ -38,6 +39,9 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 HELDOUT = os.path.join(HERE, "..", "sim", "data", "heldout_text.txt")
 TARGET = {2: 1.35, 3: 1.05, 4: 1.01}
+#: the calibrated mode's options, each changed alone from the default
+OPTION_VARIANTS = ({"order": "natural"}, {"damp": 0.1}, {"damp": 0.001}, {"choice": "plain"},
+                   {"codebook": "tritllm-v2"}, {"inputs": "sequential"})
 
 
 def cpu_seconds() -> float:
@@ -71,7 +75,7 @@ def main() -> int:
     import torch
     from tritforge.codec.calibration import checkpoint_hessians, make_options, read_text
     from tritforge.codec.checkpoint import load_checkpoint
-    from tritforge.codec.modelquant import peak_rss_mib, quantize_model
+    from tritforge.codec.modelquant import peak_rss_mib, quantize_checkpoint, quantize_model
     from tritforge.sim import quality
 
     ck = load_checkpoint("default")
@@ -135,12 +139,19 @@ def main() -> int:
         if d == 2:
             row(d, "v2+neighbours", neighbours(ck, names, d))
     if 2 in depths and not args.no_options:
-        print("\ncalibrated mode options at d = 2 (one change from the default each)")
-        for label, kw in (("choice plain", {"choice": "plain"}), ("order act-groups", {"order": "act-groups"}),
-                          ("damp 0.1", {"damp": 0.1}), ("codebook tritllm-v2", {"codebook": "tritllm-v2"})):
+        print("\ncalibrated mode options at d = 2, one change from the default each (held-out text only)")
+        del texts["eval"]
+        for kw in OPTION_VARIANTS:
             o = make_options(**kw)
-            mq = quantize_model(ck.tensors, names, [2], "calibrated", False, H, o)[2]
-            row(2, label, mq.tensors, mq.rel_mse)
+            label = ", ".join(f"{k} {v}" for k, v in kw.items())
+            t0 = time.perf_counter()
+            if o.inputs == "sequential":
+                mq = quantize_checkpoint(ck, [2], "calibrated", False, o)[2]
+            else:
+                mq = quantize_model(ck.tensors, names, [2], "calibrated", False, H, o)[2]
+            p_ = ppl(mq.tensors)["heldout"]
+            print(f"  d=2 {label:<28} held-out {p_:8.3f} ({p_ / src['heldout']:.3f} x)   "
+                  f"rel MSE {mq.rel_mse:.5f}   {time.perf_counter() - t0:.0f} s", flush=True)
 
     missed = []
     print("\ntargets")

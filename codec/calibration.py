@@ -50,7 +50,7 @@ class CalibOptions:
     seqs: int = DEFAULT_SEQS
     length: int = DEFAULT_LENGTH
     damp: float = DEFAULT_DAMP
-    order: str = "natural"
+    order: str = "act-groups"
     choice: str = "hessian"
     codebook: str = "tritforge"
     inputs: str = "float"            #: "float" or "sequential" (see the module docstring)
@@ -81,7 +81,7 @@ def read_text(path: str, what: str = "--calib") -> str:
 
 
 def make_options(path: str | None = None, seqs: int = DEFAULT_SEQS, length: int = DEFAULT_LENGTH,
-                 damp: float = DEFAULT_DAMP, order: str = "natural", choice: str = "hessian",
+                 damp: float = DEFAULT_DAMP, order: str = "act-groups", choice: str = "hessian",
                  codebook: str = "tritforge", inputs: str = "float") -> CalibOptions:
     """Checked options; ``path=None`` takes the bundled text."""
     if seqs < 1:

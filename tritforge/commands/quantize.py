@@ -41,9 +41,9 @@ def add_arguments(p) -> None:
     p.add_argument("--calib-inputs", default="float", choices=("float", "sequential"),
                    help="calibrated mode: layer inputs from the float model (one pass for all depths) "
                         "or sequential (from the already quantized earlier layers, per depth)")
-    p.add_argument("--calib-order", default="natural", choices=("natural", "act-groups"),
+    p.add_argument("--calib-order", default="act-groups", choices=("natural", "act-groups"),
                    help="calibrated mode: column order; act-groups: groups of 16 by decreasing "
-                        "input energy (default natural)")
+                        "input energy (default act-groups)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (one sub-folder per config)")
     p.add_argument("--no-export", action="store_true", help="skip the FP16 HF folder")
     p.add_argument("--no-packed-model", action="store_true",
@@ -61,7 +61,7 @@ def _calib_options(args):
 
     given = [f for f, v in (("--calib", args.calib), ("--calib-seqs", args.calib_seqs != 5),
                             ("--calib-len", args.calib_len != 512), ("--calib-damp", args.calib_damp != 0.01),
-                            ("--calib-order", args.calib_order != "natural"),
+                            ("--calib-order", args.calib_order != "act-groups"),
                             ("--calib-inputs", args.calib_inputs != "float")) if v]
     if args.mode != "calibrated":
         if given:
