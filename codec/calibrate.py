@@ -48,7 +48,9 @@ Column order
     implementation's ``actorder``: columns by decreasing diag(H)) would break the groups of
     16 the format needs, so ``order="act-groups"`` orders whole groups by the sum of their
     diag(H) and keeps each group's columns contiguous and in order; the levels and indices
-    are put back in the natural order afterwards.
+    are put back in the natural order afterwards. The mode's default
+    (``codec.calibration.CalibOptions``) is act-groups: on SmolLM2-135M at d = 2 it brings
+    the held-out perplexity from 1.56x the source's to 1.31x (docs/CODEC.md).
 
 Degenerate inputs (documented fallback, never NaN in the output)
     * a dead input channel (H_jj = 0: the input was always 0 on the calibration data, or a
