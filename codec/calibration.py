@@ -147,12 +147,33 @@ def float_model(ckpt):
     return model.eval()
 
 
-def shared_name(name: str) -> str:
-    """The matrix whose input ``name`` reads (itself, or q_proj / gate_proj of its layer)."""
+def shared_name(name: str, names=None) -> str:
+    """The matrix whose input ``name`` reads: q_proj / gate_proj of its block for k/v and up
+    (``SHARED``), else itself; with ``names``, only a partner that is among them."""
     parts = name.split(".")
     if len(parts) >= 2 and parts[-2] in SHARED:
         parts[-2] = SHARED[parts[-2]]
-    return ".".join(parts)
+    partner = ".".join(parts)
+    return partner if names is None or partner in names else name
+
+
+def _blocks(names: list[str]):
+    """(path of the decoder blocks' ModuleList, block index -> its names) from weight names."""
+    import re
+
+    by_block: dict[int, list[str]] = {}
+    prefixes = set()
+    for n in names:
+        m = re.match(r"^(.*?)\.(\d+)\.", n)
+        if not m:
+            raise TritforgeError(f"{n}: not inside a numbered decoder block; "
+                                 "--calib-inputs sequential needs one")
+        prefixes.add(m.group(1))
+        by_block.setdefault(int(m.group(2)), []).append(n)
+    if len(prefixes) != 1:
+        raise TritforgeError(f"matrices in {len(prefixes)} block lists ({', '.join(sorted(prefixes))}); "
+                             "--calib-inputs sequential needs one")
+    return prefixes.pop(), by_block
 
 
 class _Capture:
@@ -186,12 +207,12 @@ class _Capture:
 
     def result(self, names) -> dict:
         out = {}
-        for key in {shared_name(n) for n in names}:
+        for key in {shared_name(n, names) for n in names}:
             if key not in self.acc:
                 raise TritforgeError(f"{key}: the calibration pass never reached this layer")
             h, n = self.acc[key]
             out[key] = h.div_(n)
-        return {n: out[shared_name(n)] for n in names}
+        return {n: out[shared_name(n, names)] for n in names}
 
 
 def collect_hessians(model, ids, names: list[str], progress: bool = True) -> dict:
@@ -202,7 +223,7 @@ def collect_hessians(model, ids, names: list[str], progress: bool = True) -> dic
     import torch
     from tqdm import tqdm
 
-    cap = _Capture(model, sorted({shared_name(n) for n in names}))
+    cap = _Capture(model, sorted({shared_name(n, names) for n in names}))
     try:
         with torch.no_grad():          # not inference_mode: H is divided in place afterwards
             for row in tqdm(ids, desc="calibration", unit="seq", disable=not progress, leave=False):
@@ -216,18 +237,17 @@ class _Stop(Exception):
     pass
 
 
-def _layer_inputs(model, ids):
-    """Hidden states and keyword arguments entering decoder layer 0, per sequence."""
+def _layer_inputs(first, model, ids):
+    """Hidden states and keyword arguments entering the first decoder block, per sequence."""
     import torch
 
-    layers = model.model.layers
     caught = []
 
     def hook(module, args, kwargs):
         caught.append((args[0].detach().clone(), dict(kwargs)))
         raise _Stop
 
-    h = layers[0].register_forward_pre_hook(hook, with_kwargs=True)
+    h = first.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.no_grad():
             for row in ids:
@@ -250,11 +270,12 @@ def sequential_pass(model, ids, names: list[str], quantize_layer, progress: bool
     import torch
     from tqdm import tqdm
 
-    by_layer: dict[int, list[str]] = {}
-    for n in names:
-        by_layer.setdefault(int(n.split(".")[2]), []).append(n)
-    states = _layer_inputs(model, ids)
-    layers = model.model.layers
+    prefix, by_layer = _blocks(names)
+    try:
+        layers = model.get_submodule(prefix)
+    except AttributeError:
+        raise TritforgeError(f"{prefix}: no such module list in the model") from None
+    states = _layer_inputs(layers[0], model, ids)
 
     def run(layer):
         out = []
@@ -268,7 +289,7 @@ def sequential_pass(model, ids, names: list[str], quantize_layer, progress: bool
                       disable=not progress, leave=False):
             mine = by_layer.get(i, [])
             if mine:
-                cap = _Capture(model, sorted({shared_name(n) for n in mine}))
+                cap = _Capture(model, sorted({shared_name(n, mine) for n in mine}))
                 try:
                     run(layers[i])
                 finally:
