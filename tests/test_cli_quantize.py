@@ -34,7 +34,7 @@ def test_outputs_per_config(run_tiny):
     assert sorted(os.listdir(out)) == ["uniform-d1", "uniform-d2"]          # nothing else
     for config, d in (("uniform-d1", 1), ("uniform-d2", 2)):
         folder = out / config
-        assert sorted(os.listdir(folder)) == ["model", "model.trit.safetensors", "report.json"]
+        assert sorted(os.listdir(folder)) == ["model", "model.trit.safetensors", "packed", "report.json"]
         rep = json.loads((folder / "report.json").read_text())
         q = rep["quant"]
         assert rep["config"] == config and q["depth"] == d and q["mode"] == "tritllm-v2"
@@ -43,7 +43,7 @@ def test_outputs_per_config(run_tiny):
         assert rep["packed_roundtrip_exact"] is True
         ppl = rep["perplexity"]
         assert ppl["tokens"] == 200 and ppl["source"] > 1 and ppl["quantized"] > 1
-        assert set(rep["timings_s"]) == {"quantize", "pack", "export", "perplexity"}
+        assert set(rep["timings_s"]) == {"quantize", "pack", "packed_model", "export", "perplexity"}
         umask = os.umask(0)
         os.umask(umask)
         for path in (folder, folder / "model", folder / "model.trit.safetensors", folder / "report.json"):
@@ -88,7 +88,8 @@ def test_summary_table_is_printed(tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "bpw info" in text and "uniform-d3" in text and "tritforge" in text
-    assert sorted(os.listdir(tmp_path / "o" / "uniform-d3")) == ["model.trit.safetensors", "report.json"]
+    assert sorted(os.listdir(tmp_path / "o" / "uniform-d3")) == ["model.trit.safetensors", "packed",
+                                                                "report.json"]
     rep = json.loads((tmp_path / "o" / "uniform-d3" / "report.json").read_text())
     assert rep["perplexity"] is None and rep["files"]["export"] is None and rep["quant"]["mode"] == "tritforge"
 
@@ -100,7 +101,7 @@ def test_existing_config_folder_is_replaced(tmp_path):
     (stale / "old.txt").write_text("x")
     assert main(["quantize", "--model", src, "--configs", "uniform-d1", "--out", str(tmp_path / "o"),
                  "--no-export", "--no-ppl", "--quiet"]) == 0
-    assert sorted(os.listdir(stale)) == ["model.trit.safetensors", "report.json"]
+    assert sorted(os.listdir(stale)) == ["model.trit.safetensors", "packed", "report.json"]
     assert os.listdir(tmp_path / "o") == ["uniform-d1"]
 
 
@@ -128,10 +129,10 @@ def test_bad_config(tmp_path, capsys):
 def test_unsupported_architecture_writes_nothing(tmp_path, capsys):
     src = make_tiny_model(tmp_path / "src")
     cfg = json.load(open(os.path.join(src, "config.json")))
-    cfg["model_type"] = "mistral"
+    cfg["model_type"] = "nosuchmodel"           # no causal LM transformers can build
     json.dump(cfg, open(os.path.join(src, "config.json"), "w"))
     err = run_error(capsys, ["quantize", "--model", src, "--configs", "uniform-d2", "--out", str(tmp_path / "o")])
-    assert "'mistral' is not supported" in err
+    assert "'nosuchmodel' cannot be handled" in err
     assert not (tmp_path / "o").exists()
 
 
@@ -163,9 +164,11 @@ def test_inspect_table(run_tiny, capsys):
     src, out = run_tiny
     assert main(["inspect", str(out / "uniform-d2" / "model.trit.safetensors")]) == 0
     text = capsys.readouterr().out
-    assert "tritforge-packed v1" in text
+    assert "tritforge-packed v2" in text
     assert "model.layers.1.mlp.down_proj.weight" in text and "64x88" in text
-    assert "bpw information 3.467" in text
+    # information bpw over the unpadded shape with the padding's trits counted, as the
+    # physical figure counts them (3.467 bits per weight of an unpadded d = 2 matrix)
+    assert "bpw information 3.528" in text
     assert "rel MSE" in text and "(errors recorded at quantization)" in text
 
 
@@ -221,13 +224,23 @@ def _damaged_copy(run_tiny, tmp_path, edit):
 
 
 def test_inspect_rejects_invalid_trit_bytes(run_tiny, tmp_path, capsys):
-    def edit(arrays, meta):
+    from tritforge.codec.packfile import sha256
+
+    def edit(arrays, meta, fix_checksum):
         name = next(k for k in arrays if k.endswith(".trits"))
         arrays[name] = arrays[name].copy()
         arrays[name][3] = 250
+        if fix_checksum:         # a byte >= 243 written with a matching checksum
+            tensors = json.loads(meta["tensors"])
+            tensors[name[:-len(".trits")]]["sha256"]["trits"] = sha256(arrays[name])
+            meta["tensors"] = json.dumps(tensors)
         return arrays, meta
-    err = run_error(capsys, ["inspect", _damaged_copy(run_tiny, tmp_path, edit)])
+    err = run_error(capsys, ["inspect", _damaged_copy(run_tiny, tmp_path, lambda a, m: edit(a, m, True))])
     assert "byte 250" in err
+    # the same change without its checksum is refused as corruption, naming the tensor
+    (tmp_path / "bad.safetensors").unlink()
+    err = run_error(capsys, ["inspect", _damaged_copy(run_tiny, tmp_path, lambda a, m: edit(a, m, False))])
+    assert "SHA-256 mismatch of its trits" in err and "down_proj" in err
 
 
 def test_inspect_rejects_damaged_recorded_errors(run_tiny, tmp_path, capsys):
