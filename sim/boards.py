@@ -21,11 +21,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
 from ..errors import TritforgeError
+from ..tomlfile import read_toml
 from ..hwconfig import HwConfig
 from .memory import MEMORY_TYPES, MemorySystem
 
@@ -225,15 +225,7 @@ def load_board(spec: str) -> Board:
     else:
         raise TritforgeError(f"board {spec!r}: unknown preset; expected one of {board_names()}, "
                              "'default' or a board .toml file")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise TritforgeError(f"board file {path}: cannot read ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise TritforgeError(f"board file {path}: not valid TOML ({exc})") from None
+    data, _ = read_toml(path, "board file")
     return board_from_dict(data, path)
 
 

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
 from ..codec import layout
 from ..errors import TritforgeError
+from ..tomlfile import read_toml
 from ..hwconfig import DEFAULT, HwConfig
 from .actions import Actions
 
@@ -131,15 +131,7 @@ class EnergyTable:
     def load(cls, path: str | None = None) -> "EnergyTable":
         """Read and validate a table; ``None`` is the default (Horowitz 45 nm)."""
         path = default_table_path() if path is None else str(path)
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except OSError as exc:
-            raise TritforgeError(f"energy table {path}: cannot read ({exc.strerror})") from None
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise TritforgeError(f"energy table {path}: not valid TOML ({exc})") from None
+        data, raw = read_toml(path, "energy table")
         return cls.from_dict(data, path, hashlib.sha256(raw).hexdigest())
 
     @classmethod
