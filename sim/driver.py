@@ -557,8 +557,10 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     wall["prefill"], wall["decode"] = gen.prefill_wall_s, gen.decode_wall_s
     decode = phase_figures(recorder, layers, "decode", gen.decode_steps, board, table)
     prefill = phase_figures(recorder, layers, "prefill", 1, board, table)
-    per_token = estimate.token_figures(decode, board, table)
-    prefill_s = estimate.token_figures(prefill, board, table)["time_s"]
+    # the quantized matrices alone: their actions and bytes (the board's static power is
+    # in the whole-token figures, ``whole_token``)
+    per_token = estimate.token_figures(decode, board, table, static=False)
+    prefill_s = estimate.token_figures(prefill, board, table, static=False)["time_s"]
 
     quality = {}
     if opts.eval_tokens > 0:
