@@ -122,7 +122,7 @@ def attention_decode(shape: dict, context: int, att: AttentionConfig, units: Uni
     """
     if isinstance(context, bool) or not isinstance(context, int) or context < 0:
         raise TritforgeError(f"context={context!r}: expected an integer >= 0")
-    hq, hkv, hd = shape["num_attention_heads"], shape["num_key_value_heads"], shape["head_dim"]
+    hq, hd = shape["num_attention_heads"], shape["head_dim"]
     keys = max(context, 1)
     lanes = units.attn_lanes
     macs = hq * keys * hd
