@@ -61,27 +61,31 @@ def copy_tokenizer_and_generation(ckpt, config, folder: str) -> None:
         ckpt.tokenizer().save_pretrained(folder)
 
 
+def model_tensors(ckpt, quantized: dict):
+    """Every tensor a model folder of ``ckpt`` stores, as ``(name, source tensor, its
+    TritTensor or None)``: a tied ``lm_head`` is left out (the embedding is it), and every
+    quantized matrix must be a tensor of ``ckpt`` of the same shape."""
+    missing = sorted(set(quantized) - set(ckpt.tensors))
+    if missing:
+        raise TritforgeError(f"quantized matrix {missing[0]} is not a tensor of {ckpt.name}")
+    tied = bool(getattr(ckpt.config, "tie_word_embeddings", False))
+    for name, t in ckpt.tensors.items():
+        if tied and name == "lm_head.weight":
+            continue
+        q = quantized.get(name)
+        if q is not None and tuple(q.shape) != tuple(t.shape):
+            raise TritforgeError(f"{name}: quantized shape {tuple(q.shape)} does not match "
+                                 f"the source's {tuple(t.shape)}")
+        yield name, t, q
+
+
 def dequantized_state(ckpt, quantized: dict, dtype=None) -> dict:
     """All tensors of ``ckpt`` in ``dtype`` (fp16), the quantized ones dequantized."""
     import torch
 
     dtype = dtype or torch.float16
-    missing = sorted(set(quantized) - set(ckpt.tensors))
-    if missing:
-        raise TritforgeError(f"quantized matrix {missing[0]} is not a tensor of {ckpt.name}")
-    tied = bool(getattr(ckpt.config, "tie_word_embeddings", False))
-    state = {}
-    for name, t in ckpt.tensors.items():
-        if tied and name == "lm_head.weight":
-            continue
-        if name in quantized:
-            q = quantized[name]
-            if tuple(q.shape) != tuple(t.shape):
-                raise TritforgeError(f"{name}: quantized shape {tuple(q.shape)} does not match "
-                                     f"the source's {tuple(t.shape)}")
-            t = torch.from_numpy(q.dequantize())
-        state[name] = t.to(dtype).contiguous()
-    return state
+    return {name: (t if q is None else torch.from_numpy(q.dequantize())).to(dtype).contiguous()
+            for name, t, q in model_tensors(ckpt, quantized)}
 
 
 def export_fp16(ckpt, quantized: dict, folder: str, note: dict | None = None) -> str:

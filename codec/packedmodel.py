@@ -130,21 +130,11 @@ def write_packed_model(ckpt, quantized: dict[str, TritTensor], folder: str, note
     TritTensor); returns its size figures (:func:`folder_sizes`)."""
     import torch
 
-    from .export import copy_tokenizer_and_generation, export_config
+    from .export import copy_tokenizer_and_generation, export_config, model_tensors
 
-    missing = sorted(set(quantized) - set(ckpt.tensors))
-    if missing:
-        raise TritforgeError(f"quantized matrix {missing[0]} is not a tensor of {ckpt.name}")
-    tied = bool(getattr(ckpt.config, "tie_word_embeddings", False))
     state, entries, mods = {}, {}, {}
-    for name, t in ckpt.tensors.items():
-        if tied and name == "lm_head.weight":
-            continue
-        if name in quantized:
-            q = quantized[name]
-            if tuple(q.shape) != tuple(t.shape):
-                raise TritforgeError(f"{name}: quantized shape {tuple(q.shape)} does not match "
-                                     f"the source's {tuple(t.shape)}")
+    for name, t, q in model_tensors(ckpt, quantized):
+        if q is not None:
             m = module_name(name)
             trits, words = packfile.matrix_arrays(q)
             state[f"{m}.trits"] = torch.from_numpy(trits)
