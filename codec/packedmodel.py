@@ -42,6 +42,7 @@ import numpy as np
 from . import layout, packfile
 from ..atomic import atomic_file, atomic_folder
 from ..errors import TritforgeError
+from ..jsonfile import read_json
 from .quantize import TritTensor
 
 QUANT_METHOD = "tritforge"
@@ -276,13 +277,7 @@ def read_packed_model(folder: str, verify: bool = True) -> PackedModel:
     cfg_path = os.path.join(folder, "config.json")
     if not os.path.isdir(folder):
         raise TritforgeError(f"{folder}: no such packed model folder")
-    try:
-        with open(cfg_path) as f:
-            config = json.load(f)
-        if not isinstance(config, dict):
-            raise ValueError("expected a JSON object")
-    except (OSError, ValueError) as exc:
-        raise TritforgeError(f"{cfg_path}: not a readable JSON config ({exc})") from None
+    config = read_json(cfg_path, "the packed model's config (an HF config.json)")
     qc = check_quantization_config(cfg_path, config.get("quantization_config"))
     files, weight_map = _weight_files(folder)
     entries, shas, where, headers, note, listed = {}, {}, {}, {}, {}, {}
