@@ -31,7 +31,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hwconfig import CMD_ACCEPT_CYCLES, END_CYCLES, LOAD_OPEN_CYCLES, HwConfig
+from ..hwconfig import HwConfig
 from .checks import check_config
 from .replica import replicas
 from .signature import payload_layouts
@@ -53,21 +53,18 @@ class CommandControl(wiring.Component):
     """Ports: ``cmd`` (the engine's command stream), ``act_valid``/``act_ready`` (LOAD's
     handshake), ``wr_en``/``wr_addr`` (the activation buffer's write port), ``start``,
     ``run_open``, ``last_group_m1``/``last_tile_m1`` (the counters' reload values, to the
-    issue stage), ``accept``, ``done`` (in: RUN's last result was popped), ``busy``."""
+    issue stage), ``accept``, ``done`` (in: RUN's last result was popped), ``busy``.
 
-    #: the registers this control puts in the cycle-visible paths (module docstring): the
-    #: start cycle after the accept cycle, the registered "RUN opens", idle after ``done``
-    accept_cycles = 1 + 1
-    load_open_cycles = 1
-    end_cycles = 1
+    Its registers in the cycle-visible paths (the start cycle, the registered "RUN opens",
+    idle one cycle after ``done``) are ``tritforge.hwconfig``'s ``CMD_ACCEPT_CYCLES``,
+    ``LOAD_OPEN_CYCLES`` and ``END_CYCLES``; the engine's timing tests measure them on the
+    RTL against those constants (tests/test_hw_engine.py, tests/test_engine_contract.py)."""
 
     def __new__(cls, cfg: HwConfig):
         check_config("CommandControl", cfg)
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig):
-        assert (self.accept_cycles, self.load_open_cycles, self.end_cycles) == \
-            (CMD_ACCEPT_CYCLES, LOAD_OPEN_CYCLES, END_CYCLES), "hwconfig's command timing"
         self.cfg = cfg
         gw, tw = counter_shapes(cfg)
         super().__init__({

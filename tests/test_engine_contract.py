@@ -16,7 +16,7 @@ import pytest
 from tritforge.codec import golden, layout
 from tritforge.hw.engine import GemvEngine
 from tritforge.hw.simdriver import OUTPUT_FIELDS, EngineSim
-from tritforge.hwconfig import HwConfig
+from tritforge.hwconfig import END_CYCLES, HwConfig
 from tritforge.sim.stepmodel import Inputs, JobDriver, StepModel, make_job
 
 
@@ -100,8 +100,9 @@ def test_busy_from_the_cycle_after_accept(vectors):
     for c, p in zip(accepts, lasts):
         assert ready[c] and not busy[c], "busy must be low in the accept cycle (it is ~idle)"
         assert busy[c + 1] and not ready[c + 1]
-        assert all(busy[c + 1:p + 2]), "busy high until the cycle after the last result is taken"
-        assert not busy[p + 2] and ready[p + 2], "idle two cycles after the last result is taken"
+        idle = p + END_CYCLES + 1          # the pop is registered, then the state is idle
+        assert all(busy[c + 1:idle]), "busy high until the cycle after the last result is taken"
+        assert not busy[idle] and ready[idle], "idle two cycles after the last result is taken"
 
 
 def test_err_clears_the_cycle_after_the_next_accept():

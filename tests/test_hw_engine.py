@@ -180,9 +180,12 @@ def test_timing_contract(vectors):
     assert last == taken[0] + n_beats * vectors + cfg.pipeline_stages - 1
     cmd = next(n for n, (i, o) in enumerate(trace) if i.cmd_valid and o["cmd_ready"])
     acts = [n for n, (i, o) in enumerate(trace) if i.act_valid and o["act_ready"]]
-    # LOAD from 2 cycles after the accept, RUN opens one cycle after its last word
-    # (hw/ENGINE.md)
-    assert acts == list(range(cmd + 2, cmd + 2 + vectors * 3)) and taken[0] == acts[-1] + 2
+    # LOAD from the cycle after the accept and start cycles, RUN opens LOAD_OPEN_CYCLES
+    # after the cycle after its last word (hw/ENGINE.md; the constants' owner is hwconfig)
+    from tritforge.hwconfig import CMD_ACCEPT_CYCLES, LOAD_OPEN_CYCLES
+    first = cmd + CMD_ACCEPT_CYCLES
+    assert acts == list(range(first, first + vectors * 3))
+    assert taken[0] == acts[-1] + 1 + LOAD_OPEN_CYCLES
 
 
 def test_structure_asserts_pipeline_stages(monkeypatch, recwarn):
