@@ -151,12 +151,7 @@ class EnergyTable:
                                     _source(spec, f"{where} [memory.{mem}]"))
         rows_in = _table(data, "actions", where, required=True)
         names = Actions.names()
-        unknown = sorted(set(rows_in) - set(names))
-        if unknown:
-            raise TritforgeError(f"{where}: unknown actions {unknown}; expected {list(names)}")
-        missing = [n for n in names if n not in rows_in]
-        if missing:
-            raise TritforgeError(f"{where}: missing actions {missing} (every counter needs a row)")
+        _check_rows(rows_in, names, where, "actions")
         actions = {n: _action(n, rows_in[n], prims, where) for n in names}
         for n, row in actions.items():
             if row.op == "clock" and n != "cycles":
@@ -164,12 +159,7 @@ class EnergyTable:
         units_in = _table(data, "units", where)
         units = {}
         if units_in:
-            unknown = sorted(set(units_in) - set(UNIT_ACTIONS))
-            if unknown:
-                raise TritforgeError(f"{where}: unknown unit actions {unknown}; expected {list(UNIT_ACTIONS)}")
-            missing = [n for n in UNIT_ACTIONS if n not in units_in]
-            if missing:
-                raise TritforgeError(f"{where}: missing unit actions {missing} (every unit action needs a row)")
+            _check_rows(units_in, UNIT_ACTIONS, where, "unit actions")
             units = {n: _action(n, units_in[n], prims, where, "units") for n in UNIT_ACTIONS}
             if any(r.op == "clock" for r in units.values()):
                 raise TritforgeError(f"{where}: op 'clock' is for actions.cycles only")
@@ -264,6 +254,16 @@ class EnergyTable:
 
 
 # --- validation helpers --------------------------------------------------------------------
+
+def _check_rows(rows: dict, names, where: str, what: str) -> None:
+    """``rows`` has a row for every one of ``names`` and no other."""
+    unknown = sorted(set(rows) - set(names))
+    if unknown:
+        raise TritforgeError(f"{where}: unknown {what} {unknown}; expected {list(names)}")
+    missing = [n for n in names if n not in rows]
+    if missing:
+        raise TritforgeError(f"{where}: missing {what} {missing} (every one needs a row)")
+
 
 def _table(data: dict, key: str, where: str, required: bool = False) -> dict:
     value = data.get(key)
