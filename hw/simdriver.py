@@ -109,65 +109,92 @@ class EngineSim:
         return trace
 
 
-def run_stream(component, items, *, seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0,
-               setup=None, n_out: int | None = None, max_cycles: int = 100_000) -> list[int]:
-    """Feed raw payload integers ``items`` into ``component.i`` and collect ``component.o``.
+def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_valid: float = 1.0,
+                p_ready: float = 1.0, setup=None, max_cycles: int = 100_000, drain: int = 16):
+    """Feed several input streams of ``component`` and collect several output streams.
 
-    Every cycle ``i.valid`` is high with chance ``p_valid`` (while items remain) and
-    ``o.ready`` with chance ``p_ready`` (``tritforge.stalls.Stall``); payloads of idle input cycles are random garbage.
-    Checks the stream rule on the way (a valid output holds its payload until taken).
-    ``setup(ctx)``, if given, runs first (e.g. codebook writes). Runs until ``n_out``
-    output beats (default: one per item) were taken, then checks no extra beat is pending.
-    Returns the raw payload integers of the accepted output beats, in order.
+    ``inputs``: port name -> raw payload integers, offered in order; ``outputs``: port name
+    -> the number of beats expected. Every cycle each input's ``valid`` is high with chance
+    ``p_valid`` (while its items remain; its own ``tritforge.stalls.Stall`` per port) and
+    each output's ``ready`` with chance ``p_ready``; payloads of idle input cycles are random
+    garbage. Checks the stream rule on the way (a valid output holds its payload until
+    taken). ``setup(ctx)``, if given, runs first. Runs until every output has given its
+    beats, then checks for ``drain`` cycles that no extra beat comes.
+
+    Returns ``(beats, cycles)``: port name -> the accepted raw payloads in order, and port
+    name -> the cycle of each accepted beat (counted from the first cycle after ``setup``),
+    inputs and outputs alike, for cycle-count checks.
     """
     import random
 
     rng = random.Random(seed)             # garbage payloads of idle cycles
-    idle = Stall(port_seed(seed, "i"), 1.0 - p_valid)
-    bp = Stall(port_seed(seed, "o"), 1.0 - p_ready)
+    idle = {n: Stall(port_seed(seed, n), 1.0 - p_valid) for n in inputs}
+    bp = {n: Stall(port_seed(seed, n), 1.0 - p_ready) for n in outputs}
     sim = Simulator(component)
     sim.add_clock(1e-8)
-    width = len(component.i.payload.as_value())
-    got: list[int] = []
-    items = list(items)
-    want = len(items) if n_out is None else n_out
+    ins = {n: getattr(component, n) for n in inputs}
+    outs = {n: getattr(component, n) for n in outputs}
+    width = {n: len(p.payload.as_value()) for n, p in ins.items()}
+    items = {n: list(v) for n, v in inputs.items()}
+    got: dict = {n: [] for n in outputs}
+    when: dict = {n: [] for n in list(inputs) + list(outputs)}
 
     async def bench(ctx):
         if setup is not None:
             await setup(ctx)
-        n = 0
-        held = None
-        for _ in range(max_cycles):
-            if len(got) == want:
+        pos = dict.fromkeys(inputs, 0)
+        held = dict.fromkeys(outputs)
+        for cycle in range(max_cycles):
+            if all(len(got[n]) == k for n, k in outputs.items()):
                 break
-            valid = n < len(items) and not idle.next()
-            ctx.set(component.i.valid, valid)
-            ctx.set(component.i.payload.as_value(), items[n] if valid else rng.getrandbits(width))
-            ready = not bp.next()
-            ctx.set(component.o.ready, ready)
-            ov = ctx.get(component.o.valid)
-            op = ctx.get(component.o.payload.as_value())
-            if held is not None and ov and op != held:
-                raise AssertionError("output payload changed while valid and not taken")
-            if ov and ready:
-                got.append(op)
-                held = None
-            elif ov:
-                held = op
-            if valid and ctx.get(component.i.ready):
-                n += 1
+            offered = {}
+            for n, port in ins.items():
+                offered[n] = pos[n] < len(items[n]) and not idle[n].next()
+                ctx.set(port.valid, offered[n])
+                ctx.set(port.payload.as_value(), items[n][pos[n]] if offered[n] else rng.getrandbits(width[n]))
+            for n, port in outs.items():
+                ready = not bp[n].next()
+                ctx.set(port.ready, ready)
+                ov = ctx.get(port.valid)
+                op = ctx.get(port.payload.as_value())
+                if held[n] is not None and ov and op != held[n]:
+                    raise AssertionError(f"{n}: output payload changed while valid and not taken")
+                if ov and ready:
+                    got[n].append(op)
+                    when[n].append(cycle)
+                    held[n] = None
+                elif ov:
+                    held[n] = op
+            for n, port in ins.items():
+                if offered[n] and ctx.get(port.ready):
+                    pos[n] += 1
+                    when[n].append(cycle)
             await ctx.tick()
         else:
-            raise AssertionError(f"stream did not finish in {max_cycles} cycles "
-                                 f"({len(got)} of {want} outputs)")
+            raise AssertionError(f"streams did not finish in {max_cycles} cycles ("
+                                 + ", ".join(f"{n}: {len(got[n])} of {k}" for n, k in outputs.items()) + ")")
         # drain: nothing more may come out
-        ctx.set(component.i.valid, 0)
-        ctx.set(component.o.ready, 1)
-        for _ in range(16):
-            if ctx.get(component.o.valid):
-                raise AssertionError(f"an output beat beyond the expected {want}")
+        for port in ins.values():
+            ctx.set(port.valid, 0)
+        for port in outs.values():
+            ctx.set(port.ready, 1)
+        for _ in range(drain):
+            for n, port in outs.items():
+                if ctx.get(port.valid):
+                    raise AssertionError(f"{n}: an output beat beyond the expected {outputs[n]}")
             await ctx.tick()
 
     sim.add_testbench(bench)
     sim.run()
-    return got
+    return got, when
+
+
+def run_stream(component, items, *, seed: int = 0, p_valid: float = 1.0, p_ready: float = 1.0,
+               setup=None, n_out: int | None = None, max_cycles: int = 100_000) -> list[int]:
+    """``run_streams`` for a component with one input ``i`` and one output ``o``: feeds the
+    raw payload integers ``items`` and returns the accepted output payloads in order
+    (``n_out`` of them, default one per item)."""
+    items = list(items)
+    got, _ = run_streams(component, {"i": items}, {"o": len(items) if n_out is None else n_out},
+                         seed=seed, p_valid=p_valid, p_ready=p_ready, setup=setup, max_cycles=max_cycles)
+    return got["o"]
