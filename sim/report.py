@@ -15,8 +15,8 @@ or by ``sim.estimate.project``; ``check_result`` says what it must hold) and wri
     report.md      Markdown, linking the PNGs
     report.html    one file with the PNGs embedded (base64): opens anywhere, alone
 
-Every file is written to a temporary directory first and then moved into place, so an
-interrupted render leaves no half-written file.
+Every file is staged with the command's other outputs and moved into place only when the
+command succeeds (``tritforge.atomic``), so an error or an interrupt leaves no file of it.
 """
 from __future__ import annotations
 
@@ -25,11 +25,10 @@ import html
 import json
 import math
 import os
-import shutil
-import tempfile
 
 from matplotlib.figure import Figure
 
+from ..atomic import atomic_merge
 from ..errors import TritforgeError
 from ..jsonfile import read_json
 
@@ -418,25 +417,20 @@ def _html(result: dict, folder: str) -> str:
 # --- entry point ---------------------------------------------------------------------------
 
 def render(result: dict, out_dir: str) -> dict[str, str]:
-    """Write the report files into ``out_dir`` (created if needed); return {file: path}."""
+    """Write the report files into ``out_dir`` (created if needed); return {file: path}.
+
+    The files are staged together (``atomic.atomic_merge``): they replace the same-named
+    files of ``out_dir`` when the command succeeds, other files there stay."""
     check_result(result)
     out_dir = os.path.abspath(out_dir)
-    parent = os.path.dirname(out_dir)
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise TritforgeError(f"report folder {out_dir}: exists and is not a folder")
-    try:
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".report-", dir=parent)
-    except OSError as exc:
-        raise TritforgeError(f"report folder {out_dir}: cannot write ({exc.strerror})") from None
-    try:
+    names = list(FILES)
+    with atomic_merge(out_dir) as tmp:
         with open(os.path.join(tmp, "result.json"), "w") as f:
             json.dump(result, f, indent=1)
             f.write("\n")
         _plot_roofline(result, os.path.join(tmp, "roofline.png"))
         _plot_energy(result, os.path.join(tmp, "energy.png"))
         _plot_cycles(result, os.path.join(tmp, "cycles.png"))
-        names = list(FILES)
         if result.get("context_sweep"):
             _plot_sweep(result, os.path.join(tmp, "sweep.png"))
             names.append("sweep.png")
@@ -444,9 +438,4 @@ def render(result: dict, out_dir: str) -> dict[str, str]:
             f.write(_markdown(result))
         with open(os.path.join(tmp, "report.html"), "w") as f:
             f.write(_html(result, tmp))
-        os.makedirs(out_dir, exist_ok=True)
-        for name in names:
-            os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return {name: os.path.join(out_dir, name) for name in names}

@@ -3,17 +3,36 @@
 Each subcommand is a module in ``tritforge/commands/`` that defines ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``; they are found by name, so adding a
 command touches no other file. Bad input raises ``TritforgeError``: the CLI prints it as
-one line on stderr and exits with status 2.
+one line on stderr and exits with status 2; so do argparse's usage errors (``Parser.error``).
+
+Each command runs inside one output transaction (``atomic.transaction``): its outputs are
+staged and appear only when it returns successfully. SIGINT and SIGTERM raise
+``atomic.Interrupted`` in the command (the first one; later ones are only recorded), which
+removes the staging folders on its way out; the CLI then prints one line and exits with
+128 + the signal number (130, 143).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 
-from . import __version__, commands
+from . import __version__, atomic, commands
 from .errors import TritforgeError
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (``tritforge <command>: error: ...``), exit 2."""
+
+    def error(self, message):
+        message = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _command_modules():
@@ -23,7 +42,7 @@ def _command_modules():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tritforge",
         description="Hardware co-design simulator and RTL generator for balanced-ternary LLMs.")
     parser.add_argument("--version", action="version", version=f"tritforge {__version__}")
@@ -35,16 +54,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Signals:
+    """SIGINT and SIGTERM as ``atomic.Interrupted`` in the main thread while a command runs."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        first = self.signum is None
+        self.signum = self.signum or signum
+        tx = atomic.active()
+        if tx is not None:
+            tx.interrupted = self.signum      # it will never commit
+        if first:
+            raise atomic.Interrupted(signum)
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        saved = {s: signal.signal(s, self) for s in _SIGNALS}
+        try:
+            yield
+        finally:
+            for s, h in saved.items():
+                signal.signal(s, h)
+
+
+def _interrupted(name: str, signum, tx) -> int:
+    signum = signal.Signals(signum or signal.SIGINT)
+    left = ("its outputs were complete and are in place" if tx is not None and tx.committed
+            else "no output was written")
+    print(f"{name}: interrupted by {signum.name}; {left}", file=sys.stderr)
+    return 128 + int(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    signals = _Signals()
+    name, tx = "tritforge", None
     try:
-        return int(args._run(args) or 0)
-    except TritforgeError as exc:
-        print(f"tritforge {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"tritforge {args.command}: interrupted", file=sys.stderr)
-        return 130
+        with signals.installed():
+            try:
+                args = build_parser().parse_args(argv)
+                name = f"tritforge {args.command}"
+                with atomic.transaction() as tx:
+                    rc = int(args._run(args) or 0)
+                if signals.signum is not None:       # swallowed by a library: still an interrupt
+                    raise atomic.Interrupted(signals.signum)
+                return rc
+            except TritforgeError as exc:
+                print(f"{name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+                return 2
+            except KeyboardInterrupt as exc:
+                return _interrupted(name, getattr(exc, "signum", signals.signum), tx)
+    except KeyboardInterrupt:      # a second signal while the first was being handled
+        return _interrupted(name, signals.signum, tx)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
