@@ -10,7 +10,8 @@ log2(e)/sqrt(head_dim)) into an integer multiplier and shift.
 Conventions
     rounding     ``rshift_round(x, s) = (x + 2^(s-1)) >> s`` for s > 0 (an add then an
                  arithmetic shift: round half up, towards +inf); s = 0 is the identity and
-                 s < 0 a left shift by -s. Every rounding of the contract is this one.
+                 s < 0 a left shift by -s; s > 63 acts as 63 (the result is 0 for every
+                 |x| < 2^62, the operands' bound). Every rounding of the contract is this one.
     saturation   ``saturate(x, bits)`` clamps to the signed range -2^(bits-1) .. 2^(bits-1) - 1.
     scale        a positive real factor held as (m, e), value m · 2^-e, with the mantissa
                  normalized to B bits, 2^(B-1) <= m < 2^B (B = ``scale_bits``). Normalizing
@@ -36,6 +37,8 @@ from ..errors import TritforgeError
 
 #: int8 activations of the contract are symmetric: -127..127
 Q8 = 127
+#: right shifts saturate here: (x + 2^62) >> 63 = 0 for every |x| < 2^62, as for any longer shift
+MAX_SHIFT = 63
 
 
 def i64(x) -> np.ndarray:
@@ -50,9 +53,10 @@ def check_bound(x, bits: int, what: str) -> None:
 
 
 def rshift_round(x, s) -> np.ndarray:
-    """(x + 2^(s-1)) >> s for s > 0; x << -s for s < 0; s per element or scalar."""
+    """(x + 2^(s-1)) >> s for s > 0; x << -s for s < 0; s per element or scalar. A right
+    shift beyond ``MAX_SHIFT`` is one of ``MAX_SHIFT`` (the same 0 for every |x| < 2^62)."""
     x, s = i64(x), i64(s)
-    pos = np.maximum(s, 0)
+    pos = np.minimum(np.maximum(s, 0), MAX_SHIFT)
     half = np.where(pos > 0, np.left_shift(np.int64(1), np.maximum(pos - 1, 0)), 0)
     right = np.right_shift(x + half, pos)
     return np.where(s >= 0, right, np.left_shift(x, np.maximum(-s, 0)))

@@ -118,6 +118,7 @@ def attend(q_fix, positions, cache: IntKVCache, acfg, vcfg) -> np.ndarray:
     zlim = (1 << (acfg.score_int_bits + SF)) - 1
     sm = OnlineSoftmax((Hq, T), hd, acfg)
     vmax_real_bits = vcfg.resid_bits - 1 - FR
+    w_left = vmax_real_bits + OVF + 1 - B       # p · m_v < 2^(PF + B) may grow this much
     for j0 in range(0, int(pos.max()) + 1 if T else 0, acfg.block):
         j1 = min(j0 + acfg.block, ctx)
         kb = cache.k_q[j0:j1][:, kvmap].transpose(1, 2, 0)      # (Hq, hd, bk)
@@ -127,10 +128,14 @@ def attend(q_fix, positions, cache: IntKVCache, acfg, vcfg) -> np.ndarray:
         ke = cache.k_e[j0:j1][:, kvmap].T[:, None, :]
         prod = s * cmh * km
         check_bound(prod, 62, "score · scales")
-        z = np.clip(rshift_round(prod, ceh + ke + 2 * FR - SF), -zlim, zlim)
         valid = np.arange(j0, j1)[None, None, :] <= pos[None, :, None]
+        zsh = ceh + ke + 2 * FR - SF
         vm = cache.v_m[j0:j1][:, kvmap].T[:, None, :]
         ve = cache.v_e[j0:j1][:, kvmap].T[:, None, :]
+        if ((zsh < 0) & valid).any() or ((ve + FR - OVF < -w_left) & valid).any():
+            raise TritforgeError("attention: a query or K/V step outside the contract's range (a logit "
+                                 f"shift below 0 or a p·V weight shift left of {w_left} bits)")
+        z = np.clip(rshift_round(prod, zsh), -zlim, zlim)
         vb = cache.v_q[j0:j1][:, kvmap].transpose(1, 0, 2)      # (Hq, bk, hd)
 
         def contribution(p, vm=vm, ve=ve, vb=vb):

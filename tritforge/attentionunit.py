@@ -1,0 +1,165 @@
+"""AttentionUnitConfig: one build of the attention unit (hw/attention.py) and the widths it
+derives from the integer contract.
+
+``AttentionConfig`` and ``VectorConfig`` (tritforge/accelconfig.py) fix the number formats
+of the contract (docs/NUMERIC.md, "Attention"); a build also fixes what the RTL is made
+for: the model's ``head_dim``, the ``group`` of query heads that share one KV head
+(grouped-query attention: Hq / Hkv) and the ``lanes`` of int8 elements per stream beat.
+Every register width of the unit is derived here, once, from the contract's bounds; the
+RTL, its port set (tritforge/attentionports.py), the cycle closed form
+(sim/attentioncycles.py) and the tests read them from this object.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .accelconfig import AttentionConfig, VectorConfig
+from .errors import TritforgeError
+
+#: signed width of a stored scale's exponent e (the value is m · 2^-e, |e| < 64)
+SCALE_EXP_BITS = 7
+
+
+def bits_of(n: int) -> int:
+    """Bit length of a non-negative integer (``int.bit_length``), at least 1."""
+    return max(1, int(n).bit_length())
+
+
+@dataclass(frozen=True)
+class AttentionUnitConfig:
+    """One attention unit: the contract's formats plus the build's head_dim, group, lanes."""
+
+    head_dim: int = 64
+    group: int = 3
+    lanes: int = 16
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    vector: VectorConfig = field(default_factory=VectorConfig)
+
+    def __post_init__(self):
+        o = "AttentionUnitConfig"
+        for name, cls in (("attention", AttentionConfig), ("vector", VectorConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise TritforgeError(f"{o} {name}={getattr(self, name)!r}: expected a {cls.__name__}")
+        for name, lo, hi in (("head_dim", 2, self.attention.max_head_dim), ("group", 1, 64),
+                             ("lanes", 1, 256)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise TritforgeError(f"{o} {name}={v!r}: expected an integer in {lo}..{hi}")
+        if self.head_dim % 2 or self.head_dim % self.lanes:
+            raise TritforgeError(f"{o} head_dim={self.head_dim}: expected an even multiple of "
+                                 f"lanes={self.lanes}")
+        if self.attention.scale_bits != self.vector.scale_bits:
+            raise TritforgeError(f"{o}: attention scale_bits={self.attention.scale_bits} differs from "
+                                 f"vector scale_bits={self.vector.scale_bits}")
+        if self.w_left_max < 0:
+            raise TritforgeError(f"{o}: p·V weights of prob_frac_bits + scale_bits = "
+                                 f"{self.attention.prob_frac_bits + self.attention.scale_bits} bits exceed "
+                                 f"the contract's bound of {self.w_bits - 1} bits")
+        if self.out_shift < 0:
+            raise TritforgeError(f"{o}: 2 recip_bits + pv_frac_bits < resid_frac_bits; expected a "
+                                 "right shift at the output")
+
+    # ---- the build ---------------------------------------------------------------------
+    @property
+    def beats(self) -> int:
+        """Stream beats of one head's vector (a q vector, a K or V row, an output)."""
+        return self.head_dim // self.lanes
+
+    @property
+    def query_constant(self) -> tuple[int, int]:
+        """(M_c, e_c): log2(e) / sqrt(head_dim) as a normalized multiplier (host, offline)."""
+        from .codec.intattention import query_constant
+        return query_constant(self.head_dim, self.attention.scale_bits)
+
+    @property
+    def exp_table(self) -> list[int]:
+        from .codec.intsoftmax import exp_lut
+        a = self.attention
+        return [int(v) for v in exp_lut(a.exp_lut_bits, a.prob_frac_bits)]
+
+    # ---- widths (docs/NUMERIC.md, "Attention": each bound as the golden reference asserts it)
+    @property
+    def keys_bits(self) -> int:
+        """Width of a key count 0..max_context."""
+        return bits_of(self.attention.max_context)
+
+    @property
+    def score_bits(self) -> int:
+        """Signed q·k dot product: |s| <= head_dim · 127 · 128."""
+        return bits_of(self.head_dim * 127 * 128) + 1
+
+    @property
+    def z_bits(self) -> int:
+        """Signed base-2 logit and running max: the floor -2^(SI+SF+1) lies below every logit."""
+        a = self.attention
+        return a.score_int_bits + a.score_frac_bits + 2
+
+    @property
+    def p_bits(self) -> int:
+        """Unsigned probability 0..2^PF."""
+        return self.attention.prob_frac_bits + 1
+
+    @property
+    def l_bits(self) -> int:
+        """Unsigned running sum l <= max_context · 2^PF."""
+        return self.attention.prob_frac_bits + bits_of(self.attention.max_context) + 1
+
+    @property
+    def v_real_bits(self) -> int:
+        """|v| in real units < 2^(resid_bits - 1 - FR)."""
+        return self.vector.resid_bits - 1 - self.vector.resid_frac_bits
+
+    @property
+    def w_bits(self) -> int:
+        """Signed p·V weight: |w| < 2^(PF + v_real_bits + OVF + 1)."""
+        a = self.attention
+        return a.prob_frac_bits + self.v_real_bits + a.pv_frac_bits + 2
+
+    @property
+    def w_left_max(self) -> int:
+        """Largest left shift of p · m_v (< 2^(PF + B)) that stays within the weight's bound."""
+        a = self.attention
+        return self.w_bits - 1 - a.prob_frac_bits - a.scale_bits
+
+    @property
+    def o_bits(self) -> int:
+        """Signed p·V accumulator: the golden reference's bound plus the sign."""
+        a = self.attention
+        return a.prob_frac_bits + self.v_real_bits + a.pv_frac_bits + bits_of(a.max_context) + 2
+
+    @property
+    def quotient_bits(self) -> int:
+        """1/l: R = floor(2^(2 RL) / l_t) <= 2^(2 RL)."""
+        return 2 * self.attention.recip_bits + 1
+
+    @property
+    def out_shift(self) -> int:
+        """Right shift of o_t · R to the output's FR fraction bits: 2 RL + OVF - FR."""
+        a = self.attention
+        return 2 * a.recip_bits + a.pv_frac_bits - self.vector.resid_frac_bits
+
+    @property
+    def z_shift_fixed(self) -> int:
+        """The constant part of the logit's shift: 2 FR - SF (the rest is e_c + e_k)."""
+        return 2 * self.vector.resid_frac_bits - self.attention.score_frac_bits
+
+    @property
+    def w_shift_fixed(self) -> int:
+        """The constant part of the weight's shift: FR - OVF (the rest is e_v)."""
+        return self.vector.resid_frac_bits - self.attention.pv_frac_bits
+
+    def describe(self) -> str:
+        return (f"attention unit head_dim={self.head_dim} group={self.group} lanes={self.lanes} "
+                f"max_context={self.attention.max_context}")
+
+    @classmethod
+    def for_model(cls, shape: dict, lanes: int, attention: AttentionConfig | None = None,
+                  vector: VectorConfig | None = None) -> "AttentionUnitConfig":
+        """The build for a model shape (``head_dim``, ``num_attention_heads``,
+        ``num_key_value_heads``), sized for its context."""
+        hq, hkv = shape["num_attention_heads"], shape["num_key_value_heads"]
+        if hq % hkv:
+            raise TritforgeError(f"{hq} query heads do not share {hkv} KV heads evenly")
+        return cls(head_dim=shape["head_dim"], group=hq // hkv, lanes=math.gcd(lanes, shape["head_dim"]),
+                   attention=attention or AttentionConfig(), vector=vector or VectorConfig())
