@@ -298,5 +298,5 @@ def test_resolve_accel(tmp_path):
     assert driver.resolve_accel(None, cfg).engine == cfg
     p = tmp_path / "a.json"
     p.write_text(json.dumps({"vector": {"resid_frac_bits": 40}}))
-    with pytest.raises(TritforgeError, match="resid_frac_bits=40"):
+    with pytest.raises(TritforgeError, match="a.json: vector.resid_frac_bits: expected a value <= 38, got 40"):
         driver.resolve_accel(str(p), cfg)

@@ -223,7 +223,7 @@ def test_cli_estimate_list(capsys):
     (["--model-config", "qwen2.5-7b", "--energy-table", "/nonexistent.toml"], "cannot read"),
     ([], "--model-config: required"),
     (["--model-config", "qwen2.5-7b", "--prompt-tokens", "-3"], "--prompt-tokens -3"),
-    (["--model-config", "qwen2.5-7b", "--vectors", "0"], "vectors (T)=0"),
+    (["--model-config", "qwen2.5-7b", "--vectors", "0"], "vectors: expected a value >= 1, got 0"),
 ])
 def test_cli_estimate_errors(capsys, argv, message):
     assert main(["estimate", *argv]) == 2

@@ -26,36 +26,20 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from .documents.accelconfig import AccelDoc, AttentionDoc, VectorDoc
+from .documents.validation import validate
 from .errors import TritforgeError
-from .hwconfig import HwConfig
+from .hwconfig import HwConfig, defaults
 from .jsonfile import read_json
 
-LM_HEADS = ("int8", "ternary", "host-fp16")
-KV_FORMATS = ("int8",)
-KV_SCALES = ("per-token",)
-EXP_METHODS = ("lut", "poly2")
-RSQRT_METHODS = ("lut-newton",)
-SILU_METHODS = ("lut-interp",)
-
-
-def _check_int(owner: str, name: str, value, lo: int, hi: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise TritforgeError(f"{owner} {name}={value!r}: expected an integer in {lo}..{hi}")
-
-
-def _check_choice(owner: str, name: str, value, choices) -> None:
-    if value not in choices:
-        raise TritforgeError(f"{owner} {name}={value!r}: expected one of {list(choices)}")
 
 
 def _from_dict(cls, data, what: str):
+    """The dataclass ``cls`` of a (possibly partial) parameter object, checked by its document."""
     if not isinstance(data, dict):
-        raise TritforgeError(f"{what}: expected a JSON object of {cls.__name__} parameters")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise TritforgeError(f"{what}: unknown parameter {unknown[0]!r}; expected some of {names}")
-    return cls(**data)
+        raise TritforgeError(f"{what}: expected an object of {cls.__name__} parameters, got {type(data).__name__}")
+    doc = validate(_DOCS[cls.__name__], {**defaults(cls), **data}, what)
+    return cls(**doc.model_dump())
 
 
 @dataclass(frozen=True)
@@ -77,25 +61,7 @@ class AttentionConfig:
     recip_bits: int = 16           #: bits of the normalized 1/l
 
     def __post_init__(self):
-        o = "AttentionConfig"
-        _check_int(o, "max_head_dim", self.max_head_dim, 2, 1024)
-        if self.max_head_dim % 2:
-            raise TritforgeError(f"{o} max_head_dim={self.max_head_dim}: expected an even number")
-        _check_int(o, "max_context", self.max_context, 1, 1 << 20)
-        _check_choice(o, "kv_format", self.kv_format, KV_FORMATS)
-        _check_choice(o, "kv_scale", self.kv_scale, KV_SCALES)
-        _check_int(o, "scale_bits", self.scale_bits, 8, 20)
-        _check_int(o, "score_frac_bits", self.score_frac_bits, 4, 20)
-        _check_int(o, "score_int_bits", self.score_int_bits, 4, 16)
-        _check_choice(o, "exp_method", self.exp_method, EXP_METHODS)
-        _check_int(o, "exp_lut_bits", self.exp_lut_bits, 1, 16)
-        if self.exp_lut_bits > self.score_frac_bits:
-            raise TritforgeError(f"{o} exp_lut_bits={self.exp_lut_bits}: expected at most "
-                                 f"score_frac_bits={self.score_frac_bits}")
-        _check_int(o, "prob_frac_bits", self.prob_frac_bits, 4, 24)
-        _check_int(o, "block", self.block, 1, 4096)
-        _check_int(o, "pv_frac_bits", self.pv_frac_bits, 0, 20)
-        _check_int(o, "recip_bits", self.recip_bits, 8, 24)
+        validate(AttentionDoc, self.to_dict(), "AttentionConfig")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,24 +91,7 @@ class VectorConfig:
     sigmoid_frac_bits: int = 15    #: fraction bits of sigma
 
     def __post_init__(self):
-        o = "VectorConfig"
-        _check_int(o, "resid_bits", self.resid_bits, 16, 40)
-        _check_int(o, "resid_frac_bits", self.resid_frac_bits, 0, self.resid_bits - 2)
-        _check_int(o, "scale_bits", self.scale_bits, 8, 20)
-        _check_int(o, "norm_in_bits", self.norm_in_bits, 8, 24)
-        _check_choice(o, "rsqrt_method", self.rsqrt_method, RSQRT_METHODS)
-        _check_int(o, "rsqrt_lut_bits", self.rsqrt_lut_bits, 2, 12)
-        _check_int(o, "rsqrt_frac_bits", self.rsqrt_frac_bits, 8, 24)
-        _check_int(o, "rsqrt_newton", self.rsqrt_newton, 0, 3)
-        _check_int(o, "gamma_bits", self.gamma_bits, 8, 24)
-        _check_int(o, "rope_frac_bits", self.rope_frac_bits, 4, 24)
-        _check_choice(o, "silu_method", self.silu_method, SILU_METHODS)
-        _check_int(o, "silu_lut_bits", self.silu_lut_bits, 2, 14)
-        _check_int(o, "silu_range_log2", self.silu_range_log2, 1, 6)
-        _check_int(o, "sigmoid_frac_bits", self.sigmoid_frac_bits, 8, 24)
-        if self.silu_range_log2 + self.resid_frac_bits < self.silu_lut_bits:
-            raise TritforgeError(f"{o} silu_lut_bits={self.silu_lut_bits}: expected at most "
-                                 "silu_range_log2 + resid_frac_bits")
+        validate(VectorDoc, self.to_dict(), "VectorConfig")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -165,7 +114,7 @@ class AccelConfig:
         for name, cls in (("engine", HwConfig), ("attention", AttentionConfig), ("vector", VectorConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise TritforgeError(f"AccelConfig {name}={getattr(self, name)!r}: expected a {cls.__name__}")
-        _check_choice("AccelConfig", "lm_head", self.lm_head, LM_HEADS)
+        validate(AccelDoc, self.to_dict(), "AccelConfig")
 
     def to_dict(self) -> dict:
         return {"engine": self.engine.to_dict(), "attention": self.attention.to_dict(),
@@ -174,25 +123,21 @@ class AccelConfig:
     @classmethod
     def from_dict(cls, data: dict, what: str = "AccelConfig") -> "AccelConfig":
         if not isinstance(data, dict):
-            raise TritforgeError(f"{what}: expected a JSON object of AccelConfig parameters")
-        names = ["engine", "attention", "vector", "lm_head"]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise TritforgeError(f"{what}: unknown parameter {unknown[0]!r}; expected some of {names}")
-        kw = {}
-        if "engine" in data:
-            if not isinstance(data["engine"], dict):
-                raise TritforgeError(f"{what}: engine: expected a JSON object of HwConfig parameters")
-            kw["engine"] = HwConfig.from_dict(data["engine"], f"{what}: engine")
-        if "attention" in data:
-            kw["attention"] = AttentionConfig.from_dict(data["attention"], f"{what}: attention")
-        if "vector" in data:
-            kw["vector"] = VectorConfig.from_dict(data["vector"], f"{what}: vector")
-        if "lm_head" in data:
-            kw["lm_head"] = data["lm_head"]
-        return cls(**kw)
+            raise TritforgeError(f"{what}: expected an object of AccelConfig parameters, got {type(data).__name__}")
+        full = {"lm_head": defaults(cls)["lm_head"], **data}
+        for name, part in (("engine", HwConfig), ("attention", AttentionConfig), ("vector", VectorConfig)):
+            given = data.get(name, {})
+            full[name] = {**defaults(part), **given} if isinstance(given, dict) else given
+        doc = validate(AccelDoc, full, what)
+        return cls(engine=HwConfig(**doc.engine.model_dump()), attention=AttentionConfig(**doc.attention.model_dump()),
+                   vector=VectorConfig(**doc.vector.model_dump()), lm_head=doc.lm_head)
 
     @classmethod
     def from_json(cls, path: str) -> "AccelConfig":
         data = read_json(path, "accelerator config (AccelConfig parameters)")
-        return cls.from_dict(data.get("accelconfig", data), path)
+        if "accelconfig" in data:
+            return cls.from_dict(data["accelconfig"], f"{path}: accelconfig")
+        return cls.from_dict(data, path)
+
+
+_DOCS = {"AttentionConfig": AttentionDoc, "VectorConfig": VectorDoc}

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from .codec import layout
 from .codec.codebook import MANT_BITS, SHIFT_BITS, SHIFT_LIMIT
+from .documents.hwconfig import HwConfigDoc
+from .documents.validation import validate
 from .errors import TritforgeError
 from .jsonfile import read_json
 from .codec.golden import ACT_BITS, widths
@@ -108,32 +110,8 @@ class HwConfig:
     clock_mhz: float = 200.0     #: target clock
 
     def __post_init__(self):
-        layout.check_depth(self.depth)
-        checks = [
-            (self.rows, 1, 256, "rows (R)"),
-            (self.vectors, 1, 64, "vectors (T)"),
-            (self.max_in_features, layout.GROUP, 1 << 20, "max_in_features"),
-            (self.max_out_features, 1, 1 << 24, "max_out_features"),
-        ]
-        for value, lo, hi, name in checks:
-            if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-                raise TritforgeError(f"HwConfig {name}={value!r}: expected an integer in {lo}..{hi}")
-        if self.group != layout.GROUP:
-            raise TritforgeError(f"HwConfig group={self.group}: the format fixes it at {layout.GROUP}")
-        if self.act_bits != ACT_BITS:
-            raise TritforgeError(f"HwConfig act_bits={self.act_bits}: only {ACT_BITS} is supported")
-        if self.mant_bits != MANT_BITS:
-            raise TritforgeError(f"HwConfig mant_bits={self.mant_bits}: the format fixes it at {MANT_BITS}")
-        if not 0 <= self.shift_limit <= SHIFT_LIMIT:
-            raise TritforgeError(f"HwConfig shift_limit={self.shift_limit}: expected 0..{SHIFT_LIMIT}")
-        if self.max_in_features % layout.GROUP:
-            raise TritforgeError(f"HwConfig max_in_features={self.max_in_features}: "
-                                 f"expected a multiple of {layout.GROUP}")
-        if not (isinstance(self.clock_mhz, (int, float)) and 0 < self.clock_mhz <= 2000):
-            raise TritforgeError(f"HwConfig clock_mhz={self.clock_mhz!r}: expected 0 < MHz <= 2000")
-        if self.widths.acc > 63:
-            raise TritforgeError(f"HwConfig: accumulator would need {self.widths.acc} bits (> 63); "
-                                 "lower max_in_features or shift_limit")
+        # every rule on the parameters is the document's (tritforge.documents.hwconfig)
+        validate(HwConfigDoc, self.to_dict(), "HwConfig")
 
     # --- derived ---------------------------------------------------------------------------
     @property
@@ -243,16 +221,24 @@ class HwConfig:
 
     @classmethod
     def from_dict(cls, data: dict, what: str = "HwConfig") -> "HwConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise TritforgeError(f"{what}: unknown parameters {unknown}; expected some of {sorted(names)}")
-        return cls(**data)
+        """The HwConfig of a (possibly partial) parameter object; errors name ``what`` and the field."""
+        if not isinstance(data, dict):
+            raise TritforgeError(f"{what}: expected an object of HwConfig parameters, got {type(data).__name__}")
+        doc = validate(HwConfigDoc, {**defaults(cls), **data}, what)
+        return cls(**doc.model_dump())
 
     @classmethod
     def from_json(cls, path: str) -> "HwConfig":
         data = read_json(path, "hardware config (HwConfig parameters)")
-        return cls.from_dict(data.get("hwconfig", data), path)
+        if "hwconfig" in data:           # a generate sidecar
+            return cls.from_dict(data["hwconfig"], f"{path}: hwconfig")
+        return cls.from_dict(data, path)
+
+
+def defaults(cls) -> dict:
+    """The default value of every field of a parameter dataclass."""
+    return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(cls)}
 
 
 DEFAULT = HwConfig()
