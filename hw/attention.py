@@ -34,17 +34,34 @@ refuses too).
 """
 from __future__ import annotations
 
+import enum
+
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 
 from ..attentionports import attention_ports
 from ..attentionunit import SCALE_EXP_BITS, AttentionUnitConfig
 from .divider import RestoringDivider
-from .fixedops import bitlen, rshift_round, saturate
+from .fixedops import bitlen, clamp, rshift_round, saturate
 from .signature import members
 
 #: right shifts beyond 63 give 0 for every operand of the contract (|x| < 2^62)
 MAX_SHIFT = 63
+
+
+class Phase(enum.Enum):
+    """The control states, in the order a job passes them (hw/ATTENTION.md, "Timing")."""
+
+    IDLE = 0
+    QLOAD = 1
+    KROWS = 2
+    KDRAIN = 3
+    SOFT = 4
+    VROWS = 5
+    VDRAIN = 6
+    DIVIDE = 7
+    RECIP = 8
+    OUT = 9
 
 
 def exp2neg(a, table, sf: int, pf: int, lut_bits: int):
@@ -53,14 +70,9 @@ def exp2neg(a, table, sf: int, pf: int, lut_bits: int):
     k = a >> sf
     f = a[:sf]
     idx = rshift_round(f, sf - lut_bits)[:lut_bits + 1]
-    base = Array(Const(v, pf + 1) for v in table)[idx]
+    base = pick([Const(v, pf + 1) for v in table], idx)
     kk = Mux(k > pf + 1, pf + 2, k)[:max(1, (pf + 2).bit_length())]
     return Mux(k > pf + 1, 0, rshift_round(base, kk))
-
-
-def clamp(x, lim: int):
-    """x clamped to -lim .. lim."""
-    return Mux(x > lim, lim, Mux(x < -lim, -lim, x))
 
 
 def shift_signed(x, sh, right_max: int, left_max: int):
@@ -69,6 +81,21 @@ def shift_signed(x, sh, right_max: int, left_max: int):
     rs = Mux(sh > right_max, right_max, sh)[:max(1, right_max.bit_length())]
     ls = Mux(-sh > left_max, left_max, -sh)[:max(1, left_max.bit_length())]
     return Mux(sh >= 0, rshift_round(x, rs), x << ls)
+
+
+def pick(items, index):
+    """items[index] for a variable index: a multiplexer over every value the index can take
+    (the last item repeated past the end, so no case is left uncovered)."""
+    full = 1 << len(index)
+    return Array(list(items) + [items[-1]] * (full - len(items)))[index]
+
+
+def write(m, targets, index, value) -> None:
+    """targets[index] <= value: a register write at a variable index, as one enable per
+    target (every index covered, no incomplete case)."""
+    for i, t in enumerate(targets):
+        with m.If(index == i):
+            m.d.sync += t.eq(value)
 
 
 class AttentionUnit(wiring.Component):
@@ -99,7 +126,7 @@ class AttentionUnit(wiring.Component):
         m.submodules.div = div = RestoringDivider(u.quotient_bits, RL + 1)
 
         def per_head(shape, name, init=0):
-            return Array(Signal(shape, name=f"{name}{h}", init=init) for h in range(g))
+            return [Signal(shape, name=f"{name}{h}", init=init) for h in range(g)]
 
         beat = data.ArrayLayout(signed(8), L)
         ebits = SCALE_EXP_BITS + 3
@@ -113,15 +140,14 @@ class AttentionUnit(wiring.Component):
         first_block = Signal()
         err = Signal()
         # per head
-        qmem = Array(Signal(8 * L, name=f"q{i}") for i in range(g * NB))
+        qmem = [Signal(8 * L, name=f"q{i}") for i in range(g * NB)]
         cm, ce = per_head(B, "cm"), per_head(signed(ebits), "ce")
         acc, score = per_head(signed(u.score_bits), "acc"), per_head(signed(u.score_bits), "score")
-        zbuf = [Array(Signal(signed(u.z_bits), name=f"z{h}_{j}") for j in range(blk)) for h in range(g)]
+        zbuf = [[Signal(signed(u.z_bits), name=f"z{h}_{j}") for j in range(blk)] for h in range(g)]
         bmax, mrun = per_head(signed(u.z_bits), "bmax", floor), per_head(signed(u.z_bits), "m", floor)
         cfac, lsum = per_head(u.p_bits, "c"), per_head(u.l_bits, "l")
         w = per_head(signed(u.w_bits), "w")
-        omem = Array(Array(Signal(signed(u.o_bits), name=f"o{i}_{k}") for k in range(L))
-                     for i in range(g * NB))
+        omem = [[Signal(signed(u.o_bits), name=f"o{i}_{k}") for k in range(L)] for i in range(g * NB)]
         # stage 1: the accepted kv beat
         s1 = Signal()
         s1_elems = Signal(beat)
@@ -151,7 +177,7 @@ class AttentionUnit(wiring.Component):
         # ---- stage 1 ----------------------------------------------------------------
         with m.If(s1 & ~s1_v):
             for h in range(g):
-                qb = qmem[h * NB + s1_b]
+                qb = pick(qmem[h * NB:(h + 1) * NB], s1_b)
                 dot = sum(qb.word_select(k, 8).as_signed() * s1_elems[k] for k in range(L))
                 nxt = Mux(s1_first, 0, acc[h]) + dot
                 m.d.sync += acc[h].eq(nxt)
@@ -162,11 +188,13 @@ class AttentionUnit(wiring.Component):
             m.d.sync += s2.eq(0)
         with m.If(s1 & s1_v):
             for h in range(g):
-                for k in range(L):
-                    o = omem[h * NB + s1_b][k]
-                    rescaled = rshift_round(o * cfac[h], PF)
-                    base = Mux(s1_mode == 0, o, Mux(s1_mode == 1, rescaled, 0))
-                    m.d.sync += o.eq(base + w[h] * s1_elems[k])
+                for b in range(NB):
+                    with m.If(s1_b == b):
+                        for k in range(L):
+                            o = omem[h * NB + b][k]
+                            rescaled = rshift_round(o * cfac[h], PF)
+                            base = Mux(s1_mode == 0, o, Mux(s1_mode == 1, rescaled, 0))
+                            m.d.sync += o.eq(base + w[h] * s1_elems[k])
 
         # ---- stage 2: logits ---------------------------------------------------------
         with m.If(s2):
@@ -178,134 +206,136 @@ class AttentionUnit(wiring.Component):
                              z.eq(clamp(Mux(sh < 0, prod, shift_signed(prod, sh, MAX_SHIFT, 0)), zlim))]
                 with m.If(sh < 0):
                     m.d.sync += err.eq(1)
-                m.d.sync += [zbuf[h][s2_j].eq(z), bmax[h].eq(Mux(z > bmax[h], z, bmax[h]))]
+                write(m, zbuf[h], s2_j, z)
+                m.d.sync += bmax[h].eq(Mux(z > bmax[h], z, bmax[h]))
 
         # ---- control ---------------------------------------------------------------------
         drain = Signal(2)
         m.d.comb += self.busy.eq(1)
-        with m.FSM():
-            with m.State("IDLE"):
-                m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
-                with m.If(self.cmd.valid):
-                    n = self.cmd.payload.keys
-                    with m.If((n == 0) | (n > a.max_context)):
-                        m.d.sync += err.eq(1)
-                    with m.Else():
-                        m.d.sync += [keys.eq(n), j0.eq(0), bk.eq(Mux(n > blk, blk, n)),
-                                     hh.eq(0), bb.eq(0), jj.eq(0), first_block.eq(1)]
-                        m.d.sync += [mrun[h].eq(floor) for h in range(g)]
-                        m.next = "QLOAD"
-            with m.State("QLOAD"):
-                m.d.comb += self.q.ready.eq(1)
-                with m.If(self.q.valid):
-                    p = self.q.payload
-                    check_beat(p, bb == 0)
-                    m.d.sync += qmem[hh * NB + bb].eq(p.elems)
-                    with m.If(bb == 0):
-                        # scale_mul(m_q, e_q, M_c, e_c): a product of two normalized B-bit
-                        # mantissas has 2B - 1 or 2B bits
-                        prod = Signal(2 * B, name="qscale")
-                        top = prod[2 * B - 1]
-                        m.d.comb += prod.eq(p.m * Mc)
-                        m.d.sync += [cm[hh].eq(Mux(top, prod[B:], prod[B - 1:2 * B - 1])),
-                                     ce[hh].eq(p.e + ec - Mux(top, B, B - 1))]
-                    m.d.sync += bb.eq(bb + 1)
-                    with m.If(bb == NB - 1):
-                        m.d.sync += [bb.eq(0), hh.eq(hh + 1)]
-                        with m.If(hh == g - 1):
-                            m.d.sync += hh.eq(0)
-                            m.next = "KROWS"
-            with m.State("KROWS"):
-                m.d.comb += self.kv.ready.eq(1)
-                with m.If(self.kv.valid):
-                    p = self.kv.payload
-                    check_beat(p, bb == 0)
-                    m.d.sync += [s1.eq(1), s1_elems.eq(p.elems), s1_b.eq(bb), s1_first.eq(bb == 0),
-                                 s1_last.eq(bb == NB - 1), s1_v.eq(0), s1_j.eq(jj)]
-                    with m.If(bb == 0):
-                        m.d.sync += [row_m.eq(p.m), row_e.eq(p.e)]
-                        with m.If(jj == 0):
-                            m.d.sync += [bmax[h].eq(floor) for h in range(g)]
-                    self._step_row(m, bb, jj, bk, NB)
-                    with m.If((bb == NB - 1) & (jj == bk - 1)):
-                        m.d.sync += drain.eq(2)
-                        m.next = "KDRAIN"
+        state = Signal(Phase)
+        with m.If(state == Phase.IDLE):
+            m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
+            with m.If(self.cmd.valid):
+                n = self.cmd.payload.keys
+                with m.If((n == 0) | (n > a.max_context)):
+                    m.d.sync += err.eq(1)
                 with m.Else():
-                    m.d.sync += s1.eq(0)
-            with m.State("KDRAIN"):
-                m.d.sync += [s1.eq(0), drain.eq(drain - 1)]
-                with m.If(drain == 1):
-                    m.next = "SOFT"
-            with m.State("SOFT"):
-                for h in range(g):
-                    mn = Mux(bmax[h] > mrun[h], bmax[h], mrun[h])
-                    c = Signal(u.p_bits, name=f"cnew{h}")
-                    m.d.comb += c.eq(exp2neg((mn - mrun[h]).as_unsigned(), table, SF, PF, a.exp_lut_bits))
-                    m.d.sync += [mrun[h].eq(mn), cfac[h].eq(c),
-                                 lsum[h].eq(Mux(first_block, 0, rshift_round(lsum[h] * c, PF)))]
-                m.next = "VROWS"
-            with m.State("VROWS"):
-                m.d.comb += self.kv.ready.eq(1)
-                with m.If(self.kv.valid):
-                    p = self.kv.payload
-                    check_beat(p, bb == 0)
-                    m.d.sync += [s1.eq(1), s1_elems.eq(p.elems), s1_b.eq(bb), s1_v.eq(1),
-                                 s1_mode.eq(Mux(jj == 0, Mux(first_block, 2, 1), 0))]
-                    with m.If(bb == 0):
-                        wsh = Signal(signed(ebits + 2), name="wsh")
-                        m.d.comb += wsh.eq(p.e + u.w_shift_fixed)
-                        with m.If(wsh < -u.w_left_max):
-                            m.d.sync += err.eq(1)
-                        for h in range(g):
-                            ph = Signal(u.p_bits, name=f"p{h}")
-                            m.d.comb += ph.eq(exp2neg((mrun[h] - zbuf[h][jj]).as_unsigned(), table, SF, PF,
-                                                      a.exp_lut_bits))
-                            m.d.sync += [w[h].eq(shift_signed(ph * p.m, wsh, MAX_SHIFT, u.w_left_max)),
-                                         lsum[h].eq(lsum[h] + ph)]
-                    self._step_row(m, bb, jj, bk, NB)
-                    with m.If((bb == NB - 1) & (jj == bk - 1)):
-                        nj = j0 + bk
-                        m.d.sync += [j0.eq(nj), first_block.eq(0),
-                                     bk.eq(Mux(keys - nj > blk, blk, keys - nj))]
-                        with m.If(nj == keys):
-                            m.next = "VDRAIN"
-                        with m.Else():
-                            m.next = "KROWS"
-                with m.Else():
-                    m.d.sync += s1.eq(0)
-            with m.State("VDRAIN"):
+                    m.d.sync += [keys.eq(n), j0.eq(0), bk.eq(Mux(n > blk, blk, n)),
+                                 hh.eq(0), bb.eq(0), jj.eq(0), first_block.eq(1)]
+                    m.d.sync += [mrun[h].eq(floor) for h in range(g)]
+                    m.d.sync += state.eq(Phase.QLOAD)
+        with m.If(state == Phase.QLOAD):
+            m.d.comb += self.q.ready.eq(1)
+            with m.If(self.q.valid):
+                p = self.q.payload
+                check_beat(p, bb == 0)
+                write(m, qmem, hh * NB + bb, p.elems)
+                with m.If(bb == 0):
+                    # scale_mul(m_q, e_q, M_c, e_c): a product of two normalized B-bit
+                    # mantissas has 2B - 1 or 2B bits
+                    prod = Signal(2 * B, name="qscale")
+                    top = prod[2 * B - 1]
+                    m.d.comb += prod.eq(p.m * Mc)
+                    write(m, cm, hh, Mux(top, prod[B:], prod[B - 1:2 * B - 1]))
+                    write(m, ce, hh, p.e + ec - Mux(top, B, B - 1))
+                m.d.sync += bb.eq(bb + 1)
+                with m.If(bb == NB - 1):
+                    m.d.sync += [bb.eq(0), hh.eq(hh + 1)]
+                    with m.If(hh == g - 1):
+                        m.d.sync += hh.eq(0)
+                        m.d.sync += state.eq(Phase.KROWS)
+        with m.If(state == Phase.KROWS):
+            m.d.comb += self.kv.ready.eq(1)
+            with m.If(self.kv.valid):
+                p = self.kv.payload
+                check_beat(p, bb == 0)
+                m.d.sync += [s1.eq(1), s1_elems.eq(p.elems), s1_b.eq(bb), s1_first.eq(bb == 0),
+                             s1_last.eq(bb == NB - 1), s1_v.eq(0), s1_j.eq(jj)]
+                with m.If(bb == 0):
+                    m.d.sync += [row_m.eq(p.m), row_e.eq(p.e)]
+                    with m.If(jj == 0):
+                        m.d.sync += [bmax[h].eq(floor) for h in range(g)]
+                self._step_row(m, bb, jj, bk, NB)
+                with m.If((bb == NB - 1) & (jj == bk - 1)):
+                    m.d.sync += drain.eq(2)
+                    m.d.sync += state.eq(Phase.KDRAIN)
+            with m.Else():
                 m.d.sync += s1.eq(0)
-                m.next = "DIVIDE"
-            with m.State("DIVIDE"):
-                lh = Mux(lsum[hh] == 0, 1, lsum[hh])
-                shift = Signal(range(u.l_bits + 1), name="lshift")
-                m.d.comb += [shift.eq(Mux(bitlen(lh) > RL, bitlen(lh) - RL, 0)),
-                             div.i.valid.eq(1), div.i.payload.num.eq(1 << (2 * RL)),
-                             div.i.payload.den.eq(rshift_round(lh, shift))]
-                with m.If(div.i.ready):
-                    m.d.sync += sl.eq(shift)
-                    m.next = "RECIP"
-            with m.State("RECIP"):
-                m.d.comb += div.o.ready.eq(1)
-                with m.If(div.o.valid):
-                    m.d.sync += [recip.eq(div.o.payload.quo), bb.eq(0)]
-                    m.next = "OUT"
-            with m.State("OUT"):
-                m.d.comb += [self.out.valid.eq(1),
-                             self.out.payload.last.eq((hh == g - 1) & (bb == NB - 1))]
-                for k in range(L):
-                    ot = rshift_round(omem[hh * NB + bb][k], sl)
-                    m.d.comb += self.out.payload.elems[k].eq(
-                        saturate(rshift_round(ot * recip, u.out_shift), v.resid_bits))
-                with m.If(self.out.ready):
-                    m.d.sync += bb.eq(bb + 1)
-                    with m.If(bb == NB - 1):
-                        m.d.sync += [bb.eq(0), hh.eq(hh + 1)]
-                        with m.If(hh == g - 1):
-                            m.d.sync += hh.eq(0)
-                            m.next = "IDLE"
-                        with m.Else():
-                            m.next = "DIVIDE"
+        with m.If(state == Phase.KDRAIN):
+            m.d.sync += [s1.eq(0), drain.eq(drain - 1)]
+            with m.If(drain == 1):
+                m.d.sync += state.eq(Phase.SOFT)
+        with m.If(state == Phase.SOFT):
+            for h in range(g):
+                mn = Mux(bmax[h] > mrun[h], bmax[h], mrun[h])
+                c = Signal(u.p_bits, name=f"cnew{h}")
+                m.d.comb += c.eq(exp2neg((mn - mrun[h]).as_unsigned(), table, SF, PF, a.exp_lut_bits))
+                m.d.sync += [mrun[h].eq(mn), cfac[h].eq(c),
+                             lsum[h].eq(Mux(first_block, 0, rshift_round(lsum[h] * c, PF)))]
+            m.d.sync += state.eq(Phase.VROWS)
+        with m.If(state == Phase.VROWS):
+            m.d.comb += self.kv.ready.eq(1)
+            with m.If(self.kv.valid):
+                p = self.kv.payload
+                check_beat(p, bb == 0)
+                m.d.sync += [s1.eq(1), s1_elems.eq(p.elems), s1_b.eq(bb), s1_v.eq(1),
+                             s1_mode.eq(Mux(jj == 0, Mux(first_block, 2, 1), 0))]
+                with m.If(bb == 0):
+                    wsh = Signal(signed(ebits + 2), name="wsh")
+                    m.d.comb += wsh.eq(p.e + u.w_shift_fixed)
+                    with m.If(wsh < -u.w_left_max):
+                        m.d.sync += err.eq(1)
+                    for h in range(g):
+                        ph = Signal(u.p_bits, name=f"p{h}")
+                        m.d.comb += ph.eq(exp2neg((mrun[h] - pick(zbuf[h], jj)).as_unsigned(), table, SF, PF,
+                                                  a.exp_lut_bits))
+                        m.d.sync += [w[h].eq(shift_signed(ph * p.m, wsh, MAX_SHIFT, u.w_left_max)),
+                                     lsum[h].eq(lsum[h] + ph)]
+                self._step_row(m, bb, jj, bk, NB)
+                with m.If((bb == NB - 1) & (jj == bk - 1)):
+                    nj = j0 + bk
+                    m.d.sync += [j0.eq(nj), first_block.eq(0),
+                                 bk.eq(Mux(keys - nj > blk, blk, keys - nj))]
+                    with m.If(nj == keys):
+                        m.d.sync += state.eq(Phase.VDRAIN)
+                    with m.Else():
+                        m.d.sync += state.eq(Phase.KROWS)
+            with m.Else():
+                m.d.sync += s1.eq(0)
+        with m.If(state == Phase.VDRAIN):
+            m.d.sync += [s1.eq(0), state.eq(Phase.DIVIDE)]
+        with m.If(state == Phase.DIVIDE):
+            lh = Mux(pick(lsum, hh) == 0, 1, pick(lsum, hh))
+            shift = Signal(range(u.l_bits + 1), name="lshift")
+            nl = bitlen(m, lh, "lbits")
+            m.d.comb += [shift.eq(Mux(nl > RL, nl - RL, 0)),
+                         div.i.valid.eq(1), div.i.payload.num.eq(1 << (2 * RL)),
+                         div.i.payload.den.eq(rshift_round(lh, shift))]
+            with m.If(div.i.ready):
+                m.d.sync += [sl.eq(shift), state.eq(Phase.RECIP)]
+        with m.If(state == Phase.RECIP):
+            m.d.comb += div.o.ready.eq(1)
+            with m.If(div.o.valid):
+                m.d.sync += [recip.eq(div.o.payload.quo), bb.eq(0)]
+                m.d.sync += state.eq(Phase.OUT)
+        with m.If(state == Phase.OUT):
+            m.d.comb += [self.out.valid.eq(1),
+                         self.out.payload.last.eq((hh == g - 1) & (bb == NB - 1))]
+            for k in range(L):
+                ot = rshift_round(pick([omem[i][k] for i in range(g * NB)], hh * NB + bb), sl)
+                m.d.comb += self.out.payload.elems[k].eq(
+                    saturate(rshift_round(ot * recip, u.out_shift), v.resid_bits))
+            with m.If(self.out.ready):
+                m.d.sync += bb.eq(bb + 1)
+                with m.If(bb == NB - 1):
+                    m.d.sync += [bb.eq(0), hh.eq(hh + 1)]
+                    with m.If(hh == g - 1):
+                        m.d.sync += hh.eq(0)
+                        m.d.sync += state.eq(Phase.IDLE)
+                    with m.Else():
+                        m.d.sync += state.eq(Phase.DIVIDE)
+        with m.If(state >= len(Phase)):      # unreachable encodings
+            m.d.sync += state.eq(Phase.IDLE)
         return m
 
     @staticmethod
