@@ -1,0 +1,60 @@
+"""The Amaranth forms of codec/fixedpoint.py's operators, as combinational values.
+
+``rshift_round(x, s)`` is the contract's only rounding, (x + 2^(s-1)) >> s (round half
+up). For a shift amount ``s`` known at elaboration it is that add and a fixed shift; for a
+variable s >= 0 it is written ``((2x >> s) + 1) >> 1``, the same integer (floor((x +
+2^(s-1)) / 2^s) = floor((floor(x / 2^(s-1)) + 1) / 2)) without a 2^(s-1) constant as wide
+as the largest shift. ``saturate`` clamps to a signed width, ``clamp`` to ±limit;
+``bitlen`` is the priority encoder of the leading-zero count. A value used twice in a
+chain is a signal, never a repeated expression (Amaranth lowers expressions as trees: a
+chain of re-used sub-expressions grows exponentially in the netlist).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Mux, Signal, Value
+
+
+def rshift_round(x, s):
+    """(x + 2^(s-1)) >> s; ``s`` an int >= 0 or an unsigned value; arithmetic for a signed x."""
+    if isinstance(s, int):
+        if s < 0:
+            raise ValueError(f"rshift_round: negative constant shift {s}")
+        return x if s == 0 else (x + (1 << (s - 1))) >> s
+    return (((x << 1) >> s) + 1) >> 1
+
+
+def saturate(x, bits: int):
+    """x clamped to -2^(bits-1) .. 2^(bits-1) - 1."""
+    hi = (1 << (bits - 1)) - 1
+    return Mux(x > hi, hi, Mux(x < -hi - 1, -hi - 1, x))
+
+
+def clamp(x, limit: int):
+    """x clamped to -limit .. limit."""
+    return Mux(x > limit, limit, Mux(x < -limit, -limit, x))
+
+
+def bitlen(m, v: Value, name: str = "bitlen"):
+    """The bit length of the unsigned value v (0 for 0): a priority encoder written as
+    codec.fixedpoint.bitlen's compare-and-shift steps (a tree, not a chain), each step's
+    value a combinational signal of ``m``."""
+    steps = []
+    s = 1
+    while s < len(v):
+        steps.insert(0, s)
+        s *= 2
+    n = Signal(range(len(v) + 1), name=f"{name}_n")
+    terms = []
+    for s in steps:
+        big = Signal(name=f"{name}_big{s}")
+        nxt = Signal(len(v), name=f"{name}_v{s}")
+        m.d.comb += [big.eq((v >> s) != 0), nxt.eq(Mux(big, v >> s, v))]
+        terms.append(Mux(big, s, 0))
+        v = nxt
+    m.d.comb += n.eq(sum(terms, 0) + (v != 0))
+    return n
+
+
+def abs_value(v: Value):
+    """|v| of a signed value, one bit wider unsigned-safe (|-2^(w-1)| = 2^(w-1))."""
+    return Mux(v < 0, -v, v)

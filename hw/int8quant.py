@@ -1,0 +1,147 @@
+"""Symmetric int8 quantization of a vector, exactly ``codec.fixedpoint.quantize_int8``.
+
+Per vector (its elements |v| < 2^in_bits arrive one per cycle, ``last`` on the final one):
+
+1. receive: every element is written to a buffer (``lib.memory``, ``max_n`` deep) while a
+   register keeps mu = max |v|;
+2. one cycle: K = bitlen(mu) + B (mu = 0 counts as 1) and the numerator 127 · 2^K go to a
+   sequential restoring divider (``hw.divider.RestoringDivider``, B + 8 quotient bits:
+   127 · 2^K / mu < 2^(B+8)), and mu · M127 (1/127 as a B-bit multiplier,
+   ``fixedpoint.to_multiplier``) is registered for the step;
+3. when the divider is done: R = floor(127 · 2^K / mu), and the step
+   (m, e) = normalize(mu · M127) (m = that product >> k, k = bitlen - B >= 0, e = e127 - k;
+   an all-zero vector's step is m = 2^(B-1), e = B - 1);
+4. output pass: the buffer is read in order and each element goes through a pipeline of
+   ``out_stages`` = 5 registers: the read, the multiplier v · R (``hw.multiplier``, three
+   stages), then x_q = clamp(rshift_round(v · R, K), ±127), which leaves with the step and
+   ``last``.
+
+Element-serial: one element per cycle in (receive) and out (output pass), no lanes. The
+buffer holds one vector: the next vector is accepted once every element of this one has
+been read (its tail may still be in the output pipeline), and its R and step replace this
+one's only when that pipeline is empty.
+
+Cycles for a vector of n elements without stalls, first input accepted to last output
+(``sim.vectorcycles.int8quant_cycles``): n (receive) + 1 (K) + B + 9 (divider, with its
+hand-over) + n + out_stages - 1 (output pass) = 2n + B + 15.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+from ..codec.fixedpoint import Q8, to_multiplier
+from ..vectorports import int8quant_ports
+from .checks import check_int
+from .divider import RestoringDivider
+from .elementpipe import advance, delay
+from .fixedops import abs_value, bitlen, clamp, rshift_round
+from .multiplier import PipelinedMultiplier
+from .signature import members
+
+#: the largest input magnitude bits of the contract (v · R < 2^62)
+MAX_IN_BITS = 39
+
+
+def check_scale_bits(owner: str, scale_bits: int) -> int:
+    check_int(owner, "scale_bits", scale_bits, 8)
+    if scale_bits > 20:
+        raise ValueError(f"{owner} scale_bits must be at most 20, not {scale_bits}")
+    return scale_bits
+
+
+class Int8Quantizer(wiring.Component):
+    """Ports: ``i`` {v, last}; ``o`` {x, m, e, last}. Element-serial, one element per cycle
+    in and out; 2n + B + 15 cycles per vector of n without stalls."""
+
+    #: registers of the output pass: read, multiplier (3), round-shift and clamp
+    out_stages = 1 + PipelinedMultiplier.latency + 1
+
+    def __new__(cls, in_bits: int, scale_bits: int, max_n: int):
+        check_int("Int8Quantizer", "in_bits", in_bits, 1)
+        if in_bits > MAX_IN_BITS:
+            raise ValueError(f"Int8Quantizer in_bits must be at most {MAX_IN_BITS} (v · R < 2^62), "
+                             f"not {in_bits}")
+        check_scale_bits("Int8Quantizer", scale_bits)
+        check_int("Int8Quantizer", "max_n", max_n, 1)
+        return super().__new__(cls)
+
+    def __init__(self, in_bits: int, scale_bits: int, max_n: int):
+        self.in_bits, self.scale_bits, self.max_n = in_bits, scale_bits, max_n
+        super().__init__(members(int8quant_ports(in_bits, scale_bits)))
+
+    def elaborate(self, platform):
+        m = Module()
+        VB, B = self.in_bits, self.scale_bits
+        M127, e127 = to_multiplier(1 / Q8, B)
+        div = m.submodules.div = RestoringDivider(VB + B + 7, VB, B + 8)
+        mul = m.submodules.mul = PipelinedMultiplier(VB + 1, B + 9)
+        mem = m.submodules.mem = Memory(shape=signed(VB + 1), depth=self.max_n, init=[])
+        wr, rd = mem.write_port(), mem.read_port()
+
+        wcnt = Signal(range(self.max_n))           # write address (receive)
+        nlast = Signal(range(self.max_n))          # the vector's last address
+        ridx = Signal(range(self.max_n))           # read address (output pass)
+        mu = Signal(VB)                            # max |v| so far
+        K_next = Signal(range(VB + B + 1))         # this vector's K, R's step, while dividing
+        pm = Signal(VB + B)                        # mu · M127
+        zero = Signal()
+        K = Signal(range(VB + B + 1))              # the output pass's K, R and step
+        R = Signal(B + 8)
+        step_m = Signal(B)
+        step_e = Signal(signed(len(self.o.payload.e)))
+
+        mus = Signal(VB)
+        m.d.comb += mus.eq(Mux(mu == 0, 1, mu))
+        n_pm = bitlen(m, pm, "bl_pm")
+        n_mus = bitlen(m, mus, "bl_mu")
+        k = Signal(range(VB + B + 1))
+        m.d.comb += k.eq(n_pm - B)
+        take_in = self.i.valid & self.i.ready
+        a = abs_value(self.i.payload.v)
+
+        # the output pass's pipeline: read, v · R, round-shift-clamp
+        out = Signal()
+        adv, valid = advance(m, self.o, out, self.out_stages, "q")
+        m.d.comb += [rd.addr.eq(ridx), rd.en.eq(adv), mul.en.eq(adv),
+                     mul.a.eq(rd.data), mul.b.eq(R)]
+        x = Signal(signed(8))
+        t = Signal(signed(len(mul.p) + 1))
+        m.d.comb += t.eq(rshift_round(mul.p, K))
+        with m.If(adv):
+            m.d.sync += x.eq(clamp(t, Q8))
+        m.d.comb += [self.o.payload.x.eq(x), self.o.payload.m.eq(step_m),
+                     self.o.payload.e.eq(step_e),
+                     self.o.payload.last.eq(delay(m, adv, ridx == nlast, self.out_stages, "qlast"))]
+
+        m.d.comb += [wr.addr.eq(wcnt), wr.data.eq(self.i.payload.v), wr.en.eq(take_in),
+                     div.i.payload.num.eq(Const(Q8, 7) << (n_mus + B)), div.i.payload.den.eq(mus)]
+        with m.FSM():
+            with m.State("RECV"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(take_in):
+                    m.d.sync += [wcnt.eq(wcnt + 1), mu.eq(Mux(a > mu, a, mu))]
+                    with m.If(self.i.payload.last):
+                        m.d.sync += nlast.eq(wcnt)
+                        m.next = "NORM"
+            with m.State("NORM"):
+                m.d.comb += div.i.valid.eq(1)
+                m.d.sync += [K_next.eq(n_mus + B), pm.eq(mus * M127), zero.eq(mu == 0)]
+                with m.If(div.i.ready):
+                    m.next = "DIV"
+            with m.State("DIV"):
+                m.d.comb += div.o.ready.eq(valid == 0)
+                with m.If(div.o.valid & (valid == 0)):
+                    m.d.sync += [R.eq(div.o.payload.quo), K.eq(K_next), ridx.eq(0),
+                                 step_m.eq(Mux(zero, 1 << (B - 1), pm >> k)),
+                                 step_e.eq(Mux(zero, B - 1, e127 - k))]
+                    m.next = "OUT"
+            with m.State("OUT"):
+                m.d.comb += out.eq(1)
+                with m.If(adv):
+                    m.d.sync += ridx.eq(ridx + 1)
+                    with m.If(ridx == nlast):
+                        m.d.sync += [wcnt.eq(0), mu.eq(0)]
+                        m.next = "RECV"
+        return m

@@ -1,0 +1,74 @@
+"""Int8Quantizer (hw/int8quant.py) in Amaranth's simulator against
+codec.fixedpoint.quantize_int8: random vectors and extremes (zero vectors, the largest
+magnitudes of either sign, one nonzero element, ties of the rounding) back to back under
+stalls; cycles against sim.vectorcycles; parameter checks; Verilog."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tritforge.codec.fixedpoint import quantize_int8
+from tritforge.hw.int8quant import Int8Quantizer
+from tritforge.sim.vectorcycles import int8quant_cycles
+from tritforge.vectorports import int8quant_ports
+
+from vectorbench import convert, run_ports
+
+
+def vectors(in_bits, rng, n=16):
+    top = (1 << in_bits) - 1
+    one = np.zeros(n, dtype=np.int64)
+    one[n // 2] = -top
+    vecs = [rng.integers(-top, top + 1, size=n), np.zeros(n, dtype=np.int64), np.full(n, top),
+            np.full(3, -top), one, rng.integers(-2, 3, size=n), np.array([1]),
+            np.arange(-n // 2, n // 2) * 3, rng.integers(-top, top + 1, size=5) >> rng.integers(0, in_bits, size=5)]
+    return [np.clip(v, -top, top) for v in vecs]
+
+
+def run(in_bits, B, vecs, seed=0, p_valid=1.0, p_ready=1.0, max_n=32):
+    feeds = [{"v": int(x), "last": j == len(v) - 1} for v in vecs for j, x in enumerate(v)]
+    dut = Int8Quantizer(in_bits, B, max_n)
+    return run_ports(dut, int8quant_ports(in_bits, B), {"i": feeds}, {"o": len(feeds)},
+                     seed=seed, p_valid=p_valid, p_ready=p_ready)
+
+
+def check(r, vecs, B):
+    got, at = r.out["o"], 0
+    for v in vecs:
+        xq, m, e = quantize_int8(v, B)
+        g, at = got[at:at + len(v)], at + len(v)
+        assert [o["x"] for o in g] == xq.tolist()
+        assert {(o["m"], o["e"]) for o in g} == {(int(m), int(e))}
+        assert [o["last"] for o in g] == [False] * (len(v) - 1) + [True]
+
+
+@pytest.mark.parametrize("in_bits,B,seed", [(20, 16, 1), (39, 16, 2), (32, 20, 3), (8, 8, 4), (1, 12, 5)])
+def test_vectors_match_golden_under_stalls(in_bits, B, seed):
+    vecs = vectors(in_bits, np.random.default_rng(seed))
+    check(run(in_bits, B, vecs, seed=seed, p_valid=0.7, p_ready=0.6), vecs, B)
+
+
+def test_full_rate_back_to_back():
+    vecs = vectors(31, np.random.default_rng(9))
+    check(run(31, 16, vecs, seed=9), vecs, 16)
+
+
+@pytest.mark.parametrize("n,B", [(1, 16), (16, 16), (64, 16), (40, 12)])
+def test_cycles_match_closed_form(n, B):
+    v = np.random.default_rng(n).integers(-1000, 1000, size=n)
+    r = run(20, B, [v], max_n=64)
+    check(r, [v], B)
+    assert r.cycles == int8quant_cycles(n, B)
+
+
+@pytest.mark.parametrize("args,exc", [((40, 16, 8), ValueError), ((0, 16, 8), ValueError),
+                                      ((20, 7, 8), ValueError), ((20, 21, 8), ValueError),
+                                      ((20, 16, 0), ValueError), ((20.0, 16, 8), TypeError),
+                                      ((20, "16", 8), TypeError), ((20, 16, None), TypeError)])
+def test_bad_parameters_are_refused(args, exc):
+    with pytest.raises(exc):
+        Int8Quantizer(*args)
+
+
+def test_converts_to_verilog():
+    convert(Int8Quantizer(39, 16, 1536), int8quant_ports(39, 16))

@@ -1,0 +1,94 @@
+"""The vector unit's port sets (hw/VECTOR.md): every unit's ports, directions and payload
+fields, described once in plain Python (``tritforge.ports``' ``Port`` / ``Field``).
+
+From these come the Amaranth signatures of the RTL (``hw.signature.members``) and the
+tests' payload words (``Port.pack`` / ``Port.unpack``); the module imports no Amaranth, so
+models and drivers read it too. Every port is an ``amaranth.lib.stream`` valid/ready port
+(Verilog ``<port>__payload``, ``__valid``, ``__ready``) whose struct payload packs its
+fields in order from bit 0.
+
+Widths follow the integer contract (codec/fixedpoint.py, codec/intnorm.py,
+codec/introtary.py, codec/intact.py) with the parameters of ``VectorConfig``.
+"""
+from __future__ import annotations
+
+from .ports import IN, OUT, Field, Port
+
+#: signed width of a scale's exponent e (value m · 2^-e) on the units' ports: every step of
+#: the contract has |e| < 2^7 (quantize_int8's e lies in e127 - 39 .. e127 = 22 at B = 16,
+#: the RMSNorm step's e in -40 .. 110 for every VectorConfig)
+EXP_BITS = 8
+#: unsigned width of the requantizer's accumulator pre-shift a (fixedpoint.acc_preshift)
+PRESHIFT_BITS = 6
+
+
+def _bits_for(n: int) -> int:
+    """Bits of a value 0..n-1, at least 1."""
+    return max(1, (n - 1).bit_length())
+
+
+def rsqrt_exp_bits(vcfg, ss_bits: int) -> int:
+    """Unsigned width of E = RB + w, w = (bitlen(ss) - 1) // 2 <= (ss_bits - 1) // 2."""
+    return (vcfg.rsqrt_frac_bits + (ss_bits - 1) // 2).bit_length()
+
+
+def step_fields(scale_bits: int) -> tuple[Field, ...]:
+    """An int8 element with its vector's step (m, e) and the vector's last flag."""
+    return (Field("x", 8, signed=True), Field("m", scale_bits), Field("e", EXP_BITS, signed=True),
+            Field("last", 1, flag=True))
+
+
+def divider_ports(num_bits: int, den_bits: int, quo_bits: int) -> tuple[Port, ...]:
+    """``RestoringDivider``: one division per beat, quo = num // den, rem = num % den."""
+    return (Port("i", IN, (Field("num", num_bits), Field("den", den_bits))),
+            Port("o", OUT, (Field("quo", quo_bits), Field("rem", den_bits))))
+
+
+def int8quant_ports(in_bits: int, scale_bits: int) -> tuple[Port, ...]:
+    """``Int8Quantizer``: elements |v| < 2^in_bits in, ``last`` on a vector's final one;
+    the int8 elements with the vector's step out."""
+    return (Port("i", IN, (Field("v", in_bits + 1, signed=True), Field("last", 1, flag=True))),
+            Port("o", OUT, step_fields(scale_bits)))
+
+
+def rsqrt_ports(vcfg, ss_bits: int) -> tuple[Port, ...]:
+    """``Rsqrt``: ss > 0 in; (y, E) with ss^(-1/2) ≈ y · 2^-E out (y <= 2^RB + 1)."""
+    return (Port("i", IN, (Field("ss", ss_bits),)),
+            Port("o", OUT, (Field("y", vcfg.rsqrt_frac_bits + 1),
+                            Field("E", rsqrt_exp_bits(vcfg, ss_bits)))))
+
+
+def rmsnorm_ports(vcfg, n: int) -> tuple[Port, ...]:
+    """``RmsNorm``: the residual's n elements in (FR fraction bits), the gamma memory's
+    writes (``g``: address and g_q value), the int8 elements with the vector's step out."""
+    return (Port("h", IN, (Field("h", vcfg.resid_bits, signed=True),)),
+            Port("g", IN, (Field("addr", _bits_for(n)), Field("value", vcfg.gamma_bits, signed=True))),
+            Port("o", OUT, step_fields(vcfg.scale_bits)))
+
+
+def rope_ports(vcfg, x_bits: int, cs_bits: int) -> tuple[Port, ...]:
+    """``Rope``: one head's elements (|x| < 2^x_bits) in natural order, the position's
+    (cos_q, sin_q) pairs (head_dim / 2 per head), the rotated elements (x_bits + 2 signed
+    bits, saturated) out in natural order."""
+    return (Port("x", IN, (Field("x", x_bits + 1, signed=True),)),
+            Port("cs", IN, (Field("c", cs_bits, signed=True), Field("s", cs_bits, signed=True))),
+            Port("o", OUT, (Field("y", x_bits + 2, signed=True),)))
+
+
+def silumul_ports(vcfg) -> tuple[Port, ...]:
+    """``SiluMul``: (g, u) pairs in, silu(g) · u out, all resid_bits wide, FR fraction bits."""
+    rb = vcfg.resid_bits
+    return (Port("i", IN, (Field("g", rb, signed=True), Field("u", rb, signed=True))),
+            Port("o", OUT, (Field("y", rb, signed=True),)))
+
+
+def requant_ports(vcfg, acc_bits: int, out_bits: int, residual: bool) -> tuple[Port, ...]:
+    """``Requantize``: an accumulator with its (m, e) and pre-shift a (and, with
+    ``residual``, the residual element it is added to) in; the fixed-point element out
+    (``out_bits`` wide, resid_bits with the residual add)."""
+    fields = (Field("acc", acc_bits, signed=True), Field("m", vcfg.scale_bits),
+              Field("e", EXP_BITS, signed=True), Field("a", PRESHIFT_BITS))
+    if residual:
+        fields += (Field("res", vcfg.resid_bits, signed=True),)
+    return (Port("i", IN, fields),
+            Port("o", OUT, (Field("y", vcfg.resid_bits if residual else out_bits, signed=True),)))
