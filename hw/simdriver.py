@@ -110,7 +110,8 @@ class EngineSim:
 
 
 def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_valid: float = 1.0,
-                p_ready: float = 1.0, setup=None, max_cycles: int = 100_000, drain: int = 16):
+                p_ready: float = 1.0, setup=None, max_cycles: int = 100_000, drain: int = 16,
+                min_cycles: int = 0, final: dict | None = None):
     """Feed several input streams of ``component`` and collect several output streams.
 
     ``inputs``: port name -> raw payload integers, offered in order; ``outputs``: port name
@@ -119,7 +120,9 @@ def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_vali
     each output's ``ready`` with chance ``p_ready``; payloads of idle input cycles are random
     garbage. Checks the stream rule on the way (a valid output holds its payload until
     taken). ``setup(ctx)``, if given, runs first. Runs until every output has given its
-    beats, then checks for ``drain`` cycles that no extra beat comes.
+    beats (and at least ``min_cycles`` cycles), then checks for ``drain`` cycles that no
+    extra beat comes. ``final``, if given, names flag ports (e.g. ``{"err": None}``) whose
+    values after the drain are filled in.
 
     Returns ``(beats, cycles)``: port name -> the accepted raw payloads in order, and port
     name -> the cycle of each accepted beat (counted from the first cycle after ``setup``),
@@ -145,7 +148,7 @@ def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_vali
         pos = dict.fromkeys(inputs, 0)
         held = dict.fromkeys(outputs)
         for cycle in range(max_cycles):
-            if all(len(got[n]) == k for n, k in outputs.items()):
+            if cycle >= min_cycles and all(len(got[n]) == k for n, k in outputs.items()):
                 break
             offered = {}
             for n, port in ins.items():
@@ -183,6 +186,8 @@ def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_vali
                 if ctx.get(port.valid):
                     raise AssertionError(f"{n}: an output beat beyond the expected {outputs[n]}")
             await ctx.tick()
+        for name in final or {}:
+            final[name] = ctx.get(getattr(component, name))
 
     sim.add_testbench(bench)
     sim.run()

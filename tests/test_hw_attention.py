@@ -10,6 +10,7 @@ from tritforge.accelconfig import AttentionConfig, VectorConfig
 from tritforge.attentionports import attention_ports
 from tritforge.attentionunit import AttentionUnitConfig
 from tritforge.codec.fixedpoint import quantize_int8
+from tritforge.errors import TritforgeError
 from tritforge.codec.intattention import IntKVCache, attend
 from tritforge.hw.attention import AttentionUnit
 from tritforge.hw.simdriver import run_streams
@@ -59,14 +60,14 @@ def streams(ucfg, keys, q_fix, cache):
     return {"cmd": [ports["cmd"].pack({"keys": keys})], "q": q_beats, "kv": kv}
 
 
-def run(ucfg, ins, seed=0, p_valid=1.0, p_ready=1.0):
+def run(ucfg, ins, seed=0, p_valid=1.0, p_ready=1.0, final=None, n_out=None):
     unit = AttentionUnit(ucfg)
-    n_out = ucfg.group * ucfg.beats
+    n_out = ucfg.group * ucfg.beats if n_out is None else n_out
     got, when = run_streams(unit, ins, {"out": n_out}, seed=seed, p_valid=p_valid, p_ready=p_ready,
-                            max_cycles=200_000)
+                            max_cycles=200_000, min_cycles=20, final=final)
     port = by_name(attention_ports(ucfg))["out"]
     beats = [port.unpack(w) for w in got["out"]]
-    out = np.array([b["elems"] for b in beats]).reshape(ucfg.group, ucfg.head_dim)
+    out = np.array([b["elems"] for b in beats]).reshape(-1, ucfg.head_dim)
     return out, [b["last"] for b in beats], when
 
 
@@ -94,3 +95,90 @@ def test_one_lane_one_head_and_full_width_beats():
         out, _, when = run(ucfg, ins)
         np.testing.assert_array_equal(out, want)
         assert when["out"][-1] - when["cmd"][0] == job_cycles(ucfg, 5)
+
+
+def test_a_clean_job_leaves_err_low():
+    ucfg = small_config()
+    ins, _ = make_job(ucfg, 5, np.random.default_rng(3))
+    flags = {"err": None, "busy": None}
+    run(ucfg, ins, final=flags)
+    assert flags == {"err": 0, "busy": 0}
+
+
+@pytest.mark.parametrize("keys", [0, 41])
+def test_a_command_outside_the_context_is_dropped_with_err(keys):
+    ucfg = small_config(max_context=40)
+    port = by_name(attention_ports(ucfg))["cmd"]
+    flags = {"err": None, "busy": None}
+    run(ucfg, {"cmd": [port.pack({"keys": keys})]}, final=flags, n_out=0)
+    assert flags == {"err": 1, "busy": 0}
+
+
+def _corrupt(ucfg, ins, index, **fields):
+    port = by_name(attention_ports(ucfg))["kv"]
+    beat = dict(port.unpack(ins["kv"][index]))
+    beat.update(fields)
+    ins["kv"][index] = port.pack(beat)
+
+
+@pytest.mark.parametrize("fault", ["minus128", "unnormalized", "logit-shift", "weight-shift"])
+def test_bad_kv_rows_raise_err_and_the_job_still_ends(fault):
+    """A bad row flags the sticky err; the job runs to its end so the streams stay aligned.
+    The golden reference refuses the out-of-range steps too."""
+    ucfg = small_config()
+    keys = 3
+    ins, _ = make_job(ucfg, keys, np.random.default_rng(4))
+    NB = ucfg.beats
+    k_row1, v_row0 = NB, keys * NB                      # first beats of K row 1 and V row 0
+    if fault == "minus128":
+        _corrupt(ucfg, ins, k_row1 + 1, elems=(-128,) + (0,) * (ucfg.lanes - 1))
+    elif fault == "unnormalized":
+        _corrupt(ucfg, ins, k_row1, m=(1 << (ucfg.attention.scale_bits - 1)) - 1)
+    elif fault == "logit-shift":
+        _corrupt(ucfg, ins, k_row1, e=-60)
+    else:
+        _corrupt(ucfg, ins, v_row0, e=-(ucfg.w_left_max + ucfg.w_shift_fixed + 1))
+    flags = {"err": None, "busy": None}
+    run(ucfg, ins, final=flags)
+    assert flags == {"err": 1, "busy": 0}
+
+
+def test_golden_refuses_steps_outside_the_contract():
+    ucfg = small_config()
+    rng = np.random.default_rng(6)
+    q = rng.integers(-2 ** 16, 2 ** 16, (1, 2, 8))
+    cache = IntKVCache(1, 8, ucfg.attention, ucfg.vector)
+    cache.append(rng.integers(-2 ** 16, 2 ** 16, (3, 1, 8)), rng.integers(-2 ** 16, 2 ** 16, (3, 1, 8)))
+    cache.k_e = cache.k_e.copy()
+    cache.k_e[1, 0] = -60
+    with pytest.raises(TritforgeError, match="outside the contract's range"):
+        attend(q, np.array([2]), cache, ucfg.attention, ucfg.vector)
+
+
+@pytest.mark.parametrize("kw,exc", [
+    ({"head_dim": 6, "lanes": 4}, TritforgeError),       # not a multiple of lanes
+    ({"group": 0}, TritforgeError),
+    ({"lanes": True}, TritforgeError),
+])
+def test_config_checks(kw, exc):
+    with pytest.raises(exc):
+        small_config(**kw)
+
+
+def test_unit_checks_its_parameters_before_building():
+    with pytest.raises(TypeError):
+        AttentionUnit(AttentionConfig())
+    poly = AttentionUnitConfig(head_dim=8, group=1, lanes=4,
+                               attention=AttentionConfig(max_head_dim=16, exp_method="poly2"))
+    with pytest.raises(ValueError, match="lut"):
+        AttentionUnit(poly)
+
+
+def test_verilog_lints_clean(tmp_path):
+    from amaranth.back import verilog
+
+    from test_hw_lint import lint
+    p = tmp_path / "attention.v"
+    p.write_text(verilog.convert(AttentionUnit(small_config(group=3)), name="tritforge_attention"))
+    r = lint(str(p))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
