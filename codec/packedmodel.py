@@ -42,6 +42,9 @@ import numpy as np
 from . import layout, packfile
 from ..atomic import atomic_file, atomic_folder
 from ..errors import TritforgeError
+from ..documents.limits import parse_json
+from ..documents.packfile import ModelNote
+from ..documents.validation import validate
 from ..jsonfile import read_json
 from .quantize import TritTensor
 
@@ -167,11 +170,12 @@ def read_header(path: str) -> tuple[dict, dict, int]:
             n = int.from_bytes(f.read(8), "little")
             if n <= 0 or 8 + n > size:
                 raise ValueError(f"header length {n} does not fit the file ({size} bytes)")
-            header = json.loads(f.read(n))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
+            text = f.read(n).decode("utf-8")
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise TritforgeError(f"{path}: not a readable safetensors file ({exc})") from None
+    header = parse_json(text, f"{path}: header")
+    if not isinstance(header, dict):
+        raise TritforgeError(f"{path}: not a readable safetensors file (header is not a JSON object)")
     meta = header.pop("__metadata__", None) or {}
     end = 8 + n
     for name, e in header.items():
@@ -288,12 +292,12 @@ def read_packed_model(folder: str, verify: bool = True) -> PackedModel:
         if meta.get("packed_format") != FORMAT or meta.get("packed_format_version") != str(VERSION):
             raise TritforgeError(f"{path}: packed format {meta.get('packed_format')!r} version "
                                  f"{meta.get('packed_format_version')!r}, this tritforge reads {FORMAT!r} version {VERSION}")
-        try:
-            ents, sha, nt = (json.loads(meta[k]) for k in ("tensors", "sha256", "model"))
-            if not all(isinstance(x, dict) for x in (ents, sha, nt)):
-                raise ValueError("expected JSON objects")
-        except (KeyError, ValueError) as exc:
-            raise TritforgeError(f"{path}: damaged metadata ({exc})") from None
+        if not isinstance(meta, dict):
+            raise TritforgeError(f"{path}: damaged metadata (expected an object of strings)")
+        ents, sha, nt = (packfile.parse_metadata(path, meta, k) for k in ("tensors", "sha256", "model"))
+        if not all(isinstance(x, dict) for x in (ents, sha, nt)):
+            raise TritforgeError(f"{path}: damaged metadata (tensors, sha256 and model must be JSON objects)")
+        nt = validate(ModelNote, nt, f"{path}: metadata model").model_dump(exclude_unset=True)
         note = note or nt
         for name in header:
             if name in where:

@@ -16,9 +16,12 @@ The per-matrix helpers (:func:`matrix_arrays`, :func:`matrix_entry`, :func:`deco
 are shared with the packed model folder (``codec.packedmodel``), which stores the same
 tensors under module names next to the model's floating-point tensors.
 
-Writes are atomic (temporary file in the same folder, then rename). Reading checks the
-format name and version, every size, every checksum, every trit byte (< 243) and the
-codebook words, and raises ``TritforgeError`` naming the file and what was wrong.
+Writes are atomic (staged with the command's other outputs, ``tritforge.atomic``). Reading
+checks the format name and version, the metadata against its document
+(``tritforge.documents.packfile``: every entry and the model note, within the JSON
+limits), every tensor against its role (dtype, shape, bytes), every checksum, every trit
+byte (< 243) and the codebook words, and raises ``TritforgeError`` naming the file and
+what was wrong.
 """
 from __future__ import annotations
 
@@ -33,6 +36,9 @@ import numpy as np
 from . import layout
 from ..atomic import atomic_file
 from .codebook import Codebook
+from ..documents.limits import parse_json
+from ..documents.packfile import ModelNote, PackedEntry
+from ..documents.validation import validate
 from ..errors import TritforgeError
 from .quantize import TritTensor
 
@@ -96,24 +102,12 @@ def matrix_entry(t: TritTensor, trits: np.ndarray, words: np.ndarray) -> dict:
             "sha256": {"trits": sha256(trits), "codebook": sha256(words)}}
 
 
-def entry_geometry(where: str, e: dict) -> tuple[int, tuple[int, int], int, str, Codebook]:
-    """Checked (depth, shape, in_padded, mode, codebook) of a metadata entry."""
-    try:
-        depth, shape = int(e["depth"]), (int(e["shape"][0]), int(e["shape"][1]))
-        in_padded, mode = int(e["in_padded"]), str(e["mode"])
-        cb = Codebook.from_meta(e["codebook"])
-        if int(e["group"]) != layout.GROUP:
-            raise TritforgeError(f"{where}: group {e['group']}, expected {layout.GROUP}")
-        if int(e.get("pad", in_padded - shape[1])) != in_padded - shape[1]:
-            raise TritforgeError(f"{where}: pad {e['pad']} does not match shape {shape} and in_padded {in_padded}")
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        if isinstance(exc, TritforgeError):
-            raise
-        raise TritforgeError(f"{where}: damaged metadata ({exc})") from None
-    layout.check_depth(depth)
-    if min(shape) <= 0 or in_padded % layout.GROUP or not shape[1] <= in_padded < shape[1] + layout.GROUP:
-        raise TritforgeError(f"{where}: in_padded {in_padded} does not fit shape {shape}")
-    return depth, shape, in_padded, mode, cb
+def entry_geometry(where: str, e) -> tuple[int, tuple[int, int], int, str, Codebook]:
+    """Checked (depth, shape, in_padded, mode, codebook) of a metadata entry (its rules:
+    ``tritforge.documents.packfile.PackedEntry``)."""
+    doc = validate(PackedEntry, e, where)
+    cb = Codebook.from_meta(doc.codebook.model_dump())
+    return doc.depth, (doc.shape[0], doc.shape[1]), doc.in_padded, doc.mode, cb
 
 
 def stream_bytes(depth: int, shape: tuple[int, int], in_padded: int) -> int:
@@ -121,11 +115,9 @@ def stream_bytes(depth: int, shape: tuple[int, int], in_padded: int) -> int:
 
 
 def check_sha(where: str, e: dict, part: str, array) -> None:
-    """Compare a tensor's SHA-256 with the one its metadata entry records."""
-    want = (e.get("sha256") or {}).get(part) if isinstance(e.get("sha256"), dict) else None
-    if not isinstance(want, str):
-        raise TritforgeError(f"{where}: damaged metadata (no sha256 for its {part})")
-    if sha256(array) != want:
+    """Compare a tensor's SHA-256 with the one its metadata entry records (an entry
+    checked by ``entry_geometry``)."""
+    if sha256(array) != e["sha256"][part]:
         raise TritforgeError(f"{where}: SHA-256 mismatch of its {part} (the file is corrupted)")
 
 
@@ -168,6 +160,16 @@ def write_packed(path: str, tensors: dict[str, TritTensor], meta: dict | None = 
     return infos
 
 
+def parse_metadata(path: str, meta: dict, key: str, default: str | None = None):
+    """The JSON of a safetensors metadata string, within the JSON limits."""
+    if key not in meta and default is None:
+        raise TritforgeError(f"{path}: damaged metadata (no '{key}')")
+    text = meta.get(key, default)
+    if not isinstance(text, str):
+        raise TritforgeError(f"{path}: metadata {key}: expected a JSON string, got {type(text).__name__}")
+    return parse_json(text, f"{path}: metadata {key}")
+
+
 def _header(path: str):
     from safetensors import safe_open
 
@@ -175,45 +177,56 @@ def _header(path: str):
         raise TritforgeError(f"{path}: no such packed file")
     try:
         handle = safe_open(path, framework="np")
+        meta = handle.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types for any corruption
         raise TritforgeError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0]})") from None
-    meta = handle.metadata() or {}
     if meta.get("format") != FORMAT:
         raise TritforgeError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
     if meta.get("format_version") != str(VERSION):
         raise TritforgeError(f"{path}: format version {meta.get('format_version')!r}, "
                              f"this tritforge reads version {VERSION}")
-    try:
-        entries = json.loads(meta["tensors"])
-        model = json.loads(meta.get("model", "{}"))
-        if not isinstance(entries, dict) or not isinstance(model, dict):
-            raise ValueError("expected JSON objects")
-    except (KeyError, ValueError) as exc:
-        raise TritforgeError(f"{path}: damaged metadata ({exc})") from None
-    return handle, entries, model
+    entries = parse_metadata(path, meta, "tensors")
+    if not isinstance(entries, dict) or not entries:
+        raise TritforgeError(f"{path}: metadata tensors: expected an object of one entry per matrix")
+    model = validate(ModelNote, parse_metadata(path, meta, "model", "{}"), f"{path}: metadata model")
+    checked = {name: (e, entry_geometry(f"{path}: {name}", e)) for name, e in entries.items()}
+    _check_roles(path, handle, checked)
+    return handle, checked, model.model_dump(exclude_unset=True)
+
+
+def _check_roles(path: str, handle, checked: dict) -> None:
+    """Each stored tensor against its role: the trit stream U8 [bytes of the geometry], the
+    codebook words U16 [27]; nothing else in the file."""
+    want = {}
+    for name, (_, (depth, shape, in_padded, _, _)) in checked.items():
+        want[f"{name}.trits"] = ("U8", [stream_bytes(depth, shape, in_padded)])
+        want[f"{name}.codebook"] = ("U16", [layout.CODEBOOK_SIZE])
+    have = set(handle.keys())
+    for tname in sorted(have - set(want)):
+        raise TritforgeError(f"{path}: tensor {tname} belongs to no matrix of the metadata")
+    for tname, (dtype, shape) in want.items():
+        if tname not in have:
+            raise TritforgeError(f"{path}: tensor {tname} is missing")
+        sl = handle.get_slice(tname)
+        got = (sl.get_dtype(), list(sl.get_shape()))
+        if got != (dtype, shape):
+            raise TritforgeError(f"{path}: tensor {tname} is {got[0]} {got[1]}, expected {dtype} {shape}")
 
 
 def read_info(path: str) -> tuple[list[PackedInfo], dict]:
     """Size figures and model metadata without decoding the streams."""
-    handle, entries, model = _header(path)
-    infos = []
-    for name, e in entries.items():
-        try:
-            n = handle.get_slice(f"{name}.trits").get_shape()[0]
-        except Exception:
-            raise TritforgeError(f"{path}: tensor {name}.trits is missing") from None
-        infos.append(PackedInfo(name, tuple(e["shape"]), int(e["depth"]), int(n)))
+    handle, checked, model = _header(path)
+    infos = [PackedInfo(name, shape, depth, stream_bytes(depth, shape, in_padded))
+             for name, (_, (depth, shape, in_padded, _, _)) in checked.items()]
     return infos, model
 
 
 def read_packed(path: str) -> tuple[dict[str, TritTensor], dict]:
     """Read and fully check a packed file: (name -> TritTensor, model metadata)."""
-    handle, entries, model = _header(path)
+    handle, checked, model = _header(path)
     out = {}
-    for name, e in entries.items():
+    for name, (e, _) in checked.items():
         where = f"{path}: {name}"
-        if not isinstance(e, dict):
-            raise TritforgeError(f"{where}: damaged metadata (entry is not an object)")
         try:
             stream = handle.get_tensor(f"{name}.trits")
             words = handle.get_tensor(f"{name}.codebook")

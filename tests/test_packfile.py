@@ -88,7 +88,7 @@ def test_information_bpw_counts_padding_like_physical(tmp_path):
 @pytest.mark.parametrize("field,value,match", [
     ("format", "gguf", "format"),
     ("format_version", "99", "version"),
-    ("tensors", "{broken", "damaged metadata"),
+    ("tensors", "{broken", "metadata tensors: not valid JSON"),
 ])
 def test_bad_metadata(tmp_path, tensors, field, value, match):
     path = str(tmp_path / "m.safetensors")
