@@ -29,3 +29,32 @@ def int8quant_cycles(n: int, scale_bits: int) -> int:
     one INT8Q_OUT_STAGES cycles before its output beat."""
     quo = scale_bits + 8
     return n + 1 + (quo + 1) + 1 + (n - 1) + INT8Q_OUT_STAGES
+
+
+def rsqrt_latency(vcfg) -> int:
+    """Rsqrt's registers: normalize, the seed ROM, 11 per Newton step (three multipliers of
+    MUL_STAGES, the correction term, the rounding)."""
+    return 2 + (3 * MUL_STAGES + 2) * vcfg.rsqrt_newton
+
+
+def rsqrt_cycles(n: int, vcfg) -> int:
+    """Rsqrt on n values back to back: one per cycle, the last rsqrt_latency later."""
+    return n + rsqrt_latency(vcfg)
+
+
+#: RmsNorm's scan (buffer and gamma reads, pre-shift, multipliers) and step (multiplier,
+#: normalization) registers
+RMS_SCAN_STAGES = 2 + MUL_STAGES
+RMS_STEP_STAGES = MUL_STAGES + 1
+
+
+def rmsnorm_cycles(n: int, vcfg) -> int:
+    """RmsNorm: n receive cycles, one for p, the scan (n reads; the last u reaches the
+    quantizer RMS_SCAN_STAGES later); then two paths meet at the first output: the
+    quantizer's (one cycle for K, the divider and its hand-over, the first read through
+    INT8Q_OUT_STAGES) and the 1/sqrt's (ss registered, the Rsqrt, y registered); n
+    elements through the RMS_STEP_STAGES step registers."""
+    last_u = n + 1 + (n - 1) + RMS_SCAN_STAGES                  # cycle the last u is taken
+    first_q = last_u + 1 + (vcfg.scale_bits + 8 + 1) + 1 + INT8Q_OUT_STAGES
+    y_ready = last_u + 1 + rsqrt_latency(vcfg) + 1
+    return max(first_q, y_ready) + (n - 1) + RMS_STEP_STAGES + 1

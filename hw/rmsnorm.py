@@ -1,0 +1,185 @@
+"""RMSNorm fused with int8 quantization, exactly ``codec.intnorm.rmsnorm_int8``: the
+residual h (n elements, FR fraction bits, |h| < 2^(resid_bits-1)) -> int8 x_q and the
+vector's step (m, e), x ≈ x_q · m · 2^-e.
+
+Composed of a buffer for h (``lib.memory``), the gamma memory (n entries g_q, written
+through the ``g`` stream or given as ``g_q`` at construction), ``hw.rsqrt.Rsqrt`` and
+``hw.int8quant.Int8Quantizer``. Per vector, with NB = ``norm_in_bits``:
+
+1. receive: h is written to the buffer while a register keeps max |h| (n cycles);
+2. one cycle: p = max(0, bitlen(max|h|) - NB) and eps' = rshift_round(eps_q, 2p);
+3. scan: the buffer and the gamma memory are read in order through ``scan_stages`` = 5
+   registers (the reads; hs = rshift_round(h, p); hs² and u = g_q · hs, a
+   ``hw.multiplier.PipelinedMultiplier`` each); u goes to the quantizer (its receive
+   pass), hs² into the sum of squares; with the last element ss = Σ hs² + eps' (at least
+   1) goes to the Rsqrt, whose (y, E) is held for the vector;
+4. output: each int8 element of the quantizer with its step (m_u, e_u) passes
+   ``step_stages`` = 4 registers that make the vector's step ``scale_mul(m_u, e_u, y, E +
+   gamma_frac)``: m_u · y (a multiplier), then k = bitlen - B, m = (m_u · y) >> k,
+   e = e_u + E + gamma_frac - k. (The step is the same for every element of a vector;
+   computing it per element keeps the output a plain pipeline.)
+
+The buffer is free for the next vector once the scan has left the pipeline; the
+quantizer and the Rsqrt then work on this one while the next is received.
+
+Element-serial: one element per cycle in and out. Cycles for one vector without stalls
+(``sim.vectorcycles.rmsnorm_cycles``): 3n + 25 + max(B, Rsqrt.latency - 14).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+
+from ..accelconfig import VectorConfig
+from ..vectorports import EXP_BITS, rmsnorm_ports
+from .checks import check_int
+from .elementpipe import advance, delay
+from .fixedops import abs_value, bitlen, rshift_round
+from .int8quant import MAX_IN_BITS, Int8Quantizer
+from .multiplier import PipelinedMultiplier
+from .rsqrt import MAX_SS_BITS, Rsqrt, check_vector_config
+from .signature import members
+
+#: |gamma_frac|: IntNormWeights.from_float picks it in -16 .. 24
+GAMMA_FRAC_LIMIT = 32
+
+
+def ss_bits(vcfg: VectorConfig, n: int, eps_q: int) -> int:
+    """Bits of the sum of squares: hs² <= 2^(2 NB), ss <= n · 2^(2 NB) + eps_q."""
+    return ((n << (2 * vcfg.norm_in_bits)) + eps_q).bit_length()
+
+
+class RmsNorm(wiring.Component):
+    """Ports: ``h`` {h}; ``g`` {addr, value} (gamma writes, always ready); ``o`` {x, m, e,
+    last}. Element-serial, one element per cycle in and out."""
+
+    #: registers of the scan: the reads, the pre-shift, the multipliers
+    scan_stages = 2 + PipelinedMultiplier.latency
+    #: registers of the step: the multiplier m_u · y, the normalization
+    step_stages = PipelinedMultiplier.latency + 1
+
+    def __new__(cls, vcfg: VectorConfig, n: int, gamma_frac: int, eps_q: int, g_q=None):
+        check_vector_config("RmsNorm", vcfg)
+        check_int("RmsNorm", "n", n, 1)
+        if not isinstance(gamma_frac, int) or isinstance(gamma_frac, bool):
+            raise TypeError(f"RmsNorm gamma_frac must be an integer, not {gamma_frac!r}")
+        if abs(gamma_frac) > GAMMA_FRAC_LIMIT:
+            raise ValueError(f"RmsNorm gamma_frac must lie in -{GAMMA_FRAC_LIMIT}..{GAMMA_FRAC_LIMIT}, "
+                             f"not {gamma_frac}")
+        check_int("RmsNorm", "eps_q", eps_q)
+        if ss_bits(vcfg, n, eps_q) > MAX_SS_BITS:
+            raise ValueError(f"RmsNorm n={n}, eps_q={eps_q}: the sum of squares reaches 2^62")
+        if vcfg.gamma_bits + vcfg.norm_in_bits > MAX_IN_BITS:
+            raise ValueError(f"RmsNorm gamma_bits + norm_in_bits = {vcfg.gamma_bits + vcfg.norm_in_bits}: "
+                             f"the weighted input exceeds the quantizer's {MAX_IN_BITS} bits")
+        if g_q is not None:
+            g = list(g_q)
+            lim = 1 << (vcfg.gamma_bits - 1)
+            if len(g) != n or not all(isinstance(int(v), int) and -lim <= int(v) < lim for v in g):
+                raise ValueError(f"RmsNorm g_q: expected {n} values of {vcfg.gamma_bits} signed bits")
+        return super().__new__(cls)
+
+    def __init__(self, vcfg: VectorConfig, n: int, gamma_frac: int, eps_q: int, g_q=None):
+        self.vcfg, self.n, self.gamma_frac, self.eps_q = vcfg, n, gamma_frac, eps_q
+        self.g_q = [0] * n if g_q is None else [int(v) for v in g_q]
+        super().__init__(members(rmsnorm_ports(vcfg, n)))
+
+    def elaborate(self, platform):
+        m = Module()
+        v, n = self.vcfg, self.n
+        NB, GB, B = v.norm_in_bits, v.gamma_bits, v.scale_bits
+        sb = ss_bits(v, n, self.eps_q)
+        q = m.submodules.quant = Int8Quantizer(GB + NB, B, n)
+        rs = m.submodules.rsqrt = Rsqrt(v, sb)
+        hbuf = m.submodules.hbuf = Memory(shape=signed(v.resid_bits), depth=n, init=[])
+        gmem = m.submodules.gamma = Memory(shape=signed(GB), depth=n, init=self.g_q)
+        hwr, hrd = hbuf.write_port(), hbuf.read_port()
+        gwr, grd = gmem.write_port(), gmem.read_port()
+        m.d.comb += [self.g.ready.eq(1), gwr.en.eq(self.g.valid), gwr.addr.eq(self.g.payload.addr),
+                     gwr.data.eq(self.g.payload.value)]
+
+        wcnt, ridx = Signal(range(n)), Signal(range(n))
+        hmax = Signal(v.resid_bits)
+        p = Signal(range(v.resid_bits + 1))
+        eps = Signal(sb)
+        ss, ss_out = Signal(sb), Signal(sb)
+        ss_valid = Signal()
+        take_h = self.h.valid & self.h.ready
+        a = abs_value(self.h.payload.h)
+        n_h = bitlen(m, hmax, "hmax")
+        m.d.comb += [hwr.addr.eq(wcnt), hwr.data.eq(self.h.payload.h), hwr.en.eq(take_h)]
+
+        # the scan: reads, pre-shift, hs² and g_q · hs into the quantizer
+        scan = Signal()
+        adv, valid = advance(m, q.i, scan, self.scan_stages, "scan")
+        sq = m.submodules.sq = PipelinedMultiplier(NB + 2, NB + 2)
+        gu = m.submodules.gu = PipelinedMultiplier(GB, NB + 2)
+        hs = Signal(signed(NB + 2))
+        with m.If(adv):
+            m.d.sync += hs.eq(rshift_round(hrd.data, p))
+        last = delay(m, adv, ridx == n - 1, self.scan_stages, "last")
+        m.d.comb += [hrd.addr.eq(ridx), grd.addr.eq(ridx), hrd.en.eq(adv), grd.en.eq(adv),
+                     sq.en.eq(adv), gu.en.eq(adv), sq.a.eq(hs), sq.b.eq(hs),
+                     gu.a.eq(delay(m, adv, grd.data, 1, "g")), gu.b.eq(hs),
+                     q.i.payload.v.eq(gu.p), q.i.payload.last.eq(last)]
+        with m.If(q.i.valid & q.i.ready):
+            m.d.sync += ss.eq(ss + sq.p)
+            with m.If(last):
+                m.d.sync += [ss.eq(0), ss_out.eq(ss + sq.p + eps), ss_valid.eq(1)]
+
+        with m.FSM():
+            with m.State("RECV"):
+                m.d.comb += self.h.ready.eq(1)
+                with m.If(take_h):
+                    m.d.sync += [wcnt.eq(wcnt + 1), hmax.eq(Mux(a > hmax, a, hmax))]
+                    with m.If(wcnt == n - 1):
+                        m.next = "PREP"
+            with m.State("PREP"):
+                m.d.sync += [p.eq(Mux(n_h > NB, n_h - NB, 0)), ridx.eq(0)]
+                with m.If(~ss_valid):
+                    m.next = "SCAN"
+            with m.State("SCAN"):
+                m.d.comb += scan.eq(1)
+                with m.If(ridx == 0):
+                    m.d.sync += eps.eq(rshift_round(Const(self.eps_q, sb), p << 1))
+                with m.If(adv):
+                    m.d.sync += ridx.eq(ridx + 1)
+                    with m.If(ridx == n - 1):
+                        m.next = "DRAIN"
+            with m.State("DRAIN"):
+                with m.If(valid == 0):
+                    m.d.sync += [wcnt.eq(0), hmax.eq(0)]
+                    m.next = "RECV"
+
+        # the vector's 1/sqrt: ss (at least 1) in, (y, E) held until its last element
+        y, E = Signal.like(rs.o.payload.y), Signal.like(rs.o.payload.E)
+        y_valid = Signal()
+        m.d.comb += [rs.i.valid.eq(ss_valid), rs.i.payload.ss.eq(Mux(ss_out == 0, 1, ss_out)),
+                     rs.o.ready.eq(~y_valid)]
+        with m.If(rs.i.ready & ss_valid):
+            m.d.sync += ss_valid.eq(0)
+        with m.If(rs.o.valid & ~y_valid):
+            m.d.sync += [y.eq(rs.o.payload.y), E.eq(rs.o.payload.E), y_valid.eq(1)]
+
+        # the step: scale_mul(m_u, e_u, y, E + gamma_frac) per element
+        go = q.o.valid & y_valid
+        sadv, _ = advance(m, self.o, go, self.step_stages, "step")
+        m.d.comb += q.o.ready.eq(sadv & y_valid)
+        with m.If(q.o.valid & q.o.ready & q.o.payload.last):
+            m.d.sync += y_valid.eq(0)
+        mm = m.submodules.mm = PipelinedMultiplier(B + 1, len(y) + 1)
+        m.d.comb += [mm.en.eq(sadv), mm.a.eq(q.o.payload.m), mm.b.eq(y)]
+        prod = Signal(B + len(y))
+        m.d.comb += prod.eq(mm.p)
+        k = Signal(range(len(prod) + 1))
+        m.d.comb += k.eq(bitlen(m, prod, "step") - B)
+        e_in = Signal(signed(EXP_BITS + 2))
+        m.d.comb += e_in.eq(q.o.payload.e + E + self.gamma_frac)
+        e3 = delay(m, sadv, e_in, PipelinedMultiplier.latency, "e")
+        out = self.o.payload
+        with m.If(sadv):
+            m.d.sync += [out.m.eq(prod >> k), out.e.eq(e3 - k)]
+        m.d.comb += [out.x.eq(delay(m, sadv, q.o.payload.x, self.step_stages, "x")),
+                     out.last.eq(delay(m, sadv, q.o.payload.last, self.step_stages, "xlast"))]
+        return m

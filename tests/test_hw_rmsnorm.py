@@ -1,0 +1,104 @@
+"""RmsNorm (hw/rmsnorm.py) in Amaranth's simulator against codec.intnorm.rmsnorm_int8:
+random residuals and extremes (zero vector with and without eps, the largest magnitudes
+of either sign, one spike among small values, values below the pre-shift), vectors back
+to back under stalls, gamma loaded through the ``g`` port or at construction; cycles
+against sim.vectorcycles; parameter checks; Verilog. The SmolLM2-sized case (n = 576) is
+marked slow."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tritforge.accelconfig import VectorConfig
+from tritforge.codec.intnorm import IntNormWeights, rmsnorm_int8
+from tritforge.hw.rmsnorm import RmsNorm
+from tritforge.sim.vectorcycles import rmsnorm_cycles
+from tritforge.vectorports import rmsnorm_ports
+
+from vectorbench import convert, run_ports
+
+
+def weights(vc, n, seed, eps=1e-5):
+    rng = np.random.default_rng(seed)
+    return IntNormWeights.from_float(rng.normal(1.0, 0.5, size=n), eps, vc.resid_frac_bits, vc.gamma_bits)
+
+
+def residuals(vc, n, seed):
+    rng = np.random.default_rng(seed)
+    top = (1 << (vc.resid_bits - 1)) - 1
+    spike = rng.integers(-40, 40, size=n)
+    spike[n // 3] = -top
+    return [rng.integers(-1 << 22, 1 << 22, size=n), np.zeros(n, dtype=np.int64), np.full(n, top),
+            np.full(n, -top), spike, rng.integers(-3, 4, size=n), rng.integers(-top, top + 1, size=n)]
+
+
+def run(vc, w, H, *, seed=0, p_valid=1.0, p_ready=1.0, load=False):
+    n = w.n
+    dut = RmsNorm(vc, n, w.gamma_frac, w.eps_q, None if load else w.g_q)
+    preload = {"g": [{"addr": i, "value": int(g)} for i, g in enumerate(w.g_q)]} if load else None
+    return run_ports(dut, rmsnorm_ports(vc, n), {"h": [{"h": int(x)} for h in H for x in h]},
+                     {"o": n * len(H)}, seed=seed, p_valid=p_valid, p_ready=p_ready, preload=preload)
+
+
+def check(r, vc, w, H):
+    got = r.out["o"]
+    for i, h in enumerate(H):
+        xq, m, e = rmsnorm_int8(h, w, vc)
+        g = got[i * w.n:(i + 1) * w.n]
+        assert [o["x"] for o in g] == xq.tolist()
+        assert {(o["m"], o["e"]) for o in g} == {(int(m), int(e))}
+        assert [o["last"] for o in g] == [False] * (w.n - 1) + [True]
+
+
+@pytest.mark.parametrize("vc,n,seed", [(VectorConfig(), 16, 1), (VectorConfig(), 24, 2),
+                                       (VectorConfig(norm_in_bits=8, gamma_bits=8, scale_bits=12, rsqrt_newton=0), 16, 3),
+                                       (VectorConfig(resid_bits=24, resid_frac_bits=8, rsqrt_newton=2,
+                                                     rsqrt_lut_bits=4, norm_in_bits=20), 20, 4)])
+def test_vectors_match_golden_under_stalls(vc, n, seed):
+    w = weights(vc, n, seed)
+    H = residuals(vc, n, seed)
+    check(run(vc, w, H, seed=seed, p_valid=0.7, p_ready=0.6, load=seed % 2 == 0), vc, w, H)
+
+
+def test_zero_vector_without_eps():
+    vc = VectorConfig()
+    w = weights(vc, 16, 5, eps=0.0)
+    H = [np.zeros(16, dtype=np.int64), np.ones(16, dtype=np.int64)]
+    check(run(vc, w, H), vc, w, H)
+
+
+@pytest.mark.parametrize("vc,n", [(VectorConfig(), 16), (VectorConfig(), 64),
+                                  (VectorConfig(rsqrt_newton=3), 16), (VectorConfig(scale_bits=8), 32)])
+def test_cycles_match_closed_form(vc, n):
+    w = weights(vc, n, n)
+    H = residuals(vc, n, n)[:1]
+    r = run(vc, w, H)
+    check(r, vc, w, H)
+    assert r.cycles == rmsnorm_cycles(n, vc)
+
+
+@pytest.mark.slow
+def test_smollm2_sized_vector():
+    vc = VectorConfig()
+    w = weights(vc, 576, 7)
+    H = [residuals(vc, 576, 7)[0], residuals(vc, 576, 8)[4]]
+    r = run(vc, w, H, seed=7, p_valid=0.9, p_ready=0.9)
+    check(r, vc, w, H)
+    r = run(vc, w, H[:1])
+    assert r.cycles == rmsnorm_cycles(576, vc)
+
+
+@pytest.mark.parametrize("args,exc", [
+    ((None, 16, 0, 0), TypeError), ((VectorConfig(), 0, 0, 0), ValueError),
+    ((VectorConfig(), 16, 0.5, 0), TypeError), ((VectorConfig(), 16, 40, 0), ValueError),
+    ((VectorConfig(), 16, 0, -1), ValueError), ((VectorConfig(), 16, 0, 1 << 62), ValueError),
+    ((VectorConfig(gamma_bits=24, norm_in_bits=24), 16, 0, 0), ValueError),
+    ((VectorConfig(), 4, 0, 0, [1, 2, 3]), ValueError), ((VectorConfig(), 2, 0, 0, [1, 1 << 15]), ValueError)])
+def test_bad_parameters_are_refused(args, exc):
+    with pytest.raises(exc):
+        RmsNorm(*args)
+
+
+def test_converts_to_verilog():
+    vc = VectorConfig()
+    convert(RmsNorm(vc, 576, 10, 1000, None), rmsnorm_ports(vc, 576))
