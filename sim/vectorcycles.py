@@ -58,3 +58,9 @@ def rmsnorm_cycles(n: int, vcfg) -> int:
     first_q = last_u + 1 + (vcfg.scale_bits + 8 + 1) + 1 + INT8Q_OUT_STAGES
     y_ready = last_u + 1 + rsqrt_latency(vcfg) + 1
     return max(first_q, y_ready) + (n - 1) + RMS_STEP_STAGES + 1
+
+
+def requant_cycles(n: int, residual: bool = False) -> int:
+    """Requantize on n elements: one per cycle through 5 registers (pre-shift, the
+    multiplier, shift-and-saturate), 6 with the residual add."""
+    return n + 2 + MUL_STAGES + int(residual)
