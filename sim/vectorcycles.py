@@ -64,3 +64,12 @@ def requant_cycles(n: int, residual: bool = False) -> int:
     """Requantize on n elements: one per cycle through 5 registers (pre-shift, the
     multiplier, shift-and-saturate), 6 with the residual add."""
     return n + 2 + MUL_STAGES + int(residual)
+
+
+#: SiluMul's registers: the table read, three multipliers, interpolation, silu, the result
+SILU_STAGES = 1 + 3 * MUL_STAGES + 3
+
+
+def silumul_cycles(n: int) -> int:
+    """SiluMul on n pairs: one per cycle through SILU_STAGES registers."""
+    return n + SILU_STAGES
