@@ -1,4 +1,5 @@
-"""Drive ``GemvEngine`` in Amaranth's Python simulator, one input record per cycle.
+"""Drive components in Amaranth's Python simulator: one input record per cycle
+(``PortSim``; ``EngineSim`` for the GEMV engine), or whole streams (``run_streams``).
 
 A driver object gives each cycle's record and sees each cycle's outputs. Records are any
 objects with the fields of ``sim.stepmodel.Inputs``; every cycle's outputs come back as a
@@ -7,8 +8,9 @@ dict with the fields of ``sim.stepmodel.Outputs`` (duck-typed, so ``hw`` does no
 values set here: every port's valid/ready and every payload field, set through the
 payload's own layout (``ctx.set(port.payload, {field: value})``), never by bit positions.
 
-The engine runs inside a wrapper that owns the ``sync`` clock domain so a record can
-assert the synchronous reset.
+The component runs inside a wrapper that owns the ``sync`` clock domain so a record can
+assert the synchronous reset. Other components (the attention unit, ...) are driven the
+same way by the records of their own port sets.
 """
 from __future__ import annotations
 
@@ -25,28 +27,28 @@ OUTPUT_FIELDS = tuple(n for n, _ in record_fields(engine_ports(HwConfig()), OUT)
 
 
 class _Top(Elaboratable):
-    def __init__(self, engine: GemvEngine):
-        self.engine = engine
+    def __init__(self, dut):
+        self.dut = dut
         self.rst = Signal()
 
     def elaborate(self, platform):
         m = Module()
         m.domains.sync = cd = ClockDomain("sync")
         m.d.comb += cd.rst.eq(self.rst)
-        m.submodules.engine = self.engine
+        m.submodules.dut = self.dut
         return m
 
 
-class EngineSim:
-    """One engine under Amaranth's simulator; :meth:`run` plays a list of cycle records."""
+class PortSim:
+    """One component under Amaranth's simulator, driven and observed by the records of its
+    port set (``tritforge.ports``: ``record_fields``); :meth:`run` plays cycle records."""
 
-    def __init__(self, engine: GemvEngine):
-        self.engine = engine
-        self.cfg = engine.cfg
-        self.ports = engine_ports(self.cfg)
+    def __init__(self, component, ports):
+        self.dut = component
+        self.ports = ports
 
     def _drive(self, ctx, rec) -> None:
-        e = self.engine
+        e = self.dut
         for p in self.ports:
             if not p.stream:
                 continue
@@ -60,11 +62,12 @@ class EngineSim:
                 ctx.set(iface.payload, values[p.fields[0].name])
             else:
                 # a field value wider than its field is cut to it, as the port's wires do
-                ctx.set(iface.payload, {f.name: int(values[f.name]) & ((1 << f.width) - 1)
-                                        for f in p.fields})
+                mask = {f.name: (1 << f.width) - 1 for f in p.fields}
+                ctx.set(iface.payload, {f.name: [int(x) & mask[f.name] for x in values[f.name]] if f.count
+                                        else int(values[f.name]) & mask[f.name] for f in p.fields})
 
     def _observe(self, ctx) -> dict:
-        e = self.engine
+        e = self.dut
         out = {}
         for p in self.ports:
             iface = getattr(e, p.name)
@@ -85,7 +88,7 @@ class EngineSim:
         """Play ``driver`` (``inputs()`` / ``observe(inputs, outputs)`` / ``done``, e.g.
         ``sim.stepmodel.JobDriver``) until it is done or ``max_cycles`` have passed.
         Returns ``(inputs, outputs)`` of every cycle."""
-        top = _Top(self.engine)
+        top = _Top(self.dut)
         sim = Simulator(top)
         sim.add_clock(1e-8, domain="sync")
         trace: list[tuple] = []
@@ -107,6 +110,15 @@ class EngineSim:
         else:
             sim.run()
         return trace
+
+
+class EngineSim(PortSim):
+    """One GEMV engine under Amaranth's simulator (its port set: ``engine_ports``)."""
+
+    def __init__(self, engine: GemvEngine):
+        super().__init__(engine, engine_ports(engine.cfg))
+        self.engine = engine
+        self.cfg = engine.cfg
 
 
 def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_valid: float = 1.0,
