@@ -73,3 +73,14 @@ SILU_STAGES = 1 + 3 * MUL_STAGES + 3
 def silumul_cycles(n: int) -> int:
     """SiluMul on n pairs: one per cycle through SILU_STAGES registers."""
     return n + SILU_STAGES
+
+
+#: Rope's registers: the four products, the rounding shift with saturation
+ROPE_STAGES = MUL_STAGES + 1
+
+
+def rope_cycles(head_dim: int) -> int:
+    """Rope on one head: h = head_dim / 2 cycles for the first half, h for the second (its
+    out[i] leave ROPE_STAGES later), then the h buffered out[i + h]."""
+    h = head_dim // 2
+    return h + h + ROPE_STAGES + h
