@@ -40,7 +40,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 
 from ..attentionports import attention_ports
-from ..attentionunit import SCALE_EXP_BITS, AttentionUnitConfig
+from ..attentionunit import AttentionUnitConfig
+from ..vectorports import EXP_BITS
 from .divider import RestoringDivider
 from .fixedops import bitlen, clamp, rshift_round, saturate
 from .signature import members
@@ -129,7 +130,7 @@ class AttentionUnit(wiring.Component):
             return [Signal(shape, name=f"{name}{h}", init=init) for h in range(g)]
 
         beat = data.ArrayLayout(signed(8), L)
-        ebits = SCALE_EXP_BITS + 3
+        ebits = EXP_BITS + 3
         # job state
         keys = Signal(u.keys_bits)
         j0 = Signal(u.keys_bits + 1)               # first key of the block
@@ -155,11 +156,11 @@ class AttentionUnit(wiring.Component):
         s1_first, s1_last, s1_v = Signal(), Signal(), Signal()
         s1_mode = Signal(2)                        # V: 0 accumulate, 1 rescale first, 2 start at 0
         s1_j = Signal(range(blk))
-        row_m, row_e = Signal(B), Signal(signed(SCALE_EXP_BITS))
+        row_m, row_e = Signal(B), Signal(signed(EXP_BITS))
         # stage 2: logits
         s2 = Signal()
         s2_j = Signal(range(blk))
-        s2_m, s2_e = Signal(B), Signal(signed(SCALE_EXP_BITS))
+        s2_m, s2_e = Signal(B), Signal(signed(EXP_BITS))
         # normalization
         sl = Signal(range(u.l_bits + 1))
         recip = Signal(u.quotient_bits)

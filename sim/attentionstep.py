@@ -21,7 +21,8 @@ from dataclasses import field, make_dataclass
 import numpy as np
 
 from ..attentionports import attention_ports
-from ..attentionunit import SCALE_EXP_BITS, AttentionUnitConfig, bits_of
+from ..attentionunit import AttentionUnitConfig, bits_of
+from ..vectorports import EXP_BITS
 from ..codec.intsoftmax import exp2neg as golden_exp2neg
 from ..ports import IN, OUT, record_fields
 
@@ -50,7 +51,7 @@ class AttentionStepModel:
         self.zlim = (1 << (a.score_int_bits + a.score_frac_bits)) - 1
         self.floor = -2 * (self.zlim + 1)
         self.Mc, self.ec = ucfg.query_constant
-        self.ebits = SCALE_EXP_BITS + 3
+        self.ebits = EXP_BITS + 3
         self._reset()
 
     def _reset(self) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from ..accelconfig import AttentionConfig
 from ..errors import TritforgeError
+from ..vectorports import EXP_BITS
 
 
 def _ceil(a, b) -> int:
@@ -92,9 +93,10 @@ class UnitWork:
 
 
 def scale_bytes(att: AttentionConfig) -> int:
-    """Bytes of one stored dynamic scale (m, e): a ``scale_bits`` mantissa and a 6-bit shift
-    (|e| < 64), rounded up to whole bytes: 3 at the default B = 16."""
-    return _ceil(att.scale_bits + 6, 8)
+    """Bytes of one stored dynamic scale (m, e): a ``scale_bits`` mantissa and an
+    ``EXP_BITS`` signed exponent (``tritforge.vectorports``), rounded up to whole bytes: 3
+    at the default B = 16."""
+    return _ceil(att.scale_bits + EXP_BITS, 8)
 
 
 def kv_row_bytes(shape: dict, att: AttentionConfig) -> int:

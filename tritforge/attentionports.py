@@ -15,14 +15,15 @@ Plain Python, like the engine's (``tritforge.ports``), from which the Amaranth s
 """
 from __future__ import annotations
 
-from .attentionunit import SCALE_EXP_BITS, AttentionUnitConfig
+from .attentionunit import AttentionUnitConfig
+from .vectorports import EXP_BITS
 from .ports import IN, OUT, Field, Port
 
 
 def row_fields(ucfg: AttentionUnitConfig) -> tuple[Field, ...]:
     """A beat of an int8 row with its step: ``elems``, ``m``, ``e``."""
     return (Field("elems", 8, signed=True, count=ucfg.lanes),
-            Field("m", ucfg.attention.scale_bits), Field("e", SCALE_EXP_BITS, signed=True))
+            Field("m", ucfg.attention.scale_bits), Field("e", EXP_BITS, signed=True))
 
 
 def attention_ports(ucfg: AttentionUnitConfig) -> tuple[Port, ...]:

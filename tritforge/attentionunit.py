@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from .accelconfig import AttentionConfig, VectorConfig
 from .errors import TritforgeError
 
-#: signed width of a stored scale's exponent e (the value is m · 2^-e, |e| < 64)
-SCALE_EXP_BITS = 7
 
 
 def bits_of(n: int) -> int:
