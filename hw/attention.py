@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 
 from ..attentionports import attention_ports
