@@ -40,6 +40,8 @@ from .fixedops import abs_value, bitlen, clamp, rshift_round
 from .multiplier import PipelinedMultiplier
 from .signature import members
 
+#: the states of a vector's passes
+RECV, NORM, DIV, OUT = range(4)
 #: the largest input magnitude bits of the contract (v · R < 2^62)
 MAX_IN_BITS = 39
 
@@ -117,31 +119,28 @@ class Int8Quantizer(wiring.Component):
 
         m.d.comb += [wr.addr.eq(wcnt), wr.data.eq(self.i.payload.v), wr.en.eq(take_in),
                      div.i.payload.num.eq(Const(Q8, 7) << (n_mus + B)), div.i.payload.den.eq(mus)]
-        with m.FSM():
-            with m.State("RECV"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(take_in):
-                    m.d.sync += [wcnt.eq(wcnt + 1), mu.eq(Mux(a > mu, a, mu))]
-                    with m.If(self.i.payload.last):
-                        m.d.sync += nlast.eq(wcnt)
-                        m.next = "NORM"
-            with m.State("NORM"):
-                m.d.comb += div.i.valid.eq(1)
-                m.d.sync += [K_next.eq(n_mus + B), pm.eq(mus * M127), zero.eq(mu == 0)]
-                with m.If(div.i.ready):
-                    m.next = "DIV"
-            with m.State("DIV"):
-                m.d.comb += div.o.ready.eq(valid == 0)
-                with m.If(div.o.valid & (valid == 0)):
-                    m.d.sync += [R.eq(div.o.payload.quo), K.eq(K_next), ridx.eq(0),
-                                 step_m.eq(Mux(zero, 1 << (B - 1), pm >> k)),
-                                 step_e.eq(Mux(zero, B - 1, e127 - k))]
-                    m.next = "OUT"
-            with m.State("OUT"):
-                m.d.comb += out.eq(1)
-                with m.If(adv):
-                    m.d.sync += ridx.eq(ridx + 1)
-                    with m.If(ridx == nlast):
-                        m.d.sync += [wcnt.eq(0), mu.eq(0)]
-                        m.next = "RECV"
+        state = Signal(range(4))
+        with m.If(state == RECV):
+            m.d.comb += self.i.ready.eq(1)
+            with m.If(take_in):
+                m.d.sync += [wcnt.eq(wcnt + 1), mu.eq(Mux(a > mu, a, mu))]
+                with m.If(self.i.payload.last):
+                    m.d.sync += [nlast.eq(wcnt), state.eq(NORM)]
+        with m.Elif(state == NORM):
+            m.d.comb += div.i.valid.eq(1)
+            m.d.sync += [K_next.eq(n_mus + B), pm.eq(mus * M127), zero.eq(mu == 0)]
+            with m.If(div.i.ready):
+                m.d.sync += state.eq(DIV)
+        with m.Elif(state == DIV):
+            m.d.comb += div.o.ready.eq(valid == 0)
+            with m.If(div.o.valid & (valid == 0)):
+                m.d.sync += [R.eq(div.o.payload.quo), K.eq(K_next), ridx.eq(0),
+                             step_m.eq(Mux(zero, 1 << (B - 1), pm >> k)),
+                             step_e.eq(Mux(zero, B - 1, e127 - k)), state.eq(OUT)]
+        with m.Elif(state == OUT):
+            m.d.comb += out.eq(1)
+            with m.If(adv):
+                m.d.sync += ridx.eq(ridx + 1)
+                with m.If(ridx == nlast):
+                    m.d.sync += [wcnt.eq(0), mu.eq(0), state.eq(RECV)]
         return m

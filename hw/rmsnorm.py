@@ -41,6 +41,8 @@ from .multiplier import PipelinedMultiplier
 from .rsqrt import MAX_SS_BITS, Rsqrt, check_vector_config
 from .signature import members
 
+#: the states of a vector's passes
+RECV, PREP, SCAN, DRAIN = range(4)
 #: |gamma_frac|: IntNormWeights.from_float picks it in -16 .. 24
 GAMMA_FRAC_LIMIT = 32
 
@@ -128,29 +130,28 @@ class RmsNorm(wiring.Component):
             with m.If(last):
                 m.d.sync += [ss.eq(0), ss_out.eq(ss + sq.p + eps), ss_valid.eq(1)]
 
-        with m.FSM():
-            with m.State("RECV"):
-                m.d.comb += self.h.ready.eq(1)
-                with m.If(take_h):
-                    m.d.sync += [wcnt.eq(wcnt + 1), hmax.eq(Mux(a > hmax, a, hmax))]
-                    with m.If(wcnt == n - 1):
-                        m.next = "PREP"
-            with m.State("PREP"):
-                m.d.sync += [p.eq(Mux(n_h > NB, n_h - NB, 0)), ridx.eq(0)]
-                with m.If(~ss_valid):
-                    m.next = "SCAN"
-            with m.State("SCAN"):
-                m.d.comb += scan.eq(1)
-                with m.If(ridx == 0):
-                    m.d.sync += eps.eq(rshift_round(Const(self.eps_q, sb), p << 1))
-                with m.If(adv):
-                    m.d.sync += ridx.eq(ridx + 1)
-                    with m.If(ridx == n - 1):
-                        m.next = "DRAIN"
-            with m.State("DRAIN"):
-                with m.If(valid == 0):
-                    m.d.sync += [wcnt.eq(0), hmax.eq(0)]
-                    m.next = "RECV"
+        state = Signal(range(4))
+        with m.If(state == RECV):
+            m.d.comb += self.h.ready.eq(1)
+            with m.If(take_h):
+                m.d.sync += [wcnt.eq(wcnt + 1), hmax.eq(Mux(a > hmax, a, hmax))]
+                with m.If(wcnt == n - 1):
+                    m.d.sync += state.eq(PREP)
+        with m.Elif(state == PREP):
+            m.d.sync += [p.eq(Mux(n_h > NB, n_h - NB, 0)), ridx.eq(0)]
+            with m.If(~ss_valid):
+                m.d.sync += state.eq(SCAN)
+        with m.Elif(state == SCAN):
+            m.d.comb += scan.eq(1)
+            with m.If(ridx == 0):
+                m.d.sync += eps.eq(rshift_round(Const(self.eps_q, sb), p << 1))
+            with m.If(adv):
+                m.d.sync += ridx.eq(ridx + 1)
+                with m.If(ridx == n - 1):
+                    m.d.sync += state.eq(DRAIN)
+        with m.Elif(state == DRAIN):
+            with m.If(valid == 0):
+                m.d.sync += [wcnt.eq(0), hmax.eq(0), state.eq(RECV)]
 
         # the vector's 1/sqrt: ss (at least 1) in, (y, E) held until its last element
         y, E = Signal.like(rs.o.payload.y), Signal.like(rs.o.payload.E)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from amaranth.sim import Simulator
 
-from tritforge.ports import IN, by_name
+from tritforge.ports import by_name
 from tritforge.stalls import Stall, port_seed
 
 

@@ -1,0 +1,38 @@
+"""The vector unit's components convert to Verilog that lints clean with
+`verilator --lint-only -Wno-WIDTH` (nothing else waived), as the engine's does
+(tests/test_hw_lint.py), at the SmolLM2 sizes."""
+from __future__ import annotations
+
+import pytest
+from amaranth.back import verilog
+
+from tritforge.accelconfig import VectorConfig
+from tritforge.hw.divider import RestoringDivider
+from tritforge.hw.int8quant import Int8Quantizer
+from tritforge.hw.requant import Requantize
+from tritforge.hw.rmsnorm import RmsNorm
+from tritforge.hw.rope import Rope
+from tritforge.hw.rsqrt import Rsqrt
+from tritforge.hw.silumul import SiluMul
+
+from test_hw_lint import lint
+
+VC = VectorConfig()
+UNITS = {
+    "divider": lambda: RestoringDivider(62, 39, 24),
+    "int8quant": lambda: Int8Quantizer(32, 16, 1536),
+    "rsqrt": lambda: Rsqrt(VC),
+    "rmsnorm": lambda: RmsNorm(VC, 576, 10, 1000),
+    "rope": lambda: Rope(VC, 64),
+    "silumul": lambda: SiluMul(VC),
+    "requant": lambda: Requantize(VC, 49, residual=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_unit_lints_clean(tmp_path, name):
+    path = tmp_path / f"{name}.v"
+    path.write_text(verilog.convert(UNITS[name](), name=name))
+    r = lint(str(path))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "%Warning" not in r.stderr and "%Error" not in r.stderr
