@@ -8,8 +8,8 @@ Pairing is the Hugging Face models' half split, element i with i + h (h = head_d
     out[i + h] = rshift_round(x[i+h] · c_i + x[i] · s_i, RF)        (RF = rope_frac_bits)
 
 The cos/sin table is not on chip: ``rope_tables`` (host, offline) makes max_context ×
-head_dim / 2 pairs, 8192 × 32 × 2 entries of RF + 2 bits for SmolLM2 at 8192 positions
-(16 Mbit; an ECP5-85F has 3.7 Mbit of block RAM), so the unit takes the position's row on
+head_dim / 2 pairs, 8192 × 32 × 2 entries of RF + 2 = 16 bits for SmolLM2 at 8192
+positions (8.4 Mbit; an ECP5-85F has 3.7 Mbit of block RAM), so the unit takes the position's row on
 the ``cs`` stream, (c_i, s_i) for i = 0 .. h - 1, once per head, served from board memory
 (the row is the same for every head of the token: 2 (RF + 2) bits per element pair, a
 fraction of what the head's own elements take).

@@ -70,7 +70,7 @@ class Rsqrt(wiring.Component):
         ss = self.i.payload.ss
         b = bitlen(m, ss, "ss")
         w = Signal(range(self.ss_bits))
-        sh = Signal(signed(len(w) + 2))
+        sh = Signal(range(-RB, 2 * self.ss_bits))
         rsh, lsh = Signal(range(2 * self.ss_bits)), Signal(range(RB + 1))
         m.d.comb += [w.eq((b - 1) >> 1), sh.eq(2 * w - RB),
                      rsh.eq(Mux(sh >= 0, sh, 0)), lsh.eq(Mux(sh < 0, -sh, 0))]

@@ -72,3 +72,15 @@ def test_bad_parameters_are_refused(args, exc):
 
 def test_converts_to_verilog():
     convert(Int8Quantizer(39, 16, 1536), int8quant_ports(39, 16))
+
+
+@pytest.mark.slow
+def test_smollm2_sized_vectors():
+    """The attention output (576) and the SiLU·mul output (1536) of SmolLM2-135M."""
+    rng = np.random.default_rng(11)
+    vecs = [rng.integers(-(1 << 31) + 1, 1 << 31, size=576), rng.integers(-(1 << 20), 1 << 20, size=1536)]
+    feeds = [{"v": int(x), "last": j == len(v) - 1} for v in vecs for j, x in enumerate(v)]
+    r = run_ports(Int8Quantizer(31, 16, 1536), int8quant_ports(31, 16), {"i": feeds}, {"o": len(feeds)},
+                  seed=11, p_valid=0.9, p_ready=0.9)
+    check(r, vecs, 16)
+    assert run(31, 16, vecs[:1], max_n=1536).cycles == int8quant_cycles(576, 16)

@@ -54,3 +54,13 @@ def test_bad_parameters_are_refused(args, exc):
 
 def test_converts_to_verilog():
     convert(Rsqrt(VectorConfig()), rsqrt_ports(VectorConfig(), 62))
+
+
+@pytest.mark.parametrize("ss_bits", [1, 2, 5])
+def test_narrow_inputs_every_value(ss_bits):
+    """Every ss of a narrow port (the normalization's left shifts)."""
+    vc = VectorConfig()
+    ss = list(range(1, 1 << ss_bits))
+    r = run_ports(Rsqrt(vc, ss_bits), rsqrt_ports(vc, ss_bits), {"i": [{"ss": s} for s in ss]}, {"o": len(ss)})
+    y, E = rsqrt(np.array(ss), vc.rsqrt_lut_bits, vc.rsqrt_frac_bits, vc.rsqrt_newton)
+    assert [(o["y"], o["E"]) for o in r.out["o"]] == list(zip(y.tolist(), E.tolist()))

@@ -15,8 +15,9 @@ from __future__ import annotations
 from .ports import IN, OUT, Field, Port
 
 #: signed width of a scale's exponent e (value m · 2^-e) on the units' ports: every step of
-#: the contract has |e| < 2^7 (quantize_int8's e lies in e127 - 39 .. e127 = 22 at B = 16,
-#: the RMSNorm step's e in -40 .. 110 for every VectorConfig)
+#: the contract has |e| < 2^7. quantize_int8's e lies in e127 - in_bits .. e127 with
+#: e127 = B + 6 (1/127 = 0.504 · 2^-6); the RMSNorm step's e = e_u + (RB + w) + GF - k with
+#: w <= 30, |GF| <= 32 and k in RB - 1 .. RB + 1 lies in B - 66 .. B + 69 (-58 .. 89)
 EXP_BITS = 8
 #: unsigned width of the requantizer's accumulator pre-shift a (fixedpoint.acc_preshift)
 PRESHIFT_BITS = 6
