@@ -41,12 +41,16 @@ name it by ``Checkpoint.name`` and this hash, never by an absolute path.
 from __future__ import annotations
 
 import importlib.util
-import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
 
 from ..errors import TritforgeError
+from huggingface_hub.errors import StrictDataclassError   # transformers' config validation
+
+from ..documents.modelshape import ModelShape
+from ..documents.validation import validate
 from ..jsonfile import read_json
 
 GGUF_ARCHITECTURES = ("llama", "qwen2")
@@ -114,7 +118,7 @@ class Checkpoint:
                     self._tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
                 else:
                     self._tokenizer = AutoTokenizer.from_pretrained(folder)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as exc:
                 raise TritforgeError(f"{self.path}: cannot load its tokenizer ({_first_line(exc)})") from None
         return self._tokenizer
 
@@ -163,7 +167,7 @@ def load_checkpoint(spec: str) -> Checkpoint:
 
 def _check_arch(model_type, where: str) -> str:
     """GGUF inputs: the families whose tensor names :func:`gguf_to_hf_name` maps."""
-    if model_type not in GGUF_ARCHITECTURES:
+    if not isinstance(model_type, str) or model_type not in GGUF_ARCHITECTURES:
         raise TritforgeError(f"{where}: GGUF architecture {model_type!r} is not supported; "
                              f"expected one of {', '.join(GGUF_ARCHITECTURES)} (or an HF safetensors folder)")
     return model_type
@@ -173,7 +177,7 @@ def _check_causal_lm(model_type, where: str) -> str:
     """HF folders: any model type transformers builds as a causal LM."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    if model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+    if not isinstance(model_type, str) or model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise TritforgeError(f"{where}: architecture {model_type!r} cannot be handled: transformers "
                              "has no causal LM (AutoModelForCausalLM) class for it")
     return model_type
@@ -190,7 +194,7 @@ def block_linear_names(config, tensors: dict, where: str) -> list[str]:
     try:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
-    except (ValueError, KeyError, TypeError, AttributeError, ImportError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, ImportError, StrictDataclassError) as exc:
         raise TritforgeError(f"{where}: transformers cannot build a causal LM from its config "
                              f"({_first_line(exc)})") from None
     head = model.get_output_embeddings()
@@ -255,6 +259,9 @@ def _load_safetensors_folder(folder: str) -> Checkpoint:
     if not os.path.isfile(cfg_path):
         raise TritforgeError(f"{folder}: no config.json; expected an HF model folder or a GGUF file")
     raw = read_json(cfg_path, "model config (an HF config.json)")
+    validate(ModelShape, raw, cfg_path)
+    if isinstance(raw.get("text_config"), dict):
+        validate(ModelShape, raw["text_config"], f"{cfg_path}: text_config")
     arch = _check_causal_lm(raw.get("model_type"), cfg_path)
 
     single, index = os.path.join(folder, SINGLE_FILE), os.path.join(folder, INDEX_FILE)
@@ -262,12 +269,11 @@ def _load_safetensors_folder(folder: str) -> Checkpoint:
         files = [single]
         expected = None
     elif os.path.isfile(index):
-        try:
-            with open(index) as f:
-                weight_map = json.load(f)["weight_map"]
-            files = [os.path.join(folder, s) for s in dict.fromkeys(weight_map.values())]
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-            raise TritforgeError(f"{index}: not a safetensors index with a weight_map ({_first_line(exc)})") from None
+        weight_map = read_json(index, "a safetensors index").get("weight_map")
+        if not isinstance(weight_map, dict) or not all(
+                isinstance(v, str) and v and os.path.basename(v) == v for v in weight_map.values()):
+            raise TritforgeError(f"{index}: weight_map: expected an object of tensor name -> shard file name")
+        files = [os.path.join(folder, s) for s in dict.fromkeys(weight_map.values())]
         expected = set(weight_map)
     else:
         raise TritforgeError(f"{folder}: neither {SINGLE_FILE} nor {INDEX_FILE} found")
@@ -299,7 +305,7 @@ def _hf_config(folder: str, gguf_file: str | None):
         if gguf_file:
             return AutoConfig.from_pretrained(folder, gguf_file=gguf_file)
         return AutoConfig.from_pretrained(folder)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as exc:
         where = os.path.join(folder, gguf_file or "config.json")
         raise TritforgeError(f"{where}: transformers cannot read its config ({_first_line(exc)})") from None
 
@@ -323,6 +329,9 @@ def unpermute_rows(w, n_head: int):
     ``[0, half, 1, half+1, ..]``); this views the rows as ``(n_head, half, 2)`` and takes
     them back to ``(n_head, 2, half)``.
     """
+    if not isinstance(n_head, int) or n_head < 1 or w.shape[0] % (2 * n_head):
+        raise TritforgeError(f"a q/k matrix of {w.shape[0]} rows cannot be split into {n_head!r} heads "
+                             "of two rotary halves")
     half = w.shape[0] // n_head // 2
     return w.reshape(n_head, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
@@ -351,6 +360,7 @@ def _load_gguf(path: str) -> Checkpoint:
     arch = _check_arch(field_.contents() if field_ is not None else None, path)
 
     config = _hf_config(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
+    validate(ModelShape, {k: getattr(config, k, None) for k in ModelShape.model_fields}, f"{path}: its config")
     n_head = config.num_attention_heads
     n_kv = config.num_key_value_heads or n_head
 
@@ -370,9 +380,16 @@ def _load_gguf(path: str) -> Checkpoint:
         except (NotImplementedError, ValueError) as exc:
             raise TritforgeError(f"{path}: tensor {t.name} of type {t.tensor_type.name} cannot be "
                                  f"dequantized ({_first_line(exc)})") from None
-        tensor = tensor.reshape(tuple(int(x) for x in reversed(t.shape)))   # GGUF lists ne0 first
+        shape = tuple(int(x) for x in reversed(t.shape))              # GGUF lists ne0 first
+        if tensor.numel() != math.prod(shape):
+            raise TritforgeError(f"{path}: tensor {t.name} holds {tensor.numel()} values, its shape {shape} "
+                                 f"needs {math.prod(shape)}")
+        tensor = tensor.reshape(shape)
         if arch == "llama" and hf.endswith(("q_proj.weight", "k_proj.weight")):
-            tensor = unpermute_rows(tensor, n_head if ".q_proj." in hf else n_kv).contiguous()
+            try:
+                tensor = unpermute_rows(tensor, n_head if ".q_proj." in hf else n_kv).contiguous()
+            except TritforgeError as exc:
+                raise TritforgeError(f"{path}: tensor {t.name}: {exc}") from None
         tensors[hf] = tensor
     _check_tensors(tensors, path)
     ckpt = Checkpoint(os.path.abspath(path), "gguf", arch, config, tensors, skipped,

@@ -62,6 +62,8 @@ from dataclasses import dataclass
 from .. import __version__
 from ..accelconfig import AccelConfig, AttentionConfig
 from ..codec import layout
+from ..documents.modelshape import REQUIRED as _REQUIRED, ModelShape
+from ..documents.validation import validate
 from ..errors import TritforgeError
 from ..jsonfile import read_json
 from ..hwconfig import HwConfig
@@ -81,7 +83,6 @@ BLOCK_LINEARS = (("self_attn.q_proj", True), ("self_attn.k_proj", False), ("self
                  ("self_attn.o_proj", True), ("mlp.gate_proj", True), ("mlp.up_proj", False),
                  ("mlp.down_proj", True))
 
-_REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 
 
 # --- model shapes --------------------------------------------------------------------------
@@ -115,12 +116,8 @@ def check_shape(shape: dict, where: str = "model config") -> dict:
     if missing:
         raise TritforgeError(f"model config {where}: missing {missing} (expected an HF config.json "
                              "of a Llama/Qwen2-style decoder)")
+    validate(ModelShape, shape, f"model config {where}")      # every field's rule
     out = dict(shape)
-    for k in _REQUIRED + ("num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings"):
-        if k in out and out[k] is not None:
-            v = out[k]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise TritforgeError(f"model config {where}: {k}={v!r}, expected a positive integer")
     out.setdefault("num_key_value_heads", out["num_attention_heads"])
     if out.get("head_dim") is None:
         if out["hidden_size"] % out["num_attention_heads"]:

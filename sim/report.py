@@ -29,7 +29,8 @@ import os
 from matplotlib.figure import Figure
 
 from ..atomic import atomic_merge
-from ..errors import TritforgeError
+from ..documents.result import RunResult
+from ..documents.validation import validate
 from ..jsonfile import read_json
 
 FILES = ("result.json", "roofline.png", "energy.png", "cycles.png", "report.md", "report.html")
@@ -39,9 +40,6 @@ _UNIT_COLORS = {"engine": "#1f77b4", "attention": "#ff7f0e", "vector": "#2ca02c"
                 "static": "#7f7f7f"}
 _BYTE_COLORS = {"weights": "#1f77b4", "kv_read": "#ff7f0e", "kv_write": "#ffbb78", "lm_head": "#9467bd",
                 "embedding": "#2ca02c", "logits_out": "#d62728"}
-_LAYER_KEYS = ("name", "out", "in", "weight_bytes", "cycles", "compute_s", "memory_s", "bound", "energy_pj")
-_TOKEN_KEYS = ("energy_j", "energy_breakdown_j", "tokens_per_s_compute", "tokens_per_s_memory",
-               "tokens_per_s", "bound")
 _QUALITY = (("ppl_source", "perplexity, source model"), ("ppl_quantized", "perplexity, dequantized (float)"),
             ("ppl_hw", "perplexity, hardware path"), ("top1_agreement", "top-1 agreement with source"),
             ("logit_rmse", "logit RMSE"), ("logit_max_abs_err", "logit max abs error"),
@@ -54,41 +52,15 @@ _BOUND_COLORS = {"memory": "#1f77b4", "compute": "#d62728"}
 # --- I/O -----------------------------------------------------------------------------------
 
 def load_result(path: str) -> dict:
+    """The run-result document in ``path``, checked (``tritforge.documents.result``)."""
     data = read_json(path, "run result")
     check_result(data, path)
     return data
 
 
 def check_result(result, where: str = "run result") -> None:
-    if not isinstance(result, dict):
-        raise TritforgeError(f"{where}: expected a JSON object (the output of `tritforge run`)")
-    for key in ("layers", "per_token", "board", "energy_table"):
-        if key not in result:
-            raise TritforgeError(f"{where}: missing '{key}' (expected the run-result JSON of `tritforge run`)")
-    layers = result["layers"]
-    if not isinstance(layers, list) or not layers:
-        raise TritforgeError(f"{where}: 'layers' must be a non-empty list")
-    for i, layer in enumerate(layers):
-        missing = [k for k in _LAYER_KEYS if not isinstance(layer, dict) or k not in layer]
-        if missing:
-            raise TritforgeError(f"{where}: layers[{i}] misses {missing}")
-        for k in ("out", "in", "weight_bytes", "cycles", "compute_s", "memory_s"):
-            v = layer[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-                raise TritforgeError(f"{where}: layers[{i}].{k}={v!r}, expected a number >= 0")
-        if not isinstance(layer["energy_pj"], dict):
-            raise TritforgeError(f"{where}: layers[{i}].energy_pj must be an object of pJ per action")
-    if not isinstance(result["per_token"], dict):
-        raise TritforgeError(f"{where}: 'per_token' must be an object")
-    missing = [k for k in _TOKEN_KEYS if k not in result["per_token"]]
-    if missing:
-        raise TritforgeError(f"{where}: per_token misses {missing}")
-    for key in ("name", "clock_mhz", "bandwidth_gbs"):
-        if key not in result["board"]:
-            raise TritforgeError(f"{where}: board misses '{key}'")
-    for key in ("name", "version"):
-        if key not in result["energy_table"]:
-            raise TritforgeError(f"{where}: energy_table misses '{key}' (every report names the table)")
+    """Refuse a result the report cannot draw, with one line naming ``where`` and the field."""
+    validate(RunResult, result, where)
 
 
 # --- figures -------------------------------------------------------------------------------

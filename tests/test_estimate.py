@@ -165,7 +165,7 @@ def test_shapes_bundled_and_from_config_json(tmp_path):
     ("[1, 2]", "expected a JSON object"),
     ('{"hidden_size": 64}', "missing"),
     ('{"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 0, "num_attention_heads": 4}',
-     "positive integer"),
+     "num_hidden_layers: expected a value >= 1, got 0"),
     ('{"hidden_size": 66, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 4}',
      "head_dim"),
     ('{"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 4, '

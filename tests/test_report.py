@@ -128,23 +128,24 @@ def test_render_refuses_a_file_as_folder(tmp_path):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda r: r.pop("layers"), "missing 'layers'"),
-    (lambda r: r.update(layers=[]), "non-empty"),
-    (lambda r: r["layers"][1].pop("cycles"), r"layers\[1\] misses \['cycles'\]"),
-    (lambda r: r["per_token"].pop("energy_j"), "per_token misses"),
-    (lambda r: r["layers"][0].update(cycles="many"), r"layers\[0\].cycles='many'"),
-    (lambda r: r["layers"][0].update(memory_s=-1.0), "expected a number >= 0"),
-    (lambda r: r["layers"][0].update(energy_pj=[1]), "energy_pj must be an object"),
-    (lambda r: r.update(per_token=[]), "'per_token' must be an object"),
-    (lambda r: r["energy_table"].pop("version"), "energy_table misses 'version'"),
-    (lambda r: r["board"].pop("clock_mhz"), "board misses"),
+    (lambda r: r.pop("layers"), "run result: layers: missing"),
+    (lambda r: r.update(layers=[]), r"layers: expected at least 1 entries, got \[\]"),
+    (lambda r: r["layers"][1].pop("cycles"), r"layers\[1\].cycles: missing"),
+    (lambda r: r["per_token"].pop("energy_j"), "per_token.energy_j: missing"),
+    (lambda r: r["layers"][0].update(cycles="many"), r'layers\[0\].cycles: expected an integer, got "many"'),
+    (lambda r: r["layers"][0].update(memory_s=-1.0), r"layers\[0\].memory_s: expected a value >= 0.0, got -1.0"),
+    (lambda r: r["layers"][0].update(energy_pj=[1]), r"layers\[0\].energy_pj: expected an object"),
+    (lambda r: r.update(per_token=[]), "per_token: expected an object, got \\[\\]"),
+    (lambda r: r["energy_table"].pop("version"), "energy_table.version: missing"),
+    (lambda r: r["board"].pop("clock_mhz"), "board.clock_mhz: missing"),
+    (lambda r: r["per_token"].update(tokens_per_s=None), "per_token.tokens_per_s: expected a number, got null"),
 ])
 def test_check_result_errors(mutate, message):
     r = synthetic_result()
     mutate(r)
     with pytest.raises(TritforgeError, match=message):
         report.check_result(r)
-    with pytest.raises(TritforgeError, match="expected a JSON object"):
+    with pytest.raises(TritforgeError, match="run result: expected an object"):
         report.check_result([1])
 
 
@@ -162,7 +163,7 @@ def test_cli_report(tmp_path, capsys):
 @pytest.mark.parametrize("content, message", [
     (None, "cannot read run result"),
     ("{nope", "not valid JSON"),
-    ('{"layers": []}', "missing"),
+    ('{"layers": []}', "layers: expected at least 1 entries"),
 ])
 def test_cli_report_errors(tmp_path, capsys, content, message):
     src = tmp_path / "run.json"

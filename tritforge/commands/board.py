@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from ..errors import TritforgeError
+from ..memory import check_matrix
 
 HELP = "run GEMVs on a board over its UART link (or on the simulated board) and check them against the golden reference"
 
@@ -47,6 +48,7 @@ def add_arguments(p) -> None:
 
 
 def _matrix(args):
+    from ..codec import layout
     from ..codec.packfile import read_packed
     from ..codec.quantize import quantize_matrix
 
@@ -64,6 +66,8 @@ def _matrix(args):
             assert out > 0 and inp > 0
         except (ValueError, AssertionError):
             raise TritforgeError(f"--random {args.random!r}: expected OUTxIN, e.g. 8x64") from None
+        layout.check_depth(args.depth)
+        check_matrix(out, inp, max(1, args.vectors), f"--random {args.random}")
         name = f"random {out}x{inp} d={args.depth} seed={args.seed}"
         rng = np.random.default_rng(args.seed)
         t = quantize_matrix(rng.standard_normal((out, inp)).astype(np.float32), args.depth)

@@ -14,7 +14,11 @@ import re
 import time
 
 from ..errors import TritforgeError
+from ..memory import check_matrix
 from ._hwoptions import add_hw_arguments, hw_from_args
+
+#: the stepping model runs about 20,000 cycles per second on this machine
+MAX_STEP_CYCLES = 1_000_000
 
 HELP = "run one matrix through the engine's cycle models (vectorized and per-cycle), check it, count cycles"
 
@@ -65,6 +69,7 @@ def _matrix(args):
     if not m or min(int(m.group(1)), int(m.group(2))) < 1:
         raise TritforgeError(f"--shape {args.shape!r}: expected OUTxIN with positive sizes, e.g. 576x1536")
     out, n_in = int(m.group(1)), int(m.group(2))
+    check_matrix(out, n_in, args.tokens, f"--shape {args.shape} with --tokens {args.tokens}")
     depth = args.depth or 2
     w = np.random.default_rng(args.seed).standard_normal((out, n_in)).astype(np.float32)
     return f"random {out}x{n_in}", quantize_matrix(w, depth, args.mode, name="--shape")
@@ -89,6 +94,12 @@ def run(args) -> int:
         raise TritforgeError(f"{name}: quantized at d={t.depth}, but --depth {cfg.depth}")
     out, n_in = t.shape
     cfg.check_shape(out, t.in_padded, name)
+    check_matrix(out, n_in, args.tokens, f"{name} with --tokens {args.tokens}")
+    if "step" in models:
+        steps = fastmodel.ideal_cycles(cfg, out, n_in, args.tokens)
+        if steps > MAX_STEP_CYCLES:
+            raise TritforgeError(f"{name} with --tokens {args.tokens}: about {steps:,} cycles, more than the "
+                                 f"stepping model runs ({MAX_STEP_CYCLES:,}, about a minute); use --models fast")
     x = np.random.default_rng(args.seed + 1).standard_normal((args.tokens, n_in))
     xq, _ = golden.quantize_activations(x, t.in_padded)
     expected = golden.accumulators(t, xq)

@@ -107,8 +107,10 @@ def _message(model: type[BaseModel], err: dict) -> str:
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
         bound = next(iter(ctx.values()))
         return f"expected a value {op} {bound}{got}"
-    if kind in ("too_short", "too_long"):
-        return err["msg"].replace("should have", "expected").split(" after validation")[0] + got
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} entries{got}"
+    if kind == "too_long":
+        return f"expected at most {ctx.get('max_length')} entries{got}"
     if kind == "literal_error":
         return "expected " + str(ctx.get("expected", "")) + got
     if kind == "string_pattern_mismatch":

@@ -1,0 +1,55 @@
+"""What fits in this machine's memory: sizes a user gives are checked here before anything
+is allocated for them.
+
+``available_bytes()`` is the kernel's estimate of the memory a new allocation can get
+without swapping (``MemAvailable`` in /proc/meminfo; elsewhere the physical pages, times
+one half). ``check_fits(nbytes, what)`` refuses a request that needs more, with the
+figures in the one-line error.
+"""
+from __future__ import annotations
+
+import os
+
+from .errors import TritforgeError
+
+
+def available_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError):
+        return 1 << 32
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def check_fits(nbytes: float, what: str) -> None:
+    """Refuse ``what`` when its ``nbytes`` exceed the memory available now."""
+    have = available_bytes()
+    if nbytes > have:
+        raise TritforgeError(f"{what}: needs about {_gib(nbytes)} of memory; this machine has "
+                             f"{_gib(have)} available")
+
+
+#: bytes per weight of a matrix a command draws and quantizes: the float64 draw, its
+#: float32 copy, the quantizer's levels, indices, per-group temporaries and packed stream
+BYTES_PER_WEIGHT = 48
+#: bytes per activation element (vector x in) and per accumulator (vector x out): the
+#: float64 draw, the int8 activations, the int64 accumulators of the golden reference and
+#: of each cycle model
+BYTES_PER_VECTOR_ELEMENT = 32
+
+
+def check_matrix(out: int, n_in: int, vectors: int, what: str) -> None:
+    """Refuse a matrix of ``out`` x ``n_in`` with ``vectors`` activation vectors that does
+    not fit the available memory."""
+    need = out * n_in * BYTES_PER_WEIGHT + vectors * (n_in + out) * BYTES_PER_VECTOR_ELEMENT
+    check_fits(need, what)
