@@ -10,10 +10,15 @@ entering in cycle t is on ``o`` in cycle t + stages. ``adv`` is a combinational 
 ``o.ready`` (it is the input's ready): a consumer's ready reaches the stage enables in the
 same cycle, the price of a pipeline without skid buffers (no unit of the vector unit runs
 near the engine's clock limit; hw/VECTOR.md).
+
+A beat carries ``lanes`` elements (``tritforge.vectorports.lane_field``): ``lane`` picks
+one lane's element, so a unit builds its element datapath once per lane, all lanes
+advancing together.
 """
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Signal
+from amaranth.lib import data
 
 
 def advance(m, o, entering, stages: int, name: str):
@@ -38,3 +43,24 @@ def delay(m, adv, value, stages: int, name: str):
             m.d.sync += reg.eq(out)
         out = reg
     return out
+
+
+def lane(field, k: int):
+    """Lane k of a beat's element field: the field itself for one lane (a plain value),
+    element k of the array for more (``tritforge.vectorports.lane_field``)."""
+    if isinstance(field, data.View) and isinstance(field.shape(), data.ArrayLayout):
+        return field[k]
+    if k:
+        raise IndexError(f"lane {k} of a one-lane field")
+    return field
+
+
+def check_lanes(owner: str, lanes: int, n: int | None = None, what: str = "n") -> int:
+    """``lanes`` >= 1 (``TypeError`` / ``ValueError``), dividing ``n`` when given."""
+    if not isinstance(lanes, int) or isinstance(lanes, bool):
+        raise TypeError(f"{owner} lanes must be an integer, not {lanes!r}")
+    if lanes < 1:
+        raise ValueError(f"{owner} lanes must be at least 1, not {lanes}")
+    if n is not None and n % lanes:
+        raise ValueError(f"{owner} lanes={lanes} must divide {what}={n}")
+    return lanes

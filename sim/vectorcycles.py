@@ -8,9 +8,14 @@ Amaranth's simulator against these (tests/test_hw_*: divider, int8quant, rsqrt, 
 requant, silumul, rope). The models never import the RTL, so each stage count below is
 written out with what it counts; hw/VECTOR.md derives them.
 
-Symbols: B = ``scale_bits``, RB = ``rsqrt_frac_bits``, N = ``rsqrt_newton``.
+Symbols: B = ``scale_bits``, RB = ``rsqrt_frac_bits``, N = ``rsqrt_newton``; ``lanes``
+elements per beat (one beat per cycle), so n elements are ceil(n / lanes) beats.
 """
 from __future__ import annotations
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
 
 #: hw.multiplier.PipelinedMultiplier: input, product and output registers
 MUL_STAGES = 3
@@ -70,9 +75,9 @@ def requant_cycles(n: int, residual: bool = False) -> int:
 SILU_STAGES = 1 + 3 * MUL_STAGES + 3
 
 
-def silumul_cycles(n: int) -> int:
-    """SiluMul on n pairs: one per cycle through SILU_STAGES registers."""
-    return n + SILU_STAGES
+def silumul_cycles(n: int, lanes: int = 1) -> int:
+    """SiluMul on n pairs: a beat of ``lanes`` per cycle through SILU_STAGES registers."""
+    return _ceil(n, lanes) + SILU_STAGES
 
 
 #: Rope's registers: the four products, the rounding shift with saturation

@@ -1,7 +1,7 @@
 """SiluMul (hw/silumul.py) in Amaranth's simulator against codec.intact.silu_mul: random
 pairs over the whole range, the table's edges (|g| at the interval boundaries, at and
 beyond the clipping point 2^RS), both signs' extremes and saturation, under stalls, for
-several table sizes; cycles; parameter checks; Verilog."""
+several table sizes, one and several lanes; cycles; parameter checks; Verilog."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +13,7 @@ from tritforge.hw.silumul import SiluMul
 from tritforge.sim.vectorcycles import silumul_cycles
 from tritforge.vectorports import silumul_ports
 
-from vectorbench import convert, run_ports
+from vectorbench import convert, from_beats, run_ports, to_beats
 
 
 def pairs(vc, count, seed):
@@ -40,18 +40,36 @@ def test_pairs_match_golden_under_stalls(vc):
     assert [o["y"] for o in r.out["o"]] == silu_mul(np.array(g), np.array(u), vc).tolist()
 
 
+@pytest.mark.parametrize("lanes", [2, 5])
+def test_lanes_match_golden_under_stalls(lanes):
+    vc = VectorConfig()
+    g, u = pairs(vc, 10 * lanes - 13, lanes)
+    beats = to_beats([{"g": a, "u": b} for a, b in zip(g, u)], lanes, ("g", "u"))
+    r = run_ports(SiluMul(vc, lanes=lanes), silumul_ports(vc, lanes), {"i": beats}, {"o": len(beats)},
+                  seed=lanes, p_valid=0.7, p_ready=0.6)
+    got = [o["y"] for o in from_beats(r.out["o"], lanes, ("y",))]
+    assert got == silu_mul(np.array(g), np.array(u), vc).tolist()
+    assert r.cycles >= silumul_cycles(len(g), lanes)
+
+
 @pytest.mark.parametrize("n", [1, 16])
 def test_cycles_match_closed_form(n):
     vc = VectorConfig()
     g, u = pairs(vc, n, n)
     r = run_ports(SiluMul(vc), silumul_ports(vc), {"i": [{"g": a, "u": b} for a, b in zip(g[:n], u[:n])]}, {"o": n})
     assert r.cycles == silumul_cycles(n) == n + SiluMul.stages
+    lanes = 4
+    beats = to_beats([{"g": a, "u": b} for a, b in zip(g[:n], u[:n])] * lanes, lanes, ("g", "u"))
+    r = run_ports(SiluMul(vc, lanes=lanes), silumul_ports(vc, lanes), {"i": beats}, {"o": n})
+    assert r.cycles == silumul_cycles(n * lanes, lanes)
 
 
-@pytest.mark.parametrize("arg,exc", [(None, TypeError), (VectorConfig(resid_bits=33), ValueError)])
-def test_bad_parameters_are_refused(arg, exc):
+@pytest.mark.parametrize("arg,kw,exc", [(None, {}, TypeError), (VectorConfig(resid_bits=33), {}, ValueError),
+                                        (VectorConfig(), {"lanes": 0}, ValueError),
+                                        (VectorConfig(), {"lanes": 2.0}, TypeError)])
+def test_bad_parameters_are_refused(arg, kw, exc):
     with pytest.raises(exc):
-        SiluMul(arg)
+        SiluMul(arg, **kw)
 
 
 def test_converts_to_verilog():

@@ -114,3 +114,33 @@ def convert(dut, ports) -> str:
     for p in ports:
         assert f"{p.name}__valid" in text and f"{p.name}__ready" in text, p.name
     return text
+
+
+def to_beats(elements: list, lanes: int, lane_fields) -> list:
+    """Per-element field dicts -> beats of ``lanes`` elements: the lane fields become
+    sequences, every other field is the group's first element's (one lane: unchanged)."""
+    if lanes == 1:
+        return list(elements)
+    assert len(elements) % lanes == 0
+    out = []
+    for b in range(0, len(elements), lanes):
+        group = elements[b:b + lanes]
+        beat = dict(group[-1])
+        for f in lane_fields:
+            beat[f] = [e[f] for e in group]
+        out.append(beat)
+    return out
+
+
+def from_beats(beats: list, lanes: int, lane_fields) -> list:
+    """The inverse of ``to_beats``: one dict per element, the beat's other fields repeated."""
+    if lanes == 1:
+        return list(beats)
+    out = []
+    for beat in beats:
+        for k in range(lanes):
+            e = dict(beat)
+            for f in lane_fields:
+                e[f] = beat[f][k]
+            out.append(e)
+    return out

@@ -23,6 +23,12 @@ EXP_BITS = 8
 PRESHIFT_BITS = 6
 
 
+def lane_field(name: str, width: int, signed: bool, lanes: int) -> Field:
+    """An element field of a beat of ``lanes`` elements: one value for one lane, an array
+    (lane k at ``offset + k * width``) for more."""
+    return Field(name, width, signed=signed, count=lanes if lanes > 1 else None)
+
+
 def _bits_for(n: int) -> int:
     """Bits of a value 0..n-1, at least 1."""
     return max(1, (n - 1).bit_length())
@@ -33,9 +39,9 @@ def rsqrt_exp_bits(vcfg, ss_bits: int) -> int:
     return (vcfg.rsqrt_frac_bits + (ss_bits - 1) // 2).bit_length()
 
 
-def step_fields(scale_bits: int) -> tuple[Field, ...]:
-    """An int8 element with its vector's step (m, e) and the vector's last flag."""
-    return (Field("x", 8, signed=True), Field("m", scale_bits), Field("e", EXP_BITS, signed=True),
+def step_fields(scale_bits: int, lanes: int = 1) -> tuple[Field, ...]:
+    """A beat of int8 elements with its vector's step (m, e) and the vector's last flag."""
+    return (lane_field("x", 8, True, lanes), Field("m", scale_bits), Field("e", EXP_BITS, signed=True),
             Field("last", 1, flag=True))
 
 
@@ -45,11 +51,11 @@ def divider_ports(num_bits: int, den_bits: int, quo_bits: int) -> tuple[Port, ..
             Port("o", OUT, (Field("quo", quo_bits), Field("rem", den_bits))))
 
 
-def int8quant_ports(in_bits: int, scale_bits: int) -> tuple[Port, ...]:
-    """``Int8Quantizer``: elements |v| < 2^in_bits in, ``last`` on a vector's final one;
-    the int8 elements with the vector's step out."""
-    return (Port("i", IN, (Field("v", in_bits + 1, signed=True), Field("last", 1, flag=True))),
-            Port("o", OUT, step_fields(scale_bits)))
+def int8quant_ports(in_bits: int, scale_bits: int, lanes: int = 1) -> tuple[Port, ...]:
+    """``Int8Quantizer``: beats of ``lanes`` elements |v| < 2^in_bits in, ``last`` on a
+    vector's final beat; the int8 elements with the vector's step out."""
+    return (Port("i", IN, (lane_field("v", in_bits + 1, True, lanes), Field("last", 1, flag=True))),
+            Port("o", OUT, step_fields(scale_bits, lanes)))
 
 
 def rsqrt_ports(vcfg, ss_bits: int) -> tuple[Port, ...]:
@@ -59,37 +65,39 @@ def rsqrt_ports(vcfg, ss_bits: int) -> tuple[Port, ...]:
                             Field("E", rsqrt_exp_bits(vcfg, ss_bits)))))
 
 
-def rmsnorm_ports(vcfg, n: int) -> tuple[Port, ...]:
-    """``RmsNorm``: the residual's n elements in (FR fraction bits), the gamma memory's
-    writes (``g``: address and g_q value), the int8 elements with the vector's step out."""
-    return (Port("h", IN, (Field("h", vcfg.resid_bits, signed=True),)),
-            Port("g", IN, (Field("addr", _bits_for(n)), Field("value", vcfg.gamma_bits, signed=True))),
-            Port("o", OUT, step_fields(vcfg.scale_bits)))
+def rmsnorm_ports(vcfg, n: int, lanes: int = 1) -> tuple[Port, ...]:
+    """``RmsNorm``: the residual's n elements in (FR fraction bits, ``lanes`` per beat),
+    the gamma memory's writes (``g``: a word address, n / lanes words, and its g_q values),
+    the int8 elements with the vector's step out."""
+    return (Port("h", IN, (lane_field("h", vcfg.resid_bits, True, lanes),)),
+            Port("g", IN, (Field("addr", _bits_for(n // lanes)), lane_field("value", vcfg.gamma_bits, True, lanes))),
+            Port("o", OUT, step_fields(vcfg.scale_bits, lanes)))
 
 
-def rope_ports(vcfg, x_bits: int, cs_bits: int) -> tuple[Port, ...]:
+def rope_ports(vcfg, x_bits: int, cs_bits: int, lanes: int = 1) -> tuple[Port, ...]:
     """``Rope``: one head's elements (|x| < 2^x_bits) in natural order, the position's
     (cos_q, sin_q) pairs (head_dim / 2 per head), the rotated elements (x_bits + 2 signed
-    bits, saturated) out in natural order."""
-    return (Port("x", IN, (Field("x", x_bits + 1, signed=True),)),
-            Port("cs", IN, (Field("c", cs_bits, signed=True), Field("s", cs_bits, signed=True))),
-            Port("o", OUT, (Field("y", x_bits + 2, signed=True),)))
+    bits, saturated) out in natural order; ``lanes`` of each per beat."""
+    return (Port("x", IN, (lane_field("x", x_bits + 1, True, lanes),)),
+            Port("cs", IN, (lane_field("c", cs_bits, True, lanes), lane_field("s", cs_bits, True, lanes))),
+            Port("o", OUT, (lane_field("y", x_bits + 2, True, lanes),)))
 
 
-def silumul_ports(vcfg) -> tuple[Port, ...]:
-    """``SiluMul``: (g, u) pairs in, silu(g) · u out, all resid_bits wide, FR fraction bits."""
+def silumul_ports(vcfg, lanes: int = 1) -> tuple[Port, ...]:
+    """``SiluMul``: (g, u) pairs in, silu(g) · u out, all resid_bits wide, FR fraction bits;
+    ``lanes`` per beat."""
     rb = vcfg.resid_bits
-    return (Port("i", IN, (Field("g", rb, signed=True), Field("u", rb, signed=True))),
-            Port("o", OUT, (Field("y", rb, signed=True),)))
+    return (Port("i", IN, (lane_field("g", rb, True, lanes), lane_field("u", rb, True, lanes))),
+            Port("o", OUT, (lane_field("y", rb, True, lanes),)))
 
 
-def requant_ports(vcfg, acc_bits: int, out_bits: int, residual: bool) -> tuple[Port, ...]:
-    """``Requantize``: an accumulator with its (m, e) and pre-shift a (and, with
-    ``residual``, the residual element it is added to) in; the fixed-point element out
-    (``out_bits`` wide, resid_bits with the residual add)."""
-    fields = (Field("acc", acc_bits, signed=True), Field("m", vcfg.scale_bits),
+def requant_ports(vcfg, acc_bits: int, out_bits: int, residual: bool, lanes: int = 1) -> tuple[Port, ...]:
+    """``Requantize``: ``lanes`` accumulators with their (m, e) and pre-shift a (and, with
+    ``residual``, the residual elements they are added to) in; the fixed-point elements
+    out (``out_bits`` wide, resid_bits with the residual add)."""
+    fields = (lane_field("acc", acc_bits, True, lanes), Field("m", vcfg.scale_bits),
               Field("e", EXP_BITS, signed=True), Field("a", PRESHIFT_BITS))
     if residual:
-        fields += (Field("res", vcfg.resid_bits, signed=True),)
+        fields += (lane_field("res", vcfg.resid_bits, True, lanes),)
     return (Port("i", IN, fields),
-            Port("o", OUT, (Field("y", vcfg.resid_bits if residual else out_bits, signed=True),)))
+            Port("o", OUT, (lane_field("y", vcfg.resid_bits if residual else out_bits, True, lanes),)))
