@@ -17,8 +17,9 @@ reloaded. Pipeline (``hw.elementpipe``), ``stages`` registers:
    shifted further; numpy's int64 would wrap instead, only for |A' · m| · 2^-s >= 2^63);
 4. with ``residual``: res + y saturated to resid_bits.
 
-Element-serial, fully pipelined: one element per cycle; an element accepted in cycle t is
-on ``o`` in cycle t + stages (5, 6 with the residual add).
+``lanes`` accumulators per beat (one (m, e, a) for the beat: the same token and matrix),
+each lane its own datapath; fully pipelined: one beat per cycle, a beat accepted in cycle
+t is on ``o`` in cycle t + stages (5, 6 with the residual add).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from amaranth.lib import wiring
 from ..accelconfig import VectorConfig
 from ..vectorports import EXP_BITS, PRESHIFT_BITS, requant_ports
 from .checks import check_int
-from .elementpipe import advance, delay
+from .elementpipe import advance, check_lanes, delay, lane
 from .fixedops import rshift_round, saturate
 from .multiplier import PipelinedMultiplier
 from .rsqrt import check_vector_config
@@ -39,11 +40,11 @@ MAX_ACC_BITS = 62
 
 
 class Requantize(wiring.Component):
-    """Ports: ``i`` {acc, m, e, a[, res]}; ``o`` {y}. Fully pipelined, one element per cycle,
-    latency 5 (6 with ``residual``)."""
+    """Ports: ``i`` {acc, m, e, a[, res]}; ``o`` {y} (``lanes`` acc, res, y per beat). Fully
+    pipelined, one beat per cycle, latency 5 (6 with ``residual``)."""
 
     def __new__(cls, vcfg: VectorConfig, acc_bits: int, *, out_frac: int | None = None,
-                out_bits: int | None = None, residual: bool = False):
+                out_bits: int | None = None, residual: bool = False, lanes: int = 1):
         check_vector_config("Requantize", vcfg)
         check_int("Requantize", "acc_bits", acc_bits, 2)
         if acc_bits > MAX_ACC_BITS:
@@ -56,48 +57,59 @@ class Requantize(wiring.Component):
                 raise ValueError(f"Requantize out_bits must be at most 62, not {out_bits}")
         if not isinstance(residual, bool):
             raise TypeError(f"Requantize residual must be a bool, not {residual!r}")
+        check_lanes("Requantize", lanes)
         return super().__new__(cls)
 
     def __init__(self, vcfg: VectorConfig, acc_bits: int, *, out_frac: int | None = None,
-                 out_bits: int | None = None, residual: bool = False):
-        self.vcfg, self.acc_bits, self.residual = vcfg, acc_bits, residual
+                 out_bits: int | None = None, residual: bool = False, lanes: int = 1):
+        self.vcfg, self.acc_bits, self.residual, self.lanes = vcfg, acc_bits, residual, lanes
         self.out_frac = vcfg.resid_frac_bits if out_frac is None else out_frac
         self.out_bits = vcfg.resid_bits if out_bits is None else out_bits
         self.stages = 2 + PipelinedMultiplier.latency + int(residual)
-        super().__init__(members(requant_ports(vcfg, acc_bits, self.out_bits, residual)))
+        super().__init__(members(requant_ports(vcfg, acc_bits, self.out_bits, residual, lanes)))
 
     def elaborate(self, platform):
         m = Module()
-        B, OB = self.vcfg.scale_bits, self.out_bits
         i = self.i.payload
         adv, _ = advance(m, self.o, self.i.valid, self.stages, "rq")
         m.d.comb += self.i.ready.eq(adv)
-
-        # 1. pre-shift and the shift amount
-        ap = Signal(signed(self.acc_bits + 1))
+        # the shift amount and the multiplier of the beat, shared by its lanes
         s = Signal(signed(EXP_BITS + PRESHIFT_BITS + 2))
         with m.If(adv):
-            m.d.sync += [ap.eq(rshift_round(i.acc, i.a)), s.eq(i.e - i.a - self.out_frac)]
+            m.d.sync += s.eq(i.e - i.a - self.out_frac)
+        mb = delay(m, adv, i.m, 1, "m")
+        s3 = delay(m, adv, s, PipelinedMultiplier.latency, "s")
+        for k in range(self.lanes):
+            res = lane(i.res, k) if self.residual else None
+            self._lane(m, adv, lane(i.acc, k), i.a, mb, s3, res, lane(self.o.payload.y, k), f"l{k}")
+        return m
+
+    def _lane(self, m, adv, acc, a, mb, s3, res_in, y_out, name):
+        """One lane: pre-shift, A' · m, the rounding shift by s, saturation (and the add)."""
+        B, OB = self.vcfg.scale_bits, self.out_bits
+        # 1. pre-shift
+        ap = Signal(signed(self.acc_bits + 1), name=f"{name}_ap")
+        with m.If(adv):
+            m.d.sync += ap.eq(rshift_round(acc, a))
         # 2. A' · m
-        mul = m.submodules.mul = PipelinedMultiplier(self.acc_bits + 1, B + 1)
-        m.d.comb += [mul.en.eq(adv), mul.a.eq(ap), mul.b.eq(delay(m, adv, i.m, 1, "m"))]
+        mul = m.submodules[f"{name}_mul"] = PipelinedMultiplier(self.acc_bits + 1, B + 1)
+        m.d.comb += [mul.en.eq(adv), mul.a.eq(ap), mul.b.eq(mb)]
         # 3. rounding shift and saturation
         W = len(mul.p)
-        s3 = delay(m, adv, s, PipelinedMultiplier.latency, "s")
-        rs, ls = Signal(range(W + 2)), Signal(range(OB + 1))
+        rs = Signal(range(W + 2), name=f"{name}_rs")
+        ls = Signal(range(OB + 1), name=f"{name}_ls")
         m.d.comb += [rs.eq(Mux(s3 > W + 1, W + 1, Mux(s3 < 0, 0, s3))),
                      ls.eq(Mux(-s3 > OB, OB, Mux(s3 < 0, -s3, 0)))]
-        shifted = Signal(signed(W + OB + 1))
+        shifted = Signal(signed(W + OB + 1), name=f"{name}_shifted")
         m.d.comb += shifted.eq(Mux(s3 >= 0, rshift_round(mul.p, rs), mul.p << ls))
-        y = Signal(signed(OB))
+        if not self.residual:
+            with m.If(adv):
+                m.d.sync += y_out.eq(saturate(shifted, OB))
+            return
+        y = Signal(signed(OB), name=f"{name}_y")
         with m.If(adv):
             m.d.sync += y.eq(saturate(shifted, OB))
-        if not self.residual:
-            m.d.comb += self.o.payload.y.eq(y)
-            return m
         # 4. the residual add
-        RB = self.vcfg.resid_bits
-        res = delay(m, adv, i.res, 1 + PipelinedMultiplier.latency + 1, "res")
+        res = delay(m, adv, res_in, 1 + PipelinedMultiplier.latency + 1, f"{name}_res")
         with m.If(adv):
-            m.d.sync += self.o.payload.y.eq(saturate(res + y, RB))
-        return m
+            m.d.sync += y_out.eq(saturate(res + y, self.vcfg.resid_bits))

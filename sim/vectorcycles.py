@@ -65,10 +65,10 @@ def rmsnorm_cycles(n: int, vcfg) -> int:
     return max(first_q, y_ready) + (n - 1) + RMS_STEP_STAGES + 1
 
 
-def requant_cycles(n: int, residual: bool = False) -> int:
-    """Requantize on n elements: one per cycle through 5 registers (pre-shift, the
-    multiplier, shift-and-saturate), 6 with the residual add."""
-    return n + 2 + MUL_STAGES + int(residual)
+def requant_cycles(n: int, residual: bool = False, lanes: int = 1) -> int:
+    """Requantize on n elements: a beat of ``lanes`` per cycle through 5 registers
+    (pre-shift, the multiplier, shift-and-saturate), 6 with the residual add."""
+    return _ceil(n, lanes) + 2 + MUL_STAGES + int(residual)
 
 
 #: SiluMul's registers: the table read, three multipliers, interpolation, silu, the result

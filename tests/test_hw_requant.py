@@ -1,7 +1,7 @@
 """Requantize (hw/requant.py) in Amaranth's simulator against codec.fixedpoint.requantize
 (and the layer's saturating residual add): random accumulators up to the contract's
 width, the pre-shift of acc_preshift, shifts of both signs and far beyond the product's
-width, saturation at both ends, under stalls; cycles; parameter checks; Verilog. Left
+width, saturation at both ends, one and several lanes, under stalls; cycles; parameter checks; Verilog. Left
 shifts stay where numpy's int64 holds the shifted product (beyond, the RTL saturates and
 the reference wraps)."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from tritforge.hw.requant import Requantize
 from tritforge.sim.vectorcycles import requant_cycles
 from tritforge.vectorports import requant_ports
 
-from vectorbench import convert, run_ports
+from vectorbench import convert, from_beats, run_ports, to_beats
 
 
 def items(vc, acc_bits, residual, count, seed):
@@ -61,6 +61,25 @@ def test_elements_match_golden_under_stalls(vc, acc_bits, residual, out_bits):
     assert [o["y"] for o in r.out["o"]] == expected(vc, its, dut.out_frac, dut.out_bits, residual)
 
 
+@pytest.mark.parametrize("lanes,residual", [(2, False), (3, True)])
+def test_lanes_match_golden_under_stalls(lanes, residual):
+    vc = VectorConfig()
+    its = items(vc, 49, residual, 20 * lanes, lanes)
+    for b in range(0, len(its), lanes):              # one (m, e, a) per beat, inside int64
+        group, beat = its[b:b + lanes], dict(its[b + lanes - 1])
+        beat["e"] = max([beat["e"]] + [beat["a"] + vc.resid_frac_bits
+                                       - max(0, 62 - (abs(it["acc"] >> beat["a"]) * beat["m"]).bit_length())
+                                       for it in group])
+        for it in group:
+            it.update({f: beat[f] for f in ("m", "e", "a")})
+    lf = ("acc", "res") if residual else ("acc",)
+    dut = Requantize(vc, 49, residual=residual, lanes=lanes)
+    r = run_ports(dut, requant_ports(vc, 49, vc.resid_bits, residual, lanes), {"i": to_beats(its, lanes, lf)},
+                  {"o": 20}, seed=lanes, p_valid=0.7, p_ready=0.6)
+    got = [o["y"] for o in from_beats(r.out["o"], lanes, ("y",))]
+    assert got == expected(vc, its, vc.resid_frac_bits, vc.resid_bits, residual)
+
+
 @pytest.mark.parametrize("n,residual", [(1, False), (16, False), (16, True)])
 def test_cycles_match_closed_form(n, residual):
     vc = VectorConfig()
@@ -69,6 +88,10 @@ def test_cycles_match_closed_form(n, residual):
     r = run_ports(dut, requant_ports(vc, 49, vc.resid_bits, residual), {"i": its}, {"o": n})
     assert [o["y"] for o in r.out["o"]] == expected(vc, its, vc.resid_frac_bits, vc.resid_bits, residual)
     assert r.cycles == requant_cycles(n, residual) == n + dut.stages
+    dut = Requantize(vc, 49, residual=residual, lanes=4)
+    r = run_ports(dut, requant_ports(vc, 49, vc.resid_bits, residual, 4),
+                  {"i": to_beats(its * 4, 4, ("acc", "res") if residual else ("acc",))}, {"o": n})
+    assert r.cycles == requant_cycles(4 * n, residual, 4)
 
 
 @pytest.mark.parametrize("args,kw,exc", [((None, 49), {}, TypeError), ((VectorConfig(), 63), {}, ValueError),
@@ -76,7 +99,8 @@ def test_cycles_match_closed_form(n, residual):
                                          ((VectorConfig(), 49), {"residual": 1}, TypeError),
                                          ((VectorConfig(), 49), {"out_bits": 63}, ValueError),
                                          ((VectorConfig(), 49), {"out_frac": -1}, ValueError),
-                                         ((VectorConfig(), "49"), {}, TypeError)])
+                                         ((VectorConfig(), "49"), {}, TypeError),
+                                         ((VectorConfig(), 49), {"lanes": 0}, ValueError)])
 def test_bad_parameters_are_refused(args, kw, exc):
     with pytest.raises(exc):
         Requantize(*args, **kw)
