@@ -22,8 +22,10 @@ written to a second buffer and, after out[h - 1], the h of them leave in order. 
 head's first half is received meanwhile, so heads follow each other at one element per
 cycle in and out.
 
-Element-serial. Cycles for one head without stalls (``sim.vectorcycles.rope_cycles``):
-3 head_dim / 2 + 4.
+``lanes`` elements per beat (dividing head_dim / 2; beat w of a half holds its elements
+w · lanes .. w · lanes + lanes - 1, so lane k of the second half pairs with lane k of the
+first), each lane with its own buffers and products. Cycles for one head without stalls
+(``sim.vectorcycles.rope_cycles``), with W = head_dim / (2 lanes) beats per half: 3W + 4.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from amaranth.lib.memory import Memory
 from ..accelconfig import VectorConfig
 from ..vectorports import rope_ports
 from .checks import check_int
-from .elementpipe import advance, delay
+from .elementpipe import advance, check_lanes, delay, lane
 from .fixedops import rshift_round, saturate
 from .multiplier import PipelinedMultiplier
 from .rsqrt import check_vector_config
@@ -44,13 +46,13 @@ from .signature import members
 
 
 class Rope(wiring.Component):
-    """Ports: ``x`` {x}; ``cs`` {c, s}; ``o`` {y}. Element-serial, one element per cycle in
-    and out; 3 head_dim / 2 + 4 cycles per head."""
+    """Ports: ``x`` {x}; ``cs`` {c, s}; ``o`` {y} (``lanes`` elements each). One beat per
+    cycle in and out; 3 head_dim / (2 lanes) + 4 cycles per head."""
 
     stages = PipelinedMultiplier.latency + 1
 
     def __new__(cls, vcfg: VectorConfig, head_dim: int, *, x_bits: int | None = None,
-                cs_bits: int | None = None):
+                cs_bits: int | None = None, lanes: int = 1):
         check_vector_config("Rope", vcfg)
         check_int("Rope", "head_dim", head_dim, 2)
         if head_dim % 2:
@@ -63,65 +65,76 @@ class Rope(wiring.Component):
         cb = vcfg.rope_frac_bits + 2 if cs_bits is None else cs_bits
         if xb + cb > 61:
             raise ValueError(f"Rope x_bits + cs_bits = {xb + cb}: |x c ± x' s| reaches 2^62")
+        check_lanes("Rope", lanes, head_dim // 2, "head_dim / 2")
         return super().__new__(cls)
 
     def __init__(self, vcfg: VectorConfig, head_dim: int, *, x_bits: int | None = None,
-                 cs_bits: int | None = None):
-        self.vcfg, self.head_dim = vcfg, head_dim
+                 cs_bits: int | None = None, lanes: int = 1):
+        self.vcfg, self.head_dim, self.lanes = vcfg, head_dim, lanes
         self.x_bits = vcfg.resid_bits - 1 if x_bits is None else x_bits
         self.cs_bits = vcfg.rope_frac_bits + 2 if cs_bits is None else cs_bits
-        super().__init__(members(rope_ports(vcfg, self.x_bits, self.cs_bits)))
+        super().__init__(members(rope_ports(vcfg, self.x_bits, self.cs_bits, lanes)))
 
     def elaborate(self, platform):
         m = Module()
-        H, XB, RF = self.head_dim // 2, self.x_bits, self.vcfg.rope_frac_bits
-        first = m.submodules.first = Memory(shape=signed(XB + 1), depth=H, init=[])
-        second = m.submodules.second = Memory(shape=signed(XB + 2), depth=H, init=[])
-        fwr, frd = first.write_port(), first.read_port(domain="comb")
-        swr, srd = second.write_port(), second.read_port(domain="comb")
+        W = self.head_dim // 2 // self.lanes          # beats per half
 
-        # input: the first half into the buffer, then the second half joined with (c, s)
-        j = Signal(range(H))
-        upper = Signal()                        # receiving the second half
+        # input: the first half into the buffers, then the second half joined with (c, s)
+        j = Signal(range(W))
+        upper = Signal()                              # receiving the second half
         rot = SimpleNamespace(valid=Signal(), ready=Signal())
         join = upper & self.x.valid & self.cs.valid
         adv, _ = advance(m, rot, join, self.stages, "rope")
-        m.d.comb += [fwr.addr.eq(j), fwr.data.eq(self.x.payload.x), frd.addr.eq(j),
-                     fwr.en.eq(self.x.valid & ~upper),
-                     self.x.ready.eq(~upper | adv & self.cs.valid),
+        m.d.comb += [self.x.ready.eq(~upper | adv & self.cs.valid),
                      self.cs.ready.eq(upper & adv & self.x.valid)]
         with m.If(self.x.valid & self.x.ready):
             m.d.sync += j.eq(j + 1)
-            with m.If(j == H - 1):
+            with m.If(j == W - 1):
                 m.d.sync += [j.eq(0), upper.eq(~upper)]
+        i = delay(m, adv, j, self.stages, "i")
 
-        # the rotation: four products, the rounding shift and saturation
-        a, b = frd.data, self.x.payload.x
-        c, s = self.cs.payload.c, self.cs.payload.s
+        # output: out[i] as it comes, out[i + h] from the second buffers after out[h - 1]
+        emit = Signal()
+        e = Signal(range(W))
+        lanes = []
+        for k in range(self.lanes):
+            lanes.append(self._lane(m, adv, j, upper, lane(self.x.payload.x, k), lane(self.cs.payload.c, k),
+                                    lane(self.cs.payload.s, k), i, rot.valid & rot.ready, e, f"l{k}"))
+        with m.If(emit):
+            m.d.comb += self.o.valid.eq(1)
+            for k, (_, upper_out) in enumerate(lanes):
+                m.d.comb += lane(self.o.payload.y, k).eq(upper_out)
+            with m.If(self.o.ready):
+                m.d.sync += e.eq(e + 1)
+                with m.If(e == W - 1):
+                    m.d.sync += [e.eq(0), emit.eq(0)]
+        with m.Else():
+            m.d.comb += [self.o.valid.eq(rot.valid), rot.ready.eq(self.o.ready)]
+            for k, (lo, _) in enumerate(lanes):
+                m.d.comb += lane(self.o.payload.y, k).eq(lo)
+            with m.If(rot.valid & self.o.ready & (i == W - 1)):
+                m.d.sync += emit.eq(1)
+        return m
+
+    def _lane(self, m, adv, j, upper, x, c, s, i, leave, e, name):
+        """One lane: its first-half buffer, the four products, the rounding shift with
+        saturation, its second-half buffer. Returns (out[i], the buffered out[i + h])."""
+        W, XB, RF = self.head_dim // 2 // self.lanes, self.x_bits, self.vcfg.rope_frac_bits
+        first = m.submodules[f"{name}_first"] = Memory(shape=signed(XB + 1), depth=W, init=[])
+        second = m.submodules[f"{name}_second"] = Memory(shape=signed(XB + 2), depth=W, init=[])
+        fwr, frd = first.write_port(), first.read_port(domain="comb")
+        swr, srd = second.write_port(), second.read_port(domain="comb")
+        m.d.comb += [fwr.addr.eq(j), fwr.data.eq(x), frd.addr.eq(j), fwr.en.eq(self.x.valid & ~upper)]
         prods = []
-        for name, p, q in (("ac", a, c), ("bs", b, s), ("bc", b, c), ("as", a, s)):
-            mul = m.submodules[name] = PipelinedMultiplier(XB + 1, self.cs_bits)
+        for pname, p, q in (("ac", frd.data, c), ("bs", x, s), ("bc", x, c), ("as", frd.data, s)):
+            mul = m.submodules[f"{name}_{pname}"] = PipelinedMultiplier(XB + 1, self.cs_bits)
             m.d.comb += [mul.en.eq(adv), mul.a.eq(p), mul.b.eq(q)]
             prods.append(mul.p)
         ac, bs, bc, as_ = prods
-        lo, hi = Signal(signed(XB + 2)), Signal(signed(XB + 2))
+        lo = Signal(signed(XB + 2), name=f"{name}_lo")
+        hi = Signal(signed(XB + 2), name=f"{name}_hi")
         with m.If(adv):
             m.d.sync += [lo.eq(saturate(rshift_round(ac - bs, RF), XB + 2)),
                          hi.eq(saturate(rshift_round(bc + as_, RF), XB + 2))]
-        i = delay(m, adv, j, self.stages, "i")
-
-        # output: out[i] as it comes, out[i + h] from the second buffer after out[h - 1]
-        emit = Signal()
-        e = Signal(range(H))
-        m.d.comb += [swr.addr.eq(i), swr.data.eq(hi), swr.en.eq(rot.valid & rot.ready), srd.addr.eq(e)]
-        with m.If(emit):
-            m.d.comb += [self.o.valid.eq(1), self.o.payload.y.eq(srd.data)]
-            with m.If(self.o.ready):
-                m.d.sync += e.eq(e + 1)
-                with m.If(e == H - 1):
-                    m.d.sync += [e.eq(0), emit.eq(0)]
-        with m.Else():
-            m.d.comb += [self.o.valid.eq(rot.valid), self.o.payload.y.eq(lo), rot.ready.eq(self.o.ready)]
-            with m.If(rot.valid & self.o.ready & (i == H - 1)):
-                m.d.sync += emit.eq(1)
-        return m
+        m.d.comb += [swr.addr.eq(i), swr.data.eq(hi), swr.en.eq(leave), srd.addr.eq(e)]
+        return lo, srd.data

@@ -84,8 +84,8 @@ def silumul_cycles(n: int, lanes: int = 1) -> int:
 ROPE_STAGES = MUL_STAGES + 1
 
 
-def rope_cycles(head_dim: int) -> int:
-    """Rope on one head: h = head_dim / 2 cycles for the first half, h for the second (its
-    out[i] leave ROPE_STAGES later), then the h buffered out[i + h]."""
-    h = head_dim // 2
-    return h + h + ROPE_STAGES + h
+def rope_cycles(head_dim: int, lanes: int = 1) -> int:
+    """Rope on one head: W = head_dim / (2 lanes) beats for the first half, W for the second
+    (its out[i] leave ROPE_STAGES later), then the W buffered beats of out[i + h]."""
+    w = head_dim // 2 // lanes
+    return w + w + ROPE_STAGES + w

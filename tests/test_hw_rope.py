@@ -1,7 +1,7 @@
 """Rope (hw/rope.py) in Amaranth's simulator against codec.introtary.apply_rope: heads
 back to back with their own cos/sin rows (host tables from rope_tables, and the extremes
 of the cs port's range), the largest inputs of either sign (saturation to x_bits + 2),
-under stalls on all three streams; cycles; parameter checks; Verilog. The SmolLM2-sized
+under stalls on all three streams, one and several lanes; cycles; parameter checks; Verilog. The SmolLM2-sized
 head (head_dim 64) runs by default; max_head_dim 256 is marked slow."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tritforge.hw.rope import Rope
 from tritforge.sim.vectorcycles import rope_cycles
 from tritforge.vectorports import rope_ports
 
-from vectorbench import convert, run_ports
+from vectorbench import convert, from_beats, run_ports, to_beats
 
 
 def heads(vc, hd, xb, cb, count, seed):
@@ -37,12 +37,13 @@ def heads(vc, hd, xb, cb, count, seed):
     return out
 
 
-def run(vc, hd, hs, *, xb=None, cb=None, seed=0, p_valid=1.0, p_ready=1.0):
-    dut = Rope(vc, hd, x_bits=xb, cs_bits=cb)
-    feeds = {"x": [{"x": int(v)} for x, _, _ in hs for v in x],
-             "cs": [{"c": int(a), "s": int(b)} for _, c, s in hs for a, b in zip(c, s)]}
-    r = run_ports(dut, rope_ports(vc, dut.x_bits, dut.cs_bits), feeds, {"o": hd * len(hs)},
+def run(vc, hd, hs, *, xb=None, cb=None, seed=0, p_valid=1.0, p_ready=1.0, lanes=1):
+    dut = Rope(vc, hd, x_bits=xb, cs_bits=cb, lanes=lanes)
+    feeds = {"x": to_beats([{"x": int(v)} for x, _, _ in hs for v in x], lanes, ("x",)),
+             "cs": to_beats([{"c": int(a), "s": int(b)} for _, c, s in hs for a, b in zip(c, s)], lanes, ("c", "s"))}
+    r = run_ports(dut, rope_ports(vc, dut.x_bits, dut.cs_bits, lanes), feeds, {"o": hd * len(hs) // lanes},
                   seed=seed, p_valid=p_valid, p_ready=p_ready)
+    r.out["o"] = from_beats(r.out["o"], lanes, ("y",))
     return dut, r
 
 
@@ -68,13 +69,20 @@ def test_smollm2_head_dim_full_rate():
     check(*run(vc, 64, hs), hs)
 
 
-@pytest.mark.parametrize("hd", [2, 16, 64])
-def test_cycles_match_closed_form(hd):
+@pytest.mark.parametrize("hd,lanes", [(16, 2), (16, 8), (12, 3)])
+def test_lanes_match_golden_under_stalls(hd, lanes):
+    vc = VectorConfig()
+    hs = heads(vc, hd, 31, 16, 4, lanes)
+    check(*run(vc, hd, hs, seed=lanes, p_valid=0.7, p_ready=0.6, lanes=lanes), hs)
+
+
+@pytest.mark.parametrize("hd,lanes", [(2, 1), (16, 1), (64, 1), (64, 4), (64, 32)])
+def test_cycles_match_closed_form(hd, lanes):
     vc = VectorConfig()
     hs = heads(vc, hd, 31, 16, 1, hd)
-    dut, r = run(vc, hd, hs)
+    dut, r = run(vc, hd, hs, lanes=lanes)
     check(dut, r, hs)
-    assert r.cycles == rope_cycles(hd)
+    assert r.cycles == rope_cycles(hd, lanes)
 
 
 @pytest.mark.slow
@@ -87,7 +95,9 @@ def test_max_head_dim():
 @pytest.mark.parametrize("args,kw,exc", [((None, 16), {}, TypeError), ((VectorConfig(), 15), {}, ValueError),
                                          ((VectorConfig(), 0), {}, ValueError), ((VectorConfig(), 16.0), {}, TypeError),
                                          ((VectorConfig(), 16), {"x_bits": 50}, ValueError),
-                                         ((VectorConfig(), 16), {"cs_bits": 1}, ValueError)])
+                                         ((VectorConfig(), 16), {"cs_bits": 1}, ValueError),
+                                         ((VectorConfig(), 16), {"lanes": 3}, ValueError),
+                                         ((VectorConfig(), 16), {"lanes": "2"}, TypeError)])
 def test_bad_parameters_are_refused(args, kw, exc):
     with pytest.raises(exc):
         Rope(*args, **kw)
