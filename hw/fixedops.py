@@ -5,7 +5,8 @@ up). For a shift amount ``s`` known at elaboration it is that add and a fixed sh
 variable s >= 0 it is written ``((2x >> s) + 1) >> 1``, the same integer (floor((x +
 2^(s-1)) / 2^s) = floor((floor(x / 2^(s-1)) + 1) / 2)) without a 2^(s-1) constant as wide
 as the largest shift. ``saturate`` clamps to a signed width, ``clamp`` to ±limit;
-``bitlen`` is the priority encoder of the leading-zero count. A value used twice in a
+``bitlen`` is the priority encoder of the leading-zero count, ``max_tree`` the lanes'
+maximum. A value used twice in a
 chain is a signal, never a repeated expression (Amaranth lowers expressions as trees: a
 chain of re-used sub-expressions grows exponentially in the netlist).
 """
@@ -53,6 +54,23 @@ def bitlen(m, v: Value, name: str = "bitlen"):
         v = nxt
     m.d.comb += n.eq(sum(terms, 0) + (v != 0))
     return n
+
+
+def max_tree(m, values, width: int, name: str = "max"):
+    """The largest of the unsigned ``values``: a tree of compare-and-select, each node a
+    combinational signal of ``m`` of ``width`` bits."""
+    level = list(values)
+    d = 0
+    while len(level) > 1:
+        nxt = []
+        for k in range(0, len(level) - 1, 2):
+            node = Signal(width, name=f"{name}_{d}_{k // 2}")
+            m.d.comb += node.eq(Mux(level[k] > level[k + 1], level[k], level[k + 1]))
+            nxt.append(node)
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level, d = nxt, d + 1
+    return level[0]
 
 
 def abs_value(v: Value):

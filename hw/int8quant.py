@@ -16,14 +16,17 @@ Per vector (its elements |v| < 2^in_bits arrive one per cycle, ``last`` on the f
    stages), then x_q = clamp(rshift_round(v · R, K), ±127), which leaves with the step and
    ``last``.
 
-Element-serial: one element per cycle in (receive) and out (output pass), no lanes. The
-buffer holds one vector: the next vector is accepted once every element of this one has
+``lanes`` elements per beat (a beat per cycle in the receive pass and out of the output
+pass; the lanes' |v| meet in a compare tree before the running max, each lane has its own
+multiplier and clamp, the buffer's word is a beat); a vector is ceil(n / lanes) beats,
+its last beat filled with zeros if n is not a multiple (zeros change neither mu nor the
+other elements; their x_q are 0). The buffer holds one vector: the next vector is accepted once every element of this one has
 been read (its tail may still be in the output pipeline), and its R and step replace this
 one's only when that pipeline is empty.
 
-Cycles for a vector of n elements without stalls, first input accepted to last output
-(``sim.vectorcycles.int8quant_cycles``): n (receive) + 1 (K) + B + 9 (divider, with its
-hand-over) + n + out_stages - 1 (output pass) = 2n + B + 15.
+Cycles for a vector of N = ceil(n / lanes) beats without stalls, first input accepted to
+last output (``sim.vectorcycles.int8quant_cycles``): N (receive) + 1 (K) + B + 9
+(divider, with its hand-over) + N + out_stages - 1 (output pass) = 2N + B + 15.
 """
 from __future__ import annotations
 
@@ -35,8 +38,8 @@ from ..codec.fixedpoint import Q8, to_multiplier
 from ..vectorports import int8quant_ports
 from .checks import check_int
 from .divider import RestoringDivider
-from .elementpipe import advance, delay
-from .fixedops import abs_value, bitlen, clamp, rshift_round
+from .elementpipe import advance, check_lanes, delay, lane
+from .fixedops import abs_value, bitlen, clamp, max_tree, rshift_round
 from .multiplier import PipelinedMultiplier
 from .signature import members
 
@@ -54,37 +57,39 @@ def check_scale_bits(owner: str, scale_bits: int) -> int:
 
 
 class Int8Quantizer(wiring.Component):
-    """Ports: ``i`` {v, last}; ``o`` {x, m, e, last}. Element-serial, one element per cycle
-    in and out; 2n + B + 15 cycles per vector of n without stalls."""
+    """Ports: ``i`` {v, last}; ``o`` {x, m, e, last} (``lanes`` v and x per beat). One beat
+    per cycle in and out; 2N + B + 15 cycles per vector of N beats without stalls."""
 
     #: registers of the output pass: read, multiplier (3), round-shift and clamp
     out_stages = 1 + PipelinedMultiplier.latency + 1
 
-    def __new__(cls, in_bits: int, scale_bits: int, max_n: int):
+    def __new__(cls, in_bits: int, scale_bits: int, max_n: int, *, lanes: int = 1):
         check_int("Int8Quantizer", "in_bits", in_bits, 1)
         if in_bits > MAX_IN_BITS:
             raise ValueError(f"Int8Quantizer in_bits must be at most {MAX_IN_BITS} (v · R < 2^62), "
                              f"not {in_bits}")
         check_scale_bits("Int8Quantizer", scale_bits)
         check_int("Int8Quantizer", "max_n", max_n, 1)
+        check_lanes("Int8Quantizer", lanes)
         return super().__new__(cls)
 
-    def __init__(self, in_bits: int, scale_bits: int, max_n: int):
-        self.in_bits, self.scale_bits, self.max_n = in_bits, scale_bits, max_n
-        super().__init__(members(int8quant_ports(in_bits, scale_bits)))
+    def __init__(self, in_bits: int, scale_bits: int, max_n: int, *, lanes: int = 1):
+        self.in_bits, self.scale_bits, self.max_n, self.lanes = in_bits, scale_bits, max_n, lanes
+        #: buffer words (beats) of the longest vector
+        self.depth = -(-max_n // lanes)
+        super().__init__(members(int8quant_ports(in_bits, scale_bits, lanes)))
 
     def elaborate(self, platform):
         m = Module()
         VB, B = self.in_bits, self.scale_bits
         M127, e127 = to_multiplier(1 / Q8, B)
         div = m.submodules.div = RestoringDivider(VB + B + 7, VB, B + 8)
-        mul = m.submodules.mul = PipelinedMultiplier(VB + 1, B + 9)
-        mem = m.submodules.mem = Memory(shape=signed(VB + 1), depth=self.max_n, init=[])
+        mem = m.submodules.mem = Memory(shape=self.i.payload.v.shape(), depth=self.depth, init=[])
         wr, rd = mem.write_port(), mem.read_port()
 
-        wcnt = Signal(range(self.max_n))           # write address (receive)
-        nlast = Signal(range(self.max_n))          # the vector's last address
-        ridx = Signal(range(self.max_n))           # read address (output pass)
+        wcnt = Signal(range(self.depth))           # write address (receive)
+        nlast = Signal(range(self.depth))          # the vector's last address
+        ridx = Signal(range(self.depth))           # read address (output pass)
         mu = Signal(VB)                            # max |v| so far
         K_next = Signal(range(VB + B + 1))         # this vector's K, R's step, while dividing
         pm = Signal(VB + B)                        # mu · M127
@@ -101,19 +106,24 @@ class Int8Quantizer(wiring.Component):
         k = Signal(range(VB + B + 1))
         m.d.comb += k.eq(n_pm - B)
         take_in = self.i.valid & self.i.ready
-        a = abs_value(self.i.payload.v)
+        absv = []
+        for j in range(self.lanes):
+            absv.append(Signal(VB + 1, name=f"abs{j}"))
+            m.d.comb += absv[j].eq(abs_value(lane(self.i.payload.v, j)))
+        a = max_tree(m, absv, VB + 1, "lanemax")
 
-        # the output pass's pipeline: read, v · R, round-shift-clamp
+        # the output pass's pipeline: read, v · R, round-shift-clamp (one per lane)
         out = Signal()
         adv, valid = advance(m, self.o, out, self.out_stages, "q")
-        m.d.comb += [rd.addr.eq(ridx), rd.en.eq(adv), mul.en.eq(adv),
-                     mul.a.eq(rd.data), mul.b.eq(R)]
-        x = Signal(signed(8))
-        t = Signal(signed(len(mul.p) + 1))
-        m.d.comb += t.eq(rshift_round(mul.p, K))
-        with m.If(adv):
-            m.d.sync += x.eq(clamp(t, Q8))
-        m.d.comb += [self.o.payload.x.eq(x), self.o.payload.m.eq(step_m),
+        m.d.comb += [rd.addr.eq(ridx), rd.en.eq(adv)]
+        for j in range(self.lanes):
+            mul = m.submodules[f"mul{j}"] = PipelinedMultiplier(VB + 1, B + 9)
+            m.d.comb += [mul.en.eq(adv), mul.a.eq(lane(rd.data, j)), mul.b.eq(R)]
+            t = Signal(signed(len(mul.p) + 1), name=f"t{j}")
+            m.d.comb += t.eq(rshift_round(mul.p, K))
+            with m.If(adv):
+                m.d.sync += lane(self.o.payload.x, j).eq(clamp(t, Q8))
+        m.d.comb += [self.o.payload.m.eq(step_m),
                      self.o.payload.e.eq(step_e),
                      self.o.payload.last.eq(delay(m, adv, ridx == nlast, self.out_stages, "qlast"))]
 

@@ -28,12 +28,12 @@ def divider_cycles(quo_bits: int) -> int:
     return quo_bits + 2
 
 
-def int8quant_cycles(n: int, scale_bits: int) -> int:
-    """Int8Quantizer: n receive cycles, one cycle for K, the divider's B + 8 steps and its
-    result beat (taken in the cycle it appears), then the output pass: n reads, the last
-    one INT8Q_OUT_STAGES cycles before its output beat."""
-    quo = scale_bits + 8
-    return n + 1 + (quo + 1) + 1 + (n - 1) + INT8Q_OUT_STAGES
+def int8quant_cycles(n: int, scale_bits: int, lanes: int = 1) -> int:
+    """Int8Quantizer: N = ceil(n / lanes) receive cycles, one cycle for K, the divider's
+    B + 8 steps and its result beat (taken in the cycle it appears), then the output pass:
+    N reads, the last one INT8Q_OUT_STAGES cycles before its output beat."""
+    quo, beats = scale_bits + 8, _ceil(n, lanes)
+    return beats + 1 + (quo + 1) + 1 + (beats - 1) + INT8Q_OUT_STAGES
 
 
 def rsqrt_latency(vcfg) -> int:

@@ -1,7 +1,7 @@
 """Int8Quantizer (hw/int8quant.py) in Amaranth's simulator against
 codec.fixedpoint.quantize_int8: random vectors and extremes (zero vectors, the largest
 magnitudes of either sign, one nonzero element, ties of the rounding) back to back under
-stalls; cycles against sim.vectorcycles; parameter checks; Verilog."""
+stalls, one and several lanes (a vector's last beat padded with zeros); cycles against sim.vectorcycles; parameter checks; Verilog."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +12,7 @@ from tritforge.hw.int8quant import Int8Quantizer
 from tritforge.sim.vectorcycles import int8quant_cycles
 from tritforge.vectorports import int8quant_ports
 
-from vectorbench import convert, run_ports
+from vectorbench import convert, from_beats, run_ports, to_beats
 
 
 def vectors(in_bits, rng, n=16):
@@ -25,21 +25,30 @@ def vectors(in_bits, rng, n=16):
     return [np.clip(v, -top, top) for v in vecs]
 
 
-def run(in_bits, B, vecs, seed=0, p_valid=1.0, p_ready=1.0, max_n=32):
-    feeds = [{"v": int(x), "last": j == len(v) - 1} for v in vecs for j, x in enumerate(v)]
-    dut = Int8Quantizer(in_bits, B, max_n)
-    return run_ports(dut, int8quant_ports(in_bits, B), {"i": feeds}, {"o": len(feeds)},
-                     seed=seed, p_valid=p_valid, p_ready=p_ready)
+def run(in_bits, B, vecs, seed=0, p_valid=1.0, p_ready=1.0, max_n=32, lanes=1):
+    """Each vector padded with zeros to whole beats; the padding's outputs are dropped."""
+    feeds, keep = [], []
+    for v in vecs:
+        w = -(-len(v) // lanes) * lanes
+        feeds += [{"v": int(v[j]) if j < len(v) else 0, "last": j == w - 1} for j in range(w)]
+        keep += [j < len(v) for j in range(w)]
+    dut = Int8Quantizer(in_bits, B, max_n, lanes=lanes)
+    beats = to_beats(feeds, lanes, ("v",))
+    r = run_ports(dut, int8quant_ports(in_bits, B, lanes), {"i": beats}, {"o": len(beats)},
+                  seed=seed, p_valid=p_valid, p_ready=p_ready)
+    r.out["o"] = [o for o, k in zip(from_beats(r.out["o"], lanes, ("x",)), keep) if k]
+    return r
 
 
-def check(r, vecs, B):
+def check(r, vecs, B, lanes=1):
     got, at = r.out["o"], 0
     for v in vecs:
         xq, m, e = quantize_int8(v, B)
         g, at = got[at:at + len(v)], at + len(v)
         assert [o["x"] for o in g] == xq.tolist()
         assert {(o["m"], o["e"]) for o in g} == {(int(m), int(e))}
-        assert [o["last"] for o in g] == [False] * (len(v) - 1) + [True]
+        tail = len(v) - lanes * (-(-len(v) // lanes) - 1)          # elements in the last beat
+        assert [o["last"] for o in g] == [False] * (len(v) - tail) + [True] * tail
 
 
 @pytest.mark.parametrize("in_bits,B,seed", [(20, 16, 1), (39, 16, 2), (32, 20, 3), (8, 8, 4), (1, 12, 5)])
@@ -48,26 +57,33 @@ def test_vectors_match_golden_under_stalls(in_bits, B, seed):
     check(run(in_bits, B, vecs, seed=seed, p_valid=0.7, p_ready=0.6), vecs, B)
 
 
+@pytest.mark.parametrize("lanes", [2, 3, 8])
+def test_lanes_match_golden_under_stalls(lanes):
+    vecs = vectors(31, np.random.default_rng(lanes))
+    check(run(31, 16, vecs, seed=lanes, p_valid=0.7, p_ready=0.6, lanes=lanes), vecs, 16, lanes)
+
+
 def test_full_rate_back_to_back():
     vecs = vectors(31, np.random.default_rng(9))
     check(run(31, 16, vecs, seed=9), vecs, 16)
 
 
-@pytest.mark.parametrize("n,B", [(1, 16), (16, 16), (64, 16), (40, 12)])
-def test_cycles_match_closed_form(n, B):
+@pytest.mark.parametrize("n,B,lanes", [(1, 16, 1), (16, 16, 1), (64, 16, 1), (40, 12, 1), (64, 16, 4), (30, 16, 4)])
+def test_cycles_match_closed_form(n, B, lanes):
     v = np.random.default_rng(n).integers(-1000, 1000, size=n)
-    r = run(20, B, [v], max_n=64)
-    check(r, [v], B)
-    assert r.cycles == int8quant_cycles(n, B)
+    r = run(20, B, [v], max_n=64, lanes=lanes)
+    check(r, [v], B, lanes)
+    assert r.cycles == int8quant_cycles(n, B, lanes)
 
 
 @pytest.mark.parametrize("args,exc", [((40, 16, 8), ValueError), ((0, 16, 8), ValueError),
                                       ((20, 7, 8), ValueError), ((20, 21, 8), ValueError),
                                       ((20, 16, 0), ValueError), ((20.0, 16, 8), TypeError),
-                                      ((20, "16", 8), TypeError), ((20, 16, None), TypeError)])
+                                      ((20, "16", 8), TypeError), ((20, 16, None), TypeError),
+                                      ((20, 16, 8, 0), ValueError), ((20, 16, 8, None), TypeError)])
 def test_bad_parameters_are_refused(args, exc):
     with pytest.raises(exc):
-        Int8Quantizer(*args)
+        Int8Quantizer(*args[:3], lanes=args[3] if len(args) > 3 else 1)
 
 
 def test_converts_to_verilog():
