@@ -6,24 +6,28 @@ Composed of a buffer for h (``lib.memory``), the gamma memory (n entries g_q, wr
 through the ``g`` stream or given as ``g_q`` at construction), ``hw.rsqrt.Rsqrt`` and
 ``hw.int8quant.Int8Quantizer``. Per vector, with NB = ``norm_in_bits``:
 
-1. receive: h is written to the buffer while a register keeps max |h| (n cycles);
+1. receive: h is written to the buffer while a register keeps max |h| (N beats);
 2. one cycle: p = max(0, bitlen(max|h|) - NB) and eps' = rshift_round(eps_q, 2p);
 3. scan: the buffer and the gamma memory are read in order through ``scan_stages`` = 5
    registers (the reads; hs = rshift_round(h, p); hs² and u = g_q · hs, a
    ``hw.multiplier.PipelinedMultiplier`` each); u goes to the quantizer (its receive
    pass), hs² into the sum of squares; with the last element ss = Σ hs² + eps' (at least
    1) goes to the Rsqrt, whose (y, E) is held for the vector;
-4. output: each int8 element of the quantizer with its step (m_u, e_u) passes
+4. output: each beat of int8 elements of the quantizer with its step (m_u, e_u) passes
    ``step_stages`` = 4 registers that make the vector's step ``scale_mul(m_u, e_u, y, E +
    gamma_frac)``: m_u · y (a multiplier), then k = bitlen - B, m = (m_u · y) >> k,
-   e = e_u + E + gamma_frac - k. (The step is the same for every element of a vector;
-   computing it per element keeps the output a plain pipeline.)
+   e = e_u + E + gamma_frac - k. (The step is the same for every beat of a vector;
+   computing it per beat keeps the output a plain pipeline.)
 
 The buffer is free for the next vector once the scan has left the pipeline; the
 quantizer and the Rsqrt then work on this one while the next is received.
 
-Element-serial: one element per cycle in and out. Cycles for one vector without stalls
-(``sim.vectorcycles.rmsnorm_cycles``): 3n + 25 + max(B, Rsqrt.latency - 14).
+``lanes`` elements per beat (dividing n; a beat per cycle in and out): the buffers' words
+are beats (``g`` writes a whole word), the lanes' |h| meet in a compare tree and their
+squares in an adder before the running max and sum, each lane has its own pre-shift and
+multipliers, the quantizer has the same lanes. Cycles for one vector of N = n / lanes
+beats without stalls (``sim.vectorcycles.rmsnorm_cycles``):
+3N + 25 + max(B, Rsqrt.latency - 14).
 """
 from __future__ import annotations
 
@@ -34,8 +38,8 @@ from amaranth.lib.memory import Memory
 from ..accelconfig import VectorConfig
 from ..vectorports import EXP_BITS, rmsnorm_ports
 from .checks import check_int
-from .elementpipe import advance, delay
-from .fixedops import abs_value, bitlen, rshift_round
+from .elementpipe import advance, check_lanes, delay, lane
+from .fixedops import abs_value, bitlen, max_tree, rshift_round
 from .int8quant import MAX_IN_BITS, Int8Quantizer
 from .multiplier import PipelinedMultiplier
 from .rsqrt import MAX_SS_BITS, Rsqrt, check_vector_config
@@ -53,17 +57,19 @@ def ss_bits(vcfg: VectorConfig, n: int, eps_q: int) -> int:
 
 
 class RmsNorm(wiring.Component):
-    """Ports: ``h`` {h}; ``g`` {addr, value} (gamma writes, always ready); ``o`` {x, m, e,
-    last}. Element-serial, one element per cycle in and out."""
+    """Ports: ``h`` {h}; ``g`` {addr, value} (gamma word writes, always ready); ``o`` {x, m,
+    e, last} (``lanes`` h, value, x per beat). One beat per cycle in and out."""
 
     #: registers of the scan: the reads, the pre-shift, the multipliers
     scan_stages = 2 + PipelinedMultiplier.latency
     #: registers of the step: the multiplier m_u · y, the normalization
     step_stages = PipelinedMultiplier.latency + 1
 
-    def __new__(cls, vcfg: VectorConfig, n: int, gamma_frac: int, eps_q: int, g_q=None):
+    def __new__(cls, vcfg: VectorConfig, n: int, gamma_frac: int, eps_q: int, g_q=None, *,
+                lanes: int = 1):
         check_vector_config("RmsNorm", vcfg)
         check_int("RmsNorm", "n", n, 1)
+        check_lanes("RmsNorm", lanes, n)
         if not isinstance(gamma_frac, int) or isinstance(gamma_frac, bool):
             raise TypeError(f"RmsNorm gamma_frac must be an integer, not {gamma_frac!r}")
         if abs(gamma_frac) > GAMMA_FRAC_LIMIT:
@@ -82,60 +88,73 @@ class RmsNorm(wiring.Component):
                 raise ValueError(f"RmsNorm g_q: expected {n} values of {vcfg.gamma_bits} signed bits")
         return super().__new__(cls)
 
-    def __init__(self, vcfg: VectorConfig, n: int, gamma_frac: int, eps_q: int, g_q=None):
-        self.vcfg, self.n, self.gamma_frac, self.eps_q = vcfg, n, gamma_frac, eps_q
+    def __init__(self, vcfg: VectorConfig, n: int, gamma_frac: int, eps_q: int, g_q=None, *,
+                 lanes: int = 1):
+        self.vcfg, self.n, self.gamma_frac, self.eps_q, self.lanes = vcfg, n, gamma_frac, eps_q, lanes
         self.g_q = [0] * n if g_q is None else [int(v) for v in g_q]
-        super().__init__(members(rmsnorm_ports(vcfg, n)))
+        super().__init__(members(rmsnorm_ports(vcfg, n, lanes)))
 
     def elaborate(self, platform):
         m = Module()
         v, n = self.vcfg, self.n
         NB, GB, B = v.norm_in_bits, v.gamma_bits, v.scale_bits
         sb = ss_bits(v, n, self.eps_q)
-        q = m.submodules.quant = Int8Quantizer(GB + NB, B, n)
+        L, N = self.lanes, n // self.lanes                # lanes, beats per vector
+        q = m.submodules.quant = Int8Quantizer(GB + NB, B, n, lanes=L)
         rs = m.submodules.rsqrt = Rsqrt(v, sb)
-        hbuf = m.submodules.hbuf = Memory(shape=signed(v.resid_bits), depth=n, init=[])
-        gmem = m.submodules.gamma = Memory(shape=signed(GB), depth=n, init=self.g_q)
+        words = self.g_q if L == 1 else [self.g_q[w * L:(w + 1) * L] for w in range(N)]
+        hbuf = m.submodules.hbuf = Memory(shape=self.h.payload.h.shape(), depth=N, init=[])
+        gmem = m.submodules.gamma = Memory(shape=self.g.payload.value.shape(), depth=N, init=words)
         hwr, hrd = hbuf.write_port(), hbuf.read_port()
         gwr, grd = gmem.write_port(), gmem.read_port()
         m.d.comb += [self.g.ready.eq(1), gwr.en.eq(self.g.valid), gwr.addr.eq(self.g.payload.addr),
                      gwr.data.eq(self.g.payload.value)]
 
-        wcnt, ridx = Signal(range(n)), Signal(range(n))
+        wcnt, ridx = Signal(range(N)), Signal(range(N))
         hmax = Signal(v.resid_bits)
         p = Signal(range(v.resid_bits + 1))
         eps = Signal(sb)
         ss, ss_out = Signal(sb), Signal(sb)
         ss_valid = Signal()
         take_h = self.h.valid & self.h.ready
-        a = abs_value(self.h.payload.h)
+        absh = []
+        for k in range(L):
+            absh.append(Signal(v.resid_bits, name=f"abs{k}"))
+            m.d.comb += absh[k].eq(abs_value(lane(self.h.payload.h, k)))
+        a = max_tree(m, absh, v.resid_bits, "lanemax")
         n_h = bitlen(m, hmax, "hmax")
         m.d.comb += [hwr.addr.eq(wcnt), hwr.data.eq(self.h.payload.h), hwr.en.eq(take_h)]
 
-        # the scan: reads, pre-shift, hs² and g_q · hs into the quantizer
+        # the scan: reads, pre-shift, hs² and g_q · hs into the quantizer (per lane)
         scan = Signal()
         adv, valid = advance(m, q.i, scan, self.scan_stages, "scan")
-        sq = m.submodules.sq = PipelinedMultiplier(NB + 2, NB + 2)
-        gu = m.submodules.gu = PipelinedMultiplier(GB, NB + 2)
-        hs = Signal(signed(NB + 2))
-        with m.If(adv):
-            m.d.sync += hs.eq(rshift_round(hrd.data, p))
-        last = delay(m, adv, ridx == n - 1, self.scan_stages, "last")
-        m.d.comb += [hrd.addr.eq(ridx), grd.addr.eq(ridx), hrd.en.eq(adv), grd.en.eq(adv),
-                     sq.en.eq(adv), gu.en.eq(adv), sq.a.eq(hs), sq.b.eq(hs),
-                     gu.a.eq(delay(m, adv, grd.data, 1, "g")), gu.b.eq(hs),
-                     q.i.payload.v.eq(gu.p), q.i.payload.last.eq(last)]
+        m.d.comb += [hrd.addr.eq(ridx), grd.addr.eq(ridx), hrd.en.eq(adv), grd.en.eq(adv)]
+        g1 = delay(m, adv, grd.data, 1, "g")
+        squares = []
+        for k in range(L):
+            sq = m.submodules[f"sq{k}"] = PipelinedMultiplier(NB + 2, NB + 2)
+            gu = m.submodules[f"gu{k}"] = PipelinedMultiplier(GB, NB + 2)
+            hs = Signal(signed(NB + 2), name=f"hs{k}")
+            with m.If(adv):
+                m.d.sync += hs.eq(rshift_round(lane(hrd.data, k), p))
+            m.d.comb += [sq.en.eq(adv), gu.en.eq(adv), sq.a.eq(hs), sq.b.eq(hs),
+                         gu.a.eq(lane(g1, k)), gu.b.eq(hs), lane(q.i.payload.v, k).eq(gu.p)]
+            squares.append(sq.p)
+        beat_ss = Signal(2 * NB + 2 + (L - 1).bit_length())
+        m.d.comb += beat_ss.eq(sum(squares))
+        last = delay(m, adv, ridx == N - 1, self.scan_stages, "last")
+        m.d.comb += q.i.payload.last.eq(last)
         with m.If(q.i.valid & q.i.ready):
-            m.d.sync += ss.eq(ss + sq.p)
+            m.d.sync += ss.eq(ss + beat_ss)
             with m.If(last):
-                m.d.sync += [ss.eq(0), ss_out.eq(ss + sq.p + eps), ss_valid.eq(1)]
+                m.d.sync += [ss.eq(0), ss_out.eq(ss + beat_ss + eps), ss_valid.eq(1)]
 
         state = Signal(range(4))
         with m.If(state == RECV):
             m.d.comb += self.h.ready.eq(1)
             with m.If(take_h):
                 m.d.sync += [wcnt.eq(wcnt + 1), hmax.eq(Mux(a > hmax, a, hmax))]
-                with m.If(wcnt == n - 1):
+                with m.If(wcnt == N - 1):
                     m.d.sync += state.eq(PREP)
         with m.Elif(state == PREP):
             m.d.sync += [p.eq(Mux(n_h > NB, n_h - NB, 0)), ridx.eq(0)]
@@ -147,7 +166,7 @@ class RmsNorm(wiring.Component):
                 m.d.sync += eps.eq(rshift_round(Const(self.eps_q, sb), p << 1))
             with m.If(adv):
                 m.d.sync += ridx.eq(ridx + 1)
-                with m.If(ridx == n - 1):
+                with m.If(ridx == N - 1):
                     m.d.sync += state.eq(DRAIN)
         with m.Elif(state == DRAIN):
             with m.If(valid == 0):

@@ -53,12 +53,13 @@ RMS_SCAN_STAGES = 2 + MUL_STAGES
 RMS_STEP_STAGES = MUL_STAGES + 1
 
 
-def rmsnorm_cycles(n: int, vcfg) -> int:
-    """RmsNorm: n receive cycles, one for p, the scan (n reads; the last u reaches the
-    quantizer RMS_SCAN_STAGES later); then two paths meet at the first output: the
-    quantizer's (one cycle for K, the divider and its hand-over, the first read through
-    INT8Q_OUT_STAGES) and the 1/sqrt's (ss registered, the Rsqrt, y registered); n
-    elements through the RMS_STEP_STAGES step registers."""
+def rmsnorm_cycles(n: int, vcfg, lanes: int = 1) -> int:
+    """RmsNorm on N = n / lanes beats: N receive cycles, one for p, the scan (N reads; the
+    last u reaches the quantizer RMS_SCAN_STAGES later); then two paths meet at the first
+    output: the quantizer's (one cycle for K, the divider and its hand-over, the first read
+    through INT8Q_OUT_STAGES) and the 1/sqrt's (ss registered, the Rsqrt, y registered);
+    N beats through the RMS_STEP_STAGES step registers."""
+    n = _ceil(n, lanes)
     last_u = n + 1 + (n - 1) + RMS_SCAN_STAGES                  # cycle the last u is taken
     first_q = last_u + 1 + (vcfg.scale_bits + 8 + 1) + 1 + INT8Q_OUT_STAGES
     y_ready = last_u + 1 + rsqrt_latency(vcfg) + 1

@@ -1,7 +1,8 @@
 """RmsNorm (hw/rmsnorm.py) in Amaranth's simulator against codec.intnorm.rmsnorm_int8:
 random residuals and extremes (zero vector with and without eps, the largest magnitudes
 of either sign, one spike among small values, values below the pre-shift), vectors back
-to back under stalls, gamma loaded through the ``g`` port or at construction; cycles
+to back under stalls, gamma loaded through the ``g`` port or at construction, one and
+several lanes; cycles
 against sim.vectorcycles; parameter checks; Verilog. The SmolLM2-sized case (n = 576) is
 marked slow."""
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tritforge.hw.rmsnorm import RmsNorm
 from tritforge.sim.vectorcycles import rmsnorm_cycles
 from tritforge.vectorports import rmsnorm_ports
 
-from vectorbench import convert, run_ports
+from vectorbench import convert, from_beats, run_ports, to_beats
 
 
 def weights(vc, n, seed, eps=1e-5):
@@ -32,22 +33,26 @@ def residuals(vc, n, seed):
             np.full(n, -top), spike, rng.integers(-3, 4, size=n), rng.integers(-top, top + 1, size=n)]
 
 
-def run(vc, w, H, *, seed=0, p_valid=1.0, p_ready=1.0, load=False):
+def run(vc, w, H, *, seed=0, p_valid=1.0, p_ready=1.0, load=False, lanes=1):
     n = w.n
-    dut = RmsNorm(vc, n, w.gamma_frac, w.eps_q, None if load else w.g_q)
-    preload = {"g": [{"addr": i, "value": int(g)} for i, g in enumerate(w.g_q)]} if load else None
-    return run_ports(dut, rmsnorm_ports(vc, n), {"h": [{"h": int(x)} for h in H for x in h]},
-                     {"o": n * len(H)}, seed=seed, p_valid=p_valid, p_ready=p_ready, preload=preload)
+    dut = RmsNorm(vc, n, w.gamma_frac, w.eps_q, None if load else w.g_q, lanes=lanes)
+    words = [w.g_q[a * lanes:(a + 1) * lanes] for a in range(n // lanes)]
+    preload = {"g": [{"addr": a, "value": [int(g) for g in ws] if lanes > 1 else int(ws[0])}
+                     for a, ws in enumerate(words)]} if load else None
+    r = run_ports(dut, rmsnorm_ports(vc, n, lanes), {"h": to_beats([{"h": int(x)} for h in H for x in h], lanes, ("h",))},
+                  {"o": n * len(H) // lanes}, seed=seed, p_valid=p_valid, p_ready=p_ready, preload=preload)
+    r.out["o"] = from_beats(r.out["o"], lanes, ("x",))
+    return r
 
 
-def check(r, vc, w, H):
+def check(r, vc, w, H, lanes=1):
     got = r.out["o"]
     for i, h in enumerate(H):
         xq, m, e = rmsnorm_int8(h, w, vc)
         g = got[i * w.n:(i + 1) * w.n]
         assert [o["x"] for o in g] == xq.tolist()
         assert {(o["m"], o["e"]) for o in g} == {(int(m), int(e))}
-        assert [o["last"] for o in g] == [False] * (w.n - 1) + [True]
+        assert [o["last"] for o in g] == [False] * (w.n - lanes) + [True] * lanes
 
 
 @pytest.mark.parametrize("vc,n,seed", [(VectorConfig(), 16, 1), (VectorConfig(), 24, 2),
@@ -60,6 +65,14 @@ def test_vectors_match_golden_under_stalls(vc, n, seed):
     check(run(vc, w, H, seed=seed, p_valid=0.7, p_ready=0.6, load=seed % 2 == 0), vc, w, H)
 
 
+@pytest.mark.parametrize("lanes,load", [(2, True), (4, False), (8, True)])
+def test_lanes_match_golden_under_stalls(lanes, load):
+    vc = VectorConfig()
+    w = weights(vc, 32, lanes)
+    H = residuals(vc, 32, lanes)
+    check(run(vc, w, H, seed=lanes, p_valid=0.7, p_ready=0.6, load=load, lanes=lanes), vc, w, H, lanes)
+
+
 def test_zero_vector_without_eps():
     vc = VectorConfig()
     w = weights(vc, 16, 5, eps=0.0)
@@ -67,14 +80,15 @@ def test_zero_vector_without_eps():
     check(run(vc, w, H), vc, w, H)
 
 
-@pytest.mark.parametrize("vc,n", [(VectorConfig(), 16), (VectorConfig(), 64),
-                                  (VectorConfig(rsqrt_newton=3), 16), (VectorConfig(scale_bits=8), 32)])
-def test_cycles_match_closed_form(vc, n):
+@pytest.mark.parametrize("vc,n,lanes", [(VectorConfig(), 16, 1), (VectorConfig(), 64, 1),
+                                        (VectorConfig(rsqrt_newton=3), 16, 1), (VectorConfig(scale_bits=8), 32, 1),
+                                        (VectorConfig(), 64, 8), (VectorConfig(rsqrt_newton=3), 32, 4)])
+def test_cycles_match_closed_form(vc, n, lanes):
     w = weights(vc, n, n)
     H = residuals(vc, n, n)[:1]
-    r = run(vc, w, H)
-    check(r, vc, w, H)
-    assert r.cycles == rmsnorm_cycles(n, vc)
+    r = run(vc, w, H, lanes=lanes)
+    check(r, vc, w, H, lanes)
+    assert r.cycles == rmsnorm_cycles(n, vc, lanes)
 
 
 @pytest.mark.slow
@@ -93,10 +107,11 @@ def test_smollm2_sized_vector():
     ((VectorConfig(), 16, 0.5, 0), TypeError), ((VectorConfig(), 16, 40, 0), ValueError),
     ((VectorConfig(), 16, 0, -1), ValueError), ((VectorConfig(), 16, 0, 1 << 62), ValueError),
     ((VectorConfig(gamma_bits=24, norm_in_bits=24), 16, 0, 0), ValueError),
-    ((VectorConfig(), 4, 0, 0, [1, 2, 3]), ValueError), ((VectorConfig(), 2, 0, 0, [1, 1 << 15]), ValueError)])
+    ((VectorConfig(), 4, 0, 0, [1, 2, 3]), ValueError), ((VectorConfig(), 2, 0, 0, [1, 1 << 15]), ValueError),
+    ((VectorConfig(), 16, 0, 0, None, 3), ValueError), ((VectorConfig(), 16, 0, 0, None, 0), ValueError)])
 def test_bad_parameters_are_refused(args, exc):
     with pytest.raises(exc):
-        RmsNorm(*args)
+        RmsNorm(*args[:5], lanes=args[5] if len(args) > 5 else 1)
 
 
 def test_converts_to_verilog():
