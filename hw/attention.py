@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 
 from ..attentionports import attention_ports
@@ -44,6 +44,7 @@ from ..attentionunit import AttentionUnitConfig
 from ..vectorports import EXP_BITS
 from .divider import RestoringDivider
 from .fixedops import bitlen, clamp, rshift_round, saturate
+from .indexing import pick, write
 from .signature import members
 
 #: right shifts beyond 63 give 0 for every operand of the contract (|x| < 2^62)
@@ -82,21 +83,6 @@ def shift_signed(x, sh, right_max: int, left_max: int):
     rs = Mux(sh > right_max, right_max, sh)[:max(1, right_max.bit_length())]
     ls = Mux(-sh > left_max, left_max, -sh)[:max(1, left_max.bit_length())]
     return Mux(sh >= 0, rshift_round(x, rs), x << ls)
-
-
-def pick(items, index):
-    """items[index] for a variable index: a multiplexer over every value the index can take
-    (the last item repeated past the end, so no case is left uncovered)."""
-    full = 1 << len(index)
-    return Array(list(items) + [items[-1]] * (full - len(items)))[index]
-
-
-def write(m, targets, index, value) -> None:
-    """targets[index] <= value: a register write at a variable index, as one enable per
-    target (every index covered, no incomplete case)."""
-    for i, t in enumerate(targets):
-        with m.If(index == i):
-            m.d.sync += t.eq(value)
 
 
 class AttentionUnit(wiring.Component):

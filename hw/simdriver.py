@@ -14,7 +14,7 @@ same way by the records of their own port sets.
 """
 from __future__ import annotations
 
-from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal
+from amaranth.hdl import ClockDomain, Elaboratable, Module, Signal, Value
 from amaranth.sim import Simulator
 
 from ..hwconfig import HwConfig
@@ -149,7 +149,7 @@ def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_vali
     sim.add_clock(1e-8)
     ins = {n: getattr(component, n) for n in inputs}
     outs = {n: getattr(component, n) for n in outputs}
-    width = {n: len(p.payload.as_value()) for n, p in ins.items()}
+    width = {n: len(Value.cast(p.payload)) for n, p in ins.items()}
     items = {n: list(v) for n, v in inputs.items()}
     got: dict = {n: [] for n in outputs}
     when: dict = {n: [] for n in list(inputs) + list(outputs)}
@@ -166,12 +166,12 @@ def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_vali
             for n, port in ins.items():
                 offered[n] = pos[n] < len(items[n]) and not idle[n].next()
                 ctx.set(port.valid, offered[n])
-                ctx.set(port.payload.as_value(), items[n][pos[n]] if offered[n] else rng.getrandbits(width[n]))
+                ctx.set(Value.cast(port.payload), items[n][pos[n]] if offered[n] else rng.getrandbits(width[n]))
             for n, port in outs.items():
                 ready = not bp[n].next()
                 ctx.set(port.ready, ready)
                 ov = ctx.get(port.valid)
-                op = ctx.get(port.payload.as_value())
+                op = ctx.get(Value.cast(port.payload))
                 if held[n] is not None and ov and op != held[n]:
                     raise AssertionError(f"{n}: output payload changed while valid and not taken")
                 if ov and ready:

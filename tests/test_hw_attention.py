@@ -16,6 +16,7 @@ from tritforge.hw.attention import AttentionUnit
 from tritforge.hw.simdriver import run_streams
 from tritforge.ports import by_name
 from tritforge.sim.attentioncycles import job_cycles
+from tritforge.sim.attentionstreams import cache_beats, q_beats
 
 
 def small_config(**kw) -> AttentionUnitConfig:
@@ -41,23 +42,9 @@ def make_job(ucfg: AttentionUnitConfig, keys: int, rng, scale=(1.0, 1.0, 1.0)):
 
 def streams(ucfg, keys, q_fix, cache):
     ports = by_name(attention_ports(ucfg))
-    L, NB, blk = ucfg.lanes, ucfg.beats, ucfg.attention.block
     qq, qm, qe = quantize_int8(q_fix, ucfg.attention.scale_bits)
-
-    def row(elems, m, e):
-        return [ports["kv"].pack({"elems": elems[b * L:(b + 1) * L], "m": m, "e": e}) for b in range(NB)]
-
-    q_beats = []
-    for h in range(ucfg.group):
-        q_beats += row(qq[0, h], qm[0, h], qe[0, h])
-    kv = []
-    for j0 in range(0, keys, blk):
-        js = range(j0, min(j0 + blk, keys))
-        for j in js:
-            kv += row(cache.k_q[j, 0], cache.k_m[j, 0], cache.k_e[j, 0])
-        for j in js:
-            kv += row(cache.v_q[j, 0], cache.v_m[j, 0], cache.v_e[j, 0])
-    return {"cmd": [ports["cmd"].pack({"keys": keys})], "q": q_beats, "kv": kv}
+    return {"cmd": [ports["cmd"].pack({"keys": keys})], "q": q_beats(ucfg, qq[0], qm[0], qe[0]),
+            "kv": cache_beats(ucfg, cache, 0, keys)}
 
 
 def run(ucfg, ins, seed=0, p_valid=1.0, p_ready=1.0, final=None, n_out=None):

@@ -1,0 +1,367 @@
+"""The decoder-layer top: one Llama/Qwen2-form decoder layer for one decode token, exactly
+``sim.hwlayer.HwDecoderLayer.compute`` (docs/NUMERIC.md, "Attention and vector units");
+ports, schedule and timing in hw/LAYER.md.
+
+The host sends one command per layer and token (``cmd``: the position) and serves the
+memory-side streams in the order the schedule reads them; the layer sequences its units:
+
+* the GEMV engine (hw/engine.py) for q, k, v, o, gate, up, down, each matrix's codebook
+  and requantization constants loaded just before its command;
+* the vector unit: two RMSNorms (hw/rmsnorm.py), RoPE (hw/rope.py), three int8
+  quantizers (hw/int8quant.py: the K/V rows, the queries, the engine's o/down inputs),
+  SiLU·mul (hw/silumul.py), two requantizers (hw/requant.py; one adds the residual);
+* the attention unit (hw/attention.py), one job per KV head;
+* the vector memory (hw/vecmem.py), whose two readers and one write port every step
+  streams through, beside stream glue (hw/lanepacker.py, hw/serializer.py).
+
+Schedule (``Phase``): HIN (h into the memory and norm 1) · per matrix CB (its 27 codebook
+entries), MAT (its constants), CMD (the engine command), RUN (results requantized into
+the memory) · after v: ROPE (q and k heads, in place) · KVW (the new K and V rows out) ·
+ATT (one attention job per KV head, its query heads quantized on the way in, the output
+into the memory) · o (the attention output quantized into the engine, the rows added to
+the residual) · NORM2 (norm 2 fed from the residual) · gate, up · down (SiLU·mul of gate
+and up quantized into the engine, added to the residual) · HOUT.
+
+The RMSNorm weights and constants of the two norms are build parameters (``norms``), the
+rest of a layer's parameters stream in per command.
+"""
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+
+from ..layerconfig import LayerConfig
+from ..layerports import layer_ports
+from .attention import AttentionUnit
+from .engine import GemvEngine
+from .fixedops import saturate
+from .indexing import pick
+from .int8quant import Int8Quantizer
+from .lanepacker import LanePacker
+from .requant import Requantize
+from .rmsnorm import RmsNorm
+from .rope import Rope
+from .serializer import Serializer
+from .signature import members
+from .silumul import SiluMul
+from .vecmem import VectorMemory
+
+#: codebook entries loaded per matrix
+CODEBOOK_ENTRIES = 27
+
+
+class Phase(enum.Enum):
+    IDLE = 0
+    HIN = 1
+    CB = 2
+    MAT = 3
+    CMD = 4
+    RUN = 5
+    ROPE = 6
+    KVW = 7
+    ATT = 8
+    NORM2 = 9
+    HOUT = 10
+
+
+class Dst(enum.Enum):
+    """Where a vector-memory reader's elements go."""
+    NONE = 0
+    ROPE = 1
+    QUANT_KV = 2
+    QUANT_Q = 3
+    QUANT_ACT = 4
+    NORM2 = 5
+    SILU = 6
+    RESIDUAL = 7
+    HOUT = 8
+
+
+class DecoderLayer(wiring.Component):
+    """Ports (tritforge/layerports.py): ``cmd``, ``h_in``, ``cb``, ``mat``, ``w``, ``cs``,
+    ``kv_rd`` in; ``kv_wr``, ``h_out``; ``err``, ``busy``. ``norms``: the two RMSNorms'
+    ``IntNormWeights`` (g_q, gamma_frac, eps_q)."""
+
+    def __new__(cls, lcfg: LayerConfig, norms):
+        if not isinstance(lcfg, LayerConfig):
+            raise TypeError(f"DecoderLayer lcfg must be a LayerConfig, not {lcfg!r}")
+        if len(norms) != 2 or any(len(n.g_q) != lcfg.hidden for n in norms):
+            raise ValueError(f"DecoderLayer norms must be two RMSNorm weights of {lcfg.hidden} elements")
+        return super().__new__(cls)
+
+    def __init__(self, lcfg: LayerConfig, norms):
+        self.lcfg, self.norms = lcfg, tuple(norms)
+        super().__init__(members(layer_ports(lcfg)))
+
+    def elaborate(self, platform):
+        lc = self.lcfg
+        ecfg, v = lc.accel.engine, lc.accel.vector
+        RB, B, FR = v.resid_bits, v.scale_bits, v.resid_frac_bits
+        H, hd, L = lc.hidden, lc.head_dim, lc.lanes
+        reg = lc.regions
+        mats = lc.matrices
+        acc_bits = ecfg.widths.acc
+        m = Module()
+
+        # ---- units ---------------------------------------------------------------------
+        sub = m.submodules
+        sub.mem = mem = VectorMemory(RB, lc.memory_depth, readers=2)
+        sub.engine = eng = GemvEngine(ecfg)
+        norm1, norm2 = (RmsNorm(v, H, n.gamma_frac, n.eps_q, g_q=n.g_q) for n in self.norms)
+        sub.norm1, sub.norm2 = norm1, norm2
+        sub.quant_kv = qkv = Int8Quantizer(RB - 1, B, hd)
+        sub.quant_q = qq = Int8Quantizer(RB - 1, B, hd)
+        sub.quant_act = qa = Int8Quantizer(RB - 1, B, max(lc.qdim, lc.intermediate))
+        sub.act_pack = apk = LanePacker(16, B)
+        sub.kv_pack = kvpk = LanePacker(L, B)
+        sub.q_pack = qpk = LanePacker(L, B)
+        sub.rope = rope = Rope(v, hd)
+        sub.silu = silu = SiluMul(v)
+        sub.requant = rq = Requantize(v, acc_bits)
+        sub.requant_res = rqr = Requantize(v, acc_bits, residual=True)
+        sub.res_ser = rser = Serializer(acc_bits, ecfg.rows, max(mt.out_features for mt in mats))
+        sub.attention = att = AttentionUnit(lc.attention_unit)
+        sub.att_ser = aser = Serializer(RB, L, lc.qdim)
+        rd0, rd1 = mem.rd0, mem.rd1
+
+        # ---- state ---------------------------------------------------------------------
+        phase = Signal(Phase)
+        mi = Signal(range(len(mats)))                 # the matrix
+        pos = Signal(len(self.cmd.payload.pos))
+        cnt = Signal(range(max(lc.memory_depth, CODEBOOK_ENTRIES) + 1))   # the phase's element count
+        issued = Signal(range(2 * max(lc.heads, lc.kv_heads) + 2))        # reader commands issued
+        jobs = Signal(range(lc.kv_heads + 1))          # attention commands issued
+        resid = Signal()                               # the residual reader was started
+        dst0, dst1 = Signal(Dst), Signal(Dst)
+        x_m, x_e = Signal(B), Signal(signed(len(apk.o.payload.e) + 2))
+        hm, he, pre = Signal(B), Signal(signed(len(self.mat.payload.he))), Signal(len(self.mat.payload.a))
+        err = Signal()
+
+        def const(values, shape=None):
+            return pick([Const(int(x), shape) for x in values], mi)
+
+        tiles = const([ecfg.tiles(mt.out_features) for mt in mats], range(ecfg.tiles_max + 1))
+        groups = const([mt.groups for mt in mats], range(ecfg.max_groups + 1))
+        outs = const([mt.out_features for mt in mats], range(max(mt.out_features for mt in mats) + 1))
+        loads = const([mt.load for mt in mats], 1)
+        residual = const([mt.residual for mt in mats], 1)
+        bases = const([reg[mt.dst][0] for mt in mats], range(lc.memory_depth))
+        e_frac = const([FR if mt.name in ("o", "down") else 0 for mt in mats], range(FR + 1))
+
+        m.d.comb += [self.busy.eq(phase != Phase.IDLE), self.err.eq(err | eng.err | att.err)]
+
+        # ---- memory-side streams straight into their units ------------------------------
+        wiring.connect(m, wiring.flipped(self.w), eng.w)
+        wiring.connect(m, wiring.flipped(self.cs), rope.cs)
+        wiring.connect(m, wiring.flipped(self.kv_rd), att.kv)
+        wiring.connect(m, kvpk.o, wiring.flipped(self.kv_wr))
+        wiring.connect(m, qpk.o, att.q)
+        wiring.connect(m, qkv.o, kvpk.i)
+        wiring.connect(m, qq.o, qpk.i)
+        m.d.comb += [aser.i.valid.eq(att.out.valid), aser.i.payload.items.eq(att.out.payload.elems),
+                     att.out.ready.eq(aser.i.ready), aser.limit.eq(lc.qdim)]
+        m.d.comb += [eng.cb.payload.eq(self.cb.payload),
+                     eng.cb.valid.eq(self.cb.valid & (phase == Phase.CB)),
+                     self.cb.ready.eq(phase == Phase.CB)]
+        m.d.comb += [rser.i.valid.eq(eng.res.valid), rser.i.payload.items.eq(eng.res.payload.acc),
+                     eng.res.ready.eq(rser.i.ready), rser.limit.eq(outs)]
+
+        # ---- the engine's activation words: from norm 1, norm 2 or the act quantizer ----
+        src = Signal(range(3))
+        m.d.comb += src.eq(Mux(mi == 0, 0, Mux(mi == 4, 1, 2)))
+        for k, unit in enumerate((norm1, norm2, qa)):
+            with m.If(src == k):
+                m.d.comb += [apk.i.valid.eq(unit.o.valid), apk.i.payload.eq(unit.o.payload),
+                             unit.o.ready.eq(apk.i.ready)]
+        m.d.comb += [eng.act.valid.eq(apk.o.valid), eng.act.payload.eq(apk.o.payload.elems.as_value()),
+                     apk.o.ready.eq(eng.act.ready)]
+        with m.If(apk.o.valid & apk.o.ready):
+            m.d.sync += [x_m.eq(apk.o.payload.m), x_e.eq(apk.o.payload.e + e_frac)]
+
+        # ---- engine results -> requantizer -> memory ------------------------------------
+        # the vector's step times the matrix's host_scale (scale_mul of two normalized
+        # B-bit mantissas: 2B - 1 or 2B bits)
+        prod = Signal(2 * B)
+        top = Signal()
+        cm, ce = Signal(B), Signal(signed(len(x_e) + 2))
+        m.d.comb += [prod.eq(x_m * hm), top.eq(prod[2 * B - 1]),
+                     cm.eq(Mux(top, prod[B:], prod[B - 1:2 * B - 1])), ce.eq(x_e + he - Mux(top, B, B - 1))]
+        for unit in (rq, rqr):
+            m.d.comb += [unit.i.payload.acc.eq(rser.o.payload.x), unit.i.payload.m.eq(cm),
+                         unit.i.payload.e.eq(ce), unit.i.payload.a.eq(pre)]
+        m.d.comb += rqr.i.payload.res.eq(rd1.payload.x)
+        e_lim = 1 << (len(rq.i.payload.e) - 1)
+        with m.If(rser.o.valid & ((ce >= e_lim) | (ce < -e_lim))):
+            m.d.sync += err.eq(1)                      # a step outside the requantizer's range
+        with m.If(residual):
+            m.d.comb += [rqr.i.valid.eq(rser.o.valid & rd1.valid & (dst1 == Dst.RESIDUAL)),
+                         rser.o.ready.eq(rqr.i.ready & rd1.valid & (dst1 == Dst.RESIDUAL))]
+        with m.Else():
+            m.d.comb += [rq.i.valid.eq(rser.o.valid), rser.o.ready.eq(rq.i.ready)]
+        m.d.comb += [rq.o.ready.eq(1), rqr.o.ready.eq(1)]
+
+        # ---- vector-memory readers to their destinations --------------------------------
+        x0, x1 = rd0.payload.x, rd1.payload.x
+        for d, (valid, ready, payload) in {
+            Dst.ROPE: (rope.x.valid, rope.x.ready, [rope.x.payload.x.eq(x0)]),
+            Dst.QUANT_KV: (qkv.i.valid, qkv.i.ready, [qkv.i.payload.v.eq(x0), qkv.i.payload.last.eq(rd0.payload.last)]),
+            Dst.QUANT_Q: (qq.i.valid, qq.i.ready, [qq.i.payload.v.eq(x0), qq.i.payload.last.eq(rd0.payload.last)]),
+            Dst.QUANT_ACT: (qa.i.valid, qa.i.ready, [qa.i.payload.v.eq(x0), qa.i.payload.last.eq(rd0.payload.last)]),
+            Dst.NORM2: (norm2.h.valid, norm2.h.ready, [norm2.h.payload.h.eq(x0)]),
+            Dst.HOUT: (self.h_out.valid, self.h_out.ready, [self.h_out.payload.h.eq(x0)]),
+        }.items():
+            with m.If(dst0 == d):
+                m.d.comb += [valid.eq(rd0.valid), rd0.ready.eq(ready)] + payload
+        # SiLU·mul takes gate (reader 0) and up (reader 1) together; its product feeds the
+        # act quantizer
+        with m.If(dst0 == Dst.SILU):
+            both = rd0.valid & rd1.valid
+            m.d.comb += [silu.i.valid.eq(both), silu.i.payload.g.eq(x0), silu.i.payload.u.eq(x1),
+                         rd0.ready.eq(both & silu.i.ready), rd1.ready.eq(both & silu.i.ready)]
+        silu_last = Signal()
+        silu_cnt = Signal(range(lc.intermediate + 1))
+        with m.If(silu.o.valid & silu.o.ready):
+            m.d.sync += silu_cnt.eq(Mux(silu_last, 0, silu_cnt + 1))
+        m.d.comb += silu_last.eq(silu_cnt == lc.intermediate - 1)
+        with m.If(mi == 6):
+            m.d.comb += [qa.i.valid.eq(silu.o.valid), qa.i.payload.v.eq(silu.o.payload.y),
+                         qa.i.payload.last.eq(silu_last), silu.o.ready.eq(qa.i.ready)]
+        with m.If(dst1 == Dst.RESIDUAL):
+            m.d.comb += rd1.ready.eq(rqr.i.ready & rser.o.valid)
+
+        # ---- the write port -------------------------------------------------------------
+        wr = mem.wr
+        with m.If(phase == Phase.HIN):
+            m.d.comb += [wr.valid.eq(self.h_in.valid & norm1.h.ready), wr.payload.addr.eq(reg["h"][0] + cnt),
+                         wr.payload.x.eq(self.h_in.payload.h)]
+        with m.If(phase == Phase.RUN):
+            with m.If(residual):
+                m.d.comb += [wr.valid.eq(rqr.o.valid), wr.payload.x.eq(rqr.o.payload.y)]
+            with m.Else():
+                m.d.comb += [wr.valid.eq(rq.o.valid), wr.payload.x.eq(rq.o.payload.y)]
+            m.d.comb += wr.payload.addr.eq(bases + cnt)
+        with m.If(phase == Phase.ROPE):
+            m.d.comb += [wr.valid.eq(rope.o.valid), wr.payload.addr.eq(reg["q"][0] + cnt),
+                         wr.payload.x.eq(saturate(rope.o.payload.y, RB)), rope.o.ready.eq(1)]
+        with m.If(phase == Phase.ATT):
+            m.d.comb += [wr.valid.eq(aser.o.valid), wr.payload.addr.eq(reg["a"][0] + cnt),
+                         wr.payload.x.eq(aser.o.payload.x), aser.o.ready.eq(1)]
+        written = wr.valid & wr.ready
+
+        # ---- sequencer ------------------------------------------------------------------
+        def read(cmd, dst_reg, dst, base, n, when=1):
+            """Offer a read command (base, n) to a reader; where it is taken (the reader
+            was idle and ``when`` holds), its elements go to ``dst``. Returns the taken
+            condition."""
+            m.d.comb += [cmd.valid.eq(when), cmd.payload.base.eq(base), cmd.payload.n.eq(n)]
+            with m.If(cmd.ready & when):
+                m.d.sync += dst_reg.eq(dst)
+            return cmd.ready & when
+
+        def goto(p, matrix=None):
+            m.d.sync += [phase.eq(p), cnt.eq(0), issued.eq(0)]
+            if matrix is not None:
+                m.d.sync += mi.eq(matrix)
+
+        with m.If(phase == Phase.IDLE):
+            m.d.comb += self.cmd.ready.eq(1)
+            with m.If(self.cmd.valid):
+                m.d.sync += [pos.eq(self.cmd.payload.pos), jobs.eq(0)]
+                goto(Phase.HIN, matrix=0)
+        with m.If(phase == Phase.HIN):
+            m.d.comb += [norm1.h.valid.eq(self.h_in.valid), norm1.h.payload.h.eq(self.h_in.payload.h),
+                         self.h_in.ready.eq(norm1.h.ready)]
+            with m.If(written):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == H - 1):
+                    goto(Phase.CB)
+        with m.If(phase == Phase.CB):
+            # a matrix's input feed starts beside its codebook: o from the attention
+            # output, down from SiLU·mul of gate and up
+            with m.If((mi == 3) & (issued == 0)):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_ACT, reg["a"][0], lc.qdim)):
+                    m.d.sync += issued.eq(1)
+            with m.If((mi == 6) & (issued == 0)):
+                both = mem.rd0_cmd.ready & mem.rd1_cmd.ready
+                read(mem.rd1_cmd, dst1, Dst.SILU, reg["u"][0], lc.intermediate, when=both)
+                with m.If(read(mem.rd0_cmd, dst0, Dst.SILU, reg["g"][0], lc.intermediate, when=both)):
+                    m.d.sync += issued.eq(1)
+            with m.If(self.cb.valid):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == CODEBOOK_ENTRIES - 1):
+                    m.d.sync += [phase.eq(Phase.MAT), cnt.eq(0)]
+        with m.If(phase == Phase.MAT):
+            m.d.comb += self.mat.ready.eq(1)
+            with m.If(self.mat.valid):
+                p = self.mat.payload
+                m.d.sync += [hm.eq(p.hm), he.eq(p.he), pre.eq(p.a), phase.eq(Phase.CMD)]
+        with m.If(phase == Phase.CMD):
+            c = eng.cmd.payload
+            m.d.comb += [eng.cmd.valid.eq(1), c.last_group.eq(groups - 1), c.last_tile.eq(tiles - 1),
+                         c.load_act.eq(loads), rser.start.eq(1)]
+            with m.If(eng.cmd.ready):
+                m.d.sync += [phase.eq(Phase.RUN), cnt.eq(0), resid.eq(0)]
+        with m.If(phase == Phase.RUN):
+            # the residual reader, once reader 1 is free (after the SiLU feed for down)
+            with m.If(residual & ~resid):
+                with m.If(read(mem.rd1_cmd, dst1, Dst.RESIDUAL, reg["h"][0], H)):
+                    m.d.sync += resid.eq(1)
+            with m.If(written):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == outs - 1):
+                    nxt = {0: Phase.CB, 1: Phase.CB, 2: Phase.ROPE, 3: Phase.NORM2, 4: Phase.CB,
+                           5: Phase.CB, 6: Phase.HOUT}
+                    for k, p in nxt.items():
+                        with m.If(mi == k):
+                            m.d.sync += [phase.eq(p), cnt.eq(0), issued.eq(0)]
+                    with m.If((mi != 2) & (mi != 3) & (mi != 6)):
+                        m.d.sync += mi.eq(mi + 1)
+        with m.If(phase == Phase.ROPE):
+            with m.If(issued == 0):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.ROPE, reg["q"][0], lc.qdim + lc.kvdim)):
+                    m.d.sync += issued.eq(1)
+            with m.If(written):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == lc.qdim + lc.kvdim - 1):
+                    goto(Phase.KVW)
+        with m.If(phase == Phase.KVW):
+            # per KV head its K row then its V row
+            with m.If(issued < 2 * lc.kv_heads):
+                head = issued >> 1
+                base = Mux(issued[0], reg["v"][0], reg["k"][0]) + head * hd
+                with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_KV, base, hd)):
+                    m.d.sync += issued.eq(issued + 1)
+            with m.If(self.kv_wr.valid & self.kv_wr.ready):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == 2 * lc.kv_heads * (hd // L) - 1):
+                    goto(Phase.ATT)
+        with m.If(phase == Phase.ATT):
+            with m.If(jobs < lc.kv_heads):
+                m.d.comb += [att.cmd.valid.eq(1), att.cmd.payload.keys.eq(pos + 1)]
+                with m.If(att.cmd.ready):
+                    m.d.sync += jobs.eq(jobs + 1)
+            with m.If(issued < lc.heads):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_Q, reg["q"][0] + issued * hd, hd)):
+                    m.d.sync += issued.eq(issued + 1)
+            with m.If(written):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == lc.qdim - 1):
+                    goto(Phase.CB, matrix=3)
+        with m.If(phase == Phase.NORM2):
+            with m.If(read(mem.rd0_cmd, dst0, Dst.NORM2, reg["h"][0], H)):
+                goto(Phase.CB, matrix=4)
+        with m.If(phase == Phase.HOUT):
+            with m.If(issued == 0):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.HOUT, reg["h"][0], H)):
+                    m.d.sync += issued.eq(1)
+            with m.If(self.h_out.valid & self.h_out.ready):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == H - 1):
+                    goto(Phase.IDLE)
+        with m.If(phase >= len(Phase)):
+            m.d.sync += phase.eq(Phase.IDLE)
+        # attention output: the serializer restarts with the phase
+        m.d.comb += aser.start.eq((phase == Phase.KVW))
+        return m

@@ -1,0 +1,66 @@
+"""The decoder-layer top's streams for one decode token, as the host and the board's memory
+serve them (hw/LAYER.md), and the outputs the integer contract says it must give.
+
+``layer_case(lcfg, layer, h, pos)`` takes a ``sim.hwlayer.HwDecoderLayer`` whose KV cache
+holds positions 0..pos-1, runs the golden layer for the token at ``pos`` (which appends its
+K and V rows to the cache) and returns the layer top's input streams as payload words of
+its port set (``tritforge.layerports``) with the expected ``h_out`` elements and
+``kv_wr`` beats.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..codec import layout
+from ..codec.introtary import rope_tables
+from ..layerconfig import LayerConfig
+from ..layerports import layer_ports
+from ..ports import by_name
+from .attentionstreams import cache_beats, row_beats
+
+
+@dataclass
+class LayerCase:
+    inputs: dict          #: port name -> payload words
+    h_out: np.ndarray     #: the new residual (hidden,)
+    kv_wr: list           #: the new K/V rows' beats, per KV head K then V
+
+
+def _gemvs(layer) -> dict:
+    return {"q": layer.q, "k": layer.k, "v": layer.v, "o": layer.o, "gate": layer.gate,
+            "up": layer.up, "down": layer.down}
+
+
+def layer_case(lcfg: LayerConfig, layer, h, pos: int) -> LayerCase:
+    ports = by_name(layer_ports(lcfg))
+    e = lcfg.accel.engine
+    v = lcfg.accel.vector
+    ucfg = lcfg.attention_unit
+    h = np.asarray(h, dtype=np.int64).reshape(lcfg.hidden)
+    y = layer.compute(h[None], np.array([pos]))[0]
+    gemv = _gemvs(layer)
+    cb, mat, w = [], [], []
+    for mt in lcfg.matrices:
+        g = gemv[mt.name]
+        t = g.lin.t
+        cb += [ports["cb"].pack({"index": i, "mantissa": int(t.codebook.mantissa[i]),
+                                 "shift": int(t.codebook.left_shift[i])}) for i in range(27)]
+        mat.append(ports["mat"].pack({"hm": g.hm, "he": g.he, "a": g.a}))
+        beats = layout.stream_beats(t.q, t.k, e.depth, e.rows).reshape(-1, e.beat_bytes)
+        w += [int.from_bytes(bytes(b), "little") for b in beats]
+    cos_q, sin_q = rope_tables([pos], layer.inv_freq, v.rope_frac_bits, layer.rope_scaling,
+                               lcfg.accel.attention.max_context)
+    row = [ports["cs"].pack({"c": int(c), "s": int(s)}) for c, s in zip(cos_q[0], sin_q[0])]
+    cs = row * (lcfg.heads + lcfg.kv_heads)
+    c = layer.cache
+    kv_rd, kv_wr = [], []
+    for j in range(lcfg.kv_heads):
+        kv_rd += cache_beats(ucfg, c, j, pos + 1)
+        kv_wr += row_beats(ucfg, c.k_q[pos, j], c.k_m[pos, j], c.k_e[pos, j])
+        kv_wr += row_beats(ucfg, c.v_q[pos, j], c.v_m[pos, j], c.v_e[pos, j])
+    inputs = {"cmd": [ports["cmd"].pack({"pos": pos})],
+              "h_in": [ports["h_in"].pack({"h": int(x)}) for x in h],
+              "cb": cb, "mat": mat, "w": w, "cs": cs, "kv_rd": kv_rd}
+    return LayerCase(inputs, y, kv_wr)

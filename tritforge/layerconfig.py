@@ -1,0 +1,121 @@
+"""LayerConfig: one build of the decoder-layer top (hw/layer.py) — the model's layer shape
+and the accelerator (``AccelConfig``: GEMV engine, attention and vector units) it runs on.
+
+The facts the layer's RTL, its port set (tritforge/layerports.py), the tests and the
+driver share are derived here once: the seven matrices in schedule order with their
+shapes, sources and destinations, and the map of the on-chip vector memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .accelconfig import AccelConfig
+from .attentionunit import AttentionUnitConfig
+from .codec import layout
+from .errors import TritforgeError
+from .hwconfig import HwConfig
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """One projection of the layer, in schedule order."""
+
+    name: str
+    in_features: int
+    out_features: int
+    load: bool          #: loads its input vector (False: reuses the previous matrix's)
+    dst: str            #: the vector-memory region its requantized rows go to
+    residual: bool      #: the rows are added to the residual (o_proj, down_proj)
+
+    @property
+    def groups(self) -> int:
+        return self.in_features // layout.GROUP
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """A decoder layer (Llama / Qwen2 form, decode: one token) and the accelerator."""
+
+    hidden: int = 576
+    intermediate: int = 1536
+    heads: int = 9
+    kv_heads: int = 3
+    head_dim: int = 64
+    accel: AccelConfig = field(default_factory=lambda: AccelConfig(engine=HwConfig(max_in_features=1536,
+                                                                                   max_out_features=1536)))
+    lanes: int = 16     #: the attention unit's int8 elements per beat
+
+    def __post_init__(self):
+        o = "LayerConfig"
+        for name in ("hidden", "intermediate", "heads", "kv_heads", "head_dim", "lanes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TritforgeError(f"{o} {name}={v!r}: expected a positive integer")
+        if not isinstance(self.accel, AccelConfig):
+            raise TritforgeError(f"{o} accel={self.accel!r}: expected an AccelConfig")
+        for name in ("hidden", "intermediate", "qdim", "kvdim"):
+            if getattr(self, name) % layout.GROUP:
+                raise TritforgeError(f"{o} {name}={getattr(self, name)}: expected a multiple of "
+                                     f"{layout.GROUP} (the engine's group)")
+        if self.heads % self.kv_heads:
+            raise TritforgeError(f"{o}: {self.heads} query heads do not share {self.kv_heads} KV heads evenly")
+        e = self.accel.engine
+        if e.vectors != 1:
+            raise TritforgeError(f"{o}: engine vectors={e.vectors}; the layer top runs decode (vectors=1)")
+        widest_in = max(m.in_features for m in self.matrices)
+        widest_out = max(m.out_features for m in self.matrices)
+        if e.max_in_features < widest_in or e.max_out_features < widest_out:
+            raise TritforgeError(f"{o}: engine max_in_features={e.max_in_features} / max_out_features="
+                                 f"{e.max_out_features}; the layer needs {widest_in} / {widest_out}")
+        self.attention_unit                                  # its own checks
+
+    @property
+    def qdim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kvdim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def group(self) -> int:
+        return self.heads // self.kv_heads
+
+    @property
+    def attention_unit(self) -> AttentionUnitConfig:
+        return AttentionUnitConfig(head_dim=self.head_dim, group=self.group, lanes=self.lanes,
+                                   attention=self.accel.attention, vector=self.accel.vector)
+
+    @property
+    def matrices(self) -> tuple[Matrix, ...]:
+        """q, k, v, o, gate, up, down in schedule order."""
+        H, I, Q, KV = self.hidden, self.intermediate, self.qdim, self.kvdim
+        return (Matrix("q", H, Q, True, "q", False), Matrix("k", H, KV, False, "k", False),
+                Matrix("v", H, KV, False, "v", False), Matrix("o", Q, H, True, "h", True),
+                Matrix("gate", H, I, True, "g", False), Matrix("up", H, I, False, "u", False),
+                Matrix("down", I, H, True, "h", True))
+
+    @property
+    def regions(self) -> dict[str, tuple[int, int]]:
+        """The vector memory: region -> (base, elements). h: the residual; q, k, v: the
+        projections (heads in order); a: the attention output; g, u: gate and up."""
+        out, at = {}, 0
+        for name, n in (("h", self.hidden), ("q", self.qdim), ("k", self.kvdim), ("v", self.kvdim),
+                        ("a", self.qdim), ("g", self.intermediate), ("u", self.intermediate)):
+            out[name] = (at, n)
+            at += n
+        return out
+
+    @property
+    def memory_depth(self) -> int:
+        return sum(n for _, n in self.regions.values())
+
+    @classmethod
+    def for_model(cls, config, accel: AccelConfig | None = None, lanes: int = 16) -> "LayerConfig":
+        """The build for a transformers config (Llama / Qwen2 form)."""
+        hd = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        widest = max(config.hidden_size, config.intermediate_size, config.num_attention_heads * hd)
+        accel = accel or AccelConfig(engine=HwConfig(max_in_features=widest, max_out_features=widest))
+        return cls(hidden=config.hidden_size, intermediate=config.intermediate_size,
+                   heads=config.num_attention_heads, kv_heads=config.num_key_value_heads, head_dim=hd,
+                   accel=accel, lanes=lanes)
