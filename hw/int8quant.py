@@ -1,9 +1,11 @@
 """Symmetric int8 quantization of a vector, exactly ``codec.fixedpoint.quantize_int8``.
 
-Per vector (its elements |v| < 2^in_bits arrive one per cycle, ``last`` on the final one):
+Per vector (its elements |v| < 2^in_bits arrive in beats of ``lanes``, one beat per
+cycle, ``last`` on the final beat):
 
-1. receive: every element is written to a buffer (``lib.memory``, ``max_n`` deep) while a
-   register keeps mu = max |v|;
+1. receive: every beat is written to a buffer (``lib.memory``, one word per beat, room for
+   ``max_n`` elements; a longer vector is outside the contract) while a register keeps
+   mu = max |v|;
 2. one cycle: K = bitlen(mu) + B (mu = 0 counts as 1) and the numerator 127 · 2^K go to a
    sequential restoring divider (``hw.divider.RestoringDivider``, B + 8 quotient bits:
    127 · 2^K / mu < 2^(B+8)), and mu · M127 (1/127 as a B-bit multiplier,
@@ -11,7 +13,7 @@ Per vector (its elements |v| < 2^in_bits arrive one per cycle, ``last`` on the f
 3. when the divider is done: R = floor(127 · 2^K / mu), and the step
    (m, e) = normalize(mu · M127) (m = that product >> k, k = bitlen - B >= 0, e = e127 - k;
    an all-zero vector's step is m = 2^(B-1), e = B - 1);
-4. output pass: the buffer is read in order and each element goes through a pipeline of
+4. output pass: the buffer is read in order and each beat goes through a pipeline of
    ``out_stages`` = 5 registers: the read, the multiplier v · R (``hw.multiplier``, three
    stages), then x_q = clamp(rshift_round(v · R, K), ±127), which leaves with the step and
    ``last``.
@@ -20,9 +22,9 @@ Per vector (its elements |v| < 2^in_bits arrive one per cycle, ``last`` on the f
 pass; the lanes' |v| meet in a compare tree before the running max, each lane has its own
 multiplier and clamp, the buffer's word is a beat); a vector is ceil(n / lanes) beats,
 its last beat filled with zeros if n is not a multiple (zeros change neither mu nor the
-other elements; their x_q are 0). The buffer holds one vector: the next vector is accepted once every element of this one has
-been read (its tail may still be in the output pipeline), and its R and step replace this
-one's only when that pipeline is empty.
+other elements; their x_q are 0). The buffer holds one vector: the next vector is
+accepted once every beat of this one has been read (its tail may still be in the output
+pipeline), and its R and step replace this one's only when that pipeline is empty.
 
 Cycles for a vector of N = ceil(n / lanes) beats without stalls, first input accepted to
 last output (``sim.vectorcycles.int8quant_cycles``): N (receive) + 1 (K) + B + 9
