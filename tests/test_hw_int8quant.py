@@ -90,7 +90,6 @@ def test_converts_to_verilog():
     convert(Int8Quantizer(39, 16, 1536), int8quant_ports(39, 16))
 
 
-@pytest.mark.slow
 def test_smollm2_sized_vectors():
     """The attention output (576) and the SiLU·mul output (1536) of SmolLM2-135M."""
     rng = np.random.default_rng(11)

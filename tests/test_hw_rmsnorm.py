@@ -2,9 +2,8 @@
 random residuals and extremes (zero vector with and without eps, the largest magnitudes
 of either sign, one spike among small values, values below the pre-shift), vectors back
 to back under stalls, gamma loaded through the ``g`` port or at construction, one and
-several lanes; cycles
-against sim.vectorcycles; parameter checks; Verilog. The SmolLM2-sized case (n = 576) is
-marked slow."""
+several lanes; cycles against sim.vectorcycles; parameter checks; Verilog; the
+SmolLM2-sized case (n = 576)."""
 from __future__ import annotations
 
 import numpy as np
@@ -91,7 +90,6 @@ def test_cycles_match_closed_form(vc, n, lanes):
     assert r.cycles == rmsnorm_cycles(n, vc, lanes)
 
 
-@pytest.mark.slow
 def test_smollm2_sized_vector():
     vc = VectorConfig()
     w = weights(vc, 576, 7)

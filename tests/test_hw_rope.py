@@ -2,7 +2,7 @@
 back to back with their own cos/sin rows (host tables from rope_tables, and the extremes
 of the cs port's range), the largest inputs of either sign (saturation to x_bits + 2),
 under stalls on all three streams, one and several lanes; cycles; parameter checks; Verilog. The SmolLM2-sized
-head (head_dim 64) runs by default; max_head_dim 256 is marked slow."""
+head (head_dim 64) and max_head_dim 256."""
 from __future__ import annotations
 
 import numpy as np
@@ -85,7 +85,6 @@ def test_cycles_match_closed_form(hd, lanes):
     assert r.cycles == rope_cycles(hd, lanes)
 
 
-@pytest.mark.slow
 def test_max_head_dim():
     vc = VectorConfig()
     hs = heads(vc, 256, 31, 16, 3, 6)
