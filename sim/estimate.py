@@ -112,13 +112,14 @@ def load_shape(spec: str) -> dict:
 
 def check_shape(shape: dict, where: str = "model config") -> dict:
     """Validate the fields the estimator needs and fill the derived ones."""
-    missing = [k for k in _REQUIRED if k not in shape]
+    missing = [k for k in _REQUIRED if shape.get(k) is None]
     if missing:
         raise TritforgeError(f"model config {where}: missing {missing} (expected an HF config.json "
                              "of a Llama/Qwen2-style decoder)")
     validate(ModelShape, shape, f"model config {where}")      # every field's rule
     out = dict(shape)
-    out.setdefault("num_key_value_heads", out["num_attention_heads"])
+    if out.get("num_key_value_heads") is None:
+        out["num_key_value_heads"] = out["num_attention_heads"]
     if out.get("head_dim") is None:
         if out["hidden_size"] % out["num_attention_heads"]:
             raise TritforgeError(f"model config {where}: hidden_size {out['hidden_size']} is not a "
@@ -126,7 +127,8 @@ def check_shape(shape: dict, where: str = "model config") -> dict:
         out["head_dim"] = out["hidden_size"] // out["num_attention_heads"]
     if out["num_attention_heads"] % out["num_key_value_heads"]:
         raise TritforgeError(f"model config {where}: num_attention_heads is not a multiple of num_key_value_heads")
-    out.setdefault("vocab_size", 0)
+    if out.get("vocab_size") is None:
+        out["vocab_size"] = 0
     return out
 
 

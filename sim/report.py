@@ -76,7 +76,7 @@ def _macs(layer: dict) -> int:
 
 def _plot_roofline(result: dict, path: str) -> None:
     board, layers = result["board"], result["layers"]
-    hw = result.get("hwconfig", {})
+    hw = (result.get("hwconfig") or {})
     rows = hw.get("rows", board.get("rows", 1))
     peak = rows * 16 * board["clock_mhz"] * 1e6                       # MAC/s
     bw = board["bandwidth_gbs"] * 1e9
@@ -191,7 +191,7 @@ def _plot_sweep(result: dict, path: str) -> None:
     for ax in (a1, a2, a3, a4):
         ax.set_xlabel("context (tokens in the KV cache)")
         ax.grid(True, alpha=0.2)
-    fig.suptitle(f"{result.get('model', {}).get('name', 'model')} on {result['board']['name']}: context sweep "
+    fig.suptitle(f"{(result.get('model') or {}).get('name', 'model')} on {result['board']['name']}: context sweep "
                  f"0..{ctx[-1]:,}")
     fig.savefig(path, dpi=110)
 
@@ -244,8 +244,8 @@ def kinds_table(result: dict) -> list[dict]:
 def summary(result: dict) -> list[tuple[str, str]]:
     """(label, value) rows of the headline figures."""
     pt, board, table = result["per_token"], result["board"], result["energy_table"]
-    model = result.get("model", {})
-    hw = result.get("hwconfig", {})
+    model = (result.get("model") or {})
+    hw = (result.get("hwconfig") or {})
     out = [("model", f"{model.get('name', '?')} ({model.get('arch', '?')}, {model.get('layers', '?')} layers, "
                      f"hidden {model.get('hidden', '?')})"),
            ("config / mode", f"{result.get('config', '?')} / {result.get('mode', '?')}"),
@@ -254,14 +254,14 @@ def summary(result: dict) -> list[tuple[str, str]]:
            ("array", f"R = {hw.get('rows', board.get('rows', '?'))} rows, T = {hw.get('vectors', board.get('vectors', '?'))}"
                      f" vectors, d = {hw.get('depth', '?')}"),
            ("energy table", f"{table['name']} {table['version']} ({table.get('path', '')})")]
-    if "tokens" in result:
+    if result.get("tokens"):
         out.append(("tokens", f"{result['tokens'].get('prompt', '?')} prompt, {result['tokens'].get('generated', '?')} generated"))
-    timing = result.get("timing", {})
+    timing = (result.get("timing") or {})
     for key, label in (("ttft_s", "time to first token (s)"), ("prefill_cycles", "prefill cycles"),
                        ("decode_cycles_per_token", "decode cycles per token"),
                        ("decode_tokens_per_s", "decode tokens/s"),
                        ("wall_s_per_token", "simulation wall time per token (s)")):
-        if key in timing:
+        if timing.get(key) is not None:
             out.append((label, _fmt(timing[key])))
     mark = {"compute": "", "memory": ""}
     mark[pt["bound"]] = "  <- binds"
@@ -269,16 +269,16 @@ def summary(result: dict) -> list[tuple[str, str]]:
             ("tokens/s, memory bound", _fmt(pt["tokens_per_s_memory"]) + mark["memory"]),
             ("tokens/s, estimate", _fmt(pt["tokens_per_s"])),
             ("energy per token (J)", _fmt(pt["energy_j"]))]
-    if "weight_bytes" in pt:
+    if pt.get("weight_bytes") is not None:
         out.append(("weight bytes per token", _fmt(pt["weight_bytes"])))
-    if "memory_efficiency" in pt:
+    if pt.get("memory_efficiency") is not None:
         out.append(("memory", f"{100 * pt['memory_efficiency']:.1f} % of peak sustained "
                               f"({_fmt(pt['sustained_gbs'])} GB/s)"))
-    if "static_w" in pt:
+    if pt.get("static_w") is not None:
         out.append(("static power", f"board {pt['static_w']:g} W + DRAM background {pt['dram_background_w']:g} W"))
-    if "context" in pt:
+    if pt.get("context") is not None:
         out.append(("context", f"{pt['context']:,} tokens"))
-    if "bytes" in pt:
+    if pt.get("bytes") is not None:
         out.append(("bytes per token", ", ".join(f"{k} {_fmt(v)}" for k, v in pt["bytes"].items())))
     fit = result.get("memory_fit")
     if fit:
@@ -303,7 +303,7 @@ _KIND_COLS = (("kind", "kind"), ("shape", "out x in"), ("count", "count"), ("cyc
 
 
 def _markdown(result: dict) -> str:
-    lines = [f"# tritforge report: {result.get('model', {}).get('name', 'run')}", "",
+    lines = [f"# tritforge report: {(result.get('model') or {}).get('name', 'run')}", "",
              "| | |", "|---|---|"]
     lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in summary(result)]
     if result.get("generated_text"):
@@ -349,7 +349,7 @@ def _img(folder: str, name: str, alt: str) -> str:
 
 
 def _html(result: dict, folder: str) -> str:
-    title = f"tritforge report: {result.get('model', {}).get('name', 'run')}"
+    title = f"tritforge report: {(result.get('model') or {}).get('name', 'run')}"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"

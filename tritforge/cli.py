@@ -70,7 +70,10 @@ class _Signals:
             raise atomic.Interrupted(signum)
 
     @contextlib.contextmanager
-    def installed(self):
+    def installed(self, restore: bool):
+        """The handler while the command runs; afterwards the previous handlers (``restore``:
+        a caller in the same process) or none: the console script only exits, and a signal
+        during the interpreter's shutdown must not interrupt it halfway."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -79,7 +82,7 @@ class _Signals:
             yield
         finally:
             for s, h in saved.items():
-                signal.signal(s, h)
+                signal.signal(s, h if restore else signal.SIG_IGN)
 
 
 def _interrupted(name: str, signum, tx) -> int:
@@ -94,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     signals = _Signals()
     name, tx = "tritforge", None
     try:
-        with signals.installed():
+        with signals.installed(restore=argv is not None):
             try:
                 args = build_parser().parse_args(argv)
                 name = f"tritforge {args.command}"

@@ -23,3 +23,5 @@ def read_toml(path: str, what: str) -> tuple[dict, bytes]:
         return tomllib.loads(raw.decode("utf-8")), raw
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise TritforgeError(f"{what} {path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise TritforgeError(f"{what} {path}: nested too deeply") from None

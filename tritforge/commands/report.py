@@ -17,7 +17,7 @@ def run(args) -> int:
     result = report.load_result(args.result)
     written = report.render(result, args.out)
     pt, t = result["per_token"], result["energy_table"]
-    print(f"{result.get('model', {}).get('name', 'run')} on {result['board']['name']}: "
+    print(f"{(result.get('model') or {}).get('name', 'run')} on {result['board']['name']}: "
           f"{pt['tokens_per_s']:.2f} tok/s ({pt['bound']}-bound), {pt['energy_j']:.4g} J/token, "
           f"energy table {t['name']} {t['version']}")
     for name, path in written.items():
