@@ -72,6 +72,13 @@ class IntKVCache:
     def __len__(self) -> int:
         return self.k_q.shape[0]
 
+    def truncated(self, n: int) -> "IntKVCache":
+        """A copy holding the first ``n`` tokens (the state before token n was appended)."""
+        out = IntKVCache(self.kv_heads, self.head_dim, self.acfg, self.vcfg)
+        for name in ("k_q", "k_m", "k_e", "v_q", "v_m", "v_e"):
+            setattr(out, name, getattr(self, name)[:n].copy())
+        return out
+
     def append(self, k_fix, v_fix) -> None:
         """k, v (T, Hkv, hd) fixed point -> quantized and appended."""
         T = k_fix.shape[0]

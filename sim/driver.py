@@ -550,10 +550,22 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     if layered:
         from .hwlayer import patch_layers
 
-        patch_layers(model, recorder, accel, tensors[next(iter(tensors))].mode)
+        hw_layers = patch_layers(model, recorder, accel, tensors[next(iter(tensors))].mode)
         recorder.set_mode("layer")
 
     gen = generate(model, tok, recorder, opts.prompt, opts.max_new_tokens, opts.progress)
+    rtl_layer = None
+    if layered and opts.rtl_sample:
+        # before the quality passes, which restart the layers' KV caches
+        from .layercheck import check_layer
+
+        before, recorder.phase = recorder.phase, "rtl-layer"
+        try:
+            t0 = time.perf_counter()
+            rtl_layer = check_layer(hw_layers[0], model.config, accel)
+            wall["rtl_layer"] = time.perf_counter() - t0
+        finally:
+            recorder.phase = before
     wall["prefill"], wall["decode"] = gen.prefill_wall_s, gen.decode_wall_s
     decode = phase_figures(recorder, layers, "decode", gen.decode_steps, board, table)
     prefill = phase_figures(recorder, layers, "prefill", 1, board, table)
@@ -606,6 +618,8 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         "quality": quality,
     }
     result.update(whole_token(model, depth, board, table, accel, len(gen.prompt_ids)))
+    if rtl_layer is not None:
+        result["rtl_layer"] = rtl_layer
     if opts.rtl_sample:
         if rtl_check is None:
             raise TritforgeError("--rtl-sample: no RTL co-simulation available to this caller")

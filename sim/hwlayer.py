@@ -147,6 +147,8 @@ class HwDecoderLayer(nn.Module):
         self.inv_freq = rot.inv_freq.detach().double().numpy()
         self.rope_scaling = float(rot.attention_scaling)
         self.cache = IntKVCache(self.kv_heads, self.head_dim, accel.attention, v)
+        #: the last token's input residual and position (the RTL layer check replays it)
+        self.last_input = None
 
     def forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=False, position_embeddings=None, **kwargs):
@@ -179,6 +181,7 @@ class HwDecoderLayer(nn.Module):
             raise TritforgeError(f"layer {self.index}: positions {pos[0]}..{pos[-1]} do not continue "
                                  f"the KV cache of {len(self.cache)} tokens")
         h = saturate(h, RB)
+        self.last_input = (h[-1].copy(), int(pos[-1])) if T else None
         xq, m, e = rmsnorm_int8(h, self.norm1, v)
         q = self.q(xq, m, e).reshape(T, self.heads, self.head_dim)
         k = self.k(xq, m, e).reshape(T, self.kv_heads, self.head_dim)

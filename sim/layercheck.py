@@ -1,0 +1,102 @@
+"""The RTL check of a whole decoder layer (``tritforge run --path layer --rtl-sample``): the
+last decode token of a real layer replayed through the decoder-layer top (hw/layer.py) on
+Verilator, against the integer layer the run computed.
+
+After a run on the whole-layer path every ``sim.hwlayer.HwDecoderLayer`` holds its KV
+cache and its last token's input residual. ``check_layer`` rewinds a copy of the cache by
+that token, makes the layer top's input streams and expected outputs from the golden
+layer (``sim.layerstreams.layer_case``: the same integers the run produced, checked), builds
+the layer top for the model's shape (``LayerConfig.for_model``, the run's accelerator,
+engine with one vector) and plays the streams with the packaged stream bench
+(``tritforge.hw.verif.bench_streams``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TritforgeError
+from ..layerconfig import LayerConfig
+from ..layerports import layer_ports
+from ..ports import by_name
+from .layerstreams import layer_case
+
+TOPLEVEL = "tritforge_layer"
+
+
+def layer_config(model_config, accel, lanes: int = 16) -> LayerConfig:
+    """The layer top's build for a model and the run's accelerator: the engine with one
+    vector (decode) and room for the layer's widest matrix."""
+    hd = getattr(model_config, "head_dim", None) or model_config.hidden_size // model_config.num_attention_heads
+    widest = max(model_config.hidden_size, model_config.intermediate_size, model_config.num_attention_heads * hd)
+    engine = dataclasses.replace(accel.engine, vectors=1, max_in_features=widest, max_out_features=widest)
+    return LayerConfig.for_model(model_config, dataclasses.replace(accel, engine=engine), lanes)
+
+
+def check_layer(layer, model_config, accel, *, lanes: int = 16, build_root=None, stalls=None,
+                seed: int = 0) -> dict:
+    """Replay ``layer``'s last token on the RTL; a dict of what was checked and found."""
+    from . import cosim
+    from ..hw.layer import DecoderLayer
+
+    if layer.last_input is None:
+        raise TritforgeError(f"layer {layer.index}: no token recorded for the RTL layer check")
+    h, pos = layer.last_input
+    lcfg = layer_config(model_config, accel, lanes)
+    saved = layer.cache
+    try:
+        layer.cache = saved.truncated(pos)
+        case = layer_case(lcfg, layer, h, pos)
+        rerun_cache = layer.cache
+    finally:
+        layer.cache = saved
+    same_rows = all(np.array_equal(getattr(rerun_cache, n)[pos], getattr(saved, n)[pos])
+                    for n in ("k_q", "k_m", "k_e", "v_q", "v_m", "v_e"))
+    if not same_rows:
+        raise TritforgeError(f"layer {layer.index}: the golden layer does not reproduce the run's K/V rows")
+    top = DecoderLayer(lcfg, (layer.norm1, layer.norm2))
+    t0 = time.perf_counter()
+    verilog = cosim.convert(top, TOPLEVEL)
+    build = cosim.build(verilog, TOPLEVEL, cosim.component_ports(top),
+                        build_root or cosim.default_build_root(), meta={"unit": "layer", "lcfg": repr(lcfg)})
+    build_s = time.perf_counter() - t0
+    job = {"inputs": case.inputs, "outputs": {"h_out": lcfg.hidden, "kv_wr": len(case.kv_wr)},
+           "flags": ["err", "busy"]}
+    with tempfile.TemporaryDirectory(prefix="tritforge-layer-") as work:
+        work = Path(work)
+        (work / "job.json").write_text(json.dumps(job))
+        params = {"job": str(work / "job.json"), "stalls": stalls or {}, "seed": seed,
+                  "report": str(work / "report.json"), "limit": 50_000_000}
+        t1 = time.perf_counter()
+        res = cosim.run(build, "tritforge.hw.verif.bench_streams", work,
+                        env={cosim.PARAMS_ENV: json.dumps(params)}, seed=seed)
+        sim_s = time.perf_counter() - t1
+        failures = []
+        if res.failed:
+            failures.append(f"cocotb: {res.failed} of {res.tests} tests failed (log {work}/sim.log)")
+            rep = None
+        else:
+            rep = json.loads((work / "report.json").read_text())
+    out = {"layer": layer.index, "position": pos, "context": pos + 1, "hidden": lcfg.hidden,
+           "weight_beats": len(case.inputs["w"]), "kv_rows_read": 2 * lcfg.kv_heads * (pos + 1),
+           "build_s": build_s, "verilator_s": sim_s}
+    if rep is not None:
+        port = by_name(layer_ports(lcfg))["h_out"]
+        h_out = np.array([port.unpack(x)["h"] for x in rep["outputs"]["h_out"]])
+        bad = np.flatnonzero(h_out != case.h_out)
+        if bad.size:
+            failures.append(f"h_out: {bad.size} of {lcfg.hidden} elements differ (first at {int(bad[0])})")
+        if rep["outputs"]["kv_wr"] != case.kv_wr:
+            failures.append("kv_wr: the new K/V rows differ")
+        if rep["flags"].get("err"):
+            failures.append("err raised")
+        cycles = rep["total_cycles"]
+        out.update(cycles=cycles, cycles_per_s=cycles / sim_s if sim_s > 0 else None,
+                   weight_stream_utilisation=len(case.inputs["w"]) / cycles)
+    out.update(match=not failures, failures=failures)
+    return out
