@@ -1,6 +1,7 @@
 """The decoder-layer top (hw/layer.py) in Amaranth's simulator: a tiny random Llama layer,
 one decode token after a prompt, bit-exact against sim.hwlayer.HwDecoderLayer.compute
-(the new residual and the K/V rows it writes)."""
+(the new residual and the K/V rows it writes) and cycle-exact against
+sim/layercycles.layer_cycles; the same on Verilator under stalls and a reset."""
 from __future__ import annotations
 
 import sys
@@ -19,6 +20,7 @@ from tritforge.ports import by_name
 from tritforge.sim import driver
 from tritforge.sim.hwlayer import patch_layers
 from tritforge.sim.hwlinear import HwRecorder
+from tritforge.sim.layercycles import layer_cycles
 from tritforge.sim.layerstreams import layer_case
 from tinymodels import tiny_model
 
@@ -40,9 +42,9 @@ def prompt(layer, lcfg, n, rng):
         layer.compute(np.rint(rng.standard_normal((1, lcfg.hidden)) * 2 ** FR).astype(np.int64), np.array([p]))
 
 
-@pytest.mark.parametrize("pos", [0, 6])
-def test_one_decode_token_bit_exact(pos):
-    lcfg, layer = tiny_layer()
+@pytest.mark.parametrize("pos,block", [(0, 4), (6, 4), (13, 3)])
+def test_one_decode_token_bit_exact(pos, block):
+    lcfg, layer = tiny_layer(block=block)
     rng = np.random.default_rng(pos)
     prompt(layer, lcfg, pos, rng)
     h = np.rint(rng.standard_normal(lcfg.hidden) * 2 ** lcfg.accel.vector.resid_frac_bits)
@@ -54,6 +56,8 @@ def test_one_decode_token_bit_exact(pos):
     h_out = np.array([ports["h_out"].unpack(x)["h"] for x in got["h_out"]])
     assert got["kv_wr"] == case.kv_wr
     np.testing.assert_array_equal(h_out, case.h_out)
+    # cycle-exact against the schedule's closed form
+    assert when["h_out"][-1] - when["cmd"][0] == layer_cycles(lcfg, pos)["total"]
 
 
 def test_layer_on_verilator(request, tmp_path):

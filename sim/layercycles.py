@@ -1,0 +1,113 @@
+"""Cycles of the decoder-layer top (hw/layer.py, hw/LAYER.md "Timing") for one decode token
+with every stream valid and ready: the schedule's phases from the units' own closed forms
+(``sim.vectorcycles``, ``sim.attentioncycles``) and the engine's (``tritforge.hwconfig``:
+``pipeline_stages``; one beat per cycle at one vector).
+
+``layer_cycles(lcfg, pos)`` returns each phase's cycles, in schedule order, and their sum:
+the cycles from the one after the command is accepted to the last ``h_out`` beat,
+inclusive (tests/test_hw_layer.py holds the RTL to it).
+
+Phase by phase (S: the phase's first cycle):
+
+* a reader started at S gives its first element at S + 2 (the command, then the read);
+* a matrix: 27 codebook cycles, MAT, CMD (the engine takes the command at S + 28); its
+  first weight beat two cycles after its last activation word (after the command when it
+  reuses the loaded vector); the phase ends the cycle after its last row is written:
+  ``pipeline_stages`` after the last beat, the serializer's rows of the last tile and the
+  requantizer's registers;
+* the activation words: a packer beat the cycle after its 16th element, from norm 1 (fed
+  in HIN), norm 2 (fed by a reader from the NORM2 cycle), the act quantizer (fed by a
+  reader from o's first cycle, or by SiLU·mul of two readers from down's);
+* the int8 quantizer takes a vector every ``int8quant_cycles - INT8Q_OUT_STAGES`` cycles
+  when fed back to back (its next receive starts after the last read);
+* ATT: per KV head, the group's query heads through the quantizer (the first head's
+  whole closed form, then one period per further head, then the packer), then the
+  attention job's cycles after its query load (``job_cycles`` less g·B): the next group's
+  query heads wait for the job, since the attention unit takes queries only between jobs.
+"""
+from __future__ import annotations
+
+from ..layerconfig import LayerConfig
+from .attentioncycles import job_cycles
+from .vectorcycles import (INT8Q_OUT_STAGES, SILU_STAGES, int8quant_cycles, requant_cycles,
+                           rmsnorm_cycles, rope_cycles)
+
+#: codebook entries per matrix (hw/layer.py CODEBOOK_ENTRIES), then MAT and CMD
+MATRIX_SETUP = 27 + 1 + 1
+#: a reader's first element: S + READ_LATENCY
+READ_LATENCY = 2
+#: an engine command accepted in cycle c: with the vector already loaded, its first beat in c + 2
+CMD_TO_BEAT = 2
+
+
+def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
+    """{"phases": [(name, cycles)], "total": cycles} of one decode token at ``pos``."""
+    e, v = lcfg.accel.engine, lcfg.accel.vector
+    B = v.scale_bits
+    H, hd = lcfg.hidden, lcfg.head_dim
+    ucfg = lcfg.attention_unit
+    phases = []
+    t = 1                                         # the cycle after the command
+    ready = {}                                    # activation source -> cycle of its last word
+
+    def phase(name, end):
+        nonlocal t
+        phases.append((name, end - t))
+        t = end
+
+    def last_word(last_element: int) -> int:
+        return last_element + 1
+
+    # HIN: h into the memory and norm 1
+    ready["norm1"] = last_word(t + rmsnorm_cycles(H, v) - 1)
+    phase("hin", t + H)
+
+    def matrix(mt, source_end=None):
+        S = t
+        cmd = S + MATRIX_SETUP - 1
+        if mt.load:
+            first = max(cmd + CMD_TO_BEAT + mt.groups - 1, source_end) + 2
+        else:
+            first = cmd + CMD_TO_BEAT
+        beats = e.tiles(mt.out_features) * mt.groups
+        last_rows = mt.out_features - (e.tiles(mt.out_features) - 1) * e.rows
+        last_write = (first + beats - 1) + e.pipeline_stages + (last_rows - 1) + \
+            (requant_cycles(1, residual=mt.residual) - 1)
+        phase(mt.name, last_write + 1)
+
+    mats = {mt.name: mt for mt in lcfg.matrices}
+    matrix(mats["q"], ready["norm1"])
+    matrix(mats["k"])
+    matrix(mats["v"])
+    # ROPE: q and k heads back to back through the unit
+    heads = lcfg.heads + lcfg.kv_heads
+    phase("rope", t + READ_LATENCY + (heads - 1) * hd + rope_cycles(hd) - 1 + 1)
+    # KVW: 2 Hkv rows through the quantizer, out through the packer
+    q1 = int8quant_cycles(hd, B)
+    period = q1 - INT8Q_OUT_STAGES
+    phase("kv write", t + READ_LATENCY + (2 * lcfg.kv_heads - 1) * period + q1 - 1 + 1 + 1)
+    # ATT
+    group_q = READ_LATENCY + q1 + (lcfg.group - 1) * period + 1
+    job_rest = job_cycles(ucfg, pos + 1) - ucfg.group * ucfg.beats
+    phase("attention", t + lcfg.kv_heads * (group_q + job_rest))
+    # o: the attention output through the act quantizer
+    S = t
+    matrix(mats["o"], last_word(S + READ_LATENCY + int8quant_cycles(lcfg.qdim, B) - 1))
+    # NORM2 (one cycle: the reader started), then gate and up
+    S = t
+    phase("norm 2", t + 1)
+    matrix(mats["gate"], last_word(S + READ_LATENCY + rmsnorm_cycles(H, v) - 1))
+    matrix(mats["up"])
+    # down: SiLU·mul of gate and up through the act quantizer
+    S = t
+    matrix(mats["down"], last_word(S + READ_LATENCY + SILU_STAGES +
+                                   int8quant_cycles(lcfg.intermediate, B) - 1))
+    # HOUT
+    phase("hout", t + READ_LATENCY + H - 1 + 1)
+    return {"phases": phases, "total": t - 1}
+
+
+def weight_beats(lcfg: LayerConfig) -> int:
+    """The layer's weight beats (one pass over its seven matrices)."""
+    e = lcfg.accel.engine
+    return sum(e.tiles(mt.out_features) * mt.groups for mt in lcfg.matrices)
