@@ -43,8 +43,8 @@ from ..attentionports import attention_ports
 from ..attentionunit import AttentionUnitConfig
 from ..vectorports import EXP_BITS
 from .divider import RestoringDivider
-from .fixedops import bitlen, clamp, rshift_round, saturate
-from .indexing import pick, write
+from .fixedops import bitlen, clamp, rshift_round, saturate, scale_mul
+from .indexing import pick, step, write
 from .signature import members
 
 #: right shifts beyond 63 give 0 for every operand of the contract (|x| < 2^62)
@@ -218,19 +218,11 @@ class AttentionUnit(wiring.Component):
                 check_beat(p, bb == 0)
                 write(m, qmem, hh * NB + bb, p.elems)
                 with m.If(bb == 0):
-                    # scale_mul(m_q, e_q, M_c, e_c): a product of two normalized B-bit
-                    # mantissas has 2B - 1 or 2B bits
-                    prod = Signal(2 * B, name="qscale")
-                    top = prod[2 * B - 1]
-                    m.d.comb += prod.eq(p.m * Mc)
-                    write(m, cm, hh, Mux(top, prod[B:], prod[B - 1:2 * B - 1]))
-                    write(m, ce, hh, p.e + ec - Mux(top, B, B - 1))
-                m.d.sync += bb.eq(bb + 1)
-                with m.If(bb == NB - 1):
-                    m.d.sync += [bb.eq(0), hh.eq(hh + 1)]
-                    with m.If(hh == g - 1):
-                        m.d.sync += hh.eq(0)
-                        m.d.sync += state.eq(Phase.KROWS)
+                    qm, qe = scale_mul(m, p.m, p.e, Const(Mc, B), ec, B, "qscale")
+                    write(m, cm, hh, qm)
+                    write(m, ce, hh, qe)
+                with m.If(step(m, bb, hh, NB - 1, g - 1)):
+                    m.d.sync += state.eq(Phase.KROWS)
         with m.If(state == Phase.KROWS):
             m.d.comb += self.kv.ready.eq(1)
             with m.If(self.kv.valid):
@@ -242,7 +234,7 @@ class AttentionUnit(wiring.Component):
                     m.d.sync += [row_m.eq(p.m), row_e.eq(p.e)]
                     with m.If(jj == 0):
                         m.d.sync += [bmax[h].eq(floor) for h in range(g)]
-                self._step_row(m, bb, jj, bk, NB)
+                step(m, bb, jj, NB - 1, bk - 1)
                 with m.If((bb == NB - 1) & (jj == bk - 1)):
                     m.d.sync += drain.eq(2)
                     m.d.sync += state.eq(Phase.KDRAIN)
@@ -278,7 +270,7 @@ class AttentionUnit(wiring.Component):
                                                   a.exp_lut_bits))
                         m.d.sync += [w[h].eq(shift_signed(ph * p.m, wsh, MAX_SHIFT, u.w_left_max)),
                                      lsum[h].eq(lsum[h] + ph)]
-                self._step_row(m, bb, jj, bk, NB)
+                step(m, bb, jj, NB - 1, bk - 1)
                 with m.If((bb == NB - 1) & (jj == bk - 1)):
                     nj = j0 + bk
                     m.d.sync += [j0.eq(nj), first_block.eq(0),
@@ -313,23 +305,10 @@ class AttentionUnit(wiring.Component):
                 m.d.comb += self.out.payload.elems[k].eq(
                     saturate(rshift_round(ot * recip, u.out_shift), v.resid_bits))
             with m.If(self.out.ready):
-                m.d.sync += bb.eq(bb + 1)
-                with m.If(bb == NB - 1):
-                    m.d.sync += [bb.eq(0), hh.eq(hh + 1)]
-                    with m.If(hh == g - 1):
-                        m.d.sync += hh.eq(0)
-                        m.d.sync += state.eq(Phase.IDLE)
-                    with m.Else():
-                        m.d.sync += state.eq(Phase.DIVIDE)
+                with m.If(step(m, bb, hh, NB - 1, g - 1)):
+                    m.d.sync += state.eq(Phase.IDLE)
+                with m.Elif(bb == NB - 1):
+                    m.d.sync += state.eq(Phase.DIVIDE)
         with m.If(state >= len(Phase)):      # unreachable encodings
             m.d.sync += state.eq(Phase.IDLE)
         return m
-
-    @staticmethod
-    def _step_row(m, bb, jj, bk, NB):
-        """Advance (beat, row) within a block."""
-        m.d.sync += bb.eq(bb + 1)
-        with m.If(bb == NB - 1):
-            m.d.sync += [bb.eq(0), jj.eq(jj + 1)]
-            with m.If(jj == bk - 1):
-                m.d.sync += jj.eq(0)

@@ -76,3 +76,13 @@ def max_tree(m, values, width: int, name: str = "max"):
 def abs_value(v: Value):
     """|v| of a signed value, one bit wider unsigned-safe (|-2^(w-1)| = 2^(w-1))."""
     return Mux(v < 0, -v, v)
+
+
+def scale_mul(m, m1, e1, m2, e2, bits: int, name: str = "scale"):
+    """``codec.fixedpoint.scale_mul`` of two normalized ``bits``-bit mantissas: their product
+    has 2·bits - 1 or 2·bits bits, so the normalization is one multiplexer. Returns the
+    (mantissa, exponent) values; the product is a combinational signal of ``m``."""
+    prod = Signal(2 * bits, name=f"{name}_prod")
+    m.d.comb += prod.eq(m1 * m2)
+    top = prod[2 * bits - 1]
+    return Mux(top, prod[bits:], prod[bits - 1:2 * bits - 1]), e1 + e2 - Mux(top, bits, bits - 1)

@@ -1,5 +1,6 @@
 """Registers and constants selected by a variable index, written so that every value the
-index can take is covered (Verilator's lint reports an incomplete case otherwise)."""
+index can take is covered (Verilator's lint reports an incomplete case otherwise), and
+the counter pairs that walk them."""
 from __future__ import annotations
 
 from amaranth.hdl import Array
@@ -18,3 +19,14 @@ def write(m, targets, index, value) -> None:
     for i, t in enumerate(targets):
         with m.If(index == i):
             m.d.sync += t.eq(value)
+
+
+def step(m, inner, outer, inner_last, outer_last):
+    """Advance a pair of counters: ``inner`` to ``inner_last``, then ``outer`` by one, both
+    wrapping to 0 after ``outer_last``. Returns the condition under which both wrap."""
+    m.d.sync += inner.eq(inner + 1)
+    with m.If(inner == inner_last):
+        m.d.sync += [inner.eq(0), outer.eq(outer + 1)]
+        with m.If(outer == outer_last):
+            m.d.sync += outer.eq(0)
+    return (inner == inner_last) & (outer == outer_last)

@@ -36,7 +36,7 @@ from ..layerconfig import LayerConfig
 from ..layerports import layer_ports
 from .attention import AttentionUnit
 from .engine import GemvEngine
-from .fixedops import saturate
+from .fixedops import saturate, scale_mul
 from .indexing import pick
 from .int8quant import Int8Quantizer
 from .lanepacker import LanePacker
@@ -181,13 +181,10 @@ class DecoderLayer(wiring.Component):
             m.d.sync += [x_m.eq(apk.o.payload.m), x_e.eq(apk.o.payload.e + e_frac)]
 
         # ---- engine results -> requantizer -> memory ------------------------------------
-        # the vector's step times the matrix's host_scale (scale_mul of two normalized
-        # B-bit mantissas: 2B - 1 or 2B bits)
-        prod = Signal(2 * B)
-        top = Signal()
+        # the vector's step times the matrix's host_scale
         cm, ce = Signal(B), Signal(signed(len(x_e) + 2))
-        m.d.comb += [prod.eq(x_m * hm), top.eq(prod[2 * B - 1]),
-                     cm.eq(Mux(top, prod[B:], prod[B - 1:2 * B - 1])), ce.eq(x_e + he - Mux(top, B, B - 1))]
+        sm, se = scale_mul(m, x_m, x_e, hm, he, B, "rqscale")
+        m.d.comb += [cm.eq(sm), ce.eq(se)]
         for unit in (rq, rqr):
             m.d.comb += [unit.i.payload.acc.eq(rser.o.payload.x), unit.i.payload.m.eq(cm),
                          unit.i.payload.e.eq(ce), unit.i.payload.a.eq(pre)]
