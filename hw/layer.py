@@ -22,8 +22,9 @@ into the memory) · o (the attention output quantized into the engine, the rows 
 the residual) · NORM2 (norm 2 fed from the residual) · gate, up · down (SiLU·mul of gate
 and up quantized into the engine, added to the residual) · HOUT.
 
-The RMSNorm weights and constants of the two norms are build parameters (``norms``), the
-rest of a layer's parameters stream in per command.
+Every parameter of a layer streams in per command, so one build runs every layer of a
+model: the two RMSNorms' weights too (``norm``: each norm's g_q beside the h elements it
+is fed with, its gamma_frac and eps_q on the first of those beats).
 """
 from __future__ import annotations
 
@@ -80,19 +81,16 @@ class Dst(enum.Enum):
 
 
 class DecoderLayer(wiring.Component):
-    """Ports (tritforge/layerports.py): ``cmd``, ``h_in``, ``cb``, ``mat``, ``w``, ``cs``,
-    ``kv_rd`` in; ``kv_wr``, ``h_out``; ``err``, ``busy``. ``norms``: the two RMSNorms'
-    ``IntNormWeights`` (g_q, gamma_frac, eps_q)."""
+    """Ports (tritforge/layerports.py): ``cmd``, ``h_in``, ``norm``, ``cb``, ``mat``, ``w``,
+    ``cs``, ``kv_rd`` in; ``kv_wr``, ``h_out``; ``err``, ``busy``."""
 
-    def __new__(cls, lcfg: LayerConfig, norms):
+    def __new__(cls, lcfg: LayerConfig):
         if not isinstance(lcfg, LayerConfig):
             raise TypeError(f"DecoderLayer lcfg must be a LayerConfig, not {lcfg!r}")
-        if len(norms) != 2 or any(len(n.g_q) != lcfg.hidden for n in norms):
-            raise ValueError(f"DecoderLayer norms must be two RMSNorm weights of {lcfg.hidden} elements")
         return super().__new__(cls)
 
-    def __init__(self, lcfg: LayerConfig, norms):
-        self.lcfg, self.norms = lcfg, tuple(norms)
+    def __init__(self, lcfg: LayerConfig):
+        self.lcfg = lcfg
         super().__init__(members(layer_ports(lcfg)))
 
     def elaborate(self, platform):
@@ -109,8 +107,7 @@ class DecoderLayer(wiring.Component):
         sub = m.submodules
         sub.mem = mem = VectorMemory(RB, lc.memory_depth, readers=2)
         sub.engine = eng = GemvEngine(ecfg)
-        norm1, norm2 = (RmsNorm(v, H, n.gamma_frac, n.eps_q, g_q=n.g_q) for n in self.norms)
-        sub.norm1, sub.norm2 = norm1, norm2
+        sub.norm1, sub.norm2 = norm1, norm2 = RmsNorm(v, H), RmsNorm(v, H)
         sub.quant_kv = qkv = Int8Quantizer(RB - 1, B, hd)
         sub.quant_q = qq = Int8Quantizer(RB - 1, B, hd)
         sub.quant_act = qa = Int8Quantizer(RB - 1, B, max(lc.qdim, lc.intermediate))
@@ -206,7 +203,6 @@ class DecoderLayer(wiring.Component):
             Dst.QUANT_KV: (qkv.i.valid, qkv.i.ready, [qkv.i.payload.v.eq(x0), qkv.i.payload.last.eq(rd0.payload.last)]),
             Dst.QUANT_Q: (qq.i.valid, qq.i.ready, [qq.i.payload.v.eq(x0), qq.i.payload.last.eq(rd0.payload.last)]),
             Dst.QUANT_ACT: (qa.i.valid, qa.i.ready, [qa.i.payload.v.eq(x0), qa.i.payload.last.eq(rd0.payload.last)]),
-            Dst.NORM2: (norm2.h.valid, norm2.h.ready, [norm2.h.payload.h.eq(x0)]),
             Dst.HOUT: (self.h_out.valid, self.h_out.ready, [self.h_out.payload.h.eq(x0)]),
         }.items():
             with m.If(dst0 == d):
@@ -217,6 +213,11 @@ class DecoderLayer(wiring.Component):
             both = rd0.valid & rd1.valid
             m.d.comb += [silu.i.valid.eq(both), silu.i.payload.g.eq(x0), silu.i.payload.u.eq(x1),
                          rd0.ready.eq(both & silu.i.ready), rd1.ready.eq(both & silu.i.ready)]
+        # norm 2 takes the residual (reader 0) with its weights (``norm``) beat by beat
+        with m.If(dst0 == Dst.NORM2):
+            m.d.comb += [norm2.h.valid.eq(rd0.valid & self.norm.valid), norm2.h.payload.h.eq(x0),
+                         rd0.ready.eq(norm2.h.ready & self.norm.valid),
+                         self.norm.ready.eq(norm2.h.ready & rd0.valid)]
         silu_last = Signal()
         silu_cnt = Signal(range(lc.intermediate + 1))
         with m.If(silu.o.valid & silu.o.ready):
@@ -228,10 +229,29 @@ class DecoderLayer(wiring.Component):
         with m.If(dst1 == Dst.RESIDUAL):
             m.d.comb += rd1.ready.eq(rqr.i.ready & rser.o.valid)
 
+        # ---- the norms' weights: beat i of a norm's ``norm`` stream (taken beside its
+        # h element i) writes g_q[i]; the first also holds gamma_frac and eps_q until the
+        # norm takes them (its k beat, once all of h is in)
+        ncnt = Signal(range(H))
+        took = self.norm.valid & self.norm.ready
+        npl = self.norm.payload
+        with m.If(took):
+            m.d.sync += ncnt.eq(Mux(ncnt == H - 1, 0, ncnt + 1))
+        for k, (unit, feeding) in enumerate(((norm1, phase == Phase.HIN), (norm2, dst0 == Dst.NORM2))):
+            held = Signal(name=f"norm{k + 1}_k_held")
+            m.d.comb += [unit.g.valid.eq(took & feeding), unit.g.payload.addr.eq(ncnt),
+                         unit.g.payload.value.eq(npl.g), unit.k.valid.eq(held)]
+            with m.If(unit.k.valid & unit.k.ready):
+                m.d.sync += held.eq(0)
+            with m.If(took & feeding & (ncnt == 0)):
+                m.d.sync += [unit.k.payload.gamma_frac.eq(npl.gamma_frac), unit.k.payload.eps_q.eq(npl.eps_q),
+                             held.eq(1)]
+
         # ---- the write port -------------------------------------------------------------
         wr = mem.wr
         with m.If(phase == Phase.HIN):
-            m.d.comb += [wr.valid.eq(self.h_in.valid & norm1.h.ready), wr.payload.addr.eq(reg["h"][0] + cnt),
+            m.d.comb += [wr.valid.eq(self.h_in.valid & self.norm.valid & norm1.h.ready),
+                         wr.payload.addr.eq(reg["h"][0] + cnt),
                          wr.payload.x.eq(self.h_in.payload.h)]
         with m.If(phase == Phase.RUN):
             with m.If(residual):
@@ -268,8 +288,11 @@ class DecoderLayer(wiring.Component):
                 m.d.sync += [pos.eq(self.cmd.payload.pos), jobs.eq(0)]
                 goto(Phase.HIN, matrix=0)
         with m.If(phase == Phase.HIN):
-            m.d.comb += [norm1.h.valid.eq(self.h_in.valid), norm1.h.payload.h.eq(self.h_in.payload.h),
-                         self.h_in.ready.eq(norm1.h.ready)]
+            # norm 1 takes h with its weights (``norm``) beat by beat
+            m.d.comb += [norm1.h.valid.eq(self.h_in.valid & self.norm.valid),
+                         norm1.h.payload.h.eq(self.h_in.payload.h),
+                         self.h_in.ready.eq(norm1.h.ready & self.norm.valid),
+                         self.norm.ready.eq(norm1.h.ready & self.h_in.valid)]
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == H - 1):

@@ -8,7 +8,8 @@ that token, makes the layer top's input streams and expected outputs from the go
 layer (``sim.layerstreams.layer_case``: the same integers the run produced, checked), builds
 the layer top for the model's shape (``LayerConfig.for_model``, the run's accelerator,
 engine with one vector) and plays the streams with the packaged stream bench
-(``tritforge.hw.verif.bench_streams``).
+(``tritforge.hw.verif.bench_streams``): the new residual and K/V rows bit for bit, the
+cycles from the command to the last residual element against ``sim.layercycles``.
 """
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TritforgeError
-from ..layerconfig import LayerConfig
+from ..layerconfig import LayerConfig, padded_width
 from ..layerports import layer_ports
 from ..ports import by_name
+from .layercycles import layer_cycles
 from .layerstreams import layer_case
 
 TOPLEVEL = "tritforge_layer"
@@ -32,8 +34,7 @@ TOPLEVEL = "tritforge_layer"
 def layer_config(model_config, accel, lanes: int = 16) -> LayerConfig:
     """The layer top's build for a model and the run's accelerator: the engine with one
     vector (decode) and room for the layer's widest matrix."""
-    hd = getattr(model_config, "head_dim", None) or model_config.hidden_size // model_config.num_attention_heads
-    widest = max(model_config.hidden_size, model_config.intermediate_size, model_config.num_attention_heads * hd)
+    widest = padded_width(model_config)
     engine = dataclasses.replace(accel.engine, vectors=1, max_in_features=widest, max_out_features=widest)
     return LayerConfig.for_model(model_config, dataclasses.replace(accel, engine=engine), lanes)
 
@@ -59,7 +60,7 @@ def check_layer(layer, model_config, accel, *, lanes: int = 16, build_root=None,
                     for n in ("k_q", "k_m", "k_e", "v_q", "v_m", "v_e"))
     if not same_rows:
         raise TritforgeError(f"layer {layer.index}: the golden layer does not reproduce the run's K/V rows")
-    top = DecoderLayer(lcfg, (layer.norm1, layer.norm2))
+    top = DecoderLayer(lcfg)
     t0 = time.perf_counter()
     verilog = cosim.convert(top, TOPLEVEL)
     build = cosim.build(verilog, TOPLEVEL, cosim.component_ports(top),
@@ -95,8 +96,12 @@ def check_layer(layer, model_config, accel, *, lanes: int = 16, build_root=None,
             failures.append("kv_wr: the new K/V rows differ")
         if rep["flags"].get("err"):
             failures.append("err raised")
-        cycles = rep["total_cycles"]
-        out.update(cycles=cycles, cycles_per_s=cycles / sim_s if sim_s > 0 else None,
+        cycles = rep["cycles"]["h_out"][-1] - rep["cycles"]["cmd"][0]
+        model = layer_cycles(lcfg, pos)
+        if not stalls and cycles != model["total"]:
+            failures.append(f"cycles: {cycles} on the RTL, {model['total']} by the closed form")
+        out.update(cycles=cycles, cycles_model=model["total"], phases=dict(model["phases"]),
+                   cycles_per_s=rep["total_cycles"] / sim_s if sim_s > 0 else None,
                    weight_stream_utilisation=len(case.inputs["w"]) / cycles)
     out.update(match=not failures, failures=failures)
     return out

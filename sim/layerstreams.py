@@ -5,7 +5,8 @@ serve them (hw/LAYER.md), and the outputs the integer contract says it must give
 holds positions 0..pos-1, runs the golden layer for the token at ``pos`` (which appends its
 K and V rows to the cache) and returns the layer top's input streams as payload words of
 its port set (``tritforge.layerports``) with the expected ``h_out`` elements and
-``kv_wr`` beats.
+``kv_wr`` beats. The ``norm`` stream comes from the layer's two ``IntNormWeights``
+(``layer.norm1``, ``layer.norm2``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..codec import layout
 from ..codec.introtary import rope_tables
+from ..errors import TritforgeError
 from ..layerconfig import LayerConfig
 from ..layerports import layer_ports
 from ..ports import by_name
@@ -31,6 +33,20 @@ class LayerCase:
 def _gemvs(layer) -> dict:
     return {"q": layer.q, "k": layer.k, "v": layer.v, "o": layer.o, "gate": layer.gate,
             "up": layer.up, "down": layer.down}
+
+
+def norm_beats(port, weights) -> list:
+    """One RMSNorm's beats on the ``norm`` port: g_q[i] on beat i, gamma_frac and eps_q on
+    the first (checked against the fields' widths)."""
+    f = {x.name: x for x in port.fields}
+    lo_gf, hi_gf = -(1 << (f["gamma_frac"].width - 1)), (1 << (f["gamma_frac"].width - 1)) - 1
+    if not lo_gf <= weights.gamma_frac <= hi_gf:
+        raise TritforgeError(f"RMSNorm gamma_frac {weights.gamma_frac} outside the norm port's {lo_gf}..{hi_gf}")
+    if not 0 <= weights.eps_q < 1 << f["eps_q"].width:
+        raise TritforgeError(f"RMSNorm eps_q {weights.eps_q} outside the norm port's {f['eps_q'].width} bits")
+    first = {"gamma_frac": weights.gamma_frac, "eps_q": weights.eps_q}
+    return [port.pack({"g": int(g), **(first if i == 0 else {"gamma_frac": 0, "eps_q": 0})})
+            for i, g in enumerate(weights.g_q)]
 
 
 def layer_case(lcfg: LayerConfig, layer, h, pos: int) -> LayerCase:
@@ -62,5 +78,6 @@ def layer_case(lcfg: LayerConfig, layer, h, pos: int) -> LayerCase:
         kv_wr += row_beats(ucfg, c.v_q[pos, j], c.v_m[pos, j], c.v_e[pos, j])
     inputs = {"cmd": [ports["cmd"].pack({"pos": pos})],
               "h_in": [ports["h_in"].pack({"h": int(x)}) for x in h],
+              "norm": norm_beats(ports["norm"], layer.norm1) + norm_beats(ports["norm"], layer.norm2),
               "cb": cb, "mat": mat, "w": w, "cs": cs, "kv_rd": kv_rd}
     return LayerCase(inputs, y, kv_wr)

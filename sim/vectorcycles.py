@@ -54,7 +54,8 @@ RMS_STEP_STAGES = MUL_STAGES + 1
 
 
 def rmsnorm_cycles(n: int, vcfg, lanes: int = 1) -> int:
-    """RmsNorm on N = n / lanes beats: N receive cycles, one for p, the scan (N reads; the
+    """RmsNorm on N = n / lanes beats (the vector's ``k`` beat offered by the end of its
+    receive): N receive cycles, one for p (and the k beat), the scan (N reads; the
     last u reaches the quantizer RMS_SCAN_STAGES later); then two paths meet at the first
     output: the quantizer's (one cycle for K, the divider and its hand-over, the first read
     through INT8Q_OUT_STAGES) and the 1/sqrt's (ss registered, the Rsqrt, y registered);

@@ -1,7 +1,8 @@
 """The decoder-layer top (hw/layer.py) in Amaranth's simulator: a tiny random Llama layer,
 one decode token after a prompt, bit-exact against sim.hwlayer.HwDecoderLayer.compute
 (the new residual and the K/V rows it writes) and cycle-exact against
-sim/layercycles.layer_cycles; the same on Verilator under stalls and a reset."""
+sim/layercycles.layer_cycles; the same on Verilator under stalls and a reset. The layer's
+two norms have weights of their own (different gamma_frac), streamed through ``norm``."""
 from __future__ import annotations
 
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tritforge.accelconfig import AccelConfig, AttentionConfig
 from tritforge.hw.layer import DecoderLayer
@@ -25,8 +27,13 @@ from tritforge.sim.layerstreams import layer_case
 from tinymodels import tiny_model
 
 
-def tiny_layer(arch="llama", block=4):
-    model = tiny_model(arch, intermediate=96)
+def tiny_layer(arch="llama", block=4, intermediate=96):
+    model = tiny_model(arch, intermediate=intermediate)
+    with torch.no_grad():           # two norms of their own weights and gamma_frac (random init: ones)
+        torch.manual_seed(5)
+        for lyr in model.model.layers:
+            lyr.input_layernorm.weight.normal_(1.0, 0.4)
+            lyr.post_attention_layernorm.weight.normal_(0.2, 0.1)
     engine = HwConfig(depth=2, rows=4, vectors=1, max_in_features=96, max_out_features=96)
     accel = AccelConfig(engine=engine, attention=AttentionConfig(max_context=64, block=block))
     tensors = driver.quantize_layers(driver.linear_layers(model), 2, "tritllm-v2", progress=False)
@@ -42,14 +49,15 @@ def prompt(layer, lcfg, n, rng):
         layer.compute(np.rint(rng.standard_normal((1, lcfg.hidden)) * 2 ** FR).astype(np.int64), np.array([p]))
 
 
-@pytest.mark.parametrize("pos,block", [(0, 4), (6, 4), (13, 3)])
-def test_one_decode_token_bit_exact(pos, block):
-    lcfg, layer = tiny_layer(block=block)
+@pytest.mark.parametrize("pos,block,intermediate", [(0, 4, 96), (6, 4, 96), (13, 3, 88)])
+def test_one_decode_token_bit_exact(pos, block, intermediate):
+    """intermediate 88: down_proj's input padded to 96, gate/up's last tile full of rows."""
+    lcfg, layer = tiny_layer(block=block, intermediate=intermediate)
     rng = np.random.default_rng(pos)
     prompt(layer, lcfg, pos, rng)
     h = np.rint(rng.standard_normal(lcfg.hidden) * 2 ** lcfg.accel.vector.resid_frac_bits)
     case = layer_case(lcfg, layer, h, pos)
-    top = DecoderLayer(lcfg, (layer.norm1, layer.norm2))
+    top = DecoderLayer(lcfg)
     got, when = run_streams(top, case.inputs, {"h_out": lcfg.hidden, "kv_wr": len(case.kv_wr)},
                             max_cycles=200_000, final={"err": None, "busy": None})
     ports = by_name(layer_ports(lcfg))
@@ -71,7 +79,7 @@ def test_layer_on_verilator(request, tmp_path):
     prompt(layer, lcfg, 5, rng)
     h = np.rint(rng.standard_normal(lcfg.hidden) * 2 ** lcfg.accel.vector.resid_frac_bits)
     case = layer_case(lcfg, layer, h, 5)
-    top = DecoderLayer(lcfg, (layer.norm1, layer.norm2))
+    top = DecoderLayer(lcfg)
     build = harness.build_component(request, top, "tritforge_layer", meta={"unit": "layer"})
     job = {"inputs": case.inputs, "outputs": {"h_out": lcfg.hidden, "kv_wr": len(case.kv_wr)},
            "flags": ["err", "busy"]}

@@ -7,6 +7,11 @@ units' own payloads: ``cb`` and ``w`` are the GEMV engine's, ``cs`` the RoPE uni
 
 * ``cmd`` (in): one decode token for this layer at position ``pos`` (context pos + 1).
 * ``h_in`` (in) / ``h_out`` (out): the residual stream, ``hidden`` elements each.
+* ``norm`` (in): the two RMSNorms' weights, norm 1's ``hidden`` beats then norm 2's: beat i
+  of a norm carries g_q[i] (``g``); its first beat also the norm's ``gamma_frac`` and
+  ``eps_q`` (``codec.intnorm.IntNormWeights``; the fields are not read on the others).
+  The layer takes norm 1's beats beside ``h_in``, norm 2's beside the residual it reads
+  for norm 2.
 * ``cb`` (in): each matrix's 27 codebook entries, in schedule order (q, k, v, o, gate, up, down).
 * ``mat`` (in): each matrix's requantization constants, in schedule order: the codebook's
   host_scale as a multiplier (``hm``, ``he``) and the accumulator pre-shift ``a``.
@@ -23,7 +28,7 @@ from __future__ import annotations
 from .attentionports import row_fields
 from .layerconfig import LayerConfig
 from .ports import IN, OUT, Field, Port, by_name, engine_ports
-from .vectorports import EXP_BITS, PRESHIFT_BITS, rope_ports
+from .vectorports import EXP_BITS, GAMMA_FRAC_BITS, PRESHIFT_BITS, eps_bits, rope_ports
 
 
 def layer_ports(lcfg: LayerConfig) -> tuple[Port, ...]:
@@ -34,6 +39,8 @@ def layer_ports(lcfg: LayerConfig) -> tuple[Port, ...]:
     return (
         Port("cmd", IN, (Field("pos", max(1, (a.attention.max_context - 1).bit_length())),)),
         Port("h_in", IN, (Field("h", v.resid_bits, signed=True),)),
+        Port("norm", IN, (Field("g", v.gamma_bits, signed=True), Field("gamma_frac", GAMMA_FRAC_BITS, signed=True),
+                          Field("eps_q", eps_bits(v, lcfg.hidden)))),
         Port("cb", IN, eng["cb"].fields),
         Port("mat", IN, (Field("hm", v.scale_bits), Field("he", EXP_BITS, signed=True),
                          Field("a", PRESHIFT_BITS))),

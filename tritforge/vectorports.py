@@ -21,6 +21,9 @@ from .ports import IN, OUT, Field, Port
 EXP_BITS = 8
 #: unsigned width of the requantizer's accumulator pre-shift a (fixedpoint.acc_preshift)
 PRESHIFT_BITS = 6
+#: signed width of an RMSNorm's gamma_frac GF on the ``k`` port: |GF| < 32 (EXP_BITS'
+#: bound; codec.intnorm.IntNormWeights.from_float picks it in -16 .. 24)
+GAMMA_FRAC_BITS = 6
 
 
 def lane_field(name: str, width: int, signed: bool, lanes: int) -> Field:
@@ -65,12 +68,21 @@ def rsqrt_ports(vcfg, ss_bits: int) -> tuple[Port, ...]:
                             Field("E", rsqrt_exp_bits(vcfg, ss_bits)))))
 
 
+def eps_bits(vcfg, n: int) -> int:
+    """Unsigned width of an RMSNorm's eps_q on the ``k`` port: that of n · 2^(2 NB), the
+    largest sum of squares of the pre-shifted input (so eps_q may be as large as the sum it
+    is added to; codec.intnorm: eps_q = rint(eps · n · 2^(2 FR)), eps < 2^(2 NB - 2 FR))."""
+    return (n << (2 * vcfg.norm_in_bits)).bit_length()
+
+
 def rmsnorm_ports(vcfg, n: int, lanes: int = 1) -> tuple[Port, ...]:
     """``RmsNorm``: the residual's n elements in (FR fraction bits, ``lanes`` per beat),
     the gamma memory's writes (``g``: a word address, n / lanes words, and its g_q values),
-    the int8 elements with the vector's step out."""
+    each vector's constants (``k``: gamma_frac and eps_q, one beat per vector), the int8
+    elements with the vector's step out."""
     return (Port("h", IN, (lane_field("h", vcfg.resid_bits, True, lanes),)),
             Port("g", IN, (Field("addr", _bits_for(n // lanes)), lane_field("value", vcfg.gamma_bits, True, lanes))),
+            Port("k", IN, (Field("gamma_frac", GAMMA_FRAC_BITS, signed=True), Field("eps_q", eps_bits(vcfg, n)))),
             Port("o", OUT, step_fields(vcfg.scale_bits, lanes)))
 
 
