@@ -1,0 +1,223 @@
+"""Synthesis and place-and-route of the accelerator's units beside the GEMV engine: the
+attention unit, the vector unit's components and the decoder-layer top, each inside the
+registered pin shell (``fpga.unitshell.UnitShell``) and counted apart (module
+``top.unit``), with committed baselines and their regression check.
+
+``UNITS`` names what can be measured, each at SmolLM2's shape (``LayerConfig()``'s
+defaults: hidden 576, intermediate 1536, head_dim 64, group 3) and a ``lanes`` parameter
+where the unit has one. ``synthesize_unit(name, target, out, ...)`` runs ``fpga.synth``'s
+flow and adds a ``unit`` section to the report: the unit's own LUT4, FF, BRAM, DSP and the
+clock's Fmax.
+
+Baselines: ``fpga/baselines/units/<name>_l<lanes>_<target>_s<seed>.json`` (a folder of
+their own, beside the engine's files, which ``fpga.baseline`` reads as engine baselines);
+``compare`` applies ``fpga.baseline``'s tolerances (area +10 %, BRAM and DSP 2 more, Fmax
+-10 %) to a new report.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from ..atomic import write_json
+from ..errors import TritforgeError
+from . import baseline, synth
+from .unitshell import DATA_BITS, UnitShell
+
+FOLDER = os.path.join(baseline.FOLDER, "units")
+AREA_KEYS = ("lut", "ff", "bram", "dsp")
+
+
+def _vcfg():
+    from ..accelconfig import VectorConfig
+    return VectorConfig()
+
+
+def _attention(lanes):
+    from ..attentionunit import AttentionUnitConfig
+    from ..hw.attention import AttentionUnit
+    ucfg = AttentionUnitConfig(head_dim=64, group=3, lanes=lanes)
+    return AttentionUnit(ucfg), {"head_dim": 64, "group": 3, "lanes": lanes}
+
+
+def _rmsnorm(lanes):
+    from ..hw.rmsnorm import RmsNorm
+    return RmsNorm(_vcfg(), 576, lanes=lanes), {"n": 576, "lanes": lanes}
+
+
+def _int8quant(lanes):
+    from ..hw.int8quant import Int8Quantizer
+    v = _vcfg()
+    # the layer's activation quantizer: resid_bits - 1 bit inputs, vectors up to 1536
+    return Int8Quantizer(v.resid_bits - 1, v.scale_bits, 1536, lanes=lanes), \
+        {"in_bits": v.resid_bits - 1, "scale_bits": v.scale_bits, "max_n": 1536, "lanes": lanes}
+
+
+def _rope(lanes):
+    from ..hw.rope import Rope
+    return Rope(_vcfg(), 64, lanes=lanes), {"head_dim": 64, "lanes": lanes}
+
+
+def _silumul(lanes):
+    from ..hw.silumul import SiluMul
+    return SiluMul(_vcfg(), lanes=lanes), {"lanes": lanes}
+
+
+def _requant(lanes):
+    from ..hw.requant import Requantize
+    from ..hwconfig import HwConfig
+    acc = HwConfig().widths.acc
+    # the layer's residual-adding requantizer (o and down), the engine's accumulator width
+    return Requantize(_vcfg(), acc, residual=True, lanes=lanes), \
+        {"acc_bits": acc, "residual": True, "lanes": lanes}
+
+
+def _layer(lanes):
+    from ..hw.layer import DecoderLayer
+    from ..layerconfig import LayerConfig
+    lcfg = LayerConfig(lanes=lanes)
+    return DecoderLayer(lcfg), {"layer": repr(lcfg)}
+
+
+@dataclass(frozen=True)
+class Unit:
+    text: str
+    build: Callable                 #: lanes -> (component, parameters for the report)
+    lanes: int                      #: the default lanes
+    lanes_meaning: str
+
+
+UNITS = {
+    "attention": Unit("hw/attention.py AttentionUnit, head_dim 64, group 3 (SmolLM2)", _attention, 16,
+                      "int8 elements per K/V/query beat (AttentionUnitConfig.lanes)"),
+    "rmsnorm": Unit("hw/rmsnorm.py RmsNorm, n = 576", _rmsnorm, 1, "elements per beat"),
+    "int8quant": Unit("hw/int8quant.py Int8Quantizer, 31-bit inputs, vectors up to 1536", _int8quant, 1,
+                      "elements per beat"),
+    "rope": Unit("hw/rope.py Rope, head_dim 64", _rope, 1, "elements per beat"),
+    "silumul": Unit("hw/silumul.py SiluMul", _silumul, 1, "elements per beat"),
+    "requant": Unit("hw/requant.py Requantize with the residual add, the engine's accumulator", _requant, 1,
+                    "elements per beat"),
+    "layer": Unit("hw/layer.py DecoderLayer, LayerConfig() (SmolLM2 shape, engine d = 2, R = 4)", _layer, 16,
+                  "the attention unit's lanes (LayerConfig.lanes)"),
+}
+
+
+def unit(name: str) -> Unit:
+    if name not in UNITS:
+        raise TritforgeError(f"unit {name!r}: expected one of {', '.join(UNITS)}")
+    return UNITS[name]
+
+
+def build(name: str, lanes: int | None = None):
+    """(UnitShell around the unit, the unit's parameters) of ``name`` at ``lanes``."""
+    u = unit(name)
+    lanes = u.lanes if lanes is None else lanes
+    try:
+        component, params = u.build(lanes)
+    except (TypeError, ValueError) as exc:
+        raise TritforgeError(f"unit {name} lanes={lanes}: {exc}") from None
+    return UnitShell(component), params
+
+
+def unit_figures(report: dict) -> dict:
+    """The unit's own resources (without the shell) and the clock's Fmax."""
+    mod = report["modules"]["top.unit"]
+    out = {k: mod[k] for k in ("lut", "carry", "lut_equiv", "ff", "bram", "dsp", "lutram")}
+    out["fmax_mhz"] = synth.fmax_mhz(report)
+    return out
+
+
+def synthesize_unit(name: str, target: str, out: str, *, lanes: int | None = None, seed: int = 1,
+                    freq: float = 200.0, pnr_timeout_s: float | None = None,
+                    router: str = synth.ROUTERS[0]) -> dict:
+    """Run the flow (``fpga.synth.run_flow``) on unit ``name`` (``UNITS``) in the shell;
+    ``out`` gets the report, whose ``unit`` section has the unit's own figures."""
+    top, params = build(name, lanes)
+    u = unit(name)
+    meta = {"unit": name, "unit_text": u.text, "lanes": params.get("lanes", lanes or u.lanes),
+            "params": params, "wrapper": f"fpga.unitshell.UnitShell (data_bits {DATA_BITS}, "
+                                         f"{top.pin_count()} pins); unit kept as module top.unit"}
+    report = synth.run_flow(top, target, out, keep=("unit",), freq_mhz=freq, seed=seed, meta=meta,
+                            pnr_timeout_s=pnr_timeout_s, router=router)
+    report["unit"] = unit_figures(report)
+    write_json(os.path.join(out, "report.json"), report)
+    return report
+
+
+# --- baselines --------------------------------------------------------------------------------
+
+def file_name(name: str, lanes: int, target: str, seed: int) -> str:
+    return f"{name}_l{lanes}_{target}_s{seed}.json"
+
+
+def from_report(report: dict) -> dict:
+    meta = report["meta"]
+    return {"unit": meta["unit"], "lanes": meta["lanes"], "params": meta["params"],
+            "target": report["target"], "kind": report["kind"], "wrapper": meta["wrapper"],
+            "figures": {k: report["unit"][k] for k in AREA_KEYS + ("carry", "lutram")},
+            "design": {k: report["resources"][k] for k in AREA_KEYS + ("carry",)},
+            "fmax_mhz": report["unit"]["fmax_mhz"], "seed": report["seed"],
+            "router": _router(report), "freq_constraint_mhz": report["freq_constraint_mhz"],
+            "tools": report["tools"], "yosys_workaround": report.get("yosys_workaround"),
+            "critical_path": (report.get("pnr", {}).get("critical_paths") or [None])[0],
+            "area_tolerance": baseline.AREA_TOLERANCE, "fmax_tolerance": baseline.FMAX_TOLERANCE}
+
+
+def _router(report: dict) -> str | None:
+    args = report.get("nextpnr_args") or []
+    return args[args.index("--router") + 1] if "--router" in args else None
+
+
+def save(report: dict, folder: str = FOLDER) -> str:
+    base = from_report(report)
+    path = os.path.join(folder, file_name(base["unit"], base["lanes"], base["target"], base["seed"]))
+    os.makedirs(folder, exist_ok=True)
+    write_json(path, base)
+    return path
+
+
+def load(path: str) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        unit(data["unit"])
+        synth.target(data["target"])
+        for k in AREA_KEYS:
+            int(data["figures"][k])
+    except OSError as exc:
+        raise TritforgeError(f"{path}: cannot read unit baseline ({exc.strerror})") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise TritforgeError(f"{path}: not a unit synthesis baseline ({exc})") from None
+    return data
+
+
+def all_baselines(folder: str = FOLDER) -> list[str]:
+    return sorted(glob.glob(os.path.join(folder, "*.json")))
+
+
+def compare(report: dict, base: dict) -> list[str]:
+    """Regressions of ``report`` against ``base`` (empty: within tolerance)."""
+    fails = []
+    got = report["unit"]
+    at = float(base.get("area_tolerance", baseline.AREA_TOLERANCE))
+    for k in AREA_KEYS:
+        limit = base["figures"][k] * (1 + at) + (baseline.AREA_SLACK if k in ("bram", "dsp") else 0)
+        if got[k] > limit:
+            fails.append(f"{k} {got[k]} > baseline {base['figures'][k]} + {at:.0%}")
+    if base.get("fmax_mhz") is not None:
+        ft = float(base.get("fmax_tolerance", baseline.FMAX_TOLERANCE))
+        if got.get("fmax_mhz") is None:
+            fails.append("no Fmax measured (place-and-route missing)")
+        elif got["fmax_mhz"] < base["fmax_mhz"] * (1 - ft):
+            fails.append(f"Fmax {got['fmax_mhz']:.1f} MHz < baseline {base['fmax_mhz']:.1f} MHz - {ft:.0%}")
+    return fails
+
+
+def rerun(base: dict, out: str, pnr_timeout_s: float | None = None) -> dict:
+    """A fresh run with a baseline's unit, lanes, target, seed, clock and router."""
+    return synthesize_unit(base["unit"], base["target"], out, lanes=base["lanes"], seed=base["seed"],
+                           freq=base["freq_constraint_mhz"], pnr_timeout_s=pnr_timeout_s,
+                           router=base.get("router") or synth.ROUTERS[0])
