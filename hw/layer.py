@@ -362,7 +362,9 @@ class DecoderLayer(wiring.Component):
                 m.d.comb += [att.cmd.valid.eq(1), att.cmd.payload.keys.eq(pos + 1)]
                 with m.If(att.cmd.ready):
                     m.d.sync += jobs.eq(jobs + 1)
-            with m.If(issued < lc.heads):
+            # a group's query heads are read once its job has started (the attention unit
+            # takes queries only then), so each job's timing is its own
+            with m.If(issued < jobs * lc.group):
                 with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_Q, reg["q"][0] + issued * hd, hd)):
                     m.d.sync += issued.eq(issued + 1)
             with m.If(written):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import scratch
 from ..errors import TritforgeError
 from ..layerconfig import LayerConfig, padded_width
 from ..layerports import layer_ports
@@ -42,9 +43,6 @@ def layer_config(model_config, accel, lanes: int = 16) -> LayerConfig:
 def check_layer(layer, model_config, accel, *, lanes: int = 16, build_root=None, stalls=None,
                 seed: int = 0) -> dict:
     """Replay ``layer``'s last token on the RTL; a dict of what was checked and found."""
-    from . import cosim
-    from ..hw.layer import DecoderLayer
-
     if layer.last_input is None:
         raise TritforgeError(f"layer {layer.index}: no token recorded for the RTL layer check")
     h, pos = layer.last_input
@@ -60,6 +58,15 @@ def check_layer(layer, model_config, accel, *, lanes: int = 16, build_root=None,
                     for n in ("k_q", "k_m", "k_e", "v_q", "v_m", "v_e"))
     if not same_rows:
         raise TritforgeError(f"layer {layer.index}: the golden layer does not reproduce the run's K/V rows")
+    with scratch():                 # the build and the job are read back here
+        return _play(lcfg, case, layer.index, pos, build_root, stalls, seed)
+
+
+def _play(lcfg, case, index, pos, build_root, stalls, seed) -> dict:
+    """Build the layer top and play ``case`` on it under Verilator."""
+    from . import cosim
+    from ..hw.layer import DecoderLayer
+
     top = DecoderLayer(lcfg)
     t0 = time.perf_counter()
     verilog = cosim.convert(top, TOPLEVEL)
@@ -83,7 +90,7 @@ def check_layer(layer, model_config, accel, *, lanes: int = 16, build_root=None,
             rep = None
         else:
             rep = json.loads((work / "report.json").read_text())
-    out = {"layer": layer.index, "position": pos, "context": pos + 1, "hidden": lcfg.hidden,
+    out = {"layer": index, "position": pos, "context": pos + 1, "hidden": lcfg.hidden,
            "weight_beats": len(case.inputs["w"]), "kv_rows_read": 2 * lcfg.kv_heads * (pos + 1),
            "build_s": build_s, "verilator_s": sim_s}
     if rep is not None:

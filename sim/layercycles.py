@@ -20,10 +20,11 @@ Phase by phase (S: the phase's first cycle):
   reader from o's first cycle, or by SiLU·mul of two readers from down's);
 * the int8 quantizer takes a vector every ``int8quant_cycles - INT8Q_OUT_STAGES`` cycles
   when fed back to back (its next receive starts after the last read);
-* ATT: per KV head, the group's query heads through the quantizer (the first head's
-  whole closed form, then one period per further head, then the packer), then the
-  attention job's cycles after its query load (``job_cycles`` less g·B): the next group's
-  query heads wait for the job, since the attention unit takes queries only between jobs.
+* ATT: per KV head, one job after the other: its command, the group's query heads read
+  from the next cycle and quantized (the first head's whole closed form, one period per
+  further head; the packer's last beat), then the job's cycles after its query load
+  (``job_cycles`` less g·B) with each output beat held ``lanes`` cycles by the
+  serializer into the memory.
 """
 from __future__ import annotations
 
@@ -86,10 +87,14 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     q1 = int8quant_cycles(hd, B)
     period = q1 - INT8Q_OUT_STAGES
     phase("kv write", t + READ_LATENCY + (2 * lcfg.kv_heads - 1) * period + q1 - 1 + 1 + 1)
-    # ATT
-    group_q = READ_LATENCY + q1 + (lcfg.group - 1) * period + 1
+    # ATT: per KV head its job's command, then (a cycle later) its query heads' reads; the
+    # job's query load ends with the last head's packed beat, the rest of the job runs
+    # as its closed form says but for the output beats, each held ``lanes`` cycles by the
+    # serializer into the memory; the next command the cycle after the last output beat
+    q_load = 1 + READ_LATENCY + (lcfg.group - 1) * period + q1
     job_rest = job_cycles(ucfg, pos + 1) - ucfg.group * ucfg.beats
-    phase("attention", t + lcfg.kv_heads * (group_q + job_rest))
+    out_hold = ucfg.group * ucfg.beats * (ucfg.lanes - 1)
+    phase("attention", t + lcfg.kv_heads * (q_load + job_rest + out_hold + 1))
     # o: the attention output through the act quantizer
     S = t
     matrix(mats["o"], last_word(S + READ_LATENCY + int8quant_cycles(lcfg.qdim, B) - 1))

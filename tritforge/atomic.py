@@ -256,6 +256,19 @@ def transaction():
 
 
 @contextlib.contextmanager
+def scratch():
+    """Working files of a command, not its outputs (a vector set or a build the command
+    writes and then reads back itself): inside the block every ``atomic_*`` write commits
+    at the end of its own block, outside the command's transaction."""
+    global _active
+    saved, _active = _active, None
+    try:
+        yield
+    finally:
+        _active = saved
+
+
+@contextlib.contextmanager
 def _staged(stage, path: str):
     """Run ``stage(tx, path)`` in the active transaction (or a transaction of its own) and
     yield the staged path; a failing block drops it."""

@@ -29,7 +29,8 @@ class Matrix:
 
     @property
     def groups(self) -> int:
-        return self.in_features // layout.GROUP
+        """Activation words (groups of 16) of the input, the last one padded with zeros."""
+        return -(-self.in_features // layout.GROUP)
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,12 @@ class LayerConfig:
                 raise TritforgeError(f"{o} {name}={v!r}: expected a positive integer")
         if not isinstance(self.accel, AccelConfig):
             raise TritforgeError(f"{o} accel={self.accel!r}: expected an AccelConfig")
-        for name in ("hidden", "intermediate", "qdim", "kvdim"):
-            if getattr(self, name) % layout.GROUP:
-                raise TritforgeError(f"{o} {name}={getattr(self, name)}: expected a multiple of "
-                                     f"{layout.GROUP} (the engine's group)")
         if self.heads % self.kv_heads:
             raise TritforgeError(f"{o}: {self.heads} query heads do not share {self.kv_heads} KV heads evenly")
         e = self.accel.engine
         if e.vectors != 1:
             raise TritforgeError(f"{o}: engine vectors={e.vectors}; the layer top runs decode (vectors=1)")
-        widest_in = max(m.in_features for m in self.matrices)
+        widest_in = max(m.groups for m in self.matrices) * layout.GROUP
         widest_out = max(m.out_features for m in self.matrices)
         if e.max_in_features < widest_in or e.max_out_features < widest_out:
             raise TritforgeError(f"{o}: engine max_in_features={e.max_in_features} / max_out_features="
@@ -114,8 +111,16 @@ class LayerConfig:
     def for_model(cls, config, accel: AccelConfig | None = None, lanes: int = 16) -> "LayerConfig":
         """The build for a transformers config (Llama / Qwen2 form)."""
         hd = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        widest = max(config.hidden_size, config.intermediate_size, config.num_attention_heads * hd)
+        widest = padded_width(config)
         accel = accel or AccelConfig(engine=HwConfig(max_in_features=widest, max_out_features=widest))
         return cls(hidden=config.hidden_size, intermediate=config.intermediate_size,
                    heads=config.num_attention_heads, kv_heads=config.num_key_value_heads, head_dim=hd,
                    accel=accel, lanes=lanes)
+
+
+def padded_width(config) -> int:
+    """The widest matrix side of a model's layer, rounded up to whole groups of 16: what the
+    engine's ``max_in_features`` / ``max_out_features`` must hold."""
+    hd = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    widest = max(config.hidden_size, config.intermediate_size, config.num_attention_heads * hd)
+    return -(-widest // layout.GROUP) * layout.GROUP

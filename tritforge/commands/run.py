@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 
-from ..atomic import write_json
+from ..atomic import scratch, write_json
 from ..errors import TritforgeError
 from ._paths import shown
 
@@ -63,25 +63,26 @@ def rtl_check(cfg, cases) -> dict:
     from ..hw import verilog as hw_verilog
     from ..sim import cosim
 
-    text, side = hw_verilog.convert(cfg), hw_verilog.sidecar(cfg)
-    build = cosim.build(text, side["top"], [p["name"] for p in side["ports"]],
-                        cosim.default_build_root(),
-                        meta={"hwconfig": cfg.to_dict(), "decoder_style": side["decoder_style"],
-                              "primitives": side["primitives"]})
-    side_path = cosim.write_sidecar(build, side)
-    with tempfile.TemporaryDirectory(prefix="tritforge-rtl-") as tmp:
-        vs = vectors.write_set(os.path.join(tmp, "vectors"), cases)
-        report = os.path.join(tmp, "cases.json")
-        res = cosim.run_engine_bench(build, side_path, vs, os.path.join(tmp, "run"), model=True,
-                                     report=report, testcase="vector_cases")
-        played = []
-        if os.path.isfile(report):
-            with open(report) as f:
-                played = [{"case": c["case"], "cycles": c["cycles"]} for c in json.load(f)["cases"]]
-        failures = res.failures() if res.failed else []
-    match = res.tests > 0 and res.failed == 0 and len(played) == len(cases)
-    return {"match": match, "cases": played, "failures": failures,
-            "build_s": round(build.seconds, 2), "sim_s": round(res.seconds, 2)}
+    with scratch():                 # the build and the vector set are read back here
+        text, side = hw_verilog.convert(cfg), hw_verilog.sidecar(cfg)
+        build = cosim.build(text, side["top"], [p["name"] for p in side["ports"]],
+                            cosim.default_build_root(),
+                            meta={"hwconfig": cfg.to_dict(), "decoder_style": side["decoder_style"],
+                                  "primitives": side["primitives"]})
+        side_path = cosim.write_sidecar(build, side)
+        with tempfile.TemporaryDirectory(prefix="tritforge-rtl-") as tmp:
+            vs = vectors.write_set(os.path.join(tmp, "vectors"), cases)
+            report = os.path.join(tmp, "cases.json")
+            res = cosim.run_engine_bench(build, side_path, vs, os.path.join(tmp, "run"), model=True,
+                                         report=report, testcase="vector_cases")
+            played = []
+            if os.path.isfile(report):
+                with open(report) as f:
+                    played = [{"case": c["case"], "cycles": c["cycles"]} for c in json.load(f)["cases"]]
+            failures = res.failures() if res.failed else []
+        match = res.tests > 0 and res.failed == 0 and len(played) == len(cases)
+        return {"match": match, "cases": played, "failures": failures,
+                "build_s": round(build.seconds, 2), "sim_s": round(res.seconds, 2)}
 
 
 def _fmt_rate(v: float) -> str:
@@ -129,6 +130,13 @@ def summary(r: dict) -> str:
                      f"{q['layer_vs_hw_top1_agreement'] * 100:.1f} % with the linear-only path")
     lines.append(f"hw path    integer vs float dequantized product: relative error "
                  f"{q['hw_vs_dequant_rel_err']:.2e} (worst layer {q['hw_vs_dequant_rel_err_max_layer']:.2e})")
+    if "rtl_layer" in r:
+        s = r["rtl_layer"]
+        lines.append(f"rtl layer  decoder layer {s['layer']} at position {s['position']} (context {s['context']}) "
+                     "through Verilator (layer top RTL, cocotb): "
+                     + (f"bit-exact ({s['hidden']} residual elements, the new K/V rows); {s['cycles']:,} cycles "
+                        f"({s['cycles_model']:,} by the closed form), {s['cycles_per_s']:,.0f} cycles/s"
+                        if s["match"] else "MISMATCH: " + "; ".join(s["failures"][:3])))
     if "rtl_sample" in r:
         s = r["rtl_sample"]
         lines.append(f"rtl        {s['rows']} rows of {len(s['layers'])} layers through Verilator "
@@ -173,6 +181,9 @@ def run(args) -> int:
         print(f"report     {shown(written.get('report.html', args.report))}")
     if args.json:
         print(f"json       {args.json}")
+    if "rtl_layer" in result and not result["rtl_layer"]["match"]:
+        print("tritforge run: error: the RTL decoder layer does not match the integer layer", file=sys.stderr)
+        return 1
     if "rtl_sample" in result and not result["rtl_sample"]["match"]:
         print("tritforge run: error: the RTL sample does not match the cycle model", file=sys.stderr)
         return 1
