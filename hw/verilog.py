@@ -48,10 +48,15 @@ def _fields(port) -> list[dict]:
 
 
 def port_map(cfg: HwConfig) -> list[dict]:
-    """Every port of the generated module (``tritforge.ports``): name, direction, width,
-    and a struct payload's fields."""
+    """Every port of the generated engine (``tritforge.ports``)."""
+    return ports_map(engine_ports(cfg))
+
+
+def ports_map(port_set) -> list[dict]:
+    """Every port of a generated module from its port set: name, direction, width, and a
+    struct payload's fields (clk and rst first)."""
     ports = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
-    for port in engine_ports(cfg):
+    for port in port_set:
         if not port.stream:
             ports.append({"name": port.name, "dir": port.dir, "width": port.width})
             continue
@@ -120,6 +125,11 @@ def write(cfg: HwConfig, out_dir: str, *, decoder_style: str = DEFAULT_STYLE, to
         raise TritforgeError(f"top module name {top!r}: expected a Verilog identifier")
     text = convert(cfg, decoder_style, top, primitives)
     meta = sidecar(cfg, decoder_style, top, primitives)
+    return write_module(out_dir, top, text, meta, overwrite)
+
+
+def write_module(out_dir: str, top: str, text: str, meta: dict, overwrite: bool = True) -> dict:
+    """``out_dir/<top>.v`` and its sidecar ``out_dir/<top>.json``, both or neither."""
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise TritforgeError(f"{out_dir}: exists and is not a folder")

@@ -13,7 +13,6 @@ cycles from the command to the last residual element against ``sim.layercycles``
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
 import time
@@ -23,7 +22,7 @@ import numpy as np
 
 from ..atomic import scratch
 from ..errors import TritforgeError
-from ..layerconfig import LayerConfig, padded_width
+from ..layerconfig import LayerConfig
 from ..layerports import layer_ports
 from ..ports import by_name
 from .layercycles import layer_cycles
@@ -32,21 +31,13 @@ from .layerstreams import layer_case
 TOPLEVEL = "tritforge_layer"
 
 
-def layer_config(model_config, accel, lanes: int = 16) -> LayerConfig:
-    """The layer top's build for a model and the run's accelerator: the engine with one
-    vector (decode) and room for the layer's widest matrix."""
-    widest = padded_width(model_config)
-    engine = dataclasses.replace(accel.engine, vectors=1, max_in_features=widest, max_out_features=widest)
-    return LayerConfig.for_model(model_config, dataclasses.replace(accel, engine=engine), lanes)
-
-
 def check_layer(layer, model_config, accel, *, lanes: int = 16, build_root=None, stalls=None,
                 seed: int = 0) -> dict:
     """Replay ``layer``'s last token on the RTL; a dict of what was checked and found."""
     if layer.last_input is None:
         raise TritforgeError(f"layer {layer.index}: no token recorded for the RTL layer check")
     h, pos = layer.last_input
-    lcfg = layer_config(model_config, accel, lanes)
+    lcfg = LayerConfig.for_model(model_config, accel, lanes)
     saved = layer.cache
     try:
         layer.cache = saved.truncated(pos)

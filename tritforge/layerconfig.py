@@ -7,6 +7,8 @@ shapes, sources and destinations, and the map of the on-chip vector memory.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from .accelconfig import AccelConfig
@@ -107,20 +109,32 @@ class LayerConfig:
     def memory_depth(self) -> int:
         return sum(n for _, n in self.regions.values())
 
+    def to_dict(self) -> dict:
+        return {"hidden": self.hidden, "intermediate": self.intermediate, "heads": self.heads,
+                "kv_heads": self.kv_heads, "head_dim": self.head_dim, "lanes": self.lanes,
+                "accelconfig": self.accel.to_dict()}
+
     @classmethod
     def for_model(cls, config, accel: AccelConfig | None = None, lanes: int = 16) -> "LayerConfig":
-        """The build for a transformers config (Llama / Qwen2 form)."""
-        hd = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        """The build for a transformers config (Llama / Qwen2 form), or a model-shape dict
+        (``sim.estimate.load_shape``); ``accel``'s engine gets one vector and room for the
+        layer's widest matrix."""
+        get = config.get if isinstance(config, dict) else (lambda k: getattr(config, k, None))
+        heads = get("num_attention_heads")
+        hd = get("head_dim") or get("hidden_size") // heads
         widest = padded_width(config)
-        accel = accel or AccelConfig(engine=HwConfig(max_in_features=widest, max_out_features=widest))
-        return cls(hidden=config.hidden_size, intermediate=config.intermediate_size,
-                   heads=config.num_attention_heads, kv_heads=config.num_key_value_heads, head_dim=hd,
-                   accel=accel, lanes=lanes)
+        accel = accel or AccelConfig()
+        engine = dataclasses.replace(accel.engine, vectors=1, max_in_features=widest, max_out_features=widest)
+        return cls(hidden=get("hidden_size"), intermediate=get("intermediate_size"), heads=heads,
+                   kv_heads=get("num_key_value_heads") or heads, head_dim=hd,
+                   accel=dataclasses.replace(accel, engine=engine), lanes=math.gcd(lanes, hd))
 
 
 def padded_width(config) -> int:
-    """The widest matrix side of a model's layer, rounded up to whole groups of 16: what the
-    engine's ``max_in_features`` / ``max_out_features`` must hold."""
-    hd = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    widest = max(config.hidden_size, config.intermediate_size, config.num_attention_heads * hd)
+    """The widest matrix side of a model's layer (a transformers config or a shape dict),
+    rounded up to whole groups of 16: what the engine's ``max_in_features`` /
+    ``max_out_features`` must hold."""
+    get = config.get if isinstance(config, dict) else (lambda k: getattr(config, k, None))
+    hd = get("head_dim") or get("hidden_size") // get("num_attention_heads")
+    widest = max(get("hidden_size"), get("intermediate_size"), get("num_attention_heads") * hd)
     return -(-widest // layout.GROUP) * layout.GROUP

@@ -20,8 +20,20 @@ def add_arguments(p) -> None:
                    help="generic: plain Verilog any tool infers (default); ecp5: Lattice MULT18X18D "
                         "and DP16KD instances with their internal registers and CCU2C carry chains "
                         "for the accumulators (for ECP5 flows)")
-    p.add_argument("--top", default="tritforge_engine", metavar="NAME",
-                   help="Verilog module name (default tritforge_engine)")
+    p.add_argument("--top", default=None, metavar="NAME",
+                   help="Verilog module name (default tritforge_engine, tritforge_layer with --layer)")
+    p.add_argument("--layer", action="store_true",
+                   help="write the decoder-layer top (engine, attention and vector units; hw/LAYER.md) "
+                        "for the model shape of --model-config instead of the engine alone")
+    p.add_argument("--model-config", metavar="PATH|NAME", default="smollm2-135m",
+                   help="with --layer: the layer's shape, a config.json path or a bundled shape "
+                        "(default smollm2-135m)")
+    p.add_argument("--accel", metavar="FILE",
+                   help="with --layer: AccelConfig JSON (attention and vector units); the engine "
+                        "comes from the options above")
+    p.add_argument("--lanes", type=int, default=16, metavar="L",
+                   help="with --layer: int8 elements per attention-unit beat (default 16; a divisor "
+                        "of head_dim is used)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
 
 
@@ -29,6 +41,9 @@ def run(args) -> int:
     from ..hw import verilog
 
     cfg = hw_from_args(args)
+    if args.layer:
+        return run_layer(args, cfg)
+    args.top = args.top or "tritforge_engine"
     if not args.top.isidentifier():
         raise TritforgeError(f"--top {args.top!r}: expected a Verilog identifier")
     r = verilog.write(cfg, args.out, decoder_style=args.decoder, top=args.top,
@@ -43,3 +58,36 @@ def run(args) -> int:
     print(f"wrote    {shown(r['sidecar'])}")
     return 0
 
+
+
+def run_layer(args, cfg) -> int:
+    import dataclasses
+
+    from ..accelconfig import AccelConfig
+    from ..hw import layerverilog
+    from ..layerconfig import LayerConfig
+    from ..sim.estimate import load_shape
+
+    top = args.top or layerverilog.TOP
+    if not top.isidentifier():
+        raise TritforgeError(f"--top {top!r}: expected a Verilog identifier")
+    if args.primitives != "generic" or args.decoder != DEFAULT_STYLE:
+        raise TritforgeError("--layer: the layer top is built with the default decoder and generic "
+                             "primitives; expected no --decoder / --primitives")
+    if args.lanes < 1:
+        raise TritforgeError(f"--lanes {args.lanes}: expected at least 1")
+    shape = load_shape(args.model_config)
+    accel = AccelConfig.from_json(args.accel) if args.accel else AccelConfig()
+    lcfg = LayerConfig.for_model(shape, dataclasses.replace(accel, engine=cfg), args.lanes)
+    r = layerverilog.write(lcfg, args.out, top)
+    side = layerverilog.sidecar(lcfg, top)["derived"]
+    e = lcfg.accel.engine
+    print(f"layer    hidden {lcfg.hidden}, intermediate {lcfg.intermediate}, {lcfg.heads} heads over "
+          f"{lcfg.kv_heads} KV heads of {lcfg.head_dim}; attention lanes {lcfg.lanes}; engine d={e.depth} "
+          f"R={e.rows}")
+    print(f"derived  vector memory {lcfg.memory_depth:,} x {lcfg.accel.vector.resid_bits} b; "
+          f"{sum(m['beats'] for m in side['matrices']):,} weight beats per token; "
+          f"{side['cycles_context_1']:,} cycles per token at context 1")
+    print(f"wrote    {shown(r['verilog'])} ({r['verilog_bytes']:,} bytes)")
+    print(f"wrote    {shown(r['sidecar'])}")
+    return 0
