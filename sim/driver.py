@@ -486,7 +486,15 @@ def whole_token(model, depth: int, board, table, accel, context: int) -> dict:
                          accel=accel)
     keep = ("context", "per_token", "timing", "prefill", "memory_fit", "lm_head", "schedule",
             "assumptions")
-    return {"whole_token": {k: r[k] for k in keep if k in r},
+    out = {k: r[k] for k in keep if k in r}
+    if shape.get("model_type") in ("llama", "qwen2"):
+        from .layercycles import token_figures
+
+        # the layer top as built (hw/layer.py), by its exact closed form
+        hw = board.hwconfig(depth, vectors=1, max_in_features=board.max_in_features)
+        out["layer_top"] = token_figures(shape, dataclasses.replace(accel, engine=hw), context,
+                                         board.clock_mhz)
+    return {"whole_token": out,
             "context_sweep": estimate.context_sweep(shape, depth, board, table, accel=accel)}
 
 

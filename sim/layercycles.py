@@ -116,3 +116,21 @@ def weight_beats(lcfg: LayerConfig) -> int:
     """The layer's weight beats (one pass over its seven matrices)."""
     e = lcfg.accel.engine
     return sum(e.tiles(mt.out_features) * mt.groups for mt in lcfg.matrices)
+
+
+def token_figures(shape: dict, accel, context: int, clock_mhz: float, lanes: int = 16) -> dict:
+    """The decoder layers of one decode token at ``context`` on the layer top as built (one
+    engine of the accelerator's R rows, the units and the schedule of hw/LAYER.md), by the
+    closed form: cycles per layer and per token (all layers; the final norm and lm_head
+    are not part of the layer top), the weight stream's share of the cycles, and the
+    tokens/s those cycles allow at ``clock_mhz`` (compute alone: the weight and KV streams
+    assumed to keep up)."""
+    lcfg = LayerConfig.for_model(shape, accel, lanes)
+    lc = layer_cycles(lcfg, max(int(context), 1) - 1)
+    layers = int(shape["num_hidden_layers"])
+    beats = weight_beats(lcfg)
+    per_token = lc["total"] * layers
+    return {"context": max(int(context), 1), "rows": lcfg.accel.engine.rows, "lanes": lcfg.lanes,
+            "cycles_per_layer": lc["total"], "phases": dict(lc["phases"]), "weight_beats_per_layer": beats,
+            "weight_stream_utilisation": beats / lc["total"], "layers": layers,
+            "cycles_per_token": per_token, "layers_tokens_per_s": clock_mhz * 1e6 / per_token}

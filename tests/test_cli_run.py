@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from tinymodels import make_tiny_model
 from tritforge import cli
 from tritforge.codec import packfile
+from tritforge.accelconfig import AccelConfig
 from tritforge.hwconfig import HwConfig
+from tritforge.layerconfig import LayerConfig
+from tritforge.sim.layercycles import layer_cycles
 from tritforge.sim import driver
 
 TOP_KEYS = ("tool", "version", "created", "model", "config", "mode", "hwconfig", "board", "energy_table",
@@ -199,6 +203,20 @@ def test_rtl_sample_matches(llama, rtl_env, tmp_path, capsys):
         in_pad = 96 if c["case"].split(".rows")[0].endswith("down_proj") else 64
         assert c["cycles"] == fastmodel.run_cycles(cfg, 6, in_pad, 1)
     assert "all match" in text
+    # the whole decoder layer 0 (the run's path is "layer"): its last token on the layer top
+    r = json.loads(out_json.read_text())
+    lay = r["rtl_layer"]
+    assert lay["match"] and lay["cycles"] == lay["cycles_model"] and lay["context"] == lay["position"] + 1
+    assert "rtl layer  decoder layer 0" in text and "bit-exact" in text
+    # the layer top's closed-form figures in the whole-token section
+    lt = r["whole_token"]["layer_top"]
+    lcfg = LayerConfig.for_model(_shape(llama), AccelConfig(engine=HwConfig(**RTL_CFG)))
+    assert lt["cycles_per_layer"] == layer_cycles(lcfg, lt["context"] - 1)["total"]
+    assert lt["cycles_per_token"] == 2 * lt["cycles_per_layer"]
+
+
+def _shape(folder):
+    return json.loads((Path(folder) / "config.json").read_text())
 
 
 def test_rtl_sample_catches_a_mismatch(llama, rtl_env, tmp_path, capsys, monkeypatch):

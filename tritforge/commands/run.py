@@ -130,6 +130,12 @@ def summary(r: dict) -> str:
                      f"{q['layer_vs_hw_top1_agreement'] * 100:.1f} % with the linear-only path")
     lines.append(f"hw path    integer vs float dequantized product: relative error "
                  f"{q['hw_vs_dequant_rel_err']:.2e} (worst layer {q['hw_vs_dequant_rel_err_max_layer']:.2e})")
+    lt = r.get("whole_token", {}).get("layer_top")
+    if lt:
+        lines.append(f"layer top  the decoder layers as hw/layer.py builds them (R={lt['rows']}, closed form): "
+                     f"{lt['cycles_per_layer']:,} cycles per layer at context {lt['context']}, weight stream "
+                     f"busy {lt['weight_stream_utilisation'] * 100:.1f} %, {lt['cycles_per_token']:,} cycles "
+                     f"per token: {_fmt_rate(lt['layers_tokens_per_s'])} tokens/s for the layers alone")
     if "rtl_layer" in r:
         s = r["rtl_layer"]
         lines.append(f"rtl layer  decoder layer {s['layer']} at position {s['position']} (context {s['context']}) "
