@@ -86,8 +86,8 @@ def run_layer(args, cfg) -> int:
           f"{lcfg.kv_heads} KV heads of {lcfg.head_dim}; attention lanes {lcfg.lanes}; engine d={e.depth} "
           f"R={e.rows}")
     print(f"derived  vector memory {lcfg.memory_depth:,} x {lcfg.accel.vector.resid_bits} b; "
-          f"{sum(m['beats'] for m in side['matrices']):,} weight beats per token; "
-          f"{side['cycles_context_1']:,} cycles per token at context 1")
+          f"{sum(m['beats'] for m in side['matrices']):,} weight beats and "
+          f"{side['cycles_context_1']:,} cycles per decode token at context 1")
     print(f"wrote    {shown(r['verilog'])} ({r['verilog_bytes']:,} bytes)")
     print(f"wrote    {shown(r['sidecar'])}")
     return 0
