@@ -67,9 +67,12 @@ def rsqrt(ss, lut_bits: int, frac_bits: int, newton: int) -> tuple[np.ndarray, n
     table = rsqrt_lut(lut_bits, RB)
     idx = (mf >> (RB + 2 - lut_bits)) - (1 << (lut_bits - 2))
     y = table[idx]
+    # mf · y² < 2^(RB+2) · 2^(2RB+2) = 2^(3RB+4): past int64 from RB = 20 on, so that one
+    # product is formed in Python integers (a handful per vector); t < 2^(RB+4) again fits
+    newton_t = np.frompyfunc(lambda m, yy: (int(m) * int(yy) * int(yy) + (1 << (2 * RB - 1))) >> (2 * RB), 2, 1)
     for _ in range(newton):
-        t = rshift_round(mf * y * y, 2 * RB)
-        check_bound(mf * y * y, 3 * RB + 4, "Newton m · y²")
+        t = np.asarray(newton_t(mf, y), dtype=np.int64).reshape(np.shape(y))
+        check_bound(t, RB + 4, "Newton rshift_round(m · y², 2 RB)")
         y = rshift_round(y * (3 * (1 << RB) - t), RB + 1)
     return y, RB + w
 
