@@ -1,0 +1,483 @@
+"""Per-cycle stepping models of the vector unit's components (hw/VECTOR.md), their cycle
+reference.
+
+Each model's ``step(inputs) -> outputs`` takes the values driven in one cycle (its
+``Inputs`` record: ``rst``, each input stream's valid and payload fields, each output's
+ready; made from the unit's port set in ``tritforge.vectorports`` by
+``sim.elementstep.records``), returns what the RTL shows in that cycle (every ready, each
+output's valid and, while valid, its payload) and takes the clock edge. Written from
+hw/VECTOR.md and the components' documented stages, never importing Amaranth or hw/;
+tests/test_vectorstep.py compares each with the RTL in every cycle under random
+valid/ready, garbage payloads on idle cycles and a reset in the middle of a vector.
+
+The arithmetic is the golden reference's (codec.fixedpoint.quantize_int8 and scale_mul,
+codec.intnorm.rsqrt, codec.introtary.apply_rope, codec.intact.silu_mul), computed where
+the RTL's registers hold the values: an element pipeline's result when the element enters
+it (``sim.elementstep.ElementPipe``; every value it reads then is held until the pipeline
+has drained), the Int8Quantizer's x_q and step when its divider's result is handed over,
+the RMSNorm's sum of squares beat by beat at the widths of its registers. Requantize is the
+same formula in Python integers (the RTL's result is exact; numpy's int64 in
+``fixedpoint.requantize`` wraps where a left shift leaves it).
+
+A synchronous reset returns every register to its initial value (valid bits, counters,
+states, held values); memories (buffers, RMSNorm's gamma) keep their contents, and a
+memory write in the reset cycle still happens. Vectors are in the contract (|inputs| as
+the port sets document, Int8Quantizer vectors of at most max_n elements).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..codec.fixedpoint import Q8, quantize_int8, scale_mul
+from ..codec.intact import silu_mul
+from ..codec.intnorm import rsqrt
+from ..codec.introtary import apply_rope
+from ..vectorports import (EXP_BITS, divider_ports, eps_bits, int8quant_ports,
+                           requant_ports, rmsnorm_ports, rope_ports, rsqrt_exp_bits, rsqrt_ports,
+                           silumul_ports)
+from .elementstep import ElementPipe, beat_field, lanes_of, records, rshift_round, saturate, wrap
+
+#: PipelinedMultiplier's registers (input, product, output)
+MUL = 3
+
+
+def _bits_for(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+class _Model:
+    """``step``: the outputs of the current state (``_comb``), the memory writes of the
+    cycle read from the current state (``_writes``), then the clock edge (the reset, or the
+    registers' next values, ``_edge``), then the writes (a read in the same cycle sees the
+    old word, as the RTL's read ports do; a write in a reset cycle still happens)."""
+
+    def __init__(self, ports):
+        self.ports = ports
+        self.Inputs, self.Outputs = records(ports)
+        self._reset()
+
+    def step(self, inp):
+        out = self._comb(inp)
+        writes = self._writes(inp, out)
+        if inp.rst:
+            self._reset()
+        else:
+            self._edge(inp, out)
+        for mem, addr, word in writes:
+            mem[addr] = word
+        return self.Outputs(**{k: v for k, v in out.items() if k in self.Outputs.__dataclass_fields__})
+
+    def _writes(self, inp, out) -> list:
+        """The cycle's memory writes, (memory, address, word)."""
+        return []
+
+
+# ---- RestoringDivider ---------------------------------------------------------------------
+
+class DividerStep(_Model):
+    """hw/divider.py: the partial remainder r (den_bits) and the shift register q
+    (quo_bits); on acceptance r = num >> quo_bits, q = num's low bits, then one restoring
+    step per cycle, the result on ``o`` until taken."""
+
+    def __init__(self, num_bits: int, den_bits: int, quo_bits: int | None = None):
+        self.num_bits, self.den_bits = num_bits, den_bits
+        self.Q = num_bits if quo_bits is None else quo_bits
+        super().__init__(divider_ports(num_bits, den_bits, self.Q))
+
+    def _reset(self) -> None:
+        self.r = self.q = self.den = self.left = 0
+        self.busy = False
+
+    def comb(self, i_valid: bool, o_ready: bool) -> dict:
+        done = self.busy and self.left == 0
+        return dict(i_ready=not self.busy or (done and bool(o_ready)), o_valid=done,
+                    o_quo=self.q if done else None, o_rem=self.r if done else None)
+
+    def _comb(self, inp) -> dict:
+        return self.comb(inp.i_valid, inp.o_ready)
+
+    def clock(self, out: dict, i_valid: bool, num: int, den: int, o_ready: bool) -> None:
+        Q, D = self.Q, self.den_bits
+        if self.busy and self.left:
+            t = self.r << 1 | self.q >> (Q - 1) & 1
+            ge = t >= self.den
+            self.r = wrap(t - self.den if ge else t, D, False)
+            self.q = wrap(self.q << 1 | ge, Q, False)
+            self.left -= 1
+        if out["o_valid"] and o_ready:
+            self.busy = False
+        if i_valid and out["i_ready"]:
+            self.r, self.q = wrap(num >> Q, D, False), wrap(num, Q, False)
+            self.left, self.busy, self.den = Q, True, den
+
+    def _edge(self, inp, out) -> None:
+        self.clock(out, inp.i_valid, inp.i_num, inp.i_den, inp.o_ready)
+
+
+# ---- Int8Quantizer ------------------------------------------------------------------------
+
+RECV, NORM, DIV, OUT = "RECV", "NORM", "DIV", "OUT"
+
+
+class Int8QuantizerStep(_Model):
+    """hw/int8quant.py: receive into the buffer (max |v|), one cycle offering 127 · 2^K /
+    mu to the divider (B + 8 quotient bits), the hand-over when the divider is done and the
+    output pipeline (5 registers) is empty, the output pass. x_q and the step are
+    ``quantize_int8`` of the buffered vector, computed at the hand-over (where the RTL
+    registers R, K and the step); each output beat carries the step registers of its
+    cycle."""
+
+    out_stages = 1 + MUL + 1
+
+    def __init__(self, in_bits: int, scale_bits: int, max_n: int, lanes: int = 1):
+        self.in_bits, self.B, self.lanes = in_bits, scale_bits, lanes
+        self.depth = -(-max_n // lanes)
+        self.buf = [(0,) * lanes] * self.depth
+        self.div = DividerStep(in_bits + scale_bits + 7, in_bits, scale_bits + 8)
+        self.pipe = ElementPipe(self.out_stages)
+        super().__init__(int8quant_ports(in_bits, scale_bits, lanes))
+
+    def _reset(self) -> None:
+        self.state = RECV
+        self.wcnt = self.nlast = self.ridx = self.mu = 0
+        self.xq, self.step_m, self.step_e = [], 0, 0
+        self.div._reset()
+        self.pipe.clear()
+
+    def comb(self, i_valid: bool, o_ready: bool) -> dict:
+        head = self.pipe.head
+        adv = self.pipe.advance(o_ready)
+        div = self.div.comb(self.state == NORM, self.state == DIV and self.pipe.empty)
+        return dict(i_ready=self.state == RECV, o_valid=self.pipe.valid,
+                    o_x=None if head is None else beat_field(head[0], self.lanes),
+                    o_m=None if head is None else self.step_m, o_e=None if head is None else self.step_e,
+                    o_last=None if head is None else head[1], adv=adv, div=div)
+
+    def _comb(self, inp) -> dict:
+        return self.comb(inp.i_valid, inp.o_ready)
+
+    def writes(self, out: dict, i_valid: bool, v) -> list:
+        return [(self.buf, self.wcnt, lanes_of(v))] if i_valid and out["i_ready"] else []
+
+    def _writes(self, inp, out) -> list:
+        return self.writes(out, inp.i_valid, inp.i_v)
+
+    def clock(self, out: dict, i_valid: bool, v, last: bool) -> None:
+        B, VB = self.B, self.in_bits
+        state, adv, div = self.state, out["adv"], out["div"]
+        div_o_ready = state == DIV and self.pipe.empty
+        mus = self.mu or 1
+        self.div.clock(div, state == NORM, Q8 << (mus.bit_length() + B), mus, div_o_ready)
+        self.pipe.clock(adv, (self.xq[self.ridx], self.ridx == self.nlast) if state == OUT else None)
+        wbits = _bits_for(self.depth)
+        if state == RECV and i_valid:
+            self.mu = max(max(abs(x) for x in lanes_of(v)), self.mu)
+            if last:
+                self.nlast, self.state = self.wcnt, NORM
+            self.wcnt = wrap(self.wcnt + 1, wbits, False)
+        elif state == NORM and div["i_ready"]:
+            self.state = DIV
+        elif state == DIV and div["o_valid"] and div_o_ready:
+            beats = np.array(self.buf[:self.nlast + 1], dtype=np.int64)
+            xq, m, e = quantize_int8(beats.reshape(-1), B, VB)
+            self.xq = [tuple(int(x) for x in r) for r in xq.reshape(-1, self.lanes)]
+            self.step_m, self.step_e = int(m), wrap(int(e), EXP_BITS)
+            self.ridx, self.state = 0, OUT
+        elif state == OUT and adv:
+            if self.ridx == self.nlast:
+                self.wcnt, self.mu, self.state = 0, 0, RECV
+            self.ridx = wrap(self.ridx + 1, wbits, False)
+
+    def _edge(self, inp, out) -> None:
+        self.clock(out, inp.i_valid, inp.i_v, inp.i_last)
+
+
+# ---- Rsqrt --------------------------------------------------------------------------------
+
+def newton_stages() -> int:
+    """Registers of one Newton step: y², mf · y², 3 · 2^RB - t, y · that, the rounding."""
+    return 3 * MUL + 2
+
+
+class RsqrtStep(_Model):
+    """hw/rsqrt.py: one pipeline of 2 + 11 · rsqrt_newton registers; (y, E) =
+    ``intnorm.rsqrt(ss)`` (ss > 0)."""
+
+    def __init__(self, vcfg, ss_bits: int = 62):
+        self.vcfg, self.ss_bits = vcfg, ss_bits
+        self.latency = 2 + newton_stages() * vcfg.rsqrt_newton
+        self.pipe = ElementPipe(self.latency)
+        super().__init__(rsqrt_ports(vcfg, ss_bits))
+
+    def _reset(self) -> None:
+        self.pipe.clear()
+
+    def comb(self, o_ready: bool) -> dict:
+        head = self.pipe.head
+        return dict(i_ready=self.pipe.advance(o_ready), o_valid=self.pipe.valid,
+                    o_y=None if head is None else head[0], o_E=None if head is None else head[1])
+
+    def _comb(self, inp) -> dict:
+        return self.comb(inp.o_ready)
+
+    def clock(self, out: dict, i_valid: bool, ss: int) -> None:
+        entering = None
+        if i_valid:
+            if ss <= 0:
+                raise ValueError(f"Rsqrt model: ss = {ss} is outside the contract (ss > 0)")
+            v = self.vcfg
+            y, E = rsqrt(np.int64(ss), v.rsqrt_lut_bits, v.rsqrt_frac_bits, v.rsqrt_newton)
+            entering = (int(y), int(E))
+        self.pipe.clock(out["i_ready"], entering)
+
+    def _edge(self, inp, out) -> None:
+        self.clock(out, inp.i_valid, inp.i_ss)
+
+
+# ---- RmsNorm ------------------------------------------------------------------------------
+
+PREP, SCAN, DRAIN = "PREP", "SCAN", "DRAIN"
+
+
+class RmsNormStep(_Model):
+    """hw/rmsnorm.py: receive into the h buffer (max |h|), one cycle for p and the ``k``
+    beat, the scan (5 registers: the reads, hs = rshift_round(h, p), hs² and g_q · hs) into
+    an Int8QuantizerStep and the sum of squares, ss (at least 1) into a RsqrtStep with
+    gamma_frac beside it, (y, E + GF) held for the vector, and the step pipeline
+    (4 registers) making ``scale_mul(m_u, e_u, y, E + GF)`` per beat."""
+
+    scan_stages = 2 + MUL
+    step_stages = MUL + 1
+
+    def __init__(self, vcfg, n: int, lanes: int = 1):
+        self.vcfg, self.n, self.lanes = vcfg, n, lanes
+        self.N = n // lanes
+        NB = vcfg.norm_in_bits
+        self.sb = eps_bits(vcfg, n) + 1
+        self.hbuf = [(0,) * lanes] * self.N
+        self.gmem = [(0,) * lanes] * self.N
+        self.quant = Int8QuantizerStep(vcfg.gamma_bits + NB, vcfg.scale_bits, n, lanes)
+        self.rs = RsqrtStep(vcfg, self.sb)
+        self.scan = ElementPipe(self.scan_stages)
+        self.steps = ElementPipe(self.step_stages)
+        self.E_bits = rsqrt_exp_bits(vcfg, self.sb) + 2
+        super().__init__(rmsnorm_ports(vcfg, n, lanes))
+
+    def _reset(self) -> None:
+        self.state = RECV
+        self.wcnt = self.ridx = self.hmax = self.p = 0
+        self.eps = self.eps_k = self.gf_k = self.gf_ss = self.ss = self.ss_out = 0
+        self.ss_valid = self.y_valid = False
+        self.y = self.E = 0
+        self.gf_line = [0] * self.rs.latency
+        self.quant._reset()
+        self.rs._reset()
+        self.scan.clear()
+        self.steps.clear()
+
+    def _comb(self, inp) -> dict:
+        head = self.steps.head
+        sadv = self.steps.advance(inp.o_ready)
+        q = self.quant.comb(self.scan.valid, sadv and self.y_valid)
+        rs = self.rs.comb(not self.y_valid)
+        return dict(h_ready=self.state == RECV, g_ready=True,
+                    k_ready=self.state == PREP and not self.ss_valid,
+                    o_valid=self.steps.valid,
+                    **{f"o_{f}": None if head is None else head[j] for j, f in enumerate(("x", "m", "e", "last"))},
+                    sadv=sadv, q=q, rs=rs, adv=self.scan.advance(q["i_ready"]))
+
+
+    def _writes(self, inp, out) -> list:
+        w = [(self.gmem, inp.g_addr, lanes_of(inp.g_value))] if inp.g_valid else []
+        if inp.h_valid and out["h_ready"]:
+            w.append((self.hbuf, self.wcnt, lanes_of(inp.h_h)))
+        sh = self.scan.head
+        return w + self.quant.writes(out["q"], self.scan.valid, None if sh is None else sh[0])
+
+    def _edge(self, inp, out) -> None:
+        v, N, L = self.vcfg, self.N, self.lanes
+        NB, B = v.norm_in_bits, v.scale_bits
+        adv, q, rs, sadv = out["adv"], out["q"], out["rs"], out["sadv"]
+        state, sh, qh, rh = self.state, self.scan.head, self.quant.pipe.head, self.rs.pipe.head
+        nbits = _bits_for(N)
+        # the step pipeline takes the quantizer's beat once (y, E + GF) is held
+        q_take = qh is not None and sadv and self.y_valid
+        step_in = None
+        if q_take:
+            m, e = scale_mul(self.quant.step_m, self.quant.step_e, self.y, self.E, B)
+            step_in = (beat_field(qh[0], L), int(m), wrap(int(e), EXP_BITS), qh[1])
+        self.steps.clock(sadv, step_in)
+        # the scan: the buffers read at ridx, hs = rshift_round(h, p), hs² and g_q · hs
+        entering = None
+        if state == SCAN:
+            hs = [wrap(rshift_round(h, self.p), NB + 2) for h in self.hbuf[self.ridx]]
+            entering = (tuple(g * x for g, x in zip(self.gmem[self.ridx], hs)),
+                        sum(x * x for x in hs), self.ridx == N - 1)
+        drained = self.scan.empty
+        self.scan.clock(adv, entering)
+        self.quant.clock(q, sh is not None, None if sh is None else sh[0], sh is not None and sh[2])
+        # the Rsqrt on the held ss (at least 1), gamma_frac in registers beside it
+        rs_adv, gf_out, ss_valid = rs["i_ready"], self.gf_line[-1], self.ss_valid
+        self.rs.clock(rs, ss_valid, self.ss_out or 1)
+        if rs_adv:
+            self.gf_line = [self.gf_ss] + self.gf_line[:-1]
+        new = {}
+        if sh is not None and q["i_ready"]:
+            new["ss"] = wrap(self.ss + sh[1], self.sb, False)
+            if sh[2]:
+                new.update(ss=0, ss_out=wrap(self.ss + sh[1] + self.eps, self.sb, False),
+                           gf_ss=self.gf_k, ss_valid=True)
+        if state == RECV and inp.h_valid:
+            new.update(wcnt=wrap(self.wcnt + 1, nbits, False),
+                       hmax=max(max(abs(x) for x in lanes_of(inp.h_h)), self.hmax))
+            if self.wcnt == N - 1:
+                new["state"] = PREP
+        elif state == PREP:
+            new.update(p=max(self.hmax.bit_length() - NB, 0), ridx=0)
+            if out["k_ready"] and inp.k_valid:
+                new.update(eps_k=inp.k_eps_q, gf_k=inp.k_gamma_frac, state=SCAN)
+        elif state == SCAN:
+            if self.ridx == 0:
+                new["eps"] = wrap(rshift_round(self.eps_k, 2 * self.p), self.sb, False)
+            if adv:
+                new["ridx"] = wrap(self.ridx + 1, nbits, False)
+                if self.ridx == N - 1:
+                    new["state"] = DRAIN
+        elif state == DRAIN and drained:
+            new.update(wcnt=0, hmax=0, state=RECV)
+        if rs_adv and ss_valid:
+            new["ss_valid"] = False
+        if rh is not None and not self.y_valid:
+            new.update(y=rh[0], E=wrap(rh[1] + gf_out, self.E_bits), y_valid=True)
+        if q_take and qh[1]:
+            new["y_valid"] = False
+        for k, val in new.items():
+            setattr(self, k, val)
+
+
+# ---- Rope ---------------------------------------------------------------------------------
+
+class RopeStep(_Model):
+    """hw/rope.py: the first half of a head into the first buffers; each second-half beat
+    joined with its (c, s) and x[i] read back enters the 4-register pipeline (the products,
+    the rounding shift with saturation: ``apply_rope`` of the pair); out[i] leaves from it,
+    out[i + h] goes to the second buffers as it leaves and, after out[h - 1], the buffered
+    beats leave in order. While they do, the pipeline's last stage is not taken."""
+
+    stages = MUL + 1
+
+    def __init__(self, vcfg, head_dim: int, x_bits: int | None = None, cs_bits: int | None = None,
+                 lanes: int = 1):
+        self.vcfg, self.lanes = vcfg, lanes
+        self.x_bits = vcfg.resid_bits - 1 if x_bits is None else x_bits
+        self.cs_bits = vcfg.rope_frac_bits + 2 if cs_bits is None else cs_bits
+        self.W = head_dim // 2 // lanes
+        self.first = [(0,) * lanes] * self.W
+        self.second = [(0,) * lanes] * self.W
+        self.pipe = ElementPipe(self.stages)
+        super().__init__(rope_ports(vcfg, self.x_bits, self.cs_bits, lanes))
+
+    def _reset(self) -> None:
+        self.j = self.e = 0
+        self.upper = self.emit = False
+        self.pipe.clear()
+
+    def _comb(self, inp) -> dict:
+        head, L = self.pipe.head, self.lanes
+        rot_ready = not self.emit and bool(inp.o_ready)
+        adv = self.pipe.advance(rot_ready)
+        if self.emit:
+            o_valid, y = True, self.second[self.e]
+        else:
+            o_valid, y = self.pipe.valid, None if head is None else head[1]
+        return dict(x_ready=not self.upper or (adv and bool(inp.cs_valid)),
+                    cs_ready=self.upper and adv and bool(inp.x_valid), o_valid=o_valid,
+                    o_y=None if y is None else beat_field(y, L), adv=adv,
+                    leave=self.pipe.valid and rot_ready)
+
+    def _writes(self, inp, out) -> list:
+        w = [(self.first, self.j, lanes_of(inp.x_x))] if inp.x_valid and not self.upper else []
+        if out["leave"]:
+            i, _, hi = self.pipe.head
+            w.append((self.second, i, hi))
+        return w
+
+    def _edge(self, inp, out) -> None:
+        W, RF = self.W, self.vcfg.rope_frac_bits
+        entering = None
+        if self.upper and inp.x_valid and inp.cs_valid:
+            a, b = self.first[self.j], lanes_of(inp.x_x)
+            x = np.array([[[ak, bk]] for ak, bk in zip(a, b)], dtype=np.int64)
+            y = apply_rope(x, np.array([[c] for c in lanes_of(inp.cs_c)], dtype=np.int64),
+                           np.array([[s] for s in lanes_of(inp.cs_s)], dtype=np.int64), RF, self.x_bits)
+            entering = (self.j, tuple(int(r[0, 0]) for r in y), tuple(int(r[0, 1]) for r in y))
+        head = self.pipe.head
+        self.pipe.clock(out["adv"], entering)
+        if self.emit:
+            if inp.o_ready:
+                self.e = 0 if self.e == W - 1 else self.e + 1
+                self.emit = self.e != 0
+        elif head is not None and inp.o_ready and head[0] == W - 1:
+            self.emit = True
+        if inp.x_valid and out["x_ready"]:
+            self.j = 0 if self.j == W - 1 else self.j + 1
+            self.upper ^= self.j == 0
+
+
+# ---- SiluMul, Requantize ------------------------------------------------------------------
+
+class _ElementUnit(_Model):
+    """A fully pipelined unit: ``i`` -> ``stages`` registers -> ``o``, the beat's result
+    computed as it enters (``_result``)."""
+
+    def __init__(self, ports, stages: int):
+        self.pipe = ElementPipe(stages)
+        super().__init__(ports)
+
+    def _reset(self) -> None:
+        self.pipe.clear()
+
+    def _comb(self, inp) -> dict:
+        head = self.pipe.head
+        return dict(i_ready=self.pipe.advance(inp.o_ready), o_valid=self.pipe.valid,
+                    o_y=None if head is None else beat_field(head, self.lanes))
+
+    def _edge(self, inp, out) -> None:
+        self.pipe.clock(out["i_ready"], self._result(inp) if inp.i_valid else None)
+
+
+class SiluMulStep(_ElementUnit):
+    """hw/silumul.py: 13 registers (the table reads, the interpolation's product, sigma,
+    g · sigma, silu, silu · u, the saturation); y = ``intact.silu_mul(g, u)``."""
+
+    stages = 1 + 3 * MUL + 3
+
+    def __init__(self, vcfg, lanes: int = 1):
+        self.vcfg, self.lanes = vcfg, lanes
+        super().__init__(silumul_ports(vcfg, lanes), self.stages)
+
+    def _result(self, inp) -> tuple:
+        y = silu_mul(np.array(lanes_of(inp.i_g)), np.array(lanes_of(inp.i_u)), self.vcfg)
+        return tuple(int(v) for v in y)
+
+
+class RequantizeStep(_ElementUnit):
+    """hw/requant.py: 5 registers (pre-shift, A' · m, the rounding shift with saturation),
+    6 with the residual add; y = saturate(rshift_round(rshift_round(A, a) · m, e - a -
+    out_frac), out_bits), then saturate(res + y, resid_bits)."""
+
+    def __init__(self, vcfg, acc_bits: int, out_frac: int | None = None, out_bits: int | None = None,
+                 residual: bool = False, lanes: int = 1):
+        self.vcfg, self.residual, self.lanes = vcfg, residual, lanes
+        self.out_frac = vcfg.resid_frac_bits if out_frac is None else out_frac
+        self.out_bits = vcfg.resid_bits if out_bits is None else out_bits
+        super().__init__(requant_ports(vcfg, acc_bits, self.out_bits, residual, lanes),
+                         2 + MUL + int(residual))
+
+    def _result(self, inp) -> tuple:
+        s = inp.i_e - inp.i_a - self.out_frac
+        ys = [saturate(rshift_round(rshift_round(A, inp.i_a) * inp.i_m, s), self.out_bits)
+              for A in lanes_of(inp.i_acc)]
+        if self.residual:
+            ys = [saturate(r + y, self.vcfg.resid_bits) for r, y in zip(lanes_of(inp.i_res), ys)]
+        return tuple(ys)
