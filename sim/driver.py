@@ -570,7 +570,7 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         before, recorder.phase = recorder.phase, "rtl-layer"
         try:
             t0 = time.perf_counter()
-            rtl_layer = check_layer(hw_layers[0], model.config, accel)
+            rtl_layer = check_layer(hw_layers[0], model.config, accel, board=board)
             wall["rtl_layer"] = time.perf_counter() - t0
         finally:
             recorder.phase = before

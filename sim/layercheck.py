@@ -31,9 +31,27 @@ from .layerstreams import layer_case
 TOPLEVEL = "tritforge_layer"
 
 
+def memory_paces(lcfg: LayerConfig, board) -> dict:
+    """The board's memory serving the layer's weight and KV streams (``bench_streams``
+    ``pace``): its sustained bandwidth as beats per cycle of each stream at the board's
+    clock (each stream alone on the bus: the phases that read them do not overlap), the
+    first beat one row overhead (tRP + tRCD, ``sim.memory``) after the start."""
+    from .unitcycles import scale_bytes
+
+    mem = board.memory_system()
+    per_cycle = mem.sustained_gbs * 1e9 / (board.clock_mhz * 1e6)
+    latency = int(round(mem.row_overhead_ns() * board.clock_mhz / 1e3))
+    ucfg = lcfg.attention_unit
+    kv_beat = (lcfg.head_dim + scale_bytes(lcfg.accel.attention)) / ucfg.beats
+    return {"w": {"rate": min(1.0, per_cycle / lcfg.accel.engine.beat_bytes), "latency": latency},
+            "kv_rd": {"rate": min(1.0, per_cycle / kv_beat), "latency": latency}}
+
+
 def check_layer(layer, model_config, accel, *, lanes: int = 16, build_root=None, stalls=None,
-                seed: int = 0) -> dict:
-    """Replay ``layer``'s last token on the RTL; a dict of what was checked and found."""
+                seed: int = 0, board=None) -> dict:
+    """Replay ``layer``'s last token on the RTL; a dict of what was checked and found. With
+    a ``board``, a second run serves the weight and KV streams at its memory's pace
+    (``memory_paces``) and gives the cycles with that memory."""
     if layer.last_input is None:
         raise TritforgeError(f"layer {layer.index}: no token recorded for the RTL layer check")
     h, pos = layer.last_input
@@ -50,10 +68,16 @@ def check_layer(layer, model_config, accel, *, lanes: int = 16, build_root=None,
     if not same_rows:
         raise TritforgeError(f"layer {layer.index}: the golden layer does not reproduce the run's K/V rows")
     with scratch():                 # the build and the job are read back here
-        return _play(lcfg, case, layer.index, pos, build_root, stalls, seed)
+        out = _play(lcfg, case, layer.index, pos, build_root, stalls, seed)
+        if board is not None and out["match"]:
+            paced = _play(lcfg, case, layer.index, pos, build_root, stalls, seed, memory_paces(lcfg, board))
+            out["memory"] = {"board": board.name, "paces": memory_paces(lcfg, board), "cycles": paced["cycles"],
+                             "match": paced["match"], "failures": paced["failures"]}
+            out["match"] = out["match"] and paced["match"]
+        return out
 
 
-def _play(lcfg, case, index, pos, build_root, stalls, seed) -> dict:
+def _play(lcfg, case, index, pos, build_root, stalls, seed, pace=None) -> dict:
     """Build the layer top and play ``case`` on it under Verilator."""
     from . import cosim
     from ..hw.layer import DecoderLayer
@@ -70,7 +94,7 @@ def _play(lcfg, case, index, pos, build_root, stalls, seed) -> dict:
         work = Path(work)
         (work / "job.json").write_text(json.dumps(job))
         params = {"job": str(work / "job.json"), "stalls": stalls or {}, "seed": seed,
-                  "report": str(work / "report.json"), "limit": 50_000_000}
+                  "report": str(work / "report.json"), "limit": 50_000_000, "pace": pace or {}}
         t1 = time.perf_counter()
         res = cosim.run(build, "tritforge.hw.verif.bench_streams", work,
                         env={cosim.PARAMS_ENV: json.dumps(params)}, seed=seed)
@@ -96,7 +120,7 @@ def _play(lcfg, case, index, pos, build_root, stalls, seed) -> dict:
             failures.append("err raised")
         cycles = rep["cycles"]["h_out"][-1] - rep["cycles"]["cmd"][0]
         model = layer_cycles(lcfg, pos)
-        if not stalls and cycles != model["total"]:
+        if not stalls and not pace and cycles != model["total"]:
             failures.append(f"cycles: {cycles} on the RTL, {model['total']} by the closed form")
         out.update(cycles=cycles, cycles_model=model["total"], phases=dict(model["phases"]),
                    cycles_per_s=rep["total_cycles"] / sim_s if sim_s > 0 else None,

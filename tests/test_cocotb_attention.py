@@ -75,3 +75,16 @@ def test_reset_in_the_middle_of_transfers(build, jobs, tmp_path):
                               reset_at=[7, 60, 140])
     np.testing.assert_array_equal(outputs(rep), np.array(want))
     assert rep["flags"]["err"] == 0
+
+
+def test_kv_served_at_a_memory_pace(build, jobs, tmp_path):
+    """The KV stream at half a beat per cycle after a 20-cycle latency (a memory's pace,
+    tritforge.hw.verif.streams.Pace): the same results, and each job's KV beats spaced
+    by two cycles on average."""
+    ins, want = jobs
+    rep = harness.run_streams(build, job_of(ins), tmp_path, pace={"kv": {"rate": 0.5, "latency": 20}})
+    np.testing.assert_array_equal(outputs(rep), np.array(want))
+    kv = rep["cycles"]["kv"]
+    assert kv[0] >= 20
+    n = 2 * KEYS[0] * UCFG.beats                          # the first job's KV beats
+    assert kv[n - 1] - kv[0] >= 2 * (n - 1) - 2

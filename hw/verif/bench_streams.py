@@ -12,6 +12,9 @@ arrive as JSON in ``TRITFORGE_COSIM_PARAMS``:
               reset) at which a two-cycle synchronous reset is driven; every input stream
               then starts again from its first word and the outputs seen so far are
               forgotten, so the run must still end with exactly the job's outputs;
+``pace``      optional ``{port: {"rate": beats per cycle, "latency": cycles, "burst": beats}}``:
+              an input served by a memory at that pace (``streams.Pace``: the bandwidth
+              as beats per cycle, the first beat's latency);
 ``limit``     the most cycles the run may take;
 ``report``    path of the JSON written at the end: ``outputs`` (port -> words),
               ``cycles`` (port -> the cycle of each transfer, inputs and outputs, counted
@@ -31,7 +34,7 @@ import cocotb
 
 from ...atomic import write_json
 from ...stalls import stalls_for
-from .streams import Bench
+from .streams import Bench, Pace
 
 PARAMS_ENV = "TRITFORGE_COSIM_PARAMS"
 
@@ -44,7 +47,8 @@ async def streams(dut):
     seed = int(p.get("seed", 0))
     st = stalls_for(p.get("stalls"), seed, sources=list(job["inputs"]), sinks=list(job["outputs"]))
     bench = Bench(dut)
-    srcs = {n: bench.source(n, st[n]) for n in job["inputs"]}
+    paces = {n: Pace(**v) for n, v in (p.get("pace") or {}).items()}
+    srcs = {n: bench.source(n, st[n], paces.get(n)) for n in job["inputs"]}
     sinks = {n: bench.sink(n, st[n]) for n in job["outputs"]}
     await bench.reset()
     t0 = time.perf_counter()
@@ -56,6 +60,8 @@ async def streams(dut):
             s.send(job["inputs"][n])
         for s in sinks.values():
             s.items.clear()
+        for pace in paces.values():
+            pace.restart()
 
     restart()
     resets = sorted(int(c) for c in p.get("reset_at", []))

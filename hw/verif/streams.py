@@ -26,11 +26,39 @@ from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
 from ...stalls import Stall, stalled
 
 
-class StreamSource:
-    """Drives ``<name>__valid``/``__payload`` from a queue of integers, honouring ``__ready``."""
+class Pace:
+    """A memory's pace on a source: at most ``rate`` beats per cycle on average (a bucket of
+    credit filled by ``rate`` every cycle, holding at most ``burst`` beats), the first beat
+    not before ``latency`` cycles after the start."""
 
-    def __init__(self, dut, name: str, idle: Stall | None = None):
+    def __init__(self, rate: float, latency: int = 0, burst: float = 1.0):
+        if not 0 < rate <= 1 or latency < 0 or burst < 1:
+            raise ValueError(f"pace rate={rate} latency={latency} burst={burst}: expected 0 < rate <= 1, "
+                             "latency >= 0, burst >= 1")
+        self.rate, self.latency, self.burst = float(rate), int(latency), float(burst)
+        self.restart()
+
+    def restart(self) -> None:
+        self.cycle, self.credit = 0, 0.0
+
+    def ready(self) -> bool:
+        return self.cycle >= self.latency and self.credit >= 1.0
+
+    def tick(self, took: bool) -> None:
+        if took:
+            self.credit -= 1.0
+        self.cycle += 1
+        if self.cycle > self.latency:
+            self.credit = min(self.burst, self.credit + self.rate)
+
+
+class StreamSource:
+    """Drives ``<name>__valid``/``__payload`` from a queue of integers, honouring ``__ready``;
+    a ``pace`` (``Pace``) limits how fast a memory serves it."""
+
+    def __init__(self, dut, name: str, idle: Stall | None = None, pace: Pace | None = None):
         self.name = name
+        self.pace = pace
         self.valid = getattr(dut, f"{name}__valid")
         self.payload = getattr(dut, f"{name}__payload")
         self.ready = getattr(dut, f"{name}__ready")
@@ -50,17 +78,20 @@ class StreamSource:
         self.queue.extend(items)
 
     def drive(self, hold: bool = False) -> None:
-        self._offer = bool(self.queue) and not stalled(self.idle) and not hold
+        paced = self.pace is None or self.pace.ready()
+        self._offer = bool(self.queue) and not stalled(self.idle) and not hold and paced
         if self._offer:
             self.payload.value = self.queue[0]
         self.valid.value = int(self._offer)
 
     def sample(self, cycle: int) -> bool:
-        if self._offer and int(self.ready.value):
+        took = self._offer and bool(int(self.ready.value))
+        if took:
             self.queue.popleft()
             self.accepted.append(cycle)
-            return True
-        return False
+        if self.pace is not None:
+            self.pace.tick(took)
+        return took
 
     @property
     def offered(self) -> int | None:
@@ -135,8 +166,8 @@ class Bench:
         self.rst.value = 1
         Clock(self.clk, period_ns, unit="ns").start()
 
-    def source(self, name: str, idle: Stall | None = None) -> StreamSource:
-        s = StreamSource(self.dut, name, idle)
+    def source(self, name: str, idle: Stall | None = None, pace: Pace | None = None) -> StreamSource:
+        s = StreamSource(self.dut, name, idle, pace)
         self.sources.append(s)
         return s
 

@@ -104,14 +104,15 @@ def smollm2_layer(layer: int = 0, roles=None) -> dict:
 
 
 def run_streams(build: cosim.Build, job: dict, test_dir, *, stalls: dict | None = None, seed: int = 0,
-                reset_at=(), limit: int = 1_000_000) -> dict:
+                reset_at=(), limit: int = 1_000_000, pace: dict | None = None) -> dict:
     """The packaged stream bench (tritforge.hw.verif.bench_streams) on a build: ``job`` is
     ``{"inputs": {port: words}, "outputs": {port: n}, "flags": [...]}``; returns its report."""
     test_dir = Path(test_dir)
     test_dir.mkdir(parents=True, exist_ok=True)
     (test_dir / "job.json").write_text(json.dumps(job))
     params = {"job": str(test_dir / "job.json"), "stalls": stalls or {}, "seed": seed,
-              "reset_at": list(reset_at), "limit": limit, "report": str(test_dir / "report.json")}
+              "reset_at": list(reset_at), "limit": limit, "report": str(test_dir / "report.json"),
+              "pace": pace or {}}
     res = cosim.run(build, "tritforge.hw.verif.bench_streams", test_dir,
                     env={cosim.PARAMS_ENV: json.dumps(params)}, seed=seed)
     res.check(f"cocotb streams {test_dir.name}")

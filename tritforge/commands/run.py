@@ -142,6 +142,8 @@ def summary(r: dict) -> str:
                      "through Verilator (layer top RTL, cocotb): "
                      + (f"bit-exact ({s['hidden']} residual elements, the new K/V rows); {s['cycles']:,} cycles "
                         f"({s['cycles_model']:,} by the closed form), {s['cycles_per_s']:,.0f} cycles/s"
+                        + (f"; {s['memory']['cycles']:,} cycles with {s['memory']['board']}'s memory serving "
+                           "the weight and KV streams" if "memory" in s else "")
                         if s["match"] else "MISMATCH: " + "; ".join(s["failures"][:3])))
     if "rtl_sample" in r:
         s = r["rtl_sample"]
