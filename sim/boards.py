@@ -6,9 +6,9 @@ vectors), the memory (``[memory]``: type, data rate, bus width, channels, row si
 capacity, background power; ``sim.memory`` turns them into peak and sustained bandwidth),
 the board's static power, whether the host shares the memory bus, and the default energy
 table. Every figure has a source: a ``<field>_source`` key beside it (or, for a whole
-table, a ``[source]`` table with the same keys). ``load_board`` refuses a file with a
-missing or negative figure, an unknown memory type, or a figure without a source, with one
-line naming the file and the field.
+table, a ``[source]`` table with the same keys). The board document (``tritforge.documents.board.BoardDoc``)
+owns the file's rules; ``load_board`` refuses a file that breaks them with one line naming
+the file and the field path.
 
 Rows above the engine's 256 are an array of ``engines`` engines of R rows each: a matrix's
 rows are split evenly between them, each streams its share of the weights, and all of them
@@ -19,26 +19,18 @@ The array sizes are our choice for each board, not measured builds.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
 
+from ..documents.board import BoardDoc
+from ..documents.validation import validate
 from ..errors import TritforgeError
 from ..tomlfile import read_toml
 from ..hwconfig import HwConfig
 from .memory import MEMORY_TYPES, MemorySystem
 
 DEFAULT_BOARD = "kv260"
-
-#: board-level figures: field -> (type, minimum, must be > minimum)
-_FIELDS = {"clock_mhz": (float, 0.0, True), "rows": (int, 1, False), "engines": (int, 1, False),
-           "vectors": (int, 1, False), "max_in_features": (int, 16, False), "static_w": (float, 0.0, False),
-           "host_shares_memory": (bool, None, False)}
-_MEMORY_FIELDS = {"type": (str, None, False), "data_rate_mts": (float, 0.0, True), "bus_bits": (int, 1, False),
-                  "channels": (int, 1, False), "row_bytes": (int, 1, False), "capacity_bytes": (int, 1, False),
-                  "background_w": (float, 0.0, False)}
-_TEXT = ("name", "title", "notes", "energy_table")
 
 
 @dataclass(frozen=True)
@@ -132,83 +124,22 @@ def board_names() -> list[str]:
     return sorted(p.name[:-5] for p in boards_folder().iterdir() if p.name.endswith(".toml"))
 
 
-def _figure(data: dict, key: str, kind, lo, strict: bool, where: str, src_table: dict):
-    if key not in data:
-        raise TritforgeError(f"{where}: missing figure '{key}'")
-    v = data[key]
-    if kind is bool:
-        if not isinstance(v, bool):
-            raise TritforgeError(f"{where}: '{key}' must be true or false, got {v!r}")
-    elif kind is str:
-        if not isinstance(v, str) or not v.strip():
-            raise TritforgeError(f"{where}: '{key}' must be a non-empty string")
-    else:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise TritforgeError(f"{where}: '{key}' must be a number, got {v!r}")
-        if v < 0:
-            raise TritforgeError(f"{where}: '{key}' = {v} is negative; expected a figure >= {lo}")
-        if (strict and v <= lo) or v < lo:
-            raise TritforgeError(f"{where}: '{key}' = {v}; expected {'>' if strict else '>='} {lo}")
-        if kind is int:
-            if float(v) != int(v):
-                raise TritforgeError(f"{where}: '{key}' = {v}; expected an integer")
-            v = int(v)
-        else:
-            v = float(v)
-    src = data.get(f"{key}_source", src_table.get(key))
-    if not isinstance(src, str) or not src.strip():
-        raise TritforgeError(f"{where}: figure '{key}' has no source (add '{key}_source' or [source].{key})")
-    return v, src
-
-
-def _check_keys(data: dict, allowed, where: str) -> None:
-    names = set(allowed) | {f"{k}_source" for k in allowed} | {"source"}
-    unknown = sorted(k for k in data if k not in names and not isinstance(data[k], dict))
-    if unknown:
-        raise TritforgeError(f"{where}: unknown key '{unknown[0]}'; expected some of {sorted(allowed)}")
-
-
 def board_from_dict(data: dict, path: str = "<dict>") -> Board:
-    """Validate a parsed board file and build its Board."""
-    where = f"board file {path}"
-    if not isinstance(data, dict):
-        raise TritforgeError(f"{where}: expected a TOML table")
-    _check_keys(data, list(_FIELDS) + list(_TEXT) + ["memory"], where)
-    for key in ("name", "title"):
-        if not isinstance(data.get(key), str) or not data[key].strip():
-            raise TritforgeError(f"{where}: missing '{key}' (a non-empty string)")
-    src_table = data.get("source", {}) if isinstance(data.get("source"), dict) else {}
-    values, sources = {}, {}
-    for key, (kind, lo, strict) in _FIELDS.items():
-        values[key], sources[key] = _figure(data, key, kind, lo, strict, where, src_table)
-    mem = data.get("memory")
-    if not isinstance(mem, dict):
-        raise TritforgeError(f"{where}: missing [memory] table (type, data_rate_mts, bus_bits, channels, "
-                             "row_bytes, capacity_bytes, background_w)")
-    mwhere = f"{where} [memory]"
-    _check_keys(mem, _MEMORY_FIELDS, mwhere)
-    msrc = mem.get("source", {}) if isinstance(mem.get("source"), dict) else {}
-    mvals = {}
-    for key, (kind, lo, strict) in _MEMORY_FIELDS.items():
-        mvals[key], sources[f"memory.{key}"] = _figure(mem, key, kind, lo, strict, mwhere, msrc)
-    if mvals["type"] not in MEMORY_TYPES:
-        raise TritforgeError(f"{mwhere}: unknown memory type {mvals['type']!r}; expected one of {sorted(MEMORY_TYPES)}")
-    msys = MemorySystem(**mvals)
-    table = data.get("energy_table", "horowitz-45nm.toml")
-    if not isinstance(table, str) or not table.strip():
-        raise TritforgeError(f"{where}: 'energy_table' must be a file name")
-    if values["rows"] > 256:
-        raise TritforgeError(f"{where}: 'rows' = {values['rows']}: one engine has at most 256 rows; "
-                             "describe a larger array as 'engines' engines of R rows")
-    name = data["name"].strip().lower()
+    """Build the Board of a parsed board file, checked by its document (``BoardDoc``)."""
+    doc = validate(BoardDoc, data, f"board file {path}")
+    mem = doc.memory
+    msys = MemorySystem(type=mem.type, data_rate_mts=float(mem.data_rate_mts), bus_bits=mem.bus_bits,
+                        channels=mem.channels, row_bytes=mem.row_bytes, capacity_bytes=mem.capacity_bytes,
+                        background_w=float(mem.background_w))
+    sources = doc.sources()
     summary = "; ".join(f"{k}: {v}" for k, v in sources.items()
                         if k in ("memory.type", "memory.data_rate_mts", "static_w", "rows"))
-    return Board(name=name, title=data["title"], clock_mhz=values["clock_mhz"],
+    return Board(name=doc.name.strip().lower(), title=doc.title, clock_mhz=float(doc.clock_mhz),
                  bandwidth_gbs=round(msys.peak_gbs, 6), memory=msys.type, memory_bytes=msys.capacity_bytes,
-                 rows=values["rows"], vectors=values["vectors"], max_in_features=values["max_in_features"],
-                 notes=str(data.get("notes", "")), source=summary, engines=values["engines"],
-                 static_w=values["static_w"], host_shares_memory=values["host_shares_memory"],
-                 energy_table=table, mem=msys, path=path, sources=sources)
+                 rows=doc.rows, vectors=doc.vectors, max_in_features=doc.max_in_features,
+                 notes=doc.notes, source=summary, engines=doc.engines, static_w=float(doc.static_w),
+                 host_shares_memory=doc.host_shares_memory, energy_table=doc.energy_table, mem=msys,
+                 path=path, sources=sources)
 
 
 def load_board(spec: str) -> Board:

@@ -89,15 +89,20 @@ def _kv260_text():
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda s: s.replace("static_w = 3.5\n", ""), "missing figure 'static_w'"),
-    (lambda s: s.replace("static_w = 3.5", "static_w = -1.0"), "'static_w' = -1.0 is negative"),
-    (lambda s: s.replace('type = "ddr4"', 'type = "ddr9"'), "unknown memory type 'ddr9'"),
+    (lambda s: s.replace("static_w = 3.5\n", ""), "static_w: missing"),
+    (lambda s: s.replace("static_w = 3.5", "static_w = -1.0"), "static_w: expected a value >= 0.*, got -1.0"),
+    (lambda s: s.replace('type = "ddr4"', 'type = "ddr9"'), "memory.type: expected 'ddr4'.*got \"ddr9\""),
     (lambda s: s.replace("rows_source =", "# rows_source ="), "figure 'rows' has no source"),
-    (lambda s: s.replace("data_rate_mts = 2400", "data_rate_mts = 0"), "'data_rate_mts' = 0"),
+    (lambda s: s.replace("data_rate_mts = 2400", "data_rate_mts = 0"), "memory.data_rate_mts: expected a value > 0.*, got 0"),
     (lambda s: s.replace("rows = 16", "rows = 512"), "describe a larger array as 'engines'"),
-    (lambda s: s.replace("[memory]", "[memoir]"), "missing \\[memory\\]"),
-    (lambda s: s + "\nbogus = 1\n", "unknown key 'bogus'"),
+    (lambda s: s.replace("[memory]", "[memoir]"), "memory: missing"),
+    (lambda s: s + "\nbogus = 1\n", "bogus: unknown field"),
     (lambda s: s.replace('name = "kv260"', 'name = "kv260'), "not valid TOML"),
+    (lambda s: s.replace("type_source =", "# type_source ="), "memory: figure 'type' has no source"),
+    (lambda s: s.replace("[memory]", '[source]\nrowz = "x"\n\n[memory]'), "\\[source\\].rowz: not a figure"),
+    (lambda s: s.replace("max_in_features = ", "max_in_features = 17 #"), "max_in_features: expected a multiple of 16"),
+    (lambda s: s.replace("rows = 16", "rows = 16.0"), "rows: expected an integer, got 16.0"),
+    (lambda s: s.replace("static_w_source = ", 'static_w_source = " " #'), "static_w_source: expected a non-empty"),
 ])
 def test_bad_board_files(tmp_path, capsys, edit, message):
     p = tmp_path / "board.toml"

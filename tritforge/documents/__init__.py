@@ -11,6 +11,8 @@ owner of its document's schema:
 * ``accelconfig`` the attention and vector units' parameters and ``AccelConfig``;
 * ``packfile``    the packed file's metadata (per-matrix entries, the model note);
 * ``modelshape``  the fields of an HF ``config.json`` the estimator and the loader use;
+* ``board``       a board description (``sim/data/boards/*.toml``): figures, their sources,
+                  the ``[memory]`` table;
 * ``result``      the run-result document that ``run`` and ``estimate`` write and
                   ``report`` renders.
 
