@@ -29,6 +29,10 @@ bytes or ``act_buffer`` / ``codebook``; they are resolved against an ``HwConfig`
 table serves every depth d and array size. Interpolation (documented in the default table):
 adds piecewise linear in the width, multiplies linear in the product of the operand widths,
 SRAM log-log in the array size; outside the points the nearest segment's slope continues.
+
+The table document (``tritforge.documents.energytable.EnergyTableDoc``) owns the file's
+rules and the names above (``UNIT_ACTIONS``, ``WIDTH_NAMES``, ``SIZE_NAMES``); a table that
+breaks them is refused with one line naming the file and the field path.
 """
 from __future__ import annotations
 
@@ -38,21 +42,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from ..codec import layout
+from ..documents.energytable import UNIT_ACTIONS, EnergyTableDoc
+from ..documents.validation import validate
 from ..errors import TritforgeError
 from ..tomlfile import read_toml
 from ..hwconfig import DEFAULT, HwConfig
 from .actions import Actions
 
 DEFAULT_TABLE = "horowitz-45nm.toml"
-OPS = ("add", "mult", "sram", "memory", "clock")
-#: actions of the attention unit, the vector unit, and of weight formats other than the codec's
-#: (counted by ``sim.unitcycles`` and ``sim.estimate``), priced by a table's [units] rows
-UNIT_ACTIONS = ("qk_mac", "pv_mac", "unit_acc_add", "exp_lut", "vec_mul", "vec_add", "vec_lut",
-                "unit_sram_bits", "lm_head_mac", "mac_int4", "mac_int8", "mac_ternary",
-                "kv_read_bytes", "kv_write_bytes", "lm_head_bytes", "other_read_bytes", "out_write_bytes")
-WIDTH_NAMES = ("act", "tree", "dot", "mant", "product", "acc", "codebook_word")
-SIZE_NAMES = ("act_buffer", "codebook")
-_PRIMITIVE_KEYS = {"add": ("bits", "pj"), "mult": ("bits", "pj"), "sram": ("kbytes", "pj_per_64bit")}
 
 
 def default_table_path() -> str:
@@ -136,35 +133,20 @@ class EnergyTable:
 
     @classmethod
     def from_dict(cls, data: dict, path: str = "<dict>", sha256: str = "") -> "EnergyTable":
-        where = f"energy table {path}"
-        unknown = sorted(set(data) - {"name", "version", "description", "primitives", "actions", "memory", "units"})
-        if unknown:
-            raise TritforgeError(f"{where}: unknown top-level keys {unknown}")
-        for key in ("name", "version"):
-            if not isinstance(data.get(key), str) or not data[key].strip():
-                raise TritforgeError(f"{where}: missing '{key}' (expected a non-empty string)")
-        prims = {op: _primitive(op, spec, where) for op, spec in _table(data, "primitives", where).items()}
-        memory = {}
-        for mem, spec in _table(data, "memory", where, required=True).items():
-            spec = _table({mem: spec}, mem, f"{where} [memory.{mem}]")
-            memory[mem] = MemoryRow(mem, _energy(spec, "pj_per_bit", f"{where} [memory.{mem}]"),
-                                    _source(spec, f"{where} [memory.{mem}]"))
-        rows_in = _table(data, "actions", where, required=True)
-        names = Actions.names()
-        _check_rows(rows_in, names, where, "actions")
-        actions = {n: _action(n, rows_in[n], prims, where) for n in names}
-        for n, row in actions.items():
-            if row.op == "clock" and n != "cycles":
-                raise TritforgeError(f"{where} [actions.{n}]: op 'clock' prices only 'cycles'")
-        units_in = _table(data, "units", where)
-        units = {}
-        if units_in:
-            _check_rows(units_in, UNIT_ACTIONS, where, "unit actions")
-            units = {n: _action(n, units_in[n], prims, where, "units") for n in UNIT_ACTIONS}
-            if any(r.op == "clock" for r in units.values()):
-                raise TritforgeError(f"{where}: op 'clock' is for actions.cycles only")
-        return cls(data["name"], data["version"], path, sha256, str(data.get("description", "")),
-                   prims, actions, memory, units)
+        """Build the table of a parsed file, checked by its document (``EnergyTableDoc``)."""
+        doc = validate(EnergyTableDoc, data, f"energy table {path}")
+        prims = {}
+        for op in ("add", "mult", "sram"):
+            curve = getattr(doc.primitives, op)
+            if curve is not None:
+                xs, ys = (list(map(float, getattr(curve, k))) for k in (curve.X, curve.Y))
+                if op == "mult":
+                    xs = [v * v for v in xs]      # square multipliers: interpolate in partial products
+                prims[op] = (xs, ys, curve.source)
+        memory = {m: MemoryRow(m, float(r.pj_per_bit), r.source) for m, r in doc.memory.items()}
+        actions = {n: _row(n, doc.actions[n]) for n in Actions.names()}
+        units = {n: _row(n, doc.units[n]) for n in UNIT_ACTIONS} if doc.units else {}
+        return cls(doc.name, doc.version, path, sha256, doc.description, prims, actions, memory, units)
 
     # --- figures ---------------------------------------------------------------------------
     def info(self) -> dict:
@@ -253,117 +235,11 @@ class EnergyTable:
         return _interp(x, xs, ys)
 
 
-# --- validation helpers --------------------------------------------------------------------
-
-def _check_rows(rows: dict, names, where: str, what: str) -> None:
-    """``rows`` has a row for every one of ``names`` and no other."""
-    unknown = sorted(set(rows) - set(names))
-    if unknown:
-        raise TritforgeError(f"{where}: unknown {what} {unknown}; expected {list(names)}")
-    missing = [n for n in names if n not in rows]
-    if missing:
-        raise TritforgeError(f"{where}: missing {what} {missing} (every one needs a row)")
-
-
-def _table(data: dict, key: str, where: str, required: bool = False) -> dict:
-    value = data.get(key)
-    if value is None:
-        if required:
-            raise TritforgeError(f"{where}: missing [{key}] table")
-        return {}
-    if not isinstance(value, dict):
-        raise TritforgeError(f"{where}: '{key}' must be a table")
-    return value
-
-
-def _source(spec: dict, where: str) -> str:
-    src = spec.get("source")
-    if not isinstance(src, str) or not src.strip():
-        raise TritforgeError(f"{where}: missing 'source' (every number needs one)")
-    return src
-
-
-def _energy(spec: dict, key: str, where: str) -> float:
-    v = spec.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise TritforgeError(f"{where}: '{key}' must be a number of pJ, got {v!r}")
-    if v < 0:
-        raise TritforgeError(f"{where}: negative energy {key}={v}")
-    return float(v)
-
-
-def _primitive(op: str, spec, where: str):
-    where = f"{where} [primitives.{op}]"
-    if op not in _PRIMITIVE_KEYS:
-        raise TritforgeError(f"{where}: unknown primitive; expected some of {sorted(_PRIMITIVE_KEYS)}")
-    if not isinstance(spec, dict):
-        raise TritforgeError(f"{where}: must be a table")
-    kx, ky = _PRIMITIVE_KEYS[op]
-    xs, ys = spec.get(kx), spec.get(ky)
-    if not (isinstance(xs, list) and isinstance(ys, list) and xs and len(xs) == len(ys)):
-        raise TritforgeError(f"{where}: expected lists '{kx}' and '{ky}' of equal, non-zero length")
-    for v in xs + ys:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise TritforgeError(f"{where}: non-numeric entry {v!r}")
-    if any(v < 0 for v in ys):
-        raise TritforgeError(f"{where}: negative energy in '{ky}'")
-    if any(v <= 0 for v in xs) or any(b <= a for a, b in zip(xs, xs[1:])):
-        raise TritforgeError(f"{where}: '{kx}' must be positive and increasing")
-    if op == "sram" and any(v <= 0 for v in ys):
-        raise TritforgeError(f"{where}: SRAM energies must be positive (log-log interpolation)")
-    if op == "mult":
-        xs = [v * v for v in xs]      # square multipliers: interpolate in partial products
-    return [float(v) for v in xs], [float(v) for v in ys], _source(spec, where)
-
-
-def _width(v, where: str):
-    if isinstance(v, str):
-        if v not in WIDTH_NAMES:
-            raise TritforgeError(f"{where}: unknown width {v!r}; expected a number or one of {list(WIDTH_NAMES)}")
-        return v
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-        raise TritforgeError(f"{where}: width {v!r} must be positive")
-    return v
-
-
-def _action(name: str, spec, prims: dict, where: str, section: str = "actions") -> ActionRow:
-    where = f"{where} [{section}.{name}]"
-    if not isinstance(spec, dict):
-        raise TritforgeError(f"{where}: must be a table")
-    source = _source(spec, where)
-    op = spec.get("op")
-    if op is None:
-        if "pj" not in spec:
-            raise TritforgeError(f"{where}: needs 'pj' or 'op' (one of {list(OPS)})")
-        return ActionRow(name, source, pj=_energy(spec, "pj", where))
-    if op not in OPS:
-        raise TritforgeError(f"{where}: unknown op {op!r}; expected one of {list(OPS)}")
-    if op == "clock":
-        share = spec.get("share")
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1:
-            raise TritforgeError(f"{where}: op 'clock' needs 'share', a fraction in (0, 1), got {share!r}")
-        return ActionRow(name, source, op=op, pj=float(share))
-    if "pj" in spec:
-        raise TritforgeError(f"{where}: give either 'pj' or 'op', not both")
-    if op in ("add", "mult", "sram") and op not in prims:
-        raise TritforgeError(f"{where}: op {op!r} needs a [primitives.{op}] table")
-    bits = spec.get("bits", ())
-    bits = tuple(bits) if isinstance(bits, list) else ((bits,) if bits != () else ())
-    if op == "add" and len(bits) != 1:
-        raise TritforgeError(f"{where}: op 'add' needs one width in 'bits'")
-    if op == "mult" and len(bits) != 2:
-        raise TritforgeError(f"{where}: op 'mult' needs two widths in 'bits'")
-    if op == "sram" and len(bits) > 1:
-        raise TritforgeError(f"{where}: op 'sram' takes at most one width in 'bits'")
-    bits = tuple(_width(b, where) for b in bits)
-    size = spec.get("size")
-    if op == "sram":
-        if not (size in SIZE_NAMES or (isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0)):
-            raise TritforgeError(f"{where}: 'size' must be bytes or one of {list(SIZE_NAMES)}")
-    unit = spec.get("unit", "bit")
-    if op == "memory" and unit not in ("bit", "byte"):
-        raise TritforgeError(f"{where}: 'unit' must be 'bit' or 'byte'")
-    return ActionRow(name, source, op=op, bits=bits, size=size, unit=unit)
+def _row(name: str, doc) -> ActionRow:
+    """The ActionRow of a validated row (``clock``'s share is kept in ``pj``)."""
+    pj = doc.share if doc.op == "clock" else doc.pj
+    return ActionRow(name, doc.source, op=doc.op, pj=None if pj is None else float(pj),
+                     bits=tuple(doc.bits or ()), size=doc.size, unit=doc.unit or "bit")
 
 
 def engine_cycle_datapath_pj(per: dict, hw: HwConfig) -> float:

@@ -13,6 +13,8 @@ owner of its document's schema:
 * ``modelshape``  the fields of an HF ``config.json`` the estimator and the loader use;
 * ``board``       a board description (``sim/data/boards/*.toml``): figures, their sources,
                   the ``[memory]`` table;
+* ``energytable`` an action-energy table (``sim/data/energy/*.toml``): primitives, rows,
+                  memory energies, each with its source;
 * ``result``      the run-result document that ``run`` and ``estimate`` write and
                   ``report`` renders.
 

@@ -13,24 +13,14 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal, Optional
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..sim.memory import MEMORY_TYPES
 from .hwconfig import HwConfigDoc
-from .validation import Amount, Bool, Doc, Int, Num, Str
+from .validation import Amount, Bool, Doc, Int, Num, Str, Text
 
 #: the most rows one engine has (the HwConfig's limit)
 MAX_ROWS = 256
-
-
-def _nonblank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("expected a non-empty string")
-    return value
-
-
-#: a string with something in it
-Text = Annotated[Str, AfterValidator(_nonblank)]
 
 
 def _engine(name: str, base):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import TritforgeError
 
@@ -22,6 +22,8 @@ Int = Annotated[int, Field(strict=True)]
 Num = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 #: a string
 Str = Annotated[str, Field(strict=True)]
+#: a string with something besides white space in it
+Text = Annotated[str, Field(strict=True), AfterValidator(lambda v: _nonblank(v))]
 #: true or false
 Bool = Annotated[bool, Field(strict=True)]
 #: a figure of a report: finite and at most 1e30 in size, so that scaling it (s to us, J
@@ -33,6 +35,12 @@ Amount = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, le=1e30)
 Count = Annotated[int, Field(strict=True, ge=0, le=(1 << 63) - 1)]
 #: a SHA-256 in hex
 Sha256 = Annotated[str, Field(strict=True, pattern=r"^[0-9a-f]{64}$")]
+
+
+def _nonblank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value
 
 
 class Doc(BaseModel):
