@@ -573,6 +573,116 @@ def interrupt_case(tmp_path, tally, seed) -> None:
         tally.add("partial", f"seed {seed}: outputs mixed")
 
 
+
+# --- TOML inputs: board descriptions and energy tables ------------------------------------------
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v).replace("inf", "inf").replace("nan", "nan")
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
+
+
+def to_toml(doc: dict, prefix: str = "") -> str:
+    """``doc`` as TOML: its scalars and lists, then a [table] for each nested table."""
+    head = "".join(f"{json.dumps(k)} = {_toml_value(v)}\n" for k, v in doc.items()
+                   if not (isinstance(v, dict) and v))
+    tables = "".join(f"\n[{prefix}{json.dumps(k)}]\n" + to_toml(v, f"{prefix}{json.dumps(k)}.")
+                     for k, v in doc.items() if isinstance(v, dict) and v)
+    return head + tables
+
+
+def mutate_toml(rng: random.Random, doc: dict, typed) -> tuple[str | bytes, bool]:
+    """One mutation of a TOML document ``doc`` (as ``mutate_json``; TOML has no null and its
+    root is always a table, so those kinds are left out, and NaN and inf are TOML words)."""
+    leaves = [(p, v) for p, v in _paths(doc) if p]
+    kind = rng.choice(("wrong-type", "wrong-type", "wrong-type", "odd-number", "odd-number", "drop", "unknown",
+                       "syntax", "deep", "digits", "utf8", "huge-string", "nan"))
+    path, value = rng.choice(leaves)
+    if kind == "drop":
+        return to_toml(_drop(doc, path)), False
+    if kind == "odd-number":
+        return to_toml(_set(doc, path, rng.choice(ODD_NUMBERS))), False
+    if kind == "wrong-type":
+        if isinstance(value, bool):
+            return to_toml(_set(doc, path, rng.choice(("x", 3, [])))), typed(path)
+        pool = WRONG_FOR_NUMBER if isinstance(value, (int, float)) else WRONG_FOR_STRING
+        wrong = rng.choice([w for w in pool if w is not None])
+        return to_toml(_set(doc, path, wrong)), typed(path)
+    if kind == "unknown":
+        where = rng.choice([p[:-1] for p, _ in leaves if p and all(isinstance(x, str) for x in p)])
+        node = doc
+        for p in where:
+            node = node[p]
+        return to_toml(_set(doc, where + ("zz_unknown_field",), 1)), True
+    if kind == "syntax":
+        text = to_toml(doc)
+        cut = rng.randrange(1, max(2, len(text) - 1))
+        return text[:cut] + rng.choice(("", " = = 1", "[", '"')), False
+    if kind == "deep":
+        n = rng.choice((40, 1000, 30000))
+        return "x = " + "[" * n + "]" * n + "\n" + to_toml(doc), True
+    if kind == "digits":
+        return to_toml(_set(doc, path, "__SENTINEL__")).replace('"__SENTINEL__"', "9" * 10000), True
+    if kind == "utf8":
+        return b"\xff\xfe" + to_toml(doc).encode(), True
+    if kind == "huge-string":
+        return to_toml(_set(doc, path, "x" * (1 << 21))), not isinstance(value, str)
+    return to_toml(_set(doc, path, "__SENTINEL__")).replace('"__SENTINEL__"', rng.choice(("nan", "inf", "-inf"))), \
+        typed(path)
+
+
+def _board_doc() -> dict:
+    import tomllib
+
+    from tritforge.sim.boards import boards_folder
+
+    return tomllib.loads(boards_folder().joinpath("kv260.toml").read_text())
+
+
+def _table_doc() -> dict:
+    import tomllib
+
+    from tritforge.sim.energy import default_table_path
+
+    with open(default_table_path(), "rb") as f:
+        return tomllib.load(f)
+
+
+def fuzz_board(tmp_path, seeds, tally):
+    """A board description as ``estimate --board FILE`` (every key typed)."""
+    work = _workdir(tmp_path)
+    doc = _board_doc()
+    for seed in seeds:
+        rng = random.Random(seed)
+        content, malformed = mutate_toml(rng, doc, lambda p: True)
+        src = tmp_path / f"board{seed}.toml"
+        _write(src, content)
+        run_case(tally, ["estimate", "--model-config", "smollm2-135m", "--board", str(src),
+                         "--json", str(work / "existing.json")], [str(src)], str(work), malformed)
+
+
+def fuzz_energy_table(tmp_path, seeds, tally):
+    """An energy table as ``estimate --energy-table FILE`` (every key typed but an action's
+    ``bits`` and ``size``, which take a number or a name)."""
+    work = _workdir(tmp_path)
+    doc = _table_doc()
+    for seed in seeds:
+        rng = random.Random(seed)
+        content, malformed = mutate_toml(rng, doc, lambda p: not ({"bits", "size"} & set(p[2:3])))
+        src = tmp_path / f"table{seed}.toml"
+        _write(src, content)
+        run_case(tally, ["estimate", "--model-config", "smollm2-135m", "--energy-table", str(src),
+                         "--json", str(work / "existing.json")], [str(src)], str(work), malformed)
+
+
 # --- the tests ------------------------------------------------------------------------------------
 
 def _seeds(n, offset=0):
@@ -591,6 +701,15 @@ def test_fuzz_json_documents(tmp_path, result_doc):
     (tmp_path / "result").mkdir()
     fuzz_result(tmp_path / "result", _seeds(60), tally, result_doc, accepted_budget=2)
     tally.check(40)
+
+
+def test_fuzz_toml_documents(tmp_path):
+    for name, fuzz in (("board file", fuzz_board), ("energy table", fuzz_energy_table)):
+        tally = Tally(name)
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        fuzz(folder, _seeds(40), tally)
+        tally.check(40)
 
 
 def test_fuzz_packed_files(tmp_path, packed_file):
@@ -670,6 +789,15 @@ def test_fuzz_json_documents_long(tmp_path, name):
     tally = Tally(name)
     fuzz[name](tmp_path, _seeds(400, 1000), tally)
     tally.check(400)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["board file", "energy table"])
+def test_fuzz_toml_documents_long(tmp_path, name):
+    fuzz = {"board file": fuzz_board, "energy table": fuzz_energy_table}
+    tally = Tally(name)
+    fuzz[name](tmp_path, _seeds(300, 1000), tally)
+    tally.check(300)
 
 
 @pytest.mark.slow
