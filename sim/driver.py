@@ -319,6 +319,27 @@ def prompt_ids(tok, prompt: str) -> list[int]:
     return ids
 
 
+def check_generation(model, tok, opts: RunOptions, where: str, max_context: int | None) -> None:
+    """Refuse a prompt plus ``opts.max_new_tokens`` beyond the model's maximum context
+    (``max_position_embeddings``), the attention unit's (``max_context``, the layer path), or
+    this machine's memory for the KV caches: before anything is quantized."""
+    from ..memory import check_context
+
+    what = f"--max-new-tokens {opts.max_new_tokens}"
+    prompt = len(prompt_ids(tok, opts.prompt))
+    total = prompt + opts.max_new_tokens
+    c = model.config
+    for limit, whose in ((getattr(c, "max_position_embeddings", None), f"{where}'s maximum context "
+                          "(max_position_embeddings)"), (max_context, "the attention unit's max_context")):
+        if limit and total > limit:
+            raise TritforgeError(f"{what}: the prompt's {prompt} tokens + {opts.max_new_tokens} = {total:,} "
+                                 f"exceed {whose} of {limit:,} tokens")
+    heads = c.num_attention_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    check_context(c.num_hidden_layers, kv_heads * head_dim, total, what)
+
+
 def _eos_ids(model, tok) -> set[int]:
     ids = set()
     for src in (getattr(model, "generation_config", None), model.config, tok):
@@ -513,6 +534,9 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         raise TritforgeError(f"mode {opts.mode!r}: expected one of {MODES}")
     board, cfg = resolve_hw(opts.hw, depth)
     table = EnergyTable.load(opts.energy_table)
+    accel = resolve_accel(opts.accel, cfg)
+    if opts.path not in PATHS:
+        raise TritforgeError(f"path {opts.path!r}: expected one of {PATHS}")
     # --packed: a packed file (the model comes from --model) or a packed model folder,
     # which is the model itself: it loads alone, no source checkpoint
     from ..codec.packedmodel import is_packed_model
@@ -530,6 +554,7 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     t0 = time.perf_counter()
     model, tok, where = load_model(opts.packed if packed_folder else opts.model, opts.progress)
     wall["load"] = time.perf_counter() - t0
+    check_generation(model, tok, opts, where, accel.attention.max_context if opts.path == "layer" else None)
     if packed_folder:
         from ..codec.packedmodel import read_packed_model
 
@@ -551,9 +576,6 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     wall["quantize"] = time.perf_counter() - t0
     recorder = HwRecorder(cfg)
     layers = patch_model(model, tensors, recorder, keep_source=opts.eval_tokens > 0)
-    accel = resolve_accel(opts.accel, cfg)
-    if opts.path not in PATHS:
-        raise TritforgeError(f"path {opts.path!r}: expected one of {PATHS}")
     layered = opts.path == "layer"
     if layered:
         from .hwlayer import patch_layers

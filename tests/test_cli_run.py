@@ -122,6 +122,8 @@ def test_run_tiny_qwen2_hwconfig_file_and_packed(qwen2, tmp_path, capsys):
     (["--config", "uniform-d7"], "config 'uniform-d7'"),
     (["--hw", "nosuchboard"], "--hw 'nosuchboard'"),
     (["--max-new-tokens", "0"], "--max-new-tokens 0"),
+    (["--max-new-tokens", "600"], "= 6"),                     # the tiny model's context is 512
+    (["--max-new-tokens", str(10 ** 12)], "exceed"),
     (["--eval-tokens", "-1"], "--eval-tokens -1"),
     (["--packed", "/nonexistent/m.trit.safetensors"], "no such packed file"),
     (["--energy-table", "/nonexistent/table.toml"], "energy table"),
@@ -132,6 +134,25 @@ def test_run_errors_are_one_line(llama, tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert rc == 2
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out_json.exists()
+
+
+def test_run_max_new_tokens_bounds(llama, tmp_path, capsys, monkeypatch):
+    """prompt + N is checked against the model's context, the attention unit's and the memory."""
+    out_json = tmp_path / "r.json"
+    base = ["run", "--model", llama, "--eval-tokens", "0", "--json", str(out_json)]
+    assert cli.main(base + ["--max-new-tokens", "600"]) == 2
+    err = capsys.readouterr().err
+    assert "exceed" in err and "maximum context (max_position_embeddings) of 512 tokens" in err
+    accel = AccelConfig().to_dict()
+    accel["attention"]["max_context"] = 40
+    (tmp_path / "a.json").write_text(json.dumps(accel))
+    assert cli.main(base + ["--accel", str(tmp_path / "a.json"), "--max-new-tokens", "100"]) == 2
+    assert "the attention unit's max_context of 40 tokens" in capsys.readouterr().err
+    monkeypatch.setattr("tritforge.memory.available_bytes", lambda: 1 << 10)
+    assert cli.main(base + ["--max-new-tokens", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "--max-new-tokens 100: needs about" in err and err.count("\n") == 1
     assert not out_json.exists()
 
 

@@ -4,7 +4,8 @@ is allocated for them.
 ``available_bytes()`` is the kernel's estimate of the memory a new allocation can get
 without swapping (``MemAvailable`` in /proc/meminfo; elsewhere the physical pages, times
 one half). ``check_fits(nbytes, what)`` refuses a request that needs more, with the
-figures in the one-line error.
+figures in the one-line error; ``check_matrix`` and ``check_context`` size the two requests
+a user controls (a drawn matrix, a generation's KV caches) before they are made.
 """
 from __future__ import annotations
 
@@ -53,3 +54,15 @@ def check_matrix(out: int, n_in: int, vectors: int, what: str) -> None:
     not fit the available memory."""
     need = out * n_in * BYTES_PER_WEIGHT + vectors * (n_in + out) * BYTES_PER_VECTOR_ELEMENT
     check_fits(need, what)
+
+
+#: bytes per element of a K or V row a generation keeps per layer and position: the
+#: transformers float32 cache, the layer path's int8 cache with its per-token scales and
+#: float copy, and the attention scores over the context
+BYTES_PER_KV_ELEMENT = 16
+
+
+def check_context(layers: int, kv_width: int, tokens: int, what: str) -> None:
+    """Refuse a generation of ``tokens`` positions (prompt and new tokens) whose K and V
+    caches (``layers`` x 2 x ``kv_width`` elements per position) do not fit the memory."""
+    check_fits(layers * 2 * kv_width * tokens * BYTES_PER_KV_ELEMENT, what)
