@@ -111,3 +111,23 @@ def test_signal_mid_command_exits_128_plus_signum_and_leaves_nothing(tmp_path, s
     assert p.returncode == 128 + sig, err
     assert err.count("\n") == 1 and "interrupted by" in err and "Traceback" not in err
     assert sorted(os.listdir(tmp_path)) == ["r.json"] and (tmp_path / "r.json").read_text() == "old\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_the_console_script_imports_is_one_line(tmp_path, sig):
+    """A signal after ``tritforge.cli`` started importing but before ``main`` runs is
+    recorded and ends the command at its start: one line, 128 + signum, nothing written."""
+    code = ("import os, signal, sys; sys.argv[0] = 'tritforge'; import tritforge.cli as c; "
+            f"os.kill(os.getpid(), {int(sig)}); "
+            "sys.exit(c.main(['estimate', '--model-config', 'smollm2-135m', '--json', 'r.json']))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 128 + sig, p.stderr
+    assert p.stderr == f"tritforge: interrupted by {signal.Signals(sig).name}; no output was written\n"
+    assert os.listdir(tmp_path) == []
+
+
+def test_importing_the_cli_as_a_library_keeps_the_handlers():
+    code = ("import signal, tritforge.cli; "
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "True", p.stderr

@@ -16,15 +16,31 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import pkgutil
 import signal
 import sys
 import threading
 
-from . import __version__, atomic, commands
-from .errors import TritforgeError
-
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: signals that arrived while the console script was still importing (before ``main``)
+_EARLY: list[int] = []
+
+
+def _record_early(signum, frame) -> None:
+    _EARLY.append(signum)
+
+
+# Run as the console script or ``python -m tritforge.cli``: from here on a signal is
+# recorded, not raised, until ``main`` installs its handler and ends the command with one
+# line (a signal before this point, during the interpreter's own start-up, still has its
+# default effect). Imported as a library, the process's handlers are left alone.
+if __name__ == "__main__" or os.path.basename(sys.argv[0] if sys.argv else "") == "tritforge":
+    for _s in _SIGNALS:
+        signal.signal(_s, _record_early)
+
+from . import __version__, atomic, commands  # noqa: E402
+from .errors import TritforgeError  # noqa: E402
 
 
 class Parser(argparse.ArgumentParser):
@@ -99,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with signals.installed(restore=argv is not None):
             try:
+                if _EARLY:          # interrupted while starting: nothing has run
+                    raise atomic.Interrupted(_EARLY[0])
                 args = build_parser().parse_args(argv)
                 name = f"tritforge {args.command}"
                 with atomic.transaction() as tx:
@@ -114,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:      # a second signal while the first was being handled
         return _interrupted(name, signals.signum, tx)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
-        import os
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
 
