@@ -90,6 +90,8 @@ class Unit:
     build: Callable                 #: lanes -> (component, parameters for the report)
     lanes: int                      #: the default lanes
     lanes_meaning: str
+    #: the unit's submodules counted apart as well (kept as modules ``top.unit.<part>``)
+    parts: tuple[str, ...] = ()
 
 
 UNITS = {
@@ -103,7 +105,8 @@ UNITS = {
     "requant": Unit("hw/requant.py Requantize with the residual add, the engine's accumulator", _requant, 1,
                     "elements per beat"),
     "layer": Unit("hw/layer.py DecoderLayer, LayerConfig() (SmolLM2 shape, engine d = 2, R = 4)", _layer, 16,
-                  "the attention unit's lanes (LayerConfig.lanes)"),
+                  "the attention unit's lanes (LayerConfig.lanes)",
+                  ("engine", "attention", "mem", "norm1", "norm2", "quant_act", "rope", "silu", "requant_res")),
 }
 
 
@@ -124,11 +127,19 @@ def build(name: str, lanes: int | None = None):
     return UnitShell(component), params
 
 
+FIGURES = ("lut", "carry", "lut_equiv", "ff", "bram", "dsp", "lutram")
+
+
 def unit_figures(report: dict) -> dict:
-    """The unit's own resources (without the shell) and the clock's Fmax."""
+    """The unit's own resources (without the shell), the clock's Fmax and, for a unit with
+    ``parts``, each part's resources (``parts``)."""
     mod = report["modules"]["top.unit"]
-    out = {k: mod[k] for k in ("lut", "carry", "lut_equiv", "ff", "bram", "dsp", "lutram")}
+    out = {k: mod[k] for k in FIGURES}
     out["fmax_mhz"] = synth.fmax_mhz(report)
+    parts = {k[len("top.unit."):]: {f: v[f] for f in FIGURES} for k, v in report["modules"].items()
+             if k.startswith("top.unit.")}
+    if parts:
+        out["parts"] = parts
     return out
 
 
@@ -140,14 +151,15 @@ def synthesize_unit(name: str, target: str, out: str, *, lanes: int | None = Non
     ``place=False``: Yosys only (``synthesis_only``), no Fmax."""
     top, params = build(name, lanes)
     u = unit(name)
+    keep = ("unit",) + tuple(f"unit.{p}" for p in u.parts)
     meta = {"unit": name, "unit_text": u.text, "lanes": params.get("lanes", lanes or u.lanes),
             "params": params, "wrapper": f"fpga.unitshell.UnitShell (data_bits {DATA_BITS}, "
                                          f"{top.pin_count()} pins); unit kept as module top.unit"}
     if place:
-        report = synth.run_flow(top, target, out, keep=("unit",), freq_mhz=freq, seed=seed, meta=meta,
+        report = synth.run_flow(top, target, out, keep=keep, freq_mhz=freq, seed=seed, meta=meta,
                                 pnr_timeout_s=pnr_timeout_s, router=router)
     else:
-        report = synthesis_only(top, target, out, keep=("unit",), meta=meta)
+        report = synthesis_only(top, target, out, keep=keep, meta=meta)
     report["unit"] = unit_figures(report)
     write_json(os.path.join(out, "report.json"), report)
     return report
@@ -196,6 +208,7 @@ def from_report(report: dict) -> dict:
     return {"unit": meta["unit"], "lanes": meta["lanes"], "params": meta["params"],
             "target": report["target"], "kind": report["kind"], "wrapper": meta["wrapper"],
             "figures": {k: report["unit"][k] for k in AREA_KEYS + ("carry", "lutram")},
+            "parts": report["unit"].get("parts"),
             "design": {k: report["resources"][k] for k in AREA_KEYS + ("carry",)},
             "fmax_mhz": report["unit"]["fmax_mhz"], "seed": report["seed"],
             "router": _router(report), "freq_constraint_mhz": report["freq_constraint_mhz"],
