@@ -15,12 +15,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from contextlib import contextmanager
 import dataclasses
 from dataclasses import dataclass
 
-from ..atomic import write_json
+from ..atomic import atomic_folder, write_json
 from ..errors import TritforgeError
 from ..environ import patched_environ
 from ..hwconfig import HwConfig
@@ -97,19 +96,19 @@ def build_board(name: str, hw: HwConfig | None, baud: int, out_dir: str, seed: i
     platform = getattr(importlib.import_module(b.module), b.platform)()
     divisor_for(platform.default_clk_frequency, baud)      # refuse a bad baud rate up front
     top = BoardTop(hw, baud, b.primitives)
-    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".tmp-board-", dir=parent)
-    try:
+    logs = os.path.abspath(out_dir).rstrip(os.sep) + ".failed-logs"
+    with atomic_folder(out_dir) as work:
         with yowasp_environment():
             try:
                 platform.build(top, name="top", build_dir=work, do_program=False,
                                script_after_read="proc; opt_clean -purge",
                                nextpnr_opts=f"--seed {seed}", **b.build_opts)
             except Exception as exc:   # the platform raises CalledProcessError / ToolNotFound
+                # the output stays as it was; the tools' logs go to one named folder beside it
+                _keep_logs(work, logs)
                 raise TritforgeError(f"{name}: bitstream build failed ({type(exc).__name__}: "
                                      f"{str(exc).splitlines()[0] if str(exc) else ''}); "
-                                     f"see the logs in {work}") from None
+                                     f"the tools' logs are in {logs}") from None
         bit = os.path.join(work, b.bitstream)
         if not os.path.isfile(bit):
             raise TritforgeError(f"{name}: the build wrote no {b.bitstream}")
@@ -123,11 +122,16 @@ def build_board(name: str, hw: HwConfig | None, baud: int, out_dir: str, seed: i
                   "derived": hw.derived(),
                   "tools": tool_versions()}
         write_json(os.path.join(work, "board.json"), report)
-        if os.path.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        os.replace(work, out_dir)
-        return report
-    except BaseException:
-        if not os.path.isdir(work) or not any(f.endswith(".tim") or f.endswith(".log") for f in os.listdir(work)):
-            shutil.rmtree(work, ignore_errors=True)
-        raise
+    if os.path.isdir(logs):                # a successful build: earlier failure logs are stale
+        shutil.rmtree(logs, ignore_errors=True)
+    return report
+
+
+def _keep_logs(work: str, logs: str) -> None:
+    """Copy a failed build's tool logs (``*.log``, ``*.tim``, ``*.rpt``) to ``logs``,
+    replacing an earlier failure's."""
+    shutil.rmtree(logs, ignore_errors=True)
+    os.makedirs(logs)
+    for f in os.listdir(work):
+        if f.endswith((".log", ".tim", ".rpt")):
+            shutil.copy2(os.path.join(work, f), os.path.join(logs, f))

@@ -37,3 +37,35 @@ def test_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_a_failed_bitstream_build_leaves_the_output_and_names_its_logs(tmp_path, capsys, monkeypatch):
+    """The tools fail: the existing output folder is untouched, nothing else is left but the
+    tools' logs in one named folder beside it (replaced by the next failure, removed by a
+    success)."""
+    import importlib
+    import os
+    import subprocess
+
+    from tritforge.fpga import boards
+
+    b = boards.board("ulx3s")
+    cls = getattr(importlib.import_module(b.module), b.platform)
+
+    def failing_build(self, top, name, build_dir, **kw):
+        os.makedirs(build_dir, exist_ok=True)
+        with open(os.path.join(build_dir, "top.log"), "w") as f:
+            f.write("nextpnr: routing failed\n")
+        raise subprocess.CalledProcessError(1, ["nextpnr-ecp5"])
+
+    monkeypatch.setattr(cls, "build", failing_build)
+    out = tmp_path / "ulx3s"
+    out.mkdir()
+    (out / "board.json").write_text("{}")
+    assert main(["build-board", "--board", "ulx3s", "--depth", "1", "--rows", "1",
+                 "--max-in-features", "64", "--max-out-features", "16", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bitstream build failed" in err[0] and "ulx3s.failed-logs" in err[0]
+    assert sorted(os.listdir(tmp_path)) == ["ulx3s", "ulx3s.failed-logs"]
+    assert (out / "board.json").read_text() == "{}" and os.listdir(out) == ["board.json"]
+    assert (tmp_path / "ulx3s.failed-logs" / "top.log").read_text() == "nextpnr: routing failed\n"
