@@ -41,7 +41,7 @@ from tritforge.sim.layercycles import layer_cycles, weight_beats  # noqa: E402
 
 
 def attention(verilator: bool) -> None:
-    from test_attentionstep import lockstep
+    from test_attentionstep import lockstep_jobs
     from test_hw_attention import make_job
 
     ucfg = AttentionUnitConfig(head_dim=64, group=3, lanes=16, attention=AttentionConfig(max_context=256))
@@ -57,7 +57,7 @@ def attention(verilator: bool) -> None:
     t = time.perf_counter()
     n = 0
     for _ in range(3):
-        outs, _ = lockstep(ucfg, [ins], seed=7, p_valid=1.0, p_ready=1.0, cycles=cycles + 10)
+        lockstep_jobs(ucfg, [ins], seed=7, p_valid=1.0, p_ready=1.0, cycles=cycles + 10)
         n += cycles + 10
     print(f"  amaranth + stepping model in lockstep  {n / (time.perf_counter() - t):10,.0f} cycles/s")
     if verilator:

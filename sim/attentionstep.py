@@ -3,8 +3,9 @@
 ``AttentionStepModel(ucfg).step(inputs) -> outputs``: given the values driven in one
 cycle (``Inputs``: ``rst``, each input stream's valid and payload fields, ``out_ready``;
 records made from the unit's port set, ``tritforge.attentionports``), it returns what the
-RTL shows in that cycle (``Outputs``: each ready, ``out``'s valid and payload, ``err``,
-``busy``) and takes the clock edge. Written from hw/ATTENTION.md, never importing Amaranth;
+RTL shows in that cycle (``Outputs``: each ready, ``out``'s valid and payload — None while
+``out`` is not valid, where the stream rule leaves it undefined —, ``err``, ``busy``) and
+takes the clock edge. Written from hw/ATTENTION.md, never importing Amaranth;
 tests/test_attentionstep.py compares it with the RTL in every cycle under random
 valid/ready, garbage payloads on idle cycles and resets in the middle of jobs.
 
@@ -45,8 +46,12 @@ def rshift_round(x: int, s: int) -> int:
 
 
 class AttentionStepModel:
+    #: the input record type (``rst``, each input's valid and fields, ``out_ready``)
+    Inputs = Inputs
+
     def __init__(self, ucfg: AttentionUnitConfig):
         self.u = ucfg
+        self.ports = attention_ports(ucfg)
         a = ucfg.attention
         self.zlim = (1 << (a.score_int_bits + a.score_frac_bits)) - 1
         self.floor = -2 * (self.zlim + 1)
@@ -100,8 +105,8 @@ class AttentionStepModel:
         u = self.u
         return Outputs(cmd_ready=st == "IDLE", q_ready=st == "QLOAD", kv_ready=st in ("KROWS", "VROWS"),
                        out_valid=out_valid,
-                       out_elems=self._out_elems() if out_valid else (0,) * u.lanes,
-                       out_last=out_valid and self.hh == u.group - 1 and self.bb == u.beats - 1,
+                       out_elems=self._out_elems() if out_valid else None,
+                       out_last=(self.hh == u.group - 1 and self.bb == u.beats - 1) if out_valid else None,
                        err=self.err, busy=st != "IDLE")
 
     def step(self, inp: Inputs) -> Outputs:
