@@ -174,14 +174,18 @@ class AttentionUnit(wiring.Component):
         with m.Else():
             m.d.sync += s2.eq(0)
         with m.If(s1 & s1_v):
+            # one rescale and one update multiplier per (head, lane): the beat's accumulator
+            # is selected, updated and written back
             for h in range(g):
-                for b in range(NB):
-                    with m.If(s1_b == b):
-                        for k in range(L):
-                            o = omem[h * NB + b][k]
-                            rescaled = rshift_round(o * cfac[h], PF)
-                            base = Mux(s1_mode == 0, o, Mux(s1_mode == 1, rescaled, 0))
-                            m.d.sync += o.eq(base + w[h] * s1_elems[k])
+                for k in range(L):
+                    regs = [omem[h * NB + b][k] for b in range(NB)]
+                    o = Signal(signed(u.o_bits), name=f"osel{h}_{k}")
+                    upd = Signal(signed(u.o_bits), name=f"oupd{h}_{k}")
+                    m.d.comb += o.eq(pick(regs, s1_b))
+                    rescaled = rshift_round(o * cfac[h], PF)
+                    base = Mux(s1_mode == 0, o, Mux(s1_mode == 1, rescaled, 0))
+                    m.d.comb += upd.eq(base + w[h] * s1_elems[k])
+                    write(m, regs, s1_b, upd)
 
         # ---- stage 2: logits ---------------------------------------------------------
         with m.If(s2):
