@@ -100,6 +100,7 @@ class DecoderLayer(wiring.Component):
         H, hd, L = lc.hidden, lc.head_dim, lc.lanes
         reg = lc.regions
         mats = lc.matrices
+        M = {mt.name: i for i, mt in enumerate(mats)}     # schedule index by matrix name
         acc_bits = ecfg.widths.acc
         m = Module()
 
@@ -167,7 +168,7 @@ class DecoderLayer(wiring.Component):
 
         # ---- the engine's activation words: from norm 1, norm 2 or the act quantizer ----
         src = Signal(range(3))
-        m.d.comb += src.eq(Mux(mi == 0, 0, Mux(mi == 4, 1, 2)))
+        m.d.comb += src.eq(Mux(mi == M["q"], 0, Mux(mi == M["gate"], 1, 2)))
         for k, unit in enumerate((norm1, norm2, qa)):
             with m.If(src == k):
                 m.d.comb += [apk.i.valid.eq(unit.o.valid), apk.i.payload.eq(unit.o.payload),
@@ -223,7 +224,7 @@ class DecoderLayer(wiring.Component):
         with m.If(silu.o.valid & silu.o.ready):
             m.d.sync += silu_cnt.eq(Mux(silu_last, 0, silu_cnt + 1))
         m.d.comb += silu_last.eq(silu_cnt == lc.intermediate - 1)
-        with m.If(mi == 6):
+        with m.If(mi == M["down"]):
             m.d.comb += [qa.i.valid.eq(silu.o.valid), qa.i.payload.v.eq(silu.o.payload.y),
                          qa.i.payload.last.eq(silu_last), silu.o.ready.eq(qa.i.ready)]
         with m.If(dst1 == Dst.RESIDUAL):
@@ -286,7 +287,7 @@ class DecoderLayer(wiring.Component):
             m.d.comb += self.cmd.ready.eq(1)
             with m.If(self.cmd.valid):
                 m.d.sync += [pos.eq(self.cmd.payload.pos), jobs.eq(0)]
-                goto(Phase.HIN, matrix=0)
+                goto(Phase.HIN, matrix=M["q"])
         with m.If(phase == Phase.HIN):
             # norm 1 takes h with its weights (``norm``) beat by beat
             m.d.comb += [norm1.h.valid.eq(self.h_in.valid & self.norm.valid),
@@ -300,10 +301,10 @@ class DecoderLayer(wiring.Component):
         with m.If(phase == Phase.CB):
             # a matrix's input feed starts beside its codebook: o from the attention
             # output, down from SiLU·mul of gate and up
-            with m.If((mi == 3) & (issued == 0)):
+            with m.If((mi == M["o"]) & (issued == 0)):
                 with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_ACT, reg["a"][0], lc.qdim)):
                     m.d.sync += issued.eq(1)
-            with m.If((mi == 6) & (issued == 0)):
+            with m.If((mi == M["down"]) & (issued == 0)):
                 both = mem.rd0_cmd.ready & mem.rd1_cmd.ready
                 read(mem.rd1_cmd, dst1, Dst.SILU, reg["u"][0], lc.intermediate, when=both)
                 with m.If(read(mem.rd0_cmd, dst0, Dst.SILU, reg["g"][0], lc.intermediate, when=both)):
@@ -331,13 +332,13 @@ class DecoderLayer(wiring.Component):
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == outs - 1):
-                    nxt = {0: Phase.CB, 1: Phase.CB, 2: Phase.ROPE, 3: Phase.NORM2, 4: Phase.CB,
-                           5: Phase.CB, 6: Phase.HOUT}
-                    for k, p in nxt.items():
+                    # after v the attention half; after o the MLP half; after down the output
+                    nxt = {M["v"]: Phase.ROPE, M["o"]: Phase.NORM2, M["down"]: Phase.HOUT}
+                    for k in range(len(mats)):
                         with m.If(mi == k):
-                            m.d.sync += [phase.eq(p), cnt.eq(0), issued.eq(0)]
-                    with m.If((mi != 2) & (mi != 3) & (mi != 6)):
-                        m.d.sync += mi.eq(mi + 1)
+                            m.d.sync += [phase.eq(nxt.get(k, Phase.CB)), cnt.eq(0), issued.eq(0)]
+                            if k not in nxt:
+                                m.d.sync += mi.eq(k + 1)
         with m.If(phase == Phase.ROPE):
             with m.If(issued == 0):
                 with m.If(read(mem.rd0_cmd, dst0, Dst.ROPE, reg["q"][0], lc.qdim + lc.kvdim)):
@@ -370,10 +371,10 @@ class DecoderLayer(wiring.Component):
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lc.qdim - 1):
-                    goto(Phase.CB, matrix=3)
+                    goto(Phase.CB, matrix=M["o"])
         with m.If(phase == Phase.NORM2):
             with m.If(read(mem.rd0_cmd, dst0, Dst.NORM2, reg["h"][0], H)):
-                goto(Phase.CB, matrix=4)
+                goto(Phase.CB, matrix=M["gate"])
         with m.If(phase == Phase.HOUT):
             with m.If(issued == 0):
                 with m.If(read(mem.rd0_cmd, dst0, Dst.HOUT, reg["h"][0], H)):
