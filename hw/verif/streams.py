@@ -27,9 +27,9 @@ from ...stalls import Stall, stalled
 
 
 class Pace:
-    """A memory's pace on a source: at most ``rate`` beats per cycle on average (a bucket of
-    credit filled by ``rate`` every cycle, holding at most ``burst`` beats), the first beat
-    not before ``latency`` cycles after the start."""
+    """A memory's pace on a source: ``rate`` beats per cycle on average (a bucket of credit
+    filled by ``rate`` every cycle; at most ``burst`` beats are banked while the source is
+    not taken), the first beat not before ``latency`` cycles after the start."""
 
     def __init__(self, rate: float, latency: int = 0, burst: float = 1.0):
         if not 0 < rate <= 1 or latency < 0 or burst < 1:
@@ -49,7 +49,8 @@ class Pace:
             self.credit -= 1.0
         self.cycle += 1
         if self.cycle > self.latency:
-            self.credit = min(self.burst, self.credit + self.rate)
+            # the bank is capped before the cycle's fill, so a fractional rate is never lost
+            self.credit = min(self.burst, self.credit) + self.rate
 
 
 class StreamSource:
