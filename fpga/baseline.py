@@ -10,12 +10,12 @@ in: ``tritforge synth ... --save-baseline``).
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 from ..atomic import write_json
 from ..errors import TritforgeError
 from ..hwconfig import HwConfig
+from ..jsonfile import read_json
 
 FOLDER = os.path.join(os.path.dirname(__file__), "baselines")
 AREA_TOLERANCE = 0.10
@@ -48,18 +48,45 @@ def save(report: dict, folder: str = FOLDER) -> str:
     return path
 
 
-def load(path: str) -> dict:
+def read_baseline(path: str, what: str, check) -> dict:
+    """The baseline JSON in ``path`` once ``check(data)`` has passed (a malformed one raises
+    ``KeyError``, ``TypeError`` or ``ValueError`` there); one-line errors naming ``path``."""
+    data = read_json(path, what)
     try:
-        with open(path) as f:
-            data = json.load(f)
-        HwConfig.from_dict(data["hwconfig"], path)
-        for k in AREA_KEYS:
-            int(data["engine"][k])
-    except OSError as exc:
-        raise TritforgeError(f"{path}: cannot read baseline ({exc.strerror})") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise TritforgeError(f"{path}: not a synthesis baseline ({exc})") from None
+        check(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TritforgeError(f"{path}: not a {what} ({exc})") from None
     return data
+
+
+def regressions(got: dict, base: dict, figures: dict, keys, small_keys) -> list[str]:
+    """Regressions of the measured ``got`` against a baseline ``base`` whose area figures
+    are ``figures``: an area key over ``area_tolerance`` (``small_keys`` with
+    ``AREA_SLACK`` beside it), Fmax under ``fmax_tolerance``, or no Fmax where the
+    baseline has one (empty: within tolerance)."""
+    fails = []
+    at = float(base.get("area_tolerance", AREA_TOLERANCE))
+    for k in keys:
+        limit = figures[k] * (1 + at) + (AREA_SLACK if k in small_keys else 0)
+        if got[k] > limit:
+            fails.append(f"{k} {got[k]} > baseline {figures[k]} + {at:.0%}")
+    if base.get("fmax_mhz") is not None:
+        ft = float(base.get("fmax_tolerance", FMAX_TOLERANCE))
+        if got.get("fmax_mhz") is None:
+            fails.append("no Fmax measured (place-and-route missing)")
+        elif got["fmax_mhz"] < base["fmax_mhz"] * (1 - ft):
+            fails.append(f"Fmax {got['fmax_mhz']:.1f} MHz < baseline {base['fmax_mhz']:.1f} MHz - {ft:.0%}")
+    return fails
+
+
+def _check(data: dict) -> None:
+    HwConfig.from_dict(data["hwconfig"])
+    for k in AREA_KEYS:
+        int(data["engine"][k])
+
+
+def load(path: str) -> dict:
+    return read_baseline(path, "synthesis baseline", _check)
 
 
 def all_baselines(folder: str = FOLDER) -> list[str]:
@@ -81,17 +108,4 @@ def find(target: str, hw: HwConfig, wrapper: str = "io", folder: str = FOLDER) -
 
 def compare(report: dict, base: dict) -> list[str]:
     """Regressions of ``report`` against ``base`` (empty: within tolerance)."""
-    fails = []
-    e = report["engine"]
-    at = float(base.get("area_tolerance", AREA_TOLERANCE))
-    for k in AREA_KEYS:
-        limit = base["engine"][k] * (1 + at) + (AREA_SLACK if k in ("engine_bram", "engine_dsp") else 0)
-        if e[k] > limit:
-            fails.append(f"{k} {e[k]} > baseline {base['engine'][k]} + {at:.0%}")
-    if base.get("fmax_mhz") is not None:
-        ft = float(base.get("fmax_tolerance", FMAX_TOLERANCE))
-        if e.get("fmax_mhz") is None:
-            fails.append("no Fmax measured (place-and-route missing)")
-        elif e["fmax_mhz"] < base["fmax_mhz"] * (1 - ft):
-            fails.append(f"Fmax {e['fmax_mhz']:.1f} MHz < baseline {base['fmax_mhz']:.1f} MHz - {ft:.0%}")
-    return fails
+    return regressions(report["engine"], base, base["engine"], AREA_KEYS, ("engine_bram", "engine_dsp"))

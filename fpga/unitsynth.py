@@ -18,7 +18,6 @@ their own, beside the engine's files, which ``fpga.baseline`` reads as engine ba
 from __future__ import annotations
 
 import glob
-import json
 import os
 import subprocess
 from dataclasses import dataclass
@@ -230,19 +229,15 @@ def save(report: dict, folder: str = FOLDER) -> str:
     return path
 
 
+def _check(data: dict) -> None:
+    unit(data["unit"])
+    synth.target(data["target"])
+    for k in AREA_KEYS:
+        int(data["figures"][k])
+
+
 def load(path: str) -> dict:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-        unit(data["unit"])
-        synth.target(data["target"])
-        for k in AREA_KEYS:
-            int(data["figures"][k])
-    except OSError as exc:
-        raise TritforgeError(f"{path}: cannot read unit baseline ({exc.strerror})") from None
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise TritforgeError(f"{path}: not a unit synthesis baseline ({exc})") from None
-    return data
+    return baseline.read_baseline(path, "unit synthesis baseline", _check)
 
 
 def all_baselines(folder: str = FOLDER) -> list[str]:
@@ -251,20 +246,7 @@ def all_baselines(folder: str = FOLDER) -> list[str]:
 
 def compare(report: dict, base: dict) -> list[str]:
     """Regressions of ``report`` against ``base`` (empty: within tolerance)."""
-    fails = []
-    got = report["unit"]
-    at = float(base.get("area_tolerance", baseline.AREA_TOLERANCE))
-    for k in AREA_KEYS:
-        limit = base["figures"][k] * (1 + at) + (baseline.AREA_SLACK if k in ("bram", "dsp") else 0)
-        if got[k] > limit:
-            fails.append(f"{k} {got[k]} > baseline {base['figures'][k]} + {at:.0%}")
-    if base.get("fmax_mhz") is not None:
-        ft = float(base.get("fmax_tolerance", baseline.FMAX_TOLERANCE))
-        if got.get("fmax_mhz") is None:
-            fails.append("no Fmax measured (place-and-route missing)")
-        elif got["fmax_mhz"] < base["fmax_mhz"] * (1 - ft):
-            fails.append(f"Fmax {got['fmax_mhz']:.1f} MHz < baseline {base['fmax_mhz']:.1f} MHz - {ft:.0%}")
-    return fails
+    return baseline.regressions(report["unit"], base, base["figures"], AREA_KEYS, ("bram", "dsp"))
 
 
 def rerun(base: dict, out: str, pnr_timeout_s: float | None = None) -> dict:

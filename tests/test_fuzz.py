@@ -232,28 +232,26 @@ def _workdir(tmp_path):
     return work
 
 
+def fuzz_estimate_input(tmp_path, seeds, tally, option, doc, mutate, stem, typed=lambda p: True):
+    """A document ``tritforge estimate OPTION FILE`` reads: each seed mutates ``doc`` with
+    ``mutate`` (``mutate_json`` / ``mutate_toml``) at the paths ``typed`` admits."""
+    work = _workdir(tmp_path)
+    suffix = ".json" if mutate is mutate_json else ".toml"
+    for seed in seeds:
+        content, malformed = mutate(random.Random(seed), doc, typed)
+        src = tmp_path / f"{stem}{seed}{suffix}"
+        _write(src, content)
+        run_case(tally, ["estimate", "--model-config", "smollm2-135m", option, str(src),
+                         "--json", str(work / "existing.json")], [str(src)], str(work), malformed)
+
+
 def fuzz_hwconfig(tmp_path, seeds, tally):
     """A HwConfig JSON as ``estimate --hw`` (every field typed)."""
-    work = _workdir(tmp_path)
-    for seed in seeds:
-        rng = random.Random(seed)
-        content, malformed = mutate_json(rng, HW_DOC, lambda p: True)
-        src = tmp_path / f"hw{seed}.json"
-        _write(src, content)
-        run_case(tally, ["estimate", "--model-config", "smollm2-135m", "--hw", str(src),
-                         "--json", str(work / "existing.json")], [str(src)], str(work), malformed)
+    fuzz_estimate_input(tmp_path, seeds, tally, "--hw", HW_DOC, mutate_json, "hw")
 
 
 def fuzz_accelconfig(tmp_path, seeds, tally):
-    work = _workdir(tmp_path)
-    doc = _accel_doc()
-    for seed in seeds:
-        rng = random.Random(seed)
-        content, malformed = mutate_json(rng, doc, lambda p: True)
-        src = tmp_path / f"accel{seed}.json"
-        _write(src, content)
-        run_case(tally, ["estimate", "--model-config", "smollm2-135m", "--accel", str(src),
-                         "--json", str(work / "existing.json")], [str(src)], str(work), malformed)
+    fuzz_estimate_input(tmp_path, seeds, tally, "--accel", _accel_doc(), mutate_json, "accel")
 
 
 def fuzz_model_config(tmp_path, seeds, tally):
@@ -658,29 +656,14 @@ def _table_doc() -> dict:
 
 def fuzz_board(tmp_path, seeds, tally):
     """A board description as ``estimate --board FILE`` (every key typed)."""
-    work = _workdir(tmp_path)
-    doc = _board_doc()
-    for seed in seeds:
-        rng = random.Random(seed)
-        content, malformed = mutate_toml(rng, doc, lambda p: True)
-        src = tmp_path / f"board{seed}.toml"
-        _write(src, content)
-        run_case(tally, ["estimate", "--model-config", "smollm2-135m", "--board", str(src),
-                         "--json", str(work / "existing.json")], [str(src)], str(work), malformed)
+    fuzz_estimate_input(tmp_path, seeds, tally, "--board", _board_doc(), mutate_toml, "board")
 
 
 def fuzz_energy_table(tmp_path, seeds, tally):
     """An energy table as ``estimate --energy-table FILE`` (every key typed but an action's
     ``bits`` and ``size``, which take a number or a name)."""
-    work = _workdir(tmp_path)
-    doc = _table_doc()
-    for seed in seeds:
-        rng = random.Random(seed)
-        content, malformed = mutate_toml(rng, doc, lambda p: not ({"bits", "size"} & set(p[2:3])))
-        src = tmp_path / f"table{seed}.toml"
-        _write(src, content)
-        run_case(tally, ["estimate", "--model-config", "smollm2-135m", "--energy-table", str(src),
-                         "--json", str(work / "existing.json")], [str(src)], str(work), malformed)
+    fuzz_estimate_input(tmp_path, seeds, tally, "--energy-table", _table_doc(), mutate_toml, "table",
+                        lambda p: not ({"bits", "size"} & set(p[2:3])))
 
 
 # --- the tests ------------------------------------------------------------------------------------

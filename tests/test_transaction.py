@@ -11,17 +11,7 @@ import pytest
 from tritforge import atomic, cli
 from tritforge.errors import TritforgeError
 
-
-def _tree(root):
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in filenames:
-            p = os.path.join(dirpath, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, root)] = f.read()
-        for n in dirnames:
-            out.setdefault(os.path.relpath(os.path.join(dirpath, n), root) + "/", b"")
-    return out
+from test_fuzz import _tree
 
 
 def _write(path, text):
