@@ -99,6 +99,13 @@ def query_constant(head_dim: int, bits: int) -> tuple[int, int]:
     return to_multiplier(math.log2(math.e) / math.sqrt(head_dim), bits)
 
 
+def weight_left_max(acfg, vcfg) -> int:
+    """The largest left shift of a p·V weight's p · m_v (< 2^(PF + B)) that keeps |w| within
+    its bound 2^(PF + v_real_bits + OVF + 1), v_real_bits = resid_bits - 1 - FR: a V step
+    asking more is outside the contract."""
+    return (vcfg.resid_bits - 1 - vcfg.resid_frac_bits) + acfg.pv_frac_bits + 1 - acfg.scale_bits
+
+
 def attend(q_fix, positions, cache: IntKVCache, acfg, vcfg) -> np.ndarray:
     """q (T, Hq, hd) fixed point at ``positions`` (T,) -> attention output (T, Hq, hd),
     FR fraction bits, over the cache's keys 0..position (the cache already holds them)."""
@@ -125,7 +132,7 @@ def attend(q_fix, positions, cache: IntKVCache, acfg, vcfg) -> np.ndarray:
     zlim = (1 << (acfg.score_int_bits + SF)) - 1
     sm = OnlineSoftmax((Hq, T), hd, acfg)
     vmax_real_bits = vcfg.resid_bits - 1 - FR
-    w_left = vmax_real_bits + OVF + 1 - B       # p · m_v < 2^(PF + B) may grow this much
+    w_left = weight_left_max(acfg, vcfg)
     for j0 in range(0, int(pos.max()) + 1 if T else 0, acfg.block):
         j1 = min(j0 + acfg.block, ctx)
         kb = cache.k_q[j0:j1][:, kvmap].transpose(1, 2, 0)      # (Hq, hd, bk)

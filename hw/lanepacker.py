@@ -11,13 +11,12 @@ vector whose length is not a multiple of ``lanes`` ends in a beat padded with ze
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
 
-from ..vectorports import EXP_BITS, step_fields
+from ..vectorports import lanepacker_ports
 from .checks import check_int
-from .signature import field_shape
+from .signature import members
 
 
 class LanePacker(wiring.Component):
@@ -30,10 +29,7 @@ class LanePacker(wiring.Component):
 
     def __init__(self, lanes: int, scale_bits: int):
         self.lanes = lanes
-        i = data.StructLayout({f.name: field_shape(f) for f in step_fields(scale_bits)})
-        o = data.StructLayout({"elems": data.ArrayLayout(signed(8), lanes), "m": scale_bits,
-                               "e": signed(EXP_BITS)})
-        super().__init__({"i": In(stream.Signature(i)), "o": Out(stream.Signature(o))})
+        super().__init__(members(lanepacker_ports(lanes, scale_bits)))
 
     def elaborate(self, platform):
         m = Module()

@@ -42,5 +42,7 @@ def sidecar(lcfg: LayerConfig, top: str = TOP) -> dict:
 
 
 def write(lcfg: LayerConfig, out_dir: str, top: str = TOP) -> dict:
-    """Write ``out_dir/<top>.v`` and ``out_dir/<top>.json``; returns the paths and sizes."""
-    return write_module(out_dir, top, convert(lcfg, top), sidecar(lcfg, top))
+    """Write ``out_dir/<top>.v`` and ``out_dir/<top>.json``; returns the paths, sizes and
+    the sidecar."""
+    side = sidecar(lcfg, top)
+    return {**write_module(out_dir, top, convert(lcfg, top), side), "side": side}

@@ -122,16 +122,16 @@ class EngineSim(PortSim):
 
 
 def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_valid: float = 1.0,
-                p_ready: float = 1.0, setup=None, max_cycles: int = 100_000, drain: int = 16,
-                min_cycles: int = 0, final: dict | None = None):
+                p_ready: float = 1.0, burst: int = 1, setup=None, max_cycles: int = 100_000,
+                drain: int = 16, min_cycles: int = 0, final: dict | None = None):
     """Feed several input streams of ``component`` and collect several output streams.
 
     ``inputs``: port name -> raw payload integers, offered in order; ``outputs``: port name
     -> the number of beats expected. Every cycle each input's ``valid`` is high with chance
-    ``p_valid`` (while its items remain; its own ``tritforge.stalls.Stall`` per port) and
-    each output's ``ready`` with chance ``p_ready``; payloads of idle input cycles are random
-    garbage. Checks the stream rule on the way (a valid output holds its payload until
-    taken). ``setup(ctx)``, if given, runs first. Runs until every output has given its
+    ``p_valid`` (while its items remain; its own ``tritforge.stalls.Stall`` per port, stalls
+    of up to ``burst`` cycles) and each output's ``ready`` with chance ``p_ready``; payloads
+    of idle input cycles are random garbage. Checks the stream rule on the way (a valid
+    output stays valid and holds its payload until taken). ``setup(ctx)``, if given, runs first. Runs until every output has given its
     beats (and at least ``min_cycles`` cycles), then checks for ``drain`` cycles that no
     extra beat comes. ``final``, if given, names flag ports (e.g. ``{"err": None}``) whose
     values after the drain are filled in.
@@ -143,8 +143,8 @@ def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_vali
     import random
 
     rng = random.Random(seed)             # garbage payloads of idle cycles
-    idle = {n: Stall(port_seed(seed, n), 1.0 - p_valid) for n in inputs}
-    bp = {n: Stall(port_seed(seed, n), 1.0 - p_ready) for n in outputs}
+    idle = {n: Stall(port_seed(seed, n), 1.0 - p_valid, burst) for n in inputs}
+    bp = {n: Stall(port_seed(seed, n), 1.0 - p_ready, burst) for n in outputs}
     sim = Simulator(component)
     sim.add_clock(1e-8)
     ins = {n: getattr(component, n) for n in inputs}
@@ -172,7 +172,9 @@ def run_streams(component, inputs: dict, outputs: dict, *, seed: int = 0, p_vali
                 ctx.set(port.ready, ready)
                 ov = ctx.get(port.valid)
                 op = ctx.get(Value.cast(port.payload))
-                if held[n] is not None and ov and op != held[n]:
+                if held[n] is not None and not ov:
+                    raise AssertionError(f"{n}: a valid output beat withdrawn before it was taken")
+                if held[n] is not None and op != held[n]:
                     raise AssertionError(f"{n}: output payload changed while valid and not taken")
                 if ov and ready:
                     got[n].append(op)

@@ -18,11 +18,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..ports import bits_for
 from .checks import check_int
-
-
-def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
 
 
 class VectorMemory(wiring.Component):
@@ -36,8 +33,8 @@ class VectorMemory(wiring.Component):
 
     def __init__(self, width: int, depth: int, readers: int = 2):
         self.width, self.depth, self.readers = width, depth, readers
-        ab = _bits(depth)
-        cmd = data.StructLayout({"base": ab, "n": _bits(depth + 1)})
+        ab = bits_for(depth)
+        cmd = data.StructLayout({"base": ab, "n": bits_for(depth + 1)})
         out = data.StructLayout({"x": signed(width), "last": 1})
         members = {}
         for i in range(readers):
@@ -55,8 +52,8 @@ class VectorMemory(wiring.Component):
         for i in range(self.readers):
             cmd, out = getattr(self, f"rd{i}_cmd"), getattr(self, f"rd{i}")
             rp = mem.read_port()
-            addr = Signal(_bits(self.depth), name=f"rd{i}_addr")
-            left = Signal(_bits(self.depth + 1), name=f"rd{i}_left")
+            addr = Signal(bits_for(self.depth), name=f"rd{i}_addr")
+            left = Signal(bits_for(self.depth + 1), name=f"rd{i}_left")
             adv = Signal(name=f"rd{i}_adv")
             m.d.comb += [adv.eq(~out.valid | out.ready), rp.en.eq(adv), rp.addr.eq(addr),
                          out.payload.x.eq(rp.data), cmd.ready.eq((left == 0) & ~out.valid)]

@@ -26,7 +26,3 @@ def job_cycles(ucfg: AttentionUnitConfig, keys: int) -> int:
     blocks = -(-keys // blk)
     return g * B + 2 * keys * B + 3 * blocks + 1 + g * (ucfg.quotient_bits + B + 2)
 
-
-def kv_beats(ucfg: AttentionUnitConfig, keys: int) -> int:
-    """``kv`` beats of one job: a K and a V row per key."""
-    return 2 * keys * ucfg.beats

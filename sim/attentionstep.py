@@ -26,6 +26,7 @@ from ..attentionunit import AttentionUnitConfig, bits_of
 from ..vectorports import EXP_BITS
 from ..codec.intsoftmax import exp2neg as golden_exp2neg
 from ..ports import IN, OUT, record_fields
+from .elementstep import rshift_round, wrap
 
 #: the states in order (hw/attention.py's ``Phase``)
 PHASES = ("IDLE", "QLOAD", "KROWS", "KDRAIN", "SOFT", "VROWS", "VDRAIN", "DIVIDE", "RECIP", "OUT")
@@ -34,15 +35,6 @@ MAX_SHIFT = 63
 _PORTS = attention_ports(AttentionUnitConfig())
 Inputs = make_dataclass("AttentionInputs", [(n, t, field(default=t())) for n, t in record_fields(_PORTS, IN)])
 Outputs = make_dataclass("AttentionOutputs", record_fields(_PORTS, OUT))
-
-
-def _wrap(value: int, bits: int, signed: bool = True) -> int:
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if signed and value >> (bits - 1) else value
-
-
-def rshift_round(x: int, s: int) -> int:
-    return x if s == 0 else (x + (1 << (s - 1))) >> s
 
 
 class AttentionStepModel:
@@ -133,7 +125,7 @@ class AttentionStepModel:
             acc, score = list(self.acc), list(self.score)
             for h in range(g):
                 dot = sum(q * e for q, e in zip(self.qmem[h * NB + self.s1_b], self.s1_elems))
-                nxt = _wrap((0 if self.s1_first else self.acc[h]) + dot, u.score_bits)
+                nxt = wrap((0 if self.s1_first else self.acc[h]) + dot, u.score_bits)
                 acc[h] = nxt
                 if self.s1_last:
                     score[h] = nxt
@@ -148,7 +140,7 @@ class AttentionStepModel:
                 for k, o in enumerate(row):
                     base = (o if self.s1_mode == 0 else rshift_round(o * self.cfac[h], PF)
                             if self.s1_mode == 1 else 0)
-                    row[k] = _wrap(base + self.w[h] * self.s1_elems[k], u.o_bits)
+                    row[k] = wrap(base + self.w[h] * self.s1_elems[k], u.o_bits)
             new["omem"] = omem
         # stage 2
         if self.s2:
@@ -185,7 +177,7 @@ class AttentionStepModel:
                     top = prod >> (2 * B - 1) & 1
                     cm, ce = list(self.cm), list(self.ce)
                     cm[self.hh] = prod >> B if top else (prod >> (B - 1)) & ((1 << B) - 1)
-                    ce[self.hh] = _wrap(inp.q_e + self.ec - (B if top else B - 1), self.ebits)
+                    ce[self.hh] = wrap(inp.q_e + self.ec - (B if top else B - 1), self.ebits)
                     new.update(cm=cm, ce=ce)
                 self._advance_qhead(new, "KROWS")
         elif st == "KROWS":
@@ -213,7 +205,7 @@ class AttentionStepModel:
                 mn = max(self.bmax[h], self.mrun[h])
                 c = self._exp2neg(mn - self.mrun[h])
                 mrun[h], cfac[h] = mn, c
-                lsum[h] = 0 if self.first_block else _wrap(rshift_round(self.lsum[h] * c, PF), u.l_bits, False)
+                lsum[h] = 0 if self.first_block else wrap(rshift_round(self.lsum[h] * c, PF), u.l_bits, False)
             new.update(mrun=mrun, cfac=cfac, lsum=lsum, state="VROWS")
         elif st == "VROWS":
             if inp.kv_valid:
@@ -228,8 +220,8 @@ class AttentionStepModel:
                     w, lsum = list(self.w), list(self.lsum)
                     for h in range(g):
                         p = self._exp2neg(self.mrun[h] - self.zbuf[h][self.jj])
-                        w[h] = _wrap(self._shift_signed(p * inp.kv_m, wsh, u.w_left_max), u.w_bits)
-                        lsum[h] = _wrap(self.lsum[h] + p, u.l_bits, False)
+                        w[h] = wrap(self._shift_signed(p * inp.kv_m, wsh, u.w_left_max), u.w_bits)
+                        lsum[h] = wrap(self.lsum[h] + p, u.l_bits, False)
                     new.update(w=w, lsum=lsum)
                 self._step_row(new)
                 if self.bb == NB - 1 and self.jj == self.bk - 1:

@@ -70,8 +70,9 @@ def check_layer(layer, model_config, accel, *, lanes: int = 16, build_root=None,
     with scratch():                 # the build and the job are read back here
         out = _play(lcfg, case, layer.index, pos, build_root, stalls, seed)
         if board is not None and out["match"]:
-            paced = _play(lcfg, case, layer.index, pos, build_root, stalls, seed, memory_paces(lcfg, board))
-            out["memory"] = {"board": board.name, "paces": memory_paces(lcfg, board), "cycles": paced["cycles"],
+            paces = memory_paces(lcfg, board)
+            paced = _play(lcfg, case, layer.index, pos, build_root, stalls, seed, paces)
+            out["memory"] = {"board": board.name, "paces": paces, "cycles": paced["cycles"],
                              "match": paced["match"], "failures": paced["failures"]}
             out["match"] = out["match"] and paced["match"]
         return out

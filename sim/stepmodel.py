@@ -40,6 +40,7 @@ from ..hwconfig import (CMD_ACCEPT_CYCLES, END_CYCLES, FIFO_DEPTH, LOAD_OPEN_CYC
                         HwConfig, State)
 from ..ports import IN, OUT, by_name, engine_ports, record_fields
 from ..stalls import Stall, port_seed
+from .elementstep import wrap
 
 IDLE, START, LOAD, RUN = State.IDLE, State.START, State.LOAD, State.RUN
 #: the port set the records are named after (names do not depend on the configuration)
@@ -66,11 +67,6 @@ class _Item:
     last: bool
     m: list = field(default_factory=list)
     sh: list = field(default_factory=list)
-
-
-def _wrap(value: int, bits: int) -> int:
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
 
 
 class StepModel:
@@ -287,7 +283,7 @@ class StepModel:
             head = self.ring[0]
             for r in range(self.cfg.rows):
                 term = (tail.m[r] * tail.p[r]) << tail.sh[r]
-                new.append(_wrap((0 if tail.first else head[r]) + term, self.acc_bits))
+                new.append(wrap((0 if tail.first else head[r]) + term, self.acc_bits))
             self.ring = self.ring[1:] + [new]
             if tail.final:
                 pushed = (tuple(new), tail.vector, tail.last)

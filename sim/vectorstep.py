@@ -32,6 +32,7 @@ from ..codec.fixedpoint import Q8, quantize_int8, scale_mul
 from ..codec.intact import silu_mul
 from ..codec.intnorm import rsqrt
 from ..codec.introtary import apply_rope
+from ..ports import bits_for
 from ..vectorports import (EXP_BITS, divider_ports, eps_bits, int8quant_ports,
                            requant_ports, rmsnorm_ports, rope_ports, rsqrt_exp_bits, rsqrt_ports,
                            silumul_ports)
@@ -40,9 +41,6 @@ from .elementstep import ElementPipe, beat_field, lanes_of, records, rshift_roun
 #: PipelinedMultiplier's registers (input, product, output)
 MUL = 3
 
-
-def _bits_for(n: int) -> int:
-    return max(1, (n - 1).bit_length())
 
 
 class _Model:
@@ -169,7 +167,7 @@ class Int8QuantizerStep(_Model):
         mus = self.mu or 1
         self.div.clock(div, state == NORM, Q8 << (mus.bit_length() + B), mus, div_o_ready)
         self.pipe.clock(adv, (self.xq[self.ridx], self.ridx == self.nlast) if state == OUT else None)
-        wbits = _bits_for(self.depth)
+        wbits = bits_for(self.depth)
         if state == RECV and i_valid:
             self.mu = max(max(abs(x) for x in lanes_of(v)), self.mu)
             if last:
@@ -299,7 +297,7 @@ class RmsNormStep(_Model):
         NB, B = v.norm_in_bits, v.scale_bits
         adv, q, rs, sadv = out["adv"], out["q"], out["rs"], out["sadv"]
         state, sh, qh, rh = self.state, self.scan.head, self.quant.pipe.head, self.rs.pipe.head
-        nbits = _bits_for(N)
+        nbits = bits_for(N)
         # the step pipeline takes the quantizer's beat once (y, E + GF) is held
         q_take = qh is not None and sadv and self.y_valid
         step_in = None

@@ -1,16 +1,13 @@
-"""A stream bench for the vector unit's components in Amaranth's simulator: several input
-and output streams, seeded random idle cycles and back-pressure (``tritforge.stalls``),
-payloads packed and unpacked through the port descriptions of ``tritforge.vectorports``,
-and the cycle count from the first accepted input beat to the last output beat."""
+"""The vector unit's components in Amaranth's simulator through ``hw.simdriver.run_streams``
+(several streams, seeded idle cycles and back-pressure): payloads packed and unpacked
+through the port descriptions of ``tritforge.vectorports``, and the cycle count from the
+first accepted input beat to the last output beat."""
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
-from amaranth.sim import Simulator
-
+from tritforge.hw.simdriver import run_streams
 from tritforge.ports import by_name
-from tritforge.stalls import Stall, port_seed
 
 
 @dataclass
@@ -28,23 +25,15 @@ class BenchResult:
 def run_ports(dut, ports, feeds: dict, sinks: dict, *, seed: int = 0, p_valid: float = 1.0,
               p_ready: float = 1.0, burst: int = 3, preload: dict | None = None,
               max_cycles: int = 200_000) -> BenchResult:
-    """Play ``feeds`` (port name -> list of field dicts) into ``dut`` and collect ``sinks``
-    (port name -> number of beats). ``preload`` (port name -> list of field dicts) is fed
-    first, at full rate and untimed (e.g. a weight memory). Checks the stream rule on every
-    output (a valid beat holds its payload until taken) and that nothing more comes out."""
-    rng = random.Random(seed)
+    """``hw.simdriver.run_streams`` with field dicts: play ``feeds`` (port name -> list of
+    field dicts) into ``dut`` and collect ``sinks`` (port name -> number of beats).
+    ``preload`` (port name -> list of field dicts) is fed first, at full rate and untimed
+    (e.g. a weight memory)."""
     P = by_name(ports)
     for name in list(feeds) + list(sinks) + list(preload or {}):
         assert name in P, name
-    idle = {n: Stall(port_seed(seed, n), 1.0 - p_valid, burst) for n in feeds}
-    bp = {n: Stall(port_seed(seed, n), 1.0 - p_ready, burst) for n in sinks}
-    words = {n: [P[n].pack(v) for v in vs] for n, vs in feeds.items()}
-    got: dict = {n: [] for n in sinks}
-    res = BenchResult(got, -1, -1)
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
 
-    async def bench(ctx):
+    async def setup(ctx):
         for name, values in (preload or {}).items():
             iface = getattr(dut, name)
             for v in values:
@@ -53,58 +42,14 @@ def run_ports(dut, ports, feeds: dict, sinks: dict, *, seed: int = 0, p_valid: f
                 assert ctx.get(iface.ready), f"{name}: not ready while preloading"
                 await ctx.tick()
             ctx.set(iface.valid, 0)
-        pos = {n: 0 for n in feeds}
-        held: dict = {n: None for n in sinks}
-        for cycle in range(max_cycles):
-            if all(len(got[n]) == k for n, k in sinks.items()):
-                break
-            offered = {}
-            for n, ws in words.items():
-                iface = getattr(dut, n)
-                valid = pos[n] < len(ws) and not idle[n].next()
-                offered[n] = valid
-                ctx.set(iface.valid, valid)
-                ctx.set(iface.payload.as_value(),
-                        ws[pos[n]] if valid else rng.getrandbits(P[n].width))
-            readies = {}
-            for n in sinks:
-                readies[n] = not bp[n].next()
-                ctx.set(getattr(dut, n).ready, readies[n])
-            for n in sinks:
-                iface = getattr(dut, n)
-                ov, op = ctx.get(iface.valid), ctx.get(iface.payload.as_value())
-                if held[n] is not None and ov == 0:
-                    raise AssertionError(f"{n}: valid beat withdrawn before it was taken")
-                if held[n] is not None and op != held[n]:
-                    raise AssertionError(f"{n}: payload changed while valid and not taken")
-                if ov and readies[n]:
-                    got[n].append(P[n].unpack(op))
-                    res.last_out = cycle
-                    held[n] = None
-                elif ov:
-                    held[n] = op
-            for n in words:
-                if offered[n] and ctx.get(getattr(dut, n).ready):
-                    pos[n] += 1
-                    if res.first_in < 0:
-                        res.first_in = cycle
-            await ctx.tick()
-        else:
-            raise AssertionError(f"not finished in {max_cycles} cycles: "
-                                 f"{ {n: len(v) for n, v in got.items()} } of {sinks}")
-        for n in words:
-            ctx.set(getattr(dut, n).valid, 0)
-        for n in sinks:
-            ctx.set(getattr(dut, n).ready, 1)
-        for _ in range(24):
-            for n in sinks:
-                if ctx.get(getattr(dut, n).valid):
-                    raise AssertionError(f"{n}: a beat beyond the expected {sinks[n]}")
-            await ctx.tick()
 
-    sim.add_testbench(bench)
-    sim.run()
-    return res
+    got, when = run_streams(dut, {n: [P[n].pack(v) for v in vs] for n, vs in feeds.items()}, sinks,
+                            seed=seed, p_valid=p_valid, p_ready=p_ready, burst=burst, setup=setup,
+                            max_cycles=max_cycles, drain=24)
+    firsts = [when[n][0] for n in feeds if when[n]]
+    lasts = [when[n][-1] for n in sinks if when[n]]
+    return BenchResult({n: [P[n].unpack(w) for w in got[n]] for n in sinks},
+                       min(firsts) if firsts else -1, max(lasts) if lasts else -1)
 
 
 def convert(dut, ports) -> str:

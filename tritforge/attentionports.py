@@ -16,14 +16,13 @@ Plain Python, like the engine's (``tritforge.ports``), from which the Amaranth s
 from __future__ import annotations
 
 from .attentionunit import AttentionUnitConfig
-from .vectorports import EXP_BITS
+from .vectorports import row_beat_fields
 from .ports import IN, OUT, Field, Port
 
 
 def row_fields(ucfg: AttentionUnitConfig) -> tuple[Field, ...]:
     """A beat of an int8 row with its step: ``elems``, ``m``, ``e``."""
-    return (Field("elems", 8, signed=True, count=ucfg.lanes),
-            Field("m", ucfg.attention.scale_bits), Field("e", EXP_BITS, signed=True))
+    return row_beat_fields(ucfg.lanes, ucfg.attention.scale_bits)
 
 
 def attention_ports(ucfg: AttentionUnitConfig) -> tuple[Port, ...]:

@@ -11,7 +11,6 @@ RTL, its port set (tritforge/attentionports.py), the cycle closed form
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from .accelconfig import AttentionConfig, VectorConfig
@@ -116,9 +115,9 @@ class AttentionUnitConfig:
 
     @property
     def w_left_max(self) -> int:
-        """Largest left shift of p · m_v (< 2^(PF + B)) that stays within the weight's bound."""
-        a = self.attention
-        return self.w_bits - 1 - a.prob_frac_bits - a.scale_bits
+        """Largest left shift of p · m_v (``codec.intattention.weight_left_max``)."""
+        from .codec.intattention import weight_left_max
+        return weight_left_max(self.attention, self.vector)
 
     @property
     def o_bits(self) -> int:
@@ -150,14 +149,3 @@ class AttentionUnitConfig:
     def describe(self) -> str:
         return (f"attention unit head_dim={self.head_dim} group={self.group} lanes={self.lanes} "
                 f"max_context={self.attention.max_context}")
-
-    @classmethod
-    def for_model(cls, shape: dict, lanes: int, attention: AttentionConfig | None = None,
-                  vector: VectorConfig | None = None) -> "AttentionUnitConfig":
-        """The build for a model shape (``head_dim``, ``num_attention_heads``,
-        ``num_key_value_heads``), sized for its context."""
-        hq, hkv = shape["num_attention_heads"], shape["num_key_value_heads"]
-        if hq % hkv:
-            raise TritforgeError(f"{hq} query heads do not share {hkv} KV heads evenly")
-        return cls(head_dim=shape["head_dim"], group=hq // hkv, lanes=math.gcd(lanes, shape["head_dim"]),
-                   attention=attention or AttentionConfig(), vector=vector or VectorConfig())

@@ -102,7 +102,7 @@ def vector_bits(cfg: HwConfig) -> int:
     return max(1, cfg.vectors.bit_length())
 
 
-def _bits_for(n: int) -> int:
+def bits_for(n: int) -> int:
     """Bits of a value 0..n-1, at least 1 so that no port is zero-width."""
     return max(1, (n - 1).bit_length())
 
@@ -112,10 +112,10 @@ def engine_ports(cfg: HwConfig, beat_bytes: int | None = None) -> tuple[Port, ..
     of the beat, ``codec.layout.beat_window``)."""
     beat_bytes = cfg.beat_bytes if beat_bytes is None else beat_bytes
     return (
-        Port("cmd", IN, (Field("last_group", _bits_for(cfg.max_groups)),
-                         Field("last_tile", _bits_for(cfg.tiles_max)),
+        Port("cmd", IN, (Field("last_group", bits_for(cfg.max_groups)),
+                         Field("last_tile", bits_for(cfg.tiles_max)),
                          Field("load_act", 1, flag=True)), prefix=""),
-        Port("cb", IN, (Field("index", _bits_for(32)), Field("mantissa", cfg.mant_bits),
+        Port("cb", IN, (Field("index", bits_for(32)), Field("mantissa", cfg.mant_bits),
                         Field("shift", cfg.shift_bits))),
         Port("act", IN, (Field("word", layout.ACT_WORD_BITS),), word=True),
         Port("w", IN, (Field("beat", 8 * beat_bytes),), word=True),

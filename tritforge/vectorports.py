@@ -12,7 +12,7 @@ codec/introtary.py, codec/intact.py) with the parameters of ``VectorConfig``.
 """
 from __future__ import annotations
 
-from .ports import IN, OUT, Field, Port
+from .ports import IN, OUT, Field, Port, bits_for
 
 #: signed width of a scale's exponent e (value m · 2^-e) on the units' ports: every step of
 #: the contract has |e| < 2^7. quantize_int8's e lies in e127 - in_bits .. e127 with
@@ -32,10 +32,6 @@ def lane_field(name: str, width: int, signed: bool, lanes: int) -> Field:
     return Field(name, width, signed=signed, count=lanes if lanes > 1 else None)
 
 
-def _bits_for(n: int) -> int:
-    """Bits of a value 0..n-1, at least 1."""
-    return max(1, (n - 1).bit_length())
-
 
 def rsqrt_exp_bits(vcfg, ss_bits: int) -> int:
     """Unsigned width of E = RB + w, w = (bitlen(ss) - 1) // 2 <= (ss_bits - 1) // 2."""
@@ -46,6 +42,18 @@ def step_fields(scale_bits: int, lanes: int = 1) -> tuple[Field, ...]:
     """A beat of int8 elements with its vector's step (m, e) and the vector's last flag."""
     return (lane_field("x", 8, True, lanes), Field("m", scale_bits), Field("e", EXP_BITS, signed=True),
             Field("last", 1, flag=True))
+
+
+def row_beat_fields(lanes: int, scale_bits: int) -> tuple[Field, ...]:
+    """A beat of ``lanes`` int8 elements of a row with the row's step (an attention unit's
+    query or K/V beat, the engine's activation word in ``elems``)."""
+    return (Field("elems", 8, signed=True, count=lanes), Field("m", scale_bits),
+            Field("e", EXP_BITS, signed=True))
+
+
+def lanepacker_ports(lanes: int, scale_bits: int) -> tuple[Port, ...]:
+    """``LanePacker``: one int8 element with its vector's step in, beats of ``lanes`` out."""
+    return (Port("i", IN, step_fields(scale_bits)), Port("o", OUT, row_beat_fields(lanes, scale_bits)))
 
 
 def divider_ports(num_bits: int, den_bits: int, quo_bits: int) -> tuple[Port, ...]:
@@ -81,7 +89,7 @@ def rmsnorm_ports(vcfg, n: int, lanes: int = 1) -> tuple[Port, ...]:
     each vector's constants (``k``: gamma_frac and eps_q, one beat per vector), the int8
     elements with the vector's step out."""
     return (Port("h", IN, (lane_field("h", vcfg.resid_bits, True, lanes),)),
-            Port("g", IN, (Field("addr", _bits_for(n // lanes)), lane_field("value", vcfg.gamma_bits, True, lanes))),
+            Port("g", IN, (Field("addr", bits_for(n // lanes)), lane_field("value", vcfg.gamma_bits, True, lanes))),
             Port("k", IN, (Field("gamma_frac", GAMMA_FRAC_BITS, signed=True), Field("eps_q", eps_bits(vcfg, n)))),
             Port("o", OUT, step_fields(vcfg.scale_bits, lanes)))
 

@@ -80,7 +80,7 @@ def run_layer(args, cfg) -> int:
     accel = AccelConfig.from_json(args.accel) if args.accel else AccelConfig()
     lcfg = LayerConfig.for_model(shape, dataclasses.replace(accel, engine=cfg), args.lanes)
     r = layerverilog.write(lcfg, args.out, top)
-    side = layerverilog.sidecar(lcfg, top)["derived"]
+    side = r["side"]["derived"]
     e = lcfg.accel.engine
     print(f"layer    hidden {lcfg.hidden}, intermediate {lcfg.intermediate}, {lcfg.heads} heads over "
           f"{lcfg.kv_heads} KV heads of {lcfg.head_dim}; attention lanes {lcfg.lanes}; engine d={e.depth} "
