@@ -146,7 +146,9 @@ class DecoderLayer(wiring.Component):
         loads = const([mt.load for mt in mats], 1)
         residual = const([mt.residual for mt in mats], 1)
         bases = const([reg[mt.dst][0] for mt in mats], range(lc.memory_depth))
-        e_frac = const([FR if mt.name in ("o", "down") else 0 for mt in mats], range(FR + 1))
+        e_frac = const([FR if mt.fixed_point_input else 0 for mt in mats], range(FR + 1))
+        # the unit whose int8 elements the engine loads: norm 1, norm 2 or the act quantizer
+        src = const([{"norm1": 0, "norm2": 1}.get(mt.source, 2) for mt in mats], range(3))
 
         m.d.comb += [self.busy.eq(phase != Phase.IDLE), self.err.eq(err | eng.err | att.err)]
 
@@ -167,8 +169,6 @@ class DecoderLayer(wiring.Component):
                      eng.res.ready.eq(rser.i.ready), rser.limit.eq(outs)]
 
         # ---- the engine's activation words: from norm 1, norm 2 or the act quantizer ----
-        src = Signal(range(3))
-        m.d.comb += src.eq(Mux(mi == M["q"], 0, Mux(mi == M["gate"], 1, 2)))
         for k, unit in enumerate((norm1, norm2, qa)):
             with m.If(src == k):
                 m.d.comb += [apk.i.valid.eq(unit.o.valid), apk.i.payload.eq(unit.o.payload),
@@ -224,7 +224,7 @@ class DecoderLayer(wiring.Component):
         with m.If(silu.o.valid & silu.o.ready):
             m.d.sync += silu_cnt.eq(Mux(silu_last, 0, silu_cnt + 1))
         m.d.comb += silu_last.eq(silu_cnt == lc.intermediate - 1)
-        with m.If(mi == M["down"]):
+        with m.If(mi == M["down"]):             # the act quantizer takes SiLU·mul for down
             m.d.comb += [qa.i.valid.eq(silu.o.valid), qa.i.payload.v.eq(silu.o.payload.y),
                          qa.i.payload.last.eq(silu_last), silu.o.ready.eq(qa.i.ready)]
         with m.If(dst1 == Dst.RESIDUAL):

@@ -25,9 +25,16 @@ class Matrix:
     name: str
     in_features: int
     out_features: int
+    source: str         #: what makes its int8 input: "norm1", "norm2", "attention", "silu"
     load: bool          #: loads its input vector (False: reuses the previous matrix's)
     dst: str            #: the vector-memory region its requantized rows go to
     residual: bool      #: the rows are added to the residual (o_proj, down_proj)
+
+    @property
+    def fixed_point_input(self) -> bool:
+        """The input is a fixed-point vector (FR fraction bits) quantized to int8, so its
+        step is in units of 2^-FR (an RMSNorm's step is in real units)."""
+        return self.source in ("attention", "silu")
 
     @property
     def groups(self) -> int:
@@ -89,10 +96,10 @@ class LayerConfig:
     def matrices(self) -> tuple[Matrix, ...]:
         """q, k, v, o, gate, up, down in schedule order."""
         H, I, Q, KV = self.hidden, self.intermediate, self.qdim, self.kvdim
-        return (Matrix("q", H, Q, True, "q", False), Matrix("k", H, KV, False, "k", False),
-                Matrix("v", H, KV, False, "v", False), Matrix("o", Q, H, True, "h", True),
-                Matrix("gate", H, I, True, "g", False), Matrix("up", H, I, False, "u", False),
-                Matrix("down", I, H, True, "h", True))
+        return (Matrix("q", H, Q, "norm1", True, "q", False), Matrix("k", H, KV, "norm1", False, "k", False),
+                Matrix("v", H, KV, "norm1", False, "v", False), Matrix("o", Q, H, "attention", True, "h", True),
+                Matrix("gate", H, I, "norm2", True, "g", False), Matrix("up", H, I, "norm2", False, "u", False),
+                Matrix("down", I, H, "silu", True, "h", True))
 
     @property
     def regions(self) -> dict[str, tuple[int, int]]:
