@@ -37,19 +37,19 @@ def _vcfg():
     return VectorConfig()
 
 
-def _attention(lanes):
+def _attention(lanes, primitives):
     from ..attentionunit import AttentionUnitConfig
     from ..hw.attention import AttentionUnit
     ucfg = AttentionUnitConfig(head_dim=64, group=3, lanes=lanes)
     return AttentionUnit(ucfg), {"head_dim": 64, "group": 3, "lanes": lanes}
 
 
-def _rmsnorm(lanes):
+def _rmsnorm(lanes, primitives):
     from ..hw.rmsnorm import RmsNorm
     return RmsNorm(_vcfg(), 576, lanes=lanes), {"n": 576, "lanes": lanes}
 
 
-def _int8quant(lanes):
+def _int8quant(lanes, primitives):
     from ..hw.int8quant import Int8Quantizer
     v = _vcfg()
     # the layer's activation quantizer: resid_bits - 1 bit inputs, vectors up to 1536
@@ -57,26 +57,26 @@ def _int8quant(lanes):
         {"in_bits": v.resid_bits - 1, "scale_bits": v.scale_bits, "max_n": 1536, "lanes": lanes}
 
 
-def _rope(lanes):
+def _rope(lanes, primitives):
     from ..hw.rope import Rope
-    return Rope(_vcfg(), 64, lanes=lanes), {"head_dim": 64, "lanes": lanes}
+    return Rope(_vcfg(), 64, lanes=lanes, primitives=primitives), {"head_dim": 64, "lanes": lanes, "primitives": primitives}
 
 
-def _silumul(lanes):
+def _silumul(lanes, primitives):
     from ..hw.silumul import SiluMul
-    return SiluMul(_vcfg(), lanes=lanes), {"lanes": lanes}
+    return SiluMul(_vcfg(), lanes=lanes, primitives=primitives), {"lanes": lanes, "primitives": primitives}
 
 
-def _requant(lanes):
+def _requant(lanes, primitives):
     from ..hw.requant import Requantize
     from ..hwconfig import HwConfig
     acc = HwConfig().widths.acc
     # the layer's residual-adding requantizer (o and down), the engine's accumulator width
-    return Requantize(_vcfg(), acc, residual=True, lanes=lanes), \
-        {"acc_bits": acc, "residual": True, "lanes": lanes}
+    return Requantize(_vcfg(), acc, residual=True, lanes=lanes, primitives=primitives), \
+        {"acc_bits": acc, "residual": True, "lanes": lanes, "primitives": primitives}
 
 
-def _layer(lanes):
+def _layer(lanes, primitives):
     from ..hw.layer import DecoderLayer
     from ..layerconfig import LayerConfig
     lcfg = LayerConfig(lanes=lanes)
@@ -86,7 +86,7 @@ def _layer(lanes):
 @dataclass(frozen=True)
 class Unit:
     text: str
-    build: Callable                 #: lanes -> (component, parameters for the report)
+    build: Callable                 #: (lanes, primitives) -> (component, parameters for the report)
     lanes: int                      #: the default lanes
     lanes_meaning: str
     #: the unit's submodules counted apart as well (kept as modules ``top.unit.<part>``)
@@ -115,12 +115,14 @@ def unit(name: str) -> Unit:
     return UNITS[name]
 
 
-def build(name: str, lanes: int | None = None):
-    """(UnitShell around the unit, the unit's parameters) of ``name`` at ``lanes``."""
+def build(name: str, lanes: int | None = None, primitives: str = "generic"):
+    """(UnitShell around the unit, the unit's parameters) of ``name`` at ``lanes``, its
+    multipliers (and buffers) built from ``primitives`` (hw/primitives.py) where the unit
+    takes them: a target's own set (``fpga.synth.Target.primitives``) for synthesis."""
     u = unit(name)
     lanes = u.lanes if lanes is None else lanes
     try:
-        component, params = u.build(lanes)
+        component, params = u.build(lanes, primitives)
     except (TypeError, ValueError) as exc:
         raise TritforgeError(f"unit {name} lanes={lanes}: {exc}") from None
     return UnitShell(component), params
@@ -148,7 +150,7 @@ def synthesize_unit(name: str, target: str, out: str, *, lanes: int | None = Non
     """Run the flow (``fpga.synth.run_flow``) on unit ``name`` (``UNITS``) in the shell;
     ``out`` gets the report, whose ``unit`` section has the unit's own figures.
     ``place=False``: Yosys only (``synthesis_only``), no Fmax."""
-    top, params = build(name, lanes)
+    top, params = build(name, lanes, synth.target(target).primitives)
     u = unit(name)
     keep = ("unit",) + tuple(f"unit.{p}" for p in u.parts)
     meta = {"unit": name, "unit_text": u.text, "lanes": params.get("lanes", lanes or u.lanes),

@@ -12,7 +12,7 @@ chain of re-used sub-expressions grows exponentially in the netlist).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Mux, Signal, Value
+from amaranth.hdl import Const, Mux, Signal, Value, signed
 
 
 def rshift_round(x, s):
@@ -86,3 +86,55 @@ def scale_mul(m, m1, e1, m2, e2, bits: int, name: str = "scale"):
     m.d.comb += prod.eq(m1 * m2)
     top = prod[2 * bits - 1]
     return Mux(top, prod[bits:], prod[bits - 1:2 * bits - 1]), e1 + e2 - Mux(top, bits, bits - 1)
+
+
+def fits_signed(x, bits: int):
+    """x lies in -2^(bits-1) .. 2^(bits-1) - 1: the bits from bits - 1 up are all equal (a
+    reduction of LUTs, no comparator's carry chain)."""
+    if len(x) <= bits:
+        return Const(1, 1) if x.shape().signed or len(x) < bits else ~x[-1]
+    top = x[bits - 1:]
+    if not x.shape().signed:
+        return top == 0
+    return (top == 0) | (top == (1 << len(top)) - 1)
+
+
+def saturate_bits(x, bits: int):
+    """``saturate`` written with ``fits_signed``: x clamped to -2^(bits-1) .. 2^(bits-1) - 1."""
+    hi = (1 << (bits - 1)) - 1
+    neg = x[-1] if x.shape().signed else Const(0, 1)
+    return Mux(fits_signed(x, bits), x[:bits].as_signed(), Mux(neg, -hi - 1, hi))
+
+
+def staged_rshift(m, adv, x, amount, out_bits: int, stages: int, name: str):
+    """``(x >> amount)[:out_bits]`` (arithmetic for a signed x; ``amount`` unsigned) through
+    ``stages`` registers enabled by ``adv``: the amount's bits are split over the stages,
+    the most significant first, each stage a multiplexer of its bits' shifts. A stage keeps
+    only the bits the later stages can still move into the result (``out_bits`` plus the
+    largest shift left), and carries the amount's remaining bits beside them. Returns the
+    last register (signed for a signed x)."""
+    bits = len(amount)
+    per = -(-bits // stages) if bits else 0
+    cur, amt = x, amount
+    signed_x = x.shape().signed
+    for k in range(stages):
+        lo = max(bits - per * (k + 1), 0)
+        hi = max(bits - per * k, 0)
+        part = amt[lo:hi] if hi > lo else Const(0, 1)
+        rest = (1 << lo) - 1                      # the largest shift the later stages do
+        width = min(len(cur), out_bits + rest) if k < stages - 1 else out_bits
+        shifted = cur >> (part << lo) if hi > lo else cur
+        reg = Signal(signed(width) if signed_x else width, name=f"{name}_sh{k}", reset_less=True)
+        rreg = Signal(max(lo, 1), name=f"{name}_sa{k}", reset_less=True)
+        with m.If(adv):
+            m.d.sync += [reg.eq(shifted), rreg.eq(amt[:lo] if lo else 0)]
+        cur, amt = reg, rreg
+    return cur
+
+
+def round_shift(x, s: int):
+    """``rshift_round`` by a constant s >= 0 written ((x >> (s - 1)) + 1) >> 1: the same
+    integer, with the add's carry chain only over the bits from s - 1 up."""
+    if s < 0:
+        raise ValueError(f"round_shift: negative constant shift {s}")
+    return x if s == 0 else ((x >> (s - 1)) + 1) >> 1

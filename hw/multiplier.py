@@ -25,11 +25,12 @@ the cycle contract (hw/ENGINE.md) does not depend on the target.
 """
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, Signal, signed
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import TritforgeError
+from ..vectortiming import MUL_STAGES, MUL_SUM_LEVELS
 from .checks import check_int
 from .primitives import check_primitives
 #: operand width of the ECP5 sysDSP multiplier (signed)
@@ -96,3 +97,88 @@ class PipelinedMultiplier(wiring.Component):
             params.update({f"p_REG_{reg}_CLK": "CLK0", f"p_REG_{reg}_CE": "CE0",
                            f"p_REG_{reg}_RST": "RST0"})
         m.submodules.dsp = Instance("MULT18X18D", **params, **ports)
+
+
+#: bits of a wide operand's unsigned low chunks (a chunk zero-extended is an 18-bit signed
+#: operand of a tile)
+CHUNK_BITS = ECP5_OPERAND_BITS - 1
+
+
+def operand_chunks(bits: int) -> list[tuple[int, int, bool]]:
+    """(offset, width, signed) of the chunks of a signed operand of ``bits``: one signed
+    chunk when it fits a tile's 18-bit operand, else unsigned CHUNK_BITS-bit chunks from
+    bit 0 and a signed top chunk of at most 18 bits."""
+    chunks, lo = [], 0
+    while bits - lo > ECP5_OPERAND_BITS:
+        chunks.append((lo, CHUNK_BITS, False))
+        lo += CHUNK_BITS
+    chunks.append((lo, bits - lo, True))
+    return chunks
+
+
+class WideMultiplier(wiring.Component):
+    """``p = a * b`` for signed operands of any width, ``latency`` (= ``MUL_STAGES``)
+    register stages after ``a`` and ``b``, all advancing with ``en``.
+
+    Each operand is cut into chunks (``operand_chunks``: 17-bit unsigned chunks and a signed
+    top chunk, each an 18-bit signed tile operand); every pair of chunks is a
+    ``PipelinedMultiplier`` tile (three registers; a ``MULT18X18D`` with its own registers
+    in the ``"ecp5"`` primitive set), and the tiles' partial products, each at its chunks'
+    offset, are summed by a tree of registered adders, one level per stage, a pair of
+    neighbours per adder. An adder takes the lower operand's bits below the upper one's
+    offset as they are and adds only above it, so no carry chain runs through bits that
+    only one operand has. ``MUL_SUM_LEVELS`` levels take up to 2^MUL_SUM_LEVELS tiles; a
+    product of fewer tiles passes the spare levels as plain registers, so every
+    WideMultiplier has the same latency whatever its widths.
+    """
+
+    latency = MUL_STAGES
+
+    def __new__(cls, a_bits: int, b_bits: int, *, primitives: str = "generic"):
+        check_int("WideMultiplier", "a_bits", a_bits, 1)
+        check_int("WideMultiplier", "b_bits", b_bits, 1)
+        check_primitives(primitives, "multiplier")
+        tiles = len(operand_chunks(a_bits)) * len(operand_chunks(b_bits))
+        if tiles > 1 << MUL_SUM_LEVELS:
+            raise ValueError(f"WideMultiplier {a_bits} x {b_bits} bits: {tiles} tiles, more than the "
+                             f"{1 << MUL_SUM_LEVELS} its {MUL_SUM_LEVELS} adder levels sum")
+        return super().__new__(cls)
+
+    def __init__(self, a_bits: int, b_bits: int, *, primitives: str = "generic"):
+        self.primitives = primitives
+        self.a_bits, self.b_bits = a_bits, b_bits
+        super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)), "en": In(1),
+                          "p": Out(signed(a_bits + b_bits))})
+
+    def elaborate(self, platform):
+        m = Module()
+        parts = []
+        for i, (alo, aw, asg) in enumerate(operand_chunks(self.a_bits)):
+            for j, (blo, bw, bsg) in enumerate(operand_chunks(self.b_bits)):
+                tile = m.submodules[f"t{i}_{j}"] = PipelinedMultiplier(aw + (not asg), bw + (not bsg),
+                                                                       primitives=self.primitives)
+                a = self.a[alo:alo + aw]
+                b = self.b[blo:blo + bw]
+                m.d.comb += [tile.en.eq(self.en), tile.a.eq(a.as_signed() if asg else a),
+                             tile.b.eq(b.as_signed() if bsg else b)]
+                parts.append((alo + blo, tile.p))
+        for level in range(MUL_SUM_LEVELS):
+            parts.sort(key=lambda part: part[0])
+            nxt = []
+            for k in range(0, len(parts), 2):
+                if k + 1 < len(parts):
+                    (lo, x), (hi, y) = parts[k], parts[k + 1]
+                    d = hi - lo
+                    value = Cat(x[:d], (x >> d) + y).as_signed() if d else x + y
+                else:
+                    lo, value = parts[k]
+                width = min(len(value), self.a_bits + self.b_bits - lo) if lo < self.a_bits + self.b_bits \
+                    else 1
+                reg = Signal(signed(width), name=f"s{level}_{k // 2}", reset_less=True)
+                with m.If(self.en):
+                    m.d.sync += reg.eq(value)
+                nxt.append((lo, reg))
+            parts = nxt
+        (lo, total), = parts
+        m.d.comb += self.p.eq(total << lo if lo else total)
+        return m

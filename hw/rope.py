@@ -16,8 +16,9 @@ fraction of what the head's own elements take).
 
 Flow per head: the first h elements are written to a buffer (``lib.memory``); each of
 the next h elements is joined with its (c, s) pair and x[i] read back, and goes through
-``stages`` = 4 registers: the four products (``hw.multiplier.PipelinedMultiplier``, three
-stages) and the rounding shift with saturation. out[i] leaves at once; out[i + h] is
+``stages`` = ``vectortiming.ROPE_STAGES`` registers: the four products
+(``hw.multiplier.WideMultiplier``, MUL_STAGES), the difference and the sum, their
+rounding shifts, their saturations. out[i] leaves at once; out[i + h] is
 written to a second buffer and, after out[h - 1], the h of them leave in order. The next
 head's first half is received meanwhile, so heads follow each other at one element per
 cycle in and out.
@@ -25,7 +26,8 @@ cycle in and out.
 ``lanes`` elements per beat (dividing head_dim / 2; beat w of a half holds its elements
 w · lanes .. w · lanes + lanes - 1, so lane k of the second half pairs with lane k of the
 first), each lane with its own buffers and products. Cycles for one head without stalls
-(``sim.vectorcycles.rope_cycles``), with W = head_dim / (2 lanes) beats per half: 3W + 4.
+(``sim.vectorcycles.rope_cycles``), with W = head_dim / (2 lanes) beats per half:
+3W + ROPE_STAGES.
 """
 from __future__ import annotations
 
@@ -37,22 +39,24 @@ from amaranth.lib.memory import Memory
 
 from ..accelconfig import VectorConfig
 from ..vectorports import rope_ports
+from ..vectortiming import ROPE_STAGES
 from .checks import check_int
 from .elementpipe import advance, check_lanes, delay, lane
-from .fixedops import rshift_round, saturate
-from .multiplier import PipelinedMultiplier
+from .fixedops import round_shift, saturate_bits
+from .multiplier import WideMultiplier
+from .primitives import check_primitives
 from .rsqrt import check_vector_config
 from .signature import members
 
 
 class Rope(wiring.Component):
     """Ports: ``x`` {x}; ``cs`` {c, s}; ``o`` {y} (``lanes`` elements each). One beat per
-    cycle in and out; 3 head_dim / (2 lanes) + 4 cycles per head."""
+    cycle in and out; 3 head_dim / (2 lanes) + ROPE_STAGES cycles per head."""
 
-    stages = PipelinedMultiplier.latency + 1
+    stages = ROPE_STAGES
 
     def __new__(cls, vcfg: VectorConfig, head_dim: int, *, x_bits: int | None = None,
-                cs_bits: int | None = None, lanes: int = 1):
+                cs_bits: int | None = None, lanes: int = 1, primitives: str = "generic"):
         check_vector_config("Rope", vcfg)
         check_int("Rope", "head_dim", head_dim, 2)
         if head_dim % 2:
@@ -66,11 +70,12 @@ class Rope(wiring.Component):
         if xb + cb > 61:
             raise ValueError(f"Rope x_bits + cs_bits = {xb + cb}: |x c ± x' s| reaches 2^62")
         check_lanes("Rope", lanes, head_dim // 2, "head_dim / 2")
+        check_primitives(primitives, "Rope")
         return super().__new__(cls)
 
     def __init__(self, vcfg: VectorConfig, head_dim: int, *, x_bits: int | None = None,
-                 cs_bits: int | None = None, lanes: int = 1):
-        self.vcfg, self.head_dim, self.lanes = vcfg, head_dim, lanes
+                 cs_bits: int | None = None, lanes: int = 1, primitives: str = "generic"):
+        self.vcfg, self.head_dim, self.lanes, self.primitives = vcfg, head_dim, lanes, primitives
         self.x_bits = vcfg.resid_bits - 1 if x_bits is None else x_bits
         self.cs_bits = vcfg.rope_frac_bits + 2 if cs_bits is None else cs_bits
         super().__init__(members(rope_ports(vcfg, self.x_bits, self.cs_bits, lanes)))
@@ -117,8 +122,8 @@ class Rope(wiring.Component):
         return m
 
     def _lane(self, m, adv, j, upper, x, c, s, i, leave, e, name):
-        """One lane: its first-half buffer, the four products, the rounding shift with
-        saturation, its second-half buffer. Returns (out[i], the buffered out[i + h])."""
+        """One lane: its first-half buffer, the four products, the difference and sum, the
+        rounding shifts, the saturations, its second-half buffer. Returns (out[i], the buffered out[i + h])."""
         W, XB, RF = self.head_dim // 2 // self.lanes, self.x_bits, self.vcfg.rope_frac_bits
         first = m.submodules[f"{name}_first"] = Memory(shape=signed(XB + 1), depth=W, init=[])
         second = m.submodules[f"{name}_second"] = Memory(shape=signed(XB + 2), depth=W, init=[])
@@ -127,14 +132,19 @@ class Rope(wiring.Component):
         m.d.comb += [fwr.addr.eq(j), fwr.data.eq(x), frd.addr.eq(j), fwr.en.eq(self.x.valid & ~upper)]
         prods = []
         for pname, p, q in (("ac", frd.data, c), ("bs", x, s), ("bc", x, c), ("as", frd.data, s)):
-            mul = m.submodules[f"{name}_{pname}"] = PipelinedMultiplier(XB + 1, self.cs_bits)
+            mul = m.submodules[f"{name}_{pname}"] = WideMultiplier(XB + 1, self.cs_bits,
+                                                                    primitives=self.primitives)
             m.d.comb += [mul.en.eq(adv), mul.a.eq(p), mul.b.eq(q)]
             prods.append(mul.p)
         ac, bs, bc, as_ = prods
+        W = len(ac) + 1
+        dif, sm = Signal(signed(W), name=f"{name}_dif"), Signal(signed(W), name=f"{name}_sum")
+        dr, sr = Signal(signed(W), name=f"{name}_difr"), Signal(signed(W), name=f"{name}_sumr")
         lo = Signal(signed(XB + 2), name=f"{name}_lo")
         hi = Signal(signed(XB + 2), name=f"{name}_hi")
         with m.If(adv):
-            m.d.sync += [lo.eq(saturate(rshift_round(ac - bs, RF), XB + 2)),
-                         hi.eq(saturate(rshift_round(bc + as_, RF), XB + 2))]
+            m.d.sync += [dif.eq(ac - bs), sm.eq(bc + as_),
+                         dr.eq(round_shift(dif, RF)), sr.eq(round_shift(sm, RF)),
+                         lo.eq(saturate_bits(dr, XB + 2)), hi.eq(saturate_bits(sr, XB + 2))]
         m.d.comb += [swr.addr.eq(i), swr.data.eq(hi), swr.en.eq(leave), srd.addr.eq(e)]
         return lo, srd.data

@@ -1,23 +1,27 @@
 """SiLU·mul of the gated MLP, exactly ``codec.intact.silu_mul``: (g, u) -> sat(rshift_round(
 silu(g) · u, FR), resid_bits) with silu(g) = rshift_round(g · sigma(g), SG).
 
-sigma comes from a ROM of the 2^LB + 1 entries of ``codec.intact.sigmoid_lut`` (values
+sigma comes from the 2^LB + 1 entries S of ``codec.intact.sigmoid_lut`` (values
 sigma(i · 2^(RS-LB)) with SG fraction bits) with linear interpolation on |g|, and
 sigma(-x) = 2^SG - sigma(x) (RS = ``silu_range_log2``, LB = ``silu_lut_bits``,
 SG = ``sigmoid_frac_bits``, FR = ``resid_frac_bits``). Pipeline (``hw.elementpipe``),
-``stages`` = 13 registers:
+``stages`` = ``vectortiming.SILU_STAGES`` registers, each behind at most one carry chain
+or a LUT ROM:
 
-1. x = min(|g|, 2^(RS+FR) - 1), i = x >> (RS + FR - LB), r = x's low bits: the ROM's two
-   synchronous read ports give S[i] and S[i+1] (with g, u and r registered beside them);
-2. (S[i+1] - S[i]) · r (``hw.multiplier.PipelinedMultiplier``, three stages);
-3. sigma = S[i] + rshift_round(that, RS + FR - LB), mirrored for g < 0;
-4. g · sigma (a multiplier), 5. silu = rshift_round(g · sigma, SG);
-6. silu · u (a multiplier), 7. y = sat(rshift_round(silu · u, FR), resid_bits).
+1. |g| (with g and u);
+2. x = min(|g|, 2^(RS+FR) - 1): the table index i = x >> (RS + FR - LB) and r, x's low bits;
+3. two LUT ROMs read at i: S[i] and D[i] = S[i+1] - S[i] (the difference is tabled, so
+   no address adder and no subtraction), and 2^SG - S[i] beside them;
+4. D[i] · r (``hw.multiplier.WideMultiplier``, MUL_STAGES);
+5. t = rshift_round(D[i] · r, RS + FR - LB);
+6. sigma = S[i] + t for g >= 0, (2^SG - S[i]) - t for g < 0 (two adders side by side);
+7. g · sigma (a multiplier), 8. silu = rshift_round(g · sigma, SG);
+9. silu · u (a multiplier), 10. its rounding shift by FR, 11. the saturation to
+   resid_bits.
 
-``lanes`` pairs per beat, each lane its own datapath (the ROM gets two read ports per
-lane), all advancing together; fully pipelined: one beat per cycle, a beat accepted in
-cycle t is on ``o`` in cycle t + 13. resid_bits <= 32 keeps silu · u below 2^62 (the
-contract's bound).
+``lanes`` pairs per beat, each lane its own datapath and ROMs, all advancing together;
+fully pipelined: one beat per cycle, a beat accepted in cycle t is on ``o`` in cycle
+t + stages. resid_bits <= 32 keeps silu · u below 2^62 (the contract's bound).
 """
 from __future__ import annotations
 
@@ -28,9 +32,11 @@ from amaranth.lib.memory import Memory
 from ..accelconfig import VectorConfig
 from ..codec.intact import sigmoid_lut
 from ..vectorports import silumul_ports
+from ..vectortiming import MUL_STAGES, SILU_STAGES
 from .elementpipe import advance, check_lanes, delay, lane
-from .fixedops import abs_value, rshift_round, saturate
-from .multiplier import PipelinedMultiplier
+from .fixedops import abs_value, round_shift, saturate_bits
+from .multiplier import WideMultiplier
+from .primitives import check_primitives
 from .rsqrt import check_vector_config
 from .signature import members
 
@@ -40,20 +46,21 @@ MAX_RESID_BITS = 32
 
 class SiluMul(wiring.Component):
     """Ports: ``i`` {g, u}; ``o`` {y} (``lanes`` elements each). Fully pipelined, one beat
-    per cycle, latency 13."""
+    per cycle, latency ``SILU_STAGES``."""
 
-    stages = 1 + 3 * PipelinedMultiplier.latency + 3
+    stages = SILU_STAGES
 
-    def __new__(cls, vcfg: VectorConfig, *, lanes: int = 1):
+    def __new__(cls, vcfg: VectorConfig, *, lanes: int = 1, primitives: str = "generic"):
         check_vector_config("SiluMul", vcfg)
         if vcfg.resid_bits > MAX_RESID_BITS:
             raise ValueError(f"SiluMul resid_bits must be at most {MAX_RESID_BITS} (silu · u < 2^62), "
                              f"not {vcfg.resid_bits}")
         check_lanes("SiluMul", lanes)
+        check_primitives(primitives, "SiluMul")
         return super().__new__(cls)
 
-    def __init__(self, vcfg: VectorConfig, *, lanes: int = 1):
-        self.vcfg, self.lanes = vcfg, lanes
+    def __init__(self, vcfg: VectorConfig, *, lanes: int = 1, primitives: str = "generic"):
+        self.vcfg, self.lanes, self.primitives = vcfg, lanes, primitives
         super().__init__(members(silumul_ports(vcfg, lanes)))
 
     def elaborate(self, platform):
@@ -61,55 +68,68 @@ class SiluMul(wiring.Component):
         v = self.vcfg
         adv, _ = advance(m, self.o, self.i.valid, self.stages, "silu")
         m.d.comb += self.i.ready.eq(adv)
-        table = sigmoid_lut(v.silu_lut_bits, v.silu_range_log2, v.sigmoid_frac_bits)
-        rom = m.submodules.lut = Memory(shape=v.sigmoid_frac_bits + 1, depth=len(table),
-                                        init=[int(s) for s in table])
+        S = [int(s) for s in sigmoid_lut(v.silu_lut_bits, v.silu_range_log2, v.sigmoid_frac_bits)]
+        D = [b - a for a, b in zip(S, S[1:])]
         for k in range(self.lanes):
             lane_y = lane(self.o.payload.y, k)
-            self._lane(m, adv, rom, lane(self.i.payload.g, k), lane(self.i.payload.u, k), lane_y, f"l{k}")
+            self._lane(m, adv, S[:-1], D, lane(self.i.payload.g, k), lane(self.i.payload.u, k), lane_y, f"l{k}")
         return m
 
-    def _lane(self, m, adv, rom, g_in, u_in, y_out, name):
-        """One lane's datapath: the two table reads, the three products, the roundings."""
+    def _lane(self, m, adv, S, D, g_in, u_in, y_out, name):
+        """One lane's datapath: |g|, the index, the two ROMs, the three products, the roundings."""
         v = self.vcfg
         RB, FR, RS, LB, SG = (v.resid_bits, v.resid_frac_bits, v.silu_range_log2, v.silu_lut_bits,
                               v.sigmoid_frac_bits)
         sh = RS + FR - LB
-        ML = PipelinedMultiplier.latency
+        XB = RS + FR
 
-        # 1. table index, the two entries
+        # 1. |g|
         ag = Signal(RB, name=f"{name}_ag")
-        x = Signal(RS + FR, name=f"{name}_x")
-        m.d.comb += [ag.eq(abs_value(g_in)), x.eq(Mux(ag > (1 << (RS + FR)) - 1, (1 << (RS + FR)) - 1, ag))]
-        lo, hi = rom.read_port(), rom.read_port()
-        m.d.comb += [lo.addr.eq(x >> sh), hi.addr.eq((x >> sh) + 1), lo.en.eq(adv), hi.en.eq(adv)]
-        g = Signal(signed(RB), name=f"{name}_g")
-        u = Signal(signed(RB), name=f"{name}_u")
+        g1 = Signal(signed(RB), name=f"{name}_g1")
+        with m.If(adv):
+            m.d.sync += [ag.eq(abs_value(g_in)), g1.eq(g_in)]
+        # 2. x = min(|g|, 2^XB - 1): the index and the remainder
+        idx = Signal(LB, name=f"{name}_idx")
         r = Signal(max(sh, 1), name=f"{name}_r")
         with m.If(adv):
-            m.d.sync += [g.eq(g_in), u.eq(u_in), r.eq(x[:sh] if sh else 0)]
-
-        # 2.-3. interpolation, mirror
-        di = m.submodules[f"{name}_interp"] = PipelinedMultiplier(SG + 2, max(sh, 1) + 1)
-        m.d.comb += [di.en.eq(adv), di.a.eq(hi.data - lo.data), di.b.eq(r)]
-        s_lo = delay(m, adv, lo.data, ML, f"{name}_s_lo")
-        pos = Signal(SG + 1, name=f"{name}_pos")
-        m.d.comb += pos.eq(s_lo + rshift_round(di.p, sh))
+            m.d.sync += [idx.eq(Mux(ag[XB:] != 0, (1 << LB) - 1, ag[sh:XB])),
+                         r.eq(Mux(ag[XB:] != 0, (1 << sh) - 1, ag[:sh]) if sh else 0)]
+        # 3. the ROMs
+        s_lo = Signal(SG + 1, name=f"{name}_s")
+        s_neg = Signal(SG + 1, name=f"{name}_sn")
+        dbits = max(max(D).bit_length(), 1) + 1
+        di = Signal(signed(dbits), name=f"{name}_d")
+        rom_s = m.submodules[f"{name}_rom_s"] = Memory(shape=SG + 1, depth=len(S), init=S)
+        rom_n = m.submodules[f"{name}_rom_n"] = Memory(shape=SG + 1, depth=len(S), init=[(1 << SG) - s for s in S])
+        rom_d = m.submodules[f"{name}_rom_d"] = Memory(shape=signed(dbits), depth=len(D), init=D)
+        rds = [rom.read_port(domain="comb") for rom in (rom_s, rom_n, rom_d)]
+        m.d.comb += [rd.addr.eq(idx) for rd in rds]
+        r3 = Signal.like(r, name=f"{name}_r3")
+        with m.If(adv):
+            m.d.sync += [s_lo.eq(rds[0].data), s_neg.eq(rds[1].data), di.eq(rds[2].data), r3.eq(r)]
+        # 4.-6. the interpolation, sigma
+        ip = m.submodules[f"{name}_interp"] = WideMultiplier(dbits, len(r) + 1, primitives=self.primitives)
+        m.d.comb += [ip.en.eq(adv), ip.a.eq(di), ip.b.eq(r3)]
+        t = Signal(signed(len(ip.p)), name=f"{name}_t")
+        with m.If(adv):
+            m.d.sync += t.eq(round_shift(ip.p, sh))
+        gpos = delay(m, adv, g1 >= 0, 2 + MUL_STAGES + 1, f"{name}_gpos")
+        sp = delay(m, adv, s_lo, MUL_STAGES + 1, f"{name}_sp")
+        sn = delay(m, adv, s_neg, MUL_STAGES + 1, f"{name}_sn")
         sigma = Signal(signed(SG + 2), name=f"{name}_sigma")
         with m.If(adv):
-            m.d.sync += sigma.eq(Mux(delay(m, adv, g, ML, f"{name}_g3") >= 0, pos, (1 << SG) - pos))
-
-        # 4.-5. silu
-        gs = m.submodules[f"{name}_gsigma"] = PipelinedMultiplier(RB, SG + 2)
-        m.d.comb += [gs.en.eq(adv), gs.a.eq(delay(m, adv, g, ML + 1, f"{name}_g4")), gs.b.eq(sigma)]
+            m.d.sync += sigma.eq(Mux(gpos, sp + t, sn - t))
+        # 7.-8. silu
+        gs = m.submodules[f"{name}_gsigma"] = WideMultiplier(RB, SG + 2, primitives=self.primitives)
+        m.d.comb += [gs.en.eq(adv), gs.a.eq(delay(m, adv, g1, 2 + MUL_STAGES + 2, f"{name}_g6")),
+                     gs.b.eq(sigma)]
         silu = Signal(signed(RB + 1), name=f"{name}_silu")
         with m.If(adv):
-            m.d.sync += silu.eq(rshift_round(gs.p, SG))
-
-        # 6.-7. silu · u
-        su = m.submodules[f"{name}_siluu"] = PipelinedMultiplier(RB + 1, RB)
-        m.d.comb += [su.en.eq(adv), su.a.eq(silu), su.b.eq(delay(m, adv, u, 2 * ML + 2, f"{name}_u"))]
+            m.d.sync += silu.eq(round_shift(gs.p, SG))
+        # 9.-11. silu · u, rounding, saturation
+        su = m.submodules[f"{name}_siluu"] = WideMultiplier(RB + 1, RB, primitives=self.primitives)
+        m.d.comb += [su.en.eq(adv), su.a.eq(silu),
+                     su.b.eq(delay(m, adv, u_in, 3 + 2 * MUL_STAGES + 3, f"{name}_u"))]
         y = Signal(signed(2 * RB + 1), name=f"{name}_y")
-        m.d.comb += y.eq(rshift_round(su.p, FR))
         with m.If(adv):
-            m.d.sync += y_out.eq(saturate(y, RB))
+            m.d.sync += [y.eq(round_shift(su.p, FR)), y_out.eq(saturate_bits(y, RB))]

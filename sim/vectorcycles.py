@@ -13,6 +13,8 @@ elements per beat (one beat per cycle), so n elements are ceil(n / lanes) beats.
 """
 from __future__ import annotations
 
+from ..vectortiming import ROPE_STAGES, SILU_STAGES, requant_stages
+
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -68,22 +70,15 @@ def rmsnorm_cycles(n: int, vcfg, lanes: int = 1) -> int:
 
 
 def requant_cycles(n: int, residual: bool = False, lanes: int = 1) -> int:
-    """Requantize on n elements: a beat of ``lanes`` per cycle through 5 registers
-    (pre-shift, the multiplier, shift-and-saturate), 6 with the residual add."""
-    return _ceil(n, lanes) + 2 + MUL_STAGES + int(residual)
-
-
-#: SiluMul's registers: the table read, three multipliers, interpolation, silu, the result
-SILU_STAGES = 1 + 3 * MUL_STAGES + 3
+    """Requantize on n elements: a beat of ``lanes`` per cycle through
+    ``requant_stages(residual)`` registers (the pre-shift, the multiplier, the output
+    shift, rounding and saturation; the residual add and its saturation)."""
+    return _ceil(n, lanes) + requant_stages(residual)
 
 
 def silumul_cycles(n: int, lanes: int = 1) -> int:
     """SiluMul on n pairs: a beat of ``lanes`` per cycle through SILU_STAGES registers."""
     return _ceil(n, lanes) + SILU_STAGES
-
-
-#: Rope's registers: the four products, the rounding shift with saturation
-ROPE_STAGES = MUL_STAGES + 1
 
 
 def rope_cycles(head_dim: int, lanes: int = 1) -> int:

@@ -36,6 +36,7 @@ from ..ports import bits_for
 from ..vectorports import (EXP_BITS, divider_ports, eps_bits, int8quant_ports,
                            requant_ports, rmsnorm_ports, rope_ports, rsqrt_exp_bits, rsqrt_ports,
                            silumul_ports)
+from ..vectortiming import ROPE_STAGES, SILU_STAGES, requant_stages
 from .elementstep import ElementPipe, beat_field, lanes_of, records, rshift_round, saturate, wrap
 
 #: PipelinedMultiplier's registers (input, product, output)
@@ -357,12 +358,13 @@ class RmsNormStep(_Model):
 
 class RopeStep(_Model):
     """hw/rope.py: the first half of a head into the first buffers; each second-half beat
-    joined with its (c, s) and x[i] read back enters the 4-register pipeline (the products,
-    the rounding shift with saturation: ``apply_rope`` of the pair); out[i] leaves from it,
+    joined with its (c, s) and x[i] read back enters the ``ROPE_STAGES``-register pipeline
+    (the products, the difference and sum, the rounding shifts, the saturations:
+    ``apply_rope`` of the pair); out[i] leaves from it,
     out[i + h] goes to the second buffers as it leaves and, after out[h - 1], the buffered
     beats leave in order. While they do, the pipeline's last stage is not taken."""
 
-    stages = MUL + 1
+    stages = ROPE_STAGES
 
     def __init__(self, vcfg, head_dim: int, x_bits: int | None = None, cs_bits: int | None = None,
                  lanes: int = 1):
@@ -445,10 +447,11 @@ class _ElementUnit(_Model):
 
 
 class SiluMulStep(_ElementUnit):
-    """hw/silumul.py: 13 registers (the table reads, the interpolation's product, sigma,
-    g · sigma, silu, silu · u, the saturation); y = ``intact.silu_mul(g, u)``."""
+    """hw/silumul.py: ``SILU_STAGES`` registers (|g|, the index, the table reads, the
+    interpolation's product and rounding, sigma, g · sigma, silu, silu · u, its rounding,
+    the saturation); y = ``intact.silu_mul(g, u)``."""
 
-    stages = 1 + 3 * MUL + 3
+    stages = SILU_STAGES
 
     def __init__(self, vcfg, lanes: int = 1):
         self.vcfg, self.lanes = vcfg, lanes
@@ -460,8 +463,8 @@ class SiluMulStep(_ElementUnit):
 
 
 class RequantizeStep(_ElementUnit):
-    """hw/requant.py: 5 registers (pre-shift, A' · m, the rounding shift with saturation),
-    6 with the residual add; y = saturate(rshift_round(rshift_round(A, a) · m, e - a -
+    """hw/requant.py: ``requant_stages(residual)`` registers (the pre-shift, A' · m, the
+    output shift, rounding and saturation; the residual add and its saturation); y = saturate(rshift_round(rshift_round(A, a) · m, e - a -
     out_frac), out_bits), then saturate(res + y, resid_bits)."""
 
     def __init__(self, vcfg, acc_bits: int, out_frac: int | None = None, out_bits: int | None = None,
@@ -470,7 +473,7 @@ class RequantizeStep(_ElementUnit):
         self.out_frac = vcfg.resid_frac_bits if out_frac is None else out_frac
         self.out_bits = vcfg.resid_bits if out_bits is None else out_bits
         super().__init__(requant_ports(vcfg, acc_bits, self.out_bits, residual, lanes),
-                         2 + MUL + int(residual))
+                         requant_stages(residual))
 
     def _result(self, inp) -> tuple:
         s = inp.i_e - inp.i_a - self.out_frac
