@@ -5,26 +5,30 @@ timing in hw/ATTENTION.md.
 A job (``cmd``: N keys) loads the group's g int8 query heads (``q``), then streams the KV
 head's cache in blocks of ``AttentionConfig.block`` keys (``kv``: a block's K rows, then
 its V rows) and ends with the g normalized output heads (``out``). Nothing holds the whole
-context: per head the unit keeps the online softmax's running max m, sum l and output
-accumulator o (head_dim elements), and per block the block's logits z.
+context: per head the unit keeps the online softmax's running max m, sum l and output o
+(head_dim elements), and per block the block's logits z.
 
-Datapath, per accepted ``kv`` beat of ``lanes`` int8 elements (one beat per cycle):
+Four pipelines, each a few register stages per operation so that no path holds more than
+one wide add or one multiplier stage (the stage counts are ``AttentionUnitConfig``'s):
 
-* acceptance: the beat is registered (stage 1); on a V row's first beat the row's weights
-  w_h = rshift_round(p_h · m_v, e_v + FR - OVF), p_h = 2^(z_h - m_h), are formed for the
-  g heads from the logits of the block and the row's step, and l_h += p_h;
-* stage 1, K: g dot products of ``lanes`` int8 products each (q_h's beat times the row's
-  beat) accumulate the g scores; after a row's last beat the scores go to
-* stage 2, K: the logits z_h = clamp(rshift_round(s_h · m_c,h · m_k, e_c,h + e_k + 2 FR - SF))
-  into the block's logit registers, and the block's running maxima;
-* stage 1, V: o_h += w_h · v for the beat's ``lanes`` elements (on a block's first row
-  the accumulator is first rescaled, rshift_round(o_h · c_h, PF), or starts at 0 in the
-  first block).
+* **K** (a K beat per cycle): the beat and the head's query word (a ring of registers
+  that turns one word per beat), the g dot products as partial products in logic and a
+  pipelined adder tree, the score accumulated over the row; per row and head the logit
+  z = clamp(rshift_round(s · m_c · m_k, e_c + e_k + 2 FR - SF)) through two multipliers
+  and a two-step shift into the block's logit memory, and the block's maximum.
+* **SOFT** (per block): m' = max(m, block max), c = 2^(m - m') (``Exp2Neg``).
+* **V** (a V beat per cycle): per row and head p = 2^(z - m') and l_b += p, the weight
+  w = rshift_round(p · m_v, e_v + FR - OVF) through a multiplier and a two-step shift; per
+  beat the g · lanes products w · v added into the block's sums o_b (registers that turn
+  one beat's word per beat).
+* **merge** (per block, one element per cycle, beside the next block's K rows): o and l
+  live in a memory of g · (head_dim + 1) words; each is read, scaled,
+  o = rshift_round(o · c, PF) + o_b (0 · c in the first block), and written back, while
+  the block's sums shift out of their registers (which leaves them 0 for the next block).
 
-Between a block's K and V rows one cycle (SOFT) forms, per head, m' = max(m, block max),
-c = 2^(m - m') and l = rshift_round(l · c, PF). At the end each head's 1/l comes from a
-restoring divider (hw/divider.py) and its output beats are
-sat(rshift_round(rshift_round(o, sl) · R, 2 RL + OVF - FR)).
+At the end each head's 1/l comes from a restoring divider (hw/divider.py) and its elements
+leave one per cycle, sat(rshift_round(rshift_round(o, sl) · R, 2 RL + OVF - FR)), packed
+``lanes`` to a beat (the output pipeline stalls as a whole while ``out`` is not taken).
 
 Errors (sticky ``err``; the job still runs to its end so the streams stay aligned): a
 command of 0 or more than ``max_context`` keys (dropped); an int8 element -128; a step
@@ -37,18 +41,23 @@ from __future__ import annotations
 import enum
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
-from amaranth.lib import data, wiring
+from amaranth.lib import data, memory, wiring
 
 from ..attentionports import attention_ports
-from ..attentionunit import AttentionUnitConfig
+from ..attentionunit import EXP_LATENCY, MUL_LATENCY, AttentionUnitConfig
 from ..vectorports import EXP_BITS
 from .divider import RestoringDivider
+from .elementpipe import delay
+from .exp2neg import Exp2Neg
 from .fixedops import bitlen, clamp, rshift_round, saturate, scale_mul
 from .indexing import pick, step, write
+from .multiplier import PipelinedMultiplier
 from .signature import members
+from .treesum import partial_products, tree_sum
 
 #: right shifts beyond 63 give 0 for every operand of the contract (|x| < 2^62)
 MAX_SHIFT = 63
+ALWAYS = Const(1)
 
 
 class Phase(enum.Enum):
@@ -60,21 +69,10 @@ class Phase(enum.Enum):
     KDRAIN = 3
     SOFT = 4
     VROWS = 5
-    VDRAIN = 6
+    FINAL = 6
     DIVIDE = 7
     RECIP = 8
     OUT = 9
-
-
-def exp2neg(a, table, sf: int, pf: int, lut_bits: int):
-    """2^-a for a >= 0 with ``sf`` fraction bits -> 0..2^pf (``codec.intsoftmax.exp2neg``,
-    LUT method): the integer part k shifts, the fraction indexes the table."""
-    k = a >> sf
-    f = a[:sf]
-    idx = rshift_round(f, sf - lut_bits)[:lut_bits + 1]
-    base = pick([Const(v, pf + 1) for v in table], idx)
-    kk = Mux(k > pf + 1, pf + 2, k)[:max(1, (pf + 2).bit_length())]
-    return Mux(k > pf + 1, 0, rshift_round(base, kk))
 
 
 def shift_signed(x, sh, right_max: int, left_max: int):
@@ -94,6 +92,9 @@ class AttentionUnit(wiring.Component):
         if ucfg.attention.exp_method != "lut":
             raise ValueError(f"AttentionUnit exp_method {ucfg.attention.exp_method!r}: the RTL "
                              "builds the 'lut' method")
+        if PipelinedMultiplier.latency != MUL_LATENCY or Exp2Neg.latency != EXP_LATENCY:
+            raise ValueError("AttentionUnit: the multiplier or exponential latency differs from "
+                             "tritforge.attentionunit's timing constants")
         return super().__new__(cls)
 
     def __init__(self, ucfg: AttentionUnitConfig):
@@ -102,193 +103,393 @@ class AttentionUnit(wiring.Component):
 
     def elaborate(self, platform):
         u = self.ucfg
-        a, v = u.attention, u.vector
-        g, NB, L, blk = u.group, u.beats, u.lanes, a.block
-        B, SF, PF, RL = a.scale_bits, a.score_frac_bits, a.prob_frac_bits, a.recip_bits
-        zlim = (1 << (a.score_int_bits + SF)) - 1
-        floor = -2 * (zlim + 1)
-        Mc, ec = u.query_constant
-        table = u.exp_table
+        a = u.attention
+        g, NB, L, blk, hd = u.group, u.beats, u.lanes, a.block, u.head_dim
+        B, PF, RL = a.scale_bits, a.prob_frac_bits, a.recip_bits
         m = Module()
-        m.submodules.div = div = RestoringDivider(u.quotient_bits, RL + 1)
+        self.floor = -2 * ((1 << (a.score_int_bits + a.score_frac_bits)) - 1 + 1)
+        self.exps = []
+        for h in range(g):
+            e = Exp2Neg(u.z_bits + 1, a.score_frac_bits, PF, a.exp_lut_bits, u.exp_table)
+            m.submodules[f"exp{h}"] = e
+            self.exps.append(e)
+        m.submodules.omem = omem = memory.Memory(shape=signed(u.o_bits), depth=u.merge_elements, init=[])
+        self.o_rd, self.o_wr = omem.read_port(), omem.write_port()
 
-        def per_head(shape, name, init=0):
-            return [Signal(shape, name=f"{name}{h}", init=init) for h in range(g)]
-
-        beat = data.ArrayLayout(signed(8), L)
-        ebits = EXP_BITS + 3
         # job state
-        keys = Signal(u.keys_bits)
-        j0 = Signal(u.keys_bits + 1)               # first key of the block
-        bk = Signal(range(blk + 1))                # keys in the block
-        jj = Signal(range(blk))                    # row within the block
-        bb = Signal(range(NB))                     # beat within the row
-        hh = Signal(range(g))                      # head (query load, output)
-        first_block = Signal()
-        err = Signal()
+        self.state = state = Signal(Phase)
+        self.sticky = Signal()
+        self.keys = Signal(u.keys_bits)
+        self.j0 = Signal(u.keys_bits + 1)              # first key of the block
+        self.bk = Signal(range(blk + 1))               # keys in the block
+        self.jj = Signal(range(blk))                   # row within the block
+        self.bb = Signal(range(NB))                    # beat within the row
+        self.hh = Signal(range(g))                     # head (query load, output)
+        self.mwait = Signal(range(u.merge_wait))       # cycles until the merge is done
+        self.ofirst = Signal()                         # the first block's merge: o = o_b
         # per head
-        qmem = [Signal(8 * L, name=f"q{i}") for i in range(g * NB)]
-        cm, ce = per_head(B, "cm"), per_head(signed(ebits), "ce")
-        acc, score = per_head(signed(u.score_bits), "acc"), per_head(signed(u.score_bits), "score")
-        zbuf = [[Signal(signed(u.z_bits), name=f"z{h}_{j}") for j in range(blk)] for h in range(g)]
-        bmax, mrun = per_head(signed(u.z_bits), "bmax", floor), per_head(signed(u.z_bits), "m", floor)
-        cfac, lsum = per_head(u.p_bits, "c"), per_head(u.l_bits, "l")
-        w = per_head(signed(u.w_bits), "w")
-        omem = [[Signal(signed(u.o_bits), name=f"o{i}_{k}") for k in range(L)] for i in range(g * NB)]
-        # stage 1: the accepted kv beat
-        s1 = Signal()
-        s1_elems = Signal(beat)
-        s1_b = Signal(range(NB))
-        s1_first, s1_last, s1_v = Signal(), Signal(), Signal()
-        s1_mode = Signal(2)                        # V: 0 accumulate, 1 rescale first, 2 start at 0
-        s1_j = Signal(range(blk))
-        row_m, row_e = Signal(B), Signal(signed(EXP_BITS))
-        # stage 2: logits
-        s2 = Signal()
-        s2_j = Signal(range(blk))
-        s2_m, s2_e = Signal(B), Signal(signed(EXP_BITS))
-        # normalization
-        sl = Signal(range(u.l_bits + 1))
-        recip = Signal(u.quotient_bits)
+        self.cm = [Signal(B, name=f"cm{h}") for h in range(g)]
+        self.ce = [Signal(signed(EXP_BITS + 3), name=f"ce{h}") for h in range(g)]
+        self.mrun = [Signal(signed(u.z_bits), name=f"m{h}", init=self.floor) for h in range(g)]
+        self.bmax = [Signal(signed(u.z_bits), name=f"bmax{h}", init=self.floor) for h in range(g)]
+        self.cfac = [Signal(u.p_bits, name=f"c{h}") for h in range(g)]
+        self.lsum = [Signal(u.l_bits, name=f"l{h}") for h in range(g)]
+        # the block's sums, in the merge's order: per head l_b, then o_b by beat and lane
+        self.chain = [Signal(signed(u.o_bits), name=f"ob{i}") for i in range(u.merge_elements)]
+        self.zmem = []
+        for h in range(g):
+            z = memory.Memory(shape=signed(u.z_bits), depth=blk, init=[])
+            m.submodules[f"zmem{h}"] = z
+            self.zmem.append((z.read_port(), z.write_port()))
 
-        m.d.comb += [self.err.eq(err)]
+        m.d.comb += [self.err.eq(self.sticky), self.busy.eq(state != Phase.IDLE)]
+        with m.If(self.mwait != 0):
+            m.d.sync += self.mwait.eq(self.mwait - 1)
+        self._control(m)
+        self._k_path(m)
+        self._v_path(m)
+        self._merge(m)
+        self._output(m)
+        with m.If(state >= len(Phase)):      # unreachable encodings
+            m.d.sync += state.eq(Phase.IDLE)
+        return m
 
-        def check_beat(payload, first):
-            bad = Const(0)
-            for k in range(L):
-                bad = bad | (payload.elems[k] == -128)
-            bad = bad | (first & ~payload.m[B - 1])
-            with m.If(bad):
-                m.d.sync += err.eq(1)
+    # ---- checks on an accepted beat ------------------------------------------------------
+    def _check_beat(self, m, payload, first):
+        B = self.ucfg.attention.scale_bits
+        bad = Const(0)
+        for k in range(self.ucfg.lanes):
+            bad = bad | (payload.elems[k] == -128)
+        bad = bad | (first & ~payload.m[B - 1])
+        with m.If(bad):
+            m.d.sync += self.sticky.eq(1)
 
-        # ---- stage 1 ----------------------------------------------------------------
-        with m.If(s1 & ~s1_v):
-            for h in range(g):
-                qb = pick(qmem[h * NB:(h + 1) * NB], s1_b)
-                dot = sum(qb.word_select(k, 8).as_signed() * s1_elems[k] for k in range(L))
-                nxt = Mux(s1_first, 0, acc[h]) + dot
-                m.d.sync += acc[h].eq(nxt)
-                with m.If(s1_last):
-                    m.d.sync += score[h].eq(nxt)
-            m.d.sync += [s2.eq(s1_last), s2_j.eq(s1_j), s2_m.eq(row_m), s2_e.eq(row_e)]
-        with m.Else():
-            m.d.sync += s2.eq(0)
-        with m.If(s1 & s1_v):
-            # one rescale and one update multiplier per (head, lane): the beat's accumulator
-            # is selected, updated and written back
-            for h in range(g):
-                for k in range(L):
-                    regs = [omem[h * NB + b][k] for b in range(NB)]
-                    o = Signal(signed(u.o_bits), name=f"osel{h}_{k}")
-                    upd = Signal(signed(u.o_bits), name=f"oupd{h}_{k}")
-                    m.d.comb += o.eq(pick(regs, s1_b))
-                    rescaled = rshift_round(o * cfac[h], PF)
-                    base = Mux(s1_mode == 0, o, Mux(s1_mode == 1, rescaled, 0))
-                    m.d.comb += upd.eq(base + w[h] * s1_elems[k])
-                    write(m, regs, s1_b, upd)
-
-        # ---- stage 2: logits ---------------------------------------------------------
-        with m.If(s2):
-            for h in range(g):
-                sh = Signal(signed(ebits + 2), name=f"zsh{h}")
-                z = Signal(signed(u.z_bits), name=f"zval{h}")
-                prod = score[h] * cm[h] * s2_m
-                m.d.comb += [sh.eq(ce[h] + s2_e + u.z_shift_fixed),
-                             z.eq(clamp(Mux(sh < 0, prod, shift_signed(prod, sh, MAX_SHIFT, 0)), zlim))]
-                with m.If(sh < 0):
-                    m.d.sync += err.eq(1)
-                write(m, zbuf[h], s2_j, z)
-                m.d.sync += bmax[h].eq(Mux(z > bmax[h], z, bmax[h]))
-
-        # ---- control ---------------------------------------------------------------------
-        drain = Signal(2)
-        m.d.comb += self.busy.eq(1)
-        state = Signal(Phase)
+    # ---- control: query load, row counters, phases ---------------------------------------
+    def _control(self, m):
+        u = self.ucfg
+        a = u.attention
+        g, NB, blk = u.group, u.beats, a.block
+        B = a.scale_bits
+        Mc, ec = u.query_constant
+        state, keys, j0, bk, jj, bb, hh = (self.state, self.keys, self.j0, self.bk, self.jj,
+                                           self.bb, self.hh)
+        self.qwords = [Signal(8 * u.lanes, name=f"q{i}") for i in range(g * NB)]
+        self.k_accept, self.v_accept = Signal(), Signal()
+        drain = Signal(range(u.k_drain))
+        soft = Signal(range(u.soft_cycles))
+        fin = Signal(range(u.final_wait))
+        # the query step joins the build's constant a cycle after the head's first beat
+        qs_go, qs_h = Signal(), Signal(range(g))
+        qs_m, qs_e = Signal(B), Signal(signed(EXP_BITS))
+        m.d.sync += qs_go.eq(0)
+        with m.If(qs_go):
+            qm, qe = scale_mul(m, qs_m, qs_e, Const(Mc, B), ec, B, "qscale")
+            write(m, self.cm, qs_h, qm)
+            write(m, self.ce, qs_h, qe)
         with m.If(state == Phase.IDLE):
-            m.d.comb += [self.cmd.ready.eq(1), self.busy.eq(0)]
+            m.d.comb += self.cmd.ready.eq(1)
             with m.If(self.cmd.valid):
                 n = self.cmd.payload.keys
                 with m.If((n == 0) | (n > a.max_context)):
-                    m.d.sync += err.eq(1)
+                    m.d.sync += self.sticky.eq(1)
                 with m.Else():
-                    m.d.sync += [keys.eq(n), j0.eq(0), bk.eq(Mux(n > blk, blk, n)),
-                                 hh.eq(0), bb.eq(0), jj.eq(0), first_block.eq(1)]
-                    m.d.sync += [mrun[h].eq(floor) for h in range(g)]
+                    m.d.sync += [keys.eq(n), j0.eq(0), bk.eq(Mux(n > blk, blk, n)), hh.eq(0),
+                                 bb.eq(0), jj.eq(0), self.ofirst.eq(1), self.mwait.eq(0)]
+                    m.d.sync += [r.eq(self.floor) for r in self.mrun]
                     m.d.sync += state.eq(Phase.QLOAD)
         with m.If(state == Phase.QLOAD):
             m.d.comb += self.q.ready.eq(1)
             with m.If(self.q.valid):
                 p = self.q.payload
-                check_beat(p, bb == 0)
-                write(m, qmem, hh * NB + bb, p.elems)
+                self._check_beat(m, p, bb == 0)
+                m.d.sync += [w.eq(nxt) for w, nxt in zip(self.qwords, self.qwords[1:])]
+                m.d.sync += self.qwords[-1].eq(p.elems.as_value())
                 with m.If(bb == 0):
-                    qm, qe = scale_mul(m, p.m, p.e, Const(Mc, B), ec, B, "qscale")
-                    write(m, cm, hh, qm)
-                    write(m, ce, hh, qe)
+                    m.d.sync += [qs_go.eq(1), qs_h.eq(hh), qs_m.eq(p.m), qs_e.eq(p.e)]
                 with m.If(step(m, bb, hh, NB - 1, g - 1)):
                     m.d.sync += state.eq(Phase.KROWS)
         with m.If(state == Phase.KROWS):
-            m.d.comb += self.kv.ready.eq(1)
+            m.d.comb += [self.kv.ready.eq(1), self.k_accept.eq(self.kv.valid)]
             with m.If(self.kv.valid):
-                p = self.kv.payload
-                check_beat(p, bb == 0)
-                m.d.sync += [s1.eq(1), s1_elems.eq(p.elems), s1_b.eq(bb), s1_first.eq(bb == 0),
-                             s1_last.eq(bb == NB - 1), s1_v.eq(0), s1_j.eq(jj)]
-                with m.If(bb == 0):
-                    m.d.sync += [row_m.eq(p.m), row_e.eq(p.e)]
-                    with m.If(jj == 0):
-                        m.d.sync += [bmax[h].eq(floor) for h in range(g)]
+                self._check_beat(m, self.kv.payload, bb == 0)
+                with m.If((bb == 0) & (jj == 0)):
+                    m.d.sync += [r.eq(self.floor) for r in self.bmax]
                 step(m, bb, jj, NB - 1, bk - 1)
                 with m.If((bb == NB - 1) & (jj == bk - 1)):
-                    m.d.sync += drain.eq(2)
-                    m.d.sync += state.eq(Phase.KDRAIN)
-            with m.Else():
-                m.d.sync += s1.eq(0)
+                    m.d.sync += [drain.eq(u.k_drain - 2), state.eq(Phase.KDRAIN)]
         with m.If(state == Phase.KDRAIN):
-            m.d.sync += [s1.eq(0), drain.eq(drain - 1)]
-            with m.If(drain == 1):
-                m.d.sync += state.eq(Phase.SOFT)
+            m.d.sync += drain.eq(drain - (drain != 0))
+            with m.If((drain == 0) & (self.mwait == 0)):
+                m.d.sync += [soft.eq(0), state.eq(Phase.SOFT)]
         with m.If(state == Phase.SOFT):
-            for h in range(g):
-                mn = Mux(bmax[h] > mrun[h], bmax[h], mrun[h])
-                c = Signal(u.p_bits, name=f"cnew{h}")
-                m.d.comb += c.eq(exp2neg((mn - mrun[h]).as_unsigned(), table, SF, PF, a.exp_lut_bits))
-                m.d.sync += [mrun[h].eq(mn), cfac[h].eq(c),
-                             lsum[h].eq(Mux(first_block, 0, rshift_round(lsum[h] * c, PF)))]
-            m.d.sync += state.eq(Phase.VROWS)
+            m.d.sync += soft.eq(soft + 1)
+            with m.If(soft == 0):
+                for h in range(g):
+                    mn = Signal(signed(u.z_bits), name=f"mnew{h}")
+                    m.d.comb += [mn.eq(Mux(self.bmax[h] > self.mrun[h], self.bmax[h], self.mrun[h])),
+                                 self.exps[h].a.eq((mn - self.mrun[h]).as_unsigned())]
+                    m.d.sync += self.mrun[h].eq(mn)
+            with m.If(soft == u.soft_cycles - 1):
+                m.d.sync += [c.eq(e.p) for c, e in zip(self.cfac, self.exps)]
+                m.d.sync += state.eq(Phase.VROWS)
         with m.If(state == Phase.VROWS):
-            m.d.comb += self.kv.ready.eq(1)
+            m.d.comb += [self.kv.ready.eq(1), self.v_accept.eq(self.kv.valid)]
             with m.If(self.kv.valid):
-                p = self.kv.payload
-                check_beat(p, bb == 0)
-                m.d.sync += [s1.eq(1), s1_elems.eq(p.elems), s1_b.eq(bb), s1_v.eq(1),
-                             s1_mode.eq(Mux(jj == 0, Mux(first_block, 2, 1), 0))]
-                with m.If(bb == 0):
-                    wsh = Signal(signed(ebits + 2), name="wsh")
-                    m.d.comb += wsh.eq(p.e + u.w_shift_fixed)
-                    with m.If(wsh < -u.w_left_max):
-                        m.d.sync += err.eq(1)
-                    for h in range(g):
-                        ph = Signal(u.p_bits, name=f"p{h}")
-                        m.d.comb += ph.eq(exp2neg((mrun[h] - pick(zbuf[h], jj)).as_unsigned(), table, SF, PF,
-                                                  a.exp_lut_bits))
-                        m.d.sync += [w[h].eq(shift_signed(ph * p.m, wsh, MAX_SHIFT, u.w_left_max)),
-                                     lsum[h].eq(lsum[h] + ph)]
+                self._check_beat(m, self.kv.payload, bb == 0)
+                with m.If((bb == 0) & (self.kv.payload.e + u.w_shift_fixed < -u.w_left_max)):
+                    m.d.sync += self.sticky.eq(1)
                 step(m, bb, jj, NB - 1, bk - 1)
                 with m.If((bb == NB - 1) & (jj == bk - 1)):
                     nj = j0 + bk
-                    m.d.sync += [j0.eq(nj), first_block.eq(0),
-                                 bk.eq(Mux(keys - nj > blk, blk, keys - nj))]
+                    m.d.sync += [j0.eq(nj), bk.eq(Mux(keys - nj > blk, blk, keys - nj)),
+                                 self.mwait.eq(u.merge_wait - 2)]
                     with m.If(nj == keys):
-                        m.d.sync += state.eq(Phase.VDRAIN)
+                        m.d.sync += [fin.eq(u.final_wait - 2), state.eq(Phase.FINAL)]
                     with m.Else():
                         m.d.sync += state.eq(Phase.KROWS)
-            with m.Else():
-                m.d.sync += s1.eq(0)
-        with m.If(state == Phase.VDRAIN):
-            m.d.sync += [s1.eq(0), state.eq(Phase.DIVIDE)]
+        with m.If(state == Phase.FINAL):
+            m.d.sync += fin.eq(fin - 1)
+            with m.If(fin == 0):
+                m.d.sync += [hh.eq(0), state.eq(Phase.DIVIDE)]
+
+    # ---- K: dot products, scores, logits -------------------------------------------------
+    def _k_path(self, m):
+        u = self.ucfg
+        a = u.attention
+        g, NB, L = u.group, u.beats, u.lanes
+        B, SF = a.scale_bits, a.score_frac_bits
+        zlim = (1 << (a.score_int_bits + SF)) - 1
+        beat = data.ArrayLayout(signed(8), L)
+        p = self.kv.payload
+        # stage 1: the beat and each head's query word (the ring turns one word per K beat)
+        v1, first, last = Signal(), Signal(), Signal()
+        elems = Signal(beat)
+        km, ke, kj = Signal(B), Signal(signed(EXP_BITS)), Signal(range(a.block))
+        qw = [Signal(beat, name=f"kq{h}") for h in range(g)]
+        m.d.sync += v1.eq(self.k_accept)
+        with m.If(self.k_accept):
+            m.d.sync += [elems.eq(p.elems), first.eq(self.bb == 0), last.eq(self.bb == NB - 1),
+                         km.eq(p.m), ke.eq(p.e), kj.eq(self.jj)]
+            for h in range(g):
+                ring = self.qwords[h * NB:(h + 1) * NB]
+                m.d.sync += qw[h].eq(ring[0])
+                m.d.sync += [w.eq(nxt) for w, nxt in zip(ring, ring[1:] + ring[:1])]
+        # the dot products: 8 partial products per lane, an adder tree of dot_stages stages
+        dots = []
+        for h in range(g):
+            terms = [t for k in range(L) for t in partial_products(qw[h][k], elems[k])]
+            dots.append(tree_sum(m, terms, signed(u.score_bits), u.dot_stages, f"dot{h}"))
+        D = u.dot_stages
+        dv, dfirst, dlast = (delay(m, ALWAYS, s, D, n) for s, n in ((v1, "dv"), (first, "df"), (last, "dl")))
+        dm, de, dj = (delay(m, ALWAYS, s, D, n) for s, n in ((km, "dm"), (ke, "de"), (kj, "dj")))
+        # the score over the row; the row's step and key latched from its first beat
+        acc = [Signal(signed(u.score_bits), name=f"acc{h}") for h in range(g)]
+        score = [Signal(signed(u.score_bits), name=f"score{h}") for h in range(g)]
+        rm, re, rj = Signal(B), Signal(signed(EXP_BITS)), Signal(range(a.block))
+        zgo = Signal()
+        zm, ze, zj = Signal(B), Signal(signed(EXP_BITS)), Signal(range(a.block))
+        m.d.sync += zgo.eq(dv & dlast)
+        with m.If(dv):
+            with m.If(dfirst):
+                m.d.sync += [rm.eq(dm), re.eq(de), rj.eq(dj)]
+            for h in range(g):
+                nxt = Signal(signed(u.score_bits), name=f"snext{h}")
+                m.d.comb += nxt.eq(Mux(dfirst, 0, acc[h]) + dots[h])
+                m.d.sync += acc[h].eq(nxt)
+                with m.If(dlast):
+                    m.d.sync += score[h].eq(nxt)
+            with m.If(dlast):
+                m.d.sync += [zm.eq(Mux(dfirst, dm, rm)), ze.eq(Mux(dfirst, de, re)), zj.eq(Mux(dfirst, dj, rj))]
+        # the logits: s · m_c, then · m_k, then the two-step rounding shift and the clamp
+        go3, zm3 = delay(m, ALWAYS, zgo, MUL_LATENCY, "zgo"), delay(m, ALWAYS, zm, MUL_LATENCY, "zm")
+        go6 = delay(m, ALWAYS, go3, MUL_LATENCY, "zgo3")
+        ze6 = delay(m, ALWAYS, ze, 2 * MUL_LATENCY, "ze")
+        zj8 = delay(m, ALWAYS, zj, 2 * MUL_LATENCY + 2, "zj")
+        go8 = delay(m, ALWAYS, go6, 2, "zgo6")
+        for h in range(g):
+            m.submodules[f"sc{h}"] = mul_a = PipelinedMultiplier(u.score_bits, B + 1)
+            m.submodules[f"sk{h}"] = mul_b = PipelinedMultiplier(u.score_bits + B + 1, B + 1)
+            m.d.comb += [mul_a.a.eq(score[h]), mul_a.b.eq(self.cm[h]), mul_a.en.eq(1),
+                         mul_b.a.eq(mul_a.p), mul_b.b.eq(zm3), mul_b.en.eq(1)]
+            sh = Signal(signed(EXP_BITS + 5), name=f"zsh{h}")
+            rs = Signal(6, name=f"zrs{h}")
+            m.d.comb += [sh.eq(self.ce[h] + ze6 + u.z_shift_fixed),
+                         rs.eq(Mux(sh < 0, 0, Mux(sh > MAX_SHIFT, MAX_SHIFT, sh)))]
+            with m.If(go6 & (sh < 0)):
+                m.d.sync += self.sticky.eq(1)
+            y1 = Signal(signed(len(mul_b.p) + 1), name=f"zy1_{h}")
+            y2 = Signal(signed(len(mul_b.p) + 1), name=f"zy2_{h}")
+            lo = Signal(3, name=f"zlo{h}")
+            m.d.sync += [y1.eq((mul_b.p << 1) >> (rs & 0x38)), lo.eq(rs[:3]), y2.eq(y1 >> lo)]
+            z = Signal(signed(u.z_bits), name=f"z{h}")
+            m.d.comb += z.eq(clamp((y2 + 1) >> 1, zlim))
+            _, wr = self.zmem[h]
+            m.d.comb += [wr.addr.eq(zj8), wr.data.eq(z), wr.en.eq(go8)]
+            with m.If(go8):
+                m.d.sync += self.bmax[h].eq(Mux(z > self.bmax[h], z, self.bmax[h]))
+
+    # ---- V: weights, products, the block's sums ------------------------------------------
+    def _v_path(self, m):
+        u = self.ucfg
+        a = u.attention
+        g, NB, L = u.group, u.beats, u.lanes
+        B = a.scale_bits
+        beat = data.ArrayLayout(signed(8), L)
+        p = self.kv.payload
+        v1, first, blast = Signal(), Signal(), Signal()
+        elems = Signal(beat)
+        vm = Signal(B)
+        wsh = Signal(signed(EXP_BITS + 2))
+        m.d.sync += v1.eq(self.v_accept)
+        with m.If(self.v_accept):
+            m.d.sync += [elems.eq(p.elems), first.eq(self.bb == 0), vm.eq(p.m),
+                         wsh.eq(p.e + u.w_shift_fixed),
+                         blast.eq((self.bb == NB - 1) & (self.jj == self.bk - 1))]
+        for h in range(g):
+            rd, _ = self.zmem[h]
+            m.d.comb += rd.addr.eq(self.jj)
+            with m.If(self.state != Phase.SOFT):
+                m.d.comb += self.exps[h].a.eq((self.mrun[h] - rd.data).as_unsigned())
+        E = EXP_LATENCY
+        v4, f4 = delay(m, ALWAYS, v1, E, "v4"), delay(m, ALWAYS, first, E, "vf4")
+        vm4 = delay(m, ALWAYS, vm, E, "vm4")
+        v7 = delay(m, ALWAYS, v4, MUL_LATENCY, "v7")
+        wsh7 = delay(m, ALWAYS, wsh, E + MUL_LATENCY, "wsh7")
+        v9, f9 = delay(m, ALWAYS, v7, 2, "v9"), delay(m, ALWAYS, f4, MUL_LATENCY + 2, "vf9")
+        e9 = delay(m, ALWAYS, elems, E + MUL_LATENCY + 2, "ve9")
+        b12 = delay(m, ALWAYS, blast, E + MUL_LATENCY + 2 + MUL_LATENCY, "vb12")
+        v12 = delay(m, ALWAYS, v9, MUL_LATENCY, "v12")
+        self.v_block_end = v12 & b12
+        lmax = u.w_left_max
+        prods = []
+        for h in range(g):
+            ph = self.exps[h].p
+            with m.If(v4 & f4):
+                self._add_l(m, h, ph)
+            m.submodules[f"pm{h}"] = mul = PipelinedMultiplier(u.p_bits + 1, B + 1)
+            m.d.comb += [mul.a.eq(ph), mul.b.eq(vm4), mul.en.eq(1)]
+            # w: the right shift in two steps, or the left shift
+            rs = Signal(6, name=f"wrs{h}")
+            m.d.comb += rs.eq(Mux(wsh7 < 0, 0, Mux(wsh7 > MAX_SHIFT, MAX_SHIFT, wsh7)))
+            r1 = Signal(len(mul.p) + 1, name=f"wr1_{h}")
+            pm1 = Signal(len(mul.p), name=f"wpm{h}")
+            lo, wsh8 = Signal(3, name=f"wlo{h}"), Signal.like(wsh7, name=f"wsh8_{h}")
+            m.d.sync += [r1.eq((mul.p[:2 * B + 1] << 1) >> (rs & 0x38)), lo.eq(rs[:3]),
+                         pm1.eq(mul.p), wsh8.eq(wsh7)]
+            ls = Mux(-wsh8 > lmax, lmax, -wsh8)[:max(1, lmax.bit_length())]
+            w9, wrow = Signal(signed(u.w_bits), name=f"w{h}"), Signal(signed(u.w_bits), name=f"wrow{h}")
+            m.d.sync += w9.eq(Mux(wsh8 >= 0, ((r1 >> lo) + 1) >> 1, pm1 << ls))
+            wcur = Signal(signed(u.w_bits), name=f"wcur{h}")
+            m.d.comb += wcur.eq(Mux(f9, w9, wrow))
+            with m.If(v9 & f9):
+                m.d.sync += wrow.eq(w9)
+            prods.append([self._pv_product(m, wcur, e9[k], f"pv{h}_{k}") for k in range(L)])
+        # the block's sums: each head's words turn one beat per V beat, the last one gets
+        # the first one plus the beat's products
+        with m.If(v12):
+            for h in range(g):
+                words = [self._o_word(h, b) for b in range(NB)]
+                for b in range(NB - 1):
+                    m.d.sync += [d.eq(s) for d, s in zip(words[b], words[b + 1])]
+                m.d.sync += [d.eq(s + pr) for d, s, pr in zip(words[NB - 1], words[0], prods[h])]
+
+    def _o_word(self, h: int, b: int):
+        """The block-sum registers of head h, beat b (lanes elements)."""
+        base = h * (self.ucfg.head_dim + 1) + 1 + b * self.ucfg.lanes
+        return self.chain[base:base + self.ucfg.lanes]
+
+    def _add_l(self, m, h: int, p):
+        i = h * (self.ucfg.head_dim + 1)
+        m.d.sync += self.chain[i].eq(self.chain[i] + p)
+
+    def _pv_product(self, m, w, v, name: str):
+        """w · v, MUL_LATENCY cycles later: shift-and-add in logic, or a multiplier."""
+        u = self.ucfg
+        if u.pv_multiplier == "dsp":
+            m.submodules[name] = mul = PipelinedMultiplier(u.w_bits, 8)
+            m.d.comb += [mul.a.eq(w), mul.b.eq(v), mul.en.eq(1)]
+            return mul.p
+        wr, vr = Signal(signed(u.w_bits), name=f"{name}_w"), Signal(signed(8), name=f"{name}_v")
+        m.d.sync += [wr.eq(w), vr.eq(v)]
+        return tree_sum(m, partial_products(wr, vr), signed(u.w_bits + 8), MUL_LATENCY - 1, name)
+
+    # ---- merge: o = rshift_round(o · c, PF) + o_b, l likewise ----------------------------
+    def _merge(self, m):
+        u = self.ucfg
+        g, hd, n = u.group, u.head_dim, u.merge_elements
+        PF = u.attention.prob_frac_bits
+        active = Signal()
+        i = Signal(range(n))
+        head, elem = Signal(range(g)), Signal(range(hd + 1))
+        with m.If(self.v_block_end):
+            m.d.sync += [active.eq(1), i.eq(0), head.eq(0), elem.eq(0)]
+        rd, wr = self.o_rd, self.o_wr
+        with m.If(self.state != Phase.OUT):
+            m.d.comb += [rd.addr.eq(i), rd.en.eq(1)]
+        v1, h1, i1, l1 = Signal(), Signal(range(g)), Signal(range(n)), Signal()
+        ob1 = Signal(signed(u.o_bits))
+        m.d.sync += [v1.eq(active), h1.eq(head), i1.eq(i), l1.eq(elem == 0), ob1.eq(self.chain[0])]
+        with m.If(active):
+            m.d.sync += [d.eq(s) for d, s in zip(self.chain, self.chain[1:] + [Const(0)])]
+            m.d.sync += i.eq(i + 1)
+            step(m, elem, head, hd, g - 1)
+            with m.If(i == n - 1):
+                m.d.sync += active.eq(0)
+        m.submodules.mc = mul = PipelinedMultiplier(u.o_bits, u.p_bits + 1)
+        m.d.comb += [mul.a.eq(rd.data), mul.b.eq(pick(self.cfac, h1)), mul.en.eq(1)]
+        v4, h4, i4, l4 = (delay(m, ALWAYS, s, MUL_LATENCY, f"m{nm}") for s, nm in
+                          ((v1, "v"), (h1, "h"), (i1, "i"), (l1, "l")))
+        ob5 = delay(m, ALWAYS, ob1, MUL_LATENCY + 1, "mob")
+        v5, h5, i5, l5 = (delay(m, ALWAYS, s, 1, f"m{nm}4") for s, nm in
+                          ((v4, "v"), (h4, "h"), (i4, "i"), (l4, "l")))
+        r5 = Signal(signed(u.o_bits + 1))
+        m.d.sync += r5.eq(Mux(self.ofirst, 0, rshift_round(mul.p, PF)))
+        res = Signal(signed(u.o_bits))
+        m.d.comb += [res.eq(r5 + ob5), wr.addr.eq(i5), wr.data.eq(res), wr.en.eq(v5)]
+        with m.If(v5 & l5):
+            write(m, self.lsum, h5, res[:u.l_bits])
+        with m.If(v5 & (i5 == n - 1)):
+            m.d.sync += self.ofirst.eq(0)
+
+    # ---- the end: 1/l per head, the output elements --------------------------------------
+    def _output(self, m):
+        u = self.ucfg
+        g, NB, L, hd = u.group, u.beats, u.lanes, u.head_dim
+        RL = u.attention.recip_bits
+        state, hh = self.state, self.hh
+        m.submodules.div = div = RestoringDivider(u.quotient_bits, RL + 1)
+        sl = Signal(range(u.l_bits + 1))
+        recip = Signal(u.quotient_bits)
+        d = Signal(range(hd + 1))                      # elements read
+        ob = Signal(range(NB))                         # beats taken
+        cnt = Signal(range(L + 1))                     # elements in the output register
+        coll = [Signal(signed(u.vector.resid_bits), name=f"out{k}") for k in range(L)]
+        full = cnt == L
+        en = Signal()
+        m.d.comb += en.eq(~full | self.out.ready)
+        # the element pipeline: read, o_t, o_t · R, round and saturate, into the beat
+        out = state == Phase.OUT
+        issue = out & (d < hd)
+        rd = self.o_rd
+        with m.If(out):
+            m.d.comb += [rd.addr.eq(hh * (hd + 1) + 1 + d), rd.en.eq(en)]
+        v1, v2 = Signal(), Signal()
+        ot = Signal(signed(u.ot_bits))
+        m.submodules.mo = mul = PipelinedMultiplier(u.ot_bits, u.quotient_bits + 1)
+        m.d.comb += [mul.a.eq(ot), mul.b.eq(recip), mul.en.eq(en)]
+        v5 = delay(m, en, v2, MUL_LATENCY, "ov")
+        v6 = Signal()
+        y = Signal(signed(u.vector.resid_bits))
+        with m.If(en):
+            m.d.sync += [v1.eq(issue), d.eq(d + issue), v2.eq(v1),
+                         ot.eq(rshift_round(rd.data, sl)), v6.eq(v5),
+                         y.eq(saturate(rshift_round(mul.p, u.out_shift), u.vector.resid_bits)),
+                         cnt.eq(Mux(full, 0, cnt) + v6)]
+            with m.If(v6):
+                m.d.sync += [r.eq(s) for r, s in zip(coll, coll[1:] + [y])]
+        # DIVIDE and RECIP after the pipeline: their counter resets take precedence
         with m.If(state == Phase.DIVIDE):
-            lh = Mux(pick(lsum, hh) == 0, 1, pick(lsum, hh))
+            lh = Mux(pick(self.lsum, hh) == 0, 1, pick(self.lsum, hh))
             shift = Signal(range(u.l_bits + 1), name="lshift")
             nl = bitlen(m, lh, "lbits")
             m.d.comb += [shift.eq(Mux(nl > RL, nl - RL, 0)),
@@ -299,20 +500,15 @@ class AttentionUnit(wiring.Component):
         with m.If(state == Phase.RECIP):
             m.d.comb += div.o.ready.eq(1)
             with m.If(div.o.valid):
-                m.d.sync += [recip.eq(div.o.payload.quo), bb.eq(0)]
-                m.d.sync += state.eq(Phase.OUT)
-        with m.If(state == Phase.OUT):
-            m.d.comb += [self.out.valid.eq(1),
-                         self.out.payload.last.eq((hh == g - 1) & (bb == NB - 1))]
-            for k in range(L):
-                ot = rshift_round(pick([omem[i][k] for i in range(g * NB)], hh * NB + bb), sl)
-                m.d.comb += self.out.payload.elems[k].eq(
-                    saturate(rshift_round(ot * recip, u.out_shift), v.resid_bits))
-            with m.If(self.out.ready):
-                with m.If(step(m, bb, hh, NB - 1, g - 1)):
+                m.d.sync += [recip.eq(div.o.payload.quo), d.eq(0), ob.eq(0), cnt.eq(0),
+                             state.eq(Phase.OUT)]
+        m.d.comb += [self.out.valid.eq(full), self.out.payload.last.eq((hh == g - 1) & (ob == NB - 1))]
+        m.d.comb += [self.out.payload.elems[k].eq(coll[k]) for k in range(L)]
+        with m.If(full & self.out.ready):
+            m.d.sync += ob.eq(ob + 1)
+            with m.If(ob == NB - 1):
+                m.d.sync += hh.eq(hh + 1)
+                with m.If(hh == g - 1):
                     m.d.sync += state.eq(Phase.IDLE)
-                with m.Elif(bb == NB - 1):
+                with m.Else():
                     m.d.sync += state.eq(Phase.DIVIDE)
-        with m.If(state >= len(Phase)):      # unreachable encodings
-            m.d.sync += state.eq(Phase.IDLE)
-        return m

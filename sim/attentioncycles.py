@@ -4,25 +4,40 @@ whole-token estimator uses.
 
 One job is one query token, one KV head and its group of g query heads over N keys, with
 B = head_dim / lanes beats per row, blocks of ``AttentionConfig.block`` keys and a divider
-of Q = 2 recip_bits + 1 quotient bits. Counted from the cycle after the command is accepted
-to the job's last output beat, inclusive:
+of Q = 2 recip_bits + 1 quotient bits; the stage counts are ``AttentionUnitConfig``'s
+(``k_drain``, ``soft_cycles``, ``merge_wait``, ``final_wait``, ``out_latency``). Counted
+from the command's acceptance c: the query heads take cycles c+1 .. c+g·B; then per block
+of b keys
 
-    g·B                      the query heads (one beat per cycle)
-  + Σ_blocks (2·b·B + 3)     a block of b keys: its K rows, two cycles of pipeline
-                             (dot products, then logits), one cycle of softmax
-                             bookkeeping (running max, correction, l), its V rows
-  + 1                        the last V beat's accumulation
-  + g·(Q + B + 2)            per head: the divider's start, its Q steps and the result,
-                             then the head's output beats
+    K rows          from k0, b·B cycles (the last one tK)
+    SOFT            from s = max(tK + k_drain, tV' + merge_wait), tV' the previous
+                    block's last V beat (its merge must be done), soft_cycles long
+    V rows          from s + soft_cycles, b·B cycles (the last one tV); the next block's
+                    K rows from tV + 1
+
+then the first DIVIDE at tV + final_wait and per head: DIVIDE (1), the divider (Q + 1),
+the head_dim elements one per cycle, the last beat out_latency cycles after its last
+element's read; the next head's DIVIDE the cycle after.
 """
 from __future__ import annotations
 
 from ..attentionunit import AttentionUnitConfig
 
 
-def job_cycles(ucfg: AttentionUnitConfig, keys: int) -> int:
-    """Cycles of one job of ``keys`` >= 1 keys (closed form above)."""
-    g, B, blk = ucfg.group, ucfg.beats, ucfg.attention.block
-    blocks = -(-keys // blk)
-    return g * B + 2 * keys * B + 3 * blocks + 1 + g * (ucfg.quotient_bits + B + 2)
+def head_cycles(ucfg: AttentionUnitConfig) -> int:
+    """Cycles of one head's normalization and output: DIVIDE to its last output beat."""
+    return 1 + ucfg.quotient_bits + 1 + (ucfg.head_dim - 1) + ucfg.out_latency + 1
 
+
+def job_cycles(ucfg: AttentionUnitConfig, keys: int) -> int:
+    """Cycles of one job of ``keys`` >= 1 keys, from the one after the command's acceptance
+    to the last output beat, inclusive (closed form above)."""
+    g, B, blk = ucfg.group, ucfg.beats, ucfg.attention.block
+    k0, tv = g * B + 1, None
+    for j0 in range(0, keys, blk):
+        rows = min(blk, keys - j0) * B
+        tk = k0 + rows - 1
+        s = tk + ucfg.k_drain if tv is None else max(tk + ucfg.k_drain, tv + ucfg.merge_wait)
+        tv = s + ucfg.soft_cycles + rows - 1
+        k0 = tv + 1
+    return tv + ucfg.final_wait + g * head_cycles(ucfg) - 1

@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 from .accelconfig import AttentionConfig, VectorConfig
 from .errors import TritforgeError
 
+#: cycles of a ``hw.multiplier.PipelinedMultiplier`` (operands in, product out); the unit
+#: checks its multipliers against it when it is built
+MUL_LATENCY = 3
+#: cycles of the exponential ``hw.exp2neg.Exp2Neg`` (index, table read, shift)
+EXP_LATENCY = 3
+#: how the p·V products w · v are built (``pv_multiplier``)
+PV_MULTIPLIERS = ("lut", "dsp")
 
 
 def bits_of(n: int) -> int:
@@ -32,9 +39,16 @@ class AttentionUnitConfig:
     lanes: int = 16
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     vector: VectorConfig = field(default_factory=VectorConfig)
+    #: "lut": the g · lanes products w · v of a V beat as shift-and-add in logic (no DSP
+    #: block); "dsp": as ``*``, which synthesis maps to DSP blocks (3 MULT18X18D each on
+    #: ECP5 at the default widths)
+    pv_multiplier: str = "lut"
 
     def __post_init__(self):
         o = "AttentionUnitConfig"
+        if self.pv_multiplier not in PV_MULTIPLIERS:
+            raise TritforgeError(f"{o} pv_multiplier={self.pv_multiplier!r}: expected one of "
+                                 f"{', '.join(PV_MULTIPLIERS)}")
         for name, cls in (("attention", AttentionConfig), ("vector", VectorConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise TritforgeError(f"{o} {name}={getattr(self, name)!r}: expected a {cls.__name__}")
@@ -145,6 +159,65 @@ class AttentionUnitConfig:
     def w_shift_fixed(self) -> int:
         """The constant part of the weight's shift: FR - OVF (the rest is e_v)."""
         return self.vector.resid_frac_bits - self.attention.pv_frac_bits
+
+    @property
+    def ot_bits(self) -> int:
+        """Signed o_t = rshift_round(o, sl) of a normalized l: |o_t| <= l_t · 2^(v_real_bits
+        + OVF) with l_t < 2^(RL+1) (docs/NUMERIC.md); wider values only come from rows the
+        unit flags as bad."""
+        return self.attention.recip_bits + 1 + self.v_real_bits + self.attention.pv_frac_bits + 1
+
+    # ---- timing (hw/ATTENTION.md "Timing"; the RTL is built from these, the closed form
+    # sim/attentioncycles.py and the stepping model sim/attentionstep.py count with them)
+    @property
+    def dot_levels(self) -> int:
+        """Adder levels of a K beat's dot product: 8 partial products per lane."""
+        return (8 * self.lanes - 1).bit_length()
+
+    @property
+    def dot_stages(self) -> int:
+        """Register stages of the dot product's adder tree (one per two levels)."""
+        return max(1, -(-self.dot_levels // 2))
+
+    @property
+    def k_drain(self) -> int:
+        """Cycles from a block's last K beat until the block's logits and maximum are
+        complete: the beat register, the dot product, the score, two multipliers
+        (s · m_c, then · m_k), the two-step shift and the clamp into the logit memory."""
+        return 1 + self.dot_stages + 1 + 2 * MUL_LATENCY + 3
+
+    #: cycles of SOFT: the new maximum, the exponential of its step, c latched
+    soft_cycles = EXP_LATENCY + 1
+
+    @property
+    def v_latency(self) -> int:
+        """Cycles from accepting a V beat to adding its products into the block's sums: the
+        logit read, the exponential, p · m_v, the two-step shift of w, the product."""
+        return 1 + EXP_LATENCY + MUL_LATENCY + 2 + MUL_LATENCY
+
+    @property
+    def merge_elements(self) -> int:
+        """Elements the merge folds per block: per head l and the head_dim o elements."""
+        return self.group * (self.head_dim + 1)
+
+    #: cycles from a merge element's read until its result can be read back: the memory
+    #: read, o · c, the rounding shift, the add and write
+    merge_latency = 1 + MUL_LATENCY + 2
+
+    @property
+    def merge_wait(self) -> int:
+        """Cycles from a block's last V beat to the first cycle the next block's SOFT may
+        run: the V pipeline, then every element shifted into the merge."""
+        return self.v_latency + 1 + self.merge_elements
+
+    @property
+    def final_wait(self) -> int:
+        """Cycles from the job's last V beat to the first DIVIDE: the last merge written."""
+        return self.merge_wait - 1 + self.merge_latency
+
+    #: cycles of an output element from its read to the output beat: the memory read,
+    #: the o_t shift, o_t · R, the rounding and saturation, the beat register
+    out_latency = 1 + 1 + MUL_LATENCY + 1 + 1
 
     def describe(self) -> str:
         return (f"attention unit head_dim={self.head_dim} group={self.group} lanes={self.lanes} "
