@@ -1,29 +1,113 @@
-"""Sweep the engine over R and d for one target: a table and a Pareto plot.
+"""Sweep the engine over a design space on Dask distributed: a table, Pareto plots, a cache.
 
-Every point is one ``synthesize_engine`` run (``fpga.synthtop``) kept in
-``DIR/points/d<D>_r<R>/``. The table (``sweep.csv``, ``sweep.json``) has the engine's own
-LUT/FF/BRAM/DSP, LUT4 per trit-plane lane, Fmax and the throughput figure
-MAC/cycle x Fmax (R*16 weight x activation products per cycle, in GMAC/s); ``pareto.png``
-plots engine LUTs against that throughput and marks the Pareto front (no other point has
-fewer LUTs and more throughput), one front per depth, since d sets the precision. For ``xilinx-estimate`` (no Fmax) the throughput axis
-is MAC/cycle. Points that do not fit the device are recorded with their error.
-The folder is built under a temporary name and renamed when complete.
+Axes: d, R, T, the nextpnr seed, the decoder style and the primitive set (``Axes``); every
+combination is one point, one ``synthesize_engine`` run (``fpga.synthtop``) with the same
+flow options (``Flow``: target, clock constraint, wrapper, router, Yosys only or place and
+route, a time limit per point).
+
+Points run on Dask distributed (``distributed.Client``): a ``LocalCluster`` of ``workers``
+worker processes (one point at a time each) or an existing cluster at ``scheduler``. Each
+point runs in a process of its own on its worker (``fpga.sweeppoint.run_point``), which a
+time limit or an interrupted sweep stops whole; progress is reported as points complete
+(``distributed.as_completed``). A point that fails (does not fit the device, a tool error)
+or runs out of time is recorded with its one-line error and the others go on.
+
+The cache: every point's result is kept under ``cache/<key>/`` (``point.json``: the record;
+the flow's ``report.json``, ``synth.ys`` and gzip-compressed logs), where ``key`` is the
+hash of the point's inputs (``fpga.sweeppoint.point_key``: the HwConfig, target, seed,
+clock constraint, decoder, primitive set, wrapper, router, Yosys-only or not, the tool
+versions and the digest of the generator's sources). Each entry is committed on its own as
+its point completes, outside the sweep's output, so an interrupted sweep run again resumes
+(its cached points are not run again) and a point already run by any sweep with the same
+cache is free. Points that failed are cached too (they fail the same way again; with
+``retry_failed`` they run again); points that ran out of time or whose process died are
+not.
+
+The estimator joins the table (``Estimator``): for a model shape and a board (its memory
+system, static power and energy table; ``sim.estimate.project``), each built point's
+tokens/s and J/token with the engine it measured (R, T, d) at its Fmax, or at the clock
+constraint where nothing was placed and routed.
+
+The output folder gets ``sweep.csv`` and ``sweep.json`` (one row per point: the engine's
+own LUT/FF/BRAM/DSP, LUT4 per trit-plane lane, Fmax, MAC/cycle x Fmax in GMAC/s, tokens/s,
+J/token, status and error), ``pareto.png`` (engine LUTs against GMAC/s, or MAC/cycle
+without place and route) and ``pareto_tokens.png`` (engine LUTs against tokens/s), each
+marking the Pareto front (no other point has fewer LUTs and more throughput) per depth,
+since d sets the precision; and ``points/<name>/`` per point (its ``point.json`` and, when
+built, its report and logs). These entries replace the same-named ones of the folder
+together when the sweep completes (``atomic_merge``); the cache beside them stays.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import itertools
+import json
+import logging
 import os
+import shutil
+from dataclasses import dataclass
 
-from ..atomic import atomic_folder, write_json
+from ..atomic import atomic_folder, atomic_merge, scratch, write_json
 from ..errors import TritforgeError
 from ..hwconfig import HwConfig
+from .sweeppoint import one_line, point_key, run_point, source_digest
+from .synth import ROUTERS, tool_versions
 from .synth import target as get_target
-from .synthtop import synthesize_engine
 
-COLUMNS = ("depth", "rows", "lanes", "macs_per_cycle", "engine_lut", "engine_carry", "engine_ff",
-           "engine_bram", "engine_dsp", "lut_per_lane", "lut_equiv_per_lane", "design_lut",
-           "fmax_mhz", "gmac_per_s", "pareto", "error")
+COLUMNS = ("depth", "rows", "vectors", "seed", "decoder", "primitives", "lanes", "macs_per_cycle",
+           "engine_lut", "engine_carry", "engine_ff", "engine_bram", "engine_dsp", "lut_per_lane",
+           "lut_equiv_per_lane", "design_lut", "fmax_mhz", "gmac_per_s", "pareto",
+           "est_clock_mhz", "tokens_per_s", "j_per_token", "est_bound", "model_fits",
+           "pareto_tokens", "status", "error", "cached", "seconds", "key", "point")
+
+#: statuses whose records are cached: the flow's result, or its error (the same inputs
+#: fail the same way); a time limit or a lost process may not recur
+CACHED = ("ok", "failed")
+
+#: the flow's wrappers (``fpga.synthtop.WRAPPERS``)
+WRAPPER_NAMES = ("io", "link")
+
+
+@dataclass(frozen=True)
+class Axes:
+    """The values of each swept parameter; every combination is one point."""
+    depths: tuple[int, ...]
+    rows: tuple[int, ...]
+    vectors: tuple[int, ...] = (1,)
+    seeds: tuple[int, ...] = (1,)
+    decoders: tuple[str, ...] = (None,)       #: None: the engine's default style
+    primitives: tuple[str, ...] = (None,)     #: None: the target's primitive set
+
+
+@dataclass(frozen=True)
+class Flow:
+    """The flow options shared by every point."""
+    target: str
+    freq_mhz: float | None = None             #: clock constraint; None: the HwConfig's clock
+    wrapper: str = "io"
+    router: str = ROUTERS[0]
+    yosys_only: bool = False
+    timeout_s: float | None = None            #: per point; None: no limit
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """The model shape and board every built point is projected on (``sim.estimate.project``)."""
+    model: str                                #: a bundled shape name or an HF config.json
+    board: object                             #: ``sim.boards.Board``: memory, static power
+    table: object                             #: ``sim.energy.EnergyTable``
+    context: int = 0
+
+
+@dataclass(frozen=True)
+class Point:
+    values: dict          #: depth, rows, vectors, seed, decoder, primitives (resolved)
+    hw: HwConfig
+    spec: dict
+    key: str
+    name: str             #: its folder under points/
 
 
 def pareto_front(points: list[dict], x: str, y: str) -> set[int]:
@@ -40,59 +124,302 @@ def pareto_front(points: list[dict], x: str, y: str) -> set[int]:
     return front
 
 
-def run_sweep(target: str, rows: list[int], depths: list[int], base: HwConfig, out_dir: str,
-              freq: float | None = None, seed: int = 1, progress=print) -> list[dict]:
-    t = get_target(target)
-    if not rows or not depths:
-        raise TritforgeError("sweep: give at least one R and one d")
-    with atomic_folder(out_dir) as work:
-        points = []
-        for d in depths:
-            for r in rows:
-                hw = dataclasses.replace(base, depth=d, rows=r)
-                row = {c: None for c in COLUMNS}
-                row.update(depth=d, rows=r, lanes=r * 16 * d, macs_per_cycle=hw.macs_per_cycle)
-                try:
-                    rep = synthesize_engine(hw, target, os.path.join(work, "points", f"d{d}_r{r}"),
-                                            freq, seed)
-                except TritforgeError as exc:      # e.g. does not fit the device
-                    row["error"] = str(exc)
-                else:
-                    e = rep["engine"]
-                    row.update({k: e[k] for k in ("engine_lut", "engine_carry", "engine_ff",
-                                                  "engine_bram", "engine_dsp", "lut_per_lane",
-                                                  "lut_equiv_per_lane", "fmax_mhz")})
-                    row["design_lut"] = rep["resources"]["lut"]
-                    if e["fmax_mhz"] is not None:
-                        row["gmac_per_s"] = round(hw.macs_per_cycle * e["fmax_mhz"] / 1e3, 3)
-                points.append(row)
-                progress(_line(row))
-        ykey = "gmac_per_s" if t.nextpnr else "macs_per_cycle"
-        for d in depths:            # d sets the precision: one front per depth
-            same = [p for p in points if p["depth"] == d]
-            front = pareto_front(same, "engine_lut", ykey)
-            for i, p in enumerate(same):
-                p["pareto"] = i in front if p["engine_lut"] is not None else None
-        with open(os.path.join(work, "sweep.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
-            w.writeheader()
-            w.writerows(points)
-        write_json(os.path.join(work, "sweep.json"),
-                   {"target": target, "kind": t.kind, "seed": seed, "base": base.to_dict(), "points": points})
-        plot(points, ykey, f"{target} ({t.kind})", os.path.join(work, "pareto.png"))
+# --- the points ---------------------------------------------------------------------------
+
+_AXIS_OPTION = {"depth": "--depths", "rows": "--rows", "vectors": "--vectors"}
+_NAME_PART = (("depth", "d{}"), ("rows", "r{}"), ("vectors", "t{}"), ("seed", "s{}"),
+              ("decoder", "{}"), ("primitives", "{}"))
+
+
+def plan(axes: Axes, base: HwConfig, flow: Flow) -> list[Point]:
+    """Every point of ``axes`` (in axis order), checked before anything runs: each value's
+    HwConfig, the decoder styles, primitive sets, wrapper, router and flow options."""
+    from ..hw.decoder import DEFAULT_STYLE, STYLES
+    from ..hw.primitives import PRIMITIVES
+
+    t = get_target(flow.target)
+    for name in ("depths", "rows", "vectors", "seeds", "decoders", "primitives"):
+        if not getattr(axes, name):
+            raise TritforgeError(f"--{name}: expected at least one value")
+    for field, values in (("depth", axes.depths), ("rows", axes.rows), ("vectors", axes.vectors)):
+        for v in values:
+            try:
+                HwConfig.from_dict({**base.to_dict(), field: v}, "options")
+            except TritforgeError as exc:
+                raise TritforgeError(f"{_AXIS_OPTION[field]} {v}: {str(exc).removeprefix('options: ')}") from None
+    for s in axes.seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise TritforgeError(f"--seeds {s}: expected integers >= 0")
+    for d in axes.decoders:
+        if d is not None and d not in STYLES:
+            raise TritforgeError(f"--decoders {d!r}: expected one of {', '.join(STYLES)}")
+    for p in axes.primitives:
+        if p is not None and p not in PRIMITIVES:
+            raise TritforgeError(f"--primitives {p!r}: expected one of {', '.join(PRIMITIVES)}")
+    if flow.wrapper not in WRAPPER_NAMES:
+        raise TritforgeError(f"--wrapper {flow.wrapper!r}: expected one of {', '.join(WRAPPER_NAMES)}")
+    if flow.router not in ROUTERS:
+        raise TritforgeError(f"--router {flow.router!r}: expected one of {', '.join(ROUTERS)}")
+    if flow.freq_mhz is not None and not flow.freq_mhz > 0:
+        raise TritforgeError(f"--freq {flow.freq_mhz}: expected a positive clock in MHz")
+    if flow.timeout_s is not None and not flow.timeout_s > 0:
+        raise TritforgeError(f"--timeout-per-point {flow.timeout_s}: expected a positive number of seconds")
+
+    tools, source = tool_versions(), source_digest()
+    varying = {"depth": axes.depths, "rows": axes.rows, "vectors": axes.vectors,
+               "seed": axes.seeds, "decoder": axes.decoders, "primitives": axes.primitives}
+    varying = {k: tuple(dict.fromkeys(v)) for k, v in varying.items()}     # each value once
+    points = []
+    for d, r, v, s, dec, prim in itertools.product(*varying.values()):
+        hw = HwConfig.from_dict({**base.to_dict(), "depth": d, "rows": r, "vectors": v}, "options")
+        values = {"depth": d, "rows": r, "vectors": v, "seed": s,
+                  "decoder": dec or DEFAULT_STYLE, "primitives": prim or t.primitives}
+        spec = {"hwconfig": hw.to_dict(), "target": t.name, "seed": s,
+                "freq_mhz": flow.freq_mhz or hw.clock_mhz, "decoder": values["decoder"],
+                "primitives": values["primitives"], "wrapper": flow.wrapper, "router": flow.router,
+                "place": bool(t.nextpnr) and not flow.yosys_only, "tools": tools, "source": source}
+        name = "_".join(fmt.format(values[k]) for k, fmt in _NAME_PART
+                        if k in ("depth", "rows") or len(varying[k]) > 1)
+        points.append(Point(values, hw, spec, point_key(spec), name))
     return points
 
 
-def _line(p: dict) -> str:
-    if p["error"]:
-        return f"d={p['depth']} R={p['rows']:<3} failed: {p['error']}"
+# --- the cache ----------------------------------------------------------------------------
+
+class Cache:
+    """Point records by key, one folder each (``cache/<key>/point.json`` and the point's
+    files), each committed atomically as its point completes."""
+
+    def __init__(self, folder: str):
+        self.folder = os.path.abspath(folder)
+        if os.path.lexists(self.folder) and not os.path.isdir(self.folder):
+            raise TritforgeError(f"--cache {folder}: exists and is not a folder")
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.folder, key)
+
+    def get(self, point: Point) -> dict | None:
+        path = os.path.join(self.path(point.key), "point.json")
+        try:
+            with open(path) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+        # the key is a hash: an entry of other inputs (or edited by hand) is not this point's
+        return record if record.get("spec") == point.spec and record.get("status") in CACHED else None
+
+    def put(self, record: dict) -> None:
+        """Commit ``record`` (its files as files, the rest as ``point.json``) now, outside
+        the command's output transaction: it stays even if the sweep is interrupted later."""
+        with scratch(), atomic_folder(self.path(record["key"])) as work:
+            for name, data in record["files"].items():
+                with open(os.path.join(work, name), "wb") as f:
+                    f.write(data)
+            with open(os.path.join(work, "point.json"), "w") as f:
+                json.dump(_without_files(record), f, indent=1)
+                f.write("\n")
+
+
+def _without_files(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "files"}
+
+
+# --- the cluster --------------------------------------------------------------------------
+
+def default_workers() -> int:
+    """Workers of the local cluster: half the cores (nextpnr and Yosys are single-threaded
+    and take much memory), at least 1, at most 4."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+@contextlib.contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None):
+    """A ``distributed.Client``: of a ``LocalCluster`` of ``workers`` processes (one
+    thread each: one point at a time), or of the cluster at ``scheduler``. Yields the
+    client and a line describing it; leaving the block shuts the local cluster down."""
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise TritforgeError(f"--scheduler {scheduler}: cannot connect ({one_line(exc, 200)})") from None
+        with client:
+            n = len(client.scheduler_info().get("workers", {}))
+            yield client, f"Dask scheduler {scheduler}, {n} worker{'s' * (n != 1)}"
+        return
+    if workers is None:
+        workers = default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise TritforgeError(f"--workers {workers}: expected a positive number of workers")
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
+        yield client, f"Dask LocalCluster, {workers} worker process{'es' * (workers != 1)} ({cluster.scheduler_address})"
+
+
+# --- the sweep ----------------------------------------------------------------------------
+
+def run_sweep(axes: Axes, base: HwConfig, out_dir: str, flow: Flow, *,
+              estimator: Estimator | None = None, cache_dir: str | None = None,
+              workers: int | None = None, scheduler: str | None = None,
+              retry_failed: bool = False, progress=print, started=None) -> list[dict]:
+    """Run every point not in the cache on Dask, then write the table and plots into
+    ``out_dir`` (module docstring). ``progress(line)`` is called once per point (cached
+    ones first); ``started(line)`` once the cluster is up. Returns the rows."""
+    t = get_target(flow.target)
+    points = plan(axes, base, flow)
+    out_dir = os.path.abspath(out_dir)
+    if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+        raise TritforgeError(f"--out {out_dir}: exists and is not a folder")
+    cache = Cache(cache_dir or os.path.join(out_dir, "cache"))
+    ykey = "gmac_per_s" if points[0].spec["place"] else "macs_per_cycle"
+    total, width = len(points), max(len(p.name) for p in points)
+    rows, todo = {}, []
+    for p in points:
+        record = cache.get(p)
+        if record is not None and not (retry_failed and record["status"] == "failed"):
+            rows[p.key] = _row(p, record, True, estimator)
+            progress(_line(rows[p.key], len(rows), total, width))
+        else:
+            todo.append(p)
+    if todo:
+        todo_workers = None if scheduler else min(workers or default_workers(), len(todo))
+        with dask_client(todo_workers, scheduler) as (client, what):
+            if started is not None:
+                started(what)
+            futures = {client.submit(run_point, p.spec, flow.timeout_s, key=f"tritforge-point-{p.key}",
+                                     pure=False): p for p in todo}
+            from distributed import as_completed
+            for fut in as_completed(list(futures)):
+                try:
+                    record = fut.result()
+                except Exception as exc:          # the worker was lost, or a bug in the task
+                    record = {"key": futures[fut].key, "spec": futures[fut].spec,
+                              "status": "crashed", "error": one_line(f"{type(exc).__name__}: {exc}"),
+                              "seconds": None, "report": None, "files": {}}
+                if record["status"] in CACHED:
+                    cache.put(record)
+                p = futures[fut]
+                rows[p.key] = _row(p, record, False, estimator)
+                progress(_line(rows[p.key], len(rows), total, width))
+    table = [rows[p.key] for p in points]
+    _mark_fronts(table, ykey, "pareto")
+    if estimator is not None:
+        _mark_fronts(table, "tokens_per_s", "pareto_tokens")
+
+    with atomic_merge(out_dir) as work:
+        for p, row in zip(points, table):
+            dest = os.path.join(work, "points", p.name)
+            entry = cache.path(p.key)
+            if row["status"] in CACHED and os.path.isdir(entry):
+                shutil.copytree(entry, dest, copy_function=_link_or_copy)
+            else:
+                os.makedirs(dest)
+                with open(os.path.join(dest, "point.json"), "w") as f:
+                    json.dump({"key": p.key, "spec": p.spec, "status": row["status"],
+                               "error": row["error"], "seconds": row["seconds"]}, f, indent=1)
+                    f.write("\n")
+        with open(os.path.join(work, "sweep.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w.writeheader()
+            w.writerows(table)
+        summary = {"target": t.name, "kind": t.kind if points[0].spec["place"] or not t.nextpnr
+                   else "yosys only, no place-and-route",
+                   "axes": dataclasses.asdict(axes), "flow": dataclasses.asdict(flow),
+                   "base": base.to_dict(), "tools": points[0].spec["tools"],
+                   "source_digest": points[0].spec["source"], "cache": cache.folder,
+                   "estimate": _estimate_meta(estimator), "points": table}
+        write_json(os.path.join(work, "sweep.json"), summary)
+        title = f"{t.name} ({summary['kind']})"
+        plot(table, ykey, "GMAC/s (MAC/cycle x Fmax)" if ykey == "gmac_per_s" else "MAC/cycle",
+             "pareto", title, os.path.join(work, "pareto.png"))
+        if estimator is not None:
+            meta = summary["estimate"]
+            plot(table, "tokens_per_s", f"tokens/s ({meta['model']} on {meta['board']})", "pareto_tokens",
+                 f"{title}: {meta['model']} on {meta['board']}, context {meta['context']:,}",
+                 os.path.join(work, "pareto_tokens.png"))
+    return table
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:             # another file system
+        shutil.copy2(src, dst)
+
+
+def _mark_fronts(table: list[dict], ykey: str, column: str) -> None:
+    for d in sorted({p["depth"] for p in table}):      # d sets the precision: a front per depth
+        same = [p for p in table if p["depth"] == d]
+        front = pareto_front(same, "engine_lut", ykey)
+        for i, p in enumerate(same):
+            p[column] = (i in front) if p["engine_lut"] is not None and p[ykey] is not None else None
+
+
+def _row(p: Point, record: dict, cached: bool, estimator: Estimator | None) -> dict:
+    row = {c: None for c in COLUMNS}
+    row.update(p.values, lanes=p.hw.rows * 16 * p.hw.depth, macs_per_cycle=p.hw.macs_per_cycle,
+               status=record["status"], error=record["error"], cached=cached,
+               seconds=record.get("seconds"), key=p.key, point=p.name)
+    if record["status"] != "ok":
+        return row
+    rep = record["report"]
+    e = rep["engine"]
+    row.update({k: e[k] for k in ("engine_lut", "engine_carry", "engine_ff", "engine_bram", "engine_dsp",
+                                  "lut_per_lane", "lut_equiv_per_lane", "fmax_mhz")})
+    row["design_lut"] = rep["resources"]["lut"]
+    if e["fmax_mhz"] is not None:
+        row["gmac_per_s"] = round(p.hw.macs_per_cycle * e["fmax_mhz"] / 1e3, 3)
+    if estimator is not None:
+        row.update(estimate_point(p.hw, e["fmax_mhz"] or p.spec["freq_mhz"], p.name, estimator))
+    return row
+
+
+def estimate_point(hw: HwConfig, clock_mhz: float, label: str, est: Estimator) -> dict:
+    """Tokens/s and J/token of ``est.model`` with the engine ``hw`` at ``clock_mhz`` on
+    ``est.board``'s memory and static power (``sim.boards.with_hwconfig``, as
+    ``tritforge estimate --hw``)."""
+    from ..sim.boards import with_hwconfig
+    from ..sim.estimate import project
+
+    board = with_hwconfig(est.board, dataclasses.replace(hw, clock_mhz=float(clock_mhz)), label)
+    try:
+        r = project(est.model, hw.depth, board, est.table, context=est.context)
+    except TritforgeError as exc:
+        return {"est_clock_mhz": clock_mhz, "est_bound": f"estimate failed: {one_line(exc, 200)}"}
+    pt = r["per_token"]
+    return {"est_clock_mhz": clock_mhz, "tokens_per_s": round(pt["tokens_per_s"], 3),
+            "j_per_token": round(pt["energy_j"], 6), "est_bound": pt["bound"],
+            "model_fits": r["memory_fit"]["fits"]}
+
+
+def _estimate_meta(est: Estimator | None) -> dict | None:
+    if est is None:
+        return None
+    from ..sim.estimate import load_shape
+
+    shape = load_shape(est.model)
+    return {"model": shape.get("_name", est.model), "model_config": shape.get("_path"),
+            "board": est.board.name, "board_title": est.board.title, "context": est.context,
+            "energy_table": f"{est.table.name} {est.table.version}",
+            "clock": "each point's Fmax; its clock constraint where it was not placed and routed"}
+
+
+def _line(p: dict, done: int, total: int, width: int) -> str:
+    head = f"[{done}/{total}] {p['point']:<{width}}"
+    if p["status"] != "ok":
+        return f"{head} {p['status']}: {p['error']}"
     fm = f"{p['fmax_mhz']:.1f} MHz" if p["fmax_mhz"] is not None else "no P&R"
-    return (f"d={p['depth']} R={p['rows']:<3} engine LUT {p['engine_lut']:>6} "
-            f"({p['lut_per_lane']:.1f}/lane), FF {p['engine_ff']:>6}, DSP {p['engine_dsp']}, "
-            f"BRAM {p['engine_bram']}, {fm}")
+    tok = (f", {p['tokens_per_s']:.2f} tok/s, {p['j_per_token']:.4f} J/token"
+           if p["tokens_per_s"] is not None else "")
+    when = "cached" if p["cached"] else f"{p['seconds']:.0f} s"
+    return (f"{head} engine LUT {p['engine_lut']:>6} ({p['lut_per_lane']:.1f}/lane), "
+            f"FF {p['engine_ff']:>6}, DSP {p['engine_dsp']}, BRAM {p['engine_bram']}, {fm}{tok} ({when})")
 
 
-def plot(points: list[dict], ykey: str, title: str, path: str) -> None:
+def plot(points: list[dict], ykey: str, ylabel: str, front: str, title: str, path: str) -> None:
+    """Engine LUTs against ``ykey``, one colour and one Pareto front (``front`` column) per depth."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -104,19 +431,22 @@ def plot(points: list[dict], ykey: str, title: str, path: str) -> None:
         dots = ax.scatter([p["engine_lut"] for p in pts], [p[ykey] for p in pts], label=f"d = {d}",
                           zorder=3)
         for p in pts:
-            ax.annotate(f"R={p['rows']}", (p["engine_lut"], p[ykey]), textcoords="offset points",
+            ax.annotate(p["point"].split("_", 1)[1], (p["engine_lut"], p[ykey]), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)
-        front = sorted((p for p in pts if p["pareto"]), key=lambda p: p["engine_lut"])
-        if len(front) > 1:
-            ax.step([p["engine_lut"] for p in front], [p[ykey] for p in front], where="post",
+        line = sorted((p for p in pts if p[front]), key=lambda p: p["engine_lut"])
+        if len(line) > 1:
+            ax.step([p["engine_lut"] for p in line], [p[ykey] for p in line], where="post",
                     color=dots.get_facecolor()[0], linestyle="--", alpha=0.6,
                     label=f"Pareto front d = {d}", zorder=2)
     ax.set_xlabel("engine LUTs")
-    ax.set_ylabel("GMAC/s (MAC/cycle x Fmax)" if ykey == "gmac_per_s" else "MAC/cycle")
+    ax.set_ylabel(ylabel)
     ax.set_xscale("log")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    if ok:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no point was built", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

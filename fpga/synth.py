@@ -255,11 +255,13 @@ def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool
 
 def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = (),
              freq_mhz: float = 200.0, seed: int = 1, meta: dict | None = None,
-             pnr_timeout_s: float | None = None, router: str = ROUTERS[0]) -> dict:
+             pnr_timeout_s: float | None = None, router: str = ROUTERS[0],
+             place: bool = True) -> dict:
     """Synthesize (and place and route) ``design`` (a ``wiring.Component`` top); write
     ``out_dir`` atomically and return the report dict. ``pnr_timeout_s`` bounds nextpnr's
     run time (its router can fail to converge for some seeds and then runs on); ``router``
-    is nextpnr's routing algorithm (``ROUTERS``)."""
+    is nextpnr's routing algorithm (``ROUTERS``); ``place=False`` stops after Yosys (the
+    report's ``kind`` says so and it has no ``pnr``)."""
     from amaranth.back import rtlil
 
     t = target(target_name)
@@ -294,14 +296,15 @@ def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = 
                 workaround = (f"yosys crashed in MEMORY_LIBMAP; rerun with memories of <= "
                               f"{SMALL_MEMORY_WORDS} words mapped to logic")
         stat = parse_stat(os.path.join(work, "stat.json"), t, "top")
-        report = {"target": t.name, "device": t.device, "kind": t.kind, "seed": seed,
+        kind = t.kind if place or not t.nextpnr else "yosys only, no place-and-route"
+        report = {"target": t.name, "device": t.device, "kind": kind, "seed": seed,
                   "freq_constraint_mhz": freq_mhz, "tools": tool_versions(),
                   "yosys_script": script.splitlines(), "yosys_workaround": workaround,
                   "resources": stat["design"],
                   "modules": {k: v for k, v in stat["modules"].items()
                               if k in {f"top.{m}" for m in keep}},
                   "meta": meta or {}}
-        if t.nextpnr:
+        if t.nextpnr and place:
             argv = [tool(t.nextpnr), *t.nextpnr_args, "--json", "top.json", "--report", "pnr.json",
                     "--detailed-timing-report", "--router", router,
                     "--seed", str(seed), "--freq", f"{freq_mhz:g}", "--timing-allow-fail",

@@ -93,21 +93,24 @@ WRAPPERS = {
 def synthesize_engine(hw: HwConfig, target: str, out: str, freq: float | None = None,
                       seed: int = 1, decoder_style: str | None = None,
                       wrapper: str = "io", pnr_timeout_s: float | None = None,
-                      router: str = synth.ROUTERS[0]) -> dict:
+                      router: str = synth.ROUTERS[0], primitives: str | None = None,
+                      place: bool = True) -> dict:
     """Run the flow (``fpga.synth``) on the engine inside ``wrapper`` (``WRAPPERS``); the
     report gets an ``engine`` section: the engine module's own resources, LUT4 per lane and
-    Fmax."""
+    Fmax. ``primitives``: the engine's primitive set (hw/primitives.py; default the
+    target's); ``place=False`` stops after Yosys."""
     from .iotop import IoTop
 
     if wrapper not in WRAPPERS:
         raise TritforgeError(f"wrapper {wrapper!r}: expected one of {sorted(WRAPPERS)}")
     top = {"io": IoTop, "link": SynthTop}[wrapper](hw, decoder_style,
-                                                   synth.target(target).primitives)
+                                                   primitives or synth.target(target).primitives)
     meta = {"hwconfig": hw.to_dict(), "derived": hw.derived(), "decoder": top.decoder_style,
             "primitives": top.engine.primitives, "wrapper": wrapper,
             "wrapper_text": WRAPPERS[wrapper]}
     report = synth.run_flow(top, target, out, keep=("engine",), freq_mhz=freq or hw.clock_mhz,
-                            seed=seed, meta=meta, pnr_timeout_s=pnr_timeout_s, router=router)
+                            seed=seed, meta=meta, pnr_timeout_s=pnr_timeout_s, router=router,
+                            place=place)
     report["engine"] = engine_figures(report, hw)
     report["engine"]["fmax_mhz"] = synth.fmax_mhz(report)
     path = os.path.join(out, "report.json")

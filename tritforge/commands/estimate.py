@@ -158,7 +158,7 @@ def run(args) -> int:
                 f"{board.name}'s memory ({board.memory}, {board.bandwidth_gbs:g} GB/s) and static power "
                 f"(--board {args.board})")
         board = with_hwconfig(board, cfg, os.path.basename(args.hw))
-    table = EnergyTable.load(args.energy_table if args.energy_table else _board_table(board))
+    table = EnergyTable.load(args.energy_table if args.energy_table else board_table(board))
     accel = AccelConfig.from_json(args.accel) if args.accel else None
     common = dict(zero_trit_fraction=args.zero_trit_fraction, vectors=args.vectors,
                   prefill_vectors=args.prefill_vectors, accel=accel, lm_head=args.lm_head)
@@ -183,7 +183,8 @@ def run(args) -> int:
     return 0
 
 
-def _board_table(board) -> str:
+def board_table(board) -> str:
+    """The path of ``board``'s own energy table (``sim/data/energy/``); `sweep` uses it too."""
     from importlib import resources
 
     return str(resources.files("tritforge.sim").joinpath("data", "energy", board.energy_table))

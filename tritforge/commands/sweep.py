@@ -1,51 +1,155 @@
-"""``tritforge sweep``: the engine over R and d for one target; table + Pareto plot."""
+"""``tritforge sweep``: the engine over a design space on Dask; table, Pareto plots, cache."""
 from __future__ import annotations
+
+import sys
 
 from ..errors import TritforgeError
 
-HELP = "synthesize the engine over lists of R and d for one target; CSV/JSON table and a Pareto PNG (LUT vs MAC/cycle x Fmax)"
+HELP = ("synthesize the engine over lists of d, R, T, seeds, decoder styles and primitive sets on "
+        "Dask (a local cluster or --scheduler); cached per point, resumable; CSV/JSON table with "
+        "tokens/s and J/token, Pareto PNGs")
+
+#: the model shape the estimator projects when none is given: the embedded default model's
+DEFAULT_MODEL = "smollm2-135m"
 
 
-def _ints(text: str, what: str) -> list[int]:
+def _ints(text: str, what: str) -> tuple[int, ...]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise TritforgeError(f"{what} {text!r}: expected comma-separated integers, e.g. 1,4,16") from None
     if not values:
         raise TritforgeError(f"{what} {text!r}: expected at least one value")
-    return values
+    return tuple(dict.fromkeys(values))
+
+
+def _names(text: str, what: str, allowed) -> tuple[str, ...]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values:
+        raise TritforgeError(f"{what} {text!r}: expected at least one value")
+    for v in values:
+        if v not in allowed:
+            raise TritforgeError(f"{what} {text!r}: {v!r} is not one of {', '.join(allowed)}")
+    return tuple(dict.fromkeys(values))
 
 
 def add_arguments(p) -> None:
+    from ..fpga.synth import ROUTERS
     from ._hwoptions import add_hw_arguments
     from .synth import TARGET_NAMES
 
     p.add_argument("--target", required=True, choices=TARGET_NAMES, help="as in `tritforge synth`")
-    p.add_argument("--rows", dest="sweep_rows", required=True, metavar="R,R,..",
-                   help="rows in parallel to try, e.g. 1,4,16")
-    p.add_argument("--depths", required=True, metavar="D,D,..", help="depths to try, e.g. 1,2")
-    p.add_argument("--freq", type=float, default=None, metavar="MHZ",
-                   help="clock constraint for nextpnr (default: --clock-mhz)")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placer seed (default 1)")
-    add_hw_arguments(p, skip=("rows", "depth"))
+    axes = p.add_argument_group("axes (comma-separated lists; every combination is one point)")
+    axes.add_argument("--depths", required=True, metavar="D,D,..", help="depths to try, e.g. 1,2")
+    axes.add_argument("--rows", dest="sweep_rows", required=True, metavar="R,R,..",
+                      help="rows in parallel to try, e.g. 1,4,16")
+    axes.add_argument("--vectors", dest="sweep_vectors", metavar="T,T,..",
+                      help="activation vectors per weight fetch (default: --config's, else 1)")
+    axes.add_argument("--seeds", "--seed", dest="seeds", default="1", metavar="N,N,..",
+                      help="nextpnr placer seeds (default 1)")
+    axes.add_argument("--decoders", metavar="STYLE,..",
+                      help="decoder styles, of arith, nibble, rom (default: the engine's, nibble)")
+    axes.add_argument("--primitives", metavar="SET,..",
+                      help="primitive sets, of generic, ecp5 (default: the target's)")
+    flow = p.add_argument_group("flow")
+    flow.add_argument("--freq", type=float, default=None, metavar="MHZ",
+                      help="clock constraint for nextpnr (default: --clock-mhz)")
+    flow.add_argument("--wrapper", choices=("io", "link"), default="io", help="as in `tritforge synth` (default io)")
+    flow.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
+                      help="nextpnr's router (default router1; router2 for engines of several slices)")
+    flow.add_argument("--yosys-only", "--no-place", dest="yosys_only", action="store_true",
+                      help="stop after Yosys: area only, no Fmax (cheap points)")
+    flow.add_argument("--timeout-per-point", type=float, default=None, metavar="SECONDS",
+                      help="stop a point after this long and record it as timed out (default: no limit)")
+    run = p.add_argument_group("where the points run")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes of the local Dask cluster, one point each at a time "
+                            "(default: half the cores, at most 4)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="an existing Dask cluster's scheduler, e.g. tcp://host:8786 (its workers "
+                            "need tritforge and the same tool versions)")
+    run.add_argument("--cache", metavar="DIR",
+                     help="point cache, one folder per point keyed by its inputs' hash (default OUT/cache)")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="run the points the cache holds as failed again")
+    est = p.add_argument_group("estimate (tokens/s and J/token of every built point)")
+    est.add_argument("--model-config", default=DEFAULT_MODEL, metavar="PATH|NAME",
+                     help=f"an HF config.json or a bundled shape (default {DEFAULT_MODEL}; "
+                          "`tritforge estimate --list`)")
+    est.add_argument("--board", default="default", metavar="NAME|FILE",
+                     help="the board whose memory, static power and energy table the engine runs with "
+                          "(as in `tritforge estimate`; default kv260)")
+    est.add_argument("--context", type=int, default=0, metavar="N",
+                     help="tokens in the KV cache for the decode token (default 0)")
+    add_hw_arguments(p, skip=("rows", "depth", "vectors"))
     p.add_argument("--out", required=True, metavar="DIR",
-                   help="folder: sweep.csv, sweep.json, pareto.png, points/d<D>_r<R>/")
+                   help="folder: sweep.csv, sweep.json, pareto.png, pareto_tokens.png, points/<point>/, "
+                        "cache/ (kept when the sweep is run again)")
 
 
 def run(args) -> int:
     import os
 
-    from ..fpga.sweep import run_sweep
-    from ._hwoptions import hw_from_args
+    from tqdm import tqdm
 
-    rows = _ints(args.sweep_rows, "--rows")
-    depths = _ints(args.depths, "--depths")
+    from ..fpga.sweep import Axes, Estimator, Flow, run_sweep
+    from ..hw.decoder import STYLES
+    from ..hw.primitives import PRIMITIVES
+    from ..sim import estimate
+    from ..sim.boards import get_board
+    from ..sim.energy import EnergyTable
+    from ._hwoptions import hw_from_args
+    from .estimate import board_table
+
     base = hw_from_args(args)
-    print(f"sweep    {args.target}: R in {rows}, d in {depths} ({len(rows) * len(depths)} runs)")
-    points = run_sweep(args.target, rows, depths, base, args.out, args.freq, args.seed,
-                       progress=lambda s: print(f"point    {s}", flush=True))
-    front = [f"d={p['depth']} R={p['rows']}" for p in points if p["pareto"]]
-    print(f"pareto   {', '.join(front) if front else '(none)'}")
-    for name in ("sweep.csv", "sweep.json", "pareto.png"):
+    axes = Axes(depths=_ints(args.depths, "--depths"), rows=_ints(args.sweep_rows, "--rows"),
+                vectors=_ints(args.sweep_vectors, "--vectors") if args.sweep_vectors else (base.vectors,),
+                seeds=_ints(args.seeds, "--seeds"),
+                decoders=_names(args.decoders, "--decoders", STYLES) if args.decoders else (None,),
+                primitives=_names(args.primitives, "--primitives", PRIMITIVES) if args.primitives else (None,))
+    flow = Flow(args.target, args.freq, args.wrapper, args.router, args.yosys_only, args.timeout_per_point)
+    if args.workers is not None and args.workers < 1:
+        raise TritforgeError(f"--workers {args.workers}: expected a positive number of workers")
+    if args.context < 0:
+        raise TritforgeError(f"--context {args.context}: expected 0 or more")
+    board = get_board(args.board)
+    table = EnergyTable.load(board_table(board))
+    estimate.project(args.model_config, base.depth, board, table, context=args.context)  # checks model, context
+    estimator = Estimator(args.model_config, board, table, args.context)
+
+    n = 1
+    for values in (axes.depths, axes.rows, axes.vectors, axes.seeds, axes.decoders, axes.primitives):
+        n *= len(values)
+    cache = args.cache or os.path.join(args.out, "cache")
+    print(f"sweep    {args.target}: d in {list(axes.depths)}, R in {list(axes.rows)}, T in {list(axes.vectors)}, "
+          f"seeds {list(axes.seeds)}, decoder {_shown(axes.decoders)}, primitives {_shown(axes.primitives)}; "
+          f"{n} point{'s' * (n != 1)}{' (yosys only)' if args.yosys_only else ''}; cache {cache}", flush=True)
+    bar = tqdm(total=n, unit="point", disable=None, leave=False, dynamic_ncols=True)
+
+    def progress(line: str) -> None:
+        bar.write(f"point    {line}", file=sys.stdout)
+        bar.update()
+
+    try:
+        points = run_sweep(axes, base, args.out, flow, estimator=estimator, cache_dir=args.cache,
+                           workers=args.workers, scheduler=args.scheduler, retry_failed=args.retry_failed,
+                           progress=progress, started=lambda what: bar.write(f"cluster  {what}", file=sys.stdout))
+    finally:
+        bar.close()
+    cached = sum(1 for p in points if p["cached"])
+    bad = [p for p in points if p["status"] != "ok"]
+    print(f"points   {len(points) - len(bad)} built, {len(bad)} failed or stopped, "
+          f"{cached} from the cache")
+    for key, what in (("pareto", "pareto   LUT vs GMAC/s" if not args.yosys_only and args.target != "xilinx-estimate"
+                       else "pareto   LUT vs MAC/cycle"),
+                      ("pareto_tokens", f"pareto   LUT vs tok/s ({args.model_config} on {board.name})")):
+        front = [p["point"] for p in points if p[key]]
+        print(f"{what}: {', '.join(front) if front else '(none)'}")
+    for name in ("sweep.csv", "sweep.json", "pareto.png", "pareto_tokens.png"):
         print(f"wrote    {os.path.join(args.out, name)}")
     return 0
+
+
+def _shown(values) -> str:
+    return "default" if values == (None,) else ",".join(values)

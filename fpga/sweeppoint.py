@@ -1,0 +1,241 @@
+"""One point of a sweep (``fpga.sweep``), as a Dask worker runs it.
+
+A point is a *spec*: a JSON-able dict of every input that decides its result (the
+HwConfig, target, seed, clock constraint, decoder style, primitive set, wrapper, router,
+whether nextpnr runs, the tool versions and ``source_digest``: the digest of the sources
+of the modules that build the engine and run the flow).
+``point_key`` hashes it; the sweep caches each result under that key.
+
+``run_point`` (the task the sweep submits) runs the point in a child process of its own
+(``python -m tritforge.fpga.sweeppoint DIR``) in a temporary folder, so that
+
+* a point that exceeds its time limit is stopped whole: the child leads a process group
+  of its own, and its Yosys and nextpnr runs are in that group, which is killed;
+* the child outlives nothing: it watches its parent and kills its group when the worker
+  that started it is gone (a sweep interrupted with Ctrl-C or SIGTERM shuts its cluster
+  down; a worker can also be lost);
+* every point starts from a fresh interpreter (Amaranth's elaboration of a large engine
+  takes much memory) with no shared state between points of one worker.
+
+The task returns a *record*: the spec, ``status`` (``ok``; ``failed``: the flow stopped with
+an error, e.g. the design does not fit the device or a tool failed; ``timeout``;
+``crashed``: the child died or the worker's tools or sources differ from the sweep's),
+the one-line ``error``, the run time, the flow's ``report`` and the point's files
+(``report.json``, ``synth.ys``, the tool logs gzip-compressed). Everything travels in the
+record, so a worker needs no file system shared with the sweep (``--scheduler`` on other
+machines).
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+#: the files of the flow's folder a record carries: kept as they are, or gzip-compressed
+KEEP_FILES = ("report.json", "synth.ys")
+GZIP_FILES = ("yosys.log", "nextpnr.log")
+
+#: the modules the flow starts from: the digest of their sources and of every tritforge
+#: module they import (directly or not, at the top or inside a function) is part of every
+#: point's key, so a changed generator or flow gives a new key and no cached result of
+#: older RTL is reused, while edits elsewhere (other units, the CLI) keep the cache valid
+FLOW_MODULES = ("tritforge.fpga.synthtop", "tritforge.fpga.iotop")
+
+
+def _module_file(name: str) -> str | None:
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+
+
+def _imports(name: str, path: str) -> set[str]:
+    """The tritforge modules ``path`` (module ``name``) imports anywhere in its source."""
+    import ast
+
+    with open(path, "rb") as f:
+        tree = ast.parse(f.read(), path)
+    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)   # ``from pkg import module``
+    return {m for m in found if m == "tritforge" or m.startswith("tritforge.")}
+
+
+def source_files() -> dict[str, str]:
+    """Module name -> file of ``FLOW_MODULES`` and every tritforge module (and package) they
+    import, found by reading their sources (nothing is imported but the packages)."""
+    files, todo = {}, list(FLOW_MODULES)
+    while todo:
+        name = todo.pop()
+        if name in files:
+            continue
+        parent = name.rpartition(".")[0]
+        if parent and parent not in files:
+            todo += [name, parent]       # the package first
+            continue
+        if parent and (files[parent] is None or not files[parent].endswith("__init__.py")):
+            files[name] = None           # ``from module import name``: not a module
+            continue
+        files[name] = path = _module_file(name)
+        if path is not None:
+            todo += sorted(_imports(name, path))
+    return {k: v for k, v in files.items() if v is not None}
+
+
+def source_digest() -> str:
+    """SHA-256 over the sources of ``source_files()``."""
+    h = hashlib.sha256()
+    for name, path in sorted(source_files().items()):
+        with open(path, "rb") as f:
+            h.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
+def point_key(spec: dict) -> str:
+    """The cache key of a point: the hash of its spec's canonical JSON."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+# --- the task (runs on a worker) ---------------------------------------------------------
+
+def run_point(spec: dict, timeout_s: float | None = None) -> dict:
+    """Run one point in a child process (module docstring); return its record."""
+    start = time.monotonic()
+    record = {"key": point_key(spec), "spec": spec, "status": None, "error": None,
+              "seconds": None, "report": None, "files": {}, "worker": socket.gethostname()}
+    tmp = tempfile.mkdtemp(prefix="tritforge-point-")
+    try:
+        with open(os.path.join(tmp, "spec.json"), "w") as f:
+            json.dump(spec, f)
+        with open(os.path.join(tmp, "child.log"), "wb") as log:
+            child = subprocess.Popen([sys.executable, "-m", "tritforge.fpga.sweeppoint", tmp,
+                                      str(os.getpid())],
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+            try:
+                child.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill_group(child)
+                record.update(status="timeout",
+                              error=f"stopped after {timeout_s:g} s (--timeout-per-point)")
+            except BaseException:          # the worker is shutting down: leave nothing running
+                _kill_group(child)
+                raise
+        if record["status"] is None:
+            record.update(_child_result(tmp, child.returncode))
+        flow = os.path.join(tmp, "flow")
+        if record["status"] == "ok":
+            with open(os.path.join(flow, "report.json")) as f:
+                record["report"] = json.load(f)
+            for name in KEEP_FILES + GZIP_FILES:
+                path = os.path.join(flow, name)
+                if os.path.exists(path):
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    if name in GZIP_FILES:
+                        record["files"][name + ".gz"] = gzip.compress(data, mtime=0)
+                    else:
+                        record["files"][name] = data
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    record["seconds"] = round(time.monotonic() - start, 1)
+    return record
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+
+
+def _child_result(tmp: str, returncode: int) -> dict:
+    path = os.path.join(tmp, "result.json")
+    if returncode == 0 and os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    with open(os.path.join(tmp, "child.log"), errors="replace") as f:
+        lines = [ln.strip() for ln in f if ln.strip()]
+    why = lines[-1] if lines else "no output"
+    how = (f"killed by {signal.Signals(-returncode).name}" if returncode < 0
+           else f"exit {returncode}")
+    return {"status": "crashed", "error": one_line(f"point process {how}: {why}")}
+
+
+# --- the child process -------------------------------------------------------------------
+
+def _watch_parent(parent: int, folder: str) -> None:
+    """Once ``parent`` (the worker) is gone, remove the point's ``folder`` (nobody else
+    will) and kill this process group: this process and its Yosys or nextpnr."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+
+
+def _child(folder: str, parent: int) -> int:
+    _watch_parent(parent, folder)
+    from ..errors import TritforgeError
+    from ..hwconfig import HwConfig
+    from .synth import tool_versions
+    from .synthtop import synthesize_engine
+
+    with open(os.path.join(folder, "spec.json")) as f:
+        spec = json.load(f)
+    result = {"status": "ok", "error": None}
+    tools, digest = tool_versions(), source_digest()
+    if tools != spec["tools"]:
+        result = {"status": "crashed",
+                  "error": one_line(f"this worker's tools {tools} differ from the sweep's {spec['tools']}")}
+    elif digest != spec["source"]:
+        result = {"status": "crashed",
+                  "error": f"this worker's tritforge sources (digest {digest[:12]}) differ from the "
+                           f"sweep's ({spec['source'][:12]}): changed since the sweep started?"}
+    else:
+        try:
+            hw = HwConfig.from_dict(spec["hwconfig"], "point")
+            synthesize_engine(hw, spec["target"], os.path.join(folder, "flow"), spec["freq_mhz"],
+                              spec["seed"], spec["decoder"], spec["wrapper"], None, spec["router"],
+                              primitives=spec["primitives"], place=spec["place"])
+        except TritforgeError as exc:
+            result = {"status": "failed", "error": one_line(exc)}
+    with open(os.path.join(folder, "result.json"), "w") as f:
+        json.dump(result, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1], int(sys.argv[2])))
