@@ -46,15 +46,17 @@ def _attention(lanes, primitives):
 
 def _rmsnorm(lanes, primitives):
     from ..hw.rmsnorm import RmsNorm
-    return RmsNorm(_vcfg(), 576, lanes=lanes), {"n": 576, "lanes": lanes}
+    return RmsNorm(_vcfg(), 576, lanes=lanes, primitives=primitives), \
+        {"n": 576, "lanes": lanes, "primitives": primitives}
 
 
 def _int8quant(lanes, primitives):
     from ..hw.int8quant import Int8Quantizer
     v = _vcfg()
     # the layer's activation quantizer: resid_bits - 1 bit inputs, vectors up to 1536
-    return Int8Quantizer(v.resid_bits - 1, v.scale_bits, 1536, lanes=lanes), \
-        {"in_bits": v.resid_bits - 1, "scale_bits": v.scale_bits, "max_n": 1536, "lanes": lanes}
+    return Int8Quantizer(v.resid_bits - 1, v.scale_bits, 1536, lanes=lanes, primitives=primitives), \
+        {"in_bits": v.resid_bits - 1, "scale_bits": v.scale_bits, "max_n": 1536, "lanes": lanes,
+         "primitives": primitives}
 
 
 def _rope(lanes, primitives):

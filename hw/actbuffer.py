@@ -54,7 +54,7 @@ class ActivationBuffer(wiring.Component):
 
     latency = 3
 
-    def __new__(cls, words: int, width: int, *, primitives: str = "generic"):
+    def __new__(cls, words: int, width: int, *, primitives: str = "generic", fabric: bool = True):
         cls.check(words, width, primitives)
         return super().__new__(cls)
 
@@ -67,8 +67,13 @@ class ActivationBuffer(wiring.Component):
         if primitives == "ecp5":
             ecp5_config(max(words, 2), width)
 
-    def __init__(self, words: int, width: int, *, primitives: str = "generic"):
+    def __init__(self, words: int, width: int, *, primitives: str = "generic", fabric: bool = True):
         self.words, self.width, self.primitives = max(words, 2), width, primitives
+        #: with ``fabric=False`` the write port and the read address go to the block as they
+        #: are (a write lands at the next clock edge, as ``lib.memory``'s does) and the word
+        #: appears after two enabled edges (the block's address and output registers)
+        self.fabric = fabric
+        self.latency = 3 if fabric else 2
         if primitives == "ecp5":
             self.ecp5 = ecp5_config(self.words, width)
         abits = unsigned(ceil_log2(self.words))
@@ -82,10 +87,14 @@ class ActivationBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.d.sync += [self.w_en_q.eq(self.w_en), self.w_addr_q.eq(self.w_addr),
-                     self.w_data_q.eq(self.w_data)]
-        with m.If(self.r_en):
-            m.d.sync += self.r_addr_q.eq(self.r_addr)
+        if not self.fabric:
+            m.d.comb += [self.w_en_q.eq(self.w_en), self.w_addr_q.eq(self.w_addr),
+                         self.w_data_q.eq(self.w_data), self.r_addr_q.eq(self.r_addr)]
+        else:
+            m.d.sync += [self.w_en_q.eq(self.w_en), self.w_addr_q.eq(self.w_addr),
+                         self.w_data_q.eq(self.w_data)]
+            with m.If(self.r_en):
+                m.d.sync += self.r_addr_q.eq(self.r_addr)
         if self.primitives == "ecp5":
             self._ecp5(m)
             return m

@@ -138,3 +138,39 @@ def round_shift(x, s: int):
     if s < 0:
         raise ValueError(f"round_shift: negative constant shift {s}")
     return x if s == 0 else ((x >> (s - 1)) + 1) >> 1
+
+
+#: bits per chunk of ``bitlen_staged``'s first stage
+BITLEN_CHUNK = 8
+
+
+def bitlen_staged(m, en, v: Value, name: str):
+    """``bitlen(v)`` of an unsigned v through two registers enabled by ``en``
+    (``vectortiming.BITLEN_STAGES``): first, per chunk of BITLEN_CHUNK bits, whether it is
+    nonzero and the bit length v would have if it were the top chunk (a function of the
+    chunk's bits alone); then the candidate of the highest nonzero chunk, picked by a tree of
+    pairs. Returns the second register."""
+    chunks = [(lo, v[lo:lo + BITLEN_CHUNK]) for lo in range(0, len(v), BITLEN_CHUNK)]
+    nbits = len(v).bit_length()
+    level = []
+    for c, (lo, ch) in enumerate(chunks):
+        nz = Signal(name=f"{name}_nz{c}", reset_less=True)
+        cand = Signal(nbits, name=f"{name}_cand{c}", reset_less=True)
+        local = sum((Mux(ch[j] & ~(ch[j + 1:] != 0) if j + 1 < len(ch) else ch[j], j + 1, 0)
+                     for j in range(len(ch))), Const(0, nbits))
+        with m.If(en):
+            m.d.sync += [nz.eq(ch != 0), cand.eq(lo + local)]
+        level.append((nz, cand))
+    while len(level) > 1:
+        nxt = []
+        for k in range(0, len(level), 2):
+            if k + 1 < len(level):
+                (nlo, clo), (nhi, chi) = level[k], level[k + 1]
+                nxt.append((nlo | nhi, Mux(nhi, chi, clo)))
+            else:
+                nxt.append(level[k])
+        level = nxt
+    n = Signal(nbits, name=f"{name}_n", reset_less=True)
+    with m.If(en):
+        m.d.sync += n.eq(Mux(level[0][0], level[0][1], 0))
+    return n

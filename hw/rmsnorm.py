@@ -35,7 +35,8 @@ are beats (``g`` writes a whole word), the lanes' |h| meet in a compare tree and
 squares in an adder before the running max and sum, each lane has its own pre-shift and
 multipliers, the quantizer has the same lanes. Cycles for one vector of N = n / lanes
 beats without stalls, its ``k`` beat offered by the end of the receive
-(``sim.vectorcycles.rmsnorm_cycles``): 3N + 25 + max(B, Rsqrt.latency - 14).
+(``sim.vectorcycles.rmsnorm_cycles``). ``primitives`` (hw/primitives.py) builds the
+quantizer's multipliers and buffer.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ from .elementpipe import advance, check_lanes, delay, lane
 from .fixedops import abs_value, bitlen, max_tree, rshift_round
 from .int8quant import MAX_IN_BITS, Int8Quantizer
 from .multiplier import PipelinedMultiplier
+from .primitives import check_primitives
 from .rsqrt import MAX_SS_BITS, Rsqrt, check_vector_config
 from .signature import members
 
@@ -73,10 +75,11 @@ class RmsNorm(wiring.Component):
     #: registers of the step: the multiplier m_u · y, the normalization
     step_stages = PipelinedMultiplier.latency + 1
 
-    def __new__(cls, vcfg: VectorConfig, n: int, *, lanes: int = 1):
+    def __new__(cls, vcfg: VectorConfig, n: int, *, lanes: int = 1, primitives: str = "generic"):
         check_vector_config("RmsNorm", vcfg)
         check_int("RmsNorm", "n", n, 1)
         check_lanes("RmsNorm", lanes, n)
+        check_primitives(primitives, "RmsNorm")
         if ss_bits(vcfg, n) > MAX_SS_BITS:
             raise ValueError(f"RmsNorm n={n}, norm_in_bits={vcfg.norm_in_bits}: the sum of squares "
                              f"reaches 2^{MAX_SS_BITS}")
@@ -85,8 +88,8 @@ class RmsNorm(wiring.Component):
                              f"the weighted input exceeds the quantizer's {MAX_IN_BITS} bits")
         return super().__new__(cls)
 
-    def __init__(self, vcfg: VectorConfig, n: int, *, lanes: int = 1):
-        self.vcfg, self.n, self.lanes = vcfg, n, lanes
+    def __init__(self, vcfg: VectorConfig, n: int, *, lanes: int = 1, primitives: str = "generic"):
+        self.vcfg, self.n, self.lanes, self.primitives = vcfg, n, lanes, primitives
         super().__init__(members(rmsnorm_ports(vcfg, n, lanes)))
 
     def elaborate(self, platform):
@@ -95,7 +98,7 @@ class RmsNorm(wiring.Component):
         NB, GB, B = v.norm_in_bits, v.gamma_bits, v.scale_bits
         sb = ss_bits(v, n)
         L, N = self.lanes, n // self.lanes                # lanes, beats per vector
-        q = m.submodules.quant = Int8Quantizer(GB + NB, B, n, lanes=L)
+        q = m.submodules.quant = Int8Quantizer(GB + NB, B, n, lanes=L, primitives=self.primitives)
         rs = m.submodules.rsqrt = Rsqrt(v, sb)
         hbuf = m.submodules.hbuf = Memory(shape=self.h.payload.h.shape(), depth=N, init=[])
         gmem = m.submodules.gamma = Memory(shape=self.g.payload.value.shape(), depth=N, init=[])

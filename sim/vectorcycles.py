@@ -13,7 +13,7 @@ elements per beat (one beat per cycle), so n elements are ceil(n / lanes) beats.
 """
 from __future__ import annotations
 
-from ..vectortiming import ROPE_STAGES, SILU_STAGES, requant_stages
+from ..vectortiming import INT8Q_OUT_STAGES, INT8Q_PREP_CYCLES, ROPE_STAGES, SILU_STAGES, requant_stages
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
@@ -21,8 +21,6 @@ def _ceil(a: int, b: int) -> int:
 
 #: hw.multiplier.PipelinedMultiplier: input, product and output registers
 MUL_STAGES = 3
-#: Int8Quantizer's output pass: the buffer read, the multiplier, round-shift-and-clamp
-INT8Q_OUT_STAGES = 1 + MUL_STAGES + 1
 
 
 def divider_cycles(quo_bits: int) -> int:
@@ -31,11 +29,12 @@ def divider_cycles(quo_bits: int) -> int:
 
 
 def int8quant_cycles(n: int, scale_bits: int, lanes: int = 1) -> int:
-    """Int8Quantizer: N = ceil(n / lanes) receive cycles, one cycle for K, the divider's
-    B + 8 steps and its result beat (taken in the cycle it appears), then the output pass:
-    N reads, the last one INT8Q_OUT_STAGES cycles before its output beat."""
+    """Int8Quantizer: N = ceil(n / lanes) receive cycles, INT8Q_PREP_CYCLES (mu, K and the
+    numerator), one cycle offering them to the divider, its B + 8 steps and its result
+    beat (taken in the cycle it appears), then the output pass: N reads, the last one
+    INT8Q_OUT_STAGES cycles before its output beat."""
     quo, beats = scale_bits + 8, _ceil(n, lanes)
-    return beats + 1 + (quo + 1) + 1 + (beats - 1) + INT8Q_OUT_STAGES
+    return beats + INT8Q_PREP_CYCLES + 1 + (quo + 1) + 1 + (beats - 1) + INT8Q_OUT_STAGES
 
 
 def rsqrt_latency(vcfg) -> int:
@@ -64,7 +63,7 @@ def rmsnorm_cycles(n: int, vcfg, lanes: int = 1) -> int:
     N beats through the RMS_STEP_STAGES step registers."""
     n = _ceil(n, lanes)
     last_u = n + 1 + (n - 1) + RMS_SCAN_STAGES                  # cycle the last u is taken
-    first_q = last_u + 1 + (vcfg.scale_bits + 8 + 1) + 1 + INT8Q_OUT_STAGES
+    first_q = last_u + INT8Q_PREP_CYCLES + 1 + (vcfg.scale_bits + 8 + 1) + 1 + INT8Q_OUT_STAGES
     y_ready = last_u + 1 + rsqrt_latency(vcfg) + 1
     return max(first_q, y_ready) + (n - 1) + RMS_STEP_STAGES + 1
 

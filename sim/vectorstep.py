@@ -36,7 +36,7 @@ from ..ports import bits_for
 from ..vectorports import (EXP_BITS, divider_ports, eps_bits, int8quant_ports,
                            requant_ports, rmsnorm_ports, rope_ports, rsqrt_exp_bits, rsqrt_ports,
                            silumul_ports)
-from ..vectortiming import ROPE_STAGES, SILU_STAGES, requant_stages
+from ..vectortiming import INT8Q_OUT_STAGES, INT8Q_PREP_CYCLES, ROPE_STAGES, SILU_STAGES, requant_stages
 from .elementstep import ElementPipe, beat_field, lanes_of, records, rshift_round, saturate, wrap
 
 #: PipelinedMultiplier's registers (input, product, output)
@@ -115,18 +115,19 @@ class DividerStep(_Model):
 
 # ---- Int8Quantizer ------------------------------------------------------------------------
 
-RECV, NORM, DIV, OUT = "RECV", "NORM", "DIV", "OUT"
+RECV, FOLD, LEN, NORM, DIV, OUT = "RECV", "FOLD", "LEN", "NORM", "DIV", "OUT"
 
 
 class Int8QuantizerStep(_Model):
-    """hw/int8quant.py: receive into the buffer (max |v|), one cycle offering 127 · 2^K /
-    mu to the divider (B + 8 quotient bits), the hand-over when the divider is done and the
-    output pipeline (5 registers) is empty, the output pass. x_q and the step are
+    """hw/int8quant.py: receive into the buffer (max |v|), ``INT8Q_PREP_CYCLES`` (FOLD, then
+    LEN), one cycle (NORM) offering 127 · 2^K / mu to the divider (B + 8 quotient bits),
+    the hand-over when the divider is done and the output pipeline (``INT8Q_OUT_STAGES``
+    registers) is empty, the output pass. x_q and the step are
     ``quantize_int8`` of the buffered vector, computed at the hand-over (where the RTL
     registers R, K and the step); each output beat carries the step registers of its
     cycle."""
 
-    out_stages = 1 + MUL + 1
+    out_stages = INT8Q_OUT_STAGES
 
     def __init__(self, in_bits: int, scale_bits: int, max_n: int, lanes: int = 1):
         self.in_bits, self.B, self.lanes = in_bits, scale_bits, lanes
@@ -138,7 +139,7 @@ class Int8QuantizerStep(_Model):
 
     def _reset(self) -> None:
         self.state = RECV
-        self.wcnt = self.nlast = self.ridx = self.mu = 0
+        self.wcnt = self.nlast = self.ridx = self.mu = self.wait = 0
         self.xq, self.step_m, self.step_e = [], 0, 0
         self.div._reset()
         self.pipe.clear()
@@ -172,8 +173,14 @@ class Int8QuantizerStep(_Model):
         if state == RECV and i_valid:
             self.mu = max(max(abs(x) for x in lanes_of(v)), self.mu)
             if last:
-                self.nlast, self.state = self.wcnt, NORM
+                self.nlast, self.state = self.wcnt, FOLD
             self.wcnt = wrap(self.wcnt + 1, wbits, False)
+        elif state == FOLD:
+            self.wait, self.state = INT8Q_PREP_CYCLES - 2, LEN
+        elif state == LEN:
+            if self.wait == 0:
+                self.state = NORM
+            self.wait -= 1
         elif state == NORM and div["i_ready"]:
             self.state = DIV
         elif state == DIV and div["o_valid"] and div_o_ready:

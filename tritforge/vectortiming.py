@@ -35,3 +35,14 @@ SILU_STAGES = 3 + MUL_STAGES + 2 + MUL_STAGES + 1 + MUL_STAGES + 2
 #: Rope: the four products, the difference and the sum, their rounding shifts, the
 #: saturations
 ROPE_STAGES = MUL_STAGES + 3
+
+#: hw.fixedops.bitlen_staged: per chunk, then the highest nonzero chunk
+BITLEN_STAGES = 2
+
+#: Int8Quantizer, between a vector's last input beat and the cycle that offers the
+#: divider its numerator: the last |v| folded into mu, mu floored at 1, its bit length,
+#: K and the numerator 127 · 2^K
+INT8Q_PREP_CYCLES = 1 + 1 + BITLEN_STAGES + 1
+#: Int8Quantizer's output pass: the buffer read (the block RAM's address and output
+#: registers), v · R, the staged rounding shift by K, the rounding add, the clamp
+INT8Q_OUT_STAGES = 2 + MUL_STAGES + SHIFT_STAGES + 1 + 1
