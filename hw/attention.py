@@ -362,13 +362,24 @@ class AttentionUnit(wiring.Component):
         self.v_block_end = v12 & b12
         lmax = u.w_left_max
         prods = []
+        dsp = None if u.pv_multiplier == "lut" else True
+        if dsp:
+            # the row's left shift, applied to the beat's elements (common to the g heads)
+            ls9 = Signal(range(lmax + 1))
+            lsrow = Signal(range(lmax + 1))
+            lscur = Mux(f9, ls9, lsrow)
+            with m.If(v9 & f9):
+                m.d.sync += lsrow.eq(ls9)
+            vs = [Signal(signed(8 + lmax), name=f"vs{k}") for k in range(L)]
+            m.d.comb += [vs[k].eq(e9[k] << lscur) for k in range(L)]
         for h in range(g):
             ph = self.exps[h].p
             with m.If(v4 & f4):
                 self._add_l(m, h, ph)
             m.submodules[f"pm{h}"] = mul = PipelinedMultiplier(u.p_bits + 1, B + 1)
             m.d.comb += [mul.a.eq(ph), mul.b.eq(vm4), mul.en.eq(1)]
-            # w: the right shift in two steps, or the left shift
+            # w: the right shift in two steps, or the left shift (which the "dsp" products
+            # move onto v: w · v = pm · (v << ls), operands of at most 18 bits but pm)
             rs = Signal(6, name=f"wrs{h}")
             m.d.comb += rs.eq(Mux(wsh7 < 0, 0, Mux(wsh7 > MAX_SHIFT, MAX_SHIFT, wsh7)))
             r1 = Signal(len(mul.p) + 1, name=f"wr1_{h}")
@@ -376,14 +387,20 @@ class AttentionUnit(wiring.Component):
             lo, wsh8 = Signal(3, name=f"wlo{h}"), Signal.like(wsh7, name=f"wsh8_{h}")
             m.d.sync += [r1.eq((mul.p[:2 * B + 1] << 1) >> (rs & 0x38)), lo.eq(rs[:3]),
                          pm1.eq(mul.p), wsh8.eq(wsh7)]
-            ls = Mux(-wsh8 > lmax, lmax, -wsh8)[:max(1, lmax.bit_length())]
+            ls = Mux(wsh8 >= 0, 0, Mux(-wsh8 > lmax, lmax, -wsh8))[:max(1, lmax.bit_length())]
+            right = ((r1 >> lo) + 1) >> 1
             w9, wrow = Signal(signed(u.w_bits), name=f"w{h}"), Signal(signed(u.w_bits), name=f"wrow{h}")
-            m.d.sync += w9.eq(Mux(wsh8 >= 0, ((r1 >> lo) + 1) >> 1, pm1 << ls))
+            m.d.sync += w9.eq(Mux(wsh8 >= 0, right, pm1 << ls if dsp is None else pm1))
+            if dsp is not None and h == 0:
+                m.d.sync += ls9.eq(ls)
             wcur = Signal(signed(u.w_bits), name=f"wcur{h}")
             m.d.comb += wcur.eq(Mux(f9, w9, wrow))
             with m.If(v9 & f9):
                 m.d.sync += wrow.eq(w9)
-            prods.append([self._pv_product(m, wcur, e9[k], f"pv{h}_{k}") for k in range(L)])
+            if dsp is None:
+                prods.append([self._lut_product(m, wcur, e9[k], f"pv{h}_{k}") for k in range(L)])
+            else:
+                prods.append([self._dsp_product(m, wcur, vs[k], f"pv{h}_{k}") for k in range(L)])
         # the block's sums: each head's words turn one beat per V beat, the last one gets
         # the first one plus the beat's products
         with m.If(v12):
@@ -402,16 +419,21 @@ class AttentionUnit(wiring.Component):
         i = h * (self.ucfg.head_dim + 1)
         m.d.sync += self.chain[i].eq(self.chain[i] + p)
 
-    def _pv_product(self, m, w, v, name: str):
-        """w · v, MUL_LATENCY cycles later: shift-and-add in logic, or a multiplier."""
+    def _lut_product(self, m, w, v, name: str):
+        """w · v, MUL_LATENCY cycles later, as shift-and-add in logic: the operands
+        registered, the 8 partial products summed in two register stages."""
         u = self.ucfg
-        if u.pv_multiplier == "dsp":
-            m.submodules[name] = mul = PipelinedMultiplier(u.w_bits, 8)
-            m.d.comb += [mul.a.eq(w), mul.b.eq(v), mul.en.eq(1)]
-            return mul.p
         wr, vr = Signal(signed(u.w_bits), name=f"{name}_w"), Signal(signed(8), name=f"{name}_v")
         m.d.sync += [wr.eq(w), vr.eq(v)]
         return tree_sum(m, partial_products(wr, vr), signed(u.w_bits + 8), MUL_LATENCY - 1, name)
+
+    def _dsp_product(self, m, w, vs, name: str):
+        """pm · (v << ls), MUL_LATENCY cycles later, on a multiplier: pm < 2^(PF + B + 1)
+        (two MULT18X18D on ECP5 at the default widths), v << ls within 18 bits."""
+        u = self.ucfg
+        m.submodules[name] = mul = PipelinedMultiplier(u.p_bits + u.attention.scale_bits + 1, len(vs))
+        m.d.comb += [mul.a.eq(w), mul.b.eq(vs), mul.en.eq(1)]
+        return mul.p
 
     # ---- merge: o = rshift_round(o · c, PF) + o_b, l likewise ----------------------------
     def _merge(self, m):
@@ -461,12 +483,15 @@ class AttentionUnit(wiring.Component):
         sl = Signal(range(u.l_bits + 1))
         recip = Signal(u.quotient_bits)
         d = Signal(range(hd + 1))                      # elements read
-        ob = Signal(range(NB))                         # beats taken
-        cnt = Signal(range(L + 1))                     # elements in the output register
-        coll = [Signal(signed(u.vector.resid_bits), name=f"out{k}") for k in range(L)]
+        ob = Signal(range(NB))                         # the head's beats formed
+        cnt = Signal(range(L + 1))                     # elements collected for the next beat
+        coll = [Signal(signed(u.vector.resid_bits), name=f"coll{k}") for k in range(L)]
+        ov, olast = Signal(), Signal()                 # the output register
+        oelems = [Signal(signed(u.vector.resid_bits), name=f"out{k}") for k in range(L)]
         full = cnt == L
-        en = Signal()
-        m.d.comb += en.eq(~full | self.out.ready)
+        move = full & (~ov | self.out.ready)           # a formed beat into the output register
+        en = Signal()                                  # the element pipeline advances
+        m.d.comb += en.eq(~full | move)
         # the element pipeline: read, o_t, o_t · R, round and saturate, into the beat
         out = state == Phase.OUT
         issue = out & (d < hd)
@@ -502,13 +527,17 @@ class AttentionUnit(wiring.Component):
             with m.If(div.o.valid):
                 m.d.sync += [recip.eq(div.o.payload.quo), d.eq(0), ob.eq(0), cnt.eq(0),
                              state.eq(Phase.OUT)]
-        m.d.comb += [self.out.valid.eq(full), self.out.payload.last.eq((hh == g - 1) & (ob == NB - 1))]
-        m.d.comb += [self.out.payload.elems[k].eq(coll[k]) for k in range(L)]
-        with m.If(full & self.out.ready):
-            m.d.sync += ob.eq(ob + 1)
-            with m.If(ob == NB - 1):
-                m.d.sync += hh.eq(hh + 1)
-                with m.If(hh == g - 1):
-                    m.d.sync += state.eq(Phase.IDLE)
-                with m.Else():
-                    m.d.sync += state.eq(Phase.DIVIDE)
+        m.d.comb += [self.out.valid.eq(ov), self.out.payload.last.eq(olast)]
+        m.d.comb += [self.out.payload.elems[k].eq(oelems[k]) for k in range(L)]
+        with m.If(self.out.ready):
+            m.d.sync += ov.eq(0)
+        with m.If(move):
+            m.d.sync += [ov.eq(1), olast.eq((hh == g - 1) & (ob == NB - 1)),
+                         ob.eq(Mux(ob == NB - 1, 0, ob + 1))]
+            m.d.sync += [r.eq(s) for r, s in zip(oelems, coll)]
+        # the next head's divider starts once its last beat is formed; the job ends when
+        # its last beat is taken
+        with m.If(out & move & (ob == NB - 1) & (hh != g - 1)):
+            m.d.sync += [hh.eq(hh + 1), state.eq(Phase.DIVIDE)]
+        with m.If(out & ov & olast & self.out.ready):
+            m.d.sync += [hh.eq(0), state.eq(Phase.IDLE)]

@@ -6,13 +6,14 @@ a chosen number of register stages.
 (two's complement: bit i adds a · 2^i, the top bit subtracts it).
 
 ``tree_sum(m, terms, shape, stages, name)``: Σ terms through ceil(log2 n) levels of
-two-input adders, with ``stages`` register stages spread over the levels (stage s after
-level floor(s · levels / stages), so the last one holds the sum); more stages than
-levels become plain delays. The sum is a register ``stages`` cycles after the terms.
+two-input adders, each node one bit wider than its wider input up to ``shape`` (the
+sum's), with ``stages`` register stages spread over the levels (stage s after level
+floor(s · levels / stages), so the last one holds the sum); more stages than levels
+become plain delays. The sum is a register ``stages`` cycles after the terms.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Mux, Signal
+from amaranth.hdl import Mux, Signal, Value, signed
 
 
 def partial_products(a, b) -> list:
@@ -34,12 +35,14 @@ def tree_sum(m, terms, shape, stages: int, name: str):
     regs_after = [0] * (levels + 1)
     for s in range(1, stages + 1):
         regs_after[s * levels // stages] += 1
+    top = len(Value.cast(Signal(shape)))
     level = list(terms)
     for lv in range(levels + 1):
         for r in range(regs_after[lv]):
             nxt = []
             for i, t in enumerate(level):
-                reg = Signal(shape, name=f"{name}_l{lv}r{r}_{i}")
+                reg = Signal(signed(min(top, len(Value.cast(t)))) if lv < levels else shape,
+                             name=f"{name}_l{lv}r{r}_{i}")
                 m.d.sync += reg.eq(t)
                 nxt.append(reg)
             level = nxt
@@ -47,7 +50,8 @@ def tree_sum(m, terms, shape, stages: int, name: str):
             nxt = []
             for i in range(0, len(level), 2):
                 if i + 1 < len(level):
-                    node = Signal(shape, name=f"{name}_l{lv + 1}_{i // 2}")
+                    bits = min(top, max(len(Value.cast(level[i])), len(Value.cast(level[i + 1]))) + 1)
+                    node = Signal(signed(bits), name=f"{name}_l{lv + 1}_{i // 2}")
                     m.d.comb += node.eq(level[i] + level[i + 1])
                     nxt.append(node)
                 else:

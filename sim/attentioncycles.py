@@ -15,18 +15,14 @@ of b keys
     V rows          from s + soft_cycles, b·B cycles (the last one tV); the next block's
                     K rows from tV + 1
 
-then the first DIVIDE at tV + final_wait and per head: DIVIDE (1), the divider (Q + 1),
-the head_dim elements one per cycle, the last beat out_latency cycles after its last
-element's read; the next head's DIVIDE the cycle after.
+then the first DIVIDE at tV + final_wait and per head ``head_cycles``: DIVIDE (1), the
+divider (Q + 1), head_dim element reads one per cycle, the head's last beat formed
+out_latency - 1 cycles after its last read; the next head's DIVIDE then, and the job's
+last beat on ``out`` one cycle later.
 """
 from __future__ import annotations
 
 from ..attentionunit import AttentionUnitConfig
-
-
-def head_cycles(ucfg: AttentionUnitConfig) -> int:
-    """Cycles of one head's normalization and output: DIVIDE to its last output beat."""
-    return 1 + ucfg.quotient_bits + 1 + (ucfg.head_dim - 1) + ucfg.out_latency + 1
 
 
 def job_cycles(ucfg: AttentionUnitConfig, keys: int) -> int:
@@ -40,4 +36,4 @@ def job_cycles(ucfg: AttentionUnitConfig, keys: int) -> int:
         s = tk + ucfg.k_drain if tv is None else max(tk + ucfg.k_drain, tv + ucfg.merge_wait)
         tv = s + ucfg.soft_cycles + rows - 1
         k0 = tv + 1
-    return tv + ucfg.final_wait + g * head_cycles(ucfg) - 1
+    return tv + ucfg.final_wait + g * ucfg.head_cycles

@@ -33,7 +33,8 @@ from .elementstep import rshift_round, wrap
 #: the states in order (hw/attention.py's ``Phase``)
 PHASES = ("IDLE", "QLOAD", "KROWS", "KDRAIN", "SOFT", "VROWS", "FINAL", "DIVIDE", "RECIP", "OUT")
 MAX_SHIFT = 63
-#: output pipeline registers before the beat: the read, o_t, the multiplier's three, the rounding
+#: output pipeline registers before the beat is formed: the read, o_t, the multiplier's
+#: three, the rounding; then the beat being formed and the output register
 OUT_STAGES = 6
 
 _PORTS = attention_ports(AttentionUnitConfig())
@@ -46,7 +47,7 @@ class AttentionStepModel:
     Inputs = Inputs
 
     def __init__(self, ucfg: AttentionUnitConfig):
-        if ucfg.out_latency != OUT_STAGES + 1:
+        if ucfg.out_latency != OUT_STAGES + 2:
             raise ValueError("AttentionStepModel: out_latency differs from the modelled output pipeline")
         self.u = ucfg
         self.ports = attention_ports(ucfg)
@@ -73,6 +74,7 @@ class AttentionStepModel:
         self.d = self.ob = self.cnt = 0
         self.pipe = [None] * OUT_STAGES
         self.coll = [0] * self.u.lanes
+        self.ov, self.olast, self.oelems = False, False, (0,) * self.u.lanes
 
     # ---- the contract's arithmetic ---------------------------------------------------
     def _exp2neg(self, a: int) -> int:
@@ -117,12 +119,12 @@ class AttentionStepModel:
     def outputs(self) -> Outputs:
         u = self.u
         st = self.state
-        valid = self.cnt == u.lanes
+        valid = self.ov
         bad = self.err or bool(self.err_at)
         return Outputs(cmd_ready=st == "IDLE", q_ready=st == "QLOAD", kv_ready=st in ("KROWS", "VROWS"),
                        out_valid=valid,
-                       out_elems=tuple(self.coll) if valid and not bad else None,
-                       out_last=(self.hh == u.group - 1 and self.ob == u.beats - 1) if valid else None,
+                       out_elems=self.oelems if valid and not bad else None,
+                       out_last=self.olast if valid else None,
                        err=self.err, busy=st != "IDLE")
 
     def step(self, inp: Inputs) -> Outputs:
@@ -198,8 +200,7 @@ class AttentionStepModel:
                 self.recip, self.d, self.ob, self.cnt, self.state = self.div_quo, 0, 0, 0, "OUT"
             else:
                 self.div_left -= 1
-        elif st == "OUT":
-            self._out_edge(inp)
+        self._out_edge(inp, st == "OUT")
         if self._block_ended:
             mwait = u.merge_wait - 2
         self._block_ended = False
@@ -237,25 +238,32 @@ class AttentionStepModel:
         else:
             self.state = "KROWS"
 
-    def _out_edge(self, inp: Inputs) -> None:
+    def _out_edge(self, inp: Inputs, out: bool) -> None:
+        """The output pipeline, the beat being formed and the output register (the register
+        is emptied by ``out_ready`` in any state)."""
         u = self.u
         full = self.cnt == u.lanes
-        if not full or inp.out_ready:
+        move = full and (not self.ov or inp.out_ready)
+        ov = self.ov and not inp.out_ready
+        end = out and self.ov and self.olast and inp.out_ready
+        if move:
+            ov = True
+            self.olast = self.hh == u.group - 1 and self.ob == u.beats - 1
+            self.oelems = tuple(self.coll)
+            if out and self.ob == u.beats - 1 and self.hh != u.group - 1:
+                self.hh, self.state = self.hh + 1, "DIVIDE"
+            self.ob = 0 if self.ob == u.beats - 1 else self.ob + 1
+        if not full or move:
             last = self.pipe[-1]
             self.cnt = (0 if full else self.cnt) + (last is not None)
             if last is not None:
                 self.coll = self.coll[1:] + [last]
-            issue = self.d < u.head_dim
+            issue = out and self.d < u.head_dim
             self.pipe = [self._element(self.d) if issue else None] + self.pipe[:-1]
             self.d += issue
-        if full and inp.out_ready:
-            self.ob += 1
-            if self.ob == u.beats:
-                self.ob = 0
-                self.hh += 1
-                self.state = "IDLE" if self.hh == u.group else "DIVIDE"
-                if self.hh == u.group:
-                    self.hh = 0
+        if end:
+            self.hh, self.state = 0, "IDLE"
+        self.ov = ov
 
     def _step(self, outer_last: int) -> bool:
         """Advance (beat, then row in K/V or head in QLOAD) as ``hw.indexing.step``; True

@@ -23,8 +23,9 @@ Phase by phase (S: the phase's first cycle):
 * ATT: per KV head, one job after the other: its command, the group's query heads read
   from the next cycle and quantized (the first head's whole closed form, one period per
   further head; the packer's last beat), then the job's cycles after its query load
-  (``job_cycles`` less g·B) with each output beat held ``lanes`` cycles by the
-  serializer into the memory.
+  (``job_cycles`` less g·B); the serializer into the memory takes each output beat in
+  ``lanes`` cycles, as fast as the unit forms them, so only the job's last beat adds
+  ``lanes - 1`` cycles.
 """
 from __future__ import annotations
 
@@ -89,11 +90,11 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     phase("kv write", t + READ_LATENCY + (2 * lcfg.kv_heads - 1) * period + q1 - 1 + 1 + 1)
     # ATT: per KV head its job's command, then (a cycle later) its query heads' reads; the
     # job's query load ends with the last head's packed beat, the rest of the job runs
-    # as its closed form says but for the output beats, each held ``lanes`` cycles by the
-    # serializer into the memory; the next command the cycle after the last output beat
+    # as its closed form says, its last output beat held ``lanes`` cycles by the
+    # serializer into the memory; the next command the cycle after
     q_load = 1 + READ_LATENCY + (lcfg.group - 1) * period + q1
     job_rest = job_cycles(ucfg, pos + 1) - ucfg.group * ucfg.beats
-    out_hold = ucfg.group * ucfg.beats * (ucfg.lanes - 1)
+    out_hold = ucfg.lanes - 1
     phase("attention", t + lcfg.kv_heads * (q_load + job_rest + out_hold + 1))
     # o: the attention output through the act quantizer
     S = t

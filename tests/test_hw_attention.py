@@ -68,6 +68,18 @@ def test_matches_golden_and_closed_form(keys):
     assert when["out"][-1] - when["cmd"][0] == job_cycles(ucfg, keys)
 
 
+@pytest.mark.parametrize("pv", ["dsp", "lut"])
+def test_both_product_builds_match_the_golden(pv):
+    """The p·V products as multipliers on (p · m_v, v << ls) or as shift-and-add, with
+    left-shifted weights (small V steps) and right-shifted ones."""
+    ucfg = small_config(group=3, lanes=2, block=3, pv_multiplier=pv)
+    for scale in ((1.0, 1.0, 1.0), (1.0, 1.0, 3e4)):
+        ins, want = make_job(ucfg, 7, np.random.default_rng(11), scale=scale)
+        out, _, when = run(ucfg, ins)
+        np.testing.assert_array_equal(out, want)
+        assert when["out"][-1] - when["cmd"][0] == job_cycles(ucfg, 7)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_stalls_and_back_pressure(seed):
     ucfg = small_config(group=3, lanes=2, block=3)
@@ -146,6 +158,7 @@ def test_golden_refuses_steps_outside_the_contract():
     ({"head_dim": 6, "lanes": 4}, TritforgeError),       # not a multiple of lanes
     ({"group": 0}, TritforgeError),
     ({"lanes": True}, TritforgeError),
+    ({"pv_multiplier": "booth"}, TritforgeError),
 ])
 def test_config_checks(kw, exc):
     with pytest.raises(exc):

@@ -22,7 +22,7 @@ MUL_LATENCY = 3
 #: cycles of the exponential ``hw.exp2neg.Exp2Neg`` (index, table read, shift)
 EXP_LATENCY = 3
 #: how the p·V products w · v are built (``pv_multiplier``)
-PV_MULTIPLIERS = ("lut", "dsp")
+PV_MULTIPLIERS = ("dsp", "lut")
 
 
 def bits_of(n: int) -> int:
@@ -39,10 +39,10 @@ class AttentionUnitConfig:
     lanes: int = 16
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     vector: VectorConfig = field(default_factory=VectorConfig)
-    #: "lut": the g · lanes products w · v of a V beat as shift-and-add in logic (no DSP
-    #: block); "dsp": as ``*``, which synthesis maps to DSP blocks (3 MULT18X18D each on
-    #: ECP5 at the default widths)
-    pv_multiplier: str = "lut"
+    #: "dsp": the g · lanes products w · v of a V beat as (p · m_v) · (v << ls), which
+    #: synthesis maps to DSP blocks (two MULT18X18D each on ECP5 at the default widths);
+    #: "lut": w · v as shift-and-add in logic (no DSP block)
+    pv_multiplier: str = "dsp"
 
     def __post_init__(self):
         o = "AttentionUnitConfig"
@@ -215,9 +215,17 @@ class AttentionUnitConfig:
         """Cycles from the job's last V beat to the first DIVIDE: the last merge written."""
         return self.merge_wait - 1 + self.merge_latency
 
-    #: cycles of an output element from its read to the output beat: the memory read,
-    #: the o_t shift, o_t · R, the rounding and saturation, the beat register
-    out_latency = 1 + 1 + MUL_LATENCY + 1 + 1
+    #: cycles of an output element from its read until its beat is on ``out``: the memory
+    #: read, the o_t shift, o_t · R, the rounding and saturation, the beat being formed, the
+    #: output register
+    out_latency = 1 + 1 + MUL_LATENCY + 1 + 1 + 1
+
+    @property
+    def head_cycles(self) -> int:
+        """Cycles from a head's DIVIDE to the next head's (or, for the last head, to its
+        last beat on ``out``): DIVIDE, the divider's Q steps and its result, head_dim
+        element reads, the last one's way into the output register."""
+        return 1 + self.quotient_bits + 1 + self.head_dim + self.out_latency - 1
 
     def describe(self) -> str:
         return (f"attention unit head_dim={self.head_dim} group={self.group} lanes={self.lanes} "
