@@ -2,11 +2,12 @@
 two datapaths of the attention and vector units equal behavioural models written from the
 golden reference, for every input of the widths below:
 
-* the attention unit's 2^-a (hw/attention.exp2neg, the LUT method), combinational, against
+* the attention unit's 2^-a (hw/exp2neg.py ``Exp2Neg``, the LUT method, pipelined) against
   ``codec.intsoftmax.exp2neg`` written as a case table over the fraction f (the golden
   ``exp2_frac(f)``, LUT index rounding included) and a case per integer part k (the
   rounding right shift by k, 0 beyond PF + 1, clipped to 2^PF), for every a of the width
-  the unit feeds it (the difference of two z_bits logits: SI + SF + 3 bits, unsigned);
+  the unit feeds it (the difference of two z_bits logits: SI + SF + 3 bits, unsigned),
+  the argument a free input in every cycle and the result compared ``latency`` cycles on;
 * the Rsqrt (hw/rsqrt.py) against ``codec.intnorm.rsqrt`` written as its steps — the
   normalization by an even shift (a case per bit length of ss), the seed as a case table
   of ``rsqrt_lut``, the Newton steps in wide signed arithmetic — delayed by the unit's
@@ -30,7 +31,7 @@ from amaranth.hdl import Assert, Assume, Elaboratable, Module, Mux, Signal, sign
 from tritforge.accelconfig import AttentionConfig, VectorConfig
 from tritforge.codec.intnorm import rsqrt_lut
 from tritforge.codec.intsoftmax import exp2_frac, exp_lut
-from tritforge.hw.attention import exp2neg
+from tritforge.hw.exp2neg import Exp2Neg
 from tritforge.hw.rsqrt import NEWTON_STAGES, Rsqrt
 
 from test_formal import prove
@@ -43,7 +44,7 @@ def _exp_width(acfg: AttentionConfig) -> int:
 
 
 class Exp2NegSpec(Elaboratable):
-    """hw.attention.exp2neg against the golden 2^-a; ``wrong``: the model without the
+    """hw.exp2neg.Exp2Neg against the golden 2^-a; ``wrong``: the model without the
     rounding of the LUT index (truncation), which the proof must refute."""
 
     def __init__(self, acfg: AttentionConfig, wrong: bool = False):
@@ -55,8 +56,8 @@ class Exp2NegSpec(Elaboratable):
         c = self.acfg
         SF, PF = c.score_frac_bits, c.prob_frac_bits
         table = [int(v) for v in exp_lut(c.exp_lut_bits, PF)]
-        dut = Signal(PF + 1)
-        m.d.comb += dut.eq(exp2neg(self.a, table, SF, PF, c.exp_lut_bits))
+        m.submodules.exp = exp = Exp2Neg(len(self.a), SF, PF, c.exp_lut_bits, table)
+        m.d.comb += exp.a.eq(self.a)
         f, k = self.a[:SF], self.a[SF:]
         base = Signal(PF + 1)
         with m.Switch(f):
@@ -72,16 +73,27 @@ class Exp2NegSpec(Elaboratable):
                     m.d.comb += model.eq(Mux(shifted > (1 << PF), 1 << PF, shifted))
             with m.Default():
                 m.d.comb += model.eq(0)
-        m.d.comb += Assert(dut == model)
+        late = model
+        for i in range(Exp2Neg.latency):
+            reg = Signal(PF + 1, name=f"model_d{i}")
+            m.d.sync += reg.eq(late)
+            late = reg
+        filled = Signal(range(Exp2Neg.latency + 1))
+        with m.If(filled != Exp2Neg.latency):
+            m.d.sync += filled.eq(filled + 1)
+        with m.Else():
+            m.d.comb += Assert(exp.p == late)
         return m
 
 
+#: the pipeline filled, then two cycles of comparisons
+EXP_DEPTH = Exp2Neg.latency + 3
 SMALL_ATT = AttentionConfig(score_frac_bits=6, score_int_bits=4, prob_frac_bits=8, exp_lut_bits=4)
 
 
 def test_exp2neg_equals_golden_small(tmp_path):
     spec = Exp2NegSpec(SMALL_ATT)
-    prove(tmp_path, spec, [spec.a], depth=1, name="exp2neg")
+    prove(tmp_path, spec, [spec.a], depth=EXP_DEPTH, name="exp2neg")
 
 
 @pytest.mark.slow
@@ -89,13 +101,13 @@ def test_exp2neg_equals_golden_small(tmp_path):
 def test_exp2neg_equals_golden_default(tmp_path, acfg):
     """The default widths (SF = 12, SI = 10, PF = 15, 8 LUT bits; a of 25 bits)."""
     spec = Exp2NegSpec(acfg)
-    prove(tmp_path, spec, [spec.a], depth=1, name="exp2neg")
+    prove(tmp_path, spec, [spec.a], depth=EXP_DEPTH, name="exp2neg")
 
 
 def test_exp2neg_proof_can_fail(tmp_path):
     spec = Exp2NegSpec(SMALL_ATT, wrong=True)
     with pytest.raises(AssertionError, match="FAIL"):
-        prove(tmp_path, spec, [spec.a], depth=1, name="exp2neg")
+        prove(tmp_path, spec, [spec.a], depth=EXP_DEPTH, name="exp2neg")
 
 
 class RsqrtSpec(Elaboratable):
