@@ -252,8 +252,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
         workers = default_workers()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise TritforgeError(f"--workers {workers}: expected a positive number of workers")
+    # the scheduler's HTTP server (dashboard, health) on a free port: a fixed one clashes
+    # with any other cluster on the machine
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=logging.ERROR) as cluster, \
+                      dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         yield client, f"Dask LocalCluster, {workers} worker process{'es' * (workers != 1)} ({cluster.scheduler_address})"
 

@@ -131,6 +131,25 @@ def test_a_point_over_its_time_limit_is_stopped_and_not_cached(tmp_path, capsys)
     assert json.load(open(os.path.join(out, "points", "d1_r1", "point.json")))["status"] == "timeout"
 
 
+def test_points_run_on_an_existing_cluster_given_by_its_scheduler(tmp_path, capsys):
+    """--scheduler: the points go to that cluster's workers and their records come back
+    (here a point whose flow fails: the ECP5 primitive set on Yosys's Xilinx flow)."""
+    import logging
+
+    from distributed import LocalCluster
+
+    out = str(tmp_path / "out")
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster:
+        rc = main(["sweep", "--target", "xilinx-estimate", "--depths", "1", "--rows", "1", *TINY,
+                   "--primitives", "ecp5", "--scheduler", cluster.scheduler_address, "--out", out])
+    assert rc == 0
+    assert f"cluster  Dask scheduler {cluster.scheduler_address}, 1 worker" in capsys.readouterr().out
+    (row,) = _rows(out)
+    assert row["status"] == "failed" and "DP16KD" in row["error"]
+    assert os.listdir(os.path.join(out, "cache")) == [row["key"]]
+
+
 def _point_processes(tmpdir: str) -> list[str]:
     """Command lines of running processes that mention ``tmpdir`` (the point processes of
     a sweep run with TMPDIR=tmpdir)."""
