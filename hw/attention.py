@@ -114,7 +114,9 @@ class AttentionUnit(wiring.Component):
             m.submodules[f"exp{h}"] = e
             self.exps.append(e)
         m.submodules.omem = omem = memory.Memory(shape=signed(u.o_bits), depth=u.merge_elements, init=[])
-        self.o_rd, self.o_wr = omem.read_port(), omem.write_port()
+        # the merge's read port and the output's: the last merge runs while the first
+        # heads are normalized and leave
+        self.o_rd, self.o_out, self.o_wr = omem.read_port(), omem.read_port(), omem.write_port()
 
         # job state
         self.state = state = Signal(Phase)
@@ -446,8 +448,7 @@ class AttentionUnit(wiring.Component):
         with m.If(self.v_block_end):
             m.d.sync += [active.eq(1), i.eq(0), head.eq(0), elem.eq(0)]
         rd, wr = self.o_rd, self.o_wr
-        with m.If(self.state != Phase.OUT):
-            m.d.comb += [rd.addr.eq(i), rd.en.eq(1)]
+        m.d.comb += rd.addr.eq(i)
         v1, h1, i1, l1 = Signal(), Signal(range(g)), Signal(range(n)), Signal()
         ob1 = Signal(signed(u.o_bits))
         m.d.sync += [v1.eq(active), h1.eq(head), i1.eq(i), l1.eq(elem == 0), ob1.eq(self.chain[0])]
@@ -495,9 +496,8 @@ class AttentionUnit(wiring.Component):
         # the element pipeline: read, o_t, o_t · R, round and saturate, into the beat
         out = state == Phase.OUT
         issue = out & (d < hd)
-        rd = self.o_rd
-        with m.If(out):
-            m.d.comb += [rd.addr.eq(hh * (hd + 1) + 1 + d), rd.en.eq(en)]
+        rd = self.o_out
+        m.d.comb += [rd.addr.eq(hh * (hd + 1) + 1 + d), rd.en.eq(en)]
         v1, v2 = Signal(), Signal()
         ot = Signal(signed(u.ot_bits))
         m.submodules.mo = mul = PipelinedMultiplier(u.ot_bits, u.quotient_bits + 1)

@@ -212,8 +212,10 @@ class AttentionUnitConfig:
 
     @property
     def final_wait(self) -> int:
-        """Cycles from the job's last V beat to the first DIVIDE: the last merge written."""
-        return self.merge_wait - 1 + self.merge_latency
+        """Cycles from the job's last V beat to the first DIVIDE: the first head's l of the
+        last merge written. The merge goes on beside the output: head h's elements are
+        written head_dim + 1 cycles apart, its reads start a whole ``head_cycles`` later."""
+        return self.v_latency + 1 + self.merge_latency
 
     #: cycles of an output element from its read until its beat is on ``out``: the memory
     #: read, the o_t shift, o_t · R, the rounding and saturation, the beat being formed, the
