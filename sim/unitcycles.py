@@ -1,10 +1,15 @@
 """Closed forms: cycles, actions and bytes of the attention unit and the vector unit per token.
 
-The GEMV engine's cycles come from ``sim.fastmodel`` (exact). The attention unit and the
-vector unit of docs/NUMERIC.md ("Attention and vector units") have no RTL yet; these closed
-forms are what a later RTL issue will hold cycle-exact. Their parallelism is ``UnitsConfig``
-(a frozen dataclass of this module: ``AccelConfig`` has the units' number formats but not
-their lanes; see ``UnitsConfig``'s docstring for the fields it would add there).
+The GEMV engine's cycles come from ``sim.fastmodel`` (exact). These are the estimator's
+planning forms of the attention unit and the vector unit of docs/NUMERIC.md ("Attention
+and vector units"): units sized to the array (``UnitsConfig.for_array``), running beside
+the engine and overlapping it. The units as hw/ builds them — one attention unit of a
+given ``lanes``, one element per cycle through each vector unit, the phases of a layer one
+after another — have their own exact closed forms (sim/attentioncycles.py,
+sim/vectorcycles.py, sim/layercycles.py), which the RTL meets cycle for cycle and which
+``run`` prints beside the estimator's figures (its ``layer top`` line). The parallelism
+here is ``UnitsConfig`` (a frozen dataclass of this module: ``AccelConfig`` has the units'
+number formats but not their lanes).
 
 Symbols: Hq query heads, Hkv KV heads, g = Hq / Hkv, hd head_dim, H hidden, I intermediate,
 V vocabulary, N the context: the KV cache holds N tokens, the new token's own k and v
@@ -31,13 +36,9 @@ def _ceil(a, b) -> int:
 
 @dataclass(frozen=True)
 class UnitsConfig:
-    """Parallelism of the attention and vector units (tritforge choices, not measured builds).
-
-    ``AccelConfig`` (tritforge/accelconfig.py, not edited here) would take these as fields of
-    its ``AttentionConfig`` (``lanes``, ``exp_units``, ``recip_cycles``, ``block_latency``)
-    and ``VectorConfig`` (``lanes``, ``op_latency``, ``rsqrt_cycles``), so that the RTL, the
-    driver and the estimator read them from one place.
-    """
+    """Parallelism of the planned attention and vector units (tritforge choices for the
+    estimator, not measured builds; a built unit's parameters are its own config object,
+    e.g. ``AttentionUnitConfig``)."""
 
     attn_lanes: int = 256      #: int8 x int8 MACs per cycle (q.K^T, p.V, the int8 lm_head)
     exp_units: int = 8         #: 2^x evaluations per cycle (LUT reads)
@@ -107,7 +108,7 @@ def kv_row_bytes(shape: dict, att: AttentionConfig) -> int:
 def attention_decode(shape: dict, context: int, att: AttentionConfig, units: UnitsConfig) -> UnitWork:
     """One layer's attention for one decode token at ``context`` = N tokens in the cache.
 
-    Assumptions (the RTL is to meet them cycle-exact):
+    Assumptions (a planning model; the built unit's exact cycles: sim/attentioncycles.py):
     * The new token's k and v are written once (2 Hkv (hd + scale) bytes, one write batch);
       then the N rows of K and V (int8, one scale per token and KV head) stream from
       off-chip memory once per layer: each K row of KV head h serves its g query heads
