@@ -41,7 +41,9 @@ def _attention(lanes, primitives):
     from ..attentionunit import AttentionUnitConfig
     from ..hw.attention import AttentionUnit
     ucfg = AttentionUnitConfig(head_dim=64, group=3, lanes=lanes)
-    return AttentionUnit(ucfg), {"head_dim": 64, "group": 3, "lanes": lanes}
+    return AttentionUnit(ucfg, primitives=primitives), \
+        {"head_dim": 64, "group": 3, "lanes": lanes, "pv_multiplier": ucfg.pv_multiplier,
+         "primitives": primitives}
 
 
 def _rmsnorm(lanes, primitives):

@@ -49,9 +49,10 @@ from ..vectorports import EXP_BITS
 from .divider import RestoringDivider
 from .elementpipe import delay
 from .exp2neg import Exp2Neg
-from .fixedops import bitlen, clamp, rshift_round, saturate, scale_mul
+from .fixedops import bitlen, clamp, rshift_round, saturate
 from .indexing import pick, step, write
-from .multiplier import PipelinedMultiplier
+from .multiplier import PipelinedMultiplier, WideMultiplier
+from .primitives import check_primitives
 from .signature import members
 from .treesum import partial_products, tree_sum
 
@@ -86,20 +87,28 @@ def shift_signed(x, sh, right_max: int, left_max: int):
 class AttentionUnit(wiring.Component):
     """Ports (tritforge/attentionports.py): ``cmd``, ``q``, ``kv`` in; ``out``; ``err``, ``busy``."""
 
-    def __new__(cls, ucfg: AttentionUnitConfig):
+    def __new__(cls, ucfg: AttentionUnitConfig, *, primitives: str = "generic"):
+        check_primitives(primitives, "attention unit")
         if not isinstance(ucfg, AttentionUnitConfig):
             raise TypeError(f"AttentionUnit ucfg must be an AttentionUnitConfig, not {ucfg!r}")
         if ucfg.attention.exp_method != "lut":
             raise ValueError(f"AttentionUnit exp_method {ucfg.attention.exp_method!r}: the RTL "
                              "builds the 'lut' method")
-        if PipelinedMultiplier.latency != MUL_LATENCY or Exp2Neg.latency != EXP_LATENCY:
+        if WideMultiplier.latency != MUL_LATENCY or Exp2Neg.latency != EXP_LATENCY:
             raise ValueError("AttentionUnit: the multiplier or exponential latency differs from "
                              "tritforge.attentionunit's timing constants")
         return super().__new__(cls)
 
-    def __init__(self, ucfg: AttentionUnitConfig):
+    def __init__(self, ucfg: AttentionUnitConfig, *, primitives: str = "generic"):
         self.ucfg = ucfg
+        self.primitives = primitives
         super().__init__(members(attention_ports(ucfg)))
+
+    def _mul(self, m, name: str, a_bits: int, b_bits: int, a, b, en=1):
+        """A ``WideMultiplier`` of the build's primitive set: a · b, MUL_LATENCY cycles on."""
+        m.submodules[name] = mul = WideMultiplier(a_bits, b_bits, primitives=self.primitives)
+        m.d.comb += [mul.a.eq(a), mul.b.eq(b), mul.en.eq(en)]
+        return mul.p
 
     def elaborate(self, platform):
         u = self.ucfg
@@ -180,14 +189,21 @@ class AttentionUnit(wiring.Component):
         drain = Signal(range(u.k_drain))
         soft = Signal(range(u.soft_cycles))
         fin = Signal(range(u.final_wait))
-        # the query step joins the build's constant a cycle after the head's first beat
+        # the query step joins the build's constant (one multiplier tile) after the head's
+        # first beat; the logits need it MUL_LATENCY cycles after the first K row at the
+        # earliest, later than this
         qs_go, qs_h = Signal(), Signal(range(g))
         qs_m, qs_e = Signal(B), Signal(signed(EXP_BITS))
         m.d.sync += qs_go.eq(0)
-        with m.If(qs_go):
-            qm, qe = scale_mul(m, qs_m, qs_e, Const(Mc, B), ec, B, "qscale")
-            write(m, self.cm, qs_h, qm)
-            write(m, self.ce, qs_h, qe)
+        m.submodules.qscale = qmul = PipelinedMultiplier(B + 1, B + 1, primitives=self.primitives)
+        m.d.comb += [qmul.a.eq(qs_m), qmul.b.eq(Mc), qmul.en.eq(1)]
+        lat = PipelinedMultiplier.latency
+        go3, h3, e3 = (delay(m, ALWAYS, s, lat, n) for s, n in ((qs_go, "qsgo"), (qs_h, "qsh"), (qs_e, "qse")))
+        with m.If(go3):
+            prod = qmul.p[:2 * B]
+            top = prod[2 * B - 1]
+            write(m, self.cm, h3, Mux(top, prod[B:], prod[B - 1:2 * B - 1]))
+            write(m, self.ce, h3, e3 + ec - Mux(top, B, B - 1))
         with m.If(state == Phase.IDLE):
             m.d.comb += self.cmd.ready.eq(1)
             with m.If(self.cmd.valid):
@@ -309,20 +325,18 @@ class AttentionUnit(wiring.Component):
         zj8 = delay(m, ALWAYS, zj, 2 * MUL_LATENCY + 2, "zj")
         go8 = delay(m, ALWAYS, go6, 2, "zgo6")
         for h in range(g):
-            m.submodules[f"sc{h}"] = mul_a = PipelinedMultiplier(u.score_bits, B + 1)
-            m.submodules[f"sk{h}"] = mul_b = PipelinedMultiplier(u.score_bits + B + 1, B + 1)
-            m.d.comb += [mul_a.a.eq(score[h]), mul_a.b.eq(self.cm[h]), mul_a.en.eq(1),
-                         mul_b.a.eq(mul_a.p), mul_b.b.eq(zm3), mul_b.en.eq(1)]
+            pa = self._mul(m, f"sc{h}", u.score_bits, B + 1, score[h], self.cm[h])
+            pb = self._mul(m, f"sk{h}", u.score_bits + B + 1, B + 1, pa, zm3)
             sh = Signal(signed(EXP_BITS + 5), name=f"zsh{h}")
             rs = Signal(6, name=f"zrs{h}")
             m.d.comb += [sh.eq(self.ce[h] + ze6 + u.z_shift_fixed),
                          rs.eq(Mux(sh < 0, 0, Mux(sh > MAX_SHIFT, MAX_SHIFT, sh)))]
             with m.If(go6 & (sh < 0)):
                 m.d.sync += self.sticky.eq(1)
-            y1 = Signal(signed(len(mul_b.p) + 1), name=f"zy1_{h}")
-            y2 = Signal(signed(len(mul_b.p) + 1), name=f"zy2_{h}")
+            y1 = Signal(signed(len(pb) + 1), name=f"zy1_{h}")
+            y2 = Signal(signed(len(pb) + 1), name=f"zy2_{h}")
             lo = Signal(3, name=f"zlo{h}")
-            m.d.sync += [y1.eq((mul_b.p << 1) >> (rs & 0x38)), lo.eq(rs[:3]), y2.eq(y1 >> lo)]
+            m.d.sync += [y1.eq((pb << 1) >> (rs & 0x38)), lo.eq(rs[:3]), y2.eq(y1 >> lo)]
             z = Signal(signed(u.z_bits), name=f"z{h}")
             m.d.comb += z.eq(clamp((y2 + 1) >> 1, zlim))
             _, wr = self.zmem[h]
@@ -378,17 +392,16 @@ class AttentionUnit(wiring.Component):
             ph = self.exps[h].p
             with m.If(v4 & f4):
                 self._add_l(m, h, ph)
-            m.submodules[f"pm{h}"] = mul = PipelinedMultiplier(u.p_bits + 1, B + 1)
-            m.d.comb += [mul.a.eq(ph), mul.b.eq(vm4), mul.en.eq(1)]
+            pm = self._mul(m, f"pm{h}", u.p_bits + 1, B + 1, ph, vm4)
             # w: the right shift in two steps, or the left shift (which the "dsp" products
             # move onto v: w · v = pm · (v << ls), operands of at most 18 bits but pm)
             rs = Signal(6, name=f"wrs{h}")
             m.d.comb += rs.eq(Mux(wsh7 < 0, 0, Mux(wsh7 > MAX_SHIFT, MAX_SHIFT, wsh7)))
-            r1 = Signal(len(mul.p) + 1, name=f"wr1_{h}")
-            pm1 = Signal(len(mul.p), name=f"wpm{h}")
+            r1 = Signal(2 * B + 2, name=f"wr1_{h}")
+            pm1 = Signal(2 * B + 1, name=f"wpm{h}")
             lo, wsh8 = Signal(3, name=f"wlo{h}"), Signal.like(wsh7, name=f"wsh8_{h}")
-            m.d.sync += [r1.eq((mul.p[:2 * B + 1] << 1) >> (rs & 0x38)), lo.eq(rs[:3]),
-                         pm1.eq(mul.p), wsh8.eq(wsh7)]
+            m.d.sync += [r1.eq((pm[:2 * B + 1] << 1) >> (rs & 0x38)), lo.eq(rs[:3]),
+                         pm1.eq(pm[:2 * B + 1]), wsh8.eq(wsh7)]
             ls = Mux(wsh8 >= 0, 0, Mux(-wsh8 > lmax, lmax, -wsh8))[:max(1, lmax.bit_length())]
             right = ((r1 >> lo) + 1) >> 1
             w9, wrow = Signal(signed(u.w_bits), name=f"w{h}"), Signal(signed(u.w_bits), name=f"wrow{h}")
@@ -433,9 +446,7 @@ class AttentionUnit(wiring.Component):
         """pm · (v << ls), MUL_LATENCY cycles later, on a multiplier: pm < 2^(PF + B + 1)
         (two MULT18X18D on ECP5 at the default widths), v << ls within 18 bits."""
         u = self.ucfg
-        m.submodules[name] = mul = PipelinedMultiplier(u.p_bits + u.attention.scale_bits + 1, len(vs))
-        m.d.comb += [mul.a.eq(w), mul.b.eq(vs), mul.en.eq(1)]
-        return mul.p
+        return self._mul(m, name, u.p_bits + u.attention.scale_bits + 1, len(vs), w, vs)
 
     # ---- merge: o = rshift_round(o · c, PF) + o_b, l likewise ----------------------------
     def _merge(self, m):
@@ -458,15 +469,14 @@ class AttentionUnit(wiring.Component):
             step(m, elem, head, hd, g - 1)
             with m.If(i == n - 1):
                 m.d.sync += active.eq(0)
-        m.submodules.mc = mul = PipelinedMultiplier(u.o_bits, u.p_bits + 1)
-        m.d.comb += [mul.a.eq(rd.data), mul.b.eq(pick(self.cfac, h1)), mul.en.eq(1)]
+        oc = self._mul(m, "mc", u.o_bits, u.p_bits + 1, rd.data, pick(self.cfac, h1))
         v4, h4, i4, l4 = (delay(m, ALWAYS, s, MUL_LATENCY, f"m{nm}") for s, nm in
                           ((v1, "v"), (h1, "h"), (i1, "i"), (l1, "l")))
         ob5 = delay(m, ALWAYS, ob1, MUL_LATENCY + 1, "mob")
         v5, h5, i5, l5 = (delay(m, ALWAYS, s, 1, f"m{nm}4") for s, nm in
                           ((v4, "v"), (h4, "h"), (i4, "i"), (l4, "l")))
         r5 = Signal(signed(u.o_bits + 1))
-        m.d.sync += r5.eq(Mux(self.ofirst, 0, rshift_round(mul.p, PF)))
+        m.d.sync += r5.eq(Mux(self.ofirst, 0, rshift_round(oc, PF)))
         res = Signal(signed(u.o_bits))
         m.d.comb += [res.eq(r5 + ob5), wr.addr.eq(i5), wr.data.eq(res), wr.en.eq(v5)]
         with m.If(v5 & l5):
@@ -500,15 +510,14 @@ class AttentionUnit(wiring.Component):
         m.d.comb += [rd.addr.eq(hh * (hd + 1) + 1 + d), rd.en.eq(en)]
         v1, v2 = Signal(), Signal()
         ot = Signal(signed(u.ot_bits))
-        m.submodules.mo = mul = PipelinedMultiplier(u.ot_bits, u.quotient_bits + 1)
-        m.d.comb += [mul.a.eq(ot), mul.b.eq(recip), mul.en.eq(en)]
+        otr = self._mul(m, "mo", u.ot_bits, u.quotient_bits + 1, ot, recip, en)
         v5 = delay(m, en, v2, MUL_LATENCY, "ov")
         v6 = Signal()
         y = Signal(signed(u.vector.resid_bits))
         with m.If(en):
             m.d.sync += [v1.eq(issue), d.eq(d + issue), v2.eq(v1),
                          ot.eq(rshift_round(rd.data, sl)), v6.eq(v5),
-                         y.eq(saturate(rshift_round(mul.p, u.out_shift), u.vector.resid_bits)),
+                         y.eq(saturate(rshift_round(otr, u.out_shift), u.vector.resid_bits)),
                          cnt.eq(Mux(full, 0, cnt) + v6)]
             with m.If(v6):
                 m.d.sync += [r.eq(s) for r, s in zip(coll, coll[1:] + [y])]

@@ -24,7 +24,7 @@ from dataclasses import field, make_dataclass
 import numpy as np
 
 from ..attentionports import attention_ports
-from ..attentionunit import AttentionUnitConfig, bits_of
+from ..attentionunit import MUL_LATENCY, AttentionUnitConfig, bits_of
 from ..codec.intsoftmax import exp2neg as golden_exp2neg
 from ..ports import IN, OUT, record_fields
 from ..vectorports import EXP_BITS
@@ -33,9 +33,9 @@ from .elementstep import rshift_round, wrap
 #: the states in order (hw/attention.py's ``Phase``)
 PHASES = ("IDLE", "QLOAD", "KROWS", "KDRAIN", "SOFT", "VROWS", "FINAL", "DIVIDE", "RECIP", "OUT")
 MAX_SHIFT = 63
-#: output pipeline registers before the beat is formed: the read, o_t, the multiplier's
-#: three, the rounding; then the beat being formed and the output register
-OUT_STAGES = 6
+#: output pipeline registers before the beat is formed: the read, o_t, the multiplier's,
+#: the rounding; then the beat being formed and the output register
+OUT_STAGES = 3 + MUL_LATENCY
 
 _PORTS = attention_ports(AttentionUnitConfig())
 Inputs = make_dataclass("AttentionInputs", [(n, t, field(default=t())) for n, t in record_fields(_PORTS, IN)])

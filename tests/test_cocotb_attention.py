@@ -31,6 +31,13 @@ def build(request):
 
 
 @pytest.fixture(scope="module")
+def build_ecp5(request):
+    return harness.build_component(request, AttentionUnit(UCFG, primitives="ecp5"), "tritforge_attention_ecp5",
+                                   meta={"unit": "attention", "config": UCFG.describe(), "primitives": "ecp5"},
+                                   ecp5_models=True)
+
+
+@pytest.fixture(scope="module")
 def jobs():
     rng = np.random.default_rng(11)
     made = [make_job(UCFG, n, rng, scale=(1.0 + i, 1.0, 0.5 + i)) for i, n in enumerate(KEYS)]
@@ -57,6 +64,18 @@ def test_exact_results_and_cycles_without_stalls(build, jobs, tmp_path):
     last = [rep["cycles"]["out"][(i + 1) * UCFG.group * UCFG.beats - 1] for i in range(len(KEYS))]
     for i, n in enumerate(KEYS):
         assert last[i] - rep["cycles"]["cmd"][i] == job_cycles(UCFG, n)
+
+
+def test_ecp5_primitives_exact(build_ecp5, jobs, tmp_path):
+    """The multipliers as MULT18X18D tiles with their own registers (the ECP5 primitive
+    set, run as behavioural models): the same results and cycles, under stalls too."""
+    ins, want = jobs
+    rep = harness.run_streams(build_ecp5, job_of(ins), tmp_path)
+    np.testing.assert_array_equal(outputs(rep), np.array(want))
+    last = [rep["cycles"]["out"][(i + 1) * UCFG.group * UCFG.beats - 1] for i in range(len(KEYS))]
+    assert [last[i] - rep["cycles"]["cmd"][i] for i in range(len(KEYS))] == [job_cycles(UCFG, n) for n in KEYS]
+    rep = harness.run_streams(build_ecp5, job_of(ins), tmp_path / "stalls", stalls={"idle": 0.3, "bp": 0.3}, seed=3)
+    np.testing.assert_array_equal(outputs(rep), np.array(want))
 
 
 @pytest.mark.parametrize("seed,stalls", [(1, {"idle": 0.3, "bp": 0.3, "burst": 3}),

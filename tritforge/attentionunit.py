@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from .accelconfig import AttentionConfig, VectorConfig
 from .errors import TritforgeError
 
-#: cycles of a ``hw.multiplier.PipelinedMultiplier`` (operands in, product out); the unit
-#: checks its multipliers against it when it is built
-MUL_LATENCY = 3
+from .vectortiming import MUL_STAGES
+
+#: cycles of the unit's multipliers (``hw.multiplier.WideMultiplier``: registered 18 x 18
+#: tiles and a registered sum of their products), operands in to product out
+MUL_LATENCY = MUL_STAGES
 #: cycles of the exponential ``hw.exp2neg.Exp2Neg`` (index, table read, shift)
 EXP_LATENCY = 3
 #: how the p·V products w · v are built (``pv_multiplier``)

@@ -24,8 +24,16 @@ def build_root(request) -> Path:
     return request.getfixturevalue("tmp_path_factory").getbasetemp() / "tritforge-cocotb"
 
 
-def build_component(request, component, toplevel: str, meta: dict | None = None) -> cosim.Build:
+def build_component(request, component, toplevel: str, meta: dict | None = None,
+                    ecp5_models: bool = False) -> cosim.Build:
+    """``component`` converted and built; ``ecp5_models``: a build with the Lattice
+    primitives, which run as tests/ecp5_models.py's behavioural models."""
     verilog = cosim.convert(component, toplevel)
+    if ecp5_models:
+        if str(HERE.parent) not in sys.path:
+            sys.path.insert(0, str(HERE.parent))
+        import ecp5_models as models
+        verilog += models.models()
     return cosim.build(verilog, toplevel, cosim.component_ports(component), build_root(request),
                        meta=meta)
 
