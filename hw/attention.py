@@ -138,6 +138,7 @@ class AttentionUnit(wiring.Component):
         self.hh = Signal(range(g))                     # head (query load, output)
         self.mwait = Signal(range(u.merge_wait))       # cycles until the merge is done
         self.ofirst = Signal()                         # the first block's merge: o = o_b
+        self.lready = Signal(range(g + 1))             # heads whose l the last merge has written
         # per head
         self.cm = [Signal(B, name=f"cm{h}") for h in range(g)]
         self.ce = [Signal(signed(EXP_BITS + 3), name=f"ce{h}") for h in range(g)]
@@ -262,7 +263,7 @@ class AttentionUnit(wiring.Component):
                     m.d.sync += [j0.eq(nj), bk.eq(Mux(keys - nj > blk, blk, keys - nj)),
                                  self.mwait.eq(u.merge_wait - 2)]
                     with m.If(nj == keys):
-                        m.d.sync += [fin.eq(u.final_wait - 2), state.eq(Phase.FINAL)]
+                        m.d.sync += [fin.eq(u.final_wait - 2), self.lready.eq(0), state.eq(Phase.FINAL)]
                     with m.Else():
                         m.d.sync += state.eq(Phase.KROWS)
         with m.If(state == Phase.FINAL):
@@ -481,6 +482,7 @@ class AttentionUnit(wiring.Component):
         m.d.comb += [res.eq(r5 + ob5), wr.addr.eq(i5), wr.data.eq(res), wr.en.eq(v5)]
         with m.If(v5 & l5):
             write(m, self.lsum, h5, res[:u.l_bits])
+            m.d.sync += self.lready.eq(self.lready + 1)
         with m.If(v5 & (i5 == n - 1)):
             m.d.sync += self.ofirst.eq(0)
 
@@ -521,16 +523,30 @@ class AttentionUnit(wiring.Component):
                          cnt.eq(Mux(full, 0, cnt) + v6)]
             with m.If(v6):
                 m.d.sync += [r.eq(s) for r, s in zip(coll, coll[1:] + [y])]
-        # DIVIDE and RECIP after the pipeline: their counter resets take precedence
-        with m.If(state == Phase.DIVIDE):
-            lh = Mux(pick(self.lsum, hh) == 0, 1, pick(self.lsum, hh))
+        # the divisions, after the pipeline (their counter resets take precedence): a head's
+        # 1/l once the last merge has written its l (``lready`` heads so far); the next
+        # head's starts while this head's elements leave (its result waits in the divider)
+        def divide(head):
+            lh = Signal(u.l_bits, name="lh")
+            m.d.comb += lh.eq(Mux(pick(self.lsum, head) == 0, 1, pick(self.lsum, head)))
             shift = Signal(range(u.l_bits + 1), name="lshift")
             nl = bitlen(m, lh, "lbits")
             m.d.comb += [shift.eq(Mux(nl > RL, nl - RL, 0)),
                          div.i.valid.eq(1), div.i.payload.num.eq(1 << (2 * RL)),
                          div.i.payload.den.eq(rshift_round(lh, shift))]
+            return shift
+        nstart = Signal()                              # the next head's division started
+        sl_next = Signal.like(sl)
+        start_now = Signal()
+        with m.If((state == Phase.DIVIDE) & (self.lready > hh)):
+            shift = divide(hh)
             with m.If(div.i.ready):
                 m.d.sync += [sl.eq(shift), state.eq(Phase.RECIP)]
+        with m.If(out & ~nstart & (hh != g - 1) & (self.lready > hh + 1)):
+            nshift = divide(hh + 1)
+            m.d.comb += start_now.eq(div.i.ready)
+            with m.If(div.i.ready):
+                m.d.sync += [nstart.eq(1), sl_next.eq(nshift)]
         with m.If(state == Phase.RECIP):
             m.d.comb += div.o.ready.eq(1)
             with m.If(div.o.valid):
@@ -544,9 +560,13 @@ class AttentionUnit(wiring.Component):
             m.d.sync += [ov.eq(1), olast.eq((hh == g - 1) & (ob == NB - 1)),
                          ob.eq(Mux(ob == NB - 1, 0, ob + 1))]
             m.d.sync += [r.eq(s) for r, s in zip(oelems, coll)]
-        # the next head's divider starts once its last beat is formed; the job ends when
-        # its last beat is taken
+        # once a head's last beat is formed the next head takes its started division's
+        # result (or divides now); the job ends when its last beat is taken
         with m.If(out & move & (ob == NB - 1) & (hh != g - 1)):
-            m.d.sync += [hh.eq(hh + 1), state.eq(Phase.DIVIDE)]
+            m.d.sync += [hh.eq(hh + 1), nstart.eq(0)]
+            with m.If(nstart | start_now):
+                m.d.sync += [sl.eq(Mux(nstart, sl_next, nshift)), state.eq(Phase.RECIP)]
+            with m.Else():
+                m.d.sync += state.eq(Phase.DIVIDE)
         with m.If(out & ov & olast & self.out.ready):
             m.d.sync += [hh.eq(0), state.eq(Phase.IDLE)]

@@ -15,10 +15,15 @@ of b keys
     V rows          from s + soft_cycles, b·B cycles (the last one tV); the next block's
                     K rows from tV + 1
 
-then the first DIVIDE at tV + final_wait and per head ``head_cycles``: DIVIDE (1), the
-divider (Q + 1), head_dim element reads one per cycle, the head's last beat formed
-out_latency - 1 cycles after its last read; the next head's DIVIDE then, and the job's
-last beat on ``out`` one cycle later.
+then the heads' normalization and output. The last merge starts at m0 = tV + v_latency + 1
+and writes head h's l so that it can be read from l_h = m0 + h·(head_dim + 1) +
+merge_latency. Head 0 divides at d = tV + final_wait (= l_0); its result is taken at
+d + Q + 1 and its elements are read from x_0 = d + Q + 2, one per cycle; its last beat is
+formed at e_0 = x_0 + head_dim + out_latency - 2. Head h > 0 starts its division at
+s_h = max(x_(h-1), l_h) (during the previous head's output), takes it from
+r_h = max(e_(h-1) + 1, s_h + Q + 1) and reads from x_h = r_h + 1 (a division not started
+by e_(h-1) starts at e_(h-1) + 1 instead). The job's last beat is on ``out`` at
+e_(g-1) + 1.
 """
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ from ..attentionunit import AttentionUnitConfig
 def job_cycles(ucfg: AttentionUnitConfig, keys: int) -> int:
     """Cycles of one job of ``keys`` >= 1 keys, from the one after the command's acceptance
     to the last output beat, inclusive (closed form above)."""
-    g, B, blk = ucfg.group, ucfg.beats, ucfg.attention.block
+    g, B, blk, hd = ucfg.group, ucfg.beats, ucfg.attention.block, ucfg.head_dim
+    Q = ucfg.quotient_bits
     k0, tv = g * B + 1, None
     for j0 in range(0, keys, blk):
         rows = min(blk, keys - j0) * B
@@ -36,4 +42,13 @@ def job_cycles(ucfg: AttentionUnitConfig, keys: int) -> int:
         s = tk + ucfg.k_drain if tv is None else max(tk + ucfg.k_drain, tv + ucfg.merge_wait)
         tv = s + ucfg.soft_cycles + rows - 1
         k0 = tv + 1
-    return tv + ucfg.final_wait + g * ucfg.head_cycles
+    m0 = tv + ucfg.v_latency + 1
+    x = tv + ucfg.final_wait + Q + 2
+    e = x + hd + ucfg.out_latency - 2
+    for h in range(1, g):
+        s = max(x, m0 + h * (hd + 1) + ucfg.merge_latency)
+        if s > e:
+            s = e + 1
+        x = max(e + 1, s + Q + 1) + 1
+        e = x + hd + ucfg.out_latency - 2
+    return e + 1

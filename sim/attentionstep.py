@@ -70,7 +70,10 @@ class AttentionStepModel:
         self.mrun, self.lsum = [self.floor] * g, [0] * g
         self.o = [[0] * self.u.head_dim for _ in range(g)]
         self.first_block = True
-        self.sl = self.recip = self.div_left = self.div_quo = 0
+        self.sl = self.sl_next = self.recip = 0
+        self.div = None                            # a division: (result valid from, quotient)
+        self.nstart = False
+        self.lready, self.lready_at = 0, []
         self.d = self.ob = self.cnt = 0
         self.pipe = [None] * OUT_STAGES
         self.coll = [0] * self.u.lanes
@@ -150,6 +153,11 @@ class AttentionStepModel:
             self.err = True
         mwait = self.mwait - 1 if self.mwait else 0
         st = self.state
+        # the next head's division, started while this head's elements leave
+        start_now = (st == "OUT" and not self.nstart and self.hh != g - 1
+                     and self.lready > self.hh + 1 and self.div is None)
+        if start_now:
+            self.sl_next, self.nstart = self._divide(self.hh + 1), True
         if st == "IDLE":
             if inp.cmd_valid:
                 n = inp.cmd_keys
@@ -189,18 +197,15 @@ class AttentionStepModel:
                 self.hh, self.state = 0, "DIVIDE"
             self.fin -= 1
         elif st == "DIVIDE":
-            lh = self.lsum[self.hh] or 1
-            nl = bits_of(lh)
-            shift = nl - RL if nl > RL else 0
-            den = rshift_round(lh, shift) & ((1 << (RL + 1)) - 1)
-            self.sl, self.div_left, self.state = shift, u.quotient_bits, "RECIP"
-            self.div_quo = (1 << (2 * RL)) // den if den else (1 << u.quotient_bits) - 1
+            if self.lready > self.hh and self.div is None:
+                self.sl = self._divide(self.hh)
+                self.state = "RECIP"
         elif st == "RECIP":
-            if self.div_left == 0:
-                self.recip, self.d, self.ob, self.cnt, self.state = self.div_quo, 0, 0, 0, "OUT"
-            else:
-                self.div_left -= 1
+            if self.div is not None and self.cycle >= self.div[0]:
+                self.recip, self.d, self.ob, self.cnt, self.state = self.div[1], 0, 0, 0, "OUT"
+                self.div = None
         self._out_edge(inp, st == "OUT")
+        self.lready += sum(1 for c in self.lready_at if c == self.cycle)
         if self._block_ended:
             mwait = u.merge_wait - 2
         self._block_ended = False
@@ -235,8 +240,25 @@ class AttentionStepModel:
         self._block_ended = True
         if nj == self.keys:
             self.fin, self.state = u.final_wait - 2, "FINAL"
+            # the last merge writes head h's l at this edge + v_latency + 1 + h·(head_dim + 1)
+            # + merge_latency - 1
+            m0 = self.cycle + u.v_latency + 1
+            self.lready = 0
+            self.lready_at = [m0 + h * (u.head_dim + 1) + u.merge_latency - 1 for h in range(g)]
         else:
             self.state = "KROWS"
+
+    def _divide(self, head: int) -> int:
+        """Start the divider on head's l: its result valid Q + 1 cycles on; returns sl."""
+        u = self.u
+        RL = u.attention.recip_bits
+        lh = self.lsum[head] or 1
+        nl = bits_of(lh)
+        shift = nl - RL if nl > RL else 0
+        den = rshift_round(lh, shift) & ((1 << (RL + 1)) - 1)
+        quo = (1 << (2 * RL)) // den if den else (1 << u.quotient_bits) - 1
+        self.div = (self.cycle + u.quotient_bits + 1, quo)
+        return shift
 
     def _out_edge(self, inp: Inputs, out: bool) -> None:
         """The output pipeline, the beat being formed and the output register (the register
@@ -251,7 +273,12 @@ class AttentionStepModel:
             self.olast = self.hh == u.group - 1 and self.ob == u.beats - 1
             self.oelems = tuple(self.coll)
             if out and self.ob == u.beats - 1 and self.hh != u.group - 1:
-                self.hh, self.state = self.hh + 1, "DIVIDE"
+                self.hh += 1
+                if self.nstart:
+                    self.sl, self.state = self.sl_next, "RECIP"
+                else:
+                    self.state = "DIVIDE"
+                self.nstart = False
             self.ob = 0 if self.ob == u.beats - 1 else self.ob + 1
         if not full or move:
             last = self.pipe[-1]

@@ -224,13 +224,6 @@ class AttentionUnitConfig:
     #: output register
     out_latency = 1 + 1 + MUL_LATENCY + 1 + 1 + 1
 
-    @property
-    def head_cycles(self) -> int:
-        """Cycles from a head's DIVIDE to the next head's (or, for the last head, to its
-        last beat on ``out``): DIVIDE, the divider's Q steps and its result, head_dim
-        element reads, the last one's way into the output register."""
-        return 1 + self.quotient_bits + 1 + self.head_dim + self.out_latency - 1
-
     def describe(self) -> str:
         return (f"attention unit head_dim={self.head_dim} group={self.group} lanes={self.lanes} "
                 f"max_context={self.attention.max_context}")
