@@ -215,8 +215,9 @@ class AttentionUnitConfig:
     @property
     def final_wait(self) -> int:
         """Cycles from the job's last V beat to the first DIVIDE: the first head's l of the
-        last merge written. The merge goes on beside the output: head h's elements are
-        written head_dim + 1 cycles apart, its reads start a whole ``head_cycles`` later."""
+        last merge written. The merge goes on beside the output: head h's element d is
+        readable 1 + d cycles after its l, and read no earlier than its division's Q + 2
+        cycles after that l plus d."""
         return self.v_latency + 1 + self.merge_latency
 
     #: cycles of an output element from its read until its beat is on ``out``: the memory
