@@ -8,8 +8,8 @@ every other valid bit its predecessor's. So the pipeline takes one element per c
 its output is ready, holds every stage (bubbles too) while it is not, and the element
 entering in cycle t is on ``o`` in cycle t + stages. ``adv`` is a combinational function of
 ``o.ready`` (it is the input's ready): a consumer's ready reaches the stage enables in the
-same cycle, the price of a pipeline without skid buffers (no unit of the vector unit runs
-near the engine's clock limit; hw/VECTOR.md).
+same cycle, the price of a pipeline without skid buffers (hw/VECTOR.md, "Synthesis",
+says where the enable's fan-out shows).
 
 A beat carries ``lanes`` elements (``tritforge.vectorports.lane_field``): ``lane`` picks
 one lane's element, so a unit builds its element datapath once per lane, all lanes

@@ -118,10 +118,11 @@ class Requantize(wiring.Component):
         G = 8
         groups = W // G + 1
         gt, eq, le = Signal(groups), Signal(groups), Signal(G)
+        top = (1 << len(cu[3:])) - 1                 # (comparisons decided by the widths are constants)
         with m.If(adv):
-            m.d.sync += [gt.eq(Cat(cu[3:] < j for j in range(groups))),
-                         eq.eq(Cat(cu[3:] == j for j in range(groups))),
-                         le.eq(Cat(cu[:3] <= j for j in range(G)))]
+            m.d.sync += [gt.eq(Cat((cu[3:] < j) if 0 < j <= top else Const(j > top, 1) for j in range(groups))),
+                         eq.eq(Cat((cu[3:] == j) if j <= top else Const(0, 1) for j in range(groups))),
+                         le.eq(Cat((cu[:3] <= j) if j < G - 1 else Const(1, 1) for j in range(G)))]
         late = pre + MUL_STAGES - 5
         gt, eq, le = (delay(m, adv, x, late, f"mask_{nm}") for x, nm in ((gt, "gt"), (eq, "eq"), (le, "le")))
         cneg_m = delay(m, adv, cneg, late + 1, "cneg")

@@ -23,7 +23,11 @@ from tritforge.cli import main
 ])
 def test_bad_unit_arguments_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["synth", "--target", "ecp5-85f", "--out", "o"] + argv) == 2
+    try:
+        status = main(["synth", "--target", "ecp5-85f", "--out", "o"] + argv)
+    except SystemExit as exc:                   # argparse's usage errors
+        status = exc.code
+    assert status == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()

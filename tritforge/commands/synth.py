@@ -126,6 +126,7 @@ def _run_unit(args) -> int:
     import dataclasses
     import os
 
+    from ..atomic import atomic_folder
     from ..fpga import synth, unitsynth
     from ..hwconfig import HwConfig
 
@@ -153,9 +154,12 @@ def _run_unit(args) -> int:
         base = unitsynth.load(bpath)
     print(f"synth    {args.target}: unit {args.unit} ({u.text}) lanes={lanes} "
           f"(yosys{' + nextpnr' if place and target.nextpnr else ' only'})")
-    rep = unitsynth.synthesize_unit(args.unit, args.target, args.out, lanes=lanes, seed=args.seed,
-                                    freq=args.freq or 200.0, pnr_timeout_s=args.timeout,
-                                    router=args.router, place=place)
+    # the flow's folder and the report written after it are one staged output (the
+    # command's transaction moves it into place when everything succeeded)
+    with atomic_folder(args.out) as work:
+        rep = unitsynth.synthesize_unit(args.unit, args.target, work, lanes=lanes, seed=args.seed,
+                                        freq=args.freq or 200.0, pnr_timeout_s=args.timeout,
+                                        router=args.router, place=place)
     f = rep["unit"]
     print(f"design   {synth.summary_line(rep)}")
     print(f"unit     LUT {f['lut']} + {f['carry']} carry, FF {f['ff']}, BRAM {f['bram']}, DSP {f['dsp']}"
