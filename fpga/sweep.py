@@ -338,7 +338,7 @@ def run_sweep(axes: Axes, base: HwConfig, out_dir: str, flow: Flow, *,
              "pareto", title, os.path.join(work, "pareto.png"))
         if estimator is not None:
             meta = summary["estimate"]
-            plot(table, "tokens_per_s", f"tokens/s ({meta['model']} on {meta['board']})", "pareto_tokens",
+            plot(table, "tokens_per_s", "tokens/s (estimate)", "pareto_tokens",
                  f"{title}: {meta['model']} on {meta['board']}, context {meta['context']:,}",
                  os.path.join(work, "pareto_tokens.png"))
     return table

@@ -61,15 +61,32 @@ def _module_file(name: str) -> str | None:
     return spec.origin if spec is not None and spec.origin and spec.origin.endswith(".py") else None
 
 
+def _module_level(body: list):
+    """The statements of a module that run when it is imported (not function or class bodies)."""
+    import ast
+
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.Try, ast.With)):
+            for part in ("body", "orelse", "finalbody"):
+                yield from _module_level(getattr(node, part, []))
+            for handler in getattr(node, "handlers", []):
+                yield from _module_level(handler.body)
+
+
 def _imports(name: str, path: str) -> set[str]:
-    """The tritforge modules ``path`` (module ``name``) imports anywhere in its source."""
+    """The tritforge modules ``path`` (module ``name``) imports: a module's imports anywhere
+    in its source (a function's imports run when the flow calls it); a package's
+    (``__init__.py``) only those that run when it is imported, as it is in the closure only
+    because its modules are (its functions serve other commands)."""
     import ast
 
     with open(path, "rb") as f:
         tree = ast.parse(f.read(), path)
-    package = name if path.endswith("__init__.py") else name.rpartition(".")[0]
+    is_package = path.endswith("__init__.py")
+    package = name if is_package else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(tree):
+    for node in (_module_level(tree.body) if is_package else ast.walk(tree)):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
