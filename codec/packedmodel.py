@@ -21,7 +21,8 @@ What :func:`write_packed_model` writes (``tritforge quantize``: ``<config>/packe
 
 :func:`read_packed_model` checks a folder completely before anything uses it, and every
 problem is one ``TritforgeError`` (a ``ValueError``) naming the file: not a tritforge
-``quantization_config`` (another method, another format version), shards missing, extra
+``quantization_config`` (another method, another format version), a ``model_type`` that
+``transformers`` does not know, shards missing, extra
 or out of order (numbering, or a tensor not in the shard the index names), a tensor that
 the metadata lists but no file holds (or the reverse), a SHA-256 mismatch (naming the
 tensor), bad trit bytes or codebook words. The checksums are computed over the raw bytes
@@ -283,6 +284,9 @@ def read_packed_model(folder: str, verify: bool = True) -> PackedModel:
         raise TritforgeError(f"{folder}: no such packed model folder")
     config = read_json(cfg_path, "the packed model's config (an HF config.json)")
     qc = check_quantization_config(cfg_path, config.get("quantization_config"))
+    from .checkpoint import check_known_architecture
+
+    check_known_architecture(config.get("model_type"), cfg_path)
     files, weight_map = _weight_files(folder)
     entries, shas, where, headers, note, listed = {}, {}, {}, {}, {}, {}
     for fname in files:

@@ -2,8 +2,9 @@
 
 Steps of :func:`run` (the ``tritforge run`` command; docs/ARCHITECTURE.md):
 
-1. load the stock transformers model and its tokenizer (HF safetensors folder or GGUF;
-   Llama and Qwen2 families);
+1. load the stock transformers model and its tokenizer (HF safetensors folder or GGUF):
+   any decoder-only causal LM on the linear-only path, the Llama and Qwen2 families on
+   the whole-layer path (:func:`check_runnable`);
 2. quantize every linear layer except the output embedding (``lm_head``) at the config's
    depth, or read the quantized matrices from a packed file (``codec.packfile``);
 3. replace each of those ``nn.Linear`` with an :class:`~.hwlinear.HwLinear` that runs
@@ -54,6 +55,8 @@ from ..hwconfig import HwConfig
 from .actions import Actions
 from .hwlinear import HwLinear, HwRecorder, LayerStats
 
+#: the families whose decoder layers the whole-layer path (sim.hwlayer) runs; the linear
+#: path runs any decoder-only causal LM
 ARCHS = ("llama", "qwen2")
 PATHS = ("layer", "linear")
 DEFAULT_PROMPT = "What is the capital of France? Answer in one sentence."
@@ -176,10 +179,45 @@ def _model_location(spec: str) -> tuple[str, str | None]:
     return os.path.dirname(os.path.abspath(path)), os.path.basename(path)
 
 
-def load_model(spec: str, progress: bool = False):
+def check_runnable(folder: str, kw: dict, where: str, path: str = "layer") -> None:
+    """Refuse, before any weight is read, a model ``tritforge run`` cannot run: one that is
+    not a decoder-only causal LM (an encoder such as BERT, an encoder-decoder), or, on the
+    whole-layer ``path``, a family outside :data:`ARCHS`. One line naming the architecture
+    and the class transformers reads it as."""
+    from transformers import AutoConfig
+
+    from ..codec import checkpoint
+    from ..jsonfile import read_json
+
+    if not kw:                        # a folder: its model_type must be one transformers knows
+        cfg_path = os.path.join(folder, "config.json")
+        raw = read_json(cfg_path, "model config (an HF config.json)")
+        checkpoint.check_known_architecture(raw.get("model_type"), cfg_path)
+    try:
+        config = AutoConfig.from_pretrained(folder, **kw)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TritforgeError(f"{where}: cannot read its config ({str(exc).splitlines()[0]})") from None
+    arch = getattr(config, "model_type", None)
+    try:
+        cls = checkpoint.model_class(config, where)
+    except TritforgeError:
+        cls = None
+    if cls is None or not checkpoint.is_causal_lm(cls) or getattr(config, "is_encoder_decoder", False):
+        what = f"not a decoder-only causal LM ({cls.__name__})" if cls else "not a model transformers can build"
+        raise TritforgeError(f"{where}: architecture {arch!r} is {what}; tritforge run runs decoder-only "
+                             f"causal LMs (tritforge quantize and inspect take it)")
+    if path == "layer" and arch not in ARCHS:
+        raise TritforgeError(f"{where}: architecture {arch!r}: the whole-layer hardware path covers "
+                             f"{', '.join(ARCHS)}; pass --path linear to run its Linears on the engine "
+                             f"and the rest of the model on the host")
+
+
+def load_model(spec: str, progress: bool = False, path: str = "layer"):
     """The stock transformers model (float32, eval mode) and tokenizer -> (model, tokenizer, path).
 
-    ``progress``: show transformers' own loading bars. A packed model folder
+    ``progress``: show transformers' own loading bars. ``path``: the run's path, for
+    :func:`check_runnable` (the whole-layer path takes the families of :data:`ARCHS`, the
+    linear path any decoder-only causal LM). A packed model folder
     (``codec.packedmodel``) loads through the tritforge quantizer with nothing else; its
     ``TritLinear`` modules are then turned into ``nn.Linear`` holding the dequantized
     float32 weights (the stand-in for the source the quality figures compare against), and
@@ -205,15 +243,13 @@ def load_model(spec: str, progress: bool = False):
     if not progress:
         hf_logging.disable_progress_bar()
     try:
+        check_runnable(folder, kw, where, path)
         try:
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
         except TritforgeError:
             raise
         except (OSError, ValueError, KeyError) as exc:
             raise TritforgeError(f"{where}: cannot load the model ({str(exc).splitlines()[0]})") from None
-        arch = getattr(model.config, "model_type", None)
-        if arch not in ARCHS:
-            raise TritforgeError(f"{where}: architecture {arch!r}, expected one of {ARCHS}")
         try:
             tok = AutoTokenizer.from_pretrained(folder, **kw)
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -552,7 +588,7 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         packed, packed_meta = packfile.read_packed(opts.packed) if opts.packed else (None, {})
     wall = {}
     t0 = time.perf_counter()
-    model, tok, where = load_model(opts.packed if packed_folder else opts.model, opts.progress)
+    model, tok, where = load_model(opts.packed if packed_folder else opts.model, opts.progress, opts.path)
     wall["load"] = time.perf_counter() - t0
     check_generation(model, tok, opts, where, accel.attention.max_context if opts.path == "layer" else None)
     if packed_folder:

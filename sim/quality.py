@@ -17,6 +17,11 @@ Two ways to get the same figure: :func:`perplexity` keeps one window's logits at
 :func:`window_logits` + :func:`perplexity_from_logits` keep all logits (N x vocab fp32),
 which :func:`compare_logits` needs to compare two models position by position.
 
+Models without logits (encoders such as BERT) have no perplexity: for them
+:func:`last_hidden_states` and :func:`relative_rms_error` measure how far the last
+layer's hidden states move, on the same text and windows (cut to the model's position
+table).
+
 Models: :func:`model_from_checkpoint` builds the stock ``transformers`` model from a
 ``codec.checkpoint.Checkpoint`` (fp32, eval mode), and :func:`substituted` swaps
 dequantized weights into it for the duration of a ``with`` block.
@@ -62,27 +67,9 @@ def eval_ids(tokenizer, max_tokens: int = 0):
 # --- models ----------------------------------------------------------------------------
 
 def model_from_checkpoint(ckpt, dtype=None):
-    """The stock transformers causal LM of ``ckpt`` with its tensors loaded (eval mode)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    dtype = dtype or torch.float32
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        model = AutoModelForCausalLM.from_config(ckpt.config, dtype=dtype)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    state = {n: t.to(dtype) for n, t in ckpt.tensors.items()}
-    result = model.load_state_dict(state, strict=False)
-    tied = bool(getattr(ckpt.config, "tie_word_embeddings", False))
-    missing = [k for k in result.missing_keys if not (tied and k == "lm_head.weight")]
-    if missing or result.unexpected_keys:
-        bad = (missing or result.unexpected_keys)[0]
-        raise TritforgeError(f"{ckpt.path}: tensors do not match the {ckpt.arch} model "
-                             f"({len(missing)} missing, {len(result.unexpected_keys)} unexpected, e.g. {bad})")
-    return model.eval()
+    """The stock transformers model of ``ckpt`` with its tensors loaded (eval mode;
+    ``codec.checkpoint.Checkpoint.float_model``)."""
+    return ckpt.float_model(dtype)
 
 
 @contextlib.contextmanager
@@ -169,6 +156,39 @@ def perplexity(model, ids, window: int = WINDOW, progress: bool = False, desc: s
                 count += e - s - 1
             prev = lg[-1]
     return math.exp(total / count)
+
+
+def encoder_window(model, window: int = WINDOW) -> int:
+    """``window`` cut to the model's position table (``max_position_embeddings``)."""
+    n = getattr(model.config, "max_position_embeddings", None)
+    return min(window, n) if isinstance(n, int) and n > 1 else window
+
+
+def last_hidden_states(model, ids, window: int = WINDOW, progress: bool = False,
+                       desc: str = "hidden states"):
+    """The last layer's hidden states (N, hidden) fp32 of ``ids`` (1-D), run window by
+    window (each from an empty context, :func:`encoder_window` tokens at most): for models
+    without logits to score, such as encoders."""
+    import torch
+    from tqdm import tqdm
+
+    window = encoder_window(model, window)
+    out = []
+    with torch.inference_mode():
+        for s, e in tqdm(_windows(len(ids), window), desc=desc, unit="window",
+                         disable=not progress, leave=False):
+            res = model(input_ids=ids[s:e].unsqueeze(0).to(model.device), output_hidden_states=True)
+            h = res.hidden_states[-1] if getattr(res, "hidden_states", None) else res.last_hidden_state
+            out.append(h[0].float().cpu())
+    return torch.cat(out)
+
+
+def relative_rms_error(ref, out) -> float:
+    """sqrt(sum (out - ref)^2 / sum ref^2) over all elements."""
+    if ref.shape != out.shape:
+        raise TritforgeError(f"shapes {tuple(ref.shape)} and {tuple(out.shape)}: expected equal")
+    den = float(ref.double().square().sum())
+    return math.sqrt(float((out.double() - ref.double()).square().sum()) / den) if den > 0 else 0.0
 
 
 def top1_agreement(ref, out) -> float:

@@ -1,5 +1,6 @@
-"""Checkpoint loading: HF safetensors folders (single, sharded; fp32/fp16/bf16; Llama, Qwen2),
-GGUF files (synthetic ones written here, and the embedded SmolLM2), and bad input.
+"""Checkpoint loading: HF safetensors folders (single, sharded; fp32/fp16/bf16; every causal LM
+family of ``tinymodels``, and a BERT encoder), GGUF files of every family (synthetic ones written
+as llama.cpp does, and the embedded SmolLM2), and bad input.
 
 ``make_tiny_model`` and ``write_tiny_gguf`` are also used by the other codec/CLI tests.
 """
@@ -17,63 +18,16 @@ import torch
 from tritforge.codec import checkpoint
 from tritforge.codec.checkpoint import load_checkpoint, resolve_model
 from tritforge.errors import TritforgeError
-from tinymodels import FAMILIES, make_tiny_family, make_tiny_model, tiny_model
+from tinymodels import (FAMILIES, GGUF_FAMILIES, make_gguf_family, make_tiny_family, make_tiny_model,
+                        tiny_model, write_gguf)
 
 LINEAR = re.compile(r"\.(q|k|v|o|gate|up|down)_proj\.weight$")
 
 
 def write_tiny_gguf(path, model, q8_names=()) -> dict:
-    """Write ``model`` (a tiny Llama or Qwen2) as llama.cpp would: GGUF names, and for
-    Llama the q/k rows permuted.
-
-    Tensors named in ``q8_names`` are stored as Q8_0. Returns the HF state the loader
-    must give back (Q8_0 tensors as their dequantized values).
-    """
-    import gguf
-
-    cfg = model.config
-    arch = cfg.model_type
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_context_length(cfg.max_position_embeddings)
-    w.add_embedding_length(cfg.hidden_size)
-    w.add_block_count(cfg.num_hidden_layers)
-    w.add_feed_forward_length(cfg.intermediate_size)
-    w.add_head_count(cfg.num_attention_heads)
-    w.add_head_count_kv(cfg.num_key_value_heads)
-    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    w.add_rope_freq_base(10000.0)
-    w.add_vocab_size(cfg.vocab_size)
-    hf_of = {}
-    for i in range(cfg.num_hidden_layers):
-        for b in checkpoint._GGUF_BLOCK:
-            for kind in ("weight", "bias"):
-                name = f"blk.{i}.{b}.{kind}"
-                hf_of[checkpoint.gguf_to_hf_name(name)] = name
-    hf_of.update({v: k for k, v in checkpoint._GGUF_GLOBAL.items()})
-    expected = {}
-    for hf, t in model.state_dict().items():
-        arr = t.detach().float().numpy()
-        store = arr
-        if arch == "llama" and hf.endswith("q_proj.weight"):
-            store = checkpoint.permute_rows(arr, cfg.num_attention_heads)
-        elif arch == "llama" and hf.endswith("k_proj.weight"):
-            store = checkpoint.permute_rows(arr, cfg.num_key_value_heads)
-        if hf in q8_names:
-            qt = gguf.GGMLQuantizationType.Q8_0
-            raw = gguf.quants.quantize(store, qt)
-            w.add_tensor(hf_of[hf], raw, raw_shape=raw.shape, raw_dtype=qt)
-            back = gguf.quants.dequantize(raw, qt).reshape(arr.shape)
-            if arch == "llama" and hf.endswith("q_proj.weight"):
-                back = checkpoint.unpermute_rows(back, cfg.num_attention_heads)
-            expected[hf] = torch.from_numpy(np.ascontiguousarray(back))
-        else:
-            w.add_tensor(hf_of[hf], np.ascontiguousarray(store))
-            expected[hf] = torch.from_numpy(arr.copy())
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return expected
+    """``model`` (a tiny Llama or Qwen2) as llama.cpp writes it (``tinymodels.write_gguf``);
+    returns the state the loader must give back."""
+    return write_gguf(path, model, q8_names)
 
 
 def linear_names(state) -> list[str]:
@@ -173,9 +127,10 @@ def test_folder_without_weights(tmp_path):
 
 
 @pytest.mark.parametrize("model_type,pattern", [
-    ("t5", r"architecture 't5' cannot be handled: transformers has no causal LM"),
-    ("nosuchmodel", r"architecture 'nosuchmodel' cannot be handled"),
-    ("gpt2", r"no linear layers inside decoder blocks"),          # GPT-2 builds Conv1D, not nn.Linear
+    # transformers builds a T5 model from it, whose layers the Llama tensors do not fill
+    ("t5", r"the model's linear layer encoder\.block\.0\.layer\.0\.SelfAttention\.q has no tensor"),
+    ("nosuchmodel", r"config\.json: architecture 'nosuchmodel' is not known to this transformers"),
+    ("gpt2", r"no nn\.Linear layers inside the model's layer lists"),   # GPT-2 builds Conv1D, not nn.Linear
 ])
 def test_unsupported_architecture(tmp_path, model_type, pattern):
     folder = make_tiny_model(tmp_path)
@@ -242,16 +197,29 @@ def test_truncated_gguf(tmp_path):
 
 
 def test_gguf_of_unsupported_architecture(tmp_path):
+    """transformers' GGUF loader has no BERT: the error names it and lists what it loads."""
     import gguf
 
-    w = gguf.GGUFWriter(str(tmp_path / "g.gguf"), "gpt2")
+    w = gguf.GGUFWriter(str(tmp_path / "g.gguf"), "bert")
     w.add_block_count(1)
     w.add_tensor("token_embd.weight", np.zeros((8, 16), dtype=np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    expect_error(tmp_path / "g.gguf", r"architecture 'gpt2' is not supported")
+    expect_error(tmp_path / "g.gguf", r"g\.gguf: GGUF architecture 'bert' is not supported by the installed "
+                                      r"transformers' GGUF loader; it loads .*\bllama\b.*\bqwen2\b")
+    assert "bert" not in checkpoint.gguf_architectures()
+    assert {"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"} <= set(checkpoint.gguf_architectures())
+
+
+def test_gguf_without_architecture_is_refused(tmp_path):
+    path = tmp_path / "g.gguf"
+    write_tiny_gguf(path, tiny_model())
+    data = path.read_bytes()
+    key = b"general.architecture"
+    path.write_bytes(data.replace(key, b"general.architectur_"))
+    expect_error(path, r"GGUF architecture None is not supported")
 
 
 def test_default_without_package(monkeypatch):
@@ -261,20 +229,6 @@ def test_default_without_package(monkeypatch):
 
 
 # --- GGUF ------------------------------------------------------------------------------
-
-def test_permutation_is_inverted():
-    w = torch.arange(8 * 6 * 3, dtype=torch.float32).reshape(8 * 6, 3)
-    p = checkpoint.permute_rows(w, 6)
-    assert not torch.equal(p, w)
-    assert torch.equal(checkpoint.unpermute_rows(p, 6), w)
-
-
-def test_gguf_names():
-    assert checkpoint.gguf_to_hf_name("blk.12.attn_output.weight") == "model.layers.12.self_attn.o_proj.weight"
-    assert checkpoint.gguf_to_hf_name("blk.0.attn_q.bias") == "model.layers.0.self_attn.q_proj.bias"
-    assert checkpoint.gguf_to_hf_name("token_embd.weight") == "model.embed_tokens.weight"
-    assert checkpoint.gguf_to_hf_name("rope_freqs.weight") is None
-
 
 def test_synthetic_gguf_round_trips_to_hf_names_and_order(tmp_path):
     model = tiny_model("llama", seed=4, intermediate=96)
@@ -292,31 +246,55 @@ def test_synthetic_gguf_round_trips_to_hf_names_and_order(tmp_path):
     assert ck.config.num_key_value_heads == 2 and ck.config.intermediate_size == 96
 
 
-def test_synthetic_gguf_equals_transformers_loader(tmp_path):
+@pytest.mark.parametrize("arch", list(GGUF_FAMILIES))
+def test_gguf_of_every_family_equals_transformers_loader(tmp_path, arch):
+    """Names and values equal the state dict of AutoModelForCausalLM.from_pretrained(gguf_file=)
+    and the source model's (Q8_0 matrices: their dequantized values); the rule picks the same
+    matrices as from the safetensors folder of the same model."""
     from transformers import AutoModelForCausalLM
 
-    model = tiny_model("llama", seed=5, intermediate=96)
-    write_tiny_gguf(tmp_path / "tiny.gguf", model, {"model.layers.1.self_attn.k_proj.weight"})
-    ck = load_checkpoint(str(tmp_path / "tiny.gguf"))
-    ref = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="tiny.gguf").state_dict()
+    model, path, expected = make_gguf_family(tmp_path, arch)
+    ck = load_checkpoint(path)
+    assert ck.format == "gguf" and ck.arch == ("llama" if arch == "mistral" else arch)
+    ref = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=os.path.basename(path)).state_dict()
+    assert set(ck.tensors) == set(expected)
+    assert set(ref) - set(ck.tensors) <= {"lm_head.weight"}          # tied to the embedding
     for name, t in ck.tensors.items():
+        assert t.dtype == torch.float32, name
         assert torch.equal(t, ref[name]), name
-
-
-def test_synthetic_qwen2_gguf_with_biases_equals_transformers_loader(tmp_path):
-    from transformers import AutoModelForCausalLM
-
-    model = tiny_model("qwen2", seed=6, intermediate=96)
-    expected = write_tiny_gguf(tmp_path / "q.gguf", model, {"model.layers.0.mlp.gate_proj.weight"})
-    ck = load_checkpoint(str(tmp_path / "q.gguf"))
-    assert ck.arch == "qwen2" and "model.layers.1.self_attn.k_proj.bias" in ck.tensors
-    ref = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="q.gguf").state_dict()
-    for name, t in ck.tensors.items():
         assert torch.equal(t, expected[name]), name
-        assert torch.equal(t, ref[name]), name
-    # Qwen2 GGUFs are not permuted: q comes back as the model's own weight
-    assert torch.equal(ck.tensors["model.layers.0.self_attn.q_proj.weight"],
-                       model.model.layers[0].self_attn.q_proj.weight.detach())
+    folder = make_tiny_family(tmp_path / "hf", arch, seed=7, tied=arch.startswith("gemma"),
+                              **GGUF_FAMILIES[arch][0])
+    assert ck.linear_names == load_checkpoint(folder).linear_names
+    assert len(ck.describe()["source_sha256"]) == 64
+    assert ck.tokenizer()("the old man")["input_ids"] == load_checkpoint(folder).tokenizer()("the old man")["input_ids"]
+
+
+def test_f16_gguf_comes_back_as_transformers_gives_it(tmp_path):
+    """F16 tensors: transformers' loader dequantizes them to float32, and so does the checkpoint."""
+    import gguf
+
+    model = tiny_model("qwen2", seed=8)
+    write_tiny_gguf(tmp_path / "q.gguf", model)
+    reader = gguf.GGUFReader(str(tmp_path / "q.gguf"))
+    assert reader.tensors[0].tensor_type == gguf.GGMLQuantizationType.F32
+    # rewrite with every 2-D tensor as F16
+    w = gguf.GGUFWriter(str(tmp_path / "h.gguf"), "qwen2")
+    for key, f in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        w.add_key_value(key, f.contents(), f.types[0], f.types[-1] if len(f.types) > 1 else None)
+    for t in reader.tensors:
+        arr = np.asarray(t.data).reshape([int(x) for x in reversed(t.shape)])
+        w.add_tensor(t.name, arr.astype(np.float16) if arr.ndim == 2 else arr)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    ck = load_checkpoint(str(tmp_path / "h.gguf"))
+    q = ck.tensors["model.layers.0.self_attn.q_proj.weight"]
+    assert q.dtype == torch.float32
+    assert torch.equal(q, model.model.layers[0].self_attn.q_proj.weight.detach().half().float())
 
 
 def _smollm2_installed() -> bool:

@@ -129,10 +129,10 @@ def test_bad_config(tmp_path, capsys):
 def test_unsupported_architecture_writes_nothing(tmp_path, capsys):
     src = make_tiny_model(tmp_path / "src")
     cfg = json.load(open(os.path.join(src, "config.json")))
-    cfg["model_type"] = "nosuchmodel"           # no causal LM transformers can build
+    cfg["model_type"] = "nosuchmodel"           # a model type transformers does not know
     json.dump(cfg, open(os.path.join(src, "config.json"), "w"))
     err = run_error(capsys, ["quantize", "--model", src, "--configs", "uniform-d2", "--out", str(tmp_path / "o")])
-    assert "'nosuchmodel' cannot be handled" in err
+    assert "config.json: architecture 'nosuchmodel' is not known to this transformers" in err
     assert not (tmp_path / "o").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 import tritforge  # noqa: F401  (registers the quantizer with transformers)
-from tinymodels import FAMILIES, make_tiny_family, make_tiny_model
+from tinymodels import FAMILIES, GGUF_FAMILIES, make_gguf_family, make_tiny_bert, make_tiny_family, make_tiny_model
 from tritforge import cli
 from tritforge.codec import packedmodel
 from tritforge.codec.checkpoint import load_checkpoint
@@ -141,6 +142,103 @@ def test_cli_quantize_writes_it_and_inspect_and_run_need_nothing_else(tmp_path, 
     assert not os.path.exists(tmp_path / "q2" / "uniform-d1" / "packed")
 
 
+@pytest.mark.parametrize("arch", list(GGUF_FAMILIES))
+def test_gguf_of_every_family_quantizes_loads_and_runs(tmp_path, capsys, arch):
+    """A GGUF file of each family transformers' GGUF loader reads: tritforge quantize (with
+    perplexity, through the tokenizer the file carries) writes a packed folder that stock
+    transformers loads with the FP16 export's logits, and tritforge run generates from the
+    file (the whole-layer path for Llama and Qwen2, the linear-only path for the others)."""
+    _, path, _ = make_gguf_family(tmp_path / "src", arch)
+    out = tmp_path / "q"
+    assert cli.main(["quantize", "--model", path, "--configs", "uniform-d2", "--out", str(out),
+                     "--ppl-tokens", "200", "--quiet"]) == 0
+    rep = json.load(open(out / "uniform-d2" / "report.json"))
+    ck = load_checkpoint(path)
+    assert rep["model"]["format"] == "gguf" and rep["model"]["architecture"] == ck.arch
+    assert rep["quant"]["matrices"] == len(ck.linear_names)
+    assert rep["perplexity"]["source"] > 1 and rep["perplexity"]["quantized"] > 1
+    packed, fp16 = str(out / "uniform-d2" / "packed"), str(out / "uniform-d2" / "model")
+    model, e32 = load(packed), load(fp16, dtype=torch.float32)
+    assert {f"{n}.weight" for n in trit_modules(model)} == set(ck.linear_names)
+    with torch.no_grad():
+        a, b = model(IDS).logits, e32(IDS).logits
+    assert torch.allclose(a, b, atol=3e-2, rtol=0), float((a - b).abs().max())
+    capsys.readouterr()
+    layer = ck.arch in ("llama", "qwen2")
+    argv = ["run", "--model", path, "--max-new-tokens", "2", "--eval-tokens", "0", "--quiet",
+            "--json", str(tmp_path / "r.json")]
+    if not layer:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"architecture '{ck.arch}'" in err[0] and "--path linear" in err[0]
+        argv += ["--path", "linear"]
+    assert cli.main(argv) == 0
+    r = json.load(open(tmp_path / "r.json"))
+    assert r["model"]["arch"] == ck.arch and r["tokens"]["generated"] >= 1
+    assert r["path"] == ("layer" if layer else "linear")
+
+
+# --- encoders -------------------------------------------------------------------------------
+
+BERT_LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value",
+                "attention.output.dense", "intermediate.dense", "output.dense")
+
+
+def test_bert_encoder_quantizes_exports_and_loads_with_automodel(tmp_path, capsys):
+    """The one rule on a BERT encoder: every Linear of the encoder layers quantized, the
+    embeddings and the pooler kept; the FP16 export and the packed folder load with
+    AutoModel and give the same outputs; the report has the hidden-state error, no perplexity;
+    inspect reads the packed folder alone and run refuses the encoder in one line."""
+    from transformers import AutoModel
+
+    src = make_tiny_bert(tmp_path / "bert", seed=3)
+    ck = load_checkpoint(src)
+    assert ck.arch == "bert" and ck.model_class.__name__ == "BertModel" and not ck.causal_lm
+    assert ck.linear_names == [f"encoder.layer.{i}.{m}.weight" for i in range(2) for m in BERT_LINEARS]
+    kept = set(ck.tensors) - set(ck.linear_names)
+    assert {"pooler.dense.weight", "embeddings.word_embeddings.weight",
+            "embeddings.position_embeddings.weight"} <= kept
+
+    out = tmp_path / "q"
+    assert cli.main(["quantize", "--model", src, "--configs", "uniform-d2", "--out", str(out),
+                     "--ppl-tokens", "300", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "hidden err" in text and "PPL" not in text
+    rep = json.load(open(out / "uniform-d2" / "report.json"))
+    assert rep["perplexity"] is None and rep["model"]["model_class"] == "BertModel"
+    hid = rep["hidden_state_error"]
+    assert hid["tokens"] == 300 and hid["output"] == "last hidden state" and 0 < hid["relative_rms_error"] < 0.5
+
+    packed, fp16 = str(out / "uniform-d2" / "packed"), str(out / "uniform-d2" / "model")
+    model = AutoModel.from_pretrained(packed).eval()
+    assert type(model).__name__ == "BertModel"
+    assert {f"{n}.weight" for n in trit_modules(model)} == set(ck.linear_names)
+    assert isinstance(model.pooler.dense, torch.nn.Linear)
+    e32 = AutoModel.from_pretrained(fp16, dtype=torch.float32).eval()
+    with torch.no_grad():
+        a, b = model(IDS), e32(IDS)
+    for key in ("last_hidden_state", "pooler_output"):        # the export rounds the kept tensors to fp16
+        assert torch.allclose(a[key], b[key], atol=1e-2, rtol=0), key
+    a16 = AutoModel.from_pretrained(packed, dtype=torch.float16).eval()
+    e16 = AutoModel.from_pretrained(fp16, dtype=torch.float16).eval()
+    with torch.no_grad():
+        assert torch.equal(a16(IDS).last_hidden_state, e16(IDS).last_hidden_state)
+    # the relative error the report gives is the float model's with the dequantized weights
+    from tritforge.sim import quality
+
+    ids = quality.eval_ids(ck.tokenizer(), 300)
+    ref = quality.last_hidden_states(ck.float_model(), ids)
+    got = quality.last_hidden_states(AutoModel.from_pretrained(packed).eval(), ids)
+    assert abs(quality.relative_rms_error(ref, got) - hid["relative_rms_error"]) < 1e-4
+
+    assert cli.main(["inspect", packed]) == 0
+    assert "model: bert (bert)" in capsys.readouterr().out
+    for argv in (["run", "--model", src], ["run", "--packed", packed]):
+        assert cli.main(argv + ["--eval-tokens", "0", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "architecture 'bert' is not a decoder-only causal LM (BertModel)" in err[0]
+
+
 # --- bad folders ----------------------------------------------------------------------------
 
 def _resave(path, drop=None, meta_edit=None):
@@ -183,6 +281,13 @@ def _shuffle_shards(folder):
     json.dump(data, open(idx, "w"))
 
 
+def _set_model_type(folder, model_type):
+    p = os.path.join(folder, "config.json")
+    cfg = json.load(open(p))
+    cfg["model_type"] = model_type
+    json.dump(cfg, open(p, "w"))
+
+
 def _rename_shard(folder):
     os.rename(os.path.join(folder, "model-00003-of-00003.safetensors"),
               os.path.join(folder, "model-00004-of-00003.safetensors"))
@@ -206,6 +311,8 @@ BAD = {
                      r"config\.json: quantization_config of method 'bitnet', expected 'tritforge'"),
     "other version": (None, lambda f: _set_qc(f, format_version=1),
                       r"config\.json: quantization_config format 'tritforge-packed' version 1"),
+    "unknown architecture": (None, lambda f: _set_model_type(f, "nosuchmodel"),
+                             r"config\.json: architecture 'nosuchmodel' is not known to this transformers"),
     "shards swapped": (70_000, _shuffle_shards, r"shards out of order"),
     "shard numbering": (70_000, _rename_shard, r"shards out of order"),
 }
@@ -220,7 +327,10 @@ def test_bad_folder_is_one_line_naming_the_file(tmp_path, capsys, case):
     spoil(packed)
     with pytest.raises(TritforgeError, match=pattern):
         packedmodel.read_packed_model(packed)
-    if case != "other method":                 # transformers itself dispatches on the method
+    if case == "unknown architecture":         # transformers' AutoConfig refuses it before any quantizer runs
+        with pytest.raises(ValueError, match="nosuchmodel"):
+            load(packed)
+    elif case != "other method":               # transformers itself dispatches on the method
         with pytest.raises(ValueError, match=pattern):
             load(packed)
     before = sorted(os.listdir(tmp_path))
@@ -229,6 +339,7 @@ def test_bad_folder_is_one_line_naming_the_file(tmp_path, capsys, case):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and packed in err, err
+        assert re.search(pattern, err), err
     assert sorted(os.listdir(tmp_path)) == before                     # nothing written
 
 

@@ -39,6 +39,10 @@ def _resolve(path: str) -> str:
     if os.path.isdir(path):
         inner = os.path.join(path, PACKED_NAME)
         if not os.path.isfile(inner):
+            if os.path.isfile(os.path.join(path, "config.json")):
+                from ..codec.packedmodel import read_packed_model
+
+                read_packed_model(path)     # a model folder: raises the reason it is not a packed one
             raise TritforgeError(f"{path}: a folder without {PACKED_NAME}; expected a packed file")
         return inner
     return path

@@ -1,5 +1,12 @@
 """``tritforge quantize``: quantize a checkpoint at one or more depths and write, per config,
-the packed trit file, the dequantized FP16 HF folder and a JSON report.
+the packed trit file, the dequantized FP16 HF folder, the packed model folder and a JSON
+report.
+
+Quality on the bundled text: a causal LM's perplexity, source and quantized. A model
+without logits to score (an encoder such as BERT, ``Checkpoint.causal_lm`` false) has no
+perplexity; for it the report gives the relative RMS error of the last layer's hidden
+states against the source's (``sim.quality.last_hidden_states``), on the same text, in
+the table's ``hidden err`` column and the report's ``hidden_state_error``.
 
 Work shared across configs is done once: loading, the per-matrix preparation
 (``codec.modelquant``), the source model and its perplexity. Each config's folder is built
@@ -49,9 +56,11 @@ def add_arguments(p) -> None:
     p.add_argument("--no-packed-model", action="store_true",
                    help="skip the packed model folder (packed trits + the rest, loadable by transformers "
                         "after `import tritforge`)")
-    p.add_argument("--no-ppl", action="store_true", help="skip the perplexity measurements")
+    p.add_argument("--no-ppl", action="store_true",
+                   help="skip the quality measurements on the bundled text (perplexity; for an encoder "
+                        "the last hidden state's error)")
     p.add_argument("--ppl-tokens", type=int, default=0, metavar="N",
-                   help="score only the first N tokens of the bundled text (default 0: all of it)")
+                   help="measure on the first N tokens of the bundled text only (default 0: all of it)")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
 
 
@@ -92,19 +101,25 @@ def _fmt(x, spec: str) -> str:
     return format("-", ">" + spec.split(".")[0]) if x is None else format(x, spec)
 
 
-def summary_table(rows: list[dict], source_ppl: float | None) -> str:
+def summary_table(rows: list[dict], source_ppl: float | None, encoder: bool = False) -> str:
+    """The printed table; ``encoder``: the quality column is the relative RMS error of the
+    last hidden states (``hidden err``) instead of perplexity."""
     head = (f"{'config':<11} {'d':>1} {'mode':<10} {'bpw info':>8} {'bpw phys':>8} "
-            f"{'rel MSE':>9} {'SQNR dB':>7} {'PPL':>10} {'time s':>7}")
+            f"{'rel MSE':>9} {'SQNR dB':>7} {'hidden err' if encoder else 'PPL':>10} {'time s':>7}")
     lines = [head, "-" * len(head)]
     if source_ppl is not None:
         lines.append(f"{'source':<11} {'':>1} {'':<10} {'':>8} {'':>8} {'':>9} {'':>7} "
                      f"{source_ppl:>10.3f} {'':>7}")
     for r in rows:
         q = r["quant"]
-        ppl = r["perplexity"]["quantized"] if r["perplexity"] else None
+        if encoder:
+            hid = r.get("hidden_state_error")
+            quality, spec = (hid["relative_rms_error"] if hid else None), "10.5f"
+        else:
+            quality, spec = (r["perplexity"]["quantized"] if r["perplexity"] else None), "10.3f"
         lines.append(f"{r['config']:<11} {q['depth']:>1} {q['mode']:<10} {q['info_bpw']:>8.3f} "
                      f"{q['physical_bpw']:>8.3f} {q['rel_mse']:>9.5f} {_fmt(q['sqnr_db'], '7.2f')} "
-                     f"{_fmt(ppl, '10.3f')} {sum(r['timings_s'].values()):>7.1f}")
+                     f"{_fmt(quality, spec)} {sum(r['timings_s'].values()):>7.1f}")
     return "\n".join(lines)
 
 
@@ -136,9 +151,11 @@ def run(args) -> int:
     t_quant_all = time.perf_counter() - t0
     t_shared = max(0.0, t_quant_all - sum(r.seconds for r in results.values()))
 
-    model = ids = None
+    model = ids = source_hidden = None
     source_ppl = None
     t_ppl_source = 0.0
+    encoder = not ckpt.causal_lm
+    what = "the hidden-state error" if encoder else "perplexity"
     if not args.no_ppl:
         from ..sim import quality
 
@@ -146,13 +163,19 @@ def run(args) -> int:
         try:
             tok = ckpt.tokenizer()
         except TritforgeError as exc:
-            raise TritforgeError(f"{exc}; perplexity needs it (or pass --no-ppl)") from None
+            raise TritforgeError(f"{exc}; {what} needs it (or pass --no-ppl)") from None
         ids = quality.eval_ids(tok, args.ppl_tokens)
         model = quality.model_from_checkpoint(ckpt)
-        _say(args, f"perplexity of the source on {len(ids)} tokens ...")
-        source_ppl = quality.perplexity(model, ids, progress=not args.quiet, desc="perplexity source")
+        if encoder:
+            _say(args, f"{ckpt.arch} is not a causal LM ({ckpt.model_class.__name__}): no perplexity; "
+                       f"hidden states of the source on {len(ids)} tokens ...")
+            source_hidden = quality.last_hidden_states(model, ids, progress=not args.quiet,
+                                                       desc="hidden states source")
+        else:
+            _say(args, f"perplexity of the source on {len(ids)} tokens ...")
+            source_ppl = quality.perplexity(model, ids, progress=not args.quiet, desc="perplexity source")
+            _say(args, f"source perplexity {source_ppl:.3f} ({time.perf_counter() - t0:.1f} s)")
         t_ppl_source = time.perf_counter() - t0
-        _say(args, f"source perplexity {source_ppl:.3f} ({t_ppl_source:.1f} s)")
 
     rows = []
     for config, depth in configs:
@@ -187,21 +210,31 @@ def run(args) -> int:
                 if not args.no_export:
                     packed_sizes["fp16_export_bytes"] = folder_bytes(os.path.join(tmp, EXPORT_NAME))
                 timings["packed_model"] = time.perf_counter() - t0
-            ppl = None
+            ppl = hidden = None
             if model is not None:
                 from ..sim import quality
 
                 t0 = time.perf_counter()
-                _say(args, f"{config}: perplexity on {len(ids)} tokens ...")
+                _say(args, f"{config}: {what} on {len(ids)} tokens ...")
                 with quality.substituted(model, mq.tensors):
-                    q_ppl = quality.perplexity(model, ids, progress=not args.quiet,
-                                               desc=f"perplexity {config}")
+                    if encoder:
+                        h = quality.last_hidden_states(model, ids, progress=not args.quiet,
+                                                       desc=f"hidden states {config}")
+                    else:
+                        q_ppl = quality.perplexity(model, ids, progress=not args.quiet,
+                                                   desc=f"perplexity {config}")
                 timings["perplexity"] = time.perf_counter() - t0
-                ppl = {"text": "sim/data/eval_text.txt", "tokens": int(len(ids)),
-                       "window": quality.WINDOW, "source": source_ppl, "quantized": q_ppl}
+                if encoder:
+                    hidden = {"text": "sim/data/eval_text.txt", "tokens": int(len(ids)),
+                              "window": quality.encoder_window(model), "output": "last hidden state",
+                              "relative_rms_error": quality.relative_rms_error(source_hidden, h)}
+                else:
+                    ppl = {"text": "sim/data/eval_text.txt", "tokens": int(len(ids)),
+                           "window": quality.WINDOW, "source": source_ppl, "quantized": q_ppl}
             report = {
                 "tritforge_version": __version__, "config": config,
-                "model": {**desc, "model_type": ckpt.arch,
+                "model": {**desc, "model_type": ckpt.arch, "model_class": ckpt.model_class.__name__,
+                          "causal_lm": not encoder,
                           "hidden_size": getattr(ckpt.config, "hidden_size", None),
                           "num_hidden_layers": getattr(ckpt.config, "num_hidden_layers", None)},
                 "files": {"packed": PACKED_NAME, "export": None if args.no_export else EXPORT_NAME},
@@ -209,6 +242,7 @@ def run(args) -> int:
                 "packed_model": None if packed_sizes is None else {"folder": PACKED_MODEL_NAME, **packed_sizes},
                 "quant": mq.summary(),
                 "perplexity": ppl,
+                "hidden_state_error": hidden,
                 "timings_s": timings,
                 "shared_timings_s": {"load": t_load, "prepare_and_overhead": t_shared,
                                      "perplexity_source": t_ppl_source},
@@ -220,7 +254,7 @@ def run(args) -> int:
 
     print(f"{ckpt.path} ({ckpt.arch}): {desc['linear_matrices']} linear matrices, "
           f"{desc['linear_weights']:,} weights quantized; mode {args.mode}")
-    print(summary_table(rows, source_ppl))
+    print(summary_table(rows, source_ppl, encoder))
     cal = results[configs[0][1]].calibration
     if cal:
         print(f"calibration: {cal['seqs']} x {cal['length']} tokens of {cal['text']}, forward "
