@@ -84,7 +84,7 @@ def _layer(lanes, primitives):
     from ..hw.layer import DecoderLayer
     from ..layerconfig import LayerConfig
     lcfg = LayerConfig(lanes=lanes)
-    return DecoderLayer(lcfg), {"layer": repr(lcfg)}
+    return DecoderLayer(lcfg, primitives=primitives), {"layer": repr(lcfg), "primitives": primitives}
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from .fixedops import saturate, scale_mul
 from .indexing import pick
 from .int8quant import Int8Quantizer
 from .lanepacker import LanePacker
+from .primitives import check_primitives
 from .requant import Requantize
 from .rmsnorm import RmsNorm
 from .rope import Rope
@@ -82,15 +83,19 @@ class Dst(enum.Enum):
 
 class DecoderLayer(wiring.Component):
     """Ports (tritforge/layerports.py): ``cmd``, ``h_in``, ``norm``, ``cb``, ``mat``, ``w``,
-    ``cs``, ``kv_rd`` in; ``kv_wr``, ``h_out``; ``err``, ``busy``."""
+    ``cs``, ``kv_rd`` in; ``kv_wr``, ``h_out``; ``err``, ``busy``. ``primitives``
+    (hw/primitives.py) builds every unit's multipliers and buffers (the same cycles with
+    every set)."""
 
-    def __new__(cls, lcfg: LayerConfig):
+    def __new__(cls, lcfg: LayerConfig, *, primitives: str = "generic"):
         if not isinstance(lcfg, LayerConfig):
             raise TypeError(f"DecoderLayer lcfg must be a LayerConfig, not {lcfg!r}")
+        check_primitives(primitives, "decoder layer")
         return super().__new__(cls)
 
-    def __init__(self, lcfg: LayerConfig):
+    def __init__(self, lcfg: LayerConfig, *, primitives: str = "generic"):
         self.lcfg = lcfg
+        self.primitives = primitives
         super().__init__(members(layer_ports(lcfg)))
 
     def elaborate(self, platform):
@@ -106,21 +111,22 @@ class DecoderLayer(wiring.Component):
 
         # ---- units ---------------------------------------------------------------------
         sub = m.submodules
+        P = {"primitives": self.primitives}            # every unit's hard blocks
         sub.mem = mem = VectorMemory(RB, lc.memory_depth, readers=2)
-        sub.engine = eng = GemvEngine(ecfg)
-        sub.norm1, sub.norm2 = norm1, norm2 = RmsNorm(v, H), RmsNorm(v, H)
-        sub.quant_kv = qkv = Int8Quantizer(RB - 1, B, hd)
-        sub.quant_q = qq = Int8Quantizer(RB - 1, B, hd)
-        sub.quant_act = qa = Int8Quantizer(RB - 1, B, max(lc.qdim, lc.intermediate))
+        sub.engine = eng = GemvEngine(ecfg, **P)
+        sub.norm1, sub.norm2 = norm1, norm2 = RmsNorm(v, H, **P), RmsNorm(v, H, **P)
+        sub.quant_kv = qkv = Int8Quantizer(RB - 1, B, hd, **P)
+        sub.quant_q = qq = Int8Quantizer(RB - 1, B, hd, **P)
+        sub.quant_act = qa = Int8Quantizer(RB - 1, B, max(lc.qdim, lc.intermediate), **P)
         sub.act_pack = apk = LanePacker(16, B)
         sub.kv_pack = kvpk = LanePacker(L, B)
         sub.q_pack = qpk = LanePacker(L, B)
-        sub.rope = rope = Rope(v, hd)
-        sub.silu = silu = SiluMul(v)
-        sub.requant = rq = Requantize(v, acc_bits)
-        sub.requant_res = rqr = Requantize(v, acc_bits, residual=True)
+        sub.rope = rope = Rope(v, hd, **P)
+        sub.silu = silu = SiluMul(v, **P)
+        sub.requant = rq = Requantize(v, acc_bits, **P)
+        sub.requant_res = rqr = Requantize(v, acc_bits, residual=True, **P)
         sub.res_ser = rser = Serializer(acc_bits, ecfg.rows, max(mt.out_features for mt in mats))
-        sub.attention = att = AttentionUnit(lc.attention_unit)
+        sub.attention = att = AttentionUnit(lc.attention_unit, **P)
         sub.att_ser = aser = Serializer(RB, L, lc.qdim)
         rd0, rd1 = mem.rd0, mem.rd1
 
