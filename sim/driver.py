@@ -35,8 +35,10 @@ on this machine.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import io
 import os
 import re
 import time
@@ -245,7 +247,10 @@ def load_model(spec: str, progress: bool = False, path: str = "layer"):
     try:
         check_runnable(folder, kw, where, path)
         try:
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+            # transformers' GGUF loader draws its own tqdm bar, outside its progress-bar switch
+            quiet = contextlib.redirect_stderr(io.StringIO()) if gguf and not progress else contextlib.nullcontext()
+            with quiet:
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
         except TritforgeError:
             raise
         except (OSError, ValueError, KeyError) as exc:

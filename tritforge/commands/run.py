@@ -25,9 +25,10 @@ def add_arguments(p) -> None:
                    help="read the quantized matrices from this packed file (the model from --model), or run "
                         "a packed model folder (<config>/packed): it is the whole model, --model is not used")
     p.add_argument("--path", default="layer", metavar="layer|linear",
-                   help="what generates the text: 'layer' (default) runs every decoder layer through "
-                        "the integer models of the engine, attention and vector units (after the "
-                        "embedding lookup only sampling is float); 'linear' only the quantized Linears")
+                   help="what generates the text: 'layer' (default; Llama and Qwen2) runs every decoder "
+                        "layer through the integer models of the engine, attention and vector units "
+                        "(after the embedding lookup only sampling is float); 'linear' only the quantized "
+                        "Linears (any decoder-only causal LM)")
     p.add_argument("--accel", metavar="FILE",
                    help="AccelConfig JSON: the attention and vector units' contract parameters and "
                         "the lm_head choice (default: tritforge.accelconfig's defaults)")
