@@ -239,6 +239,30 @@ def test_bert_encoder_quantizes_exports_and_loads_with_automodel(tmp_path, capsy
         assert len(err) == 1 and "architecture 'bert' is not a decoder-only causal LM (BertModel)" in err[0]
 
 
+def test_bert_with_a_head_loads_as_base_model_and_with_its_head(tmp_path):
+    """A BertForMaskedLM folder (weights under ``bert.``): its packed folder loads with
+    AutoModel (transformers drops the prefix, and so does the quantizer) and with
+    AutoModelForMaskedLM, each giving the FP16 export's outputs."""
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    src = make_tiny_bert(tmp_path / "mlm", seed=4, head=True)
+    ck = load_checkpoint(src)
+    assert ck.model_class.__name__ == "BertForMaskedLM" and not ck.causal_lm
+    assert ck.linear_names[0] == "bert.encoder.layer.0.attention.self.query.weight" and len(ck.linear_names) == 12
+    assert "cls.predictions.transform.dense.weight" not in ck.linear_names     # outside the layer list
+    qt = quantize_checkpoint(ck, [2], progress=False)[2].tensors
+    packedmodel.write_packed_model(ck, qt, str(tmp_path / "packed"))
+    export_fp16(ck, qt, str(tmp_path / "fp16"))
+    for cls in (AutoModel, AutoModelForMaskedLM):
+        a = cls.from_pretrained(str(tmp_path / "packed")).eval()
+        b = cls.from_pretrained(str(tmp_path / "fp16"), dtype=torch.float32).eval()
+        assert len(trit_modules(a)) == 12
+        with torch.no_grad():
+            ha = a(IDS, output_hidden_states=True).hidden_states[-1]
+            hb = b(IDS, output_hidden_states=True).hidden_states[-1]
+        assert torch.allclose(ha, hb, atol=1e-2, rtol=0), cls.__name__
+
+
 # --- bad folders ----------------------------------------------------------------------------
 
 def _resave(path, drop=None, meta_edit=None):

@@ -115,9 +115,21 @@ def tiny_bert(seed: int = 0):
     return BertModel(cfg).eval()
 
 
-def make_tiny_bert(folder, seed: int = 0) -> str:
-    """Save :func:`tiny_bert` (and the tokenizer) as an HF safetensors folder."""
-    tiny_bert(seed).save_pretrained(folder)
+def tiny_bert_mlm(seed: int = 0):
+    """:func:`tiny_bert`'s encoder with BERT's masked-LM head (``BertForMaskedLM``: weights
+    named ``bert.encoder...``, as the published BERT checkpoints are)."""
+    from transformers import BertForMaskedLM
+
+    base = tiny_bert(seed)
+    torch.manual_seed(seed + 1)
+    model = BertForMaskedLM(base.config).eval()
+    return model
+
+
+def make_tiny_bert(folder, seed: int = 0, head: bool = False) -> str:
+    """Save :func:`tiny_bert` (``head``: :func:`tiny_bert_mlm`) and the tokenizer as an HF
+    safetensors folder."""
+    (tiny_bert_mlm(seed) if head else tiny_bert(seed)).save_pretrained(folder)
     make_tokenizer().save_pretrained(folder)
     return str(folder)
 

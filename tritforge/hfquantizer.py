@@ -2,12 +2,15 @@
 
 ``import tritforge`` arranges for :func:`register` to run as soon as
 ``transformers.quantizers.auto`` is imported (or at once if it already is), so that
-``AutoModelForCausalLM.from_pretrained(packed_folder)`` finds ``quant_method:
+``AutoModelForCausalLM.from_pretrained(packed_folder)`` (or ``AutoModel``, any class
+transformers loads the folder as) finds ``quant_method:
 "tritforge"`` in the folder's config.json and uses :class:`TritforgeHfQuantizer`:
 
 * before the weights load, the whole folder is checked (``codec.packedmodel``: config,
   shards, metadata, the SHA-256 of every stored tensor) and every ``nn.Linear`` that has a
-  packed matrix is replaced by a ``codec.tritlinear.TritLinear`` with ``trits`` and
+  packed matrix (found under the name transformers loads it as: a base model such as
+  ``AutoModel``'s ``BertModel`` read from a ``BertForMaskedLM`` folder drops the
+  ``bert.`` prefix, :func:`_module_name`) is replaced by a ``codec.tritlinear.TritLinear`` with ``trits`` and
   ``codebook`` buffers of the stored shapes; the loader then fills them (uint8/uint16,
   never cast) and the floating-point tensors as usual;
 * after loading, each TritLinear's buffers are compared with the checksums once more;
@@ -53,6 +56,7 @@ class TritforgeHfQuantizer(HfQuantizer):
     def __init__(self, quantization_config, **kwargs):
         super().__init__(quantization_config, **kwargs)
         self._packed = None
+        self._names = {}          #: module name in the model -> module name in the folder
 
     def _process_model_before_weight_loading(self, model, checkpoint_files=None, **kwargs):
         import os
@@ -68,18 +72,21 @@ class TritforgeHfQuantizer(HfQuantizer):
         folder = os.path.dirname(os.path.abspath(checkpoint_files[0]))
         pm = packedmodel.read_packed_model(folder)
         self._packed = pm
-        for name in pm.entries:
+        self._names = {}
+        for stored in pm.entries:
+            name = _module_name(model, stored)
+            self._names[name] = stored
             try:
                 old = model.get_submodule(name)
             except AttributeError:
-                raise TritforgeError(f"{os.path.join(folder, pm.where[name + '.trits'])}: packed matrix "
-                                     f"{name} is not a module of {type(model).__name__}") from None
+                raise TritforgeError(f"{os.path.join(folder, pm.where[stored + '.trits'])}: packed matrix "
+                                     f"{stored} is not a module of {type(model).__name__}") from None
             if not isinstance(old, nn.Linear):
-                raise TritforgeError(f"{os.path.join(folder, pm.where[name + '.trits'])}: {name} is a "
+                raise TritforgeError(f"{os.path.join(folder, pm.where[stored + '.trits'])}: {stored} is a "
                                      f"{type(old).__name__}, expected an nn.Linear")
-            new = TritLinear(old.in_features, old.out_features, pm.entries[name], old.bias is not None,
+            new = TritLinear(old.in_features, old.out_features, pm.entries[stored], old.bias is not None,
                              device=old.weight.device, dtype=old.weight.dtype,
-                             name=f"{os.path.join(folder, pm.where[name + '.trits'])}: {name}")
+                             name=f"{os.path.join(folder, pm.where[stored + '.trits'])}: {stored}")
             model.set_submodule(name, new)
         return model
 
@@ -92,11 +99,12 @@ class TritforgeHfQuantizer(HfQuantizer):
 
         pm = self._packed
         for name, m in trit_modules(model).items():
+            stored = self._names.get(name, name)
             for part in ("trits", "codebook"):
                 t = getattr(m, part)
-                if t.device.type == "meta" or packedmodel.tensor_sha256(t) != pm.entries[name]["sha256"][part]:
-                    raise TritforgeError(f"{os.path.join(pm.folder, pm.where[f'{name}.{part}'])}: tensor "
-                                         f"{name}.{part} did not load intact")
+                if t.device.type == "meta" or packedmodel.tensor_sha256(t) != pm.entries[stored]["sha256"][part]:
+                    raise TritforgeError(f"{os.path.join(pm.folder, pm.where[f'{stored}.{part}'])}: tensor "
+                                         f"{stored}.{part} did not load intact")
         return model
 
     def get_state_dict_and_metadata(self, model):
@@ -124,6 +132,25 @@ class TritforgeHfQuantizer(HfQuantizer):
     @property
     def is_trainable(self) -> bool:
         return False
+
+
+def _module_name(model, stored: str) -> str:
+    """The module of ``model`` a packed matrix stored as ``stored`` belongs to: the same
+    name, or, where transformers loads a base model from a folder of a model with a head
+    (``AutoModel`` on a ``BertForMaskedLM`` folder) or the reverse, that name without or with
+    the ``base_model_prefix`` (``bert.``), as transformers renames the weights."""
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    if not prefix:
+        return stored
+    has_base = prefix in dict(model.named_children())
+    if stored.startswith(prefix + ".") and not has_base:
+        return stored[len(prefix) + 1:]
+    if has_base and not stored.startswith(prefix + "."):
+        try:
+            model.get_submodule(stored)
+        except AttributeError:
+            return f"{prefix}.{stored}"
+    return stored
 
 
 def register() -> None:
