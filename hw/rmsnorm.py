@@ -40,23 +40,25 @@ quantizer's multipliers and buffer.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 
 from ..accelconfig import VectorConfig
 from ..vectorports import EXP_BITS, GAMMA_FRAC_BITS, eps_bits, rmsnorm_ports
+from ..vectortiming import (BITLEN_STAGES, MUL_STAGES, RMS_PREP_CYCLES, RMS_SCAN_STAGES, RMS_SS_CYCLES,
+                            RMS_STEP_STAGES, SHIFT_STAGES)
+from .actbuffer import ActivationBuffer
 from .checks import check_int
 from .elementpipe import advance, check_lanes, delay, lane
-from .fixedops import abs_value, bitlen, max_tree, rshift_round
+from .fixedops import abs_value, bitlen_staged, max_tree, staged_rshift
 from .int8quant import MAX_IN_BITS, Int8Quantizer
-from .multiplier import PipelinedMultiplier
+from .multiplier import WideMultiplier
 from .primitives import check_primitives
 from .rsqrt import MAX_SS_BITS, Rsqrt, check_vector_config
 from .signature import members
 
 #: the states of a vector's passes
-RECV, PREP, SCAN, DRAIN = range(4)
+RECV, FOLD, LEN, PREP, SCAN, DRAIN = range(6)
 
 
 def ss_bits(vcfg: VectorConfig, n: int) -> int:
@@ -70,10 +72,10 @@ class RmsNorm(wiring.Component):
     {gamma_frac, eps_q} (one beat per vector); ``o`` {x, m, e, last} (``lanes`` h, value,
     x per beat). One beat per cycle in and out."""
 
-    #: registers of the scan: the reads, the pre-shift, the multipliers
-    scan_stages = 2 + PipelinedMultiplier.latency
-    #: registers of the step: the multiplier m_u · y, the normalization
-    step_stages = PipelinedMultiplier.latency + 1
+    #: registers of the scan: the reads, the staged pre-shift and its rounding, the multipliers
+    scan_stages = RMS_SCAN_STAGES
+    #: registers of the step: the multiplier m_u · y, its bit length, k, the staged shift
+    step_stages = RMS_STEP_STAGES
 
     def __new__(cls, vcfg: VectorConfig, n: int, *, lanes: int = 1, primitives: str = "generic"):
         check_vector_config("RmsNorm", vcfg)
@@ -98,63 +100,88 @@ class RmsNorm(wiring.Component):
         NB, GB, B = v.norm_in_bits, v.gamma_bits, v.scale_bits
         sb = ss_bits(v, n)
         L, N = self.lanes, n // self.lanes                # lanes, beats per vector
-        q = m.submodules.quant = Int8Quantizer(GB + NB, B, n, lanes=L, primitives=self.primitives)
-        rs = m.submodules.rsqrt = Rsqrt(v, sb)
-        hbuf = m.submodules.hbuf = Memory(shape=self.h.payload.h.shape(), depth=N, init=[])
-        gmem = m.submodules.gamma = Memory(shape=self.g.payload.value.shape(), depth=N, init=[])
-        hwr, hrd = hbuf.write_port(), hbuf.read_port()
-        gwr, grd = gmem.write_port(), gmem.read_port()
-        m.d.comb += [self.g.ready.eq(1), gwr.en.eq(self.g.valid), gwr.addr.eq(self.g.payload.addr),
-                     gwr.data.eq(self.g.payload.value)]
+        P = self.primitives
+        q = m.submodules.quant = Int8Quantizer(GB + NB, B, n, lanes=L, primitives=P)
+        rs = m.submodules.rsqrt = Rsqrt(v, sb, primitives=P)
+        hw_bits, gw_bits = len(Value.cast(self.h.payload.h)), len(Value.cast(self.g.payload.value))
+        hbuf = m.submodules.hbuf = ActivationBuffer(N, hw_bits, primitives=P, fabric=False)
+        gmem = m.submodules.gamma = ActivationBuffer(N, gw_bits, primitives=P, fabric=False)
+        m.d.comb += [self.g.ready.eq(1), gmem.w_en.eq(self.g.valid), gmem.w_addr.eq(self.g.payload.addr),
+                     gmem.w_data.eq(Value.cast(self.g.payload.value))]
 
         wcnt, ridx = Signal(range(N)), Signal(range(N))
         hmax = Signal(v.resid_bits)
+        a_r = Signal(v.resid_bits)                       # the beat's max |h|, registered
+        a_v = Signal()
+        wait = Signal(range(BITLEN_STAGES + 1))
         p = Signal(range(v.resid_bits + 1))
-        eps = Signal(sb)
         eps_k = Signal.like(self.k.payload.eps_q)        # the vector's constants
         gf_k, gf_ss = (Signal(signed(GAMMA_FRAC_BITS), name=nm) for nm in ("gf_k", "gf_ss"))
-        ss, ss_out = Signal(sb), Signal(sb)
-        ss_valid = Signal()
+        ss, ss_sum, ss_out = Signal(sb), Signal(sb), Signal(sb)
+        sum_v, nz, ss_valid = Signal(), Signal(), Signal()
         take_h = self.h.valid & self.h.ready
         absh = []
         for k in range(L):
             absh.append(Signal(v.resid_bits, name=f"abs{k}"))
             m.d.comb += absh[k].eq(abs_value(lane(self.h.payload.h, k)))
-        a = max_tree(m, absh, v.resid_bits, "lanemax")
-        n_h = bitlen(m, hmax, "hmax")
-        m.d.comb += [hwr.addr.eq(wcnt), hwr.data.eq(self.h.payload.h), hwr.en.eq(take_h)]
+        m.d.sync += [a_r.eq(max_tree(m, absh, v.resid_bits, "lanemax")), a_v.eq(take_h)]
+        with m.If(a_v):
+            m.d.sync += hmax.eq(Mux(a_r > hmax, a_r, hmax))
+        n_h = bitlen_staged(m, 1, hmax, "hmax")          # free-running; settled in PREP
+        m.d.comb += [hbuf.w_addr.eq(wcnt), hbuf.w_data.eq(Value.cast(self.h.payload.h)), hbuf.w_en.eq(take_h)]
 
-        # the scan: reads, pre-shift, hs² and g_q · hs into the quantizer (per lane)
+        # eps' = rshift_round(eps_q, 2p): free-running, settled long before the scan's end
+        eps_sh = staged_rshift(m, 1, eps_k << 1, Cat(0, p), sb, SHIFT_STAGES, "eps")
+        eps = Signal(sb, reset_less=True)
+        m.d.sync += eps.eq((eps_sh + 1) >> 1)
+        assert SHIFT_STAGES + 1 <= RMS_SCAN_STAGES, "eps' would not settle before the sum"
+
+        # the scan: reads, the staged pre-shift, hs² and g_q · hs into the quantizer (per lane)
         scan = Signal()
         adv, valid = advance(m, q.i, scan, self.scan_stages, "scan")
-        m.d.comb += [hrd.addr.eq(ridx), grd.addr.eq(ridx), hrd.en.eq(adv), grd.en.eq(adv)]
-        g1 = delay(m, adv, grd.data, 1, "g")
+        m.d.comb += [hbuf.r_addr.eq(ridx), gmem.r_addr.eq(ridx), hbuf.r_en.eq(adv), gmem.r_en.eq(adv)]
+        g_hs = delay(m, adv, gmem.r_data, SHIFT_STAGES + 1, "g")
         squares = []
         for k in range(L):
-            sq = m.submodules[f"sq{k}"] = PipelinedMultiplier(NB + 2, NB + 2)
-            gu = m.submodules[f"gu{k}"] = PipelinedMultiplier(GB, NB + 2)
-            hs = Signal(signed(NB + 2), name=f"hs{k}")
+            sq = m.submodules[f"sq{k}"] = WideMultiplier(NB + 2, NB + 2, primitives=P)
+            gu = m.submodules[f"gu{k}"] = WideMultiplier(GB, NB + 2, primitives=P)
+            h = hbuf.r_data[k * v.resid_bits:(k + 1) * v.resid_bits].as_signed()
+            sh = staged_rshift(m, adv, h << 1, p, NB + 2, SHIFT_STAGES, f"hs{k}")
+            hs = Signal(signed(NB + 2), name=f"hs{k}", reset_less=True)
             with m.If(adv):
-                m.d.sync += hs.eq(rshift_round(lane(hrd.data, k), p))
+                m.d.sync += hs.eq((sh + 1) >> 1)
             m.d.comb += [sq.en.eq(adv), gu.en.eq(adv), sq.a.eq(hs), sq.b.eq(hs),
-                         gu.a.eq(lane(g1, k)), gu.b.eq(hs), lane(q.i.payload.v, k).eq(gu.p)]
+                         gu.a.eq(g_hs[k * GB:(k + 1) * GB].as_signed()), gu.b.eq(hs),
+                         lane(q.i.payload.v, k).eq(gu.p)]
             squares.append(sq.p)
         beat_ss = Signal(2 * NB + 2 + (L - 1).bit_length())
         m.d.comb += beat_ss.eq(sum(squares))
         last = delay(m, adv, ridx == N - 1, self.scan_stages, "last")
         m.d.comb += q.i.payload.last.eq(last)
+        # the sum of squares: the last beat's square added (RMS_SS_CYCLES: this cycle), then
+        # eps' and whether ss is 0 (the next); ss is offered to the Rsqrt the cycle after
+        assert RMS_SS_CYCLES == 2
         with m.If(q.i.valid & q.i.ready):
             m.d.sync += ss.eq(ss + beat_ss)
             with m.If(last):
-                m.d.sync += [ss.eq(0), ss_out.eq(ss + beat_ss + eps), gf_ss.eq(gf_k), ss_valid.eq(1)]
+                m.d.sync += [ss.eq(0), ss_sum.eq(ss + beat_ss), sum_v.eq(1)]
+        with m.If(sum_v):
+            m.d.sync += [ss_out.eq(ss_sum + eps), nz.eq((ss_sum != 0) | (eps != 0)), gf_ss.eq(gf_k),
+                         ss_valid.eq(1), sum_v.eq(0)]
 
-        state = Signal(range(4))
+        state = Signal(range(6))
         with m.If(state == RECV):
             m.d.comb += self.h.ready.eq(1)
             with m.If(take_h):
-                m.d.sync += [wcnt.eq(wcnt + 1), hmax.eq(Mux(a > hmax, a, hmax))]
+                m.d.sync += wcnt.eq(wcnt + 1)
                 with m.If(wcnt == N - 1):
-                    m.d.sync += state.eq(PREP)
+                    m.d.sync += state.eq(FOLD)
+        with m.Elif(state == FOLD):
+            m.d.sync += [wait.eq(BITLEN_STAGES - 1), state.eq(LEN)]
+        with m.Elif(state == LEN):
+            m.d.sync += wait.eq(wait - 1)
+            with m.If(wait == 0):
+                m.d.sync += state.eq(PREP)
         with m.Elif(state == PREP):
             m.d.sync += [p.eq(Mux(n_h > NB, n_h - NB, 0)), ridx.eq(0)]
             m.d.comb += self.k.ready.eq(~ss_valid)
@@ -163,8 +190,6 @@ class RmsNorm(wiring.Component):
                              state.eq(SCAN)]
         with m.Elif(state == SCAN):
             m.d.comb += scan.eq(1)
-            with m.If(ridx == 0):
-                m.d.sync += eps.eq(rshift_round(eps_k, p << 1))
             with m.If(adv):
                 m.d.sync += ridx.eq(ridx + 1)
                 with m.If(ridx == N - 1):
@@ -172,13 +197,14 @@ class RmsNorm(wiring.Component):
         with m.Elif(state == DRAIN):
             with m.If(valid == 0):
                 m.d.sync += [wcnt.eq(0), hmax.eq(0), state.eq(RECV)]
+        assert RMS_PREP_CYCLES == 1 + BITLEN_STAGES + 1
 
         # the vector's 1/sqrt: ss (at least 1) in, (y, E + GF) held until its last element;
         # GF passes registers enabled like the Rsqrt's stages (its ready is their advance)
         y = Signal.like(rs.o.payload.y)
         E = Signal(signed(len(rs.o.payload.E) + 2))
         y_valid = Signal()
-        m.d.comb += [rs.i.valid.eq(ss_valid), rs.i.payload.ss.eq(Mux(ss_out == 0, 1, ss_out)),
+        m.d.comb += [rs.i.valid.eq(ss_valid), rs.i.payload.ss.eq(Cat(ss_out[0] | ~nz, ss_out[1:])),
                      rs.o.ready.eq(~y_valid)]
         gf_y = delay(m, rs.i.ready, gf_ss, rs.latency, "gf")
         with m.If(rs.i.ready & ss_valid):
@@ -186,24 +212,32 @@ class RmsNorm(wiring.Component):
         with m.If(rs.o.valid & ~y_valid):
             m.d.sync += [y.eq(rs.o.payload.y), E.eq(rs.o.payload.E + gf_y), y_valid.eq(1)]
 
-        # the step: scale_mul(m_u, e_u, y, E + GF) per element
+        # the step: scale_mul(m_u, e_u, y, E + GF) per element: m_u · y, its bit length,
+        # k = bitlen - B, (m_u · y) >> k staged with e = e_u + E + GF - k beside it
         go = q.o.valid & y_valid
         sadv, _ = advance(m, self.o, go, self.step_stages, "step")
         m.d.comb += q.o.ready.eq(sadv & y_valid)
         with m.If(q.o.valid & q.o.ready & q.o.payload.last):
             m.d.sync += y_valid.eq(0)
-        mm = m.submodules.mm = PipelinedMultiplier(B + 1, len(y) + 1)
+        mm = m.submodules.mm = WideMultiplier(B + 1, len(y) + 1, primitives=P)
         m.d.comb += [mm.en.eq(sadv), mm.a.eq(q.o.payload.m), mm.b.eq(y)]
         prod = Signal(B + len(y))
         m.d.comb += prod.eq(mm.p)
-        k = Signal(range(len(prod) + 1))
-        m.d.comb += k.eq(bitlen(m, prod, "step") - B)
+        n_p = bitlen_staged(m, sadv, prod, "step")
+        k = Signal(range(len(prod) + 1), reset_less=True)
+        with m.If(sadv):
+            m.d.sync += k.eq(n_p - B)
+        prod_k = delay(m, sadv, prod, BITLEN_STAGES + 1, "prod")
         e_in = Signal(signed(EXP_BITS + 2))
         m.d.comb += e_in.eq(q.o.payload.e + E)
-        e3 = delay(m, sadv, e_in, PipelinedMultiplier.latency, "e")
-        out = self.o.payload
+        e_k = delay(m, sadv, e_in, MUL_STAGES + BITLEN_STAGES + 1, "e")
+        e_out = Signal(signed(EXP_BITS + 2), reset_less=True)
         with m.If(sadv):
-            m.d.sync += [out.m.eq(prod >> k), out.e.eq(e3 - k)]
-        m.d.comb += [out.x.eq(delay(m, sadv, q.o.payload.x, self.step_stages, "x")),
+            m.d.sync += e_out.eq(e_k - k)
+        out = self.o.payload
+        m.d.comb += [out.m.eq(staged_rshift(m, sadv, prod_k, k, B, SHIFT_STAGES, "stepm")),
+                     out.e.eq(delay(m, sadv, e_out, SHIFT_STAGES - 1, "eo")),
+                     out.x.eq(delay(m, sadv, q.o.payload.x, self.step_stages, "x")),
                      out.last.eq(delay(m, sadv, q.o.payload.last, self.step_stages, "xlast"))]
+        assert RMS_STEP_STAGES == MUL_STAGES + BITLEN_STAGES + 1 + SHIFT_STAGES
         return m

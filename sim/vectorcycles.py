@@ -13,14 +13,12 @@ elements per beat (one beat per cycle), so n elements are ceil(n / lanes) beats.
 """
 from __future__ import annotations
 
-from ..vectortiming import INT8Q_OUT_STAGES, INT8Q_PREP_CYCLES, ROPE_STAGES, SILU_STAGES, requant_stages
+from ..vectortiming import (INT8Q_OUT_STAGES, INT8Q_PREP_CYCLES, RMS_PREP_CYCLES, RMS_SCAN_STAGES, RMS_SS_CYCLES,
+                            RMS_STEP_STAGES, ROPE_STAGES, SILU_STAGES, requant_stages)
+from ..vectortiming import rsqrt_latency as _rsqrt_latency
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
-
-
-#: hw.multiplier.PipelinedMultiplier: input, product and output registers
-MUL_STAGES = 3
 
 
 def divider_cycles(quo_bits: int) -> int:
@@ -38,9 +36,10 @@ def int8quant_cycles(n: int, scale_bits: int, lanes: int = 1) -> int:
 
 
 def rsqrt_latency(vcfg) -> int:
-    """Rsqrt's registers: normalize, the seed ROM, 11 per Newton step (three multipliers of
-    MUL_STAGES, the correction term, the rounding)."""
-    return 2 + (3 * MUL_STAGES + 2) * vcfg.rsqrt_newton
+    """Rsqrt's registers: the normalization (RSQRT_NORM_STAGES), the seed ROM, per Newton
+    step RSQRT_NEWTON_STAGES (three WideMultipliers, the rounding add of t, the
+    correction term, the rounding)."""
+    return _rsqrt_latency(vcfg.rsqrt_newton)
 
 
 def rsqrt_cycles(n: int, vcfg) -> int:
@@ -48,23 +47,18 @@ def rsqrt_cycles(n: int, vcfg) -> int:
     return n + rsqrt_latency(vcfg)
 
 
-#: RmsNorm's scan (buffer and gamma reads, pre-shift, multipliers) and step (multiplier,
-#: normalization) registers
-RMS_SCAN_STAGES = 2 + MUL_STAGES
-RMS_STEP_STAGES = MUL_STAGES + 1
-
-
 def rmsnorm_cycles(n: int, vcfg, lanes: int = 1) -> int:
     """RmsNorm on N = n / lanes beats (the vector's ``k`` beat offered by the end of its
-    receive): N receive cycles, one for p (and the k beat), the scan (N reads; the
-    last u reaches the quantizer RMS_SCAN_STAGES later); then two paths meet at the first
-    output: the quantizer's (one cycle for K, the divider and its hand-over, the first read
-    through INT8Q_OUT_STAGES) and the 1/sqrt's (ss registered, the Rsqrt, y registered);
-    N beats through the RMS_STEP_STAGES step registers."""
+    receive): N receive cycles, RMS_PREP_CYCLES (the last |h| folded, its bit length, p
+    and the k beat), the scan (N reads; the last u reaches the quantizer RMS_SCAN_STAGES
+    later); then two paths meet at the first output: the quantizer's (one cycle for K, the
+    divider and its hand-over, the first read through INT8Q_OUT_STAGES) and the 1/sqrt's
+    (RMS_SS_CYCLES for ss, the Rsqrt, y registered); N beats through the RMS_STEP_STAGES
+    step registers."""
     n = _ceil(n, lanes)
-    last_u = n + 1 + (n - 1) + RMS_SCAN_STAGES                  # cycle the last u is taken
+    last_u = n + RMS_PREP_CYCLES + (n - 1) + RMS_SCAN_STAGES    # cycle the last u is taken
     first_q = last_u + INT8Q_PREP_CYCLES + 1 + (vcfg.scale_bits + 8 + 1) + 1 + INT8Q_OUT_STAGES
-    y_ready = last_u + 1 + rsqrt_latency(vcfg) + 1
+    y_ready = last_u + RMS_SS_CYCLES + rsqrt_latency(vcfg) + 1
     return max(first_q, y_ready) + (n - 1) + RMS_STEP_STAGES + 1
 
 

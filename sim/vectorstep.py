@@ -36,11 +36,10 @@ from ..ports import bits_for
 from ..vectorports import (EXP_BITS, divider_ports, eps_bits, int8quant_ports,
                            requant_ports, rmsnorm_ports, rope_ports, rsqrt_exp_bits, rsqrt_ports,
                            silumul_ports)
-from ..vectortiming import INT8Q_OUT_STAGES, INT8Q_PREP_CYCLES, ROPE_STAGES, SILU_STAGES, requant_stages
+from ..vectortiming import (BITLEN_STAGES, INT8Q_OUT_STAGES, INT8Q_PREP_CYCLES, RMS_SCAN_STAGES, RMS_STEP_STAGES,
+                            ROPE_STAGES, SILU_STAGES, requant_stages, rsqrt_latency)
 from .elementstep import ElementPipe, beat_field, lanes_of, records, rshift_round, saturate, wrap
 
-#: PipelinedMultiplier's registers (input, product, output)
-MUL = 3
 
 
 
@@ -200,18 +199,13 @@ class Int8QuantizerStep(_Model):
 
 # ---- Rsqrt --------------------------------------------------------------------------------
 
-def newton_stages() -> int:
-    """Registers of one Newton step: y², mf · y², 3 · 2^RB - t, y · that, the rounding."""
-    return 3 * MUL + 2
-
-
 class RsqrtStep(_Model):
-    """hw/rsqrt.py: one pipeline of 2 + 11 · rsqrt_newton registers; (y, E) =
-    ``intnorm.rsqrt(ss)`` (ss > 0)."""
+    """hw/rsqrt.py: one pipeline of ``vectortiming.rsqrt_latency(rsqrt_newton)`` registers;
+    (y, E) = ``intnorm.rsqrt(ss)`` (ss > 0)."""
 
     def __init__(self, vcfg, ss_bits: int = 62):
         self.vcfg, self.ss_bits = vcfg, ss_bits
-        self.latency = 2 + newton_stages() * vcfg.rsqrt_newton
+        self.latency = rsqrt_latency(vcfg.rsqrt_newton)
         self.pipe = ElementPipe(self.latency)
         super().__init__(rsqrt_ports(vcfg, ss_bits))
 
@@ -246,14 +240,18 @@ PREP, SCAN, DRAIN = "PREP", "SCAN", "DRAIN"
 
 
 class RmsNormStep(_Model):
-    """hw/rmsnorm.py: receive into the h buffer (max |h|), one cycle for p and the ``k``
-    beat, the scan (5 registers: the reads, hs = rshift_round(h, p), hs² and g_q · hs) into
-    an Int8QuantizerStep and the sum of squares, ss (at least 1) into a RsqrtStep with
-    gamma_frac beside it, (y, E + GF) held for the vector, and the step pipeline
-    (4 registers) making ``scale_mul(m_u, e_u, y, E + GF)`` per beat."""
+    """hw/rmsnorm.py: receive into the h buffer (each beat's max |h| registered, folded
+    into max |h| a cycle later), FOLD (the last beat's), LEN (BITLEN_STAGES cycles: the bit
+    length), PREP (p and the ``k`` beat), the scan (RMS_SCAN_STAGES registers: the reads,
+    hs = rshift_round(h, p), hs² and g_q · hs) into an Int8QuantizerStep and the sum of
+    squares, the last beat's sum registered, then ss = sum + eps' (at least 1) offered to a
+    RsqrtStep with gamma_frac beside it, (y, E + GF) held for the vector, and the step
+    pipeline (RMS_STEP_STAGES registers) making ``scale_mul(m_u, e_u, y, E + GF)`` per
+    beat. eps' = rshift_round(eps_q, 2p) is free-running in the RTL, settled from the
+    vector's eps_q and p long before the sum uses it."""
 
-    scan_stages = 2 + MUL
-    step_stages = MUL + 1
+    scan_stages = RMS_SCAN_STAGES
+    step_stages = RMS_STEP_STAGES
 
     def __init__(self, vcfg, n: int, lanes: int = 1):
         self.vcfg, self.n, self.lanes = vcfg, n, lanes
@@ -271,9 +269,9 @@ class RmsNormStep(_Model):
 
     def _reset(self) -> None:
         self.state = RECV
-        self.wcnt = self.ridx = self.hmax = self.p = 0
-        self.eps = self.eps_k = self.gf_k = self.gf_ss = self.ss = self.ss_out = 0
-        self.ss_valid = self.y_valid = False
+        self.wcnt = self.ridx = self.hmax = self.p = self.a_r = self.wait = 0
+        self.eps_k = self.gf_k = self.gf_ss = self.ss = self.ss_sum = self.ss_out = 0
+        self.ss_valid = self.y_valid = self.a_v = self.sum_v = False
         self.y = self.E = 0
         self.gf_line = [0] * self.rs.latency
         self.quant._reset()
@@ -331,20 +329,32 @@ class RmsNormStep(_Model):
         if sh is not None and q["i_ready"]:
             new["ss"] = wrap(self.ss + sh[1], self.sb, False)
             if sh[2]:
-                new.update(ss=0, ss_out=wrap(self.ss + sh[1] + self.eps, self.sb, False),
-                           gf_ss=self.gf_k, ss_valid=True)
-        if state == RECV and inp.h_valid:
-            new.update(wcnt=wrap(self.wcnt + 1, nbits, False),
-                       hmax=max(max(abs(x) for x in lanes_of(inp.h_h)), self.hmax))
+                new.update(ss=0, ss_sum=wrap(self.ss + sh[1], self.sb, False), sum_v=True)
+        if self.sum_v:
+            eps = wrap(rshift_round(self.eps_k, 2 * self.p), self.sb, False)
+            new.update(ss_out=wrap(self.ss_sum + eps, self.sb, False), gf_ss=self.gf_k, ss_valid=True,
+                       sum_v=False)
+        take_h = state == RECV and bool(inp.h_valid)
+        new.update(a_v=take_h)
+        if take_h:
+            new["a_r"] = max(abs(x) for x in lanes_of(inp.h_h))
+        if self.a_v:
+            new["hmax"] = max(self.a_r, self.hmax)
+        if take_h:
+            new["wcnt"] = wrap(self.wcnt + 1, nbits, False)
             if self.wcnt == N - 1:
+                new["state"] = FOLD
+        elif state == FOLD:
+            new.update(wait=BITLEN_STAGES - 1, state=LEN)
+        elif state == LEN:
+            new["wait"] = self.wait - 1
+            if self.wait == 0:
                 new["state"] = PREP
         elif state == PREP:
             new.update(p=max(self.hmax.bit_length() - NB, 0), ridx=0)
             if out["k_ready"] and inp.k_valid:
                 new.update(eps_k=inp.k_eps_q, gf_k=inp.k_gamma_frac, state=SCAN)
         elif state == SCAN:
-            if self.ridx == 0:
-                new["eps"] = wrap(rshift_round(self.eps_k, 2 * self.p), self.sb, False)
             if adv:
                 new["ridx"] = wrap(self.ridx + 1, nbits, False)
                 if self.ridx == N - 1:

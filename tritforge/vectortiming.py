@@ -46,3 +46,31 @@ INT8Q_PREP_CYCLES = 1 + 1 + BITLEN_STAGES + 1
 #: Int8Quantizer's output pass: the buffer read (the block RAM's address and output
 #: registers), v · R, the staged rounding shift by K, the rounding add, the clamp
 INT8Q_OUT_STAGES = 2 + MUL_STAGES + SHIFT_STAGES + 1 + 1
+
+#: Rsqrt's normalization: the bit length of ss (BITLEN_STAGES), w = (bitlen - 1) // 2 and
+#: E = RB + w, then mf = (ss << RB) >> 2w (the staged shift)
+RSQRT_NORM_STAGES = BITLEN_STAGES + 1 + SHIFT_STAGES
+#: Rsqrt's seed: the LUT's synchronous read
+RSQRT_SEED_STAGES = 1
+#: one Newton step: y², mf · y² (a WideMultiplier each), t = rshift_round(mf y², 2RB),
+#: 3 · 2^RB - t, y · that (a WideMultiplier), the rounding shift
+RSQRT_NEWTON_STAGES = 3 * MUL_STAGES + 3
+
+
+def rsqrt_latency(newton: int) -> int:
+    """Rsqrt's registers with ``newton`` Newton steps (an ss accepted in cycle t is on its
+    output in cycle t + this)."""
+    return RSQRT_NORM_STAGES + RSQRT_SEED_STAGES + RSQRT_NEWTON_STAGES * newton
+
+#: RmsNorm, from the cycle after a vector's last input beat to the scan's first read: the
+#: last beat's |h| folded into max |h|, its bit length, p (and the vector's ``k`` beat)
+RMS_PREP_CYCLES = 1 + BITLEN_STAGES + 1
+#: RmsNorm's scan: the buffer reads (the block RAMs' address and output registers), the
+#: staged pre-shift of 2h by p and its rounding add, hs² and g_q · hs (WideMultipliers)
+RMS_SCAN_STAGES = 2 + SHIFT_STAGES + 1 + MUL_STAGES
+#: RmsNorm, from the cycle the last u is taken to the one ss is offered to the Rsqrt: the
+#: last beat's square added to the sum, then eps' (and ss >= 1)
+RMS_SS_CYCLES = 2
+#: RmsNorm's step: m_u · y (a WideMultiplier), its bit length, k = bitlen - B, the staged
+#: shift by k (e = e_u + E + GF - k beside it)
+RMS_STEP_STAGES = MUL_STAGES + BITLEN_STAGES + 1 + SHIFT_STAGES

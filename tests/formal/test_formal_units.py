@@ -32,7 +32,8 @@ from tritforge.accelconfig import AttentionConfig, VectorConfig
 from tritforge.codec.intnorm import rsqrt_lut
 from tritforge.codec.intsoftmax import exp2_frac, exp_lut
 from tritforge.hw.exp2neg import Exp2Neg
-from tritforge.hw.rsqrt import NEWTON_STAGES, Rsqrt
+from tritforge.hw.rsqrt import Rsqrt
+from tritforge.vectortiming import rsqrt_latency
 
 from test_formal import prove
 
@@ -173,8 +174,9 @@ def _prove_rsqrt(tmp_path, vcfg, ss_bits, model_delay=0):
 
 
 def spec_latency(vcfg) -> int:
-    """Rsqrt's latency (hw/rsqrt.py): normalize, seed, NEWTON_STAGES per step."""
-    return 2 + NEWTON_STAGES * vcfg.rsqrt_newton
+    """Rsqrt's latency (hw/rsqrt.py, tritforge/vectortiming.py): the staged normalization,
+    the seed, RSQRT_NEWTON_STAGES per step."""
+    return rsqrt_latency(vcfg.rsqrt_newton)
 
 
 SMALL_RSQRT = VectorConfig(rsqrt_frac_bits=8, rsqrt_lut_bits=4, rsqrt_newton=1)
