@@ -19,7 +19,9 @@ clock constraint, decoder, primitive set, wrapper, router, Yosys-only or not, th
 versions and the digest of the generator's sources). Each entry is committed on its own as
 its point completes, outside the sweep's output, so an interrupted sweep run again resumes
 (its cached points are not run again) and a point already run by any sweep with the same
-cache is free. Points that failed are cached too (they fail the same way again; with
+cache is free. A point built with other tools or sources than the sweep started with (a
+worker of another machine, sources edited meanwhile) is cached under the key of what it
+was built from, and its row's ``note`` says so. Points that failed are cached too (they fail the same way again; with
 ``retry_failed`` they run again); points that ran out of time or whose process died are
 not.
 
@@ -60,7 +62,7 @@ COLUMNS = ("depth", "rows", "vectors", "seed", "decoder", "primitives", "lanes",
            "engine_lut", "engine_carry", "engine_ff", "engine_bram", "engine_dsp", "lut_per_lane",
            "lut_equiv_per_lane", "design_lut", "fmax_mhz", "gmac_per_s", "pareto",
            "est_clock_mhz", "tokens_per_s", "j_per_token", "est_bound", "model_fits",
-           "pareto_tokens", "status", "error", "cached", "seconds", "key", "point")
+           "pareto_tokens", "status", "error", "note", "cached", "seconds", "key", "point")
 
 #: statuses whose records are cached: the flow's result, or its error (the same inputs
 #: fail the same way); a time limit or a lost process may not recur
@@ -297,7 +299,7 @@ def run_sweep(axes: Axes, base: HwConfig, out_dir: str, flow: Flow, *,
                 try:
                     record = fut.result()
                 except Exception as exc:          # the worker was lost, or a bug in the task
-                    record = {"key": futures[fut].key, "spec": futures[fut].spec,
+                    record = {"key": futures[fut].key, "spec": futures[fut].spec, "note": None,
                               "status": "crashed", "error": one_line(f"{type(exc).__name__}: {exc}"),
                               "seconds": None, "report": None, "files": {}}
                 if record["status"] in CACHED:
@@ -313,13 +315,13 @@ def run_sweep(axes: Axes, base: HwConfig, out_dir: str, flow: Flow, *,
     with atomic_merge(out_dir) as work:
         for p, row in zip(points, table):
             dest = os.path.join(work, "points", p.name)
-            entry = cache.path(p.key)
+            entry = cache.path(row["key"])
             if row["status"] in CACHED and os.path.isdir(entry):
                 shutil.copytree(entry, dest, copy_function=_link_or_copy)
             else:
                 os.makedirs(dest)
                 with open(os.path.join(dest, "point.json"), "w") as f:
-                    json.dump({"key": p.key, "spec": p.spec, "status": row["status"],
+                    json.dump({"key": row["key"], "spec": p.spec, "status": row["status"],
                                "error": row["error"], "seconds": row["seconds"]}, f, indent=1)
                     f.write("\n")
         with open(os.path.join(work, "sweep.csv"), "w", newline="") as f:
@@ -362,8 +364,8 @@ def _mark_fronts(table: list[dict], ykey: str, column: str) -> None:
 def _row(p: Point, record: dict, cached: bool, estimator: Estimator | None) -> dict:
     row = {c: None for c in COLUMNS}
     row.update(p.values, lanes=p.hw.rows * 16 * p.hw.depth, macs_per_cycle=p.hw.macs_per_cycle,
-               status=record["status"], error=record["error"], cached=cached,
-               seconds=record.get("seconds"), key=p.key, point=p.name)
+               status=record["status"], error=record["error"], note=record.get("note"), cached=cached,
+               seconds=record.get("seconds"), key=record["key"], point=p.name)
     if record["status"] != "ok":
         return row
     rep = record["report"]
@@ -416,6 +418,7 @@ def _line(p: dict, done: int, total: int, width: int) -> str:
     tok = (f", {p['tokens_per_s']:.2f} tok/s, {p['j_per_token']:.4f} J/token"
            if p["tokens_per_s"] is not None else "")
     when = "cached" if p["cached"] else f"{p['seconds']:.0f} s"
+    when += f"; {p['note']}" if p["note"] else ""
     return (f"{head} engine LUT {p['engine_lut']:>6} ({p['lut_per_lane']:.1f}/lane), "
             f"FF {p['engine_ff']:>6}, DSP {p['engine_dsp']}, BRAM {p['engine_bram']}, {fm}{tok} ({when})")
 

@@ -17,10 +17,11 @@ of the modules that build the engine and run the flow).
 * every point starts from a fresh interpreter (Amaranth's elaboration of a large engine
   takes much memory) with no shared state between points of one worker.
 
-The task returns a *record*: the spec, ``status`` (``ok``; ``failed``: the flow stopped with
-an error, e.g. the design does not fit the device or a tool failed; ``timeout``;
-``crashed``: the child died or the worker's tools or sources differ from the sweep's),
-the one-line ``error``, the run time, the flow's ``report`` and the point's files
+The task returns a *record*: the spec the point was built from (with the worker's tool
+versions and source digest: where they differ from the sweep's, ``note`` says so and the
+record's ``key`` is that spec's), ``status`` (``ok``; ``failed``: the flow stopped with an
+error, e.g. the design does not fit the device or a tool failed; ``timeout``; ``crashed``:
+the child died), the one-line ``error``, the run time, the flow's ``report`` and the point's files
 (``report.json``, ``synth.ys``, the tool logs gzip-compressed). Everything travels in the
 record, so a worker needs no file system shared with the sweep (``--scheduler`` on other
 machines).
@@ -147,7 +148,7 @@ def one_line(text: str, limit: int = 400) -> str:
 def run_point(spec: dict, timeout_s: float | None = None) -> dict:
     """Run one point in a child process (module docstring); return its record."""
     start = time.monotonic()
-    record = {"key": point_key(spec), "spec": spec, "status": None, "error": None,
+    record = {"key": point_key(spec), "spec": spec, "status": None, "error": None, "note": None,
               "seconds": None, "report": None, "files": {}, "worker": socket.gethostname()}
     tmp = tempfile.mkdtemp(prefix="tritforge-point-")
     try:
@@ -169,6 +170,7 @@ def run_point(spec: dict, timeout_s: float | None = None) -> dict:
                 raise
         if record["status"] is None:
             record.update(_child_result(tmp, child.returncode))
+            record["key"] = point_key(record["spec"])       # the spec it was built from
         flow = os.path.join(tmp, "flow")
         if record["status"] == "ok":
             with open(os.path.join(flow, "report.json")) as f:
@@ -232,23 +234,25 @@ def _child(folder: str, parent: int) -> int:
 
     with open(os.path.join(folder, "spec.json")) as f:
         spec = json.load(f)
-    result = {"status": "ok", "error": None}
+    # the point is built with this worker's tools and sources; where they differ from the
+    # sweep's (changed since it started, another machine) the record says so and carries
+    # the spec it was really built from, which keys its cache entry
     tools, digest = tool_versions(), source_digest()
+    notes = []
     if tools != spec["tools"]:
-        result = {"status": "crashed",
-                  "error": one_line(f"this worker's tools {tools} differ from the sweep's {spec['tools']}")}
-    elif digest != spec["source"]:
-        result = {"status": "crashed",
-                  "error": f"this worker's tritforge sources (digest {digest[:12]}) differ from the "
-                           f"sweep's ({spec['source'][:12]}): changed since the sweep started?"}
-    else:
-        try:
-            hw = HwConfig.from_dict(spec["hwconfig"], "point")
-            synthesize_engine(hw, spec["target"], os.path.join(folder, "flow"), spec["freq_mhz"],
-                              spec["seed"], spec["decoder"], spec["wrapper"], None, spec["router"],
-                              primitives=spec["primitives"], place=spec["place"])
-        except TritforgeError as exc:
-            result = {"status": "failed", "error": one_line(exc)}
+        notes.append(f"built with this worker's tools {tools}, not the sweep's {spec['tools']}")
+    if digest != spec["source"]:
+        notes.append(f"built from sources changed since the sweep started (digest {digest[:12]}, "
+                     f"the sweep's {spec['source'][:12]})")
+    result = {"status": "ok", "error": None, "spec": {**spec, "tools": tools, "source": digest},
+              "note": one_line("; ".join(notes)) if notes else None}
+    try:
+        hw = HwConfig.from_dict(spec["hwconfig"], "point")
+        synthesize_engine(hw, spec["target"], os.path.join(folder, "flow"), spec["freq_mhz"],
+                          spec["seed"], spec["decoder"], spec["wrapper"], None, spec["router"],
+                          primitives=spec["primitives"], place=spec["place"])
+    except TritforgeError as exc:
+        result.update(status="failed", error=one_line(exc))
     with open(os.path.join(folder, "result.json"), "w") as f:
         json.dump(result, f)
     return 0

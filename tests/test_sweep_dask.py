@@ -193,6 +193,21 @@ def test_an_interrupt_leaves_the_earlier_result_and_no_process(swept, tmp_path):
     assert [n for n in os.listdir(tmpdir) if n.startswith("tritforge-point-")] == []
 
 
+def test_a_point_built_from_other_sources_is_keyed_by_what_it_was_built_from():
+    """Sources edited while a sweep runs (or a worker on another machine): the point is
+    built with the worker's, and its record says so and carries that spec and its key."""
+    from tritforge.fpga.sweep import Axes, Flow, plan
+    from tritforge.hwconfig import HwConfig
+
+    base = HwConfig(depth=1, rows=1, max_in_features=64, max_out_features=16)
+    (point,) = plan(Axes(depths=(1,), rows=(1,), primitives=("ecp5",)), base, Flow("xilinx-estimate"))
+    old = {**point.spec, "source": "0" * 64}
+    record = sweeppoint.run_point(old)
+    assert record["status"] == "failed" and "DP16KD" in record["error"]      # the flow ran
+    assert record["spec"] == point.spec and record["key"] == point.key != sweeppoint.point_key(old)
+    assert "sources changed since the sweep started" in record["note"] and "000000000000" in record["note"]
+
+
 def test_the_key_covers_every_input():
     spec = {"hwconfig": {"rows": 1}, "target": "ecp5-85f", "seed": 1, "freq_mhz": 200.0,
             "decoder": "nibble", "primitives": "ecp5", "wrapper": "io", "router": "router1",
