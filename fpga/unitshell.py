@@ -18,6 +18,9 @@ its own, loaded from or unloaded to a ``data_bits``-wide pin bus:
 Every pin passes ``PIN_STAGES`` flip-flops before it reaches a shell register, and every
 output pin is a register bit, so each path outside the unit is one flip-flop to one
 flip-flop or through one multiplexer between two: the clock domain's Fmax is the unit's.
+The last stage of a register's shift or load pin is one flip-flop per ``data_bits`` word
+(``hw.replica.Replicas``): a single enable of a unit's hundreds of output bits is a net
+across the chip whose routing alone would set the clock.
 Each payload bit is an independent register Yosys cannot constant-fold, and every bit the
 unit drives reaches a pin, so none of the unit's logic is optimized away. The unit is the
 submodule ``unit`` (count it apart with the flow's ``keep``). The ``rst`` pin
@@ -34,6 +37,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import TritforgeError
+from ..hw.replica import Replicas
 
 #: flip-flops between each input pin and the shell register it drives (they let placement
 #: move the shell's registers next to the unit's logic)
@@ -106,20 +110,38 @@ class UnitShell(wiring.Component):
 
         din = pin(self.din, "din")
 
+        def enables(value, name, words):
+            """``pin`` with its last stage as one flip-flop per word."""
+            for k in range(PIN_STAGES - 1):
+                q = Signal.like(value, name=f"{name}_p{k}")
+                m.d.sync += q.eq(value)
+                value = q
+            m.submodules[f"{name}_en"] = copies = Replicas(words)
+            m.d.comb += copies.d.eq(value)
+            return copies.q
+
         def sipo(target, name):
             target = Value.cast(target)
-            sr = Signal(_words(len(target), D), name=f"{name}_sr")
-            with m.If(pin(getattr(self, f"{name}_shift"), f"{name}_shift")):
-                m.d.sync += sr.eq(Cat(din, sr[:-D]) if len(sr) > D else din)
+            n = _words(len(target), D) // D
+            sr = Signal(n * D, name=f"{name}_sr")
+            en = enables(getattr(self, f"{name}_shift"), f"{name}_shift", n)
+            for w in range(n):
+                with m.If(en[w]):
+                    m.d.sync += sr.word_select(w, D).eq(din if w == 0 else sr.word_select(w - 1, D))
             m.d.comb += target.eq(sr[:len(target)])
 
         def piso(source, name):
             source = Value.cast(source)
-            sr = Signal(_words(len(source), D), name=f"{name}_sr")
-            with m.If(pin(getattr(self, f"{name}_load"), f"{name}_load")):
-                m.d.sync += sr.eq(source)
-            with m.Else():
-                m.d.sync += sr.eq(sr[D:] if len(sr) > D else 0)
+            n = _words(len(source), D) // D
+            sr = Signal(n * D, name=f"{name}_sr")
+            en = enables(getattr(self, f"{name}_load"), f"{name}_load", n)
+            for w in range(n):
+                word = sr.word_select(w, D)
+                with m.If(en[w]):
+                    m.d.sync += word.eq(source.word_select(w, D) if (w + 1) * D <= len(source)
+                                        else source[w * D:])
+                with m.Else():
+                    m.d.sync += word.eq(sr.word_select(w + 1, D) if w + 1 < n else 0)
             m.d.comb += getattr(self, f"{name}_dout").eq(sr[:D])
 
         status = []
