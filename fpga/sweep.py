@@ -413,7 +413,7 @@ def _estimate_meta(est: Estimator | None) -> dict | None:
 def _line(p: dict, done: int, total: int, width: int) -> str:
     head = f"[{done}/{total}] {p['point']:<{width}}"
     if p["status"] != "ok":
-        return f"{head} {p['status']}: {p['error']}"
+        return f"{head} {p['status']}{' (cached)' * bool(p['cached'])}: {p['error']}"
     fm = f"{p['fmax_mhz']:.1f} MHz" if p["fmax_mhz"] is not None else "no P&R"
     tok = (f", {p['tokens_per_s']:.2f} tok/s, {p['j_per_token']:.4f} J/token"
            if p["tokens_per_s"] is not None else "")
