@@ -2,27 +2,40 @@
 residual h (n elements, FR fraction bits, |h| < 2^(resid_bits-1)) -> int8 x_q and the
 vector's step (m, e), x ≈ x_q · m · 2^-e.
 
-Composed of a buffer for h (``lib.memory``), the gamma memory (n entries g_q, written
-through the ``g`` stream), ``hw.rsqrt.Rsqrt`` and ``hw.int8quant.Int8Quantizer``. A
-norm's weights are all run-time values: g_q in the gamma memory, and its gamma_frac GF and
-eps_q taken from the ``k`` stream, one beat per vector, so one build serves every norm of
-a model. Per vector, with NB = ``norm_in_bits``:
+Composed of a buffer for h and the gamma memory (n entries g_q, written through the ``g``
+stream), each an ``hw.actbuffer.ActivationBuffer`` without its fabric registers (a block
+RAM with its output register, read latency 2), ``hw.rsqrt.Rsqrt`` and
+``hw.int8quant.Int8Quantizer``. A norm's weights are all run-time values: g_q in the gamma
+memory, and its gamma_frac GF and eps_q taken from the ``k`` stream, one beat per vector,
+so one build serves every norm of a model. Per vector, with NB = ``norm_in_bits``; the
+stage counts are ``tritforge.vectortiming``'s:
 
-1. receive: h is written to the buffer while a register keeps max |h| (N beats);
-2. one cycle (repeated until the vector's ``k`` beat is there; it is taken in this
-   cycle): p = max(0, bitlen(max|h|) - NB), GF and eps_q held for the vector, then
-   eps' = rshift_round(eps_q, 2p) in the scan's first cycle;
-3. scan: the buffer and the gamma memory are read in order through ``scan_stages`` = 5
-   registers (the reads; hs = rshift_round(h, p); hs² and u = g_q · hs, a
-   ``hw.multiplier.PipelinedMultiplier`` each); u goes to the quantizer (its receive
-   pass), hs² into the sum of squares; with the last element ss = Σ hs² + eps' (at least
-   1) goes to the Rsqrt, whose (y, E) is held for the vector, E with GF added (GF travels
-   beside the Rsqrt's pipeline in registers that advance with it);
+1. receive: h is written to the buffer while the OR of each beat's |h| is registered and
+   ORed into a running value a cycle later (N beats): its bit length is that of max |h|,
+   and an OR needs no comparator;
+2. RMS_PREP_CYCLES: FOLD (the last beat's |h|), LEN (BITLEN_STAGES cycles:
+   ``fixedops.bitlen_staged`` of the OR, free-running), then one cycle (repeated until
+   the vector's ``k`` beat is there; it is taken in this cycle):
+   p = max(0, bitlen(max|h|) - NB), GF and eps_q held for the vector;
+   eps' = rshift_round(eps_q, 2p) follows in free-running registers (a staged shift of
+   2 eps_q by 2p and the rounding add), settled long before the scan's end;
+3. scan: the buffer and the gamma memory are read in order through ``scan_stages`` =
+   RMS_SCAN_STAGES registers (the reads, two; hs = rshift_round(h, p) as
+   ``fixedops.staged_rshift`` of 2h by p and the rounding add; hs² and u = g_q · hs, a
+   ``hw.multiplier.WideMultiplier`` each); u goes to the quantizer (its receive pass), hs²
+   into the sum of squares; with the last element (RMS_SS_CYCLES) Σ hs² is registered,
+   then ss = Σ hs² + eps' with whether it is 0, and ss (at least 1) goes to the Rsqrt,
+   whose (y, E) is held for the vector, E with GF added (GF travels beside the Rsqrt's
+   pipeline in registers that advance with it);
 4. output: each beat of int8 elements of the quantizer with its step (m_u, e_u) passes
-   ``step_stages`` = 4 registers that make the vector's step ``scale_mul(m_u, e_u, y, E +
-   GF)``: m_u · y (a multiplier), then k = bitlen - B, m = (m_u · y) >> k,
-   e = e_u + E + GF - k. (The step is the same for every beat of a vector; computing it
-   per beat keeps the output a plain pipeline.)
+   ``step_stages`` = RMS_STEP_STAGES registers that make the vector's step
+   ``scale_mul(m_u, e_u, y, E + GF)``: m_u · y (a WideMultiplier), its bit length
+   (``bitlen_staged``), k = bitlen - B, m = (m_u · y) >> k (``staged_rshift``) with
+   e = e_u + E + GF - k beside it. (The step is the same for every beat of a vector;
+   computing it per beat keeps the output a plain pipeline.) A skid register sits
+   before the step: the quantizer's ``o.ready`` is registers alone (the skid empty and
+   (y, E) held), so ``o.ready`` does not reach the quantizer's pipeline in the same
+   cycle; a beat the step cannot take waits there and enters first.
 
 The buffer is free for the next vector once the scan has left the pipeline; the
 quantizer and the Rsqrt then work on this one while the next is received. The gamma
@@ -31,16 +44,16 @@ weights between vectors writes them after the last vector that uses the old ones
 scanned (its ``k`` beat taken and N more cycles; its first output beat is later still).
 
 ``lanes`` elements per beat (dividing n; a beat per cycle in and out): the buffers' words
-are beats (``g`` writes a whole word), the lanes' |h| meet in a compare tree and their
-squares in an adder before the running max and sum, each lane has its own pre-shift and
+are beats (``g`` writes a whole word), the lanes' |h| meet in an OR and their squares in
+an adder before the running OR and sum, each lane has its own pre-shift and
 multipliers, the quantizer has the same lanes. Cycles for one vector of N = n / lanes
 beats without stalls, its ``k`` beat offered by the end of the receive
 (``sim.vectorcycles.rmsnorm_cycles``). ``primitives`` (hw/primitives.py) builds the
-quantizer's multipliers and buffer.
+multipliers' tiles and the block RAMs of the buffers, the quantizer's and the Rsqrt's too.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 
 from ..accelconfig import VectorConfig
@@ -50,7 +63,7 @@ from ..vectortiming import (BITLEN_STAGES, MUL_STAGES, RMS_PREP_CYCLES, RMS_SCAN
 from .actbuffer import ActivationBuffer
 from .checks import check_int
 from .elementpipe import advance, check_lanes, delay, lane
-from .fixedops import abs_value, bitlen_staged, max_tree, staged_rshift
+from .fixedops import abs_value, bitlen_staged, staged_rshift
 from .int8quant import MAX_IN_BITS, Int8Quantizer
 from .multiplier import WideMultiplier
 from .primitives import check_primitives
@@ -110,8 +123,9 @@ class RmsNorm(wiring.Component):
                      gmem.w_data.eq(Value.cast(self.g.payload.value))]
 
         wcnt, ridx = Signal(range(N)), Signal(range(N))
-        hmax = Signal(v.resid_bits)
-        a_r = Signal(v.resid_bits)                       # the beat's max |h|, registered
+        # bitlen(max |h|) = bitlen(OR of the |h|): the running value is an OR (no compare)
+        hmax = Signal(v.resid_bits)                      # OR of the vector's |h| so far
+        a_r = Signal(v.resid_bits)                       # OR of the beat's |h|, registered
         a_v = Signal()
         wait = Signal(range(BITLEN_STAGES + 1))
         p = Signal(range(v.resid_bits + 1))
@@ -124,14 +138,15 @@ class RmsNorm(wiring.Component):
         for k in range(L):
             absh.append(Signal(v.resid_bits, name=f"abs{k}"))
             m.d.comb += absh[k].eq(abs_value(lane(self.h.payload.h, k)))
-        m.d.sync += [a_r.eq(max_tree(m, absh, v.resid_bits, "lanemax")), a_v.eq(take_h)]
+        m.d.sync += [a_r.eq(Cat(*[Cat(*[a[j] for a in absh]).any() for j in range(v.resid_bits)])),
+                     a_v.eq(take_h)]
         with m.If(a_v):
-            m.d.sync += hmax.eq(Mux(a_r > hmax, a_r, hmax))
+            m.d.sync += hmax.eq(hmax | a_r)
         n_h = bitlen_staged(m, 1, hmax, "hmax")          # free-running; settled in PREP
         m.d.comb += [hbuf.w_addr.eq(wcnt), hbuf.w_data.eq(Value.cast(self.h.payload.h)), hbuf.w_en.eq(take_h)]
 
         # eps' = rshift_round(eps_q, 2p): free-running, settled long before the scan's end
-        eps_sh = staged_rshift(m, 1, eps_k << 1, Cat(0, p), sb, SHIFT_STAGES, "eps")
+        eps_sh = staged_rshift(m, 1, eps_k << 1, Cat(Const(0, 1), p), sb, SHIFT_STAGES, "eps")
         eps = Signal(sb, reset_less=True)
         m.d.sync += eps.eq((eps_sh + 1) >> 1)
         assert SHIFT_STAGES + 1 <= RMS_SCAN_STAGES, "eps' would not settle before the sum"
@@ -212,15 +227,33 @@ class RmsNorm(wiring.Component):
         with m.If(rs.o.valid & ~y_valid):
             m.d.sync += [y.eq(rs.o.payload.y), E.eq(rs.o.payload.E + gf_y), y_valid.eq(1)]
 
+        # the skid register between the quantizer and the step: the quantizer's o.ready is
+        # registers alone (the skid empty, y held), so the step's advance (o.ready) does not
+        # reach the quantizer's pipeline in the same cycle; a beat the step cannot take
+        # waits in the skid and enters the step from there, before the next
+        sk_v, sk_last = Signal(), Signal()
+        qx = Value.cast(q.o.payload.x)
+        sk_x = Signal(len(qx))
+        sk_m = Signal.like(q.o.payload.m)
+        sk_e = Signal.like(q.o.payload.e)
+        take_q = q.o.valid & q.o.ready
+        m.d.comb += q.o.ready.eq(~sk_v & y_valid)
+        src_x, src_m, src_e, src_last = (Mux(sk_v, a, b) for a, b in ((sk_x, qx), (sk_m, q.o.payload.m),
+                                                                       (sk_e, q.o.payload.e),
+                                                                       (sk_last, q.o.payload.last)))
+        go = sk_v | take_q
         # the step: scale_mul(m_u, e_u, y, E + GF) per element: m_u · y, its bit length,
         # k = bitlen - B, (m_u · y) >> k staged with e = e_u + E + GF - k beside it
-        go = q.o.valid & y_valid
         sadv, _ = advance(m, self.o, go, self.step_stages, "step")
-        m.d.comb += q.o.ready.eq(sadv & y_valid)
-        with m.If(q.o.valid & q.o.ready & q.o.payload.last):
+        with m.If(sk_v & sadv):
+            m.d.sync += sk_v.eq(0)
+        with m.If(take_q & ~sadv):
+            m.d.sync += [sk_v.eq(1), sk_x.eq(qx), sk_m.eq(q.o.payload.m), sk_e.eq(q.o.payload.e),
+                         sk_last.eq(q.o.payload.last)]
+        with m.If(go & sadv & src_last):
             m.d.sync += y_valid.eq(0)
         mm = m.submodules.mm = WideMultiplier(B + 1, len(y) + 1, primitives=P)
-        m.d.comb += [mm.en.eq(sadv), mm.a.eq(q.o.payload.m), mm.b.eq(y)]
+        m.d.comb += [mm.en.eq(sadv), mm.a.eq(src_m), mm.b.eq(y)]
         prod = Signal(B + len(y))
         m.d.comb += prod.eq(mm.p)
         n_p = bitlen_staged(m, sadv, prod, "step")
@@ -229,7 +262,7 @@ class RmsNorm(wiring.Component):
             m.d.sync += k.eq(n_p - B)
         prod_k = delay(m, sadv, prod, BITLEN_STAGES + 1, "prod")
         e_in = Signal(signed(EXP_BITS + 2))
-        m.d.comb += e_in.eq(q.o.payload.e + E)
+        m.d.comb += e_in.eq(src_e + E)
         e_k = delay(m, sadv, e_in, MUL_STAGES + BITLEN_STAGES + 1, "e")
         e_out = Signal(signed(EXP_BITS + 2), reset_less=True)
         with m.If(sadv):
@@ -237,7 +270,7 @@ class RmsNorm(wiring.Component):
         out = self.o.payload
         m.d.comb += [out.m.eq(staged_rshift(m, sadv, prod_k, k, B, SHIFT_STAGES, "stepm")),
                      out.e.eq(delay(m, sadv, e_out, SHIFT_STAGES - 1, "eo")),
-                     out.x.eq(delay(m, sadv, q.o.payload.x, self.step_stages, "x")),
-                     out.last.eq(delay(m, sadv, q.o.payload.last, self.step_stages, "xlast"))]
+                     out.x.eq(delay(m, sadv, src_x, self.step_stages, "x")),
+                     out.last.eq(delay(m, sadv, src_last, self.step_stages, "xlast"))]
         assert RMS_STEP_STAGES == MUL_STAGES + BITLEN_STAGES + 1 + SHIFT_STAGES
         return m

@@ -26,6 +26,9 @@ the port sets document, Int8Quantizer vectors of at most max_n elements).
 """
 from __future__ import annotations
 
+import functools
+import operator
+
 import numpy as np
 
 from ..codec.fixedpoint import Q8, quantize_int8, scale_mul
@@ -240,14 +243,14 @@ PREP, SCAN, DRAIN = "PREP", "SCAN", "DRAIN"
 
 
 class RmsNormStep(_Model):
-    """hw/rmsnorm.py: receive into the h buffer (each beat's max |h| registered, folded
-    into max |h| a cycle later), FOLD (the last beat's), LEN (BITLEN_STAGES cycles: the bit
+    """hw/rmsnorm.py: receive into the h buffer (the OR of each beat's |h| registered,
+    ORed into hmax a cycle later: bitlen(hmax) = bitlen(max |h|)), FOLD (the last beat's), LEN (BITLEN_STAGES cycles: the bit
     length), PREP (p and the ``k`` beat), the scan (RMS_SCAN_STAGES registers: the reads,
     hs = rshift_round(h, p), hs² and g_q · hs) into an Int8QuantizerStep and the sum of
     squares, the last beat's sum registered, then ss = sum + eps' (at least 1) offered to a
     RsqrtStep with gamma_frac beside it, (y, E + GF) held for the vector, and the step
     pipeline (RMS_STEP_STAGES registers) making ``scale_mul(m_u, e_u, y, E + GF)`` per
-    beat. eps' = rshift_round(eps_q, 2p) is free-running in the RTL, settled from the
+    beat, a skid register before it (the quantizer's ready: the skid empty and y held). eps' = rshift_round(eps_q, 2p) is free-running in the RTL, settled from the
     vector's eps_q and p long before the sum uses it."""
 
     scan_stages = RMS_SCAN_STAGES
@@ -272,6 +275,7 @@ class RmsNormStep(_Model):
         self.wcnt = self.ridx = self.hmax = self.p = self.a_r = self.wait = 0
         self.eps_k = self.gf_k = self.gf_ss = self.ss = self.ss_sum = self.ss_out = 0
         self.ss_valid = self.y_valid = self.a_v = self.sum_v = False
+        self.sk = None                  # the skid register's beat (x, m_u, e_u, last)
         self.y = self.E = 0
         self.gf_line = [0] * self.rs.latency
         self.quant._reset()
@@ -282,7 +286,7 @@ class RmsNormStep(_Model):
     def _comb(self, inp) -> dict:
         head = self.steps.head
         sadv = self.steps.advance(inp.o_ready)
-        q = self.quant.comb(self.scan.valid, sadv and self.y_valid)
+        q = self.quant.comb(self.scan.valid, self.sk is None and self.y_valid)
         rs = self.rs.comb(not self.y_valid)
         return dict(h_ready=self.state == RECV, g_ready=True,
                     k_ready=self.state == PREP and not self.ss_valid,
@@ -304,12 +308,16 @@ class RmsNormStep(_Model):
         adv, q, rs, sadv = out["adv"], out["q"], out["rs"], out["sadv"]
         state, sh, qh, rh = self.state, self.scan.head, self.quant.pipe.head, self.rs.pipe.head
         nbits = bits_for(N)
-        # the step pipeline takes the quantizer's beat once (y, E + GF) is held
-        q_take = qh is not None and sadv and self.y_valid
+        # the quantizer's beat is taken while the skid is empty and (y, E + GF) is held; it
+        # enters the step pipeline at once if that advances, else waits in the skid, which
+        # enters first
+        q_take = qh is not None and self.sk is None and self.y_valid
+        src = self.sk if self.sk is not None else \
+            (beat_field(qh[0], L), self.quant.step_m, self.quant.step_e, qh[1]) if q_take else None
         step_in = None
-        if q_take:
-            m, e = scale_mul(self.quant.step_m, self.quant.step_e, self.y, self.E, B)
-            step_in = (beat_field(qh[0], L), int(m), wrap(int(e), EXP_BITS), qh[1])
+        if src is not None and sadv:
+            m, e = scale_mul(src[1], src[2], self.y, self.E, B)
+            step_in = (src[0], int(m), wrap(int(e), EXP_BITS), src[3])
         self.steps.clock(sadv, step_in)
         # the scan: the buffers read at ridx, hs = rshift_round(h, p), hs² and g_q · hs
         entering = None
@@ -337,9 +345,9 @@ class RmsNormStep(_Model):
         take_h = state == RECV and bool(inp.h_valid)
         new.update(a_v=take_h)
         if take_h:
-            new["a_r"] = max(abs(x) for x in lanes_of(inp.h_h))
+            new["a_r"] = functools.reduce(operator.or_, (abs(x) for x in lanes_of(inp.h_h)))
         if self.a_v:
-            new["hmax"] = max(self.a_r, self.hmax)
+            new["hmax"] = self.a_r | self.hmax
         if take_h:
             new["wcnt"] = wrap(self.wcnt + 1, nbits, False)
             if self.wcnt == N - 1:
@@ -365,7 +373,11 @@ class RmsNormStep(_Model):
             new["ss_valid"] = False
         if rh is not None and not self.y_valid:
             new.update(y=rh[0], E=wrap(rh[1] + gf_out, self.E_bits), y_valid=True)
-        if q_take and qh[1]:
+        if self.sk is not None and sadv:
+            new["sk"] = None
+        if q_take and not sadv:
+            new["sk"] = src
+        if step_in is not None and src[3]:
             new["y_valid"] = False
         for k, val in new.items():
             setattr(self, k, val)
