@@ -104,20 +104,27 @@ def _run_engine(args) -> int:
     print(f"engine   LUT {e['engine_lut']} + {e['engine_carry']} carry, FF {e['engine_ff']}, "
           f"BRAM {e['engine_bram']}, DSP {e['engine_dsp']}; {e['lanes']} lanes: "
           f"{e['lut_per_lane']} LUT/lane ({e['lut_equiv_per_lane']} counting carry cells)")
+    b = base and base["engine"]
+    return _report_tail(args, rep, base, "estimate, no place-and-route", baseline.compare, baseline.save,
+                        b and (b["engine_lut"], b["engine_ff"]))
+
+
+def _report_tail(args, rep, base, no_pnr_note, compare, save, base_lut_ff) -> int:
+    """The place-and-route lines (or ``no_pnr_note``), the report written, the comparison
+    with a baseline (``compare``; exit status 1 on a regression) and ``--save-baseline``."""
     if rep.get("pnr"):
         _print_pnr(rep)
     else:
-        print("note     estimate, no place-and-route")
+        print(f"note     {no_pnr_note}")
     print(f"wrote    {args.out}/report.json")
     status = 0
     if base is not None:
-        fails = baseline.compare(rep, base)
-        b = base["engine"]
-        print(f"baseline LUT {b['engine_lut']}, FF {b['engine_ff']}, Fmax {base['fmax_mhz']} MHz: "
+        fails = compare(rep, base)
+        print(f"baseline LUT {base_lut_ff[0]}, FF {base_lut_ff[1]}, Fmax {base['fmax_mhz']} MHz: "
               + ("REGRESSION: " + "; ".join(fails) if fails else "within tolerance"))
         status = 1 if fails else 0
     if args.save_baseline:
-        print(f"wrote    {baseline.save(rep)}")
+        print(f"wrote    {save(rep)}")
     return status
 
 
@@ -165,18 +172,6 @@ def _run_unit(args) -> int:
     print(f"unit     LUT {f['lut']} + {f['carry']} carry, FF {f['ff']}, BRAM {f['bram']}, DSP {f['dsp']}"
           + (f", LUT RAM {f['lutram']}" if f.get("lutram") else "")
           + (f"; Fmax {f['fmax_mhz']:.1f} MHz" if f.get("fmax_mhz") is not None else ""))
-    if rep.get("pnr"):
-        _print_pnr(rep)
-    else:
-        print("note     synthesis only, no place-and-route")
-    print(f"wrote    {args.out}/report.json")
-    status = 0
-    if base is not None:
-        fails = unitsynth.compare(rep, base)
-        b = base["figures"]
-        print(f"baseline LUT {b['lut']}, FF {b['ff']}, Fmax {base['fmax_mhz']} MHz: "
-              + ("REGRESSION: " + "; ".join(fails) if fails else "within tolerance"))
-        status = 1 if fails else 0
-    if args.save_baseline:
-        print(f"wrote    {unitsynth.save(rep)}")
-    return status
+    b = base and base["figures"]
+    return _report_tail(args, rep, base, "synthesis only, no place-and-route", unitsynth.compare,
+                        unitsynth.save, b and (b["lut"], b["ff"]))
