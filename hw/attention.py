@@ -113,8 +113,8 @@ class AttentionUnit(wiring.Component):
     def elaborate(self, platform):
         u = self.ucfg
         a = u.attention
-        g, NB, L, blk, hd = u.group, u.beats, u.lanes, a.block, u.head_dim
-        B, PF, RL = a.scale_bits, a.prob_frac_bits, a.recip_bits
+        g, NB, blk = u.group, u.beats, a.block
+        B, PF = a.scale_bits, a.prob_frac_bits
         m = Module()
         self.floor = -2 * ((1 << (a.score_int_bits + a.score_frac_bits)) - 1 + 1)
         self.exps = []

@@ -120,7 +120,6 @@ class AttentionStepModel:
 
     # ---- one cycle ---------------------------------------------------------------------
     def outputs(self) -> Outputs:
-        u = self.u
         st = self.state
         valid = self.ov
         bad = self.err or bool(self.err_at)
@@ -146,8 +145,8 @@ class AttentionStepModel:
     def _edge(self, inp: Inputs) -> None:
         u = self.u
         a = u.attention
-        g, NB, blk = u.group, u.beats, a.block
-        B, RL = a.scale_bits, a.recip_bits
+        g, blk = u.group, a.block
+        B = a.scale_bits
         if self.cycle in self.err_at:
             self.err_at.discard(self.cycle)
             self.err = True
