@@ -23,12 +23,15 @@ one wide add or one multiplier stage (the stage counts are ``AttentionUnitConfig
   one beat's word per beat).
 * **merge** (per block, one element per cycle, beside the next block's K rows): o and l
   live in a memory of g · (head_dim + 1) words; each is read, scaled,
-  o = rshift_round(o · c, PF) + o_b (0 · c in the first block), and written back, while
+  o = rshift_round(o · c, PF) + o_b (o = o_b in the first block), and written back, while
   the block's sums shift out of their registers (which leaves them 0 for the next block).
 
-At the end each head's 1/l comes from a restoring divider (hw/divider.py) and its elements
+At the end (beside the last merge) each head's 1/l comes from a restoring divider
+(hw/divider.py; the next head's divides while this head's elements leave) and its elements
 leave one per cycle, sat(rshift_round(rshift_round(o, sl) · R, 2 RL + OVF - FR)), packed
-``lanes`` to a beat (the output pipeline stalls as a whole while ``out`` is not taken).
+``lanes`` to a beat into an output register (the element pipeline stalls as a whole only
+while a formed beat finds that register held). Every multiplier is a
+``hw.multiplier.WideMultiplier`` of the build's ``primitives`` (hw/primitives.py).
 
 Errors (sticky ``err``; the job still runs to its end so the streams stay aligned): a
 command of 0 or more than ``max_context`` keys (dropped); an int8 element -128; a step
