@@ -37,7 +37,18 @@ from .primitives import check_primitives
 ECP5_OPERAND_BITS = 18
 
 
-class PipelinedMultiplier(wiring.Component):
+class _Multiplier(wiring.Component):
+    """The ports every multiplier has: ``a``, ``b`` (signed operands), ``en`` (advance),
+    ``p`` (the signed product)."""
+
+    def __init__(self, a_bits: int, b_bits: int, *, primitives: str = "generic"):
+        self.primitives = primitives
+        self.a_bits, self.b_bits = a_bits, b_bits
+        super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)), "en": In(1),
+                          "p": Out(signed(a_bits + b_bits))})
+
+
+class PipelinedMultiplier(_Multiplier):
     """Ports: ``a``, ``b`` (signed operands), ``en`` (advance), ``p`` (signed product)."""
 
     latency = 3
@@ -56,11 +67,6 @@ class PipelinedMultiplier(wiring.Component):
             raise TritforgeError(f"multiplier {a_bits} x {b_bits} bits: the ECP5 primitive takes "
                                  f"at most {ECP5_OPERAND_BITS}-bit signed operands")
 
-    def __init__(self, a_bits: int, b_bits: int, *, primitives: str = "generic"):
-        self.primitives = primitives
-        self.a_bits, self.b_bits = a_bits, b_bits
-        super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)), "en": In(1),
-                          "p": Out(signed(a_bits + b_bits))})
 
     def elaborate(self, platform):
         m = Module()
@@ -116,7 +122,7 @@ def operand_chunks(bits: int) -> list[tuple[int, int, bool]]:
     return chunks
 
 
-class WideMultiplier(wiring.Component):
+class WideMultiplier(_Multiplier):
     """``p = a * b`` for signed operands of any width, ``latency`` (= ``MUL_STAGES``)
     register stages after ``a`` and ``b``, all advancing with ``en``.
 
@@ -144,11 +150,6 @@ class WideMultiplier(wiring.Component):
                              f"{1 << MUL_SUM_LEVELS} its {MUL_SUM_LEVELS} adder levels sum")
         return super().__new__(cls)
 
-    def __init__(self, a_bits: int, b_bits: int, *, primitives: str = "generic"):
-        self.primitives = primitives
-        self.a_bits, self.b_bits = a_bits, b_bits
-        super().__init__({"a": In(signed(a_bits)), "b": In(signed(b_bits)), "en": In(1),
-                          "p": Out(signed(a_bits + b_bits))})
 
     def elaborate(self, platform):
         m = Module()

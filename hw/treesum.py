@@ -13,7 +13,7 @@ become plain delays. The sum is a register ``stages`` cycles after the terms.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Mux, Signal, Value, signed
+from amaranth.hdl import Mux, Shape, Signal, Value, signed
 
 
 def partial_products(a, b) -> list:
@@ -35,7 +35,7 @@ def tree_sum(m, terms, shape, stages: int, name: str):
     regs_after = [0] * (levels + 1)
     for s in range(1, stages + 1):
         regs_after[s * levels // stages] += 1
-    top = len(Value.cast(Signal(shape)))
+    top = Shape.cast(shape).width
     level = list(terms)
     for lv in range(levels + 1):
         for r in range(regs_after[lv]):
