@@ -163,7 +163,7 @@ def _blocks(names: list[str]):
 class _Capture:
     """Forward pre-hooks that add ``X^T X`` of each key module's input (fp32)."""
 
-    def __init__(self, model, keys):
+    def __init__(self, model, keys, diagonal: bool = False):
         import torch
 
         self.acc, self.hooks = {}, []
@@ -178,9 +178,12 @@ class _Capture:
             def hook(module, args, key=key):
                 x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
                 h, n = self.acc.get(key, (None, 0))
-                if h is None:
-                    h = torch.zeros((x.shape[1], x.shape[1]), dtype=torch.float32)
-                h.addmm_(x.T, x)
+                if diagonal:              # diag(X^T X) only: the input energy per channel
+                    h = (x * x).sum(0) if h is None else h.add_((x * x).sum(0))
+                else:
+                    if h is None:
+                        h = torch.zeros((x.shape[1], x.shape[1]), dtype=torch.float32)
+                    h.addmm_(x.T, x)
                 self.acc[key] = (h, n + x.shape[0])
             self.hooks.append(module.register_forward_pre_hook(hook))
 
@@ -199,15 +202,17 @@ class _Capture:
         return {n: out[shared_name(n, names)] for n in names}
 
 
-def collect_hessians(model, ids, names: list[str], progress: bool = True) -> dict:
-    """``name -> H`` (torch fp32, in x in) for every weight name, from one pass over ``ids``.
+def collect_hessians(model, ids, names: list[str], progress: bool = True,
+                     diagonal: bool = False) -> dict:
+    """``name -> H`` (torch fp32, in x in) for every weight name, from one pass over ``ids``;
+    ``diagonal``: only diag(H) (in,), the mean squared input per channel.
 
     Matrices sharing an input share the same tensor object.
     """
     import torch
     from tqdm import tqdm
 
-    cap = _Capture(model, sorted({shared_name(n, names) for n in names}))
+    cap = _Capture(model, sorted({shared_name(n, names) for n in names}), diagonal)
     try:
         with torch.no_grad():          # not inference_mode: H is divided in place afterwards
             for row in tqdm(ids, desc="calibration", unit="seq", disable=not progress, leave=False):
@@ -297,3 +302,21 @@ def checkpoint_hessians(ckpt, names: list[str], opts: CalibOptions, progress: bo
     info = {**opts.describe(), "tokens": int(ids.numel()),
             "forward_seconds": time.perf_counter() - t0}
     return hessians, info
+
+
+def input_energy(ckpt, names: list[str], opts: CalibOptions, progress: bool = True) -> tuple[dict, dict]:
+    """``name -> diag(H)`` (numpy float32 (in,): the mean squared input of every channel) of
+    ``names`` from ``ckpt``'s float model on ``opts``' text, and a record: the sensitivities
+    of the mixed configurations (``codec.mixeddepth``)."""
+    import time
+
+    t0 = time.perf_counter()
+    ids = calibration_ids(ckpt.tokenizer(), opts)
+    model = float_model(ckpt)
+    try:
+        diag = collect_hessians(model, ids, names, progress, diagonal=True)
+    finally:
+        del model
+    info = {"text": opts.source, "seqs": opts.seqs, "length": opts.length,
+            "tokens": int(ids.numel()), "forward_seconds": time.perf_counter() - t0}
+    return {n: h.numpy() for n, h in diag.items()}, info

@@ -29,6 +29,25 @@ Hardware stream (what ``hw`` consumes, and the cycle model with it)
     five per byte, the beat padded with zero trits to ``beat_bytes = ceil(R*(16d+3)/5)``.
     For d = 2 (35 trits a group) and for R a multiple of 5 no padding is needed.
 
+Variable-depth group (a matrix of base depth D whose groups have depths k of their own)
+    ``4 + 16*k`` trits: ``[f, s0, s1, s2, P(D-1), P(D-2), .., P(D-k)]``.
+    ``f`` is the depth trit, ``k = D - 1 + f`` (so k is one of D-2, D-1, D; k < 0, possible
+    only at D = 1, is invalid); ``s0..s2`` the codebook index as in a uniform group (0 in a
+    depth-0 group: anything else is invalid); ``P(i)`` the 16 trits of digit plane i of the
+    group's depth-D levels, weight 0 first, the most significant plane first. A group of
+    depth k stores only the top k planes: its levels are multiples of ``3**(D-k)`` and its
+    low ``D - k`` planes, all zero, are left out. The codebook, the levels and hence the
+    arithmetic are those of depth D; a shallower group is a prefix of the full one.
+    The trit count of a group is ``4 + 16*k = 4 (mod 16)``, so every group starts at a
+    trit offset that is a multiple of 4 (what :func:`unpack_var_matrix` uses to find the
+    group starts without a sequential scan).
+
+Variable-depth file stream
+    The variable-depth groups of a matrix in row-major order ``(row, group)``, concatenated
+    and packed five trits per byte, the last byte padded with zero trits. The stream's trit
+    count ``sum(4 + 16*k)`` is recorded in the matrix's metadata entry (``codec.packfile``);
+    a reader refuses a stream whose groups run past it or end before it.
+
 Activation stream: one beat = one group of 16 int8 activations, lane j in bits 8j..8j+7.
 
 Codebook entry word: mantissa m in bits 0..F-1, left shift in bits F..F+shift_width-1.
@@ -52,6 +71,9 @@ ZERO_BYTE = sum(3 ** m for m in range(TRITS_PER_BYTE))
 #: bits of one activation group word: 16 int8 lanes, lane j in bits 8j..8j+7
 ACT_WORD_BITS = GROUP * 8
 DEPTHS = (1, 2, 3, 4)
+DEPTH_TRITS = 1           #: trits of a variable-depth group's depth field
+#: trits of a variable-depth group's header (depth trit + codebook index)
+VAR_HEADER_TRITS = DEPTH_TRITS + SCALE_TRITS
 
 _POW3 = np.array([1, 3, 9, 27, 81], dtype=np.int32)
 # _BYTE_TRITS[b] = the five trits of byte b (rows 243..255 unused).
@@ -190,6 +212,150 @@ def unpack_matrix(data: np.ndarray, rows: int, cols: int, d: int,
     t = unpack_trits(data, rows * ng * group_trits(d), what)
     q, k = decode_groups(t.reshape(rows, ng, group_trits(d)), d)
     return q.reshape(rows, cols), k
+
+
+# --- variable-depth groups and their file stream -----------------------------------------
+
+def var_depths(base: int) -> tuple[int, ...]:
+    """The group depths a variable-depth matrix of base depth D can hold: D-2, D-1, D (>= 0)."""
+    check_depth(base)
+    return tuple(k for k in (base - 2, base - 1, base) if k >= 0)
+
+
+def var_group_trits(k):
+    """Trits of a variable-depth group of depth k (scalar or array): 4 + 16*k."""
+    return VAR_HEADER_TRITS + GROUP * k
+
+
+def var_stream_trits(group_depth: np.ndarray) -> int:
+    """Trits of the variable-depth file stream of a matrix with these group depths."""
+    gd = np.asarray(group_depth, dtype=np.int64)
+    return int(gd.size * VAR_HEADER_TRITS + GROUP * gd.sum())
+
+
+def _check_var(q: np.ndarray, k: np.ndarray, gd: np.ndarray, base: int) -> None:
+    allowed = var_depths(base)
+    if gd.shape != k.shape:
+        raise TritforgeError(f"group depths shape {gd.shape} does not match the indices' {k.shape}")
+    if gd.size and not np.isin(gd, allowed).all():
+        raise TritforgeError(f"group depths {sorted(set(np.unique(gd).tolist()) - set(allowed))}: "
+                             f"expected {allowed} at base depth {base}")
+    step = 3 ** (base - gd.astype(np.int64))[..., None]
+    qg = q.reshape(gd.shape + (GROUP,)).astype(np.int64)
+    if (qg % step).any() or (np.abs(qg) > max_level(base)).any():
+        raise TritforgeError("variable-depth levels: a group's levels are not multiples of "
+                             "3**(D - k) within the depth-D range")
+    if ((gd == 0) & (k != 0)).any():
+        raise TritforgeError("variable-depth groups: a depth-0 group must have codebook index 0")
+
+
+def encode_var_matrix(q: np.ndarray, k: np.ndarray, gd: np.ndarray, base: int) -> np.ndarray:
+    """Variable-depth trits of a matrix: q (rows, in_pad) depth-D levels, k and gd (rows,
+    in_pad/16) codebook indices and group depths -> the flat trit sequence (int8)."""
+    q, k, gd = np.asarray(q), np.asarray(k), np.asarray(gd)
+    rows, cols = q.shape
+    if cols % GROUP or k.shape != (rows, cols // GROUP):
+        raise TritforgeError(f"matrix {q.shape} and indices {k.shape}: expected (rows, cols/16)")
+    _check_var(q, k, gd, base)
+    d = gd.reshape(-1).astype(np.int64)
+    lengths = VAR_HEADER_TRITS + GROUP * d
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    out = np.zeros(int(lengths.sum()), dtype=np.int8)
+    out[starts] = (d - base + 1).astype(np.int8)
+    st = to_trits(k.reshape(-1).astype(np.int32) - SCALE_OFFSET, SCALE_TRITS)
+    for i in range(SCALE_TRITS):
+        out[starts + DEPTH_TRITS + i] = st[:, i]
+    digits = to_trits(q.reshape(-1, GROUP), base)           # (groups, 16, D), least significant first
+    lane = np.arange(GROUP)
+    for j in range(base):                                   # plane D-1-j, stored j-th
+        sel = np.flatnonzero(d > j)
+        pos = (starts[sel] + VAR_HEADER_TRITS + GROUP * j)[:, None] + lane
+        out[pos] = digits[sel, :, base - 1 - j]
+    return out
+
+
+def pack_var_matrix(q: np.ndarray, k: np.ndarray, gd: np.ndarray, base: int) -> np.ndarray:
+    """The variable-depth file stream of a matrix (bytes); its trit count is
+    :func:`var_stream_trits` of ``gd``."""
+    return pack_trits(encode_var_matrix(q, k, gd, base))
+
+
+def _var_group_starts(t: np.ndarray, n_groups: int, base: int) -> np.ndarray:
+    """Trit offsets of the ``n_groups`` groups of a variable-depth stream ``t``.
+
+    Group i starts where group i-1 ends, and every start is a multiple of 4, so the map
+    "a group starting at 4m ends at 4m'" is a function on the multiples of 4; the i-th
+    start is that map applied i times to 0, computed for all i at once by repeated
+    squaring (log2(n_groups) gathers over the stream/4 positions, no loop over groups).
+    A start beyond the stream maps to the end marker and stays there."""
+    n = t.size
+    slots = n // VAR_HEADER_TRITS + 1                       # positions 0, 4, 8, .., and "end"
+    end = slots - 1
+    pos = np.arange(slots, dtype=np.int64) * VAR_HEADER_TRITS
+    f = np.zeros(slots, dtype=np.int64)
+    inside = pos < n
+    f[inside] = t[pos[inside]]
+    k = np.maximum(base - 1 + f, 0)
+    nxt = np.minimum(np.arange(slots, dtype=np.int64) + 1 + (GROUP // VAR_HEADER_TRITS) * k, end)
+    nxt[end] = end
+    idx = np.zeros(n_groups, dtype=np.int64)
+    order = np.arange(n_groups, dtype=np.int64)
+    jump = nxt
+    for bit in range(max(1, int(n_groups).bit_length())):
+        sel = (order >> bit) & 1 == 1
+        idx[sel] = jump[idx[sel]]
+        if bit + 1 < int(n_groups).bit_length():
+            jump = jump[jump]
+    return idx * VAR_HEADER_TRITS
+
+
+def unpack_var_matrix(data: np.ndarray, n_trits: int, rows: int, cols: int, base: int,
+                      what: str = "packed matrix") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse of :func:`pack_var_matrix`: bytes -> q (rows, cols) int8 depth-D levels,
+    k (rows, cols/16) uint8, group depths (rows, cols/16) uint8.
+
+    Refuses, naming ``what``: a depth trit giving a depth below 0, a group that runs past
+    the stream's ``n_trits`` trits, a stream with trits left after the last group, a
+    depth-0 group whose codebook index is not 0."""
+    check_depth(base)
+    ng = cols // GROUP
+    n_groups = rows * ng
+    t = unpack_trits(data, n_trits, what)
+    starts = _var_group_starts(t, n_groups, base)
+    if n_groups and starts[-1] >= n_trits:
+        i = int(np.argmax(starts >= n_trits))
+        raise TritforgeError(f"{what}: the stream ends at trit {n_trits} before group {i} "
+                             f"(row {i // ng}, group {i % ng}) of {n_groups}")
+    f = t[starts].astype(np.int64)
+    gd = base - 1 + f
+    bad = np.flatnonzero(gd < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise TritforgeError(f"{what}: group {i} (row {i // ng}, group {i % ng}) has depth field "
+                             f"{int(f[i])}, depth {int(gd[i])} out of range {var_depths(base)}")
+    ends = starts + VAR_HEADER_TRITS + GROUP * gd
+    if n_groups and ends[-1] != n_trits:
+        if ends[-1] > n_trits:
+            i = int(np.argmax(ends > n_trits))
+            raise TritforgeError(f"{what}: group {i} (row {i // ng}, group {i % ng}) runs past the "
+                                 f"stream end (trit {int(ends[i])} of {n_trits})")
+        raise TritforgeError(f"{what}: {n_trits - int(ends[-1])} trits left after the last group; "
+                             f"expected the groups to end at trit {n_trits}")
+    st = np.stack([t[starts + DEPTH_TRITS + i] for i in range(SCALE_TRITS)], axis=-1)
+    k = (from_trits(st) + SCALE_OFFSET).astype(np.uint8)
+    zero_bad = np.flatnonzero((gd == 0) & (k != 0))
+    if zero_bad.size:
+        i = int(zero_bad[0])
+        raise TritforgeError(f"{what}: group {i} (row {i // ng}, group {i % ng}) has depth 0 "
+                             f"and codebook index {int(k[i])}; expected index 0")
+    q = np.zeros((n_groups, GROUP), dtype=np.int64)
+    lane = np.arange(GROUP)
+    for j in range(base):
+        sel = np.flatnonzero(gd > j)
+        pos = (starts[sel] + VAR_HEADER_TRITS + GROUP * j)[:, None] + lane
+        q[sel] += t[pos].astype(np.int64) * 3 ** (base - 1 - j)
+    return (q.astype(np.int8).reshape(rows, cols), k.reshape(rows, ng),
+            gd.astype(np.uint8).reshape(rows, ng))
 
 
 # --- hardware stream -------------------------------------------------------------------

@@ -27,10 +27,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import layout, packfile
+from typing import NamedTuple
+
+import numpy as np
+
+from . import layout, mixeddepth, packfile
 from ..errors import TritforgeError
 from .calibrate import MODE as CALIBRATED, hessian_factor, quantize_calibrated
-from .quantize import MODES as _ROUNDING_MODES, TritTensor, prepare, quantize_groups, weight_error
+from .mixeddepth import MixedConfig
+from .quantize import (MODES as _ROUNDING_MODES, TritTensor, mode_codebook, prepare, quantize_groups,
+                       weight_error)
 
 #: every mode the model quantizer takes: the two rounding modes and the calibrated one
 MODES = _ROUNDING_MODES + (CALIBRATED,)
@@ -42,6 +48,7 @@ class MatrixStats:
     shape: tuple[int, int]
     pad: int
     bytes: int
+    trits: int
     sq_err: float
     sq_ref: float
     rel_mse: float
@@ -61,12 +68,13 @@ class MatrixStats:
 class ModelQuant:
     """All quantized matrices of one model at one depth, with their error figures."""
 
-    depth: int
+    depth: int                    #: the depth, or a mixed configuration's base depth
     mode: str
     tensors: dict[str, TritTensor] = field(default_factory=dict)
     stats: dict[str, MatrixStats] = field(default_factory=dict)
     seconds: float = 0.0          #: time spent in quantize_groups + error for this depth
     calibration: dict | None = None   #: calibrated mode: options, timings, peak memory
+    mixed: dict | None = None     #: a mixed configuration: its rule, lambda, sensitivities
 
     @property
     def weights(self) -> int:
@@ -78,7 +86,17 @@ class ModelQuant:
 
     @property
     def info_bpw(self) -> float:
-        return layout.info_bpw(self.depth)
+        if self.mixed is None:
+            return layout.info_bpw(self.depth)
+        return sum(s.trits for s in self.stats.values()) * math.log2(3) / self.weights
+
+    def depth_histogram(self) -> list[int]:
+        """Groups per depth 0..depth over all matrices."""
+        out = [0] * (self.depth + 1)
+        for t in self.tensors.values():
+            for k, n in enumerate(t.depth_histogram()):
+                out[k] += n
+        return out
 
     @property
     def physical_bpw(self) -> float:
@@ -99,23 +117,43 @@ class ModelQuant:
                 "weights": self.weights, "bytes": self.bytes,
                 "info_bpw": self.info_bpw, "physical_bpw": self.physical_bpw,
                 "rel_mse": self.rel_mse, "sqnr_db": _finite(self.sqnr_db),
-                "quantize_seconds": self.seconds, "calibration": self.calibration}
+                "quantize_seconds": self.seconds, "calibration": self.calibration,
+                "depth_histogram": self.depth_histogram(), "mixed": self.mixed}
 
 
 def _finite(x: float):
     return x if math.isfinite(x) else None
 
 
-def parse_configs(text: str) -> list[tuple[str, int]]:
-    """``"uniform-d1,uniform-d2"`` -> ``[("uniform-d1", 1), ("uniform-d2", 2)]``."""
+class Config(NamedTuple):
+    """A quantizer configuration named on the command line."""
+
+    name: str
+    depth: int                         #: the depth, or a mixed configuration's base depth
+    mixed: MixedConfig | None = None   #: None for uniform-dN
+
+
+def parse_config(name: str) -> Config:
+    """One configuration name: ``uniform-d1`` .. ``uniform-d4`` (one depth for every group),
+    ``mixed-d<D>-bpw<B>`` or ``d<D>scale-sens<digits>`` (a depth per group,
+    ``codec.mixeddepth``)."""
+    if name.startswith("uniform-d") and name[len("uniform-d"):] in ("1", "2", "3", "4"):
+        return Config(name, int(name[-1]))
+    mixed = mixeddepth.parse_mixed(name)
+    if mixed is None:
+        raise TritforgeError(f"config {name!r}: expected uniform-d1 .. uniform-d4, mixed-d<D>-bpw<B> "
+                             f"(e.g. mixed-d3-bpw4.2) or d<D>scale-sens<digits> (e.g. d3scale-sens002)")
+    return Config(name, mixed.base, mixed)
+
+
+def parse_configs(text: str) -> list[Config]:
+    """``"uniform-d2,mixed-d3-bpw4.2"`` -> their :class:`Config` (duplicates dropped)."""
     out = []
     for item in (s.strip() for s in text.split(",")):
         if not item:
             continue
-        if not item.startswith("uniform-d") or item[len("uniform-d"):] not in ("1", "2", "3", "4"):
-            raise TritforgeError(f"config {item!r}: expected uniform-d1, uniform-d2, uniform-d3 or uniform-d4")
-        if item not in [c for c, _ in out]:
-            out.append((item, int(item[-1])))
+        if item not in [c.name for c in out]:
+            out.append(parse_config(item))
     if not out:
         raise TritforgeError(f"configs {text!r}: expected a comma-separated list such as uniform-d2")
     return out
@@ -181,16 +219,104 @@ def quantize_model(tensors: dict, names: list[str], depths, mode: str = "tritllm
                 t = quantize_groups(wg, shape, d, mode)
             else:
                 t = quantize_calibrated(wg, shape, d, factor, calib.codebook, calib.choice)
-            err = weight_error(w, t)
             r = results[d]
             r.seconds += time.perf_counter() - t0
             r.tensors[name] = t
-            r.stats[name] = MatrixStats(name, shape, t.pad, packfile.info(name, t).bytes,
-                                        err["sq_err"], err["sq_ref"], err["rel_mse"], err["sqnr_db"])
+            r.stats[name] = matrix_stats(name, w, t)
     if mode == CALIBRATED:
         for r in results.values():
             r.calibration = {**calib.describe(), "factor_seconds": factor_seconds,
                              "matrices_with": notes, "peak_rss_mib": peak_rss_mib()}
+    return results
+
+
+def matrix_stats(name: str, w, t: TritTensor) -> MatrixStats:
+    """Size and error figures of one quantized matrix against its source ``w``."""
+    err = weight_error(w, t)
+    info = packfile.info(name, t)
+    return MatrixStats(name, t.shape, t.pad, info.bytes, info.trits, err["sq_err"], err["sq_ref"],
+                       err["rel_mse"], err["sqnr_db"])
+
+
+def quantize_mixed(tensors: dict, names: list[str], configs: list[MixedConfig], mode: str = "tritforge",
+                   energy: dict | None = None, progress: bool = True) -> dict[str, ModelQuant]:
+    """Quantize ``tensors[name]`` for every mixed configuration; returns config name ->
+    :class:`ModelQuant` (``codec.mixeddepth`` has the rules).
+
+    ``energy`` maps names to per-input-channel sensitivities (``diag(H)``,
+    ``codec.calibration.input_energy``); None (or a missing name) weighs every weight alike.
+    The per-group errors at every depth are computed once per base depth and shared by the
+    configurations of that base; each matrix is prepared once per pass.
+    """
+    from tqdm import tqdm
+
+    if mode not in _ROUNDING_MODES:
+        raise TritforgeError(f"mode {mode!r}: the mixed configurations take {' or '.join(_ROUNDING_MODES)}")
+    if not names:
+        raise TritforgeError("no linear matrices to quantize")
+    if not configs:
+        raise TritforgeError("mixed configurations: expected at least one")
+    search = (0,) if mode == "tritllm-v2" else (-1, 0, 1, 2)
+    bases = sorted({c.base for c in configs})
+    t_start = time.perf_counter()
+    # pass 1: per base depth, every group's weighted error and index at every allowed depth
+    cand = {b: {"errs": [], "idx": [], "energy": [], "cb": {}} for b in bases}
+    sizes = {}
+    for name in tqdm(names, desc=f"mixed depths: errors, base d={','.join(map(str, bases))}",
+                     unit="matrix", disable=not progress, leave=False):
+        wg, shape = prepare(tensors[name], name)
+        sizes[name] = shape
+        h = None if energy is None else energy.get(name)
+        for b in bases:
+            cb = mode_codebook(wg, b, mode)
+            errs, idx, en = mixeddepth.depth_candidates(wg, cb, b, h, search)
+            c = cand[b]
+            c["errs"].append(errs)
+            c["idx"].append(idx)
+            c["energy"].append(en)
+            c["cb"][name] = cb
+    t_errors = time.perf_counter() - t_start
+    weights = sum(r * c for r, c in sizes.values())
+    # allocation: the depth column of every group, per configuration
+    columns, notes = {}, {}
+    for cfg in configs:
+        c = cand[cfg.base]
+        errs = np.concatenate(c["errs"])
+        counts = [e.shape[0] for e in c["errs"]]
+        bounds = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        if cfg.rule == "bpw":
+            lam, cols = mixeddepth.lambda_for_bpw(errs, cfg.base, bounds, weights, cfg.value)
+            notes[cfg.name] = {"lambda": lam}
+        else:
+            cols = mixeddepth.choose_by_threshold(errs, np.concatenate(c["energy"]), cfg.value)
+            notes[cfg.name] = {}
+        columns[cfg.name] = np.split(cols, np.cumsum(counts)[:-1])
+    # pass 2: levels at the chosen depths, the tensors and their figures
+    results = {c.name: ModelQuant(c.base, mode) for c in configs}
+    for i, name in enumerate(tqdm(names, desc="mixed depths: levels", unit="matrix",
+                                  disable=not progress, leave=False)):
+        wg, shape = prepare(tensors[name], name)
+        w = wg.reshape(shape[0], -1)[:, :shape[1]]
+        for cfg in configs:
+            t0 = time.perf_counter()
+            c = cand[cfg.base]
+            col = columns[cfg.name][i].astype(np.int64)
+            depths = np.array(layout.var_depths(cfg.base), dtype=np.uint8)
+            gd = depths[col].reshape(wg.shape[:2])
+            k = c["idx"][i][np.arange(col.size), col].reshape(wg.shape[:2])
+            cb = c["cb"][name]
+            q = mixeddepth.levels_for(wg, cb, cfg.base, gd, k)
+            t = TritTensor(q, k, cb, cfg.base, shape, mode, group_depth=gd)
+            r = results[cfg.name]
+            r.tensors[name] = t
+            r.stats[name] = matrix_stats(name, w, t)
+            r.seconds += time.perf_counter() - t0
+    for cfg in configs:
+        r = results[cfg.name]
+        r.seconds += t_errors / len(configs)
+        r.mixed = {**cfg.describe(), **notes[cfg.name],
+                   "sensitivity": "weight error" if energy is None else "diag(H) of the calibration text",
+                   "error_pass_seconds": t_errors}
     return results
 
 

@@ -58,6 +58,20 @@ class TritTensor:
     depth: int
     shape: tuple[int, int]   #: original (out_features, in_features)
     mode: str = "tritllm-v2"
+    #: uint8 (out, in_pad / 16) or None: each group's own depth 0..depth in a variable-depth
+    #: matrix (``codec.mixeddepth``; ``depth`` is then the base depth D, and a group of
+    #: depth k has levels that are multiples of 3**(D - k)); None: every group has ``depth``
+    group_depth: np.ndarray | None = None
+
+    @property
+    def variable(self) -> bool:
+        return self.group_depth is not None
+
+    def depth_histogram(self) -> list[int]:
+        """Groups per depth 0..depth (every group at ``depth`` in a uniform matrix)."""
+        if self.group_depth is None:
+            return [0] * self.depth + [int(self.k.size)]
+        return np.bincount(self.group_depth.reshape(-1), minlength=self.depth + 1).tolist()
 
     @property
     def in_padded(self) -> int:

@@ -101,9 +101,13 @@ def test_nan_matrix_is_named():
 
 
 def test_parse_configs():
-    assert parse_configs("uniform-d1,uniform-d2,uniform-d3,uniform-d4") == [
+    assert [c[:2] for c in parse_configs("uniform-d1,uniform-d2,uniform-d3,uniform-d4")] == [
         ("uniform-d1", 1), ("uniform-d2", 2), ("uniform-d3", 3), ("uniform-d4", 4)]
-    assert parse_configs(" uniform-d3 , uniform-d3,") == [("uniform-d3", 3)]
-    for bad in ("uniform-d5", "d2", "uniform-d", "", ","):
+    assert parse_configs(" uniform-d3 , uniform-d3,") == [("uniform-d3", 3, None)]
+    mixed = parse_configs("mixed-d3-bpw4.2,d2scale-sens002")
+    assert [(c.name, c.depth, c.mixed.rule, c.mixed.value) for c in mixed] == [
+        ("mixed-d3-bpw4.2", 3, "bpw", 4.2), ("d2scale-sens002", 2, "sens", 0.002)]
+    for bad in ("uniform-d5", "d2", "uniform-d", "", ",", "mixed-d5-bpw3", "mixed-d3-bpw0.1",
+                "mixed-d3-bpw", "d3scale-sens", "d3scale-sens0.2"):
         with pytest.raises(TritforgeError):
             parse_configs(bad)

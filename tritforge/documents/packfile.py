@@ -1,10 +1,13 @@
 """The packed file's metadata (``codec.packfile``; the packed model folder's
 ``codec.packedmodel`` stores the same entries): one entry per matrix and the model note.
 
-Entry rules: ``depth`` 1..4, ``group`` 16, ``shape`` [out, in] of positive sizes,
+Entry rules: ``depth`` 1..4 (a variable-depth matrix's base depth), ``group`` 16, ``shape`` [out, in] of positive sizes,
 ``in_padded`` the next multiple of 16 at or above ``in``, ``pad`` = in_padded - in, ``mode``
 one of the quantizer modes, the codebook endpoints as finite hex floats with 0 < lo <= hi,
-the SHA-256 of both tensors. The note (``model``) is the writer's, and open; the fields
+the SHA-256 of both tensors; an optional ``variable_depth`` (a variable-depth matrix):
+``stream_trits`` and ``groups_by_depth`` (depth + 1 counts, zero outside the depths the
+base allows, summing to the matrix's groups and, at 4 + 16 k trits a group, to
+``stream_trits``). The note (``model``) is the writer's, and open; the fields
 tritforge reads in it are typed: ``source``, ``architecture``, ``config``, ``mode`` strings,
 and ``weight_error`` one ``[sum err^2, sum w^2]`` pair of numbers >= 0 per matrix.
 
@@ -60,6 +63,15 @@ class TensorSums(Doc):
     codebook: Sha256
 
 
+class VariableDepth(Doc):
+    """A variable-depth matrix's stream (``codec.layout``): its trit count and its groups
+    per depth 0..depth."""
+
+    stream_trits: Annotated[Int, Field(ge=0, le=1 << 62)]
+    groups_by_depth: Annotated[list[Annotated[Int, Field(ge=0, le=1 << 48)]],
+                               Field(min_length=1, max_length=max(layout.DEPTHS) + 1)]
+
+
 class PackedEntry(Doc):
     depth: Annotated[Int, Field(ge=min(layout.DEPTHS), le=max(layout.DEPTHS))]
     group: Literal[layout.GROUP]
@@ -69,6 +81,7 @@ class PackedEntry(Doc):
     mode: Literal[MODES]
     codebook: CodebookMeta
     sha256: TensorSums
+    variable_depth: VariableDepth | None = None
 
     @model_validator(mode="after")
     def _geometry(self):
@@ -77,6 +90,21 @@ class PackedEntry(Doc):
             raise ValueError(f"in_padded {self.in_padded} does not fit shape {self.shape}")
         if self.pad != self.in_padded - n_in:
             raise ValueError(f"pad {self.pad} does not match shape {self.shape} and in_padded {self.in_padded}")
+        v = self.variable_depth
+        if v is not None:
+            hist = v.groups_by_depth
+            allowed = layout.var_depths(self.depth)
+            groups = self.shape[0] * (self.in_padded // layout.GROUP)
+            if len(hist) != self.depth + 1:
+                raise ValueError(f"variable_depth: groups_by_depth has {len(hist)} entries, expected "
+                                 f"{self.depth + 1} (depths 0..{self.depth})")
+            if any(n for k, n in enumerate(hist) if k not in allowed):
+                raise ValueError(f"variable_depth: groups at a depth outside {allowed}")
+            if sum(hist) != groups:
+                raise ValueError(f"variable_depth: {sum(hist)} groups, the shape has {groups}")
+            if sum(n * layout.var_group_trits(k) for k, n in enumerate(hist)) != v.stream_trits:
+                raise ValueError(f"variable_depth: stream_trits {v.stream_trits} does not match "
+                                 f"groups_by_depth {hist}")
         return self
 
 
