@@ -5,8 +5,9 @@ What :func:`write_packed_model` writes (``tritforge quantize``: ``<config>/packe
 
 * ``config.json``: the source's transformers config, ``dtype`` the dtype of the kept
   tensors, and ``quantization_config`` = ``{"quant_method": "tritforge", "format":
-  "tritforge-packed", "format_version": 2, "depth": d (or null and "depths": {module: d}
-  when they differ), "mode": ..., "group_size": 16}``;
+  "tritforge-packed", "format_version": 2 (3 when a matrix has variable depth per group,
+  ``codec.packfile``), "depth": d (or null and "depths": {module: d} when they differ; a
+  variable-depth matrix's base depth), "mode": ..., "group_size": 16}``;
 * ``model.safetensors`` (or shards ``model-0000i-of-0000N.safetensors`` listed in
   ``model.safetensors.index.json``): per quantized ``nn.Linear`` named ``M``, the tensors
   ``M.trits`` (U8, the file stream of ``codec.layout``) and ``M.codebook`` (U16, 27
@@ -68,7 +69,8 @@ def quantization_config(tensors: dict[str, TritTensor]) -> dict:
     """The ``quantization_config`` entry of config.json for ``tensors`` (module -> matrix)."""
     depths = {n: t.depth for n, t in tensors.items()}
     modes = sorted({t.mode for t in tensors.values()})
-    cfg = {"quant_method": QUANT_METHOD, "format": FORMAT, "format_version": VERSION,
+    version = max(packfile.VARIABLE_VERSION if t.variable else VERSION for t in tensors.values())
+    cfg = {"quant_method": QUANT_METHOD, "format": FORMAT, "format_version": version,
            "depth": next(iter(depths.values())) if len(set(depths.values())) == 1 else None,
            "mode": modes[0] if len(modes) == 1 else modes, "group_size": layout.GROUP}
     if cfg["depth"] is None:
@@ -108,6 +110,7 @@ def write_state(folder: str, state: dict, entries: dict, note: dict,
     from safetensors.torch import save_file
 
     names = sorted(state)
+    version = max([VERSION] + [packfile.entry_version(e) for e in entries.values()])
     sizes = {n: state[n].numel() * state[n].element_size() for n in names}
     groups = _shards(names, sizes, max_shard_bytes)
     files = ([WEIGHTS_NAME] if len(groups) == 1 else
@@ -115,7 +118,7 @@ def write_state(folder: str, state: dict, entries: dict, note: dict,
     weight_map = {}
     for fname, group in zip(files, groups):
         mods = {n.rsplit(".", 1)[0] for n in group if n.endswith((".trits", ".codebook"))}
-        meta = {"format": "pt", "packed_format": FORMAT, "packed_format_version": str(VERSION),
+        meta = {"format": "pt", "packed_format": FORMAT, "packed_format_version": str(version),
                 "tensors": json.dumps({m: entries[m] for m in sorted(mods) if m in entries}),
                 "sha256": json.dumps({n: tensor_sha256(state[n]) for n in group}),
                 "model": json.dumps(note)}
@@ -205,8 +208,8 @@ class PackedModel:
 
     @property
     def quantized_bytes(self) -> int:
-        return sum(packfile.stream_bytes(*packfile.entry_geometry(m, e)[:3]) + 2 * layout.CODEBOOK_SIZE
-                   for m, e in self.entries.items())
+        return sum(packfile.stream_bytes(*packfile.entry_geometry(m, e)[:3], packfile.entry_trits(e))
+                   + 2 * layout.CODEBOOK_SIZE for m, e in self.entries.items())
 
     def raw(self, name: str) -> np.ndarray:
         """The stored bytes of one tensor as a numpy array of its dtype."""
@@ -238,9 +241,10 @@ def check_quantization_config(path: str, qc) -> dict:
     if qc.get("quant_method") != QUANT_METHOD:
         raise TritforgeError(f"{path}: quantization_config of method {qc.get('quant_method')!r}, "
                              f"expected {QUANT_METHOD!r}")
-    if qc.get("format", FORMAT) != FORMAT or str(qc.get("format_version")) != str(VERSION):
+    if qc.get("format", FORMAT) != FORMAT or str(qc.get("format_version")) not in map(str, packfile.VERSIONS):
         raise TritforgeError(f"{path}: quantization_config format {qc.get('format')!r} version "
-                             f"{qc.get('format_version')!r}, this tritforge reads {FORMAT!r} version {VERSION}")
+                             f"{qc.get('format_version')!r}, this tritforge reads {FORMAT!r} versions "
+                             f"{' and '.join(map(str, packfile.VERSIONS))}")
     if int(qc.get("group_size", layout.GROUP)) != layout.GROUP:
         raise TritforgeError(f"{path}: quantization_config group_size {qc.get('group_size')}, expected {layout.GROUP}")
     return qc
@@ -293,15 +297,17 @@ def read_packed_model(folder: str, verify: bool = True) -> PackedModel:
         path = os.path.join(folder, fname)
         header, meta, start = read_header(path)
         headers[fname] = (header, start)
-        if meta.get("packed_format") != FORMAT or meta.get("packed_format_version") != str(VERSION):
+        if meta.get("packed_format") != FORMAT or meta.get("packed_format_version") not in map(str, packfile.VERSIONS):
             raise TritforgeError(f"{path}: packed format {meta.get('packed_format')!r} version "
-                                 f"{meta.get('packed_format_version')!r}, this tritforge reads {FORMAT!r} version {VERSION}")
+                                 f"{meta.get('packed_format_version')!r}, this tritforge reads {FORMAT!r} versions "
+                                 f"{' and '.join(map(str, packfile.VERSIONS))}")
         if not isinstance(meta, dict):
             raise TritforgeError(f"{path}: damaged metadata (expected an object of strings)")
         ents, sha, nt = (packfile.parse_metadata(path, meta, k) for k in ("tensors", "sha256", "model"))
         if not all(isinstance(x, dict) for x in (ents, sha, nt)):
             raise TritforgeError(f"{path}: damaged metadata (tensors, sha256 and model must be JSON objects)")
         nt = validate(ModelNote, nt, f"{path}: metadata model").model_dump(exclude_unset=True)
+        packfile.check_entry_versions(path, int(meta["packed_format_version"]), ents)
         note = note or nt
         for name in header:
             if name in where:
@@ -333,10 +339,11 @@ def read_packed_model(folder: str, verify: bool = True) -> PackedModel:
     for m, e in entries.items():
         path = os.path.join(folder, where[f"{m}.trits"])
         depth, shape, in_padded, _, _ = packfile.entry_geometry(f"{path}: {m}", e)
+        nbytes = packfile.stream_bytes(depth, shape, in_padded, packfile.entry_trits(e))
         ht, hc = headers[where[f"{m}.trits"]][0][f"{m}.trits"], headers[where[f"{m}.codebook"]][0][f"{m}.codebook"]
-        if ht["dtype"] != "U8" or ht["shape"] != [packfile.stream_bytes(depth, shape, in_padded)]:
+        if ht["dtype"] != "U8" or ht["shape"] != [nbytes]:
             raise TritforgeError(f"{path}: tensor {m}.trits is {ht['dtype']} {ht['shape']}, expected U8 "
-                                 f"[{packfile.stream_bytes(depth, shape, in_padded)}]")
+                                 f"[{nbytes}]")
         if hc["dtype"] != "U16" or hc["shape"] != [layout.CODEBOOK_SIZE]:
             raise TritforgeError(f"{path}: tensor {m}.codebook is {hc['dtype']} {hc['shape']}, "
                                  f"expected U16 [{layout.CODEBOOK_SIZE}]")

@@ -17,6 +17,11 @@ the weights, vectorized in torch with no Python loop over groups:
 3. ``w = q * scale[k]`` in float32 (the same float32 products the FP16 export rounds), the
    zero padding cut off, cast to the input's dtype, then ``F.linear``.
 
+A variable-depth matrix (``layout.pack_var_matrix``: groups of 4 + 16 k trits, k each
+group's own depth) is decoded by ``layout.unpack_var_matrix`` in numpy on the first call
+and its levels kept (as :func:`cache_levels` does), since its group starts depend on the
+depths before them.
+
 That costs a full unpack per call. :func:`cache_levels` trades memory for speed: it keeps
 the decoded int8 levels and uint8 indices, 1 + 1/16 bytes per padded weight (2.4 x the
 packed 3.5 bits at d = 2), and then a call only does step 3.
@@ -77,7 +82,8 @@ class TritLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.depth, self.in_padded, self.mode = depth, in_padded, mode
         self.codebook_meta = cb.to_meta()
-        n = packfile.stream_bytes(depth, shape, in_padded)
+        self.variable_depth = entry.get("variable_depth")     # checked by entry_geometry
+        n = packfile.stream_bytes(depth, shape, in_padded, packfile.entry_trits(entry))
         self.trits = nn.Buffer(torch.zeros(n, dtype=torch.uint8, device=device))
         self.codebook = nn.Buffer(torch.zeros(layout.CODEBOOK_SIZE, dtype=torch.uint16, device=device))
         self.bias = (nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False)
@@ -111,6 +117,8 @@ class TritLinear(nn.Module):
                        cb, self.depth, (self.out_features, self.in_features), self.mode)
         e = packfile.matrix_entry(t, trits, words)
         e["shape"] = [self.out_features, self.in_features]
+        if self.variable_depth is not None:
+            e["variable_depth"] = dict(self.variable_depth)
         return e
 
     def trit_tensor(self, where: str = "TritLinear") -> TritTensor:
@@ -120,6 +128,12 @@ class TritLinear(nn.Module):
 
     def levels(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._levels is not None:
+            return self._levels
+        if self.variable_depth is not None:
+            t = self.trit_tensor()
+            dev = self.trits.device
+            q = torch.from_numpy(t.q.reshape(self.out_features, -1, layout.GROUP)).to(dev)
+            self._levels = (q, torch.from_numpy(t.k).to(dev))
             return self._levels
         return unpack_levels(self.trits, self.out_features, self.in_padded, self.depth)
 
@@ -157,7 +171,7 @@ def cache_levels(model: nn.Module, on: bool = True) -> int:
     for m in trit_modules(model).values():
         if on:
             m._levels = None
-            q, k = unpack_levels(m.trits, m.out_features, m.in_padded, m.depth)
+            q, k = m.levels()
             m._levels = (q.to(torch.int8), k.to(torch.uint8))
             total += q.numel() + k.numel()
         else:

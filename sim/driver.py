@@ -40,7 +40,6 @@ import dataclasses
 import datetime
 import io
 import os
-import re
 import time
 from dataclasses import dataclass
 
@@ -84,11 +83,20 @@ class RunOptions:
 # --- inputs ------------------------------------------------------------------------------
 
 def parse_config(name: str) -> int:
-    """``uniform-dN`` -> N (the depth of every quantized matrix)."""
-    m = re.fullmatch(r"uniform-d([1-4])", str(name))
-    if not m:
-        raise TritforgeError(f"config {name!r}: expected uniform-d1, uniform-d2, uniform-d3 or uniform-d4")
-    return int(m.group(1))
+    """``uniform-dN`` -> N (the depth of every quantized matrix); the names are
+    ``codec.modelquant.parse_config``'s. A mixed config (a depth per group) is refused: the
+    engine models stream uniform groups (the variable-depth engine is issue 21's hardware
+    half); its dequantized weights and golden reference are the codec's."""
+    from ..codec.modelquant import parse_config as parse_quant_config
+
+    try:
+        c = parse_quant_config(str(name))
+    except TritforgeError:
+        raise TritforgeError(f"config {name!r}: expected uniform-d1, uniform-d2, uniform-d3 or uniform-d4") from None
+    if c.mixed is not None:
+        raise TritforgeError(f"config {name!r}: a depth per group needs the variable-depth engine, "
+                             "which run does not model yet; expected uniform-d1 .. uniform-d4")
+    return c.depth
 
 
 def resolve_hw(spec: str, depth: int):
@@ -312,6 +320,9 @@ def packed_layers(path: str, layers: dict[str, nn.Linear], depth: int,
         if tuple(t.shape) != tuple(lin.weight.shape):
             raise TritforgeError(f"{path}: {name} has shape {tuple(t.shape)}, "
                                  f"the model's layer has {tuple(lin.weight.shape)}")
+        if t.variable:
+            raise TritforgeError(f"{path}: {name} has a depth per group; it needs the variable-depth "
+                                 "engine, which run does not model yet")
         if t.depth != depth:
             raise TritforgeError(f"{path}: {name} is quantized at d={t.depth}, the config asks for d={depth}")
         out[name] = t

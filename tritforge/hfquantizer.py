@@ -114,13 +114,14 @@ class TritforgeHfQuantizer(HfQuantizer):
 
         from transformers.modeling_utils import remove_tied_weights_from_state_dict
 
-        from .codec import packedmodel
+        from .codec import packedmodel, packfile
         from .codec.tritlinear import trit_modules
 
         state = remove_tied_weights_from_state_dict(model.state_dict(), model)
         entries = {n: m.entry() for n, m in trit_modules(model).items()}
         note = self._packed.note if self._packed is not None else {}
-        meta = {"packed_format": packedmodel.FORMAT, "packed_format_version": str(packedmodel.VERSION),
+        version = max([packedmodel.VERSION] + [packfile.entry_version(e) for e in entries.values()])
+        meta = {"packed_format": packedmodel.FORMAT, "packed_format_version": str(version),
                 "tensors": json.dumps(entries),
                 "sha256": json.dumps({n: packedmodel.tensor_sha256(t) for n, t in state.items()}),
                 "model": json.dumps(note)}

@@ -4,7 +4,9 @@ Reads and fully checks the file (``codec.packfile.read_packed``: format, version
 checksums, every trit byte, codebook words) or the folder (``codec.packedmodel``: its
 config's ``quantization_config``, shards, every tensor's SHA-256, then the same per-matrix
 checks), needing nothing else (no source checkpoint), then prints per matrix its shape, padding, depth, mode,
-bytes, information and physical bpw and codebook range, and totals. With ``--source`` it
+bytes, information and physical bpw and codebook range, and totals. A variable-depth matrix
+(a mixed config, ``codec.mixeddepth``) shows its base depth with a ``v`` and its groups per
+depth 0..d (``groups by depth``), and the total line the histogram over all matrices. With ``--source`` it
 also loads the original checkpoint and prints each matrix's relative MSE and SQNR; without
 it, the errors ``tritforge quantize`` recorded in the file's metadata are shown, if any.
 """
@@ -88,6 +90,7 @@ def inspect_file(path: str, source: str | None = None) -> dict:
         info = packfile.info(name, t)
         cb = t.codebook
         row = {"name": name, "shape": list(t.shape), "pad": t.pad, "depth": t.depth, "mode": t.mode,
+               "variable_depth": t.variable, "groups_by_depth": t.depth_histogram(),
                "bytes": info.bytes, "info_bpw": info.info_bpw, "physical_bpw": info.physical_bpw,
                "codebook_lo": float(cb.values[0]), "codebook_hi": float(cb.values[-1]),
                "codebook_decades": math.log10(cb.hi / cb.lo), "levels_max": layout.max_level(t.depth)}
@@ -115,14 +118,20 @@ def inspect_file(path: str, source: str | None = None) -> dict:
     nbytes = sum(r["bytes"] for r in rows)
     depths = sorted({r["depth"] for r in rows})
     info_bits = sum(r["info_bpw"] * r["shape"][0] * r["shape"][1] for r in rows)
+    hist = [0] * (max(depths) + 1)
+    for r in rows:
+        for k, n in enumerate(r["groups_by_depth"]):
+            hist[k] += n
     total = {"matrices": len(rows), "weights": weights, "bytes": nbytes, "depths": depths,
+             "variable_depth": any(r["variable_depth"] for r in rows), "groups_by_depth": hist,
              "modes": sorted({r["mode"] for r in rows}), "file_bytes": disk,
              "info_bpw": info_bits / weights, "physical_bpw": nbytes * 8 / weights}
     if errors_from is not None:
         rel = sq_err / sq_ref if sq_ref > 0 else 0.0
         total["rel_mse"] = rel
         total["sqnr_db"] = -10 * math.log10(rel) if rel > 0 else None
-    return {"file": os.path.abspath(path), "format": fmt, "format_version": packfile.VERSION,
+    version = packfile.VARIABLE_VERSION if total["variable_depth"] else packfile.VERSION
+    return {"file": os.path.abspath(path), "format": fmt, "format_version": version,
             "model": model, "source": ckpt.path if ckpt else None, "errors_from": errors_from,
             "total": total, "matrices": rows}
 
@@ -134,24 +143,36 @@ def format_table(res: dict) -> str:
              f"model: {model.get('source', '?')} ({model.get('architecture', '?')}), "
              f"config {model.get('config', '?')}, mode {', '.join(tot['modes'])}"]
     width = max([len("matrix")] + [len(r["name"]) for r in res["matrices"]])
-    head = (f"{'matrix':<{width}} {'shape':>11} {'pad':>3} {'d':>1} {'bytes':>9} {'bpw info':>8} "
+    var = tot["variable_depth"]
+    dw = 2 if var else 1
+    head = (f"{'matrix':<{width}} {'shape':>11} {'pad':>3} {'d':>{dw}} {'bytes':>9} {'bpw info':>8} "
             f"{'bpw phys':>8} {'codebook lo..hi':>21}")
     if has_err:
         head += f" {'rel MSE':>9} {'SQNR dB':>7}"
+    if var:
+        head += f"  groups by depth {'/'.join(map(str, range(len(tot['groups_by_depth']))))}"
     lines += [head, "-" * len(head)]
     for r in res["matrices"]:
         shape = f"{r['shape'][0]}x{r['shape'][1]}"
-        line = (f"{r['name']:<{width}} {shape:>11} {r['pad']:>3} {r['depth']:>1} {r['bytes']:>9,} "
+        d = f"{r['depth']}v" if r["variable_depth"] else str(r["depth"])
+        line = (f"{r['name']:<{width}} {shape:>11} {r['pad']:>3} {d:>{dw}} {r['bytes']:>9,} "
                 f"{r['info_bpw']:>8.3f} {r['physical_bpw']:>8.3f} "
                 f"{r['codebook_lo']:>10.3e}..{r['codebook_hi']:<9.3e}")
         if has_err:
             sq = "inf" if r["sqnr_db"] is None else f"{r['sqnr_db']:.2f}"
             line += f" {r['rel_mse']:>9.5f} {sq:>7}"
+        if var:
+            line += "  " + "/".join(map(str, r["groups_by_depth"]))
         lines.append(line)
     lines.append("-" * len(head))
     total = (f"total: {tot['matrices']} matrices, {tot['weights']:,} weights, {tot['bytes']:,} bytes, "
              f"d {','.join(map(str, tot['depths']))}, bpw information {tot['info_bpw']:.3f}, "
              f"physical {tot['physical_bpw']:.3f}")
+    if var:
+        g = sum(tot["groups_by_depth"])
+        total += ("; variable depth per group, groups by depth "
+                  + ", ".join(f"{k}: {n:,} ({n / g:.1%})" for k, n in enumerate(tot["groups_by_depth"]) if n)
+                  + f", mean depth {sum(k * n for k, n in enumerate(tot['groups_by_depth'])) / g:.3f}")
     if has_err:
         sq = "inf" if tot["sqnr_db"] is None else f"{tot['sqnr_db']:.2f} dB"
         total += f"; rel MSE {tot['rel_mse']:.5f}, SQNR {sq} ({res['errors_from']})"

@@ -33,16 +33,24 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default="default",
                    help="HF safetensors folder, .gguf file, or 'default' (embedded SmolLM2-135M-Instruct)")
     p.add_argument("--configs", default="uniform-d1,uniform-d2,uniform-d3,uniform-d4",
-                   help="comma-separated configs uniform-d1..uniform-d4 (default: all four)")
+                   help="comma-separated configs: uniform-d1..uniform-d4 (default: all four), "
+                        "mixed-d<D>-bpw<B> (a depth per group, B bits per weight over the model, "
+                        "e.g. mixed-d3-bpw4.2), d<D>scale-sens<digits> (a depth per group by a "
+                        "threshold, e.g. d3scale-sens002); docs/CODEC.md")
     p.add_argument("--mode", default="tritllm-v2", choices=("tritllm-v2", "tritforge", "calibrated"),
                    help="tritllm-v2: the published rule; tritforge: the improved mode; calibrated: "
                         "error-compensated rounding on calibration text (all three: same format and bpw)")
     p.add_argument("--calib", metavar="FILE", default=None,
-                   help="calibrated mode: UTF-8 text to calibrate on (default: the bundled text)")
+                   help="calibrated mode and mixed configs' sensitivities: UTF-8 text to calibrate on "
+                        "(default: the bundled text)")
     p.add_argument("--calib-seqs", type=int, default=5, metavar="N",
-                   help="calibrated mode: number of calibration sequences (default 5)")
+                   help="calibrated mode and mixed configs: number of calibration sequences (default 5)")
     p.add_argument("--calib-len", type=int, default=512, metavar="N",
-                   help="calibrated mode: tokens per calibration sequence (default 512)")
+                   help="calibrated mode and mixed configs: tokens per calibration sequence (default 512)")
+    p.add_argument("--sensitivity", default="diag-h", choices=("diag-h", "weight"),
+                   help="mixed configs: weigh each weight's error by its input channel's energy diag(H) "
+                        "on the calibration text (default; the plain weight error if the model has no "
+                        "tokenizer) or not at all (weight)")
     p.add_argument("--calib-damp", type=float, default=0.01, metavar="F",
                    help="calibrated mode: Hessian damping, fraction of its mean diagonal (default 0.01)")
     p.add_argument("--calib-inputs", default="float", choices=("float", "sequential"),
@@ -64,18 +72,23 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
 
 
-def _calib_options(args):
-    """The calibrated mode's checked options (the text file read here), else None."""
+def _calib_options(args, mixed: bool):
+    """The calibration options (the text file read here): the calibrated mode's, or the text
+    of the mixed configs' sensitivities; else None."""
     from ..codec.calibration import make_options
 
-    given = [f for f, v in (("--calib", args.calib), ("--calib-seqs", args.calib_seqs != 5),
-                            ("--calib-len", args.calib_len != 512), ("--calib-damp", args.calib_damp != 0.01),
-                            ("--calib-order", args.calib_order != "act-groups"),
-                            ("--calib-inputs", args.calib_inputs != "float")) if v]
+    text = [f for f, v in (("--calib", args.calib), ("--calib-seqs", args.calib_seqs != 5),
+                           ("--calib-len", args.calib_len != 512)) if v]
+    rest = [f for f, v in (("--calib-damp", args.calib_damp != 0.01),
+                           ("--calib-order", args.calib_order != "act-groups"),
+                           ("--calib-inputs", args.calib_inputs != "float")) if v]
     if args.mode != "calibrated":
-        if given:
-            raise TritforgeError(f"{given[0]}: only with --mode calibrated")
-        return None
+        if rest or (text and not (mixed and args.sensitivity == "diag-h")):
+            raise TritforgeError(f"{(rest or text)[0]}: only with --mode calibrated"
+                                 + ("" if rest else " or mixed configs with --sensitivity diag-h"))
+        if not (mixed and args.sensitivity == "diag-h"):
+            return None
+        return make_options(args.calib, args.calib_seqs, args.calib_len)
     return make_options(args.calib, args.calib_seqs, args.calib_len, args.calib_damp, args.calib_order,
                         inputs=args.calib_inputs)
 
@@ -103,12 +116,14 @@ def _fmt(x, spec: str) -> str:
 
 def summary_table(rows: list[dict], source_ppl: float | None, encoder: bool = False) -> str:
     """The printed table; ``encoder``: the quality column is the relative RMS error of the
-    last hidden states (``hidden err``) instead of perplexity."""
-    head = (f"{'config':<11} {'d':>1} {'mode':<10} {'bpw info':>8} {'bpw phys':>8} "
+    last hidden states (``hidden err``) instead of perplexity. ``d`` is a mixed config's
+    base depth."""
+    cw = max([11] + [len(r["config"]) for r in rows])
+    head = (f"{'config':<{cw}} {'d':>1} {'mode':<10} {'bpw info':>8} {'bpw phys':>8} "
             f"{'rel MSE':>9} {'SQNR dB':>7} {'hidden err' if encoder else 'PPL':>10} {'time s':>7}")
     lines = [head, "-" * len(head)]
     if source_ppl is not None:
-        lines.append(f"{'source':<11} {'':>1} {'':<10} {'':>8} {'':>8} {'':>9} {'':>7} "
+        lines.append(f"{'source':<{cw}} {'':>1} {'':<10} {'':>8} {'':>8} {'':>9} {'':>7} "
                      f"{source_ppl:>10.3f} {'':>7}")
     for r in rows:
         q = r["quant"]
@@ -117,7 +132,7 @@ def summary_table(rows: list[dict], source_ppl: float | None, encoder: bool = Fa
             quality, spec = (hid["relative_rms_error"] if hid else None), "10.5f"
         else:
             quality, spec = (r["perplexity"]["quantized"] if r["perplexity"] else None), "10.3f"
-        lines.append(f"{r['config']:<11} {q['depth']:>1} {q['mode']:<10} {q['info_bpw']:>8.3f} "
+        lines.append(f"{r['config']:<{cw}} {q['depth']:>1} {q['mode']:<10} {q['info_bpw']:>8.3f} "
                      f"{q['physical_bpw']:>8.3f} {q['rel_mse']:>9.5f} {_fmt(q['sqnr_db'], '7.2f')} "
                      f"{_fmt(quality, spec)} {sum(r['timings_s'].values()):>7.1f}")
     return "\n".join(lines)
@@ -129,11 +144,15 @@ def run(args) -> int:
     from ..codec.checkpoint import load_checkpoint
     from ..atomic import atomic_folder, write_json
     from ..codec.export import export_fp16, has_tokenizer
-    from ..codec.modelquant import parse_configs, quantize_checkpoint
+    from ..codec.modelquant import parse_configs, quantize_checkpoint, quantize_mixed
 
     configs = parse_configs(args.configs)
+    mixed = [c.mixed for c in configs if c.mixed is not None]
+    if mixed and args.mode == "calibrated":
+        raise TritforgeError(f"config {mixed[0].name}: the mixed configs take --mode tritllm-v2 or "
+                             "tritforge, not calibrated")
     out = _check_out(args.out)
-    calib = _calib_options(args)
+    calib = _calib_options(args, bool(mixed))
     if args.ppl_tokens < 0:
         raise TritforgeError(f"--ppl-tokens {args.ppl_tokens}: expected 0 (all) or a positive count")
 
@@ -146,8 +165,28 @@ def run(args) -> int:
                f"{desc['linear_weights']:,} weights ({t_load:.1f} s)")
 
     t0 = time.perf_counter()
-    results = quantize_checkpoint(ckpt, [d for _, d in configs], args.mode, progress=not args.quiet,
-                                  calib=calib)
+    uniform = [c for c in configs if c.mixed is None]
+    results = {}
+    if uniform:
+        by_depth = quantize_checkpoint(ckpt, [c.depth for c in uniform], args.mode,
+                                       progress=not args.quiet, calib=calib)
+        results.update({c.name: by_depth[c.depth] for c in uniform})
+    sens_note = None
+    if mixed:
+        energy = None
+        if calib is not None:
+            from ..codec.calibration import input_energy
+
+            try:
+                ckpt.tokenizer()
+            except TritforgeError as exc:
+                _say(args, f"note: {exc}; the mixed configs weigh the plain weight error")
+            else:
+                energy, sens_note = input_energy(ckpt, ckpt.linear_names, calib, progress=not args.quiet)
+        results.update(quantize_mixed(ckpt.tensors, ckpt.linear_names, mixed, args.mode, energy,
+                                      progress=not args.quiet))
+        for c in mixed:
+            results[c.name].mixed["sensitivity_text"] = sens_note
     t_quant_all = time.perf_counter() - t0
     t_shared = max(0.0, t_quant_all - sum(r.seconds for r in results.values()))
 
@@ -178,8 +217,8 @@ def run(args) -> int:
         t_ppl_source = time.perf_counter() - t0
 
     rows = []
-    for config, depth in configs:
-        mq = results[depth]
+    for config, depth, _ in configs:
+        mq = results[config]
         timings = {"quantize": mq.seconds}
         with atomic_folder(os.path.join(out, config)) as tmp:
             t0 = time.perf_counter()
@@ -188,7 +227,10 @@ def run(args) -> int:
             packfile.write_packed(os.path.join(tmp, PACKED_NAME), mq.tensors, meta)
             back, _ = packfile.read_packed(os.path.join(tmp, PACKED_NAME))
             exact = all(back[n].q.tobytes() == t.q.tobytes() and back[n].k.tobytes() == t.k.tobytes()
-                        and back[n].codebook == t.codebook for n, t in mq.tensors.items())
+                        and back[n].codebook == t.codebook
+                        and (back[n].group_depth is None) == (t.group_depth is None)
+                        and (t.group_depth is None or back[n].group_depth.tobytes() == t.group_depth.tobytes())
+                        for n, t in mq.tensors.items())
             if not exact:
                 raise TritforgeError(f"{config}: packed file did not read back identically")
             timings["pack"] = time.perf_counter() - t0
@@ -255,7 +297,7 @@ def run(args) -> int:
     print(f"{ckpt.path} ({ckpt.arch}): {desc['linear_matrices']} linear matrices, "
           f"{desc['linear_weights']:,} weights quantized; mode {args.mode}")
     print(summary_table(rows, source_ppl, encoder))
-    cal = results[configs[0][1]].calibration
+    cal = results[configs[0].name].calibration
     if cal:
         print(f"calibration: {cal['seqs']} x {cal['length']} tokens of {cal['text']}, forward "
               f"{cal['forward_seconds']:.1f} s, Hessian factors {cal['factor_seconds']:.1f} s; "
