@@ -212,9 +212,56 @@ def main(argv=None) -> int:
         fig["utilisation"].append({"shape": name, "out": o, "in": i, "ideal": ideal, "cycles": c,
                                    "with_load": u_load, "reused": u_reuse})
         print(f"  {name:<20} {f'{o}x{i}':>11} {ideal:>7} {c:>7} {u_load:>9.2%} {u_reuse:>14.2%}")
+    fig["back_to_back"] = back_to_back()
     if args.json:
         Path(args.json).write_text(json.dumps(fig, indent=1))
     return 0
+
+
+#: a decoder layer's matrices in the engine's order, (name, out, in, loads its input)
+def _layer(h: int, kv: int, inter: int) -> list:
+    return [("q_proj", h, h, True), ("k_proj", kv, h, False), ("v_proj", kv, h, False),
+            ("o_proj", h, h, True), ("gate_proj", inter, h, True), ("up_proj", inter, h, False),
+            ("down_proj", h, inter, True)]
+
+
+#: (model, R, layer matrices, layers): SmolLM2-135M at R = 4 and 16, Qwen2.5-7B at R = 256
+#: (hidden 3584, 4 KV heads of 128, intermediate 18944, 28 layers: its config.json)
+B2B_CASES = [("SmolLM2-135M", 4, _layer(576, 192, 1536), 30),
+             ("SmolLM2-135M", 16, _layer(576, 192, 1536), 30),
+             ("Qwen2.5-7B", 256, _layer(3584, 512, 18944), 28)]
+
+
+def back_to_back() -> list:
+    """Weight-stream utilisation with commands back to back (hw/ENGINE.md "Back to back"),
+    counting every LOAD and command boundary, from ``fastmodel.timeline``: per matrix its
+    beat cycles over the cycles from its first beat to the next command's first beat, in a
+    token's stream of every layer's matrices (inputs ready: the engine's own figure); the
+    whole token from the first accept to the end; a single command on an idle engine for
+    comparison."""
+    rows = []
+    print("\nweight-stream utilisation, commands back to back (d=2, T=1; fastmodel.timeline):")
+    print(f"  {'model':<13} {'R':>4} {'matrix':<10} {'out x in':>12} {'beats':>7} "
+          f"{'alone':>8} {'in stream':>10}")
+    for model, R, mats, layers in B2B_CASES:
+        big = max(max(o, i) for _, o, i, _ in mats)
+        cfg = HwConfig(depth=2, rows=R, vectors=1, max_in_features=big, max_out_features=big)
+        cmds = [fastmodel.Command(o, i, load) for _, o, i, load in mats] * layers
+        tl = fastmodel.timeline(cfg, cmds)
+        mid = len(mats) * (layers // 2)            # a layer in the middle of the token
+        for j, (name, o, i, load) in enumerate(mats):
+            beats = cfg.tiles(o) * -(-i // 16)
+            span = tl.first_beat[mid + j + 1] - tl.first_beat[mid + j]
+            alone = fastmodel.utilisation(cfg, o, i, 1, load)
+            rows.append({"model": model, "rows": R, "matrix": name, "out": o, "in": i,
+                         "beats": beats, "alone": alone, "in_stream": beats / span})
+            print(f"  {model:<13} {R:>4} {name:<10} {f'{o}x{i}':>12} {beats:>7} {alone:>8.2%} "
+                  f"{beats / span:>10.2%}")
+        rows.append({"model": model, "rows": R, "matrix": "token", "cycles": tl.cycles,
+                     "beat_cycles": tl.beat_cycles, "in_stream": tl.utilisation})
+        print(f"  {model:<13} {R:>4} {'token':<10} {len(cmds):>9} cmds {tl.beat_cycles:>7} beats "
+              f"in {tl.cycles:,} cycles: {tl.utilisation:.3%}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,26 +1,36 @@
-"""The engine's command control: command latch, start cycle, LOAD, end of RUN.
+"""The engine's command front end: command latch, start cycle, LOAD, the pending command,
+the commands in flight.
 
-States (``tritforge.hwconfig.State``), one flip-flop each but RUN (so ``cmd.ready``,
-``act_ready`` and ``busy`` are flip-flops): ``idle`` -> ``start`` -> (``load``) -> RUN ->
-``idle``.
+States (``tritforge.hwconfig.State``), one flip-flop each, so ``cmd.ready`` and
+``act_ready`` are flip-flops: ``free`` -> ``start`` -> (``load``) -> ``ready`` -> ``free``.
+The front end works ahead of the issue stage (hw/issue.py), which runs the command it
+took last: while that command streams its beats, the next one is accepted, loads its
+activation words and waits as the *pending* command, and the issue stage takes it with
+the running command's last beat (hw/ENGINE.md "Back to back").
 
-* ``idle``: ``cmd.ready``. The command is registered as it arrives, in every idle cycle,
+* ``free``: ``cmd.ready``. The command is registered as it arrives, in every free cycle,
   as the counters' reload values: ``last_group - 1``, ``last_group - 2``, ``last_tile - 1``
-  (the port's payload reaches one decrement, nothing else) and ``load_act``. ``accept``
-  is the handshake (it clears the engine's ``err``).
-* ``start``: one cycle, in which the issue stage's counters load from the latched command
-  (``start`` out). Then LOAD if ``load_act``, else RUN, which opens for beats at once
-  (``run_open``).
+  (the port's payload reaches one decrement, nothing else), ``load_act`` and ``cb_bank``.
+  ``accept`` is the handshake.
+* ``start``: one cycle, in which LOAD's counters load and the command's activation bank
+  is chosen: a command that loads takes the bank the latest completed LOAD did not
+  (``hwconfig.ACT_BANKS``), one that does not reads the latest completed LOAD's bank
+  (a register without reset, like the buffer).
 * ``load``: ``act_ready``; word ``v * ng + g`` is written to the activation buffer at
-  ``Cat(g, v)`` (``HwConfig.act_stride``, a power of two: no adder). The group counter
-  counts down one below the words left in a signed register, so "last group" is its sign
-  bit; beside it ``ld_gc2 = ld_gc - 1`` (reloaded from ``last_group - 2``), so the sign of
-  ``ld_gc``'s next value is a choice among flip-flops and "the next word ends LOAD"
-  (``ld_done``) is a flip-flop of its own. After the last word "RUN opens" is registered
-  first, then ``run_open`` (``LOAD_OPEN_CYCLES``), so the act port's valid stays out of
-  ``w.ready``'s logic.
-* RUN ends when the scale MAC's ``done`` (its registered pop of the command's last result)
-  is high: ``idle`` again one cycle later (``END_CYCLES``).
+  ``Cat(g, bank, v)`` (``HwConfig.act_stride``, a power of two: no adder). The group
+  counter counts down one below the words left in a signed register, so "last group" is
+  its sign bit; beside it ``ld_gc2 = ld_gc - 1`` (reloaded from ``last_group - 2``), so
+  the sign of ``ld_gc``'s next value is a choice among flip-flops and "the next word ends
+  LOAD" (``ld_done``) is a flip-flop of its own. After the last word the command is
+  ``ready`` (``LOAD_OPEN_CYCLES``), so the act port's valid stays out of ``w.ready``'s
+  logic.
+* ``pend_valid`` = ``ready``, or ``start`` of a command without LOAD: the issue stage may
+  take the command (``take``) at this edge; the front end is ``free`` after it.
+
+``busy`` is a flip-flop: some command accepted and its last result not yet popped and
+counted (``done``, the scale MAC's registered pop of a command's last result). ``err`` is
+cleared by an accept only when no command is in flight (``clear``), so an error of a
+command still streaming is never lost to the next one's accept.
 
 The buffer's write enable and ``ld_done`` come from copies of their registers
 (``hw.replica``), so the control's own flip-flops drive only the control.
@@ -36,6 +46,9 @@ from .checks import check_config
 from .replica import replicas
 from .signature import payload_layouts
 
+#: commands in flight at most: one draining its results, one streaming beats, one pending
+MAX_IN_FLIGHT = 3
+
 
 def counter_shapes(cfg: HwConfig) -> tuple[int, int]:
     """Widths of the signed down counters of groups and tiles (one bit above the command's
@@ -45,20 +58,24 @@ def counter_shapes(cfg: HwConfig) -> tuple[int, int]:
 
 
 def buffer_address_bits(cfg: HwConfig) -> int:
-    """Bits of ``Cat(group, vector)``."""
-    return payload_layouts(cfg)["cmd"]["last_group"].shape.width + max(1, (cfg.vectors - 1).bit_length())
+    """Bits of ``Cat(group, bank, vector)``."""
+    return (payload_layouts(cfg)["cmd"]["last_group"].shape.width
+            + max(1, (cfg.vectors - 1).bit_length()) + 1)
 
 
 class CommandControl(wiring.Component):
     """Ports: ``cmd`` (the engine's command stream), ``act_valid``/``act_ready`` (LOAD's
-    handshake), ``wr_en``/``wr_addr`` (the activation buffer's write port), ``start``,
-    ``run_open``, ``last_group_m1``/``last_tile_m1`` (the counters' reload values, to the
-    issue stage), ``accept``, ``done`` (in: RUN's last result was popped), ``busy``.
+    handshake), ``wr_en``/``wr_addr`` (the activation buffer's write port); the pending
+    command to the issue stage: ``pend_valid``, ``last_group_m1``/``last_tile_m1`` (the
+    counters' reload values), ``cb_bank``, ``act_bank``, and ``take`` (in: the issue stage
+    takes it at this edge); ``accept``, ``clear`` (an accept with no command in flight:
+    clears ``err``), ``done`` (in: a command's last result was popped), ``busy``.
 
-    Its registers in the cycle-visible paths (the start cycle, the registered "RUN opens",
-    idle one cycle after ``done``) are ``tritforge.hwconfig``'s ``CMD_ACCEPT_CYCLES``,
-    ``LOAD_OPEN_CYCLES`` and ``END_CYCLES``; the engine's timing tests measure them on the
-    RTL against those constants (tests/test_hw_engine.py, tests/test_engine_contract.py)."""
+    Its registers in the cycle-visible paths (the start cycle, the registered "ready after
+    LOAD", ``busy`` one cycle after ``done``) are ``tritforge.hwconfig``'s
+    ``CMD_ACCEPT_CYCLES``, ``LOAD_OPEN_CYCLES`` and ``END_CYCLES``; the engine's timing tests
+    measure them on the RTL against those constants (tests/test_hw_engine.py,
+    tests/test_engine_contract.py)."""
 
     def __new__(cls, cfg: HwConfig):
         check_config("CommandControl", cfg)
@@ -71,28 +88,47 @@ class CommandControl(wiring.Component):
             "cmd": In(stream.Signature(payload_layouts(cfg)["cmd"])),
             "act_valid": In(1), "act_ready": Out(1),
             "wr_en": Out(1), "wr_addr": Out(buffer_address_bits(cfg)),
-            "start": Out(1), "run_open": Out(1),
+            "pend_valid": Out(1), "take": In(1),
             "last_group_m1": Out(signed(gw)), "last_tile_m1": Out(signed(tw)),
-            "accept": Out(1), "done": In(1), "busy": Out(1),
+            "cb_bank": Out(1), "act_bank": Out(1),
+            "accept": Out(1), "clear": Out(1), "done": In(1), "busy": Out(1),
         })
 
     def elaborate(self, platform):
         T = self.cfg.vectors
         m = Module()
-        idle = Signal(init=1)
+        free = Signal(init=1)
         start = Signal()
         load = Signal()
-        m.d.comb += [self.cmd.ready.eq(idle), self.busy.eq(~idle), self.act_ready.eq(load),
-                     self.accept.eq(idle & self.cmd.valid), self.start.eq(start)]
+        ready = Signal()
+        accept = Signal()
+        m.d.comb += [self.cmd.ready.eq(free), self.act_ready.eq(load),
+                     accept.eq(free & self.cmd.valid), self.accept.eq(accept)]
+
+        # the commands in flight, busy a flip-flop of their next count
+        in_flight = Signal(range(MAX_IN_FLIGHT + 1))
+        in_flight_nxt = Signal.like(in_flight)
+        busy = Signal()
+        m.d.comb += [in_flight_nxt.eq(in_flight + accept - self.done), self.busy.eq(busy),
+                     self.clear.eq(accept & (in_flight == 0))]
+        m.d.sync += [in_flight.eq(in_flight_nxt), busy.eq(in_flight_nxt != 0)]
 
         # the command latch: the counters' reload values
         p = self.cmd.payload
         lg_m1, lt_m1 = self.last_group_m1, self.last_tile_m1
         lg_m2 = Signal(signed(len(lg_m1) + 1))
         load_act = Signal()
-        with m.If(idle):
+        with m.If(free):
             m.d.sync += [lg_m1.eq(p.last_group - 1), lg_m2.eq(p.last_group - 2),
-                         lt_m1.eq(p.last_tile - 1), load_act.eq(p.load_act)]
+                         lt_m1.eq(p.last_tile - 1), load_act.eq(p.load_act),
+                         self.cb_bank.eq(p.cb_bank)]
+
+        # the activation bank of the latest completed LOAD (kept through reset, like the
+        # buffer, so a command after a reset reuses the words loaded before it); the
+        # pending command's bank: the other one if it loads
+        latest = Signal(reset_less=True)
+        with m.If(start):
+            m.d.sync += self.act_bank.eq(latest ^ load_act)
 
         # LOAD's counters: group and vector of the next word, and the groups after it - 1
         ld_g = Signal(p.last_group.shape())
@@ -100,22 +136,24 @@ class CommandControl(wiring.Component):
         ld_gc = Signal.like(lg_m1)
         ld_g_last = ld_gc[-1]
         ld_v_last = Signal()                  # ld_v == T - 1
-        m.d.comb += self.wr_addr.eq(Cat(ld_g, ld_v))
+        m.d.comb += self.wr_addr.eq(Cat(ld_g, self.act_bank, ld_v))
 
-        # RUN opens after LOAD's last word (registered), or right after start without LOAD
-        open_set = Signal()
-        open_q = Signal()
-        m.d.sync += open_q.eq(open_set)
-        m.d.comb += self.run_open.eq(open_q | (start & ~load_act))
-
-        with m.If(idle):
+        # the pending command: ready after LOAD (registered), or in start without LOAD
+        m.d.comb += self.pend_valid.eq(ready | (start & ~load_act))
+        with m.If(accept):
+            m.d.sync += [free.eq(0), start.eq(1)]
+        with m.If(free):
             m.d.sync += [ld_g.eq(0), ld_v.eq(0)]
-            with m.If(self.cmd.valid):
-                m.d.sync += [idle.eq(0), start.eq(1)]
         with m.If(start):
             m.d.sync += start.eq(0)
             with m.If(load_act):
                 m.d.sync += load.eq(1)
+            with m.Elif(self.take):
+                m.d.sync += free.eq(1)
+            with m.Else():
+                m.d.sync += ready.eq(1)
+        with m.If(ready & self.take):
+            m.d.sync += [ready.eq(0), free.eq(1)]
 
         # the LOAD counters through their next values, so that ld_done is a flip-flop
         ld_gc_nxt = Signal.like(ld_gc)
@@ -131,7 +169,7 @@ class CommandControl(wiring.Component):
         with m.If(start | ld_step):
             m.d.comb += ld_gc_nxt.eq(Mux(start | ld_g_last, lg_m1, ld_gc - 1))
             m.d.sync += ld_gc2.eq(Mux(start | ld_g_last, lg_m2, ld_gc2 - 1))
-        with m.If(idle):
+        with m.If(free):
             m.d.comb += ld_v_last_nxt.eq(T == 1)
         # at the last word of the last vector: the next word ends LOAD
         load_nxt = Signal()
@@ -142,11 +180,9 @@ class CommandControl(wiring.Component):
                      load_nxt.eq(Mux(start, load_act, load & ~(self.act_valid & ld_done))),
                      ld_done_nxt.eq(Mux(start, load_act & lg_m1[-1] & (T == 1),
                                         load_nxt & gc_neg_nxt & ld_v_last_nxt))]
-        with m.If(self.act_valid & ld_done):
-            m.d.comb += open_set.eq(1)
         with m.If(load & self.act_valid):
             with m.If(ld_done):
-                m.d.sync += load.eq(0)
+                m.d.sync += [load.eq(0), ready.eq(1), latest.eq(self.act_bank)]
             with m.If(ld_g_last):
                 m.d.sync += ld_g.eq(0)
                 with m.If(~ld_v_last):
@@ -154,7 +190,4 @@ class CommandControl(wiring.Component):
                     m.d.comb += ld_v_last_nxt.eq(ld_v == T - 2)
             with m.Else():
                 m.d.sync += ld_g.eq(ld_g + 1)
-
-        with m.If(self.done):
-            m.d.sync += idle.eq(1)
         return m

@@ -188,13 +188,14 @@ class GemvEngine(wiring.Component):
                      buf.w_data.eq(self.act.payload)]
         # RUN: beats into the issue stage, its items into the decoder
         wiring.connect(m, wiring.flipped(self.w), iss.w)
-        m.d.comb += [iss.start.eq(ctl.start), iss.run_open.eq(ctl.run_open),
+        m.d.comb += [iss.pend_valid.eq(ctl.pend_valid), ctl.take.eq(iss.take_pend),
                      iss.last_group_m1.eq(ctl.last_group_m1),
                      iss.last_tile_m1.eq(ctl.last_tile_m1),
+                     iss.cb_bank.eq(ctl.cb_bank), iss.act_bank.eq(ctl.act_bank),
                      iss.adv.eq(adv), iss.adv_next.eq(mac.adv_next)]
         wiring.connect(m, iss.o, dec.i)
         m.d.comb += [chk.beat.eq(iss.o.payload.beat), chk.take.eq(iss.take),
-                     chk.clear.eq(ctl.accept), self.err.eq(chk.err)]
+                     chk.clear.eq(ctl.clear), self.err.eq(chk.err)]
         # the activation word, read one cycle ahead, and its multiples beside the decoder
         m.d.comb += [buf.r_addr.eq(iss.rd_addr), buf.r_en.eq(adv_act),
                      mult.x.eq(buf.r_data), mult.en.eq(adv_act)]

@@ -2,16 +2,23 @@
 
 An accepted beat goes into the beat register and is issued T times (vector 0..T-1, one
 per advancing cycle) to the trit decoder, with its tags (vector, first and final group of
-its tile, last item of the command). ``w.ready`` is high when RUN still expects beats
-(``w_open``), the pipeline advances and the issue register is empty or issuing its last
-use (hw/ENGINE.md).
+its tile, last item of the command, the command's codebook bank). ``w.ready`` is high
+when a command still expects beats (``w_open``), the pipeline advances and the issue
+register is empty or issuing its last use (hw/ENGINE.md).
+
+The running command: the stage takes the control's pending command (``take``) when it has
+none streaming (``w_open`` low), or at the edge that takes the running command's last
+beat, so the next command's first beat follows it without a gap (hw/ENGINE.md "Back to
+back"). Taking it loads the counters and the command's own registers (its
+``last_group - 1`` for each tile's reload, its codebook bank, its activation bank).
 
 Counters: the group and tile of the next beat to accept count down one below the items
-left in signed registers, so "last" is a sign bit; they load in the start cycle from the
-control's latched command (``last_group_m1``, ``last_tile_m1``) and step with each take.
+left in signed registers, so "last" is a sign bit; they step with each take.
 
 The activation buffer is read one cycle ahead (``rd_addr``: the item the issue register
-will hold after this edge), so its word meets the decoder's output.
+will hold after this edge), so its word meets the decoder's output; the issue register
+keeps its beat's activation bank, so the last uses of one command's beat read its bank
+while the next command's beats read theirs.
 
 Timing closure, cycle-neutral (``hw.replica``):
 
@@ -39,9 +46,9 @@ from .signature import payload_layouts
 
 def item_tag_layout(cfg: HwConfig) -> data.StructLayout:
     """Control carried with every item: vector, first/final group of the tile, last of the
-    command."""
+    command, the command's codebook bank."""
     return data.StructLayout({"vector": payload_layouts(cfg)["res"]["vector"].shape,
-                              "first": 1, "final": 1, "last": 1})
+                              "first": 1, "final": 1, "last": 1, "bank": 1})
 
 
 def issue_layout(cfg: HwConfig, beat_bytes: int) -> data.StructLayout:
@@ -50,8 +57,9 @@ def issue_layout(cfg: HwConfig, beat_bytes: int) -> data.StructLayout:
 
 
 class IssueStage(wiring.Component):
-    """Ports: ``w`` (the weight beats), ``start``/``run_open``/``last_group_m1``/
-    ``last_tile_m1`` (from the control), ``adv`` (this stage's copy of the advance) and
+    """Ports: ``w`` (the weight beats); from the control the pending command
+    (``pend_valid``, ``last_group_m1``, ``last_tile_m1``, ``cb_bank``, ``act_bank``) and to
+    it ``take_pend`` (taken at this edge); ``adv`` (this stage's copy of the advance) and
     ``adv_next`` (its next value); ``o`` (issued items: ``valid`` is the issue register's;
     the item moves on with ``adv``, so ``o.ready`` is not used), ``rd_addr`` (the
     activation buffer's read address), ``take`` (a beat is accepted)."""
@@ -66,8 +74,9 @@ class IssueStage(wiring.Component):
         gw, tw = counter_shapes(cfg)
         super().__init__({
             "w": In(stream.Signature(unsigned(8 * beat_bytes))),
-            "start": In(1), "run_open": In(1),
+            "pend_valid": In(1), "take_pend": Out(1),
             "last_group_m1": In(signed(gw)), "last_tile_m1": In(signed(tw)),
+            "cb_bank": In(1), "act_bank": In(1),
             "adv": In(1), "adv_next": In(1),
             "o": Out(stream.Signature(issue_layout(cfg, beat_bytes))),
             "rd_addr": Out(buffer_address_bits(cfg)), "take": Out(1),
@@ -77,18 +86,21 @@ class IssueStage(wiring.Component):
         cfg, nb = self.cfg, self.beat_bytes
         T = cfg.vectors
         m = Module()
-        adv, adv_next, start = self.adv, self.adv_next, self.start
+        adv, adv_next = self.adv, self.adv_next
         gshape = payload_layouts(cfg)["cmd"]["last_group"].shape
         acc_g = Signal(gshape)                # group of the next beat to accept
         gc = Signal.like(self.last_group_m1)  # groups after the one being accepted, - 1
         tc = Signal.like(self.last_tile_m1)   # tiles after the one being accepted, - 1
         g_first = Signal()                    # acc_g == 0
-        w_open = Signal()                     # RUN and beats still expected
+        w_open = Signal()                     # a command and beats still expected
+        run_lg_m1 = Signal.like(self.last_group_m1)   # the running command's
+        run_cb, run_ab = Signal(), Signal()           # codebook and activation banks
         h_valid = Signal()
         h_beat = Signal(8 * nb, reset_less=True)
         h_v = Signal(range(max(T, 2)))
         h_g = Signal(gshape)
         h_first, h_final, h_lasttile = Signal(), Signal(), Signal()
+        h_cb, h_ab = Signal(), Signal()
         # "vector v is the beat's last use": a constant at T = 1, so that no next value
         # below depends on the issue register's vector bit
         is_last_use = (lambda v: Const(1, 1)) if T == 1 else (lambda v: v == T - 1)
@@ -96,15 +108,18 @@ class IssueStage(wiring.Component):
         g_last, t_last = gc[-1], tc[-1]
         w_ready = Signal()
         m.d.comb += [self.w.ready.eq(w_ready), self.take.eq(self.w.valid & w_ready)]
+        # the pending command is taken when none streams, or with the running one's last beat
+        new = self.take_pend
+        m.d.comb += new.eq(self.pend_valid & (~w_open | (self.take & g_last & t_last)))
 
         tag = self.o.payload.tag
         m.d.comb += [self.o.valid.eq(h_valid), self.o.payload.beat.eq(h_beat),
                      tag.vector.eq(h_v), tag.first.eq(h_first), tag.final.eq(h_final),
-                     tag.last.eq(h_lasttile & h_final & last_use)]
+                     tag.last.eq(h_lasttile & h_final & last_use), tag.bank.eq(h_cb)]
         with m.If(h_valid & ~last_use):
-            m.d.comb += self.rd_addr.eq(Cat(h_g, h_v + 1))
+            m.d.comb += self.rd_addr.eq(Cat(h_g, h_ab, h_v + 1))
         with m.Else():
-            m.d.comb += self.rd_addr.eq(Cat(acc_g, Const(0, len(h_v))))
+            m.d.comb += self.rd_addr.eq(Cat(acc_g, run_ab, Const(0, len(h_v))))
 
         # next values of the registers w.ready is made of
         h_valid_nxt = Signal()
@@ -126,7 +141,7 @@ class IssueStage(wiring.Component):
                 m.d.sync += h_beat[8 * b:8 * b + 8].eq(self.w.payload[8 * b:8 * b + 8])
         with m.If(free_tag):
             m.d.sync += [h_g.eq(acc_g), h_first.eq(g_first), h_final.eq(g_last),
-                         h_lasttile.eq(t_last)]
+                         h_lasttile.eq(t_last), h_cb.eq(run_cb), h_ab.eq(run_ab)]
         # a take implies adv and an issue register that is empty or issuing its last use
         with m.If(adv & h_valid & ~last_use):
             m.d.comb += h_v_nxt.eq(h_v + 1)
@@ -136,14 +151,18 @@ class IssueStage(wiring.Component):
             m.d.comb += h_valid_nxt.eq(0)
         with m.If(self.take & g_last & t_last):
             m.d.comb += w_open_nxt.eq(0)
-        with m.If(self.run_open):
+        with m.If(new):
             m.d.comb += w_open_nxt.eq(1)
 
-        # the accept-side counters: loaded in the start cycle, stepped by a take
-        with m.If(start | take_g):
-            m.d.sync += [acc_g.eq(Mux(start | g_last, 0, acc_g + 1)),
-                         g_first.eq(start | g_last),
-                         gc.eq(Mux(start | g_last, self.last_group_m1, gc - 1))]
-        with m.If(start | (take_t & g_last)):
-            m.d.sync += tc.eq(Mux(start, self.last_tile_m1, tc - 1))
+        # the accept-side counters: loaded from the pending command as it is taken,
+        # stepped by a take
+        with m.If(new):
+            m.d.sync += [run_lg_m1.eq(self.last_group_m1), run_cb.eq(self.cb_bank),
+                         run_ab.eq(self.act_bank)]
+        with m.If(new | take_g):
+            m.d.sync += [acc_g.eq(Mux(new | g_last, 0, acc_g + 1)),
+                         g_first.eq(new | g_last),
+                         gc.eq(Mux(new, self.last_group_m1, Mux(g_last, run_lg_m1, gc - 1)))]
+        with m.If(new | (take_t & g_last)):
+            m.d.sync += tc.eq(Mux(new, self.last_tile_m1, tc - 1))
         return m

@@ -21,8 +21,9 @@ a per-row copy of the tag's ``first`` bit), so every tile starts from 0 and the 
 goes straight into the ring; the ring's tail is resolved into a register one stage later
 and the result FIFO takes it from there. T = 1 is a single register.
 
-Composed of the codebook (``hw.codebookram.CodebookRam``: 27 entries written through the
-``cb`` stream, a word ``m << (shift & 3)`` and ``shift >> 2`` per entry, so the exact shift
+Composed of the codebook (``hw.codebookram.CodebookRam``: two banks of 27 entries written
+through the ``cb`` stream, read at the item's index in its command's bank (the tag's
+``bank``), a word ``m << (shift & 3)`` and ``shift >> 2`` per entry, so the exact shift
 leaves one 4-way multiplexer after the multiply), one multiply-shift-accumulate row per
 output row, and the result FIFO with the engine's advance (``hw.resultfifo.ResultFifo``).
 
@@ -140,7 +141,7 @@ class ScaleMac(wiring.Component):
             m.submodules[f"mul{r}"] = mul = PipelinedMultiplier(
                 *multiplier_bits(cfg), primitives=self.primitives)
             m.d.comb += [mul.a.eq(m1[r]), mul.b.eq(p1[r]), mul.en.eq(adv_row[r]),
-                         cbr.addr[r].eq(self.i.payload.k[r])]
+                         cbr.addr[r].eq(Cat(self.i.payload.k[r], self.i.payload.tag.bank))]
             prod.append(mul.p)
         # stage 5: the shifted term; stage 6: accumulator ring (T entries of R accumulators);
         # stage 7: the ring's tail resolved; stage 8: the result FIFO. A tile's first item

@@ -70,7 +70,7 @@ from ..hwconfig import HwConfig
 from .actions import Actions
 from .boards import Board
 from .energy import EnergyTable
-from .fastmodel import command_actions, command_cycles, commands
+from .fastmodel import command_actions, commands, run_cycles
 from .unitcycles import (DEFAULT_UNITS, UnitsConfig, UnitWork, attention_decode, attention_prefill, check_context,
                          kv_row_bytes, lm_head_int8, vector_final, vector_layer, vector_ops)
 
@@ -260,9 +260,11 @@ def matrix_work(name: str, out: int, in_: int, load: bool, hw: HwConfig, board: 
         nnz = round((1 - zf) * out_e * in_ * hw.depth)
         one = command_actions(hw, out_e, in_, nnz, load_act=load)
         acts = one + command_actions(hw, out_e, in_, nnz, load_act=True).scaled(n_cmd - 1)
+        # a matrix's commands run back to back (hw/ENGINE.md "Back to back")
+        acts.cycles = run_cycles(hw, out_e, in_, n_vectors, load)
         unit = None
     else:
-        cyc = command_cycles(hw, out_e, in_, load) + (n_cmd - 1) * command_cycles(hw, out_e, in_, True)
+        cyc = run_cycles(hw, out_e, in_, n_vectors, load)
         macs = out_e * in_ * n_cmd * hw.vectors
         acts = Actions(cycles=cyc, weight_bytes=format_bytes(fmt, out_e, in_) * n_cmd,
                        result_bits=hw.tiles(out_e) * hw.rows * 32 * hw.vectors * n_cmd)

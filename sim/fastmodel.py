@@ -28,10 +28,14 @@ fails, with the actual levels; when it still does not hold (``in_features`` in t
 thousands at d = 4) the model uses exact int64 arithmetic instead (group dots in int32,
 shifted accumulation in int64).
 
-Timing (``command_cycles``, equal to hw/ENGINE.md "Timing" and to ``sim.stepmodel``)::
+Timing (``command_cycles``, equal to hw/ENGINE.md "Timing" and to ``sim.stepmodel``), one
+command on an idle engine::
 
     cycles = 2 (accept, start) + T*ng + 1 (LOAD, if load_act) + tiles*ng*T + pipeline_stages
-             + 1 (end: the engine is idle again one cycle after the last result)
+             + 1 (end: busy falls one cycle after the last result)
+
+Commands back to back overlap (hw/ENGINE.md "Back to back"): ``timeline`` gives every
+command's cycles in a stream, exactly as the stepping model's host plays it.
 
 ``ideal_cycles`` = commands x tiles x ng x T (the weight stream at full rate) and the
 per-matrix stream utilisation is ideal / simulated (``utilisation``, ``MatrixRun.utilisation``).
@@ -41,6 +45,7 @@ Prepared (float64) weights are cached per TritTensor object (LRU, bounded by
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import weakref
 from collections import OrderedDict
@@ -94,14 +99,98 @@ def _groups(in_features: int) -> int:
 
 def command_cycles(cfg: HwConfig, out_features: int, in_features: int,
                    load_act: bool = True) -> int:
-    """Cycles of one command (T vectors), from its accept to the first cycle the next
-    command can be accepted in (the last result accepted, then ``END_CYCLES``), no stalls."""
+    """Cycles of one command (T vectors) on an idle engine, from its accept to the cycle
+    ``busy`` falls (the last result accepted, then ``END_CYCLES``), no stalls; commands
+    back to back overlap (``timeline``)."""
     cfg.check_shape(out_features, in_features)
     ng = _groups(in_features)
     tiles = cfg.tiles(out_features)
     load = cfg.vectors * ng + LOAD_OPEN_CYCLES if load_act else 0
     return (CMD_ACCEPT_CYCLES + load + tiles * ng * cfg.vectors + cfg.pipeline_stages
             + END_CYCLES)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One engine command of a back-to-back stream: its matrix shape and whether it loads."""
+
+    out_features: int
+    in_features: int
+    load_act: bool = True
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Cycles of a command stream (hw/ENGINE.md "Back to back"), numbered from the first
+    codebook write (cycle 0), per command: ``accept``, ``taken`` (the issue stage takes it),
+    ``first_beat``, ``last_beat``, ``last_result`` (its last result beat accepted), and
+    ``end``: the first cycle ``busy`` is low after the last command."""
+
+    accept: tuple
+    taken: tuple
+    first_beat: tuple
+    last_beat: tuple
+    last_result: tuple
+    end: int
+    beat_cycles: int     #: beats x T summed: the weight stream at full rate
+
+    @property
+    def cycles(self) -> int:
+        """From the first command's accept to ``end``, exclusive (the engine's share)."""
+        return self.end - self.accept[0]
+
+    @property
+    def utilisation(self) -> float:
+        return self.beat_cycles / self.cycles
+
+
+def timeline(cfg: HwConfig, cmds, overlap: bool = True) -> Timeline:
+    """The exact cycles of a stream of commands sent by the host of ``sim.stepmodel
+    .JobDriver`` with always-valid streams and an always-ready result stream: command j's
+    27 codebook words (bank j % 2) are written one per cycle once command j − 1 was
+    accepted and its bank is free (command j − 2's last result accepted; with
+    ``overlap=False`` command j − 1's: one command at a time), its command offered the cycle
+    after. Per command, with ng groups, N = tiles·ng beats, T vectors and S pipeline stages:
+
+    * accepted when offered and the front end is free (the cycle after the issue stage
+      took the command before);
+    * pending from ``CMD_ACCEPT_CYCLES - 1`` cycles after the accept, or with LOAD from
+      ``CMD_ACCEPT_CYCLES + T·ng - 1 + LOAD_OPEN_CYCLES``;
+    * taken in the first pending cycle that the previous command's last beat is accepted
+      in or follows;
+    * its first beat accepted the cycle after it is taken, but not before the previous
+      command's last beat has had its T uses (last beat + T); one beat per T cycles;
+    * its last result accepted N·T + S − 1 cycles after its first beat;
+    * ``busy`` low ``END_CYCLES + 1`` cycles after the last command's last result.
+    """
+    T, S = cfg.vectors, cfg.pipeline_stages
+    acc, tk, fb, lb, lr = [], [], [], [], []
+    beat_cycles = 0
+    for j, c in enumerate(cmds):
+        cfg.check_shape(c.out_features, c.in_features)
+        ng = _groups(c.in_features)
+        n = cfg.tiles(c.out_features) * ng
+        beat_cycles += n * T
+        # the codebook: after the previous accept, once the bank is free
+        cb = 0 if j == 0 else acc[-1] + 1
+        free_after = j - 2 if overlap else j - 1
+        if free_after >= 0:
+            cb = max(cb, lr[free_after] + 1)
+        a = cb + layout.CODEBOOK_SIZE
+        if j:
+            a = max(a, tk[-1] + 1)
+        pend = a + CMD_ACCEPT_CYCLES - 1
+        if c.load_act:
+            pend += T * ng + LOAD_OPEN_CYCLES
+        take = pend if j == 0 else max(pend, lb[-1])
+        first = take + 1 if j == 0 else max(take + 1, lb[-1] + T)
+        acc.append(a)
+        tk.append(take)
+        fb.append(first)
+        lb.append(first + (n - 1) * T)
+        lr.append(first + n * T + S - 1)
+    return Timeline(tuple(acc), tuple(tk), tuple(fb), tuple(lb), tuple(lr),
+                    end=max(lr) + END_CYCLES + 1, beat_cycles=beat_cycles)
 
 
 def commands(cfg: HwConfig, n_vectors: int) -> int:
@@ -120,13 +209,20 @@ def ideal_cycles(cfg: HwConfig, out_features: int, in_features: int, n_vectors: 
     return commands(cfg, n_vectors) * cfg.tiles(out_features) * _groups(in_features) * cfg.vectors
 
 
+def matrix_commands(cfg: HwConfig, out_features: int, in_features: int, n_vectors: int,
+                    load_act: bool = True) -> list:
+    """The commands of ``run_matrix`` for n vectors (every command after the first loads)."""
+    n_cmd = commands(cfg, n_vectors)
+    return ([Command(out_features, in_features, load_act)]
+            + [Command(out_features, in_features, True)] * (n_cmd - 1))
+
+
 def run_cycles(cfg: HwConfig, out_features: int, in_features: int, n_vectors: int,
                load_act: bool = True) -> int:
-    """Total cycles of ``run_matrix`` for n vectors (every command after the first loads)."""
-    n_cmd = commands(cfg, n_vectors)
-    first = command_cycles(cfg, out_features, in_features, load_act)
-    rest = command_cycles(cfg, out_features, in_features, True)
-    return first + (n_cmd - 1) * rest
+    """Cycles of ``run_matrix`` for n vectors: its commands back to back, from the first
+    accept to the cycle ``busy`` falls (one command: ``command_cycles``)."""
+    return timeline(cfg, matrix_commands(cfg, out_features, in_features, n_vectors,
+                                         load_act)).cycles
 
 
 def utilisation(cfg: HwConfig, out_features: int, in_features: int, n_vectors: int = 1,
@@ -320,6 +416,8 @@ def run_prepared(cfg: HwConfig, p: Prepared, xq, out_features: int | None = None
     acc = accumulators(p, x)[:, :out]
     first = command_actions(cfg, out, in_pad, p.nnz_trits, load_act)
     actions = first + command_actions(cfg, out, in_pad, p.nnz_trits, True).scaled(n_cmd - 1)
+    # the commands back to back: the overlapped cycles, not the sum of single commands
+    actions = dataclasses.replace(actions, cycles=run_cycles(cfg, out, in_pad, n, load_act))
     return MatrixRun(acc=acc[0] if single else acc, cycles=actions.cycles, actions=actions,
                      commands=n_cmd, ideal_cycles=ideal_cycles(cfg, out, in_pad, n))
 

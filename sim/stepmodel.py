@@ -11,10 +11,12 @@ written from hw/ENGINE.md and the RTL's documented stages.
 
 Structure mirrored (hw/ENGINE.md, hw/engine.py):
 
-* the control's states (``tritforge.hwconfig.State``, hw/control.py's names) IDLE / START /
-  LOAD / RUN, with the command timing owned by ``tritforge.hwconfig``
-  (``CMD_ACCEPT_CYCLES``, ``LOAD_OPEN_CYCLES``, ``END_CYCLES``); ``cmd.ready`` = IDLE,
-  ``act.ready`` = LOAD, ``cb.ready`` = 1, ``busy`` = not IDLE;
+* the command front end's states (``tritforge.hwconfig.State``, hw/control.py's names)
+  FREE / START / LOAD / READY, with the command timing owned by ``tritforge.hwconfig``
+  (``CMD_ACCEPT_CYCLES``, ``LOAD_OPEN_CYCLES``, ``END_CYCLES``); ``cmd.ready`` = FREE,
+  ``act.ready`` = LOAD, ``cb.ready`` = 1; the pending command taken by the issue side when
+  it streams none, or with the running command's last beat; ``busy`` = commands in flight
+  (a register); two codebook banks and two activation banks;
 * one global advance ``adv``, a register decided three cycles ahead: "a push into the
   5-beat result FIFO fits in this cycle even if nothing was popped in the three before"
   (``res.ready`` only pops the FIFO; the ``res`` payload is its entry at the read pointer);
@@ -36,13 +38,13 @@ import numpy as np
 
 from ..codec import layout
 from ..errors import TritforgeError
-from ..hwconfig import (CMD_ACCEPT_CYCLES, END_CYCLES, FIFO_DEPTH, LOAD_OPEN_CYCLES, MAC_STAGES,
-                        HwConfig, State)
+from ..hwconfig import (ACT_BANKS, CMD_ACCEPT_CYCLES, CODEBOOK_BANK_WORDS, CODEBOOK_BANKS,
+                        END_CYCLES, FIFO_DEPTH, LOAD_OPEN_CYCLES, MAC_STAGES, HwConfig, State)
 from ..ports import IN, OUT, by_name, engine_ports, record_fields
 from ..stalls import Stall, port_seed
 from .elementstep import wrap
 
-IDLE, START, LOAD, RUN = State.IDLE, State.START, State.LOAD, State.RUN
+FREE, START, LOAD, READY = State.FREE, State.START, State.LOAD, State.READY
 #: the port set the records are named after (names do not depend on the configuration)
 _PORTS = engine_ports(HwConfig())
 
@@ -65,6 +67,7 @@ class _Item:
     first: bool
     final: bool
     last: bool
+    bank: int
     m: list = field(default_factory=list)
     sh: list = field(default_factory=list)
 
@@ -79,31 +82,42 @@ class StepModel:
         self.ports = by_name(engine_ports(cfg))
         self.acc_bits = cfg.widths.acc
         self.buffer = [0] * cfg.act_buffer_words
-        self.cb_mant = [0] * layout.CODEBOOK_SIZE
-        self.cb_shift = [0] * layout.CODEBOOK_SIZE
+        self.cb_mant = [0] * (CODEBOOK_BANKS * CODEBOOK_BANK_WORDS)
+        self.cb_shift = [0] * (CODEBOOK_BANKS * CODEBOOK_BANK_WORDS)
         self.cb_pending = None       #: (index, mantissa, shift) written at the next edge
         self.ring = [[0] * cfg.rows for _ in range(cfg.vectors)]
         self.cycle = 0
+        self.latest_bank = 0          #: the bank of the latest completed LOAD (kept in reset)
         self._reset()
 
     def _reset(self):
         R = self.cfg.rows
-        self.state = IDLE
-        self.last_group = self.last_tile = 0
+        # the front end: the pending command's registers
+        self.front = FREE
+        self.p_last_group = self.p_last_tile = 0
+        self.p_load_act = False
+        self.p_cb_bank = self.p_act_bank = 0
+        self.ld_g = self.ld_v = 0
+        self.wait = 0                 # edges left in START
+        self.open_wait = 0            # edges after LOAD's last word until READY
+        self.in_flight = 0
+        self.busy = False
+        # a command's last result pop, registered (END_CYCLES edges) before it is counted out
+        self.done = [False] * END_CYCLES
         self.err = False
         # err pipeline: an accepted bad beat sets err ``err_latency`` cycles later
         self.bad = [False] * (self.cfg.err_latency - 1)
-        self.ld_g = self.ld_v = 0
+        # the issue side: the running command
+        self.last_group = self.last_tile = 0
+        self.run_cb_bank = self.run_act_bank = 0
         self.acc_g = self.acc_t = 0
         self.w_open = False
-        self.open_wait = 0            # edges until RUN opens for beats after LOAD's last word
-        self.load_act = False
-        self.wait = 0                 # edges left in START, or until idle after RUN's last pop
         self.h_valid = False
         self.h_beat = 0
         self.h_v = 0
         self.h_g = 0
         self.h_first = self.h_final = self.h_lasttile = False
+        self.h_cb_bank = self.h_act_bank = 0
         # stages behind the issue register, excluding the result register
         self.pipe: list[_Item | None] = [None] * (self.cfg.pipeline_stages - 2)
         # result FIFO of FIFO_DEPTH entries written in turn at ``wp``; the res payload is entry
@@ -135,10 +149,20 @@ class StepModel:
         adv = self.adv
         last_use = self.h_v == self.cfg.vectors - 1
         return Outputs(
-            cmd_ready=self.state == IDLE, cb_ready=True, act_ready=self.state == LOAD,
+            cmd_ready=self.front == FREE, cb_ready=True,
+            act_ready=self.front == LOAD and not self.open_wait,
             w_ready=bool(self.w_open and adv and (not self.h_valid or last_use)),
             res_valid=self.res_valid, res_acc=self.res_acc, res_vector=self.res_vector,
-            res_last=self.res_last, err=self.err, busy=self.state != IDLE)
+            res_last=self.res_last, err=self.err, busy=self.busy)
+
+    @property
+    def pend_valid(self) -> bool:
+        """The pending command can be taken by the issue side in this cycle."""
+        return self.front == READY or (self.front == START and not self.p_load_act)
+
+    def _address(self, v: int, bank: int, g: int) -> int:
+        """The activation buffer's word (v, bank, g) (``HwConfig.act_buffer_words``)."""
+        return (v * ACT_BANKS + bank) * self.cfg.act_stride + g
 
     def step(self, inp: Inputs) -> Outputs:
         """Outputs of this cycle, then the clock edge."""
@@ -150,16 +174,19 @@ class StepModel:
     # --- the clock edge ------------------------------------------------------------------------
     def _edge(self, inp: Inputs, out: Outputs):
         cfg = self.cfg
-        T, S = cfg.vectors, cfg.act_stride
+        T = cfg.vectors
         adv = self.adv
         take = inp.w_valid and out.w_ready
         pop = self.res_valid and inp.res_ready
         res_done = pop and self.res_last
+        accept = inp.cmd_valid and out.cmd_ready
+        last_beat = take and self.acc_g == self.last_group and self.acc_t == self.last_tile
+        take_pend = self.pend_valid and (not self.w_open or last_beat)
 
         # memories: written even in a reset cycle; read before written
         issue_item = None
         if adv and self.h_valid:
-            issue_item = self._issue(self.buffer[self.h_v * S + self.h_g])
+            issue_item = self._issue(self.buffer[self._address(self.h_v, self.h_act_bank, self.h_g)])
         # a codebook write reaches the table one cycle after it is offered (a register, kept
         # through reset like the table)
         cb_before = (list(self.cb_mant), list(self.cb_shift))
@@ -169,10 +196,10 @@ class StepModel:
         self.cb_pending = None
         cb = self.ports["cb"].unpack(self.ports["cb"].pack(
             {"index": inp.cb_index, "mantissa": inp.cb_mantissa, "shift": inp.cb_shift}))
-        if inp.cb_valid and cb["index"] < layout.CODEBOOK_SIZE:
+        if inp.cb_valid and cb["index"] % CODEBOOK_BANK_WORDS < layout.CODEBOOK_SIZE:
             self.cb_pending = (cb["index"], cb["mantissa"], cb["shift"])
-        if inp.act_valid and self.state == LOAD:
-            addr = self.ld_v * S + self.ld_g
+        if inp.act_valid and out.act_ready:
+            addr = self._address(self.ld_v, self.p_act_bank, self.ld_g)
             if addr < len(self.buffer):
                 self.buffer[addr] = inp.act_word & ((1 << layout.ACT_WORD_BITS) - 1)
 
@@ -182,16 +209,18 @@ class StepModel:
             self._reset()
             return
 
-        # after LOAD's last word, RUN opens for beats LOAD_OPEN_CYCLES later
-        if self.open_wait:
-            self.open_wait -= 1
-            self.w_open = self.w_open or not self.open_wait
         # err: an accepted beat's bytes are checked in registered steps (err from
-        # c + err_latency)
+        # c + err_latency); an accept with no command in flight clears it
         if self.bad[-1]:
             self.err = True
+        elif accept and self.in_flight == 0:
+            self.err = False
         self.bad = [bool(take and any(b >= layout.BYTE_LIMIT for b in self._bytes(inp.w_beat)))
                     ] + self.bad[:-1]
+        # commands in flight: counted in at the accept, out one cycle after the last pop
+        self.in_flight += int(accept) - int(self.done[-1])
+        self.busy = self.in_flight != 0
+        self.done = [res_done] + self.done[:-1]
 
         # issue register
         if adv:
@@ -202,6 +231,7 @@ class StepModel:
                 self.h_first = self.acc_g == 0
                 self.h_final = self.acc_g == self.last_group
                 self.h_lasttile = self.acc_t == self.last_tile
+                self.h_cb_bank, self.h_act_bank = self.run_cb_bank, self.run_act_bank
             else:
                 self.h_valid = False
         if take:
@@ -212,38 +242,44 @@ class StepModel:
                 self.acc_t += 1
             else:
                 self.acc_g += 1
+        # the running command: the pending one, taken when none streams or with the last beat
+        if take_pend:
+            self.last_group, self.last_tile = self.p_last_group, self.p_last_tile
+            self.run_cb_bank, self.run_act_bank = self.p_cb_bank, self.p_act_bank
+            self.acc_g = self.acc_t = 0
+            self.w_open = True
 
-        # control
-        if self.state == IDLE:
-            if inp.cmd_valid:
-                self.last_group, self.last_tile = inp.last_group, inp.last_tile
-                self.load_act = bool(inp.load_act)
-                self.err = False
-                self.ld_g = self.ld_v = self.acc_g = self.acc_t = 0
-                self.state, self.wait = START, CMD_ACCEPT_CYCLES - 1
-        elif self.state == START:       # the counters load from the command
+        # the front end
+        if self.front == FREE:
+            self.ld_g = self.ld_v = 0
+            if accept:
+                self.p_last_group, self.p_last_tile = inp.last_group, inp.last_tile
+                self.p_load_act, self.p_cb_bank = bool(inp.load_act), int(inp.cb_bank)
+                self.front, self.wait = START, CMD_ACCEPT_CYCLES - 1
+        elif self.front == START:       # LOAD's counters load, the activation bank is chosen
             self.wait -= 1
-            if self.wait == 0 and self.load_act:
-                self.state = LOAD
-            elif self.wait == 0:
-                self.state, self.w_open = RUN, True
-        elif self.state == LOAD:
-            if inp.act_valid:
-                if self.ld_g == self.last_group:
+            if self.wait == 0:
+                self.p_act_bank = self.latest_bank ^ int(self.p_load_act)
+                self.front = LOAD if self.p_load_act else FREE if take_pend else READY
+        elif self.front == LOAD:
+            if self.open_wait:          # READY LOAD_OPEN_CYCLES after the last word
+                self.open_wait -= 1
+                if self.open_wait == 0:
+                    self.front = READY
+            elif inp.act_valid:
+                if self.ld_g == self.p_last_group:
                     self.ld_g = 0
                     if self.ld_v == T - 1:
-                        self.state, self.open_wait = RUN, LOAD_OPEN_CYCLES
+                        self.latest_bank = self.p_act_bank
+                        self.open_wait = LOAD_OPEN_CYCLES - 1
+                        if not self.open_wait:
+                            self.front = READY
                     else:
                         self.ld_v += 1
                 else:
                     self.ld_g += 1
-        elif self.state == RUN:         # idle END_CYCLES + 1 after the last result's pop
-            if self.wait:
-                self.wait -= 1
-                if self.wait == 0:
-                    self.state = IDLE
-            elif res_done:
-                self.wait = END_CYCLES
+        elif self.front == READY and take_pend:
+            self.front = FREE
 
     def _bytes(self, beat: int) -> list[int]:
         return [(beat >> (8 * b)) & 0xFF for b in range(self.cfg.beat_bytes)]
@@ -257,7 +293,8 @@ class StepModel:
         p = (q.astype(np.int64) @ x).tolist()
         last_use = self.h_v == cfg.vectors - 1
         return _Item(p=p, k=[int(v) for v in k], vector=self.h_v, first=self.h_first,
-                     final=self.h_final, last=self.h_lasttile and self.h_final and last_use)
+                     final=self.h_final, last=self.h_lasttile and self.h_final and last_use,
+                     bank=self.h_cb_bank)
 
     def _fifo(self, pushed, pop):
         """Result FIFO update: ``pushed`` = (acc, vector, last) entering, ``pop`` = head taken."""
@@ -293,8 +330,9 @@ class StepModel:
         entering = pipe[-(MAC_STAGES - 1)]
         if entering is not None:
             mant, shift = cb_before
-            entering.m = [mant[k] for k in entering.k]
-            entering.sh = [shift[k] for k in entering.k]
+            base = entering.bank * CODEBOOK_BANK_WORDS
+            entering.m = [mant[base + k] for k in entering.k]
+            entering.sh = [shift[base + k] for k in entering.k]
         self.pipe = pipe
         return pushed
 
@@ -315,36 +353,43 @@ class Job:
 
 
 class JobDriver:
-    """Plays jobs one after another with random valid/ready patterns, cycle by cycle.
+    """Plays jobs back to back with random valid/ready patterns, cycle by cycle.
 
     ``inputs()`` gives this cycle's ``Inputs``; ``observe(inputs, outputs)`` takes what the
     engine (model or RTL) answered and moves on. Streams follow the host rules of
-    hw/ENGINE.md: the codebook is written while the engine is idle, then the command, then
-    activation words and beats (offered whenever pending; the engine decides when to take
+    hw/ENGINE.md: job j uses codebook bank ``j % 2``, written once job j − 2's last result
+    was taken (with ``overlap=False`` once job j − 1's was: one command at a time), then its
+    command is offered; the activation words and the beats are flat streams over the jobs
+    whose commands were accepted (offered whenever pending; the engine decides when to take
     them). ``p_valid``/``p_ready`` are the chances that a pending stream is valid and that
     ``res.ready`` is high in a cycle; ``reset_cycles`` assert the synchronous reset, after
-    which the current job restarts from its command (codebook and buffer are kept).
+    which every job without all its results restarts from its codebook (the codebook and
+    the buffer are kept, but nothing in flight).
     Collected result beats: ``results[j]`` = list of ``(vector, acc tuple, last)``.
     """
 
     def __init__(self, cfg: HwConfig, jobs: list[Job], *, seed: int = 0, p_valid: float = 1.0,
-                 p_ready: float = 1.0, reset_cycles=()):
+                 p_ready: float = 1.0, reset_cycles=(), overlap: bool = True):
         self.cfg = cfg
         self.jobs = list(jobs)
+        self.overlap = overlap
         self.rng = np.random.default_rng(seed)      # garbage payloads of idle cycles
         self.seed = seed
         self.p_valid, self.p_ready = p_valid, p_ready
         self.reset_cycles = set(reset_cycles)
         self.cycle = 0
         self.results: list[list] = [[] for _ in self.jobs]
-        self.job = 0
-        self._start_job(codebook=True)
+        self.job = 0                 #: the job whose results come next
+        self._restart()
 
-    def _start_job(self, codebook: bool):
-        self.phase = "cb" if codebook else "cmd"
-        self.cb_i = self.act_i = self.beat_i = 0
-        if self.job < len(self.jobs):
-            self.results[self.job] = []
+    def _restart(self):
+        """Everything from the job whose results come next: its codebook first."""
+        self.send, self.phase, self.cb_i = self.job, "cb", 0
+        self.accepted = self.job     #: jobs whose commands were accepted
+        self.act_job = self.beat_job = self.job
+        self.act_i = self.beat_i = 0
+        for j in range(self.job, len(self.jobs)):
+            self.results[j] = []
 
     @property
     def done(self) -> bool:
@@ -371,22 +416,31 @@ class JobDriver:
     def _valid(self) -> bool:
         return not self.idle.next()
 
+    def _bank_free(self) -> bool:
+        """Job ``send``'s codebook bank is no longer read: the job before it that used the
+        same bank (or, one at a time, the job before it) has all its results."""
+        return self.job >= self.send - (1 if self.overlap else 0)
+
+    def _skip_loadless(self):
+        while self.act_job < self.accepted and self.act_i == len(self.jobs[self.act_job].act_words):
+            self.act_job, self.act_i = self.act_job + 1, 0
+
     def inputs(self) -> Inputs:
         inp = Inputs(rst=self.cycle in self.reset_cycles, res_ready=not self.bp.next())
-        if self.done:
-            return inp
-        job = self.jobs[self.job]
-        if self.phase == "cb" and self._valid():
-            inp.cb_valid, inp.cb_index = True, self.cb_i
-            inp.cb_mantissa, inp.cb_shift = int(job.mantissa[self.cb_i]), int(job.shift[self.cb_i])
-        elif self.phase == "cmd" and self._valid():
-            inp.cmd_valid, inp.last_group, inp.last_tile = True, job.last_group, job.last_tile
-            inp.load_act = job.load_act
-        elif self.phase == "run":
-            if self.act_i < len(job.act_words) and self._valid():
-                inp.act_valid, inp.act_word = True, int(job.act_words[self.act_i])
-            if self.beat_i < len(job.beats) and self._valid():
-                inp.w_valid, inp.w_beat = True, int(job.beats[self.beat_i])
+        if self.send < len(self.jobs):
+            job = self.jobs[self.send]
+            bank = self.send % CODEBOOK_BANKS
+            if self.phase == "cb" and self._bank_free() and self._valid():
+                inp.cb_valid, inp.cb_index = True, bank * CODEBOOK_BANK_WORDS + self.cb_i
+                inp.cb_mantissa, inp.cb_shift = int(job.mantissa[self.cb_i]), int(job.shift[self.cb_i])
+            elif self.phase == "cmd" and self._valid():
+                inp.cmd_valid, inp.last_group, inp.last_tile = True, job.last_group, job.last_tile
+                inp.load_act, inp.cb_bank = job.load_act, bool(bank)
+        self._skip_loadless()
+        if self.act_job < self.accepted and self._valid():
+            inp.act_valid, inp.act_word = True, int(self.jobs[self.act_job].act_words[self.act_i])
+        if self.beat_job < self.accepted and self._valid():
+            inp.w_valid, inp.w_beat = True, int(self.jobs[self.beat_job].beats[self.beat_i])
         # idle-cycle garbage on payloads must not matter
         rnd = lambda bits: int(self.rng.integers(0, 1 << min(bits, 62)))   # noqa: E731
         if not inp.w_valid:
@@ -394,9 +448,10 @@ class JobDriver:
         if not inp.act_valid:
             inp.act_word = rnd(62) | (rnd(62) << 62)
         if not inp.cmd_valid:
-            inp.last_group, inp.last_tile, inp.load_act = rnd(8), rnd(8), bool(rnd(1))
+            inp.last_group, inp.last_tile = rnd(8), rnd(8)
+            inp.load_act, inp.cb_bank = bool(rnd(1)), bool(rnd(1))
         if not inp.cb_valid:
-            inp.cb_index, inp.cb_mantissa, inp.cb_shift = rnd(5), rnd(12), rnd(4)
+            inp.cb_index, inp.cb_mantissa, inp.cb_shift = rnd(6), rnd(12), rnd(4)
         return inp
 
     def observe(self, inp: Inputs, out) -> None:
@@ -404,29 +459,28 @@ class JobDriver:
         self.cycle += 1
         if inp.rst:
             if not self.done:
-                self._start_job(codebook=self.phase == "cb")
+                self._restart()
             return
         if self.done:
             return
-        if self.phase == "cb":
-            if inp.cb_valid and get("cb_ready"):
-                self.cb_i += 1
-                if self.cb_i == layout.CODEBOOK_SIZE:
-                    self.phase = "cmd"
-        elif self.phase == "cmd":
-            if inp.cmd_valid and get("cmd_ready"):
-                self.phase = "run"
-        elif self.phase == "run":
-            if inp.act_valid and get("act_ready"):
-                self.act_i += 1
-            if inp.w_valid and get("w_ready"):
-                self.beat_i += 1
-            if get("res_valid") and inp.res_ready:
-                last = bool(get("res_last"))
-                self.results[self.job].append((int(get("res_vector")), tuple(get("res_acc")), last))
-                if last:
-                    self.job += 1
-                    self._start_job(codebook=True)
+        if inp.cb_valid and get("cb_ready"):
+            self.cb_i += 1
+            if self.cb_i == layout.CODEBOOK_SIZE:
+                self.phase = "cmd"
+        if inp.cmd_valid and get("cmd_ready"):
+            self.accepted += 1
+            self.send, self.phase, self.cb_i = self.send + 1, "cb", 0
+        if inp.act_valid and get("act_ready"):
+            self.act_i += 1
+        if inp.w_valid and get("w_ready"):
+            self.beat_i += 1
+            if self.beat_i == len(self.jobs[self.beat_job].beats):
+                self.beat_job, self.beat_i = self.beat_job + 1, 0
+        if get("res_valid") and inp.res_ready:
+            last = bool(get("res_last"))
+            self.results[self.job].append((int(get("res_vector")), tuple(get("res_acc")), last))
+            if last:
+                self.job += 1
 
 
 def make_job(cfg: HwConfig, q: np.ndarray, k: np.ndarray, xq: np.ndarray, mantissa, shift,

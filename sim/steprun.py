@@ -1,10 +1,10 @@
 """A whole matrix through the per-cycle stepping model, as a host would send it.
 
 The counterpart of ``fastmodel.run_matrix`` for the reference model: the activations are
-cut into commands of T vectors (the last one padded with zero vectors), each command is
-played by ``stepmodel.JobDriver`` with the chosen valid/ready probabilities, and the
-result beats are gathered back into accumulators. With ``p_valid = p_ready = 1`` the cycle
-count of every command equals ``fastmodel.command_cycles`` (``tests/test_simulate.py``).
+cut into commands of T vectors (the last one padded with zero vectors), the commands are
+played back to back by ``stepmodel.JobDriver`` with the chosen valid/ready probabilities,
+and the result beats are gathered back into accumulators. With ``p_valid = p_ready = 1``
+the cycle count equals ``fastmodel.timeline``'s (``tests/test_simulate.py``).
 """
 from __future__ import annotations
 
@@ -23,13 +23,9 @@ from . import fastmodel, stepmodel
 @dataclass
 class StepRun:
     acc: np.ndarray            #: (n, out_features) int64, real rows and vectors only
-    command_cycles: list       #: per command: cmd accept .. the end cycle, inclusive
+    cycles: int                #: the first command's accept .. the cycle busy falls, exclusive
     total_cycles: int          #: every simulated cycle, codebook loads and idle included
     seconds: float             #: wall time of the simulation
-
-    @property
-    def cycles(self) -> int:
-        return sum(self.command_cycles)
 
 
 def run_matrix(cfg: HwConfig, t: TritTensor, xq: np.ndarray, *, load_act: bool = True,
@@ -58,12 +54,18 @@ def run_matrix(cfg: HwConfig, t: TritTensor, xq: np.ndarray, *, load_act: bool =
         return [layout.pack_activation_group(xp[c0 + v, 16 * g:16 * g + 16])
                 for v in range(T) for g in range(ng)]
 
-    jobs = [] if load_act else [stepmodel.Job(mant, shift, words(0), beats, ng - 1, tiles - 1, True)]
+    model = stepmodel.StepModel(cfg)
+    if not load_act:               # fill the buffer first, with a command of its own
+        fill = stepmodel.JobDriver(cfg, [stepmodel.Job(mant, shift, words(0), beats, ng - 1,
+                                                       tiles - 1, True)])
+        stepmodel.run(model, fill, max_cycles)
+        while model.busy:
+            model.step(stepmodel.Inputs())
+    jobs = []
     for c0 in range(0, xp.shape[0], T):
         load = load_act or c0 > 0
         jobs.append(stepmodel.Job(mant, shift, words(c0) if load else [], beats, ng - 1, tiles - 1, load))
     driver = stepmodel.JobDriver(cfg, jobs, seed=seed, p_valid=p_valid, p_ready=p_ready)
-    model = stepmodel.StepModel(cfg)
     accepts, lasts = [], []
     t0 = time.perf_counter()
     while not driver.done:
@@ -77,12 +79,10 @@ def run_matrix(cfg: HwConfig, t: TritTensor, xq: np.ndarray, *, load_act: bool =
             lasts.append(driver.cycle)
         driver.observe(inp, o)
     seconds = time.perf_counter() - t0
-    skip = 0 if load_act else 1
-    # a command's cycles: from its accept to the end cycle after its last result (the
-    # engine is idle, ready for the next command, from the cycle after that)
-    cycles = [b - a + 1 + fastmodel.END_CYCLES for a, b in zip(accepts, lasts)][skip:]
+    # from the first accept to the cycle busy falls after the last result
+    cycles = lasts[-1] + 1 + fastmodel.END_CYCLES - accepts[0]
     acc = np.zeros((xp.shape[0], tiles * cfg.rows), dtype=np.int64)
-    for c, beats_out in enumerate(driver.results[skip:]):
+    for c, beats_out in enumerate(driver.results):
         for i, (v, a, _) in enumerate(beats_out):
             tile = i // T
             acc[c * T + v, tile * cfg.rows:(tile + 1) * cfg.rows] = a

@@ -73,8 +73,9 @@ def accepted(trace, valid: str, ready: str) -> list[int]:
     return [n for n, (i, o) in enumerate(trace) if getattr(i, valid) and o[ready]]
 
 
-def small_job(cfg, rng, bad_byte: bool = False, **kw):
-    q = rng.integers(-cfg.level, cfg.level + 1, size=(cfg.rows + 1, 32)).astype(np.int8)
+def small_job(cfg, rng, bad_byte: bool = False, out: int | None = None, **kw):
+    out = cfg.rows + 1 if out is None else out
+    q = rng.integers(-cfg.level, cfg.level + 1, size=(out, 32)).astype(np.int8)
     k = rng.integers(0, 27, size=(q.shape[0], 2)).astype(np.uint8)
     xq = rng.integers(-128, 128, size=(cfg.vectors, 32)).astype(np.int8)
     mant = rng.integers(0, 2 ** cfg.mant_bits, size=27)
@@ -86,23 +87,33 @@ def small_job(cfg, rng, bad_byte: bool = False, **kw):
 
 
 @pytest.mark.parametrize("vectors", [1, 2])
-def test_busy_from_the_cycle_after_accept(vectors):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_busy_from_the_cycle_after_accept(vectors, overlap):
+    """busy: low in an accept cycle on an idle engine, high from the cycle after until two
+    cycles after the last result of the last command in flight; cmd.ready low from the
+    cycle after an accept until the command runs."""
     cfg = HwConfig(depth=2, rows=2, vectors=vectors, max_in_features=64, max_out_features=16)
     rng = np.random.default_rng(vectors)
-    jobs = [small_job(cfg, rng)[0] for _ in range(2)]
-    drv = JobDriver(cfg, jobs, seed=3, p_valid=0.8, p_ready=0.6)
+    jobs = [small_job(cfg, rng, out=16)[0] for _ in range(2)]       # 16 beats each
+    drv = JobDriver(cfg, jobs, seed=3, p_valid=0.8, p_ready=0.6, overlap=overlap)
     trace = rtl_and_model(cfg, Tail(drv))
     busy = [o["busy"] for _, o in trace]
     ready = [o["cmd_ready"] for _, o in trace]
     lasts = [n for n, (i, o) in enumerate(trace) if o["res_valid"] and o["res_last"] and i.res_ready]
     accepts = accepted(trace, "cmd_valid", "cmd_ready")
+    firsts = [accepted(trace, "w_valid", "w_ready")[0]]
     assert len(accepts) == len(lasts) == 2
+    assert ready[accepts[0]] and not busy[accepts[0]], "busy is low in the accept cycle"
     for c, p in zip(accepts, lasts):
-        assert ready[c] and not busy[c], "busy must be low in the accept cycle (it is ~idle)"
         assert busy[c + 1] and not ready[c + 1]
-        idle = p + END_CYCLES + 1          # the pop is registered, then the state is idle
-        assert all(busy[c + 1:idle]), "busy high until the cycle after the last result is taken"
-        assert not busy[idle] and ready[idle], "idle two cycles after the last result is taken"
+        if not overlap:          # one at a time: idle between the commands
+            idle = p + END_CYCLES + 1          # the pop is registered, then counted out
+            assert all(busy[c + 1:idle]) and not busy[idle] and ready[idle]
+    assert ready[firsts[0]], "the front end is free while the first command runs"
+    if overlap:
+        assert accepts[1] < lasts[0], "the second command is accepted while the first runs"
+        end = lasts[-1] + END_CYCLES + 1
+        assert all(busy[accepts[0] + 1:end]) and not busy[end]
 
 
 def test_err_clears_the_cycle_after_the_next_accept():

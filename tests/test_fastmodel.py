@@ -11,7 +11,7 @@ from tritforge.hwconfig import HwConfig
 from tritforge.sim import fastmodel
 from tritforge.sim.actions import Actions
 
-from tritforge.sim import steprun
+from tritforge.sim import stepmodel, steprun
 
 
 def _matrix(rng, d, out, n_in):
@@ -90,9 +90,10 @@ def test_one_dimensional_input():
 # --- cycles against the stepping model ---------------------------------------------------
 
 def _step_cycles(cfg, t, x, load_first=True):
-    """The stepping model on the same commands: cycles of each command and the accumulators."""
+    """The stepping model on the same commands: their cycles back to back and the
+    accumulators."""
     run = steprun.run_matrix(cfg, t, x, load_act=load_first)
-    return run.command_cycles, run.acc
+    return run.cycles, run.acc
 
 
 CYCLE_CASES = [  # d, R, T, out, in, n, load_act
@@ -110,8 +111,9 @@ def test_cycle_exact_with_stepmodel(d, R, T, out, n_in, n, load):
     x = _xq(rng, n, t.in_padded)
     step, acc = _step_cycles(cfg, t, x, load)
     run = fastmodel.run_matrix(cfg, t, x, load_act=load)
-    assert run.cycles == sum(step)
-    assert fastmodel.command_cycles(cfg, out, n_in, load) == step[0]
+    assert run.cycles == step
+    if n <= T:
+        assert fastmodel.command_cycles(cfg, out, n_in, load) == step
     np.testing.assert_array_equal(run.acc, acc)
     np.testing.assert_array_equal(run.acc, golden.accumulators(t, x))
 
@@ -128,7 +130,7 @@ def test_random_configs_cycle_exact():
         x = _xq(rng, n, t.in_padded)
         step, acc = _step_cycles(cfg, t, x, True)
         run = fastmodel.run_matrix(cfg, t, x)
-        assert run.cycles == sum(step), (d, R, T, out, n_in, n)
+        assert run.cycles == step, (d, R, T, out, n_in, n)
         np.testing.assert_array_equal(run.acc, acc)
 
 
@@ -172,7 +174,10 @@ def test_action_counts_by_hand():
     assert a.act_write_bits == T * ng * 128 * cmds
     assert a.weight_bytes == tiles * ng * cfg.beat_bytes * cmds == 2 * 2 * 28 * 2
     assert a.result_bits == tiles * T * R * cfg.widths.acc * cmds
-    assert a.cycles == run.cycles == 2 * (4 + T * ng + tiles * ng * T + cfg.pipeline_stages)
+    # the two commands overlap: fewer cycles than one after the other
+    one = 4 + T * ng + tiles * ng * T + cfg.pipeline_stages
+    assert a.cycles == run.cycles == fastmodel.timeline(cfg, [fastmodel.Command(5, 32)] * 2).cycles
+    assert one < a.cycles < 2 * one
     reuse = fastmodel.run_matrix(cfg, t, np.ones((2, 32), np.int8), load_act=False).actions
     assert reuse.act_write_bits == 0 and reuse.cycles == 3 + tiles * ng * T + cfg.pipeline_stages
     # R = 8: two engine slices (HwConfig.slices), each forming the multiples and reading
@@ -241,3 +246,62 @@ def test_cache_follows_tensor_lifetime():
     import gc
     gc.collect()
     assert len(fastmodel._CACHE) == 0
+
+
+# --- commands back to back ---------------------------------------------------------------
+
+def _stream(cfg, shapes, overlap, rng):
+    """Jobs for ``shapes`` [(out, in, load)], the stepping model's trace of them played by
+    the ideal host, and the event cycles it shows."""
+    jobs, cmds = [], []
+    for j, (o, i, load) in enumerate(shapes):
+        ip = -(-i // 16) * 16
+        q = rng.integers(-cfg.level, cfg.level + 1, size=(o, ip)).astype(np.int8)
+        k = rng.integers(0, 27, size=(o, ip // 16)).astype(np.uint8)
+        xq = rng.integers(-127, 128, size=(cfg.vectors, ip)).astype(np.int8)
+        job, _ = stepmodel.make_job(cfg, q, k, xq, np.full(27, 4095), np.zeros(27, int),
+                                    load_act=load or j == 0)
+        jobs.append(job)
+        cmds.append(fastmodel.Command(o, ip, load or j == 0))
+    model = stepmodel.StepModel(cfg)
+    trace = stepmodel.run(model, stepmodel.JobDriver(cfg, jobs, overlap=overlap))
+    trace += [(stepmodel.Inputs(), model.step(stepmodel.Inputs())) for _ in range(3)]
+    at = lambda f: [n for n, (i, o) in enumerate(trace) if f(i, o)]   # noqa: E731
+    beats = at(lambda i, o: i.w_valid and o.w_ready)
+    lasts = at(lambda i, o: o.res_valid and o.res_last and i.res_ready)
+    nb = np.cumsum([0] + [len(j.beats) for j in jobs])
+    seen = {"accept": tuple(at(lambda i, o: i.cmd_valid and o.cmd_ready)),
+            "first_beat": tuple(beats[b] for b in nb[:-1]),
+            "last_beat": tuple(beats[b - 1] for b in nb[1:]), "last_result": tuple(lasts),
+            "end": next(n for n in range(lasts[-1] + 1, len(trace)) if not trace[n][1].busy)}
+    return cmds, seen
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+@pytest.mark.parametrize("overlap", [True, False])
+def test_timeline_equals_stepmodel(T, overlap):
+    """Every command's accept, first and last beat, last result and the end of a mixed
+    stream (loads and reuses, tiny and large commands) equal the stepping model's."""
+    cfg = HwConfig(depth=2, rows=4, vectors=T, max_in_features=256, max_out_features=64)
+    rng = np.random.default_rng(T)
+    for shapes in ([(64, 256, True)] * 3,
+                   [(10, 80, True), (8, 32, False), (64, 256, True), (4, 16, True), (64, 256, False)]):
+        cmds, seen = _stream(cfg, shapes, overlap, rng)
+        tl = fastmodel.timeline(cfg, cmds, overlap)
+        assert seen == {"accept": tl.accept, "first_beat": tl.first_beat, "last_beat": tl.last_beat,
+                        "last_result": tl.last_result, "end": tl.end}, (T, overlap, shapes)
+
+
+@pytest.mark.parametrize("T", [1, 2])
+def test_back_to_back_without_a_gap(T):
+    """Long enough commands follow each other with no cycle between the last beat of one
+    and the first beat of the next (one beat per T cycles throughout), LOAD or not; one at
+    a time (no overlap) they do not."""
+    cfg = HwConfig(depth=2, rows=4, vectors=T, max_in_features=256, max_out_features=64)
+    shapes = [(64, 256, True), (64, 256, False), (64, 256, True), (32, 256, True)]
+    cmds, seen = _stream(cfg, shapes, True, np.random.default_rng(5))
+    for j in range(1, len(shapes)):
+        assert seen["first_beat"][j] == seen["last_beat"][j - 1] + T
+    _, alone = _stream(cfg, shapes, False, np.random.default_rng(5))
+    assert all(alone["first_beat"][j] > alone["last_beat"][j - 1] + T + cfg.pipeline_stages
+               for j in range(1, len(shapes)))

@@ -98,9 +98,12 @@ def test_cycles_match_engine_md_and_fast_model(vectors, load_act):
     assert drv.results == [exp]
     cmd = next(n for n, (i, o) in enumerate(trace) if i.cmd_valid and o.cmd_ready)
     last = next(n for n, (i, o) in enumerate(trace) if o.res_valid and o.res_last and i.res_ready)
-    # idle (cmd.ready) again two cycles after the last result is accepted
+    # busy falls two cycles after the last result is accepted; cmd.ready is high again
+    # as soon as the command runs (the front end takes the next one while it streams)
     after = [o for _, o in trace[last + 1:]] + [model.step(Inputs()) for _ in range(2)]
-    assert not after[0].cmd_ready and after[0].busy and after[1].cmd_ready
+    assert after[0].busy and not after[1].busy and after[0].cmd_ready
+    run_from = next(n for n, (i, o) in enumerate(trace) if i.w_valid and o.w_ready)
+    assert trace[run_from][1].cmd_ready and not trace[cmd + 1][1].cmd_ready
     assert last - cmd + 2 == fastmodel.command_cycles(cfg, out, in_pad, load_act)
     beats = len(job.beats)
     loads = vectors * 5 if load_act else 0

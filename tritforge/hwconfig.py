@@ -33,22 +33,35 @@ MAC_STAGES = 8
 #: cycles before LOAD or RUN: the accept cycle (the command is latched as it arrives), then
 #: the start cycle (the counters load from the latched command)
 CMD_ACCEPT_CYCLES = 2
-#: after LOAD's last word RUN opens for beats this many cycles later ("RUN opens" is
-#: registered first, so the act port's valid stays out of w.ready's logic)
+#: after LOAD's last word the command is READY for the issue stage this many cycles later
+#: (registered, so the act port's valid stays out of w.ready's logic)
 LOAD_OPEN_CYCLES = 1
-#: the last result beat's pop is registered, then ends RUN: the next command can be
-#: accepted END_CYCLES + 1 cycles after that pop
+#: a command's last result pop is registered (the scale MAC's ``done``), then counted out
+#: of the commands in flight: ``busy`` falls END_CYCLES + 1 cycles after the pop of the
+#: last command in flight
 END_CYCLES = 1
+#: Overlapped commands (hw/ENGINE.md "Back to back"): the codebook has this many banks, a
+#: command names the one its groups look up (``cb_bank``) and a codebook write's index is
+#: ``bank * CODEBOOK_BANK_WORDS + entry``, so the next matrix's codebook is written while
+#: the current one runs
+CODEBOOK_BANKS = 2
+CODEBOOK_BANK_WORDS = 32
+#: the activation buffer's banks: each command that loads writes the bank the latest LOAD
+#: did not, so a command's LOAD runs while the one before it reads the other bank
+ACT_BANKS = 2
 
 
 class State(enum.Enum):
-    """The engine's control states: hw/control.py's one-hot registers ``idle``, ``start``,
-    ``load`` (RUN is none of them), and the stepping model's state."""
+    """The states of the engine's command front end (hw/control.py's one-hot registers
+    ``free``, ``start``, ``load``, ``ready``; the stepping model's ``front``): a command is
+    accepted while FREE, its counters load in START, its words in LOAD, and it waits in
+    READY until the issue stage takes it (at once when RUN has no command, else with the
+    running command's last beat); then FREE again, while that command runs."""
 
-    IDLE = "idle"
+    FREE = "free"
     START = "start"
     LOAD = "load"
-    RUN = "run"
+    READY = "ready"
 
 
 #: result FIFO entries; the advance is decided three cycles ahead, "a push fits in three
@@ -162,8 +175,10 @@ class HwConfig:
 
     @property
     def act_buffer_words(self) -> int:
-        """Activation buffer depth in 128-bit group words: T vectors of ``act_stride``."""
-        return self.vectors * self.act_stride
+        """Activation buffer depth in 128-bit group words: ``ACT_BANKS`` banks of T vectors
+        of ``act_stride``; word (v, bank, g) at ``(v * ACT_BANKS + bank) * act_stride + g``
+        (``Cat(g, bank, v)``: no adder)."""
+        return ACT_BANKS * self.vectors * self.act_stride
 
     @property
     def slices(self) -> tuple[tuple[int, int], ...]:

@@ -14,14 +14,14 @@ are plain one-bit outputs. hw/ENGINE.md says what each port means.
 
 Record names (the models' fields): ``<port>_valid``, ``<port>_ready``, and per payload
 field ``<port>_<field>``; the command's fields keep their own names (``last_group``,
-``last_tile``, ``load_act``), a flag is its port's name.
+``last_tile``, ``load_act``, ``cb_bank``), a flag is its port's name.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .codec import layout
-from .hwconfig import HwConfig
+from .hwconfig import CODEBOOK_BANK_WORDS, HwConfig
 
 IN, OUT = "in", "out"
 
@@ -114,8 +114,9 @@ def engine_ports(cfg: HwConfig, beat_bytes: int | None = None) -> tuple[Port, ..
     return (
         Port("cmd", IN, (Field("last_group", bits_for(cfg.max_groups)),
                          Field("last_tile", bits_for(cfg.tiles_max)),
-                         Field("load_act", 1, flag=True)), prefix=""),
-        Port("cb", IN, (Field("index", bits_for(32)), Field("mantissa", cfg.mant_bits),
+                         Field("load_act", 1, flag=True),
+                         Field("cb_bank", 1, flag=True)), prefix=""),
+        Port("cb", IN, (Field("index", bits_for(2 * CODEBOOK_BANK_WORDS)), Field("mantissa", cfg.mant_bits),
                         Field("shift", cfg.shift_bits))),
         Port("act", IN, (Field("word", layout.ACT_WORD_BITS),), word=True),
         Port("w", IN, (Field("beat", 8 * beat_bytes),), word=True),

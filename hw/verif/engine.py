@@ -9,8 +9,8 @@ payload by the sidecar's field positions, and plays the host side of the contrac
 * :meth:`command` sends one command with its activation words (``T*ng``, vector-major,
   ``codec.layout.pack_activation_group``) and weight beats (``tiles*ng``, tile-major,
   ``codec.layout.stream_beats``), collects its result beats up to ``last`` and waits until
-  the engine takes a command again, so :attr:`CommandRun.cycles` is the command's cost
-  from its accept to the next possible accept (``sim.fastmodel.command_cycles``);
+  the engine is idle (``busy`` low), so :attr:`CommandRun.cycles` is the command's cost
+  on an idle engine (``sim.fastmodel.command_cycles``): one command at a time;
 * :meth:`run_case` plays a ``codec.vectors.VectorCase``: its codebook, then one command
   per T vectors (the last padded with zero vectors);
 * :meth:`reset` (before the first command) and :meth:`reset_now` (a synchronous reset at
@@ -44,7 +44,7 @@ class CommandRun:
 
     beats: list[ResultBeat]      #: result beats in order (the last one has ``last``)
     accept: int                  #: bench cycle the command was accepted in
-    cycles: int                  #: accept to the next cycle ``cmd.ready`` is high again
+    cycles: int                  #: accept to the next cycle ``busy`` is low
 
 
 @dataclass
@@ -162,7 +162,7 @@ class EngineBfm:
             raise AssertionError(f"command finished with {len(self.act.queue)} activation words "
                                  f"and {len(self.w.queue)} weight beats not taken")
         accept = self.cmd.accepted[first_acc]
-        await self.bench.run_until(lambda: int(self.dut.cmd__ready.value) == 1, 100, "back to idle")
+        await self.bench.run_until(lambda: int(self.dut.busy.value) == 0, 100, "back to idle")
         return CommandRun(got, accept, self.bench.cycle - 1 - accept)
 
     async def run_case(self, case, codebook: bool = True) -> CaseRun:

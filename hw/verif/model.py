@@ -36,7 +36,7 @@ class ModelChecker:
         if b.cmd.offered is not None:
             c = pay["cmd"].unpack(b.cmd.offered)
             inp.cmd_valid, inp.last_group, inp.last_tile = True, c["last_group"], c["last_tile"]
-            inp.load_act = bool(c["load_act"])
+            inp.load_act, inp.cb_bank = bool(c["load_act"]), bool(c["cb_bank"])
         if b.cb.offered is not None:
             c = pay["cb"].unpack(b.cb.offered)
             inp.cb_valid, inp.cb_index = True, c["index"]
