@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 from safetensors.numpy import load_file, save_file
 
 from tinymodels import make_tiny_model
@@ -323,3 +324,18 @@ def test_mixed_config_errors(tmp_path, capsys):
                                     "--mode", "calibrated", "--out", str(tmp_path / "o")])
     assert "variable-depth engine" in err(["run", "--config", "mixed-d3-bpw4.2", "--model", src])
     assert not os.path.exists(tmp_path / "o")
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=st.integers(1, 4), rows=st.integers(1, 4), ng=st.integers(1, 3), data=st.data())
+def test_any_trit_stream_decodes_exactly_or_is_refused(base, rows, ng, data):
+    """Random trits: the reader either refuses them with a one-line error or decodes groups
+    that encode back to exactly those trits (never a silently shifted stream)."""
+    n = data.draw(st.integers(0, rows * ng * (4 + 16 * base) + 20))
+    trits = np.array(data.draw(st.lists(st.integers(-1, 1), min_size=n, max_size=n)), np.int8)
+    try:
+        q, k, gd = layout.unpack_var_matrix(layout.pack_trits(trits), n, rows, ng * 16, base, what="s")
+    except TritforgeError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("s: ")
+        return
+    assert np.array_equal(layout.encode_var_matrix(q, k, gd, base), trits)
