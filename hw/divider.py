@@ -61,18 +61,22 @@ class RestoringDivider(wiring.Component):
         q = Signal(Q)
         left = Signal(range(Q + 1))          # steps still to do
         busy = Signal()                      # a division is in r, q (running or done)
+        run = Signal()                       # busy and left != 0, registered
+        done = Signal()                      # busy and left == 0, registered
         t = Signal(self.den_bits + 1)
+        diff = Signal(self.den_bits + 2)     # t - den; its top bit is the borrow (t < den)
         ge = Signal()
-        done = Signal()
-        m.d.comb += [t.eq(Cat(q[-1], r)), ge.eq(t >= den), done.eq(busy & (left == 0)),
+        m.d.comb += [t.eq(Cat(q[-1], r)), diff.eq(t - den), ge.eq(~diff[-1]),
                      self.o.valid.eq(done), self.o.payload.quo.eq(q), self.o.payload.rem.eq(r),
                      self.i.ready.eq(~busy | done & self.o.ready)]
-        with m.If(busy & (left != 0)):
-            m.d.sync += [r.eq(Mux(ge, t - den, t)), q.eq(Cat(ge, q[:-1])), left.eq(left - 1)]
+        with m.If(run):
+            m.d.sync += [r.eq(Mux(ge, diff[:self.den_bits], t)), q.eq(Cat(ge, q[:-1])), left.eq(left - 1)]
+            with m.If(left == 1):
+                m.d.sync += [run.eq(0), done.eq(1)]
         with m.If(done & self.o.ready):
-            m.d.sync += busy.eq(0)
+            m.d.sync += [busy.eq(0), done.eq(0)]
         with m.If(self.i.valid & self.i.ready):
             num = self.i.payload.num
-            m.d.sync += [r.eq(num[Q:]), q.eq(num[:Q]), left.eq(Q), busy.eq(1),
+            m.d.sync += [r.eq(num[Q:]), q.eq(num[:Q]), left.eq(Q), busy.eq(1), run.eq(1),
                          den.eq(self.i.payload.den)]
         return m

@@ -11,14 +11,26 @@ entering in cycle t is on ``o`` in cycle t + stages. ``adv`` is a combinational 
 same cycle, the price of a pipeline without skid buffers (hw/VECTOR.md, "Synthesis",
 says where the enable's fan-out shows).
 
+``CreditFifo`` is the other discipline, for a pipeline whose consumer's ready must not
+reach its stages (hw/VECTOR.md, "Timing"): the registers run free (no enable), the last
+stage is an entry of a small FIFO, and an element issues into the first stage only while
+the pipeline holds a credit (a FIFO entry no element in flight or stored has claimed). The
+consumer's ready moves only the FIFO's read pointer and the credit count; the issue is a
+function of registers. Without stalls an element issued in cycle t is on ``o`` in cycle t +
+stages, as in ``advance``'s pipeline of as many stages.
+
 A beat carries ``lanes`` elements (``tritforge.vectorports.lane_field``): ``lane`` picks
 one lane's element, so a unit builds its element datapath once per lane, all lanes
 advancing together.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Signal
-from amaranth.lib import data
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..vectortiming import CREDIT_FIFO_DEPTH
 
 
 def advance(m, o, entering, stages: int, name: str):
@@ -31,6 +43,71 @@ def advance(m, o, entering, stages: int, name: str):
     with m.If(adv):
         m.d.sync += valid.eq(Cat(entering, valid[:-1]))
     return adv, valid
+
+
+class CreditFifo(wiring.Component):
+    """The end of a credit pipeline of ``stages`` registers: the caller's ``stages`` - 1
+    free-running registers, then this FIFO of ``depth`` entries (a LUT memory written from
+    the last register stage, read asynchronously at its read pointer), whose entry is the
+    last stage.
+
+    Ports: ``req`` (in: an element would issue), ``can`` (out: a credit is held, a
+    register), ``issue`` (out: ``req`` and ``can``; the first stage loads the element), ``w_en`` / ``w_data`` (in: the element the
+    last register stage holds, with its valid bit), ``o`` (the oldest stored element),
+    ``idle`` (out: no element issued and not yet taken, i.e. the pipeline and the FIFO
+    empty). The credit count is ``depth`` minus the elements issued and not yet taken; an
+    element taken in cycle t returns its credit at the edge, so at full rate an element
+    holds one from its issue cycle t to t + stages, and ``depth`` >= stages + 1 never stalls
+    the issue (``vectortiming.CREDIT_FIFO_DEPTH``). ``issue`` is ``req`` and a register;
+    ``o.valid`` and ``idle`` are registers."""
+
+    def __init__(self, width: int, stages: int, depth: int = CREDIT_FIFO_DEPTH):
+        if depth & (depth - 1) or depth < stages + 1:
+            raise ValueError(f"CreditFifo depth {depth}: a power of 2 of at least stages + 1 = {stages + 1}")
+        self.width, self.stages, self.depth = width, stages, depth
+        super().__init__({"req": In(1), "can": Out(1), "issue": Out(1), "w_en": In(1), "w_data": In(width),
+                          "o": Out(stream.Signature(width)), "idle": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        D = self.depth
+        m.submodules.mem = mem = Memory(shape=self.width, depth=D, init=[])
+        wp, rp = mem.write_port(), mem.read_port(domain="comb")
+        wptr, rptr = Signal(range(D)), Signal(range(D))
+        # the stored elements and the credits as thermometer codes (bit k: more than k), so
+        # whether there is one is a register and a step is one LUT per bit, no carry chain
+        count = Signal(D)
+        credit = Signal(D, init=(1 << D) - 1)
+        take = Signal()
+        m.d.comb += [take.eq(count[0] & self.o.ready), self.can.eq(credit[0]),
+                     self.issue.eq(self.req & credit[0]),
+                     self.o.valid.eq(count[0]), self.idle.eq(credit[-1]),
+                     wp.en.eq(self.w_en), wp.addr.eq(wptr), wp.data.eq(self.w_data),
+                     rp.addr.eq(rptr), self.o.payload.eq(rp.data)]
+        _thermometer(m, count, self.w_en & ~take, take & ~self.w_en)
+        _thermometer(m, credit, take & ~self.issue, self.issue & ~take)
+        with m.If(self.w_en):
+            m.d.sync += wptr.eq(wptr + 1)
+        with m.If(take):
+            m.d.sync += rptr.eq(rptr + 1)
+        return m
+
+
+def _thermometer(m, code, up, down):
+    """A counter kept as a thermometer code (bit k set: the count exceeds k), one up or
+    down step."""
+    with m.If(up):
+        m.d.sync += code.eq(Cat(1, code[:-1]))
+    with m.Elif(down):
+        m.d.sync += code.eq(code[1:])
+
+
+def credit_valid(m, issue, stages: int, name: str):
+    """The valid bits of a credit pipeline's ``stages`` - 1 free-running registers
+    (``CreditFifo``): bit 0 loads ``issue``; the last is the FIFO's write enable."""
+    valid = Signal(stages - 1, name=f"{name}_valid")
+    m.d.sync += valid.eq(Cat(issue, valid[:-1]))
+    return valid
 
 
 def delay(m, adv, value, stages: int, name: str):

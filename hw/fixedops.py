@@ -12,7 +12,7 @@ chain of re-used sub-expressions grows exponentially in the netlist).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Mux, Signal, Value, signed
 
 
 def rshift_round(x, s):
@@ -106,13 +106,18 @@ def saturate_bits(x, bits: int):
     return Mux(fits_signed(x, bits), x[:bits].as_signed(), Mux(neg, -hi - 1, hi))
 
 
-def staged_rshift(m, adv, x, amount, out_bits: int, stages: int, name: str):
+def staged_rshift(m, adv, x, amount, out_bits: int, stages: int, name: str, comb_last: bool = False,
+                  amount_copies: list | None = None):
     """``(x >> amount)[:out_bits]`` (arithmetic for a signed x; ``amount`` unsigned) through
     ``stages`` registers enabled by ``adv``: the amount's bits are split over the stages,
     the most significant first, each stage a multiplexer of its bits' shifts. A stage keeps
     only the bits the later stages can still move into the result (``out_bits`` plus the
     largest shift left), and carries the amount's remaining bits beside them. Returns the
-    last register (signed for a signed x)."""
+    last register (signed for a signed x); with ``comb_last`` the last stage's multiplexer
+    unregistered (for a register the caller owns, such as a ``CreditFifo``'s entry).
+    ``amount_copies``: registers equal to ``amount`` (``hw.replica.RegisterReplicas``); the
+    first stage's output bits are split into as many groups, each group's multiplexers
+    selected by its own copy, so no one register drives them all."""
     bits = len(amount)
     per = -(-bits // stages) if bits else 0
     cur, amt = x, amount
@@ -124,6 +129,17 @@ def staged_rshift(m, adv, x, amount, out_bits: int, stages: int, name: str):
         rest = (1 << lo) - 1                      # the largest shift the later stages do
         width = min(len(cur), out_bits + rest) if k < stages - 1 else out_bits
         shifted = cur >> (part << lo) if hi > lo else cur
+        if k == 0 and amount_copies and hi > lo:
+            n = len(amount_copies)
+            edges = [width * g // n for g in range(n + 1)]
+            shifted = Cat(*[(cur >> (c[lo:hi] << lo))[edges[g]:edges[g + 1]]
+                            for g, c in enumerate(amount_copies) if edges[g + 1] > edges[g]])
+            if signed_x:
+                shifted = shifted.as_signed()
+        if comb_last and k == stages - 1:
+            last = Signal(signed(width) if signed_x else width, name=f"{name}_sh{k}")
+            m.d.comb += last.eq(shifted)
+            return last
         reg = Signal(signed(width) if signed_x else width, name=f"{name}_sh{k}", reset_less=True)
         rreg = Signal(max(lo, 1), name=f"{name}_sa{k}", reset_less=True)
         with m.If(adv):

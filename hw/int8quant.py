@@ -18,10 +18,18 @@ cycle, ``last`` on the final beat):
    before the divider is done (checked at elaboration);
 3. when the divider is done: R = floor(127 · 2^K / mu), and the step (m, e) =
    ((mu · M127) >> k, e127 - k) (an all-zero vector's step is m = 2^(B-1), e = B - 1);
-4. output pass: the buffer is read in order and each beat goes through a pipeline of
-   ``out_stages`` = ``vectortiming.INT8Q_OUT_STAGES`` registers: the read (two), v · R (a
-   ``WideMultiplier``), ((2 v R >> K) + 1) >> 1 as a staged shift and the rounding add,
-   then the clamp to ±127, which leaves with the step and ``last``.
+4. output pass: the buffer is read in order and each beat goes through a credit pipeline
+   (``hw.elementpipe.CreditFifo``) of ``out_stages`` = ``vectortiming.INT8Q_OUT_STAGES``
+   stages: free-running registers for the read (two), v · R (a ``WideMultiplier``), ((2 v R
+   >> K) + 1) >> 1 as a staged shift and the rounding add (on the shift's low 10 bits,
+   beside it whether the result lies in ±127), then the clamp to ±127 written into the output
+   FIFO, whose entries leave with the step and ``last``. A read issues while the pipeline
+   holds a credit, so ``o.ready`` reaches only the FIFO's read side and the credit count,
+   never the read address, the pipeline or mu (whose end-of-vector reset follows the
+   issue and a registered "this read is the last").
+
+The running max mu takes a beat's max |v| when it is larger (the comparison from the
+halves' comparisons, three short carry chains side by side).
 
 ``lanes`` elements per beat (a beat per cycle in the receive pass and out of the output
 pass; the lanes' |v| meet in a compare tree before the register, each lane has its own
@@ -29,7 +37,8 @@ multiplier and clamp, the buffer's word is a beat); a vector is ceil(n / lanes) 
 its last beat filled with zeros if n is not a multiple (zeros change neither mu nor the
 other elements; their x_q are 0). The buffer holds one vector: the next vector is
 accepted once every beat of this one has been read (its tail may still be in the output
-pipeline), and its R and step replace this one's only when that pipeline is empty.
+pipeline or FIFO), and its R and step replace this one's only when both are empty (every
+credit returned).
 
 Cycles for a vector of N = ceil(n / lanes) beats without stalls, first input accepted to
 last output (``sim.vectorcycles.int8quant_cycles``): N (receive) + INT8Q_PREP_CYCLES +
@@ -46,7 +55,7 @@ from ..vectortiming import BITLEN_STAGES, INT8Q_OUT_STAGES, INT8Q_PREP_CYCLES, M
 from .actbuffer import ActivationBuffer
 from .checks import check_int
 from .divider import RestoringDivider
-from .elementpipe import advance, check_lanes, delay, lane
+from .elementpipe import CreditFifo, check_lanes, credit_valid, delay, lane
 from .fixedops import abs_value, bitlen_staged, fits_signed, max_tree, staged_rshift
 from .multiplier import WideMultiplier
 from .primitives import check_primitives
@@ -105,7 +114,9 @@ class Int8Quantizer(wiring.Component):
 
         wcnt = Signal(range(self.depth))           # write address (receive)
         nlast = Signal(range(self.depth))          # the vector's last address
+        nlast1 = Signal(range(self.depth))         # nlast - 1 (the address before the last)
         ridx = Signal(range(self.depth))           # read address (output pass)
+        at_last = Signal()                         # ridx == nlast, registered beside ridx
         mu = Signal(VB)                            # max |v| so far
         a_r = Signal(VB + 1)                       # the beat's max |v|, registered
         a_v = Signal()
@@ -120,7 +131,7 @@ class Int8Quantizer(wiring.Component):
         # free-running: mu floored at 1, its bit length; mu · M127, its bit length, the step
         mus = Signal(VB)
         zero = Signal()
-        m.d.sync += [mus.eq(Mux(mu == 0, 1, mu)), zero.eq(mu == 0)]
+        m.d.sync += [mus.eq(Cat(mu[0] | (mu[1:] == 0), mu[1:])), zero.eq(mu == 0)]
         n_mus = bitlen_staged(m, 1, mus, "bl_mu")
         pmul = m.submodules.pm = WideMultiplier(VB + 1, B + 1, primitives=self.primitives)
         m.d.comb += [pmul.en.eq(1), pmul.a.eq(mus), pmul.b.eq(M127)]
@@ -136,26 +147,43 @@ class Int8Quantizer(wiring.Component):
             absv.append(Signal(VB + 1, name=f"abs{j}"))
             m.d.comb += absv[j].eq(abs_value(lane(self.i.payload.v, j)))
         m.d.sync += [a_r.eq(max_tree(m, absv, VB + 1, "lanemax")), a_v.eq(take_in)]
-        with m.If(a_v):
-            m.d.sync += mu.eq(Mux(a_r > mu, a_r, mu))
+        # a_r > mu from the halves' comparisons (three short carry chains side by side)
+        h = (VB + 1) // 2
+        a_hi, mu_hi = a_r[h:], mu[h:]
+        gt = (a_hi > mu_hi) | ~(a_hi < mu_hi) & (a_r[:h] > mu[:h])
+        with m.If(a_v & gt):
+            m.d.sync += mu.eq(a_r)
 
-        # the output pass's pipeline: read, v · R, the staged round-shift, clamp (per lane)
-        out = Signal()
-        adv, valid = advance(m, self.o, out, self.out_stages, "q")
-        m.d.comb += [buf.r_addr.eq(ridx), buf.r_en.eq(adv)]
+        # the output pass: a credit pipeline (hw.elementpipe.CreditFifo) of out_stages: the
+        # read, v · R, the staged round-shift and the rounding add in free-running registers,
+        # the clamp written into the output FIFO (per lane); o.ready moves only the FIFO
+        xw = len(Value.cast(self.o.payload.x))
+        fifo = m.submodules.ofifo = CreditFifo(xw + 1, self.out_stages)
+        issue = fifo.issue
+        valid = credit_valid(m, issue, self.out_stages, "q")
+        run = Const(1)
+        m.d.comb += [buf.r_addr.eq(ridx), buf.r_en.eq(run)]
+        xs = []
         for j in range(self.lanes):
             mul = m.submodules[f"mul{j}"] = WideMultiplier(VB + 1, B + 9, primitives=self.primitives)
-            m.d.comb += [mul.en.eq(adv), mul.a.eq(buf.r_data[j * (VB + 1):(j + 1) * (VB + 1)].as_signed()),
+            m.d.comb += [mul.en.eq(run), mul.a.eq(buf.r_data[j * (VB + 1):(j + 1) * (VB + 1)].as_signed()),
                          mul.b.eq(R)]
-            sh = staged_rshift(m, adv, mul.p << 1, K, len(mul.p) + 1, SHIFT_STAGES, f"sh{j}")
-            t = Signal(signed(len(mul.p) + 1), name=f"t{j}")
-            with m.If(adv):
-                m.d.sync += t.eq((sh + 1) >> 1)
-                m.d.sync += lane(self.o.payload.x, j).eq(
-                    Mux(fits_signed(t, 8) & (t[:8] != 0x80), t[:8], Mux(t[-1], -Q8, Q8)))
-        m.d.comb += [self.o.payload.m.eq(step_m),
-                     self.o.payload.e.eq(step_e),
-                     self.o.payload.last.eq(delay(m, adv, ridx == nlast, self.out_stages, "qlast"))]
+            sh = staged_rshift(m, run, mul.p << 1, K, len(mul.p) + 1, SHIFT_STAGES, f"sh{j}")
+            # the rounding add on sh's low 10 bits, beside it whether sh fits them (then
+            # t = (sh + 1) >> 1 is the rounded low part; else it is far out of ±127)
+            # (t in ±127 iff sh in -255 .. 254)
+            t = Signal(signed(10), name=f"t{j}")
+            t_in, t_neg = Signal(name=f"tin{j}"), Signal(name=f"tneg{j}")
+            s10 = sh[:10].as_signed()
+            m.d.sync += [t.eq((s10 + 1) >> 1), t_in.eq(fits_signed(sh, 10) & (s10 <= 2 * Q8) & (s10 >= -2 * Q8 - 1)),
+                         t_neg.eq(sh[-1])]
+            xs.append(Mux(t_in, t[:8], Mux(t_neg, -Q8, Q8))[:8])
+        qlast = delay(m, run, at_last, self.out_stages - 1, "qlast")
+        m.d.comb += [fifo.w_en.eq(valid[-1]), fifo.w_data.eq(Cat(*xs, qlast)),
+                     self.o.valid.eq(fifo.o.valid), fifo.o.ready.eq(self.o.ready),
+                     Value.cast(self.o.payload.x).eq(fifo.o.payload[:xw]),
+                     self.o.payload.last.eq(fifo.o.payload[xw]),
+                     self.o.payload.m.eq(step_m), self.o.payload.e.eq(step_e)]
 
         m.d.comb += [buf.w_addr.eq(wcnt), buf.w_data.eq(Value.cast(self.i.payload.v)), buf.w_en.eq(take_in),
                      div.i.payload.num.eq(num), div.i.payload.den.eq(mus)]
@@ -167,7 +195,7 @@ class Int8Quantizer(wiring.Component):
                 with m.If(self.i.payload.last):
                     m.d.sync += [nlast.eq(wcnt), state.eq(FOLD)]
         with m.Elif(state == FOLD):
-            m.d.sync += [wait.eq(INT8Q_PREP_CYCLES - 2), state.eq(LEN)]
+            m.d.sync += [wait.eq(INT8Q_PREP_CYCLES - 2), nlast1.eq(nlast - 1), state.eq(LEN)]
         with m.Elif(state == LEN):
             m.d.sync += [wait.eq(wait - 1), K_next.eq(n_mus + B),
                          num.eq(Cat(Const(0, B), Const(Q8, 7)) << n_mus)]
@@ -178,15 +206,15 @@ class Int8Quantizer(wiring.Component):
             with m.If(div.i.ready):
                 m.d.sync += state.eq(DIV)
         with m.Elif(state == DIV):
-            m.d.comb += div.o.ready.eq(valid == 0)
-            with m.If(div.o.valid & (valid == 0)):
-                m.d.sync += [R.eq(div.o.payload.quo), K.eq(K_next), ridx.eq(0),
+            m.d.comb += div.o.ready.eq(fifo.idle)
+            with m.If(div.o.valid & fifo.idle):
+                m.d.sync += [R.eq(div.o.payload.quo), K.eq(K_next), ridx.eq(0), at_last.eq(nlast == 0),
                              step_m.eq(Mux(zero, 1 << (B - 1), pm_k)),
                              step_e.eq(Mux(zero, B - 1, e127 - k)), state.eq(OUT)]
         with m.Elif(state == OUT):
-            m.d.comb += out.eq(1)
-            with m.If(adv):
-                m.d.sync += ridx.eq(ridx + 1)
-                with m.If(ridx == nlast):
+            m.d.comb += fifo.req.eq(1)
+            with m.If(issue):
+                m.d.sync += [ridx.eq(ridx + 1), at_last.eq(ridx == nlast1)]
+                with m.If(at_last):
                     m.d.sync += [wcnt.eq(0), mu.eq(0), state.eq(RECV)]
         return m

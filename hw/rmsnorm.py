@@ -28,14 +28,15 @@ stage counts are ``tritforge.vectortiming``'s:
    whose (y, E) is held for the vector, E with GF added (GF travels beside the Rsqrt's
    pipeline in registers that advance with it);
 4. output: each beat of int8 elements of the quantizer with its step (m_u, e_u) passes
-   ``step_stages`` = RMS_STEP_STAGES registers that make the vector's step
-   ``scale_mul(m_u, e_u, y, E + GF)``: m_u · y (a WideMultiplier), its bit length
-   (``bitlen_staged``), k = bitlen - B, m = (m_u · y) >> k (``staged_rshift``) with
-   e = e_u + E + GF - k beside it. (The step is the same for every beat of a vector;
-   computing it per beat keeps the output a plain pipeline.) A skid register sits
-   before the step: the quantizer's ``o.ready`` is registers alone (the skid empty and
-   (y, E) held), so ``o.ready`` does not reach the quantizer's pipeline in the same
-   cycle; a beat the step cannot take waits there and enters first.
+   a credit pipeline (``hw.elementpipe.CreditFifo``) of ``step_stages`` = RMS_STEP_STAGES
+   stages that make the vector's step ``scale_mul(m_u, e_u, y, E + GF)``: m_u · y (a
+   WideMultiplier), its bit length (``bitlen_staged``), k = bitlen - B, m = (m_u · y) >> k
+   (``staged_rshift``, its last stage written into the output FIFO) with e = e_u + E + GF
+   - k beside it. (The step is the same for every beat of a vector; computing it per beat
+   keeps the output a plain pipeline.) The quantizer's ``o.ready`` is registers alone (a
+   credit held and (y, E) held), and ``o.ready`` moves only the output FIFO's read side
+   and the credit count: a consumer's ready reaches neither the step's registers nor the
+   quantizer in the same cycle.
 
 The buffer is free for the next vector once the scan has left the pipeline; the
 quantizer and the Rsqrt then work on this one while the next is received. The gamma
@@ -62,7 +63,7 @@ from ..vectortiming import (BITLEN_STAGES, MUL_STAGES, RMS_PREP_CYCLES, RMS_SCAN
                             RMS_STEP_STAGES, SHIFT_STAGES)
 from .actbuffer import ActivationBuffer
 from .checks import check_int
-from .elementpipe import advance, check_lanes, delay, lane
+from .elementpipe import CreditFifo, advance, check_lanes, credit_valid, delay, lane
 from .fixedops import abs_value, bitlen_staged, staged_rshift
 from .int8quant import MAX_IN_BITS, Int8Quantizer
 from .multiplier import WideMultiplier
@@ -227,50 +228,45 @@ class RmsNorm(wiring.Component):
         with m.If(rs.o.valid & ~y_valid):
             m.d.sync += [y.eq(rs.o.payload.y), E.eq(rs.o.payload.E + gf_y), y_valid.eq(1)]
 
-        # the skid register between the quantizer and the step: the quantizer's o.ready is
-        # registers alone (the skid empty, y held), so the step's advance (o.ready) does not
-        # reach the quantizer's pipeline in the same cycle; a beat the step cannot take
-        # waits in the skid and enters the step from there, before the next
-        sk_v, sk_last = Signal(), Signal()
+        # the step: scale_mul(m_u, e_u, y, E + GF) per element, a credit pipeline
+        # (hw.elementpipe.CreditFifo) of step_stages: m_u · y, its bit length, k = bitlen - B,
+        # (m_u · y) >> k staged with e = e_u + E + GF - k beside it, the last shift stage
+        # written into the output FIFO. The quantizer's o.ready is registers alone (a credit
+        # held, y held), and o.ready moves only the FIFO
         qx = Value.cast(q.o.payload.x)
-        sk_x = Signal(len(qx))
-        sk_m = Signal.like(q.o.payload.m)
-        sk_e = Signal.like(q.o.payload.e)
-        take_q = q.o.valid & q.o.ready
-        m.d.comb += q.o.ready.eq(~sk_v & y_valid)
-        src_x, src_m, src_e, src_last = (Mux(sk_v, a, b) for a, b in ((sk_x, qx), (sk_m, q.o.payload.m),
-                                                                       (sk_e, q.o.payload.e),
-                                                                       (sk_last, q.o.payload.last)))
-        go = sk_v | take_q
-        # the step: scale_mul(m_u, e_u, y, E + GF) per element: m_u · y, its bit length,
-        # k = bitlen - B, (m_u · y) >> k staged with e = e_u + E + GF - k beside it
-        sadv, _ = advance(m, self.o, go, self.step_stages, "step")
-        with m.If(sk_v & sadv):
-            m.d.sync += sk_v.eq(0)
-        with m.If(take_q & ~sadv):
-            m.d.sync += [sk_v.eq(1), sk_x.eq(qx), sk_m.eq(q.o.payload.m), sk_e.eq(q.o.payload.e),
-                         sk_last.eq(q.o.payload.last)]
-        with m.If(go & sadv & src_last):
+        xw, mw, ew = len(qx), len(self.o.payload.m), len(self.o.payload.e)
+        sfifo = m.submodules.ofifo = CreditFifo(xw + mw + ew + 1, self.step_stages)
+        take_q = sfifo.issue
+        m.d.comb += [q.o.ready.eq(sfifo.can & y_valid), sfifo.req.eq(q.o.valid & y_valid)]
+        svalid = credit_valid(m, take_q, self.step_stages, "step")
+        with m.If(take_q & q.o.payload.last):
             m.d.sync += y_valid.eq(0)
+        run = Const(1)
         mm = m.submodules.mm = WideMultiplier(B + 1, len(y) + 1, primitives=P)
-        m.d.comb += [mm.en.eq(sadv), mm.a.eq(src_m), mm.b.eq(y)]
+        m.d.comb += [mm.en.eq(run), mm.a.eq(q.o.payload.m), mm.b.eq(y)]
         prod = Signal(B + len(y))
         m.d.comb += prod.eq(mm.p)
-        n_p = bitlen_staged(m, sadv, prod, "step")
+        n_p = bitlen_staged(m, run, prod, "step")
         k = Signal(range(len(prod) + 1), reset_less=True)
-        with m.If(sadv):
-            m.d.sync += k.eq(n_p - B)
-        prod_k = delay(m, sadv, prod, BITLEN_STAGES + 1, "prod")
+        m.d.sync += k.eq(n_p - B)
+        prod_k = delay(m, run, prod, BITLEN_STAGES + 1, "prod")
         e_in = Signal(signed(EXP_BITS + 2))
-        m.d.comb += e_in.eq(src_e + E)
-        e_k = delay(m, sadv, e_in, MUL_STAGES + BITLEN_STAGES + 1, "e")
+        m.d.comb += e_in.eq(q.o.payload.e + E)
+        e_k = delay(m, run, e_in, MUL_STAGES + BITLEN_STAGES + 1, "e")
         e_out = Signal(signed(EXP_BITS + 2), reset_less=True)
-        with m.If(sadv):
-            m.d.sync += e_out.eq(e_k - k)
+        m.d.sync += e_out.eq(e_k - k)
+        last_in = self.step_stages - 1
         out = self.o.payload
-        m.d.comb += [out.m.eq(staged_rshift(m, sadv, prod_k, k, B, SHIFT_STAGES, "stepm")),
-                     out.e.eq(delay(m, sadv, e_out, SHIFT_STAGES - 1, "eo")),
-                     out.x.eq(delay(m, sadv, src_x, self.step_stages, "x")),
-                     out.last.eq(delay(m, sadv, src_last, self.step_stages, "xlast"))]
+        m.d.comb += [sfifo.w_en.eq(svalid[-1]),
+                     sfifo.w_data.eq(Cat(delay(m, run, qx, last_in, "x"),
+                                         staged_rshift(m, run, prod_k, k, B, SHIFT_STAGES, "stepm",
+                                                       comb_last=True)[:mw],
+                                         delay(m, run, e_out, SHIFT_STAGES - 2, "eo")[:ew],
+                                         delay(m, run, q.o.payload.last, last_in, "xlast"))),
+                     self.o.valid.eq(sfifo.o.valid), sfifo.o.ready.eq(self.o.ready),
+                     Value.cast(out.x).eq(sfifo.o.payload[:xw]),
+                     out.m.eq(sfifo.o.payload[xw:xw + mw]),
+                     out.e.eq(sfifo.o.payload[xw + mw:xw + mw + ew]),
+                     out.last.eq(sfifo.o.payload[-1])]
         assert RMS_STEP_STAGES == MUL_STAGES + BITLEN_STAGES + 1 + SHIFT_STAGES
         return m

@@ -10,6 +10,10 @@ first slot takes the element entering in that cycle (or a bubble). So an element
 in cycle t is on the output in cycle t + stages while the output is ready, and every slot
 holds while it is not. A synchronous reset empties every slot.
 
+``CreditPipe(stages)`` is the credit pipeline (hw/elementpipe.CreditFifo): ``stages`` - 1
+slots that advance every cycle, then an output FIFO; an element issues only while a credit
+is held, and the output's ready moves only the FIFO.
+
 ``records(ports)``: the ``Inputs`` / ``Outputs`` dataclasses of a port set
 (``tritforge.ports.record_fields``; ``rst`` first). A payload field of an output is
 ``None`` in a cycle where its stream's valid is low: the stream rule leaves it undefined
@@ -18,10 +22,12 @@ payloads in the cycles their valid is high, every valid and ready in every cycle
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import field, make_dataclass
 from functools import lru_cache
 
 from ..ports import IN, OUT, record_fields
+from ..vectortiming import CREDIT_FIFO_DEPTH
 
 
 class ElementPipe:
@@ -56,6 +62,51 @@ class ElementPipe:
         """The clock edge: with ``adv``, ``entering`` (or a bubble) into the first stage."""
         if adv:
             self.slots = [entering] + self.slots[:-1]
+
+
+class CreditPipe:
+    """A credit pipeline of ``stages`` (hw/elementpipe.CreditFifo): ``stages`` - 1 slots that
+    advance every cycle, then a FIFO of ``depth`` entries (the last stage) that the output
+    stream takes from; an element issues only while a credit is held (``can_issue``:
+    ``depth`` minus the elements issued and not yet taken, counted at the last edge)."""
+
+    def __init__(self, stages: int, depth: int = CREDIT_FIFO_DEPTH):
+        self.stages, self.depth = stages, depth
+        self.clear()
+
+    def clear(self) -> None:
+        self.slots = [None] * (self.stages - 1)
+        self.fifo = deque()
+        self.credit = self.depth
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.fifo)
+
+    @property
+    def head(self):
+        """The element on the output (``None`` when not valid)."""
+        return self.fifo[0] if self.fifo else None
+
+    @property
+    def can_issue(self) -> bool:
+        return self.credit > 0
+
+    @property
+    def idle(self) -> bool:
+        """No element in a slot or the FIFO."""
+        return self.credit == self.depth
+
+    def clock(self, entering, ready: bool) -> None:
+        """The clock edge: the head taken if valid and ``ready``, the last slot's element
+        written, ``entering`` (or a bubble; only while ``can_issue``) into the first slot."""
+        take = self.valid and bool(ready)
+        if take:
+            self.fifo.popleft()
+        if self.slots[-1] is not None:
+            self.fifo.append(self.slots[-1])
+        self.slots = [entering] + self.slots[:-1]
+        self.credit += int(take) - int(entering is not None)
 
 
 @lru_cache(maxsize=None)

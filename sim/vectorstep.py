@@ -41,7 +41,7 @@ from ..vectorports import (EXP_BITS, divider_ports, eps_bits, int8quant_ports,
                            silumul_ports)
 from ..vectortiming import (BITLEN_STAGES, INT8Q_OUT_STAGES, INT8Q_PREP_CYCLES, RMS_SCAN_STAGES, RMS_STEP_STAGES,
                             ROPE_STAGES, SILU_STAGES, requant_stages, rsqrt_latency)
-from .elementstep import ElementPipe, beat_field, lanes_of, records, rshift_round, saturate, wrap
+from .elementstep import CreditPipe, ElementPipe, beat_field, lanes_of, records, rshift_round, saturate, wrap
 
 
 
@@ -123,8 +123,9 @@ RECV, FOLD, LEN, NORM, DIV, OUT = "RECV", "FOLD", "LEN", "NORM", "DIV", "OUT"
 class Int8QuantizerStep(_Model):
     """hw/int8quant.py: receive into the buffer (max |v|), ``INT8Q_PREP_CYCLES`` (FOLD, then
     LEN), one cycle (NORM) offering 127 · 2^K / mu to the divider (B + 8 quotient bits),
-    the hand-over when the divider is done and the output pipeline (``INT8Q_OUT_STAGES``
-    registers) is empty, the output pass. x_q and the step are
+    the hand-over when the divider is done and the output pass's credit pipeline
+    (``INT8Q_OUT_STAGES``, ``CreditPipe``) is idle, the output pass (a read issued while a
+    credit is held). x_q and the step are
     ``quantize_int8`` of the buffered vector, computed at the hand-over (where the RTL
     registers R, K and the step); each output beat carries the step registers of its
     cycle."""
@@ -136,7 +137,7 @@ class Int8QuantizerStep(_Model):
         self.depth = -(-max_n // lanes)
         self.buf = [(0,) * lanes] * self.depth
         self.div = DividerStep(in_bits + scale_bits + 7, in_bits, scale_bits + 8)
-        self.pipe = ElementPipe(self.out_stages)
+        self.pipe = CreditPipe(self.out_stages)
         super().__init__(int8quant_ports(in_bits, scale_bits, lanes))
 
     def _reset(self) -> None:
@@ -148,12 +149,12 @@ class Int8QuantizerStep(_Model):
 
     def comb(self, i_valid: bool, o_ready: bool) -> dict:
         head = self.pipe.head
-        adv = self.pipe.advance(o_ready)
-        div = self.div.comb(self.state == NORM, self.state == DIV and self.pipe.empty)
+        issue = self.state == OUT and self.pipe.can_issue
+        div = self.div.comb(self.state == NORM, self.state == DIV and self.pipe.idle)
         return dict(i_ready=self.state == RECV, o_valid=self.pipe.valid,
                     o_x=None if head is None else beat_field(head[0], self.lanes),
                     o_m=None if head is None else self.step_m, o_e=None if head is None else self.step_e,
-                    o_last=None if head is None else head[1], adv=adv, div=div)
+                    o_last=None if head is None else head[1], issue=issue, o_ready=bool(o_ready), div=div)
 
     def _comb(self, inp) -> dict:
         return self.comb(inp.i_valid, inp.o_ready)
@@ -166,11 +167,11 @@ class Int8QuantizerStep(_Model):
 
     def clock(self, out: dict, i_valid: bool, v, last: bool) -> None:
         B, VB = self.B, self.in_bits
-        state, adv, div = self.state, out["adv"], out["div"]
-        div_o_ready = state == DIV and self.pipe.empty
+        state, issue, div = self.state, out["issue"], out["div"]
+        div_o_ready = state == DIV and self.pipe.idle
         mus = self.mu or 1
         self.div.clock(div, state == NORM, Q8 << (mus.bit_length() + B), mus, div_o_ready)
-        self.pipe.clock(adv, (self.xq[self.ridx], self.ridx == self.nlast) if state == OUT else None)
+        self.pipe.clock((self.xq[self.ridx], self.ridx == self.nlast) if issue else None, out["o_ready"])
         wbits = bits_for(self.depth)
         if state == RECV and i_valid:
             self.mu = max(max(abs(x) for x in lanes_of(v)), self.mu)
@@ -191,7 +192,7 @@ class Int8QuantizerStep(_Model):
             self.xq = [tuple(int(x) for x in r) for r in xq.reshape(-1, self.lanes)]
             self.step_m, self.step_e = int(m), wrap(int(e), EXP_BITS)
             self.ridx, self.state = 0, OUT
-        elif state == OUT and adv:
+        elif state == OUT and issue:
             if self.ridx == self.nlast:
                 self.wcnt, self.mu, self.state = 0, 0, RECV
             self.ridx = wrap(self.ridx + 1, wbits, False)
@@ -250,7 +251,7 @@ class RmsNormStep(_Model):
     squares, the last beat's sum registered, then ss = sum + eps' (at least 1) offered to a
     RsqrtStep with gamma_frac beside it, (y, E + GF) held for the vector, and the step
     pipeline (RMS_STEP_STAGES registers) making ``scale_mul(m_u, e_u, y, E + GF)`` per
-    beat, a skid register before it (the quantizer's ready: the skid empty and y held). eps' = rshift_round(eps_q, 2p) is free-running in the RTL, settled from the
+    beat as a credit pipeline (``CreditPipe``; the quantizer's ready: a credit and y held). eps' = rshift_round(eps_q, 2p) is free-running in the RTL, settled from the
     vector's eps_q and p long before the sum uses it."""
 
     scan_stages = RMS_SCAN_STAGES
@@ -266,7 +267,7 @@ class RmsNormStep(_Model):
         self.quant = Int8QuantizerStep(vcfg.gamma_bits + NB, vcfg.scale_bits, n, lanes)
         self.rs = RsqrtStep(vcfg, self.sb)
         self.scan = ElementPipe(self.scan_stages)
-        self.steps = ElementPipe(self.step_stages)
+        self.steps = CreditPipe(self.step_stages)
         self.E_bits = rsqrt_exp_bits(vcfg, self.sb) + 2
         super().__init__(rmsnorm_ports(vcfg, n, lanes))
 
@@ -275,7 +276,6 @@ class RmsNormStep(_Model):
         self.wcnt = self.ridx = self.hmax = self.p = self.a_r = self.wait = 0
         self.eps_k = self.gf_k = self.gf_ss = self.ss = self.ss_sum = self.ss_out = 0
         self.ss_valid = self.y_valid = self.a_v = self.sum_v = False
-        self.sk = None                  # the skid register's beat (x, m_u, e_u, last)
         self.y = self.E = 0
         self.gf_line = [0] * self.rs.latency
         self.quant._reset()
@@ -285,14 +285,13 @@ class RmsNormStep(_Model):
 
     def _comb(self, inp) -> dict:
         head = self.steps.head
-        sadv = self.steps.advance(inp.o_ready)
-        q = self.quant.comb(self.scan.valid, self.sk is None and self.y_valid)
+        q = self.quant.comb(self.scan.valid, self.steps.can_issue and self.y_valid)
         rs = self.rs.comb(not self.y_valid)
         return dict(h_ready=self.state == RECV, g_ready=True,
                     k_ready=self.state == PREP and not self.ss_valid,
                     o_valid=self.steps.valid,
                     **{f"o_{f}": None if head is None else head[j] for j, f in enumerate(("x", "m", "e", "last"))},
-                    sadv=sadv, q=q, rs=rs, adv=self.scan.advance(q["i_ready"]))
+                    q=q, rs=rs, adv=self.scan.advance(q["i_ready"]))
 
 
     def _writes(self, inp, out) -> list:
@@ -305,20 +304,17 @@ class RmsNormStep(_Model):
     def _edge(self, inp, out) -> None:
         v, N, L = self.vcfg, self.N, self.lanes
         NB, B = v.norm_in_bits, v.scale_bits
-        adv, q, rs, sadv = out["adv"], out["q"], out["rs"], out["sadv"]
+        adv, q, rs = out["adv"], out["q"], out["rs"]
         state, sh, qh, rh = self.state, self.scan.head, self.quant.pipe.head, self.rs.pipe.head
         nbits = bits_for(N)
-        # the quantizer's beat is taken while the skid is empty and (y, E + GF) is held; it
-        # enters the step pipeline at once if that advances, else waits in the skid, which
-        # enters first
-        q_take = qh is not None and self.sk is None and self.y_valid
-        src = self.sk if self.sk is not None else \
-            (beat_field(qh[0], L), self.quant.step_m, self.quant.step_e, qh[1]) if q_take else None
+        # the quantizer's beat is taken into the step's credit pipeline while it holds a
+        # credit and (y, E + GF) is held
+        q_take = qh is not None and self.steps.can_issue and self.y_valid
         step_in = None
-        if src is not None and sadv:
-            m, e = scale_mul(src[1], src[2], self.y, self.E, B)
-            step_in = (src[0], int(m), wrap(int(e), EXP_BITS), src[3])
-        self.steps.clock(sadv, step_in)
+        if q_take:
+            m, e = scale_mul(self.quant.step_m, self.quant.step_e, self.y, self.E, B)
+            step_in = (beat_field(qh[0], L), int(m), wrap(int(e), EXP_BITS), qh[1])
+        self.steps.clock(step_in, inp.o_ready)
         # the scan: the buffers read at ridx, hs = rshift_round(h, p), hs² and g_q · hs
         entering = None
         if state == SCAN:
@@ -373,11 +369,7 @@ class RmsNormStep(_Model):
             new["ss_valid"] = False
         if rh is not None and not self.y_valid:
             new.update(y=rh[0], E=wrap(rh[1] + gf_out, self.E_bits), y_valid=True)
-        if self.sk is not None and sadv:
-            new["sk"] = None
-        if q_take and not sadv:
-            new["sk"] = src
-        if step_in is not None and src[3]:
+        if q_take and qh[1]:
             new["y_valid"] = False
         for k, val in new.items():
             setattr(self, k, val)

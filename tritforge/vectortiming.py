@@ -36,6 +36,12 @@ SILU_STAGES = 3 + MUL_STAGES + 2 + MUL_STAGES + 1 + MUL_STAGES + 2
 #: saturations
 ROPE_STAGES = MUL_STAGES + 3
 
+#: hw.elementpipe.CreditFifo: the output FIFO of a credit pipeline (a free-running register
+#: chain whose last stage is the FIFO's entry, issuing while it holds a credit); an element
+#: holds its credit from its issue to the cycle after it is taken, stages + 1 cycles at full
+#: rate, so a pipeline of up to CREDIT_FIFO_DEPTH - 1 stages runs at one element per cycle
+CREDIT_FIFO_DEPTH = 16
+
 #: hw.fixedops.bitlen_staged: per chunk, then the highest nonzero chunk
 BITLEN_STAGES = 2
 
@@ -43,8 +49,9 @@ BITLEN_STAGES = 2
 #: divider its numerator: the last |v| folded into mu, mu floored at 1, its bit length,
 #: K and the numerator 127 · 2^K
 INT8Q_PREP_CYCLES = 1 + 1 + BITLEN_STAGES + 1
-#: Int8Quantizer's output pass: the buffer read (the block RAM's address and output
-#: registers), v · R, the staged rounding shift by K, the rounding add, the clamp
+#: Int8Quantizer's output pass, a credit pipeline: the buffer read (the block RAM's address
+#: and output registers), v · R, the staged rounding shift by K, the rounding add, the clamp
+#: (written into the output FIFO, whose entry is the last stage)
 INT8Q_OUT_STAGES = 2 + MUL_STAGES + SHIFT_STAGES + 1 + 1
 
 #: Rsqrt's normalization: the bit length of ss (BITLEN_STAGES), w = (bitlen - 1) // 2 and
@@ -71,6 +78,7 @@ RMS_SCAN_STAGES = 2 + SHIFT_STAGES + 1 + MUL_STAGES
 #: RmsNorm, from the cycle the last u is taken to the one ss is offered to the Rsqrt: the
 #: last beat's square added to the sum, then eps' (and ss >= 1)
 RMS_SS_CYCLES = 2
-#: RmsNorm's step: m_u · y (a WideMultiplier), its bit length, k = bitlen - B, the staged
-#: shift by k (e = e_u + E + GF - k beside it)
+#: RmsNorm's step, a credit pipeline: m_u · y (a WideMultiplier), its bit length, k =
+#: bitlen - B, the staged shift by k (e = e_u + E + GF - k beside it; its last stage written
+#: into the output FIFO)
 RMS_STEP_STAGES = MUL_STAGES + BITLEN_STAGES + 1 + SHIFT_STAGES
