@@ -50,6 +50,41 @@ class _Pointer(Elaboratable):
         return m
 
 
+class _Register(Elaboratable):
+    def __init__(self, width: int):
+        self.d = Signal(width)
+        self.en = Signal()
+        self.q = Signal(width)
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.If(self.en):
+            m.d.sync += self.q.eq(self.d)
+        return m
+
+
+class RegisterReplicas(wiring.Component):
+    """``n`` copies of a ``width``-bit register loaded with ``d`` while ``en`` is high
+    (synchronous reset to 0): ``q[i]`` is copy i, for a pipeline register whose value
+    selects many multiplexers."""
+
+    def __new__(cls, width: int, n: int):
+        check_int("RegisterReplicas", "width", width, 1)
+        check_int("RegisterReplicas", "n", n, 1)
+        return super().__new__(cls)
+
+    def __init__(self, width: int, n: int):
+        self.width, self.n = width, n
+        super().__init__({"d": In(width), "en": In(1), "q": Out(data.ArrayLayout(width, n))})
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(self.n):
+            m.submodules[f"{KEEP_PREFIX}{i}"] = r = _Register(self.width)
+            m.d.comb += [r.d.eq(self.d), r.en.eq(self.en), self.q[i].eq(r.q)]
+        return m
+
+
 class Replicas(wiring.Component):
     """``n`` flip-flops that take ``d`` every cycle (synchronous reset to ``init``): ``q[i]``
     is copy i. ``n = 0`` is allowed (no copies)."""
