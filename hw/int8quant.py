@@ -188,12 +188,13 @@ class Int8Quantizer(wiring.Component):
         m.d.comb += [buf.w_addr.eq(wcnt), buf.w_data.eq(Value.cast(self.i.payload.v)), buf.w_en.eq(take_in),
                      div.i.payload.num.eq(num), div.i.payload.den.eq(mus)]
         state = Signal(range(6))
+        recv = Signal(init=1)                      # state == RECV, a register of its own (i.ready)
+        m.d.comb += self.i.ready.eq(recv)
         with m.If(state == RECV):
-            m.d.comb += self.i.ready.eq(1)
             with m.If(take_in):
                 m.d.sync += wcnt.eq(wcnt + 1)
                 with m.If(self.i.payload.last):
-                    m.d.sync += [nlast.eq(wcnt), state.eq(FOLD)]
+                    m.d.sync += [nlast.eq(wcnt), recv.eq(0), state.eq(FOLD)]
         with m.Elif(state == FOLD):
             m.d.sync += [wait.eq(INT8Q_PREP_CYCLES - 2), nlast1.eq(nlast - 1), state.eq(LEN)]
         with m.Elif(state == LEN):
@@ -216,5 +217,5 @@ class Int8Quantizer(wiring.Component):
             with m.If(issue):
                 m.d.sync += [ridx.eq(ridx + 1), at_last.eq(ridx == nlast1)]
                 with m.If(at_last):
-                    m.d.sync += [wcnt.eq(0), mu.eq(0), state.eq(RECV)]
+                    m.d.sync += [wcnt.eq(0), mu.eq(0), recv.eq(1), state.eq(RECV)]
         return m

@@ -124,6 +124,7 @@ class RmsNorm(wiring.Component):
                      gmem.w_data.eq(Value.cast(self.g.payload.value))]
 
         wcnt, ridx = Signal(range(N)), Signal(range(N))
+        at_end = Signal()                                # ridx == N - 1, registered beside ridx
         # bitlen(max |h|) = bitlen(OR of the |h|): the running value is an OR (no compare)
         hmax = Signal(v.resid_bits)                      # OR of the vector's |h| so far
         a_r = Signal(v.resid_bits)                       # OR of the beat's |h|, registered
@@ -172,7 +173,7 @@ class RmsNorm(wiring.Component):
             squares.append(sq.p)
         beat_ss = Signal(2 * NB + 2 + (L - 1).bit_length())
         m.d.comb += beat_ss.eq(sum(squares))
-        last = delay(m, adv, ridx == N - 1, self.scan_stages, "last")
+        last = delay(m, adv, at_end, self.scan_stages, "last")
         m.d.comb += q.i.payload.last.eq(last)
         # the sum of squares: the last beat's square added (RMS_SS_CYCLES: this cycle), then
         # eps' and whether ss is 0 (the next); ss is offered to the Rsqrt the cycle after
@@ -199,7 +200,7 @@ class RmsNorm(wiring.Component):
             with m.If(wait == 0):
                 m.d.sync += state.eq(PREP)
         with m.Elif(state == PREP):
-            m.d.sync += [p.eq(Mux(n_h > NB, n_h - NB, 0)), ridx.eq(0)]
+            m.d.sync += [p.eq(Mux(n_h > NB, n_h - NB, 0)), ridx.eq(0), at_end.eq(N == 1)]
             m.d.comb += self.k.ready.eq(~ss_valid)
             with m.If(~ss_valid & self.k.valid):
                 m.d.sync += [eps_k.eq(self.k.payload.eps_q), gf_k.eq(self.k.payload.gamma_frac),
@@ -207,8 +208,8 @@ class RmsNorm(wiring.Component):
         with m.Elif(state == SCAN):
             m.d.comb += scan.eq(1)
             with m.If(adv):
-                m.d.sync += ridx.eq(ridx + 1)
-                with m.If(ridx == N - 1):
+                m.d.sync += [ridx.eq(ridx + 1), at_end.eq(ridx == N - 2)]
+                with m.If(at_end):
                     m.d.sync += state.eq(DRAIN)
         with m.Elif(state == DRAIN):
             with m.If(valid == 0):
