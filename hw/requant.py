@@ -49,12 +49,16 @@ from .fixedops import fits_signed, saturate_bits, staged_rshift
 from .multiplier import WideMultiplier
 from .primitives import check_primitives
 from .rsqrt import check_vector_config
+from .replica import RegisterReplicas
 from .signature import members
 
 #: the widest accumulator the contract admits (A' · m < 2^62)
 MAX_ACC_BITS = 62
 #: bits per group of the overflow test's first reduction
 FIT_GROUP = 4
+#: copies per lane of the output shift's amount register (each selects a share of the
+#: first shift stage's multiplexers)
+REQUANT_SHIFT_COPIES = 4
 
 
 class Requantize(wiring.Component):
@@ -112,7 +116,11 @@ class Requantize(wiring.Component):
                          d.eq(Mux(sd < 0, 0, Mux(sd > dmax, dmax, sd))),
                          cu.eq(Mux(sd < 1, 0, Mux(sd > W + 1, W, sd - 1))), cneg.eq(sd < 1)]
         mb = delay(m, adv, i.m, pre, "m")
-        d_p = delay(m, adv, d, pre + MUL_STAGES - 3, "d")
+        # d's last register in one copy per group of the output shift's first-stage
+        # multiplexers (REQUANT_SHIFT_COPIES per lane, hw.replica)
+        d_c = m.submodules.d_copies = RegisterReplicas(len(d), REQUANT_SHIFT_COPIES * self.lanes)
+        m.d.comb += [d_c.d.eq(delay(m, adv, d, pre + MUL_STAGES - 4, "d")), d_c.en.eq(adv)]
+        d_p = [d_c.q[j] for j in range(REQUANT_SHIFT_COPIES * self.lanes)]
         # the mask of the bits >= c, decoded in two steps while the product is formed: c's
         # groups of 8 (above, equal) and its low bits as a thermometer, then one LUT per bit
         G = 8
@@ -134,8 +142,9 @@ class Requantize(wiring.Component):
             m.d.sync += cneg.eq(cneg_m)
         for k in range(self.lanes):
             res = lane(i.res, k) if self.residual else None
-            self._lane(m, adv, lane(i.acc, k), i.a, mb, d_p, mask, cneg, res, lane(self.o.payload.y, k),
-                       f"l{k}")
+            self._lane(m, adv, lane(i.acc, k), i.a, mb,
+                       d_p[k * REQUANT_SHIFT_COPIES:(k + 1) * REQUANT_SHIFT_COPIES], mask, cneg, res,
+                       lane(self.o.payload.y, k), f"l{k}")
         return m
 
     def _lane(self, m, adv, acc, a, mb, d_p, mask, cneg, res_in, y_out, name):
@@ -150,8 +159,8 @@ class Requantize(wiring.Component):
         m.d.comb += [mul.en.eq(adv), mul.a.eq(ap), mul.b.eq(mb)]
         P = mul.p
         # 3. v's low OB + 1 bits; beside it, whether v fits them
-        v = staged_rshift(m, adv, Cat(Const(0, OB + 1), P).as_signed(), d_p, OB + 1, SHIFT_STAGES,
-                          f"{name}_out")
+        v = staged_rshift(m, adv, Cat(Const(0, OB + 1), P).as_signed(), d_p[0], OB + 1, SHIFT_STAGES,
+                          f"{name}_out", amount_copies=d_p)
         z = Signal(W, name=f"{name}_z")
         m.d.comb += z.eq((P ^ P[-1].replicate(W)) & mask)
         groups = Signal(-(-W // FIT_GROUP), name=f"{name}_groups")
