@@ -11,7 +11,8 @@ its own, loaded from or unloaded to a ``data_bits``-wide pin bus:
   while pin ``p_shift`` is high; its bits are the payload, pin ``p_valid`` is the valid;
 * an output stream ``q``: pin ``q_ready`` is the ready; a parallel-in/serial-out register
   loads valid and payload while pin ``q_load`` is high and otherwise shifts them out on
-  pins ``q_dout``, ``data_bits`` per cycle;
+  pins ``q_dout``, ``data_bits`` per cycle, through ``OUT_PIN_STAGES`` more flip-flops
+  (so the register can sit by the unit and its load enable's copy, the pin far away);
 * the rest the unit drives (the input streams' readies, plain outputs such as ``err``,
   ``busy``) go into one more such register, ``status`` (``status_load``, ``status_dout``).
 
@@ -42,6 +43,8 @@ from ..hw.replica import Replicas
 #: flip-flops between each input pin and the shell register it drives (they let placement
 #: move the shell's registers next to the unit's logic)
 PIN_STAGES = 2
+#: flip-flops between a shift register's last word and its output pins
+OUT_PIN_STAGES = 1
 #: default width of the pin buses
 DATA_BITS = 8
 
@@ -142,7 +145,12 @@ class UnitShell(wiring.Component):
                                         else source[w * D:])
                 with m.Else():
                     m.d.sync += word.eq(sr.word_select(w + 1, D) if w + 1 < n else 0)
-            m.d.comb += getattr(self, f"{name}_dout").eq(sr[:D])
+            dout = sr[:D]
+            for k in range(OUT_PIN_STAGES):
+                q = Signal(D, name=f"{name}_dout_p{k}")
+                m.d.sync += q.eq(dout)
+                dout = q
+            m.d.comb += getattr(self, f"{name}_dout").eq(dout)
 
         status = []
         for p in self.ports["in"]:

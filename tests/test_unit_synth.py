@@ -22,7 +22,7 @@ from amaranth.sim import Simulator
 from tritforge.accelconfig import VectorConfig
 from tritforge.errors import TritforgeError
 from tritforge.fpga import unitsynth
-from tritforge.fpga.unitshell import PIN_STAGES, UnitShell
+from tritforge.fpga.unitshell import OUT_PIN_STAGES, PIN_STAGES, UnitShell
 from tritforge.hw.rope import Rope
 
 FILES = unitsynth.all_baselines()
@@ -48,13 +48,13 @@ def test_shell_moves_every_bit_through_registered_pins():
         seen["cs_valid"] = ctx.get(unit.cs.valid)
         # status: x.ready and cs.ready (Rope takes x first: x ready, cs not)
         ctx.set(top.status_load, 1)
-        await ctx.tick().repeat(PIN_STAGES + 1)
+        await ctx.tick().repeat(PIN_STAGES + 1 + OUT_PIN_STAGES)
         seen["status"] = ctx.get(top.status_dout)
         # o: valid (0) and payload loaded, then shifted out 4 bits a cycle
         ctx.set(top.o_load, 1)
         await ctx.tick().repeat(PIN_STAGES + 1)
         ctx.set(top.o_load, 0)
-        await ctx.tick().repeat(PIN_STAGES)
+        await ctx.tick().repeat(PIN_STAGES + OUT_PIN_STAGES)
         seen["o"] = [ctx.get(top.o_dout)]
         await ctx.tick()
         seen["o"].append(ctx.get(top.o_dout))
