@@ -4,12 +4,13 @@ For uniform-d2, uniform-d3 and mixed configurations (``codec.mixeddepth``) at se
 targets: perplexity on the held-out text (``sim/data/heldout_text.txt``, 3,918 tokens,
 windows of 512, ``sim.quality.perplexity``; never used for calibration), relative weight
 MSE, and bytes per token: the packed stream bytes of all 210 quantized matrices, each read
-once per decoded token. Sensitivities: diag(H) of the bundled text (5 x 512 tokens,
-``codec.calibration.input_energy``); one point also with the plain weight error.
-All configurations in the ``tritforge`` mode (its codebooks; the uniform ones are
-``quantize_model``'s).
+once per decoded token. Sensitivities (``codec.mixeddepth``): the Fisher diagonal of the
+loss on the bundled text (20 x 128 tokens, ``codec.calibration.weight_fisher``, the
+default of ``tritforge quantize``); the 80 % point also with diag(H) (5 x 512 tokens,
+``codec.calibration.input_energy``) and with the plain weight error. All configurations in
+the ``tritforge`` mode (its codebooks; the uniform ones are ``quantize_model``'s).
 
-Depth-field options, on the weighted-error proxy (sum of diag(H)-weighted squared error
+Depth-field options, on the weighted-error proxy (sum of Fisher-weighted squared error
 over the model, as the allocation sees it) at the same bytes: the format's 1-trit field
 (depths D-2..D) against a 2-trit field (depths 0..D, one more trit a group), and the
 entropy of the chosen depths (the least any depth code could cost).
@@ -89,7 +90,7 @@ def pareto_plot(rows: list[dict], path: str) -> None:
     ax.set_xlabel("weight bytes per token (MB, 210 quantized matrices)")
     ax.set_ylabel("perplexity, held-out text")
     ax.set_yscale("log")
-    ax.set_title("SmolLM2-135M: uniform vs variable depth per group (tritforge mode)")
+    ax.set_title("SmolLM2-135M: uniform vs variable depth per group (tritforge mode, Fisher)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -99,18 +100,18 @@ def pareto_plot(rows: list[dict], path: str) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bpw3", default="4.08,3.6,2.975",
+    p.add_argument("--bpw3", default="4.6,4.08,3.6,3.3,2.975",
                    help="bpw targets of the base-3 mixed configurations (default: 80 %% of uniform-d3's "
                         "bytes, between, 85 %% of uniform-d2's)")
     p.add_argument("--bpw2", default="2.975", help="bpw targets of the base-2 mixed configurations")
     p.add_argument("--sens", default="0.02", help="thresholds of the d3scale-sens configurations")
     p.add_argument("--no-plain", action="store_true",
-                   help="skip the point with the plain weight error instead of diag(H)")
+                   help="skip the points with diag(H) and with the plain weight error instead of Fisher")
     args = p.parse_args()
 
     import torch
     from tritforge.codec import mixeddepth
-    from tritforge.codec.calibration import input_energy, make_options, read_text
+    from tritforge.codec.calibration import input_energy, make_options, read_text, weight_fisher
     from tritforge.codec.checkpoint import load_checkpoint
     from tritforge.codec.modelquant import parse_config, quantize_mixed, quantize_model
     from tritforge.codec.quantize import mode_codebook, prepare
@@ -130,10 +131,9 @@ def main() -> int:
     print(f"source perplexity, held-out text ({len(ids)} tokens): {src:.3f} "
           f"({time.perf_counter() - t0:.1f} s)", flush=True)
 
-    t0 = time.perf_counter()
-    energy, info = input_energy(ck, names, make_options(), progress=False)
-    print(f"sensitivities: diag(H) on {info['tokens']} tokens of {info['text']} "
-          f"({info['forward_seconds']:.1f} s)", flush=True)
+    fisher, info = weight_fisher(ck, names, make_options(None, 20, 128), progress=False)
+    print(f"sensitivities: Fisher diagonal on {info['tokens']} tokens of {info['text']} "
+          f"({info['forward_backward_seconds']:.1f} s)", flush=True)
 
     rows = []
 
@@ -161,24 +161,27 @@ def main() -> int:
             + [parse_config(f"mixed-d2-bpw{b}").mixed for b in args.bpw2.split(",") if b]
             + [parse_config("d3scale-sens" + s.split(".")[1]).mixed for s in args.sens.split(",") if s])
     t0 = time.perf_counter()
-    mixed = quantize_mixed(ck.tensors, names, cfgs, MODE, energy, progress=False)
+    mixed = quantize_mixed(ck.tensors, names, cfgs, MODE, fisher, progress=False)
     print(f"  ({len(cfgs)} mixed configurations quantized in {time.perf_counter() - t0:.0f} s: "
           f"one error pass per base depth, {mixed[cfgs[0].name].mixed['error_pass_seconds']:.0f} s)", flush=True)
     for c in cfgs:
         kind = "threshold" if c.rule == "sens" else f"mixed d{c.base}"
         measure(c.name, kind, mixed.pop(c.name))
-    if not args.no_plain:     # one point with the plain weight error instead of diag(H)
-        plain_cfg = parse_config("mixed-d3-bpw4.08").mixed
-        plain = quantize_mixed(ck.tensors, names, [plain_cfg], MODE, None, progress=False)[plain_cfg.name]
-        measure(plain_cfg.name + " (weight err)", "weight-error", plain)
-        del plain
+    if not args.no_plain:     # the 80 % point with diag(H) and with the plain weight error
+        cfg = parse_config("mixed-d3-bpw4.08").mixed
+        energy, info = input_energy(ck, names, make_options(), progress=False)
+        print(f"  (diag(H) on {info['tokens']} tokens, {info['forward_seconds']:.1f} s)", flush=True)
+        for label, sens in (("diag(H)", energy), ("weight err", None)):
+            other = quantize_mixed(ck.tensors, names, [cfg], MODE, sens, progress=False)[cfg.name]
+            measure(f"{cfg.name} ({label})", "other sensitivity", other)
+            del other
 
     # depth-field options on the proxy, base 3, at 80 % of uniform-d3's bytes
     target = 0.8 * u[3]["physical_bpw"]
     errs, en, counts = [], [], []
     for n in names:
         wg, shape = prepare(ck.tensors[n], n)
-        e, _, g = mixeddepth.depth_candidates(wg, mode_codebook(wg, 3, MODE), 3, energy.get(n))
+        e, _, g = mixeddepth.depth_candidates(wg, mode_codebook(wg, 3, MODE), 3, fisher.get(n))
         errs.append(e)
         en.append(g)
         counts.append(e.shape[0])
@@ -212,7 +215,7 @@ def main() -> int:
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "mixed.json"), "w") as f:
         json.dump({"source_ppl": src, "tokens": len(ids), "rows": rows, "depth_fields": opts}, f, indent=1)
-    pareto_plot([r for r in rows if r["kind"] != "weight-error"], os.path.join(OUT, "mixed_pareto.png"))
+    pareto_plot([r for r in rows if r["kind"] != "other sensitivity"], os.path.join(OUT, "mixed_pareto.png"))
     print(f"\nwrote {os.path.join(OUT, 'mixed.json')} and mixed_pareto.png; {time.perf_counter() - t_all:.0f} s")
     print(f"bench_mixed: {'all targets met' if not missed else 'missed: ' + ', '.join(missed)}")
     return 1 if missed else 0

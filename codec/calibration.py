@@ -320,3 +320,43 @@ def input_energy(ckpt, names: list[str], opts: CalibOptions, progress: bool = Tr
     info = {"text": opts.source, "seqs": opts.seqs, "length": opts.length,
             "tokens": int(ids.numel()), "forward_seconds": time.perf_counter() - t0}
     return {n: h.numpy() for n, h in diag.items()}, info
+
+
+def weight_fisher(ckpt, names: list[str], opts: CalibOptions, progress: bool = True) -> tuple[dict, dict]:
+    """``name -> F`` (numpy float32 (out, in)): the empirical Fisher diagonal of every weight,
+    the mean over the calibration sequences of the squared gradient of the sequence's
+    next-token loss (mean cross-entropy) -- ``F_ij (dw_ij)**2 / 2`` approximates the loss a
+    weight change adds, across layers as well as within one (SqueezeLLM, arXiv 2306.07629,
+    section 4.1). One forward and backward pass per sequence; a record as ``input_energy``."""
+    import time
+
+    import torch
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    ids = calibration_ids(ckpt.tokenizer(), opts)
+    model = float_model(ckpt)
+    try:
+        params = {}
+        for n in names:
+            try:
+                params[n] = model.get_parameter(n)
+            except AttributeError:
+                raise TritforgeError(f"{n}: no such parameter in the model") from None
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in params.values():
+            p.requires_grad_(True)
+        acc = {n: torch.zeros_like(p) for n, p in params.items()}
+        for row in tqdm(ids, desc="fisher", unit="seq", disable=not progress, leave=False):
+            model.zero_grad(set_to_none=True)
+            out = model(input_ids=row[None], labels=row[None], use_cache=False)
+            out.loss.backward()
+            for n, p in params.items():
+                acc[n].addcmul_(p.grad, p.grad)
+        fisher = {n: (a / len(ids)).numpy() for n, a in acc.items()}
+    finally:
+        del model
+    info = {"text": opts.source, "seqs": opts.seqs, "length": opts.length,
+            "tokens": int(ids.numel()), "forward_backward_seconds": time.perf_counter() - t0}
+    return fisher, info

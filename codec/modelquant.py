@@ -238,13 +238,23 @@ def matrix_stats(name: str, w, t: TritTensor) -> MatrixStats:
                        err["rel_mse"], err["sqnr_db"])
 
 
+#: what a mixed configuration's error weights are (``codec.mixeddepth``), by name
+SENSITIVITY = {"fisher": "Fisher diagonal of the loss on the calibration text (per weight)",
+               "diag-h": "diag(H) of the calibration text (per input channel)",
+               "weight": "none (the plain weight error)"}
+
+
 def quantize_mixed(tensors: dict, names: list[str], configs: list[MixedConfig], mode: str = "tritforge",
-                   energy: dict | None = None, progress: bool = True) -> dict[str, ModelQuant]:
+                   energy: dict | None = None, progress: bool = True,
+                   sensitivity: str | None = None) -> dict[str, ModelQuant]:
     """Quantize ``tensors[name]`` for every mixed configuration; returns config name ->
     :class:`ModelQuant` (``codec.mixeddepth`` has the rules).
 
-    ``energy`` maps names to per-input-channel sensitivities (``diag(H)``,
+    ``energy`` maps names to sensitivities: per weight (out, in) (the Fisher diagonal,
+    ``codec.calibration.weight_fisher``) or per input channel (in,) (``diag(H)``,
     ``codec.calibration.input_energy``); None (or a missing name) weighs every weight alike.
+    ``sensitivity`` names which (a key of :data:`SENSITIVITY`, for the record; default
+    ``weight`` without ``energy``, else ``fisher`` or ``diag-h`` by its shape).
     The per-group errors at every depth are computed once per base depth and shared by the
     configurations of that base; each matrix is prepared once per pass.
     """
@@ -257,6 +267,11 @@ def quantize_mixed(tensors: dict, names: list[str], configs: list[MixedConfig], 
     if not configs:
         raise TritforgeError("mixed configurations: expected at least one")
     search = (0,) if mode == "tritllm-v2" else (-1, 0, 1, 2)
+    if sensitivity is None:
+        sensitivity = "weight" if energy is None else (
+            "fisher" if any(np.ndim(v) == 2 for v in energy.values()) else "diag-h")
+    if sensitivity not in SENSITIVITY:
+        raise TritforgeError(f"sensitivity {sensitivity!r}: expected one of {', '.join(SENSITIVITY)}")
     bases = sorted({c.base for c in configs})
     t_start = time.perf_counter()
     # pass 1: per base depth, every group's weighted error and index at every allowed depth
@@ -315,7 +330,7 @@ def quantize_mixed(tensors: dict, names: list[str], configs: list[MixedConfig], 
         r = results[cfg.name]
         r.seconds += t_errors / len(configs)
         r.mixed = {**cfg.describe(), **notes[cfg.name],
-                   "sensitivity": "weight error" if energy is None else "diag(H) of the calibration text",
+                   "sensitivity": sensitivity, "sensitivity_is": SENSITIVITY[sensitivity],
                    "error_pass_seconds": t_errors}
     return results
 

@@ -83,6 +83,20 @@ def test_sensitivity_steers_the_depths():
     assert (gd[:, 2] == 3).all() and gd[:, 2].mean() > gd[:, [0, 1, 3]].mean()
 
 
+def test_per_weight_sensitivity_steers_the_depths():
+    ts = _tensors()
+    name = "layers.2.w.weight"
+    fisher = {n: np.ones(t.shape, np.float32) for n, t in ts.items()}
+    fisher[name] = fisher[name].copy()
+    fisher[name][5] = 1e4                        # one row matters much more
+    r = _mixed(["mixed-d3-bpw3.4"], ts, fisher)["mixed-d3-bpw3.4"]
+    assert r.mixed["sensitivity"] == "fisher"
+    gd = r.tensors[name].group_depth
+    assert (gd[5] == 3).all() and gd[5].mean() > np.delete(gd, 5, axis=0).mean()
+    with pytest.raises(TritforgeError, match="sensitivities of shape"):
+        _mixed(["mixed-d3-bpw3.4"], ts, {name: np.ones((3, 3), np.float32)})
+
+
 def test_threshold_rule_and_depth_zero():
     ts = _tensors()
     ts["layers.1.w.weight"][:, :16] = 0.0          # a group column of zeros
@@ -262,7 +276,7 @@ def test_quantize_cli_writes_a_mixed_config(run_mixed, capsys):
     q = rep["quant"]
     assert rep["packed_roundtrip_exact"] is True and q["depth"] == 3
     assert q["physical_bpw"] <= 4.2 and sum(q["depth_histogram"]) > 0
-    assert q["mixed"]["rule"] == "bpw" and q["mixed"]["sensitivity"].startswith("diag(H)")
+    assert q["mixed"]["rule"] == "bpw" and q["mixed"]["sensitivity"] == "fisher"
     assert q["mixed"]["sensitivity_text"]["tokens"] == 128
     uni = json.loads((out / "uniform-d3" / "report.json").read_text())
     assert q["bytes"] < 0.85 * uni["quant"]["bytes"]

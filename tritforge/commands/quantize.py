@@ -24,6 +24,8 @@ from ..errors import TritforgeError
 HELP = "quantize a model to balanced ternary: packed file, FP16 HF folder and report per config"
 
 PACKED_NAME = "model.trit.safetensors"
+#: the mixed configs' error weights (``codec.mixeddepth``)
+SENSITIVITIES = ("fisher", "diag-h", "weight")
 EXPORT_NAME = "model"
 PACKED_MODEL_NAME = "packed"
 REPORT_NAME = "report.json"
@@ -43,14 +45,16 @@ def add_arguments(p) -> None:
     p.add_argument("--calib", metavar="FILE", default=None,
                    help="calibrated mode and mixed configs' sensitivities: UTF-8 text to calibrate on "
                         "(default: the bundled text)")
-    p.add_argument("--calib-seqs", type=int, default=5, metavar="N",
-                   help="calibrated mode and mixed configs: number of calibration sequences (default 5)")
-    p.add_argument("--calib-len", type=int, default=512, metavar="N",
-                   help="calibrated mode and mixed configs: tokens per calibration sequence (default 512)")
-    p.add_argument("--sensitivity", default="diag-h", choices=("diag-h", "weight"),
-                   help="mixed configs: weigh each weight's error by its input channel's energy diag(H) "
-                        "on the calibration text (default; the plain weight error if the model has no "
-                        "tokenizer) or not at all (weight)")
+    p.add_argument("--calib-seqs", type=int, default=None, metavar="N",
+                   help="calibrated mode and mixed configs: number of calibration sequences (default 5; "
+                        "20 for --sensitivity fisher)")
+    p.add_argument("--calib-len", type=int, default=None, metavar="N",
+                   help="calibrated mode and mixed configs: tokens per calibration sequence (default 512; "
+                        "128 for --sensitivity fisher)")
+    p.add_argument("--sensitivity", default="fisher", choices=SENSITIVITIES,
+                   help="mixed configs: weigh each weight's error by the Fisher diagonal of the loss on "
+                        "the calibration text (default), by its input channel's energy diag(H) there, or "
+                        "not at all (weight; also what a model without a tokenizer gets)")
     p.add_argument("--calib-damp", type=float, default=0.01, metavar="F",
                    help="calibrated mode: Hessian damping, fraction of its mean diagonal (default 0.01)")
     p.add_argument("--calib-inputs", default="float", choices=("float", "sequential"),
@@ -77,19 +81,23 @@ def _calib_options(args, mixed: bool):
     of the mixed configs' sensitivities; else None."""
     from ..codec.calibration import make_options
 
-    text = [f for f, v in (("--calib", args.calib), ("--calib-seqs", args.calib_seqs != 5),
-                           ("--calib-len", args.calib_len != 512)) if v]
+    text = [f for f, v in (("--calib", args.calib), ("--calib-seqs", args.calib_seqs is not None),
+                           ("--calib-len", args.calib_len is not None)) if v]
     rest = [f for f, v in (("--calib-damp", args.calib_damp != 0.01),
                            ("--calib-order", args.calib_order != "act-groups"),
                            ("--calib-inputs", args.calib_inputs != "float")) if v]
+    seqs, length = args.calib_seqs or 5, args.calib_len or 512
     if args.mode != "calibrated":
-        if rest or (text and not (mixed and args.sensitivity == "diag-h")):
+        weighted = mixed and args.sensitivity != "weight"
+        if rest or (text and not weighted):
             raise TritforgeError(f"{(rest or text)[0]}: only with --mode calibrated"
-                                 + ("" if rest else " or mixed configs with --sensitivity diag-h"))
-        if not (mixed and args.sensitivity == "diag-h"):
+                                 + ("" if rest else " or mixed configs with --sensitivity fisher or diag-h"))
+        if not weighted:
             return None
-        return make_options(args.calib, args.calib_seqs, args.calib_len)
-    return make_options(args.calib, args.calib_seqs, args.calib_len, args.calib_damp, args.calib_order,
+        if args.sensitivity == "fisher":
+            seqs, length = args.calib_seqs or 20, args.calib_len or 128
+        return make_options(args.calib, seqs, length)
+    return make_options(args.calib, seqs, length, args.calib_damp, args.calib_order,
                         inputs=args.calib_inputs)
 
 
@@ -171,20 +179,21 @@ def run(args) -> int:
         by_depth = quantize_checkpoint(ckpt, [c.depth for c in uniform], args.mode,
                                        progress=not args.quiet, calib=calib)
         results.update({c.name: by_depth[c.depth] for c in uniform})
-    sens_note = None
     if mixed:
-        energy = None
+        energy, sens_note, sens = None, None, "weight"
         if calib is not None:
-            from ..codec.calibration import input_energy
+            from ..codec.calibration import input_energy, weight_fisher
 
             try:
                 ckpt.tokenizer()
             except TritforgeError as exc:
                 _say(args, f"note: {exc}; the mixed configs weigh the plain weight error")
             else:
-                energy, sens_note = input_energy(ckpt, ckpt.linear_names, calib, progress=not args.quiet)
+                sens = args.sensitivity
+                collect = weight_fisher if sens == "fisher" else input_energy
+                energy, sens_note = collect(ckpt, ckpt.linear_names, calib, progress=not args.quiet)
         results.update(quantize_mixed(ckpt.tensors, ckpt.linear_names, mixed, args.mode, energy,
-                                      progress=not args.quiet))
+                                      progress=not args.quiet, sensitivity=sens))
         for c in mixed:
             results[c.name].mixed["sensitivity_text"] = sens_note
     t_quant_all = time.perf_counter() - t0
