@@ -41,13 +41,18 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hwconfig import HwConfig
+from ..hwconfig import FIFO_DEPTH, HwConfig
 from .checks import check_config
 from .replica import replicas
 from .signature import payload_layouts
 
-#: commands in flight at most: one draining its results, one streaming beats, one pending
-MAX_IN_FLIGHT = 3
+def max_in_flight(cfg: HwConfig) -> int:
+    """Commands in flight at most: the one in the front end, one per item the pipeline and
+    the result FIFO can hold (a command's last result leaves after all its items, and under
+    back-pressure commands of one beat can follow each other through every stage), one
+    counted out a cycle after its last pop."""
+    return 1 + cfg.pipeline_stages + FIFO_DEPTH + 1
+
 
 
 def counter_shapes(cfg: HwConfig) -> tuple[int, int]:
@@ -106,7 +111,7 @@ class CommandControl(wiring.Component):
                      accept.eq(free & self.cmd.valid), self.accept.eq(accept)]
 
         # the commands in flight, busy a flip-flop of their next count
-        in_flight = Signal(range(MAX_IN_FLIGHT + 1))
+        in_flight = Signal(range(max_in_flight(self.cfg) + 1))
         in_flight_nxt = Signal.like(in_flight)
         busy = Signal()
         m.d.comb += [in_flight_nxt.eq(in_flight + accept - self.done), self.busy.eq(busy),

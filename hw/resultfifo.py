@@ -10,8 +10,8 @@ cycles ahead: flip-flops ``adv2`` and ``adv3`` hold the advances of the next two
 cycle n+3 fits even if nothing is popped before: ``count(n) + push(n) + adv2(n) + adv3(n)
 <= FIFO_DEPTH - 1`` (a push in cycles n+1 and n+2 whenever they advance; as compares of
 the count with constants, no adder). So ``o.ready`` (the pop) reaches only the read
-pointer's copies, the count, and the flip-flop that registers the pop of the command's
-last beat (``done``, which ends RUN): no advance.
+pointer's copies, the count, and the flip-flop that registers the pop of a command's
+last beat (``done``, which counts the command out of those in flight): no advance.
 
 Fan-out (``hw.replica``, cycle-neutral): ``adv_next`` (= ``adv2``) is what ``adv`` will be
 in the next cycle, for registers outside computed from their next state; ``adv_copies``
@@ -80,18 +80,10 @@ class ResultFifo(wiring.Component):
         for i, q in enumerate(replicas(m, "adv2", adv3, len(self.adv_copies), init=1)):
             m.d.comb += self.adv_copies[i].eq(q)
 
-        # the command's last beat is the last push before the engine is idle again, so
-        # once it is in (last_in) the head is it exactly when the FIFO holds one beat (cnt1,
-        # a flip-flop): its pop is then o.ready & last_in & cnt1, registered as ``done``
-        last_in = Signal()
-        cnt1 = Signal()
-        done_nxt = Signal()
-        m.d.comb += done_nxt.eq(self.o.ready & last_in & cnt1)
-        m.d.sync += [cnt1.eq(cnt_nxt == 1), self.done.eq(done_nxt)]
-        with m.If(push & self.entry.last):
-            m.d.sync += last_in.eq(1)
-        with m.Elif(done_nxt):
-            m.d.sync += last_in.eq(0)
+        # the pop of a command's last beat (the head's ``last``: the entries and a copy of
+        # the read pointer, flip-flops), registered as ``done``; the FIFO may hold the next
+        # command's beats behind it
+        m.d.sync += self.done.eq(pop & self.o.payload.last)
 
         # read: per row (and one for vector and last) a copy of the one-hot read pointer
         rps = pointer_replicas(m, "rp", D, [(self.o.valid, self.o.ready)] * (R + 1))

@@ -112,11 +112,14 @@ def command_cycles(cfg: HwConfig, out_features: int, in_features: int,
 
 @dataclass(frozen=True)
 class Command:
-    """One engine command of a back-to-back stream: its matrix shape and whether it loads."""
+    """One engine command of a back-to-back stream: its matrix shape, whether it loads, and
+    whether the host writes a codebook for it (into the other bank) or it reads the one
+    the command before it read (the same matrix again)."""
 
     out_features: int
     in_features: int
     load_act: bool = True
+    codebook: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,11 +149,14 @@ class Timeline:
 
 def timeline(cfg: HwConfig, cmds, overlap: bool = True) -> Timeline:
     """The exact cycles of a stream of commands sent by the host of ``sim.stepmodel
-    .JobDriver`` with always-valid streams and an always-ready result stream: command j's
-    27 codebook words (bank j % 2) are written one per cycle once command j − 1 was
-    accepted and its bank is free (command j − 2's last result accepted; with
-    ``overlap=False`` command j − 1's: one command at a time), its command offered the cycle
-    after. Per command, with ng groups, N = tiles·ng beats, T vectors and S pipeline stages:
+    .JobDriver`` with always-valid streams and an always-ready result stream: a command's
+    27 codebook words (the banks alternate from one codebook to the next) are written one
+    per cycle once the command before it was accepted and its bank is free (the last
+    result accepted of the command before the previous codebook's; with ``overlap=False``
+    of the command before it: one command at a time), its command offered the cycle after;
+    a command without a codebook of its own is offered the cycle after the one before it
+    was accepted (with ``overlap=False`` after that one's last result). Per command, with ng
+    groups, N = tiles·ng beats, T vectors and S pipeline stages:
 
     * accepted when offered and the front end is free (the cycle after the issue stage
       took the command before);
@@ -166,17 +172,23 @@ def timeline(cfg: HwConfig, cmds, overlap: bool = True) -> Timeline:
     T, S = cfg.vectors, cfg.pipeline_stages
     acc, tk, fb, lb, lr = [], [], [], [], []
     beat_cycles = 0
+    books = []             # per codebook, the last command that read it
     for j, c in enumerate(cmds):
         cfg.check_shape(c.out_features, c.in_features)
         ng = _groups(c.in_features)
         n = cfg.tiles(c.out_features) * ng
         beat_cycles += n * T
-        # the codebook: after the previous accept, once the bank is free
-        cb = 0 if j == 0 else acc[-1] + 1
-        free_after = j - 2 if overlap else j - 1
-        if free_after >= 0:
-            cb = max(cb, lr[free_after] + 1)
-        a = cb + layout.CODEBOOK_SIZE
+        offer = 0 if j == 0 else acc[-1] + 1
+        if not overlap and j:
+            offer = max(offer, lr[-1] + 1)
+        if c.codebook or not books:
+            # after the previous accept, once the bank is free
+            if overlap and len(books) >= 2:
+                offer = max(offer, lr[books[-2]] + 1)
+            books.append(j)
+            offer += layout.CODEBOOK_SIZE
+        books[-1] = j
+        a = offer
         if j:
             a = max(a, tk[-1] + 1)
         pend = a + CMD_ACCEPT_CYCLES - 1
@@ -214,7 +226,7 @@ def matrix_commands(cfg: HwConfig, out_features: int, in_features: int, n_vector
     """The commands of ``run_matrix`` for n vectors (every command after the first loads)."""
     n_cmd = commands(cfg, n_vectors)
     return ([Command(out_features, in_features, load_act)]
-            + [Command(out_features, in_features, True)] * (n_cmd - 1))
+            + [Command(out_features, in_features, True, codebook=False)] * (n_cmd - 1))
 
 
 def run_cycles(cfg: HwConfig, out_features: int, in_features: int, n_vectors: int,

@@ -350,6 +350,9 @@ class Job:
     last_group: int
     last_tile: int
     load_act: bool = True
+    #: the host writes the codebook for this command (into the other bank); False: the
+    #: command reads the bank the job before it read (the same matrix again)
+    codebook: bool = True
 
 
 class JobDriver:
@@ -357,11 +360,12 @@ class JobDriver:
 
     ``inputs()`` gives this cycle's ``Inputs``; ``observe(inputs, outputs)`` takes what the
     engine (model or RTL) answered and moves on. Streams follow the host rules of
-    hw/ENGINE.md: job j uses codebook bank ``j % 2``, written once job j − 2's last result
-    was taken (with ``overlap=False`` once job j − 1's was: one command at a time), then its
-    command is offered; the activation words and the beats are flat streams over the jobs
-    whose commands were accepted (offered whenever pending; the engine decides when to take
-    them). ``p_valid``/``p_ready`` are the chances that a pending stream is valid and that
+    hw/ENGINE.md: the codebooks alternate between the two banks, each written once the last
+    job that read its bank before has all its results (with ``overlap=False`` once the job
+    before has: one command at a time), then the job's command is offered; a job without a
+    codebook of its own reads the bank of the job before it. The activation words and the
+    beats are flat streams over the jobs whose commands were accepted (offered whenever
+    pending; the engine decides when to take them). ``p_valid``/``p_ready`` are the chances that a pending stream is valid and that
     ``res.ready`` is high in a cycle; ``reset_cycles`` assert the synchronous reset, after
     which every job without all its results restarts from its codebook (the codebook and
     the buffer are kept, but nothing in flight).
@@ -380,11 +384,25 @@ class JobDriver:
         self.cycle = 0
         self.results: list[list] = [[] for _ in self.jobs]
         self.job = 0                 #: the job whose results come next
+        # per job its codebook bank, and the job whose results it waits for
+        self.bank, self.wait_for, books = [], [], []
+        for j, job in enumerate(self.jobs):
+            if job.codebook or not books:
+                books.append(j)
+            else:
+                books[-1] = j
+            self.bank.append((len(books) - 1) % CODEBOOK_BANKS)
+            if not overlap:
+                self.wait_for.append(j - 1)
+            elif job.codebook and len(books) >= 3:
+                self.wait_for.append(books[-3])
+            else:
+                self.wait_for.append(-1)
         self._restart()
 
     def _restart(self):
         """Everything from the job whose results come next: its codebook first."""
-        self.send, self.phase, self.cb_i = self.job, "cb", 0
+        self._next(self.job)
         self.accepted = self.job     #: jobs whose commands were accepted
         self.act_job = self.beat_job = self.job
         self.act_i = self.beat_i = 0
@@ -416,10 +434,16 @@ class JobDriver:
     def _valid(self) -> bool:
         return not self.idle.next()
 
+    def _next(self, j: int):
+        """Job j is the next to send: its codebook (the first job after a restart writes
+        its bank's codebook even if it shares it), or its command."""
+        codebook = j < len(self.jobs) and (self.jobs[j].codebook or j == self.job)
+        self.send, self.phase, self.cb_i = j, "cb" if codebook else "cmd", 0
+
     def _bank_free(self) -> bool:
-        """Job ``send``'s codebook bank is no longer read: the job before it that used the
-        same bank (or, one at a time, the job before it) has all its results."""
-        return self.job >= self.send - (1 if self.overlap else 0)
+        """Job ``send`` may go: the job it waits for (the last that read its codebook's bank
+        before it; one at a time, the job before it) has all its results."""
+        return self.job > self.wait_for[self.send]
 
     def _skip_loadless(self):
         while self.act_job < self.accepted and self.act_i == len(self.jobs[self.act_job].act_words):
@@ -429,11 +453,11 @@ class JobDriver:
         inp = Inputs(rst=self.cycle in self.reset_cycles, res_ready=not self.bp.next())
         if self.send < len(self.jobs):
             job = self.jobs[self.send]
-            bank = self.send % CODEBOOK_BANKS
+            bank = self.bank[self.send]
             if self.phase == "cb" and self._bank_free() and self._valid():
                 inp.cb_valid, inp.cb_index = True, bank * CODEBOOK_BANK_WORDS + self.cb_i
                 inp.cb_mantissa, inp.cb_shift = int(job.mantissa[self.cb_i]), int(job.shift[self.cb_i])
-            elif self.phase == "cmd" and self._valid():
+            elif self.phase == "cmd" and self._bank_free() and self._valid():
                 inp.cmd_valid, inp.last_group, inp.last_tile = True, job.last_group, job.last_tile
                 inp.load_act, inp.cb_bank = job.load_act, bool(bank)
         self._skip_loadless()
@@ -469,7 +493,7 @@ class JobDriver:
                 self.phase = "cmd"
         if inp.cmd_valid and get("cmd_ready"):
             self.accepted += 1
-            self.send, self.phase, self.cb_i = self.send + 1, "cb", 0
+            self._next(self.send + 1)
         if inp.act_valid and get("act_ready"):
             self.act_i += 1
         if inp.w_valid and get("w_ready"):

@@ -64,7 +64,8 @@ def run_matrix(cfg: HwConfig, t: TritTensor, xq: np.ndarray, *, load_act: bool =
     jobs = []
     for c0 in range(0, xp.shape[0], T):
         load = load_act or c0 > 0
-        jobs.append(stepmodel.Job(mant, shift, words(c0) if load else [], beats, ng - 1, tiles - 1, load))
+        jobs.append(stepmodel.Job(mant, shift, words(c0) if load else [], beats, ng - 1,
+                                  tiles - 1, load, codebook=c0 == 0))
     driver = stepmodel.JobDriver(cfg, jobs, seed=seed, p_valid=p_valid, p_ready=p_ready)
     accepts, lasts = [], []
     t0 = time.perf_counter()

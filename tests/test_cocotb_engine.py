@@ -102,7 +102,7 @@ def test_engine_vectors(request, tmp_path, vector_sets, name):
     n = len(vectors.read_set(vector_sets[name]))
     assert n >= RANDOM_DEFAULT
     assert b.meta["decoder_style"] == SHIPPED_STYLE
-    assert harness.run_engine(b, side, vector_sets[name], tmp_path, seed=7 + len(name)).tests == 3
+    assert harness.run_engine(b, side, vector_sets[name], tmp_path, seed=7 + len(name)).tests == 4
 
 
 def test_every_decoder_style_is_covered():
@@ -128,7 +128,7 @@ def test_engine_decoder_style(request, tmp_path, style):
     assert b.meta["decoder_style"] == style
     cases = directed(cfg, seed=11) + random_cases(cfg, 6, seed=900 + len(style))
     vs = vectors.write_set(str(tmp_path / "vectors"), cases)
-    assert harness.run_engine(b, side, vs, tmp_path / "run", seed=3).tests == 3
+    assert harness.run_engine(b, side, vs, tmp_path / "run", seed=3).tests == 4
 
 
 #: engines built with the ECP5 primitives (hw/primitives.py) on their behavioural models:

@@ -176,7 +176,7 @@ def test_action_counts_by_hand():
     assert a.result_bits == tiles * T * R * cfg.widths.acc * cmds
     # the two commands overlap: fewer cycles than one after the other
     one = 4 + T * ng + tiles * ng * T + cfg.pipeline_stages
-    assert a.cycles == run.cycles == fastmodel.timeline(cfg, [fastmodel.Command(5, 32)] * 2).cycles
+    assert a.cycles == run.cycles == fastmodel.timeline(cfg, [fastmodel.Command(5, 32), fastmodel.Command(5, 32, codebook=False)]).cycles
     assert one < a.cycles < 2 * one
     reuse = fastmodel.run_matrix(cfg, t, np.ones((2, 32), np.int8), load_act=False).actions
     assert reuse.act_write_bits == 0 and reuse.cycles == 3 + tiles * ng * T + cfg.pipeline_stages
@@ -251,18 +251,20 @@ def test_cache_follows_tensor_lifetime():
 # --- commands back to back ---------------------------------------------------------------
 
 def _stream(cfg, shapes, overlap, rng):
-    """Jobs for ``shapes`` [(out, in, load)], the stepping model's trace of them played by
-    the ideal host, and the event cycles it shows."""
+    """Jobs for ``shapes`` [(out, in, load[, codebook])], the stepping model's trace of them
+    played by the ideal host, and the event cycles it shows."""
     jobs, cmds = [], []
-    for j, (o, i, load) in enumerate(shapes):
+    for j, (o, i, load, *own) in enumerate(shapes):
+        book = own[0] if own else True
         ip = -(-i // 16) * 16
         q = rng.integers(-cfg.level, cfg.level + 1, size=(o, ip)).astype(np.int8)
         k = rng.integers(0, 27, size=(o, ip // 16)).astype(np.uint8)
         xq = rng.integers(-127, 128, size=(cfg.vectors, ip)).astype(np.int8)
         job, _ = stepmodel.make_job(cfg, q, k, xq, np.full(27, 4095), np.zeros(27, int),
                                     load_act=load or j == 0)
+        job.codebook = book
         jobs.append(job)
-        cmds.append(fastmodel.Command(o, ip, load or j == 0))
+        cmds.append(fastmodel.Command(o, ip, load or j == 0, book))
     model = stepmodel.StepModel(cfg)
     trace = stepmodel.run(model, stepmodel.JobDriver(cfg, jobs, overlap=overlap))
     trace += [(stepmodel.Inputs(), model.step(stepmodel.Inputs())) for _ in range(3)]
@@ -285,7 +287,9 @@ def test_timeline_equals_stepmodel(T, overlap):
     cfg = HwConfig(depth=2, rows=4, vectors=T, max_in_features=256, max_out_features=64)
     rng = np.random.default_rng(T)
     for shapes in ([(64, 256, True)] * 3,
-                   [(10, 80, True), (8, 32, False), (64, 256, True), (4, 16, True), (64, 256, False)]):
+                   [(10, 80, True), (8, 32, False), (64, 256, True), (4, 16, True), (64, 256, False)],
+                   [(8, 32, True), (8, 32, True, False), (12, 48, False), (12, 48, True, False),
+                    (4, 16, True), (4, 16, False, False), (20, 64, True)]):
         cmds, seen = _stream(cfg, shapes, overlap, rng)
         tl = fastmodel.timeline(cfg, cmds, overlap)
         assert seen == {"accept": tl.accept, "first_beat": tl.first_beat, "last_beat": tl.last_beat,

@@ -22,7 +22,12 @@ Tests:
   stalls: back to idle, then the command runs clean (after a reset in RUN without
   reloading: the activation buffer is kept);
 * ``invalid_byte`` — a weight byte >= 243 sets the sticky ``err`` (its trits count as 0)
-  until the next command.
+  until the next command;
+* ``back_to_back`` — every case's commands in one stream, each case's codebook in the
+  other bank (hw/ENGINE.md "Back to back"), no stalls: result beats against the golden
+  accumulators, the stream's cycles against ``sim.fastmodel.timeline``, no gap between
+  the beats of consecutive commands where the timeline has none; with ``model``, every
+  output of every cycle against the stepping model.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ import numpy as np
 
 from ...codec import golden, layout, vectors
 from ...hwconfig import HwConfig
+from ...sim import fastmodel
 from .engine import EngineBfm
 from .scoreboard import Scoreboard
 
@@ -162,3 +168,39 @@ async def invalid_byte(dut):
     run = await bfm.command(case.groups, case.tiles, act_words=case.act_words(x), beats=case.beat_words())
     sb.check_command("command after the invalid byte", run.beats, case.expected[:T], case.tiles)
     assert int(dut.err.value) == 0, "err not cleared by the next command"
+
+
+@cocotb.test()
+async def back_to_back(dut):
+    """Every case's commands in one stream (module docstring)."""
+    p = params()
+    bfm = _bfm(dut, p)
+    sb = Scoreboard(bfm.cfg)
+    await bfm.reset()
+    cases = _cases(p)
+    jobs, cmds, owners = [], [], []
+    for case in cases:
+        for j, job in enumerate(bfm.case_jobs(case)):
+            jobs.append(job)
+            cmds.append(fastmodel.Command(case.out_features, case.tensor.in_padded, True,
+                                          codebook=j == 0))
+            owners.append((case, j))
+    first_beat = len(bfm.w.accepted)
+    runs, cycles = await bfm.stream(jobs)
+    T = bfm.cfg.vectors
+    for (case, j), run in zip(owners, runs):
+        sb.check_command(f"case {case.name}, command {j} (back to back)", run.beats,
+                         case.expected[j * T:(j + 1) * T], case.tiles)
+    tl = fastmodel.timeline(bfm.cfg, cmds)
+    sb.check_cycles("the stream of every case", cycles, tl.cycles)
+    taken = bfm.w.accepted[first_beat:]
+    starts = np.cumsum([0] + [len(job.beats) for job in jobs])
+    for j in range(1, len(jobs)):
+        want = tl.first_beat[j] - tl.last_beat[j - 1]
+        got = taken[starts[j]] - taken[starts[j] - 1]
+        if got != want:
+            raise AssertionError(f"command {j}: its first beat {got} cycles after the last "
+                                 f"beat before it, the timeline says {want}")
+    gapless = sum(tl.first_beat[j] - tl.last_beat[j - 1] == T for j in range(1, len(jobs)))
+    dut._log.info(f"back to back: {len(jobs)} commands in {cycles} cycles (timeline "
+                  f"{tl.cycles}), {gapless} of them without a gap")

@@ -11,8 +11,13 @@ payload by the sidecar's field positions, and plays the host side of the contrac
   ``codec.layout.stream_beats``), collects its result beats up to ``last`` and waits until
   the engine is idle (``busy`` low), so :attr:`CommandRun.cycles` is the command's cost
   on an idle engine (``sim.fastmodel.command_cycles``): one command at a time;
+* :meth:`stream` plays commands back to back (hw/ENGINE.md "Back to back"): each codebook
+  into the other bank once the commands that read that bank before have all their
+  results, every command queued as soon as the one before it was accepted, activation
+  words and beats queued at once (the engine takes them when it is ready);
 * :meth:`run_case` plays a ``codec.vectors.VectorCase``: its codebook, then one command
-  per T vectors (the last padded with zero vectors);
+  per T vectors (the last padded with zero vectors), back to back, so
+  :attr:`CaseRun.cycles` (first accept to ``busy`` low) is ``sim.fastmodel.run_cycles``;
 * :meth:`reset` (before the first command) and :meth:`reset_now` (a synchronous reset at
   any cycle, queued input dropped), :meth:`flags` (the engine's status outputs now).
 
@@ -49,14 +54,25 @@ class CommandRun:
 
 @dataclass
 class CaseRun:
-    """The commands of one vector case."""
+    """The commands of one vector case, played back to back."""
 
     name: str
     commands: list[CommandRun] = field(default_factory=list)
+    cycles: int = 0              #: the first accept to the cycle ``busy`` is low
 
-    @property
-    def cycles(self) -> int:
-        return sum(c.cycles for c in self.commands)
+
+@dataclass
+class StreamJob:
+    """One command of :meth:`EngineBfm.stream`: ``codebook`` the 27 ``(entry, mantissa,
+    left_shift)`` to write for it (into the other bank), or None to read the bank of the
+    command before it."""
+
+    groups: int
+    tiles: int
+    load_act: bool
+    act_words: list
+    beats: list
+    codebook: list | None = None
 
 
 class EngineBfm:
@@ -113,12 +129,12 @@ class EngineBfm:
                 "res_valid": int(d.res__valid.value)}
 
     # --- payloads --------------------------------------------------------------------------
-    def cmd_word(self, groups: int, tiles: int, load_act: bool = True) -> int:
+    def cmd_word(self, groups: int, tiles: int, load_act: bool = True, cb_bank: int = 0) -> int:
         if not 1 <= groups <= self.cfg.max_groups or not 1 <= tiles <= self.cfg.tiles_max:
             raise ValueError(f"command of {groups} groups x {tiles} tiles: the engine takes "
                              f"1..{self.cfg.max_groups} groups and 1..{self.cfg.tiles_max} tiles")
         return self.payloads["cmd"].pack({"last_group": groups - 1, "last_tile": tiles - 1,
-                                          "load_act": int(bool(load_act))})
+                                          "load_act": int(bool(load_act)), "cb_bank": int(cb_bank)})
 
     def cb_words(self, entries) -> list[int]:
         """``cb`` payloads of ``(index, mantissa, left_shift)`` entries."""
@@ -165,20 +181,76 @@ class EngineBfm:
         await self.bench.run_until(lambda: int(self.dut.busy.value) == 0, 100, "back to idle")
         return CommandRun(got, accept, self.bench.cycle - 1 - accept)
 
-    async def run_case(self, case, codebook: bool = True) -> CaseRun:
-        """Play a ``codec.vectors.VectorCase``: codebook, then one command per T vectors."""
+    async def stream(self, jobs: list[StreamJob], limit: int | None = None) -> tuple[list, int]:
+        """Commands back to back (module docstring). Returns their runs (``cycles``: accept
+        to the cycle the next one was accepted, or for the last to ``busy`` low) and the
+        cycles from the first accept to ``busy`` low."""
+        T = self.cfg.vectors
+        if limit is None:
+            limit = 1000 + 50 * sum(j.tiles * j.groups * T + T * j.groups + j.tiles * T for j in jobs)
+        lasts = lambda: sum(self.result(w).last for _, w in list(self.res.items)[first_res:])  # noqa: E731
+        first_res, first_acc = len(self.res.items), len(self.cmd.accepted)
+        banks, book_last = [], []        # per job its bank; per codebook its last job
+        start = self.bench.cycle
+        for j, job in enumerate(jobs):
+            if len(job.beats) != job.tiles * job.groups or (
+                    len(job.act_words) != (T * job.groups if job.load_act else 0)):
+                raise ValueError(f"stream job {j}: {len(job.act_words)} activation words and "
+                                 f"{len(job.beats)} beats for {job.groups} groups x {job.tiles} tiles")
+            if job.codebook is not None or not banks:
+                if job.codebook is None:
+                    raise ValueError("the first command of a stream needs a codebook")
+                if len(book_last) >= 2:      # the bank's last reader has all its results
+                    wait = book_last[-2]
+                    await self.bench.run_until(lambda: lasts() > wait, limit, "codebook bank free")
+                bank = len(book_last) % 2
+                book_last.append(j)
+                self.cb.send(self.cb_words([(32 * bank + e, m, sh) for e, m, sh in job.codebook]))
+                await self.bench.run_until(lambda: not self.cb.queue, limit, "codebook load")
+            else:
+                bank = banks[-1]
+                book_last[-1] = j
+            banks.append(bank)
+            n_acc = len(self.cmd.accepted)
+            self.cmd.send([self.cmd_word(job.groups, job.tiles, job.load_act, cb_bank=bank)])
+            self.act.send(job.act_words)
+            self.w.send(job.beats)
+            await self.bench.run_until(lambda: len(self.cmd.accepted) > n_acc, limit, "command accept")
+        await self.bench.run_until(lambda: lasts() == len(jobs), limit - (self.bench.cycle - start),
+                                   "stream")
+        await self.bench.run_until(lambda: int(self.dut.busy.value) == 0, 100, "back to idle")
+        if self.w.queue or self.act.queue:
+            raise AssertionError(f"stream finished with {len(self.act.queue)} activation words "
+                                 f"and {len(self.w.queue)} weight beats not taken")
+        got = [self.result(w, c) for c, w in list(self.res.items)[first_res:]]
+        accepts = self.cmd.accepted[first_acc:] + [self.bench.cycle - 1]
+        runs, k = [], 0
+        for j in range(len(jobs)):
+            end = next(i for i in range(k, len(got)) if got[i].last) + 1
+            runs.append(CommandRun(got[k:end], accepts[j], accepts[j + 1] - accepts[j]))
+            k = end
+        return runs, self.bench.cycle - 1 - accepts[0]
+
+    def case_jobs(self, case) -> list[StreamJob]:
+        """A ``codec.vectors.VectorCase`` as stream jobs: one command per T vectors (the last
+        padded with zero vectors), the first with the case's codebook."""
         T = self.cfg.vectors
         if case.rows != self.cfg.rows or case.tensor.depth != self.cfg.depth:
             raise ValueError(f"case {case.name}: written for d={case.tensor.depth} R={case.rows}, "
                              f"the engine is d={self.cfg.depth} R={self.cfg.rows}")
-        if codebook:
-            await self.load_codebook(case.codebook_words())
-        run = CaseRun(case.name)
         beats = case.beat_words()
+        jobs = []
         for c0 in range(0, case.xq.shape[0], T):
             x = np.zeros((T, case.tensor.in_padded), dtype=np.int8)
             blk = case.xq[c0:c0 + T]
             x[:blk.shape[0]] = blk
-            run.commands.append(await self.command(case.groups, case.tiles, act_words=case.act_words(x),
-                                                   beats=beats))
-        return run
+            jobs.append(StreamJob(case.groups, case.tiles, True, case.act_words(x), beats,
+                                  case.codebook_words() if c0 == 0 else None))
+        return jobs
+
+    async def run_case(self, case) -> CaseRun:
+        """Play a ``codec.vectors.VectorCase``: its codebook, then one command per T vectors,
+        back to back."""
+        runs, cycles = await self.stream(self.case_jobs(case))
+        return CaseRun(case.name, runs, cycles)
+

@@ -86,12 +86,9 @@ class Scoreboard:
 
     def expected_cycles(self, out_features: int, in_features: int, n_vectors: int,
                         load_act: bool = True) -> int:
-        """The cycle model's count for n vectors played one command at a time, as
-        ``EngineBfm.command`` does (each from its accept to ``busy`` low,
-        ``sim.fastmodel.command_cycles``), no stalls."""
-        n_cmd = fastmodel.commands(self.cfg, n_vectors)
-        return (fastmodel.command_cycles(self.cfg, out_features, in_features, load_act)
-                + (n_cmd - 1) * fastmodel.command_cycles(self.cfg, out_features, in_features))
+        """The cycle model's count (``sim.fastmodel.run_cycles``: the commands back to back,
+        as ``EngineBfm.run_case`` plays them) for n vectors, no stalls."""
+        return fastmodel.run_cycles(self.cfg, out_features, in_features, n_vectors, load_act)
 
     def check_cycles(self, what: str, got: int, want: int) -> None:
         if got != want:
