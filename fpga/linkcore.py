@@ -94,6 +94,8 @@ class LinkCore(wiring.Component):
         m.d.comb += [self.cmd.payload.last_group.eq(cmd[:lg]),
                      self.cmd.payload.last_tile.eq(cmd[lg:lg + lt]),
                      self.cmd.payload.load_act.eq(cmd[lg + lt])]
+        # the link plays one command at a time (the host waits for its results), so every
+        # command reads codebook bank 0 and codebook indices 0..26 write it
         cbw = tail(P.CODEBOOK_BYTES)
         F = hw.mant_bits
         m.d.comb += [self.cb.payload.index.eq(cbw[:8]),
