@@ -322,23 +322,22 @@ def unpack_var_matrix(data: np.ndarray, n_trits: int, rows: int, cols: int, base
     n_groups = rows * ng
     t = unpack_trits(data, n_trits, what)
     starts = _var_group_starts(t, n_groups, base)
-    if n_groups and starts[-1] >= n_trits:
-        i = int(np.argmax(starts >= n_trits))
-        raise TritforgeError(f"{what}: the stream ends at trit {n_trits} before group {i} "
-                             f"(row {i // ng}, group {i % ng}) of {n_groups}")
-    f = t[starts].astype(np.int64)
+    inside = starts < n_trits
+    f = np.zeros(n_groups, dtype=np.int64)
+    f[inside] = t[starts[inside]]
     gd = base - 1 + f
-    bad = np.flatnonzero(gd < 0)
-    if bad.size:
-        i = int(bad[0])
-        raise TritforgeError(f"{what}: group {i} (row {i // ng}, group {i % ng}) has depth field "
-                             f"{int(f[i])}, depth {int(gd[i])} out of range {var_depths(base)}")
-    ends = starts + VAR_HEADER_TRITS + GROUP * gd
+    ends = starts + VAR_HEADER_TRITS + GROUP * np.maximum(gd, 0)
+    bad = ~inside | (gd < 0) | (ends > n_trits)
+    if bad.any():                              # the first problem in stream order
+        i = int(np.argmax(bad))
+        at = f"group {i} (row {i // ng}, group {i % ng})"
+        if not inside[i]:
+            raise TritforgeError(f"{what}: the stream ends at trit {n_trits} before {at} of {n_groups}")
+        if gd[i] < 0:
+            raise TritforgeError(f"{what}: {at} has depth field {int(f[i])}, depth {int(gd[i])} "
+                                 f"out of range {var_depths(base)}")
+        raise TritforgeError(f"{what}: {at} runs past the stream end (trit {int(ends[i])} of {n_trits})")
     if n_groups and ends[-1] != n_trits:
-        if ends[-1] > n_trits:
-            i = int(np.argmax(ends > n_trits))
-            raise TritforgeError(f"{what}: group {i} (row {i // ng}, group {i % ng}) runs past the "
-                                 f"stream end (trit {int(ends[i])} of {n_trits})")
         raise TritforgeError(f"{what}: {n_trits - int(ends[-1])} trits left after the last group; "
                              f"expected the groups to end at trit {n_trits}")
     st = np.stack([t[starts + DEPTH_TRITS + i] for i in range(SCALE_TRITS)], axis=-1)
