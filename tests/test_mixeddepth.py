@@ -353,3 +353,20 @@ def test_any_trit_stream_decodes_exactly_or_is_refused(base, rows, ng, data):
         assert "\n" not in str(exc) and str(exc).startswith("s: ")
         return
     assert np.array_equal(layout.encode_var_matrix(q, k, gd, base), trits)
+
+
+def test_quantize_cli_sensitivity_choices(tmp_path, capsys):
+    src = make_tiny_model(tmp_path / "src", seed=9)
+    for sens in ("diag-h", "weight"):
+        out = tmp_path / sens
+        assert main(["quantize", "--model", src, "--configs", "d3scale-sens02", "--sensitivity", sens,
+                     "--no-export", "--no-packed-model", "--no-ppl", "--out", str(out), "--quiet"]) == 0
+        rep = json.loads((out / "d3scale-sens02" / "report.json").read_text())
+        mixed = rep["quant"]["mixed"]
+        assert mixed["sensitivity"] == sens and mixed["rule"] == "sens" and mixed["tau"] == 0.02
+        assert (mixed["sensitivity_text"] is None) == (sens == "weight")
+    capsys.readouterr()
+    assert main(["quantize", "--model", src, "--configs", "mixed-d3-bpw4", "--sensitivity", "weight",
+                 "--calib-seqs", "3", "--out", str(tmp_path / "o")]) == 2
+    assert "--calib-seqs: only with --mode calibrated or mixed configs with --sensitivity fisher or diag-h" \
+        in capsys.readouterr().err
