@@ -8,13 +8,15 @@ its own, loaded from or unloaded to a ``data_bits``-wide pin bus:
 
 * an input stream (or plain input) ``p``: a serial-in/parallel-out register as wide as
   its payload (rounded up to whole ``data_bits`` words) that shifts in the ``din`` bus
-  while pin ``p_shift`` is high; its bits are the payload, pin ``p_valid`` is the valid;
+  while pin ``p_shift`` is high; its bits, registered once more, are the payload, pin
+  ``p_valid`` is the valid;
 * an output stream ``q``: pin ``q_ready`` is the ready; a parallel-in/serial-out register
   loads valid and payload while pin ``q_load`` is high and otherwise shifts them out on
   pins ``q_dout``, ``data_bits`` per cycle, through ``OUT_PIN_STAGES`` more flip-flops
   (so the register can sit by the unit and its load enable's copy, the pin far away);
 * the rest the unit drives (the input streams' readies, plain outputs such as ``err``,
-  ``busy``) go into one more such register, ``status`` (``status_load``, ``status_dout``).
+  ``busy``) go, registered once, into one more such register, ``status``
+  (``status_load``, ``status_dout``).
 
 Every pin passes ``PIN_STAGES`` flip-flops before it reaches a shell register, and every
 output pin is a register bit, so each path outside the unit is one flip-flop to one
@@ -131,7 +133,10 @@ class UnitShell(wiring.Component):
             for w in range(n):
                 with m.If(en[w]):
                     m.d.sync += sr.word_select(w, D).eq(din if w == 0 else sr.word_select(w - 1, D))
-            m.d.comb += target.eq(sr[:len(target)])
+            # the payload registered once more by the unit (the shift register sits by its pin)
+            sr_q = Signal(len(target), name=f"{name}_q")
+            m.d.sync += sr_q.eq(sr[:len(target)])
+            m.d.comb += target.eq(sr_q)
 
         def piso(source, name):
             source = Value.cast(source)
@@ -165,5 +170,9 @@ class UnitShell(wiring.Component):
             m.d.comb += port.ready.eq(pin(getattr(self, f"{q}_ready"), f"{q}_ready"))
             piso(Cat(port.valid, Value.cast(port.payload)), q)
         status += [getattr(u, p) for p in self.ports["out_plain"]]
-        piso(Cat(*status) if status else Signal(1), "status")
+        # the status bits (input readies: combinational in many units) registered once
+        # before their shift register, so its load multiplexer has registers on both sides
+        status_q = Signal(max(len(Cat(*status)), 1), name="status_q")
+        m.d.sync += status_q.eq(Cat(*status) if status else 0)
+        piso(status_q, "status")
         return m

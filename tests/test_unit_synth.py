@@ -43,12 +43,12 @@ def test_shell_moves_every_bit_through_registered_pins():
             await ctx.tick()
         ctx.set(top.cs_shift, 0)
         ctx.set(top.cs_valid, 1)
-        await ctx.tick().repeat(PIN_STAGES + 1)
+        await ctx.tick().repeat(PIN_STAGES + 2)                            # + the payload's register
         seen["cs"] = ctx.get(Value.cast(unit.cs.payload))
         seen["cs_valid"] = ctx.get(unit.cs.valid)
         # status: x.ready and cs.ready (Rope takes x first: x ready, cs not)
         ctx.set(top.status_load, 1)
-        await ctx.tick().repeat(PIN_STAGES + 1 + OUT_PIN_STAGES)
+        await ctx.tick().repeat(PIN_STAGES + 2 + OUT_PIN_STAGES)           # + the status bits' register
         seen["status"] = ctx.get(top.status_dout)
         # o: valid (0) and payload loaded, then shifted out 4 bits a cycle
         ctx.set(top.o_load, 1)
