@@ -12,10 +12,11 @@ the running command's last beat (hw/ENGINE.md "Back to back").
   as the counters' reload values: ``last_group - 1``, ``last_group - 2``, ``last_tile - 1``
   (the port's payload reaches one decrement, nothing else), ``load_act`` and ``cb_bank``.
   ``accept`` is the handshake.
-* ``start``: one cycle, in which LOAD's counters load and the command's activation bank
-  is chosen: a command that loads takes the bank the latest completed LOAD did not
-  (``hwconfig.ACT_BANKS``), one that does not reads the latest completed LOAD's bank
-  (a register without reset, like the buffer).
+* ``start``: one cycle, in which LOAD's counters load. The command's activation bank is
+  latched with it: a command that loads takes the bank the latest completed LOAD did not
+  (``hwconfig.ACT_BANKS``), one that does not reads the latest completed LOAD's bank (a
+  register without reset, like the buffer), so a command taken in its start cycle reads
+  the right bank even after a reset.
 * ``load``: ``act_ready``; word ``v * ng + g`` is written to the activation buffer at
   ``Cat(g, bank, v)`` (``HwConfig.act_stride``, a power of two: no adder). The group
   counter counts down one below the words left in a signed register, so "last group" is
@@ -123,17 +124,14 @@ class CommandControl(wiring.Component):
         lg_m1, lt_m1 = self.last_group_m1, self.last_tile_m1
         lg_m2 = Signal(signed(len(lg_m1) + 1))
         load_act = Signal()
+        # the activation bank of the latest completed LOAD (kept through reset, like the
+        # buffer, so a command after a reset reuses the words loaded before it); the
+        # command's bank, latched with it: the other one if it loads
+        latest = Signal(reset_less=True)
         with m.If(free):
             m.d.sync += [lg_m1.eq(p.last_group - 1), lg_m2.eq(p.last_group - 2),
                          lt_m1.eq(p.last_tile - 1), load_act.eq(p.load_act),
-                         self.cb_bank.eq(p.cb_bank)]
-
-        # the activation bank of the latest completed LOAD (kept through reset, like the
-        # buffer, so a command after a reset reuses the words loaded before it); the
-        # pending command's bank: the other one if it loads
-        latest = Signal(reset_less=True)
-        with m.If(start):
-            m.d.sync += self.act_bank.eq(latest ^ load_act)
+                         self.cb_bank.eq(p.cb_bank), self.act_bank.eq(latest ^ p.load_act)]
 
         # LOAD's counters: group and vector of the next word, and the groups after it - 1
         ld_g = Signal(p.last_group.shape())

@@ -255,11 +255,11 @@ class StepModel:
             if accept:
                 self.p_last_group, self.p_last_tile = inp.last_group, inp.last_tile
                 self.p_load_act, self.p_cb_bank = bool(inp.load_act), int(inp.cb_bank)
+                self.p_act_bank = self.latest_bank ^ int(self.p_load_act)
                 self.front, self.wait = START, CMD_ACCEPT_CYCLES - 1
-        elif self.front == START:       # LOAD's counters load, the activation bank is chosen
+        elif self.front == START:       # LOAD's counters load
             self.wait -= 1
             if self.wait == 0:
-                self.p_act_bank = self.latest_bank ^ int(self.p_load_act)
                 self.front = LOAD if self.p_load_act else FREE if take_pend else READY
         elif self.front == LOAD:
             if self.open_wait:          # READY LOAD_OPEN_CYCLES after the last word
