@@ -43,6 +43,16 @@ def random_jobs(cfg: HwConfig, rng, n: int, out: int, in_pad: int):
     return jobs, exps
 
 
+def assert_model_replays(cfg, rtl):
+    """Replays the very same inputs into the model and compares every output of every
+    cycle with the RTL's."""
+    model = StepModel(cfg)
+    for n, (inp, out) in enumerate(rtl):
+        got = model.step(inp)
+        for name in OUTPUT_FIELDS:
+            assert getattr(got, name) == out[name], f"cycle {n}: {name} model {getattr(got, name)} rtl {out[name]}"
+
+
 CYCLE_CASES = [(1, 1, 1, 0.5, 0.5), (2, 4, 1, 0.8, 0.3), (2, 4, 2, 0.6, 0.7),
                (3, 1, 2, 0.9, 0.9), (4, 4, 2, 0.4, 0.6)]
 
@@ -58,12 +68,7 @@ def test_model_equals_rtl_every_cycle(depth, rows, vectors, p_valid, p_ready):
     drv = JobDriver(cfg, jobs, seed=seed, p_valid=p_valid, p_ready=p_ready, reset_cycles=resets)
     rtl = EngineSim(GemvEngine(cfg)).run(drv, max_cycles=6000)
     assert drv.done and drv.results == exps
-    # replay the very same inputs into the model and compare every output of every cycle
-    model = StepModel(cfg)
-    for n, (inp, out) in enumerate(rtl):
-        got = model.step(inp)
-        for name in OUTPUT_FIELDS:
-            assert getattr(got, name) == out[name], f"cycle {n}: {name} model {getattr(got, name)} rtl {out[name]}"
+    assert_model_replays(cfg, rtl)
 
 
 @pytest.mark.parametrize("depth,rows,vectors", [(1, 4, 1), (2, 16, 4), (4, 8, 2)])
@@ -189,11 +194,7 @@ def test_short_commands_back_to_back_under_stalls(rows, vectors, seed):
     drv = JobDriver(cfg, jobs, seed=seed, p_valid=0.6, p_ready=0.5)
     rtl = EngineSim(GemvEngine(cfg)).run(drv, max_cycles=20000)
     assert drv.done and drv.results == exps
-    model = StepModel(cfg)
-    for n, (inp, out) in enumerate(rtl):
-        got = model.step(inp)
-        for name in OUTPUT_FIELDS:
-            assert getattr(got, name) == out[name], f"cycle {n}: {name} model {getattr(got, name)} rtl {out[name]}"
+    assert_model_replays(cfg, rtl)
 
 
 @pytest.mark.parametrize("vectors", [1, 2])
@@ -215,8 +216,4 @@ def test_reset_in_run_then_a_command_without_load(vectors):
     drv = JobDriver(cfg, list(jobs), overlap=False, reset_cycles=(reset_at,))
     rtl = EngineSim(GemvEngine(cfg)).run(drv, max_cycles=5000)
     assert drv.done and drv.results == list(exps)
-    model = StepModel(cfg)
-    for n, (inp, out) in enumerate(rtl):
-        got = model.step(inp)
-        for name in OUTPUT_FIELDS:
-            assert getattr(got, name) == out[name], f"cycle {n}: {name}"
+    assert_model_replays(cfg, rtl)
