@@ -6,10 +6,10 @@ its tile, last item of the command, the command's codebook bank). ``w.ready`` is
 when a command still expects beats (``w_open``), the pipeline advances and the issue
 register is empty or issuing its last use (hw/ENGINE.md).
 
-The running command: the stage takes the control's pending command (``take``) when it has
-none streaming (``w_open`` low), or at the edge that takes the running command's last
-beat, so the next command's first beat follows it without a gap (hw/ENGINE.md "Back to
-back"). Taking it loads the counters and the command's own registers (its
+The running command: the stage takes the control's pending command (``take_pend``) when
+it has none streaming (``w_open`` low), or at the edge that takes the running command's
+last beat, so the next command's first beat follows it without a gap (hw/ENGINE.md "Back
+to back"). Taking it loads the counters and the command's own registers (its
 ``last_group - 1`` for each tile's reload, its codebook bank, its activation bank).
 
 Counters: the group and tile of the next beat to accept count down one below the items
