@@ -8,6 +8,11 @@ perplexity; for it the report gives the relative RMS error of the last layer's h
 states against the source's (``sim.quality.last_hidden_states``), on the same text, in
 the table's ``hidden err`` column and the report's ``hidden_state_error``.
 
+Mixed configs (``mixed-d<D>-bpw<B>``, ``d<D>scale-sens<digits>``: a depth per group,
+``codec.mixeddepth``) first collect their error weights on the calibration text
+(``--sensitivity``: the Fisher diagonal by default, diag(H), or none) and share one error
+pass per base depth; their packed file is version 3.
+
 Work shared across configs is done once: loading, the per-matrix preparation
 (``codec.modelquant``), the source model and its perplexity. Each config's folder is built
 in a temporary sibling and renamed into place when complete (``atomic.atomic_folder``),
