@@ -26,7 +26,8 @@ AREA_SLACK = 2
 
 
 def file_name(target: str, hw: HwConfig) -> str:
-    return f"{target}_d{hw.depth}_r{hw.rows}.json"
+    org = "" if hw.organisation == "lockstep" else f"_{hw.organisation}"
+    return f"{target}_d{hw.depth}_r{hw.rows}{org}.json"
 
 
 def from_report(report: dict) -> dict:

@@ -23,13 +23,12 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..errors import TritforgeError
-from ..hw.engine import GemvEngine
+from ..hw.engine_array import build_engine
 from ..hw.foldtree import fold_registered
 from .. import hwconfig
 from ..hwconfig import HwConfig
+from ..ports import IN, OUT, ports_of
 
-#: engine input streams, in chain order
-ENGINE_INPUTS = ("cmd", "cb", "act", "w")
 #: inputs of one XOR level
 FOLD = 4
 #: flip-flops between each ``si`` pin and its chain: the chain's flip-flops are then free to
@@ -44,8 +43,10 @@ def fold_levels(bits: int) -> int:
 
 
 class IoTop(wiring.Component):
-    si: In(len(ENGINE_INPUTS) + 1)     # one pin per input chain
-    so: Out(1)
+    """The engine ``hw`` describes (``hw.engine_array.build_engine``: one engine or an array
+    of engines) behind registered I/O; its port set is ``tritforge.ports.ports_of(hw)``: a
+    chain and a pin per input stream and per output stream's ready (``si``), every output
+    folded into ``so``."""
 
     def __init__(self, hw: HwConfig, decoder_style=None,
                  primitives: str = "generic"):
@@ -53,9 +54,11 @@ class IoTop(wiring.Component):
             raise TritforgeError(f"IoTop hw={hw!r}: expected a HwConfig")
         self.hw = hw
         style = {} if decoder_style is None else {"decoder_style": decoder_style}
-        self.engine = GemvEngine(hw, primitives=primitives, **style)
+        self.engine = build_engine(hw, primitives=primitives, **style)
         self.decoder_style = self.engine.decoder_style
-        super().__init__()
+        self.ports = ports_of(hw)
+        chains = sum(1 for p in self.ports if p.stream)
+        super().__init__({"si": In(chains), "so": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -63,8 +66,9 @@ class IoTop(wiring.Component):
         # one chain per port, each from a pin of its own (one chain through all ports would
         # tie their consumers together in placement; chains fed from one pin would be
         # identical, and Yosys would merge them into one)
-        ports = [Cat(getattr(eng, name).valid, Value.cast(getattr(eng, name).payload))
-                 for name in ENGINE_INPUTS] + [eng.res.ready]
+        streams = [(p, getattr(eng, p.name)) for p in self.ports if p.stream]
+        ports = [Cat(s.valid, Value.cast(s.payload)) for p, s in streams if p.dir == IN]
+        ports += [s.ready for p, s in streams if p.dir == OUT]
         for i, value in enumerate(ports):
             pin = self.si[i]
             for n in range(PIN_STAGES):
@@ -75,8 +79,9 @@ class IoTop(wiring.Component):
             m.d.sync += chain.eq(Cat(pin, chain[:-1]))
             m.d.comb += value.eq(chain)
 
-        outs = [getattr(eng, name).ready for name in ENGINE_INPUTS]
-        outs += [eng.res.valid, Value.cast(eng.res.payload), eng.err, eng.busy]
+        outs = [s.ready for p, s in streams if p.dir == IN]
+        outs += [x for p, s in streams if p.dir == OUT for x in (s.valid, Value.cast(s.payload))]
+        outs += [getattr(eng, p.name) for p in self.ports if not p.stream]
         level = Signal(len(Cat(*outs)), name="oq")
         m.d.sync += level.eq(Cat(*outs))
         level = fold_registered(m, level, FOLD, "xor", "fold")

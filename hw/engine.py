@@ -78,6 +78,9 @@ class GemvEngine(wiring.Component):
                 primitives: str = "generic", window: tuple[int, int] | None = None,
                 err_latency: int | None = None):
         check_config("GemvEngine", cfg)
+        if cfg.organisation != "lockstep":
+            raise ValueError(f"GemvEngine cfg.organisation must be 'lockstep' (an array of "
+                             f"engines is hw.engine_array.EngineArray), not {cfg.organisation!r}")
         TritDecoder.check_style(decoder_style)
         check_primitives(primitives, "engine")
         ScaleMac.check(cfg, primitives)

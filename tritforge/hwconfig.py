@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import typing
 from dataclasses import dataclass
 
 from .codec import layout
@@ -72,6 +73,13 @@ FIFO_DEPTH = 5
 #: many rows that run in lockstep, each with its own control, activation buffer and
 #: multiples, so nothing but the ports' own nets spans the whole engine (hw/engine.py)
 SLICE_ROWS = 4
+#: how an engine of more than SLICE_ROWS rows is organised (hw/ENGINE.md "Organisation"):
+#: "lockstep" slices behind one port set (hw/engine.py), or an "array" of independent
+#: engines of SLICE_ROWS rows, each with its own weight and result streams, the command,
+#: codebook and activation streams broadcast to them through registered trees with
+#: credit-based flow control (hw/engine_array.py)
+#: (the document owns the names)
+ORGANISATIONS = typing.get_args(HwConfigDoc.model_fields["organisation"].annotation)
 
 
 def tree_levels(depth: int) -> int:
@@ -121,6 +129,7 @@ class HwConfig:
     max_in_features: int = 8192  #: largest in_features (sizes the activation buffer)
     max_out_features: int = 65536  #: largest out_features (sizes the row counter)
     clock_mhz: float = 200.0     #: target clock
+    organisation: str = ORGANISATIONS[0]  #: lockstep slices or an array of engines (ORGANISATIONS)
 
     def __post_init__(self):
         # every rule on the parameters is the document's (tritforge.documents.hwconfig)
@@ -187,9 +196,15 @@ class HwConfig:
         return tuple((r, min(SLICE_ROWS, self.rows - r)) for r in range(0, self.rows, SLICE_ROWS))
 
     def slice_config(self, rows: int) -> "HwConfig":
-        """The configuration of a slice of ``rows`` rows: the same tiles (``tiles_max``),
-        vectors and widths."""
-        return dataclasses.replace(self, rows=rows, max_out_features=self.tiles_max * rows)
+        """The configuration of a slice of ``rows`` rows (or of one engine of an array): the
+        same tiles (``tiles_max``), vectors and widths, organised as one engine."""
+        return dataclasses.replace(self, rows=rows, max_out_features=self.tiles_max * rows,
+                                   organisation=ORGANISATIONS[0])
+
+    @property
+    def engines(self) -> int:
+        """Engines with ports of their own: ``len(slices)`` for an array, else 1."""
+        return len(self.slices) if self.organisation == "array" else 1
 
     @property
     def macs_per_cycle(self) -> int:
@@ -230,7 +245,7 @@ class HwConfig:
         return {"level": self.level, "group_trits": self.group_trits,
                 "beat_trits": self.beat_trits, "beat_bytes": self.beat_bytes,
                 "max_groups": self.max_groups, "act_buffer_words": self.act_buffer_words,
-                "slices": len(self.slices),
+                "slices": len(self.slices), "engines": self.engines,
                 "codebook_word_bits": self.codebook_word_bits,
                 "dot_width": w.dot, "product_width": w.product, "acc_width": w.acc}
 

@@ -127,6 +127,25 @@ def engine_ports(cfg: HwConfig, beat_bytes: int | None = None) -> tuple[Port, ..
     )
 
 
+def array_ports(cfg: HwConfig) -> tuple[Port, ...]:
+    """The ports of an array of engines (``cfg.organisation == "array"``, hw/engine_array.py):
+    the engine's ``cmd``, ``cb`` and ``act`` (broadcast to every engine), then per engine
+    ``e`` of ``cfg.slices`` its own weight stream ``w<e>`` (the beats of its rows, packed
+    as an engine of its rows packs them) and result stream ``res<e>`` (its rows), then
+    ``err`` and ``busy`` (any engine's)."""
+    shared = {p.name: p for p in engine_ports(cfg)}
+    per = [engine_ports(cfg.slice_config(rows)) for _, rows in cfg.slices]
+    return ((shared["cmd"], shared["cb"], shared["act"])
+            + tuple(Port(f"w{e}", IN, p[3].fields, word=True) for e, p in enumerate(per))
+            + tuple(Port(f"res{e}", OUT, p[4].fields) for e, p in enumerate(per))
+            + (shared["err"], shared["busy"]))
+
+
+def ports_of(cfg: HwConfig) -> tuple[Port, ...]:
+    """The port set of the engine ``cfg`` builds: ``engine_ports`` or ``array_ports``."""
+    return array_ports(cfg) if cfg.organisation == "array" else engine_ports(cfg)
+
+
 def by_name(ports) -> dict[str, Port]:
     return {p.name: p for p in ports}
 

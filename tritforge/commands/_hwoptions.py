@@ -19,12 +19,14 @@ FIELD_HELP = {
     "max_in_features": "largest in_features (multiple of 16; sizes the activation buffer and accumulators)",
     "max_out_features": "largest out_features (sizes the row-tile counter)",
     "clock_mhz": "target clock in MHz (recorded in the sidecar for the synthesis flows)",
+    "organisation": "above 4 rows: lockstep slices behind one port set, or an array of "
+                    "engines of 4 rows with weight and result streams of their own (hw/ENGINE.md)",
 }
 
 
 def add_hw_arguments(p, defaults=None, skip=()) -> None:
     """One option per HwConfig field but ``skip``; ``defaults`` (a HwConfig) only shows in the help."""
-    from ..hwconfig import DEFAULT, HwConfig
+    from ..hwconfig import DEFAULT, ORGANISATIONS, HwConfig
 
     base = defaults or DEFAULT
     for f in dataclasses.fields(HwConfig):
@@ -32,10 +34,15 @@ def add_hw_arguments(p, defaults=None, skip=()) -> None:
             p.set_defaults(**{f.name: None})
             continue
         opt = "--" + f.name.replace("_", "-")
-        kind = float if isinstance(getattr(base, f.name), float) else int
+        value = getattr(base, f.name)
+        if isinstance(value, str):
+            p.add_argument(opt, dest=f.name, choices=ORGANISATIONS, default=None,
+                           help=f"{FIELD_HELP.get(f.name, f.name)} (default {value})")
+            continue
+        kind = float if isinstance(value, float) else int
         metavar = {"depth": "D", "rows": "R", "vectors": "T"}.get(f.name, "N" if kind is int else "X")
         p.add_argument(opt, dest=f.name, type=kind, metavar=metavar, default=None,
-                       help=f"{FIELD_HELP.get(f.name, f.name)} (default {getattr(base, f.name)})")
+                       help=f"{FIELD_HELP.get(f.name, f.name)} (default {value})")
     p.add_argument("--config", metavar="FILE",
                    help="HwConfig JSON (a `tritforge generate` sidecar works too); options override it")
 

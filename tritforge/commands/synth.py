@@ -95,7 +95,8 @@ def _run_engine(args) -> int:
     args.wrapper = args.wrapper or "io"
     hw = hw_from_args(args)
     base = baseline.find(args.target, hw, args.wrapper) if args.check_baseline else None
-    print(f"synth    {args.target}: engine d={hw.depth} R={hw.rows} T={hw.vectors} "
+    org = "" if hw.organisation == "lockstep" else f" organisation={hw.organisation} ({hw.engines} engines)"
+    print(f"synth    {args.target}: engine d={hw.depth} R={hw.rows}{org} T={hw.vectors} "
           f"max_in={hw.max_in_features} decoder={args.decoder or 'default'} wrapper={args.wrapper} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
     rep = synthesize_engine(hw, args.target, args.out, args.freq, args.seed, args.decoder,
                             args.wrapper, args.timeout, args.router)

@@ -27,6 +27,7 @@ class HwConfigDoc(Doc):
     max_in_features: Annotated[Int, Field(ge=layout.GROUP, le=1 << 20, multiple_of=layout.GROUP)]
     max_out_features: Annotated[Int, Field(ge=1, le=1 << 24)]
     clock_mhz: Annotated[Num, Field(gt=0, le=2000)]
+    organisation: Literal["lockstep", "array"]
 
     @model_validator(mode="after")
     def _accumulator(self):
