@@ -30,7 +30,7 @@ from functools import reduce
 from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 
-from .broadcast import CreditBroadcast, RegisteredTree
+from .broadcast import CreditBroadcast, RegisteredTree, tree_levels
 from .checks import check_config, check_int
 from .decoder import DEFAULT_STYLE
 from .engine import GemvEngine
@@ -74,6 +74,8 @@ class EngineArray(wiring.Component):
         self.act_bc = CreditBroadcast(self.act.payload.shape(), n, ACT_QUEUE, fanout)
         self.cb_tree = RegisteredTree(self.cb.payload.as_value().shape().width, n, fanout)
         assert self.cb_tree.levels < self.cmd_bc.latency
+        assert broadcast_cycles(cfg) == {"cmd": self.cmd_bc.latency, "act": self.act_bc.latency,
+                                         "cb": self.cb_tree.levels}
 
     def elaborate(self, platform):
         m = Module()
@@ -99,6 +101,14 @@ class EngineArray(wiring.Component):
         m.d.sync += [self.busy.eq(reduce(operator.or_, busy) | ~cmd_bc.idle),
                      self.err.eq(reduce(operator.or_, err))]
         return m
+
+
+def broadcast_cycles(cfg) -> dict:
+    """Cycles from an item taken at a broadcast port until every engine's port offers it
+    (its queue empty): ``cmd`` and ``act`` (``CreditBroadcast.latency``), ``cb`` (the
+    tree's registers)."""
+    levels = tree_levels(len(cfg.slices), FANOUT)
+    return {"cmd": levels + 2, "act": levels + 2, "cb": levels}
 
 
 def build_engine(cfg, **kw):

@@ -25,9 +25,9 @@ from amaranth.back import verilog
 from ..atomic import atomic_file
 from ..errors import TritforgeError
 from ..hwconfig import HwConfig
-from ..ports import IN, OUT, engine_ports
+from ..ports import IN, OUT, ports_of
 from .decoder import DEFAULT_STYLE
-from .engine import GemvEngine
+from .engine_array import broadcast_cycles, build_engine
 
 TOP = "tritforge_engine"
 FORMAT = "tritforge-engine-sidecar"
@@ -48,8 +48,8 @@ def _fields(port) -> list[dict]:
 
 
 def port_map(cfg: HwConfig) -> list[dict]:
-    """Every port of the generated engine (``tritforge.ports``)."""
-    return ports_map(engine_ports(cfg))
+    """Every port of the generated engine or array of engines (``tritforge.ports``)."""
+    return ports_map(ports_of(cfg))
 
 
 def ports_map(port_set) -> list[dict]:
@@ -90,7 +90,8 @@ def sidecar(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
     last result, ``command_overhead_cycles``: accept, start and end), the host's value
     ranges (``act_min``/``act_max``: int8 activations, ``shift_limit``, ``codebook_entries``,
     ``byte_limit``: weight bytes at or above it set ``err``) and sizes (``tiles_max``,
-    ``lanes``, ``macs_per_cycle``, ``stream_bytes_per_cycle``, ``act_stride``).
+    ``lanes``, ``macs_per_cycle``, ``stream_bytes_per_cycle``, ``act_stride``); for an
+    array of engines, ``broadcast_cycles`` (hw/engine_array.py: from a port to the engines).
     """
     from ..codec import layout
     from ..hwconfig import FIFO_DEPTH
@@ -107,6 +108,8 @@ def sidecar(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
                    shift_limit=cfg.shift_limit, shift_bits=cfg.shift_bits,
                    codebook_entries=layout.CODEBOOK_SIZE, byte_limit=layout.BYTE_LIMIT,
                    act_stride=cfg.act_stride)
+    if cfg.organisation == "array":
+        derived.update(broadcast_cycles=broadcast_cycles(cfg))
     return {"format": FORMAT, "version": VERSION, "top": top, "decoder_style": decoder_style,
             "primitives": primitives, "hwconfig": cfg.to_dict(), "derived": derived, "ports": port_map(cfg),
             "tools": _versions()}
@@ -114,7 +117,7 @@ def sidecar(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
 
 def convert(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
             primitives: str = "generic") -> str:
-    engine = GemvEngine(cfg, decoder_style=decoder_style, primitives=primitives)
+    engine = build_engine(cfg, decoder_style=decoder_style, primitives=primitives)
     return verilog.convert(engine, name=top, emit_src=False)
 
 
