@@ -48,6 +48,18 @@ Variable-depth file stream
     count ``sum(4 + 16*k)`` is recorded in the matrix's metadata entry (``codec.packfile``);
     a reader refuses a stream whose groups run past it or end before it.
 
+Variable-depth hardware stream (what the variable-depth engine consumes, hw/ENGINE.md
+"Variable-depth stream")
+    Rows in tiles of R as in the uniform hardware stream (padded rows: the shallowest depth
+    of ``var_depths(D)``, index 0, levels 0). For each tile, for each group column g, one
+    *column*: the R groups' 4-trit headers ``[f, s0, s1, s2]`` in row order, then row by
+    row its ``k_r`` planes (top plane first, 16 trits each, weight 0 first); its
+    ``4R + 16*sum(k_r)`` trits packed five per byte and padded with zero trits to whole
+    bytes, so every column starts on a byte and its length in bytes,
+    ``ceil((4R + 16*sum(k_r)) / 5)``, follows from its header trits, which sit in its first
+    ``ceil(4R / 5)`` bytes. Columns follow each other tile-major, then group column, with
+    no gap: the stream's bytes fall with the average depth.
+
 Activation stream: one beat = one group of 16 int8 activations, lane j in bits 8j..8j+7.
 
 Codebook entry word: mantissa m in bits 0..F-1, left shift in bits F..F+shift_width-1.
@@ -417,6 +429,181 @@ def decode_stream(beats: np.ndarray, d: int, rows: int) -> tuple[np.ndarray, np.
     t = unpack_trits(beats.reshape(-1), n_tiles * ng * nb * TRITS_PER_BYTE, "weight stream")
     t = t.reshape(n_tiles, ng, nb * TRITS_PER_BYTE)[..., :beat_trits(d, rows)]
     return decode_groups(t.reshape(n_tiles, ng, rows, group_trits(d)), d)
+
+
+# --- variable-depth hardware stream ----------------------------------------------------
+
+def var_header_bytes(rows: int) -> int:
+    """Bytes at the start of a variable-depth column that hold its R headers."""
+    return packed_bytes(VAR_HEADER_TRITS * rows)
+
+
+def var_column_bytes(gd: np.ndarray) -> np.ndarray:
+    """Bytes of variable-depth columns from their group depths ``gd`` (..., R) (any depth
+    counted as at least 0): ``ceil((4R + 16*sum(k_r)) / 5)``."""
+    gd = np.maximum(np.asarray(gd, dtype=np.int64), 0)
+    trits = VAR_HEADER_TRITS * gd.shape[-1] + GROUP * gd.sum(-1)
+    return -(-trits // TRITS_PER_BYTE)
+
+
+def var_tile_depths(gd: np.ndarray, base: int, rows: int) -> np.ndarray:
+    """Group depths (out, ng) -> (tiles, ng, R) in column order, padded rows at the
+    shallowest depth of ``var_depths(base)``."""
+    gd = np.asarray(gd)
+    pad = (-gd.shape[0]) % rows
+    if pad:
+        gd = np.concatenate([gd, np.full((pad, gd.shape[1]), min(var_depths(base)), gd.dtype)])
+    return gd.reshape(-1, rows, gd.shape[1]).transpose(0, 2, 1)
+
+
+def var_stream_columns(q: np.ndarray, k: np.ndarray, gd: np.ndarray, base: int,
+                       rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The variable-depth hardware stream of a matrix: q (out, in_pad) depth-D levels, k and
+    gd (out, in_pad/16) indices and group depths -> (bytes uint8, column starts int64 of
+    ``tiles*ng + 1`` entries: column c is ``bytes[starts[c]:starts[c+1]]``)."""
+    q, k, gd = np.asarray(q), np.asarray(k), np.asarray(gd)
+    out, cols = q.shape
+    if cols % GROUP or k.shape != (out, cols // GROUP):
+        raise TritforgeError(f"matrix {q.shape} and indices {k.shape}: expected (rows, cols/16)")
+    _check_var(q, k, gd, base)
+    qt, kt = tile_rows(q, k, rows)                               # (tiles, R, ng, 16), (tiles, R, ng)
+    qc = qt.transpose(0, 2, 1, 3).reshape(-1, rows, GROUP)       # (columns, R, 16)
+    kc = kt.transpose(0, 2, 1).reshape(-1, rows)
+    dc = var_tile_depths(gd, base, rows).reshape(-1, rows).astype(np.int64)
+    nbytes = var_column_bytes(dc)
+    starts = np.concatenate([[0], np.cumsum(nbytes)]).astype(np.int64)
+    t = np.zeros(int(starts[-1]) * TRITS_PER_BYTE, dtype=np.int8)
+    head = (starts[:-1, None] * TRITS_PER_BYTE + VAR_HEADER_TRITS * np.arange(rows)).reshape(-1)
+    t[head] = (dc.reshape(-1) - base + 1).astype(np.int8)
+    st = to_trits(kc.reshape(-1).astype(np.int32) - SCALE_OFFSET, SCALE_TRITS)
+    for i in range(SCALE_TRITS):
+        t[head + DEPTH_TRITS + i] = st[:, i]
+    # row r's planes start after the headers and the planes of rows 0..r-1
+    before = np.cumsum(dc, axis=1) - dc
+    pstart = (starts[:-1, None] * TRITS_PER_BYTE + VAR_HEADER_TRITS * rows + GROUP * before).reshape(-1)
+    digits = to_trits(qc.reshape(-1, GROUP), base)               # (groups, 16, D)
+    d = dc.reshape(-1)
+    lane = np.arange(GROUP)
+    for j in range(base):
+        sel = np.flatnonzero(d > j)
+        t[(pstart[sel] + GROUP * j)[:, None] + lane] = digits[sel, :, base - 1 - j]
+    return pack_trits(t), starts
+
+
+def scan_var_columns(data: np.ndarray, n_columns: int, base: int, rows: int) -> dict:
+    """What the variable-depth engine's gearbox reads from a stream, for ``n_columns``
+    columns, without refusing anything: per column its start byte (``starts``, with the end
+    of the last column appended), its group depths (``depth`` (n, R), from the depth trits;
+    an invalid byte reads as zero trits, as in the uniform engine) and indices (``index``),
+    and ``bad`` (n,): the column holds a byte >= 243, a depth outside ``var_depths(base)``
+    or a depth-0 group with a non-zero index (the engine's ``err``). A column that runs past
+    the data has ``starts[c+1] > data.size`` (``truncated``: the first such column, or -1).
+
+    Every column starts on a byte, so "the column starting at byte p ends at byte p'" is a
+    function on byte positions; the c-th start is that map applied c times to 0, for all c
+    at once by repeated squaring (no loop over columns)."""
+    b = np.asarray(data, dtype=np.uint8).reshape(-1)
+    n = b.size
+    hb = var_header_bytes(rows)
+    trits = _BYTE_TRITS[np.where(b < BYTE_LIMIT, b, ZERO_BYTE)].reshape(-1)
+    slots = n + 1
+    pos = np.arange(slots, dtype=np.int64)
+    fpos = pos[:, None] * TRITS_PER_BYTE + VAR_HEADER_TRITS * np.arange(rows)
+    f = np.zeros((slots, rows), dtype=np.int64)
+    ok = fpos < trits.size
+    f[ok] = trits[fpos[ok]]
+    length = var_column_bytes(base - 1 + f)
+    nxt = np.minimum(pos + length, n)                             # past the data: the end
+    nxt[(pos + hb > n)] = n
+    idx = np.zeros(n_columns + 1, dtype=np.int64)
+    order = np.arange(n_columns + 1, dtype=np.int64)
+    jump = nxt
+    bits = max(1, int(n_columns).bit_length())
+    for bit in range(bits):
+        sel = (order >> bit) & 1 == 1
+        idx[sel] = jump[idx[sel]]
+        if bit + 1 < bits:
+            jump = jump[jump]
+    starts = idx
+    # the true length of every column (not clipped), for truncation
+    full_end = starts[:-1] + length[starts[:-1]]
+    truncated = np.flatnonzero((full_end > n) | (starts[:-1] + hb > n))
+    depth = base - 1 + f[starts[:-1]]
+    hpos = starts[:-1, None] * TRITS_PER_BYTE + VAR_HEADER_TRITS * np.arange(rows)
+    hpos = np.minimum(hpos, max(trits.size - SCALE_TRITS - 1, 0))
+    st = np.stack([trits[hpos + DEPTH_TRITS + i] if trits.size else np.zeros_like(hpos)
+                   for i in range(SCALE_TRITS)], -1)
+    index = from_trits(st) + SCALE_OFFSET
+    invalid = (b >= BYTE_LIMIT).astype(np.int64)
+    cum = np.concatenate([[0], np.cumsum(invalid)])
+    ends = np.minimum(np.concatenate([starts[:-1] + length[starts[:-1]]]), n)
+    bad_byte = cum[ends] - cum[np.minimum(starts[:-1], n)] > 0
+    bad = bad_byte | (depth < 0).any(-1) | ((depth == 0) & (index != 0)).any(-1)
+    starts = starts.copy()
+    starts[1:] = starts[:-1] + length[starts[:-1]]
+    return {"starts": starts, "depth": depth, "index": index, "bad": bad, "bad_byte": bad_byte,
+            "truncated": int(truncated[0]) if truncated.size else -1}
+
+
+def var_column_levels(data: np.ndarray, starts: np.ndarray, depth: np.ndarray, base: int,
+                      rows: int) -> np.ndarray:
+    """Depth-D levels (columns, R, 16) int8 of scanned columns (``scan_var_columns``): what
+    the gearbox puts into a depth-D beat (the planes a group leaves out are zero; a group
+    of an invalid depth has none; an invalid byte reads as zero trits)."""
+    b = np.asarray(data, dtype=np.uint8).reshape(-1)
+    trits = _BYTE_TRITS[np.where(b < BYTE_LIMIT, b, ZERO_BYTE)].reshape(-1)
+    dc = np.maximum(np.asarray(depth, dtype=np.int64), 0)
+    before = np.cumsum(dc, axis=1) - dc
+    pstart = (np.asarray(starts[:dc.shape[0]])[:, None] * TRITS_PER_BYTE
+              + VAR_HEADER_TRITS * rows + GROUP * before).reshape(-1)
+    d = dc.reshape(-1)
+    q = np.zeros((d.size, GROUP), dtype=np.int64)
+    lane = np.arange(GROUP)
+    for j in range(base):
+        sel = np.flatnonzero(d > j)
+        q[sel] += trits[(pstart[sel] + GROUP * j)[:, None] + lane].astype(np.int64) * 3 ** (base - 1 - j)
+    return q.astype(np.int8).reshape(dc.shape + (GROUP,))
+
+
+def unpack_var_stream(data: np.ndarray, out_features: int, cols: int, base: int, rows: int,
+                      what: str = "variable-depth stream") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse of :func:`var_stream_columns`: bytes -> q (out, cols) int8, k and gd
+    (out, cols/16) uint8. Refuses, naming ``what`` and the first bad column: a byte >= 243,
+    a depth out of range, a depth-0 group with a non-zero index, a column that runs past the
+    data, bytes left after the last column."""
+    check_depth(base)
+    ng = cols // GROUP
+    tiles = -(-out_features // rows)
+    n = tiles * ng
+    b = np.asarray(data, dtype=np.uint8).reshape(-1)
+    s = scan_var_columns(b, n, base, rows)
+
+    def at(c):
+        return f"column {c} (tile {c // ng}, group column {c % ng})"
+
+    bad = np.flatnonzero(s["bad"] | (np.arange(n) == s["truncated"]))
+    if bad.size:
+        c = int(bad[0])
+        if c == s["truncated"]:
+            raise TritforgeError(f"{what}: {at(c)} runs past the end of the {b.size} bytes "
+                                 f"(it needs bytes {int(s['starts'][c])}..{int(s['starts'][c + 1]) - 1})")
+        if s["bad_byte"][c]:
+            raise TritforgeError(f"{what}: {at(c)} holds a byte >= {BYTE_LIMIT}; expected trit bytes")
+        r = int(np.argmax((s["depth"][c] < 0) | ((s["depth"][c] == 0) & (s["index"][c] != 0))))
+        if s["depth"][c, r] < 0:
+            raise TritforgeError(f"{what}: {at(c)} row {r} has depth {int(s['depth'][c, r])}; "
+                                 f"expected one of {var_depths(base)}")
+        raise TritforgeError(f"{what}: {at(c)} row {r} has depth 0 and codebook index "
+                             f"{int(s['index'][c, r])}; expected index 0")
+    if n and s["starts"][-1] != b.size:
+        raise TritforgeError(f"{what}: {b.size - int(s['starts'][-1])} bytes left after the last "
+                             f"column; expected the columns to end at byte {b.size}")
+    q = var_column_levels(b, s["starts"], s["depth"], base, rows)        # (n, R, 16)
+    q = q.reshape(tiles, ng, rows, GROUP).transpose(0, 2, 1, 3).reshape(tiles * rows, cols)
+    k = s["index"].reshape(tiles, ng, rows).transpose(0, 2, 1).reshape(tiles * rows, ng)
+    gd = s["depth"].reshape(tiles, ng, rows).transpose(0, 2, 1).reshape(tiles * rows, ng)
+    return (q[:out_features], k[:out_features].astype(np.uint8),
+            gd[:out_features].astype(np.uint8))
 
 
 # --- activations and codebook words ----------------------------------------------------
