@@ -65,6 +65,12 @@ class State(enum.Enum):
     READY = "ready"
 
 
+#: The variable-depth engine's gearbox (hw/ENGINE.md "Variable-depth stream"): a column
+#: whose last byte enters the byte FIFO in cycle x can be accepted by the issue stage as a
+#: depth-D beat from cycle x + GEARBOX_CYCLES (one register: the column's R depth fields
+#: and their plane offsets; one register: the planes shifted into the beat, zero planes
+#: inserted). The cycle models (sim.varmodel, sim.varstep) read it.
+GEARBOX_CYCLES = 2
 #: result FIFO entries; the advance is decided three cycles ahead, "a push fits in three
 #: cycles even if nothing is popped until then", so its copies form a tree of flip-flops,
 #: and res.ready reaches only the FIFO's read side (hw/ENGINE.md)
