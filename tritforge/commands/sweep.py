@@ -148,6 +148,10 @@ def run(args) -> int:
         print(f"{what}: {', '.join(front) if front else '(none)'}")
     for name in ("sweep.csv", "sweep.json", "pareto.png", "pareto_tokens.png"):
         print(f"wrote    {os.path.join(args.out, name)}")
+    if bad:       # the table is complete; the exit status says not every point was built
+        print(f"error: {len(bad)} of {len(points)} points failed or were stopped "
+              f"(their errors are in {os.path.join(args.out, 'sweep.csv')})", file=sys.stderr)
+        return 1
     return 0
 
 
