@@ -6,7 +6,10 @@ Steps of :func:`run` (the ``tritforge run`` command; docs/ARCHITECTURE.md):
    any decoder-only causal LM on the linear-only path, the Llama and Qwen2 families on
    the whole-layer path (:func:`check_runnable`);
 2. quantize every linear layer except the output embedding (``lm_head``) at the config's
-   depth, or read the quantized matrices from a packed file (``codec.packfile``);
+   depth (a mixed config: a depth per group, ``codec.mixeddepth``, by the plain weight
+   error), or read the quantized matrices from a packed file (``codec.packfile``);
+   variable-depth matrices run on the variable-depth engine model (``sim.varmodel``, fed
+   at the board's sustained bytes per cycle), the others on the uniform one;
 3. replace each of those ``nn.Linear`` with an :class:`~.hwlinear.HwLinear` that runs
    the vectorized cycle model (``sim.fastmodel``) — the linear-only hardware path, where
    embeddings, norms, attention, rotary embeddings, the KV cache and ``lm_head`` stay the
@@ -83,20 +86,24 @@ class RunOptions:
 # --- inputs ------------------------------------------------------------------------------
 
 def parse_config(name: str) -> int:
-    """``uniform-dN`` -> N (the depth of every quantized matrix); the names are
-    ``codec.modelquant.parse_config``'s. A mixed config (a depth per group) is refused: the
-    engine models stream uniform groups (the variable-depth engine is issue 21's hardware
-    half); its dequantized weights and golden reference are the codec's."""
+    """``uniform-dN`` -> N (the depth of every quantized matrix), a mixed config
+    (``mixed-d<D>-bpw<B>``, ``d<D>scale-sens<digits>``: a depth per group) -> its base depth
+    D, whose matrices run on the variable-depth engine (``sim.varmodel``); the names are
+    ``codec.modelquant.parse_config``'s."""
+    return _config(name).depth
+
+
+def _config(name: str):
+    from ..codec.mixeddepth import parse_mixed
     from ..codec.modelquant import parse_config as parse_quant_config
 
+    if parse_mixed(str(name)) is not None:      # refuses a bad target with its own line
+        return parse_quant_config(str(name))
     try:
-        c = parse_quant_config(str(name))
+        return parse_quant_config(str(name))
     except TritforgeError:
-        raise TritforgeError(f"config {name!r}: expected uniform-d1, uniform-d2, uniform-d3 or uniform-d4") from None
-    if c.mixed is not None:
-        raise TritforgeError(f"config {name!r}: a depth per group needs the variable-depth engine, "
-                             "which run does not model yet; expected uniform-d1 .. uniform-d4")
-    return c.depth
+        raise TritforgeError(f"config {name!r}: expected uniform-d1, uniform-d2, uniform-d3 or uniform-d4, "
+                             "or a mixed config (mixed-d<D>-bpw<B>, d<D>scale-sens<digits>)") from None
 
 
 def resolve_hw(spec: str, depth: int):
@@ -291,9 +298,18 @@ def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
 
 
 def quantize_layers(layers: dict[str, nn.Linear], depth: int, mode: str,
-                    progress: bool = True) -> dict[str, TritTensor]:
+                    progress: bool = True, mixed=None) -> dict[str, TritTensor]:
+    """Every layer at ``depth``, or with ``mixed`` (a ``codec.mixeddepth.MixedConfig``) a
+    depth per group by its rule over these layers (``codec.modelquant.quantize_mixed``,
+    weighing the plain weight error: ``run`` has no calibration pass)."""
     if mode not in MODES:
         raise TritforgeError(f"mode {mode!r}: expected one of {MODES}")
+    if mixed is not None:
+        from ..codec.modelquant import quantize_mixed
+
+        weights = {n: lin.weight for n, lin in layers.items()}
+        return dict(quantize_mixed(weights, list(layers), [mixed], mode, None,
+                                   progress=progress)[mixed.name].tensors)
     out = {}
     for name, lin in tqdm(layers.items(), desc=f"quantize d={depth}", unit="matrix",
                           disable=not progress, leave=False):
@@ -320,9 +336,6 @@ def packed_layers(path: str, layers: dict[str, nn.Linear], depth: int,
         if tuple(t.shape) != tuple(lin.weight.shape):
             raise TritforgeError(f"{path}: {name} has shape {tuple(t.shape)}, "
                                  f"the model's layer has {tuple(lin.weight.shape)}")
-        if t.variable:
-            raise TritforgeError(f"{path}: {name} has a depth per group; it needs the variable-depth "
-                                 "engine, which run does not model yet")
         if t.depth != depth:
             raise TritforgeError(f"{path}: {name} is quantized at d={t.depth}, the config asks for d={depth}")
         out[name] = t
@@ -543,7 +556,19 @@ def model_info(model, where: str, layers: dict[str, HwLinear]) -> dict:
             "linear_weights": int(sum(h.in_features * h.out_features for h in layers.values()))}
 
 
-def whole_token(model, depth: int, board, table, accel, context: int) -> dict:
+def variable_bpw(layers: dict[str, HwLinear]) -> float | None:
+    """Bits per (padded) weight of the variable-depth column stream over the run's
+    matrices, or None if none is variable (``sim.estimate.stream_columns`` spreads it)."""
+    var = [h for h in layers.values() if h.t.variable]
+    if not var:
+        return None
+    cfg = var[0].recorder.cfg
+    weights = sum(cfg.tiles(h.out_features) * cfg.rows * h.t.in_padded for h in var)
+    return sum(h.weight_bytes for h in var) * 8 / weights
+
+
+def whole_token(model, depth: int, board, table, accel, context: int,
+                stream_bpw: float | None = None) -> dict:
     """The whole decode token at ``context`` (the prompt's length) through the estimator's
     closed forms (``sim.estimate.project``: the engine, attention and vector units,
     ``lm_head`` per the AccelConfig, sustained memory bandwidth, board static power), for
@@ -556,7 +581,7 @@ def whole_token(model, depth: int, board, table, accel, context: int) -> dict:
 
     shape = {**model.config.to_dict(), "_name": getattr(model.config, "name_or_path", "") or "model"}
     r = estimate.project(shape, depth, board, table, context=context, prompt_tokens=context,
-                         accel=accel)
+                         accel=accel, stream_bpw=stream_bpw)
     keep = ("context", "per_token", "timing", "prefill", "memory_fit", "lm_head", "schedule",
             "assumptions")
     out = {k: r[k] for k in keep if k in r}
@@ -568,7 +593,8 @@ def whole_token(model, depth: int, board, table, accel, context: int) -> dict:
         out["layer_top"] = token_figures(shape, dataclasses.replace(accel, engine=hw), context,
                                          board.clock_mhz)
     return {"whole_token": out,
-            "context_sweep": estimate.context_sweep(shape, depth, board, table, accel=accel)}
+            "context_sweep": estimate.context_sweep(shape, depth, board, table, accel=accel,
+                                                    stream_bpw=stream_bpw)}
 
 
 def run(opts: RunOptions, rtl_check=None) -> dict:
@@ -581,7 +607,8 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     from . import estimate
     from .energy import EnergyTable
 
-    depth = parse_config(opts.config)
+    qconfig = _config(opts.config)
+    depth = qconfig.depth
     if opts.mode not in MODES:
         raise TritforgeError(f"mode {opts.mode!r}: expected one of {MODES}")
     board, cfg = resolve_hw(opts.hw, depth)
@@ -624,9 +651,13 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     if packed is not None:
         tensors = packed_layers(opts.packed, linears, depth, packed)
     else:
-        tensors = quantize_layers(linears, depth, opts.mode, opts.progress)
+        tensors = quantize_layers(linears, depth, opts.mode, opts.progress, qconfig.mixed)
     wall["quantize"] = time.perf_counter() - t0
-    recorder = HwRecorder(cfg)
+    from .varmodel import board_rate
+
+    # the variable-depth engine (a packed file's or a mixed config's matrices) is fed at
+    # the board's sustained bytes per engine cycle
+    recorder = HwRecorder(cfg, rate=board_rate(board))
     layers = patch_model(model, tensors, recorder, keep_source=opts.eval_tokens > 0)
     layered = opts.path == "layer"
     if layered:
@@ -699,7 +730,8 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         "per_token": per_token,
         "quality": quality,
     }
-    result.update(whole_token(model, depth, board, table, accel, len(gen.prompt_ids)))
+    result.update(whole_token(model, depth, board, table, accel, len(gen.prompt_ids),
+                              stream_bpw=variable_bpw(layers)))
     if rtl_layer is not None:
         result["rtl_layer"] = rtl_layer
     if opts.rtl_sample:

@@ -250,13 +250,52 @@ def token_figures(layers: list[dict], board: Board, table: EnergyTable, static: 
 
 # --- the engine's matrices -----------------------------------------------------------------
 
+def stream_columns(hw: HwConfig, out: int, in_: int, stream_bpw: float):
+    """Column bytes of a variable-depth matrix whose column stream (``codec.layout``,
+    ``var_stream_columns``) takes ``stream_bpw`` bits per (padded) weight, spread evenly:
+    column j ends at byte ceil((j + 1) R 16 bpw / 8)."""
+    import numpy as np
+
+    n = hw.tiles(out) * -(-in_ // layout.GROUP)
+    per = hw.rows * layout.GROUP * stream_bpw / 8
+    ends = np.ceil(np.arange(1, n + 1) * per - 1e-9).astype(np.int64)
+    return np.diff(np.concatenate([[0], ends]))
+
+
+def config_stream(name: str) -> tuple[int, float | None]:
+    """A config name -> (depth, stream bpw): ``uniform-dN`` -> (N, None), the uniform engine;
+    ``mixed-d<D>-bpw<B>`` -> (D, B), the variable-depth engine at B bits per weight."""
+    from ..codec.modelquant import parse_config
+
+    c = parse_config(str(name))
+    if c.mixed is None:
+        return c.depth, None
+    if c.mixed.rule != "bpw":
+        raise TritforgeError(f"config {name!r}: its bytes follow from the weights; a projection from a "
+                             "shape takes mixed-d<D>-bpw<B> (or tritforge run on the quantized model)")
+    return c.mixed.base, c.mixed.value
+
+
 def matrix_work(name: str, out: int, in_: int, load: bool, hw: HwConfig, board: Board, table: EnergyTable,
-                zf: float, fmt: WeightFormat | None, n_vectors: int = 1) -> dict:
-    """One matrix on the board's engines for ``n_vectors`` vectors (commands of hw.vectors)."""
+                zf: float, fmt: WeightFormat | None, n_vectors: int = 1,
+                stream_bpw: float | None = None) -> dict:
+    """One matrix on the board's engines for ``n_vectors`` vectors (commands of hw.vectors);
+    with ``stream_bpw``, a variable-depth matrix on the variable-depth engine
+    (``sim.varmodel``: its column stream's bytes at the board's W bytes per cycle)."""
     engines = board.engines
     out_e = -(-out // engines)
     n_cmd = commands(hw, n_vectors)
-    if fmt is None:
+    if stream_bpw is not None and fmt is None:
+        from . import varmodel
+
+        cols = stream_columns(hw, out_e, in_, stream_bpw)
+        nnz = round((1 - zf) * out_e * in_ * hw.depth)
+        cyc = varmodel.run_cycles(hw, out_e, in_, cols, n_vectors, varmodel.board_rate(board), load)
+        acts = (varmodel.command_actions(hw, out_e, in_, nnz, cols, 0, load)
+                + varmodel.command_actions(hw, out_e, in_, nnz, cols, 0, True).scaled(n_cmd - 1))
+        acts.cycles = cyc
+        unit = None
+    elif fmt is None:
         nnz = round((1 - zf) * out_e * in_ * hw.depth)
         one = command_actions(hw, out_e, in_, nnz, load_act=load)
         acts = one + command_actions(hw, out_e, in_, nnz, load_act=True).scaled(n_cmd - 1)
@@ -354,7 +393,8 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
             zero_trit_fraction: float | None = None, prompt_tokens: int = 0,
             vectors: int | None = None, *, context: int = 0, prefill_vectors: int | None = None,
             accel: AccelConfig | None = None, units: UnitsConfig | None = None,
-            weight_format=None, embedding_bytes: int = 2, lm_head: str | None = None) -> dict:
+            weight_format=None, embedding_bytes: int = 2, lm_head: str | None = None,
+            stream_bpw: float | None = None) -> dict:
     """Whole-token tokens/s and J/token of one decode token at ``context`` for a model shape.
 
     The result has the keys of the run-result JSON that apply to a projection (``model``,
@@ -364,7 +404,10 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
     ``sim.report.render`` draws it too. ``vectors``: T of the decode commands (default the
     board's); ``prefill_vectors``: T of the prefill commands (default the board's);
     ``prompt_tokens`` > 0 adds ``prefill`` (time to first token); ``lm_head`` overrides
-    the AccelConfig's placement; ``weight_format`` (``WEIGHT_FORMATS``) replaces the codec's.
+    the AccelConfig's placement; ``weight_format`` (``WEIGHT_FORMATS``) replaces the codec's;
+    ``stream_bpw``: the block matrices are variable-depth ones of base depth ``depth`` on the
+    variable-depth engine, their column stream at that many bits per weight
+    (``matrix_work``, ``config_stream``).
     """
     shape = load_shape(model_shape) if isinstance(model_shape, str) else check_shape(dict(model_shape))
     layout.check_depth(depth)
@@ -395,7 +438,7 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
     # one layer: matrices, attention, vector unit, and their schedule
     kinds = []
     for n, o, i, load in linears:
-        row = matrix_work(n, o, i, load, hw, board, table, zf, fmt)
+        row = matrix_work(n, o, i, load, hw, board, table, zf, fmt, stream_bpw=stream_bpw)
         kinds.append({**row, "count": L, "load_act": load})
     att_work = attention_decode(shape, context, acc.attention, units)
     attention = _unit_stage("attention", "attention", att_work, board, table, hw)
@@ -465,7 +508,8 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
     if prompt_tokens:
         hw_pf = board.hwconfig(depth, vectors=pv, max_in_features=hw.max_in_features)
         prefill = prefill_figures(hw_pf, linears, zf, prompt_tokens, L, board, table, shape=shape, accel=acc,
-                                  units=units, fmt=fmt, lm=lm, embedding_bytes=embedding_bytes)
+                                  units=units, fmt=fmt, lm=lm, embedding_bytes=embedding_bytes,
+                                  stream_bpw=stream_bpw)
         timing.update(prefill_cycles=prefill["cycles"], prefill_s=prefill["time_s"], ttft_s=prefill["time_s"])
     n_weights = sum(o * i for _, o, i, _ in linears) * L
     fit = memory_fit(shape, board, weight_bytes, lm, acc, limit, embedding_bytes)
@@ -478,7 +522,8 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
                   "heads": shape["num_attention_heads"], "kv_heads": shape["num_key_value_heads"],
                   "head_dim": shape["head_dim"], "vocab": V, "linear_weights": n_weights,
                   "max_context": limit},
-        "config": f"uniform-d{depth}" if fmt is None else fmt.name, "mode": "projection",
+        "config": (fmt.name if fmt is not None else f"uniform-d{depth}" if stream_bpw is None
+                   else f"mixed-d{depth}-bpw{stream_bpw:g}"), "mode": "projection",
         "hwconfig": {**hw.to_dict(), "derived": hw.derived(), "engines": board.engines},
         "accelconfig": acc.to_dict(), "units_config": units.to_dict(),
         "board": board.to_dict(), "energy_table": table.info(),
@@ -489,6 +534,11 @@ def project(model_shape, depth: int, board: Board, table: EnergyTable,
         "lm_head": {k: v for k, v in lm.items() if k != "stage"},
         "assumptions": {"zero_trit_fraction": zf, "decode_vectors": hw.vectors, "vectors_per_command": hw.vectors,
                         "prefill_vectors": pv, "weight_format": "codec trits" if fmt is None else fmt.source,
+                        "variable_depth": None if stream_bpw is None else {
+                            "base_depth": depth, "stream_bpw": stream_bpw,
+                            "stream_rate_bytes_per_cycle": float(__import__(
+                                "tritforge.sim.varmodel", fromlist=["x"]).board_rate(board)),
+                            "columns": "even bytes per column (the average of the configuration)"},
                         "load_act": "k/v reuse q's activations, up reuses gate's",
                         "max_in_features": hw.max_in_features, "embedding_bytes": embedding_bytes,
                         "schedule": "stages one after another (each waits for its input); memory and "
@@ -566,13 +616,14 @@ def memory_fit(shape: dict, board: Board, weight_bytes: int, lm: dict, acc: Acce
 def prefill_figures(hw: HwConfig, linears, zero_trit_fraction: float, prompt_tokens: int,
                     n_blocks: int, board: Board, table: EnergyTable, *, shape: dict | None = None,
                     accel: AccelConfig | None = None, units: UnitsConfig | None = None,
-                    fmt: WeightFormat | None = None, lm: dict | None = None, embedding_bytes: int = 2) -> dict:
+                    fmt: WeightFormat | None = None, lm: dict | None = None, embedding_bytes: int = 2,
+                    stream_bpw: float | None = None) -> dict:
     """The prompt through every matrix in ``commands(T)`` commands of T = hw.vectors vectors
     (each weight beat fetched once per T tokens) and, with ``shape``, through the attention
     unit (causal, ``attention_prefill``), the vector unit (every token) and the lm_head once:
     the time to first token is the sum over stages of max(compute, memory)."""
     n_cmd = commands(hw, prompt_tokens)
-    rows = [matrix_work(n, o, i, load, hw, board, table, zero_trit_fraction, fmt, prompt_tokens)
+    rows = [matrix_work(n, o, i, load, hw, board, table, zero_trit_fraction, fmt, prompt_tokens, stream_bpw)
             for n, o, i, load in linears]
     stages = [_matrix_stage(r) for r in rows]
     if shape is not None:

@@ -7,7 +7,9 @@ The hardware path of one call, for input x (..., in_features) — docs/NUMERIC.m
 
 1. every token vector is quantized to int8 on its own (``golden.quantize_activations``:
    s_x = max|x| / 127, zero-padded to the matrix's ``in_padded``);
-2. the vectors go through the vectorized cycle model (``sim.fastmodel.run_matrix``) in
+2. the vectors go through the vectorized cycle model (``sim.fastmodel.run_matrix``; a
+   variable-depth matrix, ``TritTensor.variable``: ``sim.varmodel.run_matrix``, the
+   variable-depth engine fed at the recorder's ``rate``) in
    commands of T vectors: one weight fetch per T vectors (prefill reuses each weight beat
    for T prompt tokens; decode sends one vector per command). It returns the exact
    integer row accumulators (bit-exact with ``golden.accumulators``), the cycle count and
@@ -50,6 +52,7 @@ from ..codec.quantize import TritTensor
 from ..hwconfig import HwConfig
 from .actions import Actions
 from .fastmodel import run_matrix
+from . import varmodel
 
 MODES = ("hw", "layer", "dequant", "source")
 
@@ -80,8 +83,12 @@ class HwRecorder:
     are kept per (layer name, phase). ``mode`` selects the computation (see module doc).
     """
 
-    def __init__(self, cfg: HwConfig, error_phases=("prefill", "eval")):
+    def __init__(self, cfg: HwConfig, error_phases=("prefill", "eval"), rate=None):
         self.cfg = cfg
+        #: W, the bytes per cycle the memory delivers to the variable-depth engine
+        #: (``sim.varmodel``; the driver gives the board's); default: the uniform engine's
+        #: full beat rate
+        self.rate = varmodel.stream_rate(cfg.stream_bytes_per_cycle if rate is None else rate)
         self.mode = "hw"
         self.phase = "idle"
         self.error_phases = set(error_phases)
@@ -150,8 +157,11 @@ class HwLinear(nn.Module):
 
     @property
     def weight_bytes(self) -> int:
-        """Packed weight-stream bytes of one pass over the matrix (``layout.stream_beats``)."""
+        """Packed weight-stream bytes of one pass over the matrix (``layout.stream_beats``,
+        or ``layout.var_stream_columns`` for a variable-depth matrix)."""
         cfg = self.recorder.cfg
+        if self.t.variable:
+            return int(varmodel.column_bytes(cfg, self.t.group_depth).sum())
         return cfg.tiles(self.out_features) * self.t.groups * cfg.beat_bytes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -188,7 +198,10 @@ class HwLinear(nn.Module):
         xq = xq.astype(np.int8)
         if xq.shape[1] < self.t.in_padded:
             xq = np.concatenate([xq, np.zeros((xq.shape[0], self.t.in_padded - xq.shape[1]), np.int8)], 1)
-        run = run_matrix(rec.cfg, self.t, xq, load_act=rec.needs_load(xq))
+        if self.t.variable:        # the variable-depth engine (hw/ENGINE.md "Variable-depth stream")
+            run = varmodel.run_matrix(rec.cfg, self.t, xq, rec.rate, load_act=rec.needs_load(xq))
+        else:
+            run = run_matrix(rec.cfg, self.t, xq, load_act=rec.needs_load(xq))
         st = rec.layer(self.name)
         st.calls += 1
         st.vectors += xq.shape[0]

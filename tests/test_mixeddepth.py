@@ -336,7 +336,7 @@ def test_mixed_config_errors(tmp_path, capsys):
                                      "--out", str(tmp_path / "o")])
     assert "not calibrated" in err(["quantize", "--model", src, "--configs", "mixed-d3-bpw4",
                                     "--mode", "calibrated", "--out", str(tmp_path / "o")])
-    assert "variable-depth engine" in err(["run", "--config", "mixed-d3-bpw4.2", "--model", src])
+    assert "mixed-d3-bpw0.2" in err(["run", "--config", "mixed-d3-bpw0.2", "--model", src])
     assert not os.path.exists(tmp_path / "o")
 
 

@@ -13,6 +13,9 @@ def add_arguments(p) -> None:
     p.add_argument("--model-config", metavar="PATH|NAME",
                    help="an HF config.json (or its folder), or a bundled shape (see --list)")
     p.add_argument("--depth", type=int, default=2, metavar="D", help="trits per weight, 1..4 (default 2)")
+    p.add_argument("--config", metavar="NAME",
+                   help="uniform-dN (as --depth N) or mixed-d<D>-bpw<B>: variable-depth matrices of base "
+                        "depth D at B bits per weight on the variable-depth engine")
     p.add_argument("--board", default="default", metavar="NAME|FILE",
                    help="a bundled board (kv260 default, u280, ulx3s, icebreaker) or a board TOML file")
     p.add_argument("--hw", metavar="FILE",
@@ -148,6 +151,9 @@ def run(args) -> int:
         raise TritforgeError(f"--prompt-tokens {args.prompt_tokens}: expected 0 or more")
     if args.context < 0:
         raise TritforgeError(f"--context {args.context}: expected 0 or more")
+    stream_bpw = None
+    if args.config:
+        args.depth, stream_bpw = estimate.config_stream(args.config)
     board = get_board(args.board)
     note = ""
     if args.hw:
@@ -161,7 +167,8 @@ def run(args) -> int:
     table = EnergyTable.load(args.energy_table if args.energy_table else board_table(board))
     accel = AccelConfig.from_json(args.accel) if args.accel else None
     common = dict(zero_trit_fraction=args.zero_trit_fraction, vectors=args.vectors,
-                  prefill_vectors=args.prefill_vectors, accel=accel, lm_head=args.lm_head)
+                  prefill_vectors=args.prefill_vectors, accel=accel, lm_head=args.lm_head,
+                  stream_bpw=stream_bpw)
     result = estimate.project(args.model_config, args.depth, board, table, prompt_tokens=args.prompt_tokens,
                               context=args.context, **common)
     if note:
