@@ -326,8 +326,10 @@ class DecoderLayer(wiring.Component):
                 m.d.sync += [hm.eq(p.hm), he.eq(p.he), pre.eq(p.a), phase.eq(Phase.CMD)]
         with m.If(phase == Phase.CMD):
             c = eng.cmd.payload
+            # one matrix at a time (its codebook written after the previous one's results
+            # are in): every command reads codebook bank 0
             m.d.comb += [eng.cmd.valid.eq(1), c.last_group.eq(groups - 1), c.last_tile.eq(tiles - 1),
-                         c.load_act.eq(loads), rser.start.eq(1)]
+                         c.load_act.eq(loads), c.cb_bank.eq(0), rser.start.eq(1)]
             with m.If(eng.cmd.ready):
                 m.d.sync += [phase.eq(Phase.RUN), cnt.eq(0), resid.eq(0)]
         with m.If(phase == Phase.RUN):
