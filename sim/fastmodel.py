@@ -170,39 +170,62 @@ def timeline(cfg: HwConfig, cmds, overlap: bool = True) -> Timeline:
     * ``busy`` low ``END_CYCLES + 1`` cycles after the last command's last result.
     """
     T, S = cfg.vectors, cfg.pipeline_stages
-    acc, tk, fb, lb, lr = [], [], [], [], []
-    beat_cycles = 0
-    books = []             # per codebook, the last command that read it
-    for j, c in enumerate(cmds):
+    front = CommandFront(cfg, overlap)
+    for c in cmds:
+        n = cfg.tiles(c.out_features) * _groups(c.in_features)
+        first = front.start(c)
+        front.finish(first, first + (n - 1) * T, first + n * T + S - 1, n * T)
+    return front.timeline(Timeline)
+
+
+class CommandFront:
+    """The host and the engine's front end over a stream of commands, the part of
+    ``timeline`` (its docstring) the uniform and the variable-depth engine share: per
+    command, :meth:`start` gives the earliest cycle of its first beat from its accept and
+    take; the engine's own timing of its beats then says, through :meth:`finish`, when its
+    first and last beat were accepted and its last result."""
+
+    def __init__(self, cfg: HwConfig, overlap: bool = True):
+        self.cfg, self.overlap = cfg, overlap
+        self.accept, self.taken, self.first, self.last_beat, self.last_result = [], [], [], [], []
+        self.books = []              # per codebook, the last command that read it
+        self.beat_cycles = 0
+
+    def start(self, c) -> int:
+        """Command ``c`` accepted and taken; returns the earliest cycle of its first beat."""
+        cfg, T = self.cfg, self.cfg.vectors
         cfg.check_shape(c.out_features, c.in_features)
-        ng = _groups(c.in_features)
-        n = cfg.tiles(c.out_features) * ng
-        beat_cycles += n * T
-        offer = 0 if j == 0 else acc[-1] + 1
-        if not overlap and j:
+        j, lr, books = len(self.accept), self.last_result, self.books
+        offer = 0 if j == 0 else self.accept[-1] + 1
+        if not self.overlap and j:
             offer = max(offer, lr[-1] + 1)
         if c.codebook or not books:
             # after the previous accept, once the bank is free
-            if overlap and len(books) >= 2:
+            if self.overlap and len(books) >= 2:
                 offer = max(offer, lr[books[-2]] + 1)
             books.append(j)
             offer += layout.CODEBOOK_SIZE
         books[-1] = j
-        a = offer
-        if j:
-            a = max(a, tk[-1] + 1)
+        a = offer if j == 0 else max(offer, self.taken[-1] + 1)
         pend = a + CMD_ACCEPT_CYCLES - 1
         if c.load_act:
-            pend += T * ng + LOAD_OPEN_CYCLES
-        take = pend if j == 0 else max(pend, lb[-1])
-        first = take + 1 if j == 0 else max(take + 1, lb[-1] + T)
-        acc.append(a)
-        tk.append(take)
-        fb.append(first)
-        lb.append(first + (n - 1) * T)
-        lr.append(first + n * T + S - 1)
-    return Timeline(tuple(acc), tuple(tk), tuple(fb), tuple(lb), tuple(lr),
-                    end=max(lr) + END_CYCLES + 1, beat_cycles=beat_cycles)
+            pend += T * _groups(c.in_features) + LOAD_OPEN_CYCLES
+        take = pend if j == 0 else max(pend, self.last_beat[-1])
+        self.accept.append(a)
+        self.taken.append(take)
+        return take + 1 if j == 0 else max(take + 1, self.last_beat[-1] + T)
+
+    def finish(self, first: int, last_beat: int, last_result: int, beat_cycles: int) -> None:
+        """The command just started: its first and last beat, its last result, its beats x T."""
+        self.first.append(first)
+        self.last_beat.append(last_beat)
+        self.last_result.append(last_result)
+        self.beat_cycles += beat_cycles
+
+    def timeline(self, cls, **extra):
+        return cls(tuple(self.accept), tuple(self.taken), tuple(self.first), tuple(self.last_beat),
+                   tuple(self.last_result), end=max(self.last_result) + END_CYCLES + 1,
+                   beat_cycles=self.beat_cycles, **extra)
 
 
 def commands(cfg: HwConfig, n_vectors: int) -> int:

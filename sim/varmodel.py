@@ -38,7 +38,7 @@ import numpy as np
 from ..codec import layout
 from ..codec.quantize import TritTensor
 from ..errors import TritforgeError
-from ..hwconfig import CMD_ACCEPT_CYCLES, END_CYCLES, GEARBOX_CYCLES, LOAD_OPEN_CYCLES, HwConfig
+from ..hwconfig import GEARBOX_CYCLES, HwConfig
 from . import fastmodel
 from .fastmodel import MatrixRun
 
@@ -104,8 +104,8 @@ def timeline(cfg: HwConfig, cmds, rate, overlap: bool = True) -> VarTimeline:
     to back from the cycle the first command is taken."""
     rate = stream_rate(rate)
     T, S = cfg.vectors, cfg.pipeline_stages
-    acc, tk, fb, lb, lr, issue = [], [], [], [], [], []
-    books, before, beat_cycles, origin, peak = [], 0, 0, 0, 0
+    front = fastmodel.CommandFront(cfg, overlap)
+    issue, before, origin, peak = [], 0, 0, 0
     for j, c in enumerate(cmds):
         cfg.check_shape(c.out_features, c.in_features)
         n = cfg.tiles(c.out_features) * fastmodel._groups(c.in_features)
@@ -113,23 +113,9 @@ def timeline(cfg: HwConfig, cmds, rate, overlap: bool = True) -> VarTimeline:
         if cb.size != n:
             raise TritforgeError(f"command {j}: {cb.size} columns, expected {n} for "
                                  f"{c.out_features} x {c.in_features} at R={cfg.rows}")
-        beat_cycles += n * T
-        offer = 0 if j == 0 else acc[-1] + 1
-        if not overlap and j:
-            offer = max(offer, lr[-1] + 1)
-        if c.codebook or not books:
-            if overlap and len(books) >= 2:
-                offer = max(offer, lr[books[-2]] + 1)
-            books.append(j)
-            offer += layout.CODEBOOK_SIZE
-        books[-1] = j
-        a = offer if j == 0 else max(offer, tk[-1] + 1)
-        pend = a + CMD_ACCEPT_CYCLES - 1 + ((T * fastmodel._groups(c.in_features) + LOAD_OPEN_CYCLES)
-                                            if c.load_act else 0)
-        take = pend if j == 0 else max(pend, lb[-1])
+        first = front.start(c)
         if j == 0:
-            origin = take
-        first = take + 1 if j == 0 else max(take + 1, lb[-1] + T)
+            origin = front.taken[0]
         done = origin + complete_cycles(cb, rate, before)
         ci = issue_cycles(done + GEARBOX_CYCLES, T, first)
         # FIFO occupancy just before column i leaves it (issue): delivered - consumed
@@ -137,15 +123,9 @@ def timeline(cfg: HwConfig, cmds, rate, overlap: bool = True) -> VarTimeline:
         consumed = before + np.cumsum(cb) - cb
         peak = max(peak, int((delivered - consumed).max()) if n else 0)
         before += int(cb.sum())
-        acc.append(a)
-        tk.append(take)
-        fb.append(int(ci[0]))
-        lb.append(int(ci[-1]))
-        lr.append(int(ci[-1]) + T + S - 1)
+        front.finish(int(ci[0]), int(ci[-1]), int(ci[-1]) + T + S - 1, n * T)
         issue.append(ci)
-    return VarTimeline(tuple(acc), tuple(tk), tuple(fb), tuple(lb), tuple(lr),
-                       end=max(lr) + END_CYCLES + 1, beat_cycles=beat_cycles, issue=tuple(issue),
-                       stream_bytes=before, fifo_peak=peak)
+    return front.timeline(VarTimeline, issue=tuple(issue), stream_bytes=before, fifo_peak=peak)
 
 
 def matrix_commands(cfg: HwConfig, out_features: int, in_features: int, col_bytes: np.ndarray,
