@@ -28,6 +28,7 @@ stepping model (:class:`~.model.ModelChecker`). Results are checked by a
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -188,8 +189,16 @@ class EngineBfm:
         T = self.cfg.vectors
         if limit is None:
             limit = 1000 + 50 * sum(j.tiles * j.groups * T + T * j.groups + j.tiles * T for j in jobs)
-        lasts = lambda: sum(self.result(w).last for _, w in list(self.res.items)[first_res:])  # noqa: E731
         first_res, first_acc = len(self.res.items), len(self.cmd.accepted)
+        seen = [first_res, 0]          # result beats looked at, the last ones among them
+
+        def lasts() -> int:
+            """Commands of the stream with their last result beat in (new beats only)."""
+            for _, w in itertools.islice(self.res.items, seen[0], None):
+                seen[1] += self.result(w).last
+            seen[0] = len(self.res.items)
+            return seen[1]
+
         banks, book_last = [], []        # per job its bank; per codebook its last job
         start = self.bench.cycle
         for j, job in enumerate(jobs):
