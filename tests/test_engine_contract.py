@@ -101,7 +101,7 @@ def test_busy_from_the_cycle_after_accept(vectors, overlap):
     ready = [o["cmd_ready"] for _, o in trace]
     lasts = [n for n, (i, o) in enumerate(trace) if o["res_valid"] and o["res_last"] and i.res_ready]
     accepts = accepted(trace, "cmd_valid", "cmd_ready")
-    firsts = [accepted(trace, "w_valid", "w_ready")[0]]
+    first_beat = accepted(trace, "w_valid", "w_ready")[0]
     assert len(accepts) == len(lasts) == 2
     assert ready[accepts[0]] and not busy[accepts[0]], "busy is low in the accept cycle"
     for c, p in zip(accepts, lasts):
@@ -109,7 +109,7 @@ def test_busy_from_the_cycle_after_accept(vectors, overlap):
         if not overlap:          # one at a time: idle between the commands
             idle = p + END_CYCLES + 1          # the pop is registered, then counted out
             assert all(busy[c + 1:idle]) and not busy[idle] and ready[idle]
-    assert ready[firsts[0]], "the front end is free while the first command runs"
+    assert ready[first_beat], "the front end is free while the first command runs"
     if overlap:
         assert accepts[1] < lasts[0], "the second command is accepted while the first runs"
         end = lasts[-1] + END_CYCLES + 1
