@@ -164,6 +164,16 @@ def _byte_trits_nibble(m: Module, mid, name: str) -> list:
     return [d0, d1, d2, d3, d4]
 
 
+def byte_digits(m: Module, byte, name: str) -> list:
+    """The five base-3 digits (0..2, the trit + 1) of ``byte`` in one cycle: the ``nibble``
+    style's three steps without registers between them; an invalid byte (>= 243) gives
+    the digits of five zero trits (1 each), as the decoder reads it."""
+    digits = _byte_trits_nibble(m, _byte_mid_nibble(m, _byte_pre_nibble(m, byte, name), name), name)
+    bad = Signal(name=f"{name}_bad")
+    m.d.comb += bad.eq(byte_invalid(byte))
+    return [Mux(bad, 1, d) for d in digits]
+
+
 def _byte_trits_rom(m: Module, byte, name: str) -> list:
     byte = byte[0:8]
     word = Signal(2 * layout.TRITS_PER_BYTE, name=f"{name}_rom")

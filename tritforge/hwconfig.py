@@ -12,6 +12,8 @@ import enum
 import typing
 from dataclasses import dataclass
 
+import numpy as np
+
 from .codec import layout
 from .codec.codebook import MANT_BITS, SHIFT_BITS, SHIFT_LIMIT
 from .documents.hwconfig import HwConfigDoc
@@ -65,12 +67,17 @@ class State(enum.Enum):
     READY = "ready"
 
 
-#: The variable-depth engine's gearbox (hw/ENGINE.md "Variable-depth stream"): a column
-#: whose last byte enters the byte FIFO in cycle x can be accepted by the issue stage as a
-#: depth-D beat from cycle x + GEARBOX_CYCLES (one register: the column's R depth fields
-#: and their plane offsets; one register: the planes shifted into the beat, zero planes
-#: inserted). The cycle models (sim.varmodel, sim.varstep) read it.
-GEARBOX_CYCLES = 2
+#: The variable-depth engine's gearbox (hw/ENGINE.md "Variable-depth stream", hw/gearbox.py):
+#: a column whose last byte enters the byte FIFO in cycle x can be accepted by the issue
+#: stage as a depth-D beat from cycle x + GEARBOX_CYCLES: the FIFO's register, then the
+#: column taken out of it (its length from its depth trits), its bytes decoded to trits,
+#: its planes assembled into the beat (zero planes inserted) and written to the beat queue.
+#: The cycle models (sim.varmodel, sim.varstep) read it.
+GEARBOX_CYCLES = 4
+#: beats the gearbox may hold between taking a column and the issue stage accepting it:
+#: the stages after the FIFO and the beat queue. GEARBOX_CYCLES of them keep one column a
+#: cycle going at T = 1, so the gearbox never delays a beat the models would issue.
+GEARBOX_QUEUE = GEARBOX_CYCLES
 #: result FIFO entries; the advance is decided three cycles ahead, "a push fits in three
 #: cycles even if nothing is popped until then", so its copies form a tree of flip-flops,
 #: and res.ready reaches only the FIFO's read side (hw/ENGINE.md)
@@ -136,6 +143,8 @@ class HwConfig:
     max_out_features: int = 65536  #: largest out_features (sizes the row counter)
     clock_mhz: float = 200.0     #: target clock
     organisation: str = ORGANISATIONS[0]  #: lockstep slices or an array of engines (ORGANISATIONS)
+    weight_stream: str = "uniform"  #: "uniform" beats or the "variable"-depth column stream
+    mem_bytes: int = 16          #: bytes per memory beat of the variable-depth stream
 
     def __post_init__(self):
         # every rule on the parameters is the document's (tritforge.documents.hwconfig)
@@ -226,6 +235,22 @@ class HwConfig:
         """``err_latency`` of the widest slice's bytes (every slice's err check is delayed
         to it; one slice: the beat's bytes)."""
         return max(err_latency(layout.beat_window(self.depth, r, n)[1]) for r, n in self.slices)
+
+    @property
+    def variable(self) -> bool:
+        """The engine takes the variable-depth column stream (hw/varengine.py)."""
+        return self.weight_stream == "variable"
+
+    @property
+    def column_bytes_max(self) -> int:
+        """Bytes of the longest variable-depth column: R groups at depth D."""
+        return int(layout.var_column_bytes(np.full(self.rows, self.depth)))
+
+    @property
+    def window_bytes(self) -> int:
+        """The gearbox's byte FIFO: two longest columns and a memory beat. The memory is
+        ready while it holds at most ``window_bytes - mem_bytes`` bytes."""
+        return 2 * self.column_bytes_max + self.mem_bytes
 
     @property
     def tiles_max(self) -> int:

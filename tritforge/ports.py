@@ -141,9 +141,25 @@ def array_ports(cfg: HwConfig) -> tuple[Port, ...]:
             + (shared["err"], shared["busy"]))
 
 
+def mem_port(cfg: HwConfig) -> Port:
+    """The variable-depth engine's memory stream: up to ``mem_bytes`` bytes of the column
+    stream a beat, byte b in bits ``8b..8b+7`` of ``data``, the first ``count`` of them
+    valid (hw/ENGINE.md "Variable-depth stream")."""
+    return Port("mem", IN, (Field("data", 8 * cfg.mem_bytes), Field("count", bits_for(cfg.mem_bytes + 1))))
+
+
+def var_engine_ports(cfg: HwConfig) -> tuple[Port, ...]:
+    """The variable-depth engine's ports (hw/varengine.py): the engine's, with ``mem`` (the
+    column stream) in place of ``w``."""
+    return tuple(mem_port(cfg) if p.name == "w" else p for p in engine_ports(cfg))
+
+
 def ports_of(cfg: HwConfig) -> tuple[Port, ...]:
-    """The port set of the engine ``cfg`` builds: ``engine_ports`` or ``array_ports``."""
-    return array_ports(cfg) if cfg.organisation == "array" else engine_ports(cfg)
+    """The port set of the engine ``cfg`` builds: ``engine_ports``, ``array_ports`` or
+    ``var_engine_ports``."""
+    if cfg.organisation == "array":
+        return array_ports(cfg)
+    return var_engine_ports(cfg) if cfg.variable else engine_ports(cfg)
 
 
 def by_name(ports) -> dict[str, Port]:

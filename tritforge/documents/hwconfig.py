@@ -28,6 +28,19 @@ class HwConfigDoc(Doc):
     max_out_features: Annotated[Int, Field(ge=1, le=1 << 24)]
     clock_mhz: Annotated[Num, Field(gt=0, le=2000)]
     organisation: Literal["lockstep", "array"]
+    #: the weight stream the engine takes: "uniform" beats (every group of the matrix at
+    #: its depth) or the "variable"-depth column stream behind a byte FIFO and a gearbox
+    #: (hw/ENGINE.md "Variable-depth stream")
+    weight_stream: Literal["uniform", "variable"] = "uniform"
+    #: bytes of one memory beat of the variable-depth stream (its ``mem`` port)
+    mem_bytes: Annotated[Int, Field(ge=1, le=256)] = 16
+
+    @model_validator(mode="after")
+    def _variable(self):
+        if self.weight_stream == "variable" and self.organisation != "lockstep":
+            raise ValueError("a variable-depth weight stream is built for the lockstep "
+                             "organisation only")
+        return self
 
     @model_validator(mode="after")
     def _accumulator(self):
