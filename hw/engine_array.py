@@ -113,6 +113,10 @@ def broadcast_cycles(cfg) -> dict:
 
 def build_engine(cfg, **kw):
     """The engine ``cfg`` describes: an ``EngineArray`` when ``cfg.organisation`` is
-    "array", else a ``GemvEngine`` (lockstep slices above ``SLICE_ROWS`` rows); ``kw`` as
-    theirs. Its ports are ``tritforge.ports.ports_of(cfg)``."""
+    "array", a ``VarDepthEngine`` (hw/varengine.py) for a variable-depth weight stream, else
+    a ``GemvEngine`` (lockstep slices above ``SLICE_ROWS`` rows); ``kw`` as theirs. Its
+    ports are ``tritforge.ports.ports_of(cfg)``."""
+    if cfg.variable:
+        from .varengine import VarDepthEngine
+        return VarDepthEngine(cfg, **kw)
     return (EngineArray if cfg.organisation == "array" else GemvEngine)(cfg, **kw)

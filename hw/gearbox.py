@@ -97,10 +97,12 @@ class Gearbox(wiring.Component):
         total = Signal(range(R * D + 1))
         m.d.comb += total.eq(sum(depth))
         length = Signal(range(self.col_bytes + 1))
-        with m.Switch(total):
-            for s, n in enumerate(self.lengths):
+        with m.Switch(total):                # every value of ``total`` is one of the sums
+            for s, n in enumerate(self.lengths[:-1]):
                 with m.Case(s):
                     m.d.comb += length.eq(n)
+            with m.Default():
+                m.d.comb += length.eq(self.lengths[-1])
         take = Signal()
         m.d.comb += take.eq((win.fill >= self.header_bytes) & (win.fill >= length) & room)
         m.d.comb += [win.pop.eq(take), win.pop_bytes.eq(length)]
@@ -150,10 +152,10 @@ class Gearbox(wiring.Component):
             offset = Signal(range(r * D + 2), name=f"before{r}")
             m.d.comb += offset.eq(before)
             planes = [Signal(2 * G, name=f"row{r}_plane{j}") for j in range(D)]
-            with m.Switch(offset):
+            with m.Switch(offset):            # the last offset as the default
                 for p in range(r * D + 1):
                     start = layout.VAR_HEADER_TRITS * R + G * p
-                    with m.Case(p):
+                    with m.Case(p) if p < r * D else m.Default():
                         m.d.comb += [planes[j].eq(Cat(digit[start + G * j:start + G * (j + 1)]))
                                      for j in range(D)]
             stored = [Mux(depth[r] > j, planes[j], Cat([zero] * G)) for j in range(D)]

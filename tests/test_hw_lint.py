@@ -1,5 +1,6 @@
 """Generated Verilog lints clean with `verilator --lint-only -Wno-WIDTH` (nothing else
-waived) for d = 1..4 and R in {1, 4, 16} (R = 16 is slow: `-m slow`)."""
+waived) for d = 1..4 and R in {1, 4, 16} (R = 16 is slow: `-m slow`), and the
+variable-depth engine."""
 from __future__ import annotations
 
 import subprocess
@@ -31,6 +32,15 @@ CASES = [_case(d, r) for d in (1, 2, 3, 4) for r in (1, 4, 16)] + [_case(2, 4, "
 def test_generated_verilog_lints_clean(tmp_path, depth, rows, style):
     cfg = HwConfig(depth=depth, rows=rows)
     out = verilog.write(cfg, str(tmp_path / "gen"), decoder_style=style)
+    r = lint(out["verilog"])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "%Warning" not in r.stderr and "%Error" not in r.stderr
+
+
+@pytest.mark.parametrize("depth,rows", [(1, 4), (3, 4)])
+def test_variable_depth_engine_lints_clean(tmp_path, depth, rows):
+    cfg = HwConfig(depth=depth, rows=rows, weight_stream="variable", mem_bytes=16)
+    out = verilog.write(cfg, str(tmp_path / "gen"))
     r = lint(out["verilog"])
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "%Warning" not in r.stderr and "%Error" not in r.stderr

@@ -21,12 +21,18 @@ FIELD_HELP = {
     "clock_mhz": "target clock in MHz (recorded in the sidecar for the synthesis flows)",
     "organisation": "above 4 rows: lockstep slices behind one port set, or an array of "
                     "engines of 4 rows with weight and result streams of their own (hw/ENGINE.md)",
+    "weight_stream": "the weight stream the engine takes: uniform beats, or the variable-depth "
+                     "column stream of a mixed config behind a byte FIFO and a gearbox (hw/ENGINE.md)",
+    "mem_bytes": "bytes per memory beat of the variable-depth stream (its mem port), 1..256",
 }
 
 
 def add_hw_arguments(p, defaults=None, skip=()) -> None:
     """One option per HwConfig field but ``skip``; ``defaults`` (a HwConfig) only shows in the help."""
-    from ..hwconfig import DEFAULT, ORGANISATIONS, HwConfig
+    import typing
+
+    from ..documents.hwconfig import HwConfigDoc
+    from ..hwconfig import DEFAULT, HwConfig
 
     base = defaults or DEFAULT
     for f in dataclasses.fields(HwConfig):
@@ -36,7 +42,8 @@ def add_hw_arguments(p, defaults=None, skip=()) -> None:
         opt = "--" + f.name.replace("_", "-")
         value = getattr(base, f.name)
         if isinstance(value, str):
-            p.add_argument(opt, dest=f.name, choices=ORGANISATIONS, default=None,
+            choices = typing.get_args(HwConfigDoc.model_fields[f.name].annotation)
+            p.add_argument(opt, dest=f.name, choices=choices, default=None,
                            help=f"{FIELD_HELP.get(f.name, f.name)} (default {value})")
             continue
         kind = float if isinstance(value, float) else int
