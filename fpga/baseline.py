@@ -27,7 +27,8 @@ AREA_SLACK = 2
 
 def file_name(target: str, hw: HwConfig) -> str:
     org = "" if hw.organisation == "lockstep" else f"_{hw.organisation}"
-    return f"{target}_d{hw.depth}_r{hw.rows}{org}.json"
+    stream = "_variable" if hw.variable else ""
+    return f"{target}_d{hw.depth}_r{hw.rows}{org}{stream}.json"
 
 
 def from_report(report: dict) -> dict:

@@ -91,7 +91,11 @@ def sidecar(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
     ranges (``act_min``/``act_max``: int8 activations, ``shift_limit``, ``codebook_entries``,
     ``byte_limit``: weight bytes at or above it set ``err``) and sizes (``tiles_max``,
     ``lanes``, ``macs_per_cycle``, ``stream_bytes_per_cycle``, ``act_stride``); for an
-    array of engines, ``broadcast_cycles`` (hw/engine_array.py: from a port to the engines).
+    array of engines, ``broadcast_cycles`` (hw/engine_array.py: from a port to the engines);
+    for a variable-depth engine, its gearbox (hw/ENGINE.md "Variable-depth stream"):
+    ``gearbox_cycles`` (a column's last byte in to its beat offered), ``gearbox_queue``,
+    ``window_bytes`` (the byte FIFO; ``mem`` is ready while it holds at most
+    ``window_bytes - mem_bytes``), ``column_bytes_max``, ``column_header_bytes``.
     """
     from ..codec import layout
     from ..hwconfig import FIFO_DEPTH
@@ -110,6 +114,11 @@ def sidecar(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
                    act_stride=cfg.act_stride)
     if cfg.organisation == "array":
         derived.update(broadcast_cycles=broadcast_cycles(cfg))
+    if cfg.variable:
+        from ..hwconfig import GEARBOX_CYCLES, GEARBOX_QUEUE
+        derived.update(gearbox_cycles=GEARBOX_CYCLES, gearbox_queue=GEARBOX_QUEUE,
+                       window_bytes=cfg.window_bytes, column_bytes_max=cfg.column_bytes_max,
+                       column_header_bytes=layout.var_header_bytes(cfg.rows))
     return {"format": FORMAT, "version": VERSION, "top": top, "decoder_style": decoder_style,
             "primitives": primitives, "hwconfig": cfg.to_dict(), "derived": derived, "ports": port_map(cfg),
             "tools": _versions()}

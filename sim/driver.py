@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import datetime
 import io
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -169,7 +170,8 @@ def rtl_sample_cases(recorder: HwRecorder, layers: dict[str, HwLinear], rows: in
             raise TritforgeError(f"{name}: no decode step recorded for the RTL sample")
         t = hw.t
         idx = np.sort(rng.choice(t.q.shape[0], min(rows, t.q.shape[0]), replace=False))
-        sub = TritTensor(t.q[idx], t.k[idx], t.codebook, t.depth, (len(idx), t.shape[1]), t.mode)
+        sub = TritTensor(t.q[idx], t.k[idx], t.codebook, t.depth, (len(idx), t.shape[1]), t.mode,
+                         t.group_depth[idx] if t.variable else None)
         xq = st.last_xq[-1:]
         expected = golden.accumulators(sub, xq)
         if not np.array_equal(expected, st.last_acc[-1:, idx]):
@@ -600,8 +602,12 @@ def whole_token(model, depth: int, board, table, accel, context: int,
 def run(opts: RunOptions, rtl_check=None) -> dict:
     """Everything ``tritforge run`` does; returns the run-result JSON document (a dict).
 
-    ``rtl_check(cfg, cases) -> dict``: with ``opts.rtl_sample``, runs the sampled vector
-    cases (:func:`rtl_sample_cases`) on the RTL; its answer goes in ``result["rtl_sample"]``.
+    ``rtl_check(cfg, cases, rate) -> dict``: with ``opts.rtl_sample``, runs the sampled
+    vector cases (:func:`rtl_sample_cases`) on the RTL; its answer goes in
+    ``result["rtl_sample"]``. Variable-depth matrices (a mixed config's or a packed file's)
+    are checked on the variable-depth engine (``cfg.weight_stream == "variable"``, its
+    ``mem`` port as wide as the board's bytes per cycle ``rate``, at which the memory feeds
+    it).
     The co-simulation lives with the caller (the CLI), so ``sim`` never imports ``hw``.
     """
     from . import estimate
@@ -738,7 +744,15 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         if rtl_check is None:
             raise TritforgeError("--rtl-sample: no RTL co-simulation available to this caller")
         cases = rtl_sample_cases(recorder, layers, opts.rtl_sample)
-        result["rtl_sample"] = {"rows": opts.rtl_sample,
+        rtl_cfg = cfg
+        variable = {c.tensor.variable for c, _ in cases}
+        if variable == {True}:
+            rtl_cfg = dataclasses.replace(cfg, weight_stream="variable",
+                                          mem_bytes=math.ceil(recorder.rate))
+        elif len(variable) > 1:
+            raise TritforgeError("--rtl-sample: the sampled matrices mix uniform and variable-depth "
+                                 "ones; one engine build takes one kind")
+        result["rtl_sample"] = {"rows": opts.rtl_sample, "engine": rtl_cfg.weight_stream,
                                 "layers": {c.name.rsplit(".rows", 1)[0]: rows for c, rows in cases},
-                                **rtl_check(cfg, [c for c, _ in cases])}
+                                **rtl_check(rtl_cfg, [c for c, _ in cases], recorder.rate)}
     return result

@@ -261,6 +261,29 @@ def test_rtl_sample_catches_a_mismatch(llama, rtl_env, tmp_path, capsys, monkeyp
     assert "MISMATCH" in captured.out and "does not match" in captured.err
 
 
+def test_rtl_sample_of_a_mixed_config_on_the_variable_depth_engine(llama, rtl_env, tmp_path, capsys,
+                                                                    monkeypatch):
+    """A mixed config's matrices are checked on the variable-depth engine's RTL, fed at the
+    board's bytes per cycle; a wrong expected value is caught."""
+    real = driver.rtl_sample_cases
+
+    def corrupted(*args, **kw):
+        cases = real(*args, **kw)
+        cases[5][0].expected[0, 1] += 1
+        return cases
+
+    monkeypatch.setattr(driver, "rtl_sample_cases", corrupted)
+    out_json = tmp_path / "r.json"
+    rc = cli.main(["run", "--model", llama, "--config", "mixed-d2-bpw2.9", "--hw", str(rtl_env),
+                   "--eval-tokens", "0", "--max-new-tokens", "2", "--rtl-sample", "5", "--json", str(out_json)])
+    text = capsys.readouterr().out
+    assert rc == 1
+    s = json.loads(out_json.read_text())["rtl_sample"]
+    assert s["engine"] == "variable" and "variable-depth engine RTL" in text
+    assert len(s["cases"]) == 14 and len(s["failures"]) == 1, s["failures"]
+    assert ".rows5: result beat 0" in s["failures"][0]
+
+
 def test_run_packed_from_another_architecture(llama, qwen2, tmp_path, capsys):
     rc = cli.main(["quantize", "--model", llama, "--configs", "uniform-d2", "--out", str(tmp_path / "q"),
                    "--no-export", "--no-ppl", "--quiet"])

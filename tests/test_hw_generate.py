@@ -45,6 +45,24 @@ def test_writes_verilog_and_sidecar(tmp_path, capsys):
     assert acc["count"] == 2 and acc["stride"] == cfg.widths.acc and acc["elem_signed"]
 
 
+def test_variable_depth_engine_sidecar(tmp_path):
+    out = tmp_path / "gen"
+    assert main(["generate", *SMALL, "--weight-stream", "variable", "--mem-bytes", "12",
+                 "--out", str(out)]) == 0
+    meta = json.loads((out / "tritforge_engine.json").read_text())
+    cfg = HwConfig.from_json(str(out / "tritforge_engine.json"))
+    assert cfg.variable and cfg.mem_bytes == 12
+    d = meta["derived"]
+    assert d["window_bytes"] == cfg.window_bytes == 2 * d["column_bytes_max"] + 12
+    assert d["column_bytes_max"] == -(-(4 * 2 + 16 * 2 * 1) // 5) and d["column_header_bytes"] == 2
+    ports = {p["name"]: p for p in meta["ports"]}
+    assert "w__payload" not in ports and ports["mem__valid"]["dir"] == "in"
+    assert [f["name"] for f in ports["mem__payload"]["fields"]] == ["data", "count"]
+    assert ports["mem__payload"]["width"] == 8 * 12 + 4
+    v = (out / "tritforge_engine.v").read_text()
+    assert re.search(r"input\s+(?:wire\s+)?\[99:0\]\s+mem__payload;", v)
+
+
 def test_config_file_and_overrides(tmp_path):
     src = tmp_path / "hw.json"
     src.write_text(json.dumps({"depth": 3, "rows": 1, "max_in_features": 32, "max_out_features": 4}))
@@ -69,6 +87,8 @@ def test_help_documents_every_hwconfig_field(capsys):
     (["--rows", "0"], "rows"),
     (["--max-in-features", "100"], "multiple of 16"),
     (["--top", "1bad"], "identifier"),
+    (["--weight-stream", "variable", "--organisation", "array", "--rows", "8"], "lockstep"),
+    (["--mem-bytes", "0"], "mem_bytes"),
 ])
 def test_bad_input_one_line_error_nothing_written(tmp_path, capsys, args, message):
     out = tmp_path / "never"

@@ -51,19 +51,21 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def rtl_check(cfg, cases) -> dict:
+def rtl_check(cfg, cases, rate=None) -> dict:
     """Play vector cases on the engine RTL under Verilator (hw/ENGINE.md).
 
     The Verilog is what ``tritforge generate`` writes for ``cfg`` (built once per config and
     cached in ``sim.cosim.default_build_root``); the packaged bench
     (``tritforge.hw.verif.bench_engine``) checks every result beat against the cases'
     golden accumulators, the cycle count against the cycle model's, and the stepping model
-    every cycle.
+    every cycle. For a variable-depth engine (``cfg.variable``): :func:`rtl_check_variable`.
     """
     from ..codec import vectors
     from ..hw import verilog as hw_verilog
     from ..sim import cosim
 
+    if cfg.variable:
+        return rtl_check_variable(cfg, cases, rate)
     with scratch():                 # the build and the vector set are read back here
         text, side = hw_verilog.convert(cfg), hw_verilog.sidecar(cfg)
         build = cosim.build(text, side["top"], [p["name"] for p in side["ports"]],
@@ -84,6 +86,56 @@ def rtl_check(cfg, cases) -> dict:
         match = res.tests > 0 and res.failed == 0 and len(played) == len(cases)
         return {"match": match, "cases": played, "failures": failures,
                 "build_s": round(build.seconds, 2), "sim_s": round(res.seconds, 2)}
+
+
+def rtl_check_variable(cfg, cases, rate) -> dict:
+    """Play vector cases of variable-depth matrices on the variable-depth engine RTL under
+    Verilator (hw/ENGINE.md "Variable-depth stream"): each case as one job of the packaged
+    stream bench (``tritforge.hw.verif.varjob``: its codebook, one command per T vectors,
+    its column stream at ``rate`` bytes a cycle from the cycle the first command is taken),
+    every result beat against the golden accumulators and in the cycle
+    ``sim.varmodel.timeline`` gives it."""
+    import numpy as np
+
+    from ..hw import verilog as hw_verilog
+    from ..hw.verif.varjob import var_stream_job
+    from ..sim import cosim
+
+    with scratch():
+        text, side = hw_verilog.convert(cfg), hw_verilog.sidecar(cfg)
+        build = cosim.build(text, side["top"], [p["name"] for p in side["ports"]],
+                            cosim.default_build_root(),
+                            meta={"hwconfig": cfg.to_dict(), "decoder_style": side["decoder_style"],
+                                  "primitives": side["primitives"]})
+        played, failures, sim_s, tests = [], [], 0.0, 0
+        with tempfile.TemporaryDirectory(prefix="tritforge-rtl-") as tmp:
+            for i, case in enumerate(cases):
+                T, x, e = cfg.vectors, case.xq, case.expected
+                pad = lambda a, c, w: np.pad(a[c:c + T], ((0, T - len(a[c:c + T])), (0, w - a.shape[1])))  # noqa: E731
+                blocks = [pad(x, c, case.tensor.in_padded) for c in range(0, len(x), T)]
+                want = [pad(e, c, e.shape[1]) for c in range(0, len(x), T)]
+                vj = var_stream_job(cfg, case.tensor, blocks, rate, expected=want)
+                folder = os.path.join(tmp, f"case{i}")
+                os.makedirs(folder)
+                job = os.path.join(folder, "job.json")
+                report = os.path.join(folder, "report.json")
+                write_json(job, vj.job)
+                params = {"job": job, "report": report, "pace": vj.pace, "stalls": {},
+                          "limit": 100 * (vj.timeline.end + 100)}
+                res = cosim.run(build, "tritforge.hw.verif.bench_streams", folder,
+                                env={cosim.PARAMS_ENV: json.dumps(params)})
+                sim_s += res.seconds
+                tests += res.tests
+                if res.failed or not os.path.isfile(report):
+                    failures += [f"{case.name}: {f}" for f in (res.failures() or ["no report"])]
+                    continue
+                with open(report) as f:
+                    bad = vj.check(json.load(f))
+                failures += [f"{case.name}: {b}" for b in bad]
+                played.append({"case": case.name, "cycles": vj.timeline.cycles})
+        match = tests > 0 and not failures and len(played) == len(cases)
+        return {"match": match, "cases": played, "failures": failures,
+                "build_s": round(build.seconds, 2), "sim_s": round(sim_s, 2)}
 
 
 def _fmt_rate(v: float) -> str:
@@ -149,7 +201,7 @@ def summary(r: dict) -> str:
     if "rtl_sample" in r:
         s = r["rtl_sample"]
         lines.append(f"rtl        {s['rows']} rows of {len(s['layers'])} layers through Verilator "
-                     f"(engine RTL, cocotb): {'all match the cycle model bit for bit and cycle for cycle' if s['match'] else 'MISMATCH: ' + '; '.join(s['failures'][:3])}")
+                     f"({'variable-depth ' if s.get('engine') == 'variable' else ''}engine RTL, cocotb): {'all match the cycle model bit for bit and cycle for cycle' if s['match'] else 'MISMATCH: ' + '; '.join(s['failures'][:3])}")
     return "\n".join(lines)
 
 
