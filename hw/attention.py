@@ -26,7 +26,7 @@ one wide add or one multiplier stage (the stage counts are ``AttentionUnitConfig
   o = rshift_round(o · c, PF) + o_b (o = o_b in the first block), and written back, while
   the block's sums shift out of their registers (which leaves them 0 for the next block).
 
-At the end (beside the last merge) each head's 1/l comes from a restoring divider
+At the end (beside the last merge) each head's 1/l comes from a sequential divider
 (hw/divider.py; the next head's divides while this head's elements leave) and its elements
 leave one per cycle, sat(rshift_round(rshift_round(o, sl) · R, 2 RL + OVF - FR)), packed
 ``lanes`` to a beat into an output register (the element pipeline stalls as a whole only
@@ -49,7 +49,7 @@ from amaranth.lib import data, memory, wiring
 from ..attentionports import attention_ports
 from ..attentionunit import EXP_LATENCY, MUL_LATENCY, AttentionUnitConfig
 from ..vectorports import EXP_BITS
-from .divider import RestoringDivider
+from .divider import Divider
 from .elementpipe import delay
 from .exp2neg import Exp2Neg
 from .fixedops import bitlen, clamp, rshift_round, saturate
@@ -495,7 +495,7 @@ class AttentionUnit(wiring.Component):
         g, NB, L, hd = u.group, u.beats, u.lanes, u.head_dim
         RL = u.attention.recip_bits
         state, hh = self.state, self.hh
-        m.submodules.div = div = RestoringDivider(u.quotient_bits, RL + 1)
+        m.submodules.div = div = Divider(u.quotient_bits, RL + 1)
         sl = Signal(range(u.l_bits + 1))
         recip = Signal(u.quotient_bits)
         d = Signal(range(hd + 1))                      # elements read

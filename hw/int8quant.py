@@ -54,15 +54,13 @@ from ..vectorports import int8quant_ports
 from ..vectortiming import BITLEN_STAGES, INT8Q_OUT_STAGES, INT8Q_PREP_CYCLES, MUL_STAGES, SHIFT_STAGES
 from .actbuffer import ActivationBuffer
 from .checks import check_int
-from .divider import RestoringDivider
+from .divider import Divider
 from .elementpipe import CreditFifo, check_lanes, credit_valid, delay, lane
 from .fixedops import abs_value, bitlen_staged, fits_signed, max_tree, staged_rshift
 from .multiplier import WideMultiplier
 from .primitives import check_primitives
 from .signature import members
 
-#: the states of a vector's passes
-RECV, FOLD, LEN, NORM, DIV, OUT = range(6)
 #: the largest input magnitude bits of the contract (v · R < 2^62)
 MAX_IN_BITS = 39
 
@@ -72,6 +70,22 @@ def check_scale_bits(owner: str, scale_bits: int) -> int:
     if scale_bits > 20:
         raise ValueError(f"{owner} scale_bits must be at most 20, not {scale_bits}")
     return scale_bits
+
+
+def greater_registered(m, a, b, name: str):
+    """a > b (unsigned) from three comparisons of the halves registered a cycle earlier, a
+    carry chain each: the high halves' a > b and a >= b, the low halves' a > b; the
+    returned value is their combination, a LUT. Each is written as a less-than, which Yosys
+    maps to the chain's carry alone (its greater-than adds an equality test of LUTs after
+    the chain), and a >= b as 2b < 2a + 1, so that Yosys does not derive it from the
+    other comparison of the same halves (with an equality test)."""
+    w = max(len(a), len(b))
+    h = (w + 1) // 2
+    a, b = a.as_unsigned(), b.as_unsigned()
+    hi_gt, hi_ge, lo_gt = (Signal(name=f"{name}_{nm}") for nm in ("hi_gt", "hi_ge", "lo_gt"))
+    m.d.sync += [hi_gt.eq(b[h:] < a[h:]), hi_ge.eq(Cat(Const(0, 1), b[h:]) < Cat(Const(1, 1), a[h:])),
+                 lo_gt.eq(b[:h] < a[:h])]
+    return hi_gt | hi_ge & lo_gt
 
 
 class Int8Quantizer(wiring.Component):
@@ -105,10 +119,14 @@ class Int8Quantizer(wiring.Component):
         m = Module()
         VB, B = self.in_bits, self.scale_bits
         M127, e127 = to_multiplier(1 / Q8, B)
-        div = m.submodules.div = RestoringDivider(VB + B + 7, VB, B + 8)
-        # the step settles this many cycles after mu's last update (FOLD), before the hand-over
-        settle = 1 + MUL_STAGES + BITLEN_STAGES + 1 + SHIFT_STAGES
-        assert settle <= INT8Q_PREP_CYCLES - 1 + 1 + div.latency, "the step would not settle in time"
+        div = m.submodules.div = Divider(VB + B + 7, VB, B + 8, primitives=self.primitives)
+        # cycles from the last beat's to the first in which a value holds: mu (a_r, a2, mu),
+        # mus (lo, mus), the step (mu · M127, its bit length, k, the shift); the divider
+        # takes mus in NORM, the hand-over the step at the earliest with the result
+        mus_at = 3 + 2
+        assert mus_at <= INT8Q_PREP_CYCLES + 1, "mus would not hold when the divider takes it"
+        assert mus_at + MUL_STAGES + BITLEN_STAGES + 1 + SHIFT_STAGES <= INT8Q_PREP_CYCLES + 1 + div.latency, \
+            "the step would not settle in time"
         vbits = len(Value.cast(self.i.payload.v))
         buf = m.submodules.mem = ActivationBuffer(self.depth, vbits, primitives=self.primitives, fabric=False)
 
@@ -117,9 +135,6 @@ class Int8Quantizer(wiring.Component):
         nlast1 = Signal(range(self.depth))         # nlast - 1 (the address before the last)
         ridx = Signal(range(self.depth))           # read address (output pass)
         at_last = Signal()                         # ridx == nlast, registered beside ridx
-        mu = Signal(VB)                            # max |v| so far
-        a_r = Signal(VB + 1)                       # the beat's max |v|, registered
-        a_v = Signal()
         wait = Signal(range(INT8Q_PREP_CYCLES + 1))
         K_next = Signal(range(VB + B + 1))         # this vector's K, R's step, while dividing
         num = Signal(VB + B + 7)
@@ -127,12 +142,47 @@ class Int8Quantizer(wiring.Component):
         R = Signal(B + 8)
         step_m = Signal(B)
         step_e = Signal(signed(len(self.o.payload.e)))
+        # the passes, one register each (one-hot): receive, FOLD, LEN, NORM, DIV, output
+        recv = Signal(init=1)
+        fold, lens, norm, divs, outs = (Signal(name=nm) for nm in ("fold", "lens", "norm", "divs", "outs"))
 
-        # free-running: mu floored at 1, its bit length; mu · M127, its bit length, the step
-        mus = Signal(VB)
-        zero = Signal()
-        m.d.sync += [mus.eq(Cat(mu[0] | (mu[1:] == 0), mu[1:])), zero.eq(mu == 0)]
-        n_mus = bitlen_staged(m, 1, mus, "bl_mu")
+        # the running max over two cycles: a beat's max |v| is registered (a_r, 0 without a
+        # beat), then a2; beside a2, X = a2 > the mu before a2's predecessor was folded and
+        # Y = a2 > that predecessor, both registered from registers (a_r against mu and a2);
+        # d = D ? Y : X is then a2 > mu (D: the predecessor's d), and mu takes a2 when d
+        take_in = self.i.valid & self.i.ready
+        absv = []
+        for j in range(self.lanes):
+            absv.append(Signal(VB + 1, name=f"abs{j}"))
+            m.d.comb += absv[j].eq(abs_value(lane(self.i.payload.v, j)))
+        a_r = Signal(VB + 1)
+        a2 = Signal(VB + 1)
+        mu = Signal(VB)                            # max |v| so far
+        d_prev = Signal()
+        d = Signal()
+        m.d.sync += [a_r.eq(Mux(take_in, max_tree(m, absv, VB + 1, "lanemax"), 0)), a2.eq(a_r), d_prev.eq(d)]
+        gt_mu = greater_registered(m, a_r, mu, "gt_mu")
+        gt_prev = greater_registered(m, a_r, a2, "gt_prev")
+        m.d.comb += d.eq(Mux(d_prev, gt_prev, gt_mu))
+        # the running OR of the |v| with bit 0 set: its bit length is bitlen(max(mu, 1)) a
+        # cycle before mu's; mu and the OR are cleared through the output pass
+        orv = Signal(VB + 1, init=1)
+        with m.If(outs):
+            m.d.sync += [mu.eq(0), orv.eq(1)]
+        with m.Else():
+            m.d.sync += orv.eq(orv | a_r)
+            with m.If(d):
+                m.d.sync += mu.eq(a2)
+
+        # free-running: mu floored at 1 (mus) and whether it is 0, a cycle after mu[1:] == 0;
+        # bitlen(max(mu, 1)) from the OR; mu · M127, its bit length, the step
+        lo, mus, zero = Signal(), Signal(VB), Signal()
+        m.d.sync += [lo.eq(mu[1:] == 0), mus.eq(Cat(mu[0] | lo, mu[1:])), zero.eq(lo & ~mu[0])]
+        n_mus = bitlen_staged(m, 1, orv, "bl_mu")
+        # the numerator 127 · 2^(B + n_mus) in two shifts: by n_mus's bits from 3 up here
+        # (free-running), by its low bits in LEN
+        num_hi = Signal(len(num))
+        m.d.sync += num_hi.eq(Const(Q8 << B) << Cat(Const(0, 3), n_mus[3:]))
         pmul = m.submodules.pm = WideMultiplier(VB + 1, B + 1, primitives=self.primitives)
         m.d.comb += [pmul.en.eq(1), pmul.a.eq(mus), pmul.b.eq(M127)]
         pm = pmul.p.as_unsigned()[:VB + B]
@@ -140,19 +190,6 @@ class Int8Quantizer(wiring.Component):
         k = Signal(range(VB + B + 1))
         m.d.sync += k.eq(n_pm - B)
         pm_k = staged_rshift(m, 1, pm, k, B, SHIFT_STAGES, "pmk")
-
-        take_in = self.i.valid & self.i.ready
-        absv = []
-        for j in range(self.lanes):
-            absv.append(Signal(VB + 1, name=f"abs{j}"))
-            m.d.comb += absv[j].eq(abs_value(lane(self.i.payload.v, j)))
-        m.d.sync += [a_r.eq(max_tree(m, absv, VB + 1, "lanemax")), a_v.eq(take_in)]
-        # a_r > mu from the halves' comparisons (three short carry chains side by side)
-        h = (VB + 1) // 2
-        a_hi, mu_hi = a_r[h:], mu[h:]
-        gt = (a_hi > mu_hi) | ~(a_hi < mu_hi) & (a_r[:h] > mu[:h])
-        with m.If(a_v & gt):
-            m.d.sync += mu.eq(a_r)
 
         # the output pass: a credit pipeline (hw.elementpipe.CreditFifo) of out_stages: the
         # read, v · R, the staged round-shift and the rounding add in free-running registers,
@@ -173,11 +210,11 @@ class Int8Quantizer(wiring.Component):
             # t = (sh + 1) >> 1 is the rounded low part; else it is far out of ±127)
             # (t in ±127 iff sh in -255 .. 254)
             t = Signal(signed(10), name=f"t{j}")
-            t_in, t_neg = Signal(name=f"tin{j}"), Signal(name=f"tneg{j}")
+            t_fits, t_mid, t_neg = Signal(name=f"tfits{j}"), Signal(name=f"tmid{j}"), Signal(name=f"tneg{j}")
             s10 = sh[:10].as_signed()
-            m.d.sync += [t.eq((s10 + 1) >> 1), t_in.eq(fits_signed(sh, 10) & (s10 <= 2 * Q8) & (s10 >= -2 * Q8 - 1)),
-                         t_neg.eq(sh[-1])]
-            xs.append(Mux(t_in, t[:8], Mux(t_neg, -Q8, Q8))[:8])
+            m.d.sync += [t.eq((s10 + 1) >> 1), t_fits.eq(fits_signed(sh, 10)),
+                         t_mid.eq((s10 <= 2 * Q8) & (s10 >= -2 * Q8 - 1)), t_neg.eq(sh[-1])]
+            xs.append(Mux(t_fits & t_mid, t[:8], Mux(t_neg, -Q8, Q8))[:8])
         qlast = delay(m, run, at_last, self.out_stages - 1, "qlast")
         m.d.comb += [fifo.w_en.eq(valid[-1]), fifo.w_data.eq(Cat(*xs, qlast)),
                      self.o.valid.eq(fifo.o.valid), fifo.o.ready.eq(self.o.ready),
@@ -187,35 +224,34 @@ class Int8Quantizer(wiring.Component):
 
         m.d.comb += [buf.w_addr.eq(wcnt), buf.w_data.eq(Value.cast(self.i.payload.v)), buf.w_en.eq(take_in),
                      div.i.payload.num.eq(num), div.i.payload.den.eq(mus)]
-        state = Signal(range(6))
-        recv = Signal(init=1)                      # state == RECV, a register of its own (i.ready)
-        m.d.comb += self.i.ready.eq(recv)
-        with m.If(state == RECV):
-            with m.If(take_in):
-                m.d.sync += wcnt.eq(wcnt + 1)
-                with m.If(self.i.payload.last):
-                    m.d.sync += [nlast.eq(wcnt), recv.eq(0), state.eq(FOLD)]
-        with m.Elif(state == FOLD):
-            m.d.sync += [wait.eq(INT8Q_PREP_CYCLES - 2), nlast1.eq(nlast - 1), state.eq(LEN)]
-        with m.Elif(state == LEN):
-            m.d.sync += [wait.eq(wait - 1), K_next.eq(n_mus + B),
-                         num.eq(Cat(Const(0, B), Const(Q8, 7)) << n_mus)]
+        m.d.comb += [self.i.ready.eq(recv), div.i.valid.eq(norm), div.o.ready.eq(divs & fifo.idle),
+                     fifo.req.eq(outs)]
+        with m.If(outs):
+            m.d.sync += wcnt.eq(0)
+        with m.Elif(take_in):
+            m.d.sync += wcnt.eq(wcnt + 1)
+        with m.If(take_in & self.i.payload.last):
+            m.d.sync += [nlast.eq(wcnt), recv.eq(0), fold.eq(1)]
+        with m.If(fold):
+            m.d.sync += [wait.eq(INT8Q_PREP_CYCLES - 2), nlast1.eq(nlast - 1), fold.eq(0), lens.eq(1)]
+        with m.If(lens):
+            m.d.sync += [wait.eq(wait - 1), K_next.eq(n_mus + B), num.eq(num_hi << n_mus[:3])]
             with m.If(wait == 0):
-                m.d.sync += state.eq(NORM)
-        with m.Elif(state == NORM):
-            m.d.comb += div.i.valid.eq(1)
-            with m.If(div.i.ready):
-                m.d.sync += state.eq(DIV)
-        with m.Elif(state == DIV):
-            m.d.comb += div.o.ready.eq(fifo.idle)
-            with m.If(div.o.valid & fifo.idle):
-                m.d.sync += [R.eq(div.o.payload.quo), K.eq(K_next), ridx.eq(0), at_last.eq(nlast == 0),
-                             step_m.eq(Mux(zero, 1 << (B - 1), pm_k)),
-                             step_e.eq(Mux(zero, B - 1, e127 - k)), state.eq(OUT)]
-        with m.Elif(state == OUT):
-            m.d.comb += fifo.req.eq(1)
-            with m.If(issue):
-                m.d.sync += [ridx.eq(ridx + 1), at_last.eq(ridx == nlast1)]
-                with m.If(at_last):
-                    m.d.sync += [wcnt.eq(0), mu.eq(0), recv.eq(1), state.eq(RECV)]
+                m.d.sync += [lens.eq(0), norm.eq(1)]
+        with m.If(norm):                           # the divider is idle here: it takes the offer
+            m.d.sync += [norm.eq(0), divs.eq(1)]
+        # in DIV the read address waits at 0; once the output pass is idle (every credit
+        # back) R, K and the step follow the divider's result and the step registers, and
+        # the hand-over (the result there) leaves them with the vector's values
+        with m.If(divs):
+            m.d.sync += [ridx.eq(0), at_last.eq(nlast == 0)]
+        with m.If(divs & fifo.idle):
+            m.d.sync += [R.eq(div.o.payload.quo), K.eq(K_next), step_m.eq(Mux(zero, 1 << (B - 1), pm_k)),
+                         step_e.eq(Mux(zero, B - 1, e127 - k))]
+        with m.If(divs & div.o.valid & fifo.idle):
+            m.d.sync += [divs.eq(0), outs.eq(1)]
+        with m.If(issue):
+            m.d.sync += [ridx.eq(ridx + 1), at_last.eq(ridx == nlast1)]
+            with m.If(at_last):
+                m.d.sync += [recv.eq(1), outs.eq(0)]
         return m

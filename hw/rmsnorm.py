@@ -71,8 +71,6 @@ from .primitives import check_primitives
 from .rsqrt import MAX_SS_BITS, Rsqrt, check_vector_config
 from .signature import members
 
-#: the states of a vector's passes
-RECV, FOLD, LEN, PREP, SCAN, DRAIN = range(6)
 
 
 def ss_bits(vcfg: VectorConfig, n: int) -> int:
@@ -128,21 +126,26 @@ class RmsNorm(wiring.Component):
         # bitlen(max |h|) = bitlen(OR of the |h|): the running value is an OR (no compare)
         hmax = Signal(v.resid_bits)                      # OR of the vector's |h| so far
         a_r = Signal(v.resid_bits)                       # OR of the beat's |h|, registered
-        a_v = Signal()
         wait = Signal(range(BITLEN_STAGES + 1))
         p = Signal(range(v.resid_bits + 1))
         eps_k = Signal.like(self.k.payload.eps_q)        # the vector's constants
         gf_k, gf_ss = (Signal(signed(GAMMA_FRAC_BITS), name=nm) for nm in ("gf_k", "gf_ss"))
         ss, ss_sum, ss_out = Signal(sb), Signal(sb), Signal(sb)
         sum_v, nz, ss_valid = Signal(), Signal(), Signal()
-        take_h = self.h.valid & self.h.ready
+        # the passes, one register each (one-hot): receive, FOLD, LEN, PREP, scan, drain
+        recv = Signal(init=1)
+        fold, lens, prep, scanst, drain = (Signal(name=nm) for nm in ("fold", "lens", "prep", "scanst", "drain"))
+        wlast = Signal(init=N == 1)                      # wcnt == N - 1, registered beside wcnt
+        empty = Signal(init=1)                           # no scan element in its registers
+        take_h = self.h.valid & recv
         absh = []
         for k in range(L):
             absh.append(Signal(v.resid_bits, name=f"abs{k}"))
             m.d.comb += absh[k].eq(abs_value(lane(self.h.payload.h, k)))
-        m.d.sync += [a_r.eq(Cat(*[Cat(*[a[j] for a in absh]).any() for j in range(v.resid_bits)])),
-                     a_v.eq(take_h)]
-        with m.If(a_v):
+        m.d.sync += a_r.eq(Mux(take_h, Cat(*[Cat(*[a[j] for a in absh]).any() for j in range(v.resid_bits)]), 0))
+        with m.If(drain & empty):
+            m.d.sync += hmax.eq(0)
+        with m.Else():
             m.d.sync += hmax.eq(hmax | a_r)
         n_h = bitlen_staged(m, 1, hmax, "hmax")          # free-running; settled in PREP
         m.d.comb += [hbuf.w_addr.eq(wcnt), hbuf.w_data.eq(Value.cast(self.h.payload.h)), hbuf.w_en.eq(take_h)]
@@ -186,34 +189,30 @@ class RmsNorm(wiring.Component):
             m.d.sync += [ss_out.eq(ss_sum + eps), nz.eq((ss_sum != 0) | (eps != 0)), gf_ss.eq(gf_k),
                          ss_valid.eq(1), sum_v.eq(0)]
 
-        state = Signal(range(6))
-        with m.If(state == RECV):
-            m.d.comb += self.h.ready.eq(1)
-            with m.If(take_h):
-                m.d.sync += wcnt.eq(wcnt + 1)
-                with m.If(wcnt == N - 1):
-                    m.d.sync += state.eq(FOLD)
-        with m.Elif(state == FOLD):
-            m.d.sync += [wait.eq(BITLEN_STAGES - 1), state.eq(LEN)]
-        with m.Elif(state == LEN):
+        # whether the scan's registers are empty is registered from their next valid bits
+        m.d.sync += empty.eq(Mux(adv, ~scan & (valid[:-1] == 0), valid == 0))
+        m.d.comb += [self.h.ready.eq(recv), scan.eq(scanst), self.k.ready.eq(prep & ~ss_valid)]
+        with m.If(take_h):
+            m.d.sync += [wcnt.eq(wcnt + 1), wlast.eq(wcnt == N - 2)]
+            with m.If(wlast):
+                m.d.sync += [recv.eq(0), fold.eq(1)]
+        with m.If(fold):
+            m.d.sync += [wait.eq(BITLEN_STAGES - 1), fold.eq(0), lens.eq(1)]
+        with m.If(lens):
             m.d.sync += wait.eq(wait - 1)
             with m.If(wait == 0):
-                m.d.sync += state.eq(PREP)
-        with m.Elif(state == PREP):
+                m.d.sync += [lens.eq(0), prep.eq(1)]
+        with m.If(prep):
             m.d.sync += [p.eq(Mux(n_h > NB, n_h - NB, 0)), ridx.eq(0), at_end.eq(N == 1)]
-            m.d.comb += self.k.ready.eq(~ss_valid)
             with m.If(~ss_valid & self.k.valid):
                 m.d.sync += [eps_k.eq(self.k.payload.eps_q), gf_k.eq(self.k.payload.gamma_frac),
-                             state.eq(SCAN)]
-        with m.Elif(state == SCAN):
-            m.d.comb += scan.eq(1)
-            with m.If(adv):
-                m.d.sync += [ridx.eq(ridx + 1), at_end.eq(ridx == N - 2)]
-                with m.If(at_end):
-                    m.d.sync += state.eq(DRAIN)
-        with m.Elif(state == DRAIN):
-            with m.If(valid == 0):
-                m.d.sync += [wcnt.eq(0), hmax.eq(0), state.eq(RECV)]
+                             prep.eq(0), scanst.eq(1)]
+        with m.If(scanst & adv):
+            m.d.sync += [ridx.eq(ridx + 1), at_end.eq(ridx == N - 2)]
+            with m.If(at_end):
+                m.d.sync += [scanst.eq(0), drain.eq(1)]
+        with m.If(drain & empty):
+            m.d.sync += [wcnt.eq(0), wlast.eq(N == 1), drain.eq(0), recv.eq(1)]
         assert RMS_PREP_CYCLES == 1 + BITLEN_STAGES + 1
 
         # the vector's 1/sqrt: ss (at least 1) in, (y, E + GF) held until its last element;

@@ -22,7 +22,7 @@ def _ceil(a: int, b: int) -> int:
 
 
 def divider_cycles(quo_bits: int) -> int:
-    """RestoringDivider: accept, quo_bits restoring steps, the result beat."""
+    """Divider: accept, quo_bits steps, the result beat."""
     return quo_bits + 2
 
 

@@ -73,12 +73,13 @@ class _Model:
         return []
 
 
-# ---- RestoringDivider ---------------------------------------------------------------------
+# ---- Divider ------------------------------------------------------------------------------
 
 class DividerStep(_Model):
-    """hw/divider.py: the partial remainder r (den_bits) and the shift register q
-    (quo_bits); on acceptance r = num >> quo_bits, q = num's low bits, then one restoring
-    step per cycle, the result on ``o`` until taken."""
+    """hw/divider.py: the partial remainder r (signed, den_bits + 1) and the shift register
+    q (quo_bits); on acceptance r = num >> quo_bits, q = num's low bits, then one
+    non-restoring step per cycle (r = 2 r + q[top] -/+ den as r >= 0 / < 0, the bit
+    r >= 0 or den = 0), the result on ``o`` until taken with rem = r (+ den where r < 0)."""
 
     def __init__(self, num_bits: int, den_bits: int, quo_bits: int | None = None):
         self.num_bits, self.den_bits = num_bits, den_bits
@@ -91,8 +92,9 @@ class DividerStep(_Model):
 
     def comb(self, i_valid: bool, o_ready: bool) -> dict:
         done = self.busy and self.left == 0
+        rem = wrap(self.r + self.den if self.r < 0 else self.r, self.den_bits, False)
         return dict(i_ready=not self.busy or (done and bool(o_ready)), o_valid=done,
-                    o_quo=self.q if done else None, o_rem=self.r if done else None)
+                    o_quo=self.q if done else None, o_rem=rem if done else None)
 
     def _comb(self, inp) -> dict:
         return self.comb(inp.i_valid, inp.o_ready)
@@ -101,9 +103,8 @@ class DividerStep(_Model):
         Q, D = self.Q, self.den_bits
         if self.busy and self.left:
             t = self.r << 1 | self.q >> (Q - 1) & 1
-            ge = t >= self.den
-            self.r = wrap(t - self.den if ge else t, D, False)
-            self.q = wrap(self.q << 1 | ge, Q, False)
+            self.r = wrap(t - self.den if self.r >= 0 else t + self.den, D + 1)
+            self.q = wrap(self.q << 1 | (self.r >= 0 or self.den == 0), Q, False)
             self.left -= 1
         if out["o_valid"] and o_ready:
             self.busy = False

@@ -7,7 +7,7 @@ import pytest
 from amaranth.back import verilog
 
 from tritforge.accelconfig import VectorConfig
-from tritforge.hw.divider import RestoringDivider
+from tritforge.hw.divider import Divider
 from tritforge.hw.int8quant import Int8Quantizer
 from tritforge.hw.requant import Requantize
 from tritforge.hw.rmsnorm import RmsNorm
@@ -19,7 +19,7 @@ from test_hw_lint import lint
 
 VC = VectorConfig()
 UNITS = {
-    "divider": lambda: RestoringDivider(62, 39, 24),
+    "divider": lambda: Divider(62, 39, 24),
     "int8quant": lambda: Int8Quantizer(32, 16, 1536),
     "rsqrt": lambda: Rsqrt(VC),
     "rmsnorm": lambda: RmsNorm(VC, 576),

@@ -14,7 +14,7 @@ import pytest
 
 from tritforge.accelconfig import VectorConfig
 from tritforge.codec.intnorm import IntNormWeights
-from tritforge.hw.divider import RestoringDivider
+from tritforge.hw.divider import Divider
 from tritforge.hw.int8quant import Int8Quantizer
 from tritforge.hw.requant import Requantize
 from tritforge.hw.rmsnorm import RmsNorm
@@ -38,12 +38,12 @@ def lanes_value(values, lanes):
 @pytest.mark.parametrize("num_bits,den_bits,quo_bits", [(8, 5, None), (10, 5, 6)])
 def test_divider(num_bits, den_bits, quo_bits):
     """Random divisions, den = 0 among them; with quo_bits < num_bits some break
-    num < den · 2^quo_bits and the model still follows the restoring steps bit for bit."""
+    num < den · 2^quo_bits and the model still follows the non-restoring steps bit for bit."""
     rng = random.Random(1)
     items = [{"num": rng.getrandbits(num_bits), "den": rng.choice([0, 1, rng.getrandbits(den_bits)])}
              for _ in range(12)]
     model = DividerStep(num_bits, den_bits, quo_bits)
-    taken = lockstep(RestoringDivider(num_bits, den_bits, quo_bits), model, {"i": items}, seed=2,
+    taken = lockstep(Divider(num_bits, den_bits, quo_bits), model, {"i": items}, seed=2,
                      reset_at=17, cycles=260)
     assert taken["o"] == len(items)
 

@@ -57,7 +57,7 @@ def lanepacker_ports(lanes: int, scale_bits: int) -> tuple[Port, ...]:
 
 
 def divider_ports(num_bits: int, den_bits: int, quo_bits: int) -> tuple[Port, ...]:
-    """``RestoringDivider``: one division per beat, quo = num // den, rem = num % den."""
+    """``Divider``: one division per beat, quo = num // den, rem = num % den."""
     return (Port("i", IN, (Field("num", num_bits), Field("den", den_bits))),
             Port("o", OUT, (Field("quo", quo_bits), Field("rem", den_bits))))
 
