@@ -45,15 +45,17 @@ def test_writes_verilog_and_sidecar(tmp_path, capsys):
     assert acc["count"] == 2 and acc["stride"] == cfg.widths.acc and acc["elem_signed"]
 
 
-def test_variable_depth_engine_sidecar(tmp_path):
+def test_variable_depth_engine_sidecar(tmp_path, capsys):
     out = tmp_path / "gen"
     assert main(["generate", *SMALL, "--weight-stream", "variable", "--mem-bytes", "12",
                  "--out", str(out)]) == 0
+    assert "stream   variable-depth columns of up to 8 B on mem (12 B a beat), byte FIFO 52 B" \
+        in capsys.readouterr().out
     meta = json.loads((out / "tritforge_engine.json").read_text())
     cfg = HwConfig.from_json(str(out / "tritforge_engine.json"))
     assert cfg.variable and cfg.mem_bytes == 12
     d = meta["derived"]
-    assert d["window_bytes"] == cfg.window_bytes == 2 * d["column_bytes_max"] + 12
+    assert d["window_bytes"] == cfg.window_bytes == 2 * d["column_bytes_max"] + 3 * 12
     assert d["column_bytes_max"] == -(-(4 * 2 + 16 * 2 * 1) // 5) and d["column_header_bytes"] == 2
     ports = {p["name"]: p for p in meta["ports"]}
     assert "w__payload" not in ports and ports["mem__valid"]["dir"] == "in"

@@ -217,6 +217,8 @@ def test_parameters_are_checked():
     with pytest.raises(ValueError, match="weight_stream"):
         VarDepthEngine(HwConfig(depth=2, rows=4))
     with pytest.raises(ValueError, match="capacity"):
-        ByteWindow(8, 40, 20)
+        ByteWindow(8, 40, 20, (5, 9))
+    with pytest.raises(ValueError, match="lengths"):
+        ByteWindow(8, 40, 60, (5, 41))
     with pytest.raises(TypeError):
         Gearbox("cfg")

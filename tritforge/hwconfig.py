@@ -68,16 +68,17 @@ class State(enum.Enum):
 
 
 #: The variable-depth engine's gearbox (hw/ENGINE.md "Variable-depth stream", hw/gearbox.py):
-#: a column whose last byte enters the byte FIFO in cycle x can be accepted by the issue
-#: stage as a depth-D beat from cycle x + GEARBOX_CYCLES: the FIFO's register, then the
-#: column taken out of it (its length from its depth trits), its bytes decoded to trits,
-#: its planes assembled into the beat (zero planes inserted) and written to the beat queue.
-#: The cycle models (sim.varmodel, sim.varstep) read it.
-GEARBOX_CYCLES = 4
+#: a column whose last byte is accepted on ``mem`` in cycle x can be taken out of the byte
+#: FIFO from cycle x + GEARBOX_TAKE_CYCLES (the FIFO's two input registers, its window, and
+#: the cycle its header is read in) and accepted by the issue stage as a depth-D beat from
+#: cycle x + GEARBOX_CYCLES (the taken column's register, its assembled planes, the beat
+#: queue). The cycle models (sim.varmodel, sim.varstep) read GEARBOX_CYCLES.
+GEARBOX_TAKE_CYCLES = 4
+GEARBOX_CYCLES = 7
 #: beats the gearbox may hold between taking a column and the issue stage accepting it:
-#: the stages after the FIFO and the beat queue. GEARBOX_CYCLES of them keep one column a
-#: cycle going at T = 1, so the gearbox never delays a beat the models would issue.
-GEARBOX_QUEUE = GEARBOX_CYCLES
+#: one per cycle of the loop "take, offer, accept, free again", so that one column a cycle
+#: goes at T = 1 and the gearbox never delays a beat the models would issue.
+GEARBOX_QUEUE = GEARBOX_CYCLES - GEARBOX_TAKE_CYCLES + 1
 #: result FIFO entries; the advance is decided three cycles ahead, "a push fits in three
 #: cycles even if nothing is popped until then", so its copies form a tree of flip-flops,
 #: and res.ready reaches only the FIFO's read side (hw/ENGINE.md)
@@ -248,9 +249,11 @@ class HwConfig:
 
     @property
     def window_bytes(self) -> int:
-        """The gearbox's byte FIFO: two longest columns and a memory beat. The memory is
-        ready while it holds at most ``window_bytes - mem_bytes`` bytes."""
-        return 2 * self.column_bytes_max + self.mem_bytes
+        """The gearbox's byte FIFO (its window and its two input registers): two longest
+        columns and three memory beats. The memory is ready while it holds at most
+        ``window_bytes - mem_bytes`` bytes, so whenever it refuses a beat the window holds
+        two whole columns."""
+        return 2 * self.column_bytes_max + 3 * self.mem_bytes
 
     @property
     def tiles_max(self) -> int:

@@ -54,6 +54,10 @@ def run(args) -> int:
     print(f"derived  beat {d['beat_bytes']} B, dot {d['dot_width']} b, product {d['product_width']} b, "
           f"acc {d['acc_width']} b, buffer {d['act_buffer_words']} x 128 b, "
           f"{cfg.pipeline_stages} pipeline stages")
+    if cfg.variable:
+        from ..hwconfig import GEARBOX_CYCLES
+        print(f"stream   variable-depth columns of up to {cfg.column_bytes_max} B on mem "
+              f"({cfg.mem_bytes} B a beat), byte FIFO {cfg.window_bytes} B, gearbox {GEARBOX_CYCLES} cycles")
     print(f"wrote    {shown(r['verilog'])} ({r['verilog_bytes']:,} bytes)")
     print(f"wrote    {shown(r['sidecar'])}")
     return 0
