@@ -17,14 +17,21 @@ q = num's low bits; each of the next quo_bits cycles does one non-restoring step
 
 (r kept to den_bits + 1 bits), and then the result stays on ``o`` until taken, with
 rem = r + den where r < 0. The quotient bits are those of the restoring division (whose
-remainder is r where r >= 0 and r + den where r < 0, after every step); a step is one
-carry chain whose operand is den or its complement chosen by r's sign, a register, with no
-selection after the chain. ``den = 0`` gives quo = 2^quo_bits - 1 (a flag registered with
-den forces every bit) and a meaningless remainder.
+remainder is r where r >= 0 and r + den where r < 0, after every step). A step is one
+carry chain (``hw.addsub.add_sub``) that adds den or subtracts it as r's sign, a register,
+says; with ``primitives="ecp5"`` the sign enters the chain's own LUTs, so the chain's
+inputs are registers (t's bits, den, the sign) and its sums reach r through one LUT, the
+multiplexer that loads r. Each quotient bit is the sign of the remainder it made, so q
+shifts in the previous step's bit (from the sign register) and the output's last bit is
+r's sign. The sign is held in ``COPIES`` registers (``SignCopies``) and ``run`` too
+(``hw.replica``), each driving a share of the chain's positions and of r's and q's
+multiplexers. ``den = 0`` gives quo = 2^quo_bits - 1 (a flag registered with den forces
+every bit) and a meaningless remainder.
 
-The operands follow the input while the divider is free (idle, or its result being taken:
-``i.ready``), so an accepted beat only starts the count; r and q take the input while no
-step runs (the chain adds 0 to num >> quo_bits), and are held while the result waits.
+den follows the input while the divider is free (idle, or its result being taken:
+``i.ready``), and r and q take the input while no step runs and they are not held for a
+result, so an accepted beat only starts the count (``run``; ``last``, left == 1,
+registered beside the step count).
 
 Ports (``tritforge.vectorports.divider_ports``): ``i`` stream of ``{num, den}``, ``o``
 stream of ``{quo, rem}``. Timing: a beat accepted in cycle t is on ``o`` from cycle
@@ -142,8 +149,15 @@ class Divider(wiring.Component):
                      self.o.payload.rem.eq(Mux(r[D], r + den, r)[:D])]
         with m.If(free):
             m.d.sync += [r.eq(r_next), q.eq(Cat(*[Mux(copy(i, Q), shifted[i], num[i]) for i in range(Q)]))]
-        with m.If(self.i.ready):
-            m.d.sync += [den.eq(self.i.payload.den), dz.eq(self.i.payload.den == 0)]
+        # den and dz take the input while i.ready, each share of den enabled through its own
+        # run copy
+        for g in range(COPIES):
+            lo, hi = g * D // COPIES, (g + 1) * D // COPIES
+            if hi > lo:
+                with m.If(~runs[g] & free):
+                    m.d.sync += den[lo:hi].eq(self.i.payload.den[lo:hi])
+        with m.If(~runs[-1] & free):
+            m.d.sync += dz.eq(self.i.payload.den == 0)
         m.d.sync += [left.eq(Mux(run, left - 1, Q)), last.eq(Mux(run, left == 2, accept & (Q == 1))),
                      run.eq(run_next)]
         with m.If(run & last):

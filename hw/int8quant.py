@@ -6,30 +6,43 @@ cycle, ``last`` on the final beat):
 1. receive: every beat is written to a buffer (``hw.actbuffer.ActivationBuffer`` without
    its fabric registers: a block RAM with its output register, read latency 2; one word per beat, room for
    ``max_n`` elements; a longer vector is outside the contract) while the beat's max |v|
-   is registered and folded into mu = max |v| a cycle later;
+   is registered (0 in a cycle without a beat) and folded into mu = max |v| over two
+   cycles (below), and ORed into a running OR that starts at 1;
 2. ``vectortiming.INT8Q_PREP_CYCLES`` cycles after the last beat (FOLD: the last beat's
-   |v| into mu; LEN: mu floored at 1 registered, its bit length through
-   ``fixedops.bitlen_staged``, then K = bitlen(mu) + B and the numerator 127 · 2^K
-   registered), one cycle (NORM) offers them to a sequential restoring divider
-   (``hw.divider.RestoringDivider``, B + 8 quotient bits: 127 · 2^K / mu < 2^(B+8));
-   meanwhile free-running registers form the step from the floored mu: mu · M127 (1/127
-   as a B-bit multiplier, ``fixedpoint.to_multiplier``; a ``WideMultiplier``), its bit
-   length, k = bitlen - B, and (mu · M127) >> k (``fixedops.staged_rshift``): settled long
-   before the divider is done (checked at elaboration);
-3. when the divider is done: R = floor(127 · 2^K / mu), and the step (m, e) =
-   ((mu · M127) >> k, e127 - k) (an all-zero vector's step is m = 2^(B-1), e = B - 1);
+   |v| into the OR; LEN: the OR's bit length, which is bitlen(max(mu, 1)), through
+   ``fixedops.bitlen_staged``, the numerator's shift by its bits from 3 up (free-running),
+   then K = bitlen + B and the numerator 127 · 2^K registered), one cycle (NORM) offers
+   them with mu floored at 1 to a sequential divider (``hw.divider.Divider``, B + 8
+   quotient bits: 127 · 2^K / mu < 2^(B+8)), which is idle then and takes them; mu is
+   final two cycles after the last beat, the floored mu two cycles later (mu[1:] == 0
+   registered first), before NORM (checked at elaboration); meanwhile free-running
+   registers form the step from the floored mu: mu · M127 (1/127 as a B-bit multiplier,
+   ``fixedpoint.to_multiplier``; a ``WideMultiplier``), its bit length, k = bitlen - B,
+   and (mu · M127) >> k (``fixedops.staged_rshift``): settled long before the divider is
+   done (checked at elaboration);
+3. DIV: the read address waits at 0; once the output pass is idle (every credit back) R,
+   K and the step registers follow the divider's result and the step each cycle, and the
+   hand-over (the divider's result there) leaves them with R = floor(127 · 2^K / mu) and
+   the step (m, e) = ((mu · M127) >> k, e127 - k) (an all-zero vector's step is
+   m = 2^(B-1), e = B - 1);
 4. output pass: the buffer is read in order and each beat goes through a credit pipeline
    (``hw.elementpipe.CreditFifo``) of ``out_stages`` = ``vectortiming.INT8Q_OUT_STAGES``
    stages: free-running registers for the read (two), v · R (a ``WideMultiplier``), ((2 v R
    >> K) + 1) >> 1 as a staged shift and the rounding add (on the shift's low 10 bits,
-   beside it whether the result lies in ±127), then the clamp to ±127 written into the output
+   beside it whether the result lies in ±127: the low bits' range and the reductions of
+   the two halves of the bits above), then the clamp to ±127 written into the output
    FIFO, whose entries leave with the step and ``last``. A read issues while the pipeline
    holds a credit, so ``o.ready`` reaches only the FIFO's read side and the credit count,
-   never the read address, the pipeline or mu (whose end-of-vector reset follows the
-   issue and a registered "this read is the last").
+   never the read address, the pipeline or mu (which, with the OR, is cleared through
+   the output pass).
 
-The running max mu takes a beat's max |v| when it is larger (the comparison from the
-halves' comparisons, three short carry chains side by side).
+Each pass is a register of its own (one-hot: receive, FOLD, LEN, NORM, DIV, output), so a
+pass's conditions are registers. The running max takes two cycles per beat without
+limiting the beat rate: the beat's registered a_r moves to a2, and beside it, from
+registers, X = a2 > the mu before its predecessor was folded (a_r against mu) and Y = a2
+> its predecessor (a_r against a2), each from the halves' comparisons registered
+(``greater_registered``); in a2's cycle d = D ? Y : X is a2 > mu (D: the predecessor's
+d, registered), and mu takes a2 where d.
 
 ``lanes`` elements per beat (a beat per cycle in the receive pass and out of the output
 pass; the lanes' |v| meet in a compare tree before the register, each lane has its own
@@ -56,7 +69,7 @@ from .actbuffer import ActivationBuffer
 from .checks import check_int
 from .divider import Divider
 from .elementpipe import CreditFifo, check_lanes, credit_valid, delay, lane
-from .fixedops import abs_value, bitlen_staged, fits_signed, max_tree, staged_rshift
+from .fixedops import abs_value, bitlen_staged, max_tree, staged_rshift
 from .multiplier import WideMultiplier
 from .primitives import check_primitives
 from .signature import members
@@ -209,12 +222,18 @@ class Int8Quantizer(wiring.Component):
             # the rounding add on sh's low 10 bits, beside it whether sh fits them (then
             # t = (sh + 1) >> 1 is the rounded low part; else it is far out of ±127)
             # (t in ±127 iff sh in -255 .. 254)
+            # (whether sh's bits from 9 up are all 0 or all 1 from their two halves' reductions)
             t = Signal(signed(10), name=f"t{j}")
-            t_fits, t_mid, t_neg = Signal(name=f"tfits{j}"), Signal(name=f"tmid{j}"), Signal(name=f"tneg{j}")
+            t_mid, t_neg = Signal(name=f"tmid{j}"), Signal(name=f"tneg{j}")
             s10 = sh[:10].as_signed()
-            m.d.sync += [t.eq((s10 + 1) >> 1), t_fits.eq(fits_signed(sh, 10)),
+            top = sh[9:]
+            hh = len(top) // 2
+            zeros, ones = Signal(2, name=f"tzeros{j}"), Signal(2, name=f"tones{j}")
+            m.d.sync += [t.eq((s10 + 1) >> 1), zeros.eq(Cat(top[:hh] == 0, top[hh:] == 0)),
+                         ones.eq(Cat(top[:hh].all(), top[hh:].all())),
                          t_mid.eq((s10 <= 2 * Q8) & (s10 >= -2 * Q8 - 1)), t_neg.eq(sh[-1])]
-            xs.append(Mux(t_fits & t_mid, t[:8], Mux(t_neg, -Q8, Q8))[:8])
+            t_in = (zeros.all() | ones.all()) & t_mid
+            xs.append(Mux(t_in, t[:8], Mux(t_neg, -Q8, Q8))[:8])
         qlast = delay(m, run, at_last, self.out_stages - 1, "qlast")
         m.d.comb += [fifo.w_en.eq(valid[-1]), fifo.w_data.eq(Cat(*xs, qlast)),
                      self.o.valid.eq(fifo.o.valid), fifo.o.ready.eq(self.o.ready),

@@ -11,8 +11,8 @@ so one build serves every norm of a model. Per vector, with NB = ``norm_in_bits`
 stage counts are ``tritforge.vectortiming``'s:
 
 1. receive: h is written to the buffer while the OR of each beat's |h| is registered and
-   ORed into a running value a cycle later (N beats): its bit length is that of max |h|,
-   and an OR needs no comparator;
+   ORed into a running value a cycle later (N beats; the registered OR is 0 in a cycle
+   without a beat): its bit length is that of max |h|, and an OR needs no comparator;
 2. RMS_PREP_CYCLES: FOLD (the last beat's |h|), LEN (BITLEN_STAGES cycles:
    ``fixedops.bitlen_staged`` of the OR, free-running), then one cycle (repeated until
    the vector's ``k`` beat is there; it is taken in this cycle):
@@ -25,8 +25,9 @@ stage counts are ``tritforge.vectortiming``'s:
    ``hw.multiplier.WideMultiplier`` each); u goes to the quantizer (its receive pass), hs²
    into the sum of squares; with the last element (RMS_SS_CYCLES) Σ hs² is registered,
    then ss = Σ hs² + eps' with whether it is 0, and ss (at least 1) goes to the Rsqrt,
-   whose (y, E) is held for the vector, E with GF added (GF travels beside the Rsqrt's
-   pipeline in registers that advance with it);
+   which is always ready (its stages run free, GF in free-running registers beside
+   them), and its (y, E) with GF added is held for the vector (a result that finds the
+   previous vector's still held waits in a second register, (yn, En));
 4. output: each beat of int8 elements of the quantizer with its step (m_u, e_u) passes
    a credit pipeline (``hw.elementpipe.CreditFifo``) of ``step_stages`` = RMS_STEP_STAGES
    stages that make the vector's step ``scale_mul(m_u, e_u, y, E + GF)``: m_u · y (a
@@ -38,8 +39,11 @@ stage counts are ``tritforge.vectortiming``'s:
    and the credit count: a consumer's ready reaches neither the step's registers nor the
    quantizer in the same cycle.
 
-The buffer is free for the next vector once the scan has left the pipeline; the
-quantizer and the Rsqrt then work on this one while the next is received. The gamma
+Each pass is a register of its own (one-hot: receive, FOLD, LEN, PREP, scan, drain), and
+whether the scan's registers are empty is registered from their next valid bits, so the
+passes' conditions are registers. The buffer is free for the next vector once the scan
+has left the pipeline; the quantizer and the Rsqrt then work on this one while the next
+is received. The gamma
 memory is not double-buffered: ``g`` writes take effect at once, so a host changing the
 weights between vectors writes them after the last vector that uses the old ones has been
 scanned (its ``k`` beat taken and N more cycles; its first output beat is later still).
@@ -154,7 +158,7 @@ class RmsNorm(wiring.Component):
         eps_sh = staged_rshift(m, 1, eps_k << 1, Cat(Const(0, 1), p), sb, SHIFT_STAGES, "eps")
         eps = Signal(sb, reset_less=True)
         m.d.sync += eps.eq((eps_sh + 1) >> 1)
-        assert SHIFT_STAGES + 1 <= RMS_SCAN_STAGES, "eps' would not settle before the sum"
+        assert SHIFT_STAGES + 2 <= RMS_SCAN_STAGES, "eps' (and whether it is 0) would not settle before the sum"
 
         # the scan: reads, the staged pre-shift, hs² and g_q · hs into the quantizer (per lane)
         scan = Signal()
@@ -181,12 +185,19 @@ class RmsNorm(wiring.Component):
         # the sum of squares: the last beat's square added (RMS_SS_CYCLES: this cycle), then
         # eps' and whether ss is 0 (the next); ss is offered to the Rsqrt the cycle after
         assert RMS_SS_CYCLES == 2
+        # Whether ss is 0 from registers alone: a square is nonzero where a lane's product
+        # register is (the sum is 0 only if every square is), ORed into a flag beside the sum,
+        # and whether eps' is (free-running)
+        sq_nz, sum_nz, eps_nz = Signal(), Signal(), Signal()
+        beat_nz = Cat(*squares).any()
+        m.d.sync += eps_nz.eq(eps != 0)
         with m.If(q.i.valid & q.i.ready):
-            m.d.sync += ss.eq(ss + beat_ss)
+            m.d.sync += [ss.eq(ss + beat_ss), sq_nz.eq(sq_nz | beat_nz)]
             with m.If(last):
-                m.d.sync += [ss.eq(0), ss_sum.eq(ss + beat_ss), sum_v.eq(1)]
+                m.d.sync += [ss.eq(0), ss_sum.eq(ss + beat_ss), sq_nz.eq(0), sum_nz.eq(sq_nz | beat_nz),
+                             sum_v.eq(1)]
         with m.If(sum_v):
-            m.d.sync += [ss_out.eq(ss_sum + eps), nz.eq((ss_sum != 0) | (eps != 0)), gf_ss.eq(gf_k),
+            m.d.sync += [ss_out.eq(ss_sum + eps), nz.eq(sum_nz | eps_nz), gf_ss.eq(gf_k),
                          ss_valid.eq(1), sum_v.eq(0)]
 
         # whether the scan's registers are empty is registered from their next valid bits
@@ -215,18 +226,30 @@ class RmsNorm(wiring.Component):
             m.d.sync += [wcnt.eq(0), wlast.eq(N == 1), drain.eq(0), recv.eq(1)]
         assert RMS_PREP_CYCLES == 1 + BITLEN_STAGES + 1
 
-        # the vector's 1/sqrt: ss (at least 1) in, (y, E + GF) held until its last element;
-        # GF passes registers enabled like the Rsqrt's stages (its ready is their advance)
+        # the vector's 1/sqrt: ss (at least 1) in, (y, E + GF) held until its last element.
+        # The Rsqrt is always ready, so its stages run free (no enable reaches them): a
+        # result that finds (y, E) still held for the previous vector waits in (yn, En) and
+        # moves there in the cycle after the release, when the Rsqrt's result would have
+        # been taken had it waited in its last stage. Two is enough: the next vector's ss
+        # comes only after the quantizer took its scan, which waits for this vector's
+        # hand-over, which waits for the previous vector's last element to leave, and so
+        # for its (y, E) to be released. GF passes free-running registers beside the Rsqrt
         y = Signal.like(rs.o.payload.y)
         E = Signal(signed(len(rs.o.payload.E) + 2))
-        y_valid = Signal()
+        yn, En = Signal.like(y), Signal.like(E)
+        y_valid, yn_valid = Signal(), Signal()
         m.d.comb += [rs.i.valid.eq(ss_valid), rs.i.payload.ss.eq(Cat(ss_out[0] | ~nz, ss_out[1:])),
-                     rs.o.ready.eq(~y_valid)]
-        gf_y = delay(m, rs.i.ready, gf_ss, rs.latency, "gf")
-        with m.If(rs.i.ready & ss_valid):
+                     rs.o.ready.eq(1)]
+        gf_y = delay(m, 1, gf_ss, rs.latency, "gf")
+        with m.If(ss_valid):
             m.d.sync += ss_valid.eq(0)
-        with m.If(rs.o.valid & ~y_valid):
-            m.d.sync += [y.eq(rs.o.payload.y), E.eq(rs.o.payload.E + gf_y), y_valid.eq(1)]
+        with m.If(rs.o.valid):
+            with m.If(y_valid | yn_valid):
+                m.d.sync += [yn.eq(rs.o.payload.y), En.eq(rs.o.payload.E + gf_y), yn_valid.eq(1)]
+            with m.Else():
+                m.d.sync += [y.eq(rs.o.payload.y), E.eq(rs.o.payload.E + gf_y), y_valid.eq(1)]
+        with m.If(~y_valid & yn_valid):
+            m.d.sync += [y.eq(yn), E.eq(En), y_valid.eq(1), yn_valid.eq(0)]
 
         # the step: scale_mul(m_u, e_u, y, E + GF) per element, a credit pipeline
         # (hw.elementpipe.CreditFifo) of step_stages: m_u · y, its bit length, k = bitlen - B,

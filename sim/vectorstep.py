@@ -250,7 +250,9 @@ class RmsNormStep(_Model):
     length), PREP (p and the ``k`` beat), the scan (RMS_SCAN_STAGES registers: the reads,
     hs = rshift_round(h, p), hs² and g_q · hs) into an Int8QuantizerStep and the sum of
     squares, the last beat's sum registered, then ss = sum + eps' (at least 1) offered to a
-    RsqrtStep with gamma_frac beside it, (y, E + GF) held for the vector, and the step
+    RsqrtStep (always ready: its stages run free) with gamma_frac beside it, (y, E + GF)
+    held for the vector (a result that finds it held waits in (yn, En) and moves there
+    the cycle after the release), and the step
     pipeline (RMS_STEP_STAGES registers) making ``scale_mul(m_u, e_u, y, E + GF)`` per
     beat as a credit pipeline (``CreditPipe``; the quantizer's ready: a credit and y held). eps' = rshift_round(eps_q, 2p) is free-running in the RTL, settled from the
     vector's eps_q and p long before the sum uses it."""
@@ -277,7 +279,8 @@ class RmsNormStep(_Model):
         self.wcnt = self.ridx = self.hmax = self.p = self.a_r = self.wait = 0
         self.eps_k = self.gf_k = self.gf_ss = self.ss = self.ss_sum = self.ss_out = 0
         self.ss_valid = self.y_valid = self.a_v = self.sum_v = False
-        self.y = self.E = 0
+        self.y = self.E = self.yn = self.En = 0
+        self.yn_valid = False
         self.gf_line = [0] * self.rs.latency
         self.quant._reset()
         self.rs._reset()
@@ -287,7 +290,7 @@ class RmsNormStep(_Model):
     def _comb(self, inp) -> dict:
         head = self.steps.head
         q = self.quant.comb(self.scan.valid, self.steps.can_issue and self.y_valid)
-        rs = self.rs.comb(not self.y_valid)
+        rs = self.rs.comb(True)
         return dict(h_ready=self.state == RECV, g_ready=True,
                     k_ready=self.state == PREP and not self.ss_valid,
                     o_valid=self.steps.valid,
@@ -368,8 +371,13 @@ class RmsNormStep(_Model):
             new.update(wcnt=0, hmax=0, state=RECV)
         if rs_adv and ss_valid:
             new["ss_valid"] = False
-        if rh is not None and not self.y_valid:
-            new.update(y=rh[0], E=wrap(rh[1] + gf_out, self.E_bits), y_valid=True)
+        if rh is not None:
+            if self.y_valid or self.yn_valid:
+                new.update(yn=rh[0], En=wrap(rh[1] + gf_out, self.E_bits), yn_valid=True)
+            else:
+                new.update(y=rh[0], E=wrap(rh[1] + gf_out, self.E_bits), y_valid=True)
+        if not self.y_valid and self.yn_valid:
+            new.update(y=self.yn, E=self.En, y_valid=True, yn_valid=False)
         if q_take and qh[1]:
             new["y_valid"] = False
         for k, val in new.items():

@@ -46,9 +46,9 @@ CREDIT_FIFO_DEPTH = 16
 BITLEN_STAGES = 2
 
 #: Int8Quantizer, between a vector's last input beat and the cycle that offers the
-#: divider its numerator: the last |v| folded into mu, mu floored at 1, its bit length,
-#: K and the numerator 127 · 2^K
-INT8Q_PREP_CYCLES = 1 + 1 + BITLEN_STAGES + 1
+#: divider its numerator: the last |v| folded into the running OR (bitlen(max(mu, 1))),
+#: its bit length, the numerator's first shift, K and the numerator 127 · 2^K
+INT8Q_PREP_CYCLES = 1 + BITLEN_STAGES + 1 + 1
 #: Int8Quantizer's output pass, a credit pipeline: the buffer read (the block RAM's address
 #: and output registers), v · R, the staged rounding shift by K, the rounding add, the clamp
 #: (written into the output FIFO, whose entry is the last stage)
