@@ -25,7 +25,7 @@ advancing together.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -55,18 +55,24 @@ class CreditFifo(wiring.Component):
     register), ``issue`` (out: ``req`` and ``can``; the first stage loads the element), ``w_en`` / ``w_data`` (in: the element the
     last register stage holds, with its valid bit), ``o`` (the oldest stored element),
     ``idle`` (out: no element issued and not yet taken, i.e. the pipeline and the FIFO
-    empty). The credit count is ``depth`` minus the elements issued and not yet taken; an
+    empty), with ``can_next=True`` also ``can_next`` (out: ``can`` in the next cycle, for a
+    caller's register that must equal ``can`` and a condition of its own), with
+    ``idle_next=True`` also ``idle_next`` (out: ``idle`` in the next cycle if no element
+    issues in this one). The credit count is ``depth`` minus the elements issued and not yet taken; an
     element taken in cycle t returns its credit at the edge, so at full rate an element
     holds one from its issue cycle t to t + stages, and ``depth`` >= stages + 1 never stalls
     the issue (``vectortiming.CREDIT_FIFO_DEPTH``). ``issue`` is ``req`` and a register;
     ``o.valid`` and ``idle`` are registers."""
 
-    def __init__(self, width: int, stages: int, depth: int = CREDIT_FIFO_DEPTH):
+    def __init__(self, width: int, stages: int, depth: int = CREDIT_FIFO_DEPTH, *, can_next: bool = False,
+                 idle_next: bool = False):
         if depth & (depth - 1) or depth < stages + 1:
             raise ValueError(f"CreditFifo depth {depth}: a power of 2 of at least stages + 1 = {stages + 1}")
         self.width, self.stages, self.depth = width, stages, depth
         super().__init__({"req": In(1), "can": Out(1), "issue": Out(1), "w_en": In(1), "w_data": In(width),
-                          "o": Out(stream.Signature(width)), "idle": Out(1)})
+                          "o": Out(stream.Signature(width)), "idle": Out(1),
+                          **({"can_next": Out(1)} if can_next else {}),
+                          **({"idle_next": Out(1)} if idle_next else {})})
 
     def elaborate(self, platform):
         m = Module()
@@ -84,8 +90,12 @@ class CreditFifo(wiring.Component):
                      self.o.valid.eq(count[0]), self.idle.eq(credit[-1]),
                      wp.en.eq(self.w_en), wp.addr.eq(wptr), wp.data.eq(self.w_data),
                      rp.addr.eq(rptr), self.o.payload.eq(rp.data)]
-        _thermometer(m, count, self.w_en & ~take, take & ~self.w_en)
-        _thermometer(m, credit, take & ~self.issue, self.issue & ~take)
+        _thermometer(m, count, self.w_en, take)
+        _thermometer(m, credit, take, self.issue)
+        if hasattr(self, "can_next"):
+            m.d.comb += self.can_next.eq(Mux(take ^ self.issue, take | credit[1], credit[0]))
+        if hasattr(self, "idle_next"):
+            m.d.comb += self.idle_next.eq(credit[-1] | credit[-2] & take)
         with m.If(self.w_en):
             m.d.sync += wptr.eq(wptr + 1)
         with m.If(take):
@@ -93,13 +103,12 @@ class CreditFifo(wiring.Component):
         return m
 
 
-def _thermometer(m, code, up, down):
-    """A counter kept as a thermometer code (bit k set: the count exceeds k), one up or
-    down step."""
-    with m.If(up):
-        m.d.sync += code.eq(Cat(1, code[:-1]))
-    with m.Elif(down):
-        m.d.sync += code.eq(code[1:])
+def _thermometer(m, code, inc, dec):
+    """A counter kept as a thermometer code (bit k set: the count exceeds k), one step up
+    for ``inc``, down for ``dec``, none for both: the step's enable is ``inc ^ dec`` and
+    each bit's next value a LUT of ``inc`` and its neighbours."""
+    with m.If(inc ^ dec):
+        m.d.sync += code.eq(Mux(inc, Cat(1, code[:-1]), code[1:]))
 
 
 def credit_valid(m, issue, stages: int, name: str):

@@ -6,8 +6,8 @@ cycle, ``last`` on the final beat):
 1. receive: every beat is written to a buffer (``hw.actbuffer.ActivationBuffer`` without
    its fabric registers: a block RAM with its output register, read latency 2; one word per beat, room for
    ``max_n`` elements; a longer vector is outside the contract) while the beat's max |v|
-   is registered (0 in a cycle without a beat) and folded into mu = max |v| over two
-   cycles (below), and ORed into a running OR that starts at 1;
+   is registered with a flag (a beat there), then folded into mu = max |v| over two
+   cycles (below) and ORed into a running OR that starts at 1;
 2. ``vectortiming.INT8Q_PREP_CYCLES`` cycles after the last beat (FOLD: the last beat's
    |v| into the OR; LEN: the OR's bit length, which is bitlen(max(mu, 1)), through
    ``fixedops.bitlen_staged``, the numerator's shift by its bits from 3 up (free-running),
@@ -42,7 +42,7 @@ limiting the beat rate: the beat's registered a_r moves to a2, and beside it, fr
 registers, X = a2 > the mu before its predecessor was folded (a_r against mu) and Y = a2
 > its predecessor (a_r against a2), each from the halves' comparisons registered
 (``greater_registered``); in a2's cycle d = D ? Y : X is a2 > mu (D: the predecessor's
-d, registered), and mu takes a2 where d.
+d where the predecessor was a beat, registered), and mu takes a2 where d and a2 is a beat.
 
 ``lanes`` elements per beat (a beat per cycle in the receive pass and out of the output
 pass; the lanes' |v| meet in a compare tree before the register, each lane has its own
@@ -170,10 +170,12 @@ class Int8Quantizer(wiring.Component):
             m.d.comb += absv[j].eq(abs_value(lane(self.i.payload.v, j)))
         a_r = Signal(VB + 1)
         a2 = Signal(VB + 1)
+        a_v, a2_v = Signal(), Signal()              # a beat in a_r, in a2
         mu = Signal(VB)                            # max |v| so far
         d_prev = Signal()
         d = Signal()
-        m.d.sync += [a_r.eq(Mux(take_in, max_tree(m, absv, VB + 1, "lanemax"), 0)), a2.eq(a_r), d_prev.eq(d)]
+        m.d.sync += [a_r.eq(max_tree(m, absv, VB + 1, "lanemax")), a_v.eq(take_in), a2.eq(a_r), a2_v.eq(a_v),
+                     d_prev.eq(d & a2_v)]
         gt_mu = greater_registered(m, a_r, mu, "gt_mu")
         gt_prev = greater_registered(m, a_r, a2, "gt_prev")
         m.d.comb += d.eq(Mux(d_prev, gt_prev, gt_mu))
@@ -183,8 +185,9 @@ class Int8Quantizer(wiring.Component):
         with m.If(outs):
             m.d.sync += [mu.eq(0), orv.eq(1)]
         with m.Else():
-            m.d.sync += orv.eq(orv | a_r)
-            with m.If(d):
+            with m.If(a_v):
+                m.d.sync += orv.eq(orv | a_r)
+            with m.If(d & a2_v):
                 m.d.sync += mu.eq(a2)
 
         # free-running: mu floored at 1 (mus) and whether it is 0, a cycle after mu[1:] == 0;
@@ -208,7 +211,7 @@ class Int8Quantizer(wiring.Component):
         # read, v · R, the staged round-shift and the rounding add in free-running registers,
         # the clamp written into the output FIFO (per lane); o.ready moves only the FIFO
         xw = len(Value.cast(self.o.payload.x))
-        fifo = m.submodules.ofifo = CreditFifo(xw + 1, self.out_stages)
+        fifo = m.submodules.ofifo = CreditFifo(xw + 1, self.out_stages, idle_next=True)
         issue = fifo.issue
         valid = credit_valid(m, issue, self.out_stages, "q")
         run = Const(1)
@@ -243,7 +246,11 @@ class Int8Quantizer(wiring.Component):
 
         m.d.comb += [buf.w_addr.eq(wcnt), buf.w_data.eq(Value.cast(self.i.payload.v)), buf.w_en.eq(take_in),
                      div.i.payload.num.eq(num), div.i.payload.den.eq(mus)]
-        m.d.comb += [self.i.ready.eq(recv), div.i.valid.eq(norm), div.o.ready.eq(divs & fifo.idle),
+        # rdy = divs & fifo.idle as a register, formed from their next values (nothing issues
+        # in NORM and DIV): the divider's o.ready and the hand-over's condition
+        rdy = Signal()
+        m.d.sync += rdy.eq((norm | divs & ~(div.o.valid & rdy)) & fifo.idle_next)
+        m.d.comb += [self.i.ready.eq(recv), div.i.valid.eq(norm), div.o.ready.eq(rdy),
                      fifo.req.eq(outs)]
         with m.If(outs):
             m.d.sync += wcnt.eq(0)
@@ -264,10 +271,10 @@ class Int8Quantizer(wiring.Component):
         # the hand-over (the result there) leaves them with the vector's values
         with m.If(divs):
             m.d.sync += [ridx.eq(0), at_last.eq(nlast == 0)]
-        with m.If(divs & fifo.idle):
+        with m.If(rdy):
             m.d.sync += [R.eq(div.o.payload.quo), K.eq(K_next), step_m.eq(Mux(zero, 1 << (B - 1), pm_k)),
                          step_e.eq(Mux(zero, B - 1, e127 - k))]
-        with m.If(divs & div.o.valid & fifo.idle):
+        with m.If(rdy & div.o.valid):
             m.d.sync += [divs.eq(0), outs.eq(1)]
         with m.If(issue):
             m.d.sync += [ridx.eq(ridx + 1), at_last.eq(ridx == nlast1)]

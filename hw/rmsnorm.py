@@ -11,8 +11,8 @@ so one build serves every norm of a model. Per vector, with NB = ``norm_in_bits`
 stage counts are ``tritforge.vectortiming``'s:
 
 1. receive: h is written to the buffer while the OR of each beat's |h| is registered and
-   ORed into a running value a cycle later (N beats; the registered OR is 0 in a cycle
-   without a beat): its bit length is that of max |h|, and an OR needs no comparator;
+   ORed into a running value a cycle later (N beats): its bit length is that of max |h|,
+   and an OR needs no comparator;
 2. RMS_PREP_CYCLES: FOLD (the last beat's |h|), LEN (BITLEN_STAGES cycles:
    ``fixedops.bitlen_staged`` of the OR, free-running), then one cycle (repeated until
    the vector's ``k`` beat is there; it is taken in this cycle):
@@ -23,8 +23,11 @@ stage counts are ``tritforge.vectortiming``'s:
    RMS_SCAN_STAGES registers (the reads, two; hs = rshift_round(h, p) as
    ``fixedops.staged_rshift`` of 2h by p and the rounding add; hs² and u = g_q · hs, a
    ``hw.multiplier.WideMultiplier`` each); u goes to the quantizer (its receive pass), hs²
-   into the sum of squares; with the last element (RMS_SS_CYCLES) Σ hs² is registered,
-   then ss = Σ hs² + eps' with whether it is 0, and ss (at least 1) goes to the Rsqrt,
+   into the sum of squares (two carry chains, the low quarter's carry out registered
+   into the rest with the next beat); with the last element (RMS_SS_CYCLES) Σ hs² is
+   registered with eps' or eps' + 2^h chosen by that beat's low carry, then ss = Σ hs² +
+   eps' with whether it is 0 (from flags: any square nonzero, eps' nonzero), and ss (at
+   least 1) goes to the Rsqrt,
    which is always ready (its stages run free, GF in free-running registers beside
    them), and its (y, E) with GF added is held for the vector (a result that finds the
    previous vector's still held waits in a second register, (yn, En));
@@ -34,10 +37,11 @@ stage counts are ``tritforge.vectortiming``'s:
    WideMultiplier), its bit length (``bitlen_staged``), k = bitlen - B, m = (m_u · y) >> k
    (``staged_rshift``, its last stage written into the output FIFO) with e = e_u + E + GF
    - k beside it. (The step is the same for every beat of a vector; computing it per beat
-   keeps the output a plain pipeline.) The quantizer's ``o.ready`` is registers alone (a
-   credit held and (y, E) held), and ``o.ready`` moves only the output FIFO's read side
-   and the credit count: a consumer's ready reaches neither the step's registers nor the
-   quantizer in the same cycle.
+   keeps the output a plain pipeline.) The quantizer's ``o.ready`` is one register (a
+   credit held and (y, E) held, formed from their next values: the FIFO's ``can_next``
+   and y's), and ``o.ready`` moves only the output FIFO's read side, the credit count and
+   that register's input: a consumer's ready reaches neither the step's registers nor
+   the quantizer in the same cycle.
 
 Each pass is a register of its own (one-hot: receive, FOLD, LEN, PREP, scan, drain), and
 whether the scan's registers are empty is registered from their next valid bits, so the
@@ -130,15 +134,15 @@ class RmsNorm(wiring.Component):
         # bitlen(max |h|) = bitlen(OR of the |h|): the running value is an OR (no compare)
         hmax = Signal(v.resid_bits)                      # OR of the vector's |h| so far
         a_r = Signal(v.resid_bits)                       # OR of the beat's |h|, registered
-        wait = Signal(range(BITLEN_STAGES + 1))
         p = Signal(range(v.resid_bits + 1))
         eps_k = Signal.like(self.k.payload.eps_q)        # the vector's constants
         gf_k, gf_ss = (Signal(signed(GAMMA_FRAC_BITS), name=nm) for nm in ("gf_k", "gf_ss"))
-        ss, ss_sum, ss_out = Signal(sb), Signal(sb), Signal(sb)
+        ss_sum, ss_out = Signal(sb), Signal(sb)
         sum_v, nz, ss_valid = Signal(), Signal(), Signal()
         # the passes, one register each (one-hot): receive, FOLD, LEN, PREP, scan, drain
         recv = Signal(init=1)
-        fold, lens, prep, scanst, drain = (Signal(name=nm) for nm in ("fold", "lens", "prep", "scanst", "drain"))
+        fold, prep, scanst, drain = (Signal(name=nm) for nm in ("fold", "prep", "scanst", "drain"))
+        lens = Signal(BITLEN_STAGES)
         wlast = Signal(init=N == 1)                      # wcnt == N - 1, registered beside wcnt
         empty = Signal(init=1)                           # no scan element in its registers
         take_h = self.h.valid & recv
@@ -146,10 +150,12 @@ class RmsNorm(wiring.Component):
         for k in range(L):
             absh.append(Signal(v.resid_bits, name=f"abs{k}"))
             m.d.comb += absh[k].eq(abs_value(lane(self.h.payload.h, k)))
-        m.d.sync += a_r.eq(Mux(take_h, Cat(*[Cat(*[a[j] for a in absh]).any() for j in range(v.resid_bits)]), 0))
+        a_v = Signal()
+        m.d.sync += [a_r.eq(Cat(*[Cat(*[a[j] for a in absh]).any() for j in range(v.resid_bits)])),
+                     a_v.eq(take_h)]
         with m.If(drain & empty):
             m.d.sync += hmax.eq(0)
-        with m.Else():
+        with m.Elif(a_v):
             m.d.sync += hmax.eq(hmax | a_r)
         n_h = bitlen_staged(m, 1, hmax, "hmax")          # free-running; settled in PREP
         m.d.comb += [hbuf.w_addr.eq(wcnt), hbuf.w_data.eq(Value.cast(self.h.payload.h)), hbuf.w_en.eq(take_h)]
@@ -191,13 +197,27 @@ class RmsNorm(wiring.Component):
         sq_nz, sum_nz, eps_nz = Signal(), Signal(), Signal()
         beat_nz = Cat(*squares).any()
         m.d.sync += eps_nz.eq(eps != 0)
+        # The sum in two parts, each its own carry chain: the low quarter's carry out is
+        # registered and enters the rest with the next beat. The last beat's carry out (a
+        # short chain's) picks eps' or eps' + 2^h (both free-running), which the next cycle
+        # adds to the parts (one chain)
+        h = sb // 4
+        ss_lo, ss_hi, ss_c = Signal(h), Signal(sb - h), Signal()
+        eps1 = Signal(sb)
+        eps_sel = Signal(sb)
+        lo_next = Signal(h + 1)
+        hi_next = Signal(sb - h)
+        m.d.sync += eps1.eq(eps + (1 << h))
+        m.d.comb += [lo_next.eq(ss_lo + beat_ss[:h]), hi_next.eq(ss_hi + beat_ss[h:] + ss_c)]
         with m.If(q.i.valid & q.i.ready):
-            m.d.sync += [ss.eq(ss + beat_ss), sq_nz.eq(sq_nz | beat_nz)]
+            m.d.sync += [ss_lo.eq(lo_next[:h]), ss_c.eq(lo_next[h]), ss_hi.eq(hi_next),
+                         sq_nz.eq(sq_nz | beat_nz)]
             with m.If(last):
-                m.d.sync += [ss.eq(0), ss_sum.eq(ss + beat_ss), sq_nz.eq(0), sum_nz.eq(sq_nz | beat_nz),
+                m.d.sync += [ss_lo.eq(0), ss_c.eq(0), ss_hi.eq(0), ss_sum.eq(Cat(lo_next[:h], hi_next)),
+                             eps_sel.eq(Mux(lo_next[h], eps1, eps)), sq_nz.eq(0), sum_nz.eq(sq_nz | beat_nz),
                              sum_v.eq(1)]
         with m.If(sum_v):
-            m.d.sync += [ss_out.eq(ss_sum + eps), nz.eq(sum_nz | eps_nz), gf_ss.eq(gf_k),
+            m.d.sync += [ss_out.eq(ss_sum + eps_sel), nz.eq(sum_nz | eps_nz), gf_ss.eq(gf_k),
                          ss_valid.eq(1), sum_v.eq(0)]
 
         # whether the scan's registers are empty is registered from their next valid bits
@@ -207,12 +227,12 @@ class RmsNorm(wiring.Component):
             m.d.sync += [wcnt.eq(wcnt + 1), wlast.eq(wcnt == N - 2)]
             with m.If(wlast):
                 m.d.sync += [recv.eq(0), fold.eq(1)]
+        # LEN: BITLEN_STAGES cycles, a shift register of flags behind FOLD
+        m.d.sync += lens.eq(Cat(fold, lens[:-1]))
         with m.If(fold):
-            m.d.sync += [wait.eq(BITLEN_STAGES - 1), fold.eq(0), lens.eq(1)]
-        with m.If(lens):
-            m.d.sync += wait.eq(wait - 1)
-            with m.If(wait == 0):
-                m.d.sync += [lens.eq(0), prep.eq(1)]
+            m.d.sync += fold.eq(0)
+        with m.If(lens[-1]):
+            m.d.sync += prep.eq(1)
         with m.If(prep):
             m.d.sync += [p.eq(Mux(n_h > NB, n_h - NB, 0)), ridx.eq(0), at_end.eq(N == 1)]
             with m.If(~ss_valid & self.k.valid):
@@ -254,13 +274,18 @@ class RmsNorm(wiring.Component):
         # the step: scale_mul(m_u, e_u, y, E + GF) per element, a credit pipeline
         # (hw.elementpipe.CreditFifo) of step_stages: m_u · y, its bit length, k = bitlen - B,
         # (m_u · y) >> k staged with e = e_u + E + GF - k beside it, the last shift stage
-        # written into the output FIFO. The quantizer's o.ready is registers alone (a credit
+        # written into the output FIFO. The quantizer's o.ready is a register (a credit
         # held, y held), and o.ready moves only the FIFO
         qx = Value.cast(q.o.payload.x)
         xw, mw, ew = len(qx), len(self.o.payload.m), len(self.o.payload.e)
-        sfifo = m.submodules.ofifo = CreditFifo(xw + mw + ew + 1, self.step_stages)
+        sfifo = m.submodules.ofifo = CreditFifo(xw + mw + ew + 1, self.step_stages, can_next=True)
         take_q = sfifo.issue
-        m.d.comb += [q.o.ready.eq(sfifo.can & y_valid), sfifo.req.eq(q.o.valid & y_valid)]
+        # q.o.ready = sfifo.can & y_valid as one register, formed from their next values, so
+        # the quantizer's output FIFO sees a register of its own
+        qready, y_valid_next = Signal(), Signal()
+        m.d.comb += y_valid_next.eq(Mux(y_valid, ~(take_q & q.o.payload.last), rs.o.valid | yn_valid))
+        m.d.sync += qready.eq(sfifo.can_next & y_valid_next)
+        m.d.comb += [q.o.ready.eq(qready), sfifo.req.eq(q.o.valid & qready)]
         svalid = credit_valid(m, take_q, self.step_stages, "step")
         with m.If(take_q & q.o.payload.last):
             m.d.sync += y_valid.eq(0)
