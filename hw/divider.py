@@ -89,7 +89,8 @@ class SignCopies(wiring.Component):
 
 class Divider(wiring.Component):
     """Ports: ``i`` {num, den}; ``o`` {quo, rem}. Latency quo_bits + 1 cycles, one division
-    at a time."""
+    at a time. ``primitives`` (hw/primitives.py) builds the step's add/sub chain
+    (``hw.addsub``); the behaviour and the cycles are the same with every set."""
 
     def __new__(cls, num_bits: int, den_bits: int, quo_bits: int | None = None, *,
                 primitives: str = "generic"):

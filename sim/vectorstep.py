@@ -329,10 +329,10 @@ class RmsNormStep(_Model):
         self.scan.clock(adv, entering)
         self.quant.clock(q, sh is not None, None if sh is None else sh[0], sh is not None and sh[2])
         # the Rsqrt on the held ss (at least 1), gamma_frac in registers beside it
-        rs_adv, gf_out, ss_valid = rs["i_ready"], self.gf_line[-1], self.ss_valid
+        # the Rsqrt is always ready: its stages and gamma_frac's registers move every cycle
+        gf_out, ss_valid = self.gf_line[-1], self.ss_valid
         self.rs.clock(rs, ss_valid, self.ss_out or 1)
-        if rs_adv:
-            self.gf_line = [self.gf_ss] + self.gf_line[:-1]
+        self.gf_line = [self.gf_ss] + self.gf_line[:-1]
         new = {}
         if sh is not None and q["i_ready"]:
             new["ss"] = wrap(self.ss + sh[1], self.sb, False)
@@ -369,7 +369,7 @@ class RmsNormStep(_Model):
                     new["state"] = DRAIN
         elif state == DRAIN and drained:
             new.update(wcnt=0, hmax=0, state=RECV)
-        if rs_adv and ss_valid:
+        if ss_valid:
             new["ss_valid"] = False
         if rh is not None:
             if self.y_valid or self.yn_valid:
