@@ -605,9 +605,9 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     ``rtl_check(cfg, cases, rate) -> dict``: with ``opts.rtl_sample``, runs the sampled
     vector cases (:func:`rtl_sample_cases`) on the RTL; its answer goes in
     ``result["rtl_sample"]``. Variable-depth matrices (a mixed config's or a packed file's)
-    are checked on the variable-depth engine (``cfg.weight_stream == "variable"``, its
-    ``mem`` port as wide as the board's bytes per cycle ``rate``, at which the memory feeds
-    it).
+    are checked on the variable-depth engine (``cfg.weight_stream == "variable"``), its
+    memory at the board's bytes per cycle ``rate`` (at most one longest column a cycle) on a
+    ``mem`` port that wide.
     The co-simulation lives with the caller (the CLI), so ``sim`` never imports ``hw``.
     """
     from . import estimate
@@ -744,15 +744,19 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         if rtl_check is None:
             raise TritforgeError("--rtl-sample: no RTL co-simulation available to this caller")
         cases = rtl_sample_cases(recorder, layers, opts.rtl_sample)
-        rtl_cfg = cfg
+        rtl_cfg, rate = cfg, recorder.rate
         variable = {c.tensor.variable for c, _ in cases}
         if variable == {True}:
-            rtl_cfg = dataclasses.replace(cfg, weight_stream="variable",
-                                          mem_bytes=math.ceil(recorder.rate))
+            # the memory at the board's rate, or at one longest column a cycle if that is
+            # less (the engine then takes a column a cycle either way): the gearbox's FIFO
+            # grows with its port's width (hw/ENGINE.md "Variable-depth stream")
+            rate = min(rate, cfg.column_bytes_max)
+            rtl_cfg = dataclasses.replace(cfg, weight_stream="variable", mem_bytes=math.ceil(rate))
         elif len(variable) > 1:
             raise TritforgeError("--rtl-sample: the sampled matrices mix uniform and variable-depth "
                                  "ones; one engine build takes one kind")
         result["rtl_sample"] = {"rows": opts.rtl_sample, "engine": rtl_cfg.weight_stream,
+                                "bytes_per_cycle": float(rate),
                                 "layers": {c.name.rsplit(".rows", 1)[0]: rows for c, rows in cases},
-                                **rtl_check(rtl_cfg, [c for c, _ in cases], recorder.rate)}
+                                **rtl_check(rtl_cfg, [c for c, _ in cases], rate)}
     return result
