@@ -135,12 +135,14 @@ class WideMultiplier(_Multiplier):
     offset as they are and adds only above it, so no carry chain runs through bits that
     only one operand has. ``MUL_SUM_LEVELS`` levels take up to 2^MUL_SUM_LEVELS tiles; a
     product of fewer tiles passes the spare levels as plain registers, so every
-    WideMultiplier has the same latency whatever its widths.
+    WideMultiplier has the same latency whatever its widths: after the adders, or with
+    ``spare_first`` before them (the tiles' products registered in the fabric first, so
+    no adder's carry chain starts at a DSP output).
     """
 
     latency = MUL_STAGES
 
-    def __new__(cls, a_bits: int, b_bits: int, *, primitives: str = "generic"):
+    def __new__(cls, a_bits: int, b_bits: int, *, primitives: str = "generic", spare_first: bool = False):
         check_int("WideMultiplier", "a_bits", a_bits, 1)
         check_int("WideMultiplier", "b_bits", b_bits, 1)
         check_primitives(primitives, "multiplier")
@@ -150,6 +152,10 @@ class WideMultiplier(_Multiplier):
                              f"{1 << MUL_SUM_LEVELS} its {MUL_SUM_LEVELS} adder levels sum")
         return super().__new__(cls)
 
+
+    def __init__(self, a_bits: int, b_bits: int, *, primitives: str = "generic", spare_first: bool = False):
+        self.spare_first = spare_first
+        super().__init__(a_bits, b_bits, primitives=primitives)
 
     def elaborate(self, platform):
         m = Module()
@@ -163,11 +169,16 @@ class WideMultiplier(_Multiplier):
                 m.d.comb += [tile.en.eq(self.en), tile.a.eq(a.as_signed() if asg else a),
                              tile.b.eq(b.as_signed() if bsg else b)]
                 parts.append((alo + blo, tile.p))
+        # with spare_first, the levels a product of fewer tiles does not need come first, as
+        # plain registers of the tiles' products, so the adders take registers placed by them
+        spare = MUL_SUM_LEVELS - (len(parts) - 1).bit_length() if self.spare_first else 0
         for level in range(MUL_SUM_LEVELS):
             parts.sort(key=lambda part: part[0])
             nxt = []
-            for k in range(0, len(parts), 2):
-                if k + 1 < len(parts):
+            for k in range(0, len(parts), 1 if level < spare else 2):
+                if level < spare:
+                    lo, value = parts[k]
+                elif k + 1 < len(parts):
                     (lo, x), (hi, y) = parts[k], parts[k + 1]
                     d = hi - lo
                     value = Cat(x[:d], (x >> d) + y).as_signed() if d else x + y
@@ -175,7 +186,7 @@ class WideMultiplier(_Multiplier):
                     lo, value = parts[k]
                 width = min(len(value), self.a_bits + self.b_bits - lo) if lo < self.a_bits + self.b_bits \
                     else 1
-                reg = Signal(signed(width), name=f"s{level}_{k // 2}", reset_less=True)
+                reg = Signal(signed(width), name=f"s{level}_{k if level < spare else k // 2}", reset_less=True)
                 with m.If(self.en):
                     m.d.sync += reg.eq(value)
                 nxt.append((lo, reg))

@@ -173,8 +173,8 @@ class RmsNorm(wiring.Component):
         g_hs = delay(m, adv, gmem.r_data, SHIFT_STAGES + 1, "g")
         squares = []
         for k in range(L):
-            sq = m.submodules[f"sq{k}"] = WideMultiplier(NB + 2, NB + 2, primitives=P)
-            gu = m.submodules[f"gu{k}"] = WideMultiplier(GB, NB + 2, primitives=P)
+            sq = m.submodules[f"sq{k}"] = WideMultiplier(NB + 2, NB + 2, primitives=P, spare_first=True)
+            gu = m.submodules[f"gu{k}"] = WideMultiplier(GB, NB + 2, primitives=P, spare_first=True)
             h = hbuf.r_data[k * v.resid_bits:(k + 1) * v.resid_bits].as_signed()
             sh = staged_rshift(m, adv, h << 1, p, NB + 2, SHIFT_STAGES, f"hs{k}")
             hs = Signal(signed(NB + 2), name=f"hs{k}", reset_less=True)
@@ -290,7 +290,7 @@ class RmsNorm(wiring.Component):
         with m.If(take_q & q.o.payload.last):
             m.d.sync += y_valid.eq(0)
         run = Const(1)
-        mm = m.submodules.mm = WideMultiplier(B + 1, len(y) + 1, primitives=P)
+        mm = m.submodules.mm = WideMultiplier(B + 1, len(y) + 1, primitives=P, spare_first=True)
         m.d.comb += [mm.en.eq(run), mm.a.eq(q.o.payload.m), mm.b.eq(y)]
         prod = Signal(B + len(y))
         m.d.comb += prod.eq(mm.p)

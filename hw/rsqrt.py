@@ -100,9 +100,9 @@ class Rsqrt(wiring.Component):
 
         # 3. Newton steps
         for s in range(self.vcfg.rsqrt_newton):
-            sq = m.submodules[f"sq{s}"] = WideMultiplier(RB + 3, RB + 3, primitives=P)
-            mq = m.submodules[f"mq{s}"] = WideMultiplier(RB + 3, 2 * RB + 6, primitives=P)
-            yd = m.submodules[f"yd{s}"] = WideMultiplier(RB + 3, RB + 6, primitives=P)
+            sq = m.submodules[f"sq{s}"] = WideMultiplier(RB + 3, RB + 3, primitives=P, spare_first=True)
+            mq = m.submodules[f"mq{s}"] = WideMultiplier(RB + 3, 2 * RB + 6, primitives=P, spare_first=True)
+            yd = m.submodules[f"yd{s}"] = WideMultiplier(RB + 3, RB + 6, primitives=P, spare_first=True)
             t = Signal(signed(RB + 6), name=f"t{s}", reset_less=True)
             d = Signal(signed(RB + 6), name=f"d{s}", reset_less=True)
             y_next = Signal(signed(RB + 3), name=f"y{s}", reset_less=True)
