@@ -122,7 +122,7 @@ def quantize_int8(v, bits: int, in_bits: int = 39) -> tuple[np.ndarray, np.ndarr
         mu  = max |v|                          (a max tree)
         K   = bitlen(mu) + B
         R   = floor(127 · 2^K / mu)            (one integer division per vector: a
-                                                sequential restoring divider)
+                                                sequential divider, one bit a cycle)
         x_q = clamp(rshift_round(v · R, K), -127, 127)
         step (m, e) = normalize(mu · M127) with (M127, e127) = to_multiplier(1/127, B):
               v ≈ x_q · m · 2^-e
