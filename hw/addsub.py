@@ -21,15 +21,15 @@ solver (tests/test_addsub.py).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Instance, Module, Signal, unsigned
+from amaranth.hdl import Const, Module, Signal, unsigned
 
-from .gatedadd import _init
+from . import ccu2c
 from .primitives import check_primitives
 
 #: D = 1: propagate A ^ B ^ ~C; D = 0 (INIT[3:0], the generate LUT2): A
-ADDSUB_INIT = _init(lambda a, b, c, d: (a ^ b ^ (1 - c)) if d else a)
+ADDSUB_INIT = ccu2c.lut_init(lambda a, b, c, d: (a ^ b ^ (1 - c)) if d else a)
 #: the carry-in position: propagate 0, generate ~A (A = neg: a subtraction's carry 1)
-CARRY_IN_INIT = _init(lambda a, b, c, d: 0 if d else 1 - a)
+CARRY_IN_INIT = ccu2c.lut_init(lambda a, b, c, d: 0 if d else 1 - a)
 
 
 def add_sub(m: Module, name: str, a, b, negs: list, width: int, *, primitives: str = "generic") -> Signal:
@@ -46,22 +46,7 @@ def add_sub(m: Module, name: str, a, b, negs: list, width: int, *, primitives: s
         sub = ~negs[0]
         m.d.comb += out.eq(ax + (bx ^ sub.replicate(width)) + sub)
         return out
-    # positions of the chain: (INIT, A, B, C, sum bit or None), padded to whole CCU2Cs
-    pos = [(CARRY_IN_INIT, negs[0], Const(0, 1), Const(0, 1), None)] \
-        + [(ADDSUB_INIT, ax[i], bx[i], negs[i * n // width], i) for i in range(width)]
-    if len(pos) % 2:
-        pos.append((0, Const(0, 1), Const(0, 1), Const(0, 1), None))   # P = G = 0
-    carry = Const(0, 1)
-    for k in range(0, len(pos), 2):
-        (init0, a0, b0, c0, i0), (init1, a1, b1, c1, i1) = pos[k], pos[k + 1]
-        s0, s1, cout = Signal(name=f"{name}_s{k}"), Signal(name=f"{name}_s{k + 1}"), \
-            Signal(name=f"{name}_co{k // 2}")
-        m.submodules[f"{name}_ccu{k // 2}"] = Instance(
-            "CCU2C", p_INIT0=init0, p_INIT1=init1, p_INJECT1_0="NO", p_INJECT1_1="NO",
-            i_CIN=carry, i_A0=a0, i_B0=b0, i_C0=c0, i_D0=1,
-            i_A1=a1, i_B1=b1, i_C1=c1, i_D1=1, o_S0=s0, o_S1=s1, o_COUT=cout)
-        for i, s in ((i0, s0), (i1, s1)):
-            if i is not None:
-                m.d.comb += out[i].eq(s)
-        carry = cout
+    # positions of the chain: (INIT, A, B, C, sum bit or None)
+    ccu2c.chain(m, name, [(CARRY_IN_INIT, negs[0], Const(0, 1), Const(0, 1), None)]
+                + [(ADDSUB_INIT, ax[i], bx[i], negs[i * n // width], i) for i in range(width)], out)
     return out

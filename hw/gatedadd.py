@@ -19,18 +19,14 @@ the cocotb ECP5-primitive tests (tests/ecp5_models.py models ``CCU2C``).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Instance, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 
+from . import ccu2c
 from .primitives import check_primitives
 
 
-def _init(fn) -> int:
-    """16-bit LUT4 INIT of ``fn(a, b, c, d)`` (entry ``a + 2b + 4c + 8d``)."""
-    return sum(fn(i & 1, (i >> 1) & 1, (i >> 2) & 1, i >> 3) << i for i in range(16))
-
-
 #: D = 1: propagate (A & ~C) ^ B; D = 0 (INIT[3:0], the generate LUT2): B
-GATED_INIT = _init(lambda a, b, c, d: ((a & (1 - c)) ^ b) if d else b)
+GATED_INIT = ccu2c.lut_init(lambda a, b, c, d: ((a & (1 - c)) ^ b) if d else b)
 
 
 def gated_add(m: Module, name: str, a, gate, b, width: int, *, cin=None,
@@ -48,23 +44,7 @@ def gated_add(m: Module, name: str, a, gate, b, width: int, *, cin=None,
             total = total + Mux(gate, 0, cin)
         m.d.comb += out.eq(total)
         return out
-    # positions of the chain: (A, B, sum bit or None), padded to whole CCU2Cs
-    pos = ([(cin, cin, None)] if cin is not None else []) \
-        + [(ax[i], bx[i], i) for i in range(width)]
-    if len(pos) % 2:
-        pos.append((Const(0, 1), Const(0, 1), None))   # P = G = 0: kills the unused carry
-    carry = Const(0, 1)
-    for n in range(0, len(pos), 2):
-        (a0, b0, i0), (a1, b1, i1) = pos[n], pos[n + 1]
-        s0, s1, cout = Signal(name=f"{name}_s{n}"), Signal(name=f"{name}_s{n + 1}"), \
-            Signal(name=f"{name}_co{n // 2}")
-        m.submodules[f"{name}_ccu{n // 2}"] = Instance(
-            "CCU2C", p_INIT0=GATED_INIT, p_INIT1=GATED_INIT,
-            p_INJECT1_0="NO", p_INJECT1_1="NO",
-            i_CIN=carry, i_A0=a0, i_B0=b0, i_C0=gate, i_D0=1,
-            i_A1=a1, i_B1=b1, i_C1=gate, i_D1=1, o_S0=s0, o_S1=s1, o_COUT=cout)
-        for i, s in ((i0, s0), (i1, s1)):
-            if i is not None:
-                m.d.comb += out[i].eq(s)
-        carry = cout
+    # positions of the chain: (INIT, A, B, C, sum bit or None)
+    ccu2c.chain(m, name, ([(GATED_INIT, cin, cin, gate, None)] if cin is not None else [])
+                + [(GATED_INIT, ax[i], bx[i], gate, i) for i in range(width)], out)
     return out

