@@ -2,6 +2,7 @@
 Amaranth simulator: bit-exact with codec.golden and cycle-exact with the cycle models
 (sim.varmodel's timeline: every column's issue cycle, every command's last result; the
 err cycle of sim.varmodel.run_stream), commands back to back."""
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -136,7 +137,7 @@ CASES = [(2, 4, 1, Fraction(3)), (2, 4, 2, Fraction(8)), (3, 3, 1, Fraction(5, 2
 @pytest.mark.parametrize("depth,rows,T,rate", CASES,
                          ids=[f"d{d}R{r}T{t}W{w}".replace("/", "_") for d, r, t, w in CASES])
 def test_back_to_back_equals_the_models(depth, rows, T, rate):
-    cfg = var_config(depth, rows, T, mem_bytes=max(8, rate.numerator))
+    cfg = var_config(depth, rows, T, mem_bytes=max(8, math.ceil(rate)))
     rng = np.random.default_rng(depth * 31 + rows * 7 + T)
     jobs = make_jobs(cfg, rng, 2)
     tl = expected(cfg, jobs, rate)
