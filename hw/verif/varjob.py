@@ -15,6 +15,7 @@ accumulators and, for a run without stalls, every result beat's cycle with
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from ...codec import golden, layout
@@ -68,7 +69,7 @@ def var_stream_job(cfg: HwConfig, t: TritTensor, blocks: list, rate, expected=No
     rate = varmodel.stream_rate(rate)
     if rate > cfg.mem_bytes:
         raise ValueError(f"stream rate {rate} bytes a cycle: the mem port carries {cfg.mem_bytes}")
-    out, inf = t.shape
+    out = t.shape[0]
     ports = by_name(var_engine_ports(cfg))
     gd = t.group_depth if t.variable else np.full(t.k.shape, t.depth, np.uint8)
     data, starts = layout.var_stream_columns(t.q, t.k, gd, cfg.depth, cfg.rows)

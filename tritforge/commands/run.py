@@ -51,6 +51,19 @@ def add_arguments(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _engine_build(cfg):
+    """The Verilator build of the engine ``tritforge generate`` writes for ``cfg`` (cached in
+    ``sim.cosim.default_build_root``) and its sidecar."""
+    from ..hw import verilog as hw_verilog
+    from ..sim import cosim
+
+    text, side = hw_verilog.convert(cfg), hw_verilog.sidecar(cfg)
+    build = cosim.build(text, side["top"], [p["name"] for p in side["ports"]], cosim.default_build_root(),
+                        meta={"hwconfig": cfg.to_dict(), "decoder_style": side["decoder_style"],
+                              "primitives": side["primitives"]})
+    return build, side
+
+
 def rtl_check(cfg, cases, rate=None) -> dict:
     """Play vector cases on the engine RTL under Verilator (hw/ENGINE.md).
 
@@ -61,17 +74,12 @@ def rtl_check(cfg, cases, rate=None) -> dict:
     every cycle. For a variable-depth engine (``cfg.variable``): :func:`rtl_check_variable`.
     """
     from ..codec import vectors
-    from ..hw import verilog as hw_verilog
     from ..sim import cosim
 
     if cfg.variable:
         return rtl_check_variable(cfg, cases, rate)
     with scratch():                 # the build and the vector set are read back here
-        text, side = hw_verilog.convert(cfg), hw_verilog.sidecar(cfg)
-        build = cosim.build(text, side["top"], [p["name"] for p in side["ports"]],
-                            cosim.default_build_root(),
-                            meta={"hwconfig": cfg.to_dict(), "decoder_style": side["decoder_style"],
-                                  "primitives": side["primitives"]})
+        build, side = _engine_build(cfg)
         side_path = cosim.write_sidecar(build, side)
         with tempfile.TemporaryDirectory(prefix="tritforge-rtl-") as tmp:
             vs = vectors.write_set(os.path.join(tmp, "vectors"), cases)
@@ -97,16 +105,11 @@ def rtl_check_variable(cfg, cases, rate) -> dict:
     ``sim.varmodel.timeline`` gives it."""
     import numpy as np
 
-    from ..hw import verilog as hw_verilog
     from ..hw.verif.varjob import var_stream_job
     from ..sim import cosim
 
     with scratch():
-        text, side = hw_verilog.convert(cfg), hw_verilog.sidecar(cfg)
-        build = cosim.build(text, side["top"], [p["name"] for p in side["ports"]],
-                            cosim.default_build_root(),
-                            meta={"hwconfig": cfg.to_dict(), "decoder_style": side["decoder_style"],
-                                  "primitives": side["primitives"]})
+        build, _ = _engine_build(cfg)
         played, failures, sim_s, tests = [], [], 0.0, 0
         with tempfile.TemporaryDirectory(prefix="tritforge-rtl-") as tmp:
             for i, case in enumerate(cases):
