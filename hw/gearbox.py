@@ -1,27 +1,23 @@
-"""The variable-depth engine's gearbox: column stream bytes in, depth-D beats out.
+"""The variable-depth engine's gearbox: memory beats of the column stream in, depth-D beats out.
 
 Reads the variable-depth hardware stream (``codec.layout.var_stream_columns``, hw/ENGINE.md
-"Variable-depth stream") from its byte FIFO (``ByteWindow``: bytes decoded into base-3
-digits, slot 0 always the next column's first byte) and writes each column as a uniform
-depth-D beat (``codec.layout.stream_beats``' layout) with a ``bad`` flag into a beat queue,
-from which ``o`` offers it to the engine's issue stage. A column whose last byte is
-accepted on ``mem`` in cycle x is offered from cycle x + ``GEARBOX_CYCLES``:
+"Variable-depth stream") through its word FIFO and column finder (``ColumnFinder``: whole
+memory beats in slots, one column found a cycle by a table lookup) and writes each column
+as a uniform depth-D beat (``codec.layout.stream_beats``' layout) with a ``bad`` flag into
+a beat queue, from which ``o`` offers it to the engine's issue stage. A column whose last
+memory beat is accepted on ``mem`` in cycle x is offered from cycle x + ``GEARBOX_CYCLES``:
 
-1. ``ByteWindow``'s two registers; the byte is in the window from x + 3;
-2. the take, from x + 4 (``GEARBOX_TAKE_CYCLES``: the window's ``avail``, its bytes of the
-   cycle before): the *head* register holds the length of the column at slot 0 (from its R
-   depth trits, fixed slots of the window; an invalid byte reads as zero trits). The
-   column is taken once ``avail`` covers it and fewer than ``GEARBOX_QUEUE`` columns are
-   between the take and the issue stage: its first ``column_bytes_max`` slots are
-   registered and it is popped, at most one column a cycle. The head of the next column
-   is read in the same cycle from the slots after the taken one, for every possible length
-   at once (one of ``R*D + 1``), so the next column can be taken in the next cycle; a
-   header not yet in the window is read from slot 0 once it is;
-3. assemble: row r's planes start at trit ``4R + 16 sum(k_i, i < r)`` (one of ``r D + 1``
+1. ``ColumnFinder``: the column can be taken from x + 4 (``GEARBOX_TAKE_CYCLES``), once
+   fewer than ``GEARBOX_QUEUE`` columns are between the take and the issue stage, at most
+   one a cycle; its beats are registered with its byte offset in the first;
+2. rotate: its ``column_bytes_max`` bytes from that offset (a ``mem_bytes``-way mux each);
+3. decode: each byte into its five base-3 digits and its invalid flag;
+4. assemble: row r's planes start at trit ``4R + 16 sum(k_i, i < r)`` (one of ``r D + 1``
    offsets); its top k_r planes are taken, the rest are zero trits; registered with its
-   codebook index trits and ``bad``: a byte >= 243 in the column, a depth below 0 (only at
-   D = 1) or a depth-0 group with a non-zero index (``layout.scan_var_columns``);
-4. re-pack: the beat's trits laid out as uniform groups (weight by weight, digits least
+   codebook index trits and ``bad``: a byte >= 243 in the column, a column running past a
+   partial beat's end, a depth below 0 (only at D = 1) or a depth-0 group with a non-zero
+   index (``layout.scan_var_columns``);
+5. re-pack: the beat's trits laid out as uniform groups (weight by weight, digits least
    significant first), five per byte (``b = sum(digit_m 3^m)`` by shifts and adds),
    written to the queue, which offers it from the next cycle.
 
@@ -30,19 +26,25 @@ so the gearbox never delays a beat the cycle models issue.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
 from ..hwconfig import GEARBOX_CYCLES, GEARBOX_QUEUE, GEARBOX_TAKE_CYCLES, HwConfig
-from .bytewindow import SLOT_BITS, WINDOW_CYCLES, ByteWindow, mem_layout
+from ..ports import mem_port
 from .checks import check_config
+from .columnfinder import ColumnFinder, clipped_depth
+from .decoder import byte_digits, byte_invalid
+from .signature import payload_shape
 
+#: bits of one decoded column byte: five 2-bit digits and the invalid flag
+SLOT_BITS = 2 * layout.TRITS_PER_BYTE + 1
 #: base-3 digit (trit + 1) of a zero trit
 ZERO_DIGIT = 1
-#: registers from the take to the beat offered: the column, the assembled planes, the queue
-TAKE_TO_OFFER = 3
+#: registers from the take to the beat offered: the column's beats, its rotated bytes, their
+#: digits, the assembled planes, the queue
+TAKE_TO_OFFER = 5
 
 
 def beat_out_layout(cfg: HwConfig) -> data.StructLayout:
@@ -64,88 +66,56 @@ class Gearbox(wiring.Component):
 
     def __new__(cls, cfg: HwConfig):
         check_config("Gearbox", cfg)
-        if (WINDOW_CYCLES + 1 != GEARBOX_TAKE_CYCLES
-                or GEARBOX_TAKE_CYCLES + TAKE_TO_OFFER != GEARBOX_CYCLES):
-            raise AssertionError(f"gearbox of {WINDOW_CYCLES} + 1 + {TAKE_TO_OFFER} cycles, but "
-                                 f"GEARBOX_TAKE_CYCLES = {GEARBOX_TAKE_CYCLES}, "
+        if GEARBOX_TAKE_CYCLES + TAKE_TO_OFFER != GEARBOX_CYCLES:
+            raise AssertionError(f"gearbox of {GEARBOX_TAKE_CYCLES} + {TAKE_TO_OFFER} cycles, but "
                                  f"GEARBOX_CYCLES = {GEARBOX_CYCLES}")
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig):
         self.cfg = cfg
-        R, D = cfg.rows, cfg.depth
-        self.header_bytes = layout.var_header_bytes(R)
         self.col_bytes = cfg.column_bytes_max
-        #: column bytes by the sum of its depths (0..R*D)
-        self.lengths = [layout.packed_bytes(layout.VAR_HEADER_TRITS * R + layout.GROUP * s)
-                        for s in range(R * D + 1)]
-        self.window = ByteWindow(cfg.mem_bytes, self.col_bytes + self.header_bytes,
-                                 cfg.window_bytes, self.lengths)
+        self.finder = ColumnFinder(cfg)
         self.queue = fifo.SyncFIFO(width=8 * cfg.beat_bytes + 1, depth=GEARBOX_QUEUE)
-        super().__init__({"mem": In(stream.Signature(mem_layout(cfg.mem_bytes))),
+        super().__init__({"mem": In(stream.Signature(payload_shape(mem_port(cfg)))),
                           "o": Out(stream.Signature(beat_out_layout(cfg)))})
 
     def _digit(self, slots, trit: int):
         b, pos = divmod(trit, layout.TRITS_PER_BYTE)
         return slots[SLOT_BITS * b + 2 * pos:SLOT_BITS * b + 2 * pos + 2]
 
-    def _depths(self, m, slots, offset: int, name: str):
-        """The R clipped depths of the header at slot ``offset`` and their sum."""
-        R, D = self.cfg.rows, self.cfg.depth
-        depth = []
-        for r in range(R):
-            f = self._digit(slots, layout.TRITS_PER_BYTE * offset + layout.VAR_HEADER_TRITS * r)
-            k = Signal(3, name=f"{name}_k{r}")
-            m.d.comb += k.eq(Mux(f + D >= 2, f + D - 2, 0))
-            depth.append(k)
-        total = Signal(range(R * D + 1), name=f"{name}_sum")
-        m.d.comb += total.eq(sum(depth))
-        return depth, total
+    # --- rotate and decode --------------------------------------------------------------
+    def _rotate(self, m, f):
+        """The column's bytes from its offset, registered (stage 2)."""
+        P = self.cfg.mem_bytes
+        win = [f.words[8 * b:8 * b + 8] for b in range(len(f.words) // 8)]
+        rot = Signal(8 * self.col_bytes)
+        length = Signal.like(f.length)
+        cross, valid = Signal(), Signal()
+        m.d.sync += [rot.eq(Cat(Array(win[i:i + P])[f.offset] for i in range(self.col_bytes))),
+                     length.eq(f.length), cross.eq(f.cross), valid.eq(f.col_valid)]
+        return valid, rot, length, cross
 
-    # --- the take ---------------------------------------------------------------------
-    def _take(self, m, win, room):
-        R, D = self.cfg.rows, self.cfg.depth
-        hb = self.header_bytes
-        head_valid = Signal()
-        head_s = Signal(range(R * D + 1))
-        head_len = Signal(range(self.col_bytes + 1))
-        take = Signal()
-        m.d.comb += take.eq(head_valid & (win.avail >= head_len) & room)
-        m.d.comb += [win.pop.eq(take), win.pop_index.eq(head_s)]
-
-        # the head after each possible length of the column taken now, and at slot 0
-        after = [self._depths(m, win.slots, n, f"next{v}")[1] for v, n in enumerate(self.lengths)]
-        here = self._depths(m, win.slots, 0, "head")[1]
-        s = Signal.like(head_s)
-        ok = Signal()
-        with m.Switch(head_s):
-            for v, n in enumerate(self.lengths):
-                with m.Case(v) if v < len(self.lengths) - 1 else m.Default():
-                    m.d.comb += [s.eq(after[v]), ok.eq(win.fill >= n + hb)]
-        with m.If(~take):
-            m.d.comb += [s.eq(here), ok.eq(win.fill >= hb)]
-        length = Signal.like(head_len)
-        with m.Switch(s):
-            for v, n in enumerate(self.lengths):
-                with m.Case(v) if v < len(self.lengths) - 1 else m.Default():
-                    m.d.comb += length.eq(n)
-        with m.If(take | ~head_valid):
-            m.d.sync += [head_valid.eq(ok), head_s.eq(s), head_len.eq(length)]
-
-        col = Signal(SLOT_BITS * self.col_bytes)
-        col_len = Signal.like(head_len)
-        col_valid = Signal()
-        m.d.sync += col_valid.eq(take)
-        with m.If(take):
-            m.d.sync += [col.eq(win.slots[:SLOT_BITS * self.col_bytes]), col_len.eq(head_len)]
-        return take, col_valid, col, col_len
+    def _decode(self, m, valid, rot, length, cross):
+        """Each byte's digits and invalid flag (``SLOT_BITS`` a byte), registered (stage 3)."""
+        slots = []
+        for b in range(self.col_bytes):
+            byte = rot[8 * b:8 * b + 8]
+            slots.append(Cat(*(d[:2] for d in byte_digits(m, byte, f"col{b}")), byte_invalid(byte)))
+        col, col_len, col_cross, col_valid = (Signal(SLOT_BITS * self.col_bytes), Signal.like(length),
+                                              Signal(), Signal())
+        m.d.sync += [col.eq(Cat(*slots)), col_len.eq(length), col_cross.eq(cross), col_valid.eq(valid)]
+        return col_valid, col, col_len, col_cross
 
     # --- assemble -----------------------------------------------------------------------
-    def _assemble(self, m, col_valid, col, col_len):
+    def _assemble(self, m, col_valid, col, col_len, col_cross):
         cfg = self.cfg
         R, D, G = cfg.rows, cfg.depth, layout.GROUP
         digit = [self._digit(col, t) for t in range(layout.TRITS_PER_BYTE * self.col_bytes)]
-        depth, _ = self._depths(m, col, 0, "col")
+        depth = []
+        for r in range(R):
+            k = Signal(3, name=f"col_k{r}")
+            m.d.comb += k.eq(clipped_depth(digit[layout.VAR_HEADER_TRITS * r], D))
+            depth.append(k)
         zero = Const(ZERO_DIGIT, 2)
         rows = []                                # per row: index digits, then its D planes
         bad_index, neg = [], []
@@ -172,7 +142,8 @@ class Gearbox(wiring.Component):
         asm = Signal(len(Cat(*rows)))
         asm_bad = Signal()
         asm_valid = Signal()
-        m.d.sync += [asm.eq(Cat(*rows)), asm_bad.eq(bad_byte | Cat(*neg).any() | Cat(*bad_index).any()),
+        m.d.sync += [asm.eq(Cat(*rows)),
+                     asm_bad.eq(bad_byte | col_cross | Cat(*neg).any() | Cat(*bad_index).any()),
                      asm_valid.eq(col_valid)]
         return asm_valid, asm, asm_bad
 
@@ -200,16 +171,16 @@ class Gearbox(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.window = win = self.window
+        m.submodules.finder = f = self.finder
         m.submodules.queue = q = self.queue
-        wiring.connect(m, wiring.flipped(self.mem), win.i)
+        wiring.connect(m, wiring.flipped(self.mem), f.i)
         # columns taken and not yet accepted by the issue stage
         held = Signal(range(GEARBOX_QUEUE + 1))
-        take, *col = self._take(m, win, held < GEARBOX_QUEUE)
-        asm_valid, asm, asm_bad = self._assemble(m, *col)
+        m.d.comb += f.room.eq(held < GEARBOX_QUEUE)
+        asm_valid, asm, asm_bad = self._assemble(m, *self._decode(m, *self._rotate(m, f)))
         m.d.comb += [q.w_en.eq(asm_valid), q.w_data.eq(Cat(self._repack(m, asm), asm_bad))]
         out = self.o.payload
         m.d.comb += [self.o.valid.eq(q.r_rdy), out.beat.eq(q.r_data[:-1]), out.bad.eq(q.r_data[-1]),
                      q.r_en.eq(self.o.ready)]
-        m.d.sync += held.eq(held + take - (self.o.valid & self.o.ready))
+        m.d.sync += held.eq(held + f.take - (self.o.valid & self.o.ready))
         return m

@@ -93,9 +93,10 @@ def sidecar(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
     ``lanes``, ``macs_per_cycle``, ``stream_bytes_per_cycle``, ``act_stride``); for an
     array of engines, ``broadcast_cycles`` (hw/engine_array.py: from a port to the engines);
     for a variable-depth engine, its gearbox (hw/ENGINE.md "Variable-depth stream"):
-    ``gearbox_cycles`` (a column's last byte in to its beat offered), ``gearbox_queue``,
-    ``window_bytes`` (the byte FIFO; ``mem`` is ready while it holds at most
-    ``window_bytes - mem_bytes``), ``column_bytes_max``, ``column_header_bytes``.
+    ``gearbox_cycles`` (a column's last memory beat in to its beat offered),
+    ``gearbox_queue``, ``window_words`` (the word FIFO's slots; ``mem`` is ready while one is
+    free), ``column_span`` (beats a column can touch), ``column_bytes_max``,
+    ``column_header_bytes`` (``mem_bytes`` is at least this).
     """
     from ..codec import layout
     from ..hwconfig import FIFO_DEPTH
@@ -117,7 +118,8 @@ def sidecar(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
     if cfg.variable:
         from ..hwconfig import GEARBOX_CYCLES, GEARBOX_QUEUE
         derived.update(gearbox_cycles=GEARBOX_CYCLES, gearbox_queue=GEARBOX_QUEUE,
-                       window_bytes=cfg.window_bytes, column_bytes_max=cfg.column_bytes_max,
+                       window_words=cfg.window_words, column_span=cfg.column_span,
+                       column_bytes_max=cfg.column_bytes_max,
                        column_header_bytes=layout.var_header_bytes(cfg.rows))
     return {"format": FORMAT, "version": VERSION, "top": top, "decoder_style": decoder_style,
             "primitives": primitives, "hwconfig": cfg.to_dict(), "derived": derived, "ports": port_map(cfg),

@@ -42,7 +42,6 @@ import contextlib
 import dataclasses
 import datetime
 import io
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from ..errors import TritforgeError
 from ..codec.quantize import MODES, TritTensor, quantize_matrix
 from ..hwconfig import HwConfig
 from .actions import Actions
+from . import varmodel
 from .hwlinear import HwLinear, HwRecorder, LayerStats
 
 #: the families whose decoder layers the whole-layer path (sim.hwlayer) runs; the linear
@@ -748,10 +748,11 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         variable = {c.tensor.variable for c, _ in cases}
         if variable == {True}:
             # the memory at the board's rate, or at one longest column a cycle if that is
-            # less (the engine then takes a column a cycle either way): the gearbox's FIFO
-            # grows with its port's width (hw/ENGINE.md "Variable-depth stream")
+            # less (the engine then takes a column a cycle either way): the gearbox's
+            # tables grow with its port's width (hw/ENGINE.md "Variable-depth stream")
             rate = min(rate, cfg.column_bytes_max)
-            rtl_cfg = dataclasses.replace(cfg, weight_stream="variable", mem_bytes=math.ceil(rate))
+            rtl_cfg = dataclasses.replace(cfg, weight_stream="variable",
+                                          mem_bytes=varmodel.port_bytes(cfg, rate))
         elif len(variable) > 1:
             raise TritforgeError("--rtl-sample: the sampled matrices mix uniform and variable-depth "
                                  "ones; one engine build takes one kind")

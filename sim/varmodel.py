@@ -1,14 +1,16 @@
 """Vectorized cycle model of the variable-depth engine (hw/ENGINE.md "Variable-depth stream").
 
 The engine is the uniform depth-D engine (``sim.fastmodel``: one beat per T cycles, each
-used for T vectors) behind a byte FIFO and a gearbox that expands a column of the
+used for T vectors) behind a word FIFO and a gearbox that expands a column of the
 variable-depth hardware stream (``codec.layout.var_stream_columns``) into a depth-D beat.
-The memory delivers W bytes per cycle into the FIFO (W a :class:`fractions.Fraction`,
-``stream_rate``): by the end of the m-th cycle of the stream, ``floor((m + 1) W)`` bytes.
+The memory delivers the stream in whole beats of ``P = port_bytes(cfg, W)`` bytes (the
+commands' columns back to back, the last beat partial), at W bytes per cycle on average
+(W a :class:`fractions.Fraction`, ``stream_rate``): ``rho = min(1, W / P)`` beats per
+cycle, by the end of the m-th cycle of the stream ``floor((m + 1) rho)`` beats.
 
 Column issue (the max-plus recurrence). Column j of a command stream (columns of all its
 commands concatenated, ``B_j`` the bytes through column j) is complete in the FIFO in
-cycle ``n_j = origin + ceil(B_j / W) - 1`` and is accepted by the issue stage in
+cycle ``n_j = origin + ceil(ceil(B_j / P) / rho) - 1`` and is accepted by the issue stage in
 
     c_j = max(c_{j-1} + T, n_j + GEARBOX_CYCLES, first cycle its command allows)
 
@@ -19,9 +21,9 @@ after its last column is accepted), and the accumulators, which are the depth-D 
 (a shallower group's low planes are zero), bit-exact with ``codec.golden``.
 
 The memory origin is the cycle the issue side takes the first command; the FIFO is taken
-as never full (the memory is never back-pressured). ``VarTimeline.fifo_peak`` gives the
-most bytes the FIFO holds on that schedule: an engine whose FIFO holds at least that many
-bytes behaves exactly so (hw/ENGINE.md).
+as never full (the memory is never back-pressured). ``VarTimeline.fifo_peak`` bounds the
+beats the FIFO holds on that schedule: an engine whose FIFO holds at least that many beats
+(``HwConfig.window_words``) behaves exactly so (hw/ENGINE.md).
 
 ``err``: a column holding a byte >= 243, a depth outside ``layout.var_depths(D)`` or a
 depth-0 group with a non-zero index (``layout.scan_var_columns``) sets ``err`` from the
@@ -30,6 +32,7 @@ cycle after it is accepted by the issue stage.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -60,17 +63,37 @@ def board_rate(board) -> Fraction:
     return stream_rate(board.sustained_gbs * 1e9 / (board.clock_mhz * 1e6) / board.engines)
 
 
+def port_bytes(cfg: HwConfig, rate) -> int:
+    """P, the bytes of one memory beat: the built engine's ``mem_bytes``; for a
+    configuration built for the uniform stream (an estimate of a mixed configuration), the
+    narrowest port that carries W and a column's header, as ``run --rtl-sample`` builds it."""
+    if cfg.variable:
+        return cfg.mem_bytes
+    return max(math.ceil(stream_rate(rate)), layout.var_header_bytes(cfg.rows))
+
+
+def beat_rate(cfg: HwConfig, rate) -> Fraction:
+    """rho, memory beats per cycle: ``min(1, W / P)`` (the port carries at most one a cycle)."""
+    return min(Fraction(1), stream_rate(rate) / port_bytes(cfg, rate))
+
+
 def column_bytes(cfg: HwConfig, group_depth: np.ndarray) -> np.ndarray:
     """Bytes of every column of a matrix (tile-major, then group column), from its group
     depths (out, ng)."""
     return layout.var_column_bytes(layout.var_tile_depths(group_depth, cfg.depth, cfg.rows)).reshape(-1)
 
 
-def complete_cycles(col_bytes: np.ndarray, rate: Fraction, before: int = 0) -> np.ndarray:
-    """Per column, the stream cycle (from 0) in which its last byte is in the FIFO, with
-    ``before`` bytes of the stream ahead of it: ``ceil(B_j / W) - 1``."""
+def complete_cycles(col_bytes: np.ndarray, rho: Fraction, port: int, before: int = 0) -> np.ndarray:
+    """Per column, the stream cycle (from 0) in which the beat holding its last byte is in
+    the FIFO, with ``before`` bytes of the stream ahead of it: ``ceil(ceil(B_j / P) / rho) - 1``."""
     B = before + np.cumsum(np.asarray(col_bytes, dtype=np.int64))
-    return -(-(B * rate.denominator) // rate.numerator) - 1
+    beats = -(-B // port)
+    return -(-(beats * rho.denominator) // rho.numerator) - 1
+
+
+def delivered_beats(cycles: np.ndarray, rho: Fraction) -> np.ndarray:
+    """Beats the memory has delivered by the end of stream cycle m: ``floor((m + 1) rho)``."""
+    return (np.asarray(cycles, dtype=np.int64) + 1) * rho.numerator // rho.denominator
 
 
 def issue_cycles(avail: np.ndarray, T: int, first: int) -> np.ndarray:
@@ -94,7 +117,7 @@ class VarCommand:
 class VarTimeline(fastmodel.Timeline):
     issue: tuple = ()          #: per command, the issue cycles of its columns (int64 arrays)
     stream_bytes: int = 0      #: bytes of all columns
-    fifo_peak: int = 0         #: the most bytes the FIFO holds on this schedule
+    fifo_peak: int = 0         #: a bound on the beats the FIFO holds on this schedule
 
 
 def timeline(cfg: HwConfig, cmds, rate, overlap: bool = True) -> VarTimeline:
@@ -102,10 +125,12 @@ def timeline(cfg: HwConfig, cmds, rate, overlap: bool = True) -> VarTimeline:
     them for the uniform engine (the same host: codebooks, accept, LOAD, take), with the
     columns issued by the recurrence above; the memory streams the commands' columns back
     to back from the cycle the first command is taken."""
-    rate = stream_rate(rate)
+    rho, port = beat_rate(cfg, rate), port_bytes(cfg, rate)
     T, S = cfg.vectors, cfg.pipeline_stages
     front = fastmodel.CommandFront(cfg, overlap)
     issue, before, origin, peak = [], 0, 0, 0
+    cmds = list(cmds)
+    beats = -(-sum(int(np.sum(c.col_bytes)) for c in cmds) // port)
     for j, c in enumerate(cmds):
         cfg.check_shape(c.out_features, c.in_features)
         n = cfg.tiles(c.out_features) * fastmodel._groups(c.in_features)
@@ -116,12 +141,12 @@ def timeline(cfg: HwConfig, cmds, rate, overlap: bool = True) -> VarTimeline:
         first = front.start(c)
         if j == 0:
             origin = front.taken[0]
-        done = origin + complete_cycles(cb, rate, before)
+        done = origin + complete_cycles(cb, rho, port, before)
         ci = issue_cycles(done + GEARBOX_CYCLES, T, first)
-        # FIFO occupancy just before column i leaves it (issue): delivered - consumed
-        delivered = np.minimum((ci - origin) * rate.numerator // rate.denominator, 10 ** 18)
-        consumed = before + np.cumsum(cb) - cb
-        peak = max(peak, int((delivered - consumed).max()) if n else 0)
+        # beats held while column i waits, counted until its issue: delivered - its first beat
+        first_beat = (before + np.cumsum(cb) - cb) // port
+        held = np.minimum(delivered_beats(ci - origin, rho), beats) - first_beat
+        peak = max(peak, int(held.max()) if n else 0)
         before += int(cb.sum())
         front.finish(int(ci[0]), int(ci[-1]), int(ci[-1]) + T + S - 1, n * T)
         issue.append(ci)
@@ -201,7 +226,7 @@ def run_stream(cfg: HwConfig, data: np.ndarray, mantissa, left_shift, xq, out_fe
     (``layout.scan_var_columns``: invalid bytes as zero trits), the accumulators of the
     depth-D beats it builds, the issue cycles, the last result and ``err``. A stream shorter
     than its columns never completes: refused (the engine would wait for it)."""
-    rate = stream_rate(rate)
+    rho, port = beat_rate(cfg, rate), port_bytes(cfg, rate)
     ng = fastmodel._groups(in_features)
     tiles = cfg.tiles(out_features)
     n = tiles * ng
@@ -217,7 +242,7 @@ def run_stream(cfg: HwConfig, data: np.ndarray, mantissa, left_shift, xq, out_fe
     x = fastmodel._check_xq(xq, p.in_padded)
     if x.shape[0] != cfg.vectors:
         raise TritforgeError(f"activations: {x.shape[0]} vectors, expected T={cfg.vectors}")
-    ci = issue_cycles(complete_cycles(np.diff(s["starts"]), rate) + GEARBOX_CYCLES, cfg.vectors, 1)
+    ci = issue_cycles(complete_cycles(np.diff(s["starts"]), rho, port) + GEARBOX_CYCLES, cfg.vectors, 1)
     bad = np.flatnonzero(s["bad"])
     return StreamRun(acc=fastmodel.accumulators(p, x)[:, :out_features], issue=ci,
                      last_result=int(ci[-1]) + cfg.vectors + cfg.pipeline_stages - 1,

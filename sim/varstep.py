@@ -3,9 +3,9 @@
 One command of T vectors, from the cycle the issue side takes it (cycle 0, the memory's
 first cycle). Each cycle, in this order:
 
-1. the memory: if its ``valid`` is high this cycle, the stream's delivered byte count
-   becomes ``floor(m W)`` after m valid cycles (W = ``varmodel.stream_rate``), into the
-   byte FIFO (never full here, as in ``sim.varmodel``);
+1. the memory: if its ``valid`` is high this cycle, ``floor(m rho)`` beats of P bytes are
+   delivered after m valid cycles (``varmodel.beat_rate``, ``varmodel.port_bytes``; the
+   last beat partial), into the word FIFO (never full here, as in ``sim.varmodel``);
 2. the gearbox: the next column's header bytes (its first ``layout.var_header_bytes(R)``)
    are in the FIFO -> its length from the depth trits (an invalid byte reads as zero
    trits); once all its bytes are in, it is assembled (at most one column a cycle): its
@@ -32,7 +32,7 @@ import numpy as np
 from ..codec import layout
 from ..errors import TritforgeError
 from ..hwconfig import GEARBOX_CYCLES, HwConfig
-from .varmodel import StreamRun, stream_rate
+from .varmodel import StreamRun, beat_rate, port_bytes
 
 
 @dataclass
@@ -48,7 +48,7 @@ def step_stream(cfg: HwConfig, data: np.ndarray, mantissa, left_shift, xq, out_f
                 in_features: int, rate, valid=None, max_cycles: int = 10 ** 7) -> StreamRun:
     """Step one command through the engine; ``valid(cycle) -> bool`` gates the memory
     (default: always valid). Returns what ``varmodel.run_stream`` returns."""
-    rate = stream_rate(rate)
+    rho, port = beat_rate(cfg, rate), port_bytes(cfg, rate)
     R, T, S, D = cfg.rows, cfg.vectors, cfg.pipeline_stages, cfg.depth
     data = np.asarray(data, dtype=np.uint8).reshape(-1)
     ng = -(-in_features // layout.GROUP)
@@ -72,7 +72,7 @@ def step_stream(cfg: HwConfig, data: np.ndarray, mantissa, left_shift, xq, out_f
         # 1. memory
         if valid is None or valid(cycle):
             valid_cycles += 1
-            delivered = min(data.size, valid_cycles * rate.numerator // rate.denominator)
+            delivered = min(data.size, valid_cycles * rho.numerator // rho.denominator * port)
         # 2. gearbox: at most one column a cycle
         if col < n_cols:
             if length is None and delivered >= start + hb:

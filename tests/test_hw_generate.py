@@ -49,13 +49,14 @@ def test_variable_depth_engine_sidecar(tmp_path, capsys):
     out = tmp_path / "gen"
     assert main(["generate", *SMALL, "--weight-stream", "variable", "--mem-bytes", "12",
                  "--out", str(out)]) == 0
-    assert "stream   variable-depth columns of up to 8 B on mem (12 B a beat), byte FIFO 52 B" \
+    assert "stream   variable-depth columns of up to 8 B on mem (12 B a beat), word FIFO 8 beats" \
         in capsys.readouterr().out
     meta = json.loads((out / "tritforge_engine.json").read_text())
     cfg = HwConfig.from_json(str(out / "tritforge_engine.json"))
     assert cfg.variable and cfg.mem_bytes == 12
     d = meta["derived"]
-    assert d["window_bytes"] == cfg.window_bytes == 2 * d["column_bytes_max"] + 3 * 12
+    assert d["column_span"] == cfg.column_span == 2             # 8 bytes from byte 11 of 12
+    assert d["window_words"] == cfg.window_words == 8           # 2 + 4 beats, rounded up
     assert d["column_bytes_max"] == -(-(4 * 2 + 16 * 2 * 1) // 5) and d["column_header_bytes"] == 2
     ports = {p["name"]: p for p in meta["ports"]}
     assert "w__payload" not in ports and ports["mem__valid"]["dir"] == "in"
@@ -91,6 +92,7 @@ def test_help_documents_every_hwconfig_field(capsys):
     (["--top", "1bad"], "identifier"),
     (["--weight-stream", "variable", "--organisation", "array", "--rows", "8"], "lockstep"),
     (["--mem-bytes", "0"], "mem_bytes"),
+    (["--weight-stream", "variable", "--rows", "8", "--mem-bytes", "6"], "mem_bytes=6"),
 ])
 def test_bad_input_one_line_error_nothing_written(tmp_path, capsys, args, message):
     out = tmp_path / "never"

@@ -10,7 +10,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from tritforge.codec import golden, layout
-from tritforge.hw.bytewindow import ByteWindow
+from tritforge.errors import TritforgeError
+from tritforge.hw.columnfinder import ColumnFinder
 from tritforge.hw.gearbox import Gearbox
 from tritforge.hw.varengine import VarDepthEngine
 from tritforge.hwconfig import HwConfig
@@ -34,13 +35,18 @@ def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000):
     activations offered while words remain, the memory streaming every job's columns from
     cycle ``mem_start`` at ``rate`` bytes a cycle, ``res`` always ready. Returns the issue
     cycles (engine ``w`` handshakes), the result beats (cycle, vector, acc, last), the
-    cycles ``err`` was high and the cycles ``mem`` was not ready while it offered bytes."""
+    cycles ``err`` was high and the cycles ``mem`` was not ready while it offered bytes.
+    The memory offers a beat every cycle: the stream's next (``mem_bytes`` bytes, the last
+    partial) when ``floor((m + 1) rho)`` beats are due after m beats taken, else one of
+    ``count = 0``."""
     dut = VarDepthEngine(cfg)
     t0 = jobs[0][0]
     cb = t0.codebook
     words = [layout.codebook_word(int(m), int(s), cfg.mant_bits)
              for m, s in zip(cb.mantissa, cb.left_shift)]
     stream = np.concatenate([d for _, _, d in jobs])
+    P, rho = cfg.mem_bytes, varmodel.beat_rate(cfg, rate)
+    beats = [stream[i:i + P] for i in range(0, stream.size, P)]
     acts = [layout.pack_activation_group(x[v, 16 * g:16 * g + 16])
             for _, x, _ in jobs for v in range(cfg.vectors) for g in range(x.shape[1] // 16)]
     ng = -(-IN_FEATURES // 16)
@@ -61,12 +67,14 @@ def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000):
             ctx.set(dut.cmd.payload, cmd)
             ctx.set(dut.act.valid, act_i < len(acts))
             ctx.set(dut.act.payload, acts[act_i] if act_i < len(acts) else 0)
-            mem_on = cycle >= mem_start and delivered < stream.size
+            mem_on = cycle >= mem_start and delivered < len(beats)
             n = 0
             if mem_on:
-                n = min(stream.size, (m + 1) * rate.numerator // rate.denominator) - delivered
-                chunk = np.zeros(cfg.mem_bytes, np.uint8)
-                chunk[:n] = stream[delivered:delivered + n]
+                due = min(len(beats), (m + 1) * rho.numerator // rho.denominator) > delivered
+                chunk = np.zeros(P, np.uint8)
+                if due:
+                    n = beats[delivered].size
+                    chunk[:n] = beats[delivered]
                 ctx.set(dut.mem.payload, {"data": int.from_bytes(chunk.tobytes(), "little"), "count": n})
             ctx.set(dut.mem.valid, mem_on)
             ctx.set(dut.res.ready, 1)
@@ -76,7 +84,7 @@ def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000):
                 act_i += 1
             if mem_on:
                 if ctx.get(dut.mem.ready):
-                    delivered, m = delivered + n, m + 1
+                    delivered, m = delivered + (n > 0), m + 1
                 else:
                     out["stall"].append(cycle)
             if ctx.get(dut.engine.w.valid) and ctx.get(dut.engine.w.ready):
@@ -145,7 +153,7 @@ def test_back_to_back_equals_the_models(depth, rows, T, rate):
     # the FIFO back-pressures the memory only beyond what the models' schedule holds in it;
     # a memory faster than the engine is back-pressured (the models take the FIFO as never
     # full), and the columns still issue in the models' cycles
-    if tl.fifo_peak <= cfg.window_bytes - cfg.mem_bytes:
+    if tl.fifo_peak <= cfg.window_words:
         assert out["stall"] == []
     assert out["err"] == []
     assert out["issue"] == np.concatenate(tl.issue).tolist()
@@ -217,9 +225,9 @@ def test_window_back_pressure_keeps_every_byte():
 def test_parameters_are_checked():
     with pytest.raises(ValueError, match="weight_stream"):
         VarDepthEngine(HwConfig(depth=2, rows=4))
-    with pytest.raises(ValueError, match="capacity"):
-        ByteWindow(8, 40, 20, (5, 9))
-    with pytest.raises(ValueError, match="lengths"):
-        ByteWindow(8, 40, 60, (5, 41))
+    with pytest.raises(ValueError, match="weight_stream"):
+        ColumnFinder(HwConfig(depth=2, rows=4))
+    with pytest.raises(TritforgeError, match="mem_bytes=3"):
+        HwConfig(depth=2, rows=4, weight_stream="variable", mem_bytes=3)
     with pytest.raises(TypeError):
         Gearbox("cfg")

@@ -68,13 +68,14 @@ class State(enum.Enum):
 
 
 #: The variable-depth engine's gearbox (hw/ENGINE.md "Variable-depth stream", hw/gearbox.py):
-#: a column whose last byte is accepted on ``mem`` in cycle x can be taken out of the byte
-#: FIFO from cycle x + GEARBOX_TAKE_CYCLES (the FIFO's two input registers, its window, and
-#: the cycle its header is read in) and accepted by the issue stage as a depth-D beat from
-#: cycle x + GEARBOX_CYCLES (the taken column's register, its assembled planes, the beat
-#: queue). The cycle models (sim.varmodel, sim.varstep) read GEARBOX_CYCLES.
+#: a column whose last memory beat is accepted on ``mem`` in cycle x can be taken from
+#: cycle x + GEARBOX_TAKE_CYCLES (the beat's slot and its decoded bytes, the depth sums of
+#: the columns that may start in it, its table of where they end) and is offered to the
+#: issue stage as a depth-D beat from cycle x + GEARBOX_CYCLES (the taken column's words,
+#: its bytes rotated to byte 0, decoded, its planes assembled, the beat queue). The cycle
+#: models (sim.varmodel, sim.varstep) read GEARBOX_CYCLES.
 GEARBOX_TAKE_CYCLES = 4
-GEARBOX_CYCLES = 7
+GEARBOX_CYCLES = 9
 #: beats the gearbox may hold between taking a column and the issue stage accepting it:
 #: one per cycle of the loop "take, offer, accept, free again", so that one column a cycle
 #: goes at T = 1 and the gearbox never delays a beat the models would issue.
@@ -248,12 +249,19 @@ class HwConfig:
         return int(layout.var_column_bytes(np.full(self.rows, self.depth)))
 
     @property
-    def window_bytes(self) -> int:
-        """The gearbox's byte FIFO (its window and its two input registers): two longest
-        columns and three memory beats. The memory is ready while it holds at most
-        ``window_bytes - mem_bytes`` bytes, so whenever it refuses a beat the window holds
-        two whole columns."""
-        return 2 * self.column_bytes_max + 3 * self.mem_bytes
+    def column_span(self) -> int:
+        """Memory beats a variable-depth column can touch: the longest column starting at
+        the last byte of a beat."""
+        return (self.mem_bytes + self.column_bytes_max - 2) // self.mem_bytes + 1
+
+    @property
+    def window_words(self) -> int:
+        """The gearbox's word FIFO (hw/columnfinder.py): memory beats it holds, from the one
+        the next column starts in to the newest accepted. The beats of a column and those
+        accepted in the GEARBOX_TAKE_CYCLES until it can be taken, and one more, rounded up
+        to a power of two (its pointers wrap by their width), so the memory is never
+        refused while the engine keeps up with it."""
+        return 1 << (self.column_span + GEARBOX_TAKE_CYCLES).bit_length()
 
     @property
     def tiles_max(self) -> int:

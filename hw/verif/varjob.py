@@ -5,9 +5,10 @@ hw/ENGINE.md "Variable-depth stream" as input words, and what the engine must an
 activation vectors into back-to-back commands that share its codebook: the codebook's 27
 ``cb`` words, the commands offered from the cycle the models' host offers the first
 (``sim.fastmodel.CommandFront``), the activation words, and the ``mem`` beats from the
-cycle the issue side takes the first command, each carrying the bytes the models' memory
-delivers in that cycle at W bytes a cycle (``floor((m+1)W) - floor(mW)``, a beat of
-``count = 0`` where none). :meth:`VarJob.check` compares a bench report with the golden
+cycle the issue side takes the first command, one a cycle: the stream's next beat of
+``mem_bytes`` bytes (the last partial) in the cycles the models' memory delivers one at W
+bytes a cycle (``floor((m+1) rho) - floor(m rho)``, ``sim.varmodel.beat_rate``), a beat of
+``count = 0`` in the others. :meth:`VarJob.check` compares a bench report with the golden
 accumulators and, for a run without stalls, every result beat's cycle with
 ``sim.varmodel.timeline`` (a tile's last column issued in c gives vector v's beat in
 ``c + v + pipeline_stages``).
@@ -69,6 +70,7 @@ def var_stream_job(cfg: HwConfig, t: TritTensor, blocks: list, rate, expected=No
     rate = varmodel.stream_rate(rate)
     if rate > cfg.mem_bytes:
         raise ValueError(f"stream rate {rate} bytes a cycle: the mem port carries {cfg.mem_bytes}")
+    P, rho = cfg.mem_bytes, varmodel.beat_rate(cfg, rate)
     out = t.shape[0]
     ports = by_name(var_engine_ports(cfg))
     gd = t.group_depth if t.variable else np.full(t.k.shape, t.depth, np.uint8)
@@ -87,10 +89,10 @@ def var_stream_job(cfg: HwConfig, t: TritTensor, blocks: list, rate, expected=No
     stream = np.tile(data, n)
     mem, sent, m = [], 0, 0
     while sent < stream.size:
-        k = min(stream.size, (m + 1) * rate.numerator // rate.denominator) - sent
-        mem.append(ports["mem"].pack({"data": int.from_bytes(stream[sent:sent + k].tobytes(), "little"),
-                                      "count": k}))
-        sent, m = sent + k, m + 1
+        due = (m + 1) * rho.numerator // rho.denominator > sent // P
+        beat = stream[sent:sent + P] if due else stream[:0]
+        mem.append(ports["mem"].pack({"data": int.from_bytes(beat.tobytes(), "little"), "count": beat.size}))
+        sent, m = sent + beat.size, m + 1
     job = {"inputs": {"cb": cbw, "cmd": [cmd] * n, "act": act, "mem": mem},
            "outputs": {"res": n * tiles * cfg.vectors}, "flags": ["err", "busy"]}
     # a paced source offers its first beat in cycle latency + 1 (streams.Pace)

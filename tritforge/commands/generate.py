@@ -57,7 +57,7 @@ def run(args) -> int:
     if cfg.variable:
         from ..hwconfig import GEARBOX_CYCLES
         print(f"stream   variable-depth columns of up to {cfg.column_bytes_max} B on mem "
-              f"({cfg.mem_bytes} B a beat), byte FIFO {cfg.window_bytes} B, gearbox {GEARBOX_CYCLES} cycles")
+              f"({cfg.mem_bytes} B a beat), word FIFO {cfg.window_words} beats, gearbox {GEARBOX_CYCLES} cycles")
     print(f"wrote    {shown(r['verilog'])} ({r['verilog_bytes']:,} bytes)")
     print(f"wrote    {shown(r['sidecar'])}")
     return 0

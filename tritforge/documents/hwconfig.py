@@ -40,6 +40,11 @@ class HwConfigDoc(Doc):
         if self.weight_stream == "variable" and self.organisation != "lockstep":
             raise ValueError("a variable-depth weight stream is built for the lockstep "
                              "organisation only")
+        head = layout.var_header_bytes(self.rows)
+        if self.weight_stream == "variable" and self.mem_bytes < head:
+            raise ValueError(f"mem_bytes={self.mem_bytes}: a variable-depth column's header is "
+                             f"{head} bytes at rows={self.rows}; a memory beat must hold one "
+                             f"(mem_bytes >= {head})")
         return self
 
     @model_validator(mode="after")

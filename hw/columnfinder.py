@@ -1,0 +1,222 @@
+"""The variable-depth engine's word FIFO and column finder: memory beats in, one column of
+the variable-depth stream a cycle out (hw/ENGINE.md "Variable-depth stream").
+
+Memory beats (``i``, ``tritforge.ports.mem_port``: ``mem_bytes`` = P bytes, the first
+``count`` valid) are kept whole, one per *slot* of a circular buffer of
+``HwConfig.window_words`` = N slots; a beat of ``count = 0`` carries nothing and is
+dropped, a beat of fewer than P bytes ends a job's stream (its bytes from ``count`` on are
+*pad*, never a column). Nothing is shifted: a column is found by its slot and byte offset.
+
+Every byte offset of a beat may start a column, and where that column ends follows from its
+header alone (its R depth trits, ``codec.layout.var_column_bytes``). So for every offset o
+of every beat the finder computes, before the column is wanted, an *entry*: the offset
+``(o + L) mod P`` where the next column starts, the beats it advances ``(o + L) div P`` and
+the beat holding its last byte ``(o + L - 1) div P`` (L the column's bytes). The take loop is
+then one lookup a cycle: the entry at the current (slot, offset) says whether the column is
+complete (its last beat is in the buffer), and gives the next position. A pad offset's entry
+says "start again at the next beat's byte 0".
+
+A beat accepted in cycle x, in registers:
+
+1. x: the beat into its slot and into the input pipeline;
+2. x + 1: its bytes decoded into base-3 digits (an invalid byte reads as zero trits);
+3. x + 2: the depth sums of the columns that start at its first ``P - h + 1`` offsets and
+   at the previous beat's last ``h - 1`` (h = header bytes: their headers end in this beat);
+4. x + 3: their entries written (this beat's pad entries too), the beat marked present;
+
+so a column whose last beat is accepted in x can be taken from x + 4
+(``GEARBOX_TAKE_CYCLES``). ``take`` is high in a cycle the loop takes a column (complete and
+``room``); the column's beats (``span`` of them from its first) and where it lies in them
+are registered, so ``col_valid`` and ``words``, ``offset``, ``length`` and ``cross`` (the
+column runs past a partial beat's end: its bytes there are pad) show it the cycle after.
+The beats before the next column's are freed in the take's edge; ``i.ready`` is high while
+a slot is free (from registers).
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..codec import layout
+from ..hwconfig import GEARBOX_TAKE_CYCLES, HwConfig
+from .checks import check_config
+from .decoder import byte_digits
+from .signature import payload_shape
+from ..ports import mem_port
+
+
+def column_lengths(cfg: HwConfig) -> list[int]:
+    """A column's bytes by the sum of its R depths (0..R*D)."""
+    return [layout.packed_bytes(layout.VAR_HEADER_TRITS * cfg.rows + layout.GROUP * s)
+            for s in range(cfg.rows * cfg.depth + 1)]
+
+
+def depth_digit(digits, header_trit: int):
+    """The digit of a header's trit ``header_trit``, its header starting at byte 0 of the
+    per-byte digit lists ``digits``."""
+    b, pos = divmod(header_trit, layout.TRITS_PER_BYTE)
+    return digits[b][pos]
+
+
+def clipped_depth(digit, depth: int):
+    """A group's depth k = D - 2 + digit, read as 0 below (a depth outside the base depth's
+    range is flagged by the gearbox, not here)."""
+    return Mux(digit + depth >= 2, digit + depth - 2, 0)
+
+
+class ColumnFinder(wiring.Component):
+    """Ports: ``i`` (memory beats), ``room`` (a column may be taken), ``take``,
+    ``col_valid`` with ``words``, ``offset``, ``length``, ``cross`` (module docstring)."""
+
+    #: registers from a beat accepted to its entries read by the take loop
+    TAKE_CYCLES = 4
+
+    def __new__(cls, cfg: HwConfig):
+        check_config("ColumnFinder", cfg)
+        if not cfg.variable:
+            raise ValueError(f"ColumnFinder cfg.weight_stream must be 'variable', not "
+                             f"{cfg.weight_stream!r}")
+        if cls.TAKE_CYCLES != GEARBOX_TAKE_CYCLES:
+            raise AssertionError(f"a column is taken {cls.TAKE_CYCLES} cycles after its beat, "
+                                 f"but GEARBOX_TAKE_CYCLES = {GEARBOX_TAKE_CYCLES}")
+        return super().__new__(cls)
+
+    def __init__(self, cfg: HwConfig):
+        self.cfg = cfg
+        self.P, self.N, self.span = cfg.mem_bytes, cfg.window_words, cfg.column_span
+        self.head = layout.var_header_bytes(cfg.rows)
+        self.lengths = column_lengths(cfg)
+        self.adv_max = (self.P - 1 + max(self.lengths)) // self.P
+        super().__init__({"i": In(stream.Signature(payload_shape(mem_port(cfg)))), "room": In(1),
+                          "take": Out(1), "col_valid": Out(1),
+                          "words": Out(8 * self.P * self.span), "offset": Out(range(self.P)),
+                          "length": Out(range(max(self.lengths) + 1)), "cross": Out(1)})
+
+    def _rom(self, m, o: int, s, name: str):
+        """(next offset, beats advanced, beat of the last byte) of a column at byte offset
+        o whose depths sum to ``s``: a constant table per offset."""
+        P = self.P
+        nxt = Signal(range(P), name=f"{name}_next")
+        adv = Signal(range(self.adv_max + 1), name=f"{name}_adv")
+        last = Signal(range(self.span), name=f"{name}_last")
+        with m.Switch(s):
+            for v, n in enumerate(self.lengths):
+                with m.Case(v):
+                    m.d.comb += [nxt.eq((o + n) % P), adv.eq((o + n) // P), last.eq((o + n - 1) // P)]
+        return nxt, adv, last
+
+    def elaborate(self, platform):
+        cfg, P, N, h = self.cfg, self.P, self.N, self.head
+        R, D = cfg.rows, cfg.depth
+        A = N.bit_length() - 1
+        m = Module()
+
+        # --- the slots and the entry table --------------------------------------------
+        data = [Signal(8 * P, name=f"slot{s}") for s in range(N)]
+        count = [Signal(range(P + 1), name=f"slot{s}_count") for s in range(N)]
+        present = Signal(N)
+        ent_next = [[Signal(range(P), name=f"e{s}_{o}_next") for o in range(P)] for s in range(N)]
+        ent_adv = [[Signal(range(self.adv_max + 1), name=f"e{s}_{o}_adv") for o in range(P)] for s in range(N)]
+        ent_last = [[Signal(range(self.span), name=f"e{s}_{o}_last") for o in range(P)] for s in range(N)]
+        ent_pad = [Signal(P, name=f"e{s}_pad") for s in range(N)]
+        ent_valid = [Signal(P, name=f"e{s}_valid") for s in range(N)]
+
+        wr = Signal(A + 1)
+        rd = Signal(A + 1)
+        m.d.comb += self.i.ready.eq((wr - rd)[:A + 1] != N)
+        accept = self.i.valid & self.i.ready & (self.i.payload.count != 0)
+        with m.If(accept):
+            m.d.sync += wr.eq(wr + 1)
+            for s in range(N):
+                with m.If(wr[:A] == s):
+                    m.d.sync += [data[s].eq(self.i.payload.data), count[s].eq(self.i.payload.count)]
+
+        # --- input pipeline: 1 the beat, 2 its digits, 3 the depth sums -----------------
+        v1, raw, n1, s1 = Signal(), Signal(8 * P), Signal(range(P + 1)), Signal(A)
+        m.d.sync += [v1.eq(accept), raw.eq(self.i.payload.data), n1.eq(self.i.payload.count),
+                     s1.eq(wr[:A])]
+        v2, n2, s2 = Signal(), Signal(range(P + 1)), Signal(A)
+        digits2 = [[Signal(2, name=f"d2_{b}_{p}") for p in range(layout.TRITS_PER_BYTE)] for b in range(P)]
+        for b in range(P):
+            m.d.sync += [d.eq(v) for d, v in zip(digits2[b], byte_digits(m, raw[8 * b:8 * b + 8], f"in{b}"))]
+        m.d.sync += [v2.eq(v1), n2.eq(n1), s2.eq(s1)]
+        # the previous beat's last h - 1 bytes, its slot and count
+        tail = [[Signal(2, name=f"tail{b}_{p}") for p in range(layout.TRITS_PER_BYTE)] for b in range(h - 1)]
+        have_prev, prev_slot, prev_n = Signal(), Signal(A), Signal(range(P + 1))
+        ext = tail + digits2                     # offset e of ext: tail offset or this beat's
+        sums3 = []
+        for e in range(P):
+            k = [clipped_depth(depth_digit(ext[e:], layout.VAR_HEADER_TRITS * r), D) for r in range(R)]
+            s = Signal(range(R * D + 1), name=f"sum{e}")
+            m.d.sync += s.eq(sum(k))
+            sums3.append(s)
+        v3, n3, s3 = Signal(), Signal(range(P + 1)), Signal(A)
+        prev3, prev_slot3, prev_n3 = Signal(), Signal(A), Signal(range(P + 1))
+        m.d.sync += [v3.eq(v2), n3.eq(n2), s3.eq(s2), prev3.eq(have_prev), prev_slot3.eq(prev_slot),
+                     prev_n3.eq(prev_n)]
+        with m.If(v2):
+            m.d.sync += [have_prev.eq(1), prev_slot.eq(s2), prev_n.eq(n2)]
+            m.d.sync += [t.eq(d) for tb, db in zip(tail, digits2[P - h + 1:]) for t, d in zip(tb, db)]
+
+        # --- the take loop ------------------------------------------------------------
+        pos = Signal(range(P))
+        free = Signal(N)
+        complete = []
+        for s in range(N):
+            ahead = Array(present[(s + j) % N] for j in range(self.span))
+            complete.append(Array(ent_valid[s][o] & (ent_pad[s][o] | ahead[ent_last[s][o]]) for o in range(P)))
+        sel_complete = Array(complete)[rd[:A]][pos]
+        sel_pad = Array(Array(ent_pad[s][o] for o in range(P)) for s in range(N))[rd[:A]][pos]
+        sel_next = Array(Array(ent_next[s]) for s in range(N))[rd[:A]][pos]
+        sel_adv = Array(Array(ent_adv[s]) for s in range(N))[rd[:A]][pos]
+        sel_last = Array(Array(ent_last[s]) for s in range(N))[rd[:A]][pos]
+        move = Signal()
+        m.d.comb += [self.take.eq(sel_complete & ~sel_pad & self.room),
+                     move.eq(sel_complete & (sel_pad | self.room))]
+        for s in range(N):
+            m.d.comb += free[s].eq(move & ((s - rd[:A])[:A] < Mux(sel_pad, 1, sel_adv)))
+        with m.If(move):
+            m.d.sync += [pos.eq(Mux(sel_pad, 0, sel_next)), rd.eq(rd + Mux(sel_pad, 1, sel_adv))]
+
+        # --- entries written: this beat's head and pad offsets, the previous beat's tail --
+        # ext offset e holds the previous beat's tail offset P - h + 1 + e (e < h - 1) or
+        # this beat's offset e - h + 1; one table lookup each
+        rom = [self._rom(m, e - h + 1 if e >= h - 1 else P - h + 1 + e, sums3[e], f"rom{e}")
+               for e in range(P)]
+        for s in range(N):
+            here = v3 & (s3 == s)
+            back = v3 & prev3 & (prev_slot3 == s) & present[s] & ~free[s]
+            for o in range(P):
+                pad = o >= n3
+                writes = [(here & pad, None)]
+                if o + h - 1 < P:                # a head offset: its column's header is here
+                    writes.append((here & ~pad, rom[o + h - 1]))
+                if o >= P - h + 1:               # a tail offset: its header ends in the next beat
+                    writes.append((back & (o < prev_n3), rom[o - (P - h + 1)]))
+                for cond, entry in writes:
+                    with m.If(cond):
+                        nxt, adv, last = entry if entry else (0, 1, 0)
+                        m.d.sync += [ent_valid[s][o].eq(1), ent_pad[s][o].eq(entry is None),
+                                     ent_next[s][o].eq(nxt), ent_adv[s][o].eq(adv), ent_last[s][o].eq(last)]
+            with m.If(free[s]):
+                m.d.sync += [ent_valid[s].eq(0), present[s].eq(0)]
+            with m.Elif(here):
+                m.d.sync += present[s].eq(1)
+
+        # --- the taken column: its beats and where it lies in them ---------------------
+        words = Signal.like(self.words)
+        counts = [Signal(range(P + 1), name=f"col_count{k}") for k in range(self.span)]
+        off, adv1, last1, next1 = Signal(range(P)), Signal.like(sel_adv), Signal.like(sel_last), Signal(range(P))
+        m.d.sync += self.col_valid.eq(self.take)
+        with m.If(self.take):
+            m.d.sync += [words.eq(Cat(Array(data)[(rd[:A] + k)[:A]] for k in range(self.span))),
+                         off.eq(pos), adv1.eq(sel_adv), last1.eq(sel_last), next1.eq(sel_next)]
+            m.d.sync += [c.eq(Array(count)[(rd[:A] + k)[:A]]) for k, c in enumerate(counts)]
+        # the column ends at byte ``end`` of its last beat: P when the next starts a new beat
+        end = Mux(adv1 > last1, P, next1)
+        m.d.comb += [self.words.eq(words), self.offset.eq(off),
+                     self.length.eq(adv1 * P + next1 - off),
+                     self.cross.eq(Cat((counts[k] != P) & (last1 > k) | (counts[k] < end) & (last1 == k)
+                                       for k in range(self.span)).any())]
+        return m
