@@ -28,7 +28,7 @@ def var_config(depth, rows, T, mem_bytes=8):
                     weight_stream="variable", mem_bytes=mem_bytes)
 
 
-def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000):
+def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000, aligned=False, pad=0xFF):
     """Play ``jobs`` (each: tensor, xq, data) as commands back to back on the RTL with the
     model's host: the first job's codebook into bank 0 from cycle 0, each command offered
     from the cycle after the previous accept (the jobs share the codebook), the
@@ -38,7 +38,8 @@ def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000):
     cycles ``err`` was high and the cycles ``mem`` was not ready while it offered bytes.
     The memory offers a beat every cycle: the stream's next (``mem_bytes`` bytes, the last
     partial) when ``floor((m + 1) rho)`` beats are due after m beats taken, else one of
-    ``count = 0``."""
+    ``count = 0``. ``aligned``: each job's stream starts a beat of its own (the job before
+    ends in a partial beat, its bytes after ``count`` all ``pad``)."""
     dut = VarDepthEngine(cfg)
     t0 = jobs[0][0]
     cb = t0.codebook
@@ -46,7 +47,8 @@ def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000):
              for m, s in zip(cb.mantissa, cb.left_shift)]
     stream = np.concatenate([d for _, _, d in jobs])
     P, rho = cfg.mem_bytes, varmodel.beat_rate(cfg, rate)
-    beats = [stream[i:i + P] for i in range(0, stream.size, P)]
+    pieces = [d for _, _, d in jobs] if aligned else [stream]
+    beats = [d[i:i + P] for d in pieces for i in range(0, d.size, P)]
     acts = [layout.pack_activation_group(x[v, 16 * g:16 * g + 16])
             for _, x, _ in jobs for v in range(cfg.vectors) for g in range(x.shape[1] // 16)]
     ng = -(-IN_FEATURES // 16)
@@ -71,7 +73,7 @@ def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000):
             n = 0
             if mem_on:
                 due = min(len(beats), (m + 1) * rho.numerator // rho.denominator) > delivered
-                chunk = np.zeros(P, np.uint8)
+                chunk = np.full(P, pad, np.uint8)
                 if due:
                     n = beats[delivered].size
                     chunk[:n] = beats[delivered]
@@ -207,6 +209,40 @@ def test_bad_column_raises_err_in_the_models_cycle(fault):
     assert out["issue"] == (run.issue + tl.taken[0]).tolist()
     got = np.array([acc for _, _, acc, _ in out["res"]]).reshape(-1)[:OUT_FEATURES]
     assert got.tolist() == run.acc[0].tolist()
+
+
+def test_partial_beat_ends_a_stream():
+    """Each job's stream starts a beat of its own: the bytes after a partial beat's count
+    (0xFF, invalid trit bytes) are never read, the next job's columns are found from its
+    first beat's byte 0."""
+    cfg = var_config(2, 4, 1, mem_bytes=7)
+    rng = np.random.default_rng(8)
+    jobs = make_jobs(cfg, rng, 3)
+    assert any(d.size % cfg.mem_bytes for _, _, d in jobs)
+    tl = expected(cfg, jobs, Fraction(6))
+    out = run_rtl(cfg, jobs, Fraction(6), tl.taken[0], aligned=True)
+    assert out["err"] == []
+    check_results(cfg, jobs, out["res"])
+
+
+@pytest.mark.parametrize("pad", [0x00, 0xFF])
+def test_column_past_a_partial_beat_raises_err(pad):
+    """A stream cut inside its last column (a partial beat ends before the column does):
+    the column is flagged, ``err`` rises, whether the bytes it reads past the beat's
+    ``count`` are trit bytes (0) or not (0xFF); never a silently shifted stream."""
+    rng = np.random.default_rng(8)
+    jobs = make_jobs(var_config(2, 4, 1), rng, 2)
+    t, xq, data = jobs[0]
+    jobs[0] = (t, xq, data[:-1])
+    # a beat width at which the cut stream ends in a partial beat (a cut on a beat's end
+    # looks like a stream that goes on into the next job's)
+    cfg = var_config(2, 4, 1, mem_bytes=next(p for p in range(5, 16) if (data.size - 1) % p))
+    tl = expected(cfg, jobs[1:], Fraction(6))
+    out = run_rtl(cfg, jobs, Fraction(6), tl.taken[0], aligned=True, max_cycles=600, pad=pad)
+    assert out["err"], "a column cut by a partial beat was not flagged"
+    # by that column itself: from the cycle after the issue stage accepts it
+    n_cols = cfg.tiles(OUT_FEATURES) * -(-IN_FEATURES // 16)
+    assert out["err"][0] == out["issue"][n_cols - 1] + 1
 
 
 def test_window_back_pressure_keeps_every_byte():
