@@ -100,9 +100,9 @@ class ColumnFinder(wiring.Component):
         nxt = Signal(range(P), name=f"{name}_next")
         adv = Signal(range(self.adv_max + 1), name=f"{name}_adv")
         last = Signal(range(self.span), name=f"{name}_last")
-        with m.Switch(s):
+        with m.Switch(s):                    # the largest sum as the default
             for v, n in enumerate(self.lengths):
-                with m.Case(v):
+                with m.Case(v) if v < len(self.lengths) - 1 else m.Default():
                     m.d.comb += [nxt.eq((o + n) % P), adv.eq((o + n) // P), last.eq((o + n - 1) // P)]
         return nxt, adv, last
 
@@ -217,6 +217,6 @@ class ColumnFinder(wiring.Component):
         end = Mux(adv1 > last1, P, next1)
         m.d.comb += [self.words.eq(words), self.offset.eq(off),
                      self.length.eq(adv1 * P + next1 - off),
-                     self.cross.eq(Cat((counts[k] != P) & (last1 > k) | (counts[k] < end) & (last1 == k)
-                                       for k in range(self.span)).any())]
+                     self.cross.eq(Cat(*((counts[k] != P) & (last1 > k) for k in range(self.span - 1)),
+                                       *((counts[k] < end) & (last1 == k) for k in range(self.span))).any())]
         return m

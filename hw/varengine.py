@@ -1,4 +1,4 @@
-"""The variable-depth engine: the uniform depth-D engine behind a byte FIFO and a gearbox
+"""The variable-depth engine: the uniform depth-D engine behind a word FIFO and a gearbox
 (hw/ENGINE.md "Variable-depth stream").
 
 Ports (``tritforge.ports.var_engine_ports``): the engine's, with ``mem`` (the

@@ -1,4 +1,4 @@
-"""The variable-depth engine's RTL (hw/varengine.py, hw/gearbox.py, hw/bytewindow.py) in the
+"""The variable-depth engine's RTL (hw/varengine.py, hw/gearbox.py, hw/columnfinder.py) in the
 Amaranth simulator: bit-exact with codec.golden and cycle-exact with the cycle models
 (sim.varmodel's timeline: every column's issue cycle, every command's last result; the
 err cycle of sim.varmodel.run_stream), commands back to back."""
@@ -246,7 +246,7 @@ def test_column_past_a_partial_beat_raises_err(pad):
 
 
 def test_window_back_pressure_keeps_every_byte():
-    """A memory faster than the engine fills the byte FIFO: ``mem.ready`` falls, no byte
+    """A memory faster than the engine fills the word FIFO: ``mem.ready`` falls, no byte
     is lost or repeated, the results stay exact (the timing is then the FIFO's, later than
     the models', which take it as never full)."""
     cfg = var_config(2, 2, 3, mem_bytes=8)

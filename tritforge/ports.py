@@ -142,9 +142,10 @@ def array_ports(cfg: HwConfig) -> tuple[Port, ...]:
 
 
 def mem_port(cfg: HwConfig) -> Port:
-    """The variable-depth engine's memory stream: up to ``mem_bytes`` bytes of the column
-    stream a beat, byte b in bits ``8b..8b+7`` of ``data``, the first ``count`` of them
-    valid (hw/ENGINE.md "Variable-depth stream")."""
+    """The variable-depth engine's memory stream: ``mem_bytes`` bytes of the column stream a
+    beat, byte b in bits ``8b..8b+7`` of ``data``, the first ``count`` of them valid: every
+    beat of a job's stream is whole but its last; a beat of ``count = 0`` carries nothing
+    (hw/ENGINE.md "Variable-depth stream")."""
     return Port("mem", IN, (Field("data", 8 * cfg.mem_bytes), Field("count", bits_for(cfg.mem_bytes + 1))))
 
 

@@ -22,7 +22,7 @@ FIELD_HELP = {
     "organisation": "above 4 rows: lockstep slices behind one port set, or an array of "
                     "engines of 4 rows with weight and result streams of their own (hw/ENGINE.md)",
     "weight_stream": "the weight stream the engine takes: uniform beats, or the variable-depth "
-                     "column stream of a mixed config behind a byte FIFO and a gearbox (hw/ENGINE.md)",
+                     "column stream of a mixed config behind a word FIFO and a gearbox (hw/ENGINE.md)",
     "mem_bytes": "bytes per memory beat of the variable-depth stream (its mem port), 1..256",
 }
 

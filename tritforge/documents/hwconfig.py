@@ -29,7 +29,7 @@ class HwConfigDoc(Doc):
     clock_mhz: Annotated[Num, Field(gt=0, le=2000)]
     organisation: Literal["lockstep", "array"]
     #: the weight stream the engine takes: "uniform" beats (every group of the matrix at
-    #: its depth) or the "variable"-depth column stream behind a byte FIFO and a gearbox
+    #: its depth) or the "variable"-depth column stream behind a word FIFO and a gearbox
     #: (hw/ENGINE.md "Variable-depth stream")
     weight_stream: Literal["uniform", "variable"] = "uniform"
     #: bytes of one memory beat of the variable-depth stream (its ``mem`` port)
