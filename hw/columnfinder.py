@@ -126,11 +126,15 @@ class ColumnFinder(wiring.Component):
         rd = Signal(A + 1)
         m.d.comb += self.i.ready.eq((wr - rd)[:A + 1] != N)
         accept = self.i.valid & self.i.ready & (self.i.payload.count != 0)
+        # a slot's entries are invalidated when it is allocated to a new beat: the previous
+        # beat's tail entries are written 3 cycles after the next beat's accept, and a slot
+        # freed before that is allocated again only N - 1 > 3 accepts later
         with m.If(accept):
             m.d.sync += wr.eq(wr + 1)
             for s in range(N):
                 with m.If(wr[:A] == s):
-                    m.d.sync += [data[s].eq(self.i.payload.data), count[s].eq(self.i.payload.count)]
+                    m.d.sync += [data[s].eq(self.i.payload.data), count[s].eq(self.i.payload.count),
+                                 ent_valid[s].eq(0)]
 
         # --- input pipeline: 1 the beat, 2 its digits, 3 the depth sums -----------------
         v1, raw, n1, s1 = Signal(), Signal(8 * P), Signal(range(P + 1)), Signal(A)
@@ -186,7 +190,7 @@ class ColumnFinder(wiring.Component):
                for e in range(P)]
         for s in range(N):
             here = v3 & (s3 == s)
-            back = v3 & prev3 & (prev_slot3 == s) & present[s] & ~free[s]
+            back = v3 & prev3 & (prev_slot3 == s)
             for o in range(P):
                 pad = o >= n3
                 writes = [(here & pad, None)]
@@ -200,7 +204,7 @@ class ColumnFinder(wiring.Component):
                         m.d.sync += [ent_valid[s][o].eq(1), ent_pad[s][o].eq(entry is None),
                                      ent_next[s][o].eq(nxt), ent_adv[s][o].eq(adv), ent_last[s][o].eq(last)]
             with m.If(free[s]):
-                m.d.sync += [ent_valid[s].eq(0), present[s].eq(0)]
+                m.d.sync += present[s].eq(0)
             with m.Elif(here):
                 m.d.sync += present[s].eq(1)
 
@@ -208,11 +212,11 @@ class ColumnFinder(wiring.Component):
         words = Signal.like(self.words)
         counts = [Signal(range(P + 1), name=f"col_count{k}") for k in range(self.span)]
         off, adv1, last1, next1 = Signal(range(P)), Signal.like(sel_adv), Signal.like(sel_last), Signal(range(P))
-        m.d.sync += self.col_valid.eq(self.take)
-        with m.If(self.take):
-            m.d.sync += [words.eq(Cat(Array(data)[(rd[:A] + k)[:A]] for k in range(self.span))),
-                         off.eq(pos), adv1.eq(sel_adv), last1.eq(sel_last), next1.eq(sel_next)]
-            m.d.sync += [c.eq(Array(count)[(rd[:A] + k)[:A]]) for k, c in enumerate(counts)]
+        # registered every cycle (no enable from the loop), shown while ``col_valid``
+        m.d.sync += [self.col_valid.eq(self.take),
+                     words.eq(Cat(Array(data)[(rd[:A] + k)[:A]] for k in range(self.span))),
+                     off.eq(pos), adv1.eq(sel_adv), last1.eq(sel_last), next1.eq(sel_next)]
+        m.d.sync += [c.eq(Array(count)[(rd[:A] + k)[:A]]) for k, c in enumerate(counts)]
         # the column ends at byte ``end`` of its last beat: P when the next starts a new beat
         end = Mux(adv1 > last1, P, next1)
         m.d.comb += [self.words.eq(words), self.offset.eq(off),
