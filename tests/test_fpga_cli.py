@@ -1,4 +1,6 @@
 """The board/synth/sweep/build-board subcommands: argument handling and `board run --sim`."""
+import os
+
 import numpy as np
 import pytest
 
@@ -37,6 +39,19 @@ def test_bad_input_is_one_line(argv, message, capsys, tmp_path, monkeypatch):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_synth_writes_its_folder(tmp_path, capsys):
+    """The engine's flow folder and the report written after it land together."""
+    import json
+
+    out = tmp_path / "o"
+    assert main(["synth", "--target", "xilinx-estimate", "--depth", "1", "--rows", "1",
+                 "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["engine"]["lanes"] == 16 and (out / "yosys.log").exists()
+    assert sorted(os.listdir(tmp_path)) == ["o"]
+    assert "wrote    " in capsys.readouterr().out
 
 
 def test_a_failed_bitstream_build_leaves_the_output_and_names_its_logs(tmp_path, capsys, monkeypatch):

@@ -92,6 +92,7 @@ def run(args) -> int:
 
 
 def _run_engine(args) -> int:
+    from ..atomic import atomic_folder
     from ..fpga import synth
     from ..fpga.synthtop import synthesize_engine
 
@@ -105,9 +106,12 @@ def _run_engine(args) -> int:
     print(f"synth    {args.target}: engine d={hw.depth} R={hw.rows}{org} T={hw.vectors} "
           f"max_in={hw.max_in_features} decoder={args.decoder or 'default'} wrapper={args.wrapper}"
           f"{blocks} (yosys{' + nextpnr' if synth.target(args.target).nextpnr else ''})")
-    rep = synthesize_engine(hw, args.target, args.out, args.freq, args.seed, args.decoder,
-                            args.wrapper, args.timeout, args.router,
-                            place_blocks=args.place_blocks)
+    # the flow's folder and the report written after it are one staged output (the
+    # command's transaction moves it into place when everything succeeded)
+    with atomic_folder(args.out) as work:
+        rep = synthesize_engine(hw, args.target, work, args.freq, args.seed, args.decoder,
+                                args.wrapper, args.timeout, args.router,
+                                place_blocks=args.place_blocks)
     e = rep["engine"]
     print(f"design   {synth.summary_line(rep)}")
     print(f"engine   LUT {e['engine_lut']} + {e['engine_carry']} carry, FF {e['engine_ff']}, "
