@@ -31,6 +31,11 @@ from ..errors import TritforgeError
 
 #: the hard blocks a plan places, by cell type
 BLOCK_TYPES = ("DP16KD", "MULT18X18D")
+#: cells of a type a plan puts in one block of sites: a DSP block's four multipliers share
+#: four clock-enable inputs, and each of the engine's multipliers has an enable of its own
+#: besides the constant ones (nextpnr: "DSP block ... has more than four distinct CE
+#: signals" with four)
+PER_BLOCK = {"DP16KD": 4, "MULT18X18D": 2}
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,11 @@ class Device:
     dsp_sites: tuple[tuple[int, str], ...] = ((0, "MULT18_0"), (1, "MULT18_1"),
                                               (4, "MULT18_4"), (5, "MULT18_5"))
 
-    def sites(self, cell_type: str) -> list[tuple[int, int, str]]:
-        """Every site of ``cell_type`` as (x, y, BEL name)."""
+    def sites(self, cell_type: str) -> list[tuple[int, int, str, tuple[int, int]]]:
+        """Every site of ``cell_type`` as (x, y, BEL name, (x, y) of its column's block)."""
         rows, offsets = ((self.ebr_rows, self.ebr_sites) if cell_type == "DP16KD"
                          else (self.dsp_rows, self.dsp_sites))
-        return [(c + dx, y, f"X{c + dx}/Y{y}/{suffix}")
+        return [(c + dx, y, f"X{c + dx}/Y{y}/{suffix}", (c, y))
                 for y in rows for c in self.columns for dx, suffix in offsets]
 
 
@@ -125,16 +130,38 @@ def _group_of(module: str) -> str:
     return m.group(1) if m else "top.engine"
 
 
-def _nearest(free: list, n: int, cx: float, cy: float) -> list:
-    """``n`` sites of ``free`` for a region centred on (cx, cy): in the row of sites nearest
-    the centre that has ``n`` free, the ``n`` nearest the centre's x (one row keeps a
-    group's blocks of a kind side by side); nearest overall when no row has ``n`` free."""
-    rows = sorted({y for _, y, _ in free}, key=lambda y: (abs(y - cy), y))
+def _take(sites: list, n: int, per_block: int) -> list:
+    """The first ``n`` of ``sites`` (in their order) with at most ``per_block`` in a block
+    (``PER_BLOCK``); fewer when they do not have that many."""
+    out, used = [], {}
+    for s in sites:
+        if used.get(s[3], 0) < per_block:
+            used[s[3]] = used.get(s[3], 0) + 1
+            out.append(s)
+            if len(out) == n:
+                break
+    return out
+
+
+def _nearest(free: list, n: int, cx: float, cy: float, per_block: int) -> list:
+    """``n`` sites of ``free`` for a region centred on (cx, cy), at most ``per_block`` in a
+    block: in the row of sites nearest the centre that has room, the nearest the centre's
+    x (one row keeps a group's blocks of a kind side by side); nearest overall when no row
+    has room."""
+    if n == 0:
+        return []
+    rows = sorted({s[1] for s in free}, key=lambda y: (abs(y - cy), y))
     for y in rows:
-        row = [s for s in free if s[1] == y]
-        if len(row) >= n:
-            return sorted(row, key=lambda s: (abs(s[0] - cx), s[0]))[:n]
-    return sorted(free, key=lambda s: (abs(s[0] - cx) + abs(s[1] - cy), s[0], s[1]))[:n]
+        row = _take(sorted((s for s in free if s[1] == y), key=lambda s: (abs(s[0] - cx), s[0])),
+                    n, per_block)
+        if len(row) == n:
+            return row
+    near = _take(sorted(free, key=lambda s: (abs(s[0] - cx) + abs(s[1] - cy), s[0], s[1])),
+                 n, per_block)
+    if len(near) < n:
+        raise TritforgeError(f"block placement: {n} blocks but the free sites hold {len(near)} "
+                             f"at {per_block} a block")
+    return near
 
 
 def plan(rtlil_text: str, target: str) -> BlockPlan:
@@ -161,7 +188,7 @@ def plan(rtlil_text: str, target: str) -> BlockPlan:
             if len(mine) > len(free[kind]):
                 raise TritforgeError(f"block placement: {len(mine)} {kind} in {g} but "
                                      f"{len(free[kind])} free sites left on {dev.name}")
-            sites = _nearest(free[kind], len(mine), cx, cy)
+            sites = _nearest(free[kind], len(mine), cx, cy, PER_BLOCK[kind])
             for (mod, cell), site in zip(mine, sites):
                 bels.append((mod, cell, kind, site[2]))
                 free[kind].remove(site)

@@ -143,6 +143,10 @@ def test_one_row_per_kind():
     text = "".join(f"module \\{m}\n  cell \\{k} \\{c}\n  end\nend\n" for m, c, k in dsp)
     plan = placement.plan(text, "ecp5-85f")
     assert len({_centre(b[3])[1] for b in plan.bels}) == 1
+    # two multipliers a DSP block (each has a clock enable of its own; a block has four)
+    block = {s[2]: s[3] for s in DEV.sites("MULT18X18D")}
+    used = [block[b[3]] for b in plan.bels]
+    assert sorted(used.count(u) for u in set(used)) == [2, 2]
 
 
 def test_plan_errors():
