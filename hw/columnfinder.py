@@ -18,32 +18,41 @@ says "start again at the next beat's byte 0".
 
 A beat accepted in cycle x, in registers:
 
-1. x: the beat into its slot and into the input pipeline;
-2. x + 1: its bytes decoded into base-3 digits (an invalid byte reads as zero trits);
-3. x + 2: the depth sums of the columns that start at its first ``P - h + 1`` offsets and
-   at the previous beat's last ``h - 1`` (h = header bytes: their headers end in this beat);
+1. x: the beat into the input pipeline, a slot allocated to it;
+2. x + 1: its bytes decoded into base-3 digits and an invalid flag (``SLOT_BITS`` a byte;
+   an invalid byte's digits are zero trits);
+3. x + 2: the decoded beat into its slot; the depth sums of the columns that start at its
+   first ``P - h + 1`` offsets and at the previous beat's last ``h - 1`` (h = header bytes:
+   their headers end in this beat);
 4. x + 3: their entries written (this beat's pad entries too), the beat marked present;
 
 so a column whose last beat is accepted in x can be taken from x + 4
 (``GEARBOX_TAKE_CYCLES``). ``take`` is high in a cycle the loop takes a column (complete and
-``room``); the column's beats (``span`` of them from its first) and where it lies in them
-are registered, so ``col_valid`` and ``words``, ``offset``, ``length`` and ``cross`` (the
-column runs past a partial beat's end: its bytes there are pad) show it the cycle after.
+``room``); the column's decoded beats (``span`` of them from its first, read from the
+slots' memory) and where it lies in them are registered, so ``col_valid`` and ``words``,
+``offset``, ``length`` and ``cross`` (the column runs past a partial beat's end: its bytes
+there are pad) show it the cycle after.
 The beats before the next column's are freed in the take's edge; ``i.ready`` is high while
 a slot is free (from registers).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
 from ..hwconfig import GEARBOX_TAKE_CYCLES, HwConfig
 from .checks import check_config
-from .decoder import byte_digits
+from .decoder import byte_digits, byte_invalid
 from .signature import payload_shape
 from ..ports import mem_port
+
+
+#: bits of one decoded byte in a slot: five 2-bit base-3 digits (an invalid byte's read as
+#: zero trits) and the invalid flag
+SLOT_BITS = 2 * layout.TRITS_PER_BYTE + 1
 
 
 def column_lengths(cfg: HwConfig) -> list[int]:
@@ -90,7 +99,7 @@ class ColumnFinder(wiring.Component):
         self.adv_max = (self.P - 1 + max(self.lengths)) // self.P
         super().__init__({"i": In(stream.Signature(payload_shape(mem_port(cfg)))), "room": In(1),
                           "take": Out(1), "col_valid": Out(1),
-                          "words": Out(8 * self.P * self.span), "offset": Out(range(self.P)),
+                          "words": Out(SLOT_BITS * self.P * self.span), "offset": Out(range(self.P)),
                           "length": Out(range(max(self.lengths) + 1)), "cross": Out(1)})
 
     def _rom(self, m, o: int, s, name: str):
@@ -112,9 +121,11 @@ class ColumnFinder(wiring.Component):
         A = N.bit_length() - 1
         m = Module()
 
-        # --- the slots and the entry table --------------------------------------------
-        data = [Signal(8 * P, name=f"slot{s}") for s in range(N)]
-        count = [Signal(range(P + 1), name=f"slot{s}_count") for s in range(N)]
+        # --- the slots (decoded beats with their count) and the entry table -----------
+        count_bits = (P + 1).bit_length()
+        m.submodules.slots = slots = Memory(shape=unsigned(SLOT_BITS * P + count_bits), depth=N, init=[])
+        slot_w = slots.write_port()
+        slot_r = [slots.read_port() for _ in range(self.span)]
         present = Signal(N)
         ent_next = [[Signal(range(P), name=f"e{s}_{o}_next") for o in range(P)] for s in range(N)]
         ent_adv = [[Signal(range(self.adv_max + 1), name=f"e{s}_{o}_adv") for o in range(P)] for s in range(N)]
@@ -133,8 +144,7 @@ class ColumnFinder(wiring.Component):
             m.d.sync += wr.eq(wr + 1)
             for s in range(N):
                 with m.If(wr[:A] == s):
-                    m.d.sync += [data[s].eq(self.i.payload.data), count[s].eq(self.i.payload.count),
-                                 ent_valid[s].eq(0)]
+                    m.d.sync += ent_valid[s].eq(0)
 
         # --- input pipeline: 1 the beat, 2 its digits, 3 the depth sums -----------------
         v1, raw, n1, s1 = Signal(), Signal(8 * P), Signal(range(P + 1)), Signal(A)
@@ -142,9 +152,15 @@ class ColumnFinder(wiring.Component):
                      s1.eq(wr[:A])]
         v2, n2, s2 = Signal(), Signal(range(P + 1)), Signal(A)
         digits2 = [[Signal(2, name=f"d2_{b}_{p}") for p in range(layout.TRITS_PER_BYTE)] for b in range(P)]
+        invalid2 = Signal(P)
         for b in range(P):
-            m.d.sync += [d.eq(v) for d, v in zip(digits2[b], byte_digits(m, raw[8 * b:8 * b + 8], f"in{b}"))]
+            byte = raw[8 * b:8 * b + 8]
+            m.d.sync += [d.eq(v) for d, v in zip(digits2[b], byte_digits(m, byte, f"in{b}"))]
+            m.d.sync += invalid2[b].eq(byte_invalid(byte))
         m.d.sync += [v2.eq(v1), n2.eq(n1), s2.eq(s1)]
+        # the decoded beat into its slot, read from 2 cycles later
+        m.d.comb += [slot_w.en.eq(v2), slot_w.addr.eq(s2),
+                     slot_w.data.eq(Cat(*(Cat(*digits2[b], invalid2[b]) for b in range(P)), n2))]
         # the previous beat's last h - 1 bytes, its slot and count
         tail = [[Signal(2, name=f"tail{b}_{p}") for p in range(layout.TRITS_PER_BYTE)] for b in range(h - 1)]
         have_prev, prev_slot, prev_n = Signal(), Signal(A), Signal(range(P + 1))
@@ -209,14 +225,13 @@ class ColumnFinder(wiring.Component):
                 m.d.sync += present[s].eq(1)
 
         # --- the taken column: its beats and where it lies in them ---------------------
-        words = Signal.like(self.words)
-        counts = [Signal(range(P + 1), name=f"col_count{k}") for k in range(self.span)]
+        # read every cycle (no enable from the loop), shown while ``col_valid``
         off, adv1, last1, next1 = Signal(range(P)), Signal.like(sel_adv), Signal.like(sel_last), Signal(range(P))
-        # registered every cycle (no enable from the loop), shown while ``col_valid``
-        m.d.sync += [self.col_valid.eq(self.take),
-                     words.eq(Cat(Array(data)[(rd[:A] + k)[:A]] for k in range(self.span))),
-                     off.eq(pos), adv1.eq(sel_adv), last1.eq(sel_last), next1.eq(sel_next)]
-        m.d.sync += [c.eq(Array(count)[(rd[:A] + k)[:A]]) for k, c in enumerate(counts)]
+        m.d.comb += [r.addr.eq((rd[:A] + k)[:A]) for k, r in enumerate(slot_r)]
+        m.d.sync += [self.col_valid.eq(self.take), off.eq(pos), adv1.eq(sel_adv), last1.eq(sel_last),
+                     next1.eq(sel_next)]
+        words = Cat(r.data[:SLOT_BITS * P] for r in slot_r)
+        counts = [r.data[SLOT_BITS * P:] for r in slot_r]
         # the column ends at byte ``end`` of its last beat: P when the next starts a new beat
         end = Mux(adv1 > last1, P, next1)
         m.d.comb += [self.words.eq(words), self.offset.eq(off),

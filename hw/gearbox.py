@@ -9,15 +9,15 @@ memory beat is accepted on ``mem`` in cycle x is offered from cycle x + ``GEARBO
 
 1. ``ColumnFinder``: the column can be taken from x + 4 (``GEARBOX_TAKE_CYCLES``), once
    fewer than ``GEARBOX_QUEUE`` columns are between the take and the issue stage, at most
-   one a cycle; its beats are registered with its byte offset in the first;
-2. rotate: its ``column_bytes_max`` bytes from that offset (a ``mem_bytes``-way mux each);
-3. decode: each byte into its five base-3 digits and its invalid flag;
-4. assemble: row r's planes start at trit ``4R + 16 sum(k_i, i < r)`` (one of ``r D + 1``
+   one a cycle; its decoded beats are registered with its byte offset in the first;
+2. rotate: its ``column_bytes_max`` decoded bytes from that offset (a ``mem_bytes``-way
+   mux each);
+3. assemble: row r's planes start at trit ``4R + 16 sum(k_i, i < r)`` (one of ``r D + 1``
    offsets); its top k_r planes are taken, the rest are zero trits; registered with its
    codebook index trits and ``bad``: a byte >= 243 in the column, a column running past a
    partial beat's end, a depth below 0 (only at D = 1) or a depth-0 group with a non-zero
    index (``layout.scan_var_columns``);
-5. re-pack: the beat's trits laid out as uniform groups (weight by weight, digits least
+4. re-pack: the beat's trits laid out as uniform groups (weight by weight, digits least
    significant first), five per byte (``b = sum(digit_m 3^m)`` by shifts and adds),
    written to the queue, which offers it from the next cycle.
 
@@ -34,17 +34,14 @@ from ..codec import layout
 from ..hwconfig import GEARBOX_CYCLES, GEARBOX_QUEUE, GEARBOX_TAKE_CYCLES, HwConfig
 from ..ports import mem_port
 from .checks import check_config
-from .columnfinder import ColumnFinder, clipped_depth
-from .decoder import byte_digits, byte_invalid
+from .columnfinder import SLOT_BITS, ColumnFinder, clipped_depth
 from .signature import payload_shape
 
-#: bits of one decoded column byte: five 2-bit digits and the invalid flag
-SLOT_BITS = 2 * layout.TRITS_PER_BYTE + 1
 #: base-3 digit (trit + 1) of a zero trit
 ZERO_DIGIT = 1
-#: registers from the take to the beat offered: the column's beats, its rotated bytes, their
-#: digits, the assembled planes, the queue
-TAKE_TO_OFFER = 5
+#: registers from the take to the beat offered: the column's beats, its rotated bytes, the
+#: assembled planes, the queue
+TAKE_TO_OFFER = 4
 
 
 def beat_out_layout(cfg: HwConfig) -> data.StructLayout:
@@ -83,27 +80,15 @@ class Gearbox(wiring.Component):
         b, pos = divmod(trit, layout.TRITS_PER_BYTE)
         return slots[SLOT_BITS * b + 2 * pos:SLOT_BITS * b + 2 * pos + 2]
 
-    # --- rotate and decode --------------------------------------------------------------
+    # --- rotate -----------------------------------------------------------------------
     def _rotate(self, m, f):
-        """The column's bytes from its offset, registered (stage 2)."""
-        P = self.cfg.mem_bytes
-        win = [f.words[8 * b:8 * b + 8] for b in range(len(f.words) // 8)]
-        rot = Signal(8 * self.col_bytes)
-        length = Signal.like(f.length)
-        cross, valid = Signal(), Signal()
-        m.d.sync += [rot.eq(Cat(Array(win[i:i + P])[f.offset] for i in range(self.col_bytes))),
-                     length.eq(f.length), cross.eq(f.cross), valid.eq(f.col_valid)]
-        return valid, rot, length, cross
-
-    def _decode(self, m, valid, rot, length, cross):
-        """Each byte's digits and invalid flag (``SLOT_BITS`` a byte), registered (stage 3)."""
-        slots = []
-        for b in range(self.col_bytes):
-            byte = rot[8 * b:8 * b + 8]
-            slots.append(Cat(*(d[:2] for d in byte_digits(m, byte, f"col{b}")), byte_invalid(byte)))
-        col, col_len, col_cross, col_valid = (Signal(SLOT_BITS * self.col_bytes), Signal.like(length),
-                                              Signal(), Signal())
-        m.d.sync += [col.eq(Cat(*slots)), col_len.eq(length), col_cross.eq(cross), col_valid.eq(valid)]
+        """The column's decoded bytes from its offset, registered (stage 2)."""
+        P, S = self.cfg.mem_bytes, SLOT_BITS
+        win = [f.words[S * b:S * (b + 1)] for b in range(len(f.words) // S)]
+        col, col_len = Signal(S * self.col_bytes), Signal.like(f.length)
+        col_cross, col_valid = Signal(), Signal()
+        m.d.sync += [col.eq(Cat(Array(win[i:i + P])[f.offset] for i in range(self.col_bytes))),
+                     col_len.eq(f.length), col_cross.eq(f.cross), col_valid.eq(f.col_valid)]
         return col_valid, col, col_len, col_cross
 
     # --- assemble -----------------------------------------------------------------------
@@ -177,7 +162,7 @@ class Gearbox(wiring.Component):
         # columns taken and not yet accepted by the issue stage
         held = Signal(range(GEARBOX_QUEUE + 1))
         m.d.comb += f.room.eq(held < GEARBOX_QUEUE)
-        asm_valid, asm, asm_bad = self._assemble(m, *self._decode(m, *self._rotate(m, f)))
+        asm_valid, asm, asm_bad = self._assemble(m, *self._rotate(m, f))
         m.d.comb += [q.w_en.eq(asm_valid), q.w_data.eq(Cat(self._repack(m, asm), asm_bad))]
         out = self.o.payload
         m.d.comb += [self.o.valid.eq(q.r_rdy), out.beat.eq(q.r_data[:-1]), out.bad.eq(q.r_data[-1]),

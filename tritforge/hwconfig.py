@@ -71,11 +71,11 @@ class State(enum.Enum):
 #: a column whose last memory beat is accepted on ``mem`` in cycle x can be taken from
 #: cycle x + GEARBOX_TAKE_CYCLES (the beat's slot and its decoded bytes, the depth sums of
 #: the columns that may start in it, its table of where they end) and is offered to the
-#: issue stage as a depth-D beat from cycle x + GEARBOX_CYCLES (the taken column's words,
-#: its bytes rotated to byte 0, decoded, its planes assembled, the beat queue). The cycle
-#: models (sim.varmodel, sim.varstep) read GEARBOX_CYCLES.
+#: issue stage as a depth-D beat from cycle x + GEARBOX_CYCLES (the taken column's beats,
+#: its bytes rotated to byte 0, its planes assembled, the beat queue). The cycle models
+#: (sim.varmodel, sim.varstep) read GEARBOX_CYCLES.
 GEARBOX_TAKE_CYCLES = 4
-GEARBOX_CYCLES = 9
+GEARBOX_CYCLES = 8
 #: beats the gearbox may hold between taking a column and the issue stage accepting it:
 #: one per cycle of the loop "take, offer, accept, free again", so that one column a cycle
 #: goes at T = 1 and the gearbox never delays a beat the models would issue.
