@@ -10,8 +10,8 @@ memory beat is accepted on ``mem`` in cycle x is offered from cycle x + ``GEARBO
 1. ``ColumnFinder``: the column can be taken from x + 4 (``GEARBOX_TAKE_CYCLES``), once
    fewer than ``GEARBOX_QUEUE`` columns are between the take and the issue stage, at most
    one a cycle; its decoded beats are registered with its byte offset in the first;
-2. rotate: its ``column_bytes_max`` decoded bytes from that offset (a ``mem_bytes``-way
-   mux each);
+2. rotate: its ``column_bytes_max`` decoded bytes from that offset (a shifter of
+   ``log2(mem_bytes)`` levels);
 3. assemble: row r's planes start at trit ``4R + 16 sum(k_i, i < r)`` (one of ``r D + 1``
    offsets); its top k_r planes are taken, the rest are zero trits; registered with its
    codebook index trits and ``bad``: a byte >= 243 in the column, a column running past a
@@ -26,7 +26,7 @@ so the gearbox never delays a beat the cycle models issue.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -82,13 +82,18 @@ class Gearbox(wiring.Component):
 
     # --- rotate -----------------------------------------------------------------------
     def _rotate(self, m, f):
-        """The column's decoded bytes from its offset, registered (stage 2)."""
-        P, S = self.cfg.mem_bytes, SLOT_BITS
-        win = [f.words[S * b:S * (b + 1)] for b in range(len(f.words) // S)]
+        """The column's decoded bytes from its offset, registered (stage 2): a shifter of
+        one level per offset bit, each level as wide as the bytes the levels after it
+        still need."""
+        S = SLOT_BITS
         col, col_len = Signal(S * self.col_bytes), Signal.like(f.length)
         col_cross, col_valid = Signal(), Signal()
-        m.d.sync += [col.eq(Cat(Array(win[i:i + P])[f.offset] for i in range(self.col_bytes))),
-                     col_len.eq(f.length), col_cross.eq(f.cross), col_valid.eq(f.col_valid)]
+        cur = f.words
+        for j in reversed(range(len(f.offset))):
+            keep = self.col_bytes + (1 << j) - 1          # bytes the lower levels may reach
+            step = S * (1 << j)
+            cur = Mux(f.offset[j], cur[step:step + S * keep], cur[:S * keep])
+        m.d.sync += [col.eq(cur), col_len.eq(f.length), col_cross.eq(f.cross), col_valid.eq(f.col_valid)]
         return col_valid, col, col_len, col_cross
 
     # --- assemble -----------------------------------------------------------------------
