@@ -102,6 +102,18 @@ class ColumnFinder(wiring.Component):
                           "words": Out(SLOT_BITS * self.P * self.span), "offset": Out(range(self.P)),
                           "length": Out(range(max(self.lengths) + 1)), "cross": Out(1)})
 
+    def _fields(self, value=None):
+        """An entry's fields (next offset, beats advanced, beat of the last byte): new
+        signals of their shapes, or their slices of a packed ``value``."""
+        widths = [len(Signal(range(self.P))), len(Signal(range(self.adv_max + 1))), len(Signal(range(self.span)))]
+        if value is None:
+            return [Signal(w) for w in widths]
+        out, at = [], 0
+        for w in widths:
+            out.append(value[at:at + w])
+            at += w
+        return out
+
     def _rom(self, m, o: int, s, name: str):
         """(next offset, beats advanced, beat of the last byte) of a column at byte offset
         o whose depths sum to ``s``: a constant table per offset."""
@@ -126,10 +138,14 @@ class ColumnFinder(wiring.Component):
         m.submodules.slots = slots = Memory(shape=unsigned(SLOT_BITS * P + count_bits), depth=N, init=[])
         slot_w = slots.write_port()
         slot_r = [slots.read_port() for _ in range(self.span)]
-        present = Signal(N)
-        ent_next = [[Signal(range(P), name=f"e{s}_{o}_next") for o in range(P)] for s in range(N)]
-        ent_adv = [[Signal(range(self.adv_max + 1), name=f"e{s}_{o}_adv") for o in range(P)] for s in range(N)]
-        ent_last = [[Signal(range(self.span), name=f"e{s}_{o}_last") for o in range(P)] for s in range(N)]
+        # per offset o, a memory of every slot's entry at o (LUT RAM: written by one beat a
+        # cycle, read at the take loop's slot); its valid and pad flags in flip-flops
+        entry_shape = unsigned(len(Cat(*self._fields())))
+        ent_mem = []
+        for o in range(P):
+            mem = Memory(shape=entry_shape, depth=N, init=[])
+            m.submodules[f"entries{o}"] = mem
+            ent_mem.append((mem.write_port(), mem.read_port(domain="comb")))
         ent_pad = [Signal(P, name=f"e{s}_pad") for s in range(N)]
         ent_valid = [Signal(P, name=f"e{s}_valid") for s in range(N)]
 
@@ -180,49 +196,47 @@ class ColumnFinder(wiring.Component):
             m.d.sync += [t.eq(d) for tb, db in zip(tail, digits2[P - h + 1:]) for t, d in zip(tb, db)]
 
         # --- the take loop ------------------------------------------------------------
+        # (rd, pos): the next column's slot and byte offset; ``avail``: the beats present
+        # from slot rd on (the present ones are rd, rd + 1, ...: marked in accept order,
+        # freed from rd)
         pos = Signal(range(P))
-        free = Signal(N)
-        complete = []
-        for s in range(N):
-            ahead = Array(present[(s + j) % N] for j in range(self.span))
-            complete.append(Array(ent_valid[s][o] & (ent_pad[s][o] | ahead[ent_last[s][o]]) for o in range(P)))
-        sel_complete = Array(complete)[rd[:A]][pos]
-        sel_pad = Array(Array(ent_pad[s][o] for o in range(P)) for s in range(N))[rd[:A]][pos]
-        sel_next = Array(Array(ent_next[s]) for s in range(N))[rd[:A]][pos]
-        sel_adv = Array(Array(ent_adv[s]) for s in range(N))[rd[:A]][pos]
-        sel_last = Array(Array(ent_last[s]) for s in range(N))[rd[:A]][pos]
-        move = Signal()
-        m.d.comb += [self.take.eq(sel_complete & ~sel_pad & self.room),
-                     move.eq(sel_complete & (sel_pad | self.room))]
-        for s in range(N):
-            m.d.comb += free[s].eq(move & ((s - rd[:A])[:A] < Mux(sel_pad, 1, sel_adv)))
+        avail = Signal(range(N + 1))
+        for w, r in ent_mem:
+            m.d.comb += r.addr.eq(rd[:A])
+        sel_next, sel_adv, sel_last = self._fields(Array(r.data for _, r in ent_mem)[pos])
+        sel_valid = Array(ent_valid)[rd[:A]].bit_select(pos, 1)
+        sel_pad = Array(ent_pad)[rd[:A]].bit_select(pos, 1)
+        complete, move, gone = Signal(), Signal(), Signal(range(self.adv_max + 2))
+        m.d.comb += [complete.eq(sel_valid & (sel_pad | (sel_last < avail))),
+                     self.take.eq(complete & ~sel_pad & self.room),
+                     move.eq(complete & (sel_pad | self.room)),
+                     gone.eq(Mux(move, Mux(sel_pad, 1, sel_adv), 0))]
         with m.If(move):
-            m.d.sync += [pos.eq(Mux(sel_pad, 0, sel_next)), rd.eq(rd + Mux(sel_pad, 1, sel_adv))]
+            m.d.sync += [pos.eq(Mux(sel_pad, 0, sel_next)), rd.eq(rd + gone)]
+        m.d.sync += avail.eq(avail + v3 - gone)
 
         # --- entries written: this beat's head and pad offsets, the previous beat's tail --
         # ext offset e holds the previous beat's tail offset P - h + 1 + e (e < h - 1) or
         # this beat's offset e - h + 1; one table lookup each
         rom = [self._rom(m, e - h + 1 if e >= h - 1 else P - h + 1 + e, sums3[e], f"rom{e}")
                for e in range(P)]
+        for o, (w, _) in enumerate(ent_mem):
+            if o + h - 1 < P:                    # a head offset: its column's header is here
+                m.d.comb += [w.en.eq(v3 & (o < n3)), w.addr.eq(s3), w.data.eq(Cat(*rom[o + h - 1]))]
+            else:                                # a tail offset: its header ends in the next beat
+                m.d.comb += [w.en.eq(v3 & prev3 & (o < prev_n3)), w.addr.eq(prev_slot3),
+                             w.data.eq(Cat(*rom[o - (P - h + 1)]))]
         for s in range(N):
             here = v3 & (s3 == s)
             back = v3 & prev3 & (prev_slot3 == s)
             for o in range(P):
-                pad = o >= n3
-                writes = [(here & pad, None)]
-                if o + h - 1 < P:                # a head offset: its column's header is here
-                    writes.append((here & ~pad, rom[o + h - 1]))
-                if o >= P - h + 1:               # a tail offset: its header ends in the next beat
-                    writes.append((back & (o < prev_n3), rom[o - (P - h + 1)]))
-                for cond, entry in writes:
-                    with m.If(cond):
-                        nxt, adv, last = entry if entry else (0, 1, 0)
-                        m.d.sync += [ent_valid[s][o].eq(1), ent_pad[s][o].eq(entry is None),
-                                     ent_next[s][o].eq(nxt), ent_adv[s][o].eq(adv), ent_last[s][o].eq(last)]
-            with m.If(free[s]):
-                m.d.sync += present[s].eq(0)
-            with m.Elif(here):
-                m.d.sync += present[s].eq(1)
+                # a head offset's entry (or a pad entry) is this beat's, a tail offset's is
+                # written with the next beat
+                now = here if o + h - 1 < P else here & (o >= n3) | back & (o < prev_n3)
+                with m.If(now):
+                    m.d.sync += ent_valid[s][o].eq(1)
+                with m.If(here):
+                    m.d.sync += ent_pad[s][o].eq(o >= n3)
 
         # --- the taken column: its beats and where it lies in them ---------------------
         # read every cycle (no enable from the loop), shown while ``col_valid``
