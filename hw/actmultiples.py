@@ -23,43 +23,56 @@ from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
 from ..errors import TritforgeError
+from .checks import check_int
 from .groupdot import ACT, act_layout, multiples_layout, times_bits
+from .replica import replicas
 
 
 class ActMultiples(wiring.Component):
-    """Ports: ``x`` (16 int8 lanes), ``en``; ``mult`` (``multiples_layout(depth)``)."""
+    """Ports: ``x`` (16 int8 lanes), ``en``; ``mult`` (``multiples_layout(depth)``). With
+    ``enable_copies`` = n > 0 the registers take their enable from n copies of it instead
+    (hw/replica.py; lane j from copy ``j*n//16``), loaded from the ``adv_next`` port, which
+    the caller drives with the value ``en`` will have in the next cycle (``en`` is then
+    unused): every lane's registers on one enable are a net over the group dot's width."""
 
     latency = 2
 
-    def __new__(cls, depth: int):
+    def __new__(cls, depth: int, *, enable_copies: int = 0):
         if depth not in layout.DEPTHS:
             raise TritforgeError(f"ActMultiples depth={depth!r}: expected one of {layout.DEPTHS}")
+        check_int("ActMultiples", "enable_copies", enable_copies)
         return super().__new__(cls)
 
-    def __init__(self, depth: int):
+    def __init__(self, depth: int, *, enable_copies: int = 0):
         self.depth = depth
-        super().__init__({"x": In(act_layout()), "en": In(1),
-                          "mult": Out(multiples_layout(depth))})
+        self.enable_copies = enable_copies
+        members = {"x": In(act_layout()), "en": In(1), "mult": Out(multiples_layout(depth))}
+        if enable_copies:
+            members["adv_next"] = In(1)
+        super().__init__(members)
 
     def elaborate(self, platform):
         d = self.depth
         m = Module()
         out = self.mult
+        copies = self.enable_copies
+        ens = replicas(m, "en", self.adv_next, copies, init=1) if copies else [self.en]
         # plain delay stages first (the block RAM's output only drives the first), then the
         # adder levels: one for d <= 2 (-x = 0 - x, 3x = 2x + x, -3x = x - 4x), two beyond
         levels = 1 if d <= 2 else 2
         for j in range(layout.GROUP):
+            en = ens[j * len(ens) // layout.GROUP]
             x = self.x[j]
             for n in range(self.latency - levels):
                 q = Signal(ACT, name=f"x{n}_{j}", reset_less=True)
-                with m.If(self.en):
+                with m.If(en):
                     m.d.sync += q.eq(x)
                 x = q
             if levels == 1:
                 stage = [out.pos0[j].eq(x), out.neg0[j].eq(-x)]
                 if d == 2:
                     stage += [out.pos1[j].eq((x << 1) + x), out.neg1[j].eq(x - (x << 2))]
-                with m.If(self.en):
+                with m.If(en):
                     m.d.sync += stage
                 continue
             x1 = Signal(ACT, name=f"x1_{j}", reset_less=True)
@@ -75,6 +88,6 @@ class ActMultiples(wiring.Component):
                       out.pos2[j].eq(p9), out.neg2[j].eq((n1 << 3) + n1)]
             if d >= 4:
                 stage2 += [out.pos3[j].eq((x1 << 5) - p5), out.neg3[j].eq(p5 - (x1 << 5))]
-            with m.If(self.en):
+            with m.If(en):
                 m.d.sync += stage1 + stage2
         return m

@@ -16,8 +16,9 @@ One global advance: a flip-flop of the scale MAC decided three cycles ahead from
 result FIFO's occupancy, so ``res.ready`` only pops that FIFO. Every block's clock enables
 are copies of it (``hw.replica``, the one fan-out mechanism): the scale MAC gives three
 copies of its next value, flip-flops themselves, from which the decoder and the group dot
-make their own copies and the engine four more (the issue stage's, the decoder's and the
-group dot's control registers', the activation read and multiples'). From beat acceptance
+make their own copies, the activation multiples theirs (``MULTIPLES_COPIES``), and the
+engine four more (the issue stage's, the decoder's and the group dot's control
+registers', the activation read's). From beat acceptance
 to the result FIFO there are ``HwConfig.pipeline_stages`` register stages (the issue
 register, the decoder, the group dot, the scale MAC), which the constructor asserts; the
 activation path (buffer read one cycle ahead, then the multiples) meets the decoder's
@@ -64,6 +65,8 @@ from .signature import engine_signature
 
 #: rows per copy of the advance in the decoder and the group dot (hw/replica.py)
 ENABLE_ROWS = 1
+#: copies of the advance in the activation multiples (two lanes each)
+MULTIPLES_COPIES = 8
 
 
 class GemvEngine(wiring.Component):
@@ -132,7 +135,7 @@ class GemvEngine(wiring.Component):
         self.mac = ScaleMac(cfg, primitives=primitives, adv_copies=3)
         self.actbuf = ActivationBuffer(cfg.act_buffer_words, layout.ACT_WORD_BITS,
                                        primitives=primitives)
-        self.multiples = ActMultiples(cfg.depth)
+        self.multiples = ActMultiples(cfg.depth, enable_copies=MULTIPLES_COPIES)
         super().__init__(engine_signature(cfg, self.beat_bytes))
 
     @property
@@ -177,9 +180,9 @@ class GemvEngine(wiring.Component):
         m.submodules.groupdot = gd = self.groupdot
         m.submodules.mac = mac = self.mac
 
-        # the advance tree: the MAC's copies of its next value feed the decoder's and the
-        # group dot's own copies, and four here: the issue stage's, the decoder's and the
-        # group dot's control registers', the activation read and multiples'
+        # the advance tree: the MAC's copies of its next value feed the decoder's, the
+        # group dot's and the multiples' own copies, and four here: the issue stage's, the
+        # decoder's and the group dot's control registers', the activation read's
         adv, adv_dec, adv_gd, adv_act = replicas(m, "advance", mac.adv_copies[2], 4, init=1)
         m.d.comb += [dec.adv_next.eq(mac.adv_copies[0]), gd.adv_next.eq(mac.adv_copies[1])]
 
@@ -201,7 +204,7 @@ class GemvEngine(wiring.Component):
                      chk.clear.eq(ctl.clear), self.err.eq(chk.err)]
         # the activation word, read one cycle ahead, and its multiples beside the decoder
         m.d.comb += [buf.r_addr.eq(iss.rd_addr), buf.r_en.eq(adv_act),
-                     mult.x.eq(buf.r_data), mult.en.eq(adv_act)]
+                     mult.x.eq(buf.r_data), mult.adv_next.eq(mac.adv_copies[2])]
         # decoder and multiples -> group dot -> scale MAC -> res
         m.d.comb += [gd.i.valid.eq(dec.o.valid), gd.i.payload.planes.eq(dec.o.payload.planes),
                      gd.i.payload.mult.eq(mult.mult),

@@ -84,12 +84,14 @@ def test_latency_is_terms_then_one_stage_per_adder_level():
         assert gd.latency == GroupDot.stages(depth) == groupdot_stages(depth) == stages
 
 
-@pytest.mark.parametrize("depth", [1, 2, 3, 4])
-def test_activation_multiples_are_exact(depth):
-    """Every int8 activation -128..127 through ActMultiples: +-3**i x, two stages, with stalls."""
+@pytest.mark.parametrize("depth, copies", [(1, 0), (2, 0), (3, 0), (4, 0), (2, 8), (3, 3)])
+def test_activation_multiples_are_exact(depth, copies):
+    """Every int8 activation -128..127 through ActMultiples: +-3**i x, two stages, with stalls;
+    with enable copies (``copies`` > 0) the enable is given a cycle ahead on ``adv_next``
+    (high in the first cycle, the copies' reset value)."""
     from amaranth.sim import Simulator
 
-    dut = ActMultiples(depth)
+    dut = ActMultiples(depth, enable_copies=copies)
     xs = list(range(-128, 128))
     words = [xs[n:n + 16] + [0] * (16 - len(xs[n:n + 16])) for n in range(0, len(xs), 16)]
     got = []
@@ -98,11 +100,12 @@ def test_activation_multiples_are_exact(depth):
         rng = np.random.default_rng(depth)
         pending = list(words)
         inflight = []                              # words entered, oldest first
+        nxt = True if copies else bool(rng.random() < 0.7)
         while pending or any(w is not None for w in inflight):
-            en = bool(rng.random() < 0.7)
+            en, nxt = nxt, bool(rng.random() < 0.7)
             if pending:
                 ctx.set(dut.x, pending[0])
-            ctx.set(dut.en, en)
+            ctx.set(dut.adv_next if copies else dut.en, nxt if copies else en)
             await ctx.tick()
             if en:
                 inflight.append(pending.pop(0) if pending else None)
