@@ -71,7 +71,7 @@ def depth_digit(digits, header_trit: int):
 def clipped_depth(digit, depth: int):
     """A group's depth k = D - 2 + digit, read as 0 below (a depth outside the base depth's
     range is flagged by the gearbox, not here)."""
-    return Mux(digit + depth >= 2, digit + depth - 2, 0)
+    return Mux(digit + depth >= 2, (digit + depth - 2).as_unsigned(), 0)
 
 
 class ColumnFinder(wiring.Component):

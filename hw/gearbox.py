@@ -12,12 +12,13 @@ memory beat is accepted on ``mem`` in cycle x is offered from cycle x + ``GEARBO
    one a cycle; its decoded beats are registered with its byte offset in the first;
 2. rotate: its ``column_bytes_max`` decoded bytes from that offset (a shifter of
    ``log2(mem_bytes)`` levels);
-3. assemble: row r's planes start at trit ``4R + 16 sum(k_i, i < r)`` (one of ``r D + 1``
-   offsets); its top k_r planes are taken, the rest are zero trits; registered with its
-   codebook index trits and ``bad``: a byte >= 243 in the column, a column running past a
-   partial beat's end, a depth below 0 (only at D = 1) or a depth-0 group with a non-zero
-   index (``layout.scan_var_columns``);
-4. re-pack: the beat's trits laid out as uniform groups (weight by weight, digits least
+3. header: row r's planes start at trit ``4R + 16 sum(k_i, i < r)`` (one of ``r D + 1``
+   offsets, registered one-hot) and it has its top k_r planes; ``bad``: a byte >= 243 in
+   the column, a column running past a partial beat's end, a depth below 0 (only at D = 1)
+   or a depth-0 group with a non-zero index (``layout.scan_var_columns``);
+4. assemble: each row's codebook index trits and planes, zero trits for those it does not
+   have;
+5. re-pack: the beat's trits laid out as uniform groups (weight by weight, digits least
    significant first), five per byte (``b = sum(digit_m 3^m)`` by shifts and adds),
    written to the queue, which offers it from the next cycle.
 
@@ -39,13 +40,20 @@ from .signature import payload_shape
 
 #: base-3 digit (trit + 1) of a zero trit
 ZERO_DIGIT = 1
-#: registers from the take to the beat offered: the column's beats, its rotated bytes, the
-#: assembled planes, the queue
-TAKE_TO_OFFER = 4
+#: registers from the take to the beat offered: the column's beats, its rotated bytes, its
+#: header's row offsets, the assembled planes, the queue
+TAKE_TO_OFFER = 5
 
 
 def beat_out_layout(cfg: HwConfig) -> data.StructLayout:
     return data.StructLayout({"beat": unsigned(8 * cfg.beat_bytes), "bad": 1})
+
+
+def _or(values):
+    out = values[0]
+    for v in values[1:]:
+        out = out | v
+    return out
 
 
 def _times(v, c: int):
@@ -97,44 +105,50 @@ class Gearbox(wiring.Component):
         return col_valid, col, col_len, col_cross
 
     # --- assemble -----------------------------------------------------------------------
-    def _assemble(self, m, col_valid, col, col_len, col_cross):
-        cfg = self.cfg
-        R, D, G = cfg.rows, cfg.depth, layout.GROUP
+    def _header(self, m, col_valid, col, col_len, col_cross):
+        """From the column's header, registered (stage 3): per row a one-hot of where its
+        planes start (one of ``r D + 1`` offsets) and which of its D planes it has; the
+        ``bad`` flag; the index and plane digits as they are."""
+        R, D = self.cfg.rows, self.cfg.depth
         digit = [self._digit(col, t) for t in range(layout.TRITS_PER_BYTE * self.col_bytes)]
-        depth = []
-        for r in range(R):
-            k = Signal(3, name=f"col_k{r}")
-            m.d.comb += k.eq(clipped_depth(digit[layout.VAR_HEADER_TRITS * r], D))
-            depth.append(k)
-        zero = Const(ZERO_DIGIT, 2)
-        rows = []                                # per row: index digits, then its D planes
+        depth = [clipped_depth(digit[layout.VAR_HEADER_TRITS * r], D) for r in range(R)]
+        at = [Signal(r * D + 1, name=f"at{r}") for r in range(R)]
+        keep = [Signal(D, name=f"keep{r}") for r in range(R)]
         bad_index, neg = [], []
         before = Const(0, 1)
         for r in range(R):
             h = layout.VAR_HEADER_TRITS * r
-            index = digit[h + 1:h + 1 + layout.SCALE_TRITS]
-            offset = Signal(range(r * D + 2), name=f"before{r}")
-            m.d.comb += offset.eq(before)
-            planes = [Signal(2 * G, name=f"row{r}_plane{j}") for j in range(D)]
-            with m.Switch(offset):               # the last offset as the default
-                for p in range(r * D + 1):
-                    start = layout.VAR_HEADER_TRITS * R + G * p
-                    with m.Case(p) if p < r * D else m.Default():
-                        m.d.comb += [planes[j].eq(Cat(digit[start + G * j:start + G * (j + 1)]))
-                                     for j in range(D)]
-            rows.append(Cat(*index, *(Mux(depth[r] > j, planes[j], Cat([zero] * G)) for j in range(D))))
+            m.d.sync += [at[r].eq(Const(1, r * D + 1) << before), keep[r].eq(Cat(depth[r] > j for j in range(D)))]
             f = digit[h]
             neg.append(f + D < 2)
-            bad_index.append((f + D == 2) & (Cat(index) != 0))
+            bad_index.append((f + D == 2) & (Cat(digit[h + 1:h + 1 + layout.SCALE_TRITS]) != 0))
             before = before + depth[r]
         bad_byte = Cat(col[SLOT_BITS * b + SLOT_BITS - 1] & (col_len > b)
                        for b in range(self.col_bytes)).any()
+        digits = Signal(2 * len(digit))
+        bad, valid = Signal(), Signal()
+        m.d.sync += [digits.eq(Cat(*digit)), valid.eq(col_valid),
+                     bad.eq(bad_byte | col_cross | Cat(*neg).any() | Cat(*bad_index).any())]
+        return valid, digits, at, keep, bad
+
+    def _assemble(self, m, valid, digits, at, keep, bad):
+        """Each row's index digits and its D planes, a zero plane for each it does not
+        have, registered (stage 4): an AND-OR over the one-hot of its offset."""
+        R, D, G = self.cfg.rows, self.cfg.depth, layout.GROUP
+        digit = [digits[2 * t:2 * t + 2] for t in range(len(digits) // 2)]
+        zero = Cat([Const(ZERO_DIGIT, 2)] * G)
+        rows = []                                # per row: index digits, then its D planes
+        for r in range(R):
+            h = layout.VAR_HEADER_TRITS * r
+            planes = []
+            for j in range(D):
+                starts = [layout.VAR_HEADER_TRITS * R + G * (p + j) for p in range(r * D + 1)]
+                plane = _or([Mux(at[r][p], Cat(digit[t:t + G]), 0) for p, t in enumerate(starts)])
+                planes.append(Mux(keep[r][j], plane, zero))
+            rows.append(Cat(*digit[h + 1:h + 1 + layout.SCALE_TRITS], *planes))
         asm = Signal(len(Cat(*rows)))
-        asm_bad = Signal()
-        asm_valid = Signal()
-        m.d.sync += [asm.eq(Cat(*rows)),
-                     asm_bad.eq(bad_byte | col_cross | Cat(*neg).any() | Cat(*bad_index).any()),
-                     asm_valid.eq(col_valid)]
+        asm_bad, asm_valid = Signal(), Signal()
+        m.d.sync += [asm.eq(Cat(*rows)), asm_bad.eq(bad), asm_valid.eq(valid)]
         return asm_valid, asm, asm_bad
 
     # --- re-pack ------------------------------------------------------------------------
@@ -167,7 +181,7 @@ class Gearbox(wiring.Component):
         # columns taken and not yet accepted by the issue stage
         held = Signal(range(GEARBOX_QUEUE + 1))
         m.d.comb += f.room.eq(held < GEARBOX_QUEUE)
-        asm_valid, asm, asm_bad = self._assemble(m, *self._rotate(m, f))
+        asm_valid, asm, asm_bad = self._assemble(m, *self._header(m, *self._rotate(m, f)))
         m.d.comb += [q.w_en.eq(asm_valid), q.w_data.eq(Cat(self._repack(m, asm), asm_bad))]
         out = self.o.payload
         m.d.comb += [self.o.valid.eq(q.r_rdy), out.beat.eq(q.r_data[:-1]), out.bad.eq(q.r_data[-1]),
