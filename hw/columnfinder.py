@@ -201,19 +201,26 @@ class ColumnFinder(wiring.Component):
         # freed from rd)
         pos = Signal(range(P))
         avail = Signal(range(N + 1))
+        more = Signal(self.span)                 # more[k]: avail > k, registered
         for w, r in ent_mem:
             m.d.comb += r.addr.eq(rd[:A])
         sel_next, sel_adv, sel_last = self._fields(Array(r.data for _, r in ent_mem)[pos])
         sel_valid = Array(ent_valid)[rd[:A]].bit_select(pos, 1)
         sel_pad = Array(ent_pad)[rd[:A]].bit_select(pos, 1)
         complete, move, gone = Signal(), Signal(), Signal(range(self.adv_max + 2))
-        m.d.comb += [complete.eq(sel_valid & (sel_pad | (sel_last < avail))),
+        m.d.comb += [complete.eq(sel_valid & (sel_pad | more.bit_select(sel_last, 1))),
                      self.take.eq(complete & ~sel_pad & self.room),
                      move.eq(complete & (sel_pad | self.room)),
                      gone.eq(Mux(move, Mux(sel_pad, 1, sel_adv), 0))]
+        # the next state for each number of beats the loop may leave, selected by ``gone``
+        with m.Switch(gone):
+            for g in range(self.adv_max + 2):
+                with m.Case(g) if g < self.adv_max + 1 else m.Default():
+                    after = avail + v3 - g
+                    m.d.sync += [rd.eq(rd + g), avail.eq(after),
+                                 more.eq(Cat(after > k for k in range(self.span)))]
         with m.If(move):
-            m.d.sync += [pos.eq(Mux(sel_pad, 0, sel_next)), rd.eq(rd + gone)]
-        m.d.sync += avail.eq(avail + v3 - gone)
+            m.d.sync += pos.eq(Mux(sel_pad, 0, sel_next))
 
         # --- entries written: this beat's head and pad offsets, the previous beat's tail --
         # ext offset e holds the previous beat's tail offset P - h + 1 + e (e < h - 1) or
