@@ -290,6 +290,24 @@ def run(b: Build, test_module: str, test_dir: str | os.PathLike, env: dict | Non
     return Results(tests, failed, xml, waves, seconds)
 
 
+def play_streams(b: Build, job: dict, folder: str | os.PathLike, *, stalls: dict | None = None,
+                 seed: int = 0, reset_at=(), limit: int = 1_000_000, pace: dict | None = None):
+    """One job of the packaged stream bench (``tritforge.hw.verif.bench_streams``) on a
+    build: ``job`` is ``{"inputs": {port: words}, "outputs": {port: n}, "flags": [...]}``,
+    written with the bench's parameters into ``folder``, where the simulator runs. Returns
+    the cocotb results and the bench's report (None when it wrote none)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "job.json").write_text(json.dumps(job))
+    params = {"job": str(folder / "job.json"), "stalls": stalls or {}, "seed": seed,
+              "reset_at": list(reset_at), "limit": limit, "report": str(folder / "report.json"),
+              "pace": pace or {}}
+    res = run(b, "tritforge.hw.verif.bench_streams", folder, env={PARAMS_ENV: json.dumps(params)},
+              seed=seed)
+    report = folder / "report.json"
+    return res, (json.loads(report.read_text()) if report.is_file() else None)
+
+
 # --- the engine as ``tritforge generate`` writes it ------------------------------------------
 
 def default_build_root() -> Path:

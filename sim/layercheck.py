@@ -13,10 +13,8 @@ cycles from the command to the last residual element against ``sim.layercycles``
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -92,20 +90,14 @@ def _play(lcfg, case, index, pos, build_root, stalls, seed, pace=None) -> dict:
     job = {"inputs": case.inputs, "outputs": {"h_out": lcfg.hidden, "kv_wr": len(case.kv_wr)},
            "flags": ["err", "busy"]}
     with tempfile.TemporaryDirectory(prefix="tritforge-layer-") as work:
-        work = Path(work)
-        (work / "job.json").write_text(json.dumps(job))
-        params = {"job": str(work / "job.json"), "stalls": stalls or {}, "seed": seed,
-                  "report": str(work / "report.json"), "limit": 50_000_000, "pace": pace or {}}
         t1 = time.perf_counter()
-        res = cosim.run(build, "tritforge.hw.verif.bench_streams", work,
-                        env={cosim.PARAMS_ENV: json.dumps(params)}, seed=seed)
+        res, rep = cosim.play_streams(build, job, work, stalls=stalls, seed=seed, limit=50_000_000,
+                                      pace=pace)
         sim_s = time.perf_counter() - t1
         failures = []
-        if res.failed:
+        if res.failed or rep is None:
             failures.append(f"cocotb: {res.failed} of {res.tests} tests failed (log {work}/sim.log)")
             rep = None
-        else:
-            rep = json.loads((work / "report.json").read_text())
     out = {"layer": index, "position": pos, "context": pos + 1, "hidden": lcfg.hidden,
            "weight_beats": len(case.inputs["w"]), "kv_rows_read": 2 * lcfg.kv_heads * (pos + 1),
            "build_s": build_s, "verilator_s": sim_s}

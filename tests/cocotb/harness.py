@@ -115,13 +115,7 @@ def run_streams(build: cosim.Build, job: dict, test_dir, *, stalls: dict | None 
                 reset_at=(), limit: int = 1_000_000, pace: dict | None = None) -> dict:
     """The packaged stream bench (tritforge.hw.verif.bench_streams) on a build: ``job`` is
     ``{"inputs": {port: words}, "outputs": {port: n}, "flags": [...]}``; returns its report."""
-    test_dir = Path(test_dir)
-    test_dir.mkdir(parents=True, exist_ok=True)
-    (test_dir / "job.json").write_text(json.dumps(job))
-    params = {"job": str(test_dir / "job.json"), "stalls": stalls or {}, "seed": seed,
-              "reset_at": list(reset_at), "limit": limit, "report": str(test_dir / "report.json"),
-              "pace": pace or {}}
-    res = cosim.run(build, "tritforge.hw.verif.bench_streams", test_dir,
-                    env={cosim.PARAMS_ENV: json.dumps(params)}, seed=seed)
-    res.check(f"cocotb streams {test_dir.name}")
-    return json.loads((test_dir / "report.json").read_text())
+    res, report = cosim.play_streams(build, job, test_dir, stalls=stalls, seed=seed, reset_at=reset_at,
+                                     limit=limit, pace=pace)
+    res.check(f"cocotb streams {Path(test_dir).name}")
+    return report

@@ -118,22 +118,14 @@ def rtl_check_variable(cfg, cases, rate) -> dict:
                 blocks = [pad(x, c, case.tensor.in_padded) for c in range(0, len(x), T)]
                 want = [pad(e, c, e.shape[1]) for c in range(0, len(x), T)]
                 vj = var_stream_job(cfg, case.tensor, blocks, rate, expected=want)
-                folder = os.path.join(tmp, f"case{i}")
-                os.makedirs(folder)
-                job = os.path.join(folder, "job.json")
-                report = os.path.join(folder, "report.json")
-                write_json(job, vj.job)
-                params = {"job": job, "report": report, "pace": vj.pace, "stalls": {},
-                          "limit": 100 * (vj.timeline.end + 100)}
-                res = cosim.run(build, "tritforge.hw.verif.bench_streams", folder,
-                                env={cosim.PARAMS_ENV: json.dumps(params)})
+                res, report = cosim.play_streams(build, vj.job, os.path.join(tmp, f"case{i}"),
+                                                 pace=vj.pace, limit=100 * (vj.timeline.end + 100))
                 sim_s += res.seconds
                 tests += res.tests
-                if res.failed or not os.path.isfile(report):
+                if res.failed or report is None:
                     failures += [f"{case.name}: {f}" for f in (res.failures() or ["no report"])]
                     continue
-                with open(report) as f:
-                    bad = vj.check(json.load(f))
+                bad = vj.check(report)
                 failures += [f"{case.name}: {b}" for b in bad]
                 played.append({"case": case.name, "cycles": vj.timeline.cycles})
         match = tests > 0 and not failures and len(played) == len(cases)
