@@ -24,13 +24,9 @@ A beat accepted in cycle x, in registers:
 3. x + 2: the decoded beat into its slot; the depth sums of the columns that start at its
    first ``P - h + 1`` offsets and at the previous beat's last ``h - 1`` (h = header bytes:
    their headers end in this beat);
-4. x + 3: their entries written (this beat's pad entries too; those of its last ``h - 1``
-   offsets a cycle later), the beat marked present;
-5. x + 4: the loop's registered entry looked up (every cycle, at the loop's position and
-   at the position after it, which becomes the entry when the loop moves: the decision
-   to move is taken from registers, the lookup of the next entry runs beside it);
+4. x + 3: their entries written (this beat's pad entries too), the beat marked present;
 
-so a column whose last beat is accepted in x can be taken from x + 5
+so a column whose last beat is accepted in x can be taken from x + 4
 (``GEARBOX_TAKE_CYCLES``). ``take`` is high in a cycle the loop takes a column (complete and
 ``room``); the column's decoded beats (``span`` of them from its first, read from the
 slots' memory) and where it lies in them are registered, so ``col_valid`` and ``words``,

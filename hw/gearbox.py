@@ -7,7 +7,7 @@ as a uniform depth-D beat (``codec.layout.stream_beats``' layout) with a ``bad``
 a beat queue, from which ``o`` offers it to the engine's issue stage. A column whose last
 memory beat is accepted on ``mem`` in cycle x is offered from cycle x + ``GEARBOX_CYCLES``:
 
-1. ``ColumnFinder``: the column can be taken from x + 5 (``GEARBOX_TAKE_CYCLES``), once
+1. ``ColumnFinder``: the column can be taken from x + 4 (``GEARBOX_TAKE_CYCLES``), once
    fewer than ``GEARBOX_QUEUE`` columns are between the take and the issue stage, at most
    one a cycle; its decoded beats are registered with its byte offset in the first;
 2. rotate: its ``column_bytes_max`` decoded bytes from that offset (a shifter of
