@@ -37,7 +37,7 @@ a slot is free (from registers).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -79,7 +79,7 @@ class ColumnFinder(wiring.Component):
     ``col_valid`` with ``words``, ``offset``, ``length``, ``cross`` (module docstring)."""
 
     #: registers from a beat accepted to its entries read by the take loop
-    TAKE_CYCLES = 5
+    TAKE_CYCLES = 4
 
     def __new__(cls, cfg: HwConfig):
         check_config("ColumnFinder", cfg)
@@ -103,11 +103,9 @@ class ColumnFinder(wiring.Component):
                           "length": Out(range(max(self.lengths) + 1)), "cross": Out(1)})
 
     def _fields(self, value=None):
-        """An entry's fields (next offset, beats advanced, beat of the last byte, the next
-        column's slot, pad): new signals of their shapes, or their slices of a packed
-        ``value``."""
-        widths = [len(Signal(range(self.P))), len(Signal(range(self.adv_max + 1))), len(Signal(range(self.span))),
-                  self.N.bit_length() - 1, 1]
+        """An entry's fields (next offset, beats advanced, beat of the last byte): new
+        signals of their shapes, or their slices of a packed ``value``."""
+        widths = [len(Signal(range(self.P))), len(Signal(range(self.adv_max + 1))), len(Signal(range(self.span)))]
         if value is None:
             return [Signal(w) for w in widths]
         out, at = [], 0
@@ -147,7 +145,8 @@ class ColumnFinder(wiring.Component):
         for o in range(P):
             mem = Memory(shape=entry_shape, depth=N, init=[])
             m.submodules[f"entries{o}"] = mem
-            ent_mem.append((mem.write_port(), mem.read_port(domain="comb"), mem.read_port(domain="comb")))
+            ent_mem.append((mem.write_port(), mem.read_port(domain="comb")))
+        ent_pad = [Signal(P, name=f"e{s}_pad") for s in range(N)]
         ent_valid = [Signal(P, name=f"e{s}_valid") for s in range(N)]
 
         wr = Signal(A + 1)
@@ -190,8 +189,6 @@ class ColumnFinder(wiring.Component):
             sums3.append(s)
         v3, n3, s3 = Signal(), Signal(range(P + 1)), Signal(A)
         prev3, prev_slot3, prev_n3 = Signal(), Signal(A), Signal(range(P + 1))
-        v4, n4, s4 = Signal(), Signal(range(P + 1)), Signal(A)
-        m.d.sync += [v4.eq(v3), n4.eq(n3), s4.eq(s3)]
         m.d.sync += [v3.eq(v2), n3.eq(n2), s3.eq(s2), prev3.eq(have_prev), prev_slot3.eq(prev_slot),
                      prev_n3.eq(prev_n)]
         with m.If(v2):
@@ -199,82 +196,61 @@ class ColumnFinder(wiring.Component):
             m.d.sync += [t.eq(d) for tb, db in zip(tail, digits2[P - h + 1:]) for t, d in zip(tb, db)]
 
         # --- the take loop ------------------------------------------------------------
-        # (rd, pos): the next column's slot and byte offset; ``e``: its entry, registered
-        # (looked up every cycle: at (rd, pos), and at the position after it, which becomes
-        # the entry when the loop moves); ``avail``: the beats present from slot rd on,
-        # counted from the cycle after their entries are written, as a lookup is seen
-        # (the present ones are rd, rd + 1, ...: marked in accept order, freed from rd)
+        # (rd, pos): the next column's slot and byte offset; ``avail``: the beats present
+        # from slot rd on (the present ones are rd, rd + 1, ...: marked in accept order,
+        # freed from rd)
         pos = Signal(range(P))
         avail = Signal(range(N + 1))
         more = Signal(self.span)                 # more[k]: avail > k, registered
-        e = self._fields()
-        e_valid = Signal()
-        e_next, e_adv, e_last, e_slot, e_pad = e
-
-        def lookup(ports, slot, at):
-            for r in ports:
-                m.d.comb += r.addr.eq(slot)
-            return (Array(ent_valid)[slot].bit_select(at, 1),
-                    *self._fields(Array(r.data for r in ports)[at]))
-
-        here_l = lookup([r for _, r, _ in ent_mem], rd[:A], pos)
-        after_l = lookup([r for _, _, r in ent_mem], e_slot, e_next)
-        complete, move, gone = Signal(), Signal(), Signal(range(self.adv_max + 1))
-        m.d.comb += [complete.eq(e_valid & (e_pad | more.bit_select(e_last, 1))),
-                     self.take.eq(complete & ~e_pad & self.room),
-                     move.eq(complete & (e_pad | self.room)),
-                     gone.eq(Mux(move, e_adv, 0))]
+        for w, r in ent_mem:
+            m.d.comb += r.addr.eq(rd[:A])
+        sel_next, sel_adv, sel_last = self._fields(Array(r.data for _, r in ent_mem)[pos])
+        sel_valid = Array(ent_valid)[rd[:A]].bit_select(pos, 1)
+        sel_pad = Array(ent_pad)[rd[:A]].bit_select(pos, 1)
+        complete, move, gone = Signal(), Signal(), Signal(range(self.adv_max + 2))
+        m.d.comb += [complete.eq(sel_valid & (sel_pad | more.bit_select(sel_last, 1))),
+                     self.take.eq(complete & ~sel_pad & self.room),
+                     move.eq(complete & (sel_pad | self.room)),
+                     gone.eq(Mux(move, Mux(sel_pad, 1, sel_adv), 0))]
         # the next state for each number of beats the loop may leave, selected by ``gone``
         with m.Switch(gone):
-            for g in range(self.adv_max + 1):
-                with m.Case(g) if g < self.adv_max else m.Default():
-                    after = avail + v4 - g
+            for g in range(self.adv_max + 2):
+                with m.Case(g) if g < self.adv_max + 1 else m.Default():
+                    after = avail + v3 - g
                     m.d.sync += [rd.eq(rd + g), avail.eq(after),
                                  more.eq(Cat(after > k for k in range(self.span)))]
         with m.If(move):
-            m.d.sync += pos.eq(e_next)
-        m.d.sync += [Cat(e_valid, *e).eq(Mux(move, Cat(*after_l), Cat(*here_l)))]
+            m.d.sync += pos.eq(Mux(sel_pad, 0, sel_next))
 
         # --- entries written: this beat's head and pad offsets, the previous beat's tail --
         # ext offset e holds the previous beat's tail offset P - h + 1 + e (e < h - 1) or
-        # this beat's offset e - h + 1; one table lookup each. A pad entry: go on at the
-        # next slot's byte 0; a tail offset's, a cycle later (its memory is written by the
-        # next beat's tail entries in the beat's own cycle, at the other offsets)
+        # this beat's offset e - h + 1; one table lookup each
         rom = [self._rom(m, e - h + 1 if e >= h - 1 else P - h + 1 + e, sums3[e], f"rom{e}")
                for e in range(P)]
-
-        def entry(slot, fields):
-            nxt, adv, last = fields
-            return Cat(nxt, adv, last, (slot + adv)[:A], 0)
-
-        def pad_entry(slot):
-            return Cat(Const(0, len(e_next)), Const(1, len(e_adv)), Const(0, len(e_last)),
-                       (slot + 1)[:A], 1)
-
-        tail_pad = Signal(P)
-        for o, (w, _, _) in enumerate(ent_mem):
+        for o, (w, _) in enumerate(ent_mem):
             if o + h - 1 < P:                    # a head offset: its column's header is here
-                m.d.comb += [w.en.eq(v3), w.addr.eq(s3),
-                             w.data.eq(Mux(o < n3, entry(s3, rom[o + h - 1]), pad_entry(s3)))]
+                m.d.comb += [w.en.eq(v3 & (o < n3)), w.addr.eq(s3), w.data.eq(Cat(*rom[o + h - 1]))]
             else:                                # a tail offset: its header ends in the next beat
-                m.d.comb += [tail_pad[o].eq(v4 & (o >= n4)),
-                             w.en.eq(tail_pad[o] | v3 & prev3 & (o < prev_n3)),
-                             w.addr.eq(Mux(tail_pad[o], s4, prev_slot3)),
-                             w.data.eq(Mux(tail_pad[o], pad_entry(s4), entry(prev_slot3, rom[o - (P - h + 1)])))]
+                m.d.comb += [w.en.eq(v3 & prev3 & (o < prev_n3)), w.addr.eq(prev_slot3),
+                             w.data.eq(Cat(*rom[o - (P - h + 1)]))]
         for s in range(N):
             here = v3 & (s3 == s)
             back = v3 & prev3 & (prev_slot3 == s)
             for o in range(P):
-                now = here if o + h - 1 < P else tail_pad[o] & (s4 == s) | back & (o < prev_n3)
+                # a head offset's entry (or a pad entry) is this beat's, a tail offset's is
+                # written with the next beat
+                now = here if o + h - 1 < P else here & (o >= n3) | back & (o < prev_n3)
                 with m.If(now):
                     m.d.sync += ent_valid[s][o].eq(1)
+                with m.If(here):
+                    m.d.sync += ent_pad[s][o].eq(o >= n3)
 
         # --- the taken column: its beats and where it lies in them ---------------------
         # read every cycle (no enable from the loop), shown while ``col_valid``
-        off, adv1, last1, next1 = Signal(range(P)), Signal.like(e_adv), Signal.like(e_last), Signal(range(P))
+        off, adv1, last1, next1 = Signal(range(P)), Signal.like(sel_adv), Signal.like(sel_last), Signal(range(P))
         m.d.comb += [r.addr.eq((rd[:A] + k)[:A]) for k, r in enumerate(slot_r)]
-        m.d.sync += [self.col_valid.eq(self.take), off.eq(pos), adv1.eq(e_adv), last1.eq(e_last),
-                     next1.eq(e_next)]
+        m.d.sync += [self.col_valid.eq(self.take), off.eq(pos), adv1.eq(sel_adv), last1.eq(sel_last),
+                     next1.eq(sel_next)]
         words = Cat(r.data[:SLOT_BITS * P] for r in slot_r)
         counts = [r.data[SLOT_BITS * P:] for r in slot_r]
         # the column ends at byte ``end`` of its last beat: P when the next starts a new beat

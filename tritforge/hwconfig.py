@@ -74,8 +74,8 @@ class State(enum.Enum):
 #: issue stage as a depth-D beat from cycle x + GEARBOX_CYCLES (the taken column's beats,
 #: its bytes rotated to byte 0, its rows' offsets, its planes assembled, the beat queue).
 #: The cycle models (sim.varmodel, sim.varstep) read GEARBOX_CYCLES.
-GEARBOX_TAKE_CYCLES = 5
-GEARBOX_CYCLES = 10
+GEARBOX_TAKE_CYCLES = 4
+GEARBOX_CYCLES = 9
 #: beats the gearbox may hold between taking a column and the issue stage accepting it:
 #: one per cycle of the loop "take, offer, accept, free again", so that one column a cycle
 #: goes at T = 1 and the gearbox never delays a beat the models would issue.
