@@ -207,15 +207,15 @@ class ColumnFinder(wiring.Component):
         sel_next, sel_adv, sel_last = self._fields(Array(r.data for _, r in ent_mem)[pos])
         sel_valid = Array(ent_valid)[rd[:A]].bit_select(pos, 1)
         sel_pad = Array(ent_pad)[rd[:A]].bit_select(pos, 1)
-        complete, move, gone = Signal(), Signal(), Signal(range(self.adv_max + 2))
+        complete, move, gone = Signal(), Signal(), Signal(range(self.adv_max + 1))
         m.d.comb += [complete.eq(sel_valid & (sel_pad | more.bit_select(sel_last, 1))),
                      self.take.eq(complete & ~sel_pad & self.room),
                      move.eq(complete & (sel_pad | self.room)),
                      gone.eq(Mux(move, Mux(sel_pad, 1, sel_adv), 0))]
         # the next state for each number of beats the loop may leave, selected by ``gone``
         with m.Switch(gone):
-            for g in range(self.adv_max + 2):
-                with m.Case(g) if g < self.adv_max + 1 else m.Default():
+            for g in range(self.adv_max + 1):
+                with m.Case(g) if g < self.adv_max else m.Default():
                     after = avail + v3 - g
                     m.d.sync += [rd.eq(rd + g), avail.eq(after),
                                  more.eq(Cat(after > k for k in range(self.span)))]
