@@ -257,8 +257,9 @@ def quantize_groups(wg: np.ndarray, shape: tuple[int, int], d: int,
     hi = top / L
     if not (scales > 0).any():
         # every candidate's squared error underflowed in float32 (|w| ~ 1e-38, found by
-        # hypothesis), so every group chose scale 0: take the top level for all groups
-        scales = np.full_like(scales, hi)
+        # hypothesis), so every group chose scale 0: take the top level for all groups (in
+        # float64: the top level of a subnormal matrix, 1e-45 / L, is 0 in float32)
+        scales = np.full(scales.shape, hi)
     if mode == "tritllm-v2":
         # min(.., hi): a float32 group scale can round just above the float64 top
         cb = Codebook(min(max(float(scales[scales > 0].min()), lo_floor(hi)), hi), hi)

@@ -55,6 +55,17 @@ def test_levels_bounded_and_dequantization_close(w, d, mode):
     assert np.all(np.abs(w - deq)[inside] <= s[inside] * 0.5 * (1 + 1e-4) + 1e-7)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("d", layout.DEPTHS)
+def test_subnormal_matrix(d, mode):
+    """A matrix of the smallest float32 subnormal (its top level 1e-45 / L is 0 in float32,
+    found by hypothesis): quantized at the top level, dequantized within half a step."""
+    w = np.array([[1e-45, -1e-45]], np.float32)
+    t = quantize_matrix(w, d, mode)
+    assert np.abs(t.q[0, :2]).tolist() == [layout.max_level(d)] * 2
+    assert np.all(np.abs(t.dequantize() - w) <= 1e-45)
+
+
 def test_zero_matrix_and_zero_groups():
     t = quantize_matrix(np.zeros((3, 32), np.float32), 2)
     assert not t.q.any() and not t.k.any()
