@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import TritforgeError
+from ..hw.replica import KEEP_PREFIX
 
 #: the hard blocks a plan places, by cell type
 BLOCK_TYPES = ("DP16KD", "MULT18X18D")
@@ -68,7 +69,7 @@ DEVICES = {
 _MODULE = re.compile(r"^module \\(\S+)$")
 _CELL = re.compile(r"^\s*cell \\(\S+) \\(\S+)$")
 #: the kept module of a group below the engine: an array's engine or a lockstep slice
-_GROUP = re.compile(r"^(top\.engine\.keep_(?:engine|slice)\d+)(?:\.|$)")
+_GROUP = re.compile(rf"^(top\.engine\.{re.escape(KEEP_PREFIX)}(?:engine|slice)\d+)(?:\.|$)")
 
 
 def hard_blocks(rtlil_text: str) -> list[tuple[str, str, str]]:

@@ -37,7 +37,8 @@ a slot is free (from registers).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+import numpy as np
+from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -56,9 +57,11 @@ SLOT_BITS = 2 * layout.TRITS_PER_BYTE + 1
 
 
 def column_lengths(cfg: HwConfig) -> list[int]:
-    """A column's bytes by the sum of its R depths (0..R*D)."""
-    return [layout.packed_bytes(layout.VAR_HEADER_TRITS * cfg.rows + layout.GROUP * s)
-            for s in range(cfg.rows * cfg.depth + 1)]
+    """A column's bytes by the sum of its R depths (0..R*D): ``layout.var_column_bytes``
+    depends on the sum only."""
+    sums = np.zeros((cfg.rows * cfg.depth + 1, cfg.rows), dtype=np.int64)
+    sums[:, 0] = np.arange(cfg.rows * cfg.depth + 1)
+    return layout.var_column_bytes(sums).tolist()
 
 
 def depth_digit(digits, header_trit: int):
@@ -97,30 +100,28 @@ class ColumnFinder(wiring.Component):
         self.head = layout.var_header_bytes(cfg.rows)
         self.lengths = column_lengths(cfg)
         self.adv_max = (self.P - 1 + max(self.lengths)) // self.P
+        #: an entry's fields: next offset, beats advanced, beat of the last byte
+        self.field_shapes = (Shape.cast(range(self.P)), Shape.cast(range(self.adv_max + 1)),
+                             Shape.cast(range(self.span)))
         super().__init__({"i": In(stream.Signature(payload_shape(mem_port(cfg)))), "room": In(1),
                           "take": Out(1), "col_valid": Out(1),
                           "words": Out(SLOT_BITS * self.P * self.span), "offset": Out(range(self.P)),
                           "length": Out(range(max(self.lengths) + 1)), "cross": Out(1)})
 
-    def _fields(self, value=None):
-        """An entry's fields (next offset, beats advanced, beat of the last byte): new
-        signals of their shapes, or their slices of a packed ``value``."""
-        widths = [len(Signal(range(self.P))), len(Signal(range(self.adv_max + 1))), len(Signal(range(self.span)))]
-        if value is None:
-            return [Signal(w) for w in widths]
+    def _fields(self, value):
+        """An entry's fields (``field_shapes``), sliced from a packed ``value``."""
         out, at = [], 0
-        for w in widths:
-            out.append(value[at:at + w])
-            at += w
+        for shape in self.field_shapes:
+            out.append(value[at:at + shape.width])
+            at += shape.width
         return out
 
     def _rom(self, m, o: int, s, name: str):
         """(next offset, beats advanced, beat of the last byte) of a column at byte offset
         o whose depths sum to ``s``: a constant table per offset."""
         P = self.P
-        nxt = Signal(range(P), name=f"{name}_next")
-        adv = Signal(range(self.adv_max + 1), name=f"{name}_adv")
-        last = Signal(range(self.span), name=f"{name}_last")
+        nxt, adv, last = (Signal(shape, name=f"{name}_{field}")
+                          for shape, field in zip(self.field_shapes, ("next", "adv", "last")))
         with m.Switch(s):                    # the largest sum as the default
             for v, n in enumerate(self.lengths):
                 with m.Case(v) if v < len(self.lengths) - 1 else m.Default():
@@ -140,7 +141,7 @@ class ColumnFinder(wiring.Component):
         slot_r = [slots.read_port() for _ in range(self.span)]
         # per offset o, a memory of every slot's entry at o (LUT RAM: written by one beat a
         # cycle, read at the take loop's slot); its valid and pad flags in flip-flops
-        entry_shape = unsigned(len(Cat(*self._fields())))
+        entry_shape = unsigned(sum(shape.width for shape in self.field_shapes))
         ent_mem = []
         for o in range(P):
             mem = Memory(shape=entry_shape, depth=N, init=[])

@@ -27,6 +27,9 @@ so the gearbox never delays a beat the cycle models issue.
 """
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -47,13 +50,6 @@ TAKE_TO_OFFER = 5
 
 def beat_out_layout(cfg: HwConfig) -> data.StructLayout:
     return data.StructLayout({"beat": unsigned(8 * cfg.beat_bytes), "bad": 1})
-
-
-def _or(values):
-    out = values[0]
-    for v in values[1:]:
-        out = out | v
-    return out
 
 
 def _times(v, c: int):
@@ -143,7 +139,7 @@ class Gearbox(wiring.Component):
             planes = []
             for j in range(D):
                 starts = [layout.VAR_HEADER_TRITS * R + G * (p + j) for p in range(r * D + 1)]
-                plane = _or([Mux(at[r][p], Cat(digit[t:t + G]), 0) for p, t in enumerate(starts)])
+                plane = reduce(operator.or_, [Mux(at[r][p], Cat(digit[t:t + G]), 0) for p, t in enumerate(starts)])
                 planes.append(Mux(keep[r][j], plane, zero))
             rows.append(Cat(*digit[h + 1:h + 1 + layout.SCALE_TRITS], *planes))
         asm = Signal(len(Cat(*rows)))
