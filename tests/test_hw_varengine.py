@@ -13,6 +13,7 @@ from tritforge.codec import golden, layout
 from tritforge.errors import TritforgeError
 from tritforge.hw.columnfinder import ColumnFinder
 from tritforge.hw.gearbox import Gearbox
+from tritforge.hw.verif.varjob import mem_beats
 from tritforge.hw.varengine import VarDepthEngine
 from tritforge.hwconfig import HwConfig
 from tritforge.sim import varmodel
@@ -36,19 +37,15 @@ def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000, aligned=False, pad=0xFF
     cycle ``mem_start`` at ``rate`` bytes a cycle, ``res`` always ready. Returns the issue
     cycles (engine ``w`` handshakes), the result beats (cycle, vector, acc, last), the
     cycles ``err`` was high and the cycles ``mem`` was not ready while it offered bytes.
-    The memory offers a beat every cycle: the stream's next (``mem_bytes`` bytes, the last
-    partial) when ``floor((m + 1) rho)`` beats are due after m beats taken, else one of
-    ``count = 0``. ``aligned``: each job's stream starts a beat of its own (the job before
+    The memory offers ``hw.verif.varjob.mem_beats``' items, one a cycle. ``aligned``: each job's stream starts a beat of its own (the job before
     ends in a partial beat, its bytes after ``count`` all ``pad``)."""
     dut = VarDepthEngine(cfg)
     t0 = jobs[0][0]
     cb = t0.codebook
     words = [layout.codebook_word(int(m), int(s), cfg.mant_bits)
              for m, s in zip(cb.mantissa, cb.left_shift)]
-    stream = np.concatenate([d for _, _, d in jobs])
-    P, rho = cfg.mem_bytes, varmodel.beat_rate(cfg, rate)
-    pieces = [d for _, _, d in jobs] if aligned else [stream]
-    beats = [d[i:i + P] for d in pieces for i in range(0, d.size, P)]
+    streams = [d for _, _, d in jobs] if aligned else [np.concatenate([d for _, _, d in jobs])]
+    offers = mem_beats(cfg, streams, rate)
     acts = [layout.pack_activation_group(x[v, 16 * g:16 * g + 16])
             for _, x, _ in jobs for v in range(cfg.vectors) for g in range(x.shape[1] // 16)]
     ng = -(-IN_FEATURES // 16)
@@ -58,7 +55,7 @@ def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000, aligned=False, pad=0xFF
     sim.add_clock(1e-8)
 
     async def bench(ctx):
-        sent, acc_at, act_i, delivered, m = 0, None, 0, 0, 0
+        sent, acc_at, act_i, m = 0, None, 0, 0
         for cycle in range(max_cycles):
             ctx.set(dut.cb.valid, cycle < len(words))
             if cycle < len(words):
@@ -69,15 +66,12 @@ def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000, aligned=False, pad=0xFF
             ctx.set(dut.cmd.payload, cmd)
             ctx.set(dut.act.valid, act_i < len(acts))
             ctx.set(dut.act.payload, acts[act_i] if act_i < len(acts) else 0)
-            mem_on = cycle >= mem_start and delivered < len(beats)
-            n = 0
+            mem_on = cycle >= mem_start and m < len(offers)
             if mem_on:
-                due = min(len(beats), (m + 1) * rho.numerator // rho.denominator) > delivered
-                chunk = np.full(P, pad, np.uint8)
-                if due:
-                    n = beats[delivered].size
-                    chunk[:n] = beats[delivered]
-                ctx.set(dut.mem.payload, {"data": int.from_bytes(chunk.tobytes(), "little"), "count": n})
+                chunk = np.full(cfg.mem_bytes, pad, np.uint8)
+                chunk[:offers[m].size] = offers[m]
+                ctx.set(dut.mem.payload, {"data": int.from_bytes(chunk.tobytes(), "little"),
+                                          "count": offers[m].size})
             ctx.set(dut.mem.valid, mem_on)
             ctx.set(dut.res.ready, 1)
             if offer and ctx.get(dut.cmd.ready):
@@ -86,7 +80,7 @@ def run_rtl(cfg, jobs, rate, mem_start, max_cycles=4000, aligned=False, pad=0xFF
                 act_i += 1
             if mem_on:
                 if ctx.get(dut.mem.ready):
-                    delivered, m = delivered + (n > 0), m + 1
+                    m += 1
                 else:
                     out["stall"].append(cycle)
             if ctx.get(dut.engine.w.valid) and ctx.get(dut.engine.w.ready):

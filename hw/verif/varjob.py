@@ -60,6 +60,24 @@ class VarJob:
         return bad
 
 
+def mem_beats(cfg: HwConfig, streams, rate) -> list:
+    """What the models' memory offers on ``mem``, one item a cycle, the next when one is
+    taken: each of ``streams`` (byte arrays) cut into beats of ``mem_bytes`` (its last
+    partial; the next stream starts a beat of its own), a beat when ``floor((m+1) rho)``
+    are due after m items taken (``sim.varmodel.beat_rate``), else an empty one
+    (``count = 0``)."""
+    P, rho = cfg.mem_bytes, varmodel.beat_rate(cfg, rate)
+    beats = [s[i:i + P] for s in streams for i in range(0, len(s), P)]
+    out, sent = [], 0
+    while sent < len(beats):
+        if (len(out) + 1) * rho.numerator // rho.denominator > sent:
+            out.append(beats[sent])
+            sent += 1
+        else:
+            out.append(beats[0][:0])
+    return out
+
+
 def var_stream_job(cfg: HwConfig, t: TritTensor, blocks: list, rate, expected=None) -> VarJob:
     """The job of ``len(blocks)`` commands of matrix ``t`` (each block: T int8 activation
     vectors of ``t.in_padded``), the first writing the codebook into bank 0, at ``rate``
@@ -70,7 +88,6 @@ def var_stream_job(cfg: HwConfig, t: TritTensor, blocks: list, rate, expected=No
     rate = varmodel.stream_rate(rate)
     if rate > cfg.mem_bytes:
         raise ValueError(f"stream rate {rate} bytes a cycle: the mem port carries {cfg.mem_bytes}")
-    P, rho = cfg.mem_bytes, varmodel.beat_rate(cfg, rate)
     out = t.shape[0]
     ports = by_name(var_engine_ports(cfg))
     gd = t.group_depth if t.variable else np.full(t.k.shape, t.depth, np.uint8)
@@ -87,12 +104,8 @@ def var_stream_job(cfg: HwConfig, t: TritTensor, blocks: list, rate, expected=No
     act = [layout.pack_activation_group(x[v, 16 * g:16 * g + 16])
            for x in blocks for v in range(cfg.vectors) for g in range(ng)]
     stream = np.tile(data, n)
-    mem, sent, m = [], 0, 0
-    while sent < stream.size:
-        due = (m + 1) * rho.numerator // rho.denominator > sent // P
-        beat = stream[sent:sent + P] if due else stream[:0]
-        mem.append(ports["mem"].pack({"data": int.from_bytes(beat.tobytes(), "little"), "count": beat.size}))
-        sent, m = sent + beat.size, m + 1
+    mem = [ports["mem"].pack({"data": int.from_bytes(b.tobytes(), "little"), "count": b.size})
+           for b in mem_beats(cfg, [stream], rate)]
     job = {"inputs": {"cb": cbw, "cmd": [cmd] * n, "act": act, "mem": mem},
            "outputs": {"res": n * tiles * cfg.vectors}, "flags": ["err", "busy"]}
     # a paced source offers its first beat in cycle latency + 1 (streams.Pace)
