@@ -103,6 +103,44 @@ def test_signal_mid_command_exits_128_plus_signum_and_leaves_nothing(tmp_path, s
     assert sorted(os.listdir(tmp_path)) == ["r.json"] and (tmp_path / "r.json").read_text() == "old\n"
 
 
+def test_signal_inside_a_finalizer_still_interrupts_the_command_quietly(capsys):
+    """The handler's exception cannot leave a finalizer (Python would print it as "Exception
+    ignored in" and go on): the command is still interrupted, in the code after it, with
+    nothing on stderr but the CLI's line."""
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):        # the handler runs here, inside the finalizer
+                pass
+
+    signals, reached = cli._Signals(), []
+    with pytest.raises(atomic.Interrupted) as exc:
+        with signals.installed(restore=True):
+            Finalized()
+            time.sleep(5)               # the signal comes back and ends the sleep
+            reached.append(True)
+    assert exc.value.signum == signal.SIGTERM and reached == []
+    assert capsys.readouterr().err == ""
+
+
+def test_interrupt_a_library_turned_into_its_own_error_is_still_an_interrupt(tmp_path, monkeypatch, capsys):
+    """matplotlib's renderer, interrupted inside a draw, raises ValueError instead."""
+    def run(args):
+        _write(str(tmp_path / "out.txt"), "x")
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except atomic.Interrupted:
+            raise ValueError("Invalid bounding box") from None
+
+    parser = cli.Parser(prog="tritforge")
+    parser.set_defaults(_run=run, command="draw")
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main([]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "tritforge draw: interrupted by SIGTERM; no output was written\n"
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_while_the_console_script_imports_is_one_line(tmp_path, sig):
     """A signal after ``tritforge.cli`` started importing but before ``main`` runs is

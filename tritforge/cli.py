@@ -9,7 +9,9 @@ Each command runs inside one output transaction (``atomic.transaction``): its ou
 staged and appear only when it returns successfully. SIGINT and SIGTERM raise
 ``atomic.Interrupted`` in the command (the first one; later ones are only recorded), which
 removes the staging folders on its way out; the CLI then prints one line and exits with
-128 + the signal number (130, 143).
+128 + the signal number (130, 143). So it ends too when a library turns the interrupt into
+an error of its own, or when the signal lands in a finalizer, where Python cannot raise it
+(it is delivered again a moment later).
 """
 from __future__ import annotations
 
@@ -75,15 +77,37 @@ class _Signals:
 
     def __init__(self):
         self.signum = None
+        self._redeliver = False
 
     def __call__(self, signum, frame):
-        first = self.signum is None
+        # a redelivered signal raises unless an interrupt is already on its way out
+        first = self.signum is None or (self._redeliver and not isinstance(sys.exception(), KeyboardInterrupt))
+        self._redeliver = False
         self.signum = self.signum or signum
         tx = atomic.active()
         if tx is not None:
             tx.interrupted = self.signum      # it will never commit
         if first:
             raise atomic.Interrupted(signum)
+
+    def settle(self) -> None:
+        """The command has ended: a signal still to be delivered again is only recorded."""
+        self._redeliver = False
+
+    def _unraisable(self, previous):
+        """An ``Interrupted`` raised where Python cannot propagate it (a finalizer or weakref
+        callback, e.g. matplotlib's during a garbage collection) is not printed: the signal
+        is delivered again a moment later (from a timer thread, so that the handler does not
+        run inside this hook), and the handler raises it in the code running then."""
+        def hook(unraisable):
+            if isinstance(unraisable.exc_value, atomic.Interrupted):
+                self._redeliver = True
+                timer = threading.Timer(0.02, signal.raise_signal, (unraisable.exc_value.signum,))
+                timer.daemon = True
+                timer.start()
+            else:
+                previous(unraisable)
+        return hook
 
     @contextlib.contextmanager
     def installed(self, restore: bool):
@@ -94,9 +118,11 @@ class _Signals:
             yield
             return
         saved = {s: signal.signal(s, self) for s in _SIGNALS}
+        hook, sys.unraisablehook = sys.unraisablehook, self._unraisable(sys.unraisablehook)
         try:
             yield
         finally:
+            sys.unraisablehook = hook
             for s, h in saved.items():
                 signal.signal(s, h if restore else signal.SIG_IGN)
 
@@ -122,13 +148,22 @@ def main(argv: list[str] | None = None) -> int:
                 with atomic.transaction() as tx:
                     rc = int(args._run(args) or 0)
                 if signals.signum is not None:       # swallowed by a library: still an interrupt
+                    signals.settle()
                     raise atomic.Interrupted(signals.signum)
                 return rc
             except TritforgeError as exc:
                 print(f"{name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
                 return 2
             except KeyboardInterrupt as exc:
+                signals.settle()
                 return _interrupted(name, getattr(exc, "signum", signals.signum), tx)
+            except Exception:
+                # a library that turned the handler's exception into its own error (matplotlib's
+                # renderer raises ValueError when interrupted inside a draw): still an interrupt
+                if signals.signum is None:
+                    raise
+                signals.settle()
+                return _interrupted(name, signals.signum, tx)
     except KeyboardInterrupt:      # a second signal while the first was being handled
         return _interrupted(name, signals.signum, tx)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
