@@ -4,8 +4,9 @@ A board file fixes what the estimator needs to turn cycles and bytes into second
 joules: the array clock and size (R rows per engine, ``engines`` engines side by side, T
 vectors), the memory (``[memory]``: type, data rate, bus width, channels, row size,
 capacity, background power; ``sim.memory`` turns them into peak and sustained bandwidth),
-the board's static power, whether the host shares the memory bus, and the default energy
-table. Every figure has a source: a ``<field>_source`` key beside it (or, for a whole
+the board's static power, whether the host shares the memory bus, the host processor that
+runs a host-side lm_head (``[host]``, optional: cores, clock, MACs per cycle and, where a
+figure is known, its own read rate from the shared memory) and the default energy table. Every figure has a source: a ``<field>_source`` key beside it (or, for a whole
 table, a ``[source]`` table with the same keys). The board document (``tritforge.documents.board.BoardDoc``)
 owns the file's rules; ``load_board`` refuses a file that breaks them with one line naming
 the file and the field path.
@@ -34,6 +35,21 @@ DEFAULT_BOARD = "kv260"
 
 
 @dataclass(frozen=True)
+class HostCpu:
+    """The board's host processor as the board file's ``[host]`` gives it: what a host-side
+    lm_head ("host-fp16") costs when it reads from the board's shared memory."""
+
+    cores: int
+    clock_mhz: float
+    macs_per_cycle: float            #: per core, for a weight-streaming GEMV
+    read_gbs: float | None = None    #: the host's own sustained read rate; None: not known
+
+    @property
+    def macs_per_s(self) -> float:
+        return self.cores * self.clock_mhz * 1e6 * self.macs_per_cycle
+
+
+@dataclass(frozen=True)
 class Board:
     name: str                  #: board key (file stem)
     title: str                 #: the board's full name
@@ -51,6 +67,7 @@ class Board:
     host_shares_memory: bool = False   #: the host's memory traffic uses the same bus
     energy_table: str = "horowitz-45nm.toml"   #: default energy table of this board
     mem: MemorySystem | None = None            #: the memory model (None: peak only, 100 %)
+    host: HostCpu | None = None                #: the host processor ([host]; None: not described)
     path: str = ""
     sources: dict = field(default_factory=dict, repr=False)
 
@@ -84,7 +101,8 @@ class Board:
         return self.memory_system().peak_gbs * self.memory_system().efficiency()
 
     def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "mem"}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("mem", "host")}
+        d["host"] = dataclasses.asdict(self.host) if self.host is not None else None
         d["memory_model"] = self.memory_system().to_dict()
         d["sustained_gbs"] = self.sustained_gbs
         d["total_rows"] = self.total_rows
@@ -132,6 +150,9 @@ def board_from_dict(data: dict, path: str = "<dict>") -> Board:
                         channels=mem.channels, row_bytes=mem.row_bytes, capacity_bytes=mem.capacity_bytes,
                         background_w=float(mem.background_w))
     sources = doc.sources()
+    host = None if doc.host is None else HostCpu(
+        cores=doc.host.cores, clock_mhz=float(doc.host.clock_mhz), macs_per_cycle=float(doc.host.macs_per_cycle),
+        read_gbs=None if doc.host.read_gbs is None else float(doc.host.read_gbs))
     summary = "; ".join(f"{k}: {v}" for k, v in sources.items()
                         if k in ("memory.type", "memory.data_rate_mts", "static_w", "rows"))
     return Board(name=doc.name.strip().lower(), title=doc.title, clock_mhz=float(doc.clock_mhz),
@@ -139,7 +160,7 @@ def board_from_dict(data: dict, path: str = "<dict>") -> Board:
                  rows=doc.rows, vectors=doc.vectors, max_in_features=doc.max_in_features,
                  notes=doc.notes, source=summary, engines=doc.engines, static_w=float(doc.static_w),
                  host_shares_memory=doc.host_shares_memory, energy_table=doc.energy_table, mem=msys,
-                 path=path, sources=sources)
+                 host=host, path=path, sources=sources)
 
 
 def load_board(spec: str) -> Board:

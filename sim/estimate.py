@@ -23,8 +23,9 @@ One decode token at context N (``project``), as the schedule of one layer, repea
   then once per token: the embedding row and the final norm (vector), the lm_head
   (``AccelConfig.lm_head``: "int8" on the attention unit, V H + V scale bytes; "ternary" on
   the engine at the config's depth; "host-fp16" 2 V H bytes, on this memory bus when the
-  board's host shares it, else on the host and outside the board's figures) and the logits
-  leaving the chip.
+  board's host shares it, taking max(bytes at the host's read rate, V H MACs at the host's
+  MAC rate) from the board file's ``[host]`` (``host_lm_head``), after the layers; else on
+  the host and outside the board's figures) and the logits leaving the chip.
     A stage waits for its input (one token is a chain of dependencies), so stages do not
     overlap each other; inside a stage the unit computes while its bytes stream, so a stage
     takes max(compute, memory). tokens/s = 1 / sum of stage times; the compute-only and
@@ -584,14 +585,38 @@ def lm_head_stage(shape: dict, acc: AccelConfig, hw: HwConfig, board: Board, tab
                 "resident_bytes": row["weight_bytes"], "stage": st}
     wbytes = 2 * V * H
     if board.host_shares_memory:
-        mem_s = board.memory_system().transfer_s(wbytes)
+        host = host_lm_head(board, V, H, wbytes)
         energy = table.unit_energy_pj({"lm_head_bytes": wbytes}, board.memory, hw)
-        st = _stage("lm_head (host-fp16, shared memory bus)", "lm_head", 0.0, mem_s, energy, 0, wbytes, 0)
+        st = _stage("lm_head (host-fp16, shared memory bus)", "lm_head", host["compute_s"], host["read_s"], energy,
+                    0, wbytes, 0)
         return {"where": where, "bytes": wbytes, "out_bytes": 0, "on_bus": True, "resident_bytes": wbytes,
-                "stage": st, "note": "host computes in fp16; its weight stream shares the board's memory bus"}
+                "stage": st, "host": host,
+                "note": "host computes in fp16 after the layers; its weight stream shares the board's memory bus"}
     return {"where": where, "bytes": wbytes, "out_bytes": 0, "on_bus": False, "resident_bytes": 0,
             "stage": _stage("lm_head (host-fp16, host memory)", "lm_head", 0.0, 0.0, {}, 0),
             "note": "host computes in fp16 from its own memory: not in the board's time or energy"}
+
+
+def host_lm_head(board: Board, V: int, H: int, wbytes: int) -> dict:
+    """A host-side lm_head reading ``wbytes`` from the board's shared memory: its read time
+    at the host's own read rate (the board file's ``[host] read_gbs``; never faster than the
+    memory's sustained rate) and its compute time at the host's MAC rate (cores x clock x
+    MACs per cycle); the stage takes the larger. Without a ``[host]`` table no compute time
+    is charged, and without ``read_gbs`` the host reads at the memory's sustained rate: both
+    are lower bounds on the host's time, and the result says which figures it had."""
+    mem = board.memory_system()
+    bus_s = mem.transfer_s(wbytes)
+    hc = board.host
+    macs = V * H
+    read_s, rate = bus_s, "the memory's sustained rate: no host read rate in the board file"
+    if hc is not None and hc.read_gbs is not None and wbytes / (hc.read_gbs * 1e9) > bus_s:
+        read_s, rate = wbytes / (hc.read_gbs * 1e9), "the host's own, [host] read_gbs"
+    compute_s = macs / hc.macs_per_s if hc is not None else 0.0
+    return {"macs": macs, "read_s": read_s, "compute_s": compute_s, "read_rate": rate,
+            "read_gbs": wbytes / read_s / 1e9 if read_s else None,
+            "macs_per_s": hc.macs_per_s if hc is not None else None,
+            "bound": "compute" if compute_s > read_s else "memory",
+            "schedule": "after the last layer (the host waits for the final norm's output), not overlapped"}
 
 
 def memory_fit(shape: dict, board: Board, weight_bytes: int, lm: dict, acc: AccelConfig, limit: int,
