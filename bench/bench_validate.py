@@ -79,12 +79,15 @@ ANCHORS = [
                            "README directory listing: on_board_test/src/neon_lm_head, 'NEON-optimized LM head'); "
                            "the A53s share the one DDR4 controller with the PL (kv260 board file, DS987), so "
                            "its weights stream on the board's bus: tool placement host-fp16 (fp16 weights: "
-                           "assumption; the tool prices the host's bytes, not the A53s' compute time)",
+                           "assumption), after the layers, for max(bytes at the A53s' read rate, MACs at "
+                           "their NEON rate) from the kv260 board file's [host] (4 cores, <= 1500 MHz, 2 fp32 "
+                           "MACs per cycle, each cited there)",
                 "power": "5 W is the stated power budget (abstract), an upper bound of the measurement"},
-     "not_expressed": "the lm_head runs on the A53 cores (NEON): the tool's host-fp16 placement charges its "
-                      "98 MB at the board's sustained DDR4 rate and no host compute time; the A53s' own read "
-                      "rate from the shared DDR4 and their NEON MAC rate have no board knob (and no figure "
-                      "was readable here); and the TLMM table-lookup engine's lookups per cycle are not R x 16 MACs (the "
+     "not_expressed": "the lm_head runs on the A53 cores (NEON), priced from the kv260 board file's [host]: "
+                      "their MAC rate is cited (an upper bound: no fp16-to-fp32 widening charged, the family's "
+                      "top clock), but no measured figure for the A53 cluster's own read rate from the shared "
+                      "DDR4 was found, so the host reads at the memory's sustained rate, a lower bound on its "
+                      "time; and the TLMM table-lookup engine's lookups per cycle are not R x 16 MACs (the "
                       "tool has no table-lookup engine model; its count was not readable here)"},
     {"name": "Li et al. (KV260, bare metal)",
      "cite": "Li et al., arXiv 2502.10659, abstract: LLaMA2-7B, about 5 tokens/s at 85 % of the bandwidth bound, "
@@ -117,6 +120,11 @@ def _within(r, target) -> bool:
 def _tokens_term(r: dict) -> str:
     pt = r["per_token"]
     units = ", ".join(f"{u} {pt['units'][u]['time_s'] * 1e3:.2f}" for u in ("engine", "attention", "vector", "lm_head"))
+    host = r["lm_head"].get("host")
+    if host is not None:
+        units += (f"; lm_head on the host: read {host['read_s'] * 1e3:.2f} ms at {host['read_gbs']:.1f} GB/s "
+                  f"({host['read_rate']}), compute {host['compute_s'] * 1e3:.2f} ms at "
+                  f"{host['macs_per_s'] / 1e9:.1f} GMAC/s, after the layers")
     if pt["bound"] == "compute":
         u = max(("engine", "attention", "vector", "lm_head"), key=lambda k: pt["units"][k]["compute_s"])
         return (f"compute: the {u} ({pt['units'][u]['compute_s'] * 1e3:.2f} ms of "
