@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
 
 
 def measure(args) -> int:
-    from tritforge.sim import boards, driver
+    from tritforge.sim import boards, driver, generation, patching
     from tritforge.sim.hwlinear import HwLinear, HwRecorder
 
     board = boards.get_board(args.board)
@@ -44,13 +44,13 @@ def measure(args) -> int:
     t0 = time.perf_counter()
     model, tok, where = driver.load_model("default")
     t_load = time.perf_counter() - t0
-    linears = driver.linear_layers(model)
+    linears = patching.linear_layers(model)
     t0 = time.perf_counter()
-    tensors = driver.quantize_layers(linears, 2, "tritllm-v2", progress=False)
+    tensors = patching.quantize_layers(linears, 2, "tritllm-v2", progress=False)
     t_quant = time.perf_counter() - t0
     weights = sum(t.shape[0] * t.shape[1] for t in tensors.values())
     rec = HwRecorder(cfg, error_phases=())
-    driver.patch_model(model, tensors, rec)
+    patching.patch_model(model, tensors, rec)
 
     hw_time = [0.0]
     real = HwLinear.hardware
@@ -65,16 +65,16 @@ def measure(args) -> int:
 
     HwLinear.hardware = timed
     # warm-up (prepares the cycle model's per-matrix cache), then the measured run
-    driver.generate(model, tok, rec, "Hi", 2, progress=False)
+    generation.generate(model, tok, rec, "Hi", 2, progress=False)
     hw_time[0] = 0.0
-    gen = driver.generate(model, tok, rec, args.prompt, args.tokens, progress=False)
+    gen = generation.generate(model, tok, rec, args.prompt, args.tokens, progress=False)
     hw_decode = hw_time[0]
     HwLinear.hardware = real
     prefill_cycles = sum(st.cycles for st in rec.phase_stats("prefill").values())
     decode_cycles = sum(st.cycles for st in rec.phase_stats("decode").values()) / gen.decode_steps
 
     rec.set_mode("dequant")
-    ref = driver.generate(model, tok, rec, args.prompt, args.tokens, progress=False)
+    ref = generation.generate(model, tok, rec, args.prompt, args.tokens, progress=False)
     rec.set_mode("hw")
 
     steps = gen.decode_steps

@@ -460,3 +460,110 @@ def _gguf_tensors(path: str, folder: str, name: str, cls) -> dict:
                              f"({_first_line(exc)})") from None
     state = model.state_dict()
     return {n: t.detach() for n, t in remove_tied_weights_from_state_dict(state, model).items()}
+
+
+# --- the model a run executes -------------------------------------------------------------
+
+def model_location(spec: str) -> tuple[str, str | None]:
+    """(folder, gguf file name or None) of a model given as a path or ``default``."""
+    path = resolve_model(spec)
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise TritforgeError(f"{path}: no config.json; expected a Hugging Face model folder or a .gguf file")
+        return path, None
+    if not os.path.isfile(path):
+        raise TritforgeError(f"{path}: no such model file or folder")
+    if not path.lower().endswith(".gguf"):
+        raise TritforgeError(f"{path}: expected a .gguf file or a Hugging Face model folder")
+    return os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+
+
+def check_causal_lm(folder: str, kw: dict, where: str, families=None, hint: str = "") -> None:
+    """Refuse, before any weight is read, a model ``tritforge run`` cannot run: one that is
+    not a decoder-only causal LM (an encoder such as BERT, an encoder-decoder), or, with
+    ``families``, a model type outside them (``hint`` says what to do instead). One line
+    naming the architecture and the class transformers reads it as."""
+    from transformers import AutoConfig
+
+    if not kw:                        # a folder: its model_type must be one transformers knows
+        cfg_path = os.path.join(folder, "config.json")
+        raw = read_json(cfg_path, "model config (an HF config.json)")
+        check_known_architecture(raw.get("model_type"), cfg_path)
+    try:
+        config = AutoConfig.from_pretrained(folder, **kw)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TritforgeError(f"{where}: cannot read its config ({str(exc).splitlines()[0]})") from None
+    arch = getattr(config, "model_type", None)
+    try:
+        cls = model_class(config, where)
+    except TritforgeError:
+        cls = None
+    if cls is None or not is_causal_lm(cls) or getattr(config, "is_encoder_decoder", False):
+        what = f"not a decoder-only causal LM ({cls.__name__})" if cls else "not a model transformers can build"
+        raise TritforgeError(f"{where}: architecture {arch!r} is {what}; tritforge run runs decoder-only "
+                             f"causal LMs (tritforge quantize and inspect take it)")
+    if families is not None and arch not in families:
+        raise TritforgeError(f"{where}: architecture {arch!r}: {hint or 'expected one of ' + ', '.join(families)}")
+
+
+def load_model(spec: str, progress: bool = False, families=None, hint: str = ""):
+    """The stock transformers model (float32, eval mode) and tokenizer -> (model, tokenizer, path).
+
+    ``progress``: show transformers' own loading bars. ``families``, ``hint``: the model
+    types the caller can run, if not every decoder-only causal LM (:func:`check_causal_lm`).
+    A packed model folder
+    (``codec.packedmodel``) loads through the tritforge quantizer with nothing else; its
+    ``TritLinear`` modules are then turned into ``nn.Linear`` holding the dequantized
+    float32 weights (the stand-in for the source the quality figures compare against), and
+    their matrices are kept in ``model.tritforge_packed`` (weight name -> TritTensor) for
+    ``sim.patching.packed_layers``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    import torch
+
+    from .packedmodel import is_packed_model
+
+    folder, gguf = model_location(spec)
+    packed_folder = gguf is None and is_packed_model(folder)
+    if packed_folder:
+        from .. import hfquantizer
+
+        hfquantizer.register()
+    where = os.path.join(folder, gguf) if gguf else folder
+    kw = {"gguf_file": gguf} if gguf else {}
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    if not progress:
+        hf_logging.disable_progress_bar()
+    try:
+        check_causal_lm(folder, kw, where, families, hint)
+        try:
+            # transformers' GGUF loader draws its own tqdm bar, outside its progress-bar switch
+            quiet = contextlib.redirect_stderr(io.StringIO()) if gguf and not progress else contextlib.nullcontext()
+            with quiet:
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
+        except TritforgeError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            raise TritforgeError(f"{where}: cannot load the model ({str(exc).splitlines()[0]})") from None
+        try:
+            tok = AutoTokenizer.from_pretrained(folder, **kw)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TritforgeError(f"{where}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    model.eval()
+    if packed_folder:
+        from .tritlinear import trit_modules
+
+        packed = {}
+        for name, m in trit_modules(model).items():
+            packed[f"{name}.weight"] = m.trit_tensor(f"{where}: {name}")
+            model.set_submodule(name, m.to_linear(torch.float32))
+        model.tritforge_packed = packed
+    return model, tok, where

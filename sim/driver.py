@@ -2,12 +2,13 @@
 
 Steps of :func:`run` (the ``tritforge run`` command; docs/ARCHITECTURE.md):
 
-1. load the stock transformers model and its tokenizer (HF safetensors folder or GGUF):
-   any decoder-only causal LM on the linear-only path, the Llama and Qwen2 families on
-   the whole-layer path (:func:`check_runnable`);
+1. load the stock transformers model and its tokenizer (HF safetensors folder or GGUF,
+   ``codec.checkpoint.load_model``): any decoder-only causal LM on the linear-only path,
+   the Llama and Qwen2 families on the whole-layer path (:func:`load_model`);
 2. quantize every linear layer except the output embedding (``lm_head``) at the config's
    depth (a mixed config: a depth per group, ``codec.mixeddepth``, by the plain weight
-   error), or read the quantized matrices from a packed file (``codec.packfile``);
+   error), or read the quantized matrices from a packed file (``codec.packfile``;
+   ``sim.patching``);
    variable-depth matrices run on the variable-depth engine model (``sim.varmodel``, fed
    at the board's sustained bytes per cycle), the others on the uniform one;
 3. replace each of those ``nn.Linear`` with an :class:`~.hwlinear.HwLinear` that runs
@@ -18,10 +19,10 @@ Steps of :func:`run` (the ``tritforge run`` command; docs/ARCHITECTURE.md):
    hardware path, where everything after the embedding lookup runs through the integer
    contract of the vector and attention units (docs/NUMERIC.md) with its own int8 KV
    cache, parametrized by an ``AccelConfig`` (``RunOptions.accel``);
-4. generate greedily through the chosen path (the tokenizer's chat template when it has
+4. generate greedily (``sim.generation``) through the chosen path (the tokenizer's chat template when it has
    one). Prefill sends all prompt tokens through each matrix at once — the engine takes
    them T per weight fetch — and every decode step sends one token;
-5. quality on the bundled text: perplexity of the source model, of the dequantized float
+5. quality on the bundled text (``sim.quality.measure_paths``): perplexity of the source model, of the dequantized float
    model, of the linear-only hardware path and (``path = "layer"``) of the whole-layer
    hardware path, top-1 agreement and logit error of each against the source model, and
    per layer the error of the integer linear path against the float dequantized product;
@@ -38,27 +39,24 @@ on this machine.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
-import io
 import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
-from tqdm import tqdm
 
 from .. import __version__
-from ..codec import packfile
+from ..codec import checkpoint, packfile
+from ..codec.quantize import MODES, TritTensor
 from ..errors import TritforgeError
-from ..codec.quantize import MODES, TritTensor, quantize_matrix
 from ..hwconfig import HwConfig
-from .actions import Actions
 from . import varmodel
+from .actions import Actions
+from .generation import check_generation, generate
 from .hwlinear import HwLinear, HwRecorder, LayerStats
+from .patching import linear_layers, packed_layers, patch_model, quantize_layers
 
 #: the families whose decoder layers the whole-layer path (sim.hwlayer) runs; the linear
 #: path runs any decoder-only causal LM
@@ -182,338 +180,14 @@ def rtl_sample_cases(recorder: HwRecorder, layers: dict[str, HwLinear], rows: in
     return cases
 
 
-def _model_location(spec: str) -> tuple[str, str | None]:
-    """(folder, gguf file name or None) of a model given as a path or ``default``."""
-    from ..codec import checkpoint
-
-    path = checkpoint.resolve_model(spec)
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            raise TritforgeError(f"{path}: no config.json; expected a Hugging Face model folder or a .gguf file")
-        return path, None
-    if not os.path.isfile(path):
-        raise TritforgeError(f"{path}: no such model file or folder")
-    if not path.lower().endswith(".gguf"):
-        raise TritforgeError(f"{path}: expected a .gguf file or a Hugging Face model folder")
-    return os.path.dirname(os.path.abspath(path)), os.path.basename(path)
-
-
-def check_runnable(folder: str, kw: dict, where: str, path: str = "layer") -> None:
-    """Refuse, before any weight is read, a model ``tritforge run`` cannot run: one that is
-    not a decoder-only causal LM (an encoder such as BERT, an encoder-decoder), or, on the
-    whole-layer ``path``, a family outside :data:`ARCHS`. One line naming the architecture
-    and the class transformers reads it as."""
-    from transformers import AutoConfig
-
-    from ..codec import checkpoint
-    from ..jsonfile import read_json
-
-    if not kw:                        # a folder: its model_type must be one transformers knows
-        cfg_path = os.path.join(folder, "config.json")
-        raw = read_json(cfg_path, "model config (an HF config.json)")
-        checkpoint.check_known_architecture(raw.get("model_type"), cfg_path)
-    try:
-        config = AutoConfig.from_pretrained(folder, **kw)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TritforgeError(f"{where}: cannot read its config ({str(exc).splitlines()[0]})") from None
-    arch = getattr(config, "model_type", None)
-    try:
-        cls = checkpoint.model_class(config, where)
-    except TritforgeError:
-        cls = None
-    if cls is None or not checkpoint.is_causal_lm(cls) or getattr(config, "is_encoder_decoder", False):
-        what = f"not a decoder-only causal LM ({cls.__name__})" if cls else "not a model transformers can build"
-        raise TritforgeError(f"{where}: architecture {arch!r} is {what}; tritforge run runs decoder-only "
-                             f"causal LMs (tritforge quantize and inspect take it)")
-    if path == "layer" and arch not in ARCHS:
-        raise TritforgeError(f"{where}: architecture {arch!r}: the whole-layer hardware path covers "
-                             f"{', '.join(ARCHS)}; pass --path linear to run its Linears on the engine "
-                             f"and the rest of the model on the host")
-
-
 def load_model(spec: str, progress: bool = False, path: str = "layer"):
-    """The stock transformers model (float32, eval mode) and tokenizer -> (model, tokenizer, path).
-
-    ``progress``: show transformers' own loading bars. ``path``: the run's path, for
-    :func:`check_runnable` (the whole-layer path takes the families of :data:`ARCHS`, the
-    linear path any decoder-only causal LM). A packed model folder
-    (``codec.packedmodel``) loads through the tritforge quantizer with nothing else; its
-    ``TritLinear`` modules are then turned into ``nn.Linear`` holding the dequantized
-    float32 weights (the stand-in for the source the quality figures compare against), and
-    their matrices are kept in ``model.tritforge_packed`` (weight name -> TritTensor) for
-    :func:`packed_layers`.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    from ..codec.packedmodel import is_packed_model
-
-    folder, gguf = _model_location(spec)
-    packed_folder = gguf is None and is_packed_model(folder)
-    if packed_folder:
-        from .. import hfquantizer
-
-        hfquantizer.register()
-    where = os.path.join(folder, gguf) if gguf else folder
-    kw = {"gguf_file": gguf} if gguf else {}
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    if not progress:
-        hf_logging.disable_progress_bar()
-    try:
-        check_runnable(folder, kw, where, path)
-        try:
-            # transformers' GGUF loader draws its own tqdm bar, outside its progress-bar switch
-            quiet = contextlib.redirect_stderr(io.StringIO()) if gguf and not progress else contextlib.nullcontext()
-            with quiet:
-                model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kw)
-        except TritforgeError:
-            raise
-        except (OSError, ValueError, KeyError) as exc:
-            raise TritforgeError(f"{where}: cannot load the model ({str(exc).splitlines()[0]})") from None
-        try:
-            tok = AutoTokenizer.from_pretrained(folder, **kw)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise TritforgeError(f"{where}: cannot load the tokenizer ({str(exc).splitlines()[0]})") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-    model.eval()
-    if packed_folder:
-        from ..codec.tritlinear import trit_modules
-
-        packed = {}
-        for name, m in trit_modules(model).items():
-            packed[f"{name}.weight"] = m.trit_tensor(f"{where}: {name}")
-            model.set_submodule(name, m.to_linear(torch.float32))
-        model.tritforge_packed = packed
-    return model, tok, where
-
-
-def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
-    """Every nn.Linear the hardware runs: all of them except the output embedding."""
-    head = model.get_output_embeddings()
-    return {name: m for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and m is not head}
-
-
-def quantize_layers(layers: dict[str, nn.Linear], depth: int, mode: str,
-                    progress: bool = True, mixed=None) -> dict[str, TritTensor]:
-    """Every layer at ``depth``, or with ``mixed`` (a ``codec.mixeddepth.MixedConfig``) a
-    depth per group by its rule over these layers (``codec.modelquant.quantize_mixed``,
-    weighing the plain weight error: ``run`` has no calibration pass)."""
-    if mode not in MODES:
-        raise TritforgeError(f"mode {mode!r}: expected one of {MODES}")
-    if mixed is not None:
-        from ..codec.modelquant import quantize_mixed
-
-        weights = {n: lin.weight for n, lin in layers.items()}
-        return dict(quantize_mixed(weights, list(layers), [mixed], mode, None,
-                                   progress=progress)[mixed.name].tensors)
-    out = {}
-    for name, lin in tqdm(layers.items(), desc=f"quantize d={depth}", unit="matrix",
-                          disable=not progress, leave=False):
-        out[name] = quantize_matrix(lin.weight, depth, mode, name=name)
-    return out
-
-
-def packed_layers(path: str, layers: dict[str, nn.Linear], depth: int,
-                  tensors: dict[str, TritTensor] | None = None) -> dict[str, TritTensor]:
-    """The model's matrices from a packed file or packed model folder (or their already
-    read ``tensors``), checked against the model's layers."""
-    if tensors is None:
-        if os.path.isdir(path):
-            from ..codec.packedmodel import read_packed_model
-
-            tensors = read_packed_model(path).trit_tensors()
-        else:
-            tensors = packfile.read_packed(path)[0]
-    out = {}
-    for name, lin in layers.items():
-        t = tensors.get(f"{name}.weight", tensors.get(name))
-        if t is None:
-            raise TritforgeError(f"{path}: no quantized matrix for layer {name}")
-        if tuple(t.shape) != tuple(lin.weight.shape):
-            raise TritforgeError(f"{path}: {name} has shape {tuple(t.shape)}, "
-                                 f"the model's layer has {tuple(lin.weight.shape)}")
-        if t.depth != depth:
-            raise TritforgeError(f"{path}: {name} is quantized at d={t.depth}, the config asks for d={depth}")
-        out[name] = t
-    return out
-
-
-def patch_model(model: nn.Module, tensors: dict[str, TritTensor], recorder: HwRecorder,
-                keep_source: bool = True) -> dict[str, HwLinear]:
-    """Replace each named nn.Linear by an HwLinear (in place); returns the new modules."""
-    done = {}
-    for name, t in tensors.items():
-        parent_name, _, attr = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        lin = getattr(parent, attr)
-        if not isinstance(lin, nn.Linear):
-            raise TritforgeError(f"{name}: expected an nn.Linear, found {type(lin).__name__}")
-        hw = HwLinear(name, t, lin.bias, lin.weight if keep_source else None, recorder)
-        setattr(parent, attr, hw)
-        done[name] = hw
-    return done
-
-
-# --- generation --------------------------------------------------------------------------
-
-@dataclass
-class Generation:
-    prompt_ids: list[int]
-    new_ids: list[int]
-    text: str
-    prefill_wall_s: float
-    decode_wall_s: float
-    decode_steps: int          #: forward passes after the prefill (figures per token use these)
-
-
-def prompt_ids(tok, prompt: str) -> list[int]:
-    """Token ids of the prompt, through the tokenizer's chat template when it has one."""
-    if getattr(tok, "chat_template", None):
-        enc = tok.apply_chat_template([{"role": "user", "content": prompt}],
-                                      add_generation_prompt=True, tokenize=True, return_dict=True)
-        ids = enc["input_ids"]
-    else:
-        ids = tok(prompt)["input_ids"]
-    ids = [int(i) for i in (ids.tolist() if hasattr(ids, "tolist") else ids)]
-    if not ids:
-        raise TritforgeError("prompt: empty after tokenization; expected some text")
-    return ids
-
-
-def check_generation(model, tok, opts: RunOptions, where: str, max_context: int | None) -> None:
-    """Refuse a prompt plus ``opts.max_new_tokens`` beyond the model's maximum context
-    (``max_position_embeddings``), the attention unit's (``max_context``, the layer path), or
-    this machine's memory for the KV caches: before anything is quantized."""
-    from ..memory import check_context
-
-    what = f"--max-new-tokens {opts.max_new_tokens}"
-    prompt = len(prompt_ids(tok, opts.prompt))
-    total = prompt + opts.max_new_tokens
-    c = model.config
-    for limit, whose in ((getattr(c, "max_position_embeddings", None), f"{where}'s maximum context "
-                          "(max_position_embeddings)"), (max_context, "the attention unit's max_context")):
-        if limit and total > limit:
-            raise TritforgeError(f"{what}: the prompt's {prompt} tokens + {opts.max_new_tokens} = {total:,} "
-                                 f"exceed {whose} of {limit:,} tokens")
-    heads = c.num_attention_heads
-    head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
-    kv_heads = getattr(c, "num_key_value_heads", None) or heads
-    check_context(c.num_hidden_layers, kv_heads * head_dim, total, what)
-
-
-def _eos_ids(model, tok) -> set[int]:
-    ids = set()
-    for src in (getattr(model, "generation_config", None), model.config, tok):
-        e = getattr(src, "eos_token_id", None)
-        if e is None:
-            continue
-        ids.update([e] if isinstance(e, int) else list(e))
-    return ids
-
-
-def generate(model, tok, recorder: HwRecorder, prompt: str, max_new_tokens: int,
-             progress: bool = True) -> Generation:
-    """Greedy generation through the patched model; prefill and decode as separate phases.
-
-    When generation stops after the first token (``max_new_tokens == 1`` or an immediate
-    end of sequence) one decode step is still run, its token discarded, so that the
-    per-token figures exist.
-    """
-    if max_new_tokens < 1:
-        raise TritforgeError(f"--max-new-tokens {max_new_tokens}: expected at least 1")
-    ids = prompt_ids(tok, prompt)
-    eos = _eos_ids(model, tok)
-    recorder.reset()
-    layer = recorder.mode == "layer"
-
-    def step(tokens, past, start):
-        if layer:          # the HwDecoderLayers keep the int8 KV cache themselves
-            pos = torch.arange(start, start + len(tokens))[None]
-            return model(input_ids=torch.tensor([tokens]), position_ids=pos, use_cache=False)
-        return model(input_ids=torch.tensor([tokens]), past_key_values=past, use_cache=True)
-
-    with torch.inference_mode():
-        recorder.phase = "prefill"
-        t0 = time.perf_counter()
-        out = step(ids, None, 0)
-        prefill_wall = time.perf_counter() - t0
-        past = out.past_key_values
-        nxt = int(out.logits[0, -1].argmax())
-        new = [nxt]
-        recorder.phase = "decode"
-        steps, t1 = 0, time.perf_counter()
-        bar = tqdm(total=max_new_tokens, initial=1, desc="decode", unit="tok",
-                   disable=not progress, leave=False)
-        while True:
-            finished = len(new) >= max_new_tokens or nxt in eos
-            if finished and steps > 0:
-                break
-            out = step([nxt], past, len(ids) + len(new) - 1)
-            steps += 1
-            past = out.past_key_values
-            if finished:
-                break
-            nxt = int(out.logits[0, -1].argmax())
-            new.append(nxt)
-            bar.update(1)
-        bar.close()
-        decode_wall = time.perf_counter() - t1
-    recorder.phase = "idle"
-    text = tok.decode([i for i in new if i not in eos], skip_special_tokens=True)
-    return Generation(ids, new, text, prefill_wall, decode_wall, steps)
-
-
-# --- quality -----------------------------------------------------------------------------
-
-def measure_quality(model, tok, recorder: HwRecorder, max_tokens: int,
-                    progress: bool = True, layer: bool = False) -> dict:
-    """Quality figures on the bundled text (``sim.quality``), against the source model.
-
-    ``ppl_source``: the stock model; ``ppl_quantized``: the same with dequantized weights
-    (float, what the FP16 export gives); ``ppl_hw``: the linear-only hardware path (every
-    quantized Linear through the engine, the rest of the model in float on the host).
-    Top-1 agreement and logit errors compare the hardware path with the source model; the
-    ``quantized_*`` and ``hw_vs_quantized_*`` figures split that into the weight
-    quantization and the integer path (int8 activations, exact accumulators).
-
-    With ``layer`` (the model patched by ``sim.hwlayer.patch_layers``) the whole-layer
-    hardware path is measured too: ``ppl_layer``, ``layer_*`` against the source model,
-    ``layer_vs_hw_*`` against the linear-only hardware path.
-    """
-    from . import quality
-
-    ids = quality.eval_ids(tok, max_tokens)
-    logits = {}
-    modes = ("source", "dequant", "hw") + (("layer",) if layer else ())
-    before = recorder.mode
-    try:
-        for mode in tqdm(modes, desc="quality", unit="pass", disable=not progress, leave=False):
-            recorder.set_mode(mode)
-            recorder.phase = "eval"
-            logits[mode] = quality.window_logits(model, ids)
-    finally:
-        recorder.set_mode(before)
-        recorder.phase = "idle"
-    src, deq, hw = logits["source"], logits["dequant"], logits["hw"]
-    out = {"eval_tokens": int(len(ids)),
-           "ppl_source": quality.perplexity_from_logits(src, ids),
-           "ppl_quantized": quality.perplexity_from_logits(deq, ids),
-           "ppl_hw": quality.perplexity_from_logits(hw, ids),
-           **quality.compare_logits(src, hw)}
-    out.update({f"quantized_{k}": v for k, v in quality.compare_logits(src, deq).items()})
-    out.update({f"hw_vs_quantized_{k}": v for k, v in quality.compare_logits(deq, hw).items()})
-    if layer:
-        lay = logits["layer"]
-        out["ppl_layer"] = quality.perplexity_from_logits(lay, ids)
-        out.update({f"layer_{k}": v for k, v in quality.compare_logits(src, lay).items()})
-        out.update({f"layer_vs_hw_{k}": v for k, v in quality.compare_logits(hw, lay).items()})
-    return out
+    """``codec.checkpoint.load_model`` for a run on ``path``: the whole-layer path takes the
+    families of :data:`ARCHS`, the linear path any decoder-only causal LM."""
+    if path != "layer":
+        return checkpoint.load_model(spec, progress)
+    return checkpoint.load_model(spec, progress, ARCHS,
+                                 f"the whole-layer hardware path covers {', '.join(ARCHS)}; pass --path "
+                                 f"linear to run its Linears on the engine and the rest of the model on the host")
 
 
 # --- figures -----------------------------------------------------------------------------
@@ -639,7 +313,8 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     t0 = time.perf_counter()
     model, tok, where = load_model(opts.packed if packed_folder else opts.model, opts.progress, opts.path)
     wall["load"] = time.perf_counter() - t0
-    check_generation(model, tok, opts, where, accel.attention.max_context if opts.path == "layer" else None)
+    check_generation(model, tok, opts.prompt, opts.max_new_tokens, where,
+                     accel.attention.max_context if opts.path == "layer" else None)
     if packed_folder:
         from ..codec.packedmodel import read_packed_model
 
@@ -696,7 +371,9 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
     quality = {}
     if opts.eval_tokens > 0:
         t0 = time.perf_counter()
-        quality = measure_quality(model, tok, recorder, opts.eval_tokens, opts.progress, layered)
+        from .quality import measure_paths
+
+        quality = measure_paths(model, tok, recorder, opts.eval_tokens, opts.progress, layered)
         wall["quality"] = time.perf_counter() - t0
     errors = hw_error(recorder)
     for entry in decode:

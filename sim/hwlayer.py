@@ -3,7 +3,7 @@ integer contract of the vector and attention units (docs/NUMERIC.md, "Attention 
 vector units") and the GEMV engine's cycle model.
 
 :func:`patch_layers` replaces, in a model whose Linears are already
-:class:`~.hwlinear.HwLinear` (``sim.driver.patch_model``),
+:class:`~.hwlinear.HwLinear` (``sim.patching.patch_model``),
 
 * every decoder layer by a :class:`HwDecoderLayer`,
 * the final norm by a :class:`HwFinalNorm`,

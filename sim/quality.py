@@ -212,3 +212,49 @@ def logit_error(ref, out) -> dict:
 def compare_logits(ref, out) -> dict:
     """:func:`top1_agreement` and :func:`logit_error` in one dict."""
     return {"top1_agreement": top1_agreement(ref, out), **logit_error(ref, out)}
+
+
+def measure_paths(model, tok, recorder, max_tokens: int,
+                    progress: bool = True, layer: bool = False) -> dict:
+    """Quality figures of a run's paths on the bundled text, against the source model
+    (``recorder``: the run's ``sim.hwlinear.HwRecorder``, whose mode selects the path).
+
+    ``ppl_source``: the stock model; ``ppl_quantized``: the same with dequantized weights
+    (float, what the FP16 export gives); ``ppl_hw``: the linear-only hardware path (every
+    quantized Linear through the engine, the rest of the model in float on the host).
+    Top-1 agreement and logit errors compare the hardware path with the source model; the
+    ``quantized_*`` and ``hw_vs_quantized_*`` figures split that into the weight
+    quantization and the integer path (int8 activations, exact accumulators).
+
+    With ``layer`` (the model patched by ``sim.hwlayer.patch_layers``) the whole-layer
+    hardware path is measured too: ``ppl_layer``, ``layer_*`` against the source model,
+    ``layer_vs_hw_*`` against the linear-only hardware path.
+    """
+    from tqdm import tqdm
+
+    ids = eval_ids(tok, max_tokens)
+    logits = {}
+    modes = ("source", "dequant", "hw") + (("layer",) if layer else ())
+    before = recorder.mode
+    try:
+        for mode in tqdm(modes, desc="quality", unit="pass", disable=not progress, leave=False):
+            recorder.set_mode(mode)
+            recorder.phase = "eval"
+            logits[mode] = window_logits(model, ids)
+    finally:
+        recorder.set_mode(before)
+        recorder.phase = "idle"
+    src, deq, hw = logits["source"], logits["dequant"], logits["hw"]
+    out = {"eval_tokens": int(len(ids)),
+           "ppl_source": perplexity_from_logits(src, ids),
+           "ppl_quantized": perplexity_from_logits(deq, ids),
+           "ppl_hw": perplexity_from_logits(hw, ids),
+           **compare_logits(src, hw)}
+    out.update({f"quantized_{k}": v for k, v in compare_logits(src, deq).items()})
+    out.update({f"hw_vs_quantized_{k}": v for k, v in compare_logits(deq, hw).items()})
+    if layer:
+        lay = logits["layer"]
+        out["ppl_layer"] = perplexity_from_logits(lay, ids)
+        out.update({f"layer_{k}": v for k, v in compare_logits(src, lay).items()})
+        out.update({f"layer_vs_hw_{k}": v for k, v in compare_logits(hw, lay).items()})
+    return out

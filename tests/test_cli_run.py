@@ -14,7 +14,7 @@ from tritforge.accelconfig import AccelConfig
 from tritforge.hwconfig import HwConfig
 from tritforge.layerconfig import LayerConfig
 from tritforge.sim.layercycles import layer_cycles
-from tritforge.sim import driver
+from tritforge.sim import driver, patching
 
 TOP_KEYS = ("tool", "version", "created", "model", "config", "mode", "hwconfig", "board", "energy_table",
             "prompt", "generated_text", "tokens", "timing", "layers", "per_token", "quality")
@@ -102,8 +102,8 @@ def test_run_tiny_qwen2_hwconfig_file_and_packed(qwen2, tmp_path, capsys):
     cfg_path = tmp_path / "hw.json"
     cfg_path.write_text(json.dumps(HwConfig(depth=3, rows=8, vectors=2, clock_mhz=150.0).to_dict()))
     model, _, _ = driver.load_model(qwen2)
-    lin = driver.linear_layers(model)
-    tensors = driver.quantize_layers(lin, 3, "tritforge", progress=False)
+    lin = patching.linear_layers(model)
+    tensors = patching.quantize_layers(lin, 3, "tritforge", progress=False)
     packed = tmp_path / "m.trit.safetensors"
     packfile.write_packed(str(packed), {f"{n}.weight": t for n, t in tensors.items()}, {})
     out_json = tmp_path / "r.json"

@@ -13,7 +13,7 @@ from torch import nn
 from tritforge.codec import golden, packfile
 from tritforge.errors import TritforgeError
 from tritforge.hwconfig import HwConfig
-from tritforge.sim import driver
+from tritforge.sim import driver, generation, patching
 from tritforge.sim.hwlinear import HwLinear, HwRecorder
 from tinymodels import EOS, make_tiny_model
 
@@ -37,10 +37,10 @@ class GoldenLinear(nn.Module):
 def patched(folder, cfg=None, depth=2, mode="tritllm-v2"):
     model, tok, _ = driver.load_model(folder)
     ref = copy.deepcopy(model)
-    linears = driver.linear_layers(model)
-    tensors = driver.quantize_layers(linears, depth, mode, progress=False)
+    linears = patching.linear_layers(model)
+    tensors = patching.quantize_layers(linears, depth, mode, progress=False)
     rec = HwRecorder(cfg or HwConfig(depth=depth, rows=4, vectors=4))
-    layers = driver.patch_model(model, tensors, rec)
+    layers = patching.patch_model(model, tensors, rec)
     for name, t in tensors.items():
         parent_name, _, attr = name.rpartition(".")
         lin = getattr(ref.get_submodule(parent_name), attr)
@@ -109,7 +109,7 @@ def test_source_and_dequant_modes(tiny):
 
 def test_generation_equals_transformers_generate(tiny):
     model, _, tok, rec, _, _ = patched(tiny)
-    gen = driver.generate(model, tok, rec, "the old man went to the little house", 8, progress=False)
+    gen = generation.generate(model, tok, rec, "the old man went to the little house", 8, progress=False)
     assert 1 <= len(gen.new_ids) <= 8
     with torch.inference_mode():
         ref = model.generate(torch.tensor([gen.prompt_ids]), max_new_tokens=len(gen.new_ids),
@@ -123,7 +123,7 @@ def test_generation_equals_transformers_generate(tiny):
 def test_prefill_and_decode_phases_and_weight_reuse(tiny):
     cfg = HwConfig(depth=2, rows=4, vectors=2)
     model, _, tok, rec, layers, _ = patched(tiny, cfg)
-    gen = driver.generate(model, tok, rec, "there were one day a little old woman", 5, progress=False)
+    gen = generation.generate(model, tok, rec, "there were one day a little old woman", 5, progress=False)
     n = len(gen.prompt_ids)
     assert n > cfg.vectors
     prefill, decode = rec.phase_stats("prefill"), rec.phase_stats("decode")
@@ -145,7 +145,7 @@ def test_prefill_and_decode_phases_and_weight_reuse(tiny):
 
 def test_per_token_figures_are_one_step(tiny):
     model, _, tok, rec, layers, _ = patched(tiny)
-    gen = driver.generate(model, tok, rec, "the house", 4, progress=False)
+    gen = generation.generate(model, tok, rec, "the house", 4, progress=False)
     name = "model.layers.1.mlp.down_proj"
     cycles, actions = driver._per_call(rec.phase_stats("decode")[name], gen.decode_steps)
     assert actions.weight_bytes == layers[name].weight_bytes
@@ -154,14 +154,14 @@ def test_per_token_figures_are_one_step(tiny):
 
 def test_one_token_still_measures_a_decode_step(tiny):
     model, _, tok, rec, _, _ = patched(tiny)
-    gen = driver.generate(model, tok, rec, "the house", 1, progress=False)
+    gen = generation.generate(model, tok, rec, "the house", 1, progress=False)
     assert len(gen.new_ids) == 1 and gen.decode_steps == 1
     assert rec.phase_stats("decode")
 
 
 def test_hw_error_per_layer(tiny):
     model, _, tok, rec, layers, _ = patched(tiny)
-    driver.generate(model, tok, rec, "a long time ago", 3, progress=False)
+    generation.generate(model, tok, rec, "a long time ago", 3, progress=False)
     err = driver.hw_error(rec)
     assert set(err) == set(layers)
     assert all(0 < e < 0.05 for e in err.values()), err
@@ -172,17 +172,17 @@ def test_packed_file_gives_the_same_model(tiny, tmp_path):
     path = str(tmp_path / "m.trit.safetensors")
     packfile.write_packed(path, {f"{n}.weight": t for n, t in tensors.items()}, {"source": os.path.basename(tiny)})
     m2, _, _ = driver.load_model(tiny)
-    lin2 = driver.linear_layers(m2)
-    t2 = driver.packed_layers(path, lin2, 2)
-    driver.patch_model(m2, t2, HwRecorder(HwConfig(rows=4, vectors=4)))
+    lin2 = patching.linear_layers(m2)
+    t2 = patching.packed_layers(path, lin2, 2)
+    patching.patch_model(m2, t2, HwRecorder(HwConfig(rows=4, vectors=4)))
     with torch.inference_mode():
         assert torch.equal(model(IDS).logits, m2(IDS).logits)
     with pytest.raises(TritforgeError, match="d=2, the config asks for d=3"):
-        driver.packed_layers(path, lin2, 3)
+        patching.packed_layers(path, lin2, 3)
     del tensors["model.layers.1.mlp.up_proj"]
     packfile.write_packed(path, tensors, {})
     with pytest.raises(TritforgeError, match="no quantized matrix for layer model.layers.1.mlp.up_proj"):
-        driver.packed_layers(path, lin2, 2)
+        patching.packed_layers(path, lin2, 2)
 
 
 def test_bf16_checkpoint(tmp_path):
@@ -216,18 +216,18 @@ def test_bad_models(tmp_path):
 
 def test_shape_beyond_the_hardware(tiny):
     model, _, _ = driver.load_model(tiny)
-    lin = driver.linear_layers(model)
-    tensors = driver.quantize_layers(lin, 2, "tritllm-v2", progress=False)
+    lin = patching.linear_layers(model)
+    tensors = patching.quantize_layers(lin, 2, "tritllm-v2", progress=False)
     small = HwRecorder(HwConfig(rows=4, vectors=1, max_in_features=64))
     with pytest.raises(TritforgeError, match="in_features=88 exceeds"):
-        driver.patch_model(model, tensors, small)
+        patching.patch_model(model, tensors, small)
 
 
 def test_depth_mismatch_with_hardware(tiny):
     model, _, _ = driver.load_model(tiny)
-    tensors = driver.quantize_layers(driver.linear_layers(model), 3, "tritllm-v2", progress=False)
+    tensors = patching.quantize_layers(patching.linear_layers(model), 3, "tritllm-v2", progress=False)
     with pytest.raises(TritforgeError, match="depth 3"):
-        driver.patch_model(model, tensors, HwRecorder(HwConfig(depth=2)))
+        patching.patch_model(model, tensors, HwRecorder(HwConfig(depth=2)))
 
 
 def test_resolve_hw(tmp_path):

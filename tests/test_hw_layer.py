@@ -19,7 +19,7 @@ from tritforge.hwconfig import HwConfig
 from tritforge.layerconfig import LayerConfig
 from tritforge.layerports import layer_ports
 from tritforge.ports import by_name
-from tritforge.sim import driver
+from tritforge.sim import patching
 from tritforge.sim.hwlayer import patch_layers
 from tritforge.sim.hwlinear import HwRecorder
 from tritforge.sim.layercycles import layer_cycles
@@ -36,9 +36,9 @@ def tiny_layer(arch="llama", block=4, intermediate=96):
             lyr.post_attention_layernorm.weight.normal_(0.2, 0.1)
     engine = HwConfig(depth=2, rows=4, vectors=1, max_in_features=96, max_out_features=96)
     accel = AccelConfig(engine=engine, attention=AttentionConfig(max_context=64, block=block))
-    tensors = driver.quantize_layers(driver.linear_layers(model), 2, "tritllm-v2", progress=False)
+    tensors = patching.quantize_layers(patching.linear_layers(model), 2, "tritllm-v2", progress=False)
     rec = HwRecorder(engine)
-    driver.patch_model(model, tensors, rec)
+    patching.patch_model(model, tensors, rec)
     layers = patch_layers(model, rec, accel)
     return LayerConfig.for_model(model.config, accel, lanes=8), layers[0]
 

@@ -9,7 +9,7 @@ import torch
 from tritforge.accelconfig import AccelConfig, AttentionConfig
 from tritforge.errors import TritforgeError
 from tritforge.hwconfig import HwConfig
-from tritforge.sim import driver
+from tritforge.sim import generation, patching
 from tritforge.sim.hwlayer import HwDecoderLayer, HwHead, patch_layers
 from tritforge.sim.hwlinear import HwLinear, HwRecorder
 from tinymodels import make_tokenizer, tiny_model
@@ -20,9 +20,9 @@ IDS = torch.tensor([[1, 5, 9, 3, 170, 22, 4, 8, 299, 11, 6, 17, 40, 41]])
 
 def build(arch, lm_head="int8", accel=None, tied=False):
     model = tiny_model(arch, tied=tied)
-    tensors = driver.quantize_layers(driver.linear_layers(model), 2, "tritllm-v2", progress=False)
+    tensors = patching.quantize_layers(patching.linear_layers(model), 2, "tritllm-v2", progress=False)
     rec = HwRecorder(CFG)
-    driver.patch_model(model, tensors, rec)
+    patching.patch_model(model, tensors, rec)
     accel = accel or AccelConfig(engine=CFG, lm_head=lm_head)
     layers = patch_layers(model, rec, accel)
     return model, rec, layers
@@ -99,7 +99,7 @@ def test_generation_through_the_layer_path(patched):
     model, rec, _ = patched
     tok = make_tokenizer()
     rec.set_mode("layer")
-    gen = driver.generate(model, tok, rec, "the old man went", 5, progress=False)
+    gen = generation.generate(model, tok, rec, "the old man went", 5, progress=False)
     assert len(gen.new_ids) >= 1 and gen.decode_steps >= 1
     # the same tokens as one pass over prompt + generated tokens (the cache is consistent)
     ids = torch.tensor([gen.prompt_ids + gen.new_ids])
@@ -126,9 +126,9 @@ def test_uncovered_architectures_refused():
     model = tiny_model("qwen2")
     model.config.use_sliding_window = True
     model.config.layer_types = ["sliding_attention"] * 2
-    tensors = driver.quantize_layers(driver.linear_layers(model), 2, "tritllm-v2", progress=False)
+    tensors = patching.quantize_layers(patching.linear_layers(model), 2, "tritllm-v2", progress=False)
     rec = HwRecorder(CFG)
-    driver.patch_model(model, tensors, rec)
+    patching.patch_model(model, tensors, rec)
     with pytest.raises(TritforgeError, match="qwen2 with sliding-window attention") as exc:
         patch_layers(model, rec, AccelConfig(engine=CFG))
     assert "\n" not in str(exc.value)

@@ -8,7 +8,7 @@ from tinymodels import make_tiny_model
 from tritforge import cli
 from tritforge.codec import golden, packfile
 from tritforge.errors import TritforgeError
-from tritforge.sim import boards, driver, estimate, varmodel
+from tritforge.sim import boards, driver, estimate, patching, varmodel
 from tritforge.sim.energy import EnergyTable
 
 
@@ -26,8 +26,8 @@ def test_run_mixed_config_on_the_variable_depth_engine(src, tmp_path, capsys):
     assert r["config"] == "mixed-d3-bpw3.3"
     # every matrix's bytes are its column stream's, below the uniform depth-3 beats
     model, _, _ = driver.load_model(src)
-    lin = driver.linear_layers(model)
-    tensors = driver.quantize_layers(lin, 3, "tritllm-v2", False, driver._config("mixed-d3-bpw3.3").mixed)
+    lin = patching.linear_layers(model)
+    tensors = patching.quantize_layers(lin, 3, "tritllm-v2", False, driver._config("mixed-d3-bpw3.3").mixed)
     board = boards.get_board("kv260")
     cfg = board.hwconfig(3)
     for entry in r["layers"]:
@@ -46,12 +46,12 @@ def test_run_mixed_config_on_the_variable_depth_engine(src, tmp_path, capsys):
 
 def test_hwlinear_results_equal_golden(src):
     model, _, _ = driver.load_model(src)
-    lin = driver.linear_layers(model)
-    tensors = driver.quantize_layers(lin, 2, "tritllm-v2", False, driver._config("mixed-d2-bpw2.6").mixed)
+    lin = patching.linear_layers(model)
+    tensors = patching.quantize_layers(lin, 2, "tritllm-v2", False, driver._config("mixed-d2-bpw2.6").mixed)
     t = next(iter(tensors.values()))
     assert t.variable and (t.group_depth == 0).any()
     rec = driver.HwRecorder(boards.get_board("kv260").hwconfig(2), rate=40)
-    hw = driver.patch_model(model, tensors, rec)
+    hw = patching.patch_model(model, tensors, rec)
     name = next(iter(tensors))
     xq = np.random.default_rng(0).integers(-128, 128, (3, t.in_padded)).astype(np.int8)
     assert np.array_equal(hw[name].accumulate(xq), golden.accumulators(t, xq))
@@ -59,8 +59,8 @@ def test_hwlinear_results_equal_golden(src):
 
 def test_run_packed_mixed_file(src, tmp_path, capsys):
     model, _, _ = driver.load_model(src)
-    lin = driver.linear_layers(model)
-    tensors = driver.quantize_layers(lin, 3, "tritllm-v2", False, driver._config("mixed-d3-bpw4.08").mixed)
+    lin = patching.linear_layers(model)
+    tensors = patching.quantize_layers(lin, 3, "tritllm-v2", False, driver._config("mixed-d3-bpw4.08").mixed)
     path = tmp_path / "m.trit.safetensors"
     packfile.write_packed(str(path), {f"{n}.weight": t for n, t in tensors.items()}, {})
     out = tmp_path / "r.json"
