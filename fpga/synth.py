@@ -205,7 +205,7 @@ def late_endpoints(nets: list, period_ns: float, top: int = 12) -> dict:
     """Register endpoints whose arrival time exceeds ``period_ns``, counted by module (the
     cell name's first two dotted parts): where the design misses its clock, beyond the one
     critical path nextpnr prints. Pins (``$tr_io`` cells, unconstrained) are left out."""
-    by_module = {}
+    by_module, by_driver = {}, {}
     for net in nets:
         if "$tr_io" in net.get("driver", ""):
             continue
@@ -216,9 +216,16 @@ def late_endpoints(nets: list, period_ns: float, top: int = 12) -> dict:
             if arrival > period_ns and "$tr_io" not in cell:
                 mod = ".".join(cell.split(".")[:2]).split("_TRELLIS")[0].split("_SB_")[0]
                 by_module[mod] = by_module.get(mod, 0) + 1
+                key = f"{net.get('driver', '')}.{net.get('port', '')}"
+                n, worst = by_driver.get(key, (0, 0.0))
+                by_driver[key] = (n + 1, max(worst, arrival))
     ranked = sorted(by_module.items(), key=lambda kv: -kv[1])
+    drivers = sorted(by_driver.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))
     return {"period_ns": round(period_ns, 3), "count": sum(by_module.values()),
-            "by_module": dict(ranked[:top])}
+            "by_module": dict(ranked[:top]),
+            # the nets (by driver cell and port) whose loads miss the period most often
+            "by_driver": {k: {"endpoints": n, "worst_ns": round(w, 3)}
+                          for k, (n, w) in drivers[:4 * top]}}
 
 
 # --- the flow ---------------------------------------------------------------------------------

@@ -115,9 +115,13 @@ class CommandControl(wiring.Component):
         in_flight = Signal(range(max_in_flight(self.cfg) + 1))
         in_flight_nxt = Signal.like(in_flight)
         busy = Signal()
+        # busy = (in_flight != 0) in every cycle, so the clear is one gate after the port's
+        # valid, and busy's next value is "an accept, more than one, or one not done"
+        # (no adder between the port and it)
         m.d.comb += [in_flight_nxt.eq(in_flight + accept - self.done), self.busy.eq(busy),
-                     self.clear.eq(accept & (in_flight == 0))]
-        m.d.sync += [in_flight.eq(in_flight_nxt), busy.eq(in_flight_nxt != 0)]
+                     self.clear.eq(accept & ~busy)]
+        m.d.sync += [in_flight.eq(in_flight_nxt),
+                     busy.eq(accept | (in_flight[1:] != 0) | (in_flight[0] & ~self.done))]
 
         # the command latch: the counters' reload values
         p = self.cmd.payload

@@ -108,9 +108,15 @@ class IssueStage(wiring.Component):
         g_last, t_last = gc[-1], tc[-1]
         w_ready = Signal()
         m.d.comb += [self.w.ready.eq(w_ready), self.take.eq(self.w.valid & w_ready)]
-        # the pending command is taken when none streams, or with the running one's last beat
+        # the pending command is taken when none streams (``idle_new``, from flip-flops), or
+        # with the running one's last beat: ``w.valid`` meets flip-flop terms in one gate
+        # (``last_arm``: w.ready and the last group of the last tile)
+        idle_new, last_arm, end_arm = Signal(), Signal(), Signal()
         new = self.take_pend
-        m.d.comb += new.eq(self.pend_valid & (~w_open | (self.take & g_last & t_last)))
+        m.d.comb += [idle_new.eq(self.pend_valid & ~w_open),
+                     last_arm.eq(w_ready & g_last & t_last),
+                     end_arm.eq(last_arm & ~self.pend_valid),
+                     new.eq(idle_new | (self.w.valid & last_arm & self.pend_valid))]
 
         tag = self.o.payload.tag
         m.d.comb += [self.o.valid.eq(h_valid), self.o.payload.beat.eq(h_beat),
@@ -149,20 +155,27 @@ class IssueStage(wiring.Component):
             m.d.comb += [h_valid_nxt.eq(1), h_v_nxt.eq(0)]
         with m.Elif(adv):
             m.d.comb += h_valid_nxt.eq(0)
-        with m.If(self.take & g_last & t_last):
+        # the last beat closes the stream unless the pending command is taken with it
+        with m.If(self.w.valid & end_arm):
             m.d.comb += w_open_nxt.eq(0)
-        with m.If(new):
+        with m.If(idle_new):
             m.d.comb += w_open_nxt.eq(1)
 
-        # the accept-side counters: loaded from the pending command as it is taken,
-        # stepped by a take
-        with m.If(new):
+        # the accept-side counters and the running command's registers: loaded from the
+        # control's command registers when a command is taken while none streams, and with
+        # every command's last beat whether or not a command is pending (without one the
+        # values are unused: nothing is taken until a pending command reloads them with
+        # ``idle_new``), so ``w.valid`` reaches them through their clock enables alone
+        # (one gate: a take, with the flip-flop terms beside it); stepped by a take
+        w_ready_r, = replicas(m, "w_ready_run", can_take_nxt & adv_next, 1)
+        with m.If(idle_new | (self.w.valid & w_ready_r & g_last & t_last)):
             m.d.sync += [run_lg_m1.eq(self.last_group_m1), run_cb.eq(self.cb_bank),
                          run_ab.eq(self.act_bank)]
-        with m.If(new | take_g):
-            m.d.sync += [acc_g.eq(Mux(new | g_last, 0, acc_g + 1)),
-                         g_first.eq(new | g_last),
-                         gc.eq(Mux(new, self.last_group_m1, Mux(g_last, run_lg_m1, gc - 1)))]
-        with m.If(new | (take_t & g_last)):
-            m.d.sync += tc.eq(Mux(new, self.last_tile_m1, tc - 1))
+        with m.If(idle_new | take_g):
+            m.d.sync += [acc_g.eq(Mux(idle_new | g_last, 0, acc_g + 1)),
+                         g_first.eq(idle_new | g_last),
+                         gc.eq(Mux(idle_new | (g_last & t_last), self.last_group_m1,
+                                   Mux(g_last, run_lg_m1, gc - 1)))]
+        with m.If(idle_new | (take_t & g_last)):
+            m.d.sync += tc.eq(Mux(idle_new | t_last, self.last_tile_m1, tc - 1))
         return m
