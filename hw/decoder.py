@@ -205,14 +205,17 @@ class TritDecoder(wiring.Component):
         return style
 
     def __new__(cls, cfg: HwConfig, *, style: str = DEFAULT_STYLE, tag_shape=unsigned(0),
-                enable_copies: int = 0, window: tuple[int, int] | None = None):
+                enable_copies: int = 0, window: tuple[int, int] | None = None,
+                adv_inputs: int = 1):
         check_config("TritDecoder", cfg)
         cls.check_style(style)
         check_int("TritDecoder", "enable_copies", enable_copies)
+        check_int("TritDecoder", "adv_inputs", adv_inputs, 1)
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig, *, style: str = DEFAULT_STYLE, tag_shape=unsigned(0),
-                 enable_copies: int = 0, window: tuple[int, int] | None = None):
+                 enable_copies: int = 0, window: tuple[int, int] | None = None,
+                 adv_inputs: int = 1):
         #: > 0: the data registers take their enable from copies of the advance: this many
         #: for the output registers (by row group), and one per BYTES_PER_COPY bytes and
         #: stage for the three per-byte stages (hw/replica.py), loaded from the ``adv_next``
@@ -230,8 +233,12 @@ class TritDecoder(wiring.Component):
             "planes": plane_layout(cfg), "k": index_layout(cfg), "err": 1, "tag": tag_shape})
         members = {"i": In(stream.Signature(self.in_layout)),
                    "o": Out(stream.Signature(self.out_layout))}
+        #: with ``adv_inputs`` = k > 1, ``adv_next`` is k copies of that value (flip-flops of
+        #: their own, a level of the engine's advance tree): input i loads the copies of the
+        #: i-th k-th of the bytes and of the rows, so each input's loads are one region
+        self.adv_inputs = adv_inputs
         if enable_copies:
-            members["adv_next"] = In(1)
+            members["adv_next"] = In(adv_inputs)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -252,10 +259,11 @@ class TritDecoder(wiring.Component):
         # one copy per row group
         nb = self.nbytes
         groups = -(-nb // BYTES_PER_COPY) if self.enable_copies else 1
-        ens = replicas(m, "en_b", self.adv_next, 3 * groups, init=1) \
+        adv_in = [self.adv_next[i] for i in range(self.adv_inputs)] if self.enable_copies else []
+        ens = replicas(m, "en_b", adv_in, 3 * groups, init=1) \
             if self.enable_copies else [en] * 3
         byte_en = [ens[3 * (b * groups // nb):][:3] for b in range(nb)]
-        row_ens = replicas(m, "en_r", self.adv_next, self.enable_copies, init=1) \
+        row_ens = replicas(m, "en_r", adv_in, self.enable_copies, init=1) \
             if self.enable_copies else [en]
 
         # stage 1: per byte the style's first step (nibble: the two digit tables; other

@@ -67,6 +67,10 @@ from .signature import engine_signature
 ENABLE_ROWS = 1
 #: copies of the advance in the activation multiples (two lanes each)
 MULTIPLES_COPIES = 8
+#: the scale MAC's copies of the advance's next value (the advance tree's first level) for
+#: the issue stage and for the multiples and the engine's own copies; beside them one per
+#: row for the decoder's and one per row for the group dot's copies
+ADV_OWN_COPIES = 2
 
 
 class GemvEngine(wiring.Component):
@@ -128,11 +132,13 @@ class GemvEngine(wiring.Component):
         self.issue = IssueStage(cfg, self.beat_bytes)
         self.errcheck = InvalidByteCheck(self.beat_bytes, self.err_latency)
         self.decoder = TritDecoder(cfg, style=decoder_style, tag_shape=item_tag_layout(cfg),
-                                   enable_copies=copies, window=(self.beat_bytes, offset))
+                                   enable_copies=copies, window=(self.beat_bytes, offset),
+                                   adv_inputs=max(1, cfg.rows))
         self.groupdot = GroupDot(cfg, tag_shape=data.StructLayout(
             {"k": self.decoder.out_layout["k"].shape, "item": item_tag_layout(cfg)}),
-            enable_copies=copies)
-        self.mac = ScaleMac(cfg, primitives=primitives, adv_copies=3)
+            enable_copies=copies, adv_inputs=max(1, cfg.rows))
+        self.mac = ScaleMac(cfg, primitives=primitives,
+                            adv_copies=ADV_OWN_COPIES + 2 * max(1, cfg.rows))
         self.actbuf = ActivationBuffer(cfg.act_buffer_words, layout.ACT_WORD_BITS,
                                        primitives=primitives)
         self.multiples = ActMultiples(cfg.depth, enable_copies=MULTIPLES_COPIES)
@@ -180,11 +186,17 @@ class GemvEngine(wiring.Component):
         m.submodules.groupdot = gd = self.groupdot
         m.submodules.mac = mac = self.mac
 
-        # the advance tree: the MAC's copies of its next value feed the decoder's, the
-        # group dot's and the multiples' own copies, and four here: the issue stage's, the
-        # decoder's and the group dot's control registers', the activation read's
-        adv, adv_dec, adv_gd, adv_act = replicas(m, "advance", mac.adv_copies[2], 4, init=1)
-        m.d.comb += [dec.adv_next.eq(mac.adv_copies[0]), gd.adv_next.eq(mac.adv_copies[1])]
+        # the advance tree: the MAC's copies of its next value (flip-flops loaded from the
+        # advance two cycles ahead) are the issue stage's (its next-state logic), one for
+        # the multiples' copies and four here (the issue stage's, the decoder's and the
+        # group dot's control registers', the activation read's), one per row's share of
+        # the decoder's copies and one per row's share of the group dot's
+        k = max(1, self.cfg.rows)
+        adv_issue, adv_misc = mac.adv_copies[0], mac.adv_copies[1]
+        adv_dec_in = mac.adv_copies[ADV_OWN_COPIES:ADV_OWN_COPIES + k]
+        adv_gd_in = mac.adv_copies[ADV_OWN_COPIES + k:ADV_OWN_COPIES + 2 * k]
+        adv, adv_dec, adv_gd, adv_act = replicas(m, "advance", adv_misc, 4, init=1)
+        m.d.comb += [dec.adv_next.eq(adv_dec_in), gd.adv_next.eq(adv_gd_in)]
 
         # control and LOAD
         wiring.connect(m, wiring.flipped(self.cmd), ctl.cmd)
@@ -198,13 +210,13 @@ class GemvEngine(wiring.Component):
                      iss.last_group_m1.eq(ctl.last_group_m1),
                      iss.last_tile_m1.eq(ctl.last_tile_m1),
                      iss.cb_bank.eq(ctl.cb_bank), iss.act_bank.eq(ctl.act_bank),
-                     iss.adv.eq(adv), iss.adv_next.eq(mac.adv_next)]
+                     iss.adv.eq(adv), iss.adv_next.eq(adv_issue)]
         wiring.connect(m, iss.o, dec.i)
         m.d.comb += [chk.beat.eq(iss.o.payload.beat), chk.take.eq(iss.take),
                      chk.clear.eq(ctl.clear), self.err.eq(chk.err)]
         # the activation word, read one cycle ahead, and its multiples beside the decoder
         m.d.comb += [buf.r_addr.eq(iss.rd_addr), buf.r_en.eq(adv_act),
-                     mult.x.eq(buf.r_data), mult.adv_next.eq(mac.adv_copies[2])]
+                     mult.x.eq(buf.r_data), mult.adv_next.eq(adv_misc)]
         # decoder and multiples -> group dot -> scale MAC -> res
         m.d.comb += [gd.i.valid.eq(dec.o.valid), gd.i.payload.planes.eq(dec.o.payload.planes),
                      gd.i.payload.mult.eq(mult.mult),

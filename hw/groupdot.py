@@ -20,8 +20,8 @@ stage (an ECP5 carry chain and one routing hop per stage, for 200 MHz): ``latenc
 ``groupdot_stages(d)`` = 1 + ceil(log2(16*d)) stages (5, 6, 7, 7 for d = 1..4). It
 advances when ``o.ready`` is high (``i.ready = o.ready``); with ``enable_copies`` = n the
 registers take that enable from copies of it (hw/replica.py): per group of R/n rows,
-``TERM_COPIES`` for the terms (by lane) and one per adder level, so each copy reaches a
-part of one stage of a few rows.
+``TERM_COPIES`` for the terms (by lane), ``LEVEL0_COPIES`` for the first adder level and
+one per further level, so each copy reaches a part of one stage of a few rows.
 """
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ ACT = signed(ACT_BITS)
 #: copies of the enable for a row group's term registers (each serves 16/TERM_COPIES lanes
 #: of every plane: the terms of a row spread as wide as the shared multiples they select)
 TERM_COPIES = 4
+#: copies of the enable for a row group's first adder level (its widest: 8·d sums)
+LEVEL0_COPIES = 2
 
 
 def act_layout() -> data.ArrayLayout:
@@ -69,14 +71,18 @@ def multiples_layout(depth: int) -> data.StructLayout:
 class GroupDot(wiring.Component):
     """Ports: ``i`` stream of ``{planes, mult, tag}``; ``o`` stream of ``{p, tag}``."""
 
-    def __new__(cls, cfg: HwConfig, *, tag_shape=unsigned(0), enable_copies: int = 0):
+    def __new__(cls, cfg: HwConfig, *, tag_shape=unsigned(0), enable_copies: int = 0,
+                adv_inputs: int = 1):
         check_config("GroupDot", cfg)
         check_int("GroupDot", "enable_copies", enable_copies)
+        check_int("GroupDot", "adv_inputs", adv_inputs, 1)
         return super().__new__(cls)
 
-    def __init__(self, cfg: HwConfig, *, tag_shape=unsigned(0), enable_copies: int = 0):
+    def __init__(self, cfg: HwConfig, *, tag_shape=unsigned(0), enable_copies: int = 0,
+                 adv_inputs: int = 1):
         #: > 0: the rows' registers take their enable from copies of the advance: per group
-        #: of R/enable_copies rows, TERM_COPIES for the terms and one per adder level
+        #: of R/enable_copies rows, TERM_COPIES for the terms, LEVEL0_COPIES for the first
+        #: adder level and one per further level
         #: (hw/replica.py), loaded from the ``adv_next`` port, which the caller drives with
         #: the value ``o.ready`` will have in the next cycle; 0: from ``o.ready`` itself
         #: (no ``adv_next`` port)
@@ -89,8 +95,11 @@ class GroupDot(wiring.Component):
             "p": data.ArrayLayout(signed(self.dot_width), cfg.rows), "tag": tag_shape})
         members = {"i": In(stream.Signature(self.in_layout)),
                    "o": Out(stream.Signature(self.out_layout))}
+        #: with ``adv_inputs`` = k > 1, ``adv_next`` is k copies of that value (a level of the
+        #: engine's advance tree): input i loads the copies of the i-th k-th of the row groups
+        self.adv_inputs = adv_inputs
         if enable_copies:
-            members["adv_next"] = In(1)
+            members["adv_next"] = In(adv_inputs)
         super().__init__(members)
 
     @staticmethod
@@ -110,11 +119,11 @@ class GroupDot(wiring.Component):
         en = Signal()
         m.d.comb += [en.eq(self.o.ready), self.i.ready.eq(en)]
         ip = self.i.payload
-        # enables per row group: TERM_COPIES for the term registers (by lane), then one per
-        # adder level
-        per = TERM_COPIES + self.latency - 1
-        ens = replicas(m, "en", self.adv_next, self.enable_copies * per, init=1) \
-            if self.enable_copies else [en] * per
+        # enables per row group: TERM_COPIES for the term registers (by lane), LEVEL0_COPIES
+        # for the first adder level (by sum), then one per adder level
+        per = TERM_COPIES + LEVEL0_COPIES + self.latency - 2
+        ens = replicas(m, "en", [self.adv_next[i] for i in range(self.adv_inputs)],
+                       self.enable_copies * per, init=1) if self.enable_copies else [en] * per
         row_en = [ens[(r * len(ens) // per // R) * per:][:per] for r in range(R)]
 
         # the terms of a row, plane by plane (neighbours in the tree have like widths)
@@ -148,7 +157,9 @@ class GroupDot(wiring.Component):
                     pair = vals[n:n + 2]
                     width = max(len(v) for v in pair) + (len(pair) - 1)
                     s = Signal(signed(width), name=f"s_r{r}_l{lvl}_{n // 2}", reset_less=True)
-                    with m.If(row_en[r][TERM_COPIES + lvl]):
+                    copy = (TERM_COPIES + n * LEVEL0_COPIES // len(vals) if lvl == 0
+                            else TERM_COPIES + LEVEL0_COPIES + lvl - 1)
+                    with m.If(row_en[r][copy]):
                         m.d.sync += s.eq(pair[0] + pair[1] if len(pair) == 2 else pair[0])
                     nxt.append(s)
                 levels[r] = nxt

@@ -27,8 +27,8 @@ Timing closure, cycle-neutral (``hw.replica``):
   of it for the group and the tile counters (each ``take`` one gate from ``w.valid``);
 * the beat register and the tags load whenever the issue register is free at this edge
   (it advances and is empty or issuing its last use): a superset of a take that depends
-  on no input, from copies of its register (one per row's share of the beat's bytes, one
-  for the tags). Without a take the issue register is empty next cycle and the loaded
+  on no input, from copies of its register (one per ``BYTES_PER_FREE`` bytes of the beat,
+  one for the tags). Without a take the issue register is empty next cycle and the loaded
   values are unused.
 """
 from __future__ import annotations
@@ -42,6 +42,10 @@ from .checks import check_config, check_int
 from .control import buffer_address_bits, counter_shapes
 from .replica import replicas
 from .signature import payload_layouts
+
+
+#: bytes of the beat register served by one copy of its enable (hw/replica.py)
+BYTES_PER_FREE = 2
 
 
 def item_tag_layout(cfg: HwConfig) -> data.StructLayout:
@@ -141,9 +145,10 @@ class IssueStage(wiring.Component):
         m.d.comb += [take_g.eq(self.w.valid & w_ready_g), take_t.eq(self.w.valid & w_ready_t)]
         free_nxt = Signal()
         m.d.comb += free_nxt.eq(adv_next & (~h_valid_nxt | is_last_use(h_v_nxt)))
-        *free_beat, free_tag = replicas(m, "free", free_nxt, cfg.rows + 1, init=1)
+        beat_copies = -(-nb // BYTES_PER_FREE)
+        *free_beat, free_tag = replicas(m, "free", free_nxt, beat_copies + 1, init=1)
         for b in range(nb):
-            with m.If(free_beat[b * cfg.rows // nb]):
+            with m.If(free_beat[b // BYTES_PER_FREE]):
                 m.d.sync += h_beat[8 * b:8 * b + 8].eq(self.w.payload[8 * b:8 * b + 8])
         with m.If(free_tag):
             m.d.sync += [h_g.eq(acc_g), h_first.eq(g_first), h_final.eq(g_last),

@@ -87,23 +87,26 @@ class RegisterReplicas(wiring.Component):
 
 class Replicas(wiring.Component):
     """``n`` flip-flops that take ``d`` every cycle (synchronous reset to ``init``): ``q[i]``
-    is copy i. ``n = 0`` is allowed (no copies)."""
+    is copy i. ``n = 0`` is allowed (no copies). With ``inputs`` = k > 1, ``d`` is k bits
+    (k copies of the same value, each a flip-flop of the level before, for a tree of
+    copies) and copy i takes ``d[i * k // n]``: consecutive copies share an input."""
 
-    def __new__(cls, n: int, *, init: int = 0):
+    def __new__(cls, n: int, *, init: int = 0, inputs: int = 1):
         check_int("Replicas", "n", n)
+        check_int("Replicas", "inputs", inputs, 1)
         if init not in (0, 1):
             raise ValueError(f"Replicas init must be 0 or 1, not {init!r}")
         return super().__new__(cls)
 
-    def __init__(self, n: int, *, init: int = 0):
-        self.n, self.init = n, init
-        super().__init__({"d": In(1), "q": Out(n)})
+    def __init__(self, n: int, *, init: int = 0, inputs: int = 1):
+        self.n, self.init, self.inputs = n, init, inputs
+        super().__init__({"d": In(inputs), "q": Out(n)})
 
     def elaborate(self, platform):
         m = Module()
         for i in range(self.n):
             m.submodules[f"{KEEP_PREFIX}{i}"] = ff = _FlipFlop(self.init)
-            m.d.comb += [ff.d.eq(self.d), self.q[i].eq(ff.q)]
+            m.d.comb += [ff.d.eq(self.d[i * self.inputs // self.n]), self.q[i].eq(ff.q)]
         return m
 
 
@@ -131,9 +134,11 @@ class PointerReplicas(wiring.Component):
 
 def replicas(m: Module, name: str, d, n: int, *, init: int = 0) -> list:
     """``n`` copies of the register whose next value is ``d``, as submodule
-    ``<name>_copies`` of ``m``; returns the copies' outputs."""
-    m.submodules[f"{name}_copies"] = r = Replicas(n, init=init)
-    m.d.comb += r.d.eq(d)
+    ``<name>_copies`` of ``m``; returns the copies' outputs. ``d`` may be a list of k
+    signals holding the same value (copies of it): copy i then takes ``d[i * k // n]``."""
+    ds = list(d) if isinstance(d, (list, tuple)) else [d]
+    m.submodules[f"{name}_copies"] = r = Replicas(n, init=init, inputs=len(ds))
+    m.d.comb += [r.d[i].eq(x) for i, x in enumerate(ds)]
     return [r.q[i] for i in range(n)]
 
 

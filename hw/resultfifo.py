@@ -18,8 +18,9 @@ in the next cycle, for registers outside computed from their next state; ``adv_c
 are flip-flops loaded from ``adv3``, for the advance's copies in the other blocks (a tree
 of flip-flops). Every row (and the vector and last fields) has its own copy of the push
 (a flip-flop loaded from its next value) and of the one-hot write pointer stepped by it,
-so an entry's write enable there is one gate of local flip-flops, and its own copy of the
-read pointer, which selects its field by an AND-OR of the entries.
+and each entry's write enable is a flip-flop of its own loaded from their next values,
+and its own copy of the read pointer, which selects its field by an AND-OR of the
+entries.
 """
 from __future__ import annotations
 
@@ -95,14 +96,22 @@ class ResultFifo(wiring.Component):
             m.d.comb += value.eq(reduce(operator.or_, [Mux(sel[e], ins[e], 0) for e in range(D)]))
 
         # write: per row (and one for vector and last) a copy of the push and of the
-        # one-hot write pointer
-        pushes = replicas(m, "push", adv2 & self.final_next, R + 1)
+        # one-hot write pointer stepped by it, and the entries' write enables as flip-flops
+        # of their own (from the push's and the pointer's next values), so an entry's
+        # clock enable is a flip-flop
+        push_nxt = Signal()
+        m.d.comb += push_nxt.eq(adv2 & self.final_next)
+        pushes = replicas(m, "push", push_nxt, R + 1)
         wps = pointer_replicas(m, "wp", D, [(p, 1) for p in pushes])
+        wes = []
+        for c in range(R + 1):
+            wp_nxt = Mux(pushes[c], wps[c].rotate_left(1), wps[c])
+            wes.append(replicas(m, f"we{c}", [push_nxt & wp_nxt[e] for e in range(D)], D))
         for e in range(D):
-            with m.If(pushes[R] & wps[R][e]):
+            with m.If(wes[R][e]):
                 m.d.sync += [entries[e].vector.eq(self.entry.vector),
                              entries[e].last.eq(self.entry.last)]
             for r in range(R):
-                with m.If(pushes[r] & wps[r][e]):
+                with m.If(wes[r][e]):
                     m.d.sync += entries[e].acc[r].eq(self.entry.acc[r])
         return m
