@@ -7,44 +7,50 @@ Memory beats (``i``, ``tritforge.ports.mem_port``: ``mem_bytes`` = P bytes, the 
 dropped, a beat of fewer than P bytes ends a job's stream (its bytes from ``count`` on are
 *pad*, never a column). Nothing is shifted: a column is found by its slot and byte offset.
 
-Every byte offset of a beat may start a column, and where that column ends follows from its
-header alone (its R depth trits, ``codec.layout.var_column_bytes``). So for every offset o
-of every beat the finder computes, before the column is wanted, an *entry*: the offset
-``(o + L) mod P`` where the next column starts, the beats it advances ``(o + L) div P`` and
-the beat holding its last byte ``(o + L - 1) div P`` (L the column's bytes). The take loop is
-then one lookup a cycle: the entry at the current (slot, offset) says whether the column is
-complete (its last beat is in the buffer), and gives the next position. A pad offset's entry
-says "start again at the next beat's byte 0".
+Where a column ends follows from its header alone (its R depth trits,
+``codec.layout.var_column_bytes``), so for every byte offset o of every beat the finder
+computes an *entry*: the offset ``(o + L) mod P`` where the next column starts, the beats
+it advances ``(o + L) div P`` and the beat holding its last byte ``(o + L - 1) div P``. The
+first ``P - h + 1`` offsets are *head* offsets (a column's h header bytes end in the beat);
+the last ``h - 1`` are *tail* offsets, whose entries are computed when the next beat
+arrives.
 
-A beat accepted in cycle x, in registers:
+No loop looks an entry up by slot. Each beat, in the order it arrives, is turned by a
+pipeline without feedback into a *row*: for every way into the beat — at one of its P
+offsets, or through the previous beat's tail offset t (that column's end decides where
+this beat is entered) — the chain of columns that starts in the beat from there (a P-bit
+mask of their offsets), and how the chain leaves it: the index of the way into the next
+beat and how many beats it passes over first (a column longer than a beat). A chain within
+a beat is followed by lookups in the beat's own nodes (``chain_moves`` + 1 of them, two a
+register stage, ``HwConfig.chain_stages``); a chain that reaches a tail offset leaves
+through it, and a pad offset leaves to the next beat's byte 0. The *beat loop* then takes
+one row a cycle, as they come: its only state is the way into the next beat, one selection
+among the row's ways. It hands the beat's mask (with the column through the previous
+beat's tail offset first) to the *popper*, which gives one column a cycle (the lowest
+offset left); the column's entry is looked up and it waits at the *take* until its last
+beat is present and the gearbox has ``room``.
 
-1. x: the beat into the input pipeline, a slot allocated to it;
-2. x + 1: its bytes decoded into base-3 digits and an invalid flag (``SLOT_BITS`` a byte;
-   an invalid byte's digits are zero trits);
-3. x + 2: the decoded beat into its slot; the depth sums of the columns that start at its
-   first ``P - h + 1`` offsets and at the previous beat's last ``h - 1`` (h = header bytes:
-   their headers end in this beat);
-4. x + 3: their entries written (this beat's pad entries too), the beat marked present;
-
-so a column whose last beat is accepted in x can be taken from x + 4
-(``GEARBOX_TAKE_CYCLES``). ``take`` is high in a cycle the loop takes a column (complete and
-``room``); the column's decoded beats (``span`` of them from its first, read from the
-slots' memory) and where it lies in them are registered, so ``col_valid`` and ``words``,
-``offset``, ``length`` and ``cross`` (the column runs past a partial beat's end: its bytes
-there are pad) show it the cycle after.
-The beats before the next column's are freed in the take's edge; ``i.ready`` is high while
-a slot is free (from registers).
+A beat accepted in cycle x: its decoded digits (x + 1), its slot and depth sums (x + 2),
+its entries (x + 3, written into one small memory per offset), its nodes (x + 4), its
+chains (``chain_stages`` registers), its row (tail ways), the beat loop, the popper, the
+lookup, the take: a column whose last beat is accepted in x can be taken from
+``x + HwConfig.gearbox_take_cycles``. ``take`` is high in a cycle a column is taken; its
+decoded beats (``span`` of them from its first, read from the slots' memory) and where it
+lies in them are registered, so ``col_valid`` and ``words``, ``offset``, ``length`` and
+``cross`` (the column runs past a partial beat's end: its bytes there are pad) show it the
+cycle after. The beats before the next column's are freed in the take's edge; ``i.ready``
+is high while a slot is free (from registers).
 """
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Module, Mux, Shape, Signal, unsigned
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, unsigned
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
-from ..hwconfig import GEARBOX_TAKE_CYCLES, HwConfig
+from ..hwconfig import HwConfig
 from .checks import check_config
 from .decoder import byte_digits, byte_invalid
 from .signature import payload_shape
@@ -71,6 +77,13 @@ def depth_digit(digits, header_trit: int):
     return digits[b][pos]
 
 
+def select(items, index):
+    """``items[index]`` for an index as wide as it is: the list padded with its last item to
+    a power of two (so that every index value selects one; the generated case is complete)."""
+    items = list(items)
+    return Array(items + [items[-1]] * ((1 << len(index)) - len(items)))[index]
+
+
 def clipped_depth(digit, depth: int):
     """A group's depth k = D - 2 + digit, read as 0 below (a depth outside the base depth's
     range is flagged by the gearbox, not here)."""
@@ -81,25 +94,28 @@ class ColumnFinder(wiring.Component):
     """Ports: ``i`` (memory beats), ``room`` (a column may be taken), ``take``,
     ``col_valid`` with ``words``, ``offset``, ``length``, ``cross`` (module docstring)."""
 
-    #: registers from a beat accepted to its entries read by the take loop
-    TAKE_CYCLES = 4
+    #: descriptors (looked-up columns) the take may have waiting beside the one at the take:
+    #: a column is at the take 3 cycles after the popper's credit returns
+    DESCRIPTORS = 4
 
     def __new__(cls, cfg: HwConfig):
         check_config("ColumnFinder", cfg)
         if not cfg.variable:
             raise ValueError(f"ColumnFinder cfg.weight_stream must be 'variable', not "
                              f"{cfg.weight_stream!r}")
-        if cls.TAKE_CYCLES != GEARBOX_TAKE_CYCLES:
-            raise AssertionError(f"a column is taken {cls.TAKE_CYCLES} cycles after its beat, "
-                                 f"but GEARBOX_TAKE_CYCLES = {GEARBOX_TAKE_CYCLES}")
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig):
         self.cfg = cfg
         self.P, self.N, self.span = cfg.mem_bytes, cfg.window_words, cfg.column_span
         self.head = layout.var_header_bytes(cfg.rows)
+        self.heads = self.P - self.head + 1          # head offsets 0 .. heads - 1
+        self.tails = self.head - 1                   # tail offsets heads .. P - 1
+        self.ways = self.P + self.tails              # ways into a beat: an offset, or a tail t (P + t)
         self.lengths = column_lengths(cfg)
         self.adv_max = (self.P - 1 + max(self.lengths)) // self.P
+        #: beats a chain may pass over (at most adv_max - 1), as a field of at least one bit
+        self.skips = max(self.adv_max, 2)
         #: an entry's fields: next offset, beats advanced, beat of the last byte
         self.field_shapes = (Shape.cast(range(self.P)), Shape.cast(range(self.adv_max + 1)),
                              Shape.cast(range(self.span)))
@@ -128,6 +144,67 @@ class ColumnFinder(wiring.Component):
                     m.d.comb += [nxt.eq((o + n) % P), adv.eq((o + n) // P), last.eq((o + n - 1) // P)]
         return nxt, adv, last
 
+    # --- a beat's row ---------------------------------------------------------------------
+    def _nodes(self, m, rom, n3):
+        """Per offset of the beat (from its entries, x + 3): a *node*: ``step`` (the column
+        there ends inside the beat, the next starts at ``nxt``), ``starts`` (a column starts
+        there), and where a chain ending there leaves the beat (``way`` into the next beat,
+        ``skip`` beats passed over first)."""
+        P, h = self.P, self.head
+        nodes = []
+        for o in range(P):
+            step, starts = Signal(name=f"n{o}_step"), Signal(name=f"n{o}_starts")
+            nxt, way = Signal(range(P), name=f"n{o}_nxt"), Signal(range(self.ways), name=f"n{o}_way")
+            skip = Signal(range(self.skips), name=f"n{o}_skip")
+            pad = o >= n3
+            if o < self.heads:
+                e_next, e_adv, _ = rom[o + h - 1]
+                m.d.comb += [step.eq(~pad & (e_adv == 0)), starts.eq(~pad), nxt.eq(e_next),
+                             way.eq(Mux(pad, 0, e_next)), skip.eq(Mux(pad | (e_adv == 0), 0, e_adv - 1))]
+            else:                            # a tail offset: its column leaves through it
+                m.d.comb += way.eq(Mux(pad, 0, P + o - self.heads))
+            nodes.append(Cat(step, starts, nxt, way, skip))
+        return nodes
+
+    def _node(self, value):
+        w = [1, 1, Shape.cast(range(self.P)).width, Shape.cast(range(self.ways)).width,
+             Shape.cast(range(self.skips)).width]
+        out, at = [], 0
+        for width in w:
+            out.append(value[at:at + width])
+            at += width
+        return out                           # step, starts, nxt, way, skip
+
+    def _chains(self, m, valid, carry, nodes):
+        """The chain from every offset of the beat, ``chain_moves`` + 1 node lookups, two a
+        register stage; ``carry`` (the beat's slot and tail entries) and the nodes go along.
+        Returns per offset (mask of the columns starting on it, way out, skip) and the
+        registered valid, carry."""
+        P = self.P
+        cur = [Const(e, range(P)) for e in range(P)]
+        mask = [Const(0, P) for _ in range(P)]
+        looks = self.cfg.chain_moves + 1
+        for stage in range(self.cfg.chain_stages):
+            for _ in range(min(2, looks - 2 * stage)):
+                new_cur, new_mask = [], []
+                for e in range(P):
+                    step, starts, nxt, _, _ = self._node(select(nodes, cur[e]))
+                    new_mask.append(mask[e] | Mux(starts, Const(1, P) << cur[e], 0))
+                    new_cur.append(Mux(step, nxt, cur[e]))
+                cur, mask = new_cur, new_mask
+            r_cur = [Signal(range(P), name=f"c{stage}_{e}_cur") for e in range(P)]
+            r_mask = [Signal(P, name=f"c{stage}_{e}_mask") for e in range(P)]
+            r_nodes = [Signal.like(n, name=f"c{stage}_node{o}") for o, n in enumerate(nodes)]
+            r_valid, r_carry = Signal(name=f"c{stage}_valid"), Signal.like(carry, name=f"c{stage}_carry")
+            m.d.sync += [*(a.eq(b) for a, b in zip(r_cur, cur)), *(a.eq(b) for a, b in zip(r_mask, mask)),
+                         *(a.eq(b) for a, b in zip(r_nodes, nodes)), r_valid.eq(valid), r_carry.eq(carry)]
+            cur, mask, nodes, valid, carry = r_cur, r_mask, r_nodes, r_valid, r_carry
+        out = []
+        for e in range(P):
+            _, _, _, way, skip = self._node(select(nodes, cur[e]))
+            out.append((mask[e], way, skip))
+        return out, valid, carry
+
     def elaborate(self, platform):
         cfg, P, N, h = self.cfg, self.P, self.N, self.head
         R, D = cfg.rows, cfg.depth
@@ -140,34 +217,25 @@ class ColumnFinder(wiring.Component):
         slot_w = slots.write_port()
         slot_r = [slots.read_port() for _ in range(self.span)]
         # per offset o, a memory of every slot's entry at o (LUT RAM: written by one beat a
-        # cycle, read at the take loop's slot); its valid and pad flags in flip-flops
+        # cycle, read by the lookup after the popper)
         entry_shape = unsigned(sum(shape.width for shape in self.field_shapes))
         ent_mem = []
         for o in range(P):
             mem = Memory(shape=entry_shape, depth=N, init=[])
             m.submodules[f"entries{o}"] = mem
             ent_mem.append((mem.write_port(), mem.read_port(domain="comb")))
-        ent_pad = [Signal(P, name=f"e{s}_pad") for s in range(N)]
-        ent_valid = [Signal(P, name=f"e{s}_valid") for s in range(N)]
 
         wr = Signal(A + 1)
         rd = Signal(A + 1)
         m.d.comb += self.i.ready.eq((wr - rd)[:A + 1] != N)
         accept = self.i.valid & self.i.ready & (self.i.payload.count != 0)
-        # a slot's entries are invalidated when it is allocated to a new beat: the previous
-        # beat's tail entries are written 3 cycles after the next beat's accept, and a slot
-        # freed before that is allocated again only N - 1 > 3 accepts later
         with m.If(accept):
             m.d.sync += wr.eq(wr + 1)
-            for s in range(N):
-                with m.If(wr[:A] == s):
-                    m.d.sync += ent_valid[s].eq(0)
 
         # --- input pipeline: 1 the beat, 2 its digits, 3 the depth sums -----------------
-        v1, raw, n1, s1 = Signal(), Signal(8 * P), Signal(range(P + 1)), Signal(A)
-        m.d.sync += [v1.eq(accept), raw.eq(self.i.payload.data), n1.eq(self.i.payload.count),
-                     s1.eq(wr[:A])]
-        v2, n2, s2 = Signal(), Signal(range(P + 1)), Signal(A)
+        v1, raw, n1, s1 = Signal(), Signal(8 * P), Signal(range(P + 1)), Signal(A + 1)
+        m.d.sync += [v1.eq(accept), raw.eq(self.i.payload.data), n1.eq(self.i.payload.count), s1.eq(wr)]
+        v2, n2, s2 = Signal(), Signal(range(P + 1)), Signal(A + 1)
         digits2 = [[Signal(2, name=f"d2_{b}_{p}") for p in range(layout.TRITS_PER_BYTE)] for b in range(P)]
         invalid2 = Signal(P)
         for b in range(P):
@@ -176,11 +244,11 @@ class ColumnFinder(wiring.Component):
             m.d.sync += invalid2[b].eq(byte_invalid(byte))
         m.d.sync += [v2.eq(v1), n2.eq(n1), s2.eq(s1)]
         # the decoded beat into its slot, read from 2 cycles later
-        m.d.comb += [slot_w.en.eq(v2), slot_w.addr.eq(s2),
+        m.d.comb += [slot_w.en.eq(v2), slot_w.addr.eq(s2[:A]),
                      slot_w.data.eq(Cat(*(Cat(*digits2[b], invalid2[b]) for b in range(P)), n2))]
         # the previous beat's last h - 1 bytes, its slot and count
         tail = [[Signal(2, name=f"tail{b}_{p}") for p in range(layout.TRITS_PER_BYTE)] for b in range(h - 1)]
-        have_prev, prev_slot, prev_n = Signal(), Signal(A), Signal(range(P + 1))
+        have_prev, prev_slot, prev_n = Signal(), Signal(A + 1), Signal(range(P + 1))
         ext = tail + digits2                     # offset e of ext: tail offset or this beat's
         sums3 = []
         for e in range(P):
@@ -188,70 +256,144 @@ class ColumnFinder(wiring.Component):
             s = Signal(range(R * D + 1), name=f"sum{e}")
             m.d.sync += s.eq(sum(k))
             sums3.append(s)
-        v3, n3, s3 = Signal(), Signal(range(P + 1)), Signal(A)
-        prev3, prev_slot3, prev_n3 = Signal(), Signal(A), Signal(range(P + 1))
+        v3, n3, s3 = Signal(), Signal(range(P + 1)), Signal(A + 1)
+        prev3, prev_slot3, prev_n3 = Signal(), Signal(A + 1), Signal(range(P + 1))
         m.d.sync += [v3.eq(v2), n3.eq(n2), s3.eq(s2), prev3.eq(have_prev), prev_slot3.eq(prev_slot),
                      prev_n3.eq(prev_n)]
         with m.If(v2):
             m.d.sync += [have_prev.eq(1), prev_slot.eq(s2), prev_n.eq(n2)]
             m.d.sync += [t.eq(d) for tb, db in zip(tail, digits2[P - h + 1:]) for t, d in zip(tb, db)]
 
-        # --- the take loop ------------------------------------------------------------
-        # (rd, pos): the next column's slot and byte offset; ``avail``: the beats present
-        # from slot rd on (the present ones are rd, rd + 1, ...: marked in accept order,
-        # freed from rd)
-        pos = Signal(range(P))
-        avail = Signal(range(N + 1))
-        more = Signal(self.span)                 # more[k]: avail > k, registered
-        for w, r in ent_mem:
-            m.d.comb += r.addr.eq(rd[:A])
-        sel_next, sel_adv, sel_last = self._fields(Array(r.data for _, r in ent_mem)[pos])
-        sel_valid = Array(ent_valid)[rd[:A]].bit_select(pos, 1)
-        sel_pad = Array(ent_pad)[rd[:A]].bit_select(pos, 1)
-        complete, move, gone = Signal(), Signal(), Signal(range(self.adv_max + 1))
-        m.d.comb += [complete.eq(sel_valid & (sel_pad | more.bit_select(sel_last, 1))),
-                     self.take.eq(complete & ~sel_pad & self.room),
-                     move.eq(complete & (sel_pad | self.room)),
-                     gone.eq(Mux(move, Mux(sel_pad, 1, sel_adv), 0))]
-        # the next state for each number of beats the loop may leave, selected by ``gone``
-        with m.Switch(gone):
-            for g in range(self.adv_max + 1):
-                with m.Case(g) if g < self.adv_max else m.Default():
-                    after = avail + v3 - g
-                    m.d.sync += [rd.eq(rd + g), avail.eq(after),
-                                 more.eq(Cat(after > k for k in range(self.span)))]
-        with m.If(move):
-            m.d.sync += pos.eq(Mux(sel_pad, 0, sel_next))
-
-        # --- entries written: this beat's head and pad offsets, the previous beat's tail --
+        # --- entries written: this beat's head offsets, the previous beat's tail ----------
         # ext offset e holds the previous beat's tail offset P - h + 1 + e (e < h - 1) or
         # this beat's offset e - h + 1; one table lookup each
         rom = [self._rom(m, e - h + 1 if e >= h - 1 else P - h + 1 + e, sums3[e], f"rom{e}")
                for e in range(P)]
         for o, (w, _) in enumerate(ent_mem):
-            if o + h - 1 < P:                    # a head offset: its column's header is here
-                m.d.comb += [w.en.eq(v3 & (o < n3)), w.addr.eq(s3), w.data.eq(Cat(*rom[o + h - 1]))]
-            else:                                # a tail offset: its header ends in the next beat
-                m.d.comb += [w.en.eq(v3 & prev3 & (o < prev_n3)), w.addr.eq(prev_slot3),
-                             w.data.eq(Cat(*rom[o - (P - h + 1)]))]
+            if o < self.heads:                   # a head offset: its column's header is here
+                m.d.comb += [w.en.eq(v3 & (o < n3)), w.addr.eq(s3[:A]), w.data.eq(Cat(*rom[o + h - 1]))]
+            else:                                # a tail offset: its header ends in this beat
+                m.d.comb += [w.en.eq(v3 & prev3 & (o < prev_n3)), w.addr.eq(prev_slot3[:A]),
+                             w.data.eq(Cat(*rom[o - self.heads]))]
+
+        # --- the beat's row: nodes (x + 4), chains, the ways in through the tail ------
+        nodes = self._nodes(m, rom, n3)
+        nodes4 = [Signal(len(n), name=f"node{o}") for o, n in enumerate(nodes)]
+        m.d.sync += [a.eq(b) for a, b in zip(nodes4, nodes)]
+        # the previous beat's tail entries: beats advanced and next offset of the column at
+        # tail offset t (used only if that column exists)
+        tail_adv = [rom[t][1] for t in range(self.tails)]
+        tail_next = [rom[t][0] for t in range(self.tails)]
+        carry = Signal(A + 1 + sum(len(a) + len(b) for a, b in zip(tail_adv, tail_next)))
+        v4, carry4 = Signal(), Signal.like(carry)
+        m.d.sync += [v4.eq(v3), carry4.eq(Cat(s3, *(Cat(a, b) for a, b in zip(tail_adv, tail_next))))]
+        chains, v5, carry5 = self._chains(m, v4, carry4, nodes4)
+        slot5 = carry5[:A + 1]
+        at = A + 1
+        ways = []                                # per way: mask, has (a column to give), way out, skip
+        for e in range(P):
+            mask, way, skip = chains[e]
+            ways.append((mask, mask.any(), way, skip))
+        aw, nw = len(tail_adv[0]) if self.tails else 0, len(tail_next[0]) if self.tails else 0
+        for t in range(self.tails):
+            adv, nxt = carry5[at:at + aw], carry5[at + aw:at + aw + nw]
+            at += aw + nw
+            mask, way, skip = (select((c[i] for c in chains), nxt) for i in range(3))
+            one = adv == 1                       # the column ends in this beat, at nxt
+            ways.append((Mux(one, mask, 0), Const(1, 1), Mux(one, way, nxt),
+                         Mux(one, skip, (adv - 2)[:len(skip)])))
+        row_w = [Signal(P + 1 + len(ways[0][2]) + len(ways[0][3]), name=f"row_way{i}") for i in range(self.ways)]
+        row_v, row_slot = Signal(), Signal(A + 1)
+        m.d.sync += [row_v.eq(v5), row_slot.eq(slot5),
+                     *(r.eq(Cat(mask, has, way, skip)) for r, (mask, has, way, skip) in zip(row_w, ways))]
+
+        # --- the beat loop: one row a cycle, its state the way into the next beat -------
+        way_in = Signal(range(self.ways))
+        skip_in = Signal(range(self.skips))
+        sel = select(row_w, way_in)
+        sel_mask, sel_has = sel[:P], sel[P]
+        sel_way = sel[P + 1:P + 1 + len(way_in)]
+        sel_skip = sel[P + 1 + len(way_in):]
+        push = Signal()
+        with m.If(row_v):
+            with m.If(skip_in != 0):             # a column passes over this beat
+                m.d.sync += skip_in.eq(skip_in - 1)
+            with m.Else():
+                m.d.comb += push.eq(sel_has)
+                m.d.sync += [way_in.eq(sel_way), skip_in.eq(sel_skip)]
+        pre = way_in >= P                        # entered through the previous beat's tail
+        tw = Shape.cast(range(max(self.tails, 1))).width
+        record = Cat(row_slot, sel_mask, pre, (way_in - P)[:tw])
+        m.submodules.masks = masks = fifo.SyncFIFO(width=len(record), depth=N)
+
+        # --- the popper: one column a cycle from the head mask --------------------------
+        pv, pslot, pmask, ppre, pt = Signal(), Signal(A + 1), Signal(P), Signal(), Signal(tw)
+        credits = Signal(range(self.DESCRIPTORS + 2), init=self.DESCRIPTORS + 1)
+        emit = pv & (credits != 0)
+        low = Signal(range(P))
+        for b in reversed(range(P)):
+            with m.If(pmask[b]):
+                m.d.comb += low.eq(b)
+        rest = Mux(ppre, pmask != 0, (pmask & (pmask - 1)) != 0)
+        load = ~pv | emit & ~rest
+        src = Mux(masks.r_rdy, masks.r_data, record)
+        m.d.comb += [masks.r_en.eq(load), masks.w_en.eq(push & ~(load & ~masks.r_rdy)), masks.w_data.eq(record)]
+        with m.If(load):
+            m.d.sync += [pv.eq(masks.r_rdy | push),
+                         Cat(pslot, pmask, ppre, pt).eq(src)]
+        with m.Elif(emit):
+            with m.If(ppre):
+                m.d.sync += ppre.eq(0)
+            with m.Else():
+                m.d.sync += pmask.eq(pmask & (pmask - 1))
+        ev, eslot, eoff = Signal(), Signal(A + 1), Signal(range(P))
+        m.d.sync += [ev.eq(emit), eslot.eq(Mux(ppre, pslot - 1, pslot)),
+                     eoff.eq(Mux(ppre, self.heads + pt, low))]
+
+        # --- the lookup: the column's entry, into the descriptors -----------------------
+        for _, r in ent_mem:
+            m.d.comb += r.addr.eq(eslot[:A])
+        e_next, e_adv, e_last = self._fields(select((r.data for _, r in ent_mem), eoff))
+        desc = Cat(eslot, eoff, e_next, e_adv, e_last, (eslot + e_last)[:A], (eslot + e_adv)[:A + 1])
+        m.submodules.descs = descs = fifo.SyncFIFO(width=len(desc), depth=self.DESCRIPTORS)
+        hv, hd = Signal(), Signal(len(desc))
+        h_slot, h_off = hd[:A + 1], hd[A + 1:A + 1 + len(eoff)]
+        at = A + 1 + len(eoff)
+        h_next, h_adv, h_last = (hd[at:at + len(e_next)], hd[at + len(e_next):at + len(e_next) + len(e_adv)],
+                                 hd[at + len(e_next) + len(e_adv):at + len(e_next) + len(e_adv) + len(e_last)])
+        at += len(e_next) + len(e_adv) + len(e_last)
+        h_lastslot, h_land = hd[at:at + A], hd[at + A:at + 2 * A + 1]
+
+        # --- the take: the column's last beat present, room in the gearbox -------------
+        present = Signal(N)
+        m.d.comb += self.take.eq(hv & present.bit_select(h_lastslot, 1) & self.room)
+        free = ~hv | self.take
+        m.d.comb += [descs.r_en.eq(free), descs.w_en.eq(ev & ~(free & ~descs.r_rdy)), descs.w_data.eq(desc)]
+        with m.If(free):
+            m.d.sync += [hv.eq(descs.r_rdy | ev), hd.eq(Mux(descs.r_rdy, descs.r_data, desc))]
+        m.d.sync += credits.eq(credits - emit + self.take)
+        # a beat is present from x + gearbox_take_cycles; freed (with the beats before the
+        # next column's) in the take's edge
+        pv_, ps_ = v3, s3
+        for k in range(cfg.gearbox_take_cycles - 4):
+            nv, ns = Signal(name=f"pres_v{k}"), Signal(A + 1, name=f"pres_s{k}")
+            m.d.sync += [nv.eq(pv_), ns.eq(ps_)]
+            pv_, ps_ = nv, ns
+        gone = (h_land - rd)[:A + 1]
         for s in range(N):
-            here = v3 & (s3 == s)
-            back = v3 & prev3 & (prev_slot3 == s)
-            for o in range(P):
-                # a head offset's entry (or a pad entry) is this beat's, a tail offset's is
-                # written with the next beat
-                now = here if o + h - 1 < P else here & (o >= n3) | back & (o < prev_n3)
-                with m.If(now):
-                    m.d.sync += ent_valid[s][o].eq(1)
-                with m.If(here):
-                    m.d.sync += ent_pad[s][o].eq(o >= n3)
+            with m.If(self.take & ((s - rd)[:A] < gone)):
+                m.d.sync += present[s].eq(0)
+            with m.If(pv_ & (ps_[:A] == s)):
+                m.d.sync += present[s].eq(1)
+        with m.If(self.take):
+            m.d.sync += rd.eq(h_land)
 
         # --- the taken column: its beats and where it lies in them ---------------------
-        # read every cycle (no enable from the loop), shown while ``col_valid``
-        off, adv1, last1, next1 = Signal(range(P)), Signal.like(sel_adv), Signal.like(sel_last), Signal(range(P))
-        m.d.comb += [r.addr.eq((rd[:A] + k)[:A]) for k, r in enumerate(slot_r)]
-        m.d.sync += [self.col_valid.eq(self.take), off.eq(pos), adv1.eq(sel_adv), last1.eq(sel_last),
-                     next1.eq(sel_next)]
+        # read every cycle (no enable from the take), shown while ``col_valid``
+        off, adv1, last1, next1 = Signal(range(P)), Signal.like(e_adv), Signal.like(e_last), Signal(range(P))
+        m.d.comb += [r.addr.eq((h_slot + k)[:A]) for k, r in enumerate(slot_r)]
+        m.d.sync += [self.col_valid.eq(self.take), off.eq(h_off), adv1.eq(h_adv), last1.eq(h_last),
+                     next1.eq(h_next)]
         words = Cat(r.data[:SLOT_BITS * P] for r in slot_r)
         counts = [r.data[SLOT_BITS * P:] for r in slot_r]
         # the column ends at byte ``end`` of its last beat: P when the next starts a new beat

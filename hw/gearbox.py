@@ -2,12 +2,14 @@
 
 Reads the variable-depth hardware stream (``codec.layout.var_stream_columns``, hw/ENGINE.md
 "Variable-depth stream") through its word FIFO and column finder (``ColumnFinder``: whole
-memory beats in slots, one column found a cycle by a table lookup) and writes each column
+memory beats in slots, each beat's chains of columns found by a pipeline, one column a
+cycle given by a popper) and writes each column
 as a uniform depth-D beat (``codec.layout.stream_beats``' layout) with a ``bad`` flag into
 a beat queue, from which ``o`` offers it to the engine's issue stage. A column whose last
-memory beat is accepted on ``mem`` in cycle x is offered from cycle x + ``GEARBOX_CYCLES``:
+memory beat is accepted on ``mem`` in cycle x is offered from cycle x +
+``HwConfig.gearbox_cycles``:
 
-1. ``ColumnFinder``: the column can be taken from x + 4 (``GEARBOX_TAKE_CYCLES``), once
+1. ``ColumnFinder``: the column can be taken from x + ``HwConfig.gearbox_take_cycles``, once
    fewer than ``GEARBOX_QUEUE`` columns are between the take and the issue stage, at most
    one a cycle; its decoded beats are registered with its byte offset in the first;
 2. rotate: its ``column_bytes_max`` decoded bytes from that offset (a shifter of
@@ -35,7 +37,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..codec import layout
-from ..hwconfig import GEARBOX_CYCLES, GEARBOX_QUEUE, GEARBOX_TAKE_CYCLES, HwConfig
+from ..hwconfig import GEARBOX_OFFER_CYCLES, GEARBOX_QUEUE, HwConfig
 from ..ports import mem_port
 from .checks import check_config
 from .columnfinder import SLOT_BITS, ColumnFinder, clipped_depth
@@ -67,9 +69,9 @@ class Gearbox(wiring.Component):
 
     def __new__(cls, cfg: HwConfig):
         check_config("Gearbox", cfg)
-        if GEARBOX_TAKE_CYCLES + TAKE_TO_OFFER != GEARBOX_CYCLES:
-            raise AssertionError(f"gearbox of {GEARBOX_TAKE_CYCLES} + {TAKE_TO_OFFER} cycles, but "
-                                 f"GEARBOX_CYCLES = {GEARBOX_CYCLES}")
+        if TAKE_TO_OFFER != GEARBOX_OFFER_CYCLES:
+            raise AssertionError(f"{TAKE_TO_OFFER} registers from the take to the beat offered, but "
+                                 f"GEARBOX_OFFER_CYCLES = {GEARBOX_OFFER_CYCLES}")
         return super().__new__(cls)
 
     def __init__(self, cfg: HwConfig):

@@ -116,8 +116,8 @@ def sidecar(cfg: HwConfig, decoder_style: str = DEFAULT_STYLE, top: str = TOP,
     if cfg.organisation == "array":
         derived.update(broadcast_cycles=broadcast_cycles(cfg))
     if cfg.variable:
-        from ..hwconfig import GEARBOX_CYCLES, GEARBOX_QUEUE
-        derived.update(gearbox_cycles=GEARBOX_CYCLES, gearbox_queue=GEARBOX_QUEUE,
+        from ..hwconfig import GEARBOX_QUEUE
+        derived.update(gearbox_cycles=cfg.gearbox_cycles, gearbox_queue=GEARBOX_QUEUE,
                        window_words=cfg.window_words, column_span=cfg.column_span,
                        column_bytes_max=cfg.column_bytes_max,
                        column_header_bytes=layout.var_header_bytes(cfg.rows))

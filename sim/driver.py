@@ -428,8 +428,7 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
             # less (the engine then takes a column a cycle either way): the gearbox's
             # tables grow with its port's width (hw/ENGINE.md "Variable-depth stream")
             rate = min(rate, cfg.column_bytes_max)
-            rtl_cfg = dataclasses.replace(cfg, weight_stream="variable",
-                                          mem_bytes=varmodel.port_bytes(cfg, rate))
+            rtl_cfg = varmodel.built_config(cfg, rate)
         elif len(variable) > 1:
             raise TritforgeError("--rtl-sample: the sampled matrices mix uniform and variable-depth "
                                  "ones; one engine build takes one kind")

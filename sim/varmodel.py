@@ -12,7 +12,9 @@ Column issue (the max-plus recurrence). Column j of a command stream (columns of
 commands concatenated, ``B_j`` the bytes through column j) is complete in the FIFO in
 cycle ``n_j = origin + ceil(ceil(B_j / P) / rho) - 1`` and is accepted by the issue stage in
 
-    c_j = max(c_{j-1} + T, n_j + GEARBOX_CYCLES, first cycle its command allows)
+    c_j = max(c_{j-1} + T, n_j + G, first cycle its command allows)
+
+(G the gearbox's ``HwConfig.gearbox_cycles``, of ``built_config``)
 
 so ``c_j = j T + max_{i <= j}(a_i - i T)`` within a command: ``np.maximum.accumulate``.
 Everything else is the uniform engine's: its command front end, LOAD, pipeline of
@@ -41,7 +43,7 @@ import numpy as np
 from ..codec import layout
 from ..codec.quantize import TritTensor
 from ..errors import TritforgeError
-from ..hwconfig import GEARBOX_CYCLES, HwConfig
+from ..hwconfig import HwConfig
 from . import fastmodel
 from .fastmodel import MatrixRun
 
@@ -66,10 +68,21 @@ def board_rate(board) -> Fraction:
 def port_bytes(cfg: HwConfig, rate) -> int:
     """P, the bytes of one memory beat: the built engine's ``mem_bytes``; for a
     configuration built for the uniform stream (an estimate of a mixed configuration), the
-    narrowest port that carries W and a column's header, as ``run --rtl-sample`` builds it."""
+    narrowest port that carries W, at most the longest column (the engine takes one column
+    a cycle at most) and at least a column's header, as ``run --rtl-sample`` builds it."""
     if cfg.variable:
         return cfg.mem_bytes
-    return max(math.ceil(stream_rate(rate)), layout.var_header_bytes(cfg.rows))
+    return max(min(math.ceil(stream_rate(rate)), cfg.column_bytes_max), layout.var_header_bytes(cfg.rows))
+
+
+def built_config(cfg: HwConfig, rate) -> HwConfig:
+    """The variable-depth engine the models time: ``cfg`` itself, or for a configuration
+    built for the uniform stream, the variable-depth build with a ``mem`` port of
+    ``port_bytes(cfg, rate)`` (what ``run --rtl-sample`` builds); its ``gearbox_cycles``
+    depend on the port's width (hw/columnfinder.py)."""
+    if cfg.variable:
+        return cfg
+    return dataclasses.replace(cfg, weight_stream="variable", mem_bytes=port_bytes(cfg, rate))
 
 
 def beat_rate(cfg: HwConfig, rate) -> Fraction:
@@ -126,7 +139,7 @@ def timeline(cfg: HwConfig, cmds, rate, overlap: bool = True) -> VarTimeline:
     columns issued by the recurrence above; the memory streams the commands' columns back
     to back from the cycle the first command is taken."""
     rho, port = beat_rate(cfg, rate), port_bytes(cfg, rate)
-    T, S = cfg.vectors, cfg.pipeline_stages
+    T, S, G = cfg.vectors, cfg.pipeline_stages, built_config(cfg, rate).gearbox_cycles
     front = fastmodel.CommandFront(cfg, overlap)
     issue, before, origin, peak = [], 0, 0, 0
     cmds = list(cmds)
@@ -142,7 +155,7 @@ def timeline(cfg: HwConfig, cmds, rate, overlap: bool = True) -> VarTimeline:
         if j == 0:
             origin = front.taken[0]
         done = origin + complete_cycles(cb, rho, port, before)
-        ci = issue_cycles(done + GEARBOX_CYCLES, T, first)
+        ci = issue_cycles(done + G, T, first)
         # beats held while column i waits, counted until its issue: delivered - its first beat
         first_beat = (before + np.cumsum(cb) - cb) // port
         held = np.minimum(delivered_beats(ci - origin, rho), beats) - first_beat
@@ -242,7 +255,8 @@ def run_stream(cfg: HwConfig, data: np.ndarray, mantissa, left_shift, xq, out_fe
     x = fastmodel._check_xq(xq, p.in_padded)
     if x.shape[0] != cfg.vectors:
         raise TritforgeError(f"activations: {x.shape[0]} vectors, expected T={cfg.vectors}")
-    ci = issue_cycles(complete_cycles(np.diff(s["starts"]), rho, port) + GEARBOX_CYCLES, cfg.vectors, 1)
+    ci = issue_cycles(complete_cycles(np.diff(s["starts"]), rho, port) + built_config(cfg, rate).gearbox_cycles,
+                      cfg.vectors, 1)
     bad = np.flatnonzero(s["bad"])
     return StreamRun(acc=fastmodel.accumulators(p, x)[:, :out_features], issue=ci,
                      last_result=int(ci[-1]) + cfg.vectors + cfg.pipeline_stages - 1,

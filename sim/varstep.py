@@ -10,7 +10,7 @@ first cycle). Each cycle, in this order:
    are in the FIFO -> its length from the depth trits (an invalid byte reads as zero
    trits); once all its bytes are in, it is assembled (at most one column a cycle): its
    planes become a depth-D beat (zero planes inserted) with its ``err`` flag, ready for
-   the issue stage ``GEARBOX_CYCLES`` cycles later, and leave the FIFO;
+   the issue stage ``HwConfig.gearbox_cycles`` cycles later, and leave the FIFO;
 3. the issue stage: it accepts the oldest ready beat once the beat before it has had its
    T uses (cycle >= its acceptance + T; the first beat from cycle 1); use v of a beat
    accepted in cycle c is in cycle c + v and the result beat of a tile's last column for
@@ -31,8 +31,8 @@ import numpy as np
 
 from ..codec import layout
 from ..errors import TritforgeError
-from ..hwconfig import GEARBOX_CYCLES, HwConfig
-from .varmodel import StreamRun, beat_rate, port_bytes
+from ..hwconfig import HwConfig
+from .varmodel import StreamRun, beat_rate, built_config, port_bytes
 
 
 @dataclass
@@ -49,6 +49,7 @@ def step_stream(cfg: HwConfig, data: np.ndarray, mantissa, left_shift, xq, out_f
     """Step one command through the engine; ``valid(cycle) -> bool`` gates the memory
     (default: always valid). Returns what ``varmodel.run_stream`` returns."""
     rho, port = beat_rate(cfg, rate), port_bytes(cfg, rate)
+    G = built_config(cfg, rate).gearbox_cycles
     R, T, S, D = cfg.rows, cfg.vectors, cfg.pipeline_stages, cfg.depth
     data = np.asarray(data, dtype=np.uint8).reshape(-1)
     ng = -(-in_features // layout.GROUP)
@@ -83,7 +84,7 @@ def step_stream(cfg: HwConfig, data: np.ndarray, mantissa, left_shift, xq, out_f
                 s = layout.scan_var_columns(piece, 1, D, R)
                 q = layout.var_column_levels(piece, s["starts"], s["depth"], D, R)[0]
                 k = np.clip(s["index"][0], 0, layout.CODEBOOK_SIZE - 1)
-                ready.append(_Beat(col, cycle + GEARBOX_CYCLES, q, k, bool(s["bad"][0])))
+                ready.append(_Beat(col, cycle + G, q, k, bool(s["bad"][0])))
                 col, start, length = col + 1, start + length, None
         if (col < n_cols and delivered >= data.size
                 and (start + hb > data.size or (length is not None and start + length > data.size))):

@@ -6,7 +6,7 @@ import pytest
 from tritforge.codec import golden, layout
 from tritforge.codec.quantize import TritTensor, quantize_matrix
 from tritforge.errors import TritforgeError
-from tritforge.hwconfig import GEARBOX_CYCLES, HwConfig
+from tritforge.hwconfig import HwConfig
 from tritforge.sim import fastmodel, varmodel, varstep
 
 
@@ -80,7 +80,7 @@ def test_uniform_matrix_at_full_rate_streams_like_the_uniform_engine():
     cols = varmodel.column_bytes(cfg, t.group_depth)
     tl = varmodel.timeline(cfg, [varmodel.VarCommand(8, 64, cols)], 10 ** 6)
     uni = fastmodel.timeline(cfg, [fastmodel.Command(8, 64)])
-    assert tl.first_beat[0] == uni.first_beat[0] + GEARBOX_CYCLES - 1
+    assert tl.first_beat[0] == uni.first_beat[0] + varmodel.built_config(cfg, 10 ** 6).gearbox_cycles - 1
     assert tl.last_beat[0] - tl.first_beat[0] == uni.last_beat[0] - uni.first_beat[0]
 
 

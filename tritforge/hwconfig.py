@@ -67,19 +67,22 @@ class State(enum.Enum):
     READY = "ready"
 
 
-#: The variable-depth engine's gearbox (hw/ENGINE.md "Variable-depth stream", hw/gearbox.py):
-#: a column whose last memory beat is accepted on ``mem`` in cycle x can be taken from
-#: cycle x + GEARBOX_TAKE_CYCLES (the beat's slot and its decoded bytes, the depth sums of
-#: the columns that may start in it, its table of where they end) and is offered to the
-#: issue stage as a depth-D beat from cycle x + GEARBOX_CYCLES (the taken column's beats,
-#: its bytes rotated to byte 0, its rows' offsets, its planes assembled, the beat queue).
-#: The cycle models (sim.varmodel, sim.varstep) read GEARBOX_CYCLES.
-GEARBOX_TAKE_CYCLES = 4
-GEARBOX_CYCLES = 9
+#: The variable-depth engine's gearbox (hw/ENGINE.md "Variable-depth stream", hw/gearbox.py,
+#: hw/columnfinder.py): a column whose last memory beat is accepted on ``mem`` in cycle x
+#: can be taken from cycle x + ``HwConfig.gearbox_take_cycles`` = x + GEARBOX_FIXED_CYCLES +
+#: ``chain_stages``: the beat's digits, depth sums and table of entries (x + 3), its nodes,
+#: its chains (``chain_stages`` registers), its row (the chains entered from the previous
+#: beat's tail offsets), the beat loop, the popper, the entry lookup and the descriptor at
+#: the take; it is offered to the issue stage as a depth-D beat GEARBOX_OFFER_CYCLES later
+#: (``HwConfig.gearbox_cycles``: its beats read, its bytes rotated to byte 0, its rows'
+#: offsets, its planes assembled, the beat queue). The cycle models (sim.varmodel,
+#: sim.varstep) read ``gearbox_cycles``.
+GEARBOX_FIXED_CYCLES = 8
+GEARBOX_OFFER_CYCLES = 5
 #: beats the gearbox may hold between taking a column and the issue stage accepting it:
 #: one per cycle of the loop "take, offer, accept, free again", so that one column a cycle
 #: goes at T = 1 and the gearbox never delays a beat the models would issue.
-GEARBOX_QUEUE = GEARBOX_CYCLES - GEARBOX_TAKE_CYCLES + 1
+GEARBOX_QUEUE = GEARBOX_OFFER_CYCLES + 1
 #: result FIFO entries; the advance is decided three cycles ahead, "a push fits in three
 #: cycles even if nothing is popped until then", so its copies form a tree of flip-flops,
 #: and res.ready reaches only the FIFO's read side (hw/ENGINE.md)
@@ -249,6 +252,35 @@ class HwConfig:
         return int(layout.var_column_bytes(np.full(self.rows, self.depth)))
 
     @property
+    def column_bytes_min(self) -> int:
+        """Bytes of the shortest variable-depth column: its header (every group at depth 0)."""
+        return int(layout.var_column_bytes(np.zeros(self.rows, dtype=np.int64)))
+
+    @property
+    def chain_moves(self) -> int:
+        """Columns that can start in one memory beat after the first: a column moves on by
+        at least ``column_bytes_min`` bytes."""
+        return (self.mem_bytes - 1) // self.column_bytes_min
+
+    @property
+    def chain_stages(self) -> int:
+        """Registers of the column finder's chains: two lookups a stage, ``chain_moves`` + 1
+        lookups (hw/columnfinder.py)."""
+        return (self.chain_moves + 2) // 2
+
+    @property
+    def gearbox_take_cycles(self) -> int:
+        """From a beat accepted on ``mem`` to the first cycle a column ending in it can be
+        taken (GEARBOX_FIXED_CYCLES + ``chain_stages``)."""
+        return GEARBOX_FIXED_CYCLES + self.chain_stages
+
+    @property
+    def gearbox_cycles(self) -> int:
+        """From a beat accepted on ``mem`` to the first cycle a column ending in it is offered
+        to the issue stage."""
+        return self.gearbox_take_cycles + GEARBOX_OFFER_CYCLES
+
+    @property
     def column_span(self) -> int:
         """Memory beats a variable-depth column can touch: the longest column starting at
         the last byte of a beat."""
@@ -258,10 +290,10 @@ class HwConfig:
     def window_words(self) -> int:
         """The gearbox's word FIFO (hw/columnfinder.py): memory beats it holds, from the one
         the next column starts in to the newest accepted. The beats of a column and those
-        accepted in the GEARBOX_TAKE_CYCLES until it can be taken, and one more, rounded up
-        to a power of two (its pointers wrap by their width), so the memory is never
+        accepted in the ``gearbox_take_cycles`` until it can be taken, and one more, rounded
+        up to a power of two (its pointers wrap by their width), so the memory is never
         refused while the engine keeps up with it."""
-        return 1 << (self.column_span + GEARBOX_TAKE_CYCLES).bit_length()
+        return 1 << (self.column_span + self.gearbox_take_cycles).bit_length()
 
     @property
     def tiles_max(self) -> int:

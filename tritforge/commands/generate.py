@@ -55,9 +55,8 @@ def run(args) -> int:
           f"acc {d['acc_width']} b, buffer {d['act_buffer_words']} x 128 b, "
           f"{cfg.pipeline_stages} pipeline stages")
     if cfg.variable:
-        from ..hwconfig import GEARBOX_CYCLES
         print(f"stream   variable-depth columns of up to {cfg.column_bytes_max} B on mem "
-              f"({cfg.mem_bytes} B a beat), word FIFO {cfg.window_words} beats, gearbox {GEARBOX_CYCLES} cycles")
+              f"({cfg.mem_bytes} B a beat), word FIFO {cfg.window_words} beats, gearbox {cfg.gearbox_cycles} cycles")
     print(f"wrote    {shown(r['verilog'])} ({r['verilog_bytes']:,} bytes)")
     print(f"wrote    {shown(r['sidecar'])}")
     return 0
