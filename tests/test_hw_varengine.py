@@ -252,6 +252,57 @@ def test_window_back_pressure_keeps_every_byte():
     check_results(cfg, jobs, out["res"])
 
 
+FINDER_CASES = [(2, 4, 16), (2, 4, 7), (1, 1, 8), (3, 2, 12), (4, 4, 9)]
+
+
+@pytest.mark.parametrize("depth,rows,P", FINDER_CASES, ids=[f"d{d}R{r}P{p}" for d, r, p in FINDER_CASES])
+def test_finder_gives_every_column_in_order(depth, rows, P):
+    """The column finder alone, its beats offered with random gaps and ``room`` toggling at
+    random, each job's stream in beats of its own (a partial beat at its end): every column
+    of every job is taken once, in order, with its offset and length
+    (``layout.scan_var_columns``), and never before its last beat is
+    ``gearbox_take_cycles`` old."""
+    cfg = var_config(depth, rows, 1, mem_bytes=P)
+    rng = np.random.default_rng(depth * 100 + rows * 10 + P)
+    jobs = make_jobs(cfg, rng, 3)
+    n = cfg.tiles(OUT_FEATURES) * -(-IN_FEATURES // 16)
+    beats, want = [], []                 # beats (bytes); per column (offset, length, its last beat)
+    for _, _, data in jobs:
+        starts = layout.scan_var_columns(data, n, cfg.depth, cfg.rows)["starts"][:n + 1]
+        first = len(beats)
+        want += [(int(a) % P, int(b - a), first + (int(b) - 1) // P) for a, b in zip(starts, starts[1:])]
+        beats += [data[i:i + P] for i in range(0, data.size, P)]
+    dut = ColumnFinder(cfg)
+    got, accepted = [], []
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+
+    async def bench(ctx):
+        b = 0
+        for cycle in range(40 * len(beats) + 400):
+            offer = b < len(beats) and rng.random() < 0.7
+            if offer:
+                word = int.from_bytes(bytes(beats[b].tolist()) + bytes(P - beats[b].size), "little")
+                ctx.set(dut.i.payload.data, word)
+                ctx.set(dut.i.payload.count, beats[b].size)
+            ctx.set(dut.i.valid, offer)
+            ctx.set(dut.room, int(rng.random() < 0.6))
+            await ctx.delay(1e-9)
+            if ctx.get(dut.take):
+                got.append([cycle])
+            if ctx.get(dut.col_valid):
+                got[-1 if not ctx.get(dut.take) else -2] += [ctx.get(dut.offset), ctx.get(dut.length)]
+            if offer and ctx.get(dut.i.ready):
+                accepted.append(cycle)
+                b += 1
+            await ctx.tick()
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert [(o, l) for _, o, l in got] == [(o, l) for o, l, _ in want]
+    assert all(c >= accepted[last] + cfg.gearbox_take_cycles for (c, _, _), (_, _, last) in zip(got, want))
+
+
 def test_parameters_are_checked():
     with pytest.raises(ValueError, match="weight_stream"):
         VarDepthEngine(HwConfig(depth=2, rows=4))
