@@ -108,7 +108,31 @@ def load_shape(spec: str) -> dict:
     data = dict(data.get("text_config", data)) if isinstance(data.get("text_config"), dict) else dict(data)
     data.setdefault("_name", os.path.basename(os.path.dirname(os.path.abspath(path))) or path)
     data["_path"] = path
+    other = uncovered_attention(data)
+    if other:
+        raise TritforgeError(f"model config {path}: {other}: not in the whole-token model, which covers "
+                             f"decoder-only models with full causal attention over the whole context "
+                             f"(grouped-query or multi-head, as Llama and Qwen2)")
     return check_shape(data, path)
+
+
+def uncovered_attention(shape: dict) -> str | None:
+    """What in an HF config's attention the whole-token model does not cover (its K/V bytes
+    and attention cycles assume every layer attends to the whole context with one K and V
+    row per token and KV head), or None."""
+    archs = shape.get("architectures") or []
+    if shape.get("is_encoder_decoder") or archs and not any(a.endswith(("ForCausalLM", "LMHeadModel"))
+                                                             for a in archs):
+        return f"architecture {archs[0] if archs else shape.get('model_type')!r} is not a decoder-only causal LM"
+    if shape.get("kv_lora_rank") or shape.get("q_lora_rank"):
+        return "multi-head latent attention (kv_lora_rank: a compressed KV cache)"
+    window = shape.get("sliding_window")
+    if window and shape.get("use_sliding_window", True):
+        return f"sliding-window attention (sliding_window {window})"
+    kinds = sorted(set(shape.get("layer_types") or []) - {"full_attention"})
+    if kinds:
+        return f"layers of type {', '.join(kinds)}"
+    return None
 
 
 def check_shape(shape: dict, where: str = "model config") -> dict:

@@ -160,6 +160,34 @@ def test_shapes_bundled_and_from_config_json(tmp_path):
     assert estimate.load_shape(str(nested))["hidden_size"] == 64
 
 
+_SHAPE = '"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 1, "num_attention_heads": 4'
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('"sliding_window": 4096', "sliding-window attention \\(sliding_window 4096\\)"),
+    ('"kv_lora_rank": 512', "multi-head latent attention"),
+    ('"is_encoder_decoder": true', "not a decoder-only causal LM"),
+    ('"architectures": ["BertForMaskedLM"]', "'BertForMaskedLM' is not a decoder-only causal LM"),
+    ('"layer_types": ["full_attention", "linear_attention"]', "layers of type linear_attention"),
+])
+def test_attention_the_model_does_not_cover(tmp_path, capsys, extra, message):
+    p = tmp_path / "config.json"
+    p.write_text("{" + _SHAPE + ", " + extra + "}")
+    with pytest.raises(TritforgeError, match=message):
+        estimate.load_shape(str(p))
+    assert main(["estimate", "--model-config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(p) in err and "full causal attention" in err
+
+
+def test_attention_the_model_covers(tmp_path):
+    """A Qwen2 config names a window it does not use; Llama and Qwen2 causal LMs pass."""
+    p = tmp_path / "config.json"
+    p.write_text("{" + _SHAPE + ', "sliding_window": 131072, "use_sliding_window": false, '
+                 '"architectures": ["Qwen2ForCausalLM"], "layer_types": ["full_attention"]}')
+    assert estimate.load_shape(str(p))["hidden_size"] == 64
+
+
 @pytest.mark.parametrize("content, message", [
     ("{", "not valid JSON"),
     ("[1, 2]", "expected a JSON object"),
