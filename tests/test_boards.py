@@ -103,6 +103,12 @@ def _kv260_text():
     (lambda s: s.replace("max_in_features = ", "max_in_features = 17 #"), "max_in_features: expected a multiple of 16"),
     (lambda s: s.replace("rows = 16", "rows = 16.0"), "rows: expected an integer, got 16.0"),
     (lambda s: s.replace("static_w_source = ", 'static_w_source = " " #'), "static_w_source: expected a non-empty"),
+    # the [host] table (the file's last): a host-side lm_head's figures
+    (lambda s: s.replace("cores_source =", "# cores_source ="), "host: figure 'cores' has no source"),
+    (lambda s: s.replace("macs_per_cycle = 2.0", "macs_per_cycle = -2.0"), "host.macs_per_cycle: expected a value > 0"),
+    (lambda s: s.replace("cores = 4\n", ""), "host.cores: missing"),
+    (lambda s: s + "read_gbs = 3.0\n", "host: figure 'read_gbs' has no source"),
+    (lambda s: s + "read_gbs = -3.0\nread_gbs_source = \"x\"\n", "host.read_gbs: expected a value > 0"),
 ])
 def test_bad_board_files(tmp_path, capsys, edit, message):
     p = tmp_path / "board.toml"
