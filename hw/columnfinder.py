@@ -154,7 +154,8 @@ class ColumnFinder(wiring.Component):
         nodes = []
         for o in range(P):
             step, starts = Signal(name=f"n{o}_step"), Signal(name=f"n{o}_starts")
-            nxt, way = Signal(range(P), name=f"n{o}_nxt"), Signal(range(self.ways), name=f"n{o}_way")
+            nxt = Signal(range(P), name=f"n{o}_nxt")
+            way = Signal(range(self.ways), name=f"n{o}_way")
             skip = Signal(range(self.skips), name=f"n{o}_skip")
             pad = o >= n3
             if o < self.heads:
@@ -176,34 +177,43 @@ class ColumnFinder(wiring.Component):
         return out                           # step, starts, nxt, way, skip
 
     def _chains(self, m, valid, carry, nodes):
-        """The chain from every offset of the beat, ``chain_moves`` + 1 node lookups, two a
-        register stage; ``carry`` (the beat's slot and tail entries) and the nodes go along.
-        Returns per offset (mask of the columns starting on it, way out, skip) and the
-        registered valid, carry."""
-        P = self.P
-        cur = [Const(e, range(P)) for e in range(P)]
-        mask = [Const(0, P) for _ in range(P)]
-        looks = self.cfg.chain_moves + 1
-        for stage in range(self.cfg.chain_stages):
-            for _ in range(min(2, looks - 2 * stage)):
-                new_cur, new_mask = [], []
-                for e in range(P):
-                    step, starts, nxt, _, _ = self._node(select(nodes, cur[e]))
-                    new_mask.append(mask[e] | Mux(starts, Const(1, P) << cur[e], 0))
-                    new_cur.append(Mux(step, nxt, cur[e]))
-                cur, mask = new_cur, new_mask
-            r_cur = [Signal(range(P), name=f"c{stage}_{e}_cur") for e in range(P)]
-            r_mask = [Signal(P, name=f"c{stage}_{e}_mask") for e in range(P)]
+        """The chain from every offset of the beat, built from the beat's end: a column
+        moves on by at least ``column_bytes_min`` = L bytes, so the chains from the last L
+        offsets are their own nodes', and the chain from an offset o whose column ends
+        inside the beat is o's column followed by the chain from its next offset, which
+        lies in a block of L offsets nearer the end. One block a register stage
+        (``chain_moves`` of them), one lookup among the chains found so far per offset;
+        ``carry`` (the beat's slot and tail entries) and the nodes go along. Returns per
+        offset (mask of the columns its chain starts, way out, skip) and the registered
+        valid, carry."""
+        P, L = self.P, self.cfg.column_bytes_min
+
+        def own(o, node):
+            _, starts, _, way, skip = self._node(node)
+            return Mux(starts, Const(1 << o, P), 0), way, skip
+
+        done = {o: own(o, nodes[o]) for o in range(max(0, P - L), P)}
+        dummy = (Const(0, P), Const(0, range(self.ways)), Const(0, range(self.skips)))
+        for stage in range(self.cfg.chain_moves):
+            block = range(max(0, P - (stage + 2) * L), P - (stage + 1) * L)
+            found = [done.get(o, dummy) for o in range(P)]
+            for o in block:
+                step, _, nxt, _, _ = self._node(nodes[o])
+                after = [select((f[i] for f in found), nxt) for i in range(3)]
+                mine = own(o, nodes[o])
+                done[o] = (Mux(step, after[0] | mine[0], mine[0]), Mux(step, after[1], mine[1]),
+                           Mux(step, after[2], mine[2]))
+            regs = {}
+            for o, (mask, way, skip) in done.items():
+                regs[o] = (Signal(P, name=f"c{stage}_{o}_mask"), Signal.like(way, name=f"c{stage}_{o}_way"),
+                           Signal.like(skip, name=f"c{stage}_{o}_skip"))
+                m.d.sync += [a.eq(b) for a, b in zip(regs[o], (mask, way, skip))]
             r_nodes = [Signal.like(n, name=f"c{stage}_node{o}") for o, n in enumerate(nodes)]
-            r_valid, r_carry = Signal(name=f"c{stage}_valid"), Signal.like(carry, name=f"c{stage}_carry")
-            m.d.sync += [*(a.eq(b) for a, b in zip(r_cur, cur)), *(a.eq(b) for a, b in zip(r_mask, mask)),
-                         *(a.eq(b) for a, b in zip(r_nodes, nodes)), r_valid.eq(valid), r_carry.eq(carry)]
-            cur, mask, nodes, valid, carry = r_cur, r_mask, r_nodes, r_valid, r_carry
-        out = []
-        for e in range(P):
-            _, _, _, way, skip = self._node(select(nodes, cur[e]))
-            out.append((mask[e], way, skip))
-        return out, valid, carry
+            r_valid = Signal(name=f"c{stage}_valid")
+            r_carry = Signal.like(carry, name=f"c{stage}_carry")
+            m.d.sync += [*(a.eq(b) for a, b in zip(r_nodes, nodes)), r_valid.eq(valid), r_carry.eq(carry)]
+            done, nodes, valid, carry = regs, r_nodes, r_valid, r_carry
+        return [done[e] for e in range(P)], valid, carry
 
     def elaborate(self, platform):
         cfg, P, N, h = self.cfg, self.P, self.N, self.head
@@ -233,9 +243,12 @@ class ColumnFinder(wiring.Component):
             m.d.sync += wr.eq(wr + 1)
 
         # --- input pipeline: 1 the beat, 2 its digits, 3 the depth sums -----------------
-        v1, raw, n1, s1 = Signal(), Signal(8 * P), Signal(range(P + 1)), Signal(A + 1)
+        v1 = Signal(name="v1")
+        raw = Signal(8 * P, name="raw")
+        n1 = Signal(range(P + 1), name="n1")
+        s1 = Signal(A + 1, name="s1")
         m.d.sync += [v1.eq(accept), raw.eq(self.i.payload.data), n1.eq(self.i.payload.count), s1.eq(wr)]
-        v2, n2, s2 = Signal(), Signal(range(P + 1)), Signal(A + 1)
+        v2, n2, s2 = Signal(name="v2"), Signal(range(P + 1), name="n2"), Signal(A + 1, name="s2")
         digits2 = [[Signal(2, name=f"d2_{b}_{p}") for p in range(layout.TRITS_PER_BYTE)] for b in range(P)]
         invalid2 = Signal(P)
         for b in range(P):
@@ -248,7 +261,9 @@ class ColumnFinder(wiring.Component):
                      slot_w.data.eq(Cat(*(Cat(*digits2[b], invalid2[b]) for b in range(P)), n2))]
         # the previous beat's last h - 1 bytes, its slot and count
         tail = [[Signal(2, name=f"tail{b}_{p}") for p in range(layout.TRITS_PER_BYTE)] for b in range(h - 1)]
-        have_prev, prev_slot, prev_n = Signal(), Signal(A + 1), Signal(range(P + 1))
+        have_prev = Signal(name="have_prev")
+        prev_slot = Signal(A + 1, name="prev_slot")
+        prev_n = Signal(range(P + 1), name="prev_n")
         ext = tail + digits2                     # offset e of ext: tail offset or this beat's
         sums3 = []
         for e in range(P):
@@ -256,8 +271,10 @@ class ColumnFinder(wiring.Component):
             s = Signal(range(R * D + 1), name=f"sum{e}")
             m.d.sync += s.eq(sum(k))
             sums3.append(s)
-        v3, n3, s3 = Signal(), Signal(range(P + 1)), Signal(A + 1)
-        prev3, prev_slot3, prev_n3 = Signal(), Signal(A + 1), Signal(range(P + 1))
+        v3, n3, s3 = Signal(name="v3"), Signal(range(P + 1), name="n3"), Signal(A + 1, name="s3")
+        prev3 = Signal(name="prev3")
+        prev_slot3 = Signal(A + 1, name="prev_slot3")
+        prev_n3 = Signal(range(P + 1), name="prev_n3")
         m.d.sync += [v3.eq(v2), n3.eq(n2), s3.eq(s2), prev3.eq(have_prev), prev_slot3.eq(prev_slot),
                      prev_n3.eq(prev_n)]
         with m.If(v2):
@@ -285,7 +302,7 @@ class ColumnFinder(wiring.Component):
         tail_adv = [rom[t][1] for t in range(self.tails)]
         tail_next = [rom[t][0] for t in range(self.tails)]
         carry = Signal(A + 1 + sum(len(a) + len(b) for a, b in zip(tail_adv, tail_next)))
-        v4, carry4 = Signal(), Signal.like(carry)
+        v4, carry4 = Signal(name="v4"), Signal.like(carry, name="carry4")
         m.d.sync += [v4.eq(v3), carry4.eq(Cat(s3, *(Cat(a, b) for a, b in zip(tail_adv, tail_next))))]
         chains, v5, carry5 = self._chains(m, v4, carry4, nodes4)
         slot5 = carry5[:A + 1]
@@ -303,7 +320,7 @@ class ColumnFinder(wiring.Component):
             ways.append((Mux(one, mask, 0), Const(1, 1), Mux(one, way, nxt),
                          Mux(one, skip, (adv - 2)[:len(skip)])))
         row_w = [Signal(P + 1 + len(ways[0][2]) + len(ways[0][3]), name=f"row_way{i}") for i in range(self.ways)]
-        row_v, row_slot = Signal(), Signal(A + 1)
+        row_v, row_slot = Signal(name="row_v"), Signal(A + 1, name="row_slot")
         m.d.sync += [row_v.eq(v5), row_slot.eq(slot5),
                      *(r.eq(Cat(mask, has, way, skip)) for r, (mask, has, way, skip) in zip(row_w, ways))]
 
@@ -327,7 +344,11 @@ class ColumnFinder(wiring.Component):
         m.submodules.masks = masks = fifo.SyncFIFO(width=len(record), depth=N)
 
         # --- the popper: one column a cycle from the head mask --------------------------
-        pv, pslot, pmask, ppre, pt = Signal(), Signal(A + 1), Signal(P), Signal(), Signal(tw)
+        pv = Signal(name="pv")
+        pslot = Signal(A + 1, name="pslot")
+        pmask = Signal(P, name="pmask")
+        ppre = Signal(name="ppre")
+        pt = Signal(tw, name="pt")
         credits = Signal(range(self.DESCRIPTORS + 2), init=self.DESCRIPTORS + 1)
         emit = pv & (credits != 0)
         low = Signal(range(P))
@@ -346,7 +367,9 @@ class ColumnFinder(wiring.Component):
                 m.d.sync += ppre.eq(0)
             with m.Else():
                 m.d.sync += pmask.eq(pmask & (pmask - 1))
-        ev, eslot, eoff = Signal(), Signal(A + 1), Signal(range(P))
+        ev = Signal(name="ev")
+        eslot = Signal(A + 1, name="eslot")
+        eoff = Signal(range(P), name="eoff")
         m.d.sync += [ev.eq(emit), eslot.eq(Mux(ppre, pslot - 1, pslot)),
                      eoff.eq(Mux(ppre, self.heads + pt, low))]
 
@@ -356,7 +379,7 @@ class ColumnFinder(wiring.Component):
         e_next, e_adv, e_last = self._fields(select((r.data for _, r in ent_mem), eoff))
         desc = Cat(eslot, eoff, e_next, e_adv, e_last, (eslot + e_last)[:A], (eslot + e_adv)[:A + 1])
         m.submodules.descs = descs = fifo.SyncFIFO(width=len(desc), depth=self.DESCRIPTORS)
-        hv, hd = Signal(), Signal(len(desc))
+        hv, hd = Signal(name="hv"), Signal(len(desc), name="hd")
         h_slot, h_off = hd[:A + 1], hd[A + 1:A + 1 + len(eoff)]
         at = A + 1 + len(eoff)
         h_next, h_adv, h_last = (hd[at:at + len(e_next)], hd[at + len(e_next):at + len(e_next) + len(e_adv)],
@@ -390,7 +413,10 @@ class ColumnFinder(wiring.Component):
 
         # --- the taken column: its beats and where it lies in them ---------------------
         # read every cycle (no enable from the take), shown while ``col_valid``
-        off, adv1, last1, next1 = Signal(range(P)), Signal.like(e_adv), Signal.like(e_last), Signal(range(P))
+        off = Signal(range(P), name="off")
+        adv1 = Signal.like(e_adv, name="adv1")
+        last1 = Signal.like(e_last, name="last1")
+        next1 = Signal(range(P), name="next1")
         m.d.comb += [r.addr.eq((h_slot + k)[:A]) for k, r in enumerate(slot_r)]
         m.d.sync += [self.col_valid.eq(self.take), off.eq(h_off), adv1.eq(h_adv), last1.eq(h_last),
                      next1.eq(h_next)]

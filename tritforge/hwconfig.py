@@ -264,9 +264,9 @@ class HwConfig:
 
     @property
     def chain_stages(self) -> int:
-        """Registers of the column finder's chains: two lookups a stage, ``chain_moves`` + 1
-        lookups (hw/columnfinder.py)."""
-        return (self.chain_moves + 2) // 2
+        """Registers of the column finder's chains, one block of ``column_bytes_min``
+        offsets a stage from the beat's end (hw/columnfinder.py): ``chain_moves``."""
+        return self.chain_moves
 
     @property
     def gearbox_take_cycles(self) -> int:
