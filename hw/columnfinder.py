@@ -95,8 +95,8 @@ class ColumnFinder(wiring.Component):
     ``col_valid`` with ``words``, ``offset``, ``length``, ``cross`` (module docstring)."""
 
     #: descriptors (looked-up columns) the take may have waiting beside the one at the take:
-    #: a column is at the take 3 cycles after the popper's credit returns
-    DESCRIPTORS = 4
+    #: a column is at the take 4 cycles after the popper's credit returns
+    DESCRIPTORS = 5
 
     def __new__(cls, cfg: HwConfig):
         check_config("ColumnFinder", cfg)
@@ -297,13 +297,14 @@ class ColumnFinder(wiring.Component):
         nodes = self._nodes(m, rom, n3)
         nodes4 = [Signal(len(n), name=f"node{o}") for o, n in enumerate(nodes)]
         m.d.sync += [a.eq(b) for a, b in zip(nodes4, nodes)]
-        # the previous beat's tail entries: beats advanced and next offset of the column at
-        # tail offset t (used only if that column exists)
-        tail_adv = [rom[t][1] for t in range(self.tails)]
-        tail_next = [rom[t][0] for t in range(self.tails)]
-        carry = Signal(A + 1 + sum(len(a) + len(b) for a, b in zip(tail_adv, tail_next)))
+        # the previous beat's tail entries (used only if the column at tail offset t exists):
+        # it ends in this beat (one), else the beats it passes over after this one; its next
+        # offset
+        sw, nw = Shape.cast(range(self.skips)).width, Shape.cast(range(P)).width
+        tails = [Cat(rom[t][1] == 1, (rom[t][1] - 2)[:sw], rom[t][0]) for t in range(self.tails)]
+        carry = Cat(s3, *tails)
         v4, carry4 = Signal(name="v4"), Signal.like(carry, name="carry4")
-        m.d.sync += [v4.eq(v3), carry4.eq(Cat(s3, *(Cat(a, b) for a, b in zip(tail_adv, tail_next))))]
+        m.d.sync += [v4.eq(v3), carry4.eq(carry)]
         chains, v5, carry5 = self._chains(m, v4, carry4, nodes4)
         slot5 = carry5[:A + 1]
         at = A + 1
@@ -311,14 +312,11 @@ class ColumnFinder(wiring.Component):
         for e in range(P):
             mask, way, skip = chains[e]
             ways.append((mask, mask.any(), way, skip))
-        aw, nw = len(tail_adv[0]) if self.tails else 0, len(tail_next[0]) if self.tails else 0
         for t in range(self.tails):
-            adv, nxt = carry5[at:at + aw], carry5[at + aw:at + aw + nw]
-            at += aw + nw
+            one, over, nxt = carry5[at], carry5[at + 1:at + 1 + sw], carry5[at + 1 + sw:at + 1 + sw + nw]
+            at += 1 + sw + nw
             mask, way, skip = (select((c[i] for c in chains), nxt) for i in range(3))
-            one = adv == 1                       # the column ends in this beat, at nxt
-            ways.append((Mux(one, mask, 0), Const(1, 1), Mux(one, way, nxt),
-                         Mux(one, skip, (adv - 2)[:len(skip)])))
+            ways.append((Mux(one, mask, 0), Const(1, 1), Mux(one, way, nxt), Mux(one, skip, over)))
         row_w = [Signal(P + 1 + len(ways[0][2]) + len(ways[0][3]), name=f"row_way{i}") for i in range(self.ways)]
         row_v, row_slot = Signal(name="row_v"), Signal(A + 1, name="row_slot")
         m.d.sync += [row_v.eq(v5), row_slot.eq(slot5),
@@ -340,7 +338,10 @@ class ColumnFinder(wiring.Component):
                 m.d.sync += [way_in.eq(sel_way), skip_in.eq(sel_skip)]
         pre = way_in >= P                        # entered through the previous beat's tail
         tw = Shape.cast(range(max(self.tails, 1))).width
-        record = Cat(row_slot, sel_mask, pre, (way_in - P)[:tw])
+        # the beat's record (its slot, mask, the column through the tail first), registered
+        pushed = Signal(name="pushed")
+        record = Signal(A + 1 + P + 1 + tw, name="record")
+        m.d.sync += [pushed.eq(push), record.eq(Cat(row_slot, sel_mask, pre, (way_in - P)[:tw]))]
         m.submodules.masks = masks = fifo.SyncFIFO(width=len(record), depth=N)
 
         # --- the popper: one column a cycle from the head mask --------------------------
@@ -355,18 +356,26 @@ class ColumnFinder(wiring.Component):
         for b in reversed(range(P)):
             with m.If(pmask[b]):
                 m.d.comb += low.eq(b)
-        rest = Mux(ppre, pmask != 0, (pmask & (pmask - 1)) != 0)
+        # the mask after this column and whether any is left, kept in registers
+        pnext = Signal(P, name="pnext")
+        p_any = Signal(name="p_any")
+        pn_any = Signal(name="pn_any")
+        rest = Mux(ppre, p_any, pn_any)
         load = ~pv | emit & ~rest
         src = Mux(masks.r_rdy, masks.r_data, record)
-        m.d.comb += [masks.r_en.eq(load), masks.w_en.eq(push & ~(load & ~masks.r_rdy)), masks.w_data.eq(record)]
+        m.d.comb += [masks.r_en.eq(load), masks.w_en.eq(pushed & ~(load & ~masks.r_rdy)),
+                     masks.w_data.eq(record)]
+        src_mask = src[A + 1:A + 1 + P]
+        after = pnext & (pnext - 1)
         with m.If(load):
-            m.d.sync += [pv.eq(masks.r_rdy | push),
-                         Cat(pslot, pmask, ppre, pt).eq(src)]
+            m.d.sync += [pv.eq(masks.r_rdy | pushed), Cat(pslot, pmask, ppre, pt).eq(src),
+                         pnext.eq(src_mask & (src_mask - 1)), p_any.eq(src_mask != 0),
+                         pn_any.eq((src_mask & (src_mask - 1)) != 0)]
         with m.Elif(emit):
             with m.If(ppre):
                 m.d.sync += ppre.eq(0)
             with m.Else():
-                m.d.sync += pmask.eq(pmask & (pmask - 1))
+                m.d.sync += [pmask.eq(pnext), p_any.eq(pn_any), pnext.eq(after), pn_any.eq(after != 0)]
         ev = Signal(name="ev")
         eslot = Signal(A + 1, name="eslot")
         eoff = Signal(range(P), name="eoff")
@@ -377,7 +386,9 @@ class ColumnFinder(wiring.Component):
         for _, r in ent_mem:
             m.d.comb += r.addr.eq(eslot[:A])
         e_next, e_adv, e_last = self._fields(select((r.data for _, r in ent_mem), eoff))
-        desc = Cat(eslot, eoff, e_next, e_adv, e_last, (eslot + e_last)[:A], (eslot + e_adv)[:A + 1])
+        found = Cat(eslot, eoff, e_next, e_adv, e_last, (eslot + e_last)[:A], (eslot + e_adv)[:A + 1])
+        dv, desc = Signal(name="dv"), Signal(len(found), name="desc")
+        m.d.sync += [dv.eq(ev), desc.eq(found)]
         m.submodules.descs = descs = fifo.SyncFIFO(width=len(desc), depth=self.DESCRIPTORS)
         hv, hd = Signal(name="hv"), Signal(len(desc), name="hd")
         h_slot, h_off = hd[:A + 1], hd[A + 1:A + 1 + len(eoff)]
@@ -391,9 +402,9 @@ class ColumnFinder(wiring.Component):
         present = Signal(N)
         m.d.comb += self.take.eq(hv & present.bit_select(h_lastslot, 1) & self.room)
         free = ~hv | self.take
-        m.d.comb += [descs.r_en.eq(free), descs.w_en.eq(ev & ~(free & ~descs.r_rdy)), descs.w_data.eq(desc)]
+        m.d.comb += [descs.r_en.eq(free), descs.w_en.eq(dv & ~(free & ~descs.r_rdy)), descs.w_data.eq(desc)]
         with m.If(free):
-            m.d.sync += [hv.eq(descs.r_rdy | ev), hd.eq(Mux(descs.r_rdy, descs.r_data, desc))]
+            m.d.sync += [hv.eq(descs.r_rdy | dv), hd.eq(Mux(descs.r_rdy, descs.r_data, desc))]
         m.d.sync += credits.eq(credits - emit + self.take)
         # a beat is present from x + gearbox_take_cycles; freed (with the beats before the
         # next column's) in the take's edge

@@ -245,7 +245,7 @@ def test_window_back_pressure_keeps_every_byte():
     the models', which take it as never full)."""
     cfg = var_config(2, 2, 3, mem_bytes=8)
     rng = np.random.default_rng(3)
-    jobs = make_jobs(cfg, rng, 2)
+    jobs = make_jobs(cfg, rng, 4)         # a stream longer than the window
     tl = expected(cfg, jobs, Fraction(8))
     out = run_rtl(cfg, jobs, Fraction(8), tl.taken[0])
     assert out["stall"], "the memory was never back-pressured"
