@@ -286,6 +286,12 @@ class ColumnFinder(wiring.Component):
         # this beat's offset e - h + 1; one table lookup each
         rom = [self._rom(m, e - h + 1 if e >= h - 1 else P - h + 1 + e, sums3[e], f"rom{e}")
                for e in range(P)]
+        # the entries and the beat's figures registered (x + 4): written from here on
+        rom_r = [tuple(Signal.like(f, name=f"{f.name}_r") for f in entry) for entry in rom]
+        m.d.sync += [a.eq(b) for entry_r, entry in zip(rom_r, rom) for a, b in zip(entry_r, entry)]
+        late = [Signal.like(x, name=f"{x.name}_r") for x in (v3, n3, s3, prev3, prev_slot3, prev_n3)]
+        m.d.sync += [a.eq(b) for a, b in zip(late, (v3, n3, s3, prev3, prev_slot3, prev_n3))]
+        rom, (v3, n3, s3, prev3, prev_slot3, prev_n3) = rom_r, late
         for o, (w, _) in enumerate(ent_mem):
             if o < self.heads:                   # a head offset: its column's header is here
                 m.d.comb += [w.en.eq(v3 & (o < n3)), w.addr.eq(s3[:A]), w.data.eq(Cat(*rom[o + h - 1]))]
@@ -293,7 +299,7 @@ class ColumnFinder(wiring.Component):
                 m.d.comb += [w.en.eq(v3 & prev3 & (o < prev_n3)), w.addr.eq(prev_slot3[:A]),
                              w.data.eq(Cat(*rom[o - self.heads]))]
 
-        # --- the beat's row: nodes (x + 4), chains, the ways in through the tail ------
+        # --- the beat's row: nodes (x + 5), chains, the ways in through the tail ------
         nodes = self._nodes(m, rom, n3)
         nodes4 = [Signal(len(n), name=f"node{o}") for o, n in enumerate(nodes)]
         m.d.sync += [a.eq(b) for a, b in zip(nodes4, nodes)]
@@ -342,7 +348,13 @@ class ColumnFinder(wiring.Component):
         pushed = Signal(name="pushed")
         record = Signal(A + 1 + P + 1 + tw, name="record")
         m.d.sync += [pushed.eq(push), record.eq(Cat(row_slot, sel_mask, pre, (way_in - P)[:tw]))]
-        m.submodules.masks = masks = fifo.SyncFIFO(width=len(record), depth=N)
+        # with the mask after its first column and whether any is left, registered
+        rec_mask = record[A + 1:A + 1 + P]
+        rec_after = (rec_mask & (rec_mask - 1))[:P]
+        pushed2 = Signal(name="pushed2")
+        record2 = Signal(len(record) + P + 2, name="record2")
+        m.d.sync += [pushed2.eq(pushed), record2.eq(Cat(record, rec_after, rec_mask != 0, rec_after != 0))]
+        m.submodules.masks = masks = fifo.SyncFIFO(width=len(record2), depth=N)
 
         # --- the popper: one column a cycle from the head mask --------------------------
         pv = Signal(name="pv")
@@ -362,15 +374,12 @@ class ColumnFinder(wiring.Component):
         pn_any = Signal(name="pn_any")
         rest = Mux(ppre, p_any, pn_any)
         load = ~pv | emit & ~rest
-        src = Mux(masks.r_rdy, masks.r_data, record)
-        m.d.comb += [masks.r_en.eq(load), masks.w_en.eq(pushed & ~(load & ~masks.r_rdy)),
-                     masks.w_data.eq(record)]
-        src_mask = src[A + 1:A + 1 + P]
+        src = Mux(masks.r_rdy, masks.r_data, record2)
+        m.d.comb += [masks.r_en.eq(load), masks.w_en.eq(pushed2 & ~(load & ~masks.r_rdy)),
+                     masks.w_data.eq(record2)]
         after = pnext & (pnext - 1)
         with m.If(load):
-            m.d.sync += [pv.eq(masks.r_rdy | pushed), Cat(pslot, pmask, ppre, pt).eq(src),
-                         pnext.eq(src_mask & (src_mask - 1)), p_any.eq(src_mask != 0),
-                         pn_any.eq((src_mask & (src_mask - 1)) != 0)]
+            m.d.sync += [pv.eq(masks.r_rdy | pushed2), Cat(pslot, pmask, ppre, pt, pnext, p_any, pn_any).eq(src)]
         with m.Elif(emit):
             with m.If(ppre):
                 m.d.sync += ppre.eq(0)
@@ -408,8 +417,8 @@ class ColumnFinder(wiring.Component):
         m.d.sync += credits.eq(credits - emit + self.take)
         # a beat is present from x + gearbox_take_cycles; freed (with the beats before the
         # next column's) in the take's edge
-        pv_, ps_ = v3, s3
-        for k in range(cfg.gearbox_take_cycles - 4):
+        pv_, ps_ = v3, s3                        # the beat's registers at x + 4
+        for k in range(cfg.gearbox_take_cycles - 5):
             nv, ns = Signal(name=f"pres_v{k}"), Signal(A + 1, name=f"pres_s{k}")
             m.d.sync += [nv.eq(pv_), ns.eq(ps_)]
             pv_, ps_ = nv, ns
