@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, unsigned
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -323,7 +323,10 @@ class ColumnFinder(wiring.Component):
             at += 1 + sw + nw
             mask, way, skip = (select((c[i] for c in chains), nxt) for i in range(3))
             ways.append((Mux(one, mask, 0), Const(1, 1), Mux(one, way, nxt), Mux(one, skip, over)))
-        row_w = [Signal(P + 1 + len(ways[0][2]) + len(ways[0][3]), name=f"row_way{i}") for i in range(self.ways)]
+        # a way into the beat: the columns its chain starts (mask, has any), its way out of
+        # the beat and the beats passed over after it
+        way_layout = data.StructLayout({"mask": P, "has": 1, "way": range(self.ways), "skip": range(self.skips)})
+        row_w = [Signal(way_layout, name=f"row_way{i}") for i in range(self.ways)]
         row_v, row_slot = Signal(name="row_v"), Signal(A + 1, name="row_slot")
         m.d.sync += [row_v.eq(v5), row_slot.eq(slot5),
                      *(r.eq(Cat(mask, has, way, skip)) for r, (mask, has, way, skip) in zip(row_w, ways))]
@@ -331,30 +334,27 @@ class ColumnFinder(wiring.Component):
         # --- the beat loop: one row a cycle, its state the way into the next beat -------
         way_in = Signal(range(self.ways))
         skip_in = Signal(range(self.skips))
-        sel = select(row_w, way_in)
-        sel_mask, sel_has = sel[:P], sel[P]
-        sel_way = sel[P + 1:P + 1 + len(way_in)]
-        sel_skip = sel[P + 1 + len(way_in):]
+        sel = data.View(way_layout, select((r.as_value() for r in row_w), way_in))
         push = Signal()
         with m.If(row_v):
             with m.If(skip_in != 0):             # a column passes over this beat
                 m.d.sync += skip_in.eq(skip_in - 1)
             with m.Else():
-                m.d.comb += push.eq(sel_has)
-                m.d.sync += [way_in.eq(sel_way), skip_in.eq(sel_skip)]
+                m.d.comb += push.eq(sel.has)
+                m.d.sync += [way_in.eq(sel.way), skip_in.eq(sel.skip)]
         pre = way_in >= P                        # entered through the previous beat's tail
         tw = Shape.cast(range(max(self.tails, 1))).width
-        # the beat's record (its slot, mask, the column through the tail first), registered
-        pushed = Signal(name="pushed")
-        record = Signal(A + 1 + P + 1 + tw, name="record")
-        m.d.sync += [pushed.eq(push), record.eq(Cat(row_slot, sel_mask, pre, (way_in - P)[:tw]))]
-        # with the mask after its first column and whether any is left, registered
-        rec_mask = record[A + 1:A + 1 + P]
-        rec_after = (rec_mask & (rec_mask - 1))[:P]
-        pushed2 = Signal(name="pushed2")
-        record2 = Signal(len(record) + P + 2, name="record2")
-        m.d.sync += [pushed2.eq(pushed), record2.eq(Cat(record, rec_after, rec_mask != 0, rec_after != 0))]
-        m.submodules.masks = masks = fifo.SyncFIFO(width=len(record2), depth=N)
+        # the beat's record (its slot, mask, the column through the tail first), registered;
+        # then with the mask after its first column and whether any is left
+        beat = data.StructLayout({"slot": A + 1, "mask": P, "pre": 1, "t": tw})
+        rec = data.StructLayout({"beat": beat, "after": P, "any": 1, "after_any": 1})
+        pushed, record = Signal(name="pushed"), Signal(beat, name="record")
+        m.d.sync += [pushed.eq(push), record.eq(Cat(row_slot, sel.mask, pre, (way_in - P)[:tw]))]
+        pushed2, record2 = Signal(name="pushed2"), Signal(rec, name="record2")
+        rec_after = (record.mask & (record.mask - 1))[:P]
+        m.d.sync += [pushed2.eq(pushed),
+                     record2.eq(Cat(record, rec_after, record.mask != 0, rec_after != 0))]
+        m.submodules.masks = masks = fifo.SyncFIFO(width=rec.size, depth=N)
 
         # --- the popper: one column a cycle from the head mask --------------------------
         pv = Signal(name="pv")
@@ -374,12 +374,14 @@ class ColumnFinder(wiring.Component):
         pn_any = Signal(name="pn_any")
         rest = Mux(ppre, p_any, pn_any)
         load = ~pv | emit & ~rest
-        src = Mux(masks.r_rdy, masks.r_data, record2)
+        src = data.View(rec, Mux(masks.r_rdy, masks.r_data, record2))
         m.d.comb += [masks.r_en.eq(load), masks.w_en.eq(pushed2 & ~(load & ~masks.r_rdy)),
                      masks.w_data.eq(record2)]
         after = pnext & (pnext - 1)
         with m.If(load):
-            m.d.sync += [pv.eq(masks.r_rdy | pushed2), Cat(pslot, pmask, ppre, pt, pnext, p_any, pn_any).eq(src)]
+            m.d.sync += [pv.eq(masks.r_rdy | pushed2), pslot.eq(src.beat.slot), pmask.eq(src.beat.mask),
+                         ppre.eq(src.beat.pre), pt.eq(src.beat.t), pnext.eq(src.after), p_any.eq(src.any),
+                         pn_any.eq(src.after_any)]
         with m.Elif(emit):
             with m.If(ppre):
                 m.d.sync += ppre.eq(0)
@@ -395,21 +397,19 @@ class ColumnFinder(wiring.Component):
         for _, r in ent_mem:
             m.d.comb += r.addr.eq(eslot[:A])
         e_next, e_adv, e_last = self._fields(select((r.data for _, r in ent_mem), eoff))
-        found = Cat(eslot, eoff, e_next, e_adv, e_last, (eslot + e_last)[:A], (eslot + e_adv)[:A + 1])
-        dv, desc = Signal(name="dv"), Signal(len(found), name="desc")
-        m.d.sync += [dv.eq(ev), desc.eq(found)]
-        m.submodules.descs = descs = fifo.SyncFIFO(width=len(desc), depth=self.DESCRIPTORS)
-        hv, hd = Signal(name="hv"), Signal(len(desc), name="hd")
-        h_slot, h_off = hd[:A + 1], hd[A + 1:A + 1 + len(eoff)]
-        at = A + 1 + len(eoff)
-        h_next, h_adv, h_last = (hd[at:at + len(e_next)], hd[at + len(e_next):at + len(e_next) + len(e_adv)],
-                                 hd[at + len(e_next) + len(e_adv):at + len(e_next) + len(e_adv) + len(e_last)])
-        at += len(e_next) + len(e_adv) + len(e_last)
-        h_lastslot, h_land = hd[at:at + A], hd[at + A:at + 2 * A + 1]
+        # a column's descriptor: where it is, its entry, the slot of its last beat and the
+        # slot the next column starts in
+        column = data.StructLayout({"slot": A + 1, "off": range(P), "next": len(e_next), "adv": len(e_adv),
+                                    "last": len(e_last), "last_slot": A, "land": A + 1})
+        dv, desc = Signal(name="dv"), Signal(column, name="desc")
+        m.d.sync += [dv.eq(ev), desc.eq(Cat(eslot, eoff, e_next, e_adv, e_last, (eslot + e_last)[:A],
+                                                 (eslot + e_adv)[:A + 1]))]
+        m.submodules.descs = descs = fifo.SyncFIFO(width=column.size, depth=self.DESCRIPTORS)
+        hv, hd = Signal(name="hv"), Signal(column, name="hd")
 
         # --- the take: the column's last beat present, room in the gearbox -------------
         present = Signal(N)
-        m.d.comb += self.take.eq(hv & present.bit_select(h_lastslot, 1) & self.room)
+        m.d.comb += self.take.eq(hv & present.bit_select(hd.last_slot, 1) & self.room)
         free = ~hv | self.take
         m.d.comb += [descs.r_en.eq(free), descs.w_en.eq(dv & ~(free & ~descs.r_rdy)), descs.w_data.eq(desc)]
         with m.If(free):
@@ -422,14 +422,14 @@ class ColumnFinder(wiring.Component):
             nv, ns = Signal(name=f"pres_v{k}"), Signal(A + 1, name=f"pres_s{k}")
             m.d.sync += [nv.eq(pv_), ns.eq(ps_)]
             pv_, ps_ = nv, ns
-        gone = (h_land - rd)[:A + 1]
+        gone = (hd.land - rd)[:A + 1]
         for s in range(N):
             with m.If(self.take & ((s - rd)[:A] < gone)):
                 m.d.sync += present[s].eq(0)
             with m.If(pv_ & (ps_[:A] == s)):
                 m.d.sync += present[s].eq(1)
         with m.If(self.take):
-            m.d.sync += rd.eq(h_land)
+            m.d.sync += rd.eq(hd.land)
 
         # --- the taken column: its beats and where it lies in them ---------------------
         # read every cycle (no enable from the take), shown while ``col_valid``
@@ -437,9 +437,9 @@ class ColumnFinder(wiring.Component):
         adv1 = Signal.like(e_adv, name="adv1")
         last1 = Signal.like(e_last, name="last1")
         next1 = Signal(range(P), name="next1")
-        m.d.comb += [r.addr.eq((h_slot + k)[:A]) for k, r in enumerate(slot_r)]
-        m.d.sync += [self.col_valid.eq(self.take), off.eq(h_off), adv1.eq(h_adv), last1.eq(h_last),
-                     next1.eq(h_next)]
+        m.d.comb += [r.addr.eq((hd.slot + k)[:A]) for k, r in enumerate(slot_r)]
+        m.d.sync += [self.col_valid.eq(self.take), off.eq(hd.off), adv1.eq(hd.adv), last1.eq(hd.last),
+                     next1.eq(hd.next)]
         words = Cat(r.data[:SLOT_BITS * P] for r in slot_r)
         counts = [r.data[SLOT_BITS * P:] for r in slot_r]
         # the column ends at byte ``end`` of its last beat: P when the next starts a new beat
