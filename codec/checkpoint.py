@@ -511,12 +511,11 @@ def load_model(spec: str, progress: bool = False, families=None, hint: str = "")
 
     ``progress``: show transformers' own loading bars. ``families``, ``hint``: the model
     types the caller can run, if not every decoder-only causal LM (:func:`check_causal_lm`).
-    A packed model folder
-    (``codec.packedmodel``) loads through the tritforge quantizer with nothing else; its
-    ``TritLinear`` modules are then turned into ``nn.Linear`` holding the dequantized
-    float32 weights (the stand-in for the source the quality figures compare against), and
-    their matrices are kept in ``model.tritforge_packed`` (weight name -> TritTensor) for
-    ``sim.patching.packed_layers``.
+    A packed model folder (``codec.packedmodel``) loads through the tritforge quantizer
+    with nothing else; its ``TritLinear`` modules are then turned into ``nn.Linear``
+    holding the dequantized float32 weights (the stand-in for the source the quality
+    figures compare against), and their matrices are kept in ``model.tritforge_packed``
+    (weight name -> TritTensor), where a run takes them from.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
