@@ -14,11 +14,13 @@ port set: ``tritforge.ports``). The engine is wiring of components:
 
 One global advance: a flip-flop of the scale MAC decided three cycles ahead from its
 result FIFO's occupancy, so ``res.ready`` only pops that FIFO. Every block's clock enables
-are copies of it (``hw.replica``, the one fan-out mechanism): the scale MAC gives three
-copies of its next value, flip-flops themselves, from which the decoder and the group dot
-make their own copies, the activation multiples theirs (``MULTIPLES_COPIES``), and the
-engine four more (the issue stage's, the decoder's and the group dot's control
-registers', the activation read's). From beat acceptance
+are copies of it (``hw.replica``, the one fan-out mechanism): the scale MAC gives copies of
+its next value, flip-flops themselves (the tree's first level): the issue stage's own (its
+next-state logic), one from which the activation multiples make theirs
+(``MULTIPLES_COPIES``) and the engine four more (the issue stage's, the decoder's and the
+group dot's control registers', the activation read's), and one per row for the decoder's
+and one per row for the group dot's copies (each loads the copies of its row's share).
+From beat acceptance
 to the result FIFO there are ``HwConfig.pipeline_stages`` register stages (the issue
 register, the decoder, the group dot, the scale MAC), which the constructor asserts; the
 activation path (buffer read one cycle ahead, then the multiples) meets the decoder's
