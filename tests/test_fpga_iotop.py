@@ -6,6 +6,7 @@ from amaranth.sim import Simulator
 
 from tritforge.fpga import synth
 from tritforge.fpga.iotop import IoTop, fold_levels
+from tritforge.hw.engine import ADV_OWN_COPIES
 from tritforge.hw.replica import KEEP_PREFIX
 from tritforge.hwconfig import HwConfig
 
@@ -18,11 +19,13 @@ def test_replicas_are_modules_the_flow_keeps_apart():
     text = rtlil.convert(IoTop(HwConfig(depth=2, rows=2)), name="top", emit_src=False)
     kept = [ln.split()[1] for ln in text.splitlines()
             if ln.startswith("module ") and f".{KEEP_PREFIX}" in ln]
-    # the advance: 3 copies of its next value in the scale MAC, 4 copies in the engine,
+    # the advance: copies of its next value in the scale MAC (the engine's own, then one per
+    # row for the decoder's and one per row for the group dot's), 4 copies in the engine,
     # one per row in the scale MAC; w.ready; ld_done; the read pointer (per row + 1)
     def copies(parent):
         return len([k for k in kept if k.startswith(f"\\top.engine.{parent}_copies.{KEEP_PREFIX}")])
-    assert copies("mac.fifo.adv2") == 3 and copies("advance") == 4 and copies("mac.adv_row") == 2
+    assert copies("mac.fifo.adv2") == ADV_OWN_COPIES + 2 * 2
+    assert copies("advance") == 4 and copies("mac.adv_row") == 2
     assert copies("mac.fifo.rp") == 3
     assert copies("issue.w_ready") == 2 and copies("control.ld_done") == 1
     script = synth.yosys_script(synth.target("ecp5-85f"), ("engine",))
