@@ -44,7 +44,7 @@ is high while a slot is free (from registers).
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -53,6 +53,7 @@ from ..codec import layout
 from ..hwconfig import HwConfig
 from .checks import check_config
 from .decoder import byte_digits, byte_invalid
+from .indexing import pick
 from .signature import payload_shape
 from ..ports import mem_port
 
@@ -75,13 +76,6 @@ def depth_digit(digits, header_trit: int):
     per-byte digit lists ``digits``."""
     b, pos = divmod(header_trit, layout.TRITS_PER_BYTE)
     return digits[b][pos]
-
-
-def select(items, index):
-    """``items[index]`` for an index as wide as it is: the list padded with its last item to
-    a power of two (so that every index value selects one; the generated case is complete)."""
-    items = list(items)
-    return Array(items + [items[-1]] * ((1 << len(index)) - len(items)))[index]
 
 
 def clipped_depth(digit, depth: int):
@@ -199,7 +193,7 @@ class ColumnFinder(wiring.Component):
             found = [done.get(o, dummy) for o in range(P)]
             for o in block:
                 step, _, nxt, _, _ = self._node(nodes[o])
-                after = [select((f[i] for f in found), nxt) for i in range(3)]
+                after = [pick([f[i] for f in found], nxt) for i in range(3)]
                 mine = own(o, nodes[o])
                 done[o] = (Mux(step, after[0] | mine[0], mine[0]), Mux(step, after[1], mine[1]),
                            Mux(step, after[2], mine[2]))
@@ -321,7 +315,7 @@ class ColumnFinder(wiring.Component):
         for t in range(self.tails):
             one, over, nxt = carry5[at], carry5[at + 1:at + 1 + sw], carry5[at + 1 + sw:at + 1 + sw + nw]
             at += 1 + sw + nw
-            mask, way, skip = (select((c[i] for c in chains), nxt) for i in range(3))
+            mask, way, skip = (pick([c[i] for c in chains], nxt) for i in range(3))
             ways.append((Mux(one, mask, 0), Const(1, 1), Mux(one, way, nxt), Mux(one, skip, over)))
         # a way into the beat: the columns its chain starts (mask, has any), its way out of
         # the beat and the beats passed over after it
@@ -334,7 +328,7 @@ class ColumnFinder(wiring.Component):
         # --- the beat loop: one row a cycle, its state the way into the next beat -------
         way_in = Signal(range(self.ways))
         skip_in = Signal(range(self.skips))
-        sel = data.View(way_layout, select((r.as_value() for r in row_w), way_in))
+        sel = data.View(way_layout, pick([r.as_value() for r in row_w], way_in))
         push = Signal()
         with m.If(row_v):
             with m.If(skip_in != 0):             # a column passes over this beat
@@ -396,7 +390,7 @@ class ColumnFinder(wiring.Component):
         # --- the lookup: the column's entry, into the descriptors -----------------------
         for _, r in ent_mem:
             m.d.comb += r.addr.eq(eslot[:A])
-        e_next, e_adv, e_last = self._fields(select((r.data for _, r in ent_mem), eoff))
+        e_next, e_adv, e_last = self._fields(pick([r.data for _, r in ent_mem], eoff))
         # a column's descriptor: where it is, its entry, the slot of its last beat and the
         # slot the next column starts in
         column = data.StructLayout({"slot": A + 1, "off": range(P), "next": len(e_next), "adv": len(e_adv),
