@@ -110,6 +110,9 @@ class ColumnFinder(wiring.Component):
         self.adv_max = (self.P - 1 + max(self.lengths)) // self.P
         #: beats a chain may pass over (at most adv_max - 1), as a field of at least one bit
         self.skips = max(self.adv_max, 2)
+        #: a node (``_nodes``)
+        self.node_layout = data.StructLayout({"step": 1, "starts": 1, "nxt": range(self.P),
+                                              "way": range(self.ways), "skip": range(self.skips)})
         #: an entry's fields: next offset, beats advanced, beat of the last byte
         self.field_shapes = (Shape.cast(range(self.P)), Shape.cast(range(self.adv_max + 1)),
                              Shape.cast(range(self.span)))
@@ -147,28 +150,16 @@ class ColumnFinder(wiring.Component):
         P, h = self.P, self.head
         nodes = []
         for o in range(P):
-            step, starts = Signal(name=f"n{o}_step"), Signal(name=f"n{o}_starts")
-            nxt = Signal(range(P), name=f"n{o}_nxt")
-            way = Signal(range(self.ways), name=f"n{o}_way")
-            skip = Signal(range(self.skips), name=f"n{o}_skip")
+            n = Signal(self.node_layout, name=f"n{o}")
             pad = o >= n3
             if o < self.heads:
                 e_next, e_adv, _ = rom[o + h - 1]
-                m.d.comb += [step.eq(~pad & (e_adv == 0)), starts.eq(~pad), nxt.eq(e_next),
-                             way.eq(Mux(pad, 0, e_next)), skip.eq(Mux(pad | (e_adv == 0), 0, e_adv - 1))]
+                m.d.comb += [n.step.eq(~pad & (e_adv == 0)), n.starts.eq(~pad), n.nxt.eq(e_next),
+                             n.way.eq(Mux(pad, 0, e_next)), n.skip.eq(Mux(pad | (e_adv == 0), 0, e_adv - 1))]
             else:                            # a tail offset: its column leaves through it
-                m.d.comb += way.eq(Mux(pad, 0, P + o - self.heads))
-            nodes.append(Cat(step, starts, nxt, way, skip))
+                m.d.comb += n.way.eq(Mux(pad, 0, P + o - self.heads))
+            nodes.append(n)
         return nodes
-
-    def _node(self, value):
-        w = [1, 1, Shape.cast(range(self.P)).width, Shape.cast(range(self.ways)).width,
-             Shape.cast(range(self.skips)).width]
-        out, at = [], 0
-        for width in w:
-            out.append(value[at:at + width])
-            at += width
-        return out                           # step, starts, nxt, way, skip
 
     def _chains(self, m, valid, carry, nodes):
         """The chain from every offset of the beat, built from the beat's end: a column
@@ -183,8 +174,7 @@ class ColumnFinder(wiring.Component):
         P, L = self.P, self.cfg.column_bytes_min
 
         def own(o, node):
-            _, starts, _, way, skip = self._node(node)
-            return Mux(starts, Const(1 << o, P), 0), way, skip
+            return Mux(node.starts, Const(1 << o, P), 0), node.way, node.skip
 
         done = {o: own(o, nodes[o]) for o in range(max(0, P - L), P)}
         dummy = (Const(0, P), Const(0, range(self.ways)), Const(0, range(self.skips)))
@@ -192,8 +182,8 @@ class ColumnFinder(wiring.Component):
             block = range(max(0, P - (stage + 2) * L), P - (stage + 1) * L)
             found = [done.get(o, dummy) for o in range(P)]
             for o in block:
-                step, _, nxt, _, _ = self._node(nodes[o])
-                after = [pick([f[i] for f in found], nxt) for i in range(3)]
+                step = nodes[o].step
+                after = [pick([f[i] for f in found], nodes[o].nxt) for i in range(3)]
                 mine = own(o, nodes[o])
                 done[o] = (Mux(step, after[0] | mine[0], mine[0]), Mux(step, after[1], mine[1]),
                            Mux(step, after[2], mine[2]))
@@ -202,9 +192,9 @@ class ColumnFinder(wiring.Component):
                 regs[o] = (Signal(P, name=f"c{stage}_{o}_mask"), Signal.like(way, name=f"c{stage}_{o}_way"),
                            Signal.like(skip, name=f"c{stage}_{o}_skip"))
                 m.d.sync += [a.eq(b) for a, b in zip(regs[o], (mask, way, skip))]
-            r_nodes = [Signal.like(n, name=f"c{stage}_node{o}") for o, n in enumerate(nodes)]
+            r_nodes = [Signal(self.node_layout, name=f"c{stage}_node{o}") for o in range(P)]
             r_valid = Signal(name=f"c{stage}_valid")
-            r_carry = Signal.like(carry, name=f"c{stage}_carry")
+            r_carry = Signal(carry.shape(), name=f"c{stage}_carry")
             m.d.sync += [*(a.eq(b) for a, b in zip(r_nodes, nodes)), r_valid.eq(valid), r_carry.eq(carry)]
             done, nodes, valid, carry = regs, r_nodes, r_valid, r_carry
         return [done[e] for e in range(P)], valid, carry
@@ -295,26 +285,27 @@ class ColumnFinder(wiring.Component):
 
         # --- the beat's row: nodes (x + 5), chains, the ways in through the tail ------
         nodes = self._nodes(m, rom, n3)
-        nodes4 = [Signal(len(n), name=f"node{o}") for o, n in enumerate(nodes)]
+        nodes4 = [Signal(self.node_layout, name=f"node{o}") for o in range(P)]
         m.d.sync += [a.eq(b) for a, b in zip(nodes4, nodes)]
         # the previous beat's tail entries (used only if the column at tail offset t exists):
         # it ends in this beat (one), else the beats it passes over after this one; its next
         # offset
-        sw, nw = Shape.cast(range(self.skips)).width, Shape.cast(range(P)).width
-        tails = [Cat(rom[t][1] == 1, (rom[t][1] - 2)[:sw], rom[t][0]) for t in range(self.tails)]
-        carry = Cat(s3, *tails)
-        v4, carry4 = Signal(name="v4"), Signal.like(carry, name="carry4")
-        m.d.sync += [v4.eq(v3), carry4.eq(carry)]
+        tail = data.StructLayout({"one": 1, "over": range(self.skips), "next": range(P)})
+        v4 = Signal(name="v4")
+        carry4 = Signal(data.StructLayout({"slot": A + 1, "tails": data.ArrayLayout(tail, self.tails)}),
+                        name="carry4")
+        m.d.sync += [v4.eq(v3), carry4.slot.eq(s3)]
+        for t in range(self.tails):
+            m.d.sync += [carry4.tails[t].one.eq(rom[t][1] == 1), carry4.tails[t].over.eq(rom[t][1] - 2),
+                         carry4.tails[t].next.eq(rom[t][0])]
         chains, v5, carry5 = self._chains(m, v4, carry4, nodes4)
-        slot5 = carry5[:A + 1]
-        at = A + 1
+        slot5 = carry5.slot
         ways = []                                # per way: mask, has (a column to give), way out, skip
         for e in range(P):
             mask, way, skip = chains[e]
             ways.append((mask, mask.any(), way, skip))
         for t in range(self.tails):
-            one, over, nxt = carry5[at], carry5[at + 1:at + 1 + sw], carry5[at + 1 + sw:at + 1 + sw + nw]
-            at += 1 + sw + nw
+            one, over, nxt = carry5.tails[t].one, carry5.tails[t].over, carry5.tails[t].next
             mask, way, skip = (pick([c[i] for c in chains], nxt) for i in range(3))
             ways.append((Mux(one, mask, 0), Const(1, 1), Mux(one, way, nxt), Mux(one, skip, over)))
         # a way into the beat: the columns its chain starts (mask, has any), its way out of
