@@ -212,10 +212,23 @@ def build(verilog_text: str, toplevel: str, ports: list[str], root: str | os.Pat
                          build_args=args, waves=waves, always=True,
                          log_file=root / f"{bdir.name}.log")
         seconds = time.perf_counter() - t0
+        prune(bdir, keep={toplevel})
         info = {"toplevel": toplevel, "key": key, "seconds": round(seconds, 2), "args": args,
                 "tools": tool_versions(), **(meta or {})}
         done.write_text(json.dumps(info, indent=1))
         return Build(toplevel, bdir, ports, waves, key, seconds, info)
+
+
+def prune(bdir: Path, keep: set[str]) -> None:
+    """Remove a finished build's intermediates (C++, objects, precompiled headers: 150 MB
+    for an engine) so that only the simulator binary stays; runs never read the rest."""
+    for p in bdir.iterdir():
+        if p.name in keep:
+            continue
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 @dataclass
