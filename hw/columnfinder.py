@@ -54,6 +54,7 @@ from ..hwconfig import HwConfig
 from .checks import check_config
 from .decoder import byte_digits, byte_invalid
 from .indexing import pick
+from .replica import RegisterReplicas
 from .signature import payload_shape
 from ..ports import mem_port
 
@@ -61,6 +62,10 @@ from ..ports import mem_port
 #: bits of one decoded byte in a slot: five 2-bit base-3 digits (an invalid byte's read as
 #: zero trits) and the invalid flag
 SLOT_BITS = 2 * layout.TRITS_PER_BYTE + 1
+#: bytes of a slot per memory: the slots are kept in memories of this many decoded bytes
+#: (and one of the counts), each with its own registered copy of the write and read
+#: addresses, so that no address net spans the whole slot store
+SLOT_CHUNK_BYTES = 4
 
 
 def column_lengths(cfg: HwConfig) -> list[int]:
@@ -207,9 +212,13 @@ class ColumnFinder(wiring.Component):
 
         # --- the slots (decoded beats with their count) and the entry table -----------
         count_bits = (P + 1).bit_length()
-        m.submodules.slots = slots = Memory(shape=unsigned(SLOT_BITS * P + count_bits), depth=N, init=[])
-        slot_w = slots.write_port()
-        slot_r = [slots.read_port() for _ in range(self.span)]
+        # the slots: one memory per SLOT_CHUNK_BYTES decoded bytes and one of the counts
+        widths = [SLOT_BITS * min(SLOT_CHUNK_BYTES, P - b) for b in range(0, P, SLOT_CHUNK_BYTES)] + [count_bits]
+        chunks = []                              # per memory: its write port, its span read ports
+        for c, width in enumerate(widths):
+            mem = Memory(shape=unsigned(width), depth=N, init=[])
+            m.submodules[f"slots{c}"] = mem
+            chunks.append((mem.write_port(), [mem.read_port() for _ in range(self.span)]))
         # per offset o, a memory of every slot's entry at o (LUT RAM: written by one beat a
         # cycle, read by the lookup after the popper)
         entry_shape = unsigned(sum(shape.width for shape in self.field_shapes))
@@ -240,9 +249,16 @@ class ColumnFinder(wiring.Component):
             m.d.sync += [d.eq(v) for d, v in zip(digits2[b], byte_digits(m, byte, f"in{b}"))]
             m.d.sync += invalid2[b].eq(byte_invalid(byte))
         m.d.sync += [v2.eq(v1), n2.eq(n1), s2.eq(s1)]
-        # the decoded beat into its slot, read from 2 cycles later
-        m.d.comb += [slot_w.en.eq(v2), slot_w.addr.eq(s2[:A]),
-                     slot_w.data.eq(Cat(*(Cat(*digits2[b], invalid2[b]) for b in range(P)), n2))]
+        # the decoded beat into its slot, read from 2 cycles later; each memory's write
+        # enable and address a copy of its own
+        m.submodules.slot_wa = slot_wa = RegisterReplicas(1 + A, len(chunks))
+        m.d.comb += [slot_wa.d.eq(Cat(v1, s1[:A])), slot_wa.en.eq(1)]
+        slot_data = Cat(*(Cat(*digits2[b], invalid2[b]) for b in range(P)), n2)
+        at = 0
+        for c, ((w, _), width) in enumerate(zip(chunks, widths)):
+            m.d.comb += [w.en.eq(slot_wa.q[c][0]), w.addr.eq(slot_wa.q[c][1:]),
+                         w.data.eq(slot_data[at:at + width])]
+            at += width
         # the previous beat's last h - 1 bytes, its slot and count
         tail = [[Signal(2, name=f"tail{b}_{p}") for p in range(layout.TRITS_PER_BYTE)] for b in range(h - 1)]
         have_prev = Signal(name="have_prev")
@@ -275,12 +291,17 @@ class ColumnFinder(wiring.Component):
         m.d.sync += [a.eq(b) for entry_r, entry in zip(rom_r, rom) for a, b in zip(entry_r, entry)]
         late = [Signal.like(x, name=f"{x.name}_r") for x in (v3, n3, s3, prev3, prev_slot3, prev_n3)]
         m.d.sync += [a.eq(b) for a, b in zip(late, (v3, n3, s3, prev3, prev_slot3, prev_n3))]
+        # each offset's write enable registered beside them (the head offsets of the beat's
+        # bytes, the tail offsets of the previous beat's)
+        went = Signal(P, name="went")
+        m.d.sync += went.eq(Cat(v3 & (o < n3) if o < self.heads else v3 & prev3 & (o < prev_n3)
+                                for o in range(P)))
         rom, (v3, n3, s3, prev3, prev_slot3, prev_n3) = rom_r, late
         for o, (w, _) in enumerate(ent_mem):
             if o < self.heads:                   # a head offset: its column's header is here
-                m.d.comb += [w.en.eq(v3 & (o < n3)), w.addr.eq(s3[:A]), w.data.eq(Cat(*rom[o + h - 1]))]
+                m.d.comb += [w.en.eq(went[o]), w.addr.eq(s3[:A]), w.data.eq(Cat(*rom[o + h - 1]))]
             else:                                # a tail offset: its header ends in this beat
-                m.d.comb += [w.en.eq(v3 & prev3 & (o < prev_n3)), w.addr.eq(prev_slot3[:A]),
+                m.d.comb += [w.en.eq(went[o]), w.addr.eq(prev_slot3[:A]),
                              w.data.eq(Cat(*rom[o - self.heads]))]
 
         # --- the beat's row: nodes (x + 5), chains, the ways in through the tail ------
@@ -384,21 +405,29 @@ class ColumnFinder(wiring.Component):
         e_next, e_adv, e_last = self._fields(pick([r.data for _, r in ent_mem], eoff))
         # a column's descriptor: where it is, its entry, the slot of its last beat and the
         # slot the next column starts in
+        # the slots its beats are read from
         column = data.StructLayout({"slot": A + 1, "off": range(P), "next": len(e_next), "adv": len(e_adv),
-                                    "last": len(e_last), "last_slot": A, "land": A + 1})
+                                    "last": len(e_last), "last_slot": A, "land": A + 1,
+                                    "reads": data.ArrayLayout(A, self.span)})
         dv, desc = Signal(name="dv"), Signal(column, name="desc")
         m.d.sync += [dv.eq(ev), desc.eq(Cat(eslot, eoff, e_next, e_adv, e_last, (eslot + e_last)[:A],
-                                                 (eslot + e_adv)[:A + 1]))]
+                                                 (eslot + e_adv)[:A + 1],
+                                                 *((eslot + k)[:A] for k in range(self.span))))]
         m.submodules.descs = descs = fifo.SyncFIFO(width=column.size, depth=self.DESCRIPTORS)
         hv, hd = Signal(name="hv"), Signal(column, name="hd")
 
         # --- the take: the column's last beat present, room in the gearbox -------------
+        # ``ready``: the head's last beat is present, registered (the next head's, or this
+        # one's, looked up in the presence flags as they will be: a take never frees a beat
+        # of the column after it)
         present = Signal(N)
-        m.d.comb += self.take.eq(hv & present.bit_select(hd.last_slot, 1) & self.room)
+        ready = Signal(name="ready")
+        m.d.comb += self.take.eq(hv & ready & self.room)
         free = ~hv | self.take
+        nhd = data.View(column, Mux(descs.r_rdy, descs.r_data, desc))
         m.d.comb += [descs.r_en.eq(free), descs.w_en.eq(dv & ~(free & ~descs.r_rdy)), descs.w_data.eq(desc)]
         with m.If(free):
-            m.d.sync += [hv.eq(descs.r_rdy | dv), hd.eq(Mux(descs.r_rdy, descs.r_data, desc))]
+            m.d.sync += [hv.eq(descs.r_rdy | dv), hd.eq(nhd)]
         m.d.sync += credits.eq(credits - emit + self.take)
         # a beat is present from x + gearbox_take_cycles; freed (with the beats before the
         # next column's) in the take's edge
@@ -407,11 +436,15 @@ class ColumnFinder(wiring.Component):
             nv, ns = Signal(name=f"pres_v{k}"), Signal(A + 1, name=f"pres_s{k}")
             m.d.sync += [nv.eq(pv_), ns.eq(ps_)]
             pv_, ps_ = nv, ns
+        arriving = Signal(N, name="arriving")
+        m.d.comb += arriving.eq(Mux(pv_, Const(1, N) << ps_[:A], 0))
+        will = present | arriving
+        m.d.sync += ready.eq(will.bit_select(Mux(free, nhd.last_slot, hd.last_slot), 1))
         gone = (hd.land - rd)[:A + 1]
         for s in range(N):
             with m.If(self.take & ((s - rd)[:A] < gone)):
                 m.d.sync += present[s].eq(0)
-            with m.If(pv_ & (ps_[:A] == s)):
+            with m.If(arriving[s]):
                 m.d.sync += present[s].eq(1)
         with m.If(self.take):
             m.d.sync += rd.eq(hd.land)
@@ -422,11 +455,15 @@ class ColumnFinder(wiring.Component):
         adv1 = Signal.like(e_adv, name="adv1")
         last1 = Signal.like(e_last, name="last1")
         next1 = Signal(range(P), name="next1")
-        m.d.comb += [r.addr.eq((hd.slot + k)[:A]) for k, r in enumerate(slot_r)]
+        # the read addresses: the head's slots, one registered copy per memory
+        m.submodules.slot_ra = slot_ra = RegisterReplicas(A * self.span, len(chunks))
+        m.d.comb += [slot_ra.d.eq(nhd.reads), slot_ra.en.eq(free)]
+        for c, (_, reads) in enumerate(chunks):
+            m.d.comb += [r.addr.eq(slot_ra.q[c][A * k:A * (k + 1)]) for k, r in enumerate(reads)]
         m.d.sync += [self.col_valid.eq(self.take), off.eq(hd.off), adv1.eq(hd.adv), last1.eq(hd.last),
                      next1.eq(hd.next)]
-        words = Cat(r.data[:SLOT_BITS * P] for r in slot_r)
-        counts = [r.data[SLOT_BITS * P:] for r in slot_r]
+        words = Cat(Cat(reads[k].data for _, reads in chunks[:-1]) for k in range(self.span))
+        counts = [reads.data for reads in chunks[-1][1]]
         # the column ends at byte ``end`` of its last beat: P when the next starts a new beat
         end = Mux(adv1 > last1, P, next1)
         m.d.comb += [self.words.eq(words), self.offset.eq(off),

@@ -22,7 +22,7 @@ memory beat is accepted on ``mem`` in cycle x is offered from cycle x +
    have;
 5. re-pack: the beat's trits laid out as uniform groups (weight by weight, digits least
    significant first), five per byte (``b = sum(digit_m 3^m)`` by shifts and adds),
-   written to the queue, which offers it from the next cycle.
+   registered (stage 5) and written to the queue, which offers it from the next cycle.
 
 ``GEARBOX_QUEUE`` columns between take and issue keep one column a cycle going at T = 1,
 so the gearbox never delays a beat the cycle models issue.
@@ -46,8 +46,8 @@ from .signature import payload_shape
 #: base-3 digit (trit + 1) of a zero trit
 ZERO_DIGIT = 1
 #: registers from the take to the beat offered: the column's beats, its rotated bytes, its
-#: header's row offsets, the assembled planes, the queue
-TAKE_TO_OFFER = 5
+#: header's row offsets, the assembled planes, the re-packed beat, the queue
+TAKE_TO_OFFER = 6
 
 
 def beat_out_layout(cfg: HwConfig) -> data.StructLayout:
@@ -180,7 +180,9 @@ class Gearbox(wiring.Component):
         held = Signal(range(GEARBOX_QUEUE + 1))
         m.d.comb += f.room.eq(held < GEARBOX_QUEUE)
         asm_valid, asm, asm_bad = self._assemble(m, *self._header(m, *self._rotate(m, f)))
-        m.d.comb += [q.w_en.eq(asm_valid), q.w_data.eq(Cat(self._repack(m, asm), asm_bad))]
+        packed, packed_bad, packed_valid = Signal(8 * self.cfg.beat_bytes), Signal(), Signal()
+        m.d.sync += [packed.eq(self._repack(m, asm)), packed_bad.eq(asm_bad), packed_valid.eq(asm_valid)]
+        m.d.comb += [q.w_en.eq(packed_valid), q.w_data.eq(Cat(packed, packed_bad))]
         out = self.o.payload
         m.d.comb += [self.o.valid.eq(q.r_rdy), out.beat.eq(q.r_data[:-1]), out.bad.eq(q.r_data[-1]),
                      q.r_en.eq(self.o.ready)]

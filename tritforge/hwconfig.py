@@ -75,11 +75,11 @@ class State(enum.Enum):
 #: tail offsets), the beat loop and its record (two registers), the popper, the entry
 #: lookup and its register, the descriptor at the take; it is offered to the issue stage
 #: as a depth-D beat GEARBOX_OFFER_CYCLES later (``HwConfig.gearbox_cycles``: its beats
-#: read, its bytes rotated to byte 0, its rows' offsets, its planes assembled, the beat
-#: queue). The cycle models (sim.varmodel,
+#: read, its bytes rotated to byte 0, its rows' offsets, its planes assembled and re-packed,
+#: the beat queue). The cycle models (sim.varmodel,
 #: sim.varstep) read ``gearbox_cycles``.
 GEARBOX_FIXED_CYCLES = 12
-GEARBOX_OFFER_CYCLES = 5
+GEARBOX_OFFER_CYCLES = 6
 #: beats the gearbox may hold between taking a column and the issue stage accepting it:
 #: one per cycle of the loop "take, offer, accept, free again", so that one column a cycle
 #: goes at T = 1 and the gearbox never delays a beat the models would issue.
