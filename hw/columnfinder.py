@@ -96,6 +96,8 @@ class ColumnFinder(wiring.Component):
     #: descriptors (looked-up columns) the take may have waiting beside the one at the take:
     #: a column is at the take 4 cycles after the popper's credit returns
     DESCRIPTORS = 5
+    #: copies of the lookup's slot register, each addressing P / copies entry memories
+    ENTRY_ADDRESS_COPIES = 4
 
     def __new__(cls, cfg: HwConfig):
         check_config("ColumnFinder", cfg)
@@ -125,14 +127,6 @@ class ColumnFinder(wiring.Component):
                           "take": Out(1), "col_valid": Out(1),
                           "words": Out(SLOT_BITS * self.P * self.span), "offset": Out(range(self.P)),
                           "length": Out(range(max(self.lengths) + 1)), "cross": Out(1)})
-
-    def _fields(self, value):
-        """An entry's fields (``field_shapes``), sliced from a packed ``value``."""
-        out, at = [], 0
-        for shape in self.field_shapes:
-            out.append(value[at:at + shape.width])
-            at += shape.width
-        return out
 
     def _rom(self, m, o: int, s, name: str):
         """(next offset, beats advanced, beat of the last byte) of a column at byte offset
@@ -220,17 +214,20 @@ class ColumnFinder(wiring.Component):
             m.submodules[f"slots{c}"] = mem
             chunks.append((mem.write_port(), [mem.read_port() for _ in range(self.span)]))
         # per offset o, a memory of every slot's entry at o (LUT RAM: written by one beat a
-        # cycle, read by the lookup after the popper)
-        entry_shape = unsigned(sum(shape.width for shape in self.field_shapes))
+        # cycle, read by the lookup after the popper), stored with the slot of the column's
+        # last beat and the slot the next column starts in (the writer knows the slot)
+        stored = data.StructLayout({"next": self.field_shapes[0], "adv": self.field_shapes[1],
+                                    "last": self.field_shapes[2], "last_slot": A, "land": A + 1})
         ent_mem = []
         for o in range(P):
-            mem = Memory(shape=entry_shape, depth=N, init=[])
+            mem = Memory(shape=stored, depth=N, init=[])
             m.submodules[f"entries{o}"] = mem
             ent_mem.append((mem.write_port(), mem.read_port(domain="comb")))
 
         wr = Signal(A + 1)
         rd = Signal(A + 1)
-        m.d.comb += self.i.ready.eq((wr - rd)[:A + 1] != N)
+        slot_free = Signal(init=1, name="slot_free")     # set with the take, below
+        m.d.comb += self.i.ready.eq(slot_free)
         accept = self.i.valid & self.i.ready & (self.i.payload.count != 0)
         with m.If(accept):
             m.d.sync += wr.eq(wr + 1)
@@ -298,11 +295,10 @@ class ColumnFinder(wiring.Component):
                                 for o in range(P)))
         rom, (v3, n3, s3, prev3, prev_slot3, prev_n3) = rom_r, late
         for o, (w, _) in enumerate(ent_mem):
-            if o < self.heads:                   # a head offset: its column's header is here
-                m.d.comb += [w.en.eq(went[o]), w.addr.eq(s3[:A]), w.data.eq(Cat(*rom[o + h - 1]))]
-            else:                                # a tail offset: its header ends in this beat
-                m.d.comb += [w.en.eq(went[o]), w.addr.eq(prev_slot3[:A]),
-                             w.data.eq(Cat(*rom[o - self.heads]))]
+            # a head offset's column has its header here, a tail offset's in this beat
+            slot, (e_next, e_adv, e_last) = (s3, rom[o + h - 1]) if o < self.heads else (prev_slot3, rom[o - self.heads])
+            m.d.comb += [w.en.eq(went[o]), w.addr.eq(slot[:A]),
+                         w.data.eq(Cat(e_next, e_adv, e_last, (slot + e_last)[:A], (slot + e_adv)[:A + 1]))]
 
         # --- the beat's row: nodes (x + 5), chains, the ways in through the tail ------
         nodes = self._nodes(m, rom, n3)
@@ -398,21 +394,20 @@ class ColumnFinder(wiring.Component):
         eoff = Signal(range(P), name="eoff")
         m.d.sync += [ev.eq(emit), eslot.eq(Mux(ppre, pslot - 1, pslot)),
                      eoff.eq(Mux(ppre, self.heads + pt, low))]
+        # the entry memories' read address: copies of eslot, a group of memories each
+        m.submodules.eslot_ra = eslot_ra = RegisterReplicas(A, self.ENTRY_ADDRESS_COPIES)
+        m.d.comb += [eslot_ra.d.eq(Mux(ppre, pslot - 1, pslot)[:A]), eslot_ra.en.eq(1)]
 
         # --- the lookup: the column's entry, into the descriptors -----------------------
-        for _, r in ent_mem:
-            m.d.comb += r.addr.eq(eslot[:A])
-        e_next, e_adv, e_last = self._fields(pick([r.data for _, r in ent_mem], eoff))
-        # a column's descriptor: where it is, its entry, the slot of its last beat and the
-        # slot the next column starts in
-        # the slots its beats are read from
-        column = data.StructLayout({"slot": A + 1, "off": range(P), "next": len(e_next), "adv": len(e_adv),
-                                    "last": len(e_last), "last_slot": A, "land": A + 1,
+        for o, (_, r) in enumerate(ent_mem):
+            m.d.comb += r.addr.eq(eslot_ra.q[o * self.ENTRY_ADDRESS_COPIES // P])
+        entry = data.View(stored, pick([r.data.as_value() for _, r in ent_mem], eoff))
+        # a column's descriptor: where it is, its entry (with the slot of its last beat and
+        # the slot the next column starts in) and the slots its beats are read from
+        column = data.StructLayout({"slot": A + 1, "off": range(P), "entry": stored,
                                     "reads": data.ArrayLayout(A, self.span)})
         dv, desc = Signal(name="dv"), Signal(column, name="desc")
-        m.d.sync += [dv.eq(ev), desc.eq(Cat(eslot, eoff, e_next, e_adv, e_last, (eslot + e_last)[:A],
-                                                 (eslot + e_adv)[:A + 1],
-                                                 *((eslot + k)[:A] for k in range(self.span))))]
+        m.d.sync += [dv.eq(ev), desc.eq(Cat(eslot, eoff, entry, *((eslot + k)[:A] for k in range(self.span))))]
         m.submodules.descs = descs = fifo.SyncFIFO(width=column.size, depth=self.DESCRIPTORS)
         hv, hd = Signal(name="hv"), Signal(column, name="hd")
 
@@ -439,29 +434,31 @@ class ColumnFinder(wiring.Component):
         arriving = Signal(N, name="arriving")
         m.d.comb += arriving.eq(Mux(pv_, Const(1, N) << ps_[:A], 0))
         will = present | arriving
-        m.d.sync += ready.eq(will.bit_select(Mux(free, nhd.last_slot, hd.last_slot), 1))
-        gone = (hd.land - rd)[:A + 1]
+        m.d.sync += ready.eq(will.bit_select(Mux(free, nhd.entry.last_slot, hd.entry.last_slot), 1))
+        gone = (hd.entry.land - rd)[:A + 1]
         for s in range(N):
             with m.If(self.take & ((s - rd)[:A] < gone)):
                 m.d.sync += present[s].eq(0)
             with m.If(arriving[s]):
                 m.d.sync += present[s].eq(1)
         with m.If(self.take):
-            m.d.sync += rd.eq(hd.land)
+            m.d.sync += rd.eq(hd.entry.land)
+        # a slot free in the next cycle: from the pointers as they will be
+        m.d.sync += slot_free.eq((wr + accept - Mux(self.take, hd.entry.land, rd))[:A + 1] != N)
 
         # --- the taken column: its beats and where it lies in them ---------------------
         # read every cycle (no enable from the take), shown while ``col_valid``
         off = Signal(range(P), name="off")
-        adv1 = Signal.like(e_adv, name="adv1")
-        last1 = Signal.like(e_last, name="last1")
+        adv1 = Signal(self.field_shapes[1], name="adv1")
+        last1 = Signal(self.field_shapes[2], name="last1")
         next1 = Signal(range(P), name="next1")
         # the read addresses: the head's slots, one registered copy per memory
         m.submodules.slot_ra = slot_ra = RegisterReplicas(A * self.span, len(chunks))
         m.d.comb += [slot_ra.d.eq(nhd.reads), slot_ra.en.eq(free)]
         for c, (_, reads) in enumerate(chunks):
             m.d.comb += [r.addr.eq(slot_ra.q[c][A * k:A * (k + 1)]) for k, r in enumerate(reads)]
-        m.d.sync += [self.col_valid.eq(self.take), off.eq(hd.off), adv1.eq(hd.adv), last1.eq(hd.last),
-                     next1.eq(hd.next)]
+        m.d.sync += [self.col_valid.eq(self.take), off.eq(hd.off), adv1.eq(hd.entry.adv),
+                     last1.eq(hd.entry.last), next1.eq(hd.entry.next)]
         words = Cat(Cat(reads[k].data for _, reads in chunks[:-1]) for k in range(self.span))
         counts = [reads.data for reads in chunks[-1][1]]
         # the column ends at byte ``end`` of its last beat: P when the next starts a new beat
