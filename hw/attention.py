@@ -22,12 +22,14 @@ one wide add or one multiplier stage (the stage counts are ``AttentionUnitConfig
   beat the g · lanes products w · v added into the block's sums o_b (registers that turn
   one beat's word per beat).
 * **merge** (per block, one element per cycle, beside the next block's K rows): o and l
-  live in a memory of g · (head_dim + 1) words; each is read, scaled,
+  live in block RAM, g · (head_dim + 1) words (read through the block's output register);
+  each is read, scaled,
   o = rshift_round(o · c, PF) + o_b (o = o_b in the first block), and written back, while
   the block's sums shift out of their registers (which leaves them 0 for the next block).
 
 At the end (beside the last merge) each head's 1/l comes from a sequential divider
-(hw/divider.py; the next head's divides while this head's elements leave) and its elements
+(hw/divider.py; the next head's divides while this head's elements leave; its divisor
+l_t and shift prepared in a few register stages as the last merge writes l) and its elements
 leave one per cycle, sat(rshift_round(rshift_round(o, sl) · R, 2 RL + OVF - FR)), packed
 ``lanes`` to a beat into an output register (the element pipeline stalls as a whole only
 while a formed beat finds that register held). Every multiplier is a
@@ -47,12 +49,14 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 
 from ..attentionports import attention_ports
-from ..attentionunit import EXP_LATENCY, MUL_LATENCY, AttentionUnitConfig
+from ..attentionunit import EXP_LATENCY, MUL_LATENCY, O_READ_LATENCY, AttentionUnitConfig
 from ..vectorports import EXP_BITS
+from ..vectortiming import BITLEN_STAGES
+from .actbuffer import ActivationBuffer
 from .divider import Divider
 from .elementpipe import delay
 from .exp2neg import Exp2Neg
-from .fixedops import bitlen, clamp, rshift_round, saturate
+from .fixedops import bitlen_staged, clamp, rshift_round, saturate
 from .indexing import pick, step, write
 from .multiplier import PipelinedMultiplier, WideMultiplier
 from .primitives import check_primitives
@@ -125,10 +129,18 @@ class AttentionUnit(wiring.Component):
             e = Exp2Neg(u.z_bits + 1, a.score_frac_bits, PF, a.exp_lut_bits, u.exp_table)
             m.submodules[f"exp{h}"] = e
             self.exps.append(e)
-        m.submodules.omem = omem = memory.Memory(shape=signed(u.o_bits), depth=u.merge_elements, init=[])
-        # the merge's read port and the output's: the last merge runs while the first
-        # heads are normalized and leave
-        self.o_rd, self.o_out, self.o_wr = omem.read_port(), omem.read_port(), omem.write_port()
+        # o and l: one block RAM for the merge's reads and one for the output's (the last
+        # merge runs while the first heads are normalized and leave), written alike; a
+        # read takes the block's address and output registers (O_READ_LATENCY)
+        self.obufs = []
+        for name in ("omem_merge", "omem_out"):
+            buf = ActivationBuffer(u.merge_elements, u.o_bits, primitives=self.primitives, fabric=False)
+            if buf.latency != O_READ_LATENCY:
+                raise ValueError("AttentionUnit: the o memory's read latency differs from "
+                                 "tritforge.attentionunit's O_READ_LATENCY")
+            m.submodules[name] = buf
+            self.obufs.append(buf)
+        self.o_rd, self.o_out = self.obufs
 
         # job state
         self.state = state = Signal(Phase)
@@ -148,7 +160,9 @@ class AttentionUnit(wiring.Component):
         self.mrun = [Signal(signed(u.z_bits), name=f"m{h}", init=self.floor) for h in range(g)]
         self.bmax = [Signal(signed(u.z_bits), name=f"bmax{h}", init=self.floor) for h in range(g)]
         self.cfac = [Signal(u.p_bits, name=f"c{h}") for h in range(g)]
-        self.lsum = [Signal(u.l_bits, name=f"l{h}") for h in range(g)]
+        # per head the divisor of the last merge's l: l_t and its shift sl (``_divisors``)
+        self.lden = [Signal(a.recip_bits + 1, name=f"lden{h}") for h in range(g)]
+        self.lshift = [Signal(range(u.l_bits + 1), name=f"lshift{h}") for h in range(g)]
         # the block's sums, in the merge's order: per head l_b, then o_b by beat and lane
         self.chain = [Signal(signed(u.o_bits), name=f"ob{i}") for i in range(u.merge_elements)]
         self.zmem = []
@@ -460,20 +474,24 @@ class AttentionUnit(wiring.Component):
         active = Signal()
         i = Signal(range(n))
         head, elem = Signal(range(g)), Signal(range(hd + 1))
+        final = Signal()                               # the job's last merge (its l count)
         with m.If(self.v_block_end):
-            m.d.sync += [active.eq(1), i.eq(0), head.eq(0), elem.eq(0)]
-        rd, wr = self.o_rd, self.o_wr
-        m.d.comb += rd.addr.eq(i)
-        v1, h1, i1, l1 = Signal(), Signal(range(g)), Signal(range(n)), Signal()
-        ob1 = Signal(signed(u.o_bits))
-        m.d.sync += [v1.eq(active), h1.eq(head), i1.eq(i), l1.eq(elem == 0), ob1.eq(self.chain[0])]
+            m.d.sync += [active.eq(1), i.eq(0), head.eq(0), elem.eq(0),
+                         final.eq(self.state == Phase.FINAL)]
+        rd = self.o_rd
+        m.d.comb += [rd.r_addr.eq(i), rd.r_en.eq(1)]
+        # the element's state beside its read (O_READ_LATENCY cycles)
+        first = Signal()                               # the l of a head, in the last merge
+        m.d.comb += first.eq((elem == 0) & final)
+        v1, h1, i1, l1, ob1 = (delay(m, ALWAYS, s, O_READ_LATENCY, f"m{nm}r") for s, nm in
+                               ((active, "v"), (head, "h"), (i, "i"), (first, "l"), (self.chain[0], "ob")))
         with m.If(active):
             m.d.sync += [d.eq(s) for d, s in zip(self.chain, self.chain[1:] + [Const(0)])]
             m.d.sync += i.eq(i + 1)
             step(m, elem, head, hd, g - 1)
             with m.If(i == n - 1):
                 m.d.sync += active.eq(0)
-        oc = self._mul(m, "mc", u.o_bits, u.p_bits + 1, rd.data, pick(self.cfac, h1))
+        oc = self._mul(m, "mc", u.o_bits, u.p_bits + 1, rd.r_data.as_signed(), pick(self.cfac, h1))
         v4, h4, i4, l4 = (delay(m, ALWAYS, s, MUL_LATENCY, f"m{nm}") for s, nm in
                           ((v1, "v"), (h1, "h"), (i1, "i"), (l1, "l")))
         ob5 = delay(m, ALWAYS, ob1, MUL_LATENCY + 1, "mob")
@@ -482,12 +500,34 @@ class AttentionUnit(wiring.Component):
         r5 = Signal(signed(u.o_bits + 1))
         m.d.sync += r5.eq(Mux(self.ofirst, 0, rshift_round(oc, PF)))
         res = Signal(signed(u.o_bits))
-        m.d.comb += [res.eq(r5 + ob5), wr.addr.eq(i5), wr.data.eq(res), wr.en.eq(v5)]
-        with m.If(v5 & l5):
-            write(m, self.lsum, h5, res[:u.l_bits])
-            m.d.sync += self.lready.eq(self.lready + 1)
+        m.d.comb += res.eq(r5 + ob5)
+        for buf in self.obufs:
+            m.d.comb += [buf.w_addr.eq(i5), buf.w_data.eq(res), buf.w_en.eq(v5)]
+        # the last merge's l: each head's divisor
+        self._divisors(m, v5 & l5, h5, res[:u.l_bits])
         with m.If(v5 & (i5 == n - 1)):
             m.d.sync += self.ofirst.eq(0)
+
+    def _divisors(self, m, valid, head, lval):
+        """A head's divisor from the l the merge writes, ``DEN_STAGES`` registers later:
+        l registered, lh = max(l, 1), its bit length (``bitlen_staged``), the shift
+        sl = max(0, bitlen - RL), l_t = rshift_round(lh, sl); then the head's ``lden``,
+        ``lshift`` written and ``lready`` counted."""
+        u = self.ucfg
+        RL = u.attention.recip_bits
+        lw, vw, hw = Signal(u.l_bits), Signal(), Signal.like(head)
+        m.d.sync += [lw.eq(lval), vw.eq(valid), hw.eq(head)]
+        lh, v1, h1 = Signal(u.l_bits), Signal(), Signal.like(head)
+        m.d.sync += [lh.eq(Mux(lw == 0, 1, lw)), v1.eq(vw), h1.eq(hw)]
+        nl = bitlen_staged(m, ALWAYS, lh, "lbits")
+        lh3, v3, h3 = (delay(m, ALWAYS, x, BITLEN_STAGES, n) for x, n in ((lh, "lh"), (v1, "lv"), (h1, "lhd")))
+        sh4 = Signal(range(u.l_bits + 1))
+        lh4, v4, h4 = (delay(m, ALWAYS, x, 1, n) for x, n in ((lh3, "lh3"), (v3, "lv3"), (h3, "lh3d")))
+        m.d.sync += sh4.eq(Mux(nl > RL, nl - RL, 0))
+        with m.If(v4):
+            write(m, self.lden, h4, rshift_round(lh4, sh4)[:RL + 1])
+            write(m, self.lshift, h4, sh4)
+            m.d.sync += self.lready.eq(self.lready + 1)
 
     # ---- the end: 1/l per head, the output elements --------------------------------------
     def _output(self, m):
@@ -495,7 +535,7 @@ class AttentionUnit(wiring.Component):
         g, NB, L, hd = u.group, u.beats, u.lanes, u.head_dim
         RL = u.attention.recip_bits
         state, hh = self.state, self.hh
-        m.submodules.div = div = Divider(u.quotient_bits, RL + 1)
+        m.submodules.div = div = Divider(u.quotient_bits, RL + 1, primitives=self.primitives)
         sl = Signal(range(u.l_bits + 1))
         recip = Signal(u.quotient_bits)
         d = Signal(range(hd + 1))                      # elements read
@@ -512,16 +552,16 @@ class AttentionUnit(wiring.Component):
         out = state == Phase.OUT
         issue = out & (d < hd)
         rd = self.o_out
-        m.d.comb += [rd.addr.eq(hh * (hd + 1) + 1 + d), rd.en.eq(en)]
-        v1, v2 = Signal(), Signal()
+        m.d.comb += [rd.r_addr.eq(hh * (hd + 1) + 1 + d), rd.r_en.eq(en)]
+        v1, v2 = delay(m, en, issue, O_READ_LATENCY, "ovr"), Signal()
         ot = Signal(signed(u.ot_bits))
         otr = self._mul(m, "mo", u.ot_bits, u.quotient_bits + 1, ot, recip, en)
         v5 = delay(m, en, v2, MUL_LATENCY, "ov")
         v6 = Signal()
         y = Signal(signed(u.vector.resid_bits))
         with m.If(en):
-            m.d.sync += [v1.eq(issue), d.eq(d + issue), v2.eq(v1),
-                         ot.eq(rshift_round(rd.data, sl)), v6.eq(v5),
+            m.d.sync += [d.eq(d + issue), v2.eq(v1),
+                         ot.eq(rshift_round(rd.r_data.as_signed(), sl)), v6.eq(v5),
                          y.eq(saturate(rshift_round(otr, u.out_shift), u.vector.resid_bits)),
                          cnt.eq(Mux(full, 0, cnt) + v6)]
             with m.If(v6):
@@ -530,14 +570,9 @@ class AttentionUnit(wiring.Component):
         # 1/l once the last merge has written its l (``lready`` heads so far); the next
         # head's starts while this head's elements leave (its result waits in the divider)
         def divide(head):
-            lh = Signal(u.l_bits, name="lh")
-            m.d.comb += lh.eq(Mux(pick(self.lsum, head) == 0, 1, pick(self.lsum, head)))
-            shift = Signal(range(u.l_bits + 1), name="lshift")
-            nl = bitlen(m, lh, "lbits")
-            m.d.comb += [shift.eq(Mux(nl > RL, nl - RL, 0)),
-                         div.i.valid.eq(1), div.i.payload.num.eq(1 << (2 * RL)),
-                         div.i.payload.den.eq(rshift_round(lh, shift))]
-            return shift
+            m.d.comb += [div.i.valid.eq(1), div.i.payload.num.eq(1 << (2 * RL)),
+                         div.i.payload.den.eq(pick(self.lden, head))]
+            return pick(self.lshift, head)
         nstart = Signal()                              # the next head's division started
         sl_next = Signal.like(sl)
         start_now = Signal()

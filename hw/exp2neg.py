@@ -6,7 +6,8 @@ For a >= 0 with ``sf`` fraction bits the integer part k shifts and the fraction'
 fraction bits:
 
     1. k (saturated at pf + 2) and the table index, registered;
-    2. the table read (a memory with a registered read: block RAM where there is one);
+    2. the table read (a memory with a registered read, built in logic: ``rom_style``
+       "logic", since a block RAM without its output register is slower than a cycle);
     3. rshift_round(table value, k), 0 when k > pf + 1, registered on ``p``.
 
 Free-running: ``p`` is 2^-a of the ``a`` presented three cycles before.
@@ -46,7 +47,8 @@ class Exp2Neg(wiring.Component):
     def elaborate(self, platform):
         sf, pf, lb = self.sf, self.pf, self.lut_bits
         m = Module()
-        m.submodules.table = table = memory.Memory(shape=pf + 1, depth=len(self.table), init=self.table)
+        m.submodules.table = table = memory.Memory(shape=pf + 1, depth=len(self.table), init=self.table,
+                                                  attrs={"rom_style": "logic"})
         rd = table.read_port()
         kbits = (pf + 2).bit_length()
         k1, k2 = Signal(kbits), Signal(kbits)

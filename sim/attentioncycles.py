@@ -16,8 +16,8 @@ of b keys
                     K rows from tV + 1
 
 then the heads' normalization and output. The last merge starts at m0 = tV + v_latency + 1
-and writes head h's l so that it can be read from l_h = m0 + h·(head_dim + 1) +
-merge_latency. Head 0 divides at d = tV + final_wait (= l_0); its result is taken at
+and writes head h's l, whose divisor is ready from l_h = m0 + h·(head_dim + 1) +
+l_latency (merge_latency + den_stages). Head 0 divides at d = tV + final_wait (= l_0); its result is taken at
 d + Q + 1 and its elements are read from x_0 = d + Q + 2, one per cycle; its last beat is
 formed at e_0 = x_0 + head_dim + out_latency - 2. Head h > 0 starts its division at
 s_h = max(x_(h-1), l_h) (during the previous head's output), takes it from
@@ -46,7 +46,7 @@ def job_cycles(ucfg: AttentionUnitConfig, keys: int) -> int:
     x = tv + ucfg.final_wait + Q + 2
     e = x + hd + ucfg.out_latency - 2
     for h in range(1, g):
-        s = max(x, m0 + h * (hd + 1) + ucfg.merge_latency)
+        s = max(x, m0 + h * (hd + 1) + ucfg.l_latency)
         if s > e:
             s = e + 1
         x = max(e + 1, s + Q + 1) + 1

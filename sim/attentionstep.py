@@ -24,7 +24,7 @@ from dataclasses import field, make_dataclass
 import numpy as np
 
 from ..attentionports import attention_ports
-from ..attentionunit import MUL_LATENCY, AttentionUnitConfig, bits_of
+from ..attentionunit import MUL_LATENCY, O_READ_LATENCY, AttentionUnitConfig, bits_of
 from ..codec.intsoftmax import exp2neg as golden_exp2neg
 from ..ports import IN, OUT, record_fields
 from ..vectorports import EXP_BITS
@@ -33,9 +33,9 @@ from .elementstep import rshift_round, wrap
 #: the states in order (hw/attention.py's ``Phase``)
 PHASES = ("IDLE", "QLOAD", "KROWS", "KDRAIN", "SOFT", "VROWS", "FINAL", "DIVIDE", "RECIP", "OUT")
 MAX_SHIFT = 63
-#: output pipeline registers before the beat is formed: the read, o_t, the multiplier's,
+#: output pipeline registers before the beat is formed: the read's, o_t, the multiplier's,
 #: the rounding; then the beat being formed and the output register
-OUT_STAGES = 3 + MUL_LATENCY
+OUT_STAGES = O_READ_LATENCY + 2 + MUL_LATENCY
 
 _PORTS = attention_ports(AttentionUnitConfig())
 Inputs = make_dataclass("AttentionInputs", [(n, t, field(default=t())) for n, t in record_fields(_PORTS, IN)])
@@ -239,11 +239,11 @@ class AttentionStepModel:
         self._block_ended = True
         if nj == self.keys:
             self.fin, self.state = u.final_wait - 2, "FINAL"
-            # the last merge writes head h's l at this edge + v_latency + 1 + h·(head_dim + 1)
-            # + merge_latency - 1
+            # head h's divisor of the last merge's l is written at this edge + v_latency + 1
+            # + h·(head_dim + 1) + l_latency - 1
             m0 = self.cycle + u.v_latency + 1
             self.lready = 0
-            self.lready_at = [m0 + h * (u.head_dim + 1) + u.merge_latency - 1 for h in range(g)]
+            self.lready_at = [m0 + h * (u.head_dim + 1) + u.l_latency - 1 for h in range(g)]
         else:
             self.state = "KROWS"
 

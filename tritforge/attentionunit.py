@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from .accelconfig import AttentionConfig, VectorConfig
 from .errors import TritforgeError
 
-from .vectortiming import MUL_STAGES
+from .vectortiming import BITLEN_STAGES, MUL_STAGES
 
 #: cycles of the unit's multipliers (``hw.multiplier.WideMultiplier``: registered 18 x 18
 #: tiles and a registered sum of their products), operands in to product out
 MUL_LATENCY = MUL_STAGES
 #: cycles of the exponential ``hw.exp2neg.Exp2Neg`` (index, table read, shift)
 EXP_LATENCY = 3
+#: cycles of a read of the o memory, address to data: ``hw.actbuffer.ActivationBuffer``
+#: without its fabric registers (the block RAM's address and output registers)
+O_READ_LATENCY = 2
 #: how the p·V products w · v are built (``pv_multiplier``)
 PV_MULTIPLIERS = ("dsp", "lut")
 
@@ -204,7 +207,18 @@ class AttentionUnitConfig:
 
     #: cycles from a merge element's read until its result can be read back: the memory
     #: read, o · c, the rounding shift, the add and write
-    merge_latency = 1 + MUL_LATENCY + 2
+    merge_latency = O_READ_LATENCY + MUL_LATENCY + 2
+
+    #: cycles from the merge's write of a head's l until that head's divisor is ready: l
+    #: registered, max(l, 1), its bit length (BITLEN_STAGES), the shift sl, then l_t =
+    #: rshift_round(l, sl) written beside sl
+    den_stages = 2 + BITLEN_STAGES + 1
+
+    @property
+    def l_latency(self) -> int:
+        """Cycles from the merge's read of a head's l until its divisor can start the
+        division."""
+        return self.merge_latency + self.den_stages
 
     @property
     def merge_wait(self) -> int:
@@ -214,16 +228,16 @@ class AttentionUnitConfig:
 
     @property
     def final_wait(self) -> int:
-        """Cycles from the job's last V beat to the first DIVIDE: the first head's l of the
-        last merge written. The merge goes on beside the output: head h's element d is
-        readable 1 + d cycles after its l, and read no earlier than its division's Q + 2
-        cycles after that l plus d."""
-        return self.v_latency + 1 + self.merge_latency
+        """Cycles from the job's last V beat to the first DIVIDE: the first head's divisor
+        from the last merge's l ready. The merge goes on beside the output: head h's element
+        d is readable 1 + d cycles after its l, and read no earlier than its division's
+        Q + 2 cycles after its divisor plus d."""
+        return self.v_latency + 1 + self.l_latency
 
     #: cycles of an output element from its read until its beat is on ``out``: the memory
     #: read, the o_t shift, o_t · R, the rounding and saturation, the beat being formed, the
     #: output register
-    out_latency = 1 + 1 + MUL_LATENCY + 1 + 1 + 1
+    out_latency = O_READ_LATENCY + 1 + MUL_LATENCY + 1 + 1 + 1
 
     def describe(self) -> str:
         return (f"attention unit head_dim={self.head_dim} group={self.group} lanes={self.lanes} "
