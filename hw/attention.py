@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import enum
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, wiring
 
 from ..attentionports import attention_ports
@@ -60,12 +60,37 @@ from .fixedops import bitlen_staged, clamp, rshift_round, saturate
 from .indexing import pick, step, write
 from .multiplier import PipelinedMultiplier, WideMultiplier
 from .primitives import check_primitives
+from .replica import KEEP_PREFIX, RegisterReplicas, replicas
 from .signature import members
 from .treesum import partial_products, tree_sum
 
 #: right shifts beyond 63 give 0 for every operand of the contract (|x| < 2^62)
 MAX_SHIFT = 63
+#: block-sum elements that share a copy of their enables (the V beat's add, the merge's shift)
+SUM_COPY_ELEMENTS = 8
 ALWAYS = Const(1)
+
+
+#: copies of the output's enables (``_OutEnable``): the control, the memory read, o_t,
+#: o_t · R, the rounding and saturation, the beat being formed, the output register
+OUT_ENABLE_COPIES = 7
+
+
+class _OutEnable(Elaboratable):
+    """One copy of the output's enables from its own copies of ``full`` (a beat is formed)
+    and ``ov`` (the output register holds a beat): ``move`` (the formed beat moves into the
+    output register) and ``en`` (the element pipeline advances). Named with hw.replica's
+    ``KEEP_PREFIX``, so synthesis keeps the copies apart and each drives a share of the
+    loads."""
+
+    def __init__(self):
+        self.full, self.ov, self.ready = Signal(), Signal(), Signal()
+        self.en, self.move = Signal(), Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.move.eq(self.full & (~self.ov | self.ready)), self.en.eq(~self.full | self.move)]
+        return m
 
 
 class Phase(enum.Enum):
@@ -148,6 +173,7 @@ class AttentionUnit(wiring.Component):
         self.keys = Signal(u.keys_bits)
         self.j0 = Signal(u.keys_bits + 1)              # first key of the block
         self.bk = Signal(range(blk + 1))               # keys in the block
+        self.bklast = Signal(range(blk))               # bk - 1
         self.jj = Signal(range(blk))                   # row within the block
         self.bb = Signal(range(NB))                    # beat within the row
         self.hh = Signal(range(g))                     # head (query load, output)
@@ -158,6 +184,7 @@ class AttentionUnit(wiring.Component):
         self.cm = [Signal(B, name=f"cm{h}") for h in range(g)]
         self.ce = [Signal(signed(EXP_BITS + 3), name=f"ce{h}") for h in range(g)]
         self.mrun = [Signal(signed(u.z_bits), name=f"m{h}", init=self.floor) for h in range(g)]
+        self.mold = [Signal(signed(u.z_bits), name=f"mold{h}") for h in range(g)]
         self.bmax = [Signal(signed(u.z_bits), name=f"bmax{h}", init=self.floor) for h in range(g)]
         self.cfac = [Signal(u.p_bits, name=f"c{h}") for h in range(g)]
         # per head the divisor of the last merge's l: l_t and its shift sl (``_divisors``)
@@ -165,6 +192,7 @@ class AttentionUnit(wiring.Component):
         self.lshift = [Signal(range(u.l_bits + 1), name=f"lshift{h}") for h in range(g)]
         # the block's sums, in the merge's order: per head l_b, then o_b by beat and lane
         self.chain = [Signal(signed(u.o_bits), name=f"ob{i}") for i in range(u.merge_elements)]
+        self.sum_copies = -(-u.merge_elements // SUM_COPY_ELEMENTS)
         self.zmem = []
         for h in range(g):
             z = memory.Memory(shape=signed(u.z_bits), depth=blk, init=[])
@@ -202,7 +230,15 @@ class AttentionUnit(wiring.Component):
         Mc, ec = u.query_constant
         state, keys, j0, bk, jj, bb, hh = (self.state, self.keys, self.j0, self.bk, self.jj,
                                            self.bb, self.hh)
-        self.qwords = [Signal(8 * u.lanes, name=f"q{i}") for i in range(g * NB)]
+        # the query heads' words: per head a memory of B words, written in QLOAD at the beat's
+        # index, read at the K beat's; a word holds the lanes' q and -q (9 bits)
+        self.qmem = []
+        qword = data.StructLayout({"q": data.ArrayLayout(signed(8), u.lanes),
+                                   "nq": data.ArrayLayout(signed(9), u.lanes)})
+        for h in range(g):
+            qm = memory.Memory(shape=qword, depth=NB, init=[])
+            m.submodules[f"qmem{h}"] = qm
+            self.qmem.append((qm.read_port(), qm.write_port()))
         self.k_accept, self.v_accept = Signal(), Signal()
         drain = Signal(range(u.k_drain))
         soft = Signal(range(u.soft_cycles))
@@ -229,7 +265,8 @@ class AttentionUnit(wiring.Component):
                 with m.If((n == 0) | (n > a.max_context)):
                     m.d.sync += self.sticky.eq(1)
                 with m.Else():
-                    m.d.sync += [keys.eq(n), j0.eq(0), bk.eq(Mux(n > blk, blk, n)), hh.eq(0),
+                    m.d.sync += [keys.eq(n), j0.eq(0), bk.eq(Mux(n > blk, blk, n)),
+                                 self.bklast.eq(Mux(n > blk, blk - 1, n - 1)), hh.eq(0),
                                  bb.eq(0), jj.eq(0), self.ofirst.eq(1), self.mwait.eq(0)]
                     m.d.sync += [r.eq(self.floor) for r in self.mrun]
                     m.d.sync += state.eq(Phase.QLOAD)
@@ -238,8 +275,9 @@ class AttentionUnit(wiring.Component):
             with m.If(self.q.valid):
                 p = self.q.payload
                 self._check_beat(m, p, bb == 0)
-                m.d.sync += [w.eq(nxt) for w, nxt in zip(self.qwords, self.qwords[1:])]
-                m.d.sync += self.qwords[-1].eq(p.elems.as_value())
+                for h, (_, qw) in enumerate(self.qmem):
+                    m.d.comb += [qw.addr.eq(bb), qw.data.q.eq(p.elems), qw.en.eq(hh == h)]
+                    m.d.comb += [qw.data.nq[k].eq(-p.elems[k]) for k in range(u.lanes)]
                 with m.If(bb == 0):
                     m.d.sync += [qs_go.eq(1), qs_h.eq(hh), qs_m.eq(p.m), qs_e.eq(p.e)]
                 with m.If(step(m, bb, hh, NB - 1, g - 1)):
@@ -250,8 +288,8 @@ class AttentionUnit(wiring.Component):
                 self._check_beat(m, self.kv.payload, bb == 0)
                 with m.If((bb == 0) & (jj == 0)):
                     m.d.sync += [r.eq(self.floor) for r in self.bmax]
-                step(m, bb, jj, NB - 1, bk - 1)
-                with m.If((bb == NB - 1) & (jj == bk - 1)):
+                step(m, bb, jj, NB - 1, self.bklast)
+                with m.If((bb == NB - 1) & (jj == self.bklast)):
                     m.d.sync += [drain.eq(u.k_drain - 2), state.eq(Phase.KDRAIN)]
         with m.If(state == Phase.KDRAIN):
             m.d.sync += drain.eq(drain - (drain != 0))
@@ -259,27 +297,31 @@ class AttentionUnit(wiring.Component):
                 m.d.sync += [soft.eq(0), state.eq(Phase.SOFT)]
         with m.If(state == Phase.SOFT):
             m.d.sync += soft.eq(soft + 1)
+            # m' = max(m, block max) and the previous m kept; c = 2^(m - m') from the next cycle
             with m.If(soft == 0):
                 for h in range(g):
-                    mn = Signal(signed(u.z_bits), name=f"mnew{h}")
-                    m.d.comb += [mn.eq(Mux(self.bmax[h] > self.mrun[h], self.bmax[h], self.mrun[h])),
-                                 self.exps[h].a.eq((mn - self.mrun[h]).as_unsigned())]
-                    m.d.sync += self.mrun[h].eq(mn)
+                    m.d.sync += [self.mrun[h].eq(Mux(self.bmax[h] > self.mrun[h], self.bmax[h], self.mrun[h])),
+                                 self.mold[h].eq(self.mrun[h])]
             with m.If(soft == u.soft_cycles - 1):
                 m.d.sync += [c.eq(e.p) for c, e in zip(self.cfac, self.exps)]
                 m.d.sync += state.eq(Phase.VROWS)
+        # the next block's first key and the keys left after it, from registers that change
+        # only at a block's end (free-running: settled long before the next block's end)
+        nj, rest = Signal.like(j0), Signal(signed(len(keys) + 1))
+        rest_m1 = Signal(signed(len(keys) + 1))
+        m.d.sync += [nj.eq(j0 + bk), rest.eq(keys - nj), rest_m1.eq(keys - nj - 1)]
         with m.If(state == Phase.VROWS):
             m.d.comb += [self.kv.ready.eq(1), self.v_accept.eq(self.kv.valid)]
             with m.If(self.kv.valid):
                 self._check_beat(m, self.kv.payload, bb == 0)
                 with m.If((bb == 0) & (self.kv.payload.e + u.w_shift_fixed < -u.w_left_max)):
                     m.d.sync += self.sticky.eq(1)
-                step(m, bb, jj, NB - 1, bk - 1)
-                with m.If((bb == NB - 1) & (jj == bk - 1)):
-                    nj = j0 + bk
-                    m.d.sync += [j0.eq(nj), bk.eq(Mux(keys - nj > blk, blk, keys - nj)),
+                step(m, bb, jj, NB - 1, self.bklast)
+                with m.If((bb == NB - 1) & (jj == self.bklast)):
+                    m.d.sync += [j0.eq(nj), bk.eq(Mux(rest > blk, blk, rest)),
+                                 self.bklast.eq(Mux(rest > blk, blk - 1, rest_m1)),
                                  self.mwait.eq(u.merge_wait - 2)]
-                    with m.If(nj == keys):
+                    with m.If(rest == 0):
                         m.d.sync += [fin.eq(u.final_wait - 2), self.lready.eq(0), state.eq(Phase.FINAL)]
                     with m.Else():
                         m.d.sync += state.eq(Phase.KROWS)
@@ -297,23 +339,22 @@ class AttentionUnit(wiring.Component):
         zlim = (1 << (a.score_int_bits + SF)) - 1
         beat = data.ArrayLayout(signed(8), L)
         p = self.kv.payload
-        # stage 1: the beat and each head's query word (the ring turns one word per K beat)
+        # stage 1: the beat and each head's query word (read at the beat's index)
         v1, first, last = Signal(), Signal(), Signal()
         elems = Signal(beat)
         km, ke, kj = Signal(B), Signal(signed(EXP_BITS)), Signal(range(a.block))
-        qw = [Signal(beat, name=f"kq{h}") for h in range(g)]
-        m.d.sync += v1.eq(self.k_accept)
-        with m.If(self.k_accept):
-            m.d.sync += [elems.eq(p.elems), first.eq(self.bb == 0), last.eq(self.bb == NB - 1),
-                         km.eq(p.m), ke.eq(p.e), kj.eq(self.jj)]
-            for h in range(g):
-                ring = self.qwords[h * NB:(h + 1) * NB]
-                m.d.sync += qw[h].eq(ring[0])
-                m.d.sync += [w.eq(nxt) for w, nxt in zip(ring, ring[1:] + ring[:1])]
-        # the dot products: 8 partial products per lane, an adder tree of dot_stages stages
+        qw = []
+        # free-running: the stages' registers take every cycle's beat, v1 says which is one
+        m.d.sync += [v1.eq(self.k_accept), elems.eq(p.elems), first.eq(self.bb == 0),
+                     last.eq(self.bb == NB - 1), km.eq(p.m), ke.eq(p.e), kj.eq(self.jj)]
+        for qr, _ in self.qmem:
+            m.d.comb += qr.addr.eq(self.bb)
+            qw.append(qr.data)
+        # the dot products: 8 partial products per lane (multiplexers of q and -q), an adder
+        # tree of dot_stages stages
         dots = []
         for h in range(g):
-            terms = [t for k in range(L) for t in partial_products(qw[h][k], elems[k])]
+            terms = [t for k in range(L) for t in partial_products(qw[h].q[k], elems[k], qw[h].nq[k])]
             dots.append(tree_sum(m, terms, signed(u.score_bits), u.dot_stages, f"dot{h}"))
         D = u.dot_stages
         dv, dfirst, dlast = (delay(m, ALWAYS, s, D, n) for s, n in ((v1, "dv"), (first, "df"), (last, "dl")))
@@ -336,30 +377,33 @@ class AttentionUnit(wiring.Component):
                     m.d.sync += score[h].eq(nxt)
             with m.If(dlast):
                 m.d.sync += [zm.eq(Mux(dfirst, dm, rm)), ze.eq(Mux(dfirst, de, re)), zj.eq(Mux(dfirst, dj, rj))]
-        # the logits: s · m_c, then · m_k, then the two-step rounding shift and the clamp
+        # the logits: s · m_c, then · m_k, then the two-step rounding shift, the rounding,
+        # the clamp; the shift decoded per row and head beside the multipliers
         go3, zm3 = delay(m, ALWAYS, zgo, MUL_LATENCY, "zgo"), delay(m, ALWAYS, zm, MUL_LATENCY, "zm")
         go6 = delay(m, ALWAYS, go3, MUL_LATENCY, "zgo3")
-        ze6 = delay(m, ALWAYS, ze, 2 * MUL_LATENCY, "ze")
-        zj8 = delay(m, ALWAYS, zj, 2 * MUL_LATENCY + 2, "zj")
-        go8 = delay(m, ALWAYS, go6, 2, "zgo6")
+        T = u.logit_tail
+        zjw = delay(m, ALWAYS, zj, 2 * MUL_LATENCY + T - 1, "zj")
+        gow = delay(m, ALWAYS, go6, T - 1, "zgo6")
         for h in range(g):
             pa = self._mul(m, f"sc{h}", u.score_bits, B + 1, score[h], self.cm[h])
             pb = self._mul(m, f"sk{h}", u.score_bits + B + 1, B + 1, pa, zm3)
             sh = Signal(signed(EXP_BITS + 5), name=f"zsh{h}")
-            rs = Signal(6, name=f"zrs{h}")
-            m.d.comb += [sh.eq(self.ce[h] + ze6 + u.z_shift_fixed),
-                         rs.eq(Mux(sh < 0, 0, Mux(sh > MAX_SHIFT, MAX_SHIFT, sh)))]
-            with m.If(go6 & (sh < 0)):
+            rs1, neg1 = Signal(6, name=f"zrs{h}"), Signal(name=f"zneg{h}")
+            m.d.comb += sh.eq(self.ce[h] + ze + u.z_shift_fixed)
+            m.d.sync += [rs1.eq(Mux(sh < 0, 0, Mux(sh > MAX_SHIFT, MAX_SHIFT, sh))), neg1.eq(sh < 0)]
+            rs, neg = (delay(m, ALWAYS, x, 2 * MUL_LATENCY - 1, f"{x.name}_") for x in (rs1, neg1))
+            with m.If(go6 & neg):
                 m.d.sync += self.sticky.eq(1)
             y1 = Signal(signed(len(pb) + 1), name=f"zy1_{h}")
             y2 = Signal(signed(len(pb) + 1), name=f"zy2_{h}")
+            y3 = Signal(signed(len(pb)), name=f"zy3_{h}")
             lo = Signal(3, name=f"zlo{h}")
-            m.d.sync += [y1.eq((pb << 1) >> (rs & 0x38)), lo.eq(rs[:3]), y2.eq(y1 >> lo)]
             z = Signal(signed(u.z_bits), name=f"z{h}")
-            m.d.comb += z.eq(clamp((y2 + 1) >> 1, zlim))
+            m.d.sync += [y1.eq((pb << 1) >> (rs & 0x38)), lo.eq(rs[:3]), y2.eq(y1 >> lo),
+                         y3.eq((y2 + 1) >> 1), z.eq(clamp(y3, zlim))]
             _, wr = self.zmem[h]
-            m.d.comb += [wr.addr.eq(zj8), wr.data.eq(z), wr.en.eq(go8)]
-            with m.If(go8):
+            m.d.comb += [wr.addr.eq(zjw), wr.data.eq(z), wr.en.eq(gow)]
+            with m.If(gow):
                 m.d.sync += self.bmax[h].eq(Mux(z > self.bmax[h], z, self.bmax[h]))
 
     # ---- V: weights, products, the block's sums ------------------------------------------
@@ -370,78 +414,90 @@ class AttentionUnit(wiring.Component):
         B = a.scale_bits
         beat = data.ArrayLayout(signed(8), L)
         p = self.kv.payload
+        lmax = u.w_left_max
+        # stage 1, free-running (v1 says which cycle holds a beat); stage 2: the weight's
+        # shift decoded
         v1, first, blast = Signal(), Signal(), Signal()
         elems = Signal(beat)
         vm = Signal(B)
         wsh = Signal(signed(EXP_BITS + 2))
-        m.d.sync += v1.eq(self.v_accept)
-        with m.If(self.v_accept):
-            m.d.sync += [elems.eq(p.elems), first.eq(self.bb == 0), vm.eq(p.m),
-                         wsh.eq(p.e + u.w_shift_fixed),
-                         blast.eq((self.bb == NB - 1) & (self.jj == self.bk - 1))]
+        m.d.sync += [v1.eq(self.v_accept), elems.eq(p.elems), first.eq(self.bb == 0), vm.eq(p.m),
+                     wsh.eq(p.e + u.w_shift_fixed),
+                     blast.eq((self.bb == NB - 1) & (self.jj == self.bklast))]
+        rs2, neg2, ls2 = Signal(6), Signal(), Signal(max(1, lmax.bit_length()))
+        m.d.sync += [rs2.eq(Mux(wsh < 0, 0, Mux(wsh > MAX_SHIFT, MAX_SHIFT, wsh))), neg2.eq(wsh < 0),
+                     ls2.eq(Mux(wsh >= 0, 0, Mux(-wsh > lmax, lmax, -wsh)))]
+        # the exponential's argument: m - z of the row's logit, or m - m' in SOFT
+        soft = self.state == Phase.SOFT
         for h in range(g):
             rd, _ = self.zmem[h]
-            m.d.comb += rd.addr.eq(self.jj)
-            with m.If(self.state != Phase.SOFT):
-                m.d.comb += self.exps[h].a.eq((self.mrun[h] - rd.data).as_unsigned())
+            m.d.comb += [rd.addr.eq(self.jj),
+                         self.exps[h].a.eq((self.mrun[h] - Mux(soft, self.mold[h], rd.data)).as_unsigned())]
         E = EXP_LATENCY
-        v4, f4 = delay(m, ALWAYS, v1, E, "v4"), delay(m, ALWAYS, first, E, "vf4")
-        vm4 = delay(m, ALWAYS, vm, E, "vm4")
-        v7 = delay(m, ALWAYS, v4, MUL_LATENCY, "v7")
-        wsh7 = delay(m, ALWAYS, wsh, E + MUL_LATENCY, "wsh7")
-        v9, f9 = delay(m, ALWAYS, v7, 2, "v9"), delay(m, ALWAYS, f4, MUL_LATENCY + 2, "vf9")
-        e9 = delay(m, ALWAYS, elems, E + MUL_LATENCY + 2, "ve9")
-        b12 = delay(m, ALWAYS, blast, E + MUL_LATENCY + 2 + MUL_LATENCY, "vb12")
-        v12 = delay(m, ALWAYS, v9, MUL_LATENCY, "v12")
-        self.v_block_end = v12 & b12
-        lmax = u.w_left_max
-        prods = []
-        dsp = None if u.pv_multiplier == "lut" else True
+        P = 1 + E                                      # p of the beat's row
+        W = P + MUL_LATENCY                            # p · m_v
+        S = W + u.weight_stages                        # the row's weight (or pm, v << ls)
+        vP, fP, vmP = (delay(m, ALWAYS, x, E, n) for x, n in ((v1, "vp"), (first, "vfp"), (vm, "vmp")))
+        rsW = delay(m, ALWAYS, rs2, W - 2, "vrs")
+        negL, lsL = (delay(m, ALWAYS, x, S - 3, n) for x, n in ((neg2, "vneg"), (ls2, "vls")))
+        vL, fL = delay(m, ALWAYS, v1, S - 2, "vl"), delay(m, ALWAYS, first, S - 2, "vfl")
+        eL = delay(m, ALWAYS, elems, S - 2, "vel")
+        load = vL & fL                                 # a row's first beat: its weight is loaded
+        dsp = u.pv_multiplier != "lut"
+        vs = []
         if dsp:
             # the row's left shift, applied to the beat's elements (common to the g heads)
-            ls9 = Signal(range(lmax + 1))
-            lsrow = Signal(range(lmax + 1))
-            lscur = Mux(f9, ls9, lsrow)
-            with m.If(v9 & f9):
-                m.d.sync += lsrow.eq(ls9)
+            lsrow = Signal.like(lsL)
+            with m.If(load):
+                m.d.sync += lsrow.eq(lsL)
+            lscur = Mux(fL, lsL, lsrow)
             vs = [Signal(signed(8 + lmax), name=f"vs{k}") for k in range(L)]
-            m.d.comb += [vs[k].eq(e9[k] << lscur) for k in range(L)]
+            m.d.sync += [vs[k].eq(eL[k] << lscur) for k in range(L)]
+        else:
+            eS = delay(m, ALWAYS, eL, 1, "ves")
+        prods = []
         for h in range(g):
             ph = self.exps[h].p
-            with m.If(v4 & f4):
+            with m.If(vP & fP):
                 self._add_l(m, h, ph)
-            pm = self._mul(m, f"pm{h}", u.p_bits + 1, B + 1, ph, vm4)
-            # w: the right shift in two steps, or the left shift (which the "dsp" products
-            # move onto v: w · v = pm · (v << ls), operands of at most 18 bits but pm)
-            rs = Signal(6, name=f"wrs{h}")
-            m.d.comb += rs.eq(Mux(wsh7 < 0, 0, Mux(wsh7 > MAX_SHIFT, MAX_SHIFT, wsh7)))
+            pm = self._mul(m, f"pm{h}", u.p_bits + 1, B + 1, ph, vmP)
+            # w: the right shift in two steps and the rounding, or the left shift (which the
+            # "dsp" products move onto v: w · v = pm · (v << ls), operands of at most 18 bits
+            # but pm); one register of the row's weight per product (hw.replica)
             r1 = Signal(2 * B + 2, name=f"wr1_{h}")
+            r2 = Signal(2 * B + 2, name=f"wr2_{h}")
             pm1 = Signal(2 * B + 1, name=f"wpm{h}")
-            lo, wsh8 = Signal(3, name=f"wlo{h}"), Signal.like(wsh7, name=f"wsh8_{h}")
-            m.d.sync += [r1.eq((pm[:2 * B + 1] << 1) >> (rs & 0x38)), lo.eq(rs[:3]),
-                         pm1.eq(pm[:2 * B + 1]), wsh8.eq(wsh7)]
-            ls = Mux(wsh8 >= 0, 0, Mux(-wsh8 > lmax, lmax, -wsh8))[:max(1, lmax.bit_length())]
-            right = ((r1 >> lo) + 1) >> 1
-            w9, wrow = Signal(signed(u.w_bits), name=f"w{h}"), Signal(signed(u.w_bits), name=f"wrow{h}")
-            m.d.sync += w9.eq(Mux(wsh8 >= 0, right, pm1 << ls if dsp is None else pm1))
-            if dsp is not None and h == 0:
-                m.d.sync += ls9.eq(ls)
-            wcur = Signal(signed(u.w_bits), name=f"wcur{h}")
-            m.d.comb += wcur.eq(Mux(f9, w9, wrow))
-            with m.If(v9 & f9):
-                m.d.sync += wrow.eq(w9)
-            if dsp is None:
-                prods.append([self._lut_product(m, wcur, e9[k], f"pv{h}_{k}") for k in range(L)])
+            pm2 = Signal(2 * B + 1, name=f"wpm2_{h}")
+            lo = Signal(3, name=f"wlo{h}")
+            m.d.sync += [r1.eq((pm[:2 * B + 1] << 1) >> (rsW & 0x38)), lo.eq(rsW[:3]),
+                         pm1.eq(pm[:2 * B + 1]), r2.eq(r1 >> lo), pm2.eq(pm1)]
+            right = (r2 + 1) >> 1
+            m.submodules[f"w{h}"] = wrow = RegisterReplicas(u.w_bits, L)
+            m.d.comb += [wrow.d.eq(Mux(negL, pm2 if dsp else pm2 << lsL, right)), wrow.en.eq(load)]
+            ws = [wrow.q[k].as_signed() for k in range(L)]
+            if dsp:
+                prods.append([self._dsp_product(m, ws[k], vs[k], f"pv{h}_{k}") for k in range(L)])
             else:
-                prods.append([self._dsp_product(m, wcur, vs[k], f"pv{h}_{k}") for k in range(L)])
+                prods.append([self._lut_product(m, ws[k], eS[k], f"pv{h}_{k}") for k in range(L)])
         # the block's sums: each head's words turn one beat per V beat, the last one gets
-        # the first one plus the beat's products
-        with m.If(v12):
-            for h in range(g):
-                words = [self._o_word(h, b) for b in range(NB)]
-                for b in range(NB - 1):
-                    m.d.sync += [d.eq(s) for d, s in zip(words[b], words[b + 1])]
-                m.d.sync += [d.eq(s + pr) for d, s, pr in zip(words[NB - 1], words[0], prods[h])]
+        # the first one plus the beat's products; the enable a copy per SUM_COPY_ELEMENTS
+        # elements (hw.replica)
+        A = S + MUL_LATENCY                            # the products
+        vA1 = delay(m, ALWAYS, v1, A - 2, "vadd")
+        vA, bA = Signal(), delay(m, ALWAYS, blast, A - 1, "vb")
+        m.d.sync += vA.eq(vA1)
+        self.v_block_end = vA & bA
+        adds = replicas(m, "vadd", vA1, self.sum_copies)
+        for h in range(g):
+            words = [self._o_word(h, b) for b in range(NB)]
+            base = h * (u.head_dim + 1) + 1
+            for b in range(NB):
+                for k in range(L):
+                    with m.If(adds[(base + b * L + k) // SUM_COPY_ELEMENTS]):
+                        if b < NB - 1:
+                            m.d.sync += words[b][k].eq(words[b + 1][k])
+                        else:
+                            m.d.sync += words[b][k].eq(words[0][k] + prods[h][k])
 
     def _o_word(self, h: int, b: int):
         """The block-sum registers of head h, beat b (lanes elements)."""
@@ -471,13 +527,21 @@ class AttentionUnit(wiring.Component):
         u = self.ucfg
         g, hd, n = u.group, u.head_dim, u.merge_elements
         PF = u.attention.prob_frac_bits
-        active = Signal()
+        active, active_next = Signal(), Signal()
         i = Signal(range(n))
         head, elem = Signal(range(g)), Signal(range(hd + 1))
         final = Signal()                               # the job's last merge (its l count)
         with m.If(self.v_block_end):
-            m.d.sync += [active.eq(1), i.eq(0), head.eq(0), elem.eq(0),
-                         final.eq(self.state == Phase.FINAL)]
+            m.d.sync += [i.eq(0), head.eq(0), elem.eq(0), final.eq(self.state == Phase.FINAL)]
+        # the block's sums shift one element per cycle while active; the shift enable a copy
+        # per SUM_COPY_ELEMENTS elements (hw.replica)
+        m.d.comb += active_next.eq(Mux(active & (i == n - 1), 0, Mux(self.v_block_end, 1, active)))
+        m.d.sync += active.eq(active_next)
+        shifts = replicas(m, "mshift", active_next, self.sum_copies)
+        nxt = self.chain[1:] + [Const(0)]
+        for e in range(n):
+            with m.If(shifts[e // SUM_COPY_ELEMENTS]):
+                m.d.sync += self.chain[e].eq(nxt[e])
         rd = self.o_rd
         m.d.comb += [rd.r_addr.eq(i), rd.r_en.eq(1)]
         # the element's state beside its read (O_READ_LATENCY cycles)
@@ -486,11 +550,8 @@ class AttentionUnit(wiring.Component):
         v1, h1, i1, l1, ob1 = (delay(m, ALWAYS, s, O_READ_LATENCY, f"m{nm}r") for s, nm in
                                ((active, "v"), (head, "h"), (i, "i"), (first, "l"), (self.chain[0], "ob")))
         with m.If(active):
-            m.d.sync += [d.eq(s) for d, s in zip(self.chain, self.chain[1:] + [Const(0)])]
             m.d.sync += i.eq(i + 1)
             step(m, elem, head, hd, g - 1)
-            with m.If(i == n - 1):
-                m.d.sync += active.eq(0)
         oc = self._mul(m, "mc", u.o_bits, u.p_bits + 1, rd.r_data.as_signed(), pick(self.cfac, h1))
         v4, h4, i4, l4 = (delay(m, ALWAYS, s, MUL_LATENCY, f"m{nm}") for s, nm in
                           ((v1, "v"), (h1, "h"), (i1, "i"), (l1, "l")))
@@ -500,12 +561,14 @@ class AttentionUnit(wiring.Component):
         r5 = Signal(signed(u.o_bits + 1))
         m.d.sync += r5.eq(Mux(self.ofirst, 0, rshift_round(oc, PF)))
         res = Signal(signed(u.o_bits))
-        m.d.comb += res.eq(r5 + ob5)
+        m.d.sync += res.eq(r5 + ob5)
+        v6, h6, i6, l6 = (delay(m, ALWAYS, s, 1, f"m{nm}5") for s, nm in
+                          ((v5, "v"), (h5, "h"), (i5, "i"), (l5, "l")))
         for buf in self.obufs:
-            m.d.comb += [buf.w_addr.eq(i5), buf.w_data.eq(res), buf.w_en.eq(v5)]
+            m.d.comb += [buf.w_addr.eq(i6), buf.w_data.eq(res), buf.w_en.eq(v6)]
         # the last merge's l: each head's divisor
-        self._divisors(m, v5 & l5, h5, res[:u.l_bits])
-        with m.If(v5 & (i5 == n - 1)):
+        self._divisors(m, v6 & l6, h6, res[:u.l_bits])
+        with m.If(v6 & (i6 == n - 1)):
             m.d.sync += self.ofirst.eq(0)
 
     def _divisors(self, m, valid, head, lval):
@@ -544,28 +607,43 @@ class AttentionUnit(wiring.Component):
         coll = [Signal(signed(u.vector.resid_bits), name=f"coll{k}") for k in range(L)]
         ov, olast = Signal(), Signal()                 # the output register
         oelems = [Signal(signed(u.vector.resid_bits), name=f"out{k}") for k in range(L)]
-        full = cnt == L
-        move = full & (~ov | self.out.ready)           # a formed beat into the output register
-        en = Signal()                                  # the element pipeline advances
-        m.d.comb += en.eq(~full | move)
-        # the element pipeline: read, o_t, o_t · R, round and saturate, into the beat
+        full = Signal()                                # cnt == L, a register
+        # the pipeline's advance (en) and a formed beat's move into the output register,
+        # each group of loads from its own copy (``_OutEnable``, with copies of full and ov)
+        ens, moves = [], []
+        for k in range(OUT_ENABLE_COPIES):
+            m.submodules[f"{KEEP_PREFIX}out_en{k}"] = c = _OutEnable()
+            m.d.comb += c.ready.eq(self.out.ready)
+            ens.append(c.en)
+            moves.append(c.move)
+        en, move = ens[0], moves[0]
+        en_mem, en_ot, en_mul, en_y, en_coll = ens[1:6]
+        # the element pipeline: read (at an address register beside d), o_t in two shift
+        # steps and the rounding, o_t · R, the rounding, the saturation, into the beat
         out = state == Phase.OUT
         issue = out & (d < hd)
         rd = self.o_out
-        m.d.comb += [rd.r_addr.eq(hh * (hd + 1) + 1 + d), rd.r_en.eq(en)]
-        v1, v2 = delay(m, en, issue, O_READ_LATENCY, "ovr"), Signal()
+        oaddr = Signal(range(u.merge_elements + 1))
+        m.d.comb += [rd.r_addr.eq(oaddr), rd.r_en.eq(en_mem)]
+        v1 = delay(m, en, issue, O_READ_LATENCY, "ovr")
+        x1, lo = Signal(signed(u.o_bits + 1)), Signal(3)
         ot = Signal(signed(u.ot_bits))
-        otr = self._mul(m, "mo", u.ot_bits, u.quotient_bits + 1, ot, recip, en)
-        v5 = delay(m, en, v2, MUL_LATENCY, "ov")
-        v6 = Signal()
+        otr = self._mul(m, "mo", u.ot_bits, u.quotient_bits + 1, ot, recip, en_mul)
+        vm = delay(m, en_y, v1, 2 + MUL_LATENCY, "ov")
+        yr = Signal(signed(len(otr) - u.out_shift + 1))
         y = Signal(signed(u.vector.resid_bits))
+        vy = delay(m, en_y, vm, 2, "ovy")
+        cnt_next = Signal.like(cnt)
+        m.d.comb += cnt_next.eq(Mux(full, 0, cnt) + vy)
         with m.If(en):
-            m.d.sync += [d.eq(d + issue), v2.eq(v1),
-                         ot.eq(rshift_round(rd.r_data.as_signed(), sl)), v6.eq(v5),
-                         y.eq(saturate(rshift_round(otr, u.out_shift), u.vector.resid_bits)),
-                         cnt.eq(Mux(full, 0, cnt) + v6)]
-            with m.If(v6):
-                m.d.sync += [r.eq(s) for r, s in zip(coll, coll[1:] + [y])]
+            m.d.sync += [d.eq(d + issue), oaddr.eq(oaddr + issue), cnt.eq(cnt_next)]
+        with m.If(en_ot):
+            m.d.sync += [x1.eq((rd.r_data.as_signed() << 1) >> Cat(Const(0, 3), sl[3:])), lo.eq(sl[:3]),
+                         ot.eq(((x1 >> lo) + 1) >> 1)]
+        with m.If(en_y):
+            m.d.sync += [yr.eq(rshift_round(otr, u.out_shift)), y.eq(saturate(yr, u.vector.resid_bits))]
+        with m.If(en_coll & vy):
+            m.d.sync += [r.eq(s) for r, s in zip(coll, coll[1:] + [y])]
         # the divisions, after the pipeline (their counter resets take precedence): a head's
         # 1/l once the last merge has written its l (``lready`` heads so far); the next
         # head's starts while this head's elements leave (its result waits in the divider)
@@ -588,15 +666,24 @@ class AttentionUnit(wiring.Component):
         with m.If(state == Phase.RECIP):
             m.d.comb += div.o.ready.eq(1)
             with m.If(div.o.valid):
-                m.d.sync += [recip.eq(div.o.payload.quo), d.eq(0), ob.eq(0), cnt.eq(0),
-                             state.eq(Phase.OUT)]
+                m.d.sync += [recip.eq(div.o.payload.quo), d.eq(0), oaddr.eq(hh * (hd + 1) + 1),
+                             ob.eq(0), cnt.eq(0), state.eq(Phase.OUT)]
         m.d.comb += [self.out.valid.eq(ov), self.out.payload.last.eq(olast)]
         m.d.comb += [self.out.payload.elems[k].eq(oelems[k]) for k in range(L)]
-        with m.If(self.out.ready):
-            m.d.sync += ov.eq(0)
+        # ov and full, and their copies, from their next values
+        ov_next, full_next = Signal(), Signal()
+        recip_take = (state == Phase.RECIP) & div.o.valid
+        m.d.comb += [ov_next.eq(Mux(move, 1, Mux(self.out.ready, 0, ov))),
+                     full_next.eq(Mux(recip_take, 0, Mux(en, cnt_next == L, full)))]
+        m.d.sync += [ov.eq(ov_next), full.eq(full_next)]
+        ov_copies = replicas(m, "ov", ov_next, OUT_ENABLE_COPIES)
+        full_copies = replicas(m, "full", full_next, OUT_ENABLE_COPIES)
+        for k in range(OUT_ENABLE_COPIES):
+            c = m.submodules[f"{KEEP_PREFIX}out_en{k}"]
+            m.d.comb += [c.ov.eq(ov_copies[k]), c.full.eq(full_copies[k])]
         with m.If(move):
-            m.d.sync += [ov.eq(1), olast.eq((hh == g - 1) & (ob == NB - 1)),
-                         ob.eq(Mux(ob == NB - 1, 0, ob + 1))]
+            m.d.sync += [olast.eq((hh == g - 1) & (ob == NB - 1)), ob.eq(Mux(ob == NB - 1, 0, ob + 1))]
+        with m.If(moves[6]):
             m.d.sync += [r.eq(s) for r, s in zip(oelems, coll)]
         # once a head's last beat is formed the next head takes its started division's
         # result (or divides now); the job ends when its last beat is taken

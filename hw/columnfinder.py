@@ -96,8 +96,6 @@ class ColumnFinder(wiring.Component):
     #: descriptors (looked-up columns) the take may have waiting beside the one at the take:
     #: a column is at the take 4 cycles after the popper's credit returns
     DESCRIPTORS = 5
-    #: copies of the lookup's slot register, each addressing P / copies entry memories
-    ENTRY_ADDRESS_COPIES = 4
 
     def __new__(cls, cfg: HwConfig):
         check_config("ColumnFinder", cfg)
@@ -222,7 +220,7 @@ class ColumnFinder(wiring.Component):
         for o in range(P):
             mem = Memory(shape=stored, depth=N, init=[])
             m.submodules[f"entries{o}"] = mem
-            ent_mem.append((mem.write_port(), mem.read_port(domain="comb")))
+            ent_mem.append((mem.write_port(), mem.read_port()))
 
         wr = Signal(A + 1)
         rd = Signal(A + 1)
@@ -365,7 +363,8 @@ class ColumnFinder(wiring.Component):
         ppre = Signal(name="ppre")
         pt = Signal(tw, name="pt")
         credits = Signal(range(self.DESCRIPTORS + 2), init=self.DESCRIPTORS + 1)
-        emit = pv & (credits != 0)
+        has_credit = Signal(init=1, name="has_credit")     # credits != 0, registered with them
+        emit = pv & has_credit
         low = Signal(range(P))
         for b in reversed(range(P)):
             with m.If(pmask[b]):
@@ -394,13 +393,12 @@ class ColumnFinder(wiring.Component):
         eoff = Signal(range(P), name="eoff")
         m.d.sync += [ev.eq(emit), eslot.eq(Mux(ppre, pslot - 1, pslot)),
                      eoff.eq(Mux(ppre, self.heads + pt, low))]
-        # the entry memories' read address: copies of eslot, a group of memories each
-        m.submodules.eslot_ra = eslot_ra = RegisterReplicas(A, self.ENTRY_ADDRESS_COPIES)
-        m.d.comb += [eslot_ra.d.eq(Mux(ppre, pslot - 1, pslot)[:A]), eslot_ra.en.eq(1)]
 
         # --- the lookup: the column's entry, into the descriptors -----------------------
-        for o, (_, r) in enumerate(ent_mem):
-            m.d.comb += r.addr.eq(eslot_ra.q[o * self.ENTRY_ADDRESS_COPIES // P])
+        # every offset's entry of eslot, read in the edge eslot is registered (the read
+        # ports' own registers, beside their memories); never a slot written in that cycle
+        for _, r in ent_mem:
+            m.d.comb += r.addr.eq(Mux(ppre, pslot - 1, pslot)[:A])
         entry = data.View(stored, pick([r.data.as_value() for _, r in ent_mem], eoff))
         # a column's descriptor: where it is, its entry (with the slot of its last beat and
         # the slot the next column starts in) and the slots its beats are read from
@@ -423,7 +421,8 @@ class ColumnFinder(wiring.Component):
         m.d.comb += [descs.r_en.eq(free), descs.w_en.eq(dv & ~(free & ~descs.r_rdy)), descs.w_data.eq(desc)]
         with m.If(free):
             m.d.sync += [hv.eq(descs.r_rdy | dv), hd.eq(nhd)]
-        m.d.sync += credits.eq(credits - emit + self.take)
+        credits_next = (credits - emit + self.take)[:len(credits)]
+        m.d.sync += [credits.eq(credits_next), has_credit.eq(credits_next != 0)]
         # a beat is present from x + gearbox_take_cycles; freed (with the beats before the
         # next column's) in the take's edge
         pv_, ps_ = v3, s3                        # the beat's registers at x + 4

@@ -3,7 +3,8 @@ narrow signed multiplier (a product that needs no DSP block) and a binary adder 
 a chosen number of register stages.
 
 ``partial_products(a, b)``: the len(b) terms whose sum is a · b for a signed ``b``
-(two's complement: bit i adds a · 2^i, the top bit subtracts it).
+(two's complement: bit i adds a · 2^i, the top bit subtracts it; ``neg_a`` = -a, when
+the caller holds it, makes that term a plain multiplexer).
 
 ``tree_sum(m, terms, shape, stages, name)``: Σ terms through ceil(log2 n) levels of
 two-input adders, each node one bit wider than its wider input up to ``shape`` (the
@@ -16,10 +17,12 @@ from __future__ import annotations
 from amaranth.hdl import Mux, Shape, Signal, Value, signed
 
 
-def partial_products(a, b) -> list:
-    """The terms of a · b, ``b`` a signed value: b_i · a · 2^i, the top one negated."""
+def partial_products(a, b, neg_a=None) -> list:
+    """The terms of a · b, ``b`` a signed value: b_i · a · 2^i, the top one negated. With
+    ``neg_a`` (-a, held beside a) the top term is a multiplexer too, no negation."""
     n = len(b)
-    return [Mux(b[i], (-(a << i)) if i == n - 1 else (a << i), 0) for i in range(n)]
+    top = (-(a << (n - 1))) if neg_a is None else (neg_a << (n - 1))
+    return [Mux(b[i], top if i == n - 1 else (a << i), 0) for i in range(n)]
 
 
 def tree_levels(n: int) -> int:

@@ -12,7 +12,7 @@ What it mirrors: the control states and counters of hw/ATTENTION.md ("Timing": t
 drain, SOFT, the merge's wait, the final wait, the divider) with the stage counts of
 ``AttentionUnitConfig``; the output pipeline element by element (it stalls as a whole
 while ``out`` is not taken); when ``err`` rises (on the accepted beat, or from the logit
-pipeline ``k_drain - 3`` cycles after a row's last beat). The arithmetic is the
+pipeline ``k_drain - logit_tail`` cycles after a row's last beat). The arithmetic is the
 contract's, per row and per block as the golden reference does it (docs/NUMERIC.md): the
 pipelines only delay it. A job that raises ``err`` has an undefined output (the contract's
 rule): its payload is None, which the lockstep does not compare.
@@ -33,9 +33,10 @@ from .elementstep import rshift_round, wrap
 #: the states in order (hw/attention.py's ``Phase``)
 PHASES = ("IDLE", "QLOAD", "KROWS", "KDRAIN", "SOFT", "VROWS", "FINAL", "DIVIDE", "RECIP", "OUT")
 MAX_SHIFT = 63
-#: output pipeline registers before the beat is formed: the read's, o_t, the multiplier's,
-#: the rounding; then the beat being formed and the output register
-OUT_STAGES = O_READ_LATENCY + 2 + MUL_LATENCY
+#: output pipeline registers before the beat is formed: the read's, o_t's two, the
+#: multiplier's, the rounding, the saturation; then the beat being formed and the output
+#: register
+OUT_STAGES = O_READ_LATENCY + 2 + MUL_LATENCY + 2
 
 _PORTS = attention_ports(AttentionUnitConfig())
 Inputs = make_dataclass("AttentionInputs", [(n, t, field(default=t())) for n, t in record_fields(_PORTS, IN)])
@@ -227,7 +228,7 @@ class AttentionStepModel:
         if self.bb == NB - 1:
             (self.krows if k else self.vrows).append(tuple(self.row))
             if k and any(self.ce[h] + self.row[2] + u.z_shift_fixed < 0 for h in range(g)):
-                self.err_at.add(self.cycle + u.k_drain - 3)
+                self.err_at.add(self.cycle + u.k_drain - u.logit_tail)
         if not self._step(self.bk - 1):
             return
         if k:

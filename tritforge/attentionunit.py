@@ -181,24 +181,32 @@ class AttentionUnitConfig:
 
     @property
     def dot_stages(self) -> int:
-        """Register stages of the dot product's adder tree (one per two levels)."""
-        return max(1, -(-self.dot_levels // 2))
+        """Register stages of the dot product's adder tree (one per level)."""
+        return max(1, self.dot_levels)
+
+    #: cycles of a logit after its two multipliers: the shift's two steps, the rounding,
+    #: the clamp, the write into the logit memory and the block's maximum
+    logit_tail = 5
 
     @property
     def k_drain(self) -> int:
         """Cycles from a block's last K beat until the block's logits and maximum are
         complete: the beat register, the dot product, the score, two multipliers
-        (s · m_c, then · m_k), the two-step shift and the clamp into the logit memory."""
-        return 1 + self.dot_stages + 1 + 2 * MUL_LATENCY + 3
+        (s · m_c, then · m_k), then ``logit_tail``."""
+        return 1 + self.dot_stages + 1 + 2 * MUL_LATENCY + self.logit_tail
 
-    #: cycles of SOFT: the new maximum, the exponential of its step, c latched
-    soft_cycles = EXP_LATENCY + 1
+    #: cycles of SOFT: the new maximum, its step m - m', the exponential, c latched
+    soft_cycles = EXP_LATENCY + 2
+
+    #: cycles of a V beat's weight after p · m_v: the shift's two steps, the rounding into
+    #: the row's weight registers
+    weight_stages = 3
 
     @property
     def v_latency(self) -> int:
         """Cycles from accepting a V beat to adding its products into the block's sums: the
-        logit read, the exponential, p · m_v, the two-step shift of w, the product."""
-        return 1 + EXP_LATENCY + MUL_LATENCY + 2 + MUL_LATENCY
+        logit read, the exponential, p · m_v, ``weight_stages``, the product."""
+        return 1 + EXP_LATENCY + MUL_LATENCY + self.weight_stages + MUL_LATENCY
 
     @property
     def merge_elements(self) -> int:
@@ -206,8 +214,8 @@ class AttentionUnitConfig:
         return self.group * (self.head_dim + 1)
 
     #: cycles from a merge element's read until its result can be read back: the memory
-    #: read, o · c, the rounding shift, the add and write
-    merge_latency = O_READ_LATENCY + MUL_LATENCY + 2
+    #: read, o · c, the rounding shift, the add, the write
+    merge_latency = O_READ_LATENCY + MUL_LATENCY + 3
 
     #: cycles from the merge's write of a head's l until that head's divisor is ready: l
     #: registered, max(l, 1), its bit length (BITLEN_STAGES), the shift sl, then l_t =
@@ -235,9 +243,9 @@ class AttentionUnitConfig:
         return self.v_latency + 1 + self.l_latency
 
     #: cycles of an output element from its read until its beat is on ``out``: the memory
-    #: read, the o_t shift, o_t · R, the rounding and saturation, the beat being formed, the
-    #: output register
-    out_latency = O_READ_LATENCY + 1 + MUL_LATENCY + 1 + 1 + 1
+    #: read, the o_t shift (two steps, the rounding with the second), o_t · R, the rounding,
+    #: the saturation, the beat being formed, the output register
+    out_latency = O_READ_LATENCY + 2 + MUL_LATENCY + 2 + 1 + 1
 
     def describe(self) -> str:
         return (f"attention unit head_dim={self.head_dim} group={self.group} lanes={self.lanes} "
