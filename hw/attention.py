@@ -11,16 +11,17 @@ context: per head the unit keeps the online softmax's running max m, sum l and o
 Four pipelines, each a few register stages per operation so that no path holds more than
 one wide add or one multiplier stage (the stage counts are ``AttentionUnitConfig``'s):
 
-* **K** (a K beat per cycle): the beat and the head's query word (a ring of registers
-  that turns one word per beat), the g dot products as partial products in logic and a
-  pipelined adder tree, the score accumulated over the row; per row and head the logit
+* **K** (a K beat per cycle): the beat and the head's query word (q and -q, from a small
+  memory per head at the beat's index), the g dot products as partial products in logic
+  and a pipelined adder tree, the score accumulated over the row; per row and head the logit
   z = clamp(rshift_round(s · m_c · m_k, e_c + e_k + 2 FR - SF)) through two multipliers
   and a two-step shift into the block's logit memory, and the block's maximum.
 * **SOFT** (per block): m' = max(m, block max), c = 2^(m - m') (``Exp2Neg``).
 * **V** (a V beat per cycle): per row and head p = 2^(z - m') and l_b += p, the weight
-  w = rshift_round(p · m_v, e_v + FR - OVF) through a multiplier and a two-step shift; per
-  beat the g · lanes products w · v added into the block's sums o_b (registers that turn
-  one beat's word per beat).
+  w = rshift_round(p · m_v, e_v + FR - OVF) through a multiplier and a two-step shift into
+  one register per product; per beat the g · lanes products w · v added into the block's
+  sums o_b (registers that turn one beat's word per beat, their enables copies of one
+  flip-flop, ``hw.replica``).
 * **merge** (per block, one element per cycle, beside the next block's K rows): o and l
   live in block RAM, g · (head_dim + 1) words (read through the block's output register);
   each is read, scaled,
@@ -572,10 +573,10 @@ class AttentionUnit(wiring.Component):
             m.d.sync += self.ofirst.eq(0)
 
     def _divisors(self, m, valid, head, lval):
-        """A head's divisor from the l the merge writes, ``DEN_STAGES`` registers later:
+        """A head's divisor from the l the merge writes, ``den_stages`` registers later:
         l registered, lh = max(l, 1), its bit length (``bitlen_staged``), the shift
-        sl = max(0, bitlen - RL), l_t = rshift_round(lh, sl); then the head's ``lden``,
-        ``lshift`` written and ``lready`` counted."""
+        sl = max(0, bitlen - RL), 2 lh >> sl; then l_t (its rounding) and sl written into the
+        head's ``lden``, ``lshift`` and ``lready`` counted."""
         u = self.ucfg
         RL = u.attention.recip_bits
         lw, vw, hw = Signal(u.l_bits), Signal(), Signal.like(head)
@@ -587,9 +588,13 @@ class AttentionUnit(wiring.Component):
         sh4 = Signal(range(u.l_bits + 1))
         lh4, v4, h4 = (delay(m, ALWAYS, x, 1, n) for x, n in ((lh3, "lh3"), (v3, "lv3"), (h3, "lh3d")))
         m.d.sync += sh4.eq(Mux(nl > RL, nl - RL, 0))
-        with m.If(v4):
-            write(m, self.lden, h4, rshift_round(lh4, sh4)[:RL + 1])
-            write(m, self.lshift, h4, sh4)
+        # l_t = rshift_round(lh, sl): (2 lh) >> sl, then the rounding
+        t5 = Signal(u.l_bits + 1)
+        sh5, v5, h5 = (delay(m, ALWAYS, x, 1, n) for x, n in ((sh4, "lsh4"), (v4, "lv4"), (h4, "lh4d")))
+        m.d.sync += t5.eq((lh4 << 1) >> sh4)
+        with m.If(v5):
+            write(m, self.lden, h5, ((t5 + 1) >> 1)[:RL + 1])
+            write(m, self.lshift, h5, sh5)
             m.d.sync += self.lready.eq(self.lready + 1)
 
     # ---- the end: 1/l per head, the output elements --------------------------------------

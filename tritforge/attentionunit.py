@@ -218,9 +218,9 @@ class AttentionUnitConfig:
     merge_latency = O_READ_LATENCY + MUL_LATENCY + 3
 
     #: cycles from the merge's write of a head's l until that head's divisor is ready: l
-    #: registered, max(l, 1), its bit length (BITLEN_STAGES), the shift sl, then l_t =
-    #: rshift_round(l, sl) written beside sl
-    den_stages = 2 + BITLEN_STAGES + 1
+    #: registered, max(l, 1), its bit length (BITLEN_STAGES), the shift sl, 2 l >> sl, then
+    #: l_t (the rounding) written beside sl
+    den_stages = 2 + BITLEN_STAGES + 2
 
     @property
     def l_latency(self) -> int:
