@@ -96,6 +96,8 @@ class ColumnFinder(wiring.Component):
     #: descriptors (looked-up columns) the take may have waiting beside the one at the take:
     #: a column is at the take 4 cycles after the popper's credit returns
     DESCRIPTORS = 5
+    #: registered copies of the entry lookup's address, each for P / copies entry memories
+    LOOKUP_ADDRESS_COPIES = 4
 
     def __new__(cls, cfg: HwConfig):
         check_config("ColumnFinder", cfg)
@@ -346,10 +348,12 @@ class ColumnFinder(wiring.Component):
         tw = Shape.cast(range(max(self.tails, 1))).width
         # the beat's record (its slot, mask, the column through the tail first), registered;
         # then with the mask after its first column and whether any is left
-        beat = data.StructLayout({"slot": A + 1, "mask": P, "pre": 1, "t": tw})
+        # (``first``: the slot of its first column's entry, the previous one through a tail)
+        beat = data.StructLayout({"slot": A + 1, "mask": P, "pre": 1, "t": tw, "first": A})
         rec = data.StructLayout({"beat": beat, "after": P, "any": 1, "after_any": 1})
         pushed, record = Signal(name="pushed"), Signal(beat, name="record")
-        m.d.sync += [pushed.eq(push), record.eq(Cat(row_slot, sel.mask, pre, (way_in - P)[:tw]))]
+        m.d.sync += [pushed.eq(push), record.eq(Cat(row_slot, sel.mask, pre, (way_in - P)[:tw],
+                                                         Mux(pre, row_slot - 1, row_slot)[:A]))]
         pushed2, record2 = Signal(name="pushed2"), Signal(rec, name="record2")
         rec_after = (record.mask & (record.mask - 1))[:P]
         m.d.sync += [pushed2.eq(pushed),
@@ -397,8 +401,13 @@ class ColumnFinder(wiring.Component):
         # --- the lookup: the column's entry, into the descriptors -----------------------
         # every offset's entry of eslot, read in the edge eslot is registered (the read
         # ports' own registers, beside their memories); never a slot written in that cycle
-        for _, r in ent_mem:
-            m.d.comb += r.addr.eq(Mux(ppre, pslot - 1, pslot)[:A])
+        # (the slot as it will be, in registered copies: the beat's first column's on a
+        # load, the beat's own after a column through the tail, else unchanged)
+        m.submodules.lookup_ra = lookup_ra = RegisterReplicas(A, self.LOOKUP_ADDRESS_COPIES)
+        m.d.comb += [lookup_ra.en.eq(1),
+                     lookup_ra.d.eq(Mux(load, src.beat.first, Mux(emit & ppre, pslot[:A], lookup_ra.q[0])))]
+        for o, (_, r) in enumerate(ent_mem):
+            m.d.comb += r.addr.eq(lookup_ra.q[o * self.LOOKUP_ADDRESS_COPIES // P])
         entry = data.View(stored, pick([r.data.as_value() for _, r in ent_mem], eoff))
         # a column's descriptor: where it is, its entry (with the slot of its last beat and
         # the slot the next column starts in) and the slots its beats are read from
