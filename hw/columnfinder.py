@@ -65,7 +65,7 @@ SLOT_BITS = 2 * layout.TRITS_PER_BYTE + 1
 #: bytes of a slot per memory: the slots are kept in memories of this many decoded bytes
 #: (and one of the counts), each with its own registered copy of the write and read
 #: addresses, so that no address net spans the whole slot store
-SLOT_CHUNK_BYTES = 4
+SLOT_CHUNK_BYTES = 2
 
 
 def column_lengths(cfg: HwConfig) -> list[int]:
@@ -354,11 +354,12 @@ class ColumnFinder(wiring.Component):
         pushed, record = Signal(name="pushed"), Signal(beat, name="record")
         m.d.sync += [pushed.eq(push), record.eq(Cat(row_slot, sel.mask, pre, (way_in - P)[:tw],
                                                          Mux(pre, row_slot - 1, row_slot)[:A]))]
-        pushed2, record2 = Signal(name="pushed2"), Signal(rec, name="record2")
+        # into the record queue, which the popper reads from the next cycle on (its only
+        # way in: the queue's write side then depends on registers alone)
         rec_after = (record.mask & (record.mask - 1))[:P]
-        m.d.sync += [pushed2.eq(pushed),
-                     record2.eq(Cat(record, rec_after, record.mask != 0, rec_after != 0))]
         m.submodules.masks = masks = fifo.SyncFIFO(width=rec.size, depth=N)
+        m.d.comb += [masks.w_en.eq(pushed),
+                     masks.w_data.eq(Cat(record, rec_after, record.mask != 0, rec_after != 0))]
 
         # --- the popper: one column a cycle from the head mask --------------------------
         pv = Signal(name="pv")
@@ -379,12 +380,11 @@ class ColumnFinder(wiring.Component):
         pn_any = Signal(name="pn_any")
         rest = Mux(ppre, p_any, pn_any)
         load = ~pv | emit & ~rest
-        src = data.View(rec, Mux(masks.r_rdy, masks.r_data, record2))
-        m.d.comb += [masks.r_en.eq(load), masks.w_en.eq(pushed2 & ~(load & ~masks.r_rdy)),
-                     masks.w_data.eq(record2)]
+        src = data.View(rec, masks.r_data)
+        m.d.comb += masks.r_en.eq(load)
         after = pnext & (pnext - 1)
         with m.If(load):
-            m.d.sync += [pv.eq(masks.r_rdy | pushed2), pslot.eq(src.beat.slot), pmask.eq(src.beat.mask),
+            m.d.sync += [pv.eq(masks.r_rdy), pslot.eq(src.beat.slot), pmask.eq(src.beat.mask),
                          ppre.eq(src.beat.pre), pt.eq(src.beat.t), pnext.eq(src.after), p_any.eq(src.any),
                          pn_any.eq(src.after_any)]
         with m.Elif(emit):
@@ -435,14 +435,21 @@ class ColumnFinder(wiring.Component):
         # a beat is present from x + gearbox_take_cycles; freed (with the beats before the
         # next column's) in the take's edge
         pv_, ps_ = v3, s3                        # the beat's registers at x + 4
-        for k in range(cfg.gearbox_take_cycles - 5):
+        for k in range(cfg.gearbox_take_cycles - 6):
             nv, ns = Signal(name=f"pres_v{k}"), Signal(A + 1, name=f"pres_s{k}")
             m.d.sync += [nv.eq(pv_), ns.eq(ps_)]
             pv_, ps_ = nv, ns
-        arriving = Signal(N, name="arriving")
-        m.d.comb += arriving.eq(Mux(pv_, Const(1, N) << ps_[:A], 0))
+        arriving = Signal(N, name="arriving")    # the beat present from the next cycle, one-hot
+        m.d.sync += arriving.eq(Mux(pv_, Const(1, N) << ps_[:A], 0))
         will = present | arriving
-        m.d.sync += ready.eq(will.bit_select(Mux(free, nhd.entry.last_slot, hd.entry.last_slot), 1))
+
+        def will_have(slot):
+            return will.bit_select(slot, 1)
+        # the three candidates looked up in parallel, then chosen
+        queued = data.View(column, descs.r_data)
+        m.d.sync += ready.eq(Mux(free, Mux(descs.r_rdy, will_have(queued.entry.last_slot),
+                                           will_have(desc.entry.last_slot)),
+                                 will_have(hd.entry.last_slot)))
         gone = (hd.entry.land - rd)[:A + 1]
         for s in range(N):
             with m.If(self.take & ((s - rd)[:A] < gone)):

@@ -41,8 +41,11 @@ from ..hwconfig import GEARBOX_OFFER_CYCLES, GEARBOX_QUEUE, HwConfig
 from ..ports import mem_port
 from .checks import check_config
 from .columnfinder import SLOT_BITS, ColumnFinder, clipped_depth
+from .replica import Replicas
 from .signature import payload_shape
 
+#: FIFOs the beat queue is split into (a share of the beat each, written together)
+QUEUE_PARTS = 4
 #: base-3 digit (trit + 1) of a zero trit
 ZERO_DIGIT = 1
 #: registers from the take to the beat offered: the column's beats, its rotated bytes, its
@@ -78,7 +81,12 @@ class Gearbox(wiring.Component):
         self.cfg = cfg
         self.col_bytes = cfg.column_bytes_max
         self.finder = ColumnFinder(cfg)
-        self.queue = fifo.SyncFIFO(width=8 * cfg.beat_bytes + 1, depth=GEARBOX_QUEUE)
+        # the beat queue in QUEUE_PARTS FIFOs of a share of the beat each (the first with
+        # ``bad``), written and read together, each with its own copy of the write enable
+        width = 8 * cfg.beat_bytes + 1
+        self.queue_widths = [len(range(p * width // QUEUE_PARTS, (p + 1) * width // QUEUE_PARTS))
+                             for p in range(QUEUE_PARTS)]
+        self.queue = [fifo.SyncFIFO(width=w, depth=GEARBOX_QUEUE) for w in self.queue_widths]
         super().__init__({"mem": In(stream.Signature(payload_shape(mem_port(cfg)))),
                           "o": Out(stream.Signature(beat_out_layout(cfg)))})
 
@@ -174,17 +182,24 @@ class Gearbox(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.finder = f = self.finder
-        m.submodules.queue = q = self.queue
+        for p, part in enumerate(self.queue):
+            m.submodules[f"queue{p}"] = part
         wiring.connect(m, wiring.flipped(self.mem), f.i)
         # columns taken and not yet accepted by the issue stage
         held = Signal(range(GEARBOX_QUEUE + 1))
         m.d.comb += f.room.eq(held < GEARBOX_QUEUE)
         asm_valid, asm, asm_bad = self._assemble(m, *self._header(m, *self._rotate(m, f)))
-        packed, packed_bad, packed_valid = Signal(8 * self.cfg.beat_bytes), Signal(), Signal()
-        m.d.sync += [packed.eq(self._repack(m, asm)), packed_bad.eq(asm_bad), packed_valid.eq(asm_valid)]
-        m.d.comb += [q.w_en.eq(packed_valid), q.w_data.eq(Cat(packed, packed_bad))]
+        packed, packed_bad = Signal(8 * self.cfg.beat_bytes), Signal()
+        m.d.sync += [packed.eq(self._repack(m, asm)), packed_bad.eq(asm_bad)]
+        m.submodules.packed_valid = packed_valid = Replicas(QUEUE_PARTS)
+        m.d.comb += packed_valid.d.eq(asm_valid)
+        word, at = Cat(packed_bad, packed), 0
+        for p, (part, w) in enumerate(zip(self.queue, self.queue_widths)):
+            m.d.comb += [part.w_en.eq(packed_valid.q[p]), part.w_data.eq(word[at:at + w]),
+                         part.r_en.eq(self.o.ready)]
+            at += w
+        out_word = Cat(part.r_data for part in self.queue)
         out = self.o.payload
-        m.d.comb += [self.o.valid.eq(q.r_rdy), out.beat.eq(q.r_data[:-1]), out.bad.eq(q.r_data[-1]),
-                     q.r_en.eq(self.o.ready)]
+        m.d.comb += [self.o.valid.eq(self.queue[0].r_rdy), out.bad.eq(out_word[0]), out.beat.eq(out_word[1:])]
         m.d.sync += held.eq(held + f.take - (self.o.valid & self.o.ready))
         return m
