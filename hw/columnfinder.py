@@ -458,8 +458,11 @@ class ColumnFinder(wiring.Component):
                 m.d.sync += present[s].eq(1)
         with m.If(self.take):
             m.d.sync += rd.eq(hd.entry.land)
-        # a slot free in the next cycle: from the pointers as they will be
-        m.d.sync += slot_free.eq((wr + accept - Mux(self.take, hd.entry.land, rd))[:A + 1] != N)
+        # a slot free in the next cycle: from the pointers as they will be (with and without
+        # a take, chosen last)
+        wr_next = wr + accept
+        m.d.sync += slot_free.eq(Mux(self.take, (wr_next - hd.entry.land)[:A + 1] != N,
+                                     (wr_next - rd)[:A + 1] != N))
 
         # --- the taken column: its beats and where it lies in them ---------------------
         # read every cycle (no enable from the take), shown while ``col_valid``

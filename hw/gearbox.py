@@ -187,7 +187,8 @@ class Gearbox(wiring.Component):
         wiring.connect(m, wiring.flipped(self.mem), f.i)
         # columns taken and not yet accepted by the issue stage
         held = Signal(range(GEARBOX_QUEUE + 1))
-        m.d.comb += f.room.eq(held < GEARBOX_QUEUE)
+        room = Signal(init=1, name="room")       # held < GEARBOX_QUEUE, registered with held
+        m.d.comb += f.room.eq(room)
         asm_valid, asm, asm_bad = self._assemble(m, *self._header(m, *self._rotate(m, f)))
         packed, packed_bad = Signal(8 * self.cfg.beat_bytes), Signal()
         m.d.sync += [packed.eq(self._repack(m, asm)), packed_bad.eq(asm_bad)]
@@ -201,5 +202,8 @@ class Gearbox(wiring.Component):
         out_word = Cat(part.r_data for part in self.queue)
         out = self.o.payload
         m.d.comb += [self.o.valid.eq(self.queue[0].r_rdy), out.bad.eq(out_word[0]), out.beat.eq(out_word[1:])]
-        m.d.sync += held.eq(held + f.take - (self.o.valid & self.o.ready))
+        popped = self.o.valid & self.o.ready
+        m.d.sync += [held.eq(held + f.take - popped),
+                     room.eq(Mux(f.take, Mux(popped, held < GEARBOX_QUEUE, held + 1 < GEARBOX_QUEUE),
+                                 Mux(popped, held - 1 < GEARBOX_QUEUE, held < GEARBOX_QUEUE)))]
         return m
