@@ -68,29 +68,31 @@ from .treesum import partial_products, tree_sum
 #: right shifts beyond 63 give 0 for every operand of the contract (|x| < 2^62)
 MAX_SHIFT = 63
 #: block-sum elements that share a copy of their enables (the V beat's add, the merge's shift)
-SUM_COPY_ELEMENTS = 8
+SUM_COPY_ELEMENTS = 1
 ALWAYS = Const(1)
 
 
 #: copies of the output's enables (``_OutEnable``): the control, the memory read, o_t,
-#: o_t · R, the rounding and saturation, the beat being formed, the output register
-OUT_ENABLE_COPIES = 7
+#: o_t · R, the rounding and saturation, two for the beat being formed and two for the
+#: output register (a half of the lanes each)
+OUT_ENABLE_COPIES = 9
 
 
 class _OutEnable(Elaboratable):
     """One copy of the output's enables from its own copies of ``full`` (a beat is formed)
     and ``ov`` (the output register holds a beat): ``move`` (the formed beat moves into the
-    output register) and ``en`` (the element pipeline advances). Named with hw.replica's
-    ``KEEP_PREFIX``, so synthesis keeps the copies apart and each drives a share of the
-    loads."""
+    output register), ``en`` (the element pipeline advances) and ``en_v`` (``en`` and the
+    input ``v``). Named with hw.replica's ``KEEP_PREFIX``, so synthesis keeps the copies
+    apart and each drives a share of the loads."""
 
     def __init__(self):
-        self.full, self.ov, self.ready = Signal(), Signal(), Signal()
-        self.en, self.move = Signal(), Signal()
+        self.full, self.ov, self.ready, self.v = Signal(), Signal(), Signal(), Signal(init=1)
+        self.en, self.move, self.en_v = Signal(), Signal(), Signal()
 
     def elaborate(self, platform):
         m = Module()
-        m.d.comb += [self.move.eq(self.full & (~self.ov | self.ready)), self.en.eq(~self.full | self.move)]
+        m.d.comb += [self.move.eq(self.full & (~self.ov | self.ready)), self.en.eq(~self.full | self.move),
+                     self.en_v.eq(self.en & self.v)]
         return m
 
 
@@ -204,6 +206,7 @@ class AttentionUnit(wiring.Component):
         with m.If(self.mwait != 0):
             m.d.sync += self.mwait.eq(self.mwait - 1)
         self._control(m)
+        self._checks(m)
         self._k_path(m)
         self._v_path(m)
         self._merge(m)
@@ -213,13 +216,27 @@ class AttentionUnit(wiring.Component):
         return m
 
     # ---- checks on an accepted beat ------------------------------------------------------
-    def _check_beat(self, m, payload, first):
-        B = self.ucfg.attention.scale_bits
+    def _checks(self, m):
+        """The checks of an accepted q or kv beat, from registers of the beat (free-running
+        beside a flag of its acceptance): err rises a cycle after the beat."""
+        u = self.ucfg
+        B = u.attention.scale_bits
+        beat = data.ArrayLayout(signed(8), u.lanes)
         bad = Const(0)
-        for k in range(self.ucfg.lanes):
-            bad = bad | (payload.elems[k] == -128)
-        bad = bad | (first & ~payload.m[B - 1])
-        with m.If(bad):
+        for stream, accept in ((self.q, self.q.valid & self.q.ready),
+                               (self.kv, self.kv.valid & self.kv.ready)):
+            acc, first, mtop, elems = Signal(), Signal(), Signal(), Signal(beat)
+            m.d.sync += [acc.eq(accept), first.eq(self.bb == 0), mtop.eq(stream.payload.m[B - 1]),
+                         elems.eq(stream.payload.elems)]
+            minus128 = Const(0)
+            for k in range(u.lanes):
+                minus128 = minus128 | (elems[k] == -128)
+            bad = bad | acc & (minus128 | first & ~mtop)
+        # a V row's weight shift left of w_left_max
+        vfirst, wleft = Signal(), Signal()
+        m.d.sync += [vfirst.eq(self.v_accept & (self.bb == 0)),
+                     wleft.eq(self.kv.payload.e + u.w_shift_fixed < -u.w_left_max)]
+        with m.If(bad | vfirst & wleft):
             m.d.sync += self.sticky.eq(1)
 
     # ---- control: query load, row counters, phases ---------------------------------------
@@ -271,14 +288,23 @@ class AttentionUnit(wiring.Component):
                                  bb.eq(0), jj.eq(0), self.ofirst.eq(1), self.mwait.eq(0)]
                     m.d.sync += [r.eq(self.floor) for r in self.mrun]
                     m.d.sync += state.eq(Phase.QLOAD)
+        # the query words' writes: registered when B > 1 (the last word written, B - 1, is
+        # read no earlier than B - 1 cycles after QLOAD's last beat)
+        qwen = Signal()
+        wen, wh, waddr = Signal(), Signal.like(hh), Signal.like(bb)
+        wq = Signal.like(self.q.payload.elems)
+        m.d.comb += [wen.eq(qwen), wh.eq(hh), waddr.eq(bb), wq.eq(self.q.payload.elems)]
+        if NB > 1:
+            wen, wh, waddr, wq = (delay(m, ALWAYS, x, 1, n) for x, n in
+                                  ((wen, "qwen"), (wh, "qwh"), (waddr, "qwa"), (wq, "qwq")))
+        for h, (_, qw) in enumerate(self.qmem):
+            m.d.comb += [qw.addr.eq(waddr), qw.data.q.eq(wq), qw.en.eq(wen & (wh == h))]
+            m.d.comb += [qw.data.nq[k].eq(-wq[k]) for k in range(u.lanes)]
         with m.If(state == Phase.QLOAD):
             m.d.comb += self.q.ready.eq(1)
             with m.If(self.q.valid):
                 p = self.q.payload
-                self._check_beat(m, p, bb == 0)
-                for h, (_, qw) in enumerate(self.qmem):
-                    m.d.comb += [qw.addr.eq(bb), qw.data.q.eq(p.elems), qw.en.eq(hh == h)]
-                    m.d.comb += [qw.data.nq[k].eq(-p.elems[k]) for k in range(u.lanes)]
+                m.d.comb += qwen.eq(1)
                 with m.If(bb == 0):
                     m.d.sync += [qs_go.eq(1), qs_h.eq(hh), qs_m.eq(p.m), qs_e.eq(p.e)]
                 with m.If(step(m, bb, hh, NB - 1, g - 1)):
@@ -286,7 +312,6 @@ class AttentionUnit(wiring.Component):
         with m.If(state == Phase.KROWS):
             m.d.comb += [self.kv.ready.eq(1), self.k_accept.eq(self.kv.valid)]
             with m.If(self.kv.valid):
-                self._check_beat(m, self.kv.payload, bb == 0)
                 with m.If((bb == 0) & (jj == 0)):
                     m.d.sync += [r.eq(self.floor) for r in self.bmax]
                 step(m, bb, jj, NB - 1, self.bklast)
@@ -314,9 +339,6 @@ class AttentionUnit(wiring.Component):
         with m.If(state == Phase.VROWS):
             m.d.comb += [self.kv.ready.eq(1), self.v_accept.eq(self.kv.valid)]
             with m.If(self.kv.valid):
-                self._check_beat(m, self.kv.payload, bb == 0)
-                with m.If((bb == 0) & (self.kv.payload.e + u.w_shift_fixed < -u.w_left_max)):
-                    m.d.sync += self.sticky.eq(1)
                 step(m, bb, jj, NB - 1, self.bklast)
                 with m.If((bb == NB - 1) & (jj == self.bklast)):
                     m.d.sync += [j0.eq(nj), bk.eq(Mux(rest > blk, blk, rest)),
@@ -378,21 +400,22 @@ class AttentionUnit(wiring.Component):
                     m.d.sync += score[h].eq(nxt)
             with m.If(dlast):
                 m.d.sync += [zm.eq(Mux(dfirst, dm, rm)), ze.eq(Mux(dfirst, de, re)), zj.eq(Mux(dfirst, dj, rj))]
-        # the logits: s · m_c, then · m_k, then the two-step rounding shift, the rounding,
-        # the clamp; the shift decoded per row and head beside the multipliers
-        go3, zm3 = delay(m, ALWAYS, zgo, MUL_LATENCY, "zgo"), delay(m, ALWAYS, zm, MUL_LATENCY, "zm")
+        # the logits: the score registered once more (by the multipliers), s · m_c, then
+        # · m_k, then the two-step rounding shift, the rounding, the clamp; the shift decoded
+        # per row and head beside the multipliers
+        go3, zm3 = delay(m, ALWAYS, zgo, MUL_LATENCY + 1, "zgo"), delay(m, ALWAYS, zm, MUL_LATENCY + 1, "zm")
         go6 = delay(m, ALWAYS, go3, MUL_LATENCY, "zgo3")
         T = u.logit_tail
-        zjw = delay(m, ALWAYS, zj, 2 * MUL_LATENCY + T - 1, "zj")
+        zjw = delay(m, ALWAYS, zj, 2 * MUL_LATENCY + T, "zj")
         gow = delay(m, ALWAYS, go6, T - 1, "zgo6")
         for h in range(g):
-            pa = self._mul(m, f"sc{h}", u.score_bits, B + 1, score[h], self.cm[h])
+            pa = self._mul(m, f"sc{h}", u.score_bits, B + 1, delay(m, ALWAYS, score[h], 1, f"sm{h}"), self.cm[h])
             pb = self._mul(m, f"sk{h}", u.score_bits + B + 1, B + 1, pa, zm3)
             sh = Signal(signed(EXP_BITS + 5), name=f"zsh{h}")
-            rs1, neg1 = Signal(6, name=f"zrs{h}"), Signal(name=f"zneg{h}")
-            m.d.comb += sh.eq(self.ce[h] + ze + u.z_shift_fixed)
-            m.d.sync += [rs1.eq(Mux(sh < 0, 0, Mux(sh > MAX_SHIFT, MAX_SHIFT, sh))), neg1.eq(sh < 0)]
-            rs, neg = (delay(m, ALWAYS, x, 2 * MUL_LATENCY - 1, f"{x.name}_") for x in (rs1, neg1))
+            rs2, neg2 = Signal(6, name=f"zrs{h}"), Signal(name=f"zneg{h}")
+            m.d.sync += [sh.eq(self.ce[h] + ze + u.z_shift_fixed),
+                         rs2.eq(Mux(sh < 0, 0, Mux(sh > MAX_SHIFT, MAX_SHIFT, sh))), neg2.eq(sh < 0)]
+            rs, neg = (delay(m, ALWAYS, x, 2 * MUL_LATENCY - 1, f"{x.name}_") for x in (rs2, neg2))
             with m.If(go6 & neg):
                 m.d.sync += self.sticky.eq(1)
             y1 = Signal(signed(len(pb) + 1), name=f"zy1_{h}")
@@ -440,7 +463,8 @@ class AttentionUnit(wiring.Component):
         S = W + u.weight_stages                        # the row's weight (or pm, v << ls)
         vP, fP, vmP = (delay(m, ALWAYS, x, E, n) for x, n in ((v1, "vp"), (first, "vfp"), (vm, "vmp")))
         rsW = delay(m, ALWAYS, rs2, W - 2, "vrs")
-        negL, lsL = (delay(m, ALWAYS, x, S - 3, n) for x, n in ((neg2, "vneg"), (ls2, "vls")))
+        negR, lsR = (delay(m, ALWAYS, x, W, n) for x, n in ((neg2, "vneg"), (ls2, "vlsr")))
+        lsL = delay(m, ALWAYS, ls2, S - 3, "vls")
         vL, fL = delay(m, ALWAYS, v1, S - 2, "vl"), delay(m, ALWAYS, first, S - 2, "vfl")
         eL = delay(m, ALWAYS, elems, S - 2, "vel")
         load = vL & fL                                 # a row's first beat: its weight is loaded
@@ -464,7 +488,7 @@ class AttentionUnit(wiring.Component):
             pm = self._mul(m, f"pm{h}", u.p_bits + 1, B + 1, ph, vmP)
             # w: the right shift in two steps and the rounding, or the left shift (which the
             # "dsp" products move onto v: w · v = pm · (v << ls), operands of at most 18 bits
-            # but pm); one register of the row's weight per product (hw.replica)
+            # but pm); then one register of the row's weight per product (hw.replica)
             r1 = Signal(2 * B + 2, name=f"wr1_{h}")
             r2 = Signal(2 * B + 2, name=f"wr2_{h}")
             pm1 = Signal(2 * B + 1, name=f"wpm{h}")
@@ -472,9 +496,10 @@ class AttentionUnit(wiring.Component):
             lo = Signal(3, name=f"wlo{h}")
             m.d.sync += [r1.eq((pm[:2 * B + 1] << 1) >> (rsW & 0x38)), lo.eq(rsW[:3]),
                          pm1.eq(pm[:2 * B + 1]), r2.eq(r1 >> lo), pm2.eq(pm1)]
-            right = (r2 + 1) >> 1
+            wsum = Signal(signed(u.w_bits), name=f"wsum{h}")
+            m.d.sync += wsum.eq(Mux(negR, pm2 if dsp else pm2 << lsR, (r2 + 1) >> 1))
             m.submodules[f"w{h}"] = wrow = RegisterReplicas(u.w_bits, L)
-            m.d.comb += [wrow.d.eq(Mux(negL, pm2 if dsp else pm2 << lsL, right)), wrow.en.eq(load)]
+            m.d.comb += [wrow.d.eq(wsum), wrow.en.eq(load)]
             ws = [wrow.q[k].as_signed() for k in range(L)]
             if dsp:
                 prods.append([self._dsp_product(m, ws[k], vs[k], f"pv{h}_{k}") for k in range(L)])
@@ -532,11 +557,13 @@ class AttentionUnit(wiring.Component):
         i = Signal(range(n))
         head, elem = Signal(range(g)), Signal(range(hd + 1))
         final = Signal()                               # the job's last merge (its l count)
+        at_last = Signal()                             # i == n - 1, a register
         with m.If(self.v_block_end):
-            m.d.sync += [i.eq(0), head.eq(0), elem.eq(0), final.eq(self.state == Phase.FINAL)]
+            m.d.sync += [i.eq(0), at_last.eq(n == 1), head.eq(0), elem.eq(0),
+                         final.eq(self.state == Phase.FINAL)]
         # the block's sums shift one element per cycle while active; the shift enable a copy
         # per SUM_COPY_ELEMENTS elements (hw.replica)
-        m.d.comb += active_next.eq(Mux(active & (i == n - 1), 0, Mux(self.v_block_end, 1, active)))
+        m.d.comb += active_next.eq(Mux(active & at_last, 0, Mux(self.v_block_end, 1, active)))
         m.d.sync += active.eq(active_next)
         shifts = replicas(m, "mshift", active_next, self.sum_copies)
         nxt = self.chain[1:] + [Const(0)]
@@ -551,7 +578,7 @@ class AttentionUnit(wiring.Component):
         v1, h1, i1, l1, ob1 = (delay(m, ALWAYS, s, O_READ_LATENCY, f"m{nm}r") for s, nm in
                                ((active, "v"), (head, "h"), (i, "i"), (first, "l"), (self.chain[0], "ob")))
         with m.If(active):
-            m.d.sync += i.eq(i + 1)
+            m.d.sync += [i.eq(i + 1), at_last.eq(i == n - 2)]
             step(m, elem, head, hd, g - 1)
         oc = self._mul(m, "mc", u.o_bits, u.p_bits + 1, rd.r_data.as_signed(), pick(self.cfac, h1))
         v4, h4, i4, l4 = (delay(m, ALWAYS, s, MUL_LATENCY, f"m{nm}") for s, nm in
@@ -615,19 +642,20 @@ class AttentionUnit(wiring.Component):
         full = Signal()                                # cnt == L, a register
         # the pipeline's advance (en) and a formed beat's move into the output register,
         # each group of loads from its own copy (``_OutEnable``, with copies of full and ov)
-        ens, moves = [], []
+        copies = []
         for k in range(OUT_ENABLE_COPIES):
             m.submodules[f"{KEEP_PREFIX}out_en{k}"] = c = _OutEnable()
             m.d.comb += c.ready.eq(self.out.ready)
-            ens.append(c.en)
-            moves.append(c.move)
-        en, move = ens[0], moves[0]
-        en_mem, en_ot, en_mul, en_y, en_coll = ens[1:6]
+            copies.append(c)
+        en, move = copies[0].en, copies[0].move
+        en_mem, en_ot, en_mul, en_y = (c.en for c in copies[1:5])
         # the element pipeline: read (at an address register beside d), o_t in two shift
         # steps and the rounding, o_t · R, the rounding, the saturation, into the beat
         out = state == Phase.OUT
         issue = out & (d < hd)
         rd = self.o_out
+        # the read address: 0 before the first head, then past each head's l to its elements
+        # (a head's last element is followed by the next head's l)
         oaddr = Signal(range(u.merge_elements + 1))
         m.d.comb += [rd.r_addr.eq(oaddr), rd.r_en.eq(en_mem)]
         v1 = delay(m, en, issue, O_READ_LATENCY, "ovr")
@@ -642,13 +670,18 @@ class AttentionUnit(wiring.Component):
         m.d.comb += cnt_next.eq(Mux(full, 0, cnt) + vy)
         with m.If(en):
             m.d.sync += [d.eq(d + issue), oaddr.eq(oaddr + issue), cnt.eq(cnt_next)]
+        with m.If(state == Phase.FINAL):
+            m.d.sync += oaddr.eq(0)
         with m.If(en_ot):
             m.d.sync += [x1.eq((rd.r_data.as_signed() << 1) >> Cat(Const(0, 3), sl[3:])), lo.eq(sl[:3]),
                          ot.eq(((x1 >> lo) + 1) >> 1)]
         with m.If(en_y):
             m.d.sync += [yr.eq(rshift_round(otr, u.out_shift)), y.eq(saturate(yr, u.vector.resid_bits))]
-        with m.If(en_coll & vy):
-            m.d.sync += [r.eq(s) for r, s in zip(coll, coll[1:] + [y])]
+        m.d.comb += [copies[5].v.eq(vy), copies[6].v.eq(vy)]
+        nxt = coll[1:] + [y]
+        for k in range(L):
+            with m.If(copies[5 + 2 * k // L].en_v):
+                m.d.sync += coll[k].eq(nxt[k])
         # the divisions, after the pipeline (their counter resets take precedence): a head's
         # 1/l once the last merge has written its l (``lready`` heads so far); the next
         # head's starts while this head's elements leave (its result waits in the divider)
@@ -671,7 +704,7 @@ class AttentionUnit(wiring.Component):
         with m.If(state == Phase.RECIP):
             m.d.comb += div.o.ready.eq(1)
             with m.If(div.o.valid):
-                m.d.sync += [recip.eq(div.o.payload.quo), d.eq(0), oaddr.eq(hh * (hd + 1) + 1),
+                m.d.sync += [recip.eq(div.o.payload.quo), d.eq(0), oaddr.eq(oaddr + 1),
                              ob.eq(0), cnt.eq(0), state.eq(Phase.OUT)]
         m.d.comb += [self.out.valid.eq(ov), self.out.payload.last.eq(olast)]
         m.d.comb += [self.out.payload.elems[k].eq(oelems[k]) for k in range(L)]
@@ -688,8 +721,9 @@ class AttentionUnit(wiring.Component):
             m.d.comb += [c.ov.eq(ov_copies[k]), c.full.eq(full_copies[k])]
         with m.If(move):
             m.d.sync += [olast.eq((hh == g - 1) & (ob == NB - 1)), ob.eq(Mux(ob == NB - 1, 0, ob + 1))]
-        with m.If(moves[6]):
-            m.d.sync += [r.eq(s) for r, s in zip(oelems, coll)]
+        for k in range(L):
+            with m.If(copies[7 + 2 * k // L].move):
+                m.d.sync += oelems[k].eq(coll[k])
         # once a head's last beat is formed the next head takes its started division's
         # result (or divides now); the job ends when its last beat is taken
         with m.If(out & move & (ob == NB - 1) & (hh != g - 1)):

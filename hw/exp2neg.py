@@ -1,16 +1,18 @@
-"""2^-a in fixed point, pipelined: ``codec.intsoftmax.exp2neg``'s LUT method in three
+"""2^-a in fixed point, pipelined: ``codec.intsoftmax.exp2neg``'s LUT method in five
 register stages (``tritforge.attentionunit.EXP_LATENCY``).
 
 For a >= 0 with ``sf`` fraction bits the integer part k shifts and the fraction's top
 ``lut_bits`` bits (rounded) index a table of 2^(lut_bits) + 1 values of 2^-f with ``pf``
 fraction bits:
 
-    1. k (saturated at pf + 2) and the table index, registered;
-    2. the table read (a memory with a registered read, built in logic: ``rom_style``
+    1. a, registered (the caller's subtraction that makes it ends there);
+    2. k (saturated at pf + 2) and the table index, registered;
+    3. the table read (a memory with a registered read, built in logic: ``rom_style``
        "logic", since a block RAM without its output register is slower than a cycle);
-    3. rshift_round(table value, k), 0 when k > pf + 1, registered on ``p``.
+    4. (2 · table value) >> k, and whether k > pf + 1;
+    5. its rounding, rshift_round(table value, k), or 0 when k > pf + 1, on ``p``.
 
-Free-running: ``p`` is 2^-a of the ``a`` presented three cycles before.
+Free-running: ``p`` is 2^-a of the ``a`` presented five cycles before.
 """
 from __future__ import annotations
 
@@ -53,10 +55,14 @@ class Exp2Neg(wiring.Component):
         kbits = (pf + 2).bit_length()
         k1, k2 = Signal(kbits), Signal(kbits)
         idx = Signal(lb + 1)
-        k = self.a >> sf
+        a = Signal.like(self.a)
+        m.d.sync += a.eq(self.a)
+        k = a >> sf
         m.d.sync += [k1.eq(Mux(k > pf + 1, pf + 2, k)),
-                     idx.eq(rshift_round(self.a[:sf], sf - lb)[:lb + 1]),
+                     idx.eq(rshift_round(a[:sf], sf - lb)[:lb + 1]),
                      k2.eq(k1)]
         m.d.comb += rd.addr.eq(idx)
-        m.d.sync += self.p.eq(Mux(k2 > pf + 1, 0, rshift_round(rd.data, k2)))
+        x4, zero4 = Signal(pf + 2), Signal()
+        m.d.sync += [x4.eq((rd.data << 1) >> k2), zero4.eq(k2 > pf + 1)]
+        m.d.sync += self.p.eq(Mux(zero4, 0, (x4 + 1) >> 1))
         return m

@@ -11,8 +11,8 @@ valid/ready, garbage payloads on idle cycles and resets in the middle of jobs.
 What it mirrors: the control states and counters of hw/ATTENTION.md ("Timing": the K
 drain, SOFT, the merge's wait, the final wait, the divider) with the stage counts of
 ``AttentionUnitConfig``; the output pipeline element by element (it stalls as a whole
-while ``out`` is not taken); when ``err`` rises (on the accepted beat, or from the logit
-pipeline ``k_drain - logit_tail`` cycles after a row's last beat). The arithmetic is the
+while ``out`` is not taken); when ``err`` rises (a cycle after the accepted beat, or from
+the logit pipeline ``k_drain - logit_tail`` cycles after a row's last beat). The arithmetic is the
 contract's, per row and per block as the golden reference does it (docs/NUMERIC.md): the
 pipelines only delay it. A job that raises ``err`` has an undefined output (the contract's
 rule): its payload is None, which the lockstep does not compare.
@@ -140,8 +140,9 @@ class AttentionStepModel:
         return out
 
     def _check_beat(self, elems, m: int, first: bool) -> None:
+        """A beat's checks: err rises a cycle after the beat (the RTL checks registers)."""
         if any(e == -128 for e in elems) or (first and not m >> (self.u.attention.scale_bits - 1)):
-            self.err = True
+            self.err_at.add(self.cycle + 1)
 
     def _edge(self, inp: Inputs) -> None:
         u = self.u
@@ -221,7 +222,7 @@ class AttentionStepModel:
         self._check_beat(elems, inp.kv_m, self.bb == 0)
         if self.bb == 0:
             if not k and inp.kv_e + u.w_shift_fixed < -u.w_left_max:
-                self.err = True
+                self.err_at.add(self.cycle + 1)
             self.row = [elems, inp.kv_m, inp.kv_e]
         else:
             self.row[0] = self.row[0] + elems

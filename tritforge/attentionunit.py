@@ -21,8 +21,9 @@ from .vectortiming import BITLEN_STAGES, MUL_STAGES
 #: cycles of the unit's multipliers (``hw.multiplier.WideMultiplier``: registered 18 x 18
 #: tiles and a registered sum of their products), operands in to product out
 MUL_LATENCY = MUL_STAGES
-#: cycles of the exponential ``hw.exp2neg.Exp2Neg`` (index, table read, shift)
-EXP_LATENCY = 3
+#: cycles of the exponential ``hw.exp2neg.Exp2Neg`` (argument, index, table read, the
+#: shift, its rounding)
+EXP_LATENCY = 5
 #: cycles of a read of the o memory, address to data: ``hw.actbuffer.ActivationBuffer``
 #: without its fabric registers (the block RAM's address and output registers)
 O_READ_LATENCY = 2
@@ -191,16 +192,16 @@ class AttentionUnitConfig:
     @property
     def k_drain(self) -> int:
         """Cycles from a block's last K beat until the block's logits and maximum are
-        complete: the beat register, the dot product, the score, two multipliers
-        (s · m_c, then · m_k), then ``logit_tail``."""
-        return 1 + self.dot_stages + 1 + 2 * MUL_LATENCY + self.logit_tail
+        complete: the beat register, the dot product, the score and its register by the
+        multipliers, two multipliers (s · m_c, then · m_k), then ``logit_tail``."""
+        return 1 + self.dot_stages + 2 + 2 * MUL_LATENCY + self.logit_tail
 
     #: cycles of SOFT: the new maximum, its step m - m', the exponential, c latched
     soft_cycles = EXP_LATENCY + 2
 
-    #: cycles of a V beat's weight after p · m_v: the shift's two steps, the rounding into
-    #: the row's weight registers
-    weight_stages = 3
+    #: cycles of a V beat's weight after p · m_v: the shift's two steps, the rounding, the
+    #: row's weight registers (one per product)
+    weight_stages = 4
 
     @property
     def v_latency(self) -> int:
