@@ -458,11 +458,12 @@ class ColumnFinder(wiring.Component):
                 m.d.sync += present[s].eq(1)
         with m.If(self.take):
             m.d.sync += rd.eq(hd.entry.land)
-        # a slot free in the next cycle: from the pointers as they will be (with and without
-        # a take, chosen last)
-        wr_next = wr + accept
-        m.d.sync += slot_free.eq(Mux(self.take, (wr_next - hd.entry.land)[:A + 1] != N,
-                                     (wr_next - rd)[:A + 1] != N))
+        # a slot free in the next cycle: from the pointers as they will be (each case of a
+        # beat accepted and a take computed from registers, chosen last)
+        def not_full(w, r):
+            return (w - r)[:A + 1] != N
+        m.d.sync += slot_free.eq(Mux(self.take, Mux(accept, not_full(wr + 1, hd.entry.land), not_full(wr, hd.entry.land)),
+                                     Mux(accept, not_full(wr + 1, rd), not_full(wr, rd))))
 
         # --- the taken column: its beats and where it lies in them ---------------------
         # read every cycle (no enable from the take), shown while ``col_valid``
