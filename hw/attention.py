@@ -68,7 +68,7 @@ from .treesum import partial_products, tree_sum
 #: right shifts beyond 63 give 0 for every operand of the contract (|x| < 2^62)
 MAX_SHIFT = 63
 #: block-sum elements that share a copy of their enables (the V beat's add, the merge's shift)
-SUM_COPY_ELEMENTS = 1
+SUM_COPY_ELEMENTS = 4
 ALWAYS = Const(1)
 
 
