@@ -36,8 +36,8 @@ chains (``chain_stages`` registers), its row (tail ways), the beat loop, the pop
 lookup, the take: a column whose last beat is accepted in x can be taken from
 ``x + HwConfig.gearbox_take_cycles``. ``take`` is high in a cycle a column is taken; its
 decoded beats (``span`` of them from its first, read from the slots' memory) and where it
-lies in them are registered, so ``col_valid`` and ``words``, ``offset`` (and its copies
-``offsets``), ``length`` and ``cross`` (the column runs past a partial beat's end: its bytes there are pad) show it the
+lies in them are registered, so ``col_valid`` and ``words``, ``offset``, ``length`` and
+``cross`` (the column runs past a partial beat's end: its bytes there are pad) show it the
 cycle after. The beats before the next column's are freed in the take's edge; ``i.ready``
 is high while a slot is free (from registers).
 """
@@ -96,8 +96,6 @@ class ColumnFinder(wiring.Component):
     #: descriptors (looked-up columns) the take may have waiting beside the one at the take:
     #: a column is at the take 4 cycles after the popper's credit returns
     DESCRIPTORS = 5
-    #: registered copies of the taken column's offset (``offsets``), for the rotation
-    OFFSET_COPIES = 7
     #: registered copies of the entry lookup's address, each for P / copies entry memories
     LOOKUP_ADDRESS_COPIES = 4
 
@@ -128,7 +126,6 @@ class ColumnFinder(wiring.Component):
         super().__init__({"i": In(stream.Signature(payload_shape(mem_port(cfg)))), "room": In(1),
                           "take": Out(1), "col_valid": Out(1),
                           "words": Out(SLOT_BITS * self.P * self.span), "offset": Out(range(self.P)),
-                          "offsets": Out(data.ArrayLayout(range(self.P), self.OFFSET_COPIES)),
                           "length": Out(range(max(self.lengths) + 1)), "cross": Out(1)})
 
     def _rom(self, m, o: int, s, name: str):
@@ -485,9 +482,6 @@ class ColumnFinder(wiring.Component):
         counts = [reads.data for reads in chunks[-1][1]]
         # the column ends at byte ``end`` of its last beat: P when the next starts a new beat
         end = Mux(adv1 > last1, P, next1)
-        # copies of the offset for the gearbox's rotation, a share of its bytes each
-        m.submodules.offsets = offsets = RegisterReplicas(len(off), self.OFFSET_COPIES)
-        m.d.comb += [offsets.d.eq(hd.off), offsets.en.eq(1), self.offsets.eq(offsets.q)]
         m.d.comb += [self.words.eq(words), self.offset.eq(off),
                      self.length.eq(adv1 * P + next1 - off),
                      self.cross.eq(Cat(*((counts[k] != P) & (last1 > k) for k in range(self.span - 1)),

@@ -98,22 +98,16 @@ class Gearbox(wiring.Component):
     def _rotate(self, m, f):
         """The column's decoded bytes from its offset, registered (stage 2): a shifter of
         one level per offset bit, each level as wide as the bytes the levels after it
-        still need; one shifter per share of the output bytes, each with its own copy of
-        the offset (``ColumnFinder.offsets``)."""
-        S, n = SLOT_BITS, len(f.offsets)
+        still need."""
+        S = SLOT_BITS
         col, col_len = Signal(S * self.col_bytes), Signal.like(f.length)
         col_cross, col_valid = Signal(), Signal()
-        parts = []
-        for g in range(n):                       # output bytes [lo, hi) with offset copy g
-            lo, hi = g * self.col_bytes // n, (g + 1) * self.col_bytes // n
-            cur = f.words[S * lo:]
-            for j in reversed(range(len(f.offset))):
-                keep = hi - lo + (1 << j) - 1     # bytes the lower levels may reach
-                step = S * (1 << j)
-                cur = Mux(f.offsets[g][j], cur[step:step + S * keep], cur[:S * keep])
-            parts.append(cur)
-        m.d.sync += [col.eq(Cat(*parts)), col_len.eq(f.length), col_cross.eq(f.cross),
-                     col_valid.eq(f.col_valid)]
+        cur = f.words
+        for j in reversed(range(len(f.offset))):
+            keep = self.col_bytes + (1 << j) - 1          # bytes the lower levels may reach
+            step = S * (1 << j)
+            cur = Mux(f.offset[j], cur[step:step + S * keep], cur[:S * keep])
+        m.d.sync += [col.eq(cur), col_len.eq(f.length), col_cross.eq(f.cross), col_valid.eq(f.col_valid)]
         return col_valid, col, col_len, col_cross
 
     # --- assemble -----------------------------------------------------------------------
