@@ -399,10 +399,11 @@ class ColumnFinder(wiring.Component):
                      eoff.eq(Mux(ppre, self.heads + pt, low))]
 
         # --- the lookup: the column's entry, into the descriptors -----------------------
-        # every offset's entry of eslot, read in the edge eslot is registered (the read
-        # ports' own registers, beside their memories); never a slot written in that cycle
-        # (the slot as it will be, in registered copies: the beat's first column's on a
-        # load, the beat's own after a column through the tail, else unchanged)
+        # every offset's entry of the slot eslot takes, read in the edge eslot is registered
+        # (the read ports' own registers, beside their memories; never a slot written in
+        # that cycle), addressed by registered copies of that slot kept as it will be: the
+        # beat's first column's on a load, the beat's own after a column through the tail,
+        # else unchanged
         m.submodules.lookup_ra = lookup_ra = RegisterReplicas(A, self.LOOKUP_ADDRESS_COPIES)
         m.d.comb += [lookup_ra.en.eq(1),
                      lookup_ra.d.eq(Mux(load, src.beat.first, Mux(emit & ppre, pslot[:A], lookup_ra.q[0])))]

@@ -72,12 +72,12 @@ class State(enum.Enum):
 #: can be taken from cycle x + ``HwConfig.gearbox_take_cycles`` = x + GEARBOX_FIXED_CYCLES +
 #: ``chain_stages``: the beat's digits, depth sums, table of entries (x + 4), its nodes, its
 #: chains (``chain_stages`` registers), its row (the chains entered from the previous beat's
-#: tail offsets), the beat loop and its record (a register, then the record queue), the popper, the entry
-#: lookup and its register, the descriptor at the take; it is offered to the issue stage
-#: as a depth-D beat GEARBOX_OFFER_CYCLES later (``HwConfig.gearbox_cycles``: its beats
-#: read, its bytes rotated to byte 0, its rows' offsets, its planes assembled and re-packed,
-#: the beat queue). The cycle models (sim.varmodel,
-#: sim.varstep) read ``gearbox_cycles``.
+#: tail offsets), the beat loop and its record (a register, then the record queue), the
+#: popper, the entry lookup and its register, the descriptor at the take; it is offered to
+#: the issue stage as a depth-D beat GEARBOX_OFFER_CYCLES later (``HwConfig.gearbox_cycles``:
+#: its beats read, its bytes rotated to byte 0, its rows' offsets, its planes assembled and
+#: re-packed, the beat queue). The cycle models (sim.varmodel, sim.varstep) read
+#: ``gearbox_cycles``.
 GEARBOX_FIXED_CYCLES = 12
 GEARBOX_OFFER_CYCLES = 6
 #: beats the gearbox may hold between taking a column and the issue stage accepting it:
