@@ -121,8 +121,8 @@ class ColumnFinder(wiring.Component):
         self.node_layout = data.StructLayout({"step": 1, "starts": 1, "nxt": range(self.P),
                                               "way": range(self.ways), "skip": range(self.skips)})
         #: an entry's fields: next offset, beats advanced, beat of the last byte
-        self.field_shapes = (Shape.cast(range(self.P)), Shape.cast(range(self.adv_max + 1)),
-                             Shape.cast(range(self.span)))
+        self.entry_fields = {"next": Shape.cast(range(self.P)), "adv": Shape.cast(range(self.adv_max + 1)),
+                             "last": Shape.cast(range(self.span))}
         super().__init__({"i": In(stream.Signature(payload_shape(mem_port(cfg)))), "room": In(1),
                           "take": Out(1), "col_valid": Out(1),
                           "words": Out(SLOT_BITS * self.P * self.span), "offset": Out(range(self.P)),
@@ -132,8 +132,7 @@ class ColumnFinder(wiring.Component):
         """(next offset, beats advanced, beat of the last byte) of a column at byte offset
         o whose depths sum to ``s``: a constant table per offset."""
         P = self.P
-        nxt, adv, last = (Signal(shape, name=f"{name}_{field}")
-                          for shape, field in zip(self.field_shapes, ("next", "adv", "last")))
+        nxt, adv, last = (Signal(shape, name=f"{name}_{field}") for field, shape in self.entry_fields.items())
         with m.Switch(s):                    # the largest sum as the default
             for v, n in enumerate(self.lengths):
                 with m.Case(v) if v < len(self.lengths) - 1 else m.Default():
@@ -216,8 +215,7 @@ class ColumnFinder(wiring.Component):
         # per offset o, a memory of every slot's entry at o (LUT RAM: written by one beat a
         # cycle, read by the lookup after the popper), stored with the slot of the column's
         # last beat and the slot the next column starts in (the writer knows the slot)
-        stored = data.StructLayout({"next": self.field_shapes[0], "adv": self.field_shapes[1],
-                                    "last": self.field_shapes[2], "last_slot": A, "land": A + 1})
+        stored = data.StructLayout({**self.entry_fields, "last_slot": A, "land": A + 1})
         ent_mem = []
         for o in range(P):
             mem = Memory(shape=stored, depth=N, init=[])
@@ -286,14 +284,14 @@ class ColumnFinder(wiring.Component):
         # the entries and the beat's figures registered (x + 4): written from here on
         rom_r = [tuple(Signal.like(f, name=f"{f.name}_r") for f in entry) for entry in rom]
         m.d.sync += [a.eq(b) for entry_r, entry in zip(rom_r, rom) for a, b in zip(entry_r, entry)]
-        late = [Signal.like(x, name=f"{x.name}_r") for x in (v3, n3, s3, prev3, prev_slot3, prev_n3)]
-        m.d.sync += [a.eq(b) for a, b in zip(late, (v3, n3, s3, prev3, prev_slot3, prev_n3))]
+        late = [Signal.like(x, name=f"{x.name}_r") for x in (v3, n3, s3, prev_slot3)]
+        m.d.sync += [a.eq(b) for a, b in zip(late, (v3, n3, s3, prev_slot3))]
         # each offset's write enable registered beside them (the head offsets of the beat's
         # bytes, the tail offsets of the previous beat's)
         went = Signal(P, name="went")
         m.d.sync += went.eq(Cat(v3 & (o < n3) if o < self.heads else v3 & prev3 & (o < prev_n3)
                                 for o in range(P)))
-        rom, (v3, n3, s3, prev3, prev_slot3, prev_n3) = rom_r, late
+        rom, (v3, n3, s3, prev_slot3) = rom_r, late
         for o, (w, _) in enumerate(ent_mem):
             # a head offset's column has its header here, a tail offset's in this beat
             slot, (e_next, e_adv, e_last) = (s3, rom[o + h - 1]) if o < self.heads else (prev_slot3, rom[o - self.heads])
@@ -412,10 +410,10 @@ class ColumnFinder(wiring.Component):
         entry = data.View(stored, pick([r.data.as_value() for _, r in ent_mem], eoff))
         # a column's descriptor: where it is, its entry (with the slot of its last beat and
         # the slot the next column starts in) and the slots its beats are read from
-        column = data.StructLayout({"slot": A + 1, "off": range(P), "entry": stored,
+        column = data.StructLayout({"off": range(P), "entry": stored,
                                     "reads": data.ArrayLayout(A, self.span)})
         dv, desc = Signal(name="dv"), Signal(column, name="desc")
-        m.d.sync += [dv.eq(ev), desc.eq(Cat(eslot, eoff, entry, *((eslot + k)[:A] for k in range(self.span))))]
+        m.d.sync += [dv.eq(ev), desc.eq(Cat(eoff, entry, *((eslot + k)[:A] for k in range(self.span))))]
         m.submodules.descs = descs = fifo.SyncFIFO(width=column.size, depth=self.DESCRIPTORS)
         hv, hd = Signal(name="hv"), Signal(column, name="hd")
 
@@ -469,8 +467,8 @@ class ColumnFinder(wiring.Component):
         # --- the taken column: its beats and where it lies in them ---------------------
         # read every cycle (no enable from the take), shown while ``col_valid``
         off = Signal(range(P), name="off")
-        adv1 = Signal(self.field_shapes[1], name="adv1")
-        last1 = Signal(self.field_shapes[2], name="last1")
+        adv1 = Signal(self.entry_fields["adv"], name="adv1")
+        last1 = Signal(self.entry_fields["last"], name="last1")
         next1 = Signal(range(P), name="next1")
         # the read addresses: the head's slots, one registered copy per memory
         m.submodules.slot_ra = slot_ra = RegisterReplicas(A * self.span, len(chunks))

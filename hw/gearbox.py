@@ -84,7 +84,7 @@ class Gearbox(wiring.Component):
         # the beat queue in QUEUE_PARTS FIFOs of a share of the beat each (the first with
         # ``bad``), written and read together, each with its own copy of the write enable
         width = 8 * cfg.beat_bytes + 1
-        self.queue_widths = [len(range(p * width // QUEUE_PARTS, (p + 1) * width // QUEUE_PARTS))
+        self.queue_widths = [(p + 1) * width // QUEUE_PARTS - p * width // QUEUE_PARTS
                              for p in range(QUEUE_PARTS)]
         self.queue = [fifo.SyncFIFO(width=w, depth=GEARBOX_QUEUE) for w in self.queue_widths]
         super().__init__({"mem": In(stream.Signature(payload_shape(mem_port(cfg)))),
