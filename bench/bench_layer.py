@@ -9,7 +9,10 @@ asserts nothing beyond the equalities every figure rests on.
   and Verilator in cycles/s, against the closed form (sim/layercycles.py);
 * SmolLM2-135M's decode token on the layer top by the closed form, at R = 4 and R = 16 and
   contexts 1 .. 8192: cycles per layer, the weight stream's share, tokens/s of the 30
-  layers at 200 MHz.
+  layers at 200 MHz;
+* SmolLM2-135M's 64-token prompt on prefill builds (T tokens per command, hw/LAYER.md
+  "Prefill") by the closed form: cycles per prompt token, the weight bytes each token
+  streams and the bandwidth the schedule needs at 200 MHz, the 30 layers' time.
 
 Run: ``.venv/bin/python bench/bench_layer.py`` (``--skip-verilator`` to leave out the
 Verilator builds, about a minute each the first time).
@@ -120,6 +123,28 @@ def smollm2() -> dict:
     return out
 
 
+def prefill() -> dict:
+    shape = load_shape("smollm2-135m")
+    layers, prompt_len = shape["num_hidden_layers"], 64
+    out = {}
+    print(f"SmolLM2-135M {prompt_len}-token prompt on the layer top, T tokens per command (closed form, d = 2, "
+          f"200 MHz):")
+    print(f"  {'R':>3} {'T':>3} {'cycles/token/layer':>19} {'weight B/token/layer':>21} {'stream GB/s':>12} "
+          f"{'layers ms':>10}")
+    for rows in (4, 16):
+        for tokens in (1, 4, 16):
+            lcfg = LayerConfig.for_model(shape, AccelConfig(engine=HwConfig(rows=rows)), tokens=tokens)
+            cycles = sum(layer_cycles(lcfg, pos)["total"] for pos in range(0, prompt_len, tokens))
+            wbytes = weight_beats(lcfg) * lcfg.accel.engine.beat_bytes * (prompt_len // tokens)
+            per_tok, bytes_tok = cycles / prompt_len, wbytes / prompt_len
+            gbs = wbytes / cycles * 200e6 / 1e9
+            ms = cycles * layers / 200e6 * 1e3
+            out[f"R{rows}_T{tokens}"] = {"cycles_per_token": per_tok, "weight_bytes_per_token": bytes_tok,
+                                         "stream_gb_s": gbs, "layers_ms": ms}
+            print(f"  {rows:>3} {tokens:>3} {per_tok:>19,.0f} {bytes_tok:>21,.0f} {gbs:>12.2f} {ms:>10.1f}")
+    return out
+
+
 def main(argv) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--skip-verilator", action="store_true")
@@ -128,6 +153,7 @@ def main(argv) -> int:
     attention(not a.skip_verilator)
     tiny_layer(not a.skip_verilator)
     fig = smollm2()
+    fig["prefill"] = prefill()
     if a.json:
         Path(a.json).write_text(json.dumps(fig, indent=1))
     return 0

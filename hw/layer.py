@@ -1,6 +1,7 @@
-"""The decoder-layer top: one Llama/Qwen2-form decoder layer for one decode token, exactly
+"""The decoder-layer top: one Llama/Qwen2-form decoder layer for one decode token, or for
+T prompt tokens on a build whose engine has T vectors, exactly
 ``sim.hwlayer.HwDecoderLayer.compute`` (docs/NUMERIC.md, "Attention and vector units");
-ports, schedule and timing in hw/LAYER.md.
+ports, schedule, prefill and timing in hw/LAYER.md.
 
 The host sends one command per layer and token (``cmd``: the position) and serves the
 memory-side streams in the order the schedule reads them; the layer sequences its units:
@@ -20,7 +21,10 @@ the memory) · after v: ROPE (q and k heads, in place) · KVW (the new K and V r
 ATT (one attention job per KV head, its query heads quantized on the way in, the output
 into the memory) · o (the attention output quantized into the engine, the rows added to
 the residual) · NORM2 (norm 2 fed from the residual) · gate, up · down (SiLU·mul of gate
-and up quantized into the engine, added to the residual) · HOUT.
+and up quantized into the engine, added to the residual) · HOUT. At T > 1 (hw/LAYER.md
+"Prefill"): q's CB, MAT and CMD come before HIN; each matrix's input vectors are fed a
+token at a time; ROPE, KVW, ATT and HOUT run once per token; the regions the engine
+writes interleave the tokens in chunks of R (``LayerConfig.address``).
 
 Every parameter of a layer streams in per command, so one build runs every layer of a
 model: the two RMSNorms' weights too (``norm``: each norm's g_q beside the h elements it
@@ -32,6 +36,7 @@ import enum
 
 from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO
 
 from ..layerconfig import LayerConfig
 from ..layerports import layer_ports
@@ -48,6 +53,7 @@ from .rope import Rope
 from .serializer import Serializer
 from .signature import members
 from .silumul import SiluMul
+from .stridedaddress import StridedAddress
 from .vecmem import VectorMemory
 
 #: codebook entries loaded per matrix
@@ -103,7 +109,8 @@ class DecoderLayer(wiring.Component):
         ecfg, v = lc.accel.engine, lc.accel.vector
         RB, B, FR = v.resid_bits, v.scale_bits, v.resid_frac_bits
         H, hd, L = lc.hidden, lc.head_dim, lc.lanes
-        reg = lc.regions
+        T, R = lc.tokens, ecfg.rows
+        reg = {name: base for name, (base, _) in lc.regions.items()}
         mats = lc.matrices
         M = {mt.name: i for i, mt in enumerate(mats)}     # schedule index by matrix name
         acc_bits = ecfg.widths.acc
@@ -112,7 +119,9 @@ class DecoderLayer(wiring.Component):
         # ---- units ---------------------------------------------------------------------
         sub = m.submodules
         P = {"primitives": self.primitives}            # every unit's hard blocks
-        sub.mem = mem = VectorMemory(RB, lc.memory_depth, readers=2)
+        sub.mem = mem = VectorMemory(RB, lc.memory_depth, readers=2, chunk=R, stride=T * R)
+        # the write port's walk through a token of an interleaved region (HIN, ROPE)
+        sub.wr_addr = wa = StridedAddress(len(mem.wr.payload.addr), R, T * R)
         sub.engine = eng = GemvEngine(ecfg, **P)
         sub.norm1, sub.norm2 = norm1, norm2 = RmsNorm(v, H, **P), RmsNorm(v, H, **P)
         sub.quant_kv = qkv = Int8Quantizer(RB - 1, B, hd, **P)
@@ -125,9 +134,9 @@ class DecoderLayer(wiring.Component):
         sub.silu = silu = SiluMul(v, **P)
         sub.requant = rq = Requantize(v, acc_bits, **P)
         sub.requant_res = rqr = Requantize(v, acc_bits, residual=True, **P)
-        sub.res_ser = rser = Serializer(acc_bits, ecfg.rows, max(mt.out_features for mt in mats))
+        sub.res_ser = rser = Serializer(acc_bits, R, T * max(mt.out_features for mt in mats))
         sub.attention = att = AttentionUnit(lc.attention_unit, **P)
-        sub.att_ser = aser = Serializer(RB, L, lc.qdim)
+        sub.att_ser = aser = Serializer(RB, L, T * lc.qdim)
         rd0, rd1 = mem.rd0, mem.rd1
 
         # ---- state ---------------------------------------------------------------------
@@ -139,7 +148,18 @@ class DecoderLayer(wiring.Component):
         jobs = Signal(range(lc.kv_heads + 1))          # attention commands issued
         resid = Signal()                               # the residual reader was started
         dst0, dst1 = Signal(Dst), Signal(Dst)
-        x_m, x_e = Signal(B), Signal(signed(len(apk.o.payload.e) + 2))
+        # the token of a per-token phase, and its offsets: t·R in an interleaved region,
+        # t·qdim in region a (LayerConfig.address)
+        tok = Signal(range(T)) if T > 1 else Const(0, 1)
+        toff = Signal(range(T * R))
+        aoff = Signal(range(T * lc.qdim))
+        feed = Signal(range(T + 1))                    # the matrix's input vectors fed (read)
+        wcnt = Signal(range(ecfg.max_groups))          # the engine's activation words: of the vector
+        wtok = Signal(range(T + 1))                    # ... and the vectors loaded
+        nb = Signal(range(2 * H + 1))                  # ``norm`` beats taken for this command
+        # each loaded vector's step (m, e) (e with the matrix's fraction bits)
+        x_m = [Signal(B, name=f"x_m{t}") for t in range(T)]
+        x_e = [Signal(signed(len(apk.o.payload.e) + 2), name=f"x_e{t}") for t in range(T)]
         hm, he, pre = Signal(B), Signal(signed(len(self.mat.payload.he))), Signal(len(self.mat.payload.a))
         err = Signal()
 
@@ -148,10 +168,10 @@ class DecoderLayer(wiring.Component):
 
         tiles = const([ecfg.tiles(mt.out_features) for mt in mats], range(ecfg.tiles_max + 1))
         groups = const([mt.groups for mt in mats], range(ecfg.max_groups + 1))
-        outs = const([mt.out_features for mt in mats], range(max(mt.out_features for mt in mats) + 1))
+        outs = const([T * mt.out_features for mt in mats], range(T * max(mt.out_features for mt in mats) + 1))
         loads = const([mt.load for mt in mats], 1)
         residual = const([mt.residual for mt in mats], 1)
-        bases = const([reg[mt.dst][0] for mt in mats], range(lc.memory_depth))
+        bases = const([reg[mt.dst] for mt in mats], range(lc.memory_depth))
         e_frac = const([FR if mt.fixed_point_input else 0 for mt in mats], range(FR + 1))
         # the unit whose int8 elements the engine loads: norm 1, norm 2 or the act quantizer
         src = const([{"norm1": 0, "norm2": 1}.get(mt.source, 2) for mt in mats], range(3))
@@ -167,12 +187,22 @@ class DecoderLayer(wiring.Component):
         wiring.connect(m, qkv.o, kvpk.i)
         wiring.connect(m, qq.o, qpk.i)
         m.d.comb += [aser.i.valid.eq(att.out.valid), aser.i.payload.items.eq(att.out.payload.elems),
-                     att.out.ready.eq(aser.i.ready), aser.limit.eq(lc.qdim)]
+                     att.out.ready.eq(aser.i.ready), aser.limit.eq(T * lc.qdim)]
         m.d.comb += [eng.cb.payload.eq(self.cb.payload),
                      eng.cb.valid.eq(self.cb.valid & (phase == Phase.CB)),
                      self.cb.ready.eq(phase == Phase.CB)]
-        m.d.comb += [rser.i.valid.eq(eng.res.valid), rser.i.payload.items.eq(eng.res.payload.acc),
-                     eng.res.ready.eq(rser.i.ready), rser.limit.eq(outs)]
+        # the engine's result beats into the serializer, at T > 1 through a FIFO of T beats:
+        # a tile's T beats leave the engine in T cycles and the serializer takes R cycles
+        # each, so the FIFO holds them and the engine never waits (T·R <= T·groups)
+        res, res_valid = eng.res.payload, eng.res.valid
+        if T > 1:
+            sub.res_fifo = rfifo = SyncFIFO(width=res.shape().size, depth=T)
+            m.d.comb += [rfifo.w_data.eq(res), rfifo.w_en.eq(eng.res.valid), eng.res.ready.eq(rfifo.w_rdy),
+                         rfifo.r_en.eq(rser.i.ready)]
+            res, res_valid = res.shape()(rfifo.r_data), rfifo.r_rdy
+        else:
+            m.d.comb += eng.res.ready.eq(rser.i.ready)
+        m.d.comb += [rser.i.valid.eq(res_valid), rser.i.payload.items.eq(res.acc), rser.limit.eq(outs)]
 
         # ---- the engine's activation words: from norm 1, norm 2 or the act quantizer ----
         for k, unit in enumerate((norm1, norm2, qa)):
@@ -182,12 +212,18 @@ class DecoderLayer(wiring.Component):
         m.d.comb += [eng.act.valid.eq(apk.o.valid), eng.act.payload.eq(apk.o.payload.elems.as_value()),
                      apk.o.ready.eq(eng.act.ready)]
         with m.If(apk.o.valid & apk.o.ready):
-            m.d.sync += [x_m.eq(apk.o.payload.m), x_e.eq(apk.o.payload.e + e_frac)]
+            for t in range(T):
+                with m.If(wtok == t):
+                    m.d.sync += [x_m[t].eq(apk.o.payload.m), x_e[t].eq(apk.o.payload.e + e_frac)]
+            m.d.sync += wcnt.eq(wcnt + 1)
+            with m.If(wcnt == groups - 1):
+                m.d.sync += [wcnt.eq(0), wtok.eq(wtok + 1)]
 
         # ---- engine results -> requantizer -> memory ------------------------------------
-        # the vector's step times the matrix's host_scale
-        cm, ce = Signal(B), Signal(signed(len(x_e) + 2))
-        sm, se = scale_mul(m, x_m, x_e, hm, he, B, "rqscale")
+        # the result's vector's step times the matrix's host_scale
+        vec = res.vector
+        cm, ce = Signal(B), Signal(signed(len(x_e[0]) + 2))
+        sm, se = scale_mul(m, pick(x_m, vec), pick(x_e, vec), hm, he, B, "rqscale")
         m.d.comb += [cm.eq(sm), ce.eq(se)]
         for unit in (rq, rqr):
             m.d.comb += [unit.i.payload.acc.eq(rser.o.payload.x), unit.i.payload.m.eq(cm),
@@ -221,10 +257,12 @@ class DecoderLayer(wiring.Component):
             m.d.comb += [silu.i.valid.eq(both), silu.i.payload.g.eq(x0), silu.i.payload.u.eq(x1),
                          rd0.ready.eq(both & silu.i.ready), rd1.ready.eq(both & silu.i.ready)]
         # norm 2 takes the residual (reader 0) with its weights (``norm``) beat by beat
+        # (the command's first vector: the norm's weights stay for the others)
         with m.If(dst0 == Dst.NORM2):
-            m.d.comb += [norm2.h.valid.eq(rd0.valid & self.norm.valid), norm2.h.payload.h.eq(x0),
-                         rd0.ready.eq(norm2.h.ready & self.norm.valid),
-                         self.norm.ready.eq(norm2.h.ready & rd0.valid)]
+            due = nb < 2 * H
+            m.d.comb += [norm2.h.valid.eq(rd0.valid & (self.norm.valid | ~due)), norm2.h.payload.h.eq(x0),
+                         rd0.ready.eq(norm2.h.ready & (self.norm.valid | ~due)),
+                         self.norm.ready.eq(norm2.h.ready & rd0.valid & due)]
         silu_last = Signal()
         silu_cnt = Signal(range(lc.intermediate + 1))
         with m.If(silu.o.valid & silu.o.ready):
@@ -239,26 +277,36 @@ class DecoderLayer(wiring.Component):
         # ---- the norms' weights: beat i of a norm's ``norm`` stream (taken beside its
         # h element i) writes g_q[i]; the first also holds gamma_frac and eps_q until the
         # norm takes them (its k beat, once all of h is in)
+        # the first vector of a command only; the others reuse the gamma memory and the
+        # held constants, offered again from each vector's first element
         ncnt = Signal(range(H))
         took = self.norm.valid & self.norm.ready
         npl = self.norm.payload
         with m.If(took):
-            m.d.sync += ncnt.eq(Mux(ncnt == H - 1, 0, ncnt + 1))
+            m.d.sync += [ncnt.eq(Mux(ncnt == H - 1, 0, ncnt + 1)), nb.eq(nb + 1)]
         for k, (unit, feeding) in enumerate(((norm1, phase == Phase.HIN), (norm2, dst0 == Dst.NORM2))):
             held = Signal(name=f"norm{k + 1}_k_held")
+            ecnt = Signal(range(H), name=f"norm{k + 1}_elem")
             m.d.comb += [unit.g.valid.eq(took & feeding), unit.g.payload.addr.eq(ncnt),
                          unit.g.payload.value.eq(npl.g), unit.k.valid.eq(held)]
+            with m.If(unit.h.valid & unit.h.ready):
+                m.d.sync += ecnt.eq(Mux(ecnt == H - 1, 0, ecnt + 1))
             with m.If(unit.k.valid & unit.k.ready):
                 m.d.sync += held.eq(0)
             with m.If(took & feeding & (ncnt == 0)):
-                m.d.sync += [unit.k.payload.gamma_frac.eq(npl.gamma_frac), unit.k.payload.eps_q.eq(npl.eps_q),
-                             held.eq(1)]
+                m.d.sync += [unit.k.payload.gamma_frac.eq(npl.gamma_frac), unit.k.payload.eps_q.eq(npl.eps_q)]
+            with m.If(unit.h.valid & unit.h.ready & (ecnt == 0)):
+                m.d.sync += held.eq(1)
 
         # ---- the write port -------------------------------------------------------------
         wr = mem.wr
+        # HIN takes token t once the engine holds the words of tokens 0..t-1 (a norm is fed
+        # one vector at a time); the norm's weights beside token 0
+        hin_gate = (wtok == tok) if T > 1 else 1
+        hin_ok = hin_gate & (self.norm.valid | (nb >= H))
         with m.If(phase == Phase.HIN):
-            m.d.comb += [wr.valid.eq(self.h_in.valid & self.norm.valid & norm1.h.ready),
-                         wr.payload.addr.eq(reg["h"][0] + cnt),
+            m.d.comb += [wr.valid.eq(self.h_in.valid & hin_ok & norm1.h.ready),
+                         wr.payload.addr.eq(wa.addr),
                          wr.payload.x.eq(self.h_in.payload.h)]
         with m.If(phase == Phase.RUN):
             with m.If(residual):
@@ -267,19 +315,25 @@ class DecoderLayer(wiring.Component):
                 m.d.comb += [wr.valid.eq(rq.o.valid), wr.payload.x.eq(rq.o.payload.y)]
             m.d.comb += wr.payload.addr.eq(bases + cnt)
         with m.If(phase == Phase.ROPE):
-            m.d.comb += [wr.valid.eq(rope.o.valid), wr.payload.addr.eq(reg["q"][0] + cnt),
+            m.d.comb += [wr.valid.eq(rope.o.valid), wr.payload.addr.eq(wa.addr),
                          wr.payload.x.eq(saturate(rope.o.payload.y, RB)), rope.o.ready.eq(1)]
         with m.If(phase == Phase.ATT):
-            m.d.comb += [wr.valid.eq(aser.o.valid), wr.payload.addr.eq(reg["a"][0] + cnt),
+            m.d.comb += [wr.valid.eq(aser.o.valid), wr.payload.addr.eq(reg["a"] + aoff + cnt),
                          wr.payload.x.eq(aser.o.payload.x), aser.o.ready.eq(1)]
         written = wr.valid & wr.ready
+        # the walk restarts at each HIN / ROPE token (below) and waits at HIN's or ROPE's
+        # first element otherwise
+        m.d.comb += [wa.step.eq(written & ((phase == Phase.HIN) | (phase == Phase.ROPE))), wa.strided.eq(1),
+                     wa.load.eq((phase != Phase.HIN) & (phase != Phase.ROPE)),
+                     wa.base.eq(Mux((phase == Phase.IDLE) | (mi == M["q"]), reg["h"], reg["q"]))]
 
         # ---- sequencer ------------------------------------------------------------------
-        def read(cmd, dst_reg, dst, base, n, when=1):
+        def read(cmd, dst_reg, dst, base, n, when=1, strided=1):
             """Offer a read command (base, n) to a reader; where it is taken (the reader
-            was idle and ``when`` holds), its elements go to ``dst``. Returns the taken
-            condition."""
-            m.d.comb += [cmd.valid.eq(when), cmd.payload.base.eq(base), cmd.payload.n.eq(n)]
+            was idle and ``when`` holds), its elements go to ``dst``. ``strided``: a token
+            of an interleaved region. Returns the taken condition."""
+            m.d.comb += [cmd.valid.eq(when), cmd.payload.base.eq(base), cmd.payload.n.eq(n),
+                         cmd.payload.strided.eq(strided)]
             with m.If(cmd.ready & when):
                 m.d.sync += dst_reg.eq(dst)
             return cmd.ready & when
@@ -287,34 +341,64 @@ class DecoderLayer(wiring.Component):
         def goto(p, matrix=None):
             m.d.sync += [phase.eq(p), cnt.eq(0), issued.eq(0)]
             if matrix is not None:
-                m.d.sync += mi.eq(matrix)
+                # a matrix begins: its input's vectors are counted afresh
+                m.d.sync += [mi.eq(matrix), feed.eq(0), wtok.eq(0), wcnt.eq(0)]
 
+        def next_token(p, then, region=None):
+            """A per-token phase ``p`` has done token ``tok``: run it again for the next
+            token (the walk of the write port restarted in ``region``), or ``then()``."""
+            if T == 1:
+                then()
+                return
+            with m.If(tok == T - 1):
+                m.d.sync += [tok.eq(0), toff.eq(0), aoff.eq(0)]
+                then()
+            with m.Else():
+                m.d.sync += [tok.eq(tok + 1), toff.eq(toff + R), aoff.eq(aoff + lc.qdim), cnt.eq(0),
+                             issued.eq(0), jobs.eq(0)]
+                if region is not None:
+                    m.d.comb += [wa.load.eq(1), wa.base.eq(reg[region] + toff + R)]
+
+        def head_base(region, head):
+            """The first element of ``head`` (head_dim elements) of token ``tok``."""
+            return reg[region] + head * (hd * T) + toff
+
+        # T > 1: q's command is taken before HIN, so that norm 1's words of each token
+        # drain into the engine while the next token comes in
         with m.If(phase == Phase.IDLE):
             m.d.comb += self.cmd.ready.eq(1)
             with m.If(self.cmd.valid):
-                m.d.sync += [pos.eq(self.cmd.payload.pos), jobs.eq(0)]
-                goto(Phase.HIN, matrix=M["q"])
+                m.d.sync += [pos.eq(self.cmd.payload.pos), jobs.eq(0), nb.eq(0)]
+                goto(Phase.HIN if T == 1 else Phase.CB, matrix=M["q"])
         with m.If(phase == Phase.HIN):
             # norm 1 takes h with its weights (``norm``) beat by beat
-            m.d.comb += [norm1.h.valid.eq(self.h_in.valid & self.norm.valid),
+            m.d.comb += [norm1.h.valid.eq(self.h_in.valid & hin_ok),
                          norm1.h.payload.h.eq(self.h_in.payload.h),
-                         self.h_in.ready.eq(norm1.h.ready & self.norm.valid),
-                         self.norm.ready.eq(norm1.h.ready & self.h_in.valid)]
+                         self.h_in.ready.eq(norm1.h.ready & hin_ok),
+                         self.norm.ready.eq(norm1.h.ready & self.h_in.valid & hin_gate & (nb < H))]
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == H - 1):
-                    goto(Phase.CB)
-        with m.If(phase == Phase.CB):
-            # a matrix's input feed starts beside its codebook: o from the attention
-            # output, down from SiLU·mul of gate and up
-            with m.If((mi == M["o"]) & (issued == 0)):
-                with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_ACT, reg["a"][0], lc.qdim)):
-                    m.d.sync += issued.eq(1)
-            with m.If((mi == M["down"]) & (issued == 0)):
+                    next_token(Phase.HIN, lambda: goto(Phase.CB) if T == 1 else goto(Phase.RUN), region="h")
+        # a matrix's input feed starts beside its codebook, a vector per token, each once
+        # the engine holds the previous ones' words: o from the attention output, down
+        # from SiLU·mul of gate and up, gate's tokens after the first from the residual
+        # through norm 2 (the NORM2 phase reads the first)
+        in_matrix = (phase == Phase.CB) | (phase == Phase.MAT) | (phase == Phase.CMD) | (phase == Phase.RUN)
+        with m.If(in_matrix & (feed < T) & ((feed == 0) | (wtok == feed))):
+            with m.If(mi == M["o"]):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_ACT, reg["a"] + feed * lc.qdim, lc.qdim, strided=0)):
+                    m.d.sync += feed.eq(feed + 1)
+            with m.If(mi == M["down"]):
                 both = mem.rd0_cmd.ready & mem.rd1_cmd.ready
-                read(mem.rd1_cmd, dst1, Dst.SILU, reg["u"][0], lc.intermediate, when=both)
-                with m.If(read(mem.rd0_cmd, dst0, Dst.SILU, reg["g"][0], lc.intermediate, when=both)):
-                    m.d.sync += issued.eq(1)
+                read(mem.rd1_cmd, dst1, Dst.SILU, reg["u"] + feed * R, lc.intermediate, when=both)
+                with m.If(read(mem.rd0_cmd, dst0, Dst.SILU, reg["g"] + feed * R, lc.intermediate, when=both)):
+                    m.d.sync += feed.eq(feed + 1)
+            if T > 1:
+                with m.If(mi == M["gate"]):
+                    with m.If(read(mem.rd0_cmd, dst0, Dst.NORM2, reg["h"] + feed * R, H)):
+                        m.d.sync += feed.eq(feed + 1)
+        with m.If(phase == Phase.CB):
             with m.If(self.cb.valid):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == CODEBOOK_ENTRIES - 1):
@@ -332,10 +416,14 @@ class DecoderLayer(wiring.Component):
                          c.load_act.eq(loads), c.cb_bank.eq(0), rser.start.eq(1)]
             with m.If(eng.cmd.ready):
                 m.d.sync += [phase.eq(Phase.RUN), cnt.eq(0), resid.eq(0)]
+                if T > 1:
+                    with m.If(mi == M["q"]):
+                        m.d.sync += phase.eq(Phase.HIN)
         with m.If(phase == Phase.RUN):
-            # the residual reader, once reader 1 is free (after the SiLU feed for down)
-            with m.If(residual & ~resid):
-                with m.If(read(mem.rd1_cmd, dst1, Dst.RESIDUAL, reg["h"][0], H)):
+            # the residual reader, once reader 1 is free (after the SiLU feeds for down);
+            # the interleaved residual lies in the order the engine's rows leave it
+            with m.If(residual & ~resid & (feed == T)):
+                with m.If(read(mem.rd1_cmd, dst1, Dst.RESIDUAL, reg["h"], T * H, strided=0)):
                     m.d.sync += resid.eq(1)
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
@@ -344,53 +432,56 @@ class DecoderLayer(wiring.Component):
                     nxt = {M["v"]: Phase.ROPE, M["o"]: Phase.NORM2, M["down"]: Phase.HOUT}
                     for k in range(len(mats)):
                         with m.If(mi == k):
-                            m.d.sync += [phase.eq(nxt.get(k, Phase.CB)), cnt.eq(0), issued.eq(0)]
-                            if k not in nxt:
-                                m.d.sync += mi.eq(k + 1)
+                            if k in nxt:
+                                goto(nxt[k])
+                            else:
+                                goto(Phase.CB, matrix=k + 1)
         with m.If(phase == Phase.ROPE):
+            # a token's q and k heads: region k's chunks continue region q's
             with m.If(issued == 0):
-                with m.If(read(mem.rd0_cmd, dst0, Dst.ROPE, reg["q"][0], lc.qdim + lc.kvdim)):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.ROPE, reg["q"] + toff, lc.qdim + lc.kvdim)):
                     m.d.sync += issued.eq(1)
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lc.qdim + lc.kvdim - 1):
-                    goto(Phase.KVW)
+                    next_token(Phase.ROPE, lambda: goto(Phase.KVW), region="q")
         with m.If(phase == Phase.KVW):
             # per KV head its K row then its V row
             with m.If(issued < 2 * lc.kv_heads):
                 head = issued >> 1
-                base = Mux(issued[0], reg["v"][0], reg["k"][0]) + head * hd
+                base = Mux(issued[0], head_base("v", head), head_base("k", head))
                 with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_KV, base, hd)):
                     m.d.sync += issued.eq(issued + 1)
             with m.If(self.kv_wr.valid & self.kv_wr.ready):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == 2 * lc.kv_heads * (hd // L) - 1):
-                    goto(Phase.ATT)
+                    next_token(Phase.KVW, lambda: goto(Phase.ATT))
         with m.If(phase == Phase.ATT):
             with m.If(jobs < lc.kv_heads):
-                m.d.comb += [att.cmd.valid.eq(1), att.cmd.payload.keys.eq(pos + 1)]
+                m.d.comb += [att.cmd.valid.eq(1), att.cmd.payload.keys.eq(pos + tok + 1)]
                 with m.If(att.cmd.ready):
                     m.d.sync += jobs.eq(jobs + 1)
             # a group's query heads are read once its job has started (the attention unit
             # takes queries only then), so each job's timing is its own
             with m.If(issued < jobs * lc.group):
-                with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_Q, reg["q"][0] + issued * hd, hd)):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_Q, head_base("q", issued), hd)):
                     m.d.sync += issued.eq(issued + 1)
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lc.qdim - 1):
-                    goto(Phase.CB, matrix=M["o"])
+                    next_token(Phase.ATT, lambda: goto(Phase.CB, matrix=M["o"]))
         with m.If(phase == Phase.NORM2):
-            with m.If(read(mem.rd0_cmd, dst0, Dst.NORM2, reg["h"][0], H)):
+            with m.If(read(mem.rd0_cmd, dst0, Dst.NORM2, reg["h"], H)):
                 goto(Phase.CB, matrix=M["gate"])
+                m.d.sync += feed.eq(1)
         with m.If(phase == Phase.HOUT):
             with m.If(issued == 0):
-                with m.If(read(mem.rd0_cmd, dst0, Dst.HOUT, reg["h"][0], H)):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.HOUT, reg["h"] + toff, H)):
                     m.d.sync += issued.eq(1)
             with m.If(self.h_out.valid & self.h_out.ready):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == H - 1):
-                    goto(Phase.IDLE)
+                    next_token(Phase.HOUT, lambda: goto(Phase.IDLE))
         with m.If(phase >= len(Phase)):
             m.d.sync += phase.eq(Phase.IDLE)
         # attention output: the serializer restarts with the phase

@@ -36,8 +36,11 @@ def sidecar(lcfg: LayerConfig, top: str = TOP) -> dict:
                                       "load": m.load, "beats": e.tiles(m.out_features) * m.groups}
                                      for m in lcfg.matrices],
                         "pipeline_stages": e.pipeline_stages,
+                        # a command's cycles (T tokens): the one at position 0, the one
+                        # ending at the largest context
+                        "tokens": lcfg.tokens,
                         "cycles_context_1": layer_cycles(lcfg, 0)["total"],
-                        f"cycles_context_{ctx}": layer_cycles(lcfg, ctx - 1)["total"]},
+                        f"cycles_context_{ctx}": layer_cycles(lcfg, ctx - lcfg.tokens)["total"]},
             "ports": ports_map(layer_ports(lcfg)), "tools": _versions()}
 
 

@@ -2,8 +2,10 @@
 residual, the projections, the attention output, gate and up: ``LayerConfig.regions``)
 with ``readers`` read streams and one write stream.
 
-* ``rd<i>_cmd`` {base, n}: read n elements from ``base`` on; accepted when reader i is
-  idle (its previous read has left).
+* ``rd<i>_cmd`` {base, n, strided}: read n elements from ``base`` on — in a build with
+  ``stride`` > ``chunk`` and ``strided`` set, chunks of ``chunk`` elements at a stride
+  of ``stride`` (``hw.stridedaddress``; a token of the layer's interleaved regions);
+  accepted when reader i is idle (its previous read has left).
 * ``rd<i>`` {x, last}: the elements in address order, ``last`` on the n-th. A synchronous
   read port whose enable is the stream's advance (``~valid | ready``): the port's data
   register is the output register, holding while the consumer stalls.
@@ -20,21 +22,25 @@ from amaranth.lib.wiring import In, Out
 
 from ..ports import bits_for
 from .checks import check_int
+from .stridedaddress import StridedAddress
 
 
 class VectorMemory(wiring.Component):
     """Ports: ``rd<i>_cmd``, ``rd<i>`` per reader; ``wr``."""
 
-    def __new__(cls, width: int, depth: int, readers: int = 2):
+    def __new__(cls, width: int, depth: int, readers: int = 2, chunk: int = 1, stride: int = 1):
         check_int("VectorMemory", "width", width, 2)
         check_int("VectorMemory", "depth", depth, 1)
         check_int("VectorMemory", "readers", readers, 1)
+        check_int("VectorMemory", "chunk", chunk, 1)
+        check_int("VectorMemory", "stride", stride, chunk)
         return super().__new__(cls)
 
-    def __init__(self, width: int, depth: int, readers: int = 2):
+    def __init__(self, width: int, depth: int, readers: int = 2, chunk: int = 1, stride: int = 1):
         self.width, self.depth, self.readers = width, depth, readers
+        self.chunk, self.stride = chunk, stride
         ab = bits_for(depth)
-        cmd = data.StructLayout({"base": ab, "n": bits_for(depth + 1)})
+        cmd = data.StructLayout({"base": ab, "n": bits_for(depth + 1), "strided": 1})
         out = data.StructLayout({"x": signed(width), "last": 1})
         members = {}
         for i in range(readers):
@@ -52,15 +58,18 @@ class VectorMemory(wiring.Component):
         for i in range(self.readers):
             cmd, out = getattr(self, f"rd{i}_cmd"), getattr(self, f"rd{i}")
             rp = mem.read_port()
-            addr = Signal(bits_for(self.depth), name=f"rd{i}_addr")
+            m.submodules[f"rd{i}_addr"] = addr = StridedAddress(bits_for(self.depth), self.chunk, self.stride)
             left = Signal(bits_for(self.depth + 1), name=f"rd{i}_left")
             adv = Signal(name=f"rd{i}_adv")
-            m.d.comb += [adv.eq(~out.valid | out.ready), rp.en.eq(adv), rp.addr.eq(addr),
-                         out.payload.x.eq(rp.data), cmd.ready.eq((left == 0) & ~out.valid)]
+            start = cmd.valid & cmd.ready
+            m.d.comb += [adv.eq(~out.valid | out.ready), rp.en.eq(adv), rp.addr.eq(addr.addr),
+                         out.payload.x.eq(rp.data), cmd.ready.eq((left == 0) & ~out.valid),
+                         addr.load.eq(start), addr.base.eq(cmd.payload.base), addr.strided.eq(cmd.payload.strided),
+                         addr.step.eq(adv & (left != 0))]
             with m.If(adv):
                 m.d.sync += [out.valid.eq(left != 0), out.payload.last.eq(left == 1)]
                 with m.If(left != 0):
-                    m.d.sync += [addr.eq(addr + 1), left.eq(left - 1)]
-            with m.If(cmd.valid & cmd.ready):
-                m.d.sync += [addr.eq(cmd.payload.base), left.eq(cmd.payload.n)]
+                    m.d.sync += left.eq(left - 1)
+            with m.If(start):
+                m.d.sync += left.eq(cmd.payload.n)
         return m

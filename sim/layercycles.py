@@ -1,7 +1,9 @@
-"""Cycles of the decoder-layer top (hw/layer.py, hw/LAYER.md "Timing") for one decode token
-with every stream valid and ready: the schedule's phases from the units' own closed forms
-(``sim.vectorcycles``, ``sim.attentioncycles``) and the engine's (``tritforge.hwconfig``:
-``pipeline_stages``; one beat per cycle at one vector).
+"""Cycles of the decoder-layer top (hw/layer.py, hw/LAYER.md "Timing") for one command —
+one decode token, or T prompt tokens on a build of T — with every stream valid and
+ready: the schedule's phases from the units' own closed forms (``sim.vectorcycles``,
+``sim.attentioncycles``) and the engine's (``tritforge.hwconfig``: ``pipeline_stages``;
+a beat taken every T cycles, each used once per vector; a tile's last beat taken in c
+gives vector v's result beat in c + v + ``pipeline_stages``).
 
 ``layer_cycles(lcfg, pos)`` returns each phase's cycles, in schedule order, and their sum:
 the cycles from the one after the command is accepted to the last ``h_out`` beat,
@@ -20,6 +22,13 @@ Phase by phase (S: the phase's first cycle):
   reader from o's first cycle, or by SiLU·mul of two readers from down's);
 * the int8 quantizer takes a vector every ``int8quant_cycles - INT8Q_OUT_STAGES`` cycles
   when fed back to back (its next receive starts after the last read);
+* T > 1: q's codebook, constants and command come first, then HIN; a matrix's input
+  vectors are fed one token at a time, token t + 1's from the cycle after the engine took
+  token t's last word (a norm's vector: its h, then its rmsnorm_cycles; the act
+  quantizer's: a read, its int8quant_cycles, the packer); the per-token phases (ROPE,
+  KVW, ATT, HOUT) run once per token, each token's pass timed as a phase of its own; a
+  tile's T result beats pass a FIFO (RESULT_FIFO_CYCLES) and leave the serializer R
+  elements each, so the engine never waits for them while R <= a matrix's groups.
 * ATT: per KV head, one job after the other: its command, the group's query heads read
   from the next cycle and quantized (the first head's whole closed form, one period per
   further head; the packer's last beat), then the job's cycles after its query load
@@ -40,17 +49,18 @@ MATRIX_SETUP = 27 + 1 + 1
 READ_LATENCY = 2
 #: an engine command accepted in cycle c: with the vector already loaded, its first beat in c + 2
 CMD_TO_BEAT = 2
+#: T > 1: a result beat written into the layer's result FIFO is read a cycle later
+RESULT_FIFO_CYCLES = 1
 
 
 def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     """{"phases": [(name, cycles)], "total": cycles} of one decode token at ``pos``."""
     e, v = lcfg.accel.engine, lcfg.accel.vector
     B = v.scale_bits
-    H, hd = lcfg.hidden, lcfg.head_dim
+    H, hd, T = lcfg.hidden, lcfg.head_dim, lcfg.tokens
     ucfg = lcfg.attention_unit
     phases = []
     t = 1                                         # the cycle after the command
-    ready = {}                                    # activation source -> cycle of its last word
 
     def phase(name, end):
         nonlocal t
@@ -60,56 +70,70 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     def last_word(last_element: int) -> int:
         return last_element + 1
 
-    # HIN: h into the memory and norm 1
-    ready["norm1"] = last_word(t + rmsnorm_cycles(H, v) - 1)
-    phase("hin", t + H)
+    def fed(first_word_end: int, per_token: int) -> int:
+        """The cycle of the last word of T vectors fed one after the other: token 0's
+        last word at ``first_word_end``, each next token's source started the cycle after
+        the previous one's last word and ending ``per_token`` cycles after its start."""
+        return first_word_end + (T - 1) * (per_token + 1)
 
-    def matrix(mt, source_end=None):
-        S = t
+    def matrix(mt, source_end=None, S=None):
+        S = t if S is None else S
         cmd = S + MATRIX_SETUP - 1
         if mt.load:
-            first = max(cmd + CMD_TO_BEAT + mt.groups - 1, source_end) + 2
+            first = max(cmd + CMD_TO_BEAT + T * mt.groups - 1, source_end) + 2
         else:
             first = cmd + CMD_TO_BEAT
         beats = e.tiles(mt.out_features) * mt.groups
         last_rows = mt.out_features - (e.tiles(mt.out_features) - 1) * e.rows
-        last_write = (first + beats - 1) + e.pipeline_stages + (last_rows - 1) + \
-            (requant_cycles(1, residual=mt.residual) - 1)
+        last_beat = first + (beats - 1) * T
+        last_write = last_beat + e.pipeline_stages + RESULT_FIFO_CYCLES * (T > 1) + (T - 1) * e.rows + \
+            (last_rows - 1) + (requant_cycles(1, residual=mt.residual) - 1)
         phase(mt.name, last_write + 1)
 
     mats = {mt.name: mt for mt in lcfg.matrices}
-    matrix(mats["q"], ready["norm1"])
+    rms = rmsnorm_cycles(H, v)
+    if T == 1:
+        # HIN: h into the memory and norm 1, then q
+        norm1_end = last_word(t + rms - 1)
+        phase("hin", t + H)
+        matrix(mats["q"], norm1_end)
+    else:
+        # q's command, then HIN: token t + 1's h from the cycle after token t's last word
+        S = t
+        hin = S + MATRIX_SETUP
+        matrix(mats["q"], fed(last_word(hin + rms - 1), rms), S=S)
     matrix(mats["k"])
     matrix(mats["v"])
-    # ROPE: q and k heads back to back through the unit
+    # ROPE: q and k heads back to back through the unit, per token
     heads = lcfg.heads + lcfg.kv_heads
-    phase("rope", t + READ_LATENCY + (heads - 1) * hd + rope_cycles(hd) - 1 + 1)
-    # KVW: 2 Hkv rows through the quantizer, out through the packer
+    phase("rope", t + T * (READ_LATENCY + (heads - 1) * hd + rope_cycles(hd) - 1 + 1))
+    # KVW: 2 Hkv rows through the quantizer, out through the packer, per token
     q1 = int8quant_cycles(hd, B)
     period = q1 - INT8Q_OUT_STAGES
-    phase("kv write", t + READ_LATENCY + (2 * lcfg.kv_heads - 1) * period + q1 - 1 + 1 + 1)
+    phase("kv write", t + T * (READ_LATENCY + (2 * lcfg.kv_heads - 1) * period + q1 - 1 + 1 + 1))
     # ATT: per KV head its job's command, then (a cycle later) its query heads' reads; the
     # job's query load ends with the last head's packed beat, the rest of the job runs
     # as its closed form says, its last output beat held ``lanes`` cycles by the
     # serializer into the memory; the next command the cycle after
     q_load = 1 + READ_LATENCY + (lcfg.group - 1) * period + q1
-    job_rest = job_cycles(ucfg, pos + 1) - ucfg.group * ucfg.beats
     out_hold = ucfg.lanes - 1
-    phase("attention", t + lcfg.kv_heads * (q_load + job_rest + out_hold + 1))
-    # o: the attention output through the act quantizer
+    phase("attention", t + sum(lcfg.kv_heads * (q_load + job_cycles(ucfg, pos + k + 1) - ucfg.group * ucfg.beats
+                                                + out_hold + 1) for k in range(T)))
+    # o: the attention output through the act quantizer, a token at a time
     S = t
-    matrix(mats["o"], last_word(S + READ_LATENCY + int8quant_cycles(lcfg.qdim, B) - 1))
+    qa = READ_LATENCY + int8quant_cycles(lcfg.qdim, B)
+    matrix(mats["o"], fed(last_word(S + qa - 1), qa))
     # NORM2 (one cycle: the reader started), then gate and up
     S = t
     phase("norm 2", t + 1)
-    matrix(mats["gate"], last_word(S + READ_LATENCY + rmsnorm_cycles(H, v) - 1))
+    matrix(mats["gate"], fed(last_word(S + READ_LATENCY + rms - 1), READ_LATENCY + rms))
     matrix(mats["up"])
-    # down: SiLU·mul of gate and up through the act quantizer
+    # down: SiLU·mul of gate and up through the act quantizer, a token at a time
     S = t
-    matrix(mats["down"], last_word(S + READ_LATENCY + SILU_STAGES +
-                                   int8quant_cycles(lcfg.intermediate, B) - 1))
-    # HOUT
-    phase("hout", t + READ_LATENCY + H - 1 + 1)
+    sq = READ_LATENCY + SILU_STAGES + int8quant_cycles(lcfg.intermediate, B)
+    matrix(mats["down"], fed(last_word(S + sq - 1), sq))
+    # HOUT, per token
+    phase("hout", t + T * (READ_LATENCY + H - 1 + 1))
     return {"phases": phases, "total": t - 1}
 
 

@@ -2,10 +2,11 @@
 serve them (hw/LAYER.md), and the outputs the integer contract says it must give.
 
 ``layer_case(lcfg, layer, h, pos)`` takes a ``sim.hwlayer.HwDecoderLayer`` whose KV cache
-holds positions 0..pos-1, runs the golden layer for the token at ``pos`` (which appends its
-K and V rows to the cache) and returns the layer top's input streams as payload words of
-its port set (``tritforge.layerports``) with the expected ``h_out`` elements and
-``kv_wr`` beats. The ``norm`` stream comes from the layer's two ``IntNormWeights``
+holds positions 0..pos-1, runs the golden layer for the build's T tokens at pos..pos+T-1
+(h: T × hidden; which appends their K and V rows to the cache) and returns the layer
+top's input streams as payload words of its port set (``tritforge.layerports``) with the
+expected ``h_out`` elements and ``kv_wr`` beats. Streams that carry a token's vectors
+carry them token by token; the weights, codebooks and norms' weights come once. The ``norm`` stream comes from the layer's two ``IntNormWeights``
 (``layer.norm1``, ``layer.norm2``).
 """
 from __future__ import annotations
@@ -26,8 +27,8 @@ from .attentionstreams import cache_beats, row_beats
 @dataclass
 class LayerCase:
     inputs: dict          #: port name -> payload words
-    h_out: np.ndarray     #: the new residual (hidden,)
-    kv_wr: list           #: the new K/V rows' beats, per KV head K then V
+    h_out: np.ndarray     #: the new residual, token by token (T · hidden,)
+    kv_wr: list           #: the new K/V rows' beats, per token and KV head K then V
 
 
 def _gemvs(layer) -> dict:
@@ -54,8 +55,10 @@ def layer_case(lcfg: LayerConfig, layer, h, pos: int) -> LayerCase:
     e = lcfg.accel.engine
     v = lcfg.accel.vector
     ucfg = lcfg.attention_unit
-    h = np.asarray(h, dtype=np.int64).reshape(lcfg.hidden)
-    y = layer.compute(h[None], np.array([pos]))[0]
+    T = lcfg.tokens
+    h = np.asarray(h, dtype=np.int64).reshape(T, lcfg.hidden)
+    positions = np.arange(pos, pos + T)
+    y = layer.compute(h, positions).reshape(-1)
     gemv = _gemvs(layer)
     cb, mat, w = [], [], []
     for mt in lcfg.matrices:
@@ -66,18 +69,22 @@ def layer_case(lcfg: LayerConfig, layer, h, pos: int) -> LayerCase:
         mat.append(ports["mat"].pack({"hm": g.hm, "he": g.he, "a": g.a}))
         beats = layout.stream_beats(t.q, t.k, e.depth, e.rows).reshape(-1, e.beat_bytes)
         w += [int.from_bytes(bytes(b), "little") for b in beats]
-    cos_q, sin_q = rope_tables([pos], layer.inv_freq, v.rope_frac_bits, layer.rope_scaling,
+    cos_q, sin_q = rope_tables(positions, layer.inv_freq, v.rope_frac_bits, layer.rope_scaling,
                                lcfg.accel.attention.max_context)
-    row = [ports["cs"].pack({"c": int(c), "s": int(s)}) for c, s in zip(cos_q[0], sin_q[0])]
-    cs = row * (lcfg.heads + lcfg.kv_heads)
+    cs = []
+    for t in range(T):
+        row = [ports["cs"].pack({"c": int(c), "s": int(s)}) for c, s in zip(cos_q[t], sin_q[t])]
+        cs += row * (lcfg.heads + lcfg.kv_heads)
     c = layer.cache
     kv_rd, kv_wr = [], []
-    for j in range(lcfg.kv_heads):
-        kv_rd += cache_beats(ucfg, c, j, pos + 1)
-        kv_wr += row_beats(ucfg, c.k_q[pos, j], c.k_m[pos, j], c.k_e[pos, j])
-        kv_wr += row_beats(ucfg, c.v_q[pos, j], c.v_m[pos, j], c.v_e[pos, j])
+    for p in positions:
+        for j in range(lcfg.kv_heads):
+            kv_wr += row_beats(ucfg, c.k_q[p, j], c.k_m[p, j], c.k_e[p, j])
+            kv_wr += row_beats(ucfg, c.v_q[p, j], c.v_m[p, j], c.v_e[p, j])
+        for j in range(lcfg.kv_heads):
+            kv_rd += cache_beats(ucfg, c, j, p + 1)
     inputs = {"cmd": [ports["cmd"].pack({"pos": pos})],
-              "h_in": [ports["h_in"].pack({"h": int(x)}) for x in h],
+              "h_in": [ports["h_in"].pack({"h": int(x)}) for x in h.reshape(-1)],
               "norm": norm_beats(ports["norm"], layer.norm1) + norm_beats(ports["norm"], layer.norm2),
               "cb": cb, "mat": mat, "w": w, "cs": cs, "kv_rd": kv_rd}
     return LayerCase(inputs, y, kv_wr)

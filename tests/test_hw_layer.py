@@ -27,7 +27,7 @@ from tritforge.sim.layerstreams import layer_case
 from tinymodels import tiny_model
 
 
-def tiny_layer(arch="llama", block=4, intermediate=96):
+def tiny_layer(arch="llama", block=4, intermediate=96, tokens=1):
     model = tiny_model(arch, intermediate=intermediate)
     with torch.no_grad():           # two norms of their own weights and gamma_frac (random init: ones)
         torch.manual_seed(5)
@@ -40,7 +40,7 @@ def tiny_layer(arch="llama", block=4, intermediate=96):
     rec = HwRecorder(engine)
     patching.patch_model(model, tensors, rec)
     layers = patch_layers(model, rec, accel)
-    return LayerConfig.for_model(model.config, accel, lanes=8), layers[0]
+    return LayerConfig.for_model(model.config, accel, lanes=8, tokens=tokens), layers[0]
 
 
 def prompt(layer, lcfg, n, rng):
@@ -68,20 +68,53 @@ def test_one_decode_token_bit_exact(pos, block, intermediate):
     assert when["h_out"][-1] - when["cmd"][0] == layer_cycles(lcfg, pos)["total"]
 
 
-def test_layer_on_verilator(request, tmp_path):
+@pytest.mark.parametrize("tokens,pos,block,intermediate", [(2, 6, 4, 96), (3, 13, 3, 88)])
+def test_prefill_tokens_bit_and_cycle_exact(tokens, pos, block, intermediate):
+    """A build of T tokens per command (the engine's vectors): T prompt tokens at pos..pos+T-1
+    with one pass over the weights, bit-exact against the golden layer on the T tokens (the
+    causal attention over the new rows included) and cycle-exact against the closed form."""
+    lcfg, layer = tiny_layer(block=block, intermediate=intermediate, tokens=tokens)
+    rng = np.random.default_rng(pos)
+    prompt(layer, lcfg, pos, rng)
+    h = np.rint(rng.standard_normal((tokens, lcfg.hidden)) * 2 ** lcfg.accel.vector.resid_frac_bits)
+    case = layer_case(lcfg, layer, h, pos)
+    got, when = run_streams(DecoderLayer(lcfg), case.inputs, {"h_out": tokens * lcfg.hidden, "kv_wr": len(case.kv_wr)},
+                            max_cycles=400_000, final={"err": None, "busy": None})
+    ports = by_name(layer_ports(lcfg))
+    h_out = np.array([ports["h_out"].unpack(x)["h"] for x in got["h_out"]])
+    assert got["kv_wr"] == case.kv_wr
+    np.testing.assert_array_equal(h_out, case.h_out)
+    assert when["h_out"][-1] - when["cmd"][0] == layer_cycles(lcfg, pos)["total"]
+
+
+def test_prefill_builds_are_checked():
+    """T > 1 needs every vector a multiple of R and every matrix at least R groups."""
+    from tritforge.errors import TritforgeError
+
+    lcfg, _ = tiny_layer(tokens=2)
+    with pytest.raises(TritforgeError, match="intermediate=90 is not a multiple"):
+        LayerConfig(hidden=64, intermediate=90, heads=4, kv_heads=2, head_dim=16, lanes=8, accel=lcfg.accel)
+    wide = lcfg.accel.engine.__class__(depth=2, rows=8, vectors=2, max_in_features=96, max_out_features=96)
+    with pytest.raises(TritforgeError, match="4 groups of 16 inputs, fewer than the engine's rows R=8"):
+        LayerConfig(hidden=64, intermediate=96, heads=4, kv_heads=2, head_dim=16, lanes=8,
+                    accel=lcfg.accel.__class__(engine=wide, attention=lcfg.accel.attention))
+
+
+@pytest.mark.parametrize("tokens", [1, 2])
+def test_layer_on_verilator(request, tmp_path, tokens):
     """The same tiny layer on Verilator (packaged stream bench) under stalls, with a reset
-    in the middle: bit-exact."""
+    in the middle: bit-exact; a decode build and a build of 2 prompt tokens per command."""
     sys.path.insert(0, str(Path(__file__).resolve().parent / "cocotb"))
     import harness
 
-    lcfg, layer = tiny_layer()
+    lcfg, layer = tiny_layer(tokens=tokens)
     rng = np.random.default_rng(21)
     prompt(layer, lcfg, 5, rng)
-    h = np.rint(rng.standard_normal(lcfg.hidden) * 2 ** lcfg.accel.vector.resid_frac_bits)
+    h = np.rint(rng.standard_normal((tokens, lcfg.hidden)) * 2 ** lcfg.accel.vector.resid_frac_bits)
     case = layer_case(lcfg, layer, h, 5)
     top = DecoderLayer(lcfg)
-    build = harness.build_component(request, top, "tritforge_layer", meta={"unit": "layer"})
-    job = {"inputs": case.inputs, "outputs": {"h_out": lcfg.hidden, "kv_wr": len(case.kv_wr)},
+    build = harness.build_component(request, top, f"tritforge_layer_t{tokens}", meta={"unit": "layer"})
+    job = {"inputs": case.inputs, "outputs": {"h_out": tokens * lcfg.hidden, "kv_wr": len(case.kv_wr)},
            "flags": ["err", "busy"]}
     rep = harness.run_streams(build, job, tmp_path, stalls={"idle": 0.2, "bp": 0.2, "burst": 2}, seed=3,
                               reset_at=[900])

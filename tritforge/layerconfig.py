@@ -44,7 +44,9 @@ class Matrix:
 
 @dataclass(frozen=True)
 class LayerConfig:
-    """A decoder layer (Llama / Qwen2 form, decode: one token) and the accelerator."""
+    """A decoder layer (Llama / Qwen2 form) and the accelerator. The engine's ``vectors`` T
+    is the layer's tokens per command: T = 1 decodes one token, T > 1 runs T consecutive
+    tokens of a prompt (prefill) with one pass over the weights."""
 
     hidden: int = 576
     intermediate: int = 1536
@@ -66,14 +68,32 @@ class LayerConfig:
         if self.heads % self.kv_heads:
             raise TritforgeError(f"{o}: {self.heads} query heads do not share {self.kv_heads} KV heads evenly")
         e = self.accel.engine
-        if e.vectors != 1:
-            raise TritforgeError(f"{o}: engine vectors={e.vectors}; the layer top runs decode (vectors=1)")
+        if self.tokens > 1:
+            # the regions interleave the tokens in chunks of R (``address``): every vector,
+            # head and engine tile must be whole chunks
+            for name, n in (("hidden", self.hidden), ("heads × head_dim", self.qdim), ("head_dim", self.head_dim),
+                            ("intermediate", self.intermediate)):
+                if n % e.rows:
+                    raise TritforgeError(f"{o}: {name}={n} is not a multiple of the engine's rows R={e.rows}; "
+                                         f"a build of {self.tokens} tokens per command needs it")
+            # a tile's T result beats leave the layer's serializer R elements each while
+            # the engine works T·groups cycles on the next tile
+            narrow = min(self.matrices, key=lambda mt: mt.groups)
+            if narrow.groups < e.rows:
+                raise TritforgeError(f"{o}: {narrow.name}_proj has {narrow.groups} groups of 16 inputs, fewer than "
+                                     f"the engine's rows R={e.rows}; a build of {self.tokens} tokens per command "
+                                     f"needs at least R")
         widest_in = max(m.groups for m in self.matrices) * layout.GROUP
         widest_out = max(m.out_features for m in self.matrices)
         if e.max_in_features < widest_in or e.max_out_features < widest_out:
             raise TritforgeError(f"{o}: engine max_in_features={e.max_in_features} / max_out_features="
                                  f"{e.max_out_features}; the layer needs {widest_in} / {widest_out}")
         self.attention_unit                                  # its own checks
+
+    @property
+    def tokens(self) -> int:
+        """T: the tokens of one command (the engine's vectors)."""
+        return self.accel.engine.vectors
 
     @property
     def qdim(self) -> int:
@@ -103,18 +123,36 @@ class LayerConfig:
 
     @property
     def regions(self) -> dict[str, tuple[int, int]]:
-        """The vector memory: region -> (base, elements). h: the residual; q, k, v: the
-        projections (heads in order); a: the attention output; g, u: gate and up."""
+        """The vector memory: region -> (base, elements of one token). h: the residual; q, k,
+        v: the projections (heads in order); a: the attention output; g, u: gate and up.
+        Each region holds T tokens (``address``)."""
         out, at = {}, 0
         for name, n in (("h", self.hidden), ("q", self.qdim), ("k", self.kvdim), ("v", self.kvdim),
                         ("a", self.qdim), ("g", self.intermediate), ("u", self.intermediate)):
             out[name] = (at, n)
-            at += n
+            at += n * self.tokens
         return out
 
     @property
     def memory_depth(self) -> int:
-        return sum(n for _, n in self.regions.values())
+        return sum(n for _, n in self.regions.values()) * self.tokens
+
+    @property
+    def chunk(self) -> int:
+        """Elements of a token that lie together in an interleaved region: the engine's R."""
+        return self.accel.engine.rows
+
+    def address(self, region: str, token: int, i: int) -> int:
+        """Where element i of ``token`` lies. Region a is token-major (base + t·n + i); the
+        others, which the engine writes, interleave the tokens in chunks of R as its result
+        beats leave it (tile, then vector, then row): base + (i // R)·T·R + t·R + i % R, so
+        the engine's rows land at consecutive addresses and a token's elements are chunks of R
+        at a stride of T·R. At T = 1 both are base + i."""
+        base, n = self.regions[region]
+        if region == "a":
+            return base + token * n + i
+        R, T = self.chunk, self.tokens
+        return base + (i // R) * T * R + token * R + i % R
 
     def to_dict(self) -> dict:
         return {"hidden": self.hidden, "intermediate": self.intermediate, "heads": self.heads,
@@ -122,16 +160,17 @@ class LayerConfig:
                 "accelconfig": self.accel.to_dict()}
 
     @classmethod
-    def for_model(cls, config, accel: AccelConfig | None = None, lanes: int = 16) -> "LayerConfig":
+    def for_model(cls, config, accel: AccelConfig | None = None, lanes: int = 16,
+                  tokens: int = 1) -> "LayerConfig":
         """The build for a transformers config (Llama / Qwen2 form), or a model-shape dict
-        (``sim.estimate.load_shape``); ``accel``'s engine gets one vector and room for the
-        layer's widest matrix."""
+        (``sim.estimate.load_shape``) running ``tokens`` tokens per command; ``accel``'s
+        engine gets that many vectors and room for the layer's widest matrix."""
         get = config.get if isinstance(config, dict) else (lambda k: getattr(config, k, None))
         heads = get("num_attention_heads")
         hd = get("head_dim") or get("hidden_size") // heads
         widest = padded_width(config)
         accel = accel or AccelConfig()
-        engine = dataclasses.replace(accel.engine, vectors=1, max_in_features=widest, max_out_features=widest)
+        engine = dataclasses.replace(accel.engine, vectors=tokens, max_in_features=widest, max_out_features=widest)
         return cls(hidden=get("hidden_size"), intermediate=get("intermediate_size"), heads=heads,
                    kv_heads=get("num_key_value_heads") or heads, head_dim=hd,
                    accel=dataclasses.replace(accel, engine=engine), lanes=math.gcd(lanes, hd))

@@ -5,22 +5,25 @@ payload words and the host's streams are made from it. The memory-side streams r
 units' own payloads: ``cb`` and ``w`` are the GEMV engine's, ``cs`` the RoPE unit's,
 ``kv_rd`` and ``kv_wr`` the attention unit's K/V rows.
 
-* ``cmd`` (in): one decode token for this layer at position ``pos`` (context pos + 1).
-* ``h_in`` (in) / ``h_out`` (out): the residual stream, ``hidden`` elements each.
+* ``cmd`` (in): the build's T tokens (one on a decode build) for this layer at positions
+  ``pos``..pos + T - 1 (token t's context pos + t + 1).
+* ``h_in`` (in) / ``h_out`` (out): the residual stream, ``hidden`` elements per token,
+  token by token.
 * ``norm`` (in): the two RMSNorms' weights, norm 1's ``hidden`` beats then norm 2's: beat i
   of a norm carries g_q[i] (``g``); its first beat also the norm's ``gamma_frac`` and
   ``eps_q`` (``codec.intnorm.IntNormWeights``; the fields are not read on the others).
-  The layer takes norm 1's beats beside ``h_in``, norm 2's beside the residual it reads
-  for norm 2.
+  The layer takes norm 1's beats beside the first token's ``h_in``, norm 2's beside the
+  residual it reads for the first token's norm 2.
 * ``cb`` (in): each matrix's 27 codebook entries, in schedule order (q, k, v, o, gate, up, down).
 * ``mat`` (in): each matrix's requantization constants, in schedule order: the codebook's
   host_scale as a multiplier (``hm``, ``he``) and the accumulator pre-shift ``a``.
 * ``w`` (in): the seven matrices' weight beats, in schedule order.
-* ``cs`` (in): the position's RoPE (cos, sin) row, once per rotated head (the query heads,
-  then the key heads).
-* ``kv_wr`` (out): the token's new K and V rows, per KV head its K row then its V row.
-* ``kv_rd`` (in): per KV head, the attention unit's KV stream over keys 0..pos (the new
-  rows included).
+* ``cs`` (in): per token, its position's RoPE (cos, sin) row, once per rotated head (the
+  query heads, then the key heads).
+* ``kv_wr`` (out): the tokens' new K and V rows, per token and KV head its K row then its
+  V row.
+* ``kv_rd`` (in): per token t and KV head, the attention unit's KV stream over keys
+  0..pos + t (the new rows included).
 * ``err``, ``busy``: flags.
 """
 from __future__ import annotations

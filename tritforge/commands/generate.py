@@ -24,7 +24,9 @@ def add_arguments(p) -> None:
                    help="Verilog module name (default tritforge_engine, tritforge_layer with --layer)")
     p.add_argument("--layer", action="store_true",
                    help="write the decoder-layer top (engine, attention and vector units; hw/LAYER.md) "
-                        "for the model shape of --model-config instead of the engine alone")
+                        "for the model shape of --model-config instead of the engine alone; --vectors T "
+                        "is its tokens per command (1: decode; T > 1: T prompt tokens, one pass over "
+                        "the weights)")
     p.add_argument("--model-config", metavar="PATH|NAME", default="smollm2-135m",
                    help="with --layer: the layer's shape, a config.json path or a bundled shape "
                         "(default smollm2-135m)")
@@ -81,7 +83,7 @@ def run_layer(args, cfg) -> int:
         raise TritforgeError(f"--lanes {args.lanes}: expected at least 1")
     shape = load_shape(args.model_config)
     accel = AccelConfig.from_json(args.accel) if args.accel else AccelConfig()
-    lcfg = LayerConfig.for_model(shape, dataclasses.replace(accel, engine=cfg), args.lanes)
+    lcfg = LayerConfig.for_model(shape, dataclasses.replace(accel, engine=cfg), args.lanes, tokens=cfg.vectors)
     r = layerverilog.write(lcfg, args.out, top)
     side = r["side"]["derived"]
     e = lcfg.accel.engine
@@ -90,7 +92,9 @@ def run_layer(args, cfg) -> int:
           f"R={e.rows}")
     print(f"derived  vector memory {lcfg.memory_depth:,} x {lcfg.accel.vector.resid_bits} b; "
           f"{sum(m['beats'] for m in side['matrices']):,} weight beats and "
-          f"{side['cycles_context_1']:,} cycles per decode token at context 1")
+          f"{side['cycles_context_1']:,} cycles per " +
+          ("decode token at context 1" if lcfg.tokens == 1 else f"command of {lcfg.tokens} prompt tokens at positions "
+           f"0..{lcfg.tokens - 1}"))
     print(f"wrote    {shown(r['verilog'])} ({r['verilog_bytes']:,} bytes)")
     print(f"wrote    {shown(r['sidecar'])}")
     return 0
