@@ -77,6 +77,7 @@ class RunOptions:
     energy_table: str | None = None
     eval_tokens: int = 1024        #: tokens of the bundled text for the quality figures (0: skip)
     rtl_sample: int = 0
+    rtl_prefill: int = 0           #: with rtl_sample on the layer path: replay T tokens as one command
     progress: bool = True
     accel: str | None = None       #: AccelConfig JSON (attention, vector, lm_head); None: defaults
     path: str = "layer"            #: generation through "layer" (whole layers) or "linear" (Linears only)
@@ -356,7 +357,7 @@ def run(opts: RunOptions, rtl_check=None) -> dict:
         before, recorder.phase = recorder.phase, "rtl-layer"
         try:
             t0 = time.perf_counter()
-            rtl_layer = check_layer(hw_layers[0], model.config, accel, board=board)
+            rtl_layer = check_layer(hw_layers[0], model.config, accel, board=board, prefill=opts.rtl_prefill)
             wall["rtl_layer"] = time.perf_counter() - t0
         finally:
             recorder.phase = before

@@ -41,6 +41,8 @@ stock model's own cache is not involved. Batch size 1 only.
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import torch
 from torch import nn
@@ -58,6 +60,9 @@ from ..errors import TritforgeError
 from .hwlinear import HwLinear, HwRecorder
 
 ROPE_TYPES = ("default", "linear", "llama3")
+#: the input residuals a layer keeps for the RTL layer check (the longest prefill command
+#: ``run --rtl-prefill`` replays)
+RECENT_INPUTS = 16
 
 
 def check_supported(model, accel: AccelConfig) -> None:
@@ -147,8 +152,9 @@ class HwDecoderLayer(nn.Module):
         self.inv_freq = rot.inv_freq.detach().double().numpy()
         self.rope_scaling = float(rot.attention_scaling)
         self.cache = IntKVCache(self.kv_heads, self.head_dim, accel.attention, v)
-        #: the last token's input residual and position (the RTL layer check replays it)
-        self.last_input = None
+        #: the last tokens' input residuals and positions, oldest first (the RTL layer check
+        #: replays the last one as a decode token, the last T as a prefill command)
+        self.recent_inputs = collections.deque(maxlen=RECENT_INPUTS)
 
     def forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=False, position_embeddings=None, **kwargs):
@@ -181,7 +187,9 @@ class HwDecoderLayer(nn.Module):
             raise TritforgeError(f"layer {self.index}: positions {pos[0]}..{pos[-1]} do not continue "
                                  f"the KV cache of {len(self.cache)} tokens")
         h = saturate(h, RB)
-        self.last_input = (h[-1].copy(), int(pos[-1])) if T else None
+        if T and pos[0] == 0:
+            self.recent_inputs.clear()
+        self.recent_inputs.extend((h[t].copy(), int(pos[t])) for t in range(T))
         xq, m, e = rmsnorm_int8(h, self.norm1, v)
         q = self.q(xq, m, e).reshape(T, self.heads, self.head_dim)
         k = self.k(xq, m, e).reshape(T, self.kv_heads, self.head_dim)

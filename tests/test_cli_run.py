@@ -127,6 +127,8 @@ def test_run_tiny_qwen2_hwconfig_file_and_packed(qwen2, tmp_path, capsys):
     (["--eval-tokens", "-1"], "--eval-tokens -1"),
     (["--packed", "/nonexistent/m.trit.safetensors"], "no such packed file"),
     (["--energy-table", "/nonexistent/table.toml"], "energy table"),
+    (["--rtl-prefill", "1", "--rtl-sample", "1"], "--rtl-prefill 1: expected 2..16"),
+    (["--rtl-prefill", "2"], "--rtl-prefill 2: expected --path layer and --rtl-sample"),
 ])
 def test_run_errors_are_one_line(llama, tmp_path, capsys, argv, message):
     out_json = tmp_path / "r.json"
@@ -211,7 +213,7 @@ def test_rtl_sample_matches(llama, rtl_env, tmp_path, capsys):
 
     out_json = tmp_path / "r.json"
     rc = cli.main(["run", "--model", llama, "--hw", str(rtl_env), "--eval-tokens", "0",
-                   "--max-new-tokens", "2", "--rtl-sample", "6", "--json", str(out_json)])
+                   "--max-new-tokens", "2", "--rtl-sample", "6", "--rtl-prefill", "2", "--json", str(out_json)])
     text = capsys.readouterr().out
     assert rc == 0
     s = json.loads(out_json.read_text())["rtl_sample"]
@@ -229,6 +231,12 @@ def test_rtl_sample_matches(llama, rtl_env, tmp_path, capsys):
     lay = r["rtl_layer"]
     assert lay["match"] and lay["cycles"] == lay["cycles_model"] and lay["context"] == lay["position"] + 1
     assert "rtl layer  decoder layer 0" in text and "bit-exact" in text
+    # its last two tokens as one command on a layer top of two tokens per command
+    pre = lay["prefill"]
+    assert pre["match"] and pre["tokens"] == 2 and pre["position"] == lay["position"] - 1
+    lcfg2 = LayerConfig.for_model(_shape(llama), AccelConfig(engine=HwConfig(**RTL_CFG)), tokens=2)
+    assert pre["cycles"] == pre["cycles_model"] == layer_cycles(lcfg2, pre["position"])["total"]
+    assert "rtl prefill decoder layer 0" in text
     # the layer top's closed-form figures in the whole-token section
     lt = r["whole_token"]["layer_top"]
     lcfg = LayerConfig.for_model(_shape(llama), AccelConfig(engine=HwConfig(**RTL_CFG)))

@@ -45,6 +45,10 @@ def add_arguments(p) -> None:
                         "decode activations, through the Verilator RTL and check they match exactly "
                         "(the packaged cocotb bench tritforge.hw.verif.bench_engine; builds cached "
                         "in $TRITFORGE_BUILD_DIR or ~/.cache/tritforge/verilator)")
+    p.add_argument("--rtl-prefill", type=int, default=0, metavar="T",
+                   help="with --rtl-sample on the layer path: also replay the last T (2..16) tokens of "
+                        "decoder layer 0 as one command on a layer top of T tokens per command "
+                        "(prefill, hw/LAYER.md) through Verilator, bit- and cycle-exact")
     p.add_argument("--threads", type=int, default=1, metavar="N",
                    help="CPU threads for torch and BLAS (default 1: the simulated layers are small "
                         "matrix products, and more threads only contend on a shared machine)")
@@ -193,6 +197,15 @@ def summary(r: dict) -> str:
                         + (f"; {s['memory']['cycles']:,} cycles with {s['memory']['board']}'s memory serving "
                            "the weight and KV streams" if "memory" in s else "")
                         if s["match"] else "MISMATCH: " + "; ".join(s["failures"][:3])))
+        p = s.get("prefill")
+        if p:
+            last = p["position"] + p["tokens"] - 1
+            lines.append(f"rtl prefill decoder layer {p['layer']} at positions {p['position']}..{last} as one command "
+                         f"on a layer top of {p['tokens']} tokens per command (Verilator): "
+                         + (f"bit-exact ({p['tokens']} x {p['hidden']} residual elements, the new K/V rows); "
+                            f"{p['cycles']:,} cycles ({p['cycles_model']:,} by the closed form), "
+                            f"{p['cycles_per_s']:,.0f} cycles/s"
+                            if p["match"] else "MISMATCH: " + "; ".join(p["failures"][:3])))
     if "rtl_sample" in r:
         s = r["rtl_sample"]
         lines.append(f"rtl        {s['rows']} rows of {len(s['layers'])} layers through Verilator "
@@ -209,13 +222,20 @@ def run(args) -> int:
         raise TritforgeError(f"--eval-tokens {args.eval_tokens}: expected 0 or more")
     if args.rtl_sample < 0:
         raise TritforgeError(f"--rtl-sample {args.rtl_sample}: expected 0 or more")
+    if args.rtl_prefill:
+        from ..sim.hwlayer import RECENT_INPUTS
+
+        if not 2 <= args.rtl_prefill <= RECENT_INPUTS:
+            raise TritforgeError(f"--rtl-prefill {args.rtl_prefill}: expected 2..{RECENT_INPUTS} tokens")
+        if args.path != "layer" or args.rtl_sample < 1:
+            raise TritforgeError(f"--rtl-prefill {args.rtl_prefill}: expected --path layer and --rtl-sample N")
     if args.threads < 1:
         raise TritforgeError(f"--threads {args.threads}: expected at least 1")
     opts = driver.RunOptions(
         model=args.model, config=args.config, mode=args.mode, hw=args.hw, packed=args.packed,
         prompt=driver.DEFAULT_PROMPT if args.prompt is None else args.prompt,
         max_new_tokens=args.max_new_tokens, energy_table=args.energy_table,
-        eval_tokens=args.eval_tokens, rtl_sample=args.rtl_sample, path=args.path,
+        eval_tokens=args.eval_tokens, rtl_sample=args.rtl_sample, rtl_prefill=args.rtl_prefill, path=args.path,
         accel=args.accel, progress=not args.quiet and sys.stderr.isatty())
     import torch
     from threadpoolctl import threadpool_limits
@@ -237,7 +257,8 @@ def run(args) -> int:
         print(f"report     {shown(written.get('report.html', args.report))}")
     if args.json:
         print(f"json       {args.json}")
-    if "rtl_layer" in result and not result["rtl_layer"]["match"]:
+    if "rtl_layer" in result and not (result["rtl_layer"]["match"]
+                                      and result["rtl_layer"].get("prefill", {}).get("match", True)):
         print("tritforge run: error: the RTL decoder layer does not match the integer layer", file=sys.stderr)
         return 1
     if "rtl_sample" in result and not result["rtl_sample"]["match"]:
