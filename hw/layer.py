@@ -275,10 +275,9 @@ class DecoderLayer(wiring.Component):
             m.d.comb += rd1.ready.eq(rqr.i.ready & rser.o.valid)
 
         # ---- the norms' weights: beat i of a norm's ``norm`` stream (taken beside its
-        # h element i) writes g_q[i]; the first also holds gamma_frac and eps_q until the
-        # norm takes them (its k beat, once all of h is in)
-        # the first vector of a command only; the others reuse the gamma memory and the
-        # held constants, offered again from each vector's first element
+        # h element i of the command's first vector) writes g_q[i]; the first also holds
+        # gamma_frac and eps_q, which the norm takes once all of a vector's h is in (its k
+        # beat), offered again from each vector's first element
         ncnt = Signal(range(H))
         took = self.norm.valid & self.norm.ready
         npl = self.norm.payload
@@ -344,9 +343,9 @@ class DecoderLayer(wiring.Component):
                 # a matrix begins: its input's vectors are counted afresh
                 m.d.sync += [mi.eq(matrix), feed.eq(0), wtok.eq(0), wcnt.eq(0)]
 
-        def next_token(p, then, region=None):
-            """A per-token phase ``p`` has done token ``tok``: run it again for the next
-            token (the walk of the write port restarted in ``region``), or ``then()``."""
+        def next_token(then, region=None):
+            """A per-token phase has done token ``tok``: it runs again for the next token
+            (the write port's walk restarted in ``region``), or after the last ``then()``."""
             if T == 1:
                 then()
                 return
@@ -379,7 +378,7 @@ class DecoderLayer(wiring.Component):
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == H - 1):
-                    next_token(Phase.HIN, lambda: goto(Phase.CB) if T == 1 else goto(Phase.RUN), region="h")
+                    next_token(lambda: goto(Phase.CB) if T == 1 else goto(Phase.RUN), region="h")
         # a matrix's input feed starts beside its codebook, a vector per token, each once
         # the engine holds the previous ones' words: o from the attention output, down
         # from SiLU·mul of gate and up, gate's tokens after the first from the residual
@@ -444,7 +443,7 @@ class DecoderLayer(wiring.Component):
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lc.qdim + lc.kvdim - 1):
-                    next_token(Phase.ROPE, lambda: goto(Phase.KVW), region="q")
+                    next_token(lambda: goto(Phase.KVW), region="q")
         with m.If(phase == Phase.KVW):
             # per KV head its K row then its V row
             with m.If(issued < 2 * lc.kv_heads):
@@ -455,7 +454,7 @@ class DecoderLayer(wiring.Component):
             with m.If(self.kv_wr.valid & self.kv_wr.ready):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == 2 * lc.kv_heads * (hd // L) - 1):
-                    next_token(Phase.KVW, lambda: goto(Phase.ATT))
+                    next_token(lambda: goto(Phase.ATT))
         with m.If(phase == Phase.ATT):
             with m.If(jobs < lc.kv_heads):
                 m.d.comb += [att.cmd.valid.eq(1), att.cmd.payload.keys.eq(pos + tok + 1)]
@@ -469,7 +468,7 @@ class DecoderLayer(wiring.Component):
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lc.qdim - 1):
-                    next_token(Phase.ATT, lambda: goto(Phase.CB, matrix=M["o"]))
+                    next_token(lambda: goto(Phase.CB, matrix=M["o"]))
         with m.If(phase == Phase.NORM2):
             with m.If(read(mem.rd0_cmd, dst0, Dst.NORM2, reg["h"], H)):
                 goto(Phase.CB, matrix=M["gate"])
@@ -481,7 +480,7 @@ class DecoderLayer(wiring.Component):
             with m.If(self.h_out.valid & self.h_out.ready):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == H - 1):
-                    next_token(Phase.HOUT, lambda: goto(Phase.IDLE))
+                    next_token(lambda: goto(Phase.IDLE))
         with m.If(phase >= len(Phase)):
             m.d.sync += phase.eq(Phase.IDLE)
         # attention output: the serializer restarts with the phase
