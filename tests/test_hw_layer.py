@@ -1,7 +1,8 @@
 """The decoder-layer top (hw/layer.py) in Amaranth's simulator: a tiny random Llama layer,
-one decode token after a prompt, bit-exact against sim.hwlayer.HwDecoderLayer.compute
-(the new residual and the K/V rows it writes) and cycle-exact against
-sim/layercycles.layer_cycles; the same on Verilator under stalls and a reset. The layer's
+one decode token after a prompt, or T prompt tokens on a prefill build, bit-exact against
+sim.hwlayer.HwDecoderLayer.compute (the new residual and the K/V rows it writes) and
+cycle-exact against sim/layercycles.layer_cycles; the same on Verilator under stalls and a
+reset. The layer's
 two norms have weights of their own (different gamma_frac), streamed through ``norm``."""
 from __future__ import annotations
 
@@ -49,36 +50,21 @@ def prompt(layer, lcfg, n, rng):
         layer.compute(np.rint(rng.standard_normal((1, lcfg.hidden)) * 2 ** FR).astype(np.int64), np.array([p]))
 
 
-@pytest.mark.parametrize("pos,block,intermediate", [(0, 4, 96), (6, 4, 96), (13, 3, 88)])
-def test_one_decode_token_bit_exact(pos, block, intermediate):
-    """intermediate 88: down_proj's input padded to 96, gate/up's last tile full of rows."""
-    lcfg, layer = tiny_layer(block=block, intermediate=intermediate)
-    rng = np.random.default_rng(pos)
-    prompt(layer, lcfg, pos, rng)
-    h = np.rint(rng.standard_normal(lcfg.hidden) * 2 ** lcfg.accel.vector.resid_frac_bits)
-    case = layer_case(lcfg, layer, h, pos)
-    top = DecoderLayer(lcfg)
-    got, when = run_streams(top, case.inputs, {"h_out": lcfg.hidden, "kv_wr": len(case.kv_wr)},
-                            max_cycles=200_000, final={"err": None, "busy": None})
-    ports = by_name(layer_ports(lcfg))
-    h_out = np.array([ports["h_out"].unpack(x)["h"] for x in got["h_out"]])
-    assert got["kv_wr"] == case.kv_wr
-    np.testing.assert_array_equal(h_out, case.h_out)
-    # cycle-exact against the schedule's closed form
-    assert when["h_out"][-1] - when["cmd"][0] == layer_cycles(lcfg, pos)["total"]
-
-
-@pytest.mark.parametrize("tokens,pos,block,intermediate", [(2, 6, 4, 96), (3, 13, 3, 88)])
-def test_prefill_tokens_bit_and_cycle_exact(tokens, pos, block, intermediate):
-    """A build of T tokens per command (the engine's vectors): T prompt tokens at pos..pos+T-1
-    with one pass over the weights, bit-exact against the golden layer on the T tokens (the
-    causal attention over the new rows included) and cycle-exact against the closed form."""
+@pytest.mark.parametrize("tokens,pos,block,intermediate",
+                         [(1, 0, 4, 96), (1, 6, 4, 96), (1, 13, 3, 88), (2, 6, 4, 96), (3, 13, 3, 88)])
+def test_layer_bit_and_cycle_exact(tokens, pos, block, intermediate):
+    """One decode token (tokens 1) or, on a build of T tokens per command (the engine's
+    vectors), T prompt tokens at pos..pos+T-1 with one pass over the weights: bit-exact
+    against the golden layer (the causal attention over the command's new rows included)
+    and cycle-exact against the schedule's closed form. intermediate 88: down_proj's input
+    padded to 96, gate/up's last tile full of rows."""
     lcfg, layer = tiny_layer(block=block, intermediate=intermediate, tokens=tokens)
     rng = np.random.default_rng(pos)
     prompt(layer, lcfg, pos, rng)
     h = np.rint(rng.standard_normal((tokens, lcfg.hidden)) * 2 ** lcfg.accel.vector.resid_frac_bits)
     case = layer_case(lcfg, layer, h, pos)
-    got, when = run_streams(DecoderLayer(lcfg), case.inputs, {"h_out": tokens * lcfg.hidden, "kv_wr": len(case.kv_wr)},
+    got, when = run_streams(DecoderLayer(lcfg), case.inputs,
+                            {"h_out": tokens * lcfg.hidden, "kv_wr": len(case.kv_wr)},
                             max_cycles=400_000, final={"err": None, "busy": None})
     ports = by_name(layer_ports(lcfg))
     h_out = np.array([ports["h_out"].unpack(x)["h"] for x in got["h_out"]])
