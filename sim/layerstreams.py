@@ -6,8 +6,9 @@ holds positions 0..pos-1, runs the golden layer for the build's T tokens at pos.
 (h: T × hidden; which appends their K and V rows to the cache) and returns the layer
 top's input streams as payload words of its port set (``tritforge.layerports``) with the
 expected ``h_out`` elements and ``kv_wr`` beats. Streams that carry a token's vectors
-carry them token by token; the weights, codebooks and norms' weights come once. The ``norm`` stream comes from the layer's two ``IntNormWeights``
-(``layer.norm1``, ``layer.norm2``).
+carry them token by token; the weights, codebooks and norms' weights come once. The
+``norm`` stream comes from the layer's two ``IntNormWeights`` (``layer.norm1``,
+``layer.norm2``).
 """
 from __future__ import annotations
 
