@@ -43,7 +43,7 @@ from ..layerports import layer_ports
 from .attention import AttentionUnit
 from .engine import GemvEngine
 from .fixedops import saturate, scale_mul
-from .indexing import pick
+from .indexing import pick, write
 from .int8quant import Int8Quantizer
 from .lanepacker import LanePacker
 from .primitives import check_primitives
@@ -156,7 +156,7 @@ class DecoderLayer(wiring.Component):
         feed = Signal(range(T + 1))                    # the matrix's input vectors fed (read)
         wcnt = Signal(range(ecfg.max_groups))          # the engine's activation words: of the vector
         wtok = Signal(range(T + 1))                    # ... and the vectors loaded
-        nb = Signal(range(2 * H + 1))                  # ``norm`` beats taken for this command
+        ndone = Signal(range(3))                       # the norms whose ``norm`` beats are in
         # each loaded vector's step (m, e) (e with the matrix's fraction bits)
         x_m = [Signal(B, name=f"x_m{t}") for t in range(T)]
         x_e = [Signal(signed(len(apk.o.payload.e) + 2), name=f"x_e{t}") for t in range(T)]
@@ -212,9 +212,8 @@ class DecoderLayer(wiring.Component):
         m.d.comb += [eng.act.valid.eq(apk.o.valid), eng.act.payload.eq(apk.o.payload.elems.as_value()),
                      apk.o.ready.eq(eng.act.ready)]
         with m.If(apk.o.valid & apk.o.ready):
-            for t in range(T):
-                with m.If(wtok == t):
-                    m.d.sync += [x_m[t].eq(apk.o.payload.m), x_e[t].eq(apk.o.payload.e + e_frac)]
+            write(m, x_m, wtok, apk.o.payload.m)
+            write(m, x_e, wtok, apk.o.payload.e + e_frac)
             m.d.sync += wcnt.eq(wcnt + 1)
             with m.If(wcnt == groups - 1):
                 m.d.sync += [wcnt.eq(0), wtok.eq(wtok + 1)]
@@ -259,7 +258,7 @@ class DecoderLayer(wiring.Component):
         # norm 2 takes the residual (reader 0) with its weights (``norm``) beat by beat
         # (the command's first vector: the norm's weights stay for the others)
         with m.If(dst0 == Dst.NORM2):
-            due = nb < 2 * H
+            due = ndone != 2
             m.d.comb += [norm2.h.valid.eq(rd0.valid & (self.norm.valid | ~due)), norm2.h.payload.h.eq(x0),
                          rd0.ready.eq(norm2.h.ready & (self.norm.valid | ~due)),
                          self.norm.ready.eq(norm2.h.ready & rd0.valid & due)]
@@ -282,7 +281,9 @@ class DecoderLayer(wiring.Component):
         took = self.norm.valid & self.norm.ready
         npl = self.norm.payload
         with m.If(took):
-            m.d.sync += [ncnt.eq(Mux(ncnt == H - 1, 0, ncnt + 1)), nb.eq(nb + 1)]
+            m.d.sync += ncnt.eq(Mux(ncnt == H - 1, 0, ncnt + 1))
+            with m.If(ncnt == H - 1):
+                m.d.sync += ndone.eq(ndone + 1)
         for k, (unit, feeding) in enumerate(((norm1, phase == Phase.HIN), (norm2, dst0 == Dst.NORM2))):
             held = Signal(name=f"norm{k + 1}_k_held")
             ecnt = Signal(range(H), name=f"norm{k + 1}_elem")
@@ -302,7 +303,7 @@ class DecoderLayer(wiring.Component):
         # HIN takes token t once the engine holds the words of tokens 0..t-1 (a norm is fed
         # one vector at a time); the norm's weights beside token 0
         hin_gate = (wtok == tok) if T > 1 else 1
-        hin_ok = hin_gate & (self.norm.valid | (nb >= H))
+        hin_ok = hin_gate & (self.norm.valid | (ndone != 0))
         with m.If(phase == Phase.HIN):
             m.d.comb += [wr.valid.eq(self.h_in.valid & hin_ok & norm1.h.ready),
                          wr.payload.addr.eq(wa.addr),
@@ -320,11 +321,10 @@ class DecoderLayer(wiring.Component):
             m.d.comb += [wr.valid.eq(aser.o.valid), wr.payload.addr.eq(reg["a"] + aoff + cnt),
                          wr.payload.x.eq(aser.o.payload.x), aser.o.ready.eq(1)]
         written = wr.valid & wr.ready
-        # the walk restarts at each HIN / ROPE token (below) and waits at HIN's or ROPE's
-        # first element otherwise
-        m.d.comb += [wa.step.eq(written & ((phase == Phase.HIN) | (phase == Phase.ROPE))), wa.strided.eq(1),
-                     wa.load.eq((phase != Phase.HIN) & (phase != Phase.ROPE)),
-                     wa.base.eq(Mux((phase == Phase.IDLE) | (mi == M["q"]), reg["h"], reg["q"]))]
+        # the walk is loaded as HIN or ROPE begins and at each of their tokens (``goto``,
+        # ``next_token``)
+        m.d.comb += [wa.step.eq(written & ((phase == Phase.HIN) | (phase == Phase.ROPE))), wa.strided.eq(1)]
+        walked = {Phase.HIN: "h", Phase.ROPE: "q"}         # the phases that write through the walk
 
         # ---- sequencer ------------------------------------------------------------------
         def read(cmd, dst_reg, dst, base, n, when=1, strided=1):
@@ -339,6 +339,8 @@ class DecoderLayer(wiring.Component):
 
         def goto(p, matrix=None):
             m.d.sync += [phase.eq(p), cnt.eq(0), issued.eq(0)]
+            if p in walked:
+                m.d.comb += [wa.load.eq(1), wa.base.eq(reg[walked[p]])]
             if matrix is not None:
                 # a matrix begins: its input's vectors are counted afresh
                 m.d.sync += [mi.eq(matrix), feed.eq(0), wtok.eq(0), wcnt.eq(0)]
@@ -367,14 +369,14 @@ class DecoderLayer(wiring.Component):
         with m.If(phase == Phase.IDLE):
             m.d.comb += self.cmd.ready.eq(1)
             with m.If(self.cmd.valid):
-                m.d.sync += [pos.eq(self.cmd.payload.pos), jobs.eq(0), nb.eq(0)]
+                m.d.sync += [pos.eq(self.cmd.payload.pos), jobs.eq(0), ndone.eq(0)]
                 goto(Phase.HIN if T == 1 else Phase.CB, matrix=M["q"])
         with m.If(phase == Phase.HIN):
             # norm 1 takes h with its weights (``norm``) beat by beat
             m.d.comb += [norm1.h.valid.eq(self.h_in.valid & hin_ok),
                          norm1.h.payload.h.eq(self.h_in.payload.h),
                          self.h_in.ready.eq(norm1.h.ready & hin_ok),
-                         self.norm.ready.eq(norm1.h.ready & self.h_in.valid & hin_gate & (nb < H))]
+                         self.norm.ready.eq(norm1.h.ready & self.h_in.valid & hin_gate & (ndone == 0))]
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == H - 1):
@@ -414,10 +416,14 @@ class DecoderLayer(wiring.Component):
             m.d.comb += [eng.cmd.valid.eq(1), c.last_group.eq(groups - 1), c.last_tile.eq(tiles - 1),
                          c.load_act.eq(loads), c.cb_bank.eq(0), rser.start.eq(1)]
             with m.If(eng.cmd.ready):
-                m.d.sync += [phase.eq(Phase.RUN), cnt.eq(0), resid.eq(0)]
+                m.d.sync += resid.eq(0)
                 if T > 1:
                     with m.If(mi == M["q"]):
-                        m.d.sync += phase.eq(Phase.HIN)
+                        goto(Phase.HIN)
+                    with m.Else():
+                        goto(Phase.RUN)
+                else:
+                    goto(Phase.RUN)
         with m.If(phase == Phase.RUN):
             # the residual reader, once reader 1 is free (after the SiLU feeds for down);
             # the interleaved residual lies in the order the engine's rows leave it

@@ -19,10 +19,10 @@ then the heads' normalization and output. The last merge starts at m0 = tV + v_l
 and writes head h's l, whose divisor is ready from l_h = m0 + h·(head_dim + 1) +
 l_latency (merge_latency + den_stages). Head 0 divides at d = tV + final_wait (= l_0);
 its result is taken at d + Q + 1 and its elements are read from x_0 = d + Q + 2, one per
-cycle; its last beat is formed at e_0 = x_0 + head_dim + out_latency - 2. Head h > 0 starts its division at
-s_h = max(x_(h-1), l_h) (during the previous head's output), takes it from
-r_h = max(e_(h-1) + 1, s_h + Q + 1) and reads from x_h = r_h + 1 (a division not started
-by e_(h-1) starts at e_(h-1) + 1 instead). The job's last beat is on ``out`` at
+cycle; its last beat is formed at e_0 = x_0 + head_dim + out_latency - 2. Head h > 0
+starts its division at s_h = max(x_(h-1), l_h) (during the previous head's output), takes
+it from r_h = max(e_(h-1) + 1, s_h + Q + 1) and reads from x_h = r_h + 1 (a division not
+started by e_(h-1) starts at e_(h-1) + 1 instead). The job's last beat is on ``out`` at
 e_(g-1) + 1.
 """
 from __future__ import annotations

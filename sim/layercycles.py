@@ -76,8 +76,8 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
         the previous one's last word and ending ``per_token`` cycles after its start."""
         return first_word_end + (T - 1) * (per_token + 1)
 
-    def matrix(mt, source_end=None, S=None):
-        S = t if S is None else S
+    def matrix(mt, source_end=None):
+        S = t
         cmd = S + MATRIX_SETUP - 1
         if mt.load:
             first = max(cmd + CMD_TO_BEAT + T * mt.groups - 1, source_end) + 2
@@ -99,9 +99,8 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
         matrix(mats["q"], norm1_end)
     else:
         # q's command, then HIN: token t + 1's h from the cycle after token t's last word
-        S = t
-        hin = S + MATRIX_SETUP
-        matrix(mats["q"], fed(last_word(hin + rms - 1), rms), S=S)
+        hin = t + MATRIX_SETUP
+        matrix(mats["q"], fed(last_word(hin + rms - 1), rms))
     matrix(mats["k"])
     matrix(mats["v"])
     # ROPE: q and k heads back to back through the unit, per token

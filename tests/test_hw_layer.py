@@ -80,10 +80,10 @@ def test_prefill_builds_are_checked():
     lcfg, _ = tiny_layer(tokens=2)
     with pytest.raises(TritforgeError, match="intermediate=90 is not a multiple"):
         LayerConfig(hidden=64, intermediate=90, heads=4, kv_heads=2, head_dim=16, lanes=8, accel=lcfg.accel)
-    wide = lcfg.accel.engine.__class__(depth=2, rows=8, vectors=2, max_in_features=96, max_out_features=96)
+    wide = HwConfig(depth=2, rows=8, vectors=2, max_in_features=96, max_out_features=96)
     with pytest.raises(TritforgeError, match="4 groups of 16 inputs, fewer than the engine's rows R=8"):
         LayerConfig(hidden=64, intermediate=96, heads=4, kv_heads=2, head_dim=16, lanes=8,
-                    accel=lcfg.accel.__class__(engine=wide, attention=lcfg.accel.attention))
+                    accel=AccelConfig(engine=wide, attention=lcfg.accel.attention))
 
 
 @pytest.mark.parametrize("tokens", [1, 2])

@@ -137,11 +137,6 @@ class LayerConfig:
     def memory_depth(self) -> int:
         return sum(n for _, n in self.regions.values()) * self.tokens
 
-    @property
-    def chunk(self) -> int:
-        """Elements of a token that lie together in an interleaved region: the engine's R."""
-        return self.accel.engine.rows
-
     def address(self, region: str, token: int, i: int) -> int:
         """Where element i of ``token`` lies. Region a is token-major (base + t·n + i); the
         others, which the engine writes, interleave the tokens in chunks of R as its result
@@ -151,7 +146,7 @@ class LayerConfig:
         base, n = self.regions[region]
         if region == "a":
             return base + token * n + i
-        R, T = self.chunk, self.tokens
+        R, T = self.accel.engine.rows, self.tokens
         return base + (i // R) * T * R + token * R + i % R
 
     def to_dict(self) -> dict:
