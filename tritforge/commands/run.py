@@ -20,7 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--mode", default="tritllm-v2", choices=("tritllm-v2", "tritforge"),
                    help="quantizer mode (ignored with --packed)")
     p.add_argument("--hw", default="default",
-                   help="board preset name, a HwConfig .json file, or 'default' (the default board)")
+                   help="board preset name, a board .toml file, a HwConfig .json file (its engine on the "
+                        "default board), or 'default' (the default board)")
     p.add_argument("--packed", metavar="FILE|FOLDER",
                    help="read the quantized matrices from this packed file (the model from --model), or run "
                         "a packed model folder (<config>/packed): it is the whole model, --model is not used")
