@@ -19,12 +19,15 @@ Schedule (``Phase``): HIN (h into the memory and norm 1) · per matrix CB (its 2
 entries), MAT (its constants), CMD (the engine command), RUN (results requantized into
 the memory) · after v: ROPE (q and k heads, in place) · KVW (the new K and V rows out) ·
 ATT (one attention job per KV head, its query heads quantized on the way in, the output
-into the memory) · o (the attention output quantized into the engine, the rows added to
-the residual) · NORM2 (norm 2 fed from the residual) · gate, up · down (SiLU·mul of gate
-and up quantized into the engine, added to the residual) · HOUT. At T > 1 (hw/LAYER.md
-"Prefill"): q's CB, MAT and CMD come before HIN; each matrix's input vectors are fed a
-token at a time; ROPE, KVW, ATT and HOUT run once per token; the regions the engine
-writes interleave the tokens in chunks of R (``LayerConfig.address``).
+into the memory and into the act quantizer) · o (the act quantizer's output pass into
+the engine, the rows added to the residual) · NORM2 (norm 2 fed from the residual) ·
+gate, up (SiLU·mul of gate and each of up's rows as it is written, into the act
+quantizer) · down (the act quantizer's output pass into the engine, added to the
+residual) · HOUT. At T > 1 (hw/LAYER.md "Prefill"): q's CB, MAT and CMD come before HIN;
+each matrix's input vectors are fed a token at a time (o's and down's read from the
+memory through the act quantizer in their own phases); ROPE, KVW, ATT and HOUT run once
+per token; the regions the engine writes interleave the tokens in chunks of R
+(``LayerConfig.address``).
 
 Every parameter of a layer streams in per command, so one build runs every layer of a
 model: the two RMSNorms' weights too (``norm``: each norm's g_q beside the h elements it
@@ -85,6 +88,7 @@ class Dst(enum.Enum):
     SILU = 6
     RESIDUAL = 7
     HOUT = 8
+    SILU_UP = 9          # gate beside up's rows as they are written (T = 1)
 
 
 class DecoderLayer(wiring.Component):
@@ -205,8 +209,11 @@ class DecoderLayer(wiring.Component):
         m.d.comb += [rser.i.valid.eq(res_valid), rser.i.payload.items.eq(res.acc), rser.limit.eq(outs)]
 
         # ---- the engine's activation words: from norm 1, norm 2 or the act quantizer ----
+        # at T = 1 the act quantizer holds o's and down's whole vector before their matrix
+        # begins (ATT and up feed it): its output pass opens with the matrix's RUN
         for k, unit in enumerate((norm1, norm2, qa)):
-            with m.If(src == k):
+            opens = (phase == Phase.RUN) if T == 1 and unit is qa else 1
+            with m.If((src == k) & opens):
                 m.d.comb += [apk.i.valid.eq(unit.o.valid), apk.i.payload.eq(unit.o.payload),
                              unit.o.ready.eq(apk.i.ready)]
         m.d.comb += [eng.act.valid.eq(apk.o.valid), eng.act.payload.eq(apk.o.payload.elems.as_value()),
@@ -249,8 +256,13 @@ class DecoderLayer(wiring.Component):
         }.items():
             with m.If(dst0 == d):
                 m.d.comb += [valid.eq(rd0.valid), rd0.ready.eq(ready)] + payload
-        # SiLU·mul takes gate (reader 0) and up (reader 1) together; its product feeds the
-        # act quantizer
+        # SiLU·mul takes gate (reader 0) and up (reader 1) together (T > 1), or at T = 1
+        # gate (reader 0) beside each of up's rows as the requantizer writes it; its product
+        # feeds the act quantizer
+        with m.If((dst0 == Dst.SILU_UP) & (mi == M["up"])):
+            m.d.comb += [silu.i.valid.eq(rd0.valid & rq.o.valid), silu.i.payload.g.eq(x0),
+                         silu.i.payload.u.eq(rq.o.payload.y), rd0.ready.eq(rq.o.valid & silu.i.ready),
+                         rq.o.ready.eq(rd0.valid & silu.i.ready)]
         with m.If(dst0 == Dst.SILU):
             both = rd0.valid & rd1.valid
             m.d.comb += [silu.i.valid.eq(both), silu.i.payload.g.eq(x0), silu.i.payload.u.eq(x1),
@@ -267,7 +279,9 @@ class DecoderLayer(wiring.Component):
         with m.If(silu.o.valid & silu.o.ready):
             m.d.sync += silu_cnt.eq(Mux(silu_last, 0, silu_cnt + 1))
         m.d.comb += silu_last.eq(silu_cnt == lc.intermediate - 1)
-        with m.If(mi == M["down"]):             # the act quantizer takes SiLU·mul for down
+        # the act quantizer takes SiLU·mul for down (at T = 1 SiLU·mul feeds nothing else, and
+        # its last products leave after up's last row)
+        with m.If((mi == M["down"]) if T > 1 else 1):
             m.d.comb += [qa.i.valid.eq(silu.o.valid), qa.i.payload.v.eq(silu.o.payload.y),
                          qa.i.payload.last.eq(silu_last), silu.o.ready.eq(qa.i.ready)]
         with m.If(dst1 == Dst.RESIDUAL):
@@ -312,14 +326,19 @@ class DecoderLayer(wiring.Component):
             with m.If(residual):
                 m.d.comb += [wr.valid.eq(rqr.o.valid), wr.payload.x.eq(rqr.o.payload.y)]
             with m.Else():
-                m.d.comb += [wr.valid.eq(rq.o.valid), wr.payload.x.eq(rq.o.payload.y)]
+                m.d.comb += [wr.valid.eq(rq.o.valid & rq.o.ready), wr.payload.x.eq(rq.o.payload.y)]
             m.d.comb += wr.payload.addr.eq(bases + cnt)
         with m.If(phase == Phase.ROPE):
             m.d.comb += [wr.valid.eq(rope.o.valid), wr.payload.addr.eq(wa.addr),
                          wr.payload.x.eq(saturate(rope.o.payload.y, RB)), rope.o.ready.eq(1)]
         with m.If(phase == Phase.ATT):
-            m.d.comb += [wr.valid.eq(aser.o.valid), wr.payload.addr.eq(reg["a"] + aoff + cnt),
+            m.d.comb += [wr.valid.eq(aser.o.valid & aser.o.ready), wr.payload.addr.eq(reg["a"] + aoff + cnt),
                          wr.payload.x.eq(aser.o.payload.x), aser.o.ready.eq(1)]
+            if T == 1:
+                # the act quantizer takes the output as it is written: o's input is ready
+                # when ATT ends
+                m.d.comb += [qa.i.valid.eq(aser.o.valid), qa.i.payload.v.eq(aser.o.payload.x),
+                             qa.i.payload.last.eq(cnt == lc.qdim - 1), aser.o.ready.eq(qa.i.ready)]
         written = wr.valid & wr.ready
         # the walk is loaded as HIN or ROPE begins and at each of their tokens (``goto``,
         # ``next_token``)
@@ -385,19 +404,26 @@ class DecoderLayer(wiring.Component):
         # the engine holds the previous ones' words: o from the attention output, down
         # from SiLU·mul of gate and up, gate's tokens after the first from the residual
         # through norm 2 (the NORM2 phase reads the first)
+        # (at T = 1 o's and down's inputs are in the act quantizer already: ATT and up fed it;
+        # up reads gate from its codebook for SiLU·mul beside its rows)
         in_matrix = (phase == Phase.CB) | (phase == Phase.MAT) | (phase == Phase.CMD) | (phase == Phase.RUN)
         with m.If(in_matrix & (feed < T) & ((feed == 0) | (wtok == feed))):
-            with m.If(mi == M["o"]):
-                with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_ACT, reg["a"] + feed * lc.qdim, lc.qdim, strided=0)):
-                    m.d.sync += feed.eq(feed + 1)
-            with m.If(mi == M["down"]):
-                both = mem.rd0_cmd.ready & mem.rd1_cmd.ready
-                read(mem.rd1_cmd, dst1, Dst.SILU, reg["u"] + feed * R, lc.intermediate, when=both)
-                with m.If(read(mem.rd0_cmd, dst0, Dst.SILU, reg["g"] + feed * R, lc.intermediate, when=both)):
-                    m.d.sync += feed.eq(feed + 1)
             if T > 1:
+                with m.If(mi == M["o"]):
+                    with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_ACT, reg["a"] + feed * lc.qdim, lc.qdim,
+                                   strided=0)):
+                        m.d.sync += feed.eq(feed + 1)
+                with m.If(mi == M["down"]):
+                    both = mem.rd0_cmd.ready & mem.rd1_cmd.ready
+                    read(mem.rd1_cmd, dst1, Dst.SILU, reg["u"] + feed * R, lc.intermediate, when=both)
+                    with m.If(read(mem.rd0_cmd, dst0, Dst.SILU, reg["g"] + feed * R, lc.intermediate, when=both)):
+                        m.d.sync += feed.eq(feed + 1)
                 with m.If(mi == M["gate"]):
                     with m.If(read(mem.rd0_cmd, dst0, Dst.NORM2, reg["h"] + feed * R, H)):
+                        m.d.sync += feed.eq(feed + 1)
+            else:
+                with m.If(mi == M["up"]):
+                    with m.If(read(mem.rd0_cmd, dst0, Dst.SILU_UP, reg["g"], lc.intermediate, strided=0)):
                         m.d.sync += feed.eq(feed + 1)
         with m.If(phase == Phase.CB):
             with m.If(self.cb.valid):
@@ -427,7 +453,7 @@ class DecoderLayer(wiring.Component):
         with m.If(phase == Phase.RUN):
             # the residual reader, once reader 1 is free (after the SiLU feeds for down);
             # the interleaved residual lies in the order the engine's rows leave it
-            with m.If(residual & ~resid & (feed == T)):
+            with m.If(residual & ~resid & ((feed == T) if T > 1 else 1)):
                 with m.If(read(mem.rd1_cmd, dst1, Dst.RESIDUAL, reg["h"], T * H, strided=0)):
                     m.d.sync += resid.eq(1)
             with m.If(written):

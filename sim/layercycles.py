@@ -18,8 +18,11 @@ Phase by phase (S: the phase's first cycle):
   ``pipeline_stages`` after the last beat, the serializer's rows of the last tile and the
   requantizer's registers;
 * the activation words: a packer beat the cycle after its 16th element, from norm 1 (fed
-  in HIN), norm 2 (fed by a reader from the NORM2 cycle), the act quantizer (fed by a
-  reader from o's first cycle, or by SiLU·mul of two readers from down's);
+  in HIN), norm 2 (fed by a reader from the NORM2 cycle), the act quantizer: at T = 1 it
+  took o's vector as ATT wrote it and down's from SiLU·mul beside up's rows (its last
+  product SILU_STAGES after up's last row), and gives it from the later of the matrix's
+  RUN (S + MATRIX_SETUP) and its own first output, one element per cycle; at T > 1 it is
+  fed by a reader from o's first cycle, or by SiLU·mul of two readers from down's;
 * the int8 quantizer takes a vector every ``int8quant_cycles - INT8Q_OUT_STAGES`` cycles
   when fed back to back (its next receive starts after the last read);
 * T > 1: q's codebook, constants and command come first, then HIN; a matrix's input
@@ -118,19 +121,35 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     out_hold = ucfg.lanes - 1
     phase("attention", t + sum(lcfg.kv_heads * (q_load + job_cycles(ucfg, pos + k + 1) - ucfg.group * ucfg.beats
                                                 + out_hold + 1) for k in range(T)))
-    # o: the attention output through the act quantizer, a token at a time
+    def held(last_in: int, n: int) -> int:
+        """T = 1: the act quantizer took its vector's last element in ``last_in``; its
+        output pass, held until the matrix's RUN (S + MATRIX_SETUP), gives one element per
+        cycle from the later of the two: the cycle of its last element."""
+        first_out = last_in + int8quant_cycles(n, B) - 2 * n + 1
+        return max(t + MATRIX_SETUP, first_out) + n - 1
+
+    # o: the attention output through the act quantizer (at T = 1 taken as ATT wrote it),
+    # a token at a time
     S = t
-    qa = READ_LATENCY + int8quant_cycles(lcfg.qdim, B)
-    matrix(mats["o"], fed(last_word(S + qa - 1), qa))
+    if T == 1:
+        matrix(mats["o"], last_word(held(S - 1, lcfg.qdim)))
+    else:
+        qa = READ_LATENCY + int8quant_cycles(lcfg.qdim, B)
+        matrix(mats["o"], fed(last_word(S + qa - 1), qa))
     # NORM2 (one cycle: the reader started), then gate and up
     S = t
     phase("norm 2", t + 1)
     matrix(mats["gate"], fed(last_word(S + READ_LATENCY + rms - 1), READ_LATENCY + rms))
     matrix(mats["up"])
-    # down: SiLU·mul of gate and up through the act quantizer, a token at a time
+    # down: SiLU·mul of gate and up through the act quantizer (at T = 1 formed beside up's
+    # rows as they were written, its last element SILU_STAGES after up's last row), a
+    # token at a time
     S = t
-    sq = READ_LATENCY + SILU_STAGES + int8quant_cycles(lcfg.intermediate, B)
-    matrix(mats["down"], fed(last_word(S + sq - 1), sq))
+    if T == 1:
+        matrix(mats["down"], last_word(held(S - 1 + SILU_STAGES, lcfg.intermediate)))
+    else:
+        sq = READ_LATENCY + SILU_STAGES + int8quant_cycles(lcfg.intermediate, B)
+        matrix(mats["down"], fed(last_word(S + sq - 1), sq))
     # HOUT, per token
     phase("hout", t + T * (READ_LATENCY + H - 1 + 1))
     return {"phases": phases, "total": t - 1}
