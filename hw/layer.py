@@ -259,10 +259,11 @@ class DecoderLayer(wiring.Component):
         # SiLU·mul takes gate (reader 0) and up (reader 1) together (T > 1), or at T = 1
         # gate (reader 0) beside each of up's rows as the requantizer writes it; its product
         # feeds the act quantizer
-        with m.If((dst0 == Dst.SILU_UP) & (mi == M["up"])):
-            m.d.comb += [silu.i.valid.eq(rd0.valid & rq.o.valid), silu.i.payload.g.eq(x0),
-                         silu.i.payload.u.eq(rq.o.payload.y), rd0.ready.eq(rq.o.valid & silu.i.ready),
-                         rq.o.ready.eq(rd0.valid & silu.i.ready)]
+        if T == 1:
+            with m.If((dst0 == Dst.SILU_UP) & (mi == M["up"])):
+                m.d.comb += [silu.i.valid.eq(rd0.valid & rq.o.valid), silu.i.payload.g.eq(x0),
+                             silu.i.payload.u.eq(rq.o.payload.y), rd0.ready.eq(rq.o.valid & silu.i.ready),
+                             rq.o.ready.eq(rd0.valid & silu.i.ready)]
         with m.If(dst0 == Dst.SILU):
             both = rd0.valid & rd1.valid
             m.d.comb += [silu.i.valid.eq(both), silu.i.payload.g.eq(x0), silu.i.payload.u.eq(x1),
