@@ -20,14 +20,13 @@ entries), MAT (its constants), CMD (the engine command), RUN (results requantize
 the memory) · after v: ROPE (q and k heads, in place) · KVW (the new K and V rows out) ·
 ATT (one attention job per KV head, its query heads quantized on the way in, the output
 into the memory and into the act quantizer) · o (the act quantizer's output pass into
-the engine, the rows added to the residual) · NORM2 (norm 2 fed from the residual) ·
-gate, up (SiLU·mul of gate and each of up's rows as it is written, into the act
-quantizer) · down (the act quantizer's output pass into the engine, added to the
-residual) · HOUT. At T > 1 (hw/LAYER.md "Prefill"): q's CB, MAT and CMD come before HIN;
-each matrix's input vectors are fed a token at a time (o's and down's read from the
-memory through the act quantizer in their own phases); ROPE, KVW, ATT and HOUT run once
-per token; the regions the engine writes interleave the tokens in chunks of R
-(``LayerConfig.address``).
+the engine, the rows added to the residual and into norm 2) · gate, up (SiLU·mul of gate
+and each of up's rows as it is written, into the act quantizer) · down (the act
+quantizer's output pass into the engine, added to the residual) · HOUT. At T > 1
+(hw/LAYER.md "Prefill"): q's CB, MAT and CMD come before HIN; each matrix's input vectors
+are fed a token at a time, read from the memory in their matrix's phases (NORM2 before
+gate); ROPE, KVW, ATT and HOUT run once per token; the regions the engine writes
+interleave the tokens in chunks of R (``LayerConfig.address``).
 
 Every parameter of a layer streams in per command, so one build runs every layer of a
 model: the two RMSNorms' weights too (``norm``: each norm's g_q beside the h elements it
@@ -287,6 +286,15 @@ class DecoderLayer(wiring.Component):
                          qa.i.payload.last.eq(silu_last), silu.o.ready.eq(qa.i.ready)]
         with m.If(dst1 == Dst.RESIDUAL):
             m.d.comb += rd1.ready.eq(rqr.i.ready & rser.o.valid)
+        # at T = 1 norm 2 takes the residual from o's rows as they are written, each with its
+        # weights beat (``norm``), so gate's input is being normalized while o runs
+        o_rows = (phase == Phase.RUN) & (mi == M["o"]) if T == 1 else Const(0)
+        with m.If(o_rows):
+            due = ndone != 2
+            ok = self.norm.valid | ~due
+            m.d.comb += [norm2.h.valid.eq(rqr.o.valid & ok), norm2.h.payload.h.eq(rqr.o.payload.y),
+                         rqr.o.ready.eq(norm2.h.ready & ok),
+                         self.norm.ready.eq(norm2.h.ready & rqr.o.valid & due)]
 
         # ---- the norms' weights: beat i of a norm's ``norm`` stream (taken beside its
         # h element i of the command's first vector) writes g_q[i]; the first also holds
@@ -299,7 +307,7 @@ class DecoderLayer(wiring.Component):
             m.d.sync += ncnt.eq(Mux(ncnt == H - 1, 0, ncnt + 1))
             with m.If(ncnt == H - 1):
                 m.d.sync += ndone.eq(ndone + 1)
-        for k, (unit, feeding) in enumerate(((norm1, phase == Phase.HIN), (norm2, dst0 == Dst.NORM2))):
+        for k, (unit, feeding) in enumerate(((norm1, phase == Phase.HIN), (norm2, (dst0 == Dst.NORM2) | o_rows))):
             held = Signal(name=f"norm{k + 1}_k_held")
             ecnt = Signal(range(H), name=f"norm{k + 1}_elem")
             m.d.comb += [unit.g.valid.eq(took & feeding), unit.g.payload.addr.eq(ncnt),
@@ -325,7 +333,7 @@ class DecoderLayer(wiring.Component):
                          wr.payload.x.eq(self.h_in.payload.h)]
         with m.If(phase == Phase.RUN):
             with m.If(residual):
-                m.d.comb += [wr.valid.eq(rqr.o.valid), wr.payload.x.eq(rqr.o.payload.y)]
+                m.d.comb += [wr.valid.eq(rqr.o.valid & rqr.o.ready), wr.payload.x.eq(rqr.o.payload.y)]
             with m.Else():
                 m.d.comb += [wr.valid.eq(rq.o.valid & rq.o.ready), wr.payload.x.eq(rq.o.payload.y)]
             m.d.comb += wr.payload.addr.eq(bases + cnt)
@@ -461,7 +469,8 @@ class DecoderLayer(wiring.Component):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == outs - 1):
                     # after v the attention half; after o the MLP half; after down the output
-                    nxt = {M["v"]: Phase.ROPE, M["o"]: Phase.NORM2, M["down"]: Phase.HOUT}
+                    # (at T = 1 norm 2 took o's rows: gate follows o)
+                    nxt = {M["v"]: Phase.ROPE, M["down"]: Phase.HOUT, **({M["o"]: Phase.NORM2} if T > 1 else {})}
                     for k in range(len(mats)):
                         with m.If(mi == k):
                             if k in nxt:

@@ -18,7 +18,8 @@ Phase by phase (S: the phase's first cycle):
   ``pipeline_stages`` after the last beat, the serializer's rows of the last tile and the
   requantizer's registers;
 * the activation words: a packer beat the cycle after its 16th element, from norm 1 (fed
-  in HIN), norm 2 (fed by a reader from the NORM2 cycle), the act quantizer: at T = 1 it
+  in HIN), norm 2 (at T = 1 fed o's rows as they were written: its last element in o's
+  last cycle; at T > 1 fed by a reader from the NORM2 cycle), the act quantizer: at T = 1 it
   took o's vector as ATT wrote it and down's from SiLU·mul beside up's rows (its last
   product SILU_STAGES after up's last row), and gives it from the later of the matrix's
   RUN (S + MATRIX_SETUP) and its own first output, one element per cycle; at T > 1 it is
@@ -136,10 +137,14 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     else:
         qa = READ_LATENCY + int8quant_cycles(lcfg.qdim, B)
         matrix(mats["o"], fed(last_word(S + qa - 1), qa))
-    # NORM2 (one cycle: the reader started), then gate and up
+    # NORM2 (one cycle: the reader started), then gate and up; at T = 1 norm 2 took o's
+    # rows as they were written (its last element in o's last cycle) and gate follows o
     S = t
-    phase("norm 2", t + 1)
-    matrix(mats["gate"], fed(last_word(S + READ_LATENCY + rms - 1), READ_LATENCY + rms))
+    if T == 1:
+        matrix(mats["gate"], last_word(S - 1 + rms - H))
+    else:
+        phase("norm 2", t + 1)
+        matrix(mats["gate"], fed(last_word(S + READ_LATENCY + rms - 1), READ_LATENCY + rms))
     matrix(mats["up"])
     # down: SiLU·mul of gate and up through the act quantizer (at T = 1 formed beside up's
     # rows as they were written, its last element SILU_STAGES after up's last row), a
