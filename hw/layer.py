@@ -22,11 +22,12 @@ ATT (one attention job per KV head, its query heads quantized on the way in, the
 into the memory and into the act quantizer) · o (the act quantizer's output pass into
 the engine, the rows added to the residual and into norm 2) · gate, up (SiLU·mul of gate
 and each of up's rows as it is written, into the act quantizer) · down (the act
-quantizer's output pass into the engine, added to the residual) · HOUT. At T > 1
-(hw/LAYER.md "Prefill"): q's CB, MAT and CMD come before HIN; each matrix's input vectors
-are fed a token at a time, read from the memory in their matrix's phases (NORM2 before
-gate); ROPE, KVW, ATT and HOUT run once per token; the regions the engine writes
-interleave the tokens in chunks of R (``LayerConfig.address``).
+quantizer's output pass into the engine, the rows added to the residual and onto
+``h_out``). At T > 1 (hw/LAYER.md "Prefill"): q's CB, MAT and CMD come before HIN; each
+matrix's input vectors are fed a token at a time, read from the memory in their matrix's
+phases (NORM2 before gate); ROPE, KVW, ATT and HOUT (region h onto ``h_out``) run once
+per token; the regions the engine writes interleave the tokens in chunks of R
+(``LayerConfig.address``).
 
 Every parameter of a layer streams in per command, so one build runs every layer of a
 model: the two RMSNorms' weights too (``norm``: each norm's g_q beside the h elements it
@@ -307,6 +308,13 @@ class DecoderLayer(wiring.Component):
             m.d.sync += ncnt.eq(Mux(ncnt == H - 1, 0, ncnt + 1))
             with m.If(ncnt == H - 1):
                 m.d.sync += ndone.eq(ndone + 1)
+        # at T = 1 down's rows leave on ``h_out`` as they are added to the residual (no HOUT
+        # phase: the command ends with down's last row)
+        if T == 1:
+            with m.If((phase == Phase.RUN) & (mi == M["down"])):
+                m.d.comb += [self.h_out.valid.eq(rqr.o.valid), self.h_out.payload.h.eq(rqr.o.payload.y),
+                             rqr.o.ready.eq(self.h_out.ready)]
+
         for k, (unit, feeding) in enumerate(((norm1, phase == Phase.HIN), (norm2, (dst0 == Dst.NORM2) | o_rows))):
             held = Signal(name=f"norm{k + 1}_k_held")
             ecnt = Signal(range(H), name=f"norm{k + 1}_elem")
@@ -469,8 +477,9 @@ class DecoderLayer(wiring.Component):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == outs - 1):
                     # after v the attention half; after o the MLP half; after down the output
-                    # (at T = 1 norm 2 took o's rows: gate follows o)
-                    nxt = {M["v"]: Phase.ROPE, M["down"]: Phase.HOUT, **({M["o"]: Phase.NORM2} if T > 1 else {})}
+                    # (at T = 1 norm 2 took o's rows: gate follows o; down's rows left on h_out)
+                    nxt = {M["v"]: Phase.ROPE, **({M["o"]: Phase.NORM2, M["down"]: Phase.HOUT} if T > 1
+                                                   else {M["down"]: Phase.IDLE})}
                     for k in range(len(mats)):
                         with m.If(mi == k):
                             if k in nxt:

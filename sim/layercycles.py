@@ -155,8 +155,10 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     else:
         sq = READ_LATENCY + SILU_STAGES + int8quant_cycles(lcfg.intermediate, B)
         matrix(mats["down"], fed(last_word(S + sq - 1), sq))
-    # HOUT, per token
-    phase("hout", t + T * (READ_LATENCY + H - 1 + 1))
+    # HOUT, per token; at T = 1 down's rows left on h_out as they were written (the last
+    # in down's last row's cycle)
+    if T > 1:
+        phase("hout", t + T * (READ_LATENCY + H - 1 + 1))
     return {"phases": phases, "total": t - 1}
 
 
