@@ -421,8 +421,8 @@ class DecoderLayer(wiring.Component):
         # the engine holds the previous ones' words: o from the attention output, down
         # from SiLU·mul of gate and up, gate's tokens after the first from the residual
         # through norm 2 (the NORM2 phase reads the first)
-        # (at T = 1 o's and down's inputs are in the act quantizer already: ATT and up fed it;
-        # up reads gate from its codebook for SiLU·mul beside its rows)
+        # (at T = 1 o's and down's inputs are in the act quantizer already, fed during ATT and
+        # up; up starts reader 0 on region g for SiLU·mul beside its rows)
         in_matrix = (phase == Phase.CB) | (phase == Phase.MAT) | (phase == Phase.CMD) | (phase == Phase.RUN)
         with m.If(in_matrix & (feed < T) & ((feed == 0) | (wtok == feed))):
             if T > 1:
