@@ -55,7 +55,7 @@ from ..atomic import atomic_folder, atomic_merge, scratch, write_json
 from ..errors import TritforgeError
 from ..hwconfig import HwConfig
 from .sweeppoint import one_line, point_key, run_point, source_digest
-from .synth import ROUTERS, tool_versions
+from .synth import ROUTER_CHOICES, pick_router, tool_versions
 from .synth import target as get_target
 
 COLUMNS = ("depth", "rows", "vectors", "seed", "decoder", "primitives", "lanes", "macs_per_cycle",
@@ -89,7 +89,7 @@ class Flow:
     target: str
     freq_mhz: float | None = None             #: clock constraint; None: the HwConfig's clock
     wrapper: str = "io"
-    router: str = ROUTERS[0]
+    router: str = "auto"                      #: a router, or "auto": synth.pick_router per point
     yosys_only: bool = False
     timeout_s: float | None = None            #: per point; None: no limit
 
@@ -160,8 +160,7 @@ def plan(axes: Axes, base: HwConfig, flow: Flow) -> list[Point]:
             raise TritforgeError(f"--primitives {p!r}: expected one of {', '.join(PRIMITIVES)}")
     if flow.wrapper not in WRAPPER_NAMES:
         raise TritforgeError(f"--wrapper {flow.wrapper!r}: expected one of {', '.join(WRAPPER_NAMES)}")
-    if flow.router not in ROUTERS:
-        raise TritforgeError(f"--router {flow.router!r}: expected one of {', '.join(ROUTERS)}")
+    pick_router(flow.router)                     # checks the name
     if flow.freq_mhz is not None and not flow.freq_mhz > 0:
         raise TritforgeError(f"--freq {flow.freq_mhz}: expected a positive clock in MHz")
     if flow.timeout_s is not None and not flow.timeout_s > 0:
@@ -178,7 +177,8 @@ def plan(axes: Axes, base: HwConfig, flow: Flow) -> list[Point]:
                   "decoder": dec or DEFAULT_STYLE, "primitives": prim or t.primitives}
         spec = {"hwconfig": hw.to_dict(), "target": t.name, "seed": s,
                 "freq_mhz": flow.freq_mhz or hw.clock_mhz, "decoder": values["decoder"],
-                "primitives": values["primitives"], "wrapper": flow.wrapper, "router": flow.router,
+                "primitives": values["primitives"], "wrapper": flow.wrapper,
+                "router": pick_router(flow.router, hw),
                 "place": bool(t.nextpnr) and not flow.yosys_only, "tools": tools, "source": source}
         name = "_".join(fmt.format(values[k]) for k, fmt in _NAME_PART
                         if k in ("depth", "rows") or len(varying[k]) > 1)

@@ -238,6 +238,22 @@ SMALL_MEMORY_WORDS = 64
 #: slices, ECP5 R = 8 and 16, it did not converge in 23 and 30 minutes) and router2
 #: (negotiated congestion, routes them in under 2 minutes)
 ROUTERS = ("router1", "router2")
+#: what ``--router`` takes: a router, or "auto" (``pick_router``)
+ROUTER_CHOICES = ("auto",) + ROUTERS
+#: units whose place-and-route "auto" gives router2 (the largest: hw/LAYER.md, hw/ATTENTION.md)
+LARGE_UNITS = ("attention", "layer")
+
+
+def pick_router(router: str, cfg=None, unit: str | None = None) -> str:
+    """``router`` itself, or for "auto" router2 where router1 does not converge (an engine
+    of several slices or engines, ``cfg.slices``; the attention unit and the whole layer)
+    and router1 (timing-driven: the faster result where it converges) elsewhere."""
+    if router not in ROUTER_CHOICES:
+        raise TritforgeError(f"--router {router!r}: expected one of {', '.join(ROUTER_CHOICES)}")
+    if router != "auto":
+        return router
+    large = (cfg is not None and len(cfg.slices) > 1) or unit in LARGE_UNITS
+    return ROUTERS[1] if large else ROUTERS[0]
 
 
 def yosys_script(t: Target, keep: tuple[str, ...], small_memories_to_logic: bool = False,

@@ -80,6 +80,23 @@ def test_flow_with_router2(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["r2"]
 
 
+def test_auto_router():
+    """--router auto: router2 where router1 does not converge (an engine of several slices
+    or engines; the attention unit and the whole layer), router1 elsewhere; a router named
+    is kept; an unknown name refused in one line."""
+    from tritforge.hwconfig import HwConfig
+
+    pick = synth.pick_router
+    assert pick("auto", HwConfig(depth=2, rows=4)) == "router1"
+    assert pick("auto", HwConfig(depth=2, rows=16)) == "router2"
+    assert pick("auto", HwConfig(depth=2, rows=8, organisation="array")) == "router2"
+    assert pick("auto", unit="layer") == pick("auto", unit="attention") == "router2"
+    assert pick("auto", unit="rmsnorm") == "router1"
+    assert pick("router1", HwConfig(depth=2, rows=16)) == "router1"
+    with pytest.raises(TritforgeError, match="--router 'fast': expected one of auto, router1, router2"):
+        pick("fast")
+
+
 def _report(lut, ff, fmax):
     return {"engine": {"engine_lut": lut, "engine_ff": ff, "engine_bram": 4, "engine_dsp": 4,
                        "fmax_mhz": fmax}}

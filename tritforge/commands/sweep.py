@@ -34,7 +34,7 @@ def _names(text: str, what: str, allowed) -> tuple[str, ...]:
 
 
 def add_arguments(p) -> None:
-    from ..fpga.synth import ROUTERS
+    from ..fpga.synth import ROUTER_CHOICES
     from ._hwoptions import add_hw_arguments
     from .synth import TARGET_NAMES
 
@@ -55,8 +55,10 @@ def add_arguments(p) -> None:
     flow.add_argument("--freq", type=float, default=None, metavar="MHZ",
                       help="clock constraint for nextpnr (default: --clock-mhz)")
     flow.add_argument("--wrapper", choices=("io", "link"), default="io", help="as in `tritforge synth` (default io)")
-    flow.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
-                      help="nextpnr's router (default router1; router2 for engines of several slices)")
+    flow.add_argument("--router", choices=ROUTER_CHOICES, default="auto",
+                      help="nextpnr's router; auto (default): per point, router2 for an engine of several "
+                           "slices or engines (where router1 can run on without converging), router1 "
+                           "otherwise")
     flow.add_argument("--yosys-only", "--no-place", dest="yosys_only", action="store_true",
                       help="stop after Yosys: area only, no Fmax (cheap points)")
     flow.add_argument("--timeout-per-point", type=float, default=None, metavar="SECONDS",

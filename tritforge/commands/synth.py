@@ -35,10 +35,11 @@ def add_arguments(p) -> None:
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="stop nextpnr after this long with an error (its router does not converge "
                         "for some seeds and then runs on; default: no limit)")
-    from ..fpga.synth import ROUTERS
-    p.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
-                   help="nextpnr's router (default router1; router2 converges on the largest "
-                        "engines, where router1 can run on)")
+    from ..fpga.synth import ROUTER_CHOICES
+    p.add_argument("--router", choices=ROUTER_CHOICES, default="auto",
+                   help="nextpnr's router; auto (default): router2 for an engine of several slices "
+                        "or engines and for the attention and layer units, where router1 can run on "
+                        "without converging; router1 (timing-driven) otherwise")
     p.add_argument("--place-blocks", action="store_true",
                    help="fix each engine's (each slice's) DP16KD and MULT18X18D to a region of "
                         "the chip of its own with BEL attributes, so that its logic gathers "
@@ -110,7 +111,7 @@ def _run_engine(args) -> int:
     # command's transaction moves it into place when everything succeeded)
     with atomic_folder(args.out) as work:
         rep = synthesize_engine(hw, args.target, work, args.freq, args.seed, args.decoder,
-                                args.wrapper, args.timeout, args.router,
+                                args.wrapper, args.timeout, synth.pick_router(args.router, hw),
                                 place_blocks=args.place_blocks)
     e = rep["engine"]
     print(f"design   {synth.summary_line(rep)}")
@@ -180,7 +181,7 @@ def _run_unit(args) -> int:
     with atomic_folder(args.out) as work:
         rep = unitsynth.synthesize_unit(args.unit, args.target, work, lanes=lanes, seed=args.seed,
                                         freq=args.freq or 200.0, pnr_timeout_s=args.timeout,
-                                        router=args.router, place=place)
+                                        router=synth.pick_router(args.router, unit=args.unit), place=place)
     f = rep["unit"]
     print(f"design   {synth.summary_line(rep)}")
     print(f"unit     LUT {f['lut']} + {f['carry']} carry, FF {f['ff']}, BRAM {f['bram']}, DSP {f['dsp']}"
