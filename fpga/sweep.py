@@ -55,7 +55,7 @@ from ..atomic import atomic_folder, atomic_merge, scratch, write_json
 from ..errors import TritforgeError
 from ..hwconfig import HwConfig
 from .sweeppoint import one_line, point_key, run_point, source_digest
-from .synth import ROUTER_CHOICES, pick_router, tool_versions
+from .synth import pick_router, tool_versions
 from .synth import target as get_target
 
 COLUMNS = ("depth", "rows", "vectors", "seed", "decoder", "primitives", "lanes", "macs_per_cycle",
