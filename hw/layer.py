@@ -247,13 +247,17 @@ class DecoderLayer(wiring.Component):
 
         # ---- vector-memory readers to their destinations --------------------------------
         x0, x1 = rd0.payload.x, rd1.payload.x
-        for d, (valid, ready, payload) in {
+        dsts = {
             Dst.ROPE: (rope.x.valid, rope.x.ready, [rope.x.payload.x.eq(x0)]),
             Dst.QUANT_KV: (qkv.i.valid, qkv.i.ready, [qkv.i.payload.v.eq(x0), qkv.i.payload.last.eq(rd0.payload.last)]),
             Dst.QUANT_Q: (qq.i.valid, qq.i.ready, [qq.i.payload.v.eq(x0), qq.i.payload.last.eq(rd0.payload.last)]),
-            Dst.QUANT_ACT: (qa.i.valid, qa.i.ready, [qa.i.payload.v.eq(x0), qa.i.payload.last.eq(rd0.payload.last)]),
-            Dst.HOUT: (self.h_out.valid, self.h_out.ready, [self.h_out.payload.h.eq(x0)]),
-        }.items():
+        }
+        if T > 1:       # (at T = 1 o's input and h_out come straight from the phases that form them)
+            dsts.update({
+                Dst.QUANT_ACT: (qa.i.valid, qa.i.ready, [qa.i.payload.v.eq(x0), qa.i.payload.last.eq(rd0.payload.last)]),
+                Dst.HOUT: (self.h_out.valid, self.h_out.ready, [self.h_out.payload.h.eq(x0)]),
+            })
+        for d, (valid, ready, payload) in dsts.items():
             with m.If(dst0 == d):
                 m.d.comb += [valid.eq(rd0.valid), rd0.ready.eq(ready)] + payload
         # SiLU·mul takes gate (reader 0) and up (reader 1) together (T > 1), or at T = 1
@@ -264,17 +268,11 @@ class DecoderLayer(wiring.Component):
                 m.d.comb += [silu.i.valid.eq(rd0.valid & rq.o.valid), silu.i.payload.g.eq(x0),
                              silu.i.payload.u.eq(rq.o.payload.y), rd0.ready.eq(rq.o.valid & silu.i.ready),
                              rq.o.ready.eq(rd0.valid & silu.i.ready)]
-        with m.If(dst0 == Dst.SILU):
-            both = rd0.valid & rd1.valid
-            m.d.comb += [silu.i.valid.eq(both), silu.i.payload.g.eq(x0), silu.i.payload.u.eq(x1),
-                         rd0.ready.eq(both & silu.i.ready), rd1.ready.eq(both & silu.i.ready)]
-        # norm 2 takes the residual (reader 0) with its weights (``norm``) beat by beat
-        # (the command's first vector: the norm's weights stay for the others)
-        with m.If(dst0 == Dst.NORM2):
-            due = ndone != 2
-            m.d.comb += [norm2.h.valid.eq(rd0.valid & (self.norm.valid | ~due)), norm2.h.payload.h.eq(x0),
-                         rd0.ready.eq(norm2.h.ready & (self.norm.valid | ~due)),
-                         self.norm.ready.eq(norm2.h.ready & rd0.valid & due)]
+        else:
+            with m.If(dst0 == Dst.SILU):
+                both = rd0.valid & rd1.valid
+                m.d.comb += [silu.i.valid.eq(both), silu.i.payload.g.eq(x0), silu.i.payload.u.eq(x1),
+                             rd0.ready.eq(both & silu.i.ready), rd1.ready.eq(both & silu.i.ready)]
         silu_last = Signal()
         silu_cnt = Signal(range(lc.intermediate + 1))
         with m.If(silu.o.valid & silu.o.ready):
@@ -287,15 +285,19 @@ class DecoderLayer(wiring.Component):
                          qa.i.payload.last.eq(silu_last), silu.o.ready.eq(qa.i.ready)]
         with m.If(dst1 == Dst.RESIDUAL):
             m.d.comb += rd1.ready.eq(rqr.i.ready & rser.o.valid)
-        # at T = 1 norm 2 takes the residual from o's rows as they are written, each with its
-        # weights beat (``norm``), so gate's input is being normalized while o runs
-        o_rows = (phase == Phase.RUN) & (mi == M["o"]) if T == 1 else Const(0)
-        with m.If(o_rows):
-            due = ndone != 2
-            ok = self.norm.valid | ~due
-            m.d.comb += [norm2.h.valid.eq(rqr.o.valid & ok), norm2.h.payload.h.eq(rqr.o.payload.y),
-                         rqr.o.ready.eq(norm2.h.ready & ok),
-                         self.norm.ready.eq(norm2.h.ready & rqr.o.valid & due)]
+        # norm 2 takes the residual with its weights (``norm``) beat by beat (the command's
+        # first vector: the norm's weights stay for the others): at T = 1 from o's rows as
+        # they are written, so gate's input is normalized while o runs; at T > 1 from reader 0
+        if T == 1:
+            n2_feeding, n2_valid, n2_h, n2_ready = ((phase == Phase.RUN) & (mi == M["o"]), rqr.o.valid,
+                                                    rqr.o.payload.y, rqr.o.ready)
+        else:
+            n2_feeding, n2_valid, n2_h, n2_ready = dst0 == Dst.NORM2, rd0.valid, x0, rd0.ready
+        due = ndone != 2
+        ok = self.norm.valid | ~due
+        with m.If(n2_feeding):
+            m.d.comb += [norm2.h.valid.eq(n2_valid & ok), norm2.h.payload.h.eq(n2_h), n2_ready.eq(norm2.h.ready & ok),
+                         self.norm.ready.eq(norm2.h.ready & n2_valid & due)]
 
         # ---- the norms' weights: beat i of a norm's ``norm`` stream (taken beside its
         # h element i of the command's first vector) writes g_q[i]; the first also holds
@@ -315,7 +317,7 @@ class DecoderLayer(wiring.Component):
                 m.d.comb += [self.h_out.valid.eq(rqr.o.valid), self.h_out.payload.h.eq(rqr.o.payload.y),
                              rqr.o.ready.eq(self.h_out.ready)]
 
-        for k, (unit, feeding) in enumerate(((norm1, phase == Phase.HIN), (norm2, (dst0 == Dst.NORM2) | o_rows))):
+        for k, (unit, feeding) in enumerate(((norm1, phase == Phase.HIN), (norm2, n2_feeding))):
             held = Signal(name=f"norm{k + 1}_k_held")
             ecnt = Signal(range(H), name=f"norm{k + 1}_elem")
             m.d.comb += [unit.g.valid.eq(took & feeding), unit.g.payload.addr.eq(ncnt),
@@ -520,18 +522,19 @@ class DecoderLayer(wiring.Component):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == lc.qdim - 1):
                     next_token(lambda: goto(Phase.CB, matrix=M["o"]))
-        with m.If(phase == Phase.NORM2):
-            with m.If(read(mem.rd0_cmd, dst0, Dst.NORM2, reg["h"], H)):
-                goto(Phase.CB, matrix=M["gate"])
-                m.d.sync += feed.eq(1)
-        with m.If(phase == Phase.HOUT):
-            with m.If(issued == 0):
-                with m.If(read(mem.rd0_cmd, dst0, Dst.HOUT, reg["h"] + toff, H)):
-                    m.d.sync += issued.eq(1)
-            with m.If(self.h_out.valid & self.h_out.ready):
-                m.d.sync += cnt.eq(cnt + 1)
-                with m.If(cnt == H - 1):
-                    next_token(lambda: goto(Phase.IDLE))
+        if T > 1:       # (at T = 1 there is no NORM2 or HOUT phase)
+            with m.If(phase == Phase.NORM2):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.NORM2, reg["h"], H)):
+                    goto(Phase.CB, matrix=M["gate"])
+                    m.d.sync += feed.eq(1)
+            with m.If(phase == Phase.HOUT):
+                with m.If(issued == 0):
+                    with m.If(read(mem.rd0_cmd, dst0, Dst.HOUT, reg["h"] + toff, H)):
+                        m.d.sync += issued.eq(1)
+                with m.If(self.h_out.valid & self.h_out.ready):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == H - 1):
+                        next_token(lambda: goto(Phase.IDLE))
         with m.If(phase >= len(Phase)):
             m.d.sync += phase.eq(Phase.IDLE)
         # attention output: the serializer restarts with the phase
