@@ -108,7 +108,7 @@ class Int8Quantizer(wiring.Component):
     #: registers of the output pass: read, multiplier, staged round-shift, rounding, clamp
     out_stages = INT8Q_OUT_STAGES
 
-    def __new__(cls, in_bits: int, scale_bits: int, max_n: int, *, lanes: int = 1,
+    def __new__(cls, in_bits: int, scale_bits: int, max_n: int, *, lanes: int = 1, banks: int = 1,
                 primitives: str = "generic"):
         check_int("Int8Quantizer", "in_bits", in_bits, 1)
         if in_bits > MAX_IN_BITS:
@@ -117,12 +117,15 @@ class Int8Quantizer(wiring.Component):
         check_scale_bits("Int8Quantizer", scale_bits)
         check_int("Int8Quantizer", "max_n", max_n, 1)
         check_lanes("Int8Quantizer", lanes)
+        check_int("Int8Quantizer", "banks", banks, 1)
+        if banks > 2:
+            raise ValueError(f"Int8Quantizer banks must be 1 or 2, not {banks}")
         check_primitives(primitives, "Int8Quantizer")
         return super().__new__(cls)
 
-    def __init__(self, in_bits: int, scale_bits: int, max_n: int, *, lanes: int = 1,
+    def __init__(self, in_bits: int, scale_bits: int, max_n: int, *, lanes: int = 1, banks: int = 1,
                  primitives: str = "generic"):
-        self.in_bits, self.scale_bits, self.max_n, self.lanes = in_bits, scale_bits, max_n, lanes
+        self.in_bits, self.scale_bits, self.max_n, self.lanes, self.banks = in_bits, scale_bits, max_n, lanes, banks
         self.primitives = primitives
         #: buffer words (beats) of the longest vector
         self.depth = -(-max_n // lanes)
@@ -134,20 +137,27 @@ class Int8Quantizer(wiring.Component):
         M127, e127 = to_multiplier(1 / Q8, B)
         div = m.submodules.div = Divider(VB + B + 7, VB, B + 8, primitives=self.primitives)
         # cycles from the last beat's to the first in which a value holds: mu (a_r, a2, mu),
-        # mus (lo, mus), the step (mu · M127, its bit length, k, the shift); the divider
-        # takes mus in NORM, the hand-over the step at the earliest with the result
+        # mus (lo, mus); the divider takes mus in NORM (checked here), and the step chain,
+        # from mus held in NORM (mus_h: mu, mu · M127, its bit length, k, the shift), has
+        # settled when the divider is done, at the earliest hand-over
         mus_at = 3 + 2
         assert mus_at <= INT8Q_PREP_CYCLES + 1, "mus would not hold when the divider takes it"
-        assert mus_at + MUL_STAGES + BITLEN_STAGES + 1 + SHIFT_STAGES <= INT8Q_PREP_CYCLES + 1 + div.latency, \
+        assert 1 + MUL_STAGES + BITLEN_STAGES + 1 + SHIFT_STAGES <= div.latency, \
             "the step would not settle in time"
         vbits = len(Value.cast(self.i.payload.v))
-        buf = m.submodules.mem = ActivationBuffer(self.depth, vbits, primitives=self.primitives, fabric=False)
+        # the buffer: one vector, or two banks (the bank bit above a bank's address bits)
+        words = self.depth if self.banks == 1 else 2 << (self.depth - 1).bit_length()
+        buf = m.submodules.mem = ActivationBuffer(words, vbits, primitives=self.primitives, fabric=False)
 
         wcnt = Signal(range(self.depth))           # write address (receive)
-        nlast = Signal(range(self.depth))          # the vector's last address
-        nlast1 = Signal(range(self.depth))         # nlast - 1 (the address before the last)
+        nlast_w = Signal(range(self.depth))        # the received vector's last address
+        nlast_d = Signal(range(self.depth))        # ... the dividing vector's, and from LEN:
+        nlast1_d = Signal(range(self.depth))       # its address before the last
+        last0_d = Signal()                         # its last address is 0
+        nlast1 = Signal(range(self.depth))         # the output pass's address before the last
         ridx = Signal(range(self.depth))           # read address (output pass)
-        at_last = Signal()                         # ridx == nlast, registered beside ridx
+        at_last = Signal()                         # ridx == the last address, registered beside ridx
+        wbank, rbank = (Signal(name=nm) for nm in ("wbank", "rbank")) if self.banks == 2 else (Const(0), Const(0))
         wait = Signal(range(INT8Q_PREP_CYCLES + 1))
         K_next = Signal(range(VB + B + 1))         # this vector's K, R's step, while dividing
         num = Signal(VB + B + 7)
@@ -155,9 +165,14 @@ class Int8Quantizer(wiring.Component):
         R = Signal(B + 8)
         step_m = Signal(B)
         step_e = Signal(signed(len(self.o.payload.e)))
-        # the passes, one register each (one-hot): receive, FOLD, LEN, NORM, DIV, output
+        # the front passes, one register each (one-hot): receive, FULL (received, the
+        # divider still holds the previous vector), FOLD, LEN, NORM, then (banks == 1, or
+        # the next bank still being read) a wait for the output pass's last read; the back
+        # passes: DIV (the divider's vector), output (the vector before it may still be read
+        # while the next divides)
         recv = Signal(init=1)
-        fold, lens, norm, divs, outs = (Signal(name=nm) for nm in ("fold", "lens", "norm", "divs", "outs"))
+        full, fold, lens, norm, fwait, divs, outs = (
+            Signal(name=nm) for nm in ("full", "fold", "lens", "norm", "fwait", "divs", "outs"))
 
         # the running max over two cycles: a beat's max |v| is registered (a_r, 0 without a
         # beat), then a2; beside a2, X = a2 > the mu before a2's predecessor was folded and
@@ -180,9 +195,10 @@ class Int8Quantizer(wiring.Component):
         gt_prev = greater_registered(m, a_r, a2, "gt_prev")
         m.d.comb += d.eq(Mux(d_prev, gt_prev, gt_mu))
         # the running OR of the |v| with bit 0 set: its bit length is bitlen(max(mu, 1)) a
-        # cycle before mu's; mu and the OR are cleared through the output pass
+        # cycle before mu's; mu and the OR are cleared in NORM (the divider takes mus, the
+        # step chain holds it), before the next vector's first beat
         orv = Signal(VB + 1, init=1)
-        with m.If(outs):
+        with m.If(norm):
             m.d.sync += [mu.eq(0), orv.eq(1)]
         with m.Else():
             with m.If(a_v):
@@ -191,8 +207,10 @@ class Int8Quantizer(wiring.Component):
                 m.d.sync += mu.eq(a2)
 
         # free-running: mu floored at 1 (mus) and whether it is 0, a cycle after mu[1:] == 0;
-        # bitlen(max(mu, 1)) from the OR; mu · M127, its bit length, the step
+        # bitlen(max(mu, 1)) from the OR; from mus held in NORM: mu · M127, its bit length,
+        # the step
         lo, mus, zero = Signal(), Signal(VB), Signal()
+        mus_h, zero_h = Signal(VB), Signal()
         m.d.sync += [lo.eq(mu[1:] == 0), mus.eq(Cat(mu[0] | lo, mu[1:])), zero.eq(lo & ~mu[0])]
         n_mus = bitlen_staged(m, 1, orv, "bl_mu")
         # the numerator 127 · 2^(B + n_mus) in two shifts: by n_mus's bits from 3 up here
@@ -200,7 +218,7 @@ class Int8Quantizer(wiring.Component):
         num_hi = Signal(len(num))
         m.d.sync += num_hi.eq(Const(Q8 << B) << Cat(Const(0, 3), n_mus[3:]))
         pmul = m.submodules.pm = WideMultiplier(VB + 1, B + 1, primitives=self.primitives)
-        m.d.comb += [pmul.en.eq(1), pmul.a.eq(mus), pmul.b.eq(M127)]
+        m.d.comb += [pmul.en.eq(1), pmul.a.eq(mus_h), pmul.b.eq(M127)]
         pm = pmul.p.as_unsigned()[:VB + B]
         n_pm = bitlen_staged(m, 1, pm, "bl_pm")
         k = Signal(range(VB + B + 1))
@@ -215,7 +233,7 @@ class Int8Quantizer(wiring.Component):
         issue = fifo.issue
         valid = credit_valid(m, issue, self.out_stages, "q")
         run = Const(1)
-        m.d.comb += [buf.r_addr.eq(ridx), buf.r_en.eq(run)]
+        m.d.comb += [buf.r_addr.eq(Cat(ridx, rbank)), buf.r_en.eq(run)]
         xs = []
         for j in range(self.lanes):
             mul = m.submodules[f"mul{j}"] = WideMultiplier(VB + 1, B + 9, primitives=self.primitives)
@@ -244,40 +262,59 @@ class Int8Quantizer(wiring.Component):
                      self.o.payload.last.eq(fifo.o.payload[xw]),
                      self.o.payload.m.eq(step_m), self.o.payload.e.eq(step_e)]
 
-        m.d.comb += [buf.w_addr.eq(wcnt), buf.w_data.eq(Value.cast(self.i.payload.v)), buf.w_en.eq(take_in),
-                     div.i.payload.num.eq(num), div.i.payload.den.eq(mus)]
-        # rdy = divs & fifo.idle as a register, formed from their next values (nothing issues
-        # in NORM and DIV): the divider's o.ready and the hand-over's condition
+        m.d.comb += [buf.w_addr.eq(Cat(wcnt, wbank)), buf.w_data.eq(Value.cast(self.i.payload.v)),
+                     buf.w_en.eq(take_in), div.i.payload.num.eq(num), div.i.payload.den.eq(mus)]
+        # the output pass's last read issues in this cycle; the output pass still runs after it
+        done = issue & at_last
+        reading = outs & ~done
+        # rdy = divs & fifo.idle as a register, formed from their next values: the divider's
+        # o.ready and the hand-over's condition (with two banks the previous vector's output
+        # pass may still run beside DIV: rdy waits for its end too)
         rdy = Signal()
-        m.d.sync += rdy.eq((norm | divs & ~(div.o.valid & rdy)) & fifo.idle_next)
+        after = ~reading if self.banks == 2 else 1
+        m.d.sync += rdy.eq((norm | divs & ~(div.o.valid & rdy)) & fifo.idle_next & after)
         m.d.comb += [self.i.ready.eq(recv), div.i.valid.eq(norm), div.o.ready.eq(rdy),
                      fifo.req.eq(outs)]
-        with m.If(outs):
-            m.d.sync += wcnt.eq(0)
-        with m.Elif(take_in):
+        # front: receive, then FOLD once the divider is free (DIV over: the previous
+        # vector's K, step and last address have moved to the output pass)
+        with m.If(take_in):
             m.d.sync += wcnt.eq(wcnt + 1)
-        with m.If(take_in & self.i.payload.last):
-            m.d.sync += [nlast.eq(wcnt), recv.eq(0), fold.eq(1)]
+            with m.If(self.i.payload.last):
+                m.d.sync += [wcnt.eq(0), nlast_w.eq(wcnt), recv.eq(0), fold.eq(~divs), full.eq(divs)]
+                if self.banks == 2:
+                    m.d.sync += wbank.eq(~wbank)
+        with m.If(full & ~divs):
+            m.d.sync += [full.eq(0), fold.eq(1)]
         with m.If(fold):
-            m.d.sync += [wait.eq(INT8Q_PREP_CYCLES - 2), nlast1.eq(nlast - 1), fold.eq(0), lens.eq(1)]
+            m.d.sync += [wait.eq(INT8Q_PREP_CYCLES - 2), nlast_d.eq(nlast_w), fold.eq(0), lens.eq(1)]
         with m.If(lens):
-            m.d.sync += [wait.eq(wait - 1), K_next.eq(n_mus + B), num.eq(num_hi << n_mus[:3])]
+            m.d.sync += [wait.eq(wait - 1), K_next.eq(n_mus + B), num.eq(num_hi << n_mus[:3]),
+                         nlast1_d.eq(nlast_d - 1), last0_d.eq(nlast_d == 0)]
             with m.If(wait == 0):
                 m.d.sync += [lens.eq(0), norm.eq(1)]
-        with m.If(norm):                           # the divider is idle here: it takes the offer
-            m.d.sync += [norm.eq(0), divs.eq(1)]
-        # in DIV the read address waits at 0; once the output pass is idle (every credit
-        # back) R, K and the step follow the divider's result and the step registers, and
-        # the hand-over (the result there) leaves them with the vector's values
-        with m.If(divs):
-            m.d.sync += [ridx.eq(0), at_last.eq(nlast == 0)]
+        # NORM: the divider is idle here and takes the offer; mus and whether mu is 0 are
+        # held for the step. The next receive starts now if its bank is not being read
+        # (two banks), else after the output pass's last read
+        with m.If(norm):
+            m.d.sync += [norm.eq(0), divs.eq(1), mus_h.eq(mus), zero_h.eq(zero)]
+            if self.banks == 2:
+                m.d.sync += [recv.eq(~reading), fwait.eq(reading)]
+            else:
+                m.d.sync += fwait.eq(1)
+        # back: once the output pass is idle (every credit back) R, K and the step follow
+        # the divider's result and the step registers, and the hand-over (the result there)
+        # leaves them with the vector's values and starts its output pass at address 0
         with m.If(rdy):
-            m.d.sync += [R.eq(div.o.payload.quo), K.eq(K_next), step_m.eq(Mux(zero, 1 << (B - 1), pm_k)),
-                         step_e.eq(Mux(zero, B - 1, e127 - k))]
+            m.d.sync += [R.eq(div.o.payload.quo), K.eq(K_next), step_m.eq(Mux(zero_h, 1 << (B - 1), pm_k)),
+                         step_e.eq(Mux(zero_h, B - 1, e127 - k))]
         with m.If(rdy & div.o.valid):
-            m.d.sync += [divs.eq(0), outs.eq(1)]
+            m.d.sync += [divs.eq(0), outs.eq(1), ridx.eq(0), at_last.eq(last0_d), nlast1.eq(nlast1_d)]
         with m.If(issue):
             m.d.sync += [ridx.eq(ridx + 1), at_last.eq(ridx == nlast1)]
-            with m.If(at_last):
-                m.d.sync += [recv.eq(1), outs.eq(0)]
+        with m.If(done):
+            m.d.sync += outs.eq(0)
+            if self.banks == 2:
+                m.d.sync += rbank.eq(~rbank)
+            with m.If(fwait):
+                m.d.sync += [fwait.eq(0), recv.eq(1)]
         return m

@@ -128,8 +128,10 @@ class DecoderLayer(wiring.Component):
         sub.wr_addr = wa = StridedAddress(len(mem.wr.payload.addr), R, T * R)
         sub.engine = eng = GemvEngine(ecfg, **P)
         sub.norm1, sub.norm2 = norm1, norm2 = RmsNorm(v, H, **P), RmsNorm(v, H, **P)
-        sub.quant_kv = qkv = Int8Quantizer(RB - 1, B, hd, **P)
-        sub.quant_q = qq = Int8Quantizer(RB - 1, B, hd, **P)
+        # the K/V rows and the query heads pass their quantizer back to back: two banks, so
+        # that a head comes in while the previous one is divided and read out
+        sub.quant_kv = qkv = Int8Quantizer(RB - 1, B, hd, banks=2, **P)
+        sub.quant_q = qq = Int8Quantizer(RB - 1, B, hd, banks=2, **P)
         sub.quant_act = qa = Int8Quantizer(RB - 1, B, max(lc.qdim, lc.intermediate), **P)
         sub.act_pack = apk = LanePacker(16, B)
         sub.kv_pack = kvpk = LanePacker(L, B)

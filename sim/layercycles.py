@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from ..layerconfig import LayerConfig
 from .attentioncycles import job_cycles
-from .vectorcycles import (INT8Q_OUT_STAGES, SILU_STAGES, int8quant_cycles, requant_cycles,
+from .vectorcycles import (SILU_STAGES, int8quant_cycles, int8quant_stream_cycles, requant_cycles,
                            rmsnorm_cycles, rope_cycles)
 
 #: codebook entries per matrix (hw/layer.py CODEBOOK_ENTRIES), then MAT and CMD
@@ -110,15 +110,17 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     # ROPE: q and k heads back to back through the unit, per token
     heads = lcfg.heads + lcfg.kv_heads
     phase("rope", t + T * (READ_LATENCY + (heads - 1) * hd + rope_cycles(hd) - 1 + 1))
-    # KVW: 2 Hkv rows through the quantizer, out through the packer, per token
-    q1 = int8quant_cycles(hd, B)
-    period = q1 - INT8Q_OUT_STAGES
-    phase("kv write", t + T * (READ_LATENCY + (2 * lcfg.kv_heads - 1) * period + q1 - 1 + 1 + 1))
+    # KVW: 2 Hkv rows back to back through the quantizer (two banks), out through the
+    # packer, per token
+    def stream(count: int) -> int:
+        return int8quant_stream_cycles(hd, count, B, banks=2)
+
+    phase("kv write", t + T * (READ_LATENCY + stream(2 * lcfg.kv_heads) - 1 + 1 + 1))
     # ATT: per KV head its job's command, then (a cycle later) its query heads' reads; the
     # job's query load ends with the last head's packed beat, the rest of the job runs
     # as its closed form says, its last output beat held ``lanes`` cycles by the
     # serializer into the memory; the next command the cycle after
-    q_load = 1 + READ_LATENCY + (lcfg.group - 1) * period + q1
+    q_load = 1 + READ_LATENCY + stream(lcfg.group)
     out_hold = ucfg.lanes - 1
     phase("attention", t + sum(lcfg.kv_heads * (q_load + job_cycles(ucfg, pos + k + 1) - ucfg.group * ucfg.beats
                                                 + out_hold + 1) for k in range(T)))

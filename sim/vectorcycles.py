@@ -35,6 +35,29 @@ def int8quant_cycles(n: int, scale_bits: int, lanes: int = 1) -> int:
     return beats + INT8Q_PREP_CYCLES + 1 + (quo + 1) + 1 + (beats - 1) + INT8Q_OUT_STAGES
 
 
+def int8quant_stream_cycles(n: int, count: int, scale_bits: int, lanes: int = 1, banks: int = 1) -> int:
+    """Int8Quantizer: ``count`` vectors of n elements back to back (each input offered as
+    soon as the quantizer is ready), first input to last output. Per vector k (cycles from
+    the first input, N beats each): the receive from A_k, its last beat E_k = A_k + N - 1;
+    FOLD at F_k = max(E_k + 1, H_(k-1) + 2) (after the previous vector's hand-over: the
+    divider is free); NORM at F_k + INT8Q_PREP_CYCLES; the hand-over
+    H_k = max(NORM_k + B + 9, Z_(k-1) + INT8Q_OUT_STAGES + 1) (the divider's B + 8 steps,
+    the previous output pass's pipeline drained); its reads H_k + 1 .. Z_k = H_k + N, its
+    last output in Z_k + INT8Q_OUT_STAGES. The next receive starts at
+    A_(k+1) = Z_k + 1 with one bank, and with two at max(NORM_k, Z_(k-1)) + 1 (its bank,
+    the one of vector k - 1, read to the end). One vector: ``int8quant_cycles``."""
+    N = _ceil(n, lanes)
+    A, H, Z, Z1 = 0, None, None, None
+    for _ in range(count):
+        E = A + N - 1
+        F = E + 1 if H is None else max(E + 1, H + 2)
+        norm = F + INT8Q_PREP_CYCLES
+        H = norm + scale_bits + 9 if Z is None else max(norm + scale_bits + 9, Z + INT8Q_OUT_STAGES + 1)
+        Z, Z1 = H + N, Z
+        A = Z + 1 if banks == 1 else max(norm, Z1 if Z1 is not None else norm) + 1
+    return Z + INT8Q_OUT_STAGES + 1
+
+
 def rsqrt_latency(vcfg) -> int:
     """Rsqrt's registers: the normalization (RSQRT_NORM_STAGES), the seed ROM, per Newton
     step RSQRT_NEWTON_STAGES (three WideMultipliers, the rounding add of t, the

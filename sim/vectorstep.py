@@ -119,39 +119,47 @@ class DividerStep(_Model):
 # ---- Int8Quantizer ------------------------------------------------------------------------
 
 RECV, FOLD, LEN, NORM, DIV, OUT = "RECV", "FOLD", "LEN", "NORM", "DIV", "OUT"
+FULL, FWAIT = "FULL", "FWAIT"
 
 
 class Int8QuantizerStep(_Model):
-    """hw/int8quant.py: receive into the buffer (max |v|), ``INT8Q_PREP_CYCLES`` (FOLD, then
-    LEN), one cycle (NORM) offering 127 · 2^K / mu to the divider (B + 8 quotient bits),
-    the hand-over when the divider is done and the output pass's credit pipeline
-    (``INT8Q_OUT_STAGES``, ``CreditPipe``) is idle, the output pass (a read issued while a
-    credit is held). x_q and the step are
-    ``quantize_int8`` of the buffered vector, computed at the hand-over (where the RTL
-    registers R, K and the step); each output beat carries the step registers of its
+    """hw/int8quant.py: the front receives into a bank of the buffer (max |v|), waits
+    (FULL) while the divider holds the previous vector, takes ``INT8Q_PREP_CYCLES`` (FOLD,
+    then LEN), one cycle (NORM) offering 127 · 2^K / mu to the divider (B + 8 quotient
+    bits), then receives the next vector at once (two banks, its bank not being read) or
+    after the output pass's last read (FWAIT); the back hands over when the divider is
+    done and the output pass's credit pipeline (``INT8Q_OUT_STAGES``, ``CreditPipe``) is
+    idle, then runs the output pass (a read issued while a credit is held). x_q and the
+    step are ``quantize_int8`` of the buffered vector, computed at the hand-over (where the
+    RTL registers R, K and the step); each output beat carries the step registers of its
     cycle."""
 
     out_stages = INT8Q_OUT_STAGES
 
-    def __init__(self, in_bits: int, scale_bits: int, max_n: int, lanes: int = 1):
-        self.in_bits, self.B, self.lanes = in_bits, scale_bits, lanes
+    def __init__(self, in_bits: int, scale_bits: int, max_n: int, lanes: int = 1, banks: int = 1):
+        self.in_bits, self.B, self.lanes, self.banks = in_bits, scale_bits, lanes, banks
         self.depth = -(-max_n // lanes)
-        self.buf = [(0,) * lanes] * self.depth
+        self.bufs = [[(0,) * lanes] * self.depth for _ in range(banks)]
         self.div = DividerStep(in_bits + scale_bits + 7, in_bits, scale_bits + 8)
         self.pipe = CreditPipe(self.out_stages)
         super().__init__(int8quant_ports(in_bits, scale_bits, lanes))
 
     def _reset(self) -> None:
-        self.state = RECV
-        self.wcnt = self.nlast = self.ridx = self.mu = self.wait = 0
+        self.state = RECV                       # the front
+        self.divs = self.outs = False           # the back
+        self.wcnt = self.nlast_w = self.nlast_d = self.nlast = self.ridx = self.mu = self.wait = 0
+        self.wbank = self.rbank = 0
         self.xq, self.step_m, self.step_e = [], 0, 0
         self.div._reset()
         self.pipe.clear()
 
+    def _div_o_ready(self) -> bool:
+        return self.divs and self.pipe.idle and not self.outs
+
     def comb(self, i_valid: bool, o_ready: bool) -> dict:
         head = self.pipe.head
-        issue = self.state == OUT and self.pipe.can_issue
-        div = self.div.comb(self.state == NORM, self.state == DIV and self.pipe.idle)
+        issue = self.outs and self.pipe.can_issue
+        div = self.div.comb(self.state == NORM, self._div_o_ready())
         return dict(i_ready=self.state == RECV, o_valid=self.pipe.valid,
                     o_x=None if head is None else beat_field(head[0], self.lanes),
                     o_m=None if head is None else self.step_m, o_e=None if head is None else self.step_e,
@@ -161,7 +169,7 @@ class Int8QuantizerStep(_Model):
         return self.comb(inp.i_valid, inp.o_ready)
 
     def writes(self, out: dict, i_valid: bool, v) -> list:
-        return [(self.buf, self.wcnt, lanes_of(v))] if i_valid and out["i_ready"] else []
+        return [(self.bufs[self.wbank], self.wcnt, lanes_of(v))] if i_valid and out["i_ready"] else []
 
     def _writes(self, inp, out) -> list:
         return self.writes(out, inp.i_valid, inp.i_v)
@@ -169,34 +177,46 @@ class Int8QuantizerStep(_Model):
     def clock(self, out: dict, i_valid: bool, v, last: bool) -> None:
         B, VB = self.B, self.in_bits
         state, issue, div = self.state, out["issue"], out["div"]
-        div_o_ready = state == DIV and self.pipe.idle
+        divs, div_o_ready = self.divs, self._div_o_ready()
+        done = issue and self.ridx == self.nlast
+        reading = self.outs and not done
         mus = self.mu or 1
         self.div.clock(div, state == NORM, Q8 << (mus.bit_length() + B), mus, div_o_ready)
         self.pipe.clock((self.xq[self.ridx], self.ridx == self.nlast) if issue else None, out["o_ready"])
         wbits = bits_for(self.depth)
+        # the front
         if state == RECV and i_valid:
             self.mu = max(max(abs(x) for x in lanes_of(v)), self.mu)
             if last:
-                self.nlast, self.state = self.wcnt, FOLD
-            self.wcnt = wrap(self.wcnt + 1, wbits, False)
+                self.nlast_w, self.state = self.wcnt, FULL if divs else FOLD
+                self.wcnt, self.wbank = 0, (self.wbank + 1) % self.banks
+            else:
+                self.wcnt = wrap(self.wcnt + 1, wbits, False)
+        elif state == FULL and not divs:
+            self.state = FOLD
         elif state == FOLD:
-            self.wait, self.state = INT8Q_PREP_CYCLES - 2, LEN
+            self.nlast_d, self.wait, self.state = self.nlast_w, INT8Q_PREP_CYCLES - 2, LEN
         elif state == LEN:
             if self.wait == 0:
                 self.state = NORM
             self.wait -= 1
-        elif state == NORM and div["i_ready"]:
-            self.state = DIV
-        elif state == DIV and div["o_valid"] and div_o_ready:
-            beats = np.array(self.buf[:self.nlast + 1], dtype=np.int64)
+        elif state == NORM:                     # the divider is idle: it takes the offer
+            self.divs, self.mu = True, 0
+            self.state = RECV if self.banks == 2 and not reading else FWAIT
+        elif state == FWAIT and done:
+            self.state = RECV
+        # the back
+        if divs and div["o_valid"] and div_o_ready:
+            bank = self.bufs[self.rbank]
+            beats = np.array(bank[:self.nlast_d + 1], dtype=np.int64)
             xq, m, e = quantize_int8(beats.reshape(-1), B, VB)
             self.xq = [tuple(int(x) for x in r) for r in xq.reshape(-1, self.lanes)]
             self.step_m, self.step_e = int(m), wrap(int(e), EXP_BITS)
-            self.ridx, self.state = 0, OUT
-        elif state == OUT and issue:
-            if self.ridx == self.nlast:
-                self.wcnt, self.mu, self.state = 0, 0, RECV
+            self.divs, self.outs, self.ridx, self.nlast = False, True, 0, self.nlast_d
+        elif issue:
             self.ridx = wrap(self.ridx + 1, wbits, False)
+            if done:
+                self.outs, self.rbank = False, (self.rbank + 1) % self.banks
 
     def _edge(self, inp, out) -> None:
         self.clock(out, inp.i_valid, inp.i_v, inp.i_last)

@@ -27,6 +27,7 @@ UNITS = {
     "silumul": lambda: SiluMul(VC),
     "requant": lambda: Requantize(VC, 49, residual=True),
     "int8quant-l8": lambda: Int8Quantizer(32, 16, 1536, lanes=8),
+    "int8quant-b2": lambda: Int8Quantizer(32, 16, 64, banks=2),
     "rmsnorm-l8": lambda: RmsNorm(VC, 576, lanes=8),
     "rope-l4": lambda: Rope(VC, 64, lanes=4),
     "silumul-l2": lambda: SiluMul(VC, lanes=2),

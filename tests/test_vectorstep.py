@@ -62,16 +62,21 @@ def quant_vectors(rng, in_bits, lanes, lengths):
     return beats
 
 
+@pytest.mark.parametrize("banks", [1, 2])
 @pytest.mark.parametrize("lanes,lengths,p_ready,reset_at", [(1, (5, 7, 1, 6), 0.6, None), (1, (5, 7, 1, 6), 0.6, 30),
-                                                             (3, (5, 7, 1, 6), 0.6, 45), (1, (1, 2, 1, 1, 3, 1), 0.12, None)])
-def test_int8quant(lanes, lengths, p_ready, reset_at):
+                                                             (3, (5, 7, 1, 6), 0.6, 45), (1, (1, 2, 1, 1, 3, 1), 0.12, None),
+                                                             (1, (7, 7, 7, 2, 7, 7), 0.9, None), (1, (6, 1, 7, 7, 3), 0.3, 52),
+                                                             (1, (12, 12, 3, 12, 12), 1.0, None), (2, (12, 11, 3, 12), 0.5, 70)])
+def test_int8quant(banks, lanes, lengths, p_ready, reset_at):
     """Vectors back to back; with rare ready, short vectors' output tails are still in the
-    pipeline when the next vector's division is done (the hand-over waits for them)."""
-    in_bits, B, max_n = 12, 8, 7
+    pipeline when the next vector's division is done (the hand-over waits for them); with
+    two banks a vector comes in while the previous one is divided and read (vectors longer
+    than the NORM-to-last-read distance: the next receive waits for the read of its bank)."""
+    in_bits, B, max_n = 12, 8, max(7, *lengths)
     items = quant_vectors(random.Random(lanes), in_bits, lanes, lengths)
-    model = Int8QuantizerStep(in_bits, B, max_n, lanes=lanes)
-    taken = lockstep(Int8Quantizer(in_bits, B, max_n, lanes=lanes), model, {"i": items}, seed=lanes,
-                     p_ready=p_ready, reset_at=reset_at, cycles=420)
+    model = Int8QuantizerStep(in_bits, B, max_n, lanes=lanes, banks=banks)
+    taken = lockstep(Int8Quantizer(in_bits, B, max_n, lanes=lanes, banks=banks), model, {"i": items},
+                     seed=lanes + 10 * banks, p_ready=p_ready, reset_at=reset_at, cycles=420)
     assert taken["o"] == len(items)
 
 
