@@ -15,14 +15,16 @@ cycle, ``last`` on the final beat):
    them with mu floored at 1 to a sequential divider (``hw.divider.Divider``, B + 8
    quotient bits: 127 · 2^K / mu < 2^(B+8)), which is idle then and takes them; mu is
    final two cycles after the last beat, the floored mu two cycles later (mu[1:] == 0
-   registered first), before NORM (checked at elaboration); meanwhile free-running
-   registers form the step from the floored mu: mu · M127 (1/127 as a B-bit multiplier,
+   registered first), before NORM (checked at elaboration); NORM also holds the floored
+   mu and whether mu is 0 for the step and clears mu and the OR; from the held mu
+   free-running registers form the step: mu · M127 (1/127 as a B-bit multiplier,
    ``fixedpoint.to_multiplier``; a ``WideMultiplier``), its bit length, k = bitlen - B,
    and (mu · M127) >> k (``fixedops.staged_rshift``): settled long before the divider is
    done (checked at elaboration);
-3. DIV: the read address waits at 0; once the output pass is idle (every credit back) R,
-   K and the step registers follow the divider's result and the step each cycle, and the
-   hand-over (the divider's result there) leaves them with R = floor(127 · 2^K / mu) and
+3. DIV: once the output pass is idle (every credit back) R, K and the step registers
+   follow the divider's result and the step each cycle, and the hand-over (the divider's
+   result there) starts the output pass at address 0 and leaves them with
+   R = floor(127 · 2^K / mu) and
    the step (m, e) = ((mu · M127) >> k, e127 - k) (an all-zero vector's step is
    m = 2^(B-1), e = B - 1);
 4. output pass: the buffer is read in order and each beat goes through a credit pipeline
@@ -33,12 +35,15 @@ cycle, ``last`` on the final beat):
    the two halves of the bits above), then the clamp to ±127 written into the output
    FIFO, whose entries leave with the step and ``last``. A read issues while the pipeline
    holds a credit, so ``o.ready`` reaches only the FIFO's read side and the credit count,
-   never the read address, the pipeline or mu (which, with the OR, is cleared through
-   the output pass).
+   never the read address, the pipeline or mu.
 
-Each pass is a register of its own (one-hot: receive, FOLD, LEN, NORM, DIV, output), so a
-pass's conditions are registers. The running max takes two cycles per beat without
-limiting the beat rate: the beat's registered a_r moves to a2, and beside it, from
+Each pass is a register of its own, so a pass's conditions are registers: the front's
+(one-hot: receive, FULL, FOLD, LEN, NORM, the wait for a bank) and the back's (DIV,
+output), which run side by side: a received vector waits in FULL while the divider still
+holds the previous one's result (its K, step and last address are then still to move to
+the output pass), so FOLD, LEN and NORM of a vector follow the previous hand-over.
+
+The running max takes two cycles per beat without limiting the beat rate: the beat's registered a_r moves to a2, and beside it, from
 registers, X = a2 > the mu before its predecessor was folded (a_r against mu) and Y = a2
 > its predecessor (a_r against a2), each from the halves' comparisons registered
 (``greater_registered``); in a2's cycle d = D ? Y : X is a2 > mu (D: the predecessor's
@@ -48,14 +53,18 @@ d where the predecessor was a beat, registered), and mu takes a2 where d and a2 
 pass; the lanes' |v| meet in a compare tree before the register, each lane has its own
 multiplier and clamp, the buffer's word is a beat); a vector is ceil(n / lanes) beats,
 its last beat filled with zeros if n is not a multiple (zeros change neither mu nor the
-other elements; their x_q are 0). The buffer holds one vector: the next vector is
-accepted once every beat of this one has been read (its tail may still be in the output
-pipeline or FIFO), and its R and step replace this one's only when both are empty (every
-credit returned).
+other elements; their x_q are 0). With ``banks=1`` the buffer holds one vector: the next
+vector is accepted once every beat of this one has been read (its tail may still be in the
+output pipeline or FIFO). With ``banks=2`` it holds two (the bank bit above a bank's
+address): the next vector is accepted from the cycle after NORM, unless its bank (the
+vector before this one's) is still being read, then after that read. Either way a
+vector's R and step replace the previous one's only when the output pipeline and FIFO are
+empty (every credit returned).
 
 Cycles for a vector of N = ceil(n / lanes) beats without stalls, first input accepted to
 last output (``sim.vectorcycles.int8quant_cycles``): N (receive) + INT8Q_PREP_CYCLES +
-1 (NORM) + B + 9 (divider, with its hand-over) + N + out_stages - 1 (output pass).
+1 (NORM) + B + 9 (divider, with its hand-over) + N + out_stages - 1 (output pass); vectors
+back to back: ``sim.vectorcycles.int8quant_stream_cycles``.
 """
 from __future__ import annotations
 
@@ -103,7 +112,9 @@ def greater_registered(m, a, b, name: str):
 
 class Int8Quantizer(wiring.Component):
     """Ports: ``i`` {v, last}; ``o`` {x, m, e, last} (``lanes`` v and x per beat). One beat
-    per cycle in and out; ``sim.vectorcycles.int8quant_cycles`` per vector without stalls."""
+    per cycle in and out; ``sim.vectorcycles.int8quant_cycles`` per vector without stalls.
+    ``banks`` (1 or 2): vectors the buffer holds; with 2 the next vector comes in while
+    this one is divided and read out."""
 
     #: registers of the output pass: read, multiplier, staged round-shift, rounding, clamp
     out_stages = INT8Q_OUT_STAGES

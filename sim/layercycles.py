@@ -24,8 +24,9 @@ Phase by phase (S: the phase's first cycle):
   product SILU_STAGES after up's last row), and gives it from the later of the matrix's
   RUN (S + MATRIX_SETUP) and its own first output, one element per cycle; at T > 1 it is
   fed by a reader from o's first cycle, or by SiLU·mul of two readers from down's;
-* the int8 quantizer takes a vector every ``int8quant_cycles - INT8Q_OUT_STAGES`` cycles
-  when fed back to back (its next receive starts after the last read);
+* the K/V rows (KVW) and a job's query heads (ATT) pass their int8 quantizer back to back
+  (two banks: a head comes in while the previous one is divided and read out), as
+  ``int8quant_stream_cycles`` gives them;
 * T > 1: q's codebook, constants and command come first, then HIN; a matrix's input
   vectors are fed one token at a time, token t + 1's from the cycle after the engine took
   token t's last word (a norm's vector: its h, then its rmsnorm_cycles; the act
@@ -34,8 +35,8 @@ Phase by phase (S: the phase's first cycle):
   tile's T result beats pass a FIFO (RESULT_FIFO_CYCLES) and leave the serializer R
   elements each, so the engine never waits for them while R <= a matrix's groups.
 * ATT: per KV head, one job after the other: its command, the group's query heads read
-  from the next cycle and quantized (the first head's whole closed form, one period per
-  further head; the packer's last beat), then the job's cycles after its query load
+  from the next cycle and quantized (``int8quant_stream_cycles`` of the group's heads; the
+  packer's last beat), then the job's cycles after its query load
   (``job_cycles`` less g·B); the serializer into the memory takes each output beat in
   ``lanes`` cycles, as fast as the unit forms them, so only the job's last beat adds
   ``lanes - 1`` cycles.
