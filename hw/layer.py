@@ -17,7 +17,8 @@ memory-side streams in the order the schedule reads them; the layer sequences it
 
 Schedule (``Phase``): HIN (h into the memory and norm 1) · per matrix CB (its 27 codebook
 entries), MAT (its constants), CMD (the engine command), RUN (results requantized into
-the memory) · after v: ROPE (q and k heads, in place) · KVW (the new K and V rows out) ·
+the memory) · after v: ROPE (k and q heads, in place; once the k heads are rotated, the
+new K and V rows out through reader 1 beside the q heads) ·
 ATT (one attention job per KV head, its query heads quantized on the way in, the output
 into the memory and into the act quantizer) · o (the act quantizer's output pass into
 the engine, the rows added to the residual and into norm 2) · gate, up (SiLU·mul of gate
@@ -25,7 +26,7 @@ and each of up's rows as it is written, into the act quantizer) · down (the act
 quantizer's output pass into the engine, the rows added to the residual and onto
 ``h_out``). At T > 1 (hw/LAYER.md "Prefill"): q's CB, MAT and CMD come before HIN; each
 matrix's input vectors are fed a token at a time, read from the memory in their matrix's
-phases (NORM2 before gate); ROPE, KVW, ATT and HOUT (region h onto ``h_out``) run once
+phases (NORM2 before gate); ROPE, ATT and HOUT (region h onto ``h_out``) run once
 per token; the regions the engine writes interleave the tokens in chunks of R
 (``LayerConfig.address``).
 
@@ -70,11 +71,10 @@ class Phase(enum.Enum):
     MAT = 3
     CMD = 4
     RUN = 5
-    ROPE = 6
-    KVW = 7
-    ATT = 8
-    NORM2 = 9
-    HOUT = 10
+    ROPE = 6             # and the new K/V rows out (KVW, on reader 1)
+    ATT = 7
+    NORM2 = 8
+    HOUT = 9
 
 
 class Dst(enum.Enum):
@@ -153,6 +153,10 @@ class DecoderLayer(wiring.Component):
         issued = Signal(range(2 * max(lc.heads, lc.kv_heads) + 2))        # reader commands issued
         jobs = Signal(range(lc.kv_heads + 1))          # attention commands issued
         resid = Signal()                               # the residual reader was started
+        # ROPE: the k heads written, every head written; KVW's reads issued, its beats out
+        k_done, rope_done, kv_done = Signal(), Signal(), Signal()
+        kv_issued = Signal(range(2 * lc.kv_heads + 1))
+        kv_cnt = Signal(range(2 * lc.kv_heads * (hd // L) + 1))
         dst0, dst1 = Signal(Dst), Signal(Dst)
         # the token of a per-token phase, and its offsets: t·R in an interleaved region,
         # t·qdim in region a (LayerConfig.address)
@@ -251,7 +255,6 @@ class DecoderLayer(wiring.Component):
         x0, x1 = rd0.payload.x, rd1.payload.x
         dsts = {
             Dst.ROPE: (rope.x.valid, rope.x.ready, [rope.x.payload.x.eq(x0)]),
-            Dst.QUANT_KV: (qkv.i.valid, qkv.i.ready, [qkv.i.payload.v.eq(x0), qkv.i.payload.last.eq(rd0.payload.last)]),
             Dst.QUANT_Q: (qq.i.valid, qq.i.ready, [qq.i.payload.v.eq(x0), qq.i.payload.last.eq(rd0.payload.last)]),
         }
         if T > 1:       # (at T = 1 o's input and h_out come straight from the phases that form them)
@@ -287,6 +290,9 @@ class DecoderLayer(wiring.Component):
                          qa.i.payload.last.eq(silu_last), silu.o.ready.eq(qa.i.ready)]
         with m.If(dst1 == Dst.RESIDUAL):
             m.d.comb += rd1.ready.eq(rqr.i.ready & rser.o.valid)
+        with m.If(dst1 == Dst.QUANT_KV):
+            m.d.comb += [qkv.i.valid.eq(rd1.valid), rd1.ready.eq(qkv.i.ready), qkv.i.payload.v.eq(x1),
+                         qkv.i.payload.last.eq(rd1.payload.last)]
         # norm 2 takes the residual with its weights (``norm``) beat by beat (the command's
         # first vector: the norm's weights stay for the others): at T = 1 from o's rows as
         # they are written, so gate's input is normalized while o runs; at T > 1 from reader 0
@@ -364,7 +370,7 @@ class DecoderLayer(wiring.Component):
         # the walk is loaded as HIN or ROPE begins and at each of their tokens (``goto``,
         # ``next_token``)
         m.d.comb += [wa.step.eq(written & ((phase == Phase.HIN) | (phase == Phase.ROPE))), wa.strided.eq(1)]
-        walked = {Phase.HIN: "h", Phase.ROPE: "q"}         # the phases that write through the walk
+        walked = {Phase.HIN: "h", Phase.ROPE: "k"}         # the phases that write through the walk
 
         # ---- sequencer ------------------------------------------------------------------
         def read(cmd, dst_reg, dst, base, n, when=1, strided=1):
@@ -491,25 +497,35 @@ class DecoderLayer(wiring.Component):
                             else:
                                 goto(Phase.CB, matrix=k + 1)
         with m.If(phase == Phase.ROPE):
-            # a token's q and k heads: region k's chunks continue region q's
+            # a token's k heads, then its q heads, through the RoPE unit (two reads of reader
+            # 0, the write port's walk moved to region q after the k heads); once the k heads
+            # are written, per KV head its K row then its V row through reader 1 and the KV
+            # quantizer onto ``kv_wr`` (KVW), beside the q heads' rotation
             with m.If(issued == 0):
-                with m.If(read(mem.rd0_cmd, dst0, Dst.ROPE, reg["q"] + toff, lc.qdim + lc.kvdim)):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.ROPE, reg["k"] + toff, lc.kvdim)):
                     m.d.sync += issued.eq(1)
+            with m.If(issued == 1):
+                with m.If(read(mem.rd0_cmd, dst0, Dst.ROPE, reg["q"] + toff, lc.qdim)):
+                    m.d.sync += issued.eq(2)
             with m.If(written):
                 m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == lc.kvdim - 1):
+                    m.d.sync += k_done.eq(1)
+                    m.d.comb += [wa.load.eq(1), wa.base.eq(reg["q"] + toff)]
                 with m.If(cnt == lc.qdim + lc.kvdim - 1):
-                    next_token(lambda: goto(Phase.KVW), region="q")
-        with m.If(phase == Phase.KVW):
-            # per KV head its K row then its V row
-            with m.If(issued < 2 * lc.kv_heads):
-                head = issued >> 1
-                base = Mux(issued[0], head_base("v", head), head_base("k", head))
-                with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_KV, base, hd)):
-                    m.d.sync += issued.eq(issued + 1)
+                    m.d.sync += rope_done.eq(1)
+            with m.If(k_done & (kv_issued < 2 * lc.kv_heads)):
+                head = kv_issued >> 1
+                base = Mux(kv_issued[0], head_base("v", head), head_base("k", head))
+                with m.If(read(mem.rd1_cmd, dst1, Dst.QUANT_KV, base, hd)):
+                    m.d.sync += kv_issued.eq(kv_issued + 1)
             with m.If(self.kv_wr.valid & self.kv_wr.ready):
-                m.d.sync += cnt.eq(cnt + 1)
-                with m.If(cnt == 2 * lc.kv_heads * (hd // L) - 1):
-                    next_token(lambda: goto(Phase.ATT))
+                m.d.sync += kv_cnt.eq(kv_cnt + 1)
+                with m.If(kv_cnt == 2 * lc.kv_heads * (hd // L) - 1):
+                    m.d.sync += kv_done.eq(1)
+            with m.If(rope_done & kv_done):
+                m.d.sync += [k_done.eq(0), rope_done.eq(0), kv_done.eq(0), kv_issued.eq(0), kv_cnt.eq(0)]
+                next_token(lambda: goto(Phase.ATT), region="k")
         with m.If(phase == Phase.ATT):
             with m.If(jobs < lc.kv_heads):
                 m.d.comb += [att.cmd.valid.eq(1), att.cmd.payload.keys.eq(pos + tok + 1)]
@@ -540,5 +556,5 @@ class DecoderLayer(wiring.Component):
         with m.If(phase >= len(Phase)):
             m.d.sync += phase.eq(Phase.IDLE)
         # attention output: the serializer restarts with the phase
-        m.d.comb += aser.start.eq((phase == Phase.KVW))
+        m.d.comb += aser.start.eq((phase == Phase.ROPE))
         return m

@@ -56,6 +56,9 @@ READ_LATENCY = 2
 CMD_TO_BEAT = 2
 #: T > 1: a result beat written into the layer's result FIFO is read a cycle later
 RESULT_FIFO_CYCLES = 1
+#: ROPE: the cycles between the k heads' last element and the q heads' first (the reader's
+#: next command is taken the cycle after its last element, its first element READ_LATENCY later)
+ROPE_GAP = READ_LATENCY
 
 
 def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
@@ -108,15 +111,21 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
         matrix(mats["q"], fed(last_word(hin + rms - 1), rms))
     matrix(mats["k"])
     matrix(mats["v"])
-    # ROPE: q and k heads back to back through the unit, per token
-    heads = lcfg.heads + lcfg.kv_heads
-    phase("rope", t + T * (READ_LATENCY + (heads - 1) * hd + rope_cycles(hd) - 1 + 1))
-    # KVW: 2 Hkv rows back to back through the quantizer (two banks), out through the
-    # packer, per token
     def stream(count: int) -> int:
+        """``count`` heads back to back through a quantizer of two banks."""
         return int8quant_stream_cycles(hd, count, B, banks=2)
 
-    phase("kv write", t + T * (READ_LATENCY + stream(2 * lcfg.kv_heads) - 1 + 1 + 1))
+    # ROPE with KVW beside it, per token (cycles from the pass's first): reader 0 gives
+    # the k heads, then (its next command taken once it is idle: ROPE_GAP cycles without
+    # an element) the q heads to the RoPE unit, one element per cycle; from the cycle after
+    # the last k head's write reader 1 gives the 2 Hkv K and V rows to the KV quantizer,
+    # its packer onto kv_wr; the pass ends two cycles after the later of the last write
+    # and the last kv_wr beat (each raises a flag, the two flags end it)
+    heads = lcfg.heads + lcfg.kv_heads
+    k_written = 1 + (lcfg.kv_heads - 1) * hd + rope_cycles(hd)
+    rope_written = 1 + ROPE_GAP + (heads - 1) * hd + rope_cycles(hd)
+    kv_out = k_written + 1 + stream(2 * lcfg.kv_heads) + 2
+    phase("rope", t + T * (max(rope_written, kv_out) + 2))
     # ATT: per KV head its job's command, then (a cycle later) its query heads' reads; the
     # job's query load ends with the last head's packed beat, the rest of the job runs
     # as its closed form says, its last output beat held ``lanes`` cycles by the

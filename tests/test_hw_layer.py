@@ -28,14 +28,17 @@ from tritforge.sim.layerstreams import layer_case
 from tinymodels import tiny_model
 
 
-def tiny_layer(arch="llama", block=4, intermediate=96, tokens=1):
-    model = tiny_model(arch, intermediate=intermediate)
+def tiny_layer(arch="llama", block=4, intermediate=96, tokens=1, shape=(64, 4, 2)):
+    """shape: (hidden, heads, KV heads)."""
+    hidden, heads, kv_heads = shape
+    model = tiny_model(arch, intermediate=intermediate, hidden=hidden, heads=heads, kv_heads=kv_heads)
     with torch.no_grad():           # two norms of their own weights and gamma_frac (random init: ones)
         torch.manual_seed(5)
         for lyr in model.model.layers:
             lyr.input_layernorm.weight.normal_(1.0, 0.4)
             lyr.post_attention_layernorm.weight.normal_(0.2, 0.1)
-    engine = HwConfig(depth=2, rows=4, vectors=1, max_in_features=96, max_out_features=96)
+    width = max(96, hidden, intermediate)
+    engine = HwConfig(depth=2, rows=4, vectors=1, max_in_features=width, max_out_features=width)
     accel = AccelConfig(engine=engine, attention=AttentionConfig(max_context=64, block=block))
     tensors = patching.quantize_layers(patching.linear_layers(model), 2, "tritllm-v2", progress=False)
     rec = HwRecorder(engine)
@@ -50,15 +53,19 @@ def prompt(layer, lcfg, n, rng):
         layer.compute(np.rint(rng.standard_normal((1, lcfg.hidden)) * 2 ** FR).astype(np.int64), np.array([p]))
 
 
-@pytest.mark.parametrize("tokens,pos,block,intermediate",
-                         [(1, 0, 4, 96), (1, 6, 4, 96), (1, 13, 3, 88), (2, 6, 4, 96), (3, 13, 3, 88)])
-def test_layer_bit_and_cycle_exact(tokens, pos, block, intermediate):
+@pytest.mark.parametrize("tokens,pos,block,intermediate,shape",
+                         [(1, 0, 4, 96, (64, 4, 2)), (1, 6, 4, 96, (64, 4, 2)), (1, 13, 3, 88, (64, 4, 2)),
+                          (2, 6, 4, 96, (64, 4, 2)), (3, 13, 3, 88, (64, 4, 2)), (1, 5, 4, 96, (128, 8, 1)),
+                          (2, 5, 4, 96, (128, 8, 1))])
+def test_layer_bit_and_cycle_exact(tokens, pos, block, intermediate, shape):
     """One decode token (tokens 1) or, on a build of T tokens per command (the engine's
     vectors), T prompt tokens at pos..pos+T-1 with one pass over the weights: bit-exact
     against the golden layer (the causal attention over the command's new rows included)
     and cycle-exact against the schedule's closed form. intermediate 88: down_proj's input
-    padded to 96, gate/up's last tile full of rows."""
-    lcfg, layer = tiny_layer(block=block, intermediate=intermediate, tokens=tokens)
+    padded to 96, gate/up's last tile full of rows. Shape (128, 8, 1): eight query heads over
+    one KV head, so the q heads' rotation outlasts KVW beside it (in the other shapes KVW
+    ends the ROPE pass)."""
+    lcfg, layer = tiny_layer(block=block, intermediate=intermediate, tokens=tokens, shape=shape)
     rng = np.random.default_rng(pos)
     prompt(layer, lcfg, pos, rng)
     h = np.rint(rng.standard_normal((tokens, lcfg.hidden)) * 2 ** lcfg.accel.vector.resid_frac_bits)

@@ -29,13 +29,14 @@ def make_tokenizer():
                                    bos_token="<s>", eos_token="</s>")
 
 
-def tiny_model(arch: str = "llama", seed: int = 0, tied: bool = False, intermediate: int = 88):
+def tiny_model(arch: str = "llama", seed: int = 0, tied: bool = False, intermediate: int = 88,
+               hidden: int = 64, heads: int = 4, kv_heads: int = 2):
     """A random tiny Llama/Qwen2 causal LM (intermediate 88: down_proj needs padding)."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    kw = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=intermediate, num_hidden_layers=2,
-              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+    kw = dict(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=2,
+              num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=512,
               bos_token_id=1, eos_token_id=EOS, tie_word_embeddings=tied)
     if arch == "llama":
         model = LlamaForCausalLM(LlamaConfig(**kw))
