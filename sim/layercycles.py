@@ -24,13 +24,13 @@ Phase by phase (S: the phase's first cycle):
   product SILU_STAGES after up's last row), and gives it from the later of the matrix's
   RUN (S + MATRIX_SETUP) and its own first output, one element per cycle; at T > 1 it is
   fed by a reader from o's first cycle, or by SiLU·mul of two readers from down's;
-* the K/V rows (KVW) and a job's query heads (ATT) pass their int8 quantizer back to back
+* the K/V rows (KVW, beside ROPE) and a job's query heads (ATT) pass their int8 quantizer back to back
   (two banks: a head comes in while the previous one is divided and read out), as
   ``int8quant_stream_cycles`` gives them;
 * T > 1: q's codebook, constants and command come first, then HIN; a matrix's input
   vectors are fed one token at a time, token t + 1's from the cycle after the engine took
   token t's last word (a norm's vector: its h, then its rmsnorm_cycles; the act
-  quantizer's: a read, its int8quant_cycles, the packer); the per-token phases (ROPE,
+  quantizer's: a read, its int8quant_cycles, the packer); the per-token phases (ROPE with
   KVW, ATT, HOUT) run once per token, each token's pass timed as a phase of its own; a
   tile's T result beats pass a FIFO (RESULT_FIFO_CYCLES) and leave the serializer R
   elements each, so the engine never waits for them while R <= a matrix's groups.

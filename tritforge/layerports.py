@@ -19,7 +19,7 @@ units' own payloads: ``cb`` and ``w`` are the GEMV engine's, ``cs`` the RoPE uni
   host_scale as a multiplier (``hm``, ``he``) and the accumulator pre-shift ``a``.
 * ``w`` (in): the seven matrices' weight beats, in schedule order.
 * ``cs`` (in): per token, its position's RoPE (cos, sin) row, once per rotated head (the
-  query heads, then the key heads).
+  key heads, then the query heads: the rows are the same for every head).
 * ``kv_wr`` (out): the tokens' new K and V rows, per token and KV head its K row then its
   V row.
 * ``kv_rd`` (in): per token t and KV head, the attention unit's KV stream over keys
