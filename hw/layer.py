@@ -132,7 +132,10 @@ class DecoderLayer(wiring.Component):
         # that a head comes in while the previous one is divided and read out
         sub.quant_kv = qkv = Int8Quantizer(RB - 1, B, hd, banks=2, **P)
         sub.quant_q = qq = Int8Quantizer(RB - 1, B, hd, banks=2, **P)
-        sub.quant_act = qa = Int8Quantizer(RB - 1, B, max(lc.qdim, lc.intermediate), **P)
+        # at T > 1 the act quantizer takes o's and down's inputs a token at a time, the
+        # next token's while the previous one's leaves for the engine: two banks
+        sub.quant_act = qa = Int8Quantizer(RB - 1, B, max(lc.qdim, lc.intermediate), banks=2 if T > 1 else 1,
+                                           **P)
         sub.act_pack = apk = LanePacker(16, B)
         sub.kv_pack = kvpk = LanePacker(L, B)
         sub.q_pack = qpk = LanePacker(L, B)
@@ -434,7 +437,10 @@ class DecoderLayer(wiring.Component):
         # (at T = 1 o's and down's inputs are in the act quantizer already, fed during ATT and
         # up; up starts reader 0 on region g for SiLU·mul beside its rows)
         in_matrix = (phase == Phase.CB) | (phase == Phase.MAT) | (phase == Phase.CMD) | (phase == Phase.RUN)
-        with m.If(in_matrix & (feed < T) & ((feed == 0) | (wtok == feed))):
+        # (the act quantizer's feeds, o's and down's, go on as soon as the reader is idle: its
+        # two banks take a token while the previous one leaves; norm 2 holds one vector)
+        in_turn = (feed == 0) | (wtok == feed) | (mi == M["o"]) | (mi == M["down"])
+        with m.If(in_matrix & (feed < T) & in_turn):
             if T > 1:
                 with m.If(mi == M["o"]):
                     with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_ACT, reg["a"] + feed * lc.qdim, lc.qdim,

@@ -147,8 +147,10 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     if T == 1:
         matrix(mats["o"], last_word(held(S - 1, lcfg.qdim)))
     else:
-        qa = READ_LATENCY + int8quant_cycles(lcfg.qdim, B)
-        matrix(mats["o"], fed(last_word(S + qa - 1), qa))
+        # the act quantizer (two banks) takes token t + 1's vector from a reader started the
+        # cycle after token t's last element
+        qa = int8quant_stream_cycles(lcfg.qdim, T, B, banks=2, gap=READ_LATENCY)
+        matrix(mats["o"], last_word(S + READ_LATENCY + qa - 1))
     # NORM2 (one cycle: the reader started), then gate and up; at T = 1 norm 2 took o's
     # rows as they were written (its last element in o's last cycle) and gate follows o
     S = t
@@ -165,8 +167,10 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     if T == 1:
         matrix(mats["down"], last_word(held(S - 1 + SILU_STAGES, lcfg.intermediate)))
     else:
-        sq = READ_LATENCY + SILU_STAGES + int8quant_cycles(lcfg.intermediate, B)
-        matrix(mats["down"], fed(last_word(S + sq - 1), sq))
+        # (token t + 1's products follow token t's through SiLU·mul: the reader restarts
+        # once SiLU·mul has taken token t's last element, SILU_STAGES before the quantizer)
+        sq = int8quant_stream_cycles(lcfg.intermediate, T, B, banks=2, gap=READ_LATENCY)
+        matrix(mats["down"], last_word(S + READ_LATENCY + SILU_STAGES + sq - 1))
     # HOUT, per token; at T = 1 down's rows left on h_out as they were written (the last
     # in down's last row's cycle)
     if T > 1:

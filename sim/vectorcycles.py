@@ -35,7 +35,8 @@ def int8quant_cycles(n: int, scale_bits: int, lanes: int = 1) -> int:
     return beats + INT8Q_PREP_CYCLES + 1 + (quo + 1) + 1 + (beats - 1) + INT8Q_OUT_STAGES
 
 
-def int8quant_stream_cycles(n: int, count: int, scale_bits: int, lanes: int = 1, banks: int = 1) -> int:
+def int8quant_stream_cycles(n: int, count: int, scale_bits: int, lanes: int = 1, banks: int = 1,
+                            gap: int | None = None) -> int:
     """Int8Quantizer: ``count`` vectors of n elements back to back (each input offered as
     soon as the quantizer is ready), first input to last output. Per vector k (cycles from
     the first input, N beats each): the receive from A_k, its last beat E_k = A_k + N - 1;
@@ -45,7 +46,9 @@ def int8quant_stream_cycles(n: int, count: int, scale_bits: int, lanes: int = 1,
     the previous output pass's pipeline drained); its reads H_k + 1 .. Z_k = H_k + N, its
     last output in Z_k + INT8Q_OUT_STAGES. The next receive starts at
     A_(k+1) = Z_k + 1 with one bank, and with two at max(NORM_k, Z_(k-1)) + 1 (its bank,
-    the one of vector k - 1, read to the end). One vector: ``int8quant_cycles``."""
+    the one of vector k - 1, read to the end). ``gap``: a vector's first element is offered
+    only ``gap`` cycles after the previous one's last was taken (a reader started then, a
+    pipeline behind it), A_(k+1) >= E_k + gap + 1. One vector: ``int8quant_cycles``."""
     N = _ceil(n, lanes)
     A, H, Z, Z1 = 0, None, None, None
     for _ in range(count):
@@ -55,6 +58,8 @@ def int8quant_stream_cycles(n: int, count: int, scale_bits: int, lanes: int = 1,
         H = norm + scale_bits + 9 if Z is None else max(norm + scale_bits + 9, Z + INT8Q_OUT_STAGES + 1)
         Z, Z1 = H + N, Z
         A = Z + 1 if banks == 1 else max(norm, Z1 if Z1 is not None else norm) + 1
+        if gap is not None:
+            A = max(A, E + gap + 1)
     return Z + INT8Q_OUT_STAGES + 1
 
 
