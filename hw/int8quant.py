@@ -43,11 +43,12 @@ output), which run side by side: a received vector waits in FULL while the divid
 holds the previous one's result (its K, step and last address are then still to move to
 the output pass), so FOLD, LEN and NORM of a vector follow the previous hand-over.
 
-The running max takes two cycles per beat without limiting the beat rate: the beat's registered a_r moves to a2, and beside it, from
-registers, X = a2 > the mu before its predecessor was folded (a_r against mu) and Y = a2
-> its predecessor (a_r against a2), each from the halves' comparisons registered
-(``greater_registered``); in a2's cycle d = D ? Y : X is a2 > mu (D: the predecessor's
-d where the predecessor was a beat, registered), and mu takes a2 where d and a2 is a beat.
+The running max takes two cycles per beat without limiting the beat rate: the beat's
+registered a_r moves to a2, and beside it, from registers, X = a2 > the mu before its
+predecessor was folded (a_r against mu) and Y = a2 > its predecessor (a_r against a2),
+each from the halves' comparisons registered (``greater_registered``); in a2's cycle d = D
+? Y : X is a2 > mu (D: the predecessor's d where the predecessor was a beat, registered),
+and mu takes a2 where d and a2 is a beat.
 
 ``lanes`` elements per beat (a beat per cycle in the receive pass and out of the output
 pass; the lanes' |v| meet in a compare tree before the register, each lane has its own

@@ -430,15 +430,15 @@ class DecoderLayer(wiring.Component):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == H - 1):
                     next_token(lambda: goto(Phase.CB) if T == 1 else goto(Phase.RUN), region="h")
-        # a matrix's input feed starts beside its codebook, a vector per token, each once
-        # the engine holds the previous ones' words: o from the attention output, down
-        # from SiLU·mul of gate and up, gate's tokens after the first from the residual
-        # through norm 2 (the NORM2 phase reads the first)
+        # a matrix's input feed starts beside its codebook, a vector per token: o from the
+        # attention output, down from SiLU·mul of gate and up (the act quantizer's feeds, read
+        # as soon as the reader is idle: its two banks take a token while the previous one
+        # leaves), gate's tokens after the first from the residual through norm 2 once the
+        # engine holds the previous ones' words (norm 2 holds one vector; the NORM2 phase
+        # reads the first)
         # (at T = 1 o's and down's inputs are in the act quantizer already, fed during ATT and
         # up; up starts reader 0 on region g for SiLU·mul beside its rows)
         in_matrix = (phase == Phase.CB) | (phase == Phase.MAT) | (phase == Phase.CMD) | (phase == Phase.RUN)
-        # (the act quantizer's feeds, o's and down's, go on as soon as the reader is idle: its
-        # two banks take a token while the previous one leaves; norm 2 holds one vector)
         in_turn = (feed == 0) | (wtok == feed) | (mi == M["o"]) | (mi == M["down"])
         with m.If(in_matrix & (feed < T) & in_turn):
             if T > 1:
