@@ -118,7 +118,7 @@ class DividerStep(_Model):
 
 # ---- Int8Quantizer ------------------------------------------------------------------------
 
-RECV, FOLD, LEN, NORM, DIV, OUT = "RECV", "FOLD", "LEN", "NORM", "DIV", "OUT"
+RECV, FOLD, LEN, NORM = "RECV", "FOLD", "LEN", "NORM"
 FULL, FWAIT = "FULL", "FWAIT"
 
 
