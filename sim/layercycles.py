@@ -44,6 +44,7 @@ Phase by phase (S: the phase's first cycle):
 from __future__ import annotations
 
 from ..layerconfig import LayerConfig
+from ..vectortiming import INT8Q_PREP_CYCLES
 from .attentioncycles import job_cycles
 from .vectorcycles import (SILU_STAGES, int8quant_cycles, int8quant_stream_cycles, requant_cycles,
                            rmsnorm_cycles, rope_cycles)
@@ -59,6 +60,10 @@ RESULT_FIFO_CYCLES = 1
 #: ROPE: the cycles between the k heads' last element and the q heads' first (the reader's
 #: next command is taken the cycle after its last element, its first element READ_LATENCY later)
 ROPE_GAP = READ_LATENCY
+# a reader restarted the cycle after a vector's last element offers the next one before an
+# Int8Quantizer receives again (INT8Q_PREP_CYCLES + 2 cycles later at the earliest), so
+# vectors read one after the other pass it as ``int8quant_stream_cycles`` says
+assert READ_LATENCY + 1 <= INT8Q_PREP_CYCLES + 2
 
 
 def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
@@ -148,8 +153,9 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
         matrix(mats["o"], last_word(held(S - 1, lcfg.qdim)))
     else:
         # the act quantizer (two banks) takes token t + 1's vector from a reader started the
-        # cycle after token t's last element
-        qa = int8quant_stream_cycles(lcfg.qdim, T, B, banks=2, gap=READ_LATENCY)
+        # cycle after token t's last element (its first element there before the quantizer
+        # receives again)
+        qa = int8quant_stream_cycles(lcfg.qdim, T, B, banks=2)
         matrix(mats["o"], last_word(S + READ_LATENCY + qa - 1))
     # NORM2 (one cycle: the reader started), then gate and up; at T = 1 norm 2 took o's
     # rows as they were written (its last element in o's last cycle) and gate follows o
@@ -169,7 +175,7 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     else:
         # (token t + 1's products follow token t's through SiLU·mul: the reader restarts
         # once SiLU·mul has taken token t's last element, SILU_STAGES before the quantizer)
-        sq = int8quant_stream_cycles(lcfg.intermediate, T, B, banks=2, gap=READ_LATENCY)
+        sq = int8quant_stream_cycles(lcfg.intermediate, T, B, banks=2)
         matrix(mats["down"], last_word(S + READ_LATENCY + SILU_STAGES + sq - 1))
     # HOUT, per token; at T = 1 down's rows left on h_out as they were written (the last
     # in down's last row's cycle)

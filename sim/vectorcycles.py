@@ -31,12 +31,10 @@ def int8quant_cycles(n: int, scale_bits: int, lanes: int = 1) -> int:
     numerator), one cycle offering them to the divider, its B + 8 steps and its result
     beat (taken in the cycle it appears), then the output pass: N reads, the last one
     INT8Q_OUT_STAGES cycles before its output beat."""
-    quo, beats = scale_bits + 8, _ceil(n, lanes)
-    return beats + INT8Q_PREP_CYCLES + 1 + (quo + 1) + 1 + (beats - 1) + INT8Q_OUT_STAGES
+    return int8quant_stream_cycles(n, 1, scale_bits, lanes)
 
 
-def int8quant_stream_cycles(n: int, count: int, scale_bits: int, lanes: int = 1, banks: int = 1,
-                            gap: int | None = None) -> int:
+def int8quant_stream_cycles(n: int, count: int, scale_bits: int, lanes: int = 1, banks: int = 1) -> int:
     """Int8Quantizer: ``count`` vectors of n elements back to back (each input offered as
     soon as the quantizer is ready), first input to last output. Per vector k (cycles from
     the first input, N beats each): the receive from A_k, its last beat E_k = A_k + N - 1;
@@ -46,9 +44,9 @@ def int8quant_stream_cycles(n: int, count: int, scale_bits: int, lanes: int = 1,
     the previous output pass's pipeline drained); its reads H_k + 1 .. Z_k = H_k + N, its
     last output in Z_k + INT8Q_OUT_STAGES. The next receive starts at
     A_(k+1) = Z_k + 1 with one bank, and with two at max(NORM_k, Z_(k-1)) + 1 (its bank,
-    the one of vector k - 1, read to the end). ``gap``: a vector's first element is offered
-    only ``gap`` cycles after the previous one's last was taken (a reader started then, a
-    pipeline behind it), A_(k+1) >= E_k + gap + 1. One vector: ``int8quant_cycles``."""
+    the one of vector k - 1, read to the end): at least INT8Q_PREP_CYCLES + 2 cycles after
+    the previous vector's last beat, time enough for a reader restarted after that beat to
+    offer the next one. One vector: ``int8quant_cycles``."""
     N = _ceil(n, lanes)
     A, H, Z, Z1 = 0, None, None, None
     for _ in range(count):
@@ -58,8 +56,6 @@ def int8quant_stream_cycles(n: int, count: int, scale_bits: int, lanes: int = 1,
         H = norm + scale_bits + 9 if Z is None else max(norm + scale_bits + 9, Z + INT8Q_OUT_STAGES + 1)
         Z, Z1 = H + N, Z
         A = Z + 1 if banks == 1 else max(norm, Z1 if Z1 is not None else norm) + 1
-        if gap is not None:
-            A = max(A, E + gap + 1)
     return Z + INT8Q_OUT_STAGES + 1
 
 
