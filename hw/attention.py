@@ -20,13 +20,14 @@ one wide add or one multiplier stage (the stage counts are ``AttentionUnitConfig
 * **V** (a V beat per cycle): per row and head p = 2^(z - m') and l_b += p, the weight
   w = rshift_round(p · m_v, e_v + FR - OVF) through a multiplier and a two-step shift into
   one register per product; per beat the g · lanes products w · v added into the block's
-  sums o_b (registers that turn one beat's word per beat, their enables copies of one
-  flip-flop, ``hw.replica``).
+  sums o_b (per head and lane a LUT RAM of one word per beat, the beat's word read a cycle
+  before its products, written back with them added).
 * **merge** (per block, one element per cycle, beside the next block's K rows): o and l
   live in block RAM, g · (head_dim + 1) words (read through the block's output register);
   each is read, scaled,
-  o = rshift_round(o · c, PF) + o_b (o = o_b in the first block), and written back, while
-  the block's sums shift out of their registers (which leaves them 0 for the next block).
+  o = rshift_round(o · c, PF) + o_b (o = o_b in the first block), and written back; o_b
+  is read from its LUT RAM and selected over two register stages (the next block's first
+  V row writes its sums without reading them, so nothing clears them).
 
 At the end (beside the last merge) each head's 1/l comes from a sequential divider
 (hw/divider.py; the next head's divides while this head's elements leave; its divisor
@@ -67,8 +68,6 @@ from .treesum import partial_products, tree_sum
 
 #: right shifts beyond 63 give 0 for every operand of the contract (|x| < 2^62)
 MAX_SHIFT = 63
-#: block-sum elements that share a copy of their enables (the V beat's add, the merge's shift)
-SUM_COPY_ELEMENTS = 4
 ALWAYS = Const(1)
 
 
@@ -193,9 +192,10 @@ class AttentionUnit(wiring.Component):
         # per head the divisor of the last merge's l: l_t and its shift sl (``_divisors``)
         self.lden = [Signal(a.recip_bits + 1, name=f"lden{h}") for h in range(g)]
         self.lshift = [Signal(range(u.l_bits + 1), name=f"lshift{h}") for h in range(g)]
-        # the block's sums, in the merge's order: per head l_b, then o_b by beat and lane
-        self.chain = [Signal(signed(u.o_bits), name=f"ob{i}") for i in range(u.merge_elements)]
-        self.sum_copies = -(-u.merge_elements // SUM_COPY_ELEMENTS)
+        # the block's sums: per head l_b (a register) and o_b, a LUT RAM per head and lane of
+        # one word per beat (``_v_path``), read at ``sum_addr`` by the V beats and the merge
+        self.lsum = [Signal(signed(u.l_bits), name=f"lb{h}") for h in range(g)]
+        self.sum_addr = Signal(range(NB))
         self.zmem = []
         for h in range(g):
             z = memory.Memory(shape=signed(u.z_bits), depth=blk, init=[])
@@ -422,13 +422,16 @@ class AttentionUnit(wiring.Component):
             y2 = Signal(signed(len(pb) + 1), name=f"zy2_{h}")
             y3 = Signal(signed(len(pb)), name=f"zy3_{h}")
             lo = Signal(3, name=f"zlo{h}")
-            z = Signal(signed(u.z_bits), name=f"z{h}")
             m.d.sync += [y1.eq((pb << 1) >> (rs & 0x38)), lo.eq(rs[:3]), y2.eq(y1 >> lo),
-                         y3.eq((y2 + 1) >> 1), z.eq(clamp(y3, zlim))]
+                         y3.eq((y2 + 1) >> 1)]
+            # z in two copies: one for the logit memory's write, one beside the maximum
+            m.submodules[f"z{h}"] = zr = RegisterReplicas(u.z_bits, 2)
+            m.d.comb += [zr.d.eq(clamp(y3, zlim)), zr.en.eq(1)]
+            zw, zc = (zr.q[k].as_signed() for k in range(2))
             _, wr = self.zmem[h]
-            m.d.comb += [wr.addr.eq(zjw), wr.data.eq(z), wr.en.eq(gow)]
+            m.d.comb += [wr.addr.eq(zjw), wr.data.eq(zw), wr.en.eq(gow)]
             with m.If(gow):
-                m.d.sync += self.bmax[h].eq(Mux(z > self.bmax[h], z, self.bmax[h]))
+                m.d.sync += self.bmax[h].eq(Mux(zc > self.bmax[h], zc, self.bmax[h]))
 
     # ---- V: weights, products, the block's sums ------------------------------------------
     def _v_path(self, m):
@@ -441,12 +444,14 @@ class AttentionUnit(wiring.Component):
         lmax = u.w_left_max
         # stage 1, free-running (v1 says which cycle holds a beat); stage 2: the weight's
         # shift decoded
-        v1, first, blast = Signal(), Signal(), Signal()
+        v1, first, blast, row0 = Signal(), Signal(), Signal(), Signal()
         elems = Signal(beat)
         vm = Signal(B)
+        bi = Signal.like(self.bb)
         wsh = Signal(signed(EXP_BITS + 2))
         m.d.sync += [v1.eq(self.v_accept), elems.eq(p.elems), first.eq(self.bb == 0), vm.eq(p.m),
-                     wsh.eq(p.e + u.w_shift_fixed),
+                     wsh.eq(p.e + u.w_shift_fixed), bi.eq(self.bb),
+                     row0.eq(self.v_accept & (self.jj == 0)),
                      blast.eq((self.bb == NB - 1) & (self.jj == self.bklast))]
         rs2, neg2, ls2 = Signal(6), Signal(), Signal(max(1, lmax.bit_length()))
         m.d.sync += [rs2.eq(Mux(wsh < 0, 0, Mux(wsh > MAX_SHIFT, MAX_SHIFT, wsh))), neg2.eq(wsh < 0),
@@ -461,7 +466,8 @@ class AttentionUnit(wiring.Component):
         P = 1 + E                                      # p of the beat's row
         W = P + MUL_LATENCY                            # p · m_v
         S = W + u.weight_stages                        # the row's weight (or pm, v << ls)
-        vP, fP, vmP = (delay(m, ALWAYS, x, E, n) for x, n in ((v1, "vp"), (first, "vfp"), (vm, "vmp")))
+        vP, fP, vmP, rowP = (delay(m, ALWAYS, x, E, n) for x, n in
+                             ((v1, "vp"), (first, "vfp"), (vm, "vmp"), (row0, "vrowp")))
         rsW = delay(m, ALWAYS, rs2, W - 2, "vrs")
         negR, lsR = (delay(m, ALWAYS, x, W, n) for x, n in ((neg2, "vneg"), (ls2, "vlsr")))
         lsL = delay(m, ALWAYS, ls2, S - 3, "vls")
@@ -483,8 +489,8 @@ class AttentionUnit(wiring.Component):
         prods = []
         for h in range(g):
             ph = self.exps[h].p
-            with m.If(vP & fP):
-                self._add_l(m, h, ph)
+            with m.If(vP & fP):                        # l_b: p alone in the block's first row
+                m.d.sync += self.lsum[h].eq(Mux(rowP, 0, self.lsum[h]) + ph)
             pm = self._mul(m, f"pm{h}", u.p_bits + 1, B + 1, ph, vmP)
             # w: the right shift in two steps and the rounding, or the left shift (which the
             # "dsp" products move onto v: w · v = pm · (v << ls), operands of at most 18 bits
@@ -505,34 +511,40 @@ class AttentionUnit(wiring.Component):
                 prods.append([self._dsp_product(m, ws[k], vs[k], f"pv{h}_{k}") for k in range(L)])
             else:
                 prods.append([self._lut_product(m, ws[k], eS[k], f"pv{h}_{k}") for k in range(L)])
-        # the block's sums: each head's words turn one beat per V beat, the last one gets
-        # the first one plus the beat's products; the enable a copy per SUM_COPY_ELEMENTS
-        # elements (hw.replica)
+        # the block's sums o_b: per head and lane a LUT RAM of one word per beat. A V beat's
+        # word is read a cycle before its products (at ``sum_addr``, which the merge takes
+        # while it runs) into a register, 0 instead in the block's first V row; the register
+        # plus the products is written back at the beat's index. The next read of that index
+        # is NB - 1 cycles after the write at the earliest, so with one beat per row the
+        # written sum is forwarded. Write enables and first-row flags are copies, one per
+        # memory (hw.replica).
         A = S + MUL_LATENCY                            # the products
+        assert A >= 3
         vA1 = delay(m, ALWAYS, v1, A - 2, "vadd")
         vA, bA = Signal(), delay(m, ALWAYS, blast, A - 1, "vb")
         m.d.sync += vA.eq(vA1)
         self.v_block_end = vA & bA
-        adds = replicas(m, "vadd", vA1, self.sum_copies)
+        iA1 = delay(m, ALWAYS, bi, A - 2, "vbi")       # the read address, a cycle early
+        iA = delay(m, ALWAYS, iA1, 1, "vbia")          # the write address
+        self.sum_vaddr = iA1
+        mems = g * L
+        adds = replicas(m, "vadd", vA1, mems)
+        zeros = replicas(m, "vrow0", delay(m, ALWAYS, row0, A - 3, "vrow0"), mems)
+        self.sum_words = []
         for h in range(g):
-            words = [self._o_word(h, b) for b in range(NB)]
-            base = h * (u.head_dim + 1) + 1
-            for b in range(NB):
-                for k in range(L):
-                    with m.If(adds[(base + b * L + k) // SUM_COPY_ELEMENTS]):
-                        if b < NB - 1:
-                            m.d.sync += words[b][k].eq(words[b + 1][k])
-                        else:
-                            m.d.sync += words[b][k].eq(words[0][k] + prods[h][k])
-
-    def _o_word(self, h: int, b: int):
-        """The block-sum registers of head h, beat b (lanes elements)."""
-        base = h * (self.ucfg.head_dim + 1) + 1 + b * self.ucfg.lanes
-        return self.chain[base:base + self.ucfg.lanes]
-
-    def _add_l(self, m, h: int, p):
-        i = h * (self.ucfg.head_dim + 1)
-        m.d.sync += self.chain[i].eq(self.chain[i] + p)
+            words = []
+            for k in range(L):
+                n = h * L + k
+                mem = memory.Memory(shape=signed(u.o_bits), depth=NB, init=[])
+                m.submodules[f"osum{h}_{k}"] = mem
+                rp, wp = mem.read_port(domain="comb"), mem.write_port()
+                word = Signal(signed(u.o_bits), name=f"osw{h}_{k}")
+                cur = rp.data if NB > 1 else Mux(wp.en, wp.data, rp.data)
+                m.d.comb += rp.addr.eq(self.sum_addr)
+                m.d.sync += word.eq(Mux(zeros[n], 0, cur))
+                m.d.comb += [wp.addr.eq(iA), wp.data.eq(word + prods[h][k]), wp.en.eq(adds[n])]
+                words.append(word)
+            self.sum_words.append(words)
 
     def _lut_product(self, m, w, v, name: str):
         """w · v, MUL_LATENCY cycles later, as shift-and-add in logic: the operands
@@ -551,39 +563,47 @@ class AttentionUnit(wiring.Component):
     # ---- merge: o = rshift_round(o · c, PF) + o_b, l likewise ----------------------------
     def _merge(self, m):
         u = self.ucfg
-        g, hd, n = u.group, u.head_dim, u.merge_elements
+        g, hd, n, NB, L = u.group, u.head_dim, u.merge_elements, u.beats, u.lanes
         PF = u.attention.prob_frac_bits
-        active, active_next = Signal(), Signal()
+        active = Signal()
         i = Signal(range(n))
         head, elem = Signal(range(g)), Signal(range(hd + 1))
+        mb, mk = Signal(range(NB)), Signal(range(L))   # the element's beat and lane (elem > 0)
         final = Signal()                               # the job's last merge (its l count)
         at_last = Signal()                             # i == n - 1, a register
         with m.If(self.v_block_end):
-            m.d.sync += [i.eq(0), at_last.eq(n == 1), head.eq(0), elem.eq(0),
-                         final.eq(self.state == Phase.FINAL)]
-        # the block's sums shift one element per cycle while active; the shift enable a copy
-        # per SUM_COPY_ELEMENTS elements (hw.replica)
-        m.d.comb += active_next.eq(Mux(active & at_last, 0, Mux(self.v_block_end, 1, active)))
-        m.d.sync += active.eq(active_next)
-        shifts = replicas(m, "mshift", active_next, self.sum_copies)
-        nxt = self.chain[1:] + [Const(0)]
-        for e in range(n):
-            with m.If(shifts[e // SUM_COPY_ELEMENTS]):
-                m.d.sync += self.chain[e].eq(nxt[e])
+            m.d.sync += [i.eq(0), at_last.eq(n == 1), head.eq(0), elem.eq(0), mb.eq(0), mk.eq(0),
+                         final.eq(self.state == Phase.FINAL), active.eq(1)]
+        with m.If(active & at_last):
+            m.d.sync += active.eq(0)
         rd = self.o_rd
         m.d.comb += [rd.r_addr.eq(i), rd.r_en.eq(1)]
+        # the element's block sum: the LUT RAMs read at its beat (registered), its lane's word
+        # (registered), then its head's word or the head's l_b, O_READ_LATENCY + 1 cycles on;
+        # the V beats take the memories' address when the merge does not
+        m.d.comb += self.sum_addr.eq(Mux(active, mb, self.sum_vaddr))
+        isl = Signal()
+        m.d.comb += isl.eq(elem == 0)
+        k1, h1s, l1s = (delay(m, ALWAYS, s, 1, f"msel{nm}") for s, nm in ((mk, "k"), (head, "h"), (isl, "l")))
+        lane = [Signal(signed(u.o_bits), name=f"mlane{h}") for h in range(g)]
+        m.d.sync += [lane[h].eq(pick(self.sum_words[h], k1)) for h in range(g)]
+        h2s, l2s = delay(m, ALWAYS, h1s, 1, "mselh1"), delay(m, ALWAYS, l1s, 1, "msell1")
+        obs = Signal(signed(u.o_bits))
+        m.d.sync += obs.eq(Mux(l2s, pick(self.lsum, h2s), pick(lane, h2s)))
         # the element's state beside its read (O_READ_LATENCY cycles)
         first = Signal()                               # the l of a head, in the last merge
-        m.d.comb += first.eq((elem == 0) & final)
-        v1, h1, i1, l1, ob1 = (delay(m, ALWAYS, s, O_READ_LATENCY, f"m{nm}r") for s, nm in
-                               ((active, "v"), (head, "h"), (i, "i"), (first, "l"), (self.chain[0], "ob")))
+        m.d.comb += first.eq(isl & final)
+        v1, h1, i1, l1 = (delay(m, ALWAYS, s, O_READ_LATENCY, f"m{nm}r") for s, nm in
+                          ((active, "v"), (head, "h"), (i, "i"), (first, "l")))
         with m.If(active):
             m.d.sync += [i.eq(i + 1), at_last.eq(i == n - 2)]
             step(m, elem, head, hd, g - 1)
+            with m.If(~isl):
+                step(m, mk, mb, L - 1, NB - 1)
         oc = self._mul(m, "mc", u.o_bits, u.p_bits + 1, rd.r_data.as_signed(), pick(self.cfac, h1))
         v4, h4, i4, l4 = (delay(m, ALWAYS, s, MUL_LATENCY, f"m{nm}") for s, nm in
                           ((v1, "v"), (h1, "h"), (i1, "i"), (l1, "l")))
-        ob5 = delay(m, ALWAYS, ob1, MUL_LATENCY + 1, "mob")
+        ob5 = delay(m, ALWAYS, obs, O_READ_LATENCY + MUL_LATENCY - 2, "mob")
         v5, h5, i5, l5 = (delay(m, ALWAYS, s, 1, f"m{nm}4") for s, nm in
                           ((v4, "v"), (h4, "h"), (i4, "i"), (l4, "l")))
         r5 = Signal(signed(u.o_bits + 1))
