@@ -196,7 +196,12 @@ class DecoderLayer(wiring.Component):
         wiring.connect(m, wiring.flipped(self.cs), rope.cs)
         wiring.connect(m, wiring.flipped(self.kv_rd), att.kv)
         wiring.connect(m, kvpk.o, wiring.flipped(self.kv_wr))
-        wiring.connect(m, qpk.o, att.q)
+        # the query heads' beats into the attention unit through a FIFO of one job's beats:
+        # the next job's heads are read and quantized while the current job runs
+        qbeat = qpk.o.payload.shape()
+        sub.q_fifo = qfifo = SyncFIFO(width=qbeat.size, depth=lc.group * (hd // L))
+        m.d.comb += [qfifo.w_data.eq(qpk.o.payload), qfifo.w_en.eq(qpk.o.valid), qpk.o.ready.eq(qfifo.w_rdy),
+                     att.q.payload.eq(qfifo.r_data), att.q.valid.eq(qfifo.r_rdy), qfifo.r_en.eq(att.q.ready)]
         wiring.connect(m, qkv.o, kvpk.i)
         wiring.connect(m, qq.o, qpk.i)
         m.d.comb += [aser.i.valid.eq(att.out.valid), aser.i.payload.items.eq(att.out.payload.elems),
@@ -537,9 +542,10 @@ class DecoderLayer(wiring.Component):
                 m.d.comb += [att.cmd.valid.eq(1), att.cmd.payload.keys.eq(pos + tok + 1)]
                 with m.If(att.cmd.ready):
                     m.d.sync += jobs.eq(jobs + 1)
-            # a group's query heads are read once its job has started (the attention unit
-            # takes queries only then), so each job's timing is its own
-            with m.If(issued < jobs * lc.group):
+            # a group's query heads are read from the phase's first cycle (the first group)
+            # or once the previous group's job has started: they wait in the FIFO, at most
+            # one group's beats, until their job's query load takes them
+            with m.If((issued < (jobs + 1) * lc.group) & (issued < lc.heads)):
                 with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_Q, head_base("q", issued), hd)):
                     m.d.sync += issued.eq(issued + 1)
             with m.If(written):

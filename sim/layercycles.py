@@ -46,7 +46,7 @@ from __future__ import annotations
 from ..layerconfig import LayerConfig
 from ..vectortiming import INT8Q_PREP_CYCLES
 from .attentioncycles import job_cycles
-from .vectorcycles import (SILU_STAGES, int8quant_cycles, int8quant_stream_cycles, requant_cycles,
+from .vectorcycles import (SILU_STAGES, Int8QuantStream, int8quant_cycles, int8quant_stream_cycles, requant_cycles,
                            rmsnorm_cycles, rope_cycles)
 
 #: codebook entries per matrix (hw/layer.py CODEBOOK_ENTRIES), then MAT and CMD
@@ -131,14 +131,26 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     rope_written = 1 + ROPE_GAP + (heads - 1) * hd + rope_cycles(hd)
     kv_out = k_written + 1 + stream(2 * lcfg.kv_heads) + 2
     phase("rope", t + T * (max(rope_written, kv_out) + 2))
-    # ATT: per KV head its job's command, then (a cycle later) its query heads' reads; the
-    # job's query load ends with the last head's packed beat, the rest of the job runs
-    # as its closed form says, its last output beat held ``lanes`` cycles by the
-    # serializer into the memory; the next command the cycle after
-    q_load = 1 + READ_LATENCY + stream(lcfg.group)
-    out_hold = ucfg.lanes - 1
-    phase("attention", t + sum(lcfg.kv_heads * (q_load + job_cycles(ucfg, pos + k + 1) - ucfg.group * ucfg.beats
-                                                + out_hold + 1) for k in range(T)))
+    def attention(keys: int) -> int:
+        """ATT for one token (cycles from the phase's first): per KV head its job's
+        command when the unit is idle (the first in the phase's first cycle); the group's
+        query heads read from the phase's first cycle (the first group) or the cycle after
+        the previous job's command, quantized one after the other (``Int8QuantStream``:
+        a group's first head offered READ_LATENCY after its read), packed into the FIFO (a
+        beat readable the cycle after it is written); the job's query load ends with the
+        later of its own g·B cycles and the FIFO's last beat of the group, the rest of the
+        job runs as its closed form says, its last output beat held ``lanes`` cycles by the
+        serializer into the memory; the next command the cycle after."""
+        quant = Int8QuantStream(hd, B, banks=2)
+        qbeats = ucfg.group * ucfg.beats
+        c, offer = 0, READ_LATENCY
+        for _ in range(lcfg.kv_heads):
+            last = [quant.vector(offer if h == 0 else 0) for h in range(lcfg.group)][-1]
+            q_end = max(c + qbeats, last + 1)
+            c, offer = q_end + job_cycles(ucfg, keys) - qbeats + ucfg.lanes, c + 1 + READ_LATENCY
+        return c
+
+    phase("attention", t + sum(attention(pos + k + 1) for k in range(T)))
     def held(last_in: int, n: int) -> int:
         """T = 1: the act quantizer took its vector's last element in ``last_in``; its
         output pass, held until the matrix's RUN (S + MATRIX_SETUP), gives one element per

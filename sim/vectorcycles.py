@@ -34,29 +34,43 @@ def int8quant_cycles(n: int, scale_bits: int, lanes: int = 1) -> int:
     return int8quant_stream_cycles(n, 1, scale_bits, lanes)
 
 
+class Int8QuantStream:
+    """Int8Quantizer's closed form vector by vector, each vector's input offered from a
+    given cycle (``vector(offer)``: its first element then, the others one per cycle as the
+    quantizer takes them); returns the cycle after the vector's last output. Per vector k
+    (N beats each): the receive from A_k (the later of the offer and the quantizer's
+    readiness), its last beat E_k = A_k + N - 1; FOLD at F_k = max(E_k + 1, H_(k-1) + 2)
+    (after the previous vector's hand-over: the divider is free); NORM at
+    F_k + INT8Q_PREP_CYCLES; the hand-over H_k = max(NORM_k + B + 9,
+    Z_(k-1) + INT8Q_OUT_STAGES + 1) (the divider's B + 8 steps, the previous output pass's
+    pipeline drained); its reads H_k + 1 .. Z_k = H_k + N, its last output in
+    Z_k + INT8Q_OUT_STAGES. The quantizer is ready for the next receive at Z_k + 1 with one
+    bank, and with two at max(NORM_k, Z_(k-1)) + 1 (its bank, the one of vector k - 1, read
+    to the end): at least INT8Q_PREP_CYCLES + 2 cycles after the previous vector's last
+    beat, time enough for a reader restarted after that beat to offer the next one."""
+
+    def __init__(self, n: int, scale_bits: int, lanes: int = 1, banks: int = 1):
+        self.N, self.B, self.banks = _ceil(n, lanes), scale_bits, banks
+        self.ready, self.H, self.Z, self.Z1 = None, None, None, None
+
+    def vector(self, offer: int = 0) -> int:
+        N = self.N
+        A = offer if self.ready is None else max(self.ready, offer)
+        E = A + N - 1
+        F = E + 1 if self.H is None else max(E + 1, self.H + 2)
+        norm = F + INT8Q_PREP_CYCLES
+        H = norm + self.B + 9 if self.Z is None else max(norm + self.B + 9, self.Z + INT8Q_OUT_STAGES + 1)
+        self.H, self.Z, self.Z1 = H, H + N, self.Z
+        self.ready = self.Z + 1 if self.banks == 1 else max(norm, self.Z1 if self.Z1 is not None else norm) + 1
+        return self.Z + INT8Q_OUT_STAGES + 1
+
+
 def int8quant_stream_cycles(n: int, count: int, scale_bits: int, lanes: int = 1, banks: int = 1) -> int:
     """Int8Quantizer: ``count`` vectors of n elements back to back (each input offered as
-    soon as the quantizer is ready), first input to last output. Per vector k (cycles from
-    the first input, N beats each): the receive from A_k, its last beat E_k = A_k + N - 1;
-    FOLD at F_k = max(E_k + 1, H_(k-1) + 2) (after the previous vector's hand-over: the
-    divider is free); NORM at F_k + INT8Q_PREP_CYCLES; the hand-over
-    H_k = max(NORM_k + B + 9, Z_(k-1) + INT8Q_OUT_STAGES + 1) (the divider's B + 8 steps,
-    the previous output pass's pipeline drained); its reads H_k + 1 .. Z_k = H_k + N, its
-    last output in Z_k + INT8Q_OUT_STAGES. The next receive starts at
-    A_(k+1) = Z_k + 1 with one bank, and with two at max(NORM_k, Z_(k-1)) + 1 (its bank,
-    the one of vector k - 1, read to the end): at least INT8Q_PREP_CYCLES + 2 cycles after
-    the previous vector's last beat, time enough for a reader restarted after that beat to
-    offer the next one. One vector: ``int8quant_cycles``."""
-    N = _ceil(n, lanes)
-    A, H, Z, Z1 = 0, None, None, None
-    for _ in range(count):
-        E = A + N - 1
-        F = E + 1 if H is None else max(E + 1, H + 2)
-        norm = F + INT8Q_PREP_CYCLES
-        H = norm + scale_bits + 9 if Z is None else max(norm + scale_bits + 9, Z + INT8Q_OUT_STAGES + 1)
-        Z, Z1 = H + N, Z
-        A = Z + 1 if banks == 1 else max(norm, Z1 if Z1 is not None else norm) + 1
-    return Z + INT8Q_OUT_STAGES + 1
+    soon as the quantizer is ready), first input to last output (``Int8QuantStream``). One
+    vector: ``int8quant_cycles``."""
+    stream = Int8QuantStream(n, scale_bits, lanes, banks)
+    return [stream.vector() for _ in range(count)][-1]
 
 
 def rsqrt_latency(vcfg) -> int:
