@@ -34,12 +34,13 @@ Phase by phase (S: the phase's first cycle):
   KVW, ATT, HOUT) run once per token, each token's pass timed as a phase of its own; a
   tile's T result beats pass a FIFO (RESULT_FIFO_CYCLES) and leave the serializer R
   elements each, so the engine never waits for them while R <= a matrix's groups.
-* ATT: per KV head, one job after the other: its command, the group's query heads read
-  from the next cycle and quantized (``int8quant_stream_cycles`` of the group's heads; the
-  packer's last beat), then the job's cycles after its query load
-  (``job_cycles`` less g·B); the serializer into the memory takes each output beat in
-  ``lanes`` cycles, as fast as the unit forms them, so only the job's last beat adds
-  ``lanes - 1`` cycles.
+* ATT: per KV head, one job after the other; the query heads of a group read and
+  quantized from the cycle after the previous job's command (the first group's from the
+  phase's first cycle) into a FIFO of one job's beats, each job's query load ending with
+  the later of its own g·B cycles and its group's last beat out of the FIFO; then the
+  job's cycles after its query load (``job_cycles`` less g·B); the serializer into the
+  memory takes each output beat in ``lanes`` cycles, as fast as the unit forms them, so
+  only the job's last beat adds ``lanes - 1`` cycles.
 """
 from __future__ import annotations
 
