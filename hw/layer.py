@@ -19,8 +19,9 @@ Schedule (``Phase``): HIN (h into the memory and norm 1) · per matrix CB (its 2
 entries), MAT (its constants), CMD (the engine command), RUN (results requantized into
 the memory) · after v: ROPE (k and q heads, in place; once the k heads are rotated, the
 new K and V rows out through reader 1 beside the q heads) ·
-ATT (one attention job per KV head, its query heads quantized on the way in, the output
-into the memory and into the act quantizer) · o (the act quantizer's output pass into
+ATT (one attention job per KV head, its query heads quantized on the way in, the next
+job's while the current one runs, into a FIFO; the output into the memory and into the
+act quantizer) · o (the act quantizer's output pass into
 the engine, the rows added to the residual and into norm 2) · gate, up (SiLU·mul of gate
 and each of up's rows as it is written, into the act quantizer) · down (the act
 quantizer's output pass into the engine, the rows added to the residual and onto
