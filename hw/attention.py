@@ -288,20 +288,18 @@ class AttentionUnit(wiring.Component):
                                  bb.eq(0), jj.eq(0), self.ofirst.eq(1), self.mwait.eq(0)]
                     m.d.sync += [r.eq(self.floor) for r in self.mrun]
                     m.d.sync += state.eq(Phase.QLOAD)
-        # the query words' writes (the word with its negations, each head's enable):
-        # registered when B > 1 (the last word written, B - 1, is read no earlier than B - 1
-        # cycles after QLOAD's last beat)
+        # the query words' writes: registered when B > 1 (the last word written, B - 1, is
+        # read no earlier than B - 1 cycles after QLOAD's last beat)
         qwen = Signal()
-        word, waddr = Signal(qword), Signal.like(bb)
-        wens = [Signal(name=f"qwen{h}") for h in range(g)]
-        m.d.comb += [word.q.eq(self.q.payload.elems), waddr.eq(bb)]
-        m.d.comb += [word.nq[k].eq(-self.q.payload.elems[k]) for k in range(u.lanes)]
-        m.d.comb += [wens[h].eq(qwen & (hh == h)) for h in range(g)]
+        wen, wh, waddr = Signal(), Signal.like(hh), Signal.like(bb)
+        wq = Signal.like(self.q.payload.elems)
+        m.d.comb += [wen.eq(qwen), wh.eq(hh), waddr.eq(bb), wq.eq(self.q.payload.elems)]
         if NB > 1:
-            word, waddr = delay(m, ALWAYS, word, 1, "qww"), delay(m, ALWAYS, waddr, 1, "qwa")
-            wens = [delay(m, ALWAYS, x, 1, f"qwe{h}") for h, x in enumerate(wens)]
+            wen, wh, waddr, wq = (delay(m, ALWAYS, x, 1, n) for x, n in
+                                  ((wen, "qwen"), (wh, "qwh"), (waddr, "qwa"), (wq, "qwq")))
         for h, (_, qw) in enumerate(self.qmem):
-            m.d.comb += [qw.addr.eq(waddr), qw.data.eq(word), qw.en.eq(wens[h])]
+            m.d.comb += [qw.addr.eq(waddr), qw.data.q.eq(wq), qw.en.eq(wen & (wh == h))]
+            m.d.comb += [qw.data.nq[k].eq(-wq[k]) for k in range(u.lanes)]
         with m.If(state == Phase.QLOAD):
             m.d.comb += self.q.ready.eq(1)
             with m.If(self.q.valid):
