@@ -474,6 +474,8 @@ class AttentionUnit(wiring.Component):
         vL, fL = delay(m, ALWAYS, v1, S - 2, "vl"), delay(m, ALWAYS, first, S - 2, "vfl")
         eL = delay(m, ALWAYS, elems, S - 2, "vel")
         load = vL & fL                                 # a row's first beat: its weight is loaded
+        # ... and a copy of that per product, for the weight registers' enables (hw.replica)
+        loads = replicas(m, "wload", delay(m, ALWAYS, v1 & first, S - 3, "vlf"), g * L)
         dsp = u.pv_multiplier != "lut"
         vs = []
         if dsp:
@@ -504,8 +506,8 @@ class AttentionUnit(wiring.Component):
                          pm1.eq(pm[:2 * B + 1]), r2.eq(r1 >> lo), pm2.eq(pm1)]
             wsum = Signal(signed(u.w_bits), name=f"wsum{h}")
             m.d.sync += wsum.eq(Mux(negR, pm2 if dsp else pm2 << lsR, (r2 + 1) >> 1))
-            m.submodules[f"w{h}"] = wrow = RegisterReplicas(u.w_bits, L)
-            m.d.comb += [wrow.d.eq(wsum), wrow.en.eq(load)]
+            m.submodules[f"w{h}"] = wrow = RegisterReplicas(u.w_bits, L, enables=L)
+            m.d.comb += [wrow.d.eq(wsum), wrow.en.eq(Cat(*loads[h * L:(h + 1) * L]))]
             ws = [wrow.q[k].as_signed() for k in range(L)]
             if dsp:
                 prods.append([self._dsp_product(m, ws[k], vs[k], f"pv{h}_{k}") for k in range(L)])

@@ -64,24 +64,26 @@ class _Register(Elaboratable):
 
 
 class RegisterReplicas(wiring.Component):
-    """``n`` copies of a ``width``-bit register loaded with ``d`` while ``en`` is high
+    """``n`` copies of a ``width``-bit register loaded with ``d`` while its enable is high
     (synchronous reset to 0): ``q[i]`` is copy i, for a pipeline register whose value
-    selects many multiplexers."""
+    selects many multiplexers. With ``enables`` = k > 1, ``en`` is k bits (copies of one
+    enable, so that none drives every copy) and copy i takes ``en[i * k // n]``."""
 
-    def __new__(cls, width: int, n: int):
+    def __new__(cls, width: int, n: int, *, enables: int = 1):
         check_int("RegisterReplicas", "width", width, 1)
         check_int("RegisterReplicas", "n", n, 1)
+        check_int("RegisterReplicas", "enables", enables, 1)
         return super().__new__(cls)
 
-    def __init__(self, width: int, n: int):
-        self.width, self.n = width, n
-        super().__init__({"d": In(width), "en": In(1), "q": Out(data.ArrayLayout(width, n))})
+    def __init__(self, width: int, n: int, *, enables: int = 1):
+        self.width, self.n, self.enables = width, n, enables
+        super().__init__({"d": In(width), "en": In(enables), "q": Out(data.ArrayLayout(width, n))})
 
     def elaborate(self, platform):
         m = Module()
         for i in range(self.n):
             m.submodules[f"{KEEP_PREFIX}{i}"] = r = _Register(self.width)
-            m.d.comb += [r.d.eq(self.d), r.en.eq(self.en), self.q[i].eq(r.q)]
+            m.d.comb += [r.d.eq(self.d), r.en.eq(self.en[i * self.enables // self.n]), self.q[i].eq(r.q)]
         return m
 
 
