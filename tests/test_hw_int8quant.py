@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.sim import Simulator
 
 from tritforge.codec.fixedpoint import quantize_int8
 from tritforge.hw.int8quant import Int8Quantizer
-from tritforge.sim.vectorcycles import int8quant_cycles, int8quant_stream_cycles
+from tritforge.sim.vectorcycles import Int8QuantStream, int8quant_cycles, int8quant_stream_cycles
 from tritforge.vectorports import int8quant_ports
 
 from vectorbench import convert, from_beats, run_ports, to_beats
@@ -94,6 +95,54 @@ def test_back_to_back_cycles_match_closed_form(n, count, B, lanes, banks):
     r = run(20, B, vecs, max_n=64, lanes=lanes, banks=banks)
     check(r, vecs, B, lanes)
     assert r.cycles == int8quant_stream_cycles(n, count, B, lanes, banks)
+
+
+@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("n,B,offers", [(64, 16, [0, 0, 300, 301, 305]), (20, 16, [3, 60, 61, 200]),
+                                        (7, 8, [0, 10, 20, 30, 31, 32]), (1, 12, [0, 5, 5, 40])])
+def test_offered_vectors_cycles_match_closed_form(n, B, offers, banks):
+    """Vectors offered no earlier than given cycles (a gap before some, back to back after
+    others, as the layer's readers give the query heads of its attention jobs):
+    sim.vectorcycles.Int8QuantStream, vector by vector, the cycle after each last output."""
+    dut = Int8Quantizer(20, B, 64, banks=banks)
+    rng = np.random.default_rng(n + len(offers))
+    vecs = [rng.integers(-1000, 1000, size=n) for _ in offers]
+    ends = []
+
+    async def feed(ctx):
+        cycle = 0
+        for v, offer in zip(vecs, offers):
+            for j, x in enumerate(v):
+                while cycle < offer:
+                    ctx.set(dut.i.valid, 0)
+                    await ctx.tick()
+                    cycle += 1
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload.v, int(x))
+                ctx.set(dut.i.payload.last, j == n - 1)
+                while not ctx.get(dut.i.ready):
+                    await ctx.tick()
+                    cycle += 1
+                await ctx.tick()
+                cycle += 1
+        ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        ctx.set(dut.o.ready, 1)
+        cycle = 0
+        while len(ends) < len(offers):
+            if ctx.get(dut.o.valid) and ctx.get(dut.o.payload.last):
+                ends.append(cycle + 1)
+            await ctx.tick()
+            cycle += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(feed)
+    sim.add_testbench(sink)
+    sim.run_until(1e-6 * 5000)
+    stream = Int8QuantStream(n, B, banks=banks)
+    assert ends == [stream.vector(offer) for offer in offers]
 
 
 @pytest.mark.parametrize("args,exc", [((40, 16, 8), ValueError), ((0, 16, 8), ValueError),
