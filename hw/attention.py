@@ -711,17 +711,29 @@ class AttentionUnit(wiring.Component):
             m.d.comb += [div.i.valid.eq(1), div.i.payload.num.eq(1 << (2 * RL)),
                          div.i.payload.den.eq(pick(self.lden, head))]
             return pick(self.lshift, head)
+        # the divider's state as the control sees it: busy from a division's start until its
+        # result is taken. Its i.ready also passes o.ready through (for a consumer that
+        # takes a result and starts the next division in one cycle, which this control never
+        # does: o.ready is high only in RECIP, i.valid never then), so the control decides
+        # on this register instead, and no path leaves the state through the divider and
+        # comes back
+        div_busy, div_free = Signal(), Signal()
+        with m.If(div.i.valid & div.i.ready):
+            m.d.sync += div_busy.eq(1)
+        with m.If(div.o.valid & div.o.ready):
+            m.d.sync += div_busy.eq(0)
+        m.d.comb += div_free.eq(~div_busy)
         nstart = Signal()                              # the next head's division started
         sl_next = Signal.like(sl)
         start_now = Signal()
         with m.If((state == Phase.DIVIDE) & (self.lready > hh)):
             shift = divide(hh)
-            with m.If(div.i.ready):
+            with m.If(div_free):
                 m.d.sync += [sl.eq(shift), state.eq(Phase.RECIP)]
         with m.If(out & ~nstart & (hh != g - 1) & (self.lready > hh + 1)):
             nshift = divide(hh + 1)
-            m.d.comb += start_now.eq(div.i.ready)
-            with m.If(div.i.ready):
+            m.d.comb += start_now.eq(div_free)
+            with m.If(div_free):
                 m.d.sync += [nstart.eq(1), sl_next.eq(nshift)]
         with m.If(state == Phase.RECIP):
             m.d.comb += div.o.ready.eq(1)
