@@ -122,9 +122,16 @@ class _Signals:
         try:
             yield
         finally:
-            sys.unraisablehook = hook
+            # the console script interrupted exits next: an object the signal left half-built
+            # (a library's import cut short, e.g. a parser grammar) may fail in its finalizer
+            # at shutdown, and its "Exception ignored" lines would follow the one-line message
+            sys.unraisablehook = hook if restore or self.signum is None else _silent
             for s, h in saved.items():
                 signal.signal(s, h if restore else signal.SIG_IGN)
+
+
+def _silent(unraisable) -> None:
+    """An unraisable exception during an interrupted command's shutdown: not printed."""
 
 
 def _interrupted(name: str, signum, tx) -> int:
