@@ -144,11 +144,11 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
         serializer into the memory; the next command the cycle after."""
         quant = Int8QuantStream(hd, B, banks=2)
         qbeats = ucfg.group * ucfg.beats
+        after_load = job_cycles(ucfg, keys) - qbeats + ucfg.lanes     # every job alike
         c, offer = 0, READ_LATENCY
         for _ in range(lcfg.kv_heads):
             last = [quant.vector(offer if h == 0 else 0) for h in range(lcfg.group)][-1]
-            q_end = max(c + qbeats, last + 1)
-            c, offer = q_end + job_cycles(ucfg, keys) - qbeats + ucfg.lanes, c + 1 + READ_LATENCY
+            c, offer = max(c + qbeats, last + 1) + after_load, c + 1 + READ_LATENCY
         return c
 
     phase("attention", t + sum(attention(pos + k + 1) for k in range(T)))
