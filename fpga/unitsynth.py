@@ -150,11 +150,12 @@ def unit_figures(report: dict) -> dict:
 
 def synthesize_unit(name: str, target: str, out: str, *, lanes: int | None = None, seed: int = 1,
                     freq: float = 200.0, pnr_timeout_s: float | None = None,
-                    router: str = synth.ROUTERS[0], place: bool = True) -> dict:
+                    router: str = synth.ROUTERS[0], place: bool = True, built=None) -> dict:
     """Run the flow (``fpga.synth.run_flow``) on unit ``name`` (``UNITS``) in the shell;
     ``out`` gets the report, whose ``unit`` section has the unit's own figures.
-    ``place=False``: Yosys only (``synthesis_only``), no Fmax."""
-    top, params = build(name, lanes, synth.target(target).primitives)
+    ``place=False``: Yosys only (``synthesis_only``), no Fmax. ``built``: ``build``'s
+    result for these arguments when the caller has it already (built once)."""
+    top, params = built or build(name, lanes, synth.target(target).primitives)
     u = unit(name)
     keep = ("unit",) + tuple(f"unit.{p}" for p in u.parts)
     meta = {"unit": name, "unit_text": u.text, "lanes": params.get("lanes", lanes or u.lanes),

@@ -221,17 +221,14 @@ class AttentionUnit(wiring.Component):
         beside a flag of its acceptance): err rises a cycle after the beat."""
         u = self.ucfg
         B = u.attention.scale_bits
-        beat = data.ArrayLayout(signed(8), u.lanes)
         bad = Const(0)
         for stream, accept in ((self.q, self.q.valid & self.q.ready),
                                (self.kv, self.kv.valid & self.kv.ready)):
-            acc, first, mtop, elems = Signal(), Signal(), Signal(), Signal(beat)
+            # the lanes' -128 tests before the register (a flag per lane), their OR after it
+            acc, first, mtop, minus128 = Signal(), Signal(), Signal(), Signal(u.lanes)
             m.d.sync += [acc.eq(accept), first.eq(self.bb == 0), mtop.eq(stream.payload.m[B - 1]),
-                         elems.eq(stream.payload.elems)]
-            minus128 = Const(0)
-            for k in range(u.lanes):
-                minus128 = minus128 | (elems[k] == -128)
-            bad = bad | acc & (minus128 | first & ~mtop)
+                         minus128.eq(Cat(e == -128 for e in stream.payload.elems))]
+            bad = bad | acc & (minus128.any() | first & ~mtop)
         # a V row's weight shift left of w_left_max
         vfirst, wleft = Signal(), Signal()
         m.d.sync += [vfirst.eq(self.v_accept & (self.bb == 0)),

@@ -165,7 +165,7 @@ def _run_unit(args) -> int:
     place = not args.no_place
     u = unitsynth.unit(args.unit)
     lanes = u.lanes if args.lanes is None else args.lanes
-    unitsynth.build(args.unit, lanes, target.primitives)          # bad lanes: one line, before the tools
+    built = unitsynth.build(args.unit, lanes, target.primitives)  # bad lanes: one line, before the tools
     seed = args.seed if place and target.nextpnr else None
     bpath = os.path.join(unitsynth.FOLDER, unitsynth.file_name(args.unit, lanes, args.target, seed))
     base = None
@@ -181,7 +181,8 @@ def _run_unit(args) -> int:
     with atomic_folder(args.out) as work:
         rep = unitsynth.synthesize_unit(args.unit, args.target, work, lanes=lanes, seed=args.seed,
                                         freq=args.freq or 200.0, pnr_timeout_s=args.timeout,
-                                        router=synth.pick_router(args.router, unit=args.unit), place=place)
+                                        router=synth.pick_router(args.router, unit=args.unit), place=place,
+                                        built=built)
     f = rep["unit"]
     print(f"design   {synth.summary_line(rep)}")
     print(f"unit     LUT {f['lut']} + {f['carry']} carry, FF {f['ff']}, BRAM {f['bram']}, DSP {f['dsp']}"
