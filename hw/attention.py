@@ -62,7 +62,7 @@ from .fixedops import bitlen_staged, clamp, rshift_round, saturate
 from .indexing import pick, step, write
 from .multiplier import PipelinedMultiplier, WideMultiplier
 from .primitives import check_primitives
-from .replica import KEEP_PREFIX, RegisterReplicas, replicas
+from .replica import KEEP_PREFIX, RegisterReplicas, Replicas, replicas
 from .signature import members
 from .treesum import partial_products, tree_sum
 
@@ -314,17 +314,27 @@ class AttentionUnit(wiring.Component):
                 step(m, bb, jj, NB - 1, self.bklast)
                 with m.If((bb == NB - 1) & (jj == self.bklast)):
                     m.d.sync += [drain.eq(u.k_drain - 2), state.eq(Phase.KDRAIN)]
+        # SOFT's first cycle and SOFT itself as flip-flops, a copy per head (``soft_first``,
+        # ``soft_on``): the heads' running maxima and exponential arguments switch on them,
+        # not on a decode of the state
+        enter_soft = Signal()
+        m.d.comb += enter_soft.eq((state == Phase.KDRAIN) & (drain == 0) & (self.mwait == 0))
+        m.submodules.soft_first = sfirst = Replicas(g)
+        m.submodules.soft_on = son = Replicas(g)
+        m.d.comb += [sfirst.d.eq(enter_soft),
+                     son.d.eq(enter_soft | (state == Phase.SOFT) & (soft != u.soft_cycles - 1))]
+        self.soft_on = son.q
         with m.If(state == Phase.KDRAIN):
             m.d.sync += drain.eq(drain - (drain != 0))
-            with m.If((drain == 0) & (self.mwait == 0)):
+            with m.If(enter_soft):
                 m.d.sync += [soft.eq(0), state.eq(Phase.SOFT)]
+        # m' = max(m, block max) and the previous m kept; c = 2^(m - m') from the next cycle
+        for h in range(g):
+            with m.If(sfirst.q[h]):
+                m.d.sync += [self.mrun[h].eq(Mux(self.bmax[h] > self.mrun[h], self.bmax[h], self.mrun[h])),
+                             self.mold[h].eq(self.mrun[h])]
         with m.If(state == Phase.SOFT):
             m.d.sync += soft.eq(soft + 1)
-            # m' = max(m, block max) and the previous m kept; c = 2^(m - m') from the next cycle
-            with m.If(soft == 0):
-                for h in range(g):
-                    m.d.sync += [self.mrun[h].eq(Mux(self.bmax[h] > self.mrun[h], self.bmax[h], self.mrun[h])),
-                                 self.mold[h].eq(self.mrun[h])]
             with m.If(soft == u.soft_cycles - 1):
                 m.d.sync += [c.eq(e.p) for c, e in zip(self.cfac, self.exps)]
                 m.d.sync += state.eq(Phase.VROWS)
@@ -454,11 +464,10 @@ class AttentionUnit(wiring.Component):
         m.d.sync += [rs2.eq(Mux(wsh < 0, 0, Mux(wsh > MAX_SHIFT, MAX_SHIFT, wsh))), neg2.eq(wsh < 0),
                      ls2.eq(Mux(wsh >= 0, 0, Mux(-wsh > lmax, lmax, -wsh)))]
         # the exponential's argument: m - z of the row's logit, or m - m' in SOFT
-        soft = self.state == Phase.SOFT
         for h in range(g):
             rd, _ = self.zmem[h]
             m.d.comb += [rd.addr.eq(self.jj),
-                         self.exps[h].a.eq((self.mrun[h] - Mux(soft, self.mold[h], rd.data)).as_unsigned())]
+                         self.exps[h].a.eq((self.mrun[h] - Mux(self.soft_on[h], self.mold[h], rd.data)).as_unsigned())]
         E = EXP_LATENCY
         P = 1 + E                                      # p of the beat's row
         W = P + MUL_LATENCY                            # p · m_v
