@@ -309,8 +309,6 @@ class AttentionUnit(wiring.Component):
         with m.If(state == Phase.KROWS):
             m.d.comb += [self.kv.ready.eq(1), self.k_accept.eq(self.kv.valid)]
             with m.If(self.kv.valid):
-                with m.If((bb == 0) & (jj == 0)):
-                    m.d.sync += [r.eq(self.floor) for r in self.bmax]
                 step(m, bb, jj, NB - 1, self.bklast)
                 with m.If((bb == NB - 1) & (jj == self.bklast)):
                     m.d.sync += [drain.eq(u.k_drain - 2), state.eq(Phase.KDRAIN)]
@@ -375,6 +373,8 @@ class AttentionUnit(wiring.Component):
         km, ke, kj = Signal(B), Signal(signed(EXP_BITS)), Signal(range(a.block))
         qw = []
         # free-running: the stages' registers take every cycle's beat, v1 says which is one
+        bclear = Signal()
+        m.d.sync += bclear.eq(self.k_accept & (self.bb == 0) & (self.jj == 0))
         m.d.sync += [v1.eq(self.k_accept), elems.eq(p.elems), first.eq(self.bb == 0),
                      last.eq(self.bb == NB - 1), km.eq(p.m), ke.eq(p.e), kj.eq(self.jj)]
         for qr, _ in self.qmem:
@@ -437,8 +437,12 @@ class AttentionUnit(wiring.Component):
             zw, zc = (zr.q[k].as_signed() for k in range(2))
             _, wr = self.zmem[h]
             m.d.comb += [wr.addr.eq(zjw), wr.data.eq(zw), wr.en.eq(gow)]
-            with m.If(gow):
-                m.d.sync += self.bmax[h].eq(Mux(zc > self.bmax[h], zc, self.bmax[h]))
+            with m.If(gow & (zc > self.bmax[h])):
+                m.d.sync += self.bmax[h].eq(zc)
+            # cleared from a flip-flop a cycle after the block's first K beat (its first logit
+            # comes dot_stages + 2 MUL_LATENCY + logit_tail cycles later): a synchronous reset
+            with m.If(bclear):
+                m.d.sync += self.bmax[h].eq(self.floor)
 
     # ---- V: weights, products, the block's sums ------------------------------------------
     def _v_path(self, m):
