@@ -306,11 +306,33 @@ class AttentionUnit(wiring.Component):
                     m.d.sync += [qs_go.eq(1), qs_h.eq(hh), qs_m.eq(p.m), qs_e.eq(p.e)]
                 with m.If(step(m, bb, hh, NB - 1, g - 1)):
                     m.d.sync += state.eq(Phase.KROWS)
+        # a K or V beat's walk over the block: bb, jj and two flip-flops beside them,
+        # bbl (bb == NB - 1) and jjl (jj == bklast), so that the block's last beat is the AND
+        # of two registers (``block_end``), not two compares behind the state's decode
+        bbl, jjl = Signal(init=int(NB == 1)), Signal()
+        self.block_end = block_end = Signal()
+        m.d.comb += block_end.eq(bbl & jjl)
+        next_bbl = Const(1) if NB == 1 else (bb == NB - 2)
+
+        def walk():
+            m.d.sync += [bb.eq(bb + 1), bbl.eq(next_bbl)]
+            with m.If(bbl):
+                m.d.sync += [bb.eq(0), jj.eq(jj + 1), jjl.eq(jj + 1 == self.bklast)]
+                with m.If(jjl):
+                    m.d.sync += [jj.eq(0), jjl.eq(self.bklast == 0)]
+
+        with m.If(state == Phase.IDLE):
+            with m.If(self.cmd.valid):
+                m.d.sync += [bbl.eq(NB == 1),
+                             jjl.eq(Mux(self.cmd.payload.keys > blk, blk == 1, self.cmd.payload.keys == 1))]
+        with m.If(state == Phase.QLOAD):
+            with m.If(self.q.valid):
+                m.d.sync += bbl.eq(next_bbl)
         with m.If(state == Phase.KROWS):
             m.d.comb += [self.kv.ready.eq(1), self.k_accept.eq(self.kv.valid)]
             with m.If(self.kv.valid):
-                step(m, bb, jj, NB - 1, self.bklast)
-                with m.If((bb == NB - 1) & (jj == self.bklast)):
+                walk()
+                with m.If(block_end):
                     m.d.sync += [drain.eq(u.k_drain - 2), state.eq(Phase.KDRAIN)]
         # SOFT's first cycle and SOFT itself as flip-flops, a copy per head (``soft_first``,
         # ``soft_on``): the heads' running maxima and exponential arguments switch on them,
@@ -340,16 +362,18 @@ class AttentionUnit(wiring.Component):
         # only at a block's end (free-running: settled long before the next block's end)
         nj, rest = Signal.like(j0), Signal(signed(len(keys) + 1))
         rest_m1 = Signal(signed(len(keys) + 1))
-        m.d.sync += [nj.eq(j0 + bk), rest.eq(keys - nj), rest_m1.eq(keys - nj - 1)]
+        nbk, nbklast, nbk1, rest0 = Signal.like(bk), Signal.like(self.bklast), Signal(), Signal()
+        m.d.sync += [nj.eq(j0 + bk), rest.eq(keys - nj), rest_m1.eq(keys - nj - 1),
+                     nbk.eq(Mux(rest > blk, blk, rest)), nbklast.eq(Mux(rest > blk, blk - 1, rest_m1)),
+                     nbk1.eq(nbklast == 0), rest0.eq(rest == 0)]
         with m.If(state == Phase.VROWS):
             m.d.comb += [self.kv.ready.eq(1), self.v_accept.eq(self.kv.valid)]
             with m.If(self.kv.valid):
-                step(m, bb, jj, NB - 1, self.bklast)
-                with m.If((bb == NB - 1) & (jj == self.bklast)):
-                    m.d.sync += [j0.eq(nj), bk.eq(Mux(rest > blk, blk, rest)),
-                                 self.bklast.eq(Mux(rest > blk, blk - 1, rest_m1)),
+                walk()
+                with m.If(block_end):
+                    m.d.sync += [j0.eq(nj), bk.eq(nbk), self.bklast.eq(nbklast), jjl.eq(nbk1),
                                  self.mwait.eq(u.merge_wait - 2)]
-                    with m.If(rest == 0):
+                    with m.If(rest0):
                         m.d.sync += [fin.eq(u.final_wait - 2), self.lready.eq(0), state.eq(Phase.FINAL)]
                     with m.Else():
                         m.d.sync += state.eq(Phase.KROWS)
@@ -463,7 +487,7 @@ class AttentionUnit(wiring.Component):
         m.d.sync += [v1.eq(self.v_accept), elems.eq(p.elems), first.eq(self.bb == 0), vm.eq(p.m),
                      wsh.eq(p.e + u.w_shift_fixed), bi.eq(self.bb),
                      row0.eq(self.v_accept & (self.jj == 0)),
-                     blast.eq((self.bb == NB - 1) & (self.jj == self.bklast))]
+                     blast.eq(self.block_end)]
         rs2, neg2, ls2 = Signal(6), Signal(), Signal(max(1, lmax.bit_length()))
         m.d.sync += [rs2.eq(Mux(wsh < 0, 0, Mux(wsh > MAX_SHIFT, MAX_SHIFT, wsh))), neg2.eq(wsh < 0),
                      ls2.eq(Mux(wsh >= 0, 0, Mux(-wsh > lmax, lmax, -wsh)))]
