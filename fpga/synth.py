@@ -173,6 +173,11 @@ def clock_name(net: str) -> str:
     return " ".join(w.replace("$glbnet$", "").split("$")[0] for w in net.split())
 
 
+def _pin(end: dict | None) -> str | None:
+    """A critical-path step's end as ``cell.port``."""
+    return end and f"{end.get('cell')}.{end.get('port')}"
+
+
 def parse_pnr(path: str, log: str) -> dict:
     with open(path) as f:
         rep = json.load(f)
@@ -193,7 +198,11 @@ def parse_pnr(path: str, log: str) -> dict:
                       "delay_ns": round(delay, 3),
                       "logic_levels": logic,
                       "start": steps[0].get("from", {}).get("cell"),
-                      "end": steps[-1].get("to", {}).get("cell")})
+                      "end": steps[-1].get("to", {}).get("cell"),
+                      # every step (clock-to-out, logic, routing, setup) with its cells and net
+                      "steps": [{"type": s.get("type"), "delay_ns": round(float(s.get("delay", 0)), 3),
+                                 "from": _pin(s.get("from")), "to": _pin(s.get("to")),
+                                 **({"net": s["net"]} if s.get("net") else {})} for s in steps]})
     out = {"utilization": util, "fmax": fmax, "critical_paths": paths}
     if "detailed_net_timings" in rep and fmax:
         out["late_endpoints"] = late_endpoints(rep["detailed_net_timings"],

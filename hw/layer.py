@@ -156,6 +156,7 @@ class DecoderLayer(wiring.Component):
         cnt = Signal(range(max(lc.memory_depth, CODEBOOK_ENTRIES) + 1))   # the phase's element count
         issued = Signal(range(2 * max(lc.heads, lc.kv_heads) + 2))        # reader commands issued
         jobs = Signal(range(lc.kv_heads + 1))          # attention commands issued
+        qlim = Signal(range(lc.heads + lc.group + 1), init=lc.group)   # (jobs + 1) · group
         resid = Signal()                               # the residual reader was started
         # ROPE: the k heads written, every head written; KVW's reads issued, its beats out
         k_done, rope_done, kv_done = Signal(), Signal(), Signal()
@@ -411,7 +412,7 @@ class DecoderLayer(wiring.Component):
                 then()
             with m.Else():
                 m.d.sync += [tok.eq(tok + 1), toff.eq(toff + R), aoff.eq(aoff + lc.qdim), cnt.eq(0),
-                             issued.eq(0), jobs.eq(0)]
+                             issued.eq(0), jobs.eq(0), qlim.eq(lc.group)]
                 if region is not None:
                     m.d.comb += [wa.load.eq(1), wa.base.eq(reg[region] + toff + R)]
 
@@ -424,7 +425,7 @@ class DecoderLayer(wiring.Component):
         with m.If(phase == Phase.IDLE):
             m.d.comb += self.cmd.ready.eq(1)
             with m.If(self.cmd.valid):
-                m.d.sync += [pos.eq(self.cmd.payload.pos), jobs.eq(0), ndone.eq(0)]
+                m.d.sync += [pos.eq(self.cmd.payload.pos), jobs.eq(0), qlim.eq(lc.group), ndone.eq(0)]
                 goto(Phase.HIN if T == 1 else Phase.CB, matrix=M["q"])
         with m.If(phase == Phase.HIN):
             # norm 1 takes h with its weights (``norm``) beat by beat
@@ -542,11 +543,11 @@ class DecoderLayer(wiring.Component):
             with m.If(jobs < lc.kv_heads):
                 m.d.comb += [att.cmd.valid.eq(1), att.cmd.payload.keys.eq(pos + tok + 1)]
                 with m.If(att.cmd.ready):
-                    m.d.sync += jobs.eq(jobs + 1)
+                    m.d.sync += [jobs.eq(jobs + 1), qlim.eq(qlim + lc.group)]
             # a group's query heads are read from the phase's first cycle (the first group)
             # or once the previous group's job has started: they wait in the FIFO, at most
             # one group's beats, until their job's query load takes them
-            with m.If((issued < (jobs + 1) * lc.group) & (issued < lc.heads)):
+            with m.If((issued < qlim) & (issued < lc.heads)):
                 with m.If(read(mem.rd0_cmd, dst0, Dst.QUANT_Q, head_base("q", issued), hd)):
                     m.d.sync += issued.eq(issued + 1)
             with m.If(written):
