@@ -138,6 +138,14 @@ class AttentionUnit(wiring.Component):
         self.primitives = primitives
         super().__init__(members(attention_ports(ucfg)))
 
+    def at(self, phase: Phase):
+        """The job is in ``phase`` (its one-hot state's bit)."""
+        return self.state[phase.value]
+
+    def go(self, phase: Phase):
+        """The state's next value: ``phase``."""
+        return self.state.eq(1 << phase.value)
+
     def _mul(self, m, name: str, a_bits: int, b_bits: int, a, b, en=1):
         """A ``WideMultiplier`` of the build's primitive set: a · b, MUL_LATENCY cycles on."""
         m.submodules[name] = mul = WideMultiplier(a_bits, b_bits, primitives=self.primitives)
@@ -169,8 +177,10 @@ class AttentionUnit(wiring.Component):
             self.obufs.append(buf)
         self.o_rd, self.o_out = self.obufs
 
-        # job state
-        self.state = state = Signal(Phase)
+        # job state: one-hot, a flip-flop per ``Phase`` (``at``, ``go``), so that each phase's
+        # decode is a register and each bit's next value only the transitions into and out
+        # of its own phase
+        self.state = Signal(len(Phase), init=1 << Phase.IDLE.value)
         self.sticky = Signal()
         self.keys = Signal(u.keys_bits)
         self.j0 = Signal(u.keys_bits + 1)              # first key of the block
@@ -202,7 +212,7 @@ class AttentionUnit(wiring.Component):
             m.submodules[f"zmem{h}"] = z
             self.zmem.append((z.read_port(), z.write_port()))
 
-        m.d.comb += [self.err.eq(self.sticky), self.busy.eq(state != Phase.IDLE)]
+        m.d.comb += [self.err.eq(self.sticky), self.busy.eq(~self.at(Phase.IDLE))]
         with m.If(self.mwait != 0):
             m.d.sync += self.mwait.eq(self.mwait - 1)
         self._control(m)
@@ -211,8 +221,6 @@ class AttentionUnit(wiring.Component):
         self._v_path(m)
         self._merge(m)
         self._output(m)
-        with m.If(state >= len(Phase)):      # unreachable encodings
-            m.d.sync += state.eq(Phase.IDLE)
         return m
 
     # ---- checks on an accepted beat ------------------------------------------------------
@@ -243,8 +251,7 @@ class AttentionUnit(wiring.Component):
         g, NB, blk = u.group, u.beats, a.block
         B = a.scale_bits
         Mc, ec = u.query_constant
-        state, keys, j0, bk, jj, bb, hh = (self.state, self.keys, self.j0, self.bk, self.jj,
-                                           self.bb, self.hh)
+        keys, j0, bk, jj, bb, hh = self.keys, self.j0, self.bk, self.jj, self.bb, self.hh
         # the query heads' words: per head a memory of B words, written in QLOAD at the beat's
         # index, read at the K beat's; a word holds the lanes' q and -q (9 bits)
         self.qmem = []
@@ -273,7 +280,7 @@ class AttentionUnit(wiring.Component):
             top = prod[2 * B - 1]
             write(m, self.cm, h3, Mux(top, prod[B:], prod[B - 1:2 * B - 1]))
             write(m, self.ce, h3, e3 + ec - Mux(top, B, B - 1))
-        with m.If(state == Phase.IDLE):
+        with m.If(self.at(Phase.IDLE)):
             m.d.comb += self.cmd.ready.eq(1)
             with m.If(self.cmd.valid):
                 n = self.cmd.payload.keys
@@ -284,7 +291,7 @@ class AttentionUnit(wiring.Component):
                                  self.bklast.eq(Mux(n > blk, blk - 1, n - 1)), hh.eq(0),
                                  bb.eq(0), jj.eq(0), self.ofirst.eq(1), self.mwait.eq(0)]
                     m.d.sync += [r.eq(self.floor) for r in self.mrun]
-                    m.d.sync += state.eq(Phase.QLOAD)
+                    m.d.sync += self.go(Phase.QLOAD)
         # the query words' writes: registered when B > 1 (the last word written, B - 1, is
         # read no earlier than B - 1 cycles after QLOAD's last beat)
         qwen = Signal()
@@ -297,7 +304,7 @@ class AttentionUnit(wiring.Component):
         for h, (_, qw) in enumerate(self.qmem):
             m.d.comb += [qw.addr.eq(waddr), qw.data.q.eq(wq), qw.en.eq(wen & (wh == h))]
             m.d.comb += [qw.data.nq[k].eq(-wq[k]) for k in range(u.lanes)]
-        with m.If(state == Phase.QLOAD):
+        with m.If(self.at(Phase.QLOAD)):
             m.d.comb += self.q.ready.eq(1)
             with m.If(self.q.valid):
                 p = self.q.payload
@@ -305,7 +312,7 @@ class AttentionUnit(wiring.Component):
                 with m.If(bb == 0):
                     m.d.sync += [qs_go.eq(1), qs_h.eq(hh), qs_m.eq(p.m), qs_e.eq(p.e)]
                 with m.If(step(m, bb, hh, NB - 1, g - 1)):
-                    m.d.sync += state.eq(Phase.KROWS)
+                    m.d.sync += self.go(Phase.KROWS)
         # a K or V beat's walk over the block: bb, jj and two flip-flops beside them,
         # bbl (bb == NB - 1) and jjl (jj == bklast), so that the block's last beat is the AND
         # of two registers (``block_end``), not two compares behind the state's decode
@@ -321,43 +328,43 @@ class AttentionUnit(wiring.Component):
                 with m.If(jjl):
                     m.d.sync += [jj.eq(0), jjl.eq(self.bklast == 0)]
 
-        with m.If(state == Phase.IDLE):
+        with m.If(self.at(Phase.IDLE)):
             with m.If(self.cmd.valid):
                 m.d.sync += [bbl.eq(NB == 1),
                              jjl.eq(Mux(self.cmd.payload.keys > blk, blk == 1, self.cmd.payload.keys == 1))]
-        with m.If(state == Phase.QLOAD):
+        with m.If(self.at(Phase.QLOAD)):
             with m.If(self.q.valid):
                 m.d.sync += bbl.eq(next_bbl)
-        with m.If(state == Phase.KROWS):
+        with m.If(self.at(Phase.KROWS)):
             m.d.comb += [self.kv.ready.eq(1), self.k_accept.eq(self.kv.valid)]
             with m.If(self.kv.valid):
                 walk()
                 with m.If(block_end):
-                    m.d.sync += [drain.eq(u.k_drain - 2), state.eq(Phase.KDRAIN)]
+                    m.d.sync += [drain.eq(u.k_drain - 2), self.go(Phase.KDRAIN)]
         # SOFT's first cycle and SOFT itself as flip-flops, a copy per head (``soft_first``,
         # ``soft_on``): the heads' running maxima and exponential arguments switch on them,
         # not on a decode of the state
         enter_soft = Signal()
-        m.d.comb += enter_soft.eq((state == Phase.KDRAIN) & (drain == 0) & (self.mwait == 0))
+        m.d.comb += enter_soft.eq(self.at(Phase.KDRAIN) & (drain == 0) & (self.mwait == 0))
         m.submodules.soft_first = sfirst = Replicas(g)
         m.submodules.soft_on = son = Replicas(g)
         m.d.comb += [sfirst.d.eq(enter_soft),
-                     son.d.eq(enter_soft | (state == Phase.SOFT) & (soft != u.soft_cycles - 1))]
+                     son.d.eq(enter_soft | self.at(Phase.SOFT) & (soft != u.soft_cycles - 1))]
         self.soft_on = son.q
-        with m.If(state == Phase.KDRAIN):
+        with m.If(self.at(Phase.KDRAIN)):
             m.d.sync += drain.eq(drain - (drain != 0))
             with m.If(enter_soft):
-                m.d.sync += [soft.eq(0), state.eq(Phase.SOFT)]
+                m.d.sync += [soft.eq(0), self.go(Phase.SOFT)]
         # m' = max(m, block max) and the previous m kept; c = 2^(m - m') from the next cycle
         for h in range(g):
             with m.If(sfirst.q[h]):
                 m.d.sync += [self.mrun[h].eq(Mux(self.bmax[h] > self.mrun[h], self.bmax[h], self.mrun[h])),
                              self.mold[h].eq(self.mrun[h])]
-        with m.If(state == Phase.SOFT):
+        with m.If(self.at(Phase.SOFT)):
             m.d.sync += soft.eq(soft + 1)
             with m.If(soft == u.soft_cycles - 1):
                 m.d.sync += [c.eq(e.p) for c, e in zip(self.cfac, self.exps)]
-                m.d.sync += state.eq(Phase.VROWS)
+                m.d.sync += self.go(Phase.VROWS)
         # the next block's first key and the keys left after it, from registers that change
         # only at a block's end (free-running: settled long before the next block's end)
         nj, rest = Signal.like(j0), Signal(signed(len(keys) + 1))
@@ -366,7 +373,7 @@ class AttentionUnit(wiring.Component):
         m.d.sync += [nj.eq(j0 + bk), rest.eq(keys - nj), rest_m1.eq(keys - nj - 1),
                      nbk.eq(Mux(rest > blk, blk, rest)), nbklast.eq(Mux(rest > blk, blk - 1, rest_m1)),
                      nbk1.eq(nbklast == 0), rest0.eq(rest == 0)]
-        with m.If(state == Phase.VROWS):
+        with m.If(self.at(Phase.VROWS)):
             m.d.comb += [self.kv.ready.eq(1), self.v_accept.eq(self.kv.valid)]
             with m.If(self.kv.valid):
                 walk()
@@ -374,13 +381,13 @@ class AttentionUnit(wiring.Component):
                     m.d.sync += [j0.eq(nj), bk.eq(nbk), self.bklast.eq(nbklast), jjl.eq(nbk1),
                                  self.mwait.eq(u.merge_wait - 2)]
                     with m.If(rest0):
-                        m.d.sync += [fin.eq(u.final_wait - 2), self.lready.eq(0), state.eq(Phase.FINAL)]
+                        m.d.sync += [fin.eq(u.final_wait - 2), self.lready.eq(0), self.go(Phase.FINAL)]
                     with m.Else():
-                        m.d.sync += state.eq(Phase.KROWS)
-        with m.If(state == Phase.FINAL):
+                        m.d.sync += self.go(Phase.KROWS)
+        with m.If(self.at(Phase.FINAL)):
             m.d.sync += fin.eq(fin - 1)
             with m.If(fin == 0):
-                m.d.sync += [hh.eq(0), state.eq(Phase.DIVIDE)]
+                m.d.sync += [hh.eq(0), self.go(Phase.DIVIDE)]
 
     # ---- K: dot products, scores, logits -------------------------------------------------
     def _k_path(self, m):
@@ -609,7 +616,7 @@ class AttentionUnit(wiring.Component):
         at_last = Signal()                             # i == n - 1, a register
         with m.If(self.v_block_end):
             m.d.sync += [i.eq(0), at_last.eq(n == 1), head.eq(0), elem.eq(0), mb.eq(0), mk.eq(0),
-                         final.eq(self.state == Phase.FINAL), active.eq(1)]
+                         final.eq(self.at(Phase.FINAL)), active.eq(1)]
         with m.If(active & at_last):
             m.d.sync += active.eq(0)
         rd = self.o_rd
@@ -685,7 +692,7 @@ class AttentionUnit(wiring.Component):
         u = self.ucfg
         g, NB, L, hd = u.group, u.beats, u.lanes, u.head_dim
         RL = u.attention.recip_bits
-        state, hh = self.state, self.hh
+        hh = self.hh
         m.submodules.div = div = Divider(u.quotient_bits, RL + 1, primitives=self.primitives)
         sl = Signal(range(u.l_bits + 1))
         recip = Signal(u.quotient_bits)
@@ -707,7 +714,7 @@ class AttentionUnit(wiring.Component):
         en_mem, en_ot, en_mul, en_y = (c.en for c in copies[1:5])
         # the element pipeline: read (at an address register beside d), o_t in two shift
         # steps and the rounding, o_t · R, the rounding, the saturation, into the beat
-        out = state == Phase.OUT
+        out = self.at(Phase.OUT)
         issue = out & (d < hd)
         rd = self.o_out
         # the read address: 0 before the first head, then past each head's l to its elements
@@ -726,7 +733,7 @@ class AttentionUnit(wiring.Component):
         m.d.comb += cnt_next.eq(Mux(full, 0, cnt) + vy)
         with m.If(en):
             m.d.sync += [d.eq(d + issue), oaddr.eq(oaddr + issue), cnt.eq(cnt_next)]
-        with m.If(state == Phase.FINAL):
+        with m.If(self.at(Phase.FINAL)):
             m.d.sync += oaddr.eq(0)
         with m.If(en_ot):
             m.d.sync += [x1.eq((rd.r_data.as_signed() << 1) >> Cat(Const(0, 3), sl[3:])), lo.eq(sl[:3]),
@@ -760,25 +767,25 @@ class AttentionUnit(wiring.Component):
         nstart = Signal()                              # the next head's division started
         sl_next = Signal.like(sl)
         start_now = Signal()
-        with m.If((state == Phase.DIVIDE) & (self.lready > hh)):
+        with m.If(self.at(Phase.DIVIDE) & (self.lready > hh)):
             shift = divide(hh)
             with m.If(div_free):
-                m.d.sync += [sl.eq(shift), state.eq(Phase.RECIP)]
+                m.d.sync += [sl.eq(shift), self.go(Phase.RECIP)]
         with m.If(out & ~nstart & (hh != g - 1) & (self.lready > hh + 1)):
             nshift = divide(hh + 1)
             m.d.comb += start_now.eq(div_free)
             with m.If(div_free):
                 m.d.sync += [nstart.eq(1), sl_next.eq(nshift)]
-        with m.If(state == Phase.RECIP):
+        with m.If(self.at(Phase.RECIP)):
             m.d.comb += div.o.ready.eq(1)
             with m.If(div.o.valid):
                 m.d.sync += [recip.eq(div.o.payload.quo), d.eq(0), oaddr.eq(oaddr + 1),
-                             ob.eq(0), cnt.eq(0), state.eq(Phase.OUT)]
+                             ob.eq(0), cnt.eq(0), self.go(Phase.OUT)]
         m.d.comb += [self.out.valid.eq(ov), self.out.payload.last.eq(olast)]
         m.d.comb += [self.out.payload.elems[k].eq(oelems[k]) for k in range(L)]
         # ov and full, and their copies, from their next values
         ov_next, full_next = Signal(), Signal()
-        recip_take = (state == Phase.RECIP) & div.o.valid
+        recip_take = self.at(Phase.RECIP) & div.o.valid
         m.d.comb += [ov_next.eq(Mux(move, 1, Mux(self.out.ready, 0, ov))),
                      full_next.eq(Mux(recip_take, 0, Mux(en, cnt_next == L, full)))]
         m.d.sync += [ov.eq(ov_next), full.eq(full_next)]
@@ -797,8 +804,8 @@ class AttentionUnit(wiring.Component):
         with m.If(out & move & (ob == NB - 1) & (hh != g - 1)):
             m.d.sync += [hh.eq(hh + 1), nstart.eq(0)]
             with m.If(nstart | start_now):
-                m.d.sync += [sl.eq(Mux(nstart, sl_next, nshift)), state.eq(Phase.RECIP)]
+                m.d.sync += [sl.eq(Mux(nstart, sl_next, nshift)), self.go(Phase.RECIP)]
             with m.Else():
-                m.d.sync += state.eq(Phase.DIVIDE)
+                m.d.sync += self.go(Phase.DIVIDE)
         with m.If(out & ov & olast & self.out.ready):
-            m.d.sync += [hh.eq(0), state.eq(Phase.IDLE)]
+            m.d.sync += [hh.eq(0), self.go(Phase.IDLE)]
