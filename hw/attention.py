@@ -404,8 +404,8 @@ class AttentionUnit(wiring.Component):
         km, ke, kj = Signal(B), Signal(signed(EXP_BITS)), Signal(range(a.block))
         qw = []
         # free-running: the stages' registers take every cycle's beat, v1 says which is one
-        bclear = Signal()
-        m.d.sync += bclear.eq(self.k_accept & (self.bb == 0) & (self.jj == 0))
+        m.submodules.bclear = bclear = Replicas(g)         # a copy per head's maximum
+        m.d.comb += bclear.d.eq(self.k_accept & (self.bb == 0) & (self.jj == 0))
         m.d.sync += [v1.eq(self.k_accept), elems.eq(p.elems), first.eq(self.bb == 0),
                      last.eq(self.bb == NB - 1), km.eq(p.m), ke.eq(p.e), kj.eq(self.jj)]
         for qr, _ in self.qmem:
@@ -472,7 +472,7 @@ class AttentionUnit(wiring.Component):
                 m.d.sync += self.bmax[h].eq(zc)
             # cleared from a flip-flop a cycle after the block's first K beat (its first logit
             # comes dot_stages + 2 MUL_LATENCY + logit_tail cycles later): a synchronous reset
-            with m.If(bclear):
+            with m.If(bclear.q[h]):
                 m.d.sync += self.bmax[h].eq(self.floor)
 
     # ---- V: weights, products, the block's sums ------------------------------------------
@@ -627,9 +627,16 @@ class AttentionUnit(wiring.Component):
         m.d.comb += self.sum_addr.eq(Mux(active, mb, self.sum_vaddr))
         isl = Signal()
         m.d.comb += isl.eq(elem == 0)
-        k1, h1s, l1s = (delay(m, ALWAYS, s, 1, f"msel{nm}") for s, nm in ((mk, "k"), (head, "h"), (isl, "l")))
+        h1s, l1s = (delay(m, ALWAYS, s, 1, f"msel{nm}") for s, nm in ((head, "h"), (isl, "l")))
+        # the lane select registered in a copy per head (each drives its head's 8:1 selects)
+        # (one lane: nothing to select)
+        ksel = [Const(0)] * g
+        if L > 1:
+            m.submodules.msel_lane = k1 = RegisterReplicas(len(mk), g)
+            m.d.comb += [k1.d.eq(mk), k1.en.eq(1)]
+            ksel = list(k1.q)
         lane = [Signal(signed(u.o_bits), name=f"mlane{h}") for h in range(g)]
-        m.d.sync += [lane[h].eq(pick(self.sum_words[h], k1)) for h in range(g)]
+        m.d.sync += [lane[h].eq(pick(self.sum_words[h], ksel[h])) for h in range(g)]
         h2s, l2s = delay(m, ALWAYS, h1s, 1, "mselh1"), delay(m, ALWAYS, l1s, 1, "msell1")
         obs = Signal(signed(u.o_bits))
         m.d.sync += obs.eq(Mux(l2s, pick(self.lsum, h2s), pick(lane, h2s)))
