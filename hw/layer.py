@@ -242,11 +242,17 @@ class DecoderLayer(wiring.Component):
                 m.d.sync += [wcnt.eq(0), wtok.eq(wtok + 1)]
 
         # ---- engine results -> requantizer -> memory ------------------------------------
-        # the result's vector's step times the matrix's host_scale
+        # the result's vector's step times the matrix's host_scale: per token a register
+        # (free-running: the steps and the matrix's constants are set long before its first
+        # result leaves the engine's pipeline), picked by the result's vector
         vec = res.vector
+        st_m = [Signal(B, name=f"st_m{t}") for t in range(T)]
+        st_e = [Signal(signed(len(x_e[0]) + 2), name=f"st_e{t}") for t in range(T)]
+        for t in range(T):
+            sm, se = scale_mul(m, x_m[t], x_e[t], hm, he, B, f"rqscale{t}")
+            m.d.sync += [st_m[t].eq(sm), st_e[t].eq(se)]
         cm, ce = Signal(B), Signal(signed(len(x_e[0]) + 2))
-        sm, se = scale_mul(m, pick(x_m, vec), pick(x_e, vec), hm, he, B, "rqscale")
-        m.d.comb += [cm.eq(sm), ce.eq(se)]
+        m.d.comb += [cm.eq(pick(st_m, vec)), ce.eq(pick(st_e, vec))]
         for unit in (rq, rqr):
             m.d.comb += [unit.i.payload.acc.eq(rser.o.payload.x), unit.i.payload.m.eq(cm),
                          unit.i.payload.e.eq(ce), unit.i.payload.a.eq(pre)]
