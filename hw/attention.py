@@ -568,9 +568,14 @@ class AttentionUnit(wiring.Component):
         m.d.sync += vA.eq(vA1)
         self.v_block_end = vA & bA
         iA1 = delay(m, ALWAYS, bi, A - 2, "vbi")       # the read address, a cycle early
-        iA = delay(m, ALWAYS, iA1, 1, "vbia")          # the write address
         self.sum_vaddr = iA1
         mems = g * L
+        # the write address a cycle later, a register copy per memory (none for one beat)
+        waddr = [iA1] * mems
+        if NB > 1:
+            m.submodules.vbia = iA = RegisterReplicas(len(iA1), mems)
+            m.d.comb += [iA.d.eq(iA1), iA.en.eq(1)]
+            waddr = list(iA.q)
         adds = replicas(m, "vadd", vA1, mems)
         zeros = replicas(m, "vrow0", delay(m, ALWAYS, row0, A - 3, "vrow0"), mems)
         self.sum_words = []
@@ -585,7 +590,7 @@ class AttentionUnit(wiring.Component):
                 cur = rp.data if NB > 1 else Mux(wp.en, wp.data, rp.data)
                 m.d.comb += rp.addr.eq(self.sum_addr)
                 m.d.sync += word.eq(Mux(zeros[n], 0, cur))
-                m.d.comb += [wp.addr.eq(iA), wp.data.eq(word + prods[h][k]), wp.en.eq(adds[n])]
+                m.d.comb += [wp.addr.eq(waddr[n]), wp.data.eq(word + prods[h][k]), wp.en.eq(adds[n])]
                 words.append(word)
             self.sum_words.append(words)
 
