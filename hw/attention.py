@@ -205,7 +205,14 @@ class AttentionUnit(wiring.Component):
         # the block's sums: per head l_b (a register) and o_b, a LUT RAM per head and lane of
         # one word per beat (``_v_path``), read at ``sum_addr`` by the V beats and the merge
         self.lsum = [Signal(signed(u.l_bits), name=f"lb{h}") for h in range(g)]
-        self.sum_addr = Signal(range(NB))
+        # (the read address a register copy per memory, loaded with its next value: the
+        # merge's beat while it runs, else the V beat's index a cycle ahead)
+        self.sum_addr_next = Signal(range(NB))
+        self.sum_addr = [Const(0)] * (g * u.lanes)
+        if NB > 1:
+            m.submodules.sum_raddr = ra = RegisterReplicas(len(self.sum_addr_next), g * u.lanes)
+            m.d.comb += [ra.d.eq(self.sum_addr_next), ra.en.eq(1)]
+            self.sum_addr = list(ra.q)
         self.zmem = []
         for h in range(g):
             z = memory.Memory(shape=signed(u.z_bits), depth=blk, init=[])
@@ -567,8 +574,8 @@ class AttentionUnit(wiring.Component):
         vA, bA = Signal(), delay(m, ALWAYS, blast, A - 1, "vb")
         m.d.sync += vA.eq(vA1)
         self.v_block_end = vA & bA
-        iA1 = delay(m, ALWAYS, bi, A - 2, "vbi")       # the read address, a cycle early
-        self.sum_vaddr = iA1
+        self.sum_vaddr_next = delay(m, ALWAYS, bi, A - 3, "vbi")
+        iA1 = delay(m, ALWAYS, self.sum_vaddr_next, 1, "vbi1")   # the read address, a cycle early
         mems = g * L
         # the write address a cycle later, a register copy per memory (none for one beat)
         waddr = [iA1] * mems
@@ -588,7 +595,7 @@ class AttentionUnit(wiring.Component):
                 rp, wp = mem.read_port(domain="comb"), mem.write_port()
                 word = Signal(signed(u.o_bits), name=f"osw{h}_{k}")
                 cur = rp.data if NB > 1 else Mux(wp.en, wp.data, rp.data)
-                m.d.comb += rp.addr.eq(self.sum_addr)
+                m.d.comb += rp.addr.eq(self.sum_addr[n])
                 m.d.sync += word.eq(Mux(zeros[n], 0, cur))
                 m.d.comb += [wp.addr.eq(waddr[n]), wp.data.eq(word + prods[h][k]), wp.en.eq(adds[n])]
                 words.append(word)
@@ -619,19 +626,24 @@ class AttentionUnit(wiring.Component):
         mb, mk = Signal(range(NB)), Signal(range(L))   # the element's beat and lane (elem > 0)
         final = Signal()                               # the job's last merge (its l count)
         at_last = Signal()                             # i == n - 1, a register
+        isl = Signal()
+        m.d.comb += isl.eq(elem == 0)
         with m.If(self.v_block_end):
-            m.d.sync += [i.eq(0), at_last.eq(n == 1), head.eq(0), elem.eq(0), mb.eq(0), mk.eq(0),
-                         final.eq(self.at(Phase.FINAL)), active.eq(1)]
-        with m.If(active & at_last):
-            m.d.sync += active.eq(0)
+            m.d.sync += [i.eq(0), at_last.eq(n == 1), head.eq(0), elem.eq(0), mk.eq(0),
+                         final.eq(self.at(Phase.FINAL))]
+        # active and the element's beat from their next values (the block sums' read
+        # address copies load them too)
+        active_nx, mb_nx = Signal(), Signal.like(mb)
+        m.d.comb += [active_nx.eq(Mux(active & at_last, 0, Mux(self.v_block_end, 1, active))),
+                     mb_nx.eq(Mux(active & ~isl & (mk == L - 1), Mux(mb == NB - 1, 0, mb + 1),
+                                  Mux(self.v_block_end, 0, mb)))]
+        m.d.sync += [active.eq(active_nx), mb.eq(mb_nx)]
         rd = self.o_rd
         m.d.comb += [rd.r_addr.eq(i), rd.r_en.eq(1)]
         # the element's block sum: the LUT RAMs read at its beat (registered), its lane's word
         # (registered), then its head's word or the head's l_b, O_READ_LATENCY + 1 cycles on;
         # the V beats take the memories' address when the merge does not
-        m.d.comb += self.sum_addr.eq(Mux(active, mb, self.sum_vaddr))
-        isl = Signal()
-        m.d.comb += isl.eq(elem == 0)
+        m.d.comb += self.sum_addr_next.eq(Mux(active_nx, mb_nx, self.sum_vaddr_next))
         h1s, l1s = (delay(m, ALWAYS, s, 1, f"msel{nm}") for s, nm in ((head, "h"), (isl, "l")))
         # the lane select registered in a copy per head (each drives its head's 8:1 selects)
         # (one lane: nothing to select)
@@ -654,7 +666,7 @@ class AttentionUnit(wiring.Component):
             m.d.sync += [i.eq(i + 1), at_last.eq(i == n - 2)]
             step(m, elem, head, hd, g - 1)
             with m.If(~isl):
-                step(m, mk, mb, L - 1, NB - 1)
+                m.d.sync += mk.eq(Mux(mk == L - 1, 0, mk + 1))
         oc = self._mul(m, "mc", u.o_bits, u.p_bits + 1, rd.r_data.as_signed(), pick(self.cfac, h1))
         v4, h4, i4, l4 = (delay(m, ALWAYS, s, MUL_LATENCY, f"m{nm}") for s, nm in
                           ((v1, "v"), (h1, "h"), (i1, "i"), (l1, "l")))
