@@ -493,13 +493,18 @@ class AttentionUnit(wiring.Component):
         lmax = u.w_left_max
         # stage 1, free-running (v1 says which cycle holds a beat); stage 2: the weight's
         # shift decoded
-        v1, first, blast, row0 = Signal(), Signal(), Signal(), Signal()
-        elems = Signal(beat)
-        vm = Signal(B)
+        v1, blast, row0 = Signal(), Signal(), Signal()
+        # the beat's elements, step and first flag in a kept register module of their own:
+        # as plain registers Yosys merges them with the K path's identical free-running
+        # ones, one set of flip-flops for two pipelines placed apart
+        stage = data.StructLayout({"elems": beat, "m": B, "first": 1})
+        m.submodules.v_beat = vbeat = RegisterReplicas(stage.size, 1)
+        m.d.comb += [vbeat.d.eq(Cat(p.elems.as_value(), p.m, self.bb == 0)), vbeat.en.eq(1)]
+        vstage = data.View(stage, vbeat.q[0])
+        elems, vm, first = vstage.elems, vstage.m, vstage.first
         bi = Signal.like(self.bb)
         wsh = Signal(signed(EXP_BITS + 2))
-        m.d.sync += [v1.eq(self.v_accept), elems.eq(p.elems), first.eq(self.bb == 0), vm.eq(p.m),
-                     wsh.eq(p.e + u.w_shift_fixed), bi.eq(self.bb),
+        m.d.sync += [v1.eq(self.v_accept), wsh.eq(p.e + u.w_shift_fixed), bi.eq(self.bb),
                      row0.eq(self.v_accept & (self.jj == 0)),
                      blast.eq(self.block_end)]
         rs2, neg2, ls2 = Signal(6), Signal(), Signal(max(1, lmax.bit_length()))
