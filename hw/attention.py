@@ -410,9 +410,10 @@ class AttentionUnit(wiring.Component):
         elems = Signal(beat)
         km, ke, kj = Signal(B), Signal(signed(EXP_BITS)), Signal(range(a.block))
         qw = []
-        # free-running: the stages' registers take every cycle's beat, v1 says which is one
-        m.submodules.bclear = bclear = Replicas(g)         # a copy per head's maximum
+        # the block maxima's clear after the block's first K beat, a flip-flop per head
+        m.submodules.bclear = bclear = Replicas(g)
         m.d.comb += bclear.d.eq(self.k_accept & (self.bb == 0) & (self.jj == 0))
+        # free-running: the stages' registers take every cycle's beat, v1 says which is one
         m.d.sync += [v1.eq(self.k_accept), elems.eq(p.elems), first.eq(self.bb == 0),
                      last.eq(self.bb == NB - 1), km.eq(p.m), ke.eq(p.e), kj.eq(self.jj)]
         for qr, _ in self.qmem:
