@@ -175,7 +175,7 @@ def clock_name(net: str) -> str:
 
 def _pin(end: dict | None) -> str | None:
     """A critical-path step's end as ``cell.port``."""
-    return end and f"{end.get('cell')}.{end.get('port')}"
+    return f"{end.get('cell')}.{end.get('port')}" if end else None
 
 
 def parse_pnr(path: str, log: str) -> dict:

@@ -62,7 +62,7 @@ from .fixedops import bitlen_staged, clamp, rshift_round, saturate
 from .indexing import pick, step, write
 from .multiplier import PipelinedMultiplier, WideMultiplier
 from .primitives import check_primitives
-from .replica import KEEP_PREFIX, RegisterReplicas, Replicas, replicas
+from .replica import KEEP_PREFIX, RegisterReplicas, replicas
 from .signature import members
 from .treesum import partial_products, tree_sum
 
@@ -188,6 +188,8 @@ class AttentionUnit(wiring.Component):
         self.bklast = Signal(range(blk))               # bk - 1
         self.jj = Signal(range(blk))                   # row within the block
         self.bb = Signal(range(NB))                    # beat within the row
+        self.bbl = Signal(init=int(NB == 1))           # bb == NB - 1 (``_control``)
+        self.jjl = Signal()                            # jj == bklast
         self.hh = Signal(range(g))                     # head (query load, output)
         self.mwait = Signal(range(u.merge_wait))       # cycles until the merge is done
         self.ofirst = Signal()                         # the first block's merge: o = o_b
@@ -208,11 +210,7 @@ class AttentionUnit(wiring.Component):
         # (the read address a register copy per memory, loaded with its next value: the
         # merge's beat while it runs, else the V beat's index a cycle ahead)
         self.sum_addr_next = Signal(range(NB))
-        self.sum_addr = [Const(0)] * (g * u.lanes)
-        if NB > 1:
-            m.submodules.sum_raddr = ra = RegisterReplicas(len(self.sum_addr_next), g * u.lanes)
-            m.d.comb += [ra.d.eq(self.sum_addr_next), ra.en.eq(1)]
-            self.sum_addr = list(ra.q)
+        self.sum_addr = replicas(m, "sum_raddr", self.sum_addr_next, g * u.lanes)
         self.zmem = []
         for h in range(g):
             z = memory.Memory(shape=signed(u.z_bits), depth=blk, init=[])
@@ -294,9 +292,11 @@ class AttentionUnit(wiring.Component):
                 with m.If((n == 0) | (n > a.max_context)):
                     m.d.sync += self.sticky.eq(1)
                 with m.Else():
+                    first_last = Mux(n > blk, blk - 1, n - 1)
                     m.d.sync += [keys.eq(n), j0.eq(0), bk.eq(Mux(n > blk, blk, n)),
-                                 self.bklast.eq(Mux(n > blk, blk - 1, n - 1)), hh.eq(0),
-                                 bb.eq(0), jj.eq(0), self.ofirst.eq(1), self.mwait.eq(0)]
+                                 self.bklast.eq(first_last), hh.eq(0), bb.eq(0), jj.eq(0),
+                                 self.bbl.eq(NB == 1), self.jjl.eq(first_last == 0),
+                                 self.ofirst.eq(1), self.mwait.eq(0)]
                     m.d.sync += [r.eq(self.floor) for r in self.mrun]
                     m.d.sync += self.go(Phase.QLOAD)
         # the query words' writes: registered when B > 1 (the last word written, B - 1, is
@@ -323,7 +323,7 @@ class AttentionUnit(wiring.Component):
         # a K or V beat's walk over the block: bb, jj and two flip-flops beside them,
         # bbl (bb == NB - 1) and jjl (jj == bklast), so that the block's last beat is the AND
         # of two registers (``block_end``), not two compares behind the state's decode
-        bbl, jjl = Signal(init=int(NB == 1)), Signal()
+        bbl, jjl = self.bbl, self.jjl
         self.block_end = block_end = Signal()
         m.d.comb += block_end.eq(bbl & jjl)
         next_bbl = Const(1) if NB == 1 else (bb == NB - 2)
@@ -335,10 +335,6 @@ class AttentionUnit(wiring.Component):
                 with m.If(jjl):
                     m.d.sync += [jj.eq(0), jjl.eq(self.bklast == 0)]
 
-        with m.If(self.at(Phase.IDLE)):
-            with m.If(self.cmd.valid):
-                m.d.sync += [bbl.eq(NB == 1),
-                             jjl.eq(Mux(self.cmd.payload.keys > blk, blk == 1, self.cmd.payload.keys == 1))]
         with m.If(self.at(Phase.QLOAD)):
             with m.If(self.q.valid):
                 m.d.sync += bbl.eq(next_bbl)
@@ -353,18 +349,15 @@ class AttentionUnit(wiring.Component):
         # not on a decode of the state
         enter_soft = Signal()
         m.d.comb += enter_soft.eq(self.at(Phase.KDRAIN) & (drain == 0) & (self.mwait == 0))
-        m.submodules.soft_first = sfirst = Replicas(g)
-        m.submodules.soft_on = son = Replicas(g)
-        m.d.comb += [sfirst.d.eq(enter_soft),
-                     son.d.eq(enter_soft | self.at(Phase.SOFT) & (soft != u.soft_cycles - 1))]
-        self.soft_on = son.q
+        sfirst = replicas(m, "soft_first", enter_soft, g)
+        self.soft_on = replicas(m, "soft_on", enter_soft | self.at(Phase.SOFT) & (soft != u.soft_cycles - 1), g)
         with m.If(self.at(Phase.KDRAIN)):
             m.d.sync += drain.eq(drain - (drain != 0))
             with m.If(enter_soft):
                 m.d.sync += [soft.eq(0), self.go(Phase.SOFT)]
         # m' = max(m, block max) and the previous m kept; c = 2^(m - m') from the next cycle
         for h in range(g):
-            with m.If(sfirst.q[h]):
+            with m.If(sfirst[h]):
                 m.d.sync += [self.mrun[h].eq(Mux(self.bmax[h] > self.mrun[h], self.bmax[h], self.mrun[h])),
                              self.mold[h].eq(self.mrun[h])]
         with m.If(self.at(Phase.SOFT)):
@@ -411,8 +404,7 @@ class AttentionUnit(wiring.Component):
         km, ke, kj = Signal(B), Signal(signed(EXP_BITS)), Signal(range(a.block))
         qw = []
         # the block maxima's clear after the block's first K beat, a flip-flop per head
-        m.submodules.bclear = bclear = Replicas(g)
-        m.d.comb += bclear.d.eq(self.k_accept & (self.bb == 0) & (self.jj == 0))
+        bclear = replicas(m, "bclear", self.k_accept & (self.bb == 0) & (self.jj == 0), g)
         # free-running: the stages' registers take every cycle's beat, v1 says which is one
         m.d.sync += [v1.eq(self.k_accept), elems.eq(p.elems), first.eq(self.bb == 0),
                      last.eq(self.bb == NB - 1), km.eq(p.m), ke.eq(p.e), kj.eq(self.jj)]
@@ -480,7 +472,7 @@ class AttentionUnit(wiring.Component):
                 m.d.sync += self.bmax[h].eq(zc)
             # cleared from a flip-flop a cycle after the block's first K beat (its first logit
             # comes dot_stages + 2 MUL_LATENCY + logit_tail cycles later): a synchronous reset
-            with m.If(bclear.q[h]):
+            with m.If(bclear[h]):
                 m.d.sync += self.bmax[h].eq(self.floor)
 
     # ---- V: weights, products, the block's sums ------------------------------------------
@@ -499,9 +491,7 @@ class AttentionUnit(wiring.Component):
         # as plain registers Yosys merges them with the K path's identical free-running
         # ones, one set of flip-flops for two pipelines placed apart
         stage = data.StructLayout({"elems": beat, "m": B, "first": 1})
-        m.submodules.v_beat = vbeat = RegisterReplicas(stage.size, 1)
-        m.d.comb += [vbeat.d.eq(Cat(p.elems.as_value(), p.m, self.bb == 0)), vbeat.en.eq(1)]
-        vstage = data.View(stage, vbeat.q[0])
+        vstage = data.View(stage, replicas(m, "v_beat", Cat(p.elems.as_value(), p.m, self.bb == 0), 1)[0])
         elems, vm, first = vstage.elems, vstage.m, vstage.first
         bi = Signal.like(self.bb)
         wsh = Signal(signed(EXP_BITS + 2))
@@ -583,12 +573,7 @@ class AttentionUnit(wiring.Component):
         self.sum_vaddr_next = delay(m, ALWAYS, bi, A - 3, "vbi")
         iA1 = delay(m, ALWAYS, self.sum_vaddr_next, 1, "vbi1")   # the read address, a cycle early
         mems = g * L
-        # the write address a cycle later, a register copy per memory (none for one beat)
-        waddr = [iA1] * mems
-        if NB > 1:
-            m.submodules.vbia = iA = RegisterReplicas(len(iA1), mems)
-            m.d.comb += [iA.d.eq(iA1), iA.en.eq(1)]
-            waddr = list(iA.q)
+        waddr = replicas(m, "vbia", iA1, mems)        # the write address a cycle later, per memory
         adds = replicas(m, "vadd", vA1, mems)
         zeros = replicas(m, "vrow0", delay(m, ALWAYS, row0, A - 3, "vrow0"), mems)
         self.sum_words = []
@@ -652,12 +637,7 @@ class AttentionUnit(wiring.Component):
         m.d.comb += self.sum_addr_next.eq(Mux(active_nx, mb_nx, self.sum_vaddr_next))
         h1s, l1s = (delay(m, ALWAYS, s, 1, f"msel{nm}") for s, nm in ((head, "h"), (isl, "l")))
         # the lane select registered in a copy per head (each drives its head's 8:1 selects)
-        # (one lane: nothing to select)
-        ksel = [Const(0)] * g
-        if L > 1:
-            m.submodules.msel_lane = k1 = RegisterReplicas(len(mk), g)
-            m.d.comb += [k1.d.eq(mk), k1.en.eq(1)]
-            ksel = list(k1.q)
+        ksel = replicas(m, "msel_lane", mk, g)
         lane = [Signal(signed(u.o_bits), name=f"mlane{h}") for h in range(g)]
         m.d.sync += [lane[h].eq(pick(self.sum_words[h], ksel[h])) for h in range(g)]
         h2s, l2s = delay(m, ALWAYS, h1s, 1, "mselh1"), delay(m, ALWAYS, l1s, 1, "msell1")

@@ -137,7 +137,17 @@ class PointerReplicas(wiring.Component):
 def replicas(m: Module, name: str, d, n: int, *, init: int = 0) -> list:
     """``n`` copies of the register whose next value is ``d``, as submodule
     ``<name>_copies`` of ``m``; returns the copies' outputs. ``d`` may be a list of k
-    signals holding the same value (copies of it): copy i then takes ``d[i * k // n]``."""
+    one-bit signals holding the same value (copies of it): copy i then takes
+    ``d[i * k // n]``. A value of several bits gets ``RegisterReplicas`` (init 0); one of
+    no bits needs no register (its copies are ``d``)."""
+    if not isinstance(d, (list, tuple)) and len(d) != 1:
+        if len(d) == 0:
+            return [d] * n
+        if init:
+            raise ValueError(f"replicas {name}: a value of {len(d)} bits starts at 0, not {init}")
+        m.submodules[f"{name}_copies"] = r = RegisterReplicas(len(d), n)
+        m.d.comb += [r.d.eq(d), r.en.eq(1)]
+        return [r.q[i] for i in range(n)]
     ds = list(d) if isinstance(d, (list, tuple)) else [d]
     m.submodules[f"{name}_copies"] = r = Replicas(n, init=init, inputs=len(ds))
     m.d.comb += [r.d[i].eq(x) for i, x in enumerate(ds)]

@@ -29,3 +29,19 @@ def test_baseline(path, tmp_path):
                                wrapper=base.get("wrapper", "link"))
     fails = baseline.compare(report, base)
     assert not fails, f"{os.path.basename(path)}: " + "; ".join(fails)
+
+
+def test_parse_pnr_keeps_every_step_of_a_critical_path(tmp_path):
+    """nextpnr's report: the critical path's steps, each with its cells, net and delay."""
+    from tritforge.fpga import synth as fsynth
+    steps = [{"type": "clk-to-q", "delay": 0.5, "from": {"cell": "a", "port": "CLK"}, "to": {"cell": "a", "port": "Q"}},
+             {"type": "routing", "delay": 2.25, "net": "n1", "from": {"cell": "a", "port": "Q"},
+              "to": {"cell": "b", "port": "D"}},
+             {"type": "logic", "delay": 0.25, "from": {"cell": "b", "port": "D"}, "to": {"cell": "b", "port": "F"}}]
+    rep = {"fmax": {"$glbnet$clk": {"achieved": 250.0, "constraint": 200.0}},
+           "critical_paths": [{"from": "posedge $glbnet$clk", "to": "posedge $glbnet$clk", "path": steps}]}
+    (tmp_path / "pnr.json").write_text(__import__("json").dumps(rep))
+    cp = fsynth.parse_pnr(str(tmp_path / "pnr.json"), "")["critical_paths"][0]
+    assert (cp["delay_ns"], cp["logic_levels"], cp["start"], cp["end"]) == (3.0, 1, "a", "b")
+    assert cp["steps"][1] == {"type": "routing", "delay_ns": 2.25, "from": "a.Q", "to": "b.D", "net": "n1"}
+    assert [s["type"] for s in cp["steps"]] == ["clk-to-q", "routing", "logic"] and "net" not in cp["steps"][0]

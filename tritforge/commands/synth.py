@@ -165,7 +165,6 @@ def _run_unit(args) -> int:
     place = not args.no_place
     u = unitsynth.unit(args.unit)
     lanes = u.lanes if args.lanes is None else args.lanes
-    built = unitsynth.build(args.unit, lanes, target.primitives)  # bad lanes: one line, before the tools
     seed = args.seed if place and target.nextpnr else None
     bpath = os.path.join(unitsynth.FOLDER, unitsynth.file_name(args.unit, lanes, args.target, seed))
     base = None
@@ -174,6 +173,7 @@ def _run_unit(args) -> int:
             raise TritforgeError(f"--check-baseline: no unit baseline {os.path.basename(bpath)} in "
                                  f"{unitsynth.FOLDER}")
         base = unitsynth.load(bpath)
+    built = unitsynth.build(args.unit, lanes, target.primitives)  # bad lanes: one line, before the tools
     print(f"synth    {args.target}: unit {args.unit} ({u.text}) lanes={lanes} "
           f"(yosys{' + nextpnr' if place and target.nextpnr else ' only'})")
     # the flow's folder and the report written after it are one staged output (the
