@@ -155,8 +155,8 @@ class DecoderLayer(wiring.Component):
         pos = Signal(len(self.cmd.payload.pos))
         cnt = Signal(range(max(lc.memory_depth, CODEBOOK_ENTRIES) + 1))   # the phase's element count
         issued = Signal(range(2 * max(lc.heads, lc.kv_heads) + 2))        # reader commands issued
-        jobs = Signal(range(lc.kv_heads + 1))          # attention commands issued
-        qlim = Signal(range(lc.heads + lc.group + 1), init=lc.group)   # (jobs + 1) · group
+        # (attention commands issued + 1) · group: the query heads that may be read so far
+        qlim = Signal(range(lc.heads + lc.group + 1), init=lc.group)
         resid = Signal()                               # the residual reader was started
         # ROPE: the k heads written, every head written; KVW's reads issued, its beats out
         k_done, rope_done, kv_done = Signal(), Signal(), Signal()
@@ -418,7 +418,7 @@ class DecoderLayer(wiring.Component):
                 then()
             with m.Else():
                 m.d.sync += [tok.eq(tok + 1), toff.eq(toff + R), aoff.eq(aoff + lc.qdim), cnt.eq(0),
-                             issued.eq(0), jobs.eq(0), qlim.eq(lc.group)]
+                             issued.eq(0), qlim.eq(lc.group)]
                 if region is not None:
                     m.d.comb += [wa.load.eq(1), wa.base.eq(reg[region] + toff + R)]
 
@@ -431,7 +431,7 @@ class DecoderLayer(wiring.Component):
         with m.If(phase == Phase.IDLE):
             m.d.comb += self.cmd.ready.eq(1)
             with m.If(self.cmd.valid):
-                m.d.sync += [pos.eq(self.cmd.payload.pos), jobs.eq(0), qlim.eq(lc.group), ndone.eq(0)]
+                m.d.sync += [pos.eq(self.cmd.payload.pos), qlim.eq(lc.group), ndone.eq(0)]
                 goto(Phase.HIN if T == 1 else Phase.CB, matrix=M["q"])
         with m.If(phase == Phase.HIN):
             # norm 1 takes h with its weights (``norm``) beat by beat
@@ -546,10 +546,10 @@ class DecoderLayer(wiring.Component):
                 m.d.sync += [k_done.eq(0), rope_done.eq(0), kv_done.eq(0), kv_issued.eq(0), kv_cnt.eq(0)]
                 next_token(lambda: goto(Phase.ATT), region="k")
         with m.If(phase == Phase.ATT):
-            with m.If(jobs < lc.kv_heads):
+            with m.If(qlim <= lc.heads):                  # a job left to command
                 m.d.comb += [att.cmd.valid.eq(1), att.cmd.payload.keys.eq(pos + tok + 1)]
                 with m.If(att.cmd.ready):
-                    m.d.sync += [jobs.eq(jobs + 1), qlim.eq(qlim + lc.group)]
+                    m.d.sync += qlim.eq(qlim + lc.group)
             # a group's query heads are read from the phase's first cycle (the first group)
             # or once the previous group's job has started: they wait in the FIFO, at most
             # one group's beats, until their job's query load takes them
