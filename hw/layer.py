@@ -13,7 +13,8 @@ memory-side streams in the order the schedule reads them; the layer sequences it
   SiLU·mul (hw/silumul.py), two requantizers (hw/requant.py; one adds the residual);
 * the attention unit (hw/attention.py), one job per KV head;
 * the vector memory (hw/vecmem.py), whose two readers and one write port every step
-  streams through, beside stream glue (hw/lanepacker.py, hw/serializer.py).
+  streams through, beside stream glue (hw/lanepacker.py, hw/serializer.py,
+  hw/skidbuffer.py).
 
 Schedule (``Phase``): HIN (h into the memory and norm 1) · per matrix CB (its 27 codebook
 entries), MAT (its constants), CMD (the engine command), RUN (results requantized into
@@ -58,6 +59,7 @@ from .rope import Rope
 from .serializer import Serializer
 from .signature import members
 from .silumul import SiluMul
+from .skidbuffer import SkidBuffer
 from .stridedaddress import StridedAddress
 from .vecmem import VectorMemory
 
@@ -144,6 +146,15 @@ class DecoderLayer(wiring.Component):
         sub.silu = silu = SiluMul(v, **P)
         sub.requant = rq = Requantize(v, acc_bits, **P)
         sub.requant_res = rqr = Requantize(v, acc_bits, residual=True, **P)
+        # the requantizers' rows leave through skid buffers (``rq_o``, ``rqr_o``), and the
+        # engine's result beats enter the serializer through one: the ready of the rows'
+        # consumers (the memory, SiLU·mul, norm 2, ``h_out``) stops at the first, the
+        # requantizers' and the serializer's at the other, not at the engine's FIFO
+        sub.rq_skid, sub.rqr_skid = rq_skid, rqr_skid = SkidBuffer(rq.o.payload.shape()), \
+            SkidBuffer(rqr.o.payload.shape())
+        wiring.connect(m, rq.o, rq_skid.i)
+        wiring.connect(m, rqr.o, rqr_skid.i)
+        rq_o, rqr_o = rq_skid.o, rqr_skid.o
         sub.res_ser = rser = Serializer(acc_bits, R, T * max(mt.out_features for mt in mats))
         sub.attention = att = AttentionUnit(lc.attention_unit, **P)
         sub.att_ser = aser = Serializer(RB, L, T * lc.qdim)
@@ -214,15 +225,17 @@ class DecoderLayer(wiring.Component):
         # the engine's result beats into the serializer, at T > 1 through a FIFO of T beats:
         # a tile's T beats leave the engine in T cycles and the serializer takes R cycles
         # each, so the FIFO holds them and the engine never waits (T·R <= T·groups)
-        res, res_valid = eng.res.payload, eng.res.valid
+        sub.res_skid = res_skid = SkidBuffer(eng.res.payload.shape())
         if T > 1:
-            sub.res_fifo = rfifo = SyncFIFO(width=res.shape().size, depth=T)
-            m.d.comb += [rfifo.w_data.eq(res), rfifo.w_en.eq(eng.res.valid), eng.res.ready.eq(rfifo.w_rdy),
-                         rfifo.r_en.eq(rser.i.ready)]
-            res, res_valid = res.shape()(rfifo.r_data), rfifo.r_rdy
+            sub.res_fifo = rfifo = SyncFIFO(width=res_skid.i.payload.shape().size, depth=T)
+            m.d.comb += [rfifo.w_data.eq(eng.res.payload), rfifo.w_en.eq(eng.res.valid),
+                         eng.res.ready.eq(rfifo.w_rdy), res_skid.i.payload.eq(rfifo.r_data),
+                         res_skid.i.valid.eq(rfifo.r_rdy), rfifo.r_en.eq(res_skid.i.ready)]
         else:
-            m.d.comb += eng.res.ready.eq(rser.i.ready)
-        m.d.comb += [rser.i.valid.eq(res_valid), rser.i.payload.items.eq(res.acc), rser.limit.eq(outs)]
+            wiring.connect(m, eng.res, res_skid.i)
+        res = res_skid.o.payload
+        m.d.comb += [rser.i.valid.eq(res_skid.o.valid), rser.i.payload.items.eq(res.acc),
+                     res_skid.o.ready.eq(rser.i.ready), rser.limit.eq(outs)]
 
         # ---- the engine's activation words: from norm 1, norm 2 or the act quantizer ----
         # at T = 1 the act quantizer holds o's and down's whole vector before their matrix
@@ -265,7 +278,7 @@ class DecoderLayer(wiring.Component):
                          rser.o.ready.eq(rqr.i.ready & rd1.valid & (dst1 == Dst.RESIDUAL))]
         with m.Else():
             m.d.comb += [rq.i.valid.eq(rser.o.valid), rser.o.ready.eq(rq.i.ready)]
-        m.d.comb += [rq.o.ready.eq(1), rqr.o.ready.eq(1)]
+        m.d.comb += [rq_o.ready.eq(1), rqr_o.ready.eq(1)]
 
         # ---- vector-memory readers to their destinations --------------------------------
         x0, x1 = rd0.payload.x, rd1.payload.x
@@ -286,9 +299,9 @@ class DecoderLayer(wiring.Component):
         # feeds the act quantizer
         if T == 1:
             with m.If((dst0 == Dst.SILU_UP) & (mi == M["up"])):
-                m.d.comb += [silu.i.valid.eq(rd0.valid & rq.o.valid), silu.i.payload.g.eq(x0),
-                             silu.i.payload.u.eq(rq.o.payload.y), rd0.ready.eq(rq.o.valid & silu.i.ready),
-                             rq.o.ready.eq(rd0.valid & silu.i.ready)]
+                m.d.comb += [silu.i.valid.eq(rd0.valid & rq_o.valid), silu.i.payload.g.eq(x0),
+                             silu.i.payload.u.eq(rq_o.payload.y), rd0.ready.eq(rq_o.valid & silu.i.ready),
+                             rq_o.ready.eq(rd0.valid & silu.i.ready)]
         else:
             with m.If(dst0 == Dst.SILU):
                 both = rd0.valid & rd1.valid
@@ -313,8 +326,8 @@ class DecoderLayer(wiring.Component):
         # first vector: the norm's weights stay for the others): at T = 1 from o's rows as
         # they are written, so gate's input is normalized while o runs; at T > 1 from reader 0
         if T == 1:
-            n2_feeding, n2_valid, n2_h, n2_ready = ((phase == Phase.RUN) & (mi == M["o"]), rqr.o.valid,
-                                                    rqr.o.payload.y, rqr.o.ready)
+            n2_feeding, n2_valid, n2_h, n2_ready = ((phase == Phase.RUN) & (mi == M["o"]), rqr_o.valid,
+                                                    rqr_o.payload.y, rqr_o.ready)
         else:
             n2_feeding, n2_valid, n2_h, n2_ready = dst0 == Dst.NORM2, rd0.valid, x0, rd0.ready
         due = ndone != 2
@@ -338,8 +351,8 @@ class DecoderLayer(wiring.Component):
         # phase: the command ends with down's last row)
         if T == 1:
             with m.If((phase == Phase.RUN) & (mi == M["down"])):
-                m.d.comb += [self.h_out.valid.eq(rqr.o.valid), self.h_out.payload.h.eq(rqr.o.payload.y),
-                             rqr.o.ready.eq(self.h_out.ready)]
+                m.d.comb += [self.h_out.valid.eq(rqr_o.valid), self.h_out.payload.h.eq(rqr_o.payload.y),
+                             rqr_o.ready.eq(self.h_out.ready)]
 
         for k, (unit, feeding) in enumerate(((norm1, phase == Phase.HIN), (norm2, n2_feeding))):
             held = Signal(name=f"norm{k + 1}_k_held")
@@ -367,9 +380,9 @@ class DecoderLayer(wiring.Component):
                          wr.payload.x.eq(self.h_in.payload.h)]
         with m.If(phase == Phase.RUN):
             with m.If(residual):
-                m.d.comb += [wr.valid.eq(rqr.o.valid & rqr.o.ready), wr.payload.x.eq(rqr.o.payload.y)]
+                m.d.comb += [wr.valid.eq(rqr_o.valid & rqr_o.ready), wr.payload.x.eq(rqr_o.payload.y)]
             with m.Else():
-                m.d.comb += [wr.valid.eq(rq.o.valid & rq.o.ready), wr.payload.x.eq(rq.o.payload.y)]
+                m.d.comb += [wr.valid.eq(rq_o.valid & rq_o.ready), wr.payload.x.eq(rq_o.payload.y)]
             m.d.comb += wr.payload.addr.eq(bases + cnt)
         with m.If(phase == Phase.ROPE):
             m.d.comb += [wr.valid.eq(rope.o.valid), wr.payload.addr.eq(wa.addr),
