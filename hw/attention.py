@@ -297,8 +297,15 @@ class AttentionUnit(wiring.Component):
                                  self.bklast.eq(first_last), hh.eq(0), bb.eq(0), jj.eq(0),
                                  self.bbl.eq(NB == 1), self.jjl.eq(first_last == 0),
                                  self.ofirst.eq(1), self.mwait.eq(0)]
-                    m.d.sync += [r.eq(self.floor) for r in self.mrun]
                     m.d.sync += self.go(Phase.QLOAD)
+        # the running maxima start at the floor the cycle after a command is taken (a
+        # flip-flop per head, not the command's checks, enables their reset): QLOAD's first
+        # cycle, long before SOFT or the V path reads them; after a refused command too,
+        # harmlessly (the unit is idle and the next job clears them again)
+        mclr = replicas(m, "mclr", self.at(Phase.IDLE) & self.cmd.valid, g)
+        for h in range(g):
+            with m.If(mclr[h]):
+                m.d.sync += self.mrun[h].eq(self.floor)
         # the query words' writes: registered when B > 1 (the last word written, B - 1, is
         # read no earlier than B - 1 cycles after QLOAD's last beat)
         qwen = Signal()
