@@ -288,15 +288,18 @@ class AttentionUnit(wiring.Component):
         with m.If(self.at(Phase.IDLE)):
             m.d.comb += self.cmd.ready.eq(1)
             with m.If(self.cmd.valid):
+                # the job's registers load from any command (their enables are the state
+                # and the command's valid); only the state waits for the command's checks:
+                # a refused one leaves the unit idle, its loads unused
                 n = self.cmd.payload.keys
+                first_last = Mux(n > blk, blk - 1, n - 1)
+                m.d.sync += [keys.eq(n), j0.eq(0), bk.eq(Mux(n > blk, blk, n)),
+                             self.bklast.eq(first_last), hh.eq(0), bb.eq(0), jj.eq(0),
+                             self.bbl.eq(NB == 1), self.jjl.eq(first_last == 0),
+                             self.ofirst.eq(1), self.mwait.eq(0)]
                 with m.If((n == 0) | (n > a.max_context)):
                     m.d.sync += self.sticky.eq(1)
                 with m.Else():
-                    first_last = Mux(n > blk, blk - 1, n - 1)
-                    m.d.sync += [keys.eq(n), j0.eq(0), bk.eq(Mux(n > blk, blk, n)),
-                                 self.bklast.eq(first_last), hh.eq(0), bb.eq(0), jj.eq(0),
-                                 self.bbl.eq(NB == 1), self.jjl.eq(first_last == 0),
-                                 self.ofirst.eq(1), self.mwait.eq(0)]
                     m.d.sync += self.go(Phase.QLOAD)
         # the running maxima start at the floor the cycle after a command is taken (a
         # flip-flop per head, not the command's checks, enables their reset): QLOAD's first

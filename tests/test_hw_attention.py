@@ -113,6 +113,19 @@ def test_a_command_outside_the_context_is_dropped_with_err(keys):
     assert flags == {"err": 1, "busy": 0}
 
 
+def test_a_job_after_a_refused_command_is_exact():
+    """A refused command loads the job's registers but leaves the unit idle: the next
+    command's job is the golden's, in the closed form's cycles, with err still high."""
+    ucfg = small_config(max_context=40)
+    ins, want = make_job(ucfg, 9, np.random.default_rng(3))
+    ins["cmd"] = [by_name(attention_ports(ucfg))["cmd"].pack({"keys": 41})] + ins["cmd"]
+    flags = {"err": None, "busy": None}
+    out, _, when = run(ucfg, ins, final=flags)
+    np.testing.assert_array_equal(out, want)
+    assert flags == {"err": 1, "busy": 0}
+    assert when["out"][-1] - when["cmd"][1] == job_cycles(ucfg, 9)
+
+
 def _corrupt(ucfg, ins, index, **fields):
     port = by_name(attention_ports(ucfg))["kv"]
     beat = dict(port.unpack(ins["kv"][index]))
