@@ -126,7 +126,7 @@ class DecoderLayer(wiring.Component):
         # ---- units ---------------------------------------------------------------------
         sub = m.submodules
         P = {"primitives": self.primitives}            # every unit's hard blocks
-        sub.mem = mem = VectorMemory(RB, lc.memory_depth, readers=2, chunk=R, stride=T * R)
+        sub.mem = mem = VectorMemory(RB, lc.memory_depth, readers=2, chunk=R, stride=T * R, **P)
         # the write port's walk through a token of an interleaved region (HIN, ROPE)
         sub.wr_addr = wa = StridedAddress(len(mem.wr.payload.addr), R, T * R)
         sub.engine = eng = GemvEngine(ecfg, **P)

@@ -6,39 +6,52 @@ with ``readers`` read streams and one write stream.
   ``stride`` > ``chunk`` and ``strided`` set, chunks of ``chunk`` elements at a stride
   of ``stride`` (``hw.stridedaddress``; a token of the layer's interleaved regions);
   accepted when reader i is idle (its previous read has left).
-* ``rd<i>`` {x, last}: the elements in address order, ``last`` on the n-th. A synchronous
-  read port whose enable is the stream's advance (``~valid | ready``): the port's data
-  register is the output register, holding while the consumer stalls.
+* ``rd<i>`` {x, last}: the elements in address order, ``last`` on the n-th. Each reader
+  reads its own copy of the memory (every copy written alike), an ``ActivationBuffer``
+  without fabric registers: the block's address register, then its output register
+  (``VECMEM_READ_LATENCY`` = 2), both enabled by the stream's advance (``~valid |
+  ready``), so they hold while the consumer stalls. The output register is the block
+  RAM's own (the ``ecp5`` primitives' ``DP16KD`` with ``REGMODE_B = "OUTREG"``): no
+  block's slow read clock-to-out and no multiplexer between blocks lies on a path to a
+  consumer. (A memory deeper than the ``ecp5`` buffer's 16,384 words, a prefill build's,
+  takes the ``generic`` buffer, whose register follows the inferred blocks: the same
+  cycles.) A read command taken in cycle S gives its first element in S + 3.
 * ``wr`` {addr, x}: always ready; the element lands at the end of the cycle (a read of the
   same address in that cycle sees the old value — the layer never reads an element while
   it is being written).
 """
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Cat, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..ports import bits_for
+from ..vectortiming import VECMEM_READ_LATENCY
+from .actbuffer import ECP5_CONFIGS, ActivationBuffer
 from .checks import check_int
+from .primitives import check_primitives
 from .stridedaddress import StridedAddress
 
 
 class VectorMemory(wiring.Component):
     """Ports: ``rd<i>_cmd``, ``rd<i>`` per reader; ``wr``."""
 
-    def __new__(cls, width: int, depth: int, readers: int = 2, chunk: int = 1, stride: int = 1):
+    def __new__(cls, width: int, depth: int, readers: int = 2, chunk: int = 1, stride: int = 1, *,
+                primitives: str = "generic"):
         check_int("VectorMemory", "width", width, 2)
         check_int("VectorMemory", "depth", depth, 1)
         check_int("VectorMemory", "readers", readers, 1)
         check_int("VectorMemory", "chunk", chunk, 1)
         check_int("VectorMemory", "stride", stride, chunk)
+        check_primitives(primitives, "VectorMemory")
         return super().__new__(cls)
 
-    def __init__(self, width: int, depth: int, readers: int = 2, chunk: int = 1, stride: int = 1):
+    def __init__(self, width: int, depth: int, readers: int = 2, chunk: int = 1, stride: int = 1, *,
+                 primitives: str = "generic"):
         self.width, self.depth, self.readers = width, depth, readers
         self.chunk, self.stride = chunk, stride
+        self.primitives = primitives if depth <= ECP5_CONFIGS[-1][1] else "generic"
         ab = bits_for(depth)
         cmd = data.StructLayout({"base": ab, "n": bits_for(depth + 1), "strided": 1})
         out = data.StructLayout({"x": signed(width), "last": 1})
@@ -51,25 +64,32 @@ class VectorMemory(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=signed(self.width), depth=self.depth, init=[])
-        wp = mem.write_port()
-        m.d.comb += [self.wr.ready.eq(1), wp.addr.eq(self.wr.payload.addr), wp.data.eq(self.wr.payload.x),
-                     wp.en.eq(self.wr.valid)]
         for i in range(self.readers):
             cmd, out = getattr(self, f"rd{i}_cmd"), getattr(self, f"rd{i}")
-            rp = mem.read_port()
+            m.submodules[f"rd{i}_mem"] = buf = ActivationBuffer(self.depth, self.width, primitives=self.primitives,
+                                                                 fabric=False)
+            if buf.latency != VECMEM_READ_LATENCY:
+                raise ValueError("VectorMemory: the buffer's read latency differs from "
+                                 "tritforge.vectortiming's VECMEM_READ_LATENCY")
+            m.d.comb += [buf.w_en.eq(self.wr.valid), buf.w_addr.eq(self.wr.payload.addr),
+                         buf.w_data.eq(self.wr.payload.x)]
             m.submodules[f"rd{i}_addr"] = addr = StridedAddress(bits_for(self.depth), self.chunk, self.stride)
             left = Signal(bits_for(self.depth + 1), name=f"rd{i}_left")
+            # the elements in the block's address and output registers, and their ``last``
+            valid = Signal(VECMEM_READ_LATENCY, name=f"rd{i}_valid")
+            last = Signal(VECMEM_READ_LATENCY, name=f"rd{i}_last")
             adv = Signal(name=f"rd{i}_adv")
             start = cmd.valid & cmd.ready
-            m.d.comb += [adv.eq(~out.valid | out.ready), rp.en.eq(adv), rp.addr.eq(addr.addr),
-                         out.payload.x.eq(rp.data), cmd.ready.eq((left == 0) & ~out.valid),
+            m.d.comb += [adv.eq(~valid[-1] | out.ready), buf.r_en.eq(adv), buf.r_addr.eq(addr.addr),
+                         out.valid.eq(valid[-1]), out.payload.last.eq(last[-1]),
+                         out.payload.x.eq(buf.r_data.as_signed()), cmd.ready.eq((left == 0) & (valid == 0)),
                          addr.load.eq(start), addr.base.eq(cmd.payload.base), addr.strided.eq(cmd.payload.strided),
                          addr.step.eq(adv & (left != 0))]
             with m.If(adv):
-                m.d.sync += [out.valid.eq(left != 0), out.payload.last.eq(left == 1)]
+                m.d.sync += [valid.eq(Cat(left != 0, valid[:-1])), last.eq(Cat(left == 1, last[:-1]))]
                 with m.If(left != 0):
                     m.d.sync += left.eq(left - 1)
             with m.If(start):
                 m.d.sync += left.eq(cmd.payload.n)
+        m.d.comb += self.wr.ready.eq(1)
         return m

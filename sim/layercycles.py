@@ -11,7 +11,8 @@ inclusive (tests/test_hw_layer.py holds the RTL to it).
 
 Phase by phase (S: the phase's first cycle):
 
-* a reader started at S gives its first element at S + 2 (the command, then the read);
+* a reader started at S gives its first element at S + 3 (the command, then the block
+  RAM's address and output registers);
 * a matrix: 27 codebook cycles, MAT, CMD (the engine takes the command at S + 28); its
   first weight beat two cycles after its last activation word (after the command when it
   reuses the loaded vector); the phase ends the cycle after its last row is written:
@@ -45,15 +46,16 @@ Phase by phase (S: the phase's first cycle):
 from __future__ import annotations
 
 from ..layerconfig import LayerConfig
-from ..vectortiming import INT8Q_PREP_CYCLES
+from ..vectortiming import INT8Q_PREP_CYCLES, VECMEM_READ_LATENCY
 from .attentioncycles import job_cycles
 from .vectorcycles import (SILU_STAGES, Int8QuantStream, int8quant_cycles, int8quant_stream_cycles, requant_cycles,
                            rmsnorm_cycles, rope_cycles)
 
 #: codebook entries per matrix (hw/layer.py CODEBOOK_ENTRIES), then MAT and CMD
 MATRIX_SETUP = 27 + 1 + 1
-#: a reader's first element: S + READ_LATENCY
-READ_LATENCY = 2
+#: a reader's first element: S + READ_LATENCY (the command, then the block RAM's address
+#: and output registers)
+READ_LATENCY = 1 + VECMEM_READ_LATENCY
 #: an engine command accepted in cycle c: with the vector already loaded, its first beat in c + 2
 CMD_TO_BEAT = 2
 #: T > 1: a result beat written into the layer's result FIFO is read a cycle later
@@ -128,9 +130,10 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
     # its packer onto kv_wr; the pass ends two cycles after the later of the last write
     # and the last kv_wr beat (each raises a flag, the two flags end it)
     heads = lcfg.heads + lcfg.kv_heads
-    k_written = 1 + (lcfg.kv_heads - 1) * hd + rope_cycles(hd)
-    rope_written = 1 + ROPE_GAP + (heads - 1) * hd + rope_cycles(hd)
-    kv_out = k_written + 1 + stream(2 * lcfg.kv_heads) + 2
+    first = READ_LATENCY - 1                      # the k heads' first element (the read at 0)
+    k_written = first + (lcfg.kv_heads - 1) * hd + rope_cycles(hd)
+    rope_written = first + ROPE_GAP + (heads - 1) * hd + rope_cycles(hd)
+    kv_out = k_written + 1 + stream(2 * lcfg.kv_heads) + READ_LATENCY
     phase("rope", t + T * (max(rope_written, kv_out) + 2))
     def attention(keys: int) -> int:
         """ATT for one token (cycles from the phase's first): per KV head its job's

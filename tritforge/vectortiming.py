@@ -42,6 +42,10 @@ ROPE_STAGES = MUL_STAGES + 3
 #: rate, so a pipeline of up to CREDIT_FIFO_DEPTH - 1 stages runs at one element per cycle
 CREDIT_FIFO_DEPTH = 16
 
+#: hw.vecmem.VectorMemory: a reader's block RAM address register and its output register
+#: (hw.actbuffer.ActivationBuffer without fabric registers)
+VECMEM_READ_LATENCY = 2
+
 #: hw.fixedops.bitlen_staged: per chunk, then the highest nonzero chunk
 BITLEN_STAGES = 2
 
