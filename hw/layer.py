@@ -146,15 +146,18 @@ class DecoderLayer(wiring.Component):
         sub.silu = silu = SiluMul(v, **P)
         sub.requant = rq = Requantize(v, acc_bits, **P)
         sub.requant_res = rqr = Requantize(v, acc_bits, residual=True, **P)
-        # the requantizers' rows leave through skid buffers (``rq_o``, ``rqr_o``), and the
-        # engine's result beats enter the serializer through one: the ready of the rows'
-        # consumers (the memory, SiLU·mul, norm 2, ``h_out``) stops at the first, the
-        # requantizers' and the serializer's at the other, not at the engine's FIFO
-        sub.rq_skid, sub.rqr_skid = rq_skid, rqr_skid = SkidBuffer(rq.o.payload.shape()), \
-            SkidBuffer(rqr.o.payload.shape())
-        wiring.connect(m, rq.o, rq_skid.i)
-        wiring.connect(m, rqr.o, rqr_skid.i)
-        rq_o, rqr_o = rq_skid.o, rqr_skid.o
+        # each requantizer between two skid buffers (``rq_i``, ``rq_o``; ``rqr_i``,
+        # ``rqr_o``), and the engine's result beats into the serializer through a third:
+        # the ready of the rows' consumers (the memory, SiLU·mul, norm 2, ``h_out``) stops
+        # at the first, the requantizer's advance at the second, the serializer's and the
+        # residual reader's at the third, not at the engine's FIFO
+        skids = {}
+        for name, unit in (("rq", rq), ("rqr", rqr)):
+            sub[f"{name}_in"] = skids[name, "i"] = SkidBuffer(unit.i.payload.shape())
+            sub[f"{name}_out"] = skids[name, "o"] = SkidBuffer(unit.o.payload.shape())
+            wiring.connect(m, skids[name, "i"].o, unit.i)
+            wiring.connect(m, unit.o, skids[name, "o"].i)
+        rq_i, rq_o, rqr_i, rqr_o = skids["rq", "i"].i, skids["rq", "o"].o, skids["rqr", "i"].i, skids["rqr", "o"].o
         sub.res_ser = rser = Serializer(acc_bits, R, T * max(mt.out_features for mt in mats))
         sub.attention = att = AttentionUnit(lc.attention_unit, **P)
         sub.att_ser = aser = Serializer(RB, L, T * lc.qdim)
@@ -266,18 +269,18 @@ class DecoderLayer(wiring.Component):
             m.d.sync += [st_m[t].eq(sm), st_e[t].eq(se)]
         cm, ce = Signal(B), Signal(signed(len(x_e[0]) + 2))
         m.d.comb += [cm.eq(pick(st_m, vec)), ce.eq(pick(st_e, vec))]
-        for unit in (rq, rqr):
-            m.d.comb += [unit.i.payload.acc.eq(rser.o.payload.x), unit.i.payload.m.eq(cm),
-                         unit.i.payload.e.eq(ce), unit.i.payload.a.eq(pre)]
-        m.d.comb += rqr.i.payload.res.eq(rd1.payload.x)
-        e_lim = 1 << (len(rq.i.payload.e) - 1)
+        for unit_i in (rq_i, rqr_i):
+            m.d.comb += [unit_i.payload.acc.eq(rser.o.payload.x), unit_i.payload.m.eq(cm),
+                         unit_i.payload.e.eq(ce), unit_i.payload.a.eq(pre)]
+        m.d.comb += rqr_i.payload.res.eq(rd1.payload.x)
+        e_lim = 1 << (len(rq_i.payload.e) - 1)
         with m.If(rser.o.valid & ((ce >= e_lim) | (ce < -e_lim))):
             m.d.sync += err.eq(1)                      # a step outside the requantizer's range
         with m.If(residual):
-            m.d.comb += [rqr.i.valid.eq(rser.o.valid & rd1.valid & (dst1 == Dst.RESIDUAL)),
-                         rser.o.ready.eq(rqr.i.ready & rd1.valid & (dst1 == Dst.RESIDUAL))]
+            m.d.comb += [rqr_i.valid.eq(rser.o.valid & rd1.valid & (dst1 == Dst.RESIDUAL)),
+                         rser.o.ready.eq(rqr_i.ready & rd1.valid & (dst1 == Dst.RESIDUAL))]
         with m.Else():
-            m.d.comb += [rq.i.valid.eq(rser.o.valid), rser.o.ready.eq(rq.i.ready)]
+            m.d.comb += [rq_i.valid.eq(rser.o.valid), rser.o.ready.eq(rq_i.ready)]
         m.d.comb += [rq_o.ready.eq(1), rqr_o.ready.eq(1)]
 
         # ---- vector-memory readers to their destinations --------------------------------
@@ -318,7 +321,7 @@ class DecoderLayer(wiring.Component):
             m.d.comb += [qa.i.valid.eq(silu.o.valid), qa.i.payload.v.eq(silu.o.payload.y),
                          qa.i.payload.last.eq(silu_last), silu.o.ready.eq(qa.i.ready)]
         with m.If(dst1 == Dst.RESIDUAL):
-            m.d.comb += rd1.ready.eq(rqr.i.ready & rser.o.valid)
+            m.d.comb += rd1.ready.eq(rqr_i.ready & rser.o.valid)
         with m.If(dst1 == Dst.QUANT_KV):
             m.d.comb += [qkv.i.valid.eq(rd1.valid), rd1.ready.eq(qkv.i.ready), qkv.i.payload.v.eq(x1),
                          qkv.i.payload.last.eq(rd1.payload.last)]
