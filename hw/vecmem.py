@@ -15,7 +15,10 @@ with ``readers`` read streams and one write stream.
   block's slow read clock-to-out and no multiplexer between blocks lies on a path to a
   consumer. (A memory deeper than the ``ecp5`` buffer's 16,384 words, a prefill build's,
   takes the ``generic`` buffer, whose register follows the inferred blocks: the same
-  cycles.) A read command taken in cycle S gives its first element in S + 3.
+  cycles.) The elements leave through a skid buffer (``hw.skidbuffer``): the consumer's
+  ready reaches no register but the buffer's flag. A read command taken in cycle S gives
+  its first element in S + 3; a reader is idle once its last element has left the skid
+  buffer too.
 * ``wr`` {addr, x}: always ready; the element lands at the end of the cycle (a read of the
   same address in that cycle sees the old value — the layer never reads an element while
   it is being written).
@@ -31,6 +34,7 @@ from ..vectortiming import VECMEM_READ_LATENCY
 from .actbuffer import ECP5_CONFIGS, ActivationBuffer
 from .checks import check_int
 from .primitives import check_primitives
+from .skidbuffer import SkidBuffer
 from .stridedaddress import StridedAddress
 
 
@@ -78,11 +82,16 @@ class VectorMemory(wiring.Component):
             # the elements in the block's address and output registers, and their ``last``
             valid = Signal(VECMEM_READ_LATENCY, name=f"rd{i}_valid")
             last = Signal(VECMEM_READ_LATENCY, name=f"rd{i}_last")
+            # the elements leave through a skid buffer: the consumer's ready stops at its
+            # flag, the registers' enable is a function of flip-flops
+            m.submodules[f"rd{i}_skid"] = skid = SkidBuffer(out.payload.shape())
+            wiring.connect(m, skid.o, wiring.flipped(out))
             adv = Signal(name=f"rd{i}_adv")
             start = cmd.valid & cmd.ready
-            m.d.comb += [adv.eq(~valid[-1] | out.ready), buf.r_en.eq(adv), buf.r_addr.eq(addr.addr),
-                         out.valid.eq(valid[-1]), out.payload.last.eq(last[-1]),
-                         out.payload.x.eq(buf.r_data.as_signed()), cmd.ready.eq((left == 0) & (valid == 0)),
+            m.d.comb += [adv.eq(~valid[-1] | skid.i.ready), buf.r_en.eq(adv), buf.r_addr.eq(addr.addr),
+                         skid.i.valid.eq(valid[-1]), skid.i.payload.last.eq(last[-1]),
+                         skid.i.payload.x.eq(buf.r_data.as_signed()),
+                         cmd.ready.eq((left == 0) & (valid[:-1] == 0) & ~out.valid),
                          addr.load.eq(start), addr.base.eq(cmd.payload.base), addr.strided.eq(cmd.payload.strided),
                          addr.step.eq(adv & (left != 0))]
             with m.If(adv):
