@@ -53,6 +53,7 @@ from .indexing import pick, write
 from .int8quant import Int8Quantizer
 from .lanepacker import LanePacker
 from .primitives import check_primitives
+from .registerslice import RegisterSlice
 from .requant import Requantize
 from .rmsnorm import RmsNorm
 from .rope import Rope
@@ -147,10 +148,8 @@ class DecoderLayer(wiring.Component):
         sub.requant = rq = Requantize(v, acc_bits, **P)
         sub.requant_res = rqr = Requantize(v, acc_bits, residual=True, **P)
         # each requantizer between two skid buffers (``rq_i``, ``rq_o``; ``rqr_i``,
-        # ``rqr_o``), and the engine's result beats into the serializer through a third:
-        # the ready of the rows' consumers (the memory, SiLU·mul, norm 2, ``h_out``) stops
-        # at the first, the requantizer's advance at the second, the serializer's and the
-        # residual reader's at the third, not at the engine's FIFO
+        # ``rqr_o``): the ready of the rows' consumers (the memory, SiLU·mul, norm 2,
+        # ``h_out``) stops at the output's, the requantizer's advance at the input's
         skids = {}
         for name, unit in (("rq", rq), ("rqr", rqr)):
             sub[f"{name}_in"] = skids[name, "i"] = SkidBuffer(unit.i.payload.shape())
@@ -227,18 +226,20 @@ class DecoderLayer(wiring.Component):
                      self.cb.ready.eq(phase == Phase.CB)]
         # the engine's result beats into the serializer, at T > 1 through a FIFO of T beats:
         # a tile's T beats leave the engine in T cycles and the serializer takes R cycles
-        # each, so the FIFO holds them and the engine never waits (T·R <= T·groups)
-        sub.res_skid = res_skid = SkidBuffer(eng.res.payload.shape())
+        # each, so the FIFO holds them and the engine never waits (T·R <= T·groups); then
+        # a register slice (one cycle: the engine's result FIFO read and its route end at a
+        # register, and the serializer's ready at its flag)
+        sub.res_slice = res_slice = RegisterSlice(eng.res.payload.shape())
         if T > 1:
-            sub.res_fifo = rfifo = SyncFIFO(width=res_skid.i.payload.shape().size, depth=T)
+            sub.res_fifo = rfifo = SyncFIFO(width=res_slice.i.payload.shape().size, depth=T)
             m.d.comb += [rfifo.w_data.eq(eng.res.payload), rfifo.w_en.eq(eng.res.valid),
-                         eng.res.ready.eq(rfifo.w_rdy), res_skid.i.payload.eq(rfifo.r_data),
-                         res_skid.i.valid.eq(rfifo.r_rdy), rfifo.r_en.eq(res_skid.i.ready)]
+                         eng.res.ready.eq(rfifo.w_rdy), res_slice.i.payload.eq(rfifo.r_data),
+                         res_slice.i.valid.eq(rfifo.r_rdy), rfifo.r_en.eq(res_slice.i.ready)]
         else:
-            wiring.connect(m, eng.res, res_skid.i)
-        res = res_skid.o.payload
-        m.d.comb += [rser.i.valid.eq(res_skid.o.valid), rser.i.payload.items.eq(res.acc),
-                     res_skid.o.ready.eq(rser.i.ready), rser.limit.eq(outs)]
+            wiring.connect(m, eng.res, res_slice.i)
+        res = res_slice.o.payload
+        m.d.comb += [rser.i.valid.eq(res_slice.o.valid), rser.i.payload.items.eq(res.acc),
+                     res_slice.o.ready.eq(rser.i.ready), rser.limit.eq(outs)]
 
         # ---- the engine's activation words: from norm 1, norm 2 or the act quantizer ----
         # at T = 1 the act quantizer holds o's and down's whole vector before their matrix

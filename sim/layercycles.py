@@ -16,8 +16,8 @@ Phase by phase (S: the phase's first cycle):
 * a matrix: 27 codebook cycles, MAT, CMD (the engine takes the command at S + 28); its
   first weight beat two cycles after its last activation word (after the command when it
   reuses the loaded vector); the phase ends the cycle after its last row is written:
-  ``pipeline_stages`` after the last beat, the serializer's rows of the last tile and the
-  requantizer's registers;
+  ``pipeline_stages`` after the last beat, the register slice before the serializer, the
+  serializer's rows of the last tile and the requantizer's registers;
 * the activation words: a packer beat the cycle after its 16th element, from norm 1 (fed
   in HIN), norm 2 (at T = 1 fed o's rows as they were written: its last element in o's
   last cycle; at T > 1 fed by a reader from the NORM2 cycle), the act quantizer: at T = 1 it
@@ -60,6 +60,8 @@ READ_LATENCY = 1 + VECMEM_READ_LATENCY
 CMD_TO_BEAT = 2
 #: T > 1: a result beat written into the layer's result FIFO is read a cycle later
 RESULT_FIFO_CYCLES = 1
+#: the register slice between the engine's result beats and their serializer
+RESULT_SLICE_CYCLES = 1
 #: ROPE: the cycles between the k heads' last element and the q heads' first (the reader's
 #: next command is taken the cycle after its last element, its first element READ_LATENCY later)
 ROPE_GAP = READ_LATENCY
@@ -102,7 +104,8 @@ def layer_cycles(lcfg: LayerConfig, pos: int) -> dict:
         beats = e.tiles(mt.out_features) * mt.groups
         last_rows = mt.out_features - (e.tiles(mt.out_features) - 1) * e.rows
         last_beat = first + (beats - 1) * T
-        last_write = last_beat + e.pipeline_stages + RESULT_FIFO_CYCLES * (T > 1) + (T - 1) * e.rows + \
+        last_write = last_beat + e.pipeline_stages + RESULT_FIFO_CYCLES * (T > 1) + RESULT_SLICE_CYCLES + \
+            (T - 1) * e.rows + \
             (last_rows - 1) + (requant_cycles(1, residual=mt.residual) - 1)
         phase(mt.name, last_write + 1)
 
