@@ -14,7 +14,7 @@ memory-side streams in the order the schedule reads them; the layer sequences it
 * the attention unit (hw/attention.py), one job per KV head;
 * the vector memory (hw/vecmem.py), whose two readers and one write port every step
   streams through, beside stream glue (hw/lanepacker.py, hw/serializer.py,
-  hw/skidbuffer.py).
+  hw/streambuffers.py).
 
 Schedule (``Phase``): HIN (h into the memory and norm 1) · per matrix CB (its 27 codebook
 entries), MAT (its constants), CMD (the engine command), RUN (results requantized into
@@ -53,14 +53,13 @@ from .indexing import pick, write
 from .int8quant import Int8Quantizer
 from .lanepacker import LanePacker
 from .primitives import check_primitives
-from .registerslice import RegisterSlice
 from .requant import Requantize
 from .rmsnorm import RmsNorm
 from .rope import Rope
 from .serializer import Serializer
 from .signature import members
 from .silumul import SiluMul
-from .skidbuffer import SkidBuffer
+from .streambuffers import RegisterSlice, SkidBuffer
 from .stridedaddress import StridedAddress
 from .vecmem import VectorMemory
 

@@ -15,7 +15,7 @@ with ``readers`` read streams and one write stream.
   block's slow read clock-to-out and no multiplexer between blocks lies on a path to a
   consumer. (A memory deeper than the ``ecp5`` buffer's 16,384 words, a prefill build's,
   takes the ``generic`` buffer, whose register follows the inferred blocks: the same
-  cycles.) The elements leave through a skid buffer (``hw.skidbuffer``): the consumer's
+  cycles.) The elements leave through a skid buffer (``hw.streambuffers``): the consumer's
   ready reaches no register but the buffer's flag. A read command taken in cycle S gives
   its first element in S + 3; a reader is idle once its last element has left the skid
   buffer too.
@@ -34,7 +34,7 @@ from ..vectortiming import VECMEM_READ_LATENCY
 from .actbuffer import ECP5_CONFIGS, ActivationBuffer
 from .checks import check_int
 from .primitives import check_primitives
-from .skidbuffer import SkidBuffer
+from .streambuffers import SkidBuffer
 from .stridedaddress import StridedAddress
 
 

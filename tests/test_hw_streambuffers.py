@@ -1,8 +1,8 @@
-"""hw/skidbuffer.py and hw/registerslice.py in Amaranth's simulator: every element passes
-once and in order under random valid and ready, ``i.ready`` does not follow ``o.ready``
-within a cycle (nor, in the register slice, ``o`` follow ``i``), and a producer that is
-always valid keeps ``o`` valid in every cycle (the skid buffer's consumer sees a wire's
-timing, the slice's a cycle later)."""
+"""hw/streambuffers.py (SkidBuffer, RegisterSlice) in Amaranth's simulator: every element
+passes once and in order under random valid and ready, ``i.ready`` does not follow
+``o.ready`` within a cycle (nor, in the register slice, ``o`` follow ``i``), and a
+producer that is always valid keeps ``o`` valid in every cycle (the skid buffer's consumer
+sees a wire's timing, the slice's a cycle later)."""
 from __future__ import annotations
 
 import random
@@ -12,8 +12,7 @@ from amaranth.hdl import signed
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
-from tritforge.hw.registerslice import RegisterSlice
-from tritforge.hw.skidbuffer import SkidBuffer
+from tritforge.hw.streambuffers import RegisterSlice, SkidBuffer
 
 
 def run(dut, p_valid, p_ready, cycles=400, seed=0):
