@@ -49,6 +49,12 @@ def ecp5_config(words: int, width: int) -> tuple[int, int, int]:
                          f"most {ECP5_CONFIGS[-1][1]} words (no depth cascade)")
 
 
+def buildable_with(words: int, primitives: str) -> str:
+    """``primitives``, or ``"generic"`` where that set cannot hold ``words`` words (the
+    ``ecp5`` buffer has no depth cascade); both give the same cycles."""
+    return "generic" if primitives == "ecp5" and words > ECP5_CONFIGS[-1][1] else primitives
+
+
 class ActivationBuffer(wiring.Component):
     """Ports: ``w_en``, ``w_addr``, ``w_data``; ``r_en``, ``r_addr``, ``r_data``."""
 

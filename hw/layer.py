@@ -149,13 +149,15 @@ class DecoderLayer(wiring.Component):
         # each requantizer between two skid buffers (``rq_i``, ``rq_o``; ``rqr_i``,
         # ``rqr_o``): the ready of the rows' consumers (the memory, SiLU·mul, norm 2,
         # ``h_out``) stops at the output's, the requantizer's advance at the input's
-        skids = {}
-        for name, unit in (("rq", rq), ("rqr", rqr)):
-            sub[f"{name}_in"] = skids[name, "i"] = SkidBuffer(unit.i.payload.shape())
-            sub[f"{name}_out"] = skids[name, "o"] = SkidBuffer(unit.o.payload.shape())
-            wiring.connect(m, skids[name, "i"].o, unit.i)
-            wiring.connect(m, unit.o, skids[name, "o"].i)
-        rq_i, rq_o, rqr_i, rqr_o = skids["rq", "i"].i, skids["rq", "o"].o, skids["rqr", "i"].i, skids["rqr", "o"].o
+        def between_skids(name, unit):
+            sub[f"{name}_in"] = si = SkidBuffer(unit.i.payload.shape())
+            sub[f"{name}_out"] = so = SkidBuffer(unit.o.payload.shape())
+            wiring.connect(m, si.o, unit.i)
+            wiring.connect(m, unit.o, so.i)
+            return si.i, so.o
+
+        rq_i, rq_o = between_skids("rq", rq)
+        rqr_i, rqr_o = between_skids("rqr", rqr)
         sub.res_ser = rser = Serializer(acc_bits, R, T * max(mt.out_features for mt in mats))
         sub.attention = att = AttentionUnit(lc.attention_unit, **P)
         sub.att_ser = aser = Serializer(RB, L, T * lc.qdim)

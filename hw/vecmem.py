@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..ports import bits_for
 from ..vectortiming import VECMEM_READ_LATENCY
-from .actbuffer import ECP5_CONFIGS, ActivationBuffer
+from .actbuffer import ActivationBuffer, buildable_with
 from .checks import check_int
 from .primitives import check_primitives
 from .streambuffers import SkidBuffer
@@ -55,7 +55,7 @@ class VectorMemory(wiring.Component):
                  primitives: str = "generic"):
         self.width, self.depth, self.readers = width, depth, readers
         self.chunk, self.stride = chunk, stride
-        self.primitives = primitives if depth <= ECP5_CONFIGS[-1][1] else "generic"
+        self.primitives = buildable_with(depth, primitives)
         ab = bits_for(depth)
         cmd = data.StructLayout({"base": ab, "n": bits_for(depth + 1), "strided": 1})
         out = data.StructLayout({"x": signed(width), "last": 1})
