@@ -273,18 +273,56 @@ def run_sweep(axes: Axes, base: HwConfig, out_dir: str, flow: Flow, *,
     ones first); ``started(line)`` once the cluster is up. Returns the rows."""
     t = get_target(flow.target)
     points = plan(axes, base, flow)
+    ykey = "gmac_per_s" if points[0].spec["place"] else "macs_per_cycle"
+    table = run_points(points, out_dir, flow, lambda p, record, cached: _row(p, record, cached, estimator),
+                       _line, cache_dir=cache_dir, workers=workers, scheduler=scheduler,
+                       retry_failed=retry_failed, progress=progress, started=started)
+    # d sets the precision: a front per depth
+    mark_fronts(table, "depth", "engine_lut", ykey, "pareto")
+    if estimator is not None:
+        mark_fronts(table, "depth", "engine_lut", "tokens_per_s", "pareto_tokens")
+    summary = {"target": t.name, "kind": t.kind if points[0].spec["place"] or not t.nextpnr
+               else "yosys only, no place-and-route",
+               "axes": dataclasses.asdict(axes), "flow": dataclasses.asdict(flow),
+               "base": base.to_dict(), "tools": points[0].spec["tools"],
+               "source_digest": points[0].spec["source"], "estimate": _estimate_meta(estimator)}
+
+    def plots(work: str) -> None:
+        title = f"{t.name} ({summary['kind']})"
+        plot(table, ykey, "GMAC/s (MAC/cycle x Fmax)" if ykey == "gmac_per_s" else "MAC/cycle",
+             "pareto", title, os.path.join(work, "pareto.png"), **ENGINE_PLOT)
+        if estimator is not None:
+            meta = summary["estimate"]
+            plot(table, "tokens_per_s", "tokens/s (estimate)", "pareto_tokens",
+                 f"{title}: {meta['model']} on {meta['board']}, context {meta['context']:,}",
+                 os.path.join(work, "pareto_tokens.png"), **ENGINE_PLOT)
+
+    write_output(out_dir, points, table, COLUMNS, summary, plots, cache_dir)
+    return table
+
+
+def _cache(out_dir: str, cache_dir: str | None) -> Cache:
     out_dir = os.path.abspath(out_dir)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise TritforgeError(f"--out {out_dir}: exists and is not a folder")
-    cache = Cache(cache_dir or os.path.join(out_dir, "cache"))
-    ykey = "gmac_per_s" if points[0].spec["place"] else "macs_per_cycle"
+    return Cache(cache_dir or os.path.join(out_dir, "cache"))
+
+
+def run_points(points: list[Point], out_dir: str, flow: Flow, row, line, *, cache_dir: str | None = None,
+               workers: int | None = None, scheduler: str | None = None, retry_failed: bool = False,
+               progress=print, started=None) -> list[dict]:
+    """The rows of ``points`` (in their order): a cached point's from its cached record,
+    every other point's once it has run on Dask (``row(point, record, cached)``; each
+    completed point committed to the cache and announced by ``progress(line(row, done,
+    total, width))``)."""
+    cache = _cache(out_dir, cache_dir)
     total, width = len(points), max(len(p.name) for p in points)
     rows, todo = {}, []
     for p in points:
         record = cache.get(p)
         if record is not None and not (retry_failed and record["status"] == "failed"):
-            rows[p.key] = _row(p, record, True, estimator)
-            progress(_line(rows[p.key], len(rows), total, width))
+            rows[p.key] = row(p, record, True)
+            progress(line(rows[p.key], len(rows), total, width))
         else:
             todo.append(p)
     if todo:
@@ -305,13 +343,18 @@ def run_sweep(axes: Axes, base: HwConfig, out_dir: str, flow: Flow, *,
                 if record["status"] in CACHED:
                     cache.put(record)
                 p = futures[fut]
-                rows[p.key] = _row(p, record, False, estimator)
-                progress(_line(rows[p.key], len(rows), total, width))
-    table = [rows[p.key] for p in points]
-    _mark_fronts(table, ykey, "pareto")
-    if estimator is not None:
-        _mark_fronts(table, "tokens_per_s", "pareto_tokens")
+                rows[p.key] = row(p, record, False)
+                progress(line(rows[p.key], len(rows), total, width))
+    return [rows[p.key] for p in points]
 
+
+def write_output(out_dir: str, points: list[Point], table: list[dict], columns: tuple[str, ...],
+                 summary: dict, plots, cache_dir: str | None = None) -> None:
+    """``points/<name>/`` per point, ``sweep.csv`` (``columns``), ``sweep.json`` (``summary``
+    with the cache folder and the rows) and what ``plots(folder)`` draws, replacing the
+    same-named entries of ``out_dir`` together."""
+    out_dir = os.path.abspath(out_dir)
+    cache = _cache(out_dir, cache_dir)
     with atomic_merge(out_dir) as work:
         for p, row in zip(points, table):
             dest = os.path.join(work, "points", p.name)
@@ -325,25 +368,11 @@ def run_sweep(axes: Axes, base: HwConfig, out_dir: str, flow: Flow, *,
                                "error": row["error"], "seconds": row["seconds"]}, f, indent=1)
                     f.write("\n")
         with open(os.path.join(work, "sweep.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=COLUMNS)
+            w = csv.DictWriter(f, fieldnames=columns)
             w.writeheader()
             w.writerows(table)
-        summary = {"target": t.name, "kind": t.kind if points[0].spec["place"] or not t.nextpnr
-                   else "yosys only, no place-and-route",
-                   "axes": dataclasses.asdict(axes), "flow": dataclasses.asdict(flow),
-                   "base": base.to_dict(), "tools": points[0].spec["tools"],
-                   "source_digest": points[0].spec["source"], "cache": cache.folder,
-                   "estimate": _estimate_meta(estimator), "points": table}
-        write_json(os.path.join(work, "sweep.json"), summary)
-        title = f"{t.name} ({summary['kind']})"
-        plot(table, ykey, "GMAC/s (MAC/cycle x Fmax)" if ykey == "gmac_per_s" else "MAC/cycle",
-             "pareto", title, os.path.join(work, "pareto.png"))
-        if estimator is not None:
-            meta = summary["estimate"]
-            plot(table, "tokens_per_s", "tokens/s (estimate)", "pareto_tokens",
-                 f"{title}: {meta['model']} on {meta['board']}, context {meta['context']:,}",
-                 os.path.join(work, "pareto_tokens.png"))
-    return table
+        write_json(os.path.join(work, "sweep.json"), {**summary, "cache": cache.folder, "points": table})
+        plots(work)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -353,12 +382,14 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _mark_fronts(table: list[dict], ykey: str, column: str) -> None:
-    for d in sorted({p["depth"] for p in table}):      # d sets the precision: a front per depth
-        same = [p for p in table if p["depth"] == d]
-        front = pareto_front(same, "engine_lut", ykey)
+def mark_fronts(table: list[dict], group: str, xkey: str, ykey: str, column: str) -> None:
+    """``column``: whether a row is on the Pareto front (``pareto_front``) of the rows with
+    its ``group`` value (None where it has no x or y)."""
+    for g in dict.fromkeys(p[group] for p in table):
+        same = [p for p in table if p[group] == g]
+        front = pareto_front(same, xkey, ykey)
         for i, p in enumerate(same):
-            p[column] = (i in front) if p["engine_lut"] is not None and p[ykey] is not None else None
+            p[column] = (i in front) if p[xkey] is not None and p[ykey] is not None else None
 
 
 def _row(p: Point, record: dict, cached: bool, estimator: Estimator | None) -> dict:
@@ -423,27 +454,33 @@ def _line(p: dict, done: int, total: int, width: int) -> str:
             f"FF {p['engine_ff']:>6}, DSP {p['engine_dsp']}, BRAM {p['engine_bram']}, {fm}{tok} ({when})")
 
 
-def plot(points: list[dict], ykey: str, ylabel: str, front: str, title: str, path: str) -> None:
-    """Engine LUTs against ``ykey``, one colour and one Pareto front (``front`` column) per depth."""
+#: the engine's plots: engine LUTs on x, a colour and a front per depth
+ENGINE_PLOT = {"xkey": "engine_lut", "xlabel": "engine LUTs", "group": "depth", "group_label": "d = {}"}
+
+
+def plot(points: list[dict], ykey: str, ylabel: str, front: str, title: str, path: str, *,
+         xkey: str, xlabel: str, group: str, group_label: str) -> None:
+    """``xkey`` (log scale) against ``ykey``, one colour and one Pareto front (``front``
+    column) per ``group`` value, each point labelled with its name after the first part."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [p for p in points if p["engine_lut"] is not None and p[ykey] is not None]
+    ok = [p for p in points if p[xkey] is not None and p[ykey] is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for d in sorted({p["depth"] for p in ok}):
-        pts = [p for p in ok if p["depth"] == d]
-        dots = ax.scatter([p["engine_lut"] for p in pts], [p[ykey] for p in pts], label=f"d = {d}",
-                          zorder=3)
+    for g in dict.fromkeys(p[group] for p in sorted(ok, key=lambda p: str(p[group]))):
+        label = group_label.format(g)
+        pts = [p for p in ok if p[group] == g]
+        dots = ax.scatter([p[xkey] for p in pts], [p[ykey] for p in pts], label=label, zorder=3)
         for p in pts:
-            ax.annotate(p["point"].split("_", 1)[1], (p["engine_lut"], p[ykey]), textcoords="offset points",
+            ax.annotate(p["point"].split("_", 1)[1], (p[xkey], p[ykey]), textcoords="offset points",
                         xytext=(4, 4), fontsize=8)
-        line = sorted((p for p in pts if p[front]), key=lambda p: p["engine_lut"])
+        line = sorted((p for p in pts if p[front]), key=lambda p: p[xkey])
         if len(line) > 1:
-            ax.step([p["engine_lut"] for p in line], [p[ykey] for p in line], where="post",
+            ax.step([p[xkey] for p in line], [p[ykey] for p in line], where="post",
                     color=dots.get_facecolor()[0], linestyle="--", alpha=0.6,
-                    label=f"Pareto front d = {d}", zorder=2)
-    ax.set_xlabel("engine LUTs")
+                    label=f"Pareto front {label}", zorder=2)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_xscale("log")
     ax.set_title(title, fontsize=9)

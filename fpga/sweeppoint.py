@@ -1,9 +1,12 @@
-"""One point of a sweep (``fpga.sweep``), as a Dask worker runs it.
+"""One point of a sweep (``fpga.sweep``, ``fpga.unitsweep``), as a Dask worker runs it.
 
-A point is a *spec*: a JSON-able dict of every input that decides its result (the
-HwConfig, target, seed, clock constraint, decoder style, primitive set, wrapper, router,
-whether nextpnr runs, the tool versions and ``source_digest``: the digest of the sources
-of the modules that build the engine and run the flow).
+A point is a *spec*: a JSON-able dict of every input that decides its result. An engine
+point's: the HwConfig, target, seed, clock constraint, decoder style, primitive set,
+wrapper, router, whether nextpnr runs, the tool versions and ``source_digest``: the digest
+of the sources of the modules that build the engine and run the flow. A unit point's
+(``fpga.unitsynth``; its spec has ``unit``): the unit, its lanes, target, seed, clock
+constraint, router, whether nextpnr runs, the tool versions and the digest of the unit
+flow's sources.
 ``point_key`` hashes it; the sweep caches each result under that key.
 
 ``run_point`` (the task the sweep submits) runs the point in a child process of its own
@@ -50,6 +53,8 @@ GZIP_FILES = ("yosys.log", "nextpnr.log")
 #: point's key, so a changed generator or flow gives a new key and no cached result of
 #: older RTL is reused, while edits elsewhere (other units, the CLI) keep the cache valid
 FLOW_MODULES = ("tritforge.fpga.synthtop", "tritforge.fpga.iotop")
+#: the same for a unit point: the unit flow and (imported inside its functions) every unit
+UNIT_FLOW_MODULES = ("tritforge.fpga.unitsynth",)
 
 
 def _module_file(name: str) -> str | None:
@@ -102,10 +107,10 @@ def _imports(name: str, path: str) -> set[str]:
     return {m for m in found if m == "tritforge" or m.startswith("tritforge.")}
 
 
-def source_files() -> dict[str, str]:
-    """Module name -> file of ``FLOW_MODULES`` and every tritforge module (and package) they
+def source_files(modules: tuple[str, ...] = FLOW_MODULES) -> dict[str, str]:
+    """Module name -> file of ``modules`` and every tritforge module (and package) they
     import, found by reading their sources (nothing is imported but the packages)."""
-    files, todo = {}, list(FLOW_MODULES)
+    files, todo = {}, list(modules)
     while todo:
         name = todo.pop()
         if name in files:
@@ -123,10 +128,10 @@ def source_files() -> dict[str, str]:
     return {k: v for k, v in files.items() if v is not None}
 
 
-def source_digest() -> str:
-    """SHA-256 over the sources of ``source_files()``."""
+def source_digest(modules: tuple[str, ...] = FLOW_MODULES) -> str:
+    """SHA-256 over the sources of ``source_files(modules)``."""
     h = hashlib.sha256()
-    for name, path in sorted(source_files().items()):
+    for name, path in sorted(source_files(modules).items()):
         with open(path, "rb") as f:
             h.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
     return h.hexdigest()
@@ -228,16 +233,15 @@ def _watch_parent(parent: int, folder: str) -> None:
 def _child(folder: str, parent: int) -> int:
     _watch_parent(parent, folder)
     from ..errors import TritforgeError
-    from ..hwconfig import HwConfig
     from .synth import tool_versions
-    from .synthtop import synthesize_engine
 
     with open(os.path.join(folder, "spec.json")) as f:
         spec = json.load(f)
     # the point is built with this worker's tools and sources; where they differ from the
     # sweep's (changed since it started, another machine) the record says so and carries
     # the spec it was really built from, which keys its cache entry
-    tools, digest = tool_versions(), source_digest()
+    tools = tool_versions()
+    digest = source_digest(UNIT_FLOW_MODULES if "unit" in spec else FLOW_MODULES)
     notes = []
     if tools != spec["tools"]:
         notes.append(f"built with this worker's tools {tools}, not the sweep's {spec['tools']}")
@@ -247,15 +251,29 @@ def _child(folder: str, parent: int) -> int:
     result = {"status": "ok", "error": None, "spec": {**spec, "tools": tools, "source": digest},
               "note": one_line("; ".join(notes)) if notes else None}
     try:
-        hw = HwConfig.from_dict(spec["hwconfig"], "point")
-        synthesize_engine(hw, spec["target"], os.path.join(folder, "flow"), spec["freq_mhz"],
-                          spec["seed"], spec["decoder"], spec["wrapper"], None, spec["router"],
-                          primitives=spec["primitives"], place=spec["place"])
+        _build(spec, os.path.join(folder, "flow"))
     except TritforgeError as exc:
         result.update(status="failed", error=one_line(exc))
     with open(os.path.join(folder, "result.json"), "w") as f:
         json.dump(result, f)
     return 0
+
+
+def _build(spec: dict, flow: str) -> None:
+    """Run the flow of an engine point or (``unit`` in its spec) a unit point into ``flow``."""
+    if "unit" in spec:
+        from .unitsynth import synthesize_unit
+
+        synthesize_unit(spec["unit"], spec["target"], flow, lanes=spec["lanes"], seed=spec["seed"],
+                        freq=spec["freq_mhz"], router=spec["router"], place=spec["place"])
+        return
+    from ..hwconfig import HwConfig
+    from .synthtop import synthesize_engine
+
+    hw = HwConfig.from_dict(spec["hwconfig"], "point")
+    synthesize_engine(hw, spec["target"], flow, spec["freq_mhz"], spec["seed"], spec["decoder"],
+                      spec["wrapper"], None, spec["router"], primitives=spec["primitives"],
+                      place=spec["place"])
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
-"""``tritforge sweep``: the engine over a design space on Dask; table, Pareto plots, cache."""
+"""``tritforge sweep``: the engine (or, with ``--units``, the accelerator's other units) over
+a design space on Dask; table, Pareto plots, cache."""
 from __future__ import annotations
 
 import sys
 
 from ..errors import TritforgeError
 
-HELP = ("synthesize the engine over lists of d, R, T, seeds, decoder styles and primitive sets on "
-        "Dask (a local cluster or --scheduler); cached per point, resumable; CSV/JSON table with "
-        "tokens/s and J/token, Pareto PNGs")
+HELP = ("synthesize the engine over lists of d, R, T, seeds, decoder styles and primitive sets, or "
+        "with --units the attention, vector and layer units over lanes and seeds, on Dask (a local "
+        "cluster or --scheduler); cached per point, resumable; CSV/JSON table (the engine's with "
+        "tokens/s and J/token), Pareto PNGs")
 
 #: the model shape the estimator projects when none is given: the embedded default model's
 DEFAULT_MODEL = "smollm2-135m"
@@ -35,14 +37,15 @@ def _names(text: str, what: str, allowed) -> tuple[str, ...]:
 
 def add_arguments(p) -> None:
     from ..fpga.synth import ROUTER_CHOICES
+    from ..fpga.unitsynth import UNITS
     from ._hwoptions import add_hw_arguments
     from .synth import TARGET_NAMES
 
     p.add_argument("--target", required=True, choices=TARGET_NAMES, help="as in `tritforge synth`")
     axes = p.add_argument_group("axes (comma-separated lists; every combination is one point)")
-    axes.add_argument("--depths", required=True, metavar="D,D,..", help="depths to try, e.g. 1,2")
-    axes.add_argument("--rows", dest="sweep_rows", required=True, metavar="R,R,..",
-                      help="rows in parallel to try, e.g. 1,4,16")
+    axes.add_argument("--depths", metavar="D,D,..", help="depths to try, e.g. 1,2 (required without --units)")
+    axes.add_argument("--rows", dest="sweep_rows", metavar="R,R,..",
+                      help="rows in parallel to try, e.g. 1,4,16 (required without --units)")
     axes.add_argument("--vectors", dest="sweep_vectors", metavar="T,T,..",
                       help="activation vectors per weight fetch (default: --config's, else 1)")
     axes.add_argument("--seeds", "--seed", dest="seeds", default="1", metavar="N,N,..",
@@ -51,10 +54,18 @@ def add_arguments(p) -> None:
                       help="decoder styles, of arith, nibble, rom (default: the engine's, nibble)")
     axes.add_argument("--primitives", metavar="SET,..",
                       help="primitive sets, of generic, ecp5 (default: the target's)")
+    units = p.add_argument_group("units (instead of the engine: --depths, --rows, --vectors, --decoders, "
+                                 "--primitives, --wrapper and the HwConfig and estimate options do not apply)")
+    units.add_argument("--units", metavar="UNIT,..",
+                       help=f"sweep these units in their pin shell (as `tritforge synth --unit`), of "
+                            f"{', '.join(UNITS)}")
+    units.add_argument("--lanes", dest="sweep_lanes", metavar="L,L,..",
+                       help="with --units: lanes to try (default: each unit's own)")
     flow = p.add_argument_group("flow")
     flow.add_argument("--freq", type=float, default=None, metavar="MHZ",
                       help="clock constraint for nextpnr (default: --clock-mhz)")
-    flow.add_argument("--wrapper", choices=("io", "link"), default="io", help="as in `tritforge synth` (default io)")
+    flow.add_argument("--wrapper", choices=("io", "link"), default=None,
+                      help="as in `tritforge synth` (default io)")
     flow.add_argument("--router", choices=ROUTER_CHOICES, default="auto",
                       help="nextpnr's router; auto (default): per point, router2 for an engine of several "
                            "slices or engines (where router1 can run on without converging), router1 "
@@ -91,9 +102,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    if args.units is not None:
+        return _run_units(args)
+    if args.sweep_lanes is not None:
+        raise TritforgeError("--lanes: expected only with --units (the engine's lanes are set by d and R)")
+    for opt, value in (("--depths", args.depths), ("--rows", args.sweep_rows)):
+        if value is None:
+            raise TritforgeError(f"{opt}: required (the engine's axes), unless --units is given")
     import os
-
-    from tqdm import tqdm
 
     from ..fpga.sweep import Axes, Estimator, Flow, run_sweep
     from ..hw.decoder import STYLES
@@ -110,9 +126,9 @@ def run(args) -> int:
                 seeds=_ints(args.seeds, "--seeds"),
                 decoders=_names(args.decoders, "--decoders", STYLES) if args.decoders else (None,),
                 primitives=_names(args.primitives, "--primitives", PRIMITIVES) if args.primitives else (None,))
-    flow = Flow(args.target, args.freq, args.wrapper, args.router, args.yosys_only, args.timeout_per_point)
-    if args.workers is not None and args.workers < 1:
-        raise TritforgeError(f"--workers {args.workers}: expected a positive number of workers")
+    flow = Flow(args.target, args.freq, args.wrapper or "io", args.router, args.yosys_only,
+                args.timeout_per_point)
+    _check_workers(args)
     if args.context < 0:
         raise TritforgeError(f"--context {args.context}: expected 0 or more")
     board = get_board(args.board)
@@ -127,6 +143,60 @@ def run(args) -> int:
     print(f"sweep    {args.target}: d in {list(axes.depths)}, R in {list(axes.rows)}, T in {list(axes.vectors)}, "
           f"seeds {list(axes.seeds)}, decoder {_shown(axes.decoders)}, primitives {_shown(axes.primitives)}; "
           f"{n} point{'s' * (n != 1)}{' (yosys only)' if args.yosys_only else ''}; cache {cache}", flush=True)
+    points = _with_progress(n, lambda progress, started: run_sweep(
+        axes, base, args.out, flow, estimator=estimator, cache_dir=args.cache, workers=args.workers,
+        scheduler=args.scheduler, retry_failed=args.retry_failed, progress=progress, started=started))
+    fronts = (("pareto", "pareto   LUT vs GMAC/s" if not args.yosys_only and args.target != "xilinx-estimate"
+               else "pareto   LUT vs MAC/cycle"),
+              ("pareto_tokens", f"pareto   LUT vs tok/s ({args.model_config} on {board.name})"))
+    return _finish(args, points, fronts, ("sweep.csv", "sweep.json", "pareto.png", "pareto_tokens.png"))
+
+
+def _run_units(args) -> int:
+    import dataclasses
+    import os
+
+    from ..fpga.sweep import Flow
+    from ..fpga.unitsweep import UnitAxes, plan_units, run_unit_sweep
+    from ..fpga.unitsynth import UNITS
+    from ..hwconfig import HwConfig
+
+    for opt, value in (("--depths", args.depths), ("--rows", args.sweep_rows), ("--vectors", args.sweep_vectors),
+                       ("--decoders", args.decoders), ("--primitives", args.primitives),
+                       ("--wrapper", args.wrapper), ("--config", args.config),
+                       *((f"--{f.name.replace('_', '-')}", getattr(args, f.name, None))
+                         for f in dataclasses.fields(HwConfig))):
+        if value is not None:
+            raise TritforgeError(f"{opt}: expected only without --units (the engine's options; a unit is "
+                                 f"built at its own shape in its pin shell, with the target's primitives)")
+    axes = UnitAxes(units=_names(args.units, "--units", tuple(UNITS)),
+                    lanes=_ints(args.sweep_lanes, "--lanes") if args.sweep_lanes else (None,),
+                    seeds=_ints(args.seeds, "--seeds"))
+    flow = Flow(args.target, args.freq, "io", args.router, args.yosys_only, args.timeout_per_point)
+    _check_workers(args)
+    n = len(plan_units(axes, flow))          # every point checked before anything is printed or run
+    cache = args.cache or os.path.join(args.out, "cache")
+    print(f"sweep    {args.target}: units {','.join(axes.units)}, lanes "
+          f"{_shown(axes.lanes) if axes.lanes != (None,) else 'default'}, seeds {list(axes.seeds)}; "
+          f"{n} point{'s' * (n != 1)}{' (yosys only)' if args.yosys_only else ''}; cache {cache}", flush=True)
+    points = _with_progress(n, lambda progress, started: run_unit_sweep(
+        axes, args.out, flow, cache_dir=args.cache, workers=args.workers, scheduler=args.scheduler,
+        retry_failed=args.retry_failed, progress=progress, started=started))
+    placed = not args.yosys_only and args.target != "xilinx-estimate"
+    fronts = (("pareto", f"pareto   LUT vs {'M elements/s' if placed else 'lanes'} per unit"),)
+    return _finish(args, points, fronts, ("sweep.csv", "sweep.json", "pareto.png"))
+
+
+def _check_workers(args) -> None:
+    if args.workers is not None and args.workers < 1:
+        raise TritforgeError(f"--workers {args.workers}: expected a positive number of workers")
+
+
+def _with_progress(n: int, sweep) -> list[dict]:
+    """``sweep(progress, started)`` with a progress bar of ``n`` points on a terminal and a
+    line per point."""
+    from tqdm import tqdm
+
     bar = tqdm(total=n, unit="point", disable=None, leave=False, dynamic_ncols=True)
 
     def progress(line: str) -> None:
@@ -134,21 +204,23 @@ def run(args) -> int:
         bar.update()
 
     try:
-        points = run_sweep(axes, base, args.out, flow, estimator=estimator, cache_dir=args.cache,
-                           workers=args.workers, scheduler=args.scheduler, retry_failed=args.retry_failed,
-                           progress=progress, started=lambda what: bar.write(f"cluster  {what}", file=sys.stdout))
+        return sweep(progress, lambda what: bar.write(f"cluster  {what}", file=sys.stdout))
     finally:
         bar.close()
+
+
+def _finish(args, points: list[dict], fronts, files) -> int:
+    """The summary lines; exit status 1 when a point failed or was stopped."""
+    import os
+
     cached = sum(1 for p in points if p["cached"])
     bad = [p for p in points if p["status"] != "ok"]
     print(f"points   {len(points) - len(bad)} built, {len(bad)} failed or stopped, "
           f"{cached} from the cache")
-    for key, what in (("pareto", "pareto   LUT vs GMAC/s" if not args.yosys_only and args.target != "xilinx-estimate"
-                       else "pareto   LUT vs MAC/cycle"),
-                      ("pareto_tokens", f"pareto   LUT vs tok/s ({args.model_config} on {board.name})")):
+    for key, what in fronts:
         front = [p["point"] for p in points if p[key]]
         print(f"{what}: {', '.join(front) if front else '(none)'}")
-    for name in ("sweep.csv", "sweep.json", "pareto.png", "pareto_tokens.png"):
+    for name in files:
         print(f"wrote    {os.path.join(args.out, name)}")
     if bad:       # the table is complete; the exit status says not every point was built
         print(f"error: {len(bad)} of {len(points)} points failed or were stopped "
@@ -158,4 +230,4 @@ def run(args) -> int:
 
 
 def _shown(values) -> str:
-    return "default" if values == (None,) else ",".join(values)
+    return "default" if values == (None,) else ",".join(map(str, values))
