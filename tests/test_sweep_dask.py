@@ -40,18 +40,24 @@ def _cache_state(cache) -> dict:
     return out
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    """One sweep of four points on a two-worker LocalCluster: its folder and its output."""
-    out = str(tmp_path_factory.mktemp("sweep") / "out")
+def sweep_once(folder, argv: list[str], rc: int) -> tuple[str, str]:
+    """``tritforge <argv> --out <folder>/out``, which must exit with ``rc``: the output
+    folder and what the command printed."""
     import io
     from contextlib import redirect_stdout
 
-    buf = io.StringIO()
+    out, buf = str(folder / "out"), io.StringIO()
     with redirect_stdout(buf):
-        rc = main([*ARGV, "--out", out])
-    assert rc == 1, buf.getvalue()          # two points fail: the table is written all the same
+        got = main([*argv, "--out", out])
+    assert got == rc, buf.getvalue()
     return out, buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """One sweep of four points on a two-worker LocalCluster: its folder and its output
+    (two points fail: the table is written all the same, exit 1)."""
+    return sweep_once(tmp_path_factory.mktemp("sweep"), ARGV, 1)
 
 
 def test_a_two_worker_cluster_builds_the_points_and_records_the_failing_ones(swept):

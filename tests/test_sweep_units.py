@@ -12,6 +12,7 @@ from tritforge.cli import main
 from tritforge.fpga import sweeppoint
 
 from test_fuzz import _leftovers
+from test_sweep_dask import sweep_once
 
 ARGV = ["sweep", "--target", "xilinx-estimate", "--units", "rope,silumul", "--lanes", "1,2",
         "--workers", "2"]
@@ -24,15 +25,7 @@ def _rows(out) -> dict:
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("unitsweep") / "out")
-    import io
-    from contextlib import redirect_stdout
-
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        rc = main([*ARGV, "--out", out])
-    assert rc == 0, buf.getvalue()
-    return out, buf.getvalue()
+    return sweep_once(tmp_path_factory.mktemp("unitsweep"), ARGV, 0)
 
 
 def test_each_unit_at_each_lanes_is_a_point_with_the_units_own_figures(swept):
