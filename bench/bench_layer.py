@@ -67,8 +67,9 @@ def attention(verilator: bool) -> None:
         import harness
         from tritforge.sim import cosim
         with tempfile.TemporaryDirectory() as tmp:
-            b = cosim.build(cosim.convert(AttentionUnit(ucfg), "tritforge_attention"), "tritforge_attention",
-                            cosim.component_ports(AttentionUnit(ucfg)), Path(tmp) / "b")
+            unit = AttentionUnit(ucfg)
+            b = cosim.build(cosim.convert(unit, "tritforge_attention"), "tritforge_attention",
+                            cosim.component_ports(unit), Path(tmp) / "b")
             job = {"inputs": ins, "outputs": {"out": ucfg.group * ucfg.beats}, "flags": ["err"]}
             rep = harness.run_streams(b, job, Path(tmp) / "run")
         print(f"  verilator (cocotb)  {rep['total_cycles'] / rep['wall_s']:10,.0f} cycles/s "
