@@ -1,4 +1,6 @@
 """Sweep the engine over a design space on Dask distributed: a table, Pareto plots, a cache.
+The cluster, the cache and the output (``run_points``, ``write_output``, ``mark_fronts``,
+``plot``) serve the unit sweep (``fpga.unitsweep``) too.
 
 Axes: d, R, T, the nextpnr seed, the decoder style and the primitive set (``Axes``); every
 combination is one point, one ``synthesize_engine`` run (``fpga.synthtop``) with the same
