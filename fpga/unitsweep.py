@@ -44,7 +44,7 @@ class UnitAxes:
 def plan_units(axes: UnitAxes, flow: Flow) -> list[Point]:
     """Every point of ``axes``, checked before anything runs: each unit at each of its lanes
     is built (its parameters checked, no elaboration), the seeds and flow options."""
-    from .unitsynth import build, unit
+    from .unitsynth import check, unit
 
     t = get_target(flow.target)
     for name in ("units", "lanes", "seeds"):
@@ -74,7 +74,7 @@ def plan_units(axes: UnitAxes, flow: Flow) -> list[Point]:
             continue
         seen.add((name, lanes, seed))
         try:
-            build(name, lanes, t.primitives)
+            check(name, lanes, t.primitives)
         except TritforgeError as exc:
             raise TritforgeError(f"--lanes {lanes}: {exc}") from None
         spec = {"unit": name, "lanes": lanes, "target": t.name, "seed": seed,
