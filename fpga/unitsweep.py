@@ -11,7 +11,8 @@ covers the unit, lanes, target, seed, clock, router, whether nextpnr runs, the t
 versions and the digest of the unit flow's sources (``fpga.sweeppoint.UNIT_FLOW_MODULES``).
 
 Output: ``sweep.csv`` and ``sweep.json`` (a row per point: the unit's own LUT4, carry,
-flip-flops, BRAM, DSP, LUT RAM, the clock's Fmax and the element rate lanes x Fmax),
+flip-flops, BRAM, DSP, LUT RAM, the clock's Fmax and the element rate lanes x Fmax where
+the lanes are the unit's stream's, ``unitsynth.Unit.lanes_are_rate``: not the layer's),
 ``pareto.png`` (unit LUTs against M elements/s, or lanes without place and route, a
 Pareto front per unit: its lanes trade area for rate) and ``points/<name>/``.
 """
@@ -43,7 +44,7 @@ class UnitAxes:
 
 def plan_units(axes: UnitAxes, flow: Flow) -> list[Point]:
     """Every point of ``axes``, checked before anything runs: each unit at each of its lanes
-    is built (its parameters checked, no elaboration), the seeds and flow options."""
+    (``unitsynth.check``: its parameters, no elaboration), the seeds and flow options."""
     from .unitsynth import check, unit
 
     t = get_target(flow.target)
@@ -109,6 +110,8 @@ def run_unit_sweep(axes: UnitAxes, out_dir: str, flow: Flow, *, cache_dir: str |
 
 
 def _row(p: Point, record: dict, cached: bool) -> dict:
+    from .unitsynth import unit
+
     row = {c: None for c in COLUMNS}
     row.update(p.values, status=record["status"], error=record["error"], note=record.get("note"),
                cached=cached, seconds=record.get("seconds"), key=record["key"], point=p.name)
@@ -118,7 +121,7 @@ def _row(p: Point, record: dict, cached: bool) -> dict:
     row.update({k: rep["unit"][k] for k in ("lut", "carry", "lut_equiv", "ff", "bram", "dsp", "lutram",
                                             "fmax_mhz")})
     row["design_lut"] = rep["resources"]["lut"]
-    if row["fmax_mhz"] is not None:
+    if row["fmax_mhz"] is not None and unit(p.values["unit"]).lanes_are_rate:
         row["melem_per_s"] = round(p.values["lanes"] * row["fmax_mhz"], 1)
     return row
 

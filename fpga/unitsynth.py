@@ -95,6 +95,9 @@ class Unit:
     lanes_meaning: str
     #: the unit's submodules counted apart as well (kept as modules ``top.unit.<part>``)
     parts: tuple[str, ...] = ()
+    #: its lanes are the elements its stream takes per cycle, so lanes x Fmax is its rate
+    #: (not the layer's: they are its attention unit's)
+    lanes_are_rate: bool = True
 
 
 UNITS = {
@@ -109,7 +112,8 @@ UNITS = {
                     "elements per beat"),
     "layer": Unit("hw/layer.py DecoderLayer, LayerConfig() (SmolLM2 shape, engine d = 2, R = 4)", _layer, 16,
                   "the attention unit's lanes (LayerConfig.lanes)",
-                  ("engine", "attention", "mem", "norm1", "norm2", "quant_act", "rope", "silu", "requant_res")),
+                  ("engine", "attention", "mem", "norm1", "norm2", "quant_act", "rope", "silu", "requant_res"),
+                  lanes_are_rate=False),
 }
 
 

@@ -93,6 +93,19 @@ def test_the_unit_points_are_keyed_by_the_unit_flows_sources():
     assert all(p.spec["place"] and p.spec["freq_mhz"] == 200.0 for p in points)
 
 
+def test_the_element_rate_is_the_lanes_times_fmax_except_for_the_layer():
+    from tritforge.fpga.sweep import Flow, Point
+    from tritforge.fpga.unitsweep import _row
+
+    record = {"status": "ok", "error": None, "key": "k", "seconds": 1.0,
+              "report": {"unit": {"lut": 10, "carry": 1, "lut_equiv": 12, "ff": 20, "bram": 0, "dsp": 1,
+                                  "lutram": 0, "fmax_mhz": 150.0}, "resources": {"lut": 30}}}
+    rows = {name: _row(Point({"unit": name, "lanes": 4, "seed": 1}, None, {}, "k", f"{name}_l4"), record, False)
+            for name in ("rope", "attention", "layer")}
+    assert rows["rope"]["melem_per_s"] == rows["attention"]["melem_per_s"] == 600.0
+    assert rows["layer"]["melem_per_s"] is None and rows["layer"]["fmax_mhz"] == 150.0
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--units", "rope,fft"], "--units 'rope,fft': 'fft' is not one of attention"),
     (["--units", "rope", "--lanes", "3"], "--lanes 3: unit rope lanes=3: Rope lanes=3 must divide"),
