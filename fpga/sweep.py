@@ -275,10 +275,11 @@ def run_sweep(axes: Axes, base: HwConfig, out_dir: str, flow: Flow, *,
     ones first); ``started(line)`` once the cluster is up. Returns the rows."""
     t = get_target(flow.target)
     points = plan(axes, base, flow)
+    cache = open_cache(out_dir, cache_dir)
     ykey = "gmac_per_s" if points[0].spec["place"] else "macs_per_cycle"
-    table = run_points(points, out_dir, flow, lambda p, record, cached: _row(p, record, cached, estimator),
-                       _line, cache_dir=cache_dir, workers=workers, scheduler=scheduler,
-                       retry_failed=retry_failed, progress=progress, started=started)
+    table = run_points(points, cache, flow, lambda p, record, cached: _row(p, record, cached, estimator),
+                       _line, workers=workers, scheduler=scheduler, retry_failed=retry_failed,
+                       progress=progress, started=started)
     # d sets the precision: a front per depth
     mark_fronts(table, "depth", "engine_lut", ykey, "pareto")
     if estimator is not None:
@@ -299,25 +300,25 @@ def run_sweep(axes: Axes, base: HwConfig, out_dir: str, flow: Flow, *,
                  f"{title}: {meta['model']} on {meta['board']}, context {meta['context']:,}",
                  os.path.join(work, "pareto_tokens.png"), **ENGINE_PLOT)
 
-    write_output(out_dir, points, table, COLUMNS, summary, plots, cache_dir)
+    write_output(out_dir, points, table, cache, COLUMNS, summary, plots)
     return table
 
 
-def _cache(out_dir: str, cache_dir: str | None) -> Cache:
+def open_cache(out_dir: str, cache_dir: str | None) -> Cache:
+    """The sweep's cache: ``cache_dir``, else ``out_dir/cache`` (``out_dir`` checked)."""
     out_dir = os.path.abspath(out_dir)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise TritforgeError(f"--out {out_dir}: exists and is not a folder")
     return Cache(cache_dir or os.path.join(out_dir, "cache"))
 
 
-def run_points(points: list[Point], out_dir: str, flow: Flow, row, line, *, cache_dir: str | None = None,
-               workers: int | None = None, scheduler: str | None = None, retry_failed: bool = False,
-               progress=print, started=None) -> list[dict]:
+def run_points(points: list[Point], cache: Cache, flow: Flow, row, line, *, workers: int | None = None,
+               scheduler: str | None = None, retry_failed: bool = False, progress=print,
+               started=None) -> list[dict]:
     """The rows of ``points`` (in their order): a cached point's from its cached record,
     every other point's once it has run on Dask (``row(point, record, cached)``; each
     completed point committed to the cache and announced by ``progress(line(row, done,
     total, width))``)."""
-    cache = _cache(out_dir, cache_dir)
     total, width = len(points), max(len(p.name) for p in points)
     rows, todo = {}, []
     for p in points:
@@ -350,14 +351,12 @@ def run_points(points: list[Point], out_dir: str, flow: Flow, row, line, *, cach
     return [rows[p.key] for p in points]
 
 
-def write_output(out_dir: str, points: list[Point], table: list[dict], columns: tuple[str, ...],
-                 summary: dict, plots, cache_dir: str | None = None) -> None:
+def write_output(out_dir: str, points: list[Point], table: list[dict], cache: Cache,
+                 columns: tuple[str, ...], summary: dict, plots) -> None:
     """``points/<name>/`` per point, ``sweep.csv`` (``columns``), ``sweep.json`` (``summary``
     with the cache folder and the rows) and what ``plots(folder)`` draws, replacing the
     same-named entries of ``out_dir`` together."""
-    out_dir = os.path.abspath(out_dir)
-    cache = _cache(out_dir, cache_dir)
-    with atomic_merge(out_dir) as work:
+    with atomic_merge(os.path.abspath(out_dir)) as work:
         for p, row in zip(points, table):
             dest = os.path.join(work, "points", p.name)
             entry = cache.path(row["key"])

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import TritforgeError
-from .sweep import Flow, Point, mark_fronts, plot, run_points, write_output
+from .sweep import Flow, Point, mark_fronts, open_cache, plot, run_points, write_output
 from .sweeppoint import UNIT_FLOW_MODULES, point_key, source_digest
 from .synth import pick_router, tool_versions
 from .synth import target as get_target
@@ -65,19 +65,18 @@ def plan_units(axes: UnitAxes, flow: Flow) -> list[Point]:
         raise TritforgeError(f"--timeout-per-point {flow.timeout_s}: expected a positive number of seconds")
     pick_router(flow.router)                     # checks the name
 
+    varying = {"unit": tuple(dict.fromkeys(axes.units)),
+               "lanes": tuple(dict.fromkeys(axes.lanes)), "seed": tuple(dict.fromkeys(axes.seeds))}
+    # a unit's default lanes also given by number is one point
+    combos = dict.fromkeys((name, unit(name).lanes if lanes is None else lanes, seed)
+                           for name, lanes, seed in itertools.product(*varying.values()))
+    try:
+        check(dict.fromkeys((name, lanes) for name, lanes, _ in combos), t.primitives)
+    except TritforgeError as exc:
+        raise TritforgeError(f"--lanes: {exc}") from None
     tools, source = tool_versions(), source_digest(UNIT_FLOW_MODULES)
-    varying = {"unit": tuple(dict.fromkeys(axes.units)), "lanes": tuple(dict.fromkeys(axes.lanes)),
-               "seed": tuple(dict.fromkeys(axes.seeds))}
-    points, seen = [], set()
-    for name, lanes, seed in itertools.product(*varying.values()):
-        lanes = unit(name).lanes if lanes is None else lanes
-        if (name, lanes, seed) in seen:          # a unit's default lanes also given by number
-            continue
-        seen.add((name, lanes, seed))
-        try:
-            check(name, lanes, t.primitives)
-        except TritforgeError as exc:
-            raise TritforgeError(f"--lanes {lanes}: {exc}") from None
+    points = []
+    for name, lanes, seed in combos:
         spec = {"unit": name, "lanes": lanes, "target": t.name, "seed": seed,
                 "freq_mhz": flow.freq_mhz or 200.0, "router": pick_router(flow.router, unit=name),
                 "place": not flow.yosys_only, "tools": tools, "source": source}
@@ -86,26 +85,29 @@ def plan_units(axes: UnitAxes, flow: Flow) -> list[Point]:
     return points
 
 
-def run_unit_sweep(axes: UnitAxes, out_dir: str, flow: Flow, *, cache_dir: str | None = None,
+def run_unit_sweep(points: list[Point], out_dir: str, flow: Flow, *, cache_dir: str | None = None,
                    workers: int | None = None, scheduler: str | None = None,
                    retry_failed: bool = False, progress=print, started=None) -> list[dict]:
-    """As ``fpga.sweep.run_sweep``, for units (module docstring). Returns the rows."""
+    """As ``fpga.sweep.run_sweep``, for the units' ``points`` (``plan_units``; module
+    docstring). Returns the rows."""
     t = get_target(flow.target)
-    points = plan_units(axes, flow)
+    cache = open_cache(out_dir, cache_dir)
     placed = bool(t.nextpnr) and not flow.yosys_only
     ykey = "melem_per_s" if placed else "lanes"
-    table = run_points(points, out_dir, flow, _row, _line, cache_dir=cache_dir, workers=workers,
-                       scheduler=scheduler, retry_failed=retry_failed, progress=progress, started=started)
+    table = run_points(points, cache, flow, _row, _line, workers=workers, scheduler=scheduler,
+                       retry_failed=retry_failed, progress=progress, started=started)
     mark_fronts(table, "unit", "lut", ykey, "pareto")       # a unit's lanes trade area for rate
     kind = t.kind if placed or not t.nextpnr else "yosys only, no place-and-route"
-    summary = {"target": t.name, "kind": kind, "axes": dataclasses.asdict(axes),
+    axes = {k: list(dict.fromkeys(p.values[k] for p in points)) for k in ("unit", "lanes", "seed")}
+    summary = {"target": t.name, "kind": kind,
+               "axes": {"units": axes["unit"], "lanes": axes["lanes"], "seeds": axes["seed"]},
                "flow": dataclasses.asdict(flow), "tools": points[0].spec["tools"],
                "source_digest": points[0].spec["source"]}
     ylabel = "M elements/s (lanes x Fmax)" if placed else "lanes (elements per cycle)"
-    write_output(out_dir, points, table, COLUMNS, summary,
+    write_output(out_dir, points, table, cache, COLUMNS, summary,
                  lambda work: plot(table, ykey, ylabel, "pareto", f"{t.name} units ({kind})",
                                    os.path.join(work, "pareto.png"), xkey="lut", xlabel="unit LUT4",
-                                   group="unit", group_label="{}"), cache_dir)
+                                   group="unit", group_label="{}"))
     return table
 
 

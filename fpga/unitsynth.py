@@ -136,10 +136,10 @@ def build(name: str, lanes: int | None = None, primitives: str = "generic"):
     return UnitShell(component), params
 
 
-def check(name: str, lanes: int | None = None, primitives: str = "generic") -> None:
-    """Raise ``build``'s error for these arguments, if any, and keep nothing: the built shell
-    is dropped unelaborated without Amaranth's warning that it was never used (a sweep checks
-    every point before its processes build them)."""
+def check(units, primitives: str = "generic") -> None:
+    """Raise ``build``'s error for the first (name, lanes) of ``units`` it refuses, if any,
+    and keep nothing: the built shells are dropped unelaborated, without Amaranth's warning
+    that they were never used (a sweep checks its points before its processes build them)."""
     import gc
     import warnings
 
@@ -147,8 +147,11 @@ def check(name: str, lanes: int | None = None, primitives: str = "generic") -> N
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
-        build(name, lanes, primitives)
-        gc.collect()            # the shell and unit refer to each other: collected here
+        try:
+            for name, lanes in units:
+                build(name, lanes, primitives)
+        finally:
+            gc.collect()        # a shell and its unit refer to each other: collected here
 
 
 FIGURES = ("lut", "carry", "lut_equiv", "ff", "bram", "dsp", "lutram")

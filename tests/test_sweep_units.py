@@ -108,7 +108,7 @@ def test_the_element_rate_is_the_lanes_times_fmax_except_for_the_layer():
 
 @pytest.mark.parametrize("extra, message", [
     (["--units", "rope,fft"], "--units 'rope,fft': 'fft' is not one of attention"),
-    (["--units", "rope", "--lanes", "3"], "--lanes 3: unit rope lanes=3: Rope lanes=3 must divide"),
+    (["--units", "rope", "--lanes", "3"], "--lanes: unit rope lanes=3: Rope lanes=3 must divide"),
     (["--units", "rope", "--lanes", "0"], "--lanes 0: expected whole numbers of lanes >= 1"),
     (["--units", "rope", "--depths", "1"], "--depths: expected only without --units"),
     (["--units", "rope", "--max-in-features", "64"], "--max-in-features: expected only without --units"),

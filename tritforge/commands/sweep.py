@@ -174,13 +174,14 @@ def _run_units(args) -> int:
                     seeds=_ints(args.seeds, "--seeds"))
     flow = Flow(args.target, args.freq, "io", args.router, args.yosys_only, args.timeout_per_point)
     _check_workers(args)
-    n = len(plan_units(axes, flow))          # every point checked before anything is printed or run
+    planned = plan_units(axes, flow)         # every point checked before anything is printed or run
+    n = len(planned)
     cache = args.cache or os.path.join(args.out, "cache")
     print(f"sweep    {args.target}: units {','.join(axes.units)}, lanes "
           f"{_shown(axes.lanes) if axes.lanes != (None,) else 'default'}, seeds {list(axes.seeds)}; "
           f"{n} point{'s' * (n != 1)}{' (yosys only)' if args.yosys_only else ''}; cache {cache}", flush=True)
     points = _with_progress(n, lambda progress, started: run_unit_sweep(
-        axes, args.out, flow, cache_dir=args.cache, workers=args.workers, scheduler=args.scheduler,
+        planned, args.out, flow, cache_dir=args.cache, workers=args.workers, scheduler=args.scheduler,
         retry_failed=args.retry_failed, progress=progress, started=started))
     placed = not args.yosys_only and args.target != "xilinx-estimate"
     fronts = (("pareto", f"pareto   LUT vs {'M elements/s' if placed else 'lanes'} per unit"),)
